@@ -1,0 +1,96 @@
+"""The event envelope and the schema registry.
+
+Every event is a CloudEvents 1.0 envelope (`id`, `source`, `type`, `time`,
+`subject`, `data`, ...). `type` carries its version (`referral.issued.v1`);
+its first word is the aggregate, which names the Kafka topic
+(`kezek.referral`), and `subject` (the aggregate id) is the message key, so
+the events of one aggregate stay in order. Each type has a JSON Schema in
+`schemas/<type>.json`; an event whose data does not match is never written.
+"""
+from __future__ import annotations
+
+import functools
+import json
+import uuid
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any, Literal
+
+import jsonschema
+from pydantic import BaseModel, Field
+
+SCHEMA_DIR = Path(__file__).parent / "schemas"
+
+
+class UnknownEventType(ValueError):
+    pass
+
+
+class InvalidEvent(ValueError):
+    pass
+
+
+class Event(BaseModel):
+    specversion: Literal["1.0"] = "1.0"
+    id: str = Field(default_factory=lambda: str(uuid.uuid4()))
+    source: str
+    type: str
+    time: datetime
+    subject: str
+    datacontenttype: Literal["application/json"] = "application/json"
+    dataschema: str | None = None
+    data: dict[str, Any]
+
+    @property
+    def aggregate(self) -> str:
+        return aggregate_of(self.type)
+
+    def to_json(self) -> str:
+        return self.model_dump_json()
+
+    @classmethod
+    def from_json(cls, raw: str | bytes) -> "Event":
+        return cls.model_validate_json(raw)
+
+
+def aggregate_of(event_type: str) -> str:
+    return event_type.split(".", 1)[0]
+
+
+@functools.cache
+def schema_for(event_type: str) -> dict:
+    path = SCHEMA_DIR / f"{event_type}.json"
+    if not path.is_file():
+        raise UnknownEventType(f"no schema for event type {event_type!r} in {SCHEMA_DIR}")
+    return json.loads(path.read_text())
+
+
+def known_types() -> list[str]:
+    return sorted(p.stem for p in SCHEMA_DIR.glob("*.json") if p.stem != "envelope")
+
+
+def aggregates() -> list[str]:
+    return sorted({aggregate_of(t) for t in known_types()})
+
+
+def validate(event: Event) -> None:
+    try:
+        jsonschema.validate(event.data, schema_for(event.type))
+    except jsonschema.ValidationError as exc:
+        where = "/".join(str(p) for p in exc.absolute_path) or "(root)"
+        raise InvalidEvent(f"{event.type}: data at {where}: {exc.message}") from exc
+
+
+def new_event(event_type: str, subject: str, data: dict[str, Any], *, source: str,
+              time: datetime | None = None, event_id: str | None = None) -> Event:
+    event = Event(
+        id=event_id or str(uuid.uuid4()),
+        source=f"/kezek/{source}",
+        type=event_type,
+        time=time or datetime.now(UTC),
+        subject=subject,
+        dataschema=f"https://kezek.example/schemas/{event_type}.json",
+        data=data,
+    )
+    validate(event)
+    return event
