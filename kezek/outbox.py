@@ -20,24 +20,8 @@ from kezek.events import Event, new_event
 class Outbox:
     def __init__(self, metadata: sa.MetaData, source: str):
         self.source = source
-        self.table = sa.Table(
-            "outbox", metadata,
-            sa.Column("seq", sa.BigInteger().with_variant(sa.Integer, "sqlite"), primary_key=True, autoincrement=True),
-            sa.Column("event_id", sa.String(36), nullable=False, unique=True),
-            sa.Column("type", sa.String(100), nullable=False),
-            sa.Column("subject", sa.String(200), nullable=False),
-            sa.Column("payload", sa.Text, nullable=False),
-            sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
-            sa.Column("sent_at", sa.DateTime(timezone=True), nullable=True),
-            sa.Index("ix_outbox_unsent", "seq", postgresql_where=sa.text("sent_at IS NULL"),
-                     sqlite_where=sa.text("sent_at IS NULL")),
-        )
-        self.processed = sa.Table(
-            "processed_events", metadata,
-            sa.Column("consumer", sa.String(100), primary_key=True),
-            sa.Column("event_id", sa.String(36), primary_key=True),
-            sa.Column("processed_at", sa.DateTime(timezone=True), nullable=False),
-        )
+        self.table = sa.Table("outbox", metadata, *_outbox_columns(), _unsent_index())
+        self.processed = sa.Table("processed_events", metadata, *_processed_columns())
 
     def add(self, session: Session, event_type: str, subject: str, data: dict[str, Any],
             *, time: datetime | None = None, event_id: str | None = None) -> Event:
@@ -66,3 +50,42 @@ class Outbox:
         return session.execute(
             sa.select(sa.func.count()).select_from(self.table).where(self.table.c.sent_at.is_(None))
         ).scalar_one()
+
+
+def _outbox_columns() -> list[sa.Column]:
+    return [
+        sa.Column("seq", sa.BigInteger().with_variant(sa.Integer, "sqlite"), primary_key=True, autoincrement=True),
+        sa.Column("event_id", sa.String(36), nullable=False, unique=True),
+        sa.Column("type", sa.String(100), nullable=False),
+        sa.Column("subject", sa.String(200), nullable=False),
+        sa.Column("payload", sa.Text, nullable=False),
+        sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
+        sa.Column("sent_at", sa.DateTime(timezone=True), nullable=True),
+    ]
+
+
+def _unsent_index() -> sa.Index:
+    unsent = sa.text("sent_at IS NULL")
+    return sa.Index("ix_outbox_unsent", "seq", postgresql_where=unsent, sqlite_where=unsent)
+
+
+def _processed_columns() -> list[sa.Column]:
+    return [
+        sa.Column("consumer", sa.String(100), primary_key=True),
+        sa.Column("event_id", sa.String(36), primary_key=True),
+        sa.Column("processed_at", sa.DateTime(timezone=True), nullable=False),
+    ]
+
+
+def create_outbox_tables(op) -> None:
+    """Migration step shared by every service's first revision."""
+    unsent = sa.text("sent_at IS NULL")
+    op.create_table("outbox", *_outbox_columns())
+    op.create_index("ix_outbox_unsent", "outbox", ["seq"], postgresql_where=unsent, sqlite_where=unsent)
+    op.create_table("processed_events", *_processed_columns())
+
+
+def drop_outbox_tables(op) -> None:
+    op.drop_table("processed_events")
+    op.drop_index("ix_outbox_unsent", "outbox")
+    op.drop_table("outbox")

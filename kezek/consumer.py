@@ -1,0 +1,91 @@
+"""Idempotent Kafka consumers.
+
+Each message is handled in one database transaction that also records its
+event id in `processed_events`; the Kafka offset is committed only after
+that transaction commits. A crash in between redelivers the message, and the
+recorded id makes the second delivery a no-op: exactly one effect per event.
+"""
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable, Iterable
+
+import structlog
+from kafka import KafkaConsumer, TopicPartition
+from kafka.structs import OffsetAndMetadata
+from sqlalchemy.orm import Session, sessionmaker
+
+from kezek.events import Event
+from kezek.logging import get_logger
+from kezek.metrics import EVENTS_CONSUMED
+from kezek.outbox import Outbox
+
+log = get_logger(__name__)
+
+Handler = Callable[[Session, Event], None]
+
+
+class IdempotentConsumer:
+    def __init__(self, *, name: str, topics: Iterable[str], bootstrap: str,
+                 sessions: sessionmaker[Session], outbox: Outbox, handle: Handler,
+                 types: Iterable[str] | None = None, **kafka_config):
+        self.name = name
+        self.topics = list(topics)
+        self.sessions = sessions
+        self.outbox = outbox
+        self.handle = handle
+        self.types = set(types) if types else None
+        config = dict(
+            bootstrap_servers=bootstrap,
+            group_id=name,
+            enable_auto_commit=False,
+            auto_offset_reset="earliest",
+            max_poll_records=200,
+            request_timeout_ms=30_000,
+            session_timeout_ms=10_000,
+            heartbeat_interval_ms=3_000,
+        )
+        config.update(kafka_config)
+        self.consumer = KafkaConsumer(**config)
+        self.consumer.subscribe(self.topics)
+
+    def process(self, raw: bytes) -> bool:
+        """Applies one message; False when it was a repeat (or not for us)."""
+        event = Event.from_json(raw)
+        if self.types is not None and event.type not in self.types:
+            return False
+        with structlog.contextvars.bound_contextvars(event_id=event.id, event_type=event.type, consumer=self.name):
+            with self.sessions() as session, session.begin():
+                if not self.outbox.claim(session, self.name, event.id):
+                    log.info("consumer.duplicate_dropped")
+                    return False
+                self.handle(session, event)
+            EVENTS_CONSUMED.labels(consumer=self.name, type=event.type).inc()
+            log.info("consumer.handled")
+            return True
+
+    def poll_once(self, timeout_ms: int = 500) -> int:
+        handled = 0
+        batches = self.consumer.poll(timeout_ms=timeout_ms)
+        for tp, records in batches.items():
+            for record in records:
+                if self.process(record.value):
+                    handled += 1
+                # After the database commit, never before.
+                self.consumer.commit({TopicPartition(tp.topic, tp.partition): OffsetAndMetadata(record.offset + 1, "", -1)})
+        return handled
+
+    def run(self, stop: threading.Event) -> None:
+        while not stop.is_set():
+            try:
+                self.poll_once()
+            except Exception as exc:
+                log.warning("consumer.poll_failed", consumer=self.name, error=repr(exc))
+                stop.wait(1)
+        self.close()
+
+    def close(self) -> None:
+        try:
+            self.consumer.close(autocommit=False)
+        except Exception:
+            pass

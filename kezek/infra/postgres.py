@@ -1,0 +1,68 @@
+"""A PostgreSQL cluster from Debian's packages, in a folder of ours, on
+loopback only. As root, the server runs as the `postgres` user."""
+from __future__ import annotations
+
+import glob
+import os
+import shutil
+import subprocess
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from kezek.infra.procs import free_port, wait_until
+
+
+def pg_bin() -> Path:
+    found = sorted(glob.glob("/usr/lib/postgresql/*/bin"), key=lambda p: int(Path(p).parent.name))
+    if not found:
+        raise FileNotFoundError("PostgreSQL server not installed: run deploy/local/bootstrap.sh")
+    return Path(found[-1])
+
+
+def _as_owner(cmd: list[str]) -> list[str]:
+    return ["runuser", "-u", "postgres", "--", *cmd] if os.geteuid() == 0 else cmd
+
+
+@dataclass
+class PostgresCluster:
+    data_dir: Path
+    port: int = field(default_factory=free_port)
+    # Tests and benchmarks throw their data away: durability buys nothing there.
+    durable: bool = True
+    settings: dict[str, str] = field(default_factory=dict)
+
+    def url(self, database: str = "postgres") -> str:
+        return f"postgresql+psycopg://postgres@127.0.0.1:{self.port}/{database}"
+
+    def _chown(self, path: Path) -> None:
+        if os.geteuid() == 0:
+            shutil.chown(path, "postgres", "postgres")
+
+    def ready(self) -> bool:
+        r = subprocess.run([str(pg_bin() / "pg_isready"), "-h", "127.0.0.1", "-p", str(self.port)],
+                           capture_output=True)
+        return r.returncode == 0
+
+    def start(self, timeout: float = 60) -> "PostgresCluster":
+        self.data_dir.mkdir(parents=True, exist_ok=True)
+        self._chown(self.data_dir)
+        os.chmod(self.data_dir, 0o700)
+        if not (self.data_dir / "PG_VERSION").exists():
+            subprocess.run(_as_owner([str(pg_bin() / "initdb"), "-D", str(self.data_dir), "-U", "postgres",
+                                      "--auth=trust", "-E", "UTF8", "--locale=C.UTF-8"]),
+                           check=True, capture_output=True)
+        opts = {"listen_addresses": "127.0.0.1", "port": str(self.port),
+                "unix_socket_directories": str(self.data_dir), "max_connections": "200"}
+        if not self.durable:
+            opts.update(fsync="off", synchronous_commit="off", full_page_writes="off")
+        opts.update(self.settings)
+        o = " ".join(f"-c {k}={v}" for k, v in opts.items())
+        subprocess.run(_as_owner([str(pg_bin() / "pg_ctl"), "-D", str(self.data_dir), "-l",
+                                  str(self.data_dir / "server.log"), "-o", o, "-w", "-t", str(int(timeout)), "start"]),
+                       check=True, capture_output=True)
+        wait_until(self.ready, timeout, "PostgreSQL")
+        return self
+
+    def stop(self) -> None:
+        subprocess.run(_as_owner([str(pg_bin() / "pg_ctl"), "-D", str(self.data_dir), "-m", "fast", "-w", "stop"]),
+                       capture_output=True)

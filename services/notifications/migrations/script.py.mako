@@ -1,0 +1,1 @@
+../../../kezek/migration_template.mako
