@@ -1,0 +1,526 @@
+"""The registration rules of DOMAIN.md section 2 (the Balalyk parent flow).
+
+Pure functions and dataclasses, standard library only. Every refusal is a
+`FieldError`: the field it concerns and a stable code; the gateway turns the
+code into a sentence in the parent's language (see its gettext catalogs).
+"""
+from __future__ import annotations
+
+import hashlib
+import hmac
+import re
+import secrets
+from dataclasses import dataclass, field
+from datetime import date, datetime, timedelta
+from typing import Iterable, Literal
+
+# --- errors -----------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class FieldError:
+    field: str            # dotted path of the form field, e.g. "child.pin"
+    code: str             # stable machine code, e.g. "pin_future_date"
+    params: tuple[tuple[str, str], ...] = ()
+
+    def as_dict(self) -> dict:
+        return {"field": self.field, "code": self.code, "params": dict(self.params)}
+
+
+class RegistrationRefused(Exception):
+    """One or more fields break a rule; nothing was written."""
+
+    def __init__(self, errors: Iterable[FieldError]):
+        self.errors = tuple(errors)
+        super().__init__("; ".join(f"{e.field}: {e.code}" for e in self.errors))
+
+
+def _err(field_: str, code: str, **params: object) -> FieldError:
+    return FieldError(field_, code, tuple((k, str(v)) for k, v in params.items()))
+
+
+def _refuse_if(errors: list[FieldError]) -> None:
+    if errors:
+        raise RegistrationRefused(errors)
+
+
+# --- personal identification numbers ---------------------------------------
+
+Sex = Literal["female", "male"]
+
+
+@dataclass(frozen=True)
+class PersonalNumber:
+    number: str
+    country: Literal["KG", "KZ"]
+    birth_date: date | None   # KZ: only a hint (None when the digits name no real date)
+    sex: Sex | None
+
+
+def _digits_only(raw: str) -> str:
+    return re.sub(r"[\s-]", "", raw or "")
+
+
+def parse_kg_pin(raw: str, today: date, field_: str = "pin") -> PersonalNumber:
+    """Kyrgyz PIN: sex digit (1 female, 2 male), birth date DDMMYYYY, 5-digit
+    serial; no check digit, so the date and the sex digit are all we can check."""
+    pin = _digits_only(raw)
+    if not pin:
+        raise RegistrationRefused([_err(field_, "required")])
+    if not pin.isdigit() or len(pin) != 14:
+        raise RegistrationRefused([_err(field_, "pin_format", length=14)])
+    if pin[0] not in "12":
+        raise RegistrationRefused([_err(field_, "pin_sex_digit")])
+    try:
+        born = date(int(pin[5:9]), int(pin[3:5]), int(pin[1:3]))
+    except ValueError:
+        raise RegistrationRefused([_err(field_, "pin_impossible_date")]) from None
+    if born > today:
+        raise RegistrationRefused([_err(field_, "pin_future_date")])
+    if born.year < 1900:
+        raise RegistrationRefused([_err(field_, "pin_impossible_date")])
+    return PersonalNumber(pin, "KG", born, "female" if pin[0] == "1" else "male")
+
+
+_IIN_WEIGHTS_1 = (1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11)
+_IIN_WEIGHTS_2 = (3, 4, 5, 6, 7, 8, 9, 10, 11, 1, 2)
+# 7th digit: century and sex (odd male, even female); 0 is used for foreigners.
+_IIN_CENTURY = {"1": (1800, "male"), "2": (1800, "female"), "3": (1900, "male"),
+                "4": (1900, "female"), "5": (2000, "male"), "6": (2000, "female")}
+
+
+def iin_check_digit(first11: str) -> int | None:
+    """Mod-11 check digit of a Kazakh IIN; None when no digit fits (such
+    numbers are never issued)."""
+    d = [int(c) for c in first11]
+    check = sum(w * x for w, x in zip(_IIN_WEIGHTS_1, d)) % 11
+    if check == 10:
+        check = sum(w * x for w, x in zip(_IIN_WEIGHTS_2, d)) % 11
+    return None if check == 10 else check
+
+
+def parse_kz_iin(raw: str, today: date, field_: str = "pin") -> PersonalNumber:
+    """Kazakh IIN: YYMMDD, century/sex digit, 4-digit serial, check digit.
+    The check digit decides validity; the decoded date is only a hint."""
+    iin = _digits_only(raw)
+    if not iin:
+        raise RegistrationRefused([_err(field_, "required")])
+    if not iin.isdigit() or len(iin) != 12:
+        raise RegistrationRefused([_err(field_, "pin_format", length=12)])
+    if iin_check_digit(iin[:11]) != int(iin[11]):
+        raise RegistrationRefused([_err(field_, "iin_check_digit")])
+    born: date | None = None
+    sex: Sex | None = None
+    if iin[6] in _IIN_CENTURY:
+        century, sex = _IIN_CENTURY[iin[6]]
+        try:
+            born = date(century + int(iin[0:2]), int(iin[2:4]), int(iin[4:6]))
+        except ValueError:
+            born = None
+        if born is not None and born > today:
+            born = None
+    return PersonalNumber(iin, "KZ", born, sex)
+
+
+def parse_personal_number(raw: str, country: str, today: date, field_: str = "pin") -> PersonalNumber:
+    if country == "KZ":
+        return parse_kz_iin(raw, today, field_)
+    return parse_kg_pin(raw, today, field_)
+
+
+def age_in_full_years(born: date, on: date) -> int:
+    return on.year - born.year - ((on.month, on.day) < (born.month, born.day))
+
+
+# --- contacts ----------------------------------------------------------------
+
+_PHONE_RULES = {
+    # country code, national significant number length
+    "996": 9,   # Kyrgyzstan: +996 XXX XXX XXX
+    "7": 10,    # Kazakhstan: +7 7XX XXX XX XX
+}
+
+
+def normalize_phone(raw: str, field_: str = "phone") -> str:
+    """A Kyrgyz (+996, 9 digits) or Kazakh (+7, 10 digits) mobile number in
+    E.164. Local forms are accepted: 0XXXXXXXXX (KG) and 8XXXXXXXXXX (KZ)."""
+    s = re.sub(r"[\s\-().]", "", raw or "")
+    if not s:
+        raise RegistrationRefused([_err(field_, "required")])
+    if s.startswith("+"):
+        s = s[1:]
+    elif len(s) == 10 and s.startswith("0"):
+        s = "996" + s[1:]
+    elif len(s) == 11 and s.startswith("8"):
+        s = "7" + s[1:]
+    if not s.isdigit():
+        raise RegistrationRefused([_err(field_, "phone_format")])
+    for cc, length in _PHONE_RULES.items():
+        if s.startswith(cc) and len(s) == len(cc) + length:
+            if cc == "7" and s[1] not in "67":
+                break  # +7 9.. is Russia, not Kazakhstan
+            return "+" + s
+    raise RegistrationRefused([_err(field_, "phone_format")])
+
+
+_EMAIL = re.compile(r"^[A-Za-z0-9.!#$%&'*+/=?^_`{|}~-]+@[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?"
+                    r"(?:\.[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?)+$")
+
+
+def normalize_email(raw: str, field_: str = "email") -> str:
+    s = (raw or "").strip()
+    if not s:
+        raise RegistrationRefused([_err(field_, "required")])
+    if len(s) > 254 or not _EMAIL.match(s):
+        raise RegistrationRefused([_err(field_, "email_format")])
+    local, _, domain = s.rpartition("@")
+    return f"{local}@{domain.lower()}"
+
+
+# --- the e-mail code ----------------------------------------------------------
+
+CODE_DIGITS = 6
+CODE_TTL = timedelta(minutes=10)
+CODE_MAX_ATTEMPTS = 5
+CODE_RESEND_AFTER = timedelta(seconds=60)
+CODE_MAX_SENDS_PER_HOUR = 5
+
+
+def new_code() -> str:
+    return f"{secrets.randbelow(10 ** CODE_DIGITS):0{CODE_DIGITS}d}"
+
+
+def hash_code(code: str, email: str, key: bytes) -> str:
+    """Keyed hash: a 6-digit code has only a million values, so a plain hash
+    in a leaked table would be reversed at once; HMAC with the server key is not."""
+    return hmac.new(key, f"{email}\x00{code}".encode(), hashlib.sha256).hexdigest()
+
+
+@dataclass(frozen=True)
+class EmailCode:
+    email: str
+    code_hash: str
+    issued_at: datetime
+    attempts: int = 0
+    sends: tuple[datetime, ...] = ()     # send times within the last hour, for throttling
+    verified_at: datetime | None = None
+
+    @property
+    def expires_at(self) -> datetime:
+        return self.issued_at + CODE_TTL
+
+
+def issue_code(previous: EmailCode | None, email: str, code_hash: str, now: datetime,
+               field_: str = "email") -> EmailCode:
+    """A fresh code replaces the previous one (and its attempts), unless the
+    parent asks again too soon or too often."""
+    sends: tuple[datetime, ...] = ()
+    if previous is not None and previous.email == email:
+        sends = tuple(t for t in previous.sends if now - t < timedelta(hours=1))
+        if sends and now - max(sends) < CODE_RESEND_AFTER:
+            wait = int((CODE_RESEND_AFTER - (now - max(sends))).total_seconds()) + 1
+            raise RegistrationRefused([_err(field_, "code_resend_too_soon", seconds=wait)])
+        if len(sends) >= CODE_MAX_SENDS_PER_HOUR:
+            raise RegistrationRefused([_err(field_, "code_too_many_sends")])
+    return EmailCode(email=email, code_hash=code_hash, issued_at=now, sends=sends + (now,))
+
+
+def check_code(state: EmailCode | None, entered_hash: str, entered: str, now: datetime,
+               field_: str = "code") -> EmailCode:
+    """Returns the state after one attempt. A wrong code costs an attempt;
+    the refusal carries how many are left. The caller saves the returned
+    state even when it raises (see `CodeAttemptFailed`)."""
+    if state is None:
+        raise RegistrationRefused([_err(field_, "code_not_requested")])
+    if state.verified_at is not None:
+        return state
+    if not re.fullmatch(r"\d{%d}" % CODE_DIGITS, (entered or "").strip()):
+        raise RegistrationRefused([_err(field_, "code_format", length=CODE_DIGITS)])
+    if state.attempts >= CODE_MAX_ATTEMPTS:
+        raise RegistrationRefused([_err(field_, "code_too_many_attempts")])
+    if now >= state.expires_at:
+        raise RegistrationRefused([_err(field_, "code_expired")])
+    if not hmac.compare_digest(state.code_hash, entered_hash):
+        spent = EmailCode(**{**state.__dict__, "attempts": state.attempts + 1})
+        left = CODE_MAX_ATTEMPTS - spent.attempts
+        code = "code_wrong" if left else "code_too_many_attempts"
+        raise CodeAttemptFailed(spent, [_err(field_, code, left=left)])
+    return EmailCode(**{**state.__dict__, "verified_at": now})
+
+
+class CodeAttemptFailed(RegistrationRefused):
+    """A wrong code: the attempt counts, so the new state must be saved."""
+
+    def __init__(self, state: EmailCode, errors: Iterable[FieldError]):
+        super().__init__(errors)
+        self.state = state
+
+
+# --- the three steps of the application --------------------------------------
+
+_NAME = re.compile(r"^[^\W\d_]+(?:[ '\-ʼ’][^\W\d_]+)*$")
+ROLES = ("mother", "father", "representative")
+DOCUMENT_TYPES = ("id_card", "passport", "other")
+_DOCUMENT_NUMBER = {
+    "id_card": re.compile(r"^ID\d{7}$"),      # KG ID card, e.g. ID1234567
+    "passport": re.compile(r"^A[NC]\d{7}$"),  # KG passport, e.g. AN1234567
+    "other": re.compile(r"^[A-Z0-9]{5,20}$"),
+}
+LANGUAGES = ("ky", "ru", "kk", "en")
+INSTRUCTION_LANGUAGES = ("ky", "ru", "kk", "uz", "en")
+DEFAULT_CATEGORIES = ("general", "extraordinary", "privileged")
+MAX_CHILD_AGE_YEARS = 7      # preschool: older children go to school, not the queue
+MAX_PREFERENCES = 3
+
+
+def check_name(raw: str | None, field_: str, errors: list[FieldError], required: bool = True) -> str | None:
+    s = " ".join((raw or "").split())
+    if not s:
+        if required:
+            errors.append(_err(field_, "required"))
+        return None
+    if len(s) > 60 or not _NAME.match(s):
+        errors.append(_err(field_, "name_format"))
+        return None
+    return s
+
+
+@dataclass(frozen=True)
+class ChildStep:
+    pin: str
+    surname: str
+    name: str
+    patronymic: str | None
+    birth_date: date
+    sex: str | None
+
+
+def validate_child(data: dict, country: str, today: date) -> ChildStep:
+    """Step 1. The birth date comes from the PIN (KG); for a Kazakh IIN the
+    decoded date is a hint that the parent may correct."""
+    errors: list[FieldError] = []
+    pn: PersonalNumber | None = None
+    try:
+        pn = parse_personal_number(data.get("pin", ""), country, today, "child.pin")
+    except RegistrationRefused as e:
+        errors.extend(e.errors)
+    surname = check_name(data.get("surname"), "child.surname", errors)
+    name = check_name(data.get("name"), "child.name", errors)
+    patronymic = check_name(data.get("patronymic"), "child.patronymic", errors, required=False)
+    born = pn.birth_date if pn else None
+    given = data.get("birth_date")
+    if given:
+        try:
+            given_date = given if isinstance(given, date) else date.fromisoformat(str(given))
+        except ValueError:
+            errors.append(_err("child.birth_date", "date_format"))
+            given_date = None
+        if given_date is not None and pn is not None:
+            if country == "KG" and given_date != pn.birth_date:
+                errors.append(_err("child.birth_date", "birth_date_contradicts_pin"))
+            elif country == "KZ":
+                born = given_date
+    if born is None and pn is not None:
+        errors.append(_err("child.birth_date", "required"))
+    if born is not None:
+        if born > today:
+            errors.append(_err("child.birth_date", "date_in_future"))
+        elif age_in_full_years(born, today) >= MAX_CHILD_AGE_YEARS:
+            errors.append(_err("child.pin", "child_too_old", years=MAX_CHILD_AGE_YEARS))
+    _refuse_if(errors)
+    assert pn is not None and born is not None and surname and name
+    return ChildStep(pn.number, surname, name, patronymic, born, pn.sex)
+
+
+@dataclass(frozen=True)
+class Address:
+    region: str        # territory codes from the address registry
+    district: str
+    settlement: str
+    street: str
+    house: str
+    flat: str | None = None
+
+
+@dataclass(frozen=True)
+class ParentStep:
+    role: str
+    surname: str
+    name: str
+    patronymic: str | None
+    pin: str
+    document_type: str
+    document_number: str
+    document_issued_on: date
+    address: Address
+    phone: str
+    email: str
+
+
+def validate_parent(data: dict, country: str, today: date, child_pin: str | None = None) -> ParentStep:
+    """Step 2 without the address registry (the service checks the address
+    against it) and without the e-mail code (a separate rule, see above)."""
+    errors: list[FieldError] = []
+    role = data.get("role") or ""
+    if role not in ROLES:
+        errors.append(_err("parent.role", "required" if not role else "choice", choices=",".join(ROLES)))
+    surname = check_name(data.get("surname"), "parent.surname", errors)
+    name = check_name(data.get("name"), "parent.name", errors)
+    patronymic = check_name(data.get("patronymic"), "parent.patronymic", errors, required=False)
+    pin = None
+    try:
+        pn = parse_personal_number(data.get("pin", ""), country, today, "parent.pin")
+        pin = pn.number
+        if pn.birth_date and age_in_full_years(pn.birth_date, today) < 14:
+            errors.append(_err("parent.pin", "parent_too_young"))
+        if child_pin and pin == child_pin:
+            errors.append(_err("parent.pin", "parent_pin_is_child_pin"))
+    except RegistrationRefused as e:
+        errors.extend(e.errors)
+    doc_type = data.get("document_type") or ""
+    doc_number = re.sub(r"\s", "", data.get("document_number") or "").upper()
+    if doc_type not in DOCUMENT_TYPES:
+        errors.append(_err("parent.document_type", "required" if not doc_type else "choice"))
+    elif not doc_number:
+        errors.append(_err("parent.document_number", "required"))
+    elif not _DOCUMENT_NUMBER[doc_type].match(doc_number):
+        errors.append(_err("parent.document_number", f"document_number_{doc_type}"))
+    issued: date | None = None
+    raw_issued = data.get("document_issued_on")
+    if not raw_issued:
+        errors.append(_err("parent.document_issued_on", "required"))
+    else:
+        try:
+            issued = raw_issued if isinstance(raw_issued, date) else date.fromisoformat(str(raw_issued))
+            if issued > today:
+                errors.append(_err("parent.document_issued_on", "date_in_future"))
+        except ValueError:
+            errors.append(_err("parent.document_issued_on", "date_format"))
+    address = None
+    a = data.get("address") or {}
+    for part in ("region", "district", "settlement", "street", "house"):
+        if not str(a.get(part) or "").strip():
+            errors.append(_err(f"address.{part}", "required"))
+    house = str(a.get("house") or "").strip()
+    if house and not re.fullmatch(r"[0-9A-Za-zА-Яа-яЁё/\-]{1,10}", house):
+        errors.append(_err("address.house", "house_format"))
+    flat = str(a.get("flat") or "").strip() or None
+    if flat and not re.fullmatch(r"[0-9A-Za-zА-Яа-я\-]{1,6}", flat):
+        errors.append(_err("address.flat", "flat_format"))
+    if not any(e.field.startswith("address.") for e in errors):
+        address = Address(str(a["region"]).strip(), str(a["district"]).strip(),
+                          str(a["settlement"]).strip(), str(a["street"]).strip(), house, flat)
+    phone = email = None
+    try:
+        phone = normalize_phone(data.get("phone", ""), "parent.phone")
+    except RegistrationRefused as e:
+        errors.extend(e.errors)
+    try:
+        email = normalize_email(data.get("email", ""), "parent.email")
+    except RegistrationRefused as e:
+        errors.extend(e.errors)
+    _refuse_if(errors)
+    assert surname and name and pin and issued and address and phone and email
+    return ParentStep(role, surname, name, patronymic, pin, doc_type, doc_number, issued,
+                      address, phone, email)
+
+
+@dataclass(frozen=True)
+class ConfirmStep:
+    category: str
+    language: str                  # language of instruction wanted
+    preferences: tuple[str, ...]   # kindergarten ids, best first
+    agreement: bool
+
+
+def validate_confirmation(data: dict, categories: Iterable[str] = DEFAULT_CATEGORIES) -> ConfirmStep:
+    """Step 3: category, language of instruction, kindergartens in order of
+    preference, and the accepted user agreement."""
+    errors: list[FieldError] = []
+    categories = tuple(categories)
+    category = data.get("category") or ""
+    if category not in categories:
+        errors.append(_err("category", "required" if not category else "choice"))
+    language = data.get("language") or ""
+    if language not in INSTRUCTION_LANGUAGES:
+        errors.append(_err("language", "required" if not language else "choice"))
+    prefs = tuple(p.strip() for p in (data.get("preferences") or []) if p and p.strip())
+    if not prefs:
+        errors.append(_err("preferences", "required"))
+    elif len(prefs) > MAX_PREFERENCES:
+        errors.append(_err("preferences", "too_many_preferences", max=MAX_PREFERENCES))
+    elif len(set(prefs)) != len(prefs):
+        errors.append(_err("preferences", "duplicate_preference"))
+    if data.get("agreement") not in (True, "true", "on", "1", 1):
+        errors.append(_err("agreement", "agreement_required"))
+    _refuse_if(errors)
+    return ConfirmStep(category, language, prefs, True)
+
+
+# --- drafts --------------------------------------------------------------------
+
+STEPS = ("child", "parent", "contacts", "confirm")
+
+
+@dataclass
+class Draft:
+    """The application being filled in; saved after every step so that a
+    closed browser loses nothing."""
+    child: dict = field(default_factory=dict)
+    parent: dict = field(default_factory=dict)
+    email_verified: str | None = None     # the e-mail address the code proved
+
+    def next_step(self) -> str:
+        if not self.child:
+            return "child"
+        if not self.parent:
+            return "parent"
+        if self.email_verified != self.parent.get("email"):
+            return "contacts"
+        return "confirm"
+
+    def may_open(self, step: str) -> bool:
+        return STEPS.index(step) <= STEPS.index(self.next_step())
+
+
+# --- accounts ------------------------------------------------------------------
+
+ACTIVATION_TTL = timedelta(days=3)
+SESSION_TTL = timedelta(hours=12)
+LOGIN_MAX_FAILURES = 5
+LOGIN_WINDOW = timedelta(minutes=15)
+LOGIN_LOCKOUT = timedelta(minutes=15)
+MIN_PASSWORD_LENGTH = 10
+
+
+def new_token() -> str:
+    return secrets.token_urlsafe(32)
+
+
+def token_hash(token: str) -> str:
+    """Tokens are long random strings, so a plain SHA-256 is enough to keep a
+    leaked table useless."""
+    return hashlib.sha256(token.encode()).hexdigest()
+
+
+def check_new_password(password: str, login: str, field_: str = "password") -> None:
+    p = password or ""
+    if not p:
+        raise RegistrationRefused([_err(field_, "required")])
+    if len(p) < MIN_PASSWORD_LENGTH:
+        raise RegistrationRefused([_err(field_, "password_too_short", min=MIN_PASSWORD_LENGTH)])
+    if p.lower() in (login or "").lower() or len(set(p)) < 4:
+        raise RegistrationRefused([_err(field_, "password_too_weak")])
+
+
+def login_locked_until(failures: Iterable[datetime], now: datetime) -> datetime | None:
+    """Throttling: LOGIN_MAX_FAILURES failed logins within LOGIN_WINDOW lock
+    the login for LOGIN_LOCKOUT after the last failure."""
+    recent = sorted(t for t in failures if now - t < LOGIN_WINDOW + LOGIN_LOCKOUT)
+    for i in range(len(recent) - LOGIN_MAX_FAILURES + 1):
+        window = recent[i:i + LOGIN_MAX_FAILURES]
+        if window[-1] - window[0] < LOGIN_WINDOW:
+            until = window[-1] + LOGIN_LOCKOUT
+            if until > now:
+                return until
+    return None

@@ -1,0 +1,318 @@
+"""The registration rules of DOMAIN.md section 2."""
+from __future__ import annotations
+
+from datetime import UTC, date, datetime, timedelta
+
+import pytest
+from hypothesis import given, strategies as st
+
+from services.registration import domain as d
+
+TODAY = date(2026, 11, 23)
+NOW = datetime(2026, 11, 23, 10, 0, tzinfo=UTC)
+KEY = b"test-key"
+
+
+def codes(exc: pytest.ExceptionInfo) -> list[tuple[str, str]]:
+    return [(e.field, e.code) for e in exc.value.errors]
+
+
+# --- Kyrgyz PIN ----------------------------------------------------------------
+
+def test_kg_pin_gives_birth_date_and_sex():
+    girl = d.parse_kg_pin("11506202400011", TODAY)
+    assert girl.birth_date == date(2024, 6, 15) and girl.sex == "female"
+    boy = d.parse_kg_pin("2 0101 2023 00042", TODAY)
+    assert boy.birth_date == date(2023, 1, 1) and boy.sex == "male" and boy.number == "20101202300042"
+
+
+@pytest.mark.parametrize("pin", ["", "1150620240001", "115062024000111", "1150620240001a"])
+def test_kg_pin_must_be_14_digits(pin):
+    with pytest.raises(d.RegistrationRefused) as exc:
+        d.parse_kg_pin(pin, TODAY)
+    assert codes(exc)[0][1] in ("pin_format", "required")
+
+
+def test_kg_pin_sex_digit_is_1_or_2():
+    with pytest.raises(d.RegistrationRefused) as exc:
+        d.parse_kg_pin("31506202400011", TODAY)
+    assert codes(exc) == [("pin", "pin_sex_digit")]
+
+
+@pytest.mark.parametrize("pin", ["13002202400011", "13204202400011", "12913202400011", "12902202300011"])
+def test_kg_pin_with_impossible_date_refused(pin):
+    with pytest.raises(d.RegistrationRefused) as exc:
+        d.parse_kg_pin(pin, TODAY)
+    assert codes(exc) == [("pin", "pin_impossible_date")]
+
+
+def test_kg_pin_leap_day_accepted_in_leap_year():
+    assert d.parse_kg_pin("22902202400011", TODAY).birth_date == date(2024, 2, 29)
+
+
+def test_kg_pin_with_future_birth_date_refused():
+    with pytest.raises(d.RegistrationRefused) as exc:
+        d.parse_kg_pin("12411202600011", TODAY)
+    assert codes(exc) == [("pin", "pin_future_date")]
+
+
+@given(st.dates(min_value=date(1950, 1, 1), max_value=TODAY), st.sampled_from("12"),
+       st.integers(0, 99999))
+def test_kg_pin_round_trips_any_real_date(born, sex, serial):
+    pin = f"{sex}{born:%d%m%Y}{serial:05d}"
+    info = d.parse_kg_pin(pin, TODAY)
+    assert info.birth_date == born and info.sex == ("female" if sex == "1" else "male")
+
+
+# --- Kazakh IIN ----------------------------------------------------------------
+
+def make_iin(first11: str) -> str:
+    check = d.iin_check_digit(first11)
+    assert check is not None
+    return first11 + str(check)
+
+
+def test_kz_iin_check_digit_uses_first_weights():
+    # 950101 3 0123 ?: 9+10+0+4+0+6+21+0+9+20+33 = 112 -> 112 % 11 = 2
+    assert d.iin_check_digit("95010130123") == 2
+    info = d.parse_kz_iin("950101301232", TODAY)
+    assert info.birth_date == date(1995, 1, 1) and info.sex == "male"
+
+
+def test_kz_iin_check_digit_falls_back_to_second_weights():
+    # A number whose first sum is 10 mod 11 is checked with 3,4,...,11,1,2.
+    found = None
+    for serial in range(10000):
+        first11 = f"2305155{serial:04d}"
+        d1 = sum(w * int(c) for w, c in zip(range(1, 12), first11)) % 11
+        if d1 == 10:
+            found = first11
+            break
+    assert found is not None
+    d2 = sum(w * int(c) for w, c in zip((3, 4, 5, 6, 7, 8, 9, 10, 11, 1, 2), found)) % 11
+    assert d.iin_check_digit(found) == (None if d2 == 10 else d2)
+
+
+def test_kz_iin_with_wrong_check_digit_refused():
+    iin = make_iin("23051560001")
+    wrong = iin[:11] + str((int(iin[11]) + 1) % 10)
+    with pytest.raises(d.RegistrationRefused) as exc:
+        d.parse_kz_iin(wrong, TODAY)
+    assert codes(exc) == [("pin", "iin_check_digit")]
+
+
+def test_kz_iin_decodes_century_and_sex():
+    info = d.parse_kz_iin(make_iin("23051560001"), TODAY)
+    assert info.birth_date == date(2023, 5, 15) and info.sex == "female"
+
+
+def test_kz_iin_date_is_only_a_hint():
+    # 31 February: the check digit holds, so the IIN stands, without a date.
+    info = d.parse_kz_iin(make_iin("23023150001"), TODAY)
+    assert info.birth_date is None
+
+
+def test_kz_iin_must_be_12_digits():
+    with pytest.raises(d.RegistrationRefused) as exc:
+        d.parse_kz_iin("1234567890", TODAY)
+    assert codes(exc) == [("pin", "pin_format")]
+
+
+# --- phones and e-mail ----------------------------------------------------------
+
+@pytest.mark.parametrize("raw,e164", [
+    ("+996 555 123 456", "+996555123456"), ("996555123456", "+996555123456"),
+    ("0555 12-34-56", "+996555123456"), ("+7 (701) 123-45-67", "+77011234567"),
+    ("87011234567", "+77011234567"),
+])
+def test_phone_accepts_kyrgyz_and_kazakh_numbers(raw, e164):
+    assert d.normalize_phone(raw) == e164
+
+
+@pytest.mark.parametrize("raw", ["+99655512345", "+9965551234567", "+79161234567", "+1 202 555 0100", "phone"])
+def test_phone_outside_plus996_and_plus7_refused(raw):
+    with pytest.raises(d.RegistrationRefused) as exc:
+        d.normalize_phone(raw)
+    assert codes(exc) == [("phone", "phone_format")]
+
+
+def test_email_domain_is_lowercased_and_bad_address_refused():
+    assert d.normalize_email(" Aida@Mail.KG ") == "Aida@mail.kg"
+    with pytest.raises(d.RegistrationRefused) as exc:
+        d.normalize_email("aida@")
+    assert codes(exc) == [("email", "email_format")]
+
+
+# --- the e-mail code ------------------------------------------------------------
+
+def issued(code="123456", at=NOW, previous=None):
+    return d.issue_code(previous, "a@b.kg", d.hash_code(code, "a@b.kg", KEY), at)
+
+
+def test_code_is_six_digits():
+    assert all(len(c) == 6 and c.isdigit() for c in (d.new_code() for _ in range(100)))
+
+
+def test_code_is_stored_hashed_with_a_key():
+    state = issued()
+    assert "123456" not in state.code_hash
+    assert state.code_hash != d.hash_code("123456", "a@b.kg", b"other-key")
+
+
+def test_right_code_verifies_the_email():
+    state = d.check_code(issued(), d.hash_code("123456", "a@b.kg", KEY), "123456", NOW + timedelta(minutes=9))
+    assert state.verified_at is not None
+
+
+def test_code_expires_after_10_minutes():
+    with pytest.raises(d.RegistrationRefused) as exc:
+        d.check_code(issued(), d.hash_code("123456", "a@b.kg", KEY), "123456", NOW + timedelta(minutes=10))
+    assert codes(exc) == [("code", "code_expired")]
+
+
+def test_code_allows_5_attempts_then_refuses_even_the_right_one():
+    state = issued()
+    for i in range(5):
+        with pytest.raises(d.CodeAttemptFailed) as exc:
+            d.check_code(state, d.hash_code("000000", "a@b.kg", KEY), "000000", NOW)
+        state = exc.value.state
+        assert state.attempts == i + 1
+    assert codes(exc) == [("code", "code_too_many_attempts")]
+    with pytest.raises(d.RegistrationRefused) as exc2:
+        d.check_code(state, d.hash_code("123456", "a@b.kg", KEY), "123456", NOW)
+    assert codes(exc2) == [("code", "code_too_many_attempts")]
+
+
+def test_code_resend_throttled_for_a_minute():
+    first = issued()
+    with pytest.raises(d.RegistrationRefused) as exc:
+        issued("654321", NOW + timedelta(seconds=30), first)
+    assert codes(exc) == [("email", "code_resend_too_soon")]
+    second = issued("654321", NOW + timedelta(seconds=61), first)
+    assert second.attempts == 0 and len(second.sends) == 2
+
+
+def test_code_resend_limited_to_5_an_hour():
+    state = None
+    for i in range(5):
+        state = issued(at=NOW + timedelta(minutes=2 * i), previous=state)
+    with pytest.raises(d.RegistrationRefused) as exc:
+        issued(at=NOW + timedelta(minutes=12), previous=state)
+    assert codes(exc) == [("email", "code_too_many_sends")]
+    assert issued(at=NOW + timedelta(minutes=61), previous=state).sends
+
+
+def test_code_must_be_six_digits_when_entered():
+    with pytest.raises(d.RegistrationRefused) as exc:
+        d.check_code(issued(), "", "12ab", NOW)
+    assert codes(exc) == [("code", "code_format")]
+
+
+# --- the three steps ------------------------------------------------------------
+
+CHILD = {"pin": "21506202400011", "surname": "Асанов", "name": "Айбек", "patronymic": ""}
+PARENT = {
+    "role": "mother", "surname": "Асанова", "name": "Айгүл", "patronymic": "Бакытовна",
+    "pin": "11203199000123", "document_type": "id_card", "document_number": "ID1234567",
+    "document_issued_on": "2020-05-01",
+    "address": {"region": "41711", "district": "41711211", "settlement": "41711000000",
+                "street": "chui", "house": "12А", "flat": "5"},
+    "phone": "+996 555 123 456", "email": "aigul@example.kg",
+}
+
+
+def test_child_step_takes_birth_date_from_pin():
+    step = d.validate_child(CHILD, "KG", TODAY)
+    assert step.birth_date == date(2024, 6, 15) and step.patronymic is None and step.sex == "male"
+
+
+def test_child_birth_date_cannot_contradict_pin():
+    with pytest.raises(d.RegistrationRefused) as exc:
+        d.validate_child({**CHILD, "birth_date": "2024-06-16"}, "KG", TODAY)
+    assert codes(exc) == [("child.birth_date", "birth_date_contradicts_pin")]
+
+
+def test_child_step_reports_every_bad_field_at_once():
+    with pytest.raises(d.RegistrationRefused) as exc:
+        d.validate_child({"pin": "123", "surname": "", "name": "A1"}, "KG", TODAY)
+    assert codes(exc) == [("child.pin", "pin_format"), ("child.surname", "required"), ("child.name", "name_format")]
+
+
+def test_child_of_school_age_refused():
+    with pytest.raises(d.RegistrationRefused) as exc:
+        d.validate_child({**CHILD, "pin": "20101201800011"}, "KG", TODAY)
+    assert codes(exc) == [("child.pin", "child_too_old")]
+
+
+def test_kz_child_birth_date_may_correct_the_iin_hint():
+    iin = make_iin("23051550002")
+    step = d.validate_child({**CHILD, "pin": iin, "birth_date": "2023-05-16"}, "KZ", TODAY)
+    assert step.birth_date == date(2023, 5, 16)
+
+
+def test_parent_step_normalises_contacts_and_document():
+    step = d.validate_parent({**PARENT, "document_number": "id 1234567"}, "KG", TODAY)
+    assert step.phone == "+996555123456" and step.document_number == "ID1234567"
+    assert step.address.house == "12А"
+
+
+def test_parent_step_names_each_bad_field():
+    bad = {**PARENT, "role": "uncle", "pin": "31203199000123", "document_number": "X1",
+           "document_issued_on": "2030-01-01", "phone": "12345", "email": "x",
+           "address": {**PARENT["address"], "street": ""}}
+    with pytest.raises(d.RegistrationRefused) as exc:
+        d.validate_parent(bad, "KG", TODAY)
+    assert {f for f, _ in codes(exc)} == {
+        "parent.role", "parent.pin", "parent.document_number", "parent.document_issued_on",
+        "parent.phone", "parent.email", "address.street"}
+
+
+def test_parent_pin_cannot_be_the_child_pin():
+    with pytest.raises(d.RegistrationRefused) as exc:
+        d.validate_parent({**PARENT, "pin": CHILD["pin"]}, "KG", TODAY, child_pin=CHILD["pin"])
+    assert ("parent.pin", "parent_pin_is_child_pin") in codes(exc)
+
+
+def test_confirmation_needs_category_preferences_and_agreement():
+    with pytest.raises(d.RegistrationRefused) as exc:
+        d.validate_confirmation({"category": "vip", "language": "ru", "preferences": ["a", "a"]})
+    assert codes(exc) == [("category", "choice"), ("preferences", "duplicate_preference"),
+                          ("agreement", "agreement_required")]
+    ok = d.validate_confirmation({"category": "general", "language": "ky", "preferences": ["a", "b"],
+                                  "agreement": "on"})
+    assert ok.preferences == ("a", "b")
+
+
+def test_draft_opens_steps_in_order_and_needs_the_verified_email():
+    draft = d.Draft()
+    assert draft.next_step() == "child" and not draft.may_open("parent")
+    draft.child = CHILD
+    draft.parent = PARENT
+    assert draft.next_step() == "contacts"
+    draft.email_verified = "other@example.kg"
+    assert draft.next_step() == "contacts"
+    draft.email_verified = PARENT["email"]
+    assert draft.next_step() == "confirm" and draft.may_open("child")
+
+
+# --- accounts ---------------------------------------------------------------------
+
+def test_short_or_trivial_password_refused():
+    for pw, code in (("short", "password_too_short"), ("aaaaaaaaaaaa", "password_too_weak")):
+        with pytest.raises(d.RegistrationRefused) as exc:
+            d.check_new_password(pw, "aigul@example.kg")
+        assert codes(exc) == [("password", code)]
+    d.check_new_password("correct horse battery", "aigul@example.kg")
+
+
+def test_login_locked_after_5_failures_in_15_minutes():
+    fails = [NOW + timedelta(minutes=i) for i in range(4)]
+    assert d.login_locked_until(fails, NOW + timedelta(minutes=5)) is None
+    fails.append(NOW + timedelta(minutes=4))
+    assert d.login_locked_until(fails, NOW + timedelta(minutes=5)) == NOW + timedelta(minutes=19)
+    assert d.login_locked_until(fails, NOW + timedelta(minutes=20)) is None
+
+
+def test_failures_spread_over_more_than_15_minutes_do_not_lock():
+    fails = [NOW + timedelta(minutes=5 * i) for i in range(5)]
+    assert d.login_locked_until(fails, NOW + timedelta(minutes=21)) is None
