@@ -96,12 +96,6 @@ RULES: dict[str, Rule] = {
     "application.position_changed.v1": Rule(Kind.TOP_TEN_REACHED, _QUIET),
 }
 
-# Events that carry a parent's contacts; the service keeps them so that later
-# events naming only the application can reach the parent.
-CONTACT_EVENTS = frozenset({"application.received.v1", "account.activation_issued.v1",
-                            "parent.contacts_changed.v1"})
-
-
 @dataclass(frozen=True)
 class Recipient:
     parent_id: str | None = None
