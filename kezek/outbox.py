@@ -43,8 +43,9 @@ class Outbox:
             from sqlalchemy.dialects.sqlite import insert
         stmt = insert(self.processed).values(
             consumer=consumer, event_id=event_id, processed_at=datetime.now(UTC),
-        ).on_conflict_do_nothing()
-        return session.execute(stmt).rowcount == 1
+        ).on_conflict_do_nothing().returning(self.processed.c.event_id)
+        # RETURNING, not rowcount: psycopg reports -1 for this statement.
+        return session.execute(stmt).first() is not None
 
     def pending(self, session: Session) -> int:
         return session.execute(

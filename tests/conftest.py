@@ -1,0 +1,82 @@
+"""Real servers for the suite, started once per session and only when a test
+asks for them: a Kafka broker, a Temporal dev server, a PostgreSQL cluster.
+Nothing is mocked and nothing is skipped: if a server cannot start, the
+tests that need it fail."""
+from __future__ import annotations
+
+import os
+import shutil
+import tempfile
+import uuid
+from pathlib import Path
+
+import pytest
+
+from kezek.infra.kafka import KafkaBroker
+from kezek.infra.postgres import PostgresCluster
+from kezek.infra.temporal import TemporalDevServer
+
+ARTIFACTS = Path(__file__).parent / "artifacts"
+
+
+@pytest.fixture(scope="session")
+def infra_dir():
+    # Under /tmp with open permissions: PostgreSQL runs as `postgres` when
+    # the suite runs as root, and must reach its folder.
+    path = Path(tempfile.mkdtemp(prefix="kezek-test-"))
+    os.chmod(path, 0o755)
+    yield path
+    shutil.rmtree(path, ignore_errors=True)
+
+
+@pytest.fixture(scope="session")
+def kafka_broker(infra_dir):
+    broker = KafkaBroker(infra_dir / "kafka").start()
+    yield broker
+    broker.stop()
+
+
+@pytest.fixture(scope="session")
+def kafka_bootstrap(kafka_broker) -> str:
+    return kafka_broker.bootstrap
+
+
+@pytest.fixture
+def private_kafka(infra_dir):
+    """A broker of the test's own, for tests that stop and restart it."""
+    broker = KafkaBroker(infra_dir / f"kafka-{uuid.uuid4().hex[:8]}").start()
+    yield broker
+    broker.stop(hard=True)
+
+
+@pytest.fixture(scope="session")
+def temporal_dev(infra_dir):
+    server = TemporalDevServer(infra_dir / "temporal").start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture(scope="session")
+def pg_cluster(infra_dir):
+    cluster = PostgresCluster(infra_dir / "pg", durable=False).start()
+    yield cluster
+    cluster.stop()
+
+
+@pytest.fixture
+def pg_url(pg_cluster):
+    """pg_url("name") -> the URL of a fresh, empty database."""
+    from kezek.db import ensure_database
+
+    def make(name: str = "t") -> str:
+        url = pg_cluster.url(f"{name}_{uuid.uuid4().hex[:10]}")
+        ensure_database(url)
+        return url
+
+    return make
+
+
+@pytest.fixture(scope="session")
+def artifacts_dir() -> Path:
+    ARTIFACTS.mkdir(exist_ok=True)
+    return ARTIFACTS

@@ -1,0 +1,184 @@
+"""The event backbone end to end on real PostgreSQL and a real Kafka broker:
+one state change becomes exactly one event, consumed with exactly one
+effect, through a broker restart and a consumer killed between its database
+commit and its offset commit."""
+from __future__ import annotations
+
+import uuid
+
+import pytest
+import sqlalchemy as sa
+from kafka import KafkaConsumer
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+
+from kezek.consumer import IdempotentConsumer
+from kezek.db import make_engine, make_session_factory, unit_of_work
+from kezek.events import Event, InvalidEvent
+from kezek.infra.kafka import ensure_topics
+from kezek.outbox import Outbox
+from kezek.relay import OutboxRelay, wait_until_relayed
+
+pytestmark = pytest.mark.integration
+TOPIC = "kezek.backbone"
+
+
+class SenderBase(DeclarativeBase):
+    pass
+
+
+class Probe(SenderBase):
+    __tablename__ = "probes"
+    id: Mapped[str] = mapped_column(sa.String(36), primary_key=True)
+    note: Mapped[str] = mapped_column(sa.String(200))
+
+
+class ReceiverBase(DeclarativeBase):
+    pass
+
+
+class Receipt(ReceiverBase):
+    __tablename__ = "receipts"
+    id: Mapped[int] = mapped_column(primary_key=True)
+    probe_id: Mapped[str] = mapped_column(sa.String(36))
+
+
+sender_outbox = Outbox(SenderBase.metadata, source="sender")
+receiver_outbox = Outbox(ReceiverBase.metadata, source="receiver")
+
+
+def write_probe(sessions, note: str) -> str:
+    probe_id = str(uuid.uuid4())
+    with unit_of_work(sessions) as session:
+        session.add(Probe(id=probe_id, note=note))
+        sender_outbox.add(session, "backbone.probe.v1", probe_id, {"probe_id": probe_id, "note": note})
+    return probe_id
+
+
+def record_receipt(session, event: Event) -> None:
+    session.add(Receipt(probe_id=event.data["probe_id"]))
+
+
+def receipts(sessions, probe_id: str) -> int:
+    with sessions() as s:
+        return s.scalar(sa.select(sa.func.count()).where(Receipt.probe_id == probe_id))
+
+
+def messages_on_topic(bootstrap: str, event_id: str) -> int:
+    reader = KafkaConsumer(TOPIC, bootstrap_servers=bootstrap, group_id=None, auto_offset_reset="earliest",
+                           enable_auto_commit=False, consumer_timeout_ms=3000)
+    try:
+        return sum(1 for m in reader if Event.from_json(m.value).id == event_id)
+    finally:
+        reader.close()
+
+
+@pytest.fixture
+def databases(pg_url):
+    sender = make_engine(pg_url("sender"))
+    receiver = make_engine(pg_url("receiver"))
+    SenderBase.metadata.create_all(sender)
+    ReceiverBase.metadata.create_all(receiver)
+    yield make_session_factory(sender), make_session_factory(receiver)
+    sender.dispose()
+    receiver.dispose()
+
+
+def make_consumer(bootstrap, sessions, name="receiver-probes"):
+    return IdempotentConsumer(name=name, topics=[TOPIC], bootstrap=bootstrap, sessions=sessions,
+                              outbox=receiver_outbox, handle=record_receipt)
+
+
+def test_one_state_change_is_one_event_consumed_once_across_broker_restart_and_consumer_crash(private_kafka, databases):
+    sender, receiver = databases
+    ensure_topics(private_kafka.bootstrap, [TOPIC])
+    relay = OutboxRelay(sender, sender_outbox, private_kafka.bootstrap)
+
+    probe_id = write_probe(sender, "written before the broker went down")
+    with sender() as s:
+        event_id = s.scalar(sa.select(sender_outbox.table.c.event_id))
+
+    # The broker is down between the write and the relay: nothing is lost.
+    private_kafka.stop()
+    with pytest.raises(Exception):
+        relay.relay_once()
+    relay.close()
+    with sender() as s:
+        assert sender_outbox.pending(s) == 1
+    private_kafka.start()
+    wait_until_relayed(relay, timeout=60)
+    relay.close()
+    with sender() as s:
+        assert sender_outbox.pending(s) == 0
+    assert messages_on_topic(private_kafka.bootstrap, event_id) == 1
+
+    # The consumer commits its database transaction, then dies before it
+    # commits the offset: the broker delivers the event again.
+    first = make_consumer(private_kafka.bootstrap, receiver)
+    delivered = []
+    for _ in range(40):
+        for records in first.consumer.poll(timeout_ms=500).values():
+            for record in records:
+                delivered.append(first.process(record.value))
+        if delivered:
+            break
+    first.consumer.close(autocommit=False)
+    assert delivered == [True]
+    assert receipts(receiver, probe_id) == 1
+
+    second = make_consumer(private_kafka.bootstrap, receiver)
+    redelivered = []
+    for _ in range(40):
+        for records in second.consumer.poll(timeout_ms=500).values():
+            for record in records:
+                redelivered.append(second.process(record.value))
+        if redelivered:
+            break
+    second.close()
+    assert redelivered == [False], "the redelivered event must be recognised as a repeat"
+    assert receipts(receiver, probe_id) == 1
+
+
+def test_relay_resending_after_a_crash_before_marking_gives_one_effect(kafka_bootstrap, databases):
+    sender, receiver = databases
+    ensure_topics(kafka_bootstrap, [TOPIC])
+    relay = OutboxRelay(sender, sender_outbox, kafka_bootstrap)
+    probe_id = write_probe(sender, "sent twice")
+    wait_until_relayed(relay)
+    # A relay that died after the broker's ack but before marking the row
+    # sends it again.
+    with sender() as s, s.begin():
+        s.execute(sender_outbox.table.update().values(sent_at=None))
+    wait_until_relayed(relay)
+    relay.close()
+
+    consumer = make_consumer(kafka_bootstrap, receiver, name=f"receiver-{uuid.uuid4().hex[:6]}")
+    outcomes = []
+    for _ in range(60):
+        for records in consumer.consumer.poll(timeout_ms=500).values():
+            for record in records:
+                if Event.from_json(record.value).subject == probe_id:
+                    outcomes.append(consumer.process(record.value))
+        if len(outcomes) >= 2:
+            break
+    consumer.close()
+    assert outcomes == [True, False], "the same event arrives twice and takes effect once"
+    assert receipts(receiver, probe_id) == 1
+
+
+def test_rolled_back_state_change_writes_no_event(databases):
+    sender, _ = databases
+    with pytest.raises(RuntimeError):
+        with unit_of_work(sender) as session:
+            session.add(Probe(id=str(uuid.uuid4()), note="never committed"))
+            sender_outbox.add(session, "backbone.probe.v1", "x", {"probe_id": "x", "note": "never"})
+            raise RuntimeError("the use case failed after writing")
+    with sender() as s:
+        assert s.scalar(sa.select(sa.func.count()).select_from(Probe)) == 0
+        assert sender_outbox.pending(s) == 0
+
+
+def test_event_whose_data_breaks_its_schema_is_never_written(databases):
+    sender, _ = databases
+    with pytest.raises(InvalidEvent, match="probe_id"):
+        with unit_of_work(sender) as session:
+            sender_outbox.add(session, "backbone.probe.v1", "x", {"note": "no probe id"})
