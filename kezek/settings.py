@@ -29,7 +29,7 @@ class Settings(BaseSettings):
     kafka_topic_prefix: str = "kezek"
     temporal_address: str = "127.0.0.1:7233"
     temporal_namespace: str = "default"
-    temporal_task_queue: str = "kezek-referrals"
+    temporal_task_queue: str = "referrals"
     secret_key: SecretStr = SecretStr(DEV_SECRET)
     pseudonym_key: SecretStr = SecretStr(DEV_SECRET)
     host: str = "127.0.0.1"

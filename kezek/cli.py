@@ -1,0 +1,40 @@
+"""The `kezek` command. Each subcommand lives in its own module with a
+`main(argv) -> int`, imported only when it is used."""
+from __future__ import annotations
+
+import importlib
+import sys
+
+COMMANDS: dict[str, tuple[str, str]] = {
+    "run": ("kezek.supervisor", "start the whole system locally (make run)"),
+    "stop": ("kezek.commands.stop", "stop a running `kezek run`"),
+    "migrate": ("kezek.commands.migrate", "run every service's database migrations"),
+    "serve": ("kezek.commands.serve", "serve one service's HTTP API"),
+    "relay": ("kezek.commands.relay", "publish every service's outbox to Kafka"),
+    "consume": ("kezek.commands.consume", "run the services' Kafka consumers and background jobs"),
+    "worker": ("kezek.commands.worker", "run the Temporal worker (referral workflows and activities)"),
+}
+
+
+def usage() -> str:
+    width = max(map(len, COMMANDS))
+    lines = ["usage: kezek COMMAND [ARGS]", "", "commands:"]
+    lines += [f"  {name.ljust(width)}  {help_}" for name, (_, help_) in COMMANDS.items()]
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    if not argv or argv[0] in ("-h", "--help", "help"):
+        print(usage())
+        return 0
+    name, rest = argv[0], argv[1:]
+    if name not in COMMANDS:
+        print(f"kezek: unknown command {name!r}\n\n{usage()}", file=sys.stderr)
+        return 2
+    module = importlib.import_module(COMMANDS[name][0])
+    return module.main(rest) or 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,50 @@
+"""Finds each service's parts by convention (see README, "Wiring"):
+`api.create_app`, `consumers.build_consumers`, `activities.build_activities`,
+`jobs.build_jobs`, `models.outbox`. A service without a part simply has none."""
+from __future__ import annotations
+
+import importlib
+from types import ModuleType
+
+from kezek.settings import SERVICES, Settings
+
+
+def optional_module(name: str) -> ModuleType | None:
+    try:
+        return importlib.import_module(name)
+    except ModuleNotFoundError as exc:
+        if exc.name == name:
+            return None
+        raise
+
+
+def _part(service: str, module: str, attr: str):
+    mod = optional_module(f"services.{service}.{module}")
+    return getattr(mod, attr, None) if mod else None
+
+
+def services_with_api() -> list[str]:
+    return [s for s in SERVICES if _part(s, "api", "create_app")]
+
+
+def create_app(service: str, settings: Settings):
+    factory = _part(service, "api", "create_app")
+    if factory is None:
+        raise LookupError(f"service {service!r} has no api.create_app")
+    return factory(settings)
+
+
+def consumers(settings: Settings) -> list:
+    return [c for s in SERVICES if (build := _part(s, "consumers", "build_consumers")) for c in build(settings)]
+
+
+def activities(settings: Settings) -> list:
+    return [a for s in SERVICES if (build := _part(s, "activities", "build_activities")) for a in build(settings)]
+
+
+def jobs(settings: Settings) -> list:
+    return [j for s in SERVICES if (build := _part(s, "jobs", "build_jobs")) for j in build(settings)]
+
+
+def outboxes() -> list[tuple[str, object]]:
+    return [(s, ob) for s in SERVICES if (ob := _part(s, "models", "outbox")) is not None]
