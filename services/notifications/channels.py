@@ -1,0 +1,144 @@
+"""Transports behind one interface: `send(outgoing) -> Attempt`. A transport
+never raises for a failed send; it says whether trying again can help.
+
+Every send carries the message id as its idempotency key (SMTP Message-ID,
+the SMS gateway's Idempotency-Key), so a send repeated after a crash between
+the provider's answer and our record of it is dropped by the provider.
+"""
+from __future__ import annotations
+
+import smtplib
+import sys
+import threading
+from email.message import EmailMessage
+from email.utils import formatdate
+from typing import Protocol, TextIO
+
+import httpx
+
+from services.notifications.domain import Channel, Outcome
+from services.notifications.service import Attempt, Outgoing
+
+
+class Transport(Protocol):
+    channel: Channel
+
+    def send(self, msg: Outgoing) -> Attempt: ...
+
+    def close(self) -> None: ...
+
+
+def smtp_message_id(msg: Outgoing) -> str:
+    return f"<{msg.id}@notifications.kezek>"
+
+
+class SmtpEmail:
+    channel = Channel.EMAIL
+
+    def __init__(self, host: str, port: int, sender: str, *, timeout: float = 10, starttls: bool = False,
+                 username: str | None = None, password: str | None = None):
+        self.host, self.port, self.sender, self.timeout = host, port, sender, timeout
+        self.starttls, self.username, self.password = starttls, username, password
+
+    def compose(self, msg: Outgoing) -> EmailMessage:
+        email = EmailMessage()
+        email["From"] = self.sender
+        email["To"] = msg.address
+        email["Subject"] = msg.subject or ""
+        email["Date"] = formatdate(usegmt=True)
+        email["Message-ID"] = smtp_message_id(msg)
+        email["Content-Language"] = msg.locale
+        email["Auto-Submitted"] = "auto-generated"  # RFC 3834: no vacation replies
+        email.set_content(msg.body)
+        return email
+
+    def send(self, msg: Outgoing) -> Attempt:
+        try:
+            with smtplib.SMTP(self.host, self.port, timeout=self.timeout) as smtp:
+                if self.starttls:
+                    smtp.starttls()
+                if self.username:
+                    smtp.login(self.username, self.password or "")
+                smtp.send_message(self.compose(msg))
+        except smtplib.SMTPRecipientsRefused as exc:
+            code, text = next(iter(exc.recipients.values()))
+            return Attempt(Outcome.PERMANENT if code >= 500 else Outcome.TRANSIENT, error=f"smtp {code} {text!r}")
+        except smtplib.SMTPResponseException as exc:
+            outcome = Outcome.PERMANENT if exc.smtp_code >= 500 else Outcome.TRANSIENT
+            return Attempt(outcome, error=f"smtp {exc.smtp_code} {exc.smtp_error!r}")
+        except (OSError, smtplib.SMTPException) as exc:  # refused, timed out, dropped
+            return Attempt(Outcome.TRANSIENT, error=f"smtp {exc!r}")
+        return Attempt(Outcome.SENT, provider_ref=smtp_message_id(msg))
+
+    def close(self) -> None:
+        pass
+
+
+class HttpSms:
+    """An SMS gateway over HTTP: POST {to, text, sender, reference} with an
+    Idempotency-Key; 2xx accepted, 408/429/5xx worth retrying, other 4xx not
+    (a number the gateway refuses stays refused). Delivery receipts come back
+    to this service's API (`callback_url`)."""
+
+    channel = Channel.SMS
+
+    def __init__(self, url: str, *, sender: str = "Kezek", token: str | None = None, timeout: float = 10,
+                 callback_url: str | None = None):
+        self.url, self.sender, self.callback_url = url, sender, callback_url
+        headers = {"Authorization": f"Bearer {token}"} if token else {}
+        self.client = httpx.Client(timeout=timeout, headers=headers)
+
+    def send(self, msg: Outgoing) -> Attempt:
+        body = {"to": msg.address, "text": msg.body, "sender": self.sender, "reference": msg.id}
+        if self.callback_url:
+            body["callback_url"] = self.callback_url
+        try:
+            r = self.client.post(self.url, json=body, headers={"Idempotency-Key": msg.id})
+        except httpx.HTTPError as exc:
+            return Attempt(Outcome.TRANSIENT, error=f"sms gateway {exc!r}")
+        if r.is_success:
+            try:
+                answer = r.json()
+            except ValueError:
+                answer = {}
+            outcome = Outcome.DELIVERED if answer.get("status") == "delivered" else Outcome.SENT
+            return Attempt(outcome, provider_ref=str(answer.get("id") or msg.id))
+        error = f"sms gateway {r.status_code} {r.text[:200]!r}"
+        if r.status_code in (408, 425, 429) or r.status_code >= 500:
+            return Attempt(Outcome.TRANSIENT, error=error)
+        return Attempt(Outcome.PERMANENT, error=error)
+
+    def close(self) -> None:
+        self.client.close()
+
+
+class InAppInbox:
+    """The inbox is the messages table the cabinet reads through our API:
+    making the message visible there is its delivery."""
+
+    channel = Channel.INAPP
+
+    def send(self, msg: Outgoing) -> Attempt:
+        return Attempt(Outcome.DELIVERED, provider_ref=f"inbox:{msg.address}")
+
+    def close(self) -> None:
+        pass
+
+
+class Console:
+    """Prints SMS and e-mail instead of sending them (`make run`)."""
+
+    def __init__(self, channel: Channel, stream: TextIO | None = None):
+        self.channel = channel
+        self.stream = stream
+        self._lock = threading.Lock()
+
+    def send(self, msg: Outgoing) -> Attempt:
+        head = f"--- {self.channel.value} to {msg.address} [{msg.locale}] {msg.id}"
+        text = f"{head}\n{msg.subject}\n\n{msg.body}\n" if msg.subject else f"{head}\n{msg.body}\n"
+        with self._lock:
+            print(text, file=self.stream or sys.stdout, flush=True)
+        return Attempt(Outcome.SENT, provider_ref=f"console:{msg.id}")
+
+    def close(self) -> None:
+        pass

@@ -1,0 +1,27 @@
+"""The notifications consumer: the facts a parent must hear about, from the
+registration, application, account and referral topics."""
+from __future__ import annotations
+
+from kezek.consumer import IdempotentConsumer
+from kezek.events import aggregate_of
+from services.notifications.models import outbox
+from services.notifications.service import CONSUMED_TYPES, NotificationService
+
+CONSUMER_NAME = "notifications"
+
+
+def topics(prefix: str) -> list[str]:
+    return sorted({f"{prefix}.{aggregate_of(t)}" for t in CONSUMED_TYPES})
+
+
+def make_consumer(service: NotificationService, bootstrap: str, prefix: str = "kezek",
+                  **kafka_config) -> IdempotentConsumer:
+    return IdempotentConsumer(name=CONSUMER_NAME, topics=topics(prefix), bootstrap=bootstrap,
+                              sessions=service.sessions, outbox=outbox, handle=service.handle,
+                              types=CONSUMED_TYPES, **kafka_config)
+
+
+def build_consumers(settings) -> list[IdempotentConsumer]:
+    from services.notifications.runtime import build_service
+
+    return [make_consumer(build_service(settings), settings.kafka_bootstrap, settings.kafka_topic_prefix)]

@@ -1,0 +1,159 @@
+"""Local stand-ins for the SMS gateway and the mail server, for development
+and the tests: real servers on loopback that record what they receive and
+fail on demand. The SMS gateway behaves like a real one in the two ways that
+matter here: it drops a repeated Idempotency-Key, and it posts a delivery
+receipt to the `callback_url` of each accepted SMS."""
+from __future__ import annotations
+
+import json
+import threading
+import time
+import uuid
+from dataclasses import dataclass, field
+from email import message_from_bytes
+from email.message import Message as EmailMessage
+from email.policy import default as default_policy
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+import httpx
+
+
+@dataclass
+class SmsRequest:
+    key: str
+    to: str
+    text: str
+    sender: str
+    reference: str | None
+    at: float
+
+
+@dataclass
+class DevSmsGateway:
+    host: str = "127.0.0.1"
+    port: int = 0
+    receipts: bool = True            # post delivery receipts to callback_url
+    requests: list[SmsRequest] = field(default_factory=list)   # every request, repeats included
+    accepted: dict[str, SmsRequest] = field(default_factory=dict)  # by Idempotency-Key
+    _fail: list[int] = field(default_factory=list)
+    _down_status: int | None = None
+    _server: ThreadingHTTPServer | None = None
+    _lock: threading.Lock = field(default_factory=threading.Lock)
+
+    @property
+    def url(self) -> str:
+        return f"http://{self.host}:{self.port}/send"
+
+    def fail_next(self, count: int, status: int = 503) -> None:
+        with self._lock:
+            self._fail.extend([status] * count)
+
+    def down(self, status: int = 503) -> None:
+        """Every request fails with `status` until `up()`."""
+        self._down_status = status
+
+    def up(self) -> None:
+        self._down_status = None
+
+    def delivered_to(self, phone: str) -> list[str]:
+        return [r.text for r in self.accepted.values() if r.to == phone]
+
+    def start(self) -> "DevSmsGateway":
+        gateway = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def log_message(self, *args):  # quiet
+                pass
+
+            def do_POST(self):
+                raw = self.rfile.read(int(self.headers.get("Content-Length") or 0))
+                try:
+                    body = json.loads(raw)
+                    req = SmsRequest(self.headers.get("Idempotency-Key") or str(uuid.uuid4()), body["to"],
+                                     body["text"], body.get("sender", ""), body.get("reference"), time.time())
+                except (ValueError, KeyError):
+                    return self._answer(400, {"error": "to and text are required"})
+                with gateway._lock:
+                    gateway.requests.append(req)
+                    status = gateway._down_status or (gateway._fail.pop(0) if gateway._fail else None)
+                    if status is None:
+                        first = req.key not in gateway.accepted
+                        gateway.accepted.setdefault(req.key, req)
+                if status is not None:
+                    return self._answer(status, {"error": "gateway failure on demand"})
+                provider_id = f"gw-{req.key}"
+                self._answer(200, {"id": provider_id, "status": "accepted", "duplicate": not first})
+                if first and gateway.receipts and body.get("callback_url"):
+                    threading.Thread(target=gateway._receipt, args=(body["callback_url"], provider_id, req),
+                                     daemon=True).start()
+
+            def _answer(self, status: int, payload: dict):
+                data = json.dumps(payload).encode()
+                self.send_response(status)
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", str(len(data)))
+                self.end_headers()
+                self.wfile.write(data)
+
+        self._server = ThreadingHTTPServer((self.host, self.port), Handler)
+        self.port = self._server.server_address[1]
+        threading.Thread(target=self._server.serve_forever, daemon=True, name="dev-sms-gateway").start()
+        return self
+
+    def _receipt(self, url: str, provider_id: str, req: SmsRequest) -> None:
+        for _ in range(20):  # the service may be restarting: try for a while, like a real gateway
+            try:
+                r = httpx.post(url, json={"id": provider_id, "reference": req.reference, "status": "delivered"},
+                               timeout=5)
+                if r.status_code < 500:
+                    return
+            except httpx.HTTPError:
+                pass
+            time.sleep(0.5)
+
+    def stop(self) -> None:
+        if self._server:
+            self._server.shutdown()
+            self._server.server_close()
+            self._server = None
+
+
+@dataclass
+class DevSmtpServer:
+    """aiosmtpd on loopback; `fail_next(n)` answers the next n messages with
+    a 451 (try again later)."""
+    host: str = "127.0.0.1"
+    port: int = 0
+    messages: list[EmailMessage] = field(default_factory=list)
+    _fail: list[str] = field(default_factory=list)
+    _controller: object = None
+
+    def fail_next(self, count: int, reply: str = "451 4.3.0 temporary failure on demand") -> None:
+        self._fail.extend([reply] * count)
+
+    def to(self, address: str) -> list[EmailMessage]:
+        return [m for m in self.messages if m["To"] == address]
+
+    def start(self) -> "DevSmtpServer":
+        from aiosmtpd.controller import Controller
+
+        from kezek.infra.procs import free_port
+
+        server = self
+
+        class Handler:
+            async def handle_DATA(self, _server, _session, envelope):
+                if server._fail:
+                    return server._fail.pop(0)
+                server.messages.append(message_from_bytes(envelope.content, policy=default_policy))
+                return "250 OK"
+
+        self.port = self.port or free_port()
+        self._controller = Controller(Handler(), hostname=self.host, port=self.port)
+        self._controller.start()
+        return self
+
+    def stop(self) -> None:
+        if self._controller is not None:
+            self._controller.stop()
+            self._controller = None

@@ -1,0 +1,64 @@
+"""The dispatcher: sends due messages, one loop per channel (a slow mail
+server must not hold up SMS), and records each attempt."""
+from __future__ import annotations
+
+import threading
+from collections.abc import Iterable
+
+from kezek.logging import get_logger
+from services.notifications.channels import Transport
+from services.notifications.domain import Channel, Outcome, expired
+from services.notifications.service import Attempt, NotificationService
+
+log = get_logger(__name__)
+
+
+class Dispatcher:
+    def __init__(self, service: NotificationService, transport: Transport, *, batch: int = 20,
+                 idle_sleep: float = 0.25):
+        self.service = service
+        self.transport = transport
+        self.batch = batch
+        self.idle_sleep = idle_sleep
+        self.__name__ = f"notifications-dispatch-{transport.channel.value}"
+
+    @property
+    def channel(self) -> Channel:
+        return self.transport.channel
+
+    def run_once(self) -> int:
+        """Sends what is due now; returns how many attempts were made."""
+        claimed = self.service.claim_due((self.channel,), limit=self.batch)
+        for msg in claimed:
+            if expired(msg.expires_at, self.service.clock()):
+                self.service.give_up_expired(msg.id)
+                continue
+            try:
+                attempt = self.transport.send(msg)
+            except Exception as exc:  # a transport bug is a failed attempt, not a dead loop
+                attempt = Attempt(Outcome.TRANSIENT, error=f"transport raised {exc!r}")
+            self.service.record_attempt(msg.id, attempt)
+        return len(claimed)
+
+    def __call__(self, stop: threading.Event) -> None:
+        while not stop.is_set():
+            try:
+                if self.run_once() == 0:
+                    stop.wait(self.idle_sleep)
+            except Exception as exc:  # the database may be away for a moment
+                log.warning("notifications.dispatch_failed", channel=self.channel.value, error=repr(exc))
+                stop.wait(1)
+        self.transport.close()
+
+
+def build_jobs(settings) -> list[Dispatcher]:
+    from services.notifications.runtime import build_dispatchers
+
+    return build_dispatchers(settings)
+
+
+def run_all(dispatchers: Iterable[Dispatcher], stop: threading.Event) -> list[threading.Thread]:
+    threads = [threading.Thread(target=dsp, args=(stop,), name=dsp.__name__, daemon=True) for dsp in dispatchers]
+    for t in threads:
+        t.start()
+    return threads

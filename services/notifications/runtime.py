@@ -1,0 +1,70 @@
+"""Builds the notifications service from the settings, at start-up."""
+from __future__ import annotations
+
+from typing import Literal
+from zoneinfo import ZoneInfo
+
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from kezek.db import make_engine, make_session_factory
+from kezek.settings import Settings
+from services.notifications.channels import Console, HttpSms, InAppInbox, SmtpEmail, Transport
+from services.notifications.domain import TIMEZONES, Channel
+from services.notifications.jobs import Dispatcher
+from services.notifications.service import NotificationService
+
+
+class NotificationSettings(BaseSettings):
+    """`KEZEK_NOTIFICATIONS_*`: what only this service needs."""
+    model_config = SettingsConfigDict(env_prefix="KEZEK_NOTIFICATIONS_", env_file=".env", extra="ignore")
+
+    email_from: str = "Kezek <noreply@kezek.kg>"
+    sms_sender: str = "Kezek"
+    sms_token: str = ""
+    # auto: SMTP outside development, the console in it; SMS over HTTP when
+    # KEZEK_SMS_GATEWAY_URL is set, the console otherwise.
+    email_transport: Literal["auto", "smtp", "console"] = "auto"
+    sms_transport: Literal["auto", "http", "console"] = "auto"
+    # Where the parent's cabinet is (links in messages); default: the gateway.
+    cabinet_url: str = ""
+    # Where the SMS gateway posts receipts; default: this service's API.
+    receipt_url: str = ""
+    idle_sleep: float = 0.25
+
+
+def timezone_of(settings: Settings) -> ZoneInfo:
+    return ZoneInfo(TIMEZONES[settings.country])
+
+
+_engines: dict[str, object] = {}
+
+
+def build_service(settings: Settings, extra: NotificationSettings | None = None) -> NotificationService:
+    extra = extra or NotificationSettings()
+    url = settings.database_url_for("notifications")
+    # One engine per database per process: the API, the consumer and the
+    # dispatchers share its pool.
+    engine = _engines.get(url) or _engines.setdefault(url, make_engine(url))
+    return NotificationService(make_session_factory(engine), tz=timezone_of(settings),
+                               cabinet_url=extra.cabinet_url or f"{settings.url_of('gateway')}/cabinet")
+
+
+def build_transports(settings: Settings, extra: NotificationSettings | None = None) -> list[Transport]:
+    extra = extra or NotificationSettings()
+    email_smtp = extra.email_transport == "smtp" or (extra.email_transport == "auto" and settings.env != "development")
+    sms_http = extra.sms_transport == "http" or (extra.sms_transport == "auto" and bool(settings.sms_gateway_url))
+    if sms_http and not settings.sms_gateway_url:
+        raise ValueError("KEZEK_SMS_GATEWAY_URL must be set for the HTTP SMS transport")
+    receipts = extra.receipt_url or f"{settings.url_of('notifications')}/api/v1/notifications/sms/receipts"
+    return [
+        SmtpEmail(settings.smtp_host, settings.smtp_port, extra.email_from) if email_smtp else Console(Channel.EMAIL),
+        HttpSms(settings.sms_gateway_url, sender=extra.sms_sender, token=extra.sms_token or None,
+                callback_url=receipts) if sms_http else Console(Channel.SMS),
+        InAppInbox(),
+    ]
+
+
+def build_dispatchers(settings: Settings, extra: NotificationSettings | None = None) -> list[Dispatcher]:
+    extra = extra or NotificationSettings()
+    service = build_service(settings, extra)
+    return [Dispatcher(service, t, idle_sleep=extra.idle_sleep) for t in build_transports(settings, extra)]

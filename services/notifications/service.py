@@ -1,0 +1,424 @@
+"""Use cases of the notifications service. Each runs in one transaction that
+also writes its notification.* events to the outbox.
+
+- `handle(session, event)`: the Kafka consumer's handler (inside the
+  consumer's transaction, with the event id already claimed): remember
+  contacts and referral facts, then create one message per channel.
+- `claim_due` / `record_attempt` / `record_receipt`: the dispatcher's steps
+  around a send (which happens outside any transaction).
+- queries for the operator view and the parent's inbox.
+"""
+from __future__ import annotations
+
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta, tzinfo
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.orm import Session, sessionmaker
+
+from kezek.db import unit_of_work
+from kezek.events import Event
+from kezek.logging import get_logger
+from services.notifications import domain as d
+from services.notifications.models import (
+    Contact, DeadLetter, KnownApplication, KnownReferral, Message, ParkedEvent, outbox,
+)
+from services.notifications.rendering import Renderer, template_values
+
+log = get_logger(__name__)
+
+# Message ids derive from (event, channel): a redelivered event can only ever
+# name the message it already made.
+MESSAGE_NS = uuid.UUID("6f1c1f64-3a55-4c5e-9a0e-0b8f6d7c2a11")
+REFERRAL_FACTS = ("kindergarten_id", "kindergarten_name", "kindergarten_address", "office_address",
+                  "needs_confirmation")
+CONTACT_EVENTS = ("application.received.v1", "account.activation_issued.v1")
+CONSUMED_TYPES = frozenset(d.RULES) | frozenset(CONTACT_EVENTS)
+
+
+def utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+def aware(value: datetime | None) -> datetime | None:
+    """SQLite hands back naive datetimes; everything stored is UTC."""
+    if value is not None and value.tzinfo is None:
+        return value.replace(tzinfo=UTC)
+    return value
+
+
+def _when(value: Any) -> datetime | None:
+    if value is None:
+        return None
+    return aware(datetime.fromisoformat(str(value).replace("Z", "+00:00")))
+
+
+def message_id(event_id: str, channel: d.Channel) -> str:
+    return str(uuid.uuid5(MESSAGE_NS, f"{event_id}:{channel.value}"))
+
+
+@dataclass(frozen=True)
+class Outgoing:
+    """A claimed message, as a transport sees it."""
+    id: str
+    channel: d.Channel
+    address: str
+    locale: str
+    subject: str | None
+    body: str
+    urgent: bool
+    expires_at: datetime | None
+    attempts: int
+
+
+@dataclass(frozen=True)
+class Attempt:
+    outcome: d.Outcome
+    provider_ref: str | None = None
+    error: str | None = None
+
+
+class NotificationService:
+    def __init__(self, sessions: sessionmaker[Session], *, tz: tzinfo, cabinet_url: str,
+                 renderer: Renderer | None = None, clock: Callable[[], datetime] = utcnow,
+                 limits: tuple[d.RateLimit, ...] = d.SMS_LIMITS):
+        self.sessions = sessions
+        self.tz = tz
+        self.cabinet_url = cabinet_url
+        self.renderer = renderer or Renderer(tz)
+        self.clock = clock
+        self.limits = limits
+
+    # ------------------------------------------------------------ consuming
+
+    def handle(self, session: Session, event: Event) -> None:
+        """One event: at most one message per channel (the caller's claim of
+        the event id and this work commit together)."""
+        self._remember(session, event)
+        if event.type in d.RULES:
+            self._notify(session, event)
+        if event.type == "application.received.v1":
+            self._replay_parked(session, event.data["application_id"])
+
+    def _notify(self, session: Session, event: Event) -> None:
+        data = event.data
+        recipient = self._recipient(session, event)
+        if recipient is None:
+            session.merge(ParkedEvent(event_id=event.id, application_id=data["application_id"],
+                                      payload=event.to_json(), parked_at=self.clock()))
+            log.info("notifications.parked", application_id=data["application_id"])
+            return
+        if event.type == "application.position_changed.v1" and not self._top_ten_news(session, data):
+            return
+        facts = self._referral_facts(session, data)
+        values = template_values({**facts, **data}, occurred_at=event.time, tz=self.tz,
+                                 cabinet_url=self.cabinet_url)
+        for planned in d.plan_messages(event.type, recipient, event.time):
+            self._create(session, event, planned, recipient, values)
+
+    def _create(self, session: Session, event: Event, planned: d.PlannedMessage,
+                recipient: d.Recipient, values: dict) -> None:
+        now = self.clock()
+        data = event.data
+        rule = d.RULES[event.type]
+        mid = message_id(event.id, planned.channel)
+        if session.get(Message, mid) is not None:
+            return
+        expires = (_when(data.get("expires_at")) or planned.expires_at) if rule.ttl else None
+        msg = Message(
+            id=mid, source_event_id=event.id, source_event_type=event.type, kind=planned.kind.value,
+            channel=planned.channel.value, parent_id=recipient.parent_id,
+            application_id=data.get("application_id"), referral_id=data.get("referral_id"),
+            address=planned.address, locale=planned.locale, urgent=planned.urgent,
+            attempts=0, expires_at=expires, created_at=now, body="",
+        )
+        try:
+            rendered = self.renderer.render(planned.kind, planned.locale, planned.channel, values)
+        except Exception as exc:  # a template bug must not lose the event silently
+            log.error("notifications.render_failed", kind=planned.kind.value, locale=planned.locale, error=repr(exc))
+            session.add(msg)
+            self._queued_event(session, msg, now)
+            self._fail(session, msg, f"render failed: {exc!r}", now)
+            return
+        msg.subject, msg.body = rendered.subject, rendered.body
+        if rendered.sms:
+            msg.sms_encoding, msg.sms_segments = rendered.sms.encoding, rendered.sms.segments
+        release = d.schedule(planned.channel, now, self.tz, urgent=planned.urgent,
+                             sms_sent_at=self._sms_slots(session, planned.address, now)
+                             if planned.channel is d.Channel.SMS else (),
+                             limits=self.limits)
+        msg.status, msg.next_attempt_at = d.Status.QUEUED.value, release
+        session.add(msg)
+        session.flush()  # the next SMS to this phone in this transaction must see this slot taken
+        self._queued_event(session, msg, release)
+
+    def _queued_event(self, session: Session, msg: Message, release: datetime) -> None:
+        data = {**self._event_data(msg), "locale": msg.locale, "release_at": release.isoformat()}
+        if msg.sms_segments is not None:
+            data.update(segments=msg.sms_segments, encoding=msg.sms_encoding)
+        outbox.add(session, "notification.queued.v1", msg.id, data)
+
+    def _event_data(self, msg: Message) -> dict:
+        return {"message_id": msg.id, "channel": msg.channel, "kind": msg.kind,
+                "source_event_id": msg.source_event_id, "source_event_type": msg.source_event_type,
+                "parent_id": msg.parent_id}
+
+    def _sms_slots(self, session: Session, phone: str, now: datetime) -> list[datetime]:
+        """Send times taken on this phone: sent ones and those scheduled, so
+        that a burst of events spreads out instead of all taking one slot."""
+        horizon = now - max(limit.window for limit in self.limits)
+        when = sa.func.coalesce(Message.sent_at, Message.next_attempt_at)
+        rows = session.scalars(sa.select(when).where(
+            Message.channel == d.Channel.SMS.value, Message.address == phone,
+            Message.status != d.Status.FAILED.value, when > horizon))
+        return [aware(t) for t in rows]
+
+    def _recipient(self, session: Session, event: Event) -> d.Recipient | None:
+        data = event.data
+        if event.type in ("registration.email_code_issued.v1", "account.activation_issued.v1"):
+            return d.Recipient(email=data["email"], locale=d.choose_locale(data.get("locale")))
+        if event.type == "application.received.v1":
+            return d.Recipient(parent_id=data["parent_id"], email=data.get("email"),
+                               phone=self._phone(data.get("phone")), locale=d.choose_locale(data.get("locale")))
+        parent_id = data.get("parent_id")
+        if parent_id is None:
+            app = session.get(KnownApplication, data["application_id"])
+            parent_id = app.parent_id if app else None
+        contact = session.get(Contact, parent_id) if parent_id else None
+        if contact is None:
+            return None
+        return d.Recipient(parent_id=parent_id, email=contact.email, phone=self._phone(contact.phone),
+                           locale=contact.locale)
+
+    @staticmethod
+    def _phone(raw: str | None) -> str | None:
+        if not raw:
+            return None
+        try:
+            return d.normalize_phone(raw)
+        except d.InvalidPhone:
+            log.warning("notifications.phone_unusable")
+            return None
+
+    def _remember(self, session: Session, event: Event) -> None:
+        data, now = event.data, self.clock()
+        if event.type == "application.received.v1":
+            _upsert(session, Contact, {"parent_id": data["parent_id"], "email": data.get("email"),
+                                       "phone": data.get("phone"), "locale": d.choose_locale(data.get("locale")),
+                                       "updated_at": now}, ["parent_id"])
+        elif event.type == "account.activation_issued.v1":
+            _upsert(session, Contact, {"parent_id": data["parent_id"], "email": data["email"],
+                                       "locale": d.choose_locale(data.get("locale")), "updated_at": now},
+                    ["parent_id"], insert_only={"phone": None})
+        if data.get("application_id") and data.get("parent_id"):
+            _upsert(session, KnownApplication, {"application_id": data["application_id"],
+                                                "parent_id": data["parent_id"]},
+                    ["application_id"], insert_only={"top_ten_told": False})
+        if event.type.startswith("referral.") and data.get("referral_id"):
+            known = session.get(KnownReferral, data["referral_id"], with_for_update=True)
+            facts = dict(known.facts) if known else {}
+            facts.update({k: data[k] for k in REFERRAL_FACTS if k in data})
+            if event.type == "referral.privilege_confirmed.v1":
+                facts["needs_confirmation"] = False  # the enrolment window follows
+            if known is None:
+                session.add(KnownReferral(referral_id=data["referral_id"], application_id=data["application_id"],
+                                          facts=facts))
+            else:
+                known.facts = facts
+
+    def _referral_facts(self, session: Session, data: dict) -> dict:
+        if not data.get("referral_id"):
+            return {}
+        known = session.get(KnownReferral, data["referral_id"])
+        facts = dict(known.facts) if known else {}
+        if "window" in data:
+            # What this event is about decides the window, not what came before.
+            facts.pop("needs_confirmation", None)
+        return facts
+
+    def _top_ten_news(self, session: Session, data: dict) -> bool:
+        app = session.get(KnownApplication, data["application_id"], with_for_update=True)
+        if app is None:
+            return False
+        previous = data.get("previous_position", app.last_position)
+        news = d.reached_top_ten(previous, data["position"], app.top_ten_told)
+        app.last_position = data["position"]
+        app.top_ten_told = app.top_ten_told or news
+        return news
+
+    def _replay_parked(self, session: Session, application_id: str) -> None:
+        parked = session.scalars(sa.select(ParkedEvent).where(ParkedEvent.application_id == application_id)
+                                 .order_by(ParkedEvent.parked_at)).all()
+        for row in parked:
+            session.delete(row)
+            session.flush()
+            self._notify(session, Event.from_json(row.payload))
+
+    # ------------------------------------------------------------ dispatching
+
+    def claim_due(self, channels: tuple[d.Channel, ...] | None = None, limit: int = 20,
+                  lease: timedelta = timedelta(minutes=2)) -> list[Outgoing]:
+        """Takes due messages for sending. A lease, not a lock held over the
+        send: if this process dies mid-send, the message is claimed again once
+        the lease ends (and the provider drops the repeat by message id)."""
+        now = self.clock()
+        due = sa.or_(
+            sa.and_(Message.status == d.Status.QUEUED.value, Message.next_attempt_at <= now),
+            sa.and_(Message.status == d.Status.SENDING.value, Message.lease_until < now),
+        )
+        query = sa.select(Message).where(due)
+        if channels:
+            query = query.where(Message.channel.in_([c.value for c in channels]))
+        query = (query.order_by(Message.urgent.desc(), Message.next_attempt_at)
+                 .limit(limit).with_for_update(skip_locked=True))
+        with unit_of_work(self.sessions) as s:
+            out = []
+            for m in s.scalars(query):
+                m.status, m.lease_until = d.Status.SENDING.value, now + lease
+                out.append(Outgoing(m.id, d.Channel(m.channel), m.address, m.locale, m.subject, m.body,
+                                    m.urgent, aware(m.expires_at), m.attempts))
+            return out
+
+    def record_attempt(self, mid: str, attempt: Attempt) -> d.Status:
+        now = self.clock()
+        with unit_of_work(self.sessions) as s:
+            m = s.get(Message, mid, with_for_update=True)
+            if m.status != d.Status.SENDING.value:
+                # A receipt overtook our own record of the send: keep its status.
+                if attempt.outcome in (d.Outcome.SENT, d.Outcome.DELIVERED):
+                    m.sent_at = m.sent_at or now
+                    m.provider_ref = m.provider_ref or attempt.provider_ref
+                return d.Status(m.status)
+            result = d.after_attempt(attempt.outcome, m.attempts, now, d.retry_policy(m.urgent), m.id,
+                                     expires_at=aware(m.expires_at))
+            m.attempts, m.lease_until, m.last_error = result.attempts, None, attempt.error
+            if attempt.provider_ref:
+                m.provider_ref = attempt.provider_ref
+            if result.status is d.Status.QUEUED:
+                m.status = d.Status.QUEUED.value
+                m.next_attempt_at = d.release_at(d.Channel(m.channel), result.next_attempt_at, self.tz,
+                                                 urgent=m.urgent)
+                log.info("notifications.retry", message_id=m.id, attempts=m.attempts, error=attempt.error)
+            elif result.status is d.Status.FAILED:
+                self._fail(s, m, attempt.error or attempt.outcome.value, now)
+            else:
+                m.next_attempt_at = None
+                m.sent_at = now
+                m.status = d.Status.SENT.value
+                outbox.add(s, "notification.sent.v1", m.id, {**self._event_data(m), "attempts": m.attempts,
+                                                               **({"segments": m.sms_segments}
+                                                                  if m.sms_segments is not None else {})})
+                if result.status is d.Status.DELIVERED:
+                    self._delivered(s, m, now)
+            return d.Status(m.status)
+
+    def give_up_expired(self, mid: str) -> None:
+        now = self.clock()
+        with unit_of_work(self.sessions) as s:
+            m = s.get(Message, mid, with_for_update=True)
+            if m.status == d.Status.SENDING.value:
+                self._fail(s, m, "expired before it could be sent", now)
+
+    def record_receipt(self, *, message_id: str | None = None, provider_ref: str | None = None,
+                       delivered: bool, error: str | None = None) -> bool:
+        """A delivery receipt from the SMS gateway; False if no such message.
+        Repeated and late receipts change nothing."""
+        now = self.clock()
+        with unit_of_work(self.sessions) as s:
+            m = s.get(Message, message_id, with_for_update=True) if message_id else None
+            if m is None and provider_ref:
+                m = s.scalars(sa.select(Message).where(Message.provider_ref == provider_ref)
+                              .with_for_update()).first()
+            if m is None:
+                return False
+            new = d.Status.DELIVERED if delivered else d.Status.FAILED
+            if not d.may_move(d.Status(m.status), new):
+                return True
+            m.lease_until = None
+            if delivered:
+                m.sent_at = m.sent_at or now
+                self._delivered(s, m, now)
+            else:
+                # The gateway has already tried the handset; another attempt
+                # from us would risk a duplicate for the parent.
+                self._fail(s, m, f"undelivered: {error or 'no reason given'}", now)
+            return True
+
+    def _delivered(self, s: Session, m: Message, now: datetime) -> None:
+        m.status, m.delivered_at, m.next_attempt_at = d.Status.DELIVERED.value, now, None
+        outbox.add(s, "notification.delivered.v1", m.id, {**self._event_data(m), "attempts": m.attempts})
+
+    def _fail(self, s: Session, m: Message, reason: str, now: datetime) -> None:
+        m.status, m.failed_at, m.next_attempt_at, m.lease_until = d.Status.FAILED.value, now, None, None
+        m.last_error = reason
+        s.merge(DeadLetter(message_id=m.id, reason=reason[:2000], attempts=m.attempts, created_at=now))
+        outbox.add(s, "notification.failed.v1", m.id, {**self._event_data(m), "attempts": m.attempts,
+                                                         "reason": reason[:500]})
+        log.warning("notifications.dead_lettered", message_id=m.id, reason=reason, attempts=m.attempts)
+
+    # ------------------------------------------------------------ reading
+
+    def messages(self, *, parent_id: str | None = None, status: str | None = None,
+                 event_type: str | None = None, kind: str | None = None, channel: str | None = None,
+                 limit: int = 100, offset: int = 0) -> list[Message]:
+        query = sa.select(Message)
+        if parent_id:
+            query = query.where(Message.parent_id == parent_id)
+        if status:
+            # `sending` is a lease, not a state anyone outside should see.
+            wanted = [status, d.Status.SENDING.value] if status == d.Status.QUEUED.value else [status]
+            query = query.where(Message.status.in_(wanted))
+        if event_type:
+            query = query.where(Message.source_event_type == event_type)
+        if kind:
+            query = query.where(Message.kind == kind)
+        if channel:
+            query = query.where(Message.channel == channel)
+        query = query.order_by(Message.created_at.desc(), Message.id).limit(limit).offset(offset)
+        with self.sessions() as s:
+            return list(s.scalars(query))
+
+    def dead_letters(self, limit: int = 100) -> list[tuple[Message, DeadLetter]]:
+        with self.sessions() as s:
+            return list(s.execute(sa.select(Message, DeadLetter).join(DeadLetter, DeadLetter.message_id == Message.id)
+                                  .order_by(DeadLetter.created_at.desc()).limit(limit)).tuples())
+
+    def inbox(self, parent_id: str, *, unread_only: bool = False, limit: int = 50) -> list[Message]:
+        query = sa.select(Message).where(Message.channel == d.Channel.INAPP.value, Message.parent_id == parent_id,
+                                         Message.status == d.Status.DELIVERED.value)
+        if unread_only:
+            query = query.where(Message.read_at.is_(None))
+        with self.sessions() as s:
+            return list(s.scalars(query.order_by(Message.created_at.desc(), Message.id).limit(limit)))
+
+    def unread(self, parent_id: str) -> int:
+        with self.sessions() as s:
+            return s.scalar(sa.select(sa.func.count()).select_from(Message).where(
+                Message.channel == d.Channel.INAPP.value, Message.parent_id == parent_id,
+                Message.status == d.Status.DELIVERED.value, Message.read_at.is_(None)))
+
+    def mark_read(self, parent_id: str, mid: str) -> bool:
+        """False if the message is not in this parent's inbox."""
+        with unit_of_work(self.sessions) as s:
+            m = s.get(Message, mid, with_for_update=True)
+            if m is None or m.parent_id != parent_id or m.channel != d.Channel.INAPP.value:
+                return False
+            m.read_at = m.read_at or self.clock()
+            return True
+
+
+def _upsert(session: Session, model, values: dict, keys: list[str], insert_only: dict | None = None) -> None:
+    """Insert or update by key in one statement (two consumers may see the
+    same parent at once)."""
+    dialect = session.get_bind().dialect.name
+    if dialect == "postgresql":
+        from sqlalchemy.dialects.postgresql import insert
+    else:
+        from sqlalchemy.dialects.sqlite import insert
+    stmt = insert(model).values(**values, **(insert_only or {}))
+    updates = {k: stmt.excluded[k] for k in values if k not in keys}
+    session.execute(stmt.on_conflict_do_update(index_elements=keys, set_=updates) if updates
+                    else stmt.on_conflict_do_nothing(index_elements=keys))

@@ -1,0 +1,327 @@
+"""The notifications use cases on a real (SQLite) database built by the
+service's migrations, with a controllable clock and scripted transports."""
+from __future__ import annotations
+
+import json
+import uuid
+from datetime import UTC, datetime, timedelta
+from zoneinfo import ZoneInfo
+
+import pytest
+import sqlalchemy as sa
+
+from kezek.db import make_engine, make_session_factory, unit_of_work
+from kezek.events import new_event
+from kezek.migrations import upgrade
+from services.notifications.domain import DEFAULT_RETRY, Channel, Outcome
+from services.notifications.jobs import Dispatcher
+from services.notifications.models import DeadLetter, Message, ParkedEvent, outbox
+from services.notifications.service import Attempt, NotificationService
+
+TZ = ZoneInfo("Asia/Bishkek")
+
+
+class Clock:
+    def __init__(self, now: datetime):
+        self.now = now
+
+    def __call__(self) -> datetime:
+        return self.now
+
+    def at_local(self, *args) -> None:
+        self.now = datetime(*args, tzinfo=TZ).astimezone(UTC)
+
+    def advance(self, **kw) -> None:
+        self.now += timedelta(**kw)
+
+
+class Scripted:
+    """A transport that answers from a script, then with `then`."""
+
+    def __init__(self, channel: Channel, *script: Outcome, then: Outcome = Outcome.SENT):
+        self.channel, self.script, self.then = channel, list(script), then
+        self.sent: list = []
+
+    def send(self, msg):
+        self.sent.append(msg)
+        outcome = self.script.pop(0) if self.script else self.then
+        return Attempt(outcome, error=None if outcome in (Outcome.SENT, Outcome.DELIVERED) else "scripted failure")
+
+    def close(self):
+        pass
+
+
+@pytest.fixture
+def clock():
+    c = Clock(datetime(2027, 3, 1, 5, tzinfo=UTC))  # 11:00 in Bishkek, a Monday
+    return c
+
+
+@pytest.fixture
+def service(tmp_path, clock):
+    url = f"sqlite:///{tmp_path / 'notifications.db'}"
+    upgrade("notifications", url)
+    engine = make_engine(url)
+    yield NotificationService(make_session_factory(engine), tz=TZ, cabinet_url="https://kezek.kg/cabinet",
+                              clock=clock)
+    engine.dispose()
+
+
+def consume(service, event) -> bool:
+    """What the idempotent consumer does with one delivery."""
+    with unit_of_work(service.sessions) as s:
+        if not outbox.claim(s, "notifications", event.id):
+            return False
+        service.handle(s, event)
+        return True
+
+
+def ev(event_type, data, subject=None, time=None):
+    return new_event(event_type, subject or data.get("referral_id") or data.get("application_id") or "x",
+                     data, source="test", time=time)
+
+
+def received(app="a1", parent="p1", locale="ky", phone="+996700123456", email="p1@example.kg"):
+    return ev("application.received.v1", {"application_id": app, "parent_id": parent, "locale": locale,
+                                          "email": email, "phone": phone, "child_name": "Айбек",
+                                          "queue_date": "2026-01-10T04:00:00Z"})
+
+
+def issued(app="a1", ref="r1", needs_confirmation=False, **extra):
+    return ev("referral.issued.v1", {"referral_id": ref, "application_id": app, "kindergarten_id": "k1",
+                                     "kindergarten_name": "Күн", "deadline": "2027-03-08T18:00:00Z",
+                                     "needs_confirmation": needs_confirmation, **extra})
+
+
+def messages(service, **where):
+    with service.sessions() as s:
+        q = sa.select(Message).order_by(Message.created_at, Message.channel)
+        for k, v in where.items():
+            q = q.where(getattr(Message, k) == v)
+        return list(s.scalars(q))
+
+
+def outbox_events(service, prefix="notification."):
+    with service.sessions() as s:
+        rows = s.execute(sa.select(outbox.table.c.type, outbox.table.c.payload).order_by(outbox.table.c.seq))
+        return [(t, json.loads(p)["data"]) for t, p in rows if t.startswith(prefix)]
+
+
+def dispatch(service, *transports):
+    for t in transports:
+        Dispatcher(service, t).run_once()
+
+
+# ------------------------------------------------------------ one event, one message per channel
+
+def test_redelivered_event_makes_no_second_message(service):
+    consume(service, received())
+    event = issued()
+    assert consume(service, event)
+    assert not consume(service, event)
+    # Even past the consumer's claim, the handler itself adds nothing twice.
+    with unit_of_work(service.sessions) as s:
+        service.handle(s, event)
+    assert sorted(m.channel for m in messages(service, source_event_id=event.id)) == ["email", "inapp", "sms"]
+
+
+def test_event_naming_only_the_application_reaches_the_parent_in_their_language(service):
+    consume(service, received(locale="kk", phone="+77012345678"))
+    consume(service, issued())
+    [sms] = messages(service, kind="referral_issued", channel="sms")
+    assert sms.address == "+77012345678" and sms.locale == "kk"
+    assert "балабақшасына жолдама берілді" in sms.body
+    assert sms.sms_encoding == "UCS-2" and sms.sms_segments == 2
+
+
+def test_an_event_before_the_parents_contacts_is_parked_then_sent_when_they_arrive(service):
+    consume(service, issued(app="a9"))
+    assert messages(service) == []
+    consume(service, received(app="a9", parent="p9", locale="ru"))
+    with service.sessions() as s:
+        assert s.scalar(sa.select(sa.func.count()).select_from(ParkedEvent)) == 0
+    assert {(m.kind, m.channel) for m in messages(service, parent_id="p9")} >= {
+        ("referral_issued", "sms"), ("referral_issued", "email"), ("application_received", "email")}
+
+
+def test_later_referral_events_name_the_kindergarten_of_the_referral(service):
+    consume(service, received(locale="ru"))
+    consume(service, issued(needs_confirmation=True, office_address="ул. А. Мамбетова, 1"))
+    consume(service, ev("referral.privilege_confirmed.v1", {"referral_id": "r1", "application_id": "a1",
+                                                            "deadline": "2027-03-15T18:00:00Z"}))
+    [sms] = messages(service, kind="privilege_confirmed", channel="sms")
+    assert "Күн" in sms.body and "15 марта" in sms.body
+    consume(service, ev("referral.deadline_approaching.v1", {"referral_id": "r1", "application_id": "a1",
+                                                             "deadline": "2027-03-15T18:00:00Z"}))
+    [near] = messages(service, kind="deadline_near", channel="sms")
+    assert "Сдайте документы" in near.body  # the enrolment window now, not the confirmation one
+
+
+def test_email_code_goes_by_email_only_to_the_address_in_the_event(service, clock):
+    consume(service, ev("registration.email_code_issued.v1", {
+        "email": "new@example.kg", "code": "482913", "locale": "en",
+        "expires_at": (clock.now + timedelta(minutes=10)).isoformat()}, subject="draft-1"))
+    [m] = messages(service)
+    assert (m.channel, m.address, m.urgent) == ("email", "new@example.kg", True)
+    assert "482913" in m.subject
+
+
+# ------------------------------------------------------------ quiet hours and rate limit
+
+def test_sms_at_night_waits_until_eight_while_email_and_inapp_go_at_once(service, clock):
+    clock.at_local(2027, 3, 1, 23, 0)
+    consume(service, received(locale="ru"))
+    consume(service, issued())
+    sms, email, inapp = Scripted(Channel.SMS), Scripted(Channel.EMAIL), Scripted(Channel.INAPP, then=Outcome.DELIVERED)
+    dispatch(service, sms, email, inapp)
+    assert sms.sent == [] and len(email.sent) == 2 and len(inapp.sent) == 2
+    clock.at_local(2027, 3, 2, 7, 59)
+    dispatch(service, sms)
+    assert sms.sent == []
+    clock.at_local(2027, 3, 2, 8, 0)
+    dispatch(service, sms)
+    assert [m.address for m in sms.sent] == ["+996700123456"]
+
+
+def test_email_code_at_night_is_sent_at_once(service, clock):
+    clock.at_local(2027, 3, 1, 23, 30)
+    consume(service, ev("registration.email_code_issued.v1", {
+        "email": "n@example.kg", "code": "111222", "expires_at": (clock.now + timedelta(minutes=10)).isoformat()}))
+    email = Scripted(Channel.EMAIL)
+    dispatch(service, email)
+    assert len(email.sent) == 1
+
+
+def test_a_burst_of_sms_to_one_phone_is_spread_over_the_rate_limit(service, clock):
+    consume(service, received(locale="ru"))
+    for i in range(7):
+        consume(service, issued(ref=f"r{i}"))
+    slots = sorted(m.next_attempt_at for m in messages(service, channel="sms"))
+    assert len(slots) == 7
+    assert all(s == slots[0] for s in slots[:5])
+    assert slots[5] >= slots[0] + timedelta(hours=1) and slots[6] >= slots[0] + timedelta(hours=1)
+
+
+# ------------------------------------------------------------ retries, dead letters, expiry
+
+def test_failing_sms_is_retried_with_backoff_then_dead_lettered(service, clock):
+    consume(service, received(locale="ru"))
+    consume(service, issued())
+    sms = Scripted(Channel.SMS, then=Outcome.TRANSIENT)
+    waits = []
+    for _ in range(DEFAULT_RETRY.max_attempts):
+        dispatch(service, sms)
+        [m] = messages(service, channel="sms")
+        if m.next_attempt_at:
+            nxt = m.next_attempt_at.replace(tzinfo=UTC)
+            waits.append(nxt - clock.now)
+            clock.now = nxt
+    [m] = messages(service, channel="sms")
+    assert len(sms.sent) == DEFAULT_RETRY.max_attempts
+    assert m.status == "failed" and m.attempts == DEFAULT_RETRY.max_attempts
+    assert waits == sorted(waits) and len(waits) == DEFAULT_RETRY.max_attempts - 1
+    with service.sessions() as s:
+        assert s.get(DeadLetter, m.id).attempts == DEFAULT_RETRY.max_attempts
+    failed = [d for t, d in outbox_events(service) if t == "notification.failed.v1"]
+    assert [f["message_id"] for f in failed] == [m.id]
+
+
+def test_a_retry_due_at_night_waits_for_eight(service, clock):
+    clock.at_local(2027, 3, 1, 21, 59, 50)
+    consume(service, received(locale="ru"))
+    consume(service, issued())
+    dispatch(service, Scripted(Channel.SMS, Outcome.TRANSIENT))
+    [m] = messages(service, channel="sms")
+    assert m.next_attempt_at.replace(tzinfo=UTC) == datetime(2027, 3, 2, 8, tzinfo=TZ)
+
+
+def test_refused_number_is_dead_lettered_without_retry(service):
+    consume(service, received(locale="ru"))
+    consume(service, issued())
+    sms = Scripted(Channel.SMS, Outcome.PERMANENT)
+    dispatch(service, sms)
+    [m] = messages(service, channel="sms")
+    assert m.status == "failed" and m.attempts == 1 and len(sms.sent) == 1
+
+
+def test_an_expired_code_is_never_sent(service, clock):
+    consume(service, ev("registration.email_code_issued.v1", {
+        "email": "n@example.kg", "code": "111222", "expires_at": (clock.now + timedelta(minutes=10)).isoformat()}))
+    clock.advance(minutes=11)
+    email = Scripted(Channel.EMAIL)
+    dispatch(service, email)
+    [m] = messages(service)
+    assert email.sent == [] and m.status == "failed" and "expired" in m.last_error
+
+
+def test_a_message_whose_sender_died_mid_send_is_claimed_again_after_the_lease(service, clock):
+    consume(service, received(locale="ru"))
+    [claimed] = service.claim_due((Channel.EMAIL,))
+    assert service.claim_due((Channel.EMAIL,)) == []       # leased
+    clock.advance(minutes=3)
+    [again] = service.claim_due((Channel.EMAIL,))
+    assert again.id == claimed.id
+
+
+# ------------------------------------------------------------ statuses and receipts
+
+def test_receipt_marks_sms_delivered_and_repeats_change_nothing(service):
+    consume(service, received(locale="ru"))
+    consume(service, issued())
+    dispatch(service, Scripted(Channel.SMS))
+    [m] = messages(service, channel="sms")
+    assert m.status == "sent"
+    assert service.record_receipt(message_id=m.id, delivered=True)
+    assert service.record_receipt(message_id=m.id, delivered=False, error="late")
+    [m] = messages(service, channel="sms")
+    assert m.status == "delivered" and m.delivered_at is not None
+    types = [t for t, d in outbox_events(service) if d["message_id"] == m.id]
+    assert types == ["notification.queued.v1", "notification.sent.v1", "notification.delivered.v1"]
+
+
+def test_receipt_that_overtakes_our_record_of_the_send_stays_delivered(service):
+    consume(service, received(locale="ru"))
+    consume(service, issued())
+    [out] = service.claim_due((Channel.SMS,))
+    assert service.record_receipt(message_id=out.id, delivered=True)
+    service.record_attempt(out.id, Attempt(Outcome.SENT, provider_ref="gw-1"))
+    [m] = messages(service, channel="sms")
+    assert (m.status, m.provider_ref) == ("delivered", "gw-1") and m.sent_at is not None
+
+
+def test_receipt_for_an_unknown_message_is_reported(service):
+    assert not service.record_receipt(message_id=str(uuid.uuid4()), delivered=True)
+
+
+def test_status_events_carry_no_address_and_no_text(service):
+    consume(service, received(locale="ru"))
+    dispatch(service, Scripted(Channel.EMAIL), Scripted(Channel.INAPP, then=Outcome.DELIVERED))
+    events = outbox_events(service)
+    assert {t for t, _ in events} == {"notification.queued.v1", "notification.sent.v1", "notification.delivered.v1"}
+    blob = json.dumps([d for _, d in events], ensure_ascii=False)
+    assert "p1@example.kg" not in blob and "+996700123456" not in blob and "Айбек" not in blob
+
+
+def test_inapp_message_is_in_the_parents_inbox_once_delivered_and_can_be_read(service):
+    consume(service, received(locale="en"))
+    assert service.inbox("p1") == []
+    dispatch(service, Scripted(Channel.INAPP, then=Outcome.DELIVERED))
+    [item] = service.inbox("p1")
+    assert item.kind == "application_received" and service.unread("p1") == 1
+    assert not service.mark_read("someone-else", item.id)
+    assert service.mark_read("p1", item.id) and service.unread("p1") == 0
+
+
+# ------------------------------------------------------------ top ten
+
+def test_top_ten_is_announced_once(service):
+    consume(service, received(locale="ru"))
+
+    def moved(prev, pos):
+        consume(service, ev("application.position_changed.v1", {"application_id": "a1", "position": pos,
+                                                                "previous_position": prev}))
+    moved(14, 11)
+    moved(11, 10)
+    moved(10, 12)
+    moved(12, 9)
+    assert len(messages(service, kind="top_ten_reached", channel="email")) == 1
