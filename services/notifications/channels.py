@@ -47,9 +47,9 @@ class SmtpEmail:
         email["Subject"] = msg.subject or ""
         email["Date"] = formatdate(usegmt=True)
         email["Message-ID"] = smtp_message_id(msg)
-        email["Content-Language"] = msg.locale
         email["Auto-Submitted"] = "auto-generated"  # RFC 3834: no vacation replies
         email.set_content(msg.body)
+        email["Content-Language"] = msg.locale  # after set_content, which drops Content-* headers
         return email
 
     def send(self, msg: Outgoing) -> Attempt:

@@ -97,7 +97,7 @@ class DevSmsGateway:
 
         self._server = ThreadingHTTPServer((self.host, self.port), Handler)
         self.port = self._server.server_address[1]
-        threading.Thread(target=self._server.serve_forever, daemon=True, name="dev-sms-gateway").start()
+        threading.Thread(target=self._server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True, name="dev-sms-gateway").start()
         return self
 
     def _receipt(self, url: str, provider_id: str, req: SmsRequest) -> None:

@@ -1,0 +1,97 @@
+"""The transports against real local servers: aiosmtpd for e-mail, the
+development SMS gateway over HTTP (which records requests and fails on
+demand)."""
+from __future__ import annotations
+
+import io
+import socket
+from datetime import UTC, datetime, timedelta
+
+import pytest
+
+from kezek.infra.procs import free_port
+from services.notifications.channels import Console, HttpSms, InAppInbox, SmtpEmail
+from services.notifications.devservers import DevSmsGateway, DevSmtpServer
+from services.notifications.domain import Channel, Outcome
+from services.notifications.service import Outgoing
+
+
+def outgoing(channel=Channel.EMAIL, address="parent@example.kg", subject="Жолдомо", body="Саламатсызбы!\nТекст",
+             locale="ky", mid="7d1e5a8e-0000-4000-8000-000000000001"):
+    return Outgoing(mid, channel, address, locale, subject, body, False,
+                    datetime.now(UTC) + timedelta(minutes=5), 0)
+
+
+@pytest.fixture
+def smtp():
+    server = DevSmtpServer().start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def gateway():
+    gw = DevSmsGateway(receipts=False).start()
+    yield gw
+    gw.stop()
+
+
+def test_email_is_sent_over_smtp_in_utf8_with_a_stable_message_id(smtp):
+    attempt = SmtpEmail("127.0.0.1", smtp.port, "Kezek <noreply@kezek.kg>").send(outgoing())
+    assert attempt.outcome is Outcome.SENT
+    [mail] = smtp.to("parent@example.kg")
+    assert mail["Subject"] == "Жолдомо" and "Саламатсызбы!" in mail.get_content()
+    assert mail["Message-ID"] == attempt.provider_ref == "<7d1e5a8e-0000-4000-8000-000000000001@notifications.kezek>"
+    assert mail["Content-Language"] == "ky" and mail["Auto-Submitted"] == "auto-generated"
+
+
+def test_temporary_smtp_refusal_is_worth_a_retry(smtp):
+    smtp.fail_next(1)
+    transport = SmtpEmail("127.0.0.1", smtp.port, "noreply@kezek.kg")
+    assert transport.send(outgoing()).outcome is Outcome.TRANSIENT
+    assert transport.send(outgoing()).outcome is Outcome.SENT
+
+
+def test_permanent_smtp_refusal_is_not_retried(smtp):
+    smtp.fail_next(1, "550 5.1.1 no such mailbox")
+    assert SmtpEmail("127.0.0.1", smtp.port, "noreply@kezek.kg").send(outgoing()).outcome is Outcome.PERMANENT
+
+
+def test_mail_server_down_is_worth_a_retry():
+    attempt = SmtpEmail("127.0.0.1", free_port(), "noreply@kezek.kg", timeout=2).send(outgoing())
+    assert attempt.outcome is Outcome.TRANSIENT and attempt.error
+
+
+def test_sms_goes_to_the_gateway_with_the_message_id_as_idempotency_key(gateway):
+    sms = HttpSms(gateway.url, sender="Kezek")
+    msg = outgoing(Channel.SMS, "+996700123456", None, "Жолдомо берилди.")
+    assert sms.send(msg).outcome is Outcome.SENT
+    assert sms.send(msg).outcome is Outcome.SENT        # a repeat after a crash
+    assert len(gateway.requests) == 2 and gateway.delivered_to("+996700123456") == ["Жолдомо берилди."]
+    assert gateway.requests[0].key == msg.id and gateway.requests[0].sender == "Kezek"
+
+
+@pytest.mark.parametrize("status, outcome", [(503, Outcome.TRANSIENT), (500, Outcome.TRANSIENT),
+                                             (429, Outcome.TRANSIENT), (400, Outcome.PERMANENT),
+                                             (422, Outcome.PERMANENT)])
+def test_gateway_errors_are_classed_as_worth_retrying_or_not(gateway, status, outcome):
+    gateway.fail_next(1, status)
+    assert HttpSms(gateway.url).send(outgoing(Channel.SMS, "+996700123456", None, "x")).outcome is outcome
+
+
+def test_unreachable_gateway_is_worth_a_retry():
+    with socket.socket() as s:  # a port that accepts nothing
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    attempt = HttpSms(f"http://127.0.0.1:{port}/send", timeout=2).send(outgoing(Channel.SMS, "+77012345678", None, "x"))
+    assert attempt.outcome is Outcome.TRANSIENT
+
+
+def test_inapp_delivery_is_storing_it_in_the_inbox():
+    assert InAppInbox().send(outgoing(Channel.INAPP, "p1")).outcome is Outcome.DELIVERED
+
+
+def test_console_channel_prints_the_message():
+    out = io.StringIO()
+    attempt = Console(Channel.SMS, out).send(outgoing(Channel.SMS, "+996700123456", None, "Жолдомо"))
+    assert attempt.outcome is Outcome.SENT and "+996700123456" in out.getvalue() and "Жолдомо" in out.getvalue()
