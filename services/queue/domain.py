@@ -294,20 +294,25 @@ def allocate_ranked(ranked: Iterable[Applicant], free: FreePlaces, on: date,
             break
 
 
-def replay(recorded: Sequence[Allocation], waiting: Iterable[Applicant], free: FreePlaces, on: date,
+def groups_of(free: FreePlaces) -> list[tuple[int, str]]:
+    """The (cohort, language) groups that have free places. A child competes
+    only for places of its own cohort and language, so each group can be
+    allocated on its own (and in parallel) with the same result."""
+    return sorted({(key.cohort, key.language) for (key, _cat), n in free.items() if n > 0})
+
+
+def replay(recorded: Iterable[Allocation], waiting: Iterable[Applicant], free: FreePlaces, on: date,
            policy: Policy) -> list[str]:
-    """Recomputes a run from its inputs; returns the differences (empty: it matches)."""
-    fresh = allocate(waiting, free, on, policy)
+    """Recomputes a run from its recorded inputs; returns the differences
+    (empty: it matches). The order of the record does not matter."""
     def sig(x: Allocation) -> tuple:
-        return (x.child_id, x.place, x.for_category, x.preference_index)
-    want = [sig(x) for x in recorded]
-    got = [sig(x) for x in fresh]
+        return (str(x.place), x.for_category, x.preference_index)
+    want = {x.child_id: sig(x) for x in recorded}
+    got = {x.child_id: sig(x) for x in allocate(waiting, free, on, policy)}
     problems = []
-    for i in range(max(len(want), len(got))):
-        w = want[i] if i < len(want) else None
-        g = got[i] if i < len(got) else None
-        if w != g:
-            problems.append(f"allocation {i}: recorded {w}, recomputed {g}")
+    for child_id in sorted(set(want) | set(got)):
+        if want.get(child_id) != got.get(child_id):
+            problems.append(f"child {child_id}: recorded {want.get(child_id)}, recomputed {got.get(child_id)}")
     return problems
 
 

@@ -1,11 +1,239 @@
-"""The queue service's tables. Its database is its own (kezek_queue)."""
-from sqlalchemy.orm import DeclarativeBase
+"""The queue service's tables. Its database is its own (kezek_queue).
+
+The invariants of DOMAIN.md section 6 are enforced here as well as in the
+code, so that two allocations running at once cannot break them:
+- one live referral per child: a partial unique index on referrals;
+- one queue entry per child PIN: a partial unique index on applications;
+- a place is free, held or enrolled, never two at once: counters per place
+  pool with CHECK constraints, changed only under the pool's row lock in the
+  same transaction as the referral rows they count.
+"""
+from __future__ import annotations
+
+from datetime import date, datetime
+
+import sqlalchemy as sa
+from sqlalchemy.dialects import postgresql
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
 from kezek.outbox import Outbox
 
 
 class Base(DeclarativeBase):
-    pass
+    type_annotation_map = {datetime: sa.DateTime(timezone=True), dict: sa.JSON, list: sa.JSON}
 
 
 outbox = Outbox(Base.metadata, source="queue")
+
+BigId = sa.BigInteger().with_variant(sa.Integer, "sqlite")  # SQLite autoincrements only INTEGER keys
+# Kindergarten ids, best first. A text array on PostgreSQL (GIN-indexed for
+# "who lists this kindergarten"), JSON elsewhere.
+Preferences = sa.JSON().with_variant(postgresql.ARRAY(sa.String(100)), "postgresql")
+
+STATUSES = ("queued", "referred", "enrolled", "paused", "removed")
+NOT_REMOVED = sa.text("status <> 'removed'")
+LIVE = sa.text("status = 'live'")
+OPEN_POOL = ""  # places.for_category of places any category may take
+
+
+class Kindergarten(Base):
+    __tablename__ = "kindergartens"
+    id: Mapped[str] = mapped_column(sa.String(100), primary_key=True)
+    name: Mapped[str] = mapped_column(sa.String(200))
+    district: Mapped[str] = mapped_column(sa.String(100))
+    address: Mapped[str] = mapped_column(sa.String(200), default="")
+    lat: Mapped[float | None] = mapped_column(sa.Float, nullable=True)
+    lon: Mapped[float | None] = mapped_column(sa.Float, nullable=True)
+    languages: Mapped[list] = mapped_column(default=list)
+    created_at: Mapped[datetime]
+
+
+class Application(Base):
+    """A child's queue entry; the queue date is kept forever."""
+    __tablename__ = "applications"
+    id: Mapped[str] = mapped_column(sa.String(100), primary_key=True)
+    pin: Mapped[str] = mapped_column(sa.String(14))
+    parent_id: Mapped[str | None] = mapped_column(sa.String(100), nullable=True)
+    country: Mapped[str] = mapped_column(sa.String(2), default="KG")
+    surname: Mapped[str] = mapped_column(sa.String(60))
+    name: Mapped[str] = mapped_column(sa.String(60))
+    patronymic: Mapped[str | None] = mapped_column(sa.String(60), nullable=True)
+    birth_date: Mapped[date] = mapped_column(sa.Date)
+    cohort: Mapped[int] = mapped_column(sa.Integer)  # birth year, kept for the indexes
+    category: Mapped[str] = mapped_column(sa.String(50))
+    claimed_category: Mapped[str] = mapped_column(sa.String(50))  # as submitted; `category` may fall back to general
+    queue_date: Mapped[datetime]
+    language: Mapped[str] = mapped_column(sa.String(5))
+    preferences: Mapped[list] = mapped_column(Preferences)
+    locale: Mapped[str] = mapped_column(sa.String(5), default="ru")
+    status: Mapped[str] = mapped_column(sa.String(10), default="queued")
+    paused_until: Mapped[datetime | None] = mapped_column(nullable=True)
+    source_event_id: Mapped[str | None] = mapped_column(sa.String(36), nullable=True)
+    created_at: Mapped[datetime]
+    updated_at: Mapped[datetime]
+    removed_at: Mapped[datetime | None] = mapped_column(nullable=True)
+    removal_reason: Mapped[str | None] = mapped_column(sa.String(200), nullable=True)
+
+    __table_args__ = (
+        sa.CheckConstraint("status IN ('queued','referred','enrolled','paused','removed')", name="ck_applications_status"),
+        sa.CheckConstraint("status <> 'paused' OR paused_until IS NOT NULL", name="ck_applications_paused_until"),
+        # One queue entry per child, whoever registers it; a removed entry
+        # frees the PIN, and joining again starts a new queue date.
+        sa.Index("uq_applications_pin_live", "pin", unique=True,
+                 postgresql_where=NOT_REMOVED, sqlite_where=NOT_REMOVED),
+        sa.Index("ix_applications_group", "cohort", "language", "status"),
+        sa.Index("ix_applications_paused", "paused_until",
+                 postgresql_where=sa.text("status = 'paused'"), sqlite_where=sa.text("status = 'paused'")),
+        sa.Index("ix_applications_prefs", "preferences", postgresql_using="gin"),
+    )
+
+
+class PlacePool(Base):
+    """Free, held and enrolled places of one kindergarten, cohort and
+    language, open to all or reserved for one category."""
+    __tablename__ = "places"
+    id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
+    kindergarten_id: Mapped[str] = mapped_column(sa.ForeignKey("kindergartens.id"))
+    cohort: Mapped[int] = mapped_column(sa.Integer)
+    language: Mapped[str] = mapped_column(sa.String(5))
+    for_category: Mapped[str] = mapped_column(sa.String(50), default=OPEN_POOL)
+    free: Mapped[int] = mapped_column(sa.Integer, default=0)
+    held: Mapped[int] = mapped_column(sa.Integer, default=0)
+    enrolled: Mapped[int] = mapped_column(sa.Integer, default=0)
+
+    __table_args__ = (
+        sa.UniqueConstraint("kindergarten_id", "cohort", "language", "for_category", name="uq_places_pool"),
+        sa.CheckConstraint("free >= 0", name="ck_places_free"),
+        sa.CheckConstraint("held >= 0", name="ck_places_held"),
+        sa.CheckConstraint("enrolled >= 0", name="ck_places_enrolled"),
+        sa.Index("ix_places_free", "id", postgresql_where=sa.text("free > 0"), sqlite_where=sa.text("free > 0")),
+    )
+
+
+class Publication(Base):
+    """Places published (or scheduled), and free places withdrawn (negative)."""
+    __tablename__ = "place_publications"
+    id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
+    kindergarten_id: Mapped[str] = mapped_column(sa.ForeignKey("kindergartens.id"))
+    cohort: Mapped[int] = mapped_column(sa.Integer)
+    language: Mapped[str] = mapped_column(sa.String(5))
+    for_category: Mapped[str] = mapped_column(sa.String(50), default=OPEN_POOL)
+    count: Mapped[int] = mapped_column(sa.Integer)
+    publish_at: Mapped[datetime]
+    published_at: Mapped[datetime | None] = mapped_column(nullable=True)
+    actor: Mapped[str] = mapped_column(sa.String(100))
+    created_at: Mapped[datetime]
+
+    __table_args__ = (
+        sa.CheckConstraint("count <> 0", name="ck_publications_count"),
+        sa.Index("ix_publications_due", "publish_at",
+                 postgresql_where=sa.text("published_at IS NULL"), sqlite_where=sa.text("published_at IS NULL")),
+    )
+
+
+class Referral(Base):
+    """A place held for one child in one kindergarten."""
+    __tablename__ = "referrals"
+    id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
+    application_id: Mapped[str] = mapped_column(sa.ForeignKey("applications.id"))
+    place_id: Mapped[int] = mapped_column(sa.ForeignKey("places.id"))
+    kindergarten_id: Mapped[str] = mapped_column(sa.String(100))
+    cohort: Mapped[int] = mapped_column(sa.Integer)
+    language: Mapped[str] = mapped_column(sa.String(5))
+    for_category: Mapped[str] = mapped_column(sa.String(50), default=OPEN_POOL)
+    category: Mapped[str] = mapped_column(sa.String(50))
+    needs_confirmation: Mapped[bool] = mapped_column(sa.Boolean)
+    preference_index: Mapped[int] = mapped_column(sa.Integer)
+    status: Mapped[str] = mapped_column(sa.String(10), default="live")  # live | enrolled | ended
+    state: Mapped[str] = mapped_column(sa.String(30))  # the workflow's state (awaiting_confirmation ...)
+    outcome: Mapped[str | None] = mapped_column(sa.String(30), nullable=True)
+    run_id: Mapped[int] = mapped_column(sa.ForeignKey("allocation_runs.id"))
+    issued_at: Mapped[datetime]
+    deadline: Mapped[datetime]
+    ended_at: Mapped[datetime | None] = mapped_column(nullable=True)
+    # The workflow is started after the commit; NULL until it is, so a crash
+    # in between is caught up by the starter (the id makes it idempotent).
+    workflow_started_at: Mapped[datetime | None] = mapped_column(nullable=True)
+
+    __table_args__ = (
+        sa.CheckConstraint("status IN ('live','enrolled','ended')", name="ck_referrals_status"),
+        # At most one live referral per child, whatever races in Python.
+        sa.Index("uq_referrals_live_child", "application_id", unique=True,
+                 postgresql_where=LIVE, sqlite_where=LIVE),
+        sa.Index("ix_referrals_unstarted", "id", postgresql_where=sa.text("workflow_started_at IS NULL"),
+                 sqlite_where=sa.text("workflow_started_at IS NULL")),
+        sa.Index("ix_referrals_application", "application_id"),
+    )
+
+
+class AllocationRun(Base):
+    """One allocation, with what it started from, so it can be replayed."""
+    __tablename__ = "allocation_runs"
+    id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
+    started_at: Mapped[datetime]
+    finished_at: Mapped[datetime | None] = mapped_column(nullable=True)
+    on_date: Mapped[date] = mapped_column(sa.Date)
+    trigger: Mapped[str] = mapped_column(sa.String(200))
+    policy: Mapped[dict]
+    free_before: Mapped[list]             # [[kindergarten, cohort, language, category|null, n], ...]
+    candidates: Mapped[bytes] = mapped_column(sa.LargeBinary)  # zlib JSON lines of the children considered
+    candidates_count: Mapped[int] = mapped_column(sa.Integer)
+    allocated: Mapped[int] = mapped_column(sa.Integer)
+    digest: Mapped[str] = mapped_column(sa.String(64))  # sha256 of the allocations, in order
+
+
+class AllocationRecord(Base):
+    """One allocation of a run: who got which place and the inputs that decided it."""
+    __tablename__ = "allocation_audit"
+    run_id: Mapped[int] = mapped_column(sa.ForeignKey("allocation_runs.id"), primary_key=True)
+    seq: Mapped[int] = mapped_column(sa.Integer, primary_key=True)
+    referral_id: Mapped[int] = mapped_column(BigId)
+    application_id: Mapped[str] = mapped_column(sa.String(100))
+    kindergarten_id: Mapped[str] = mapped_column(sa.String(100))
+    cohort: Mapped[int] = mapped_column(sa.Integer)
+    language: Mapped[str] = mapped_column(sa.String(5))
+    for_category: Mapped[str | None] = mapped_column(sa.String(50), nullable=True)
+    preference_index: Mapped[int] = mapped_column(sa.Integer)
+    inputs: Mapped[dict]
+
+    __table_args__ = (sa.Index("ix_allocation_audit_application", "application_id"),)
+
+
+class AuditEntry(Base):
+    """Every state change, with who or what caused it."""
+    __tablename__ = "audit_log"
+    id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
+    at: Mapped[datetime]
+    actor: Mapped[str] = mapped_column(sa.String(100))  # "user:<id>", "system:allocator", "workflow:referral-7"
+    action: Mapped[str] = mapped_column(sa.String(60))
+    subject: Mapped[str] = mapped_column(sa.String(200))
+    details: Mapped[dict] = mapped_column(default=dict)
+
+    __table_args__ = (sa.Index("ix_audit_subject", "subject", "id"),)
+
+
+class PolicyVersion(Base):
+    """The policy in force is the latest version; every change is kept."""
+    __tablename__ = "policy_versions"
+    id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
+    policy: Mapped[dict]
+    changed_at: Mapped[datetime]
+    actor: Mapped[str] = mapped_column(sa.String(100))
+    reason: Mapped[str] = mapped_column(sa.String(500))
+
+
+class AllocationRequest(Base):
+    """Something that can change the outcome happened: allocate. Written in
+    the transaction of the change, so a crash cannot lose the trigger."""
+    __tablename__ = "allocation_requests"
+    id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
+    reason: Mapped[str] = mapped_column(sa.String(200))
+    dedupe_key: Mapped[str | None] = mapped_column(sa.String(100), unique=True, nullable=True)
+    created_at: Mapped[datetime]
+    done_at: Mapped[datetime | None] = mapped_column(nullable=True)
+    run_id: Mapped[int | None] = mapped_column(BigId, nullable=True)
+
+    __table_args__ = (
+        sa.Index("ix_allocation_requests_pending", "id", postgresql_where=sa.text("done_at IS NULL"),
+                 sqlite_where=sa.text("done_at IS NULL")),
+    )

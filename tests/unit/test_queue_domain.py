@@ -1,6 +1,7 @@
 """The queue's rules (DOMAIN.md section 3), one test per rule."""
 from __future__ import annotations
 
+from dataclasses import replace
 from datetime import date, datetime
 
 import pytest
@@ -206,8 +207,11 @@ def test_replay_of_recorded_inputs_matches_and_detects_a_tampered_record():
     free = open_places(("sun", 2024, "ru", 2))
     recorded = allocate(kids, free, ON, P)
     assert replay(recorded, kids, free, ON, P) == []
-    tampered = [recorded[1], recorded[0]]
-    assert replay(tampered, kids, free, ON, P)
+    assert replay(list(reversed(recorded)), kids, free, ON, P) == []
+    tampered = [recorded[0], replace(recorded[1], child_id="c4")]
+    assert replay(tampered, kids, free, ON, P) == [
+        "child c1: recorded None, recomputed ('sun/2024/ru', None, 0)",
+        "child c4: recorded ('sun/2024/ru', None, 0), recomputed None"]
 
 
 # -------------------------------------------------------------- positions

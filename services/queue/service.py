@@ -1,0 +1,1107 @@
+"""Queue use cases: load -> rules (domain.py) -> save + outbox rows, one
+transaction each.
+
+Allocation is never asked for by a person. Every change that can alter its
+outcome (places published or returned, a child joining, a privilege
+rejected, a stop-list ended, a new day on which children turn 2) writes an
+`allocation_requests` row in its own transaction; the allocator
+(`process_requests`, run by the service's background loop) then allocates at
+once. Concurrency is made safe by the database: pools with free places are
+locked (SELECT ... FOR UPDATE) for the run, place counters carry CHECK
+constraints, a partial unique index allows one live referral per child, and
+a run whose reads went stale is rolled back and retried.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import random
+import time
+import uuid
+import zlib
+from collections import Counter
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass, field
+from datetime import UTC, date, datetime, timedelta
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.dialects import postgresql
+from sqlalchemy.exc import DBAPIError, IntegrityError, OperationalError
+from sqlalchemy.orm import Session, sessionmaker
+
+from kezek import calendar as kcal
+from kezek.db import unit_of_work
+from kezek.logging import get_logger
+from services.queue import domain as d
+from services.queue.models import (OPEN_POOL, AllocationRecord, AllocationRequest, AllocationRun, Application,
+                                   AuditEntry, Kindergarten, PlacePool, PolicyVersion, Publication, Referral,
+                                   outbox)
+
+log = get_logger(__name__)
+
+A = Application.__table__
+P = PlacePool.__table__
+R = Referral.__table__
+RUNS = AllocationRun.__table__
+AUDIT = AllocationRecord.__table__
+REQ = AllocationRequest.__table__
+KG = Kindergarten.__table__
+
+ALLOCATOR = "system:allocator"
+ACTIVITY_CONSUMER = "queue.activities"
+_BIG_RANK = 1 << 30
+
+
+def aware(t: datetime | None) -> datetime | None:
+    """SQLite hands back naive datetimes; everything stored here is UTC."""
+    return t.replace(tzinfo=UTC) if t is not None and t.tzinfo is None else t
+
+
+def utc(t: datetime) -> datetime:
+    if t.tzinfo is None:
+        raise ValueError("a moment must carry its time zone")
+    return t.astimezone(UTC)
+
+
+class Refused(Exception):
+    """A request the rules or the state do not allow; `field` names the input at fault."""
+
+    status_code = 409
+
+    def __init__(self, message: str, *, field: str | None = None, status_code: int | None = None):
+        super().__init__(message)
+        self.message = message
+        self.field = field
+        if status_code:
+            self.status_code = status_code
+
+
+class NotFound(Refused):
+    status_code = 404
+
+
+class _StaleRead(Exception):
+    """Something the run read changed before it wrote: roll back and retry."""
+
+
+@dataclass(frozen=True)
+class JoinQueue:
+    pin: str
+    surname: str
+    name: str
+    category: str
+    language: str
+    preferences: tuple[str, ...]
+    patronymic: str | None = None
+    birth_date: date | None = None
+    queue_date: datetime | None = None     # kept as given by an import or the registration event
+    application_id: str | None = None
+    parent_id: str | None = None
+    locale: str = "ru"
+
+
+@dataclass(frozen=True)
+class Issued:
+    referral_id: int
+    application_id: str
+    place: d.PlaceKey
+    for_category: str | None
+    preference_index: int
+
+
+@dataclass
+class RunResult:
+    run_id: int | None
+    issued: list[Issued] = field(default_factory=list)
+    candidates: int = 0
+    timings: dict[str, float] = field(default_factory=dict)
+
+
+def _chunks(items: list, n: int) -> Iterator[list]:
+    for i in range(0, len(items), n):
+        yield items[i:i + n]
+
+
+def _activity_claim_id(key: str) -> str:
+    # processed_events keeps 36-character ids; idempotency keys are longer.
+    return str(uuid.uuid5(uuid.NAMESPACE_URL, f"kezek-queue:{key}"))
+
+
+class QueueService:
+    def __init__(self, sessions: sessionmaker[Session], *, country: str = "KG",
+                 clock: Callable[[], datetime] = lambda: datetime.now(UTC),
+                 on_allocation_requested: Callable[[], None] | None = None):
+        self.sessions = sessions
+        self.country = country
+        self.clock = clock
+        self.on_allocation_requested = on_allocation_requested or (lambda: None)
+
+    # ------------------------------------------------------------ helpers
+
+    def now(self) -> datetime:
+        return utc(self.clock())
+
+    def today(self, policy: d.Policy | None = None) -> date:
+        return kcal.calendar((policy.country if policy else self.country)).local_date(self.now())
+
+    @staticmethod
+    def _pg(s: Session) -> bool:
+        return s.get_bind().dialect.name == "postgresql"
+
+    def _audit(self, s: Session, actor: str, action: str, subject: str, details: dict | None = None,
+               at: datetime | None = None) -> None:
+        s.execute(sa.insert(AuditEntry.__table__).values(
+            at=at or self.now(), actor=actor, action=action, subject=subject, details=details or {}))
+
+    def _request_allocation(self, s: Session, reason: str, dedupe_key: str | None = None) -> None:
+        if dedupe_key is not None:
+            exists = s.execute(sa.select(REQ.c.id).where(REQ.c.dedupe_key == dedupe_key)).first()
+            if exists:
+                return
+        s.execute(sa.insert(REQ).values(reason=reason[:200], dedupe_key=dedupe_key, created_at=self.now()))
+        s.info["allocation_requested"] = True
+        if not s.info.get("wake_hooked"):
+            # Wake the allocator once the request is committed, not before.
+            s.info["wake_hooked"] = True
+
+            def wake(session: Session) -> None:
+                session.info.pop("wake_hooked", None)
+                session.info.pop("allocation_requested", None)
+                self.on_allocation_requested()
+            sa.event.listen(s, "after_commit", wake, once=True)
+
+    def _uow(self):
+        return unit_of_work(self.sessions)
+
+    # ------------------------------------------------------------- policy
+
+    def _policy(self, s: Session) -> tuple[d.Policy, int | None]:
+        row = s.execute(sa.select(PolicyVersion.id, PolicyVersion.policy)
+                        .order_by(PolicyVersion.id.desc()).limit(1)).first()
+        if row is None:
+            return d.DEFAULT_POLICY.replace(country=self.country), None
+        return d.Policy.from_dict(row.policy), row.id
+
+    def policy(self) -> tuple[d.Policy, int | None]:
+        with self.sessions() as s:
+            return self._policy(s)
+
+    def change_policy(self, changes: dict[str, Any], *, actor: str, reason: str) -> tuple[d.Policy, int]:
+        """A new policy version; the old ones stay, and the change is audited."""
+        if not reason or not reason.strip():
+            raise Refused("a policy change needs a reason", field="reason", status_code=422)
+        with self._uow() as s:
+            current, _ = self._policy(s)
+            try:
+                new = current.replace(**changes)
+            except d.DomainError as exc:
+                raise Refused(str(exc), field=str(exc).split(":", 1)[0], status_code=422) from None
+            removed = {c.code for c in current.categories} - {c.code for c in new.categories}
+            if removed:
+                in_use = s.execute(sa.select(A.c.category).where(A.c.category.in_(removed),
+                                                                 A.c.status != "removed").limit(1)).first()
+                if in_use:
+                    raise Refused(f"category {in_use[0]!r} is still used by queue entries",
+                                  field="categories", status_code=409)
+            row = s.execute(sa.insert(PolicyVersion.__table__).values(
+                policy=new.to_dict(), changed_at=self.now(), actor=actor, reason=reason.strip()
+            ).returning(PolicyVersion.id)).scalar_one()
+            before, after = current.to_dict(), new.to_dict()
+            diff = {k: {"from": before[k], "to": after[k]} for k in after if before.get(k) != after[k]}
+            self._audit(s, actor, "policy.changed", f"policy:{row}", {"changes": diff, "reason": reason})
+            self._request_allocation(s, f"policy version {row}")
+            return new, row
+
+    def policy_history(self) -> list[dict]:
+        with self.sessions() as s:
+            rows = s.execute(sa.select(PolicyVersion).order_by(PolicyVersion.id)).scalars().all()
+            return [{"version": r.id, "policy": r.policy, "changed_at": aware(r.changed_at), "actor": r.actor,
+                     "reason": r.reason} for r in rows]
+
+    # ------------------------------------------------------- kindergartens
+
+    def save_kindergarten(self, data: dict[str, Any], *, actor: str) -> dict:
+        kid = data["id"]
+        with self._uow() as s:
+            row = s.get(Kindergarten, kid, with_for_update=True)
+            values = {k: data[k] for k in ("name", "district", "address", "lat", "lon", "languages") if k in data}
+            if row is None:
+                s.add(Kindergarten(id=kid, created_at=self.now(), **{"address": "", **values}))
+                action = "kindergarten.created"
+            else:
+                for k, v in values.items():
+                    setattr(row, k, v)
+                action = "kindergarten.updated"
+            self._audit(s, actor, action, f"kindergarten:{kid}", {"values": values})
+        return self.kindergarten(kid)
+
+    def kindergarten(self, kid: str) -> dict:
+        with self.sessions() as s:
+            row = s.get(Kindergarten, kid)
+            if row is None:
+                raise NotFound(f"no kindergarten {kid!r}", field="kindergarten")
+            return _kg_view(row)
+
+    def kindergartens(self, district: str | None = None) -> list[dict]:
+        with self.sessions() as s:
+            q = sa.select(Kindergarten).order_by(Kindergarten.id)
+            if district:
+                q = q.where(Kindergarten.district == district)
+            return [_kg_view(k) for k in s.scalars(q)]
+
+    # ------------------------------------------------------ queue entries
+
+    def join_queue(self, cmd: JoinQueue, *, actor: str, source_event_id: str | None = None) -> dict:
+        with self._uow() as s:
+            app_id = self._join(s, cmd, actor=actor, source_event_id=source_event_id)
+        return self.application(app_id)
+
+    def handle_submitted(self, s: Session, event) -> None:
+        """application.submitted (registration) -> a queue entry, in the
+        consumer's transaction. A second application for a known PIN is
+        refused (audited, no entry); the registration service learns of it
+        from application.refused."""
+        data = event.data
+        cmd = JoinQueue(
+            application_id=data["application_id"], pin=data["child_pin"], surname=data["child_surname"],
+            name=data["child_name"], patronymic=data.get("child_patronymic"),
+            birth_date=date.fromisoformat(data["child_birth_date"]), category=data["category"],
+            language=data["language"], preferences=tuple(data["preferences"]),
+            queue_date=datetime.fromisoformat(data["queue_date"]), parent_id=data["parent_id"],
+            locale=data.get("locale", "ru"))
+        try:
+            with s.begin_nested():
+                self._join(s, cmd, actor=f"event:{event.id}", source_event_id=event.id)
+        except Refused as exc:
+            self._audit(s, f"event:{event.id}", "application.refused", f"application:{cmd.application_id}",
+                        {"reason": exc.message, "field": exc.field})
+            outbox.add(s, "application.refused.v1", f"application:{cmd.application_id}", {
+                "application_id": cmd.application_id, "parent_id": cmd.parent_id,
+                "field": exc.field or "", "reason": exc.message})
+
+    def _join(self, s: Session, cmd: JoinQueue, *, actor: str, source_event_id: str | None) -> str:
+        policy, _ = self._policy(s)
+        if cmd.application_id:
+            existing = s.get(Application, cmd.application_id)
+            if existing is not None:
+                if existing.pin == cmd.pin:
+                    return existing.id  # the same submission again
+                raise Refused(f"application id {cmd.application_id!r} is taken", field="application_id")
+        try:
+            birth = d.birth_date_from_pin(cmd.pin, policy.country)
+        except d.DomainError as exc:
+            raise Refused(str(exc), field="pin", status_code=422) from None
+        if cmd.birth_date is not None and cmd.birth_date != birth:
+            if policy.country == "KG":
+                raise Refused(f"birth_date {cmd.birth_date} contradicts the PIN, which says {birth}",
+                              field="birth_date", status_code=422)
+            birth = cmd.birth_date  # a Kazakh IIN's date is only a hint
+        now = self.now()
+        if birth > kcal.calendar(policy.country).local_date(now):
+            raise Refused("pin: the birth date is in the future", field="pin", status_code=422)
+        try:
+            policy.category(cmd.category)
+        except d.UnknownCategory as exc:
+            raise Refused(str(exc), field="category", status_code=422) from None
+        prefs = tuple(cmd.preferences)
+        if not prefs:
+            raise Refused("at least one kindergarten is needed", field="preferences", status_code=422)
+        if len(set(prefs)) != len(prefs):
+            raise Refused("a kindergarten is listed twice", field="preferences", status_code=422)
+        kgs = {k.id: k for k in s.scalars(sa.select(Kindergarten).where(Kindergarten.id.in_(prefs)))}
+        for i, kid in enumerate(prefs):
+            kg = kgs.get(kid)
+            if kg is None:
+                raise Refused(f"no kindergarten {kid!r}", field=f"preferences.{i}", status_code=422)
+            if kg.languages and cmd.language not in kg.languages:
+                raise Refused(f"kindergarten {kid!r} does not teach in {cmd.language!r} "
+                              f"(it teaches in {', '.join(kg.languages)})", field=f"preferences.{i}",
+                              status_code=422)
+        taken = s.execute(sa.select(A.c.id).where(A.c.pin == cmd.pin, A.c.status != "removed")).first()
+        if taken:
+            raise Refused("this child is already in the queue (one entry per child)", field="pin")
+        queue_date = utc(cmd.queue_date) if cmd.queue_date else now
+        app_id = cmd.application_id or f"q-{uuid.uuid4()}"
+        try:
+            with s.begin_nested():
+                s.add(Application(
+                    id=app_id, pin=cmd.pin, parent_id=cmd.parent_id, country=policy.country,
+                    surname=cmd.surname.strip(), name=cmd.name.strip(),
+                    patronymic=(cmd.patronymic or "").strip() or None, birth_date=birth, cohort=birth.year,
+                    category=cmd.category, claimed_category=cmd.category, queue_date=queue_date,
+                    language=cmd.language, preferences=list(prefs), locale=cmd.locale, status="queued",
+                    source_event_id=source_event_id, created_at=now, updated_at=now))
+                s.flush()
+        except IntegrityError:
+            # Two registrations of one child at once: the partial unique index decides.
+            raise Refused("this child is already in the queue (one entry per child)", field="pin") from None
+        outbox.add(s, "application.queued.v1", f"application:{app_id}", {
+            "application_id": app_id, "parent_id": cmd.parent_id, "category": cmd.category,
+            "cohort": birth.year, "language": cmd.language, "queue_date": queue_date.isoformat(),
+            "preferences": list(prefs)}, time=now)
+        self._audit(s, actor, "application.queued", f"application:{app_id}",
+                    {"category": cmd.category, "queue_date": queue_date.isoformat(), "preferences": list(prefs)})
+        self._request_allocation(s, f"application {app_id} joined")
+        return app_id
+
+    def _app(self, s: Session, app_id: str, *, lock: bool = True) -> Application:
+        q = sa.select(Application).where(Application.id == app_id)
+        if lock:
+            q = q.with_for_update()
+        app = s.scalars(q).one_or_none()
+        if app is None:
+            raise NotFound(f"no queue entry {app_id!r}", field="application_id")
+        return app
+
+    def remove_from_queue(self, app_id: str, *, actor: str, reason: str = "") -> dict:
+        """The entry leaves at once; joining again starts a new queue date."""
+        with self._uow() as s:
+            app = self._app(s, app_id)
+            if app.status == "removed":
+                return _app_view(app)
+            if app.status == "referred":
+                raise Refused("the child holds a referral: cancel it first", field="application_id")
+            if app.status == "enrolled":
+                raise Refused("the child is enrolled", field="application_id")
+            now = self.now()
+            app.status, app.removed_at, app.paused_until = "removed", now, None
+            app.removal_reason, app.updated_at = (reason or "")[:200] or None, now
+            outbox.add(s, "application.removed.v1", f"application:{app_id}", {
+                "application_id": app_id, "parent_id": app.parent_id, "reason": reason or ""}, time=now)
+            self._audit(s, actor, "application.removed", f"application:{app_id}", {"reason": reason})
+            return _app_view(app)
+
+    def set_preferences(self, app_id: str, preferences: Iterable[str], *, actor: str) -> dict:
+        prefs = list(preferences)
+        with self._uow() as s:
+            app = self._app(s, app_id)
+            if app.status not in ("queued", "paused"):
+                raise Refused(f"preferences can change only while waiting (the entry is {app.status})",
+                              field="application_id")
+            if not prefs or len(set(prefs)) != len(prefs) or len(prefs) > 3:
+                raise Refused("one to three different kindergartens", field="preferences", status_code=422)
+            kgs = {k.id: k for k in s.scalars(sa.select(Kindergarten).where(Kindergarten.id.in_(prefs)))}
+            for i, kid in enumerate(prefs):
+                if kid not in kgs:
+                    raise Refused(f"no kindergarten {kid!r}", field=f"preferences.{i}", status_code=422)
+                if kgs[kid].languages and app.language not in kgs[kid].languages:
+                    raise Refused(f"kindergarten {kid!r} does not teach in {app.language!r}",
+                                  field=f"preferences.{i}", status_code=422)
+            before = list(app.preferences)
+            app.preferences, app.updated_at = prefs, self.now()
+            self._audit(s, actor, "application.preferences_changed", f"application:{app_id}",
+                        {"from": before, "to": prefs})
+            self._request_allocation(s, f"application {app_id} changed preferences")
+            return _app_view(app)
+
+    def application(self, app_id: str) -> dict:
+        with self.sessions() as s:
+            app = self._app(s, app_id, lock=False)
+            view = _app_view(app)
+            ref = s.execute(sa.select(R).where(R.c.application_id == app_id, R.c.status != "ended")
+                            .order_by(R.c.id.desc()).limit(1)).mappings().first()
+            view["referral"] = _ref_view(ref) if ref else None
+            return view
+
+    def application_by_pin(self, pin: str) -> dict:
+        with self.sessions() as s:
+            row = s.execute(sa.select(A.c.id).where(A.c.pin == pin, A.c.status != "removed")).first()
+            if row is None:
+                raise NotFound("no queue entry for this PIN", field="pin")
+        return self.application(row[0])
+
+    def revoke_privilege(self, app_id: str, *, actor: str, reason: str) -> dict:
+        """A privilege found false: the child returns to the general queue
+        with its queue date (no referral involved)."""
+        with self._uow() as s:
+            app = self._app(s, app_id)
+            self._to_general(s, app, actor=actor, reason=reason, at=self.now())
+            return _app_view(app)
+
+    def _to_general(self, s: Session, app: Application, *, actor: str, reason: str | None, at: datetime) -> bool:
+        if app.category == d.GENERAL:
+            return False
+        before = app.category
+        app.category, app.updated_at = d.GENERAL, self.now()
+        outbox.add(s, "application.returned_to_general_queue.v1", f"application:{app.id}", {
+            "application_id": app.id, "parent_id": app.parent_id, "from_category": before,
+            "queue_date": aware(app.queue_date).isoformat(), "reason": reason or ""}, time=at)
+        self._audit(s, actor, "application.returned_to_general_queue", f"application:{app.id}",
+                    {"from_category": before, "reason": reason}, at=at)
+        self._request_allocation(s, f"application {app.id} returned to the general queue")
+        return True
+
+    # -------------------------------------------------------------- places
+
+    def _pool(self, s: Session, kg: str, cohort: int, language: str, for_category: str | None,
+              *, create: bool) -> PlacePool | None:
+        cat = for_category or OPEN_POOL
+        q = (sa.select(PlacePool).where(PlacePool.kindergarten_id == kg, PlacePool.cohort == cohort,
+                                        PlacePool.language == language, PlacePool.for_category == cat)
+             .with_for_update())
+        pool = s.scalars(q).one_or_none()
+        if pool is None and create:
+            try:
+                with s.begin_nested():
+                    pool = PlacePool(kindergarten_id=kg, cohort=cohort, language=language, for_category=cat,
+                                     free=0, held=0, enrolled=0)
+                    s.add(pool)
+                    s.flush()
+            except IntegrityError:  # created by a concurrent publication
+                pool = s.scalars(q).one()
+        return pool
+
+    def _check_place_input(self, s: Session, kg: str, cohort: int, language: str, count: int,
+                           for_category: str | None) -> tuple[Kindergarten, d.Policy]:
+        policy, _ = self._policy(s)
+        k = s.get(Kindergarten, kg)
+        if k is None:
+            raise NotFound(f"no kindergarten {kg!r}", field="kindergarten")
+        if k.languages and language not in k.languages:
+            raise Refused(f"kindergarten {kg!r} does not teach in {language!r}", field="language", status_code=422)
+        if not isinstance(count, int) or count < 1 or count > 10_000:
+            raise Refused("count must be a whole number from 1 to 10000", field="count", status_code=422)
+        this_year = self.today(policy).year
+        if not (this_year - 8 <= cohort <= this_year):
+            raise Refused(f"cohort {cohort} is not a birth year of preschool children", field="cohort",
+                          status_code=422)
+        if for_category is not None:
+            try:
+                policy.category(for_category)
+            except d.UnknownCategory as exc:
+                raise Refused(str(exc), field="for_category", status_code=422) from None
+        return k, policy
+
+    def publish_places(self, kg: str, cohort: int, language: str, count: int, *, actor: str,
+                       for_category: str | None = None, publish_at: datetime | None = None) -> dict:
+        """Free places for a kindergarten, cohort and language, optionally
+        reserved for one category, now or on a schedule."""
+        now = self.now()
+        with self._uow() as s:
+            self._check_place_input(s, kg, cohort, language, count, for_category)
+            when = utc(publish_at) if publish_at else now
+            pub = Publication(kindergarten_id=kg, cohort=cohort, language=language,
+                              for_category=for_category or OPEN_POOL, count=count, publish_at=when,
+                              actor=actor, created_at=now)
+            s.add(pub)
+            s.flush()
+            if when <= now:
+                self._apply_publication(s, pub, now)
+            else:
+                self._audit(s, actor, "place.scheduled", f"place:{kg}/{cohort}/{language}",
+                            {"count": count, "for_category": for_category, "publish_at": when.isoformat(),
+                             "publication": pub.id})
+            return {"publication": pub.id, "published": pub.published_at is not None,
+                    "publish_at": when, **self._pool_view(s, kg, cohort, language, for_category)}
+
+    def _apply_publication(self, s: Session, pub: Publication, now: datetime) -> None:
+        pool = self._pool(s, pub.kindergarten_id, pub.cohort, pub.language, pub.for_category or None, create=True)
+        pool.free += pub.count
+        pub.published_at = now
+        cat = pub.for_category or None
+        outbox.add(s, "place.published.v1", f"place:{pub.kindergarten_id}/{pub.cohort}/{pub.language}", {
+            "kindergarten_id": pub.kindergarten_id, "cohort": pub.cohort, "language": pub.language,
+            "for_category": cat, "count": pub.count, "free": pool.free}, time=now)
+        self._audit(s, pub.actor, "place.published", f"place:{pub.kindergarten_id}/{pub.cohort}/{pub.language}",
+                    {"count": pub.count, "for_category": cat, "publication": pub.id, "free": pool.free})
+        self._request_allocation(s, f"{pub.count} places published at {pub.kindergarten_id}")
+
+    def publish_due(self) -> int:
+        """Scheduled publications whose moment has come (the background loop)."""
+        now = self.now()
+        with self._uow() as s:
+            q = (sa.select(Publication).where(Publication.published_at.is_(None), Publication.publish_at <= now)
+                 .order_by(Publication.id).limit(100).with_for_update(skip_locked=True))
+            due = list(s.scalars(q))
+            for pub in due:
+                self._apply_publication(s, pub, now)
+            return len(due)
+
+    def withdraw_places(self, kg: str, cohort: int, language: str, count: int, *, actor: str,
+                        for_category: str | None = None) -> dict:
+        """Takes away free places only; never a held one."""
+        now = self.now()
+        with self._uow() as s:
+            self._check_place_input(s, kg, cohort, language, count, for_category)
+            pool = self._pool(s, kg, cohort, language, for_category, create=False)
+            free = pool.free if pool else 0
+            if count > free:
+                raise Refused(f"only {free} free places to withdraw (held places cannot be withdrawn)",
+                              field="count")
+            pool.free -= count
+            s.add(Publication(kindergarten_id=kg, cohort=cohort, language=language,
+                              for_category=for_category or OPEN_POOL, count=-count, publish_at=now,
+                              published_at=now, actor=actor, created_at=now))
+            outbox.add(s, "place.withdrawn.v1", f"place:{kg}/{cohort}/{language}", {
+                "kindergarten_id": kg, "cohort": cohort, "language": language, "for_category": for_category,
+                "count": count, "free": pool.free}, time=now)
+            self._audit(s, actor, "place.withdrawn", f"place:{kg}/{cohort}/{language}",
+                        {"count": count, "for_category": for_category, "free": pool.free})
+            return self._pool_view(s, kg, cohort, language, for_category)
+
+    def _pool_view(self, s: Session, kg: str, cohort: int, language: str, for_category: str | None) -> dict:
+        row = s.execute(sa.select(P.c.free, P.c.held, P.c.enrolled).where(
+            P.c.kindergarten_id == kg, P.c.cohort == cohort, P.c.language == language,
+            P.c.for_category == (for_category or OPEN_POOL))).first()
+        free, held, enrolled = row if row else (0, 0, 0)
+        return {"kindergarten": kg, "cohort": cohort, "language": language, "for_category": for_category,
+                "free": free, "held": held, "enrolled": enrolled}
+
+    def places(self, kg: str | None = None) -> list[dict]:
+        with self.sessions() as s:
+            q = sa.select(P).order_by(P.c.kindergarten_id, P.c.cohort, P.c.language, P.c.for_category)
+            if kg:
+                q = q.where(P.c.kindergarten_id == kg)
+            return [{"kindergarten": r.kindergarten_id, "cohort": r.cohort, "language": r.language,
+                     "for_category": r.for_category or None, "free": r.free, "held": r.held,
+                     "enrolled": r.enrolled} for r in s.execute(q)]
+
+    def scheduled_publications(self) -> list[dict]:
+        with self.sessions() as s:
+            q = sa.select(Publication).where(Publication.published_at.is_(None)).order_by(Publication.publish_at)
+            return [{"publication": p.id, "kindergarten": p.kindergarten_id, "cohort": p.cohort,
+                     "language": p.language, "for_category": p.for_category or None, "count": p.count,
+                     "publish_at": aware(p.publish_at)} for p in s.scalars(q)]
+
+    # ---------------------------------------------------------- allocation
+
+    def process_requests(self) -> RunResult | None:
+        """Allocates if anything asked for it since the last run."""
+        with self.sessions() as s:
+            pending = s.execute(sa.select(REQ.c.id).where(REQ.c.done_at.is_(None)).limit(1)).first()
+        if not pending:
+            return None
+        return self.allocate()
+
+    def request_daily_allocation(self) -> bool:
+        """Once per local day, at 00:00: children turning 2 today become eligible."""
+        day = self.today()
+        with self._uow() as s:
+            self._request_allocation(s, f"new day {day}: birthdays", dedupe_key=f"day:{self.country}:{day}")
+            return bool(s.info.get("allocation_requested"))
+
+    def allocate(self, *, lock: bool = True, attempts: int = 8) -> RunResult:
+        """One allocation run over every pool with free places. Retried when
+        a concurrent change made its reads stale (the database refuses the
+        write: a CHECK, the unique live-referral index, a deadlock)."""
+        for attempt in range(attempts):
+            try:
+                with unit_of_work(self.sessions) as s:
+                    return self._allocate(s, lock=lock)
+            except (IntegrityError, OperationalError, _StaleRead, DBAPIError) as exc:
+                if attempt == attempts - 1:
+                    raise
+                log.info("allocation.retry", attempt=attempt + 1, reason=type(exc).__name__,
+                         error=str(exc).splitlines()[0][:200])
+                time.sleep(random.uniform(0.01, 0.05) * (attempt + 1))
+        raise AssertionError("unreachable")
+
+    def _ranked(self, s: Session, cohort: int, language: str, bound: date, policy: d.Policy,
+                consumed: list) -> Iterator[d.Applicant]:
+        """Waiting children of one group who are old enough, in rank order,
+        streamed from the database; what the allocation reads is recorded."""
+        pg = self._pg(s)
+        rank = sa.case({c.code: c.rank for c in policy.categories}, value=A.c.category, else_=_BIG_RANK)
+        # The tie-break compares ids as Python compares strings: by code point.
+        tie = A.c.id.collate("C") if pg else A.c.id
+        q = (sa.select(A.c.id, A.c.birth_date, A.c.category, A.c.queue_date, A.c.language, A.c.preferences)
+             .where(A.c.status == "queued", A.c.cohort == cohort, A.c.language == language,
+                    A.c.birth_date <= bound)
+             .order_by(rank, A.c.queue_date, tie))
+        result = s.execute(q, execution_options={"yield_per": 20_000} if pg else {})
+        try:
+            for rid, birth, cat, qd, lang, prefs in result:
+                if qd.tzinfo is None:
+                    qd = qd.replace(tzinfo=UTC)
+                a = d.Applicant(rid, birth, cat, qd, lang, tuple(prefs))
+                consumed.append(a)
+                yield a
+        finally:
+            result.close()
+
+    def _allocate(self, s: Session, *, lock: bool) -> RunResult:
+        t0 = time.perf_counter()
+        timings: dict[str, float] = {}
+        now = self.now()
+        policy, version = self._policy(s)
+        cal = kcal.calendar(policy.country)
+        on = cal.local_date(now)
+        requests = [r[0] for r in s.execute(sa.select(REQ.c.id, REQ.c.reason).where(REQ.c.done_at.is_(None))
+                                             .order_by(REQ.c.id).limit(10_000))]
+        q = (sa.select(P.c.id, P.c.kindergarten_id, P.c.cohort, P.c.language, P.c.for_category, P.c.free)
+             .where(P.c.free > 0).order_by(P.c.id))
+        if lock:
+            # Concurrent runs queue here, and then see each other's referrals.
+            q = q.with_for_update()
+        free: dict[tuple[d.PlaceKey, str | None], int] = {}
+        pool_id: dict[tuple[d.PlaceKey, str | None], int] = {}
+        for pid, kg, cohort, lang, cat, n in s.execute(q):
+            key = (d.PlaceKey(kg, cohort, lang), cat or None)
+            free[key], pool_id[key] = n, pid
+        timings["lock_pools"] = time.perf_counter() - t0
+        if not free:
+            if requests:
+                s.execute(sa.update(REQ).where(REQ.c.id.in_(requests)).values(done_at=now))
+            return RunResult(None, timings=timings)
+
+        bound = d.latest_eligible_birth_date(on, policy)
+        consumed: list[d.Applicant] = []
+        allocations: list[d.Allocation] = []
+        for cohort, language in d.groups_of(free):
+            group = {k: n for k, n in free.items() if k[0].cohort == cohort and k[0].language == language}
+            stream = self._ranked(s, cohort, language, bound, policy, consumed)
+            try:
+                allocations.extend(d.allocate_ranked(stream, group, on, policy))
+            finally:
+                stream.close()
+        timings["allocate"] = time.perf_counter() - t0 - timings["lock_pools"]
+
+        t1 = time.perf_counter()
+        run_id = s.execute(sa.insert(RUNS).values(
+            started_at=now, on_date=on, trigger=f"{len(requests)} requests"[:200],
+            policy={**policy.to_dict(), "version": version},
+            free_before=[[k.kindergarten, k.cohort, k.language, cat, n] for (k, cat), n in sorted(
+                free.items(), key=lambda kv: (kv[0][0], kv[0][1] or ""))],
+            candidates=b"", candidates_count=0, allocated=0, digest="").returning(RUNS.c.id)).scalar_one()
+        issued: list[Issued] = []
+        if allocations:
+            ids = [x.child_id for x in allocations]
+            changed = 0
+            for chunk in _chunks(ids, 1000):
+                changed += s.execute(sa.update(A).where(A.c.id.in_(chunk), A.c.status == "queued")
+                                     .values(status="referred", updated_at=now)).rowcount
+            if changed != len(ids):
+                raise _StaleRead(f"{len(ids) - changed} children changed during the run")
+            taken = Counter(pool_id[(x.place, x.for_category)] for x in allocations)
+            s.execute(sa.update(P).where(P.c.id == sa.bindparam("pid"))
+                      .values(free=P.c.free - sa.bindparam("n"), held=P.c.held + sa.bindparam("n")),
+                      [{"pid": pid, "n": n} for pid, n in taken.items()])
+            deadlines: dict[bool, datetime] = {}
+            rows = []
+            for x in allocations:
+                cat = x.inputs["category"]
+                needs = policy.category(cat).needs_confirmation
+                if needs not in deadlines:
+                    days = policy.confirm_working_days if needs else policy.enrol_working_days
+                    deadlines[needs] = utc(cal.window_end(now, days))
+                rows.append({
+                    "application_id": x.child_id, "place_id": pool_id[(x.place, x.for_category)],
+                    "kindergarten_id": x.place.kindergarten, "cohort": x.place.cohort,
+                    "language": x.place.language, "for_category": x.for_category or OPEN_POOL,
+                    "category": cat, "needs_confirmation": needs, "preference_index": x.preference_index,
+                    "status": "live", "state": "awaiting_confirmation" if needs else "awaiting_enrolment",
+                    "run_id": run_id, "issued_at": now, "deadline": deadlines[needs]})
+            ref_ids = s.execute(sa.insert(R).returning(R.c.id, sort_by_parameter_order=True), rows).scalars().all()
+            audit = []
+            for seq, (x, rid) in enumerate(zip(allocations, ref_ids)):
+                issued.append(Issued(rid, x.child_id, x.place, x.for_category, x.preference_index))
+                audit.append({"run_id": run_id, "seq": seq, "referral_id": rid, "application_id": x.child_id,
+                              "kindergarten_id": x.place.kindergarten, "cohort": x.place.cohort,
+                              "language": x.place.language, "for_category": x.for_category,
+                              "preference_index": x.preference_index, "inputs": x.inputs})
+            for chunk in _chunks(audit, 5000):
+                s.execute(sa.insert(AUDIT), chunk)
+        timings["write"] = time.perf_counter() - t1
+
+        t2 = time.perf_counter()
+        blob = zlib.compress(json.dumps(
+            [[a.child_id, a.birth_date.isoformat(), a.category, a.queue_date.isoformat(), a.language,
+              list(a.preferences)] for a in consumed], separators=(",", ":")).encode(), 1)
+        digest = _digest((x.child_id, str(x.place), x.for_category, x.preference_index) for x in allocations)
+        s.execute(sa.update(RUNS).where(RUNS.c.id == run_id).values(
+            candidates=blob, candidates_count=len(consumed), allocated=len(allocations), digest=digest,
+            finished_at=self.now()))
+        if requests:
+            s.execute(sa.update(REQ).where(REQ.c.id.in_(requests)).values(done_at=now, run_id=run_id))
+        self._audit(s, ALLOCATOR, "allocation.run", f"run:{run_id}", {
+            "allocated": len(allocations), "candidates": len(consumed), "requests": len(requests),
+            "on": on.isoformat()})
+        timings["record"] = time.perf_counter() - t2
+        timings["total"] = time.perf_counter() - t0
+        log.info("allocation.done", run_id=run_id, allocated=len(allocations), candidates=len(consumed),
+                 seconds=round(timings["total"], 3))
+        return RunResult(run_id, issued, len(consumed), timings)
+
+    # ------------------------------------------------------------- replay
+
+    def replay(self, run_ids: Iterable[int] | None = None) -> list[dict]:
+        """Recomputes every recorded run from its recorded inputs (policy,
+        free places, the children it considered) and compares with the
+        allocations it made. Returns one report per run."""
+        out = []
+        with self.sessions() as s:
+            q = sa.select(RUNS.c.id).order_by(RUNS.c.id)
+            if run_ids is not None:
+                q = q.where(RUNS.c.id.in_(list(run_ids)))
+            for (rid,) in s.execute(q).all():
+                out.append(self._replay_run(s, rid))
+        return out
+
+    def _replay_run(self, s: Session, run_id: int) -> dict:
+        run = s.execute(sa.select(RUNS).where(RUNS.c.id == run_id)).mappings().one()
+        pol = dict(run["policy"])
+        pol.pop("version", None)
+        policy = d.Policy.from_dict(pol)
+        free = {(d.PlaceKey(kg, cohort, lang), cat): n for kg, cohort, lang, cat, n in run["free_before"]}
+        waiting = [d.Applicant(cid, date.fromisoformat(b), cat, datetime.fromisoformat(q), lang, tuple(p))
+                   for cid, b, cat, q, lang, p in json.loads(zlib.decompress(run["candidates"]))]
+        recorded = [d.Allocation(r.application_id, d.PlaceKey(r.kindergarten_id, r.cohort, r.language),
+                                 r.for_category, r.preference_index, {})
+                    for r in s.execute(sa.select(AUDIT).where(AUDIT.c.run_id == run_id).order_by(AUDIT.c.seq))]
+        problems = d.replay(recorded, waiting, free, run["on_date"], policy)
+        digest = _digest((x.child_id, str(x.place), x.for_category, x.preference_index) for x in recorded)
+        if digest != run["digest"]:
+            problems.append("the audit rows do not match the digest recorded with the run")
+        return {"run_id": run_id, "on": run["on_date"].isoformat(), "allocations": len(recorded),
+                "candidates": run["candidates_count"], "matches": not problems, "problems": problems[:20]}
+
+    # -------------------------------------------------- workflows to start
+
+    def unstarted_referrals(self, limit: int = 100) -> list[dict]:
+        """Referrals whose workflow has not been started yet (after a crash
+        too): the starter starts them; the workflow id makes it idempotent."""
+        with self.sessions() as s:
+            policy, _ = self._policy(s)
+            q = (sa.select(R, A.c.parent_id).join(A, A.c.id == R.c.application_id)
+                 .where(R.c.workflow_started_at.is_(None)).order_by(R.c.id).limit(limit))
+            out = []
+            for r in s.execute(q).mappings():
+                out.append({
+                    "referral_id": str(r["id"]), "application_id": r["application_id"],
+                    "kindergarten": r["kindergarten_id"], "cohort": r["cohort"], "language": r["language"],
+                    "category": r["category"], "for_category": r["for_category"] or None,
+                    "needs_confirmation": r["needs_confirmation"], "issued_at": aware(r["issued_at"]),
+                    "country": policy.country, "parent_id": r["parent_id"],
+                    "policy": {k: getattr(policy, k) for k in ("confirm_working_days", "enrol_working_days",
+                                                               "certificate_valid_days", "extension_days",
+                                                               "stoplist_days")},
+                })
+            return out
+
+    def mark_workflow_started(self, referral_id: int | str) -> None:
+        with unit_of_work(self.sessions) as s:
+            s.execute(sa.update(R).where(R.c.id == int(referral_id), R.c.workflow_started_at.is_(None))
+                      .values(workflow_started_at=self.now()))
+
+    # --------------------------------------- referral changes (activities)
+
+    def _claim(self, s: Session, key: str) -> bool:
+        return outbox.claim(s, ACTIVITY_CONSUMER, _activity_claim_id(key))
+
+    def _referral(self, s: Session, referral_id: str | int, app_id: str | None = None) -> Referral:
+        try:
+            rid = int(referral_id)
+        except (TypeError, ValueError):
+            raise NotFound(f"no referral {referral_id!r}", field="referral_id") from None
+        ref = s.scalars(sa.select(Referral).where(Referral.id == rid).with_for_update()).one_or_none()
+        if ref is None or (app_id is not None and ref.application_id != app_id):
+            raise NotFound(f"no referral {referral_id!r} for application {app_id!r}", field="referral_id")
+        return ref
+
+    def _ref_event_data(self, s: Session, ref: Referral, app: Application, **extra) -> dict:
+        kg = s.get(Kindergarten, ref.kindergarten_id)
+        data = {"referral_id": str(ref.id), "application_id": ref.application_id,
+                "kindergarten_id": ref.kindergarten_id}
+        if app.parent_id:
+            data["parent_id"] = app.parent_id
+        if kg is not None:
+            data["kindergarten_name"] = kg.name
+            if kg.address:
+                data["kindergarten_address"] = kg.address
+        data.update({k: v for k, v in extra.items() if v is not None})
+        return data
+
+    def return_place(self, *, key: str, referral_id: str, application_id: str, at: datetime,
+                     outcome: str, drop_preference: bool = False, reason: str | None = None,
+                     actor: str = "system") -> bool:
+        """The referral ends and its place goes back to the pool it came
+        from. The child's entry changes in the same transaction, so no
+        allocation can see it half-way: cancelled -> waiting (without that
+        kindergarten if asked), expired -> on the stop-list, privilege
+        rejected -> waiting in the general queue."""
+        if outcome not in ("expired", "cancelled", "privilege_rejected"):
+            raise Refused(f"unknown outcome {outcome!r}", field="outcome", status_code=422)
+        at = utc(at)
+        with self._uow() as s:
+            if not self._claim(s, key):
+                return False
+            ref = self._referral(s, referral_id, application_id)
+            if ref.status != "live":
+                raise Refused(f"referral {referral_id} is {ref.status} ({ref.outcome or ref.state}); "
+                              f"its place cannot be returned", field="referral_id")
+            app = self._app(s, ref.application_id)
+            policy, _ = self._policy(s)
+            ref.status, ref.outcome, ref.ended_at = "ended", outcome, at
+            ref.state = {"expired": "paused", "cancelled": "cancelled",
+                         "privilege_rejected": "privilege_rejected"}[outcome]
+            s.flush()
+            s.execute(sa.update(P).where(P.c.id == ref.place_id).values(free=P.c.free + 1, held=P.c.held - 1))
+            now = self.now()
+            if outcome == "cancelled":
+                if drop_preference:
+                    app.preferences = [k for k in app.preferences if k != ref.kindergarten_id]
+                app.status = "queued"
+            elif outcome == "expired":
+                # Put on the stop-list at once (the workflow's next call sets
+                # the exact end): in between, no allocation may pick the child.
+                app.status, app.paused_until = "paused", at + timedelta(days=policy.stoplist_days)
+            else:
+                app.status = "queued"
+                self._to_general(s, app, actor=actor, reason=reason, at=at)
+            app.updated_at = now
+            place = f"place:{ref.kindergarten_id}/{ref.cohort}/{ref.language}"
+            outbox.add(s, f"referral.{outcome}.v1", f"referral:{ref.id}",
+                       self._ref_event_data(s, ref, app, reason=None if outcome == "expired" else reason,
+                                            stoplist_until=app.paused_until.isoformat()
+                                            if outcome == "expired" else None), time=at)
+            outbox.add(s, "place.returned.v1", place, {
+                "kindergarten_id": ref.kindergarten_id, "cohort": ref.cohort, "language": ref.language,
+                "for_category": ref.for_category or None, "referral_id": str(ref.id), "reason": outcome},
+                time=at)
+            self._audit(s, actor, f"referral.{outcome}", f"application:{app.id}",
+                        {"referral_id": ref.id, "kindergarten": ref.kindergarten_id, "reason": reason,
+                         "drop_preference": drop_preference}, at=at)
+            self._audit(s, actor, "place.returned", place, {"referral_id": ref.id, "reason": outcome}, at=at)
+            self._request_allocation(s, f"place returned by referral {ref.id}")
+            return True
+
+    def return_to_general_queue(self, *, key: str, referral_id: str, application_id: str, at: datetime,
+                                from_category: str, reason: str | None = None, actor: str = "system") -> bool:
+        with self._uow() as s:
+            if not self._claim(s, key):
+                return False
+            app = self._app(s, application_id)
+            # Usually already done by return_place in the same act; then a no-op.
+            self._to_general(s, app, actor=actor, reason=reason, at=utc(at))
+            return True
+
+    def put_on_stoplist(self, *, key: str, referral_id: str, application_id: str, at: datetime,
+                        until: datetime, actor: str = "system") -> bool:
+        with self._uow() as s:
+            if not self._claim(s, key):
+                return False
+            app = self._app(s, application_id)
+            if app.status not in ("paused", "queued"):
+                raise Refused(f"the entry is {app.status}; it cannot go on the stop-list", field="application_id")
+            app.status, app.paused_until, app.updated_at = "paused", utc(until), self.now()
+            outbox.add(s, "application.paused.v1", f"application:{app.id}", {
+                "application_id": app.id, "parent_id": app.parent_id, "referral_id": str(referral_id),
+                "until": utc(until).isoformat()}, time=utc(at))
+            self._audit(s, actor, "application.paused", f"application:{app.id}",
+                        {"until": utc(until).isoformat(), "referral_id": referral_id}, at=utc(at))
+            return True
+
+    def lift_stoplist(self, *, key: str, referral_id: str | None, application_id: str, at: datetime,
+                      actor: str = "system") -> bool:
+        with self._uow() as s:
+            if not self._claim(s, key):
+                return False
+            app = self._app(s, application_id)
+            self._resume(s, app, actor=actor, at=utc(at))
+            return True
+
+    def _resume(self, s: Session, app: Application, *, actor: str, at: datetime) -> bool:
+        if app.status != "paused":
+            return False  # already lifted (by the other of the two paths)
+        app.status, app.paused_until, app.updated_at = "queued", None, self.now()
+        outbox.add(s, "application.resumed.v1", f"application:{app.id}",
+                   {"application_id": app.id, **({"parent_id": app.parent_id} if app.parent_id else {})},
+                   time=at)
+        self._audit(s, actor, "application.resumed", f"application:{app.id}", {}, at=at)
+        self._request_allocation(s, f"stop-list of {app.id} ended")
+        return True
+
+    def lift_due_stoplists(self) -> int:
+        """Stop-lists whose end has passed (the background loop; the
+        workflow lifts them too, whichever comes first)."""
+        now = self.now()
+        with self._uow() as s:
+            q = (sa.select(Application).where(Application.status == "paused", Application.paused_until <= now)
+                 .order_by(Application.paused_until).limit(500).with_for_update(skip_locked=True))
+            apps = list(s.scalars(q))
+            for app in apps:
+                self._resume(s, app, actor="system:stoplist", at=aware(app.paused_until))
+            return len(apps)
+
+    def record_enrolment(self, *, key: str, referral_id: str, application_id: str, at: datetime,
+                         actor: str = "system") -> bool:
+        at = utc(at)
+        with self._uow() as s:
+            if not self._claim(s, key):
+                return False
+            ref = self._referral(s, referral_id, application_id)
+            if ref.status != "live":
+                raise Refused(f"referral {referral_id} is {ref.status}; enrolment refused", field="referral_id")
+            app = self._app(s, ref.application_id)
+            ref.status, ref.state, ref.outcome, ref.ended_at = "enrolled", "enrolled", "enrolled", at
+            s.flush()
+            s.execute(sa.update(P).where(P.c.id == ref.place_id)
+                      .values(held=P.c.held - 1, enrolled=P.c.enrolled + 1))
+            app.status, app.updated_at = "enrolled", self.now()
+            outbox.add(s, "referral.enrolled.v1", f"referral:{ref.id}", self._ref_event_data(s, ref, app), time=at)
+            self._audit(s, actor, "referral.enrolled", f"application:{app.id}",
+                        {"referral_id": ref.id, "kindergarten": ref.kindergarten_id}, at=at)
+            return True
+
+    def record_referral(self, *, key: str, referral_id: str, application_id: str, at: datetime, event: str,
+                        state: str, deadline: datetime | None = None, needs_confirmation: bool | None = None,
+                        reason: str | None = None, actor: str = "system") -> bool:
+        """A change the workflow made that leaves the register untouched
+        (issued, privilege confirmed, certificate requested, extended): keep
+        the referral's state and deadline, publish the fact."""
+        at = utc(at)
+        with self._uow() as s:
+            if not self._claim(s, key):
+                return False
+            ref = self._referral(s, referral_id, application_id)
+            app = self._app(s, ref.application_id, lock=False)
+            if ref.status == "live":
+                ref.state = state
+                if deadline is not None:
+                    ref.deadline = utc(deadline)
+            extra: dict[str, Any] = {"deadline": utc(deadline).isoformat() if deadline else None}
+            if event == "referral.issued":
+                extra.update(needs_confirmation=ref.needs_confirmation if needs_confirmation is None
+                             else needs_confirmation, category=ref.category, cohort=ref.cohort,
+                             language=ref.language)
+            elif event == "referral.certificate_requested":
+                extra["reason"] = reason
+            outbox.add(s, f"{event}.v1", f"referral:{ref.id}", self._ref_event_data(s, ref, app, **extra), time=at)
+            self._audit(s, actor, event, f"application:{app.id}",
+                        {"referral_id": ref.id, "state": state, "deadline": extra["deadline"], "reason": reason},
+                        at=at)
+            return True
+
+    # ------------------------------------------------------------ reading
+
+    def _competitors(self, s: Session, kg: str, cohort: int, language: str | None = None):
+        """Waiting children of a cohort who list the kindergarten."""
+        if self._pg(s):
+            lists = A.c.preferences.op("@>")(sa.cast(sa.literal([kg], postgresql.ARRAY(sa.String(100))),
+                                                     postgresql.ARRAY(sa.String(100))))
+        else:
+            lists = sa.text("EXISTS (SELECT 1 FROM json_each(applications.preferences) AS je "
+                            "WHERE je.value = :kg_pref)").bindparams(kg_pref=kg)
+        q = sa.select(A.c.id, A.c.birth_date, A.c.category, A.c.queue_date, A.c.language, A.c.preferences,
+                      A.c.surname, A.c.name, A.c.patronymic).where(A.c.status == "queued", A.c.cohort == cohort, lists)
+        if language is not None:
+            q = q.where(A.c.language == language)
+        return s.execute(q).all()
+
+    @staticmethod
+    def _applicant(r) -> d.Applicant:
+        return d.Applicant(r.id, r.birth_date, r.category, aware(r.queue_date), r.language, tuple(r.preferences))
+
+    def positions(self, app_id: str) -> list[d.PositionExplanation]:
+        """The child's position for each of its preferences, with why."""
+        with self.sessions() as s:
+            policy, _ = self._policy(s)
+            app = self._app(s, app_id, lock=False)
+            if app.status != "queued":
+                return []
+            me = self._applicant(app)
+            out = []
+            for kg in me.preferences:
+                waiting = [self._applicant(r) for r in self._competitors(s, kg, me.cohort) if r.id != app_id]
+                out.append(d.explain_position(app_id, [me, *waiting], policy, kg))
+            return out
+
+    def public_queue(self, kg: str, cohort: int, language: str, *, limit: int = 100, offset: int = 0) -> dict:
+        """The anonymised queue of one kindergarten, cohort and language:
+        masked names, queue date and category, in rank order."""
+        with self.sessions() as s:
+            policy, _ = self._policy(s)
+            if s.get(Kindergarten, kg) is None:
+                raise NotFound(f"no kindergarten {kg!r}", field="kindergarten")
+            rows = self._competitors(s, kg, cohort, language)
+            ranked = sorted(rows, key=lambda r: d.rank_key(self._applicant(r), policy))
+            on = self.today(policy)
+            entries = [{
+                "number": offset + i + 1,
+                "child": d.mask_name(r.surname, r.name, r.patronymic),
+                "queue_date": aware(r.queue_date),
+                "category": r.category,
+                "preference": list(r.preferences).index(kg) + 1,
+                "eligible_today": d.reached_min_age(r.birth_date, on, policy),
+            } for i, r in enumerate(ranked[offset:offset + limit])]
+            pools = self._pool_views(s, kg, cohort, language)
+            return {"kindergarten": kg, "cohort": cohort, "language": language, "total": len(ranked),
+                    "places": pools, "entries": entries}
+
+    def _pool_views(self, s: Session, kg: str, cohort: int, language: str) -> list[dict]:
+        return [{"for_category": r.for_category or None, "free": r.free, "held": r.held, "enrolled": r.enrolled}
+                for r in s.execute(sa.select(P).where(P.c.kindergarten_id == kg, P.c.cohort == cohort,
+                                                      P.c.language == language))]
+
+    def audit_trail(self, subject: str | None = None, *, limit: int = 200, after_id: int = 0) -> list[dict]:
+        with self.sessions() as s:
+            q = sa.select(AuditEntry).where(AuditEntry.id > after_id).order_by(AuditEntry.id).limit(limit)
+            if subject:
+                q = q.where(AuditEntry.subject == subject)
+            return [{"id": e.id, "at": aware(e.at), "actor": e.actor, "action": e.action, "subject": e.subject,
+                     "details": e.details} for e in s.scalars(q)]
+
+    def allocation_records(self, app_id: str) -> list[dict]:
+        """Each referral the child got, with the inputs that decided it."""
+        with self.sessions() as s:
+            q = sa.select(AUDIT).where(AUDIT.c.application_id == app_id).order_by(AUDIT.c.run_id)
+            return [{"run_id": r.run_id, "referral_id": r.referral_id, "kindergarten": r.kindergarten_id,
+                     "cohort": r.cohort, "language": r.language, "for_category": r.for_category,
+                     "preference_index": r.preference_index, "inputs": r.inputs} for r in s.execute(q)]
+
+    def runs(self, limit: int = 50) -> list[dict]:
+        with self.sessions() as s:
+            q = (sa.select(RUNS.c.id, RUNS.c.started_at, RUNS.c.finished_at, RUNS.c.on_date, RUNS.c.trigger,
+                           RUNS.c.candidates_count, RUNS.c.allocated, RUNS.c.digest)
+                 .order_by(RUNS.c.id.desc()).limit(limit))
+            return [{"run_id": r.id, "started_at": aware(r.started_at), "finished_at": aware(r.finished_at),
+                     "on": r.on_date, "trigger": r.trigger, "candidates": r.candidates_count,
+                     "allocated": r.allocated, "digest": r.digest} for r in s.execute(q)]
+
+    def check_register(self) -> list[str]:
+        """The section 6 invariants, checked against the stored state."""
+        problems = []
+        with self.sessions() as s:
+            live = dict(s.execute(sa.select(R.c.place_id, sa.func.count()).where(R.c.status == "live")
+                                  .group_by(R.c.place_id)).all())
+            enrolled = dict(s.execute(sa.select(R.c.place_id, sa.func.count()).where(R.c.status == "enrolled")
+                                      .group_by(R.c.place_id)).all())
+            for r in s.execute(sa.select(P)):
+                if r.held != live.get(r.id, 0):
+                    problems.append(f"pool {r.id}: held {r.held} but {live.get(r.id, 0)} live referrals")
+                if r.enrolled != enrolled.get(r.id, 0):
+                    problems.append(f"pool {r.id}: enrolled {r.enrolled} but {enrolled.get(r.id, 0)} enrolments")
+            twice = s.execute(sa.select(R.c.application_id).where(R.c.status == "live")
+                              .group_by(R.c.application_id).having(sa.func.count() > 1)).all()
+            problems += [f"child {a} holds {2}+ live referrals" for (a,) in twice]
+            mismatch = s.execute(sa.select(A.c.id).join(R, sa.and_(R.c.application_id == A.c.id,
+                                                                      R.c.status == "live"))
+                                 .where(A.c.status != "referred")).all()
+            problems += [f"child {a} holds a live referral but is not referred" for (a,) in mismatch]
+        return problems
+
+
+def _digest(signatures: Iterable[tuple]) -> str:
+    h = hashlib.sha256()
+    for sig in sorted(signatures, key=lambda x: x[0]):
+        h.update(json.dumps(sig).encode())
+    return h.hexdigest()
+
+
+def _kg_view(k: Kindergarten) -> dict:
+    return {"id": k.id, "name": k.name, "district": k.district, "address": k.address, "lat": k.lat,
+            "lon": k.lon, "languages": list(k.languages or [])}
+
+
+def _app_view(a: Application) -> dict:
+    return {"id": a.id, "status": a.status, "category": a.category, "claimed_category": a.claimed_category,
+            "queue_date": aware(a.queue_date), "cohort": a.cohort, "birth_date": a.birth_date,
+            "language": a.language, "preferences": list(a.preferences), "paused_until": aware(a.paused_until),
+            "parent_id": a.parent_id, "child": d.mask_name(a.surname, a.name, a.patronymic)}
+
+
+def _ref_view(r) -> dict:
+    return {"id": r["id"], "kindergarten": r["kindergarten_id"], "cohort": r["cohort"], "language": r["language"],
+            "status": r["status"], "state": r["state"], "issued_at": aware(r["issued_at"]),
+            "deadline": aware(r["deadline"]), "needs_confirmation": r["needs_confirmation"]}

@@ -1,0 +1,296 @@
+"""Queue use cases on a real (SQLite) database: one transaction each, outbox
+rows with the state, allocation triggered by the changes that matter."""
+from __future__ import annotations
+
+import json
+from datetime import UTC, date, datetime, timedelta
+
+import pytest
+import sqlalchemy as sa
+
+from kezek.db import make_engine, make_session_factory
+from kezek.migrations import upgrade
+from services.queue.models import outbox
+from services.queue.service import JoinQueue, NotFound, QueueService, Refused
+
+
+class Clock:
+    def __init__(self, t: datetime):
+        self.t = t
+
+    def __call__(self) -> datetime:
+        return self.t
+
+    def advance(self, **kw) -> None:
+        self.t += timedelta(**kw)
+
+
+@pytest.fixture
+def clock():
+    return Clock(datetime(2027, 3, 1, 4, 0, tzinfo=UTC))  # 10:00 in Bishkek
+
+
+@pytest.fixture
+def svc(tmp_path, clock):
+    url = f"sqlite:///{tmp_path / 'queue.db'}"
+    upgrade("queue", url)
+    engine = make_engine(url)
+    woke = []
+    service = QueueService(make_session_factory(engine), clock=clock, on_allocation_requested=lambda: woke.append(1))
+    service.woke = woke
+    for kid in ("sun", "moon", "star"):
+        service.save_kindergarten({"id": kid, "name": kid.title(), "district": "Bishkek/Leninsky",
+                                   "address": f"{kid} street 1", "languages": ["ru", "ky"]}, actor="admin:1")
+    yield service
+    engine.dispose()
+
+
+def pin(born: str, serial: int) -> str:
+    y, m, dd = born.split("-")
+    return f"2{dd}{m}{y}{serial:05d}"
+
+
+def join(svc, cid, *, born="2024-06-15", cat="general", qd="2026-01-10T10:00:00+06:00", prefs=("sun",),
+         lang="ru", serial=None):
+    return svc.join_queue(JoinQueue(
+        application_id=cid, pin=pin(born, serial if serial is not None else abs(hash(cid)) % 99999),
+        surname="Asanov", name=cid.title(), category=cat, language=lang, preferences=tuple(prefs),
+        queue_date=datetime.fromisoformat(qd)), actor="parent:1")
+
+
+def events(svc, type_=None):
+    with svc.sessions() as s:
+        rows = s.execute(sa.select(outbox.table.c.type, outbox.table.c.payload).order_by(outbox.table.c.seq)).all()
+    return [json.loads(p) for t, p in rows if type_ is None or t == type_]
+
+
+def test_joining_records_the_queue_date_and_writes_the_event_in_the_same_transaction(svc):
+    app = join(svc, "a1", qd="2026-01-10T10:00:00+06:00")
+    assert app["status"] == "queued" and app["queue_date"] == datetime(2026, 1, 10, 4, tzinfo=UTC)
+    [ev] = events(svc, "application.queued.v1")
+    assert ev["data"]["application_id"] == "a1" and ev["data"]["cohort"] == 2024
+
+
+def test_second_registration_of_the_same_child_pin_is_refused_whoever_registers_it(svc):
+    join(svc, "a1", serial=7)
+    with pytest.raises(Refused) as exc:
+        join(svc, "a2", serial=7)
+    assert exc.value.field == "pin"
+
+
+def test_rejoining_after_removal_starts_a_new_queue_date(svc, clock):
+    join(svc, "a1", serial=7)
+    svc.remove_from_queue("a1", actor="parent:1", reason="moved away")
+    clock.advance(days=3)
+    again = svc.join_queue(JoinQueue(pin=pin("2024-06-15", 7), surname="A", name="B", category="general",
+                                     language="ru", preferences=("sun",)), actor="parent:1")
+    assert again["queue_date"] == clock.t and again["id"] != "a1"
+
+
+def test_pin_that_contradicts_the_birth_date_is_refused_naming_the_field(svc):
+    with pytest.raises(Refused) as exc:
+        svc.join_queue(JoinQueue(pin=pin("2024-06-15", 1), birth_date=date(2024, 6, 16), surname="A", name="B",
+                                 category="general", language="ru", preferences=("sun",)), actor="p")
+    assert exc.value.field == "birth_date"
+
+
+def test_unknown_kindergarten_or_language_it_does_not_teach_is_refused_naming_the_preference(svc):
+    with pytest.raises(Refused) as exc:
+        join(svc, "a1", prefs=("sun", "nowhere"))
+    assert exc.value.field == "preferences.1"
+    with pytest.raises(Refused) as exc:
+        join(svc, "a2", lang="uz")
+    assert exc.value.field == "preferences.0"
+
+
+def test_published_places_are_allocated_at_once_by_rank(svc):
+    join(svc, "late", qd="2026-02-01T10:00:00+06:00")
+    join(svc, "early", qd="2026-01-01T10:00:00+06:00")
+    svc.woke.clear()
+    svc.publish_places("sun", 2024, "ru", 1, actor="kg:sun")
+    assert svc.woke, "publishing must wake the allocator"
+    run = svc.process_requests()
+    assert [i.application_id for i in run.issued] == ["early"]
+    assert svc.application("early")["status"] == "referred"
+    assert svc.places("sun")[0] | {} == {"kindergarten": "sun", "cohort": 2024, "language": "ru",
+                                          "for_category": None, "free": 0, "held": 1, "enrolled": 0}
+    assert svc.process_requests() is None  # nothing left to do
+    assert svc.check_register() == []
+
+
+def test_child_under_two_waits_until_the_midnight_of_its_birthday(svc, clock):
+    join(svc, "young", born="2025-03-03")
+    svc.publish_places("sun", 2025, "ru", 1, actor="kg:sun")
+    assert svc.process_requests().issued == []
+    clock.t = datetime(2027, 3, 2, 18, 0, tzinfo=UTC)   # 00:00 on 3 March in Bishkek
+    assert svc.request_daily_allocation()
+    assert not svc.request_daily_allocation()              # once a day
+    assert [i.application_id for i in svc.process_requests().issued] == ["young"]
+
+
+def test_scheduled_places_are_published_when_their_moment_comes(svc, clock):
+    join(svc, "a1")
+    svc.publish_places("sun", 2024, "ru", 2, actor="kg:sun", publish_at=clock.t + timedelta(hours=2))
+    assert svc.publish_due() == 0
+    assert svc.places("sun") == []
+    clock.advance(hours=2)
+    assert svc.publish_due() == 1
+    assert [i.application_id for i in svc.process_requests().issued] == ["a1"]
+
+
+def test_only_free_places_can_be_withdrawn(svc):
+    join(svc, "a1")
+    svc.publish_places("sun", 2024, "ru", 2, actor="kg:sun")
+    svc.process_requests()
+    with pytest.raises(Refused) as exc:
+        svc.withdraw_places("sun", 2024, "ru", 2, actor="kg:sun")
+    assert exc.value.field == "count"
+    assert svc.withdraw_places("sun", 2024, "ru", 1, actor="kg:sun")["free"] == 0
+
+
+def test_reserved_places_go_only_to_their_category(svc):
+    join(svc, "g", qd="2025-01-01T00:00:00+06:00")
+    join(svc, "p", cat="privileged", qd="2026-05-01T00:00:00+06:00")
+    svc.publish_places("sun", 2024, "ru", 1, for_category="privileged", actor="kg:sun")
+    assert [i.application_id for i in svc.process_requests().issued] == ["p"]
+
+
+def _refer(svc, cid="a1", **kw):
+    join(svc, cid, **kw)
+    svc.publish_places("sun", 2024, "ru", 1, actor="kg:sun")
+    [issued] = svc.process_requests().issued
+    return issued
+
+
+def test_cancelled_referral_returns_the_place_and_drops_that_kindergarten(svc, clock):
+    ref = _refer(svc, prefs=("sun", "moon"))
+    join(svc, "next", qd="2026-06-01T00:00:00+06:00")
+    assert svc.return_place(key="referral-1:cancel", referral_id=str(ref.referral_id), application_id="a1",
+                            at=clock.t, outcome="cancelled", drop_preference=True, actor="parent:1")
+    app = svc.application("a1")
+    assert app["status"] == "queued" and app["preferences"] == ["moon"]
+    assert [i.application_id for i in svc.process_requests().issued] == ["next"]
+    assert [e["data"]["reason"] for e in events(svc, "place.returned.v1")] == ["cancelled"]
+    assert svc.check_register() == []
+
+
+def test_activity_applied_twice_with_one_key_has_one_effect(svc, clock):
+    ref = _refer(svc)
+    call = dict(key="referral-1:expired:return_place", referral_id=str(ref.referral_id), application_id="a1",
+                at=clock.t, outcome="expired")
+    assert svc.return_place(**call)
+    assert not svc.return_place(**call)
+    assert svc.places("sun")[0]["free"] == 1
+    assert len(events(svc, "place.returned.v1")) == 1
+
+
+def test_expired_referral_puts_the_child_on_the_stoplist_until_it_ends(svc, clock):
+    ref = _refer(svc)
+    svc.return_place(key="k1", referral_id=str(ref.referral_id), application_id="a1", at=clock.t, outcome="expired")
+    until = clock.t + timedelta(days=10)
+    svc.put_on_stoplist(key="k2", referral_id=str(ref.referral_id), application_id="a1", at=clock.t, until=until)
+    assert svc.process_requests().issued == []     # the place waits: the only child is paused
+    clock.t = until
+    assert svc.lift_due_stoplists() == 1
+    assert not svc.lift_stoplist(key="k3", referral_id=None, application_id="a1", at=until) or \
+        svc.application("a1")["status"] != "paused"
+    assert [i.application_id for i in svc.process_requests().issued] == ["a1"]
+    assert len(events(svc, "application.resumed.v1")) == 1
+
+
+def test_rejected_privilege_returns_the_child_to_the_general_queue_with_its_queue_date(svc, clock):
+    ref = _refer(svc, cat="extraordinary", qd="2026-03-01T00:00:00+06:00")
+    join(svc, "older", qd="2026-01-01T00:00:00+06:00")
+    svc.return_place(key="k1", referral_id=str(ref.referral_id), application_id="a1", at=clock.t,
+                     outcome="privilege_rejected", reason="no certificate")
+    svc.return_to_general_queue(key="k2", referral_id=str(ref.referral_id), application_id="a1", at=clock.t,
+                                from_category="extraordinary")
+    app = svc.application("a1")
+    assert app["category"] == "general" and app["claimed_category"] == "extraordinary"
+    assert app["queue_date"] == datetime(2026, 2, 28, 18, tzinfo=UTC)
+    assert [i.application_id for i in svc.process_requests().issued] == ["older"]
+    assert len(events(svc, "application.returned_to_general_queue.v1")) == 1
+
+
+def test_enrolment_takes_the_place_for_good(svc, clock):
+    ref = _refer(svc)
+    svc.record_enrolment(key="k", referral_id=str(ref.referral_id), application_id="a1", at=clock.t)
+    assert svc.places("sun")[0] | {} == {"kindergarten": "sun", "cohort": 2024, "language": "ru",
+                                          "for_category": None, "free": 0, "held": 0, "enrolled": 1}
+    assert svc.application("a1")["status"] == "enrolled"
+    with pytest.raises(Refused):
+        svc.record_enrolment(key="k-again", referral_id=str(ref.referral_id), application_id="a1", at=clock.t)
+
+
+def test_referral_issued_fact_is_published_when_the_workflow_records_it(svc, clock):
+    ref = _refer(svc)
+    [pending] = svc.unstarted_referrals()
+    assert pending["referral_id"] == str(ref.referral_id) and pending["needs_confirmation"] is False
+    deadline = datetime(2027, 3, 10, 0, 0, tzinfo=UTC)
+    svc.record_referral(key="k", referral_id=str(ref.referral_id), application_id="a1", at=clock.t,
+                        event="referral.issued", state="awaiting_enrolment", deadline=deadline)
+    [ev] = events(svc, "referral.issued.v1")
+    assert ev["data"]["kindergarten_id"] == "sun" and ev["data"]["deadline"].startswith("2027-03-10")
+    svc.mark_workflow_started(ref.referral_id)
+    assert svc.unstarted_referrals() == []
+
+
+def test_position_explains_who_is_ahead_and_why(svc):
+    join(svc, "me", qd="2026-03-01T00:00:00+06:00", prefs=("sun", "moon"))
+    join(svc, "ext", cat="extraordinary", qd="2026-09-01T00:00:00+06:00", prefs=("sun",))
+    join(svc, "old", qd="2026-01-01T00:00:00+06:00", prefs=("moon", "sun"))
+    join(svc, "other_year", born="2023-01-01", qd="2020-01-01T00:00:00+06:00", prefs=("sun",))
+    [sun, moon] = svc.positions("me")
+    assert (sun.kindergarten, sun.position, sun.ahead_by_category, sun.ahead_same_category_earlier) == \
+        ("sun", 3, {"extraordinary": 1}, 1)
+    assert (moon.kindergarten, moon.position) == ("moon", 2)
+
+
+def test_public_queue_masks_names_and_shows_queue_date_and_category(svc):
+    join(svc, "b", qd="2026-02-01T00:00:00+06:00")
+    join(svc, "a", cat="privileged", qd="2026-05-01T00:00:00+06:00")
+    q = svc.public_queue("sun", 2024, "ru")
+    assert [(e["number"], e["child"], e["category"]) for e in q["entries"]] == [
+        (1, "A***** A.", "privileged"), (2, "A***** B.", "general")]
+    assert "pin" not in json.dumps(q, default=str)
+
+
+def test_policy_change_is_versioned_audited_and_refuses_bad_values(svc):
+    policy, version = svc.change_policy({"stoplist_days": 14}, actor="admin:1", reason="city decree 12")
+    assert policy.stoplist_days == 14
+    [entry] = [e for e in svc.audit_trail() if e["action"] == "policy.changed"]
+    assert entry["details"]["changes"] == {"stoplist_days": {"from": 10, "to": 14}}
+    with pytest.raises(Refused) as exc:
+        svc.change_policy({"stoplist_days": -1}, actor="admin:1", reason="typo")
+    assert exc.value.field == "policy.stoplist_days"
+
+
+def test_every_run_replays_from_its_recorded_inputs(svc, clock):
+    for i in range(6):
+        join(svc, f"c{i}", qd=f"2026-01-{1 + i:02d}T10:00:00+06:00", prefs=("sun", "moon")[: 1 + i % 2])
+    svc.publish_places("sun", 2024, "ru", 2, actor="kg")
+    svc.publish_places("moon", 2024, "ru", 1, actor="kg")
+    svc.process_requests()
+    clock.advance(days=1)
+    svc.publish_places("moon", 2024, "ru", 1, actor="kg")
+    svc.process_requests()
+    reports = svc.replay()
+    assert reports and all(r["matches"] for r in reports)
+    assert sum(r["allocations"] for r in reports) == 4
+
+
+def test_replay_detects_a_tampered_allocation_record(svc):
+    join(svc, "a1", qd="2026-01-01T10:00:00+06:00")
+    join(svc, "a2", qd="2026-01-02T10:00:00+06:00")
+    svc.publish_places("sun", 2024, "ru", 1, actor="kg")
+    run = svc.process_requests()
+    with svc.sessions.begin() as s:
+        s.execute(sa.text("UPDATE allocation_audit SET application_id = 'a2'"))
+    [report] = svc.replay([run.run_id])
+    assert not report["matches"] and any("a2" in p for p in report["problems"])
+
+
+def test_unknown_application_is_not_found_naming_the_field(svc):
+    with pytest.raises(NotFound) as exc:
+        svc.application("nope")
+    assert exc.value.field == "application_id"
