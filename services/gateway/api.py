@@ -1,0 +1,314 @@
+"""The gateway: the parents' portal (server-rendered pages) and the JSON API
+a mobile app uses, in front of registration, queue and notifications.
+Routing, authentication, rate limits per client, request ids (kezek.web),
+OpenAPI at /api/docs."""
+import asyncio
+import hashlib
+import hmac
+from contextlib import asynccontextmanager
+from typing import Annotated, Any
+
+import httpx
+from fastapi import APIRouter, Body, Depends, FastAPI, Header, Request
+from fastapi.responses import JSONResponse
+from fastapi.staticfiles import StaticFiles
+
+from kezek.settings import Settings
+from kezek.web import create_service_app
+from services.gateway import i18n
+from services.gateway.clients import NotificationsClient, QueueClient, RegistrationClient, UpstreamError
+from services.gateway.geo import nearest
+from services.gateway.messages import describe
+from services.gateway.ratelimit import RateLimiter
+
+STATIC_DIR = __import__("pathlib").Path(__file__).parent / "static"
+LIVE_REFERRAL = {"issued", "awaiting_confirmation", "awaiting_enrolment", "confirmed", "extended", "held", "live"}
+
+
+class GatewaySettings(Settings):
+    """The shared settings plus what only the gateway needs."""
+    public_url: str = ""                 # how parents reach the portal (links in e-mails)
+    cookie_secure: bool = True           # browsers keep Secure cookies on http://localhost too
+    rate_limit_per_minute: int = 120
+    registration_url: str = ""
+    queue_url: str = ""
+    notifications_url: str = ""
+
+
+class Gateway:
+    """What the routes share: the clients, the catalogs, the limiter."""
+
+    def __init__(self, settings: GatewaySettings, transports: dict[str, httpx.AsyncBaseTransport] | None):
+        t = transports or {}
+        self.settings = settings
+        self.registration = RegistrationClient(settings.registration_url or settings.url_of("registration"),
+                                               transport=t.get("registration"))
+        self.queue = QueueClient(settings.queue_url or settings.url_of("queue"), transport=t.get("queue"))
+        self.notifications = NotificationsClient(settings.notifications_url or settings.url_of("notifications"),
+                                                 transport=t.get("notifications"))
+        self.mo_dir = settings.state_dir / "locale"
+        i18n.compile_catalogs(self.mo_dir)
+        self.limiter = RateLimiter(settings.rate_limit_per_minute)
+        self.secret = settings.secret_key.get_secret_value().encode()
+
+    def gettext(self, lang: str):
+        return i18n.translations(str(self.mo_dir), lang).gettext
+
+    def csrf(self, token: str) -> str:
+        return hmac.new(self.secret, f"csrf\x00{token}".encode(), hashlib.sha256).hexdigest()[:32]
+
+    def check_csrf(self, token: str, given: str) -> bool:
+        return bool(token) and hmac.compare_digest(self.csrf(token), given or "")
+
+    async def aclose(self):
+        for c in (self.registration, self.queue, self.notifications):
+            await c.aclose()
+
+    # --- what the cabinet shows -------------------------------------------
+
+    async def children(self, token: str) -> dict:
+        """The parent's own data and children, each with its queue entry and
+        referrals. Applications come from registration for this session's
+        account only; the queue is asked about those ids and no others."""
+        me = await self.registration.me(token)
+        apps = me["applications"]
+
+        async def queue_side(app: dict) -> dict:
+            out = {"queue": None, "referrals": [], "queue_error": None}
+            try:
+                out["queue"], out["referrals"] = await asyncio.gather(
+                    self.queue.application(app["id"]), self.queue.referrals(app["id"]))
+            except UpstreamError as exc:
+                out["queue_error"] = "unavailable" if exc.status >= 500 else "refused"
+            for r in out["referrals"]:
+                r.setdefault("actions", ["cancel"] if r.get("status") in LIVE_REFERRAL else [])
+            return out
+
+        sides = await asyncio.gather(*(queue_side(a) for a in apps))
+        for app, side in zip(apps, sides):
+            app.update(side)
+        return me
+
+    async def inbox(self, parent_id: str) -> tuple[list[dict], bool]:
+        try:
+            return await self.notifications.inbox(parent_id), True
+        except UpstreamError:
+            return [], False
+
+    async def nearby(self, lat, lon, limit: int = 10) -> tuple[list[dict], bool]:
+        try:
+            return nearest(await self.queue.kindergartens(), lat, lon, limit), True
+        except UpstreamError:
+            return [], False
+
+    async def owned_referral(self, token: str, referral_id: str) -> tuple[dict, dict] | None:
+        me = await self.children(token)
+        for app in me["applications"]:
+            for r in app["referrals"]:
+                if str(r.get("referral_id") or r.get("id")) == referral_id:
+                    return app, r
+        return None
+
+    async def owned_application(self, token: str, application_id: str) -> dict | None:
+        me = await self.registration.me(token)
+        return next((a for a in me["applications"] if a["id"] == application_id), None)
+
+
+def client_key(request: Request) -> str:
+    auth = request.headers.get("authorization", "")
+    secret = auth.partition(" ")[2] or request.cookies.get("kezek_session", "")
+    if secret:
+        return "t:" + hashlib.sha256(secret.encode()).hexdigest()[:24]
+    return "ip:" + (request.client.host if request.client else "?")
+
+
+def create_app(settings: GatewaySettings | Settings | None = None, *,
+               transports: dict[str, httpx.AsyncBaseTransport] | None = None) -> FastAPI:
+    settings = settings or GatewaySettings()
+    if not isinstance(settings, GatewaySettings):
+        settings = GatewaySettings(**settings.model_dump())
+    gw = Gateway(settings, transports)
+
+    @asynccontextmanager
+    async def lifespan(_app):
+        yield
+        await gw.aclose()
+
+    app = create_service_app("gateway", title="Kezek parents' API",
+                             description="The JSON API of the parents' portal (for a mobile app). "
+                                         "Log in with POST /api/v1/sessions and send the token as "
+                                         "`Authorization: Bearer <token>`.",
+                             docs_url="/api/docs", openapi_url="/api/openapi.json", redoc_url=None,
+                             lifespan=lifespan)
+    app.state.gateway = gw
+    app.mount("/static", StaticFiles(directory=STATIC_DIR), name="static")
+
+    @app.middleware("http")
+    async def limits_and_headers(request: Request, call_next):
+        path = request.url.path
+        limited = path.startswith("/api/") or request.method != "GET"
+        if limited and not path.startswith(("/api/docs", "/api/openapi")):
+            wait = gw.limiter.take(client_key(request))
+            if wait > 0:
+                lang = i18n.pick_language(None, request.cookies.get("kezek_lang"),
+                                          request.headers.get("accept-language"), settings.country)
+                err = describe({"field": "request", "code": "rate_limited"}, gw.gettext(lang))
+                return JSONResponse({"detail": err["text"], "errors": [err]}, status_code=429,
+                                    headers={"Retry-After": str(int(wait) + 1)})
+        response = await call_next(request)
+        response.headers.setdefault("X-Content-Type-Options", "nosniff")
+        response.headers.setdefault("Referrer-Policy", "no-referrer")   # activation links carry a token
+        response.headers.setdefault("X-Frame-Options", "DENY")
+        if not path.startswith("/api/docs"):
+            response.headers.setdefault(
+                "Content-Security-Policy",
+                "default-src 'self'; img-src 'self' data:; style-src 'self'; script-src 'self'; "
+                "form-action 'self' " + (settings.public_url or "") + "; frame-ancestors 'none'")
+        return response
+
+    @app.exception_handler(UpstreamError)
+    async def upstream_error(request: Request, exc: UpstreamError):
+        lang = i18n.pick_language(None, request.cookies.get("kezek_lang"),
+                                  request.headers.get("accept-language"), settings.country)
+        gettext = gw.gettext(lang)
+        if exc.status >= 500:
+            errors = [describe({"field": "request", "code": "unavailable"}, gettext)]
+            status = 503
+        else:
+            errors = [describe(e, gettext) for e in exc.errors] or [
+                describe({"field": "request", "code": "refused", "message": exc.detail}, gettext)]
+            status = exc.status
+        body = {"detail": "; ".join(e["text"] for e in errors),
+                "errors": [{"field": e["field"], "code": e["code"], "message": e["text"]} for e in errors]}
+        headers = {"WWW-Authenticate": "Bearer"} if status == 401 else None
+        return JSONResponse(body, status_code=status, headers=headers)
+
+    app.include_router(json_api(gw))
+    from services.gateway.portal import portal_router
+    app.include_router(portal_router(gw))
+    return app
+
+
+def json_api(gw: Gateway) -> APIRouter:
+    r = APIRouter(prefix="/api/v1")
+
+    async def bearer(authorization: Annotated[str, Header(description="Bearer <token>")] = "") -> str:
+        scheme, _, token = authorization.partition(" ")
+        if scheme.lower() != "bearer" or not token:
+            raise UpstreamError(401, [{"field": "session", "code": "session_invalid"}])
+        await gw.registration.identify(token)
+        return token
+
+    Token = Annotated[str, Depends(bearer)]
+    Json = Annotated[dict[str, Any], Body()]
+
+    @r.get("/address/regions", tags=["address"])
+    async def regions():
+        return await gw.registration.regions()
+
+    @r.get("/address/regions/{region}/districts", tags=["address"])
+    async def districts(region: str):
+        return await gw.registration.districts(region)
+
+    @r.get("/address/districts/{district}/settlements", tags=["address"])
+    async def settlements(district: str):
+        return await gw.registration.settlements(district)
+
+    @r.get("/address/settlements/{settlement}/streets", tags=["address"])
+    async def streets(settlement: str, q: str = ""):
+        return await gw.registration.streets(settlement, q)
+
+    @r.post("/drafts", status_code=201, tags=["application"], summary="Start an application")
+    async def start(body: Json = None):
+        return await gw.registration.start_draft((body or {}).get("locale", "ky"))
+
+    @r.get("/drafts/{draft}", tags=["application"])
+    async def draft(draft: str):
+        found = await gw.registration.draft(draft)
+        if found is None:
+            raise UpstreamError(404, [{"field": "draft", "code": "not_found"}])
+        return found
+
+    @r.put("/drafts/{draft}/child", tags=["application"], summary="Step 1: the child")
+    async def child(draft: str, body: Json):
+        return await gw.registration.save_child(draft, body)
+
+    @r.put("/drafts/{draft}/parent", tags=["application"], summary="Step 2: parent, address, contacts")
+    async def parent(draft: str, body: Json):
+        return await gw.registration.save_parent(draft, body)
+
+    @r.post("/drafts/{draft}/email-code", status_code=202, tags=["application"], summary="Get code")
+    async def code(draft: str, body: Json = None):
+        return await gw.registration.request_code(draft, (body or {}).get("locale", "ky"))
+
+    @r.post("/drafts/{draft}/email-code/verify", tags=["application"])
+    async def verify(draft: str, body: Json):
+        return await gw.registration.verify_code(draft, str(body.get("code", "")))
+
+    @r.post("/drafts/{draft}/submit", status_code=201, tags=["application"], summary="Step 3: submit")
+    async def submit(draft: str, body: Json):
+        return await gw.registration.submit(draft, body)
+
+    @r.post("/activation", tags=["accounts"], summary="Set the password with the one-time link's token")
+    async def activate(body: Json):
+        return await gw.registration.activate(str(body.get("token", "")), str(body.get("password", "")))
+
+    @r.post("/sessions", status_code=201, tags=["accounts"], summary="Log in: a bearer token")
+    async def login(body: Json):
+        return await gw.registration.login(str(body.get("login", "")), str(body.get("password", "")), "bearer")
+
+    @r.delete("/sessions/current", status_code=204, tags=["accounts"])
+    async def logout(token: Token):
+        await gw.registration.logout(token)
+
+    @r.get("/me", tags=["cabinet"], summary="Own data and children with queue status, positions, referrals")
+    async def me(token: Token):
+        return await gw.children(token)
+
+    @r.get("/me/notifications", tags=["cabinet"])
+    async def notifications(token: Token):
+        me = await gw.registration.me(token)
+        items, ok = await gw.inbox(me["account"]["id"])
+        if not ok:
+            raise UpstreamError(503)
+        return items
+
+    @r.get("/me/kindergartens-nearby", tags=["cabinet"], summary="Kindergartens near the address, nearest first")
+    async def kindergartens_nearby(token: Token, application_id: str | None = None, limit: int = 10):
+        me = await gw.registration.me(token)
+        apps = [a for a in me["applications"] if application_id in (None, a["id"])]
+        if not apps:
+            raise UpstreamError(404, [{"field": "application", "code": "not_found"}])
+        addr = apps[0]["address"]
+        items, ok = await gw.nearby(addr.get("lat"), addr.get("lon"), max(1, min(limit, 50)))
+        if not ok:
+            raise UpstreamError(503)
+        return items
+
+    @r.post("/me/referrals/{referral_id}/cancel", tags=["cabinet"], summary="Cancel direction")
+    async def cancel(referral_id: str, token: Token):
+        found = await gw.owned_referral(token, referral_id)
+        if found is None:
+            raise UpstreamError(404, [{"field": "referral", "code": "not_found"}])
+        if "cancel" not in found[1].get("actions", []):
+            raise UpstreamError(409, [{"field": "referral", "code": "refused"}])
+        return await gw.queue.cancel_referral(referral_id) or {"status": "cancelled"}
+
+    @r.post("/me/referrals/{referral_id}/extend", tags=["cabinet"], summary="Extend direction")
+    async def extend(referral_id: str, token: Token):
+        found = await gw.owned_referral(token, referral_id)
+        if found is None:
+            raise UpstreamError(404, [{"field": "referral", "code": "not_found"}])
+        if "extend" not in found[1].get("actions", []):
+            raise UpstreamError(409, [{"field": "referral", "code": "refused"}])
+        return await gw.queue.extend_referral(referral_id) or {"status": "extended"}
+
+    @r.post("/me/applications/{application_id}/remove", tags=["cabinet"], summary="Remove from queue")
+    async def remove(application_id: str, token: Token):
+        if await gw.owned_application(token, application_id) is None:
+            raise UpstreamError(404, [{"field": "application", "code": "not_found"}])
+        await gw.queue.remove(application_id)
+        await gw.registration.mark_removed(token, application_id)
+        return {"status": "removed"}
+
+    return r
