@@ -178,6 +178,14 @@ def create_app(settings: RegistrationSettings | Settings | None = None, *,
     def regions(svc: Svc):
         return [p.as_dict() for p in svc.registry.regions()]
 
+    @app.get("/api/v1/address/tree", tags=["address"],
+             summary="Regions, districts, settlements and known streets, for forms without scripts")
+    def tree(svc: Svc):
+        reg = svc.registry
+        return [{**r.as_dict(), "districts": [{**d_.as_dict(), "settlements": [
+            {**s.as_dict(), "streets": [st.as_dict() for st in reg.streets(s.code)]}
+            for s in reg.settlements(d_.code)]} for d_ in reg.districts(r.code)]} for r in reg.regions()]
+
     @app.get("/api/v1/address/regions/{region}/districts", tags=["address"])
     def districts(region: str, svc: Svc):
         return [p.as_dict() for p in svc.registry.districts(region)]
