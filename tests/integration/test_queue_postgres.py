@@ -1,0 +1,200 @@
+"""Concurrency safety of the queue on real PostgreSQL: the invariants of
+DOMAIN.md section 6 hold when allocations race each other and race the
+return of places, because the database enforces them (row locks, CHECK
+constraints, the partial unique index of live referrals)."""
+from __future__ import annotations
+
+import threading
+from datetime import UTC, date, datetime, timedelta
+
+import pytest
+import sqlalchemy as sa
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+from sqlalchemy.exc import IntegrityError
+
+from kezek.db import make_engine, make_session_factory
+from kezek.migrations import upgrade
+from services.queue import domain as d
+from services.queue.service import JoinQueue, QueueService
+
+pytestmark = pytest.mark.integration
+
+NOW = datetime(2027, 3, 1, 4, 0, tzinfo=UTC)
+KGS = ("sun", "moon", "star", "sky", "sea")
+TABLES = ("allocation_audit", "referrals", "allocation_runs", "allocation_requests", "place_publications",
+          "places", "applications", "audit_log", "outbox", "processed_events")
+
+
+@pytest.fixture(scope="module")
+def pg_queue(pg_cluster):
+    from kezek.db import ensure_database
+    url = pg_cluster.url("queue_concurrency")
+    ensure_database(url)
+    upgrade("queue", url)
+    engine = make_engine(url, pool_size=10)
+    svc = QueueService(make_session_factory(engine), clock=lambda: NOW)
+    for kid in KGS:
+        svc.save_kindergarten({"id": kid, "name": kid, "district": "d", "languages": ["ru", "ky"]}, actor="admin")
+    yield svc
+    engine.dispose()
+
+
+def reset(svc: QueueService) -> None:
+    with svc.sessions.begin() as s:
+        s.execute(sa.text(f"TRUNCATE {', '.join(TABLES)} RESTART IDENTITY CASCADE"))
+
+
+def pin(born: date, serial: int) -> str:
+    return f"2{born:%d%m%Y}{serial:05d}"
+
+
+def fill(svc: QueueService, children: list[tuple], places: list[tuple]) -> None:
+    for i, (born, cat, hours, lang, prefs) in enumerate(children):
+        svc.join_queue(JoinQueue(application_id=f"c{i:03d}", pin=pin(born, i), surname="S", name="N",
+                                 category=cat, language=lang, preferences=prefs,
+                                 queue_date=datetime(2025, 1, 1, tzinfo=UTC) + timedelta(hours=hours)), actor="t")
+    for kg, cohort, lang, cat, n in places:
+        svc.publish_places(kg, cohort, lang, n, for_category=cat, actor="t")
+
+
+def expected(svc: QueueService) -> dict[str, tuple]:
+    """What one allocation over the same state gives, by the domain alone."""
+    with svc.sessions() as s:
+        rows = s.execute(sa.text("SELECT id, birth_date, category, queue_date, language, preferences "
+                                 "FROM applications WHERE status = 'queued'")).all()
+        free = {(d.PlaceKey(kg, c, l), cat or None): n for kg, c, l, cat, n in s.execute(sa.text(
+            "SELECT kindergarten_id, cohort, language, for_category, free FROM places WHERE free > 0"))}
+    waiting = [d.Applicant(r[0], r[1], r[2], r[3], r[4], tuple(r[5])) for r in rows]
+    policy, _ = svc.policy()
+    return {x.child_id: (str(x.place), x.for_category) for x in d.allocate(waiting, free, NOW.date(), policy)}
+
+
+def held(svc: QueueService) -> dict[str, tuple]:
+    with svc.sessions() as s:
+        return {a: (f"{kg}/{c}/{l}", cat or None) for a, kg, c, l, cat in s.execute(sa.text(
+            "SELECT application_id, kindergarten_id, cohort, language, for_category FROM referrals "
+            "WHERE status = 'live'"))}
+
+
+def race(n: int, fn) -> list:
+    barrier = threading.Barrier(n)
+    out, errors = [None] * n, []
+
+    def run(i):
+        barrier.wait()
+        try:
+            out[i] = fn(i)
+        except Exception as exc:  # surfaced below
+            errors.append(exc)
+    threads = [threading.Thread(target=run, args=(i,)) for i in range(n)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(60)
+    assert not errors, errors
+    return out
+
+
+children_st = st.lists(st.tuples(
+    st.dates(date(2023, 1, 1), date(2025, 6, 1)), st.sampled_from(("general", "general", "privileged")),
+    st.integers(0, 50), st.sampled_from(("ru", "ky")),
+    st.lists(st.sampled_from(KGS), min_size=1, max_size=3, unique=True).map(tuple)), min_size=1, max_size=25)
+places_st = st.lists(st.tuples(st.sampled_from(KGS), st.sampled_from((2023, 2024, 2025)), st.sampled_from(("ru", "ky")),
+                               st.sampled_from((None, None, "privileged")), st.integers(1, 3)), min_size=1, max_size=8)
+
+
+@settings(max_examples=12, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture,
+                                                                 HealthCheck.too_slow])
+@given(children=children_st, places=places_st, lock=st.booleans(), runners=st.integers(2, 3))
+def test_concurrent_allocations_give_exactly_what_one_allocation_would(pg_queue, children, places, lock, runners):
+    """With or without the row locks (then the constraints alone decide),
+    any number of concurrent runs end with the allocation a single run
+    makes: no place held twice, one live referral per child, nobody passed
+    over."""
+    svc = pg_queue
+    reset(svc)
+    fill(svc, children, places)
+    want = expected(svc)
+    race(runners, lambda i: svc.allocate(lock=lock))
+    assert held(svc) == want
+    assert svc.check_register() == []
+    assert all(r["matches"] for r in svc.replay())
+
+
+def test_two_allocations_at_once_never_hold_one_place_twice(pg_queue):
+    svc = pg_queue
+    reset(svc)
+    kids = [(date(2024, 1, 1) + timedelta(days=i % 200), "general", i, "ru", (KGS[i % 5], KGS[(i + 1) % 5]))
+            for i in range(300)]
+    fill(svc, kids, [(kg, 2024, "ru", None, 20) for kg in KGS])
+    want = expected(svc)
+    results = race(2, lambda i: svc.allocate())
+    assert sum(len(r.issued) for r in results) == len(want) == 100
+    assert held(svc) == want
+    assert svc.check_register() == []
+
+
+def test_allocation_racing_cancellations_keeps_every_place_counted(pg_queue):
+    svc = pg_queue
+    reset(svc)
+    kids = [(date(2024, 1, 1), "general", i, "ru", ("sun", "moon")) for i in range(40)]
+    fill(svc, kids, [("sun", 2024, "ru", None, 10), ("moon", 2024, "ru", None, 10)])
+    first = svc.allocate()
+    live = list(first.issued)
+
+    def act(i):
+        if i == 0:
+            for ref in live[:10]:
+                svc.return_place(key=f"cancel-{ref.referral_id}", referral_id=str(ref.referral_id),
+                                 application_id=ref.application_id, at=NOW, outcome="cancelled",
+                                 drop_preference=True)
+        else:
+            for _ in range(10):
+                svc.allocate()
+    race(3, act)
+    svc.allocate()
+    assert svc.check_register() == []
+    with svc.sessions() as s:
+        free, held_, = s.execute(sa.text("SELECT sum(free), sum(held) FROM places")).one()
+        waiting_wanting = s.execute(sa.text("SELECT count(*) FROM applications WHERE status = 'queued'")).scalar()
+    assert free + held_ == 20
+    assert free == 0 or waiting_wanting == 0
+
+
+def test_database_refuses_a_second_live_referral_for_one_child(pg_queue):
+    svc = pg_queue
+    reset(svc)
+    fill(svc, [(date(2024, 1, 1), "general", 0, "ru", ("sun",))], [("sun", 2024, "ru", None, 2)])
+    svc.allocate()
+    with pytest.raises(IntegrityError, match="uq_referrals_live_child"):
+        with svc.sessions.begin() as s:
+            s.execute(sa.text("INSERT INTO referrals (application_id, place_id, kindergarten_id, cohort, language, "
+                              "for_category, category, needs_confirmation, preference_index, status, state, run_id, "
+                              "issued_at, deadline) SELECT application_id, place_id, kindergarten_id, cohort, language, "
+                              "for_category, category, needs_confirmation, preference_index, 'live', state, run_id, "
+                              "issued_at, deadline FROM referrals"))
+
+
+def test_database_refuses_taking_a_place_that_is_not_free(pg_queue):
+    svc = pg_queue
+    reset(svc)
+    fill(svc, [], [("sun", 2024, "ru", None, 1)])
+    with pytest.raises(IntegrityError, match="ck_places_free"):
+        with svc.sessions.begin() as s:
+            s.execute(sa.text("UPDATE places SET free = free - 2, held = held + 2"))
+
+
+def test_two_registrations_of_one_child_at_once_leave_one_entry(pg_queue):
+    svc = pg_queue
+    reset(svc)
+    from services.queue.service import Refused
+
+    def register(i):
+        try:
+            svc.join_queue(JoinQueue(application_id=f"dup{i}", pin=pin(date(2024, 1, 1), 42), surname="S", name="N",
+                                     category="general", language="ru", preferences=("sun",)), actor=f"p{i}")
+            return "ok"
+        except Refused as exc:
+            return exc.field
+    assert sorted(race(4, register)) == ["ok", "pin", "pin", "pin"]
