@@ -10,7 +10,7 @@ import sysconfig
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from kezek.infra.procs import free_port, stop_process, wait_until
+from kezek.infra.procs import free_port, port_open, stop_process, wait_until
 
 
 def _wheel_executable(dist: str, name: str) -> Path:
@@ -73,6 +73,8 @@ class TemporalDevServer:
         log = open(self.state_dir / "temporal.log", "ab")
         self.proc = subprocess.Popen(self.command(), stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
         wait_until(self.healthy, timeout, "Temporal dev server", self.proc)
+        if self.ui_port:
+            wait_until(lambda: port_open(self.ui_port), timeout, "Temporal UI", self.proc)
         return self
 
     def stop(self, hard: bool = False) -> None:
