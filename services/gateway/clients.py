@@ -22,10 +22,17 @@ class UpstreamError(Exception):
 class ServiceClient:
     def __init__(self, base_url: str, *, transport: httpx.AsyncBaseTransport | None = None,
                  timeout: float = 10.0):
-        self.http = httpx.AsyncClient(base_url=base_url.rstrip("/"), transport=transport, timeout=timeout)
+        self._config = dict(base_url=base_url.rstrip("/"), transport=transport, timeout=timeout)
+        self.http = httpx.AsyncClient(**self._config)
 
     async def aclose(self) -> None:
         await self.http.aclose()
+
+    def _open(self) -> httpx.AsyncClient:
+        # An app restarted in the same process (tests) gets a fresh pool.
+        if self.http.is_closed:
+            self.http = httpx.AsyncClient(**self._config)
+        return self.http
 
     async def call(self, method: str, path: str, *, token: str | None = None, json: Any = None,
                    params: dict | None = None, ok_missing: bool = False) -> Any:
@@ -36,7 +43,7 @@ class ServiceClient:
         if token:
             headers["authorization"] = f"Bearer {token}"
         try:
-            r = await self.http.request(method, path, json=json, params=params, headers=headers)
+            r = await self._open().request(method, path, json=json, params=params, headers=headers)
         except httpx.HTTPError as exc:
             raise UpstreamError(503, detail=f"{self.http.base_url}: {exc.__class__.__name__}") from exc
         if r.status_code == 404 and ok_missing:
@@ -151,7 +158,8 @@ class QueueClient(ServiceClient):
 
 class NotificationsClient(ServiceClient):
     async def inbox(self, parent_id: str) -> list[dict]:
-        found = await self.call("GET", f"/api/v1/inbox/{parent_id}", ok_missing=True)
+        """services/notifications/api.py: {"parent_id", "unread", "messages": [...]}."""
+        found = await self.call("GET", f"/api/v1/notifications/inbox/{parent_id}", ok_missing=True)
         if isinstance(found, dict):
-            found = found.get("items", [])
+            found = found.get("messages", [])
         return found or []

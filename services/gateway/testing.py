@@ -143,10 +143,51 @@ class FakeInbox:
         self.messages: dict[str, list[dict]] = {}
         self.app = FastAPI()
 
-        @self.app.get("/api/v1/inbox/{parent_id}")
+        @self.app.get("/api/v1/notifications/inbox/{parent_id}")
         def inbox(parent_id: str):
-            return self.messages.get(parent_id, [])
+            items = self.messages.get(parent_id, [])
+            return {"parent_id": parent_id, "unread": sum(not m["read"] for m in items), "messages": items}
 
     def add(self, parent_id: str, body: str, title: str | None = None) -> None:
         self.messages.setdefault(parent_id, []).append(
-            {"id": str(uuid.uuid4()), "created_at": datetime.now(UTC).isoformat(), "title": title, "body": body})
+            {"id": str(uuid.uuid4()), "kind": "info", "created_at": datetime.now(UTC).isoformat(), "title": title,
+             "text": body, "read": False})
+
+
+class Stack:
+    """Registration (real, on SQLite), the gateway (real) and the stand-ins,
+    wired in one process through ASGI transports."""
+
+    def __init__(self, state_dir, **settings_overrides):
+        import httpx
+        from argon2 import PasswordHasher
+
+        from kezek.migrations import upgrade
+        from services.gateway.api import GatewaySettings, create_app as gateway_app
+        from services.registration.api import RegistrationSettings, create_app as registration_app
+
+        self.settings = GatewaySettings(state_dir=state_dir, env="test", **settings_overrides)
+        upgrade("registration", self.settings.database_url_for("registration"))
+        # Cheap argon2 parameters: the tests prove the flow, not the cost.
+        self.registration = registration_app(RegistrationSettings(state_dir=state_dir, env="test"),
+                                             hasher=PasswordHasher(time_cost=1, memory_cost=8192, parallelism=1))
+        self.queue = FakeQueue()
+        self.inbox = FakeInbox()
+        self.gateway = gateway_app(self.settings, transports={
+            "registration": httpx.ASGITransport(app=self.registration),
+            "queue": httpx.ASGITransport(app=self.queue.app),
+            "notifications": httpx.ASGITransport(app=self.inbox.app),
+        })
+
+    def events(self, event_type: str) -> list[dict]:
+        with self.registration.state.engine.connect() as conn:
+            rows = conn.execute(sa.text("SELECT payload FROM outbox WHERE type = :t ORDER BY seq"),
+                                {"t": event_type}).all()
+        return [json.loads(p)["data"] for (p,) in rows]
+
+    def last_code(self, email: str) -> str:
+        return [e["code"] for e in self.events("registration.email_code_issued.v1") if e["email"] == email][-1]
+
+    def last_activation_token(self, email: str) -> str:
+        url = [e["activation_url"] for e in self.events("account.activation_issued.v1") if e["email"] == email][-1]
+        return url.split("token=", 1)[1]

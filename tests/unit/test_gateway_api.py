@@ -1,0 +1,354 @@
+"""The parents' JSON API through the gateway: every bad input is a 4xx that
+names the field (in the caller's language), and a parent never sees or
+touches another family's data."""
+from __future__ import annotations
+
+import pytest
+from fastapi.testclient import TestClient
+
+from services.gateway.testing import Stack
+
+CHILD = {"pin": "21506202400011", "surname": "Асанов", "name": "Айбек"}
+PARENT = {
+    "role": "mother", "surname": "Асанова", "name": "Айгүл", "pin": "11203199000123",
+    "document_type": "id_card", "document_number": "ID1234567", "document_issued_on": "2020-05-01",
+    "address": {"region": "41711000000000", "district": "41711210000000", "settlement": "41711000000001",
+                "street": "улица Киевская", "house": "12"},
+    "phone": "+996 555 123 456", "email": "aigul@example.kg",
+}
+CONFIRM = {"category": "general", "language": "ru", "preferences": ["bsk-12", "bsk-7"], "agreement": True}
+PASSWORD = "a long enough password"
+
+
+@pytest.fixture(scope="module")
+def stack(tmp_path_factory):
+    return Stack(tmp_path_factory.mktemp("gw"), rate_limit_per_minute=100_000)
+
+
+@pytest.fixture
+def api(stack):
+    with TestClient(stack.gateway, base_url="https://testserver") as c:
+        yield c
+
+
+def draft(api, lang="en") -> str:
+    r = api.post("/api/v1/drafts", json={"locale": lang})
+    assert r.status_code == 201
+    return r.json()["draft"]
+
+
+def register(api, stack, child=CHILD, parent=PARENT, confirm=CONFIRM) -> tuple[str, str]:
+    """The whole application and activation; returns (bearer token, application id)."""
+    t = draft(api)
+    assert api.put(f"/api/v1/drafts/{t}/child", json=child).status_code == 200
+    assert api.put(f"/api/v1/drafts/{t}/parent", json=parent).status_code == 200
+    assert api.post(f"/api/v1/drafts/{t}/email-code").status_code == 202
+    email = parent["email"]
+    assert api.post(f"/api/v1/drafts/{t}/email-code/verify", json={"code": stack.last_code(email)}).status_code == 200
+    r = api.post(f"/api/v1/drafts/{t}/submit", json=confirm)
+    assert r.status_code == 201, r.text
+    app_id = r.json()["application_id"]
+    stack.queue.feed_from_outbox(stack.registration.state.engine)
+    if r.json()["new_account"]:
+        token = stack.last_activation_token(email)
+        assert api.post("/api/v1/activation", json={"token": token, "password": PASSWORD}).status_code == 200
+    r = api.post("/api/v1/sessions", json={"login": email, "password": PASSWORD})
+    assert r.status_code == 201
+    return r.json()["token"], app_id
+
+
+def fields(r) -> list[str]:
+    return [e["field"] for e in r.json()["errors"]]
+
+
+# --- every bad input: a 4xx naming the field ------------------------------------
+
+@pytest.mark.parametrize("body,field", [
+    ({**CHILD, "pin": ""}, "child.pin"),
+    ({**CHILD, "pin": "215062024000"}, "child.pin"),
+    ({**CHILD, "pin": "31506202400011"}, "child.pin"),
+    ({**CHILD, "pin": "23102202400011"}, "child.pin"),           # 31 February
+    ({**CHILD, "pin": "21512209900011"}, "child.pin"),           # born in 2099
+    ({**CHILD, "pin": "20101201500011"}, "child.pin"),           # school age
+    ({**CHILD, "surname": ""}, "child.surname"),
+    ({**CHILD, "name": "R2D2"}, "child.name"),
+    ({**CHILD, "birth_date": "2024-06-16"}, "child.birth_date"),
+    ({**CHILD, "birth_date": "16.06.2024"}, "child.birth_date"),
+])
+def test_bad_child_data_is_a_422_naming_the_field(api, body, field):
+    r = api.put(f"/api/v1/drafts/{draft(api)}/child", json=body)
+    assert r.status_code == 422
+    assert field in fields(r)
+
+
+def address(**kw):
+    return {**PARENT["address"], **kw}
+
+
+@pytest.mark.parametrize("change,field", [
+    ({"role": ""}, "parent.role"),
+    ({"role": "uncle"}, "parent.role"),
+    ({"surname": ""}, "parent.surname"),
+    ({"name": "123"}, "parent.name"),
+    ({"pin": "1120319900012"}, "parent.pin"),
+    ({"pin": CHILD["pin"]}, "parent.pin"),
+    ({"document_type": "visa"}, "parent.document_type"),
+    ({"document_number": "12"}, "parent.document_number"),
+    ({"document_type": "passport", "document_number": "ID1234567"}, "parent.document_number"),
+    ({"document_issued_on": ""}, "parent.document_issued_on"),
+    ({"document_issued_on": "2099-01-01"}, "parent.document_issued_on"),
+    ({"phone": "+1 202 555 0100"}, "parent.phone"),
+    ({"phone": ""}, "parent.phone"),
+    ({"email": "not-an-email"}, "parent.email"),
+    ({"address": address(region="")}, "address.region"),
+    ({"address": address(region="99999")}, "address.region"),
+    ({"address": address(district="41721200000000")}, "address.district"),
+    ({"address": address(settlement="41721000000001")}, "address.settlement"),
+    ({"address": address(street="проспект Мира")}, "address.street"),
+    ({"address": address(house="")}, "address.house"),
+    ({"address": address(house="12$$")}, "address.house"),
+])
+def test_bad_parent_data_is_a_422_naming_the_field(api, change, field):
+    t = draft(api)
+    assert api.put(f"/api/v1/drafts/{t}/child", json={**CHILD, "pin": "11506202400077"}).status_code == 200
+    r = api.put(f"/api/v1/drafts/{t}/parent", json={**PARENT, **change})
+    assert r.status_code == 422, r.text
+    assert field in fields(r)
+
+
+def test_unknown_street_advises_checking_its_official_name(api):
+    t = draft(api)
+    api.put(f"/api/v1/drafts/{t}/child", json={**CHILD, "pin": "11506202400078"})
+    r = api.put(f"/api/v1/drafts/{t}/parent", json={**PARENT, "address": address(street="проспект Мира")},
+                headers={"accept-language": "ru"})
+    message = r.json()["errors"][0]["message"]
+    assert message.startswith("Улица:") and "центре обслуживания населения" in message
+
+
+def test_errors_are_in_the_parents_language(api):
+    t = draft(api)
+    for lang, start in (("ky", "Баланын жеке идентификациялык номери (ПИН):"),
+                        ("ru", "Персональный идентификационный номер ребёнка (ПИН):"),
+                        ("en", "Child's personal identification number (PIN):")):
+        r = api.put(f"/api/v1/drafts/{t}/child", json={**CHILD, "pin": "1"}, headers={"accept-language": lang})
+        assert r.json()["errors"][0]["message"].startswith(start)
+
+
+def test_steps_cannot_be_skipped(api):
+    t = draft(api)
+    r = api.put(f"/api/v1/drafts/{t}/parent", json=PARENT)
+    assert r.status_code == 422 and fields(r) == ["child"]
+    api.put(f"/api/v1/drafts/{t}/child", json={**CHILD, "pin": "11506202400079"})
+    api.put(f"/api/v1/drafts/{t}/parent", json=PARENT)
+    r = api.post(f"/api/v1/drafts/{t}/submit", json=CONFIRM)
+    assert r.status_code == 422 and fields(r) == ["code"]
+
+
+def test_code_rules_through_the_api(api, stack):
+    t = draft(api)
+    api.put(f"/api/v1/drafts/{t}/child", json={**CHILD, "pin": "11506202400080"})
+    api.put(f"/api/v1/drafts/{t}/parent", json={**PARENT, "email": "codes@example.kg"})
+    r = api.post(f"/api/v1/drafts/{t}/email-code/verify", json={"code": "123456"})
+    assert r.status_code == 422 and fields(r) == ["code"]
+    assert api.post(f"/api/v1/drafts/{t}/email-code").status_code == 202
+    r = api.post(f"/api/v1/drafts/{t}/email-code")
+    assert r.status_code == 429 and fields(r) == ["parent.email"]
+    r = api.post(f"/api/v1/drafts/{t}/email-code/verify", json={"code": "12a"})
+    assert r.status_code == 422 and fields(r) == ["code"]
+    right = stack.last_code("codes@example.kg")
+    wrong = "000000" if right != "000000" else "111111"
+    for left in (4, 3, 2, 1):
+        r = api.post(f"/api/v1/drafts/{t}/email-code/verify", json={"code": wrong})
+        assert r.status_code == 422 and r.json()["errors"][0]["code"] == "code_wrong"
+    r = api.post(f"/api/v1/drafts/{t}/email-code/verify", json={"code": wrong})
+    assert r.status_code == 429
+    r = api.post(f"/api/v1/drafts/{t}/email-code/verify", json={"code": right})
+    assert r.status_code == 429 and r.json()["errors"][0]["code"] == "code_too_many_attempts"
+
+
+@pytest.mark.parametrize("change,field", [
+    ({"category": "vip"}, "category"),
+    ({"category": ""}, "category"),
+    ({"language": "fr"}, "language"),
+    ({"preferences": []}, "preferences"),
+    ({"preferences": ["a", "a"]}, "preferences"),
+    ({"preferences": ["a", "b", "c", "d"]}, "preferences"),
+    ({"agreement": False}, "agreement"),
+])
+def test_bad_confirmation_is_a_422_naming_the_field(api, stack, change, field):
+    t = draft(api)
+    api.put(f"/api/v1/drafts/{t}/child", json={**CHILD, "pin": "11506202400081"})
+    api.put(f"/api/v1/drafts/{t}/parent", json={**PARENT, "email": "confirm@example.kg"})
+    stack_code(api, stack, t, "confirm@example.kg")
+    r = api.post(f"/api/v1/drafts/{t}/submit", json={**CONFIRM, **change})
+    assert r.status_code == 422 and field in fields(r)
+
+
+def stack_code(api, stack, t, email):
+    r = api.post(f"/api/v1/drafts/{t}/email-code")
+    if r.status_code == 429:   # sent a moment ago in another test: reuse it
+        pass
+    assert api.post(f"/api/v1/drafts/{t}/email-code/verify",
+                    json={"code": stack.last_code(email)}).status_code == 200
+
+
+def test_a_child_pin_is_registered_once_whoever_applies(api, stack):
+    register(api, stack, child={**CHILD, "pin": "21506202400099"},
+             parent={**PARENT, "email": "first@example.kg"})
+    t = draft(api)
+    r = api.put(f"/api/v1/drafts/{t}/child", json={**CHILD, "pin": "21506202400099"})
+    assert r.status_code == 409 and fields(r) == ["child.pin"]
+
+
+def test_unknown_draft_is_a_404(api):
+    r = api.put("/api/v1/drafts/nope/child", json=CHILD)
+    assert r.status_code == 404 and fields(r) == ["draft"]
+
+
+def test_activation_link_works_once_and_password_rules_name_the_field(api, stack):
+    t = draft(api)
+    api.put(f"/api/v1/drafts/{t}/child", json={**CHILD, "pin": "11506202400082"})
+    api.put(f"/api/v1/drafts/{t}/parent", json={**PARENT, "email": "once@example.kg"})
+    stack_code(api, stack, t, "once@example.kg")
+    assert api.post(f"/api/v1/drafts/{t}/submit", json=CONFIRM).status_code == 201
+    token = stack.last_activation_token("once@example.kg")
+    r = api.post("/api/v1/activation", json={"token": token, "password": "short"})
+    assert r.status_code == 422 and fields(r) == ["password"]
+    assert api.post("/api/v1/activation", json={"token": token, "password": PASSWORD}).status_code == 200
+    r = api.post("/api/v1/activation", json={"token": token, "password": PASSWORD})
+    assert r.status_code == 422 and fields(r) == ["token"]
+
+
+def test_no_password_travels_in_clear(stack):
+    for e in stack.events("account.activation_issued.v1"):
+        assert "password" not in e and e["activation_url"].count("token=") == 1
+
+
+def test_login_failures_are_throttled(api, stack):
+    register(api, stack, child={**CHILD, "pin": "21506202400098"}, parent={**PARENT, "email": "lock@example.kg"})
+    for _ in range(5):
+        r = api.post("/api/v1/sessions", json={"login": "lock@example.kg", "password": "wrong password"})
+        assert r.status_code == 401 and fields(r) == ["login"]
+    r = api.post("/api/v1/sessions", json={"login": "lock@example.kg", "password": PASSWORD})
+    assert r.status_code == 429 and fields(r) == ["login"]
+
+
+def test_login_needs_both_fields(api):
+    assert fields(api.post("/api/v1/sessions", json={"login": "", "password": "x"})) == ["login"]
+    assert fields(api.post("/api/v1/sessions", json={"login": "a@b.kg", "password": ""})) == ["password"]
+
+
+def test_cabinet_needs_a_valid_bearer_token(api):
+    for headers in ({}, {"authorization": "Bearer nonsense"}, {"authorization": "Basic abc"}):
+        r = api.get("/api/v1/me", headers=headers)
+        assert r.status_code == 401 and fields(r) == ["session"]
+
+
+def test_logout_revokes_the_token(api, stack):
+    token, _ = register(api, stack, child={**CHILD, "pin": "21506202400097"},
+                        parent={**PARENT, "email": "logout@example.kg"})
+    h = {"authorization": f"Bearer {token}"}
+    assert api.get("/api/v1/me", headers=h).status_code == 200
+    assert api.delete("/api/v1/sessions/current", headers=h).status_code == 204
+    assert api.get("/api/v1/me", headers=h).status_code == 401
+
+
+# --- one family never sees another's --------------------------------------------
+
+def test_a_parent_never_sees_or_touches_another_familys_data(api, stack):
+    a_token, a_app = register(api, stack, child={**CHILD, "pin": "21506202400091"},
+                              parent={**PARENT, "email": "family-a@example.kg"})
+    b_token, b_app = register(api, stack, child={**CHILD, "pin": "11506202400092", "name": "Бермет"},
+                              parent={**PARENT, "pin": "21203199000124", "email": "family-b@example.kg"})
+    a_ref = stack.queue.publish_place(a_app, stage="confirmation", actions=("cancel", "extend"))
+    stack.inbox.add(stack.events("application.received.v1")[-2]["parent_id"], "A's secret message")
+    b = {"authorization": f"Bearer {b_token}"}
+
+    me = api.get("/api/v1/me", headers=b).json()
+    assert [a["id"] for a in me["applications"]] == [b_app]
+    assert "21506202400091" not in api.get("/api/v1/me", headers=b).text
+    assert all(not app["referrals"] for app in me["applications"])
+    assert "A's secret message" not in api.get("/api/v1/me/notifications", headers=b).text
+
+    for path in (f"/api/v1/me/referrals/{a_ref['referral_id']}/cancel",
+                 f"/api/v1/me/referrals/{a_ref['referral_id']}/extend",
+                 f"/api/v1/me/applications/{a_app}/remove"):
+        r = api.post(path, headers=b)
+        assert r.status_code == 404, path
+    r = api.get(f"/api/v1/me/kindergartens-nearby?application_id={a_app}", headers=b)
+    assert r.status_code == 404
+    assert stack.queue.referrals[a_ref["referral_id"]]["status"] == "awaiting_confirmation"
+    assert stack.queue.entries[a_app]["status"] == "referred"
+
+    a = {"authorization": f"Bearer {a_token}"}
+    mine = api.get("/api/v1/me", headers=a).json()
+    assert [r["referral_id"] for r in mine["applications"][0]["referrals"]] == [a_ref["referral_id"]]
+
+
+def test_only_the_actions_the_rules_allow_are_accepted(api, stack):
+    token, app = register(api, stack, child={**CHILD, "pin": "21506202400093"},
+                          parent={**PARENT, "email": "actions@example.kg"})
+    ref = stack.queue.publish_place(app, actions=("cancel",))
+    h = {"authorization": f"Bearer {token}"}
+    r = api.post(f"/api/v1/me/referrals/{ref['referral_id']}/extend", headers=h)
+    assert r.status_code == 409 and fields(r) == ["referral"]
+    assert api.post(f"/api/v1/me/referrals/{ref['referral_id']}/cancel", headers=h).status_code == 200
+    assert stack.queue.entries[app]["preferences"] == ["bsk-7"]
+
+
+def test_remove_from_queue_frees_the_pin_for_a_new_application(api, stack):
+    token, app = register(api, stack, child={**CHILD, "pin": "21506202400094"},
+                          parent={**PARENT, "email": "remove@example.kg"})
+    h = {"authorization": f"Bearer {token}"}
+    assert api.post(f"/api/v1/me/applications/{app}/remove", headers=h).status_code == 200
+    assert api.get("/api/v1/me", headers=h).json()["applications"][0]["status"] == "removed"
+    t = draft(api)
+    assert api.put(f"/api/v1/drafts/{t}/child", json={**CHILD, "pin": "21506202400094"}).status_code == 200
+
+
+def test_kindergartens_nearby_are_sorted_by_distance(api, stack):
+    token, _ = register(api, stack, child={**CHILD, "pin": "21506202400095"},
+                        parent={**PARENT, "email": "near@example.kg"})
+    found = api.get("/api/v1/me/kindergartens-nearby", headers={"authorization": f"Bearer {token}"}).json()
+    distances = [k["distance_m"] for k in found]
+    assert distances == sorted(distances) and found[0]["id"] == "bsk-12"
+    assert all(k["id"] != "osh-3" for k in found)   # 300 km away: not "near"
+
+
+# --- the gateway itself -----------------------------------------------------------
+
+def test_openapi_is_served_at_api_docs(api):
+    assert api.get("/api/docs").status_code == 200
+    spec = api.get("/api/openapi.json").json()
+    assert "/api/v1/sessions" in spec["paths"] and "/api/v1/me" in spec["paths"]
+
+
+def test_every_answer_carries_a_request_id(api):
+    r = api.get("/api/v1/address/regions", headers={"x-request-id": "req-123"})
+    assert r.headers["x-request-id"] == "req-123"
+    assert api.get("/").headers["x-request-id"]
+
+
+def test_rate_limit_per_client(tmp_path):
+    stack = Stack(tmp_path, rate_limit_per_minute=5)
+    with TestClient(stack.gateway, base_url="https://testserver") as c:
+        codes = [c.get("/api/v1/address/regions").status_code for _ in range(7)]
+        assert codes[:5] == [200] * 5 and codes[5:] == [429, 429]
+        r = c.get("/api/v1/address/regions", headers={"accept-language": "ru"})
+        assert int(r.headers["retry-after"]) >= 1 and r.json()["errors"][0]["field"] == "request"
+        # Another client (a bearer token) has its own allowance.
+        assert c.get("/api/v1/me", headers={"authorization": "Bearer other"}).status_code == 401
+
+
+def test_queue_down_is_a_503_not_a_500(tmp_path):
+    import httpx
+
+    stack = Stack(tmp_path, rate_limit_per_minute=1000)
+    stack.gateway.state.gateway.queue.http = httpx.AsyncClient(base_url="http://127.0.0.1:9")
+    with TestClient(stack.gateway, base_url="https://testserver") as c:
+        token, _ = register(c, stack, child={**CHILD, "pin": "21506202400096"},
+                            parent={**PARENT, "email": "down@example.kg"})
+        h = {"authorization": f"Bearer {token}"}
+        me = c.get("/api/v1/me", headers=h)
+        assert me.status_code == 200 and me.json()["applications"][0]["queue_error"] == "unavailable"
+        assert c.get("/api/v1/me/kindergartens-nearby", headers=h).status_code == 503
