@@ -1,0 +1,445 @@
+"""The rules of the Department of Education's verification work (DOMAIN.md
+section 4): who may see and do what, when a certificate is in date, which
+scans are accepted, what a caseworker may do with a case, the abuse pattern,
+and the voucher commission's decisions. Standard library only, no I/O.
+
+Refusals carry a field and a stable code; the pages translate the code into
+the caseworker's language (templates/_messages.html), never this module.
+"""
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from datetime import date, datetime, timedelta
+from enum import StrEnum
+
+# ------------------------------------------------------------------ errors
+
+
+@dataclass(frozen=True)
+class FieldError:
+    field: str                                 # the form field, e.g. "issued_on"
+    code: str                                  # stable machine code, e.g. "date_in_future"
+    params: tuple[tuple[str, str], ...] = ()
+
+    def as_dict(self) -> dict:
+        return {"field": self.field, "code": self.code, "params": dict(self.params)}
+
+
+class Refused(Exception):
+    """One or more fields break a rule; nothing was written."""
+
+    def __init__(self, errors: Iterable[FieldError]):
+        self.errors = tuple(errors)
+        super().__init__("; ".join(f"{e.field}: {e.code}" for e in self.errors))
+
+
+def err(field_: str, code: str, **params: object) -> FieldError:
+    return FieldError(field_, code, tuple((k, str(v)) for k, v in params.items()))
+
+
+def _raise_if(errors: list[FieldError]) -> None:
+    if errors:
+        raise Refused(errors)
+
+
+# ------------------------------------------------------------ roles, scope
+
+
+class Role(StrEnum):
+    CASEWORKER = "caseworker"
+    SUPERVISOR = "supervisor"      # district supervisor
+    COMMISSION = "commission"      # member of the district voucher commission
+    ADMIN = "admin"
+
+
+class Permission(StrEnum):
+    WORKLIST = "worklist"          # see the referrals waiting for confirmation
+    CASE_VIEW = "case.view"        # open a case (personal data, the scan)
+    CASE_ACT = "case.act"          # record a certificate; confirm, reject, ask for a fresh one
+    ABUSE_VIEW = "abuse.view"
+    ABUSE_RESOLVE = "abuse.resolve"  # revoke a privilege found false, or dismiss the flag
+    VOUCHER_VIEW = "voucher.view"
+    VOUCHER_DECIDE = "voucher.decide"
+    AUDIT_SEARCH = "audit.search"
+
+
+P = Permission
+PERMISSIONS: Mapping[Role, frozenset[Permission]] = {
+    Role.CASEWORKER: frozenset({P.WORKLIST, P.CASE_VIEW, P.CASE_ACT, P.ABUSE_VIEW}),
+    Role.SUPERVISOR: frozenset({P.WORKLIST, P.CASE_VIEW, P.CASE_ACT, P.ABUSE_VIEW, P.ABUSE_RESOLVE,
+                                P.AUDIT_SEARCH}),
+    Role.COMMISSION: frozenset({P.VOUCHER_VIEW, P.VOUCHER_DECIDE}),
+    # Administrators oversee every district but decide nothing: decisions
+    # belong to the district's caseworkers, supervisor and commission.
+    Role.ADMIN: frozenset({P.WORKLIST, P.CASE_VIEW, P.ABUSE_VIEW, P.VOUCHER_VIEW, P.AUDIT_SEARCH}),
+}
+
+
+def can(role: Role | str, permission: Permission) -> bool:
+    return permission in PERMISSIONS.get(Role(role), frozenset())
+
+
+def all_districts(role: Role | str) -> bool:
+    return Role(role) is Role.ADMIN
+
+
+def sees_district(role: Role | str, own_district: str, district: str | None) -> bool:
+    """A caseworker, supervisor or commission member works in one district
+    and sees nothing of another; an administrator sees every district."""
+    if all_districts(role):
+        return True
+    return bool(own_district) and district == own_district
+
+
+# ------------------------------------------------------------ staff accounts
+
+LOGIN_RE = re.compile(r"^[a-z0-9][a-z0-9._-]{2,39}$")
+MIN_PASSWORD = 10
+MAX_FAILED_LOGINS = 5
+LOGIN_LOCK = timedelta(minutes=15)
+SESSION_TTL = timedelta(hours=9)      # one working day; a session never outlives it
+
+
+def validate_staff(login: str, full_name: str, role: str, district: str, password: str) -> None:
+    errors: list[FieldError] = []
+    if not LOGIN_RE.match(login or ""):
+        errors.append(err("login", "login_format"))
+    if not (full_name or "").strip() or len(full_name) > 200:
+        errors.append(err("full_name", "required"))
+    if role not in {r.value for r in Role}:
+        errors.append(err("role", "choice"))
+    elif not all_districts(role) and not (district or "").strip():
+        errors.append(err("district", "required"))
+    if len(password or "") < MIN_PASSWORD:
+        errors.append(err("password", "password_too_short", min=MIN_PASSWORD))
+    _raise_if(errors)
+
+
+def login_locked(failed: int, last_failed_at: datetime | None, now: datetime) -> bool:
+    """After MAX_FAILED_LOGINS wrong passwords the login waits LOGIN_LOCK."""
+    return failed >= MAX_FAILED_LOGINS and last_failed_at is not None and now - last_failed_at < LOGIN_LOCK
+
+
+# -------------------------------------------------------------- certificates
+
+CERTIFICATE_VALID_DAYS = 10   # DOMAIN.md section 4; the policy may change it
+
+
+def certificate_valid_until(issued_on: date, valid_days: int = CERTIFICATE_VALID_DAYS) -> date:
+    """A certificate issued on day D is in date up to and including D + valid_days."""
+    return issued_on + timedelta(days=valid_days)
+
+
+def certificate_in_date(issued_on: date, today: date, valid_days: int = CERTIFICATE_VALID_DAYS) -> bool:
+    return issued_on <= today <= certificate_valid_until(issued_on, valid_days)
+
+
+@dataclass(frozen=True)
+class CertificateData:
+    organisation: str
+    number: str
+    issued_on: date
+
+
+def parse_date(raw: str) -> date | None:
+    raw = (raw or "").strip()
+    for fmt in ("%Y-%m-%d", "%d.%m.%Y"):
+        try:
+            return datetime.strptime(raw, fmt).date()
+        except ValueError:
+            continue
+    return None
+
+
+def validate_certificate(organisation: str, number: str, issued_on: str, today: date) -> CertificateData:
+    """The certificate from the place of work: who issued it, its number, its
+    issue date (which the law requires it to carry)."""
+    errors: list[FieldError] = []
+    org = " ".join((organisation or "").split())
+    num = (number or "").strip()
+    if not org:
+        errors.append(err("organisation", "required"))
+    elif len(org) > 200:
+        errors.append(err("organisation", "too_long", max=200))
+    if not num:
+        errors.append(err("number", "required"))
+    elif len(num) > 50:
+        errors.append(err("number", "too_long", max=50))
+    issued = None
+    if not (issued_on or "").strip():
+        errors.append(err("issued_on", "required"))
+    else:
+        issued = parse_date(issued_on)
+        if issued is None:
+            errors.append(err("issued_on", "date_format"))
+        elif issued > today:
+            errors.append(err("issued_on", "date_in_future"))
+        elif issued < today - timedelta(days=366):
+            errors.append(err("issued_on", "date_too_old"))
+    _raise_if(errors)
+    assert issued is not None
+    return CertificateData(org, num, issued)
+
+
+# --------------------------------------------------------------------- scans
+
+MAX_SCAN_BYTES = 5 * 1024 * 1024
+
+# Recognised by their first bytes, never by the name or the browser's type.
+SCAN_TYPES: tuple[tuple[bytes, str, str], ...] = (
+    (b"%PDF-", "pdf", "application/pdf"),
+    (b"\xff\xd8\xff", "jpeg", "image/jpeg"),
+    (b"\x89PNG\r\n\x1a\n", "png", "image/png"),
+)
+
+
+@dataclass(frozen=True)
+class ScanKind:
+    kind: str
+    content_type: str
+
+
+def check_scan(data: bytes, max_bytes: int = MAX_SCAN_BYTES) -> ScanKind:
+    if not data:
+        raise Refused([err("scan", "required")])
+    if len(data) > max_bytes:
+        raise Refused([err("scan", "scan_too_large", max_mb=_mb(max_bytes))])
+    for magic, kind, content_type in SCAN_TYPES:
+        if data.startswith(magic):
+            return ScanKind(kind, content_type)
+    raise Refused([err("scan", "scan_type")])
+
+
+def _mb(n: int) -> str:
+    return f"{n / (1024 * 1024):g}"
+
+
+# ---------------------------------------------------------------- the case
+
+
+class Action(StrEnum):
+    CONFIRM = "confirm"
+    REJECT = "reject"
+    REQUEST_CERTIFICATE = "request_certificate"
+
+
+OPEN_STATE = "awaiting_confirmation"   # the referral's confirmation window is running
+MAX_REASON = 500
+
+
+@dataclass(frozen=True)
+class Certificate:
+    issued_on: date
+
+
+def check_action(action: Action, state: str, certificate: Certificate | None, today: date,
+                 reason: str = "", valid_days: int = CERTIFICATE_VALID_DAYS) -> None:
+    """What the caseworker may do before the referral workflow is asked.
+    Confirming needs a recorded certificate that is in date; asking for a
+    fresh one needs a recorded certificate that is not; rejecting needs a
+    reason. The workflow checks again (the window, the referral's state) and
+    its refusal is shown as it gives it."""
+    if state != OPEN_STATE:
+        raise Refused([err("case", "case_closed", state=state)])
+    if action is Action.REJECT:
+        text = (reason or "").strip()
+        if not text:
+            raise Refused([err("reason", "required")])
+        if len(text) > MAX_REASON:
+            raise Refused([err("reason", "too_long", max=MAX_REASON)])
+        return
+    if certificate is None:
+        raise Refused([err("certificate", "certificate_missing")])
+    in_date = certificate_in_date(certificate.issued_on, today, valid_days)
+    until = certificate_valid_until(certificate.issued_on, valid_days)
+    if action is Action.CONFIRM and not in_date:
+        raise Refused([err("certificate", "certificate_out_of_date", until=until.isoformat())])
+    if action is Action.REQUEST_CERTIFICATE and in_date:
+        raise Refused([err("certificate", "certificate_in_date", until=until.isoformat())])
+
+
+def last_day(deadline: datetime) -> date:
+    """The last day to act in a window that ends at `deadline` (a window that
+    ends at 24:00 is stored as 00:00 of the next day)."""
+    return (deadline - timedelta(microseconds=1)).date()
+
+
+def days_left(deadline: datetime, today: date) -> int:
+    """Calendar days left after today (0: today is the last day; negative:
+    the window has ended)."""
+    return (last_day(deadline) - today).days
+
+
+# --------------------------------------------------------------------- abuse
+
+
+@dataclass(frozen=True)
+class AbusePolicy:
+    """Thresholds of the rule; data an administrator may change."""
+
+    min_cycles: int = 2            # privileged referrals given up, each followed by another one
+    window_days: int = 365         # only cycles that ended within this many days count
+    outcomes: tuple[str, ...] = ("cancelled",)   # how a referral may end to count as given up
+
+    @classmethod
+    def from_dict(cls, data: Mapping) -> "AbusePolicy":
+        known = {"min_cycles", "window_days", "outcomes"}
+        unknown = set(data) - known
+        if unknown:
+            raise ValueError(f"abuse policy: unknown field(s) {', '.join(sorted(unknown))}")
+        fields = dict(data)
+        if "outcomes" in fields:
+            fields["outcomes"] = tuple(fields["outcomes"])
+        policy = cls(**fields)
+        if policy.min_cycles < 1 or policy.window_days < 1:
+            raise ValueError("abuse policy: min_cycles and window_days must be at least 1")
+        return policy
+
+
+@dataclass(frozen=True)
+class PastReferral:
+    referral_id: str
+    application_id: str
+    privileged: bool             # taken under a privilege category
+    issued_at: datetime
+    outcome: str | None = None   # cancelled, expired, privilege_rejected, enrolled; None while live
+    closed_at: datetime | None = None
+
+
+@dataclass(frozen=True)
+class AbuseFinding:
+    rule: str
+    cycles: int
+    referral_ids: tuple[str, ...]      # the referrals given up, then the one taken again
+    applications: int                  # more than one: the child left the queue and joined again
+
+
+ABUSE_RULE = "privileged_taken_cancelled_taken_again"
+
+
+def detect_abuse(history: Iterable[PastReferral], now: datetime,
+                 policy: AbusePolicy = AbusePolicy()) -> AbuseFinding | None:
+    """DOMAIN.md section 4: a privileged applicant who takes a referral,
+    cancels, re-queues and takes another, again and again. A cycle is a
+    privileged referral that ended in one of the policy's outcomes within the
+    window and after which the child took another privileged referral."""
+    privileged = sorted((r for r in history if r.privileged), key=lambda r: (r.issued_at, r.referral_id))
+    since = now - timedelta(days=policy.window_days)
+    cycles = [
+        r for i, r in enumerate(privileged)
+        if r.outcome in policy.outcomes and r.closed_at is not None and r.closed_at >= since
+        and any(later.issued_at >= r.closed_at for later in privileged[i + 1:])
+    ]
+    if len(cycles) < policy.min_cycles:
+        return None
+    taken_again = privileged[-1]
+    ids = tuple(r.referral_id for r in cycles) + (
+        (taken_again.referral_id,) if taken_again not in cycles else ())
+    return AbuseFinding(ABUSE_RULE, len(cycles), ids, len({r.application_id for r in privileged}))
+
+
+def validate_resolution(reason: str) -> str:
+    text = " ".join((reason or "").split())
+    if not text:
+        raise Refused([err("reason", "required")])
+    if len(text) > MAX_REASON:
+        raise Refused([err("reason", "too_long", max=MAX_REASON)])
+    return text
+
+
+# ------------------------------------------------------------------ vouchers
+
+
+@dataclass(frozen=True)
+class VoucherPolicy:
+    """The voucher programme's reference data (state financing of a place in
+    a private kindergarten)."""
+
+    categories: tuple[str, ...] = ("voucher",)     # application categories that are voucher applications
+    benefit_types: tuple[str, ...] = ("full", "partial")
+    documents: tuple[str, ...] = ("birth_certificate", "parent_identity", "residence",
+                                  "kindergarten_agreement", "benefit_grounds")
+    required_documents: tuple[str, ...] = ("birth_certificate", "parent_identity", "residence",
+                                           "kindergarten_agreement")
+
+
+class VoucherDecisionKind(StrEnum):
+    APPROVED = "approved"
+    REJECTED = "rejected"
+
+
+@dataclass(frozen=True)
+class VoucherDecision:
+    decision: VoucherDecisionKind
+    benefit_type: str | None
+    documents: tuple[str, ...]
+    reason: str
+    members: tuple[str, ...]
+
+
+def validate_voucher_decision(decision: str, benefit_type: str, documents: Iterable[str], reason: str,
+                              members: Iterable[str] = (), known_members: Iterable[str] = (),
+                              policy: VoucherPolicy = VoucherPolicy()) -> VoucherDecision:
+    """Approving needs a benefit type and every required document checked;
+    rejecting needs a reason. Members present must be commission members of
+    the district."""
+    errors: list[FieldError] = []
+    docs = tuple(dict.fromkeys(documents))
+    text = " ".join((reason or "").split())
+    kind = None
+    if decision not in {k.value for k in VoucherDecisionKind}:
+        errors.append(err("decision", "required" if not decision else "choice"))
+    else:
+        kind = VoucherDecisionKind(decision)
+    if any(d not in policy.documents for d in docs):
+        errors.append(err("documents", "choice"))
+    if kind is VoucherDecisionKind.APPROVED:
+        if benefit_type not in policy.benefit_types:
+            errors.append(err("benefit_type", "required" if not benefit_type else "choice"))
+        missing = [d for d in policy.required_documents if d not in docs]
+        if missing:
+            errors.append(err("documents", "documents_missing", missing=",".join(missing)))
+    if kind is VoucherDecisionKind.REJECTED and not text:
+        errors.append(err("reason", "required"))
+    if len(text) > MAX_REASON:
+        errors.append(err("reason", "too_long", max=MAX_REASON))
+    present = tuple(dict.fromkeys(members))
+    known = set(known_members)
+    if any(m not in known for m in present):
+        errors.append(err("members", "choice"))
+    _raise_if(errors)
+    assert kind is not None
+    return VoucherDecision(kind, benefit_type if kind is VoucherDecisionKind.APPROVED else None,
+                           docs, text, present)
+
+
+# --------------------------------------------------------------------- audit
+
+
+@dataclass(frozen=True)
+class AuditQuery:
+    actor: str = ""
+    action: str = ""
+    subject: str = ""
+    date_from: date | None = None
+    date_to: date | None = None
+    limit: int = 200
+
+
+def parse_audit_query(params: Mapping[str, str]) -> AuditQuery:
+    errors: list[FieldError] = []
+    dates: dict[str, date | None] = {}
+    for name in ("date_from", "date_to"):
+        raw = (params.get(name) or "").strip()
+        dates[name] = parse_date(raw) if raw else None
+        if raw and dates[name] is None:
+            errors.append(err(name, "date_format"))
+    if dates["date_from"] and dates["date_to"] and dates["date_from"] > dates["date_to"]:
+        errors.append(err("date_to", "date_before_start"))
+    _raise_if(errors)
+    return AuditQuery(actor=(params.get("actor") or "").strip()[:40],
+                      action=(params.get("action") or "").strip()[:40],
+                      subject=(params.get("subject") or "").strip()[:100],
+                      date_from=dates["date_from"], date_to=dates["date_to"])
