@@ -1,0 +1,32 @@
+"""Settings of the public stream and the webhooks: the shared settings plus
+what only they need (each `KEZEK_<NAME>` in the environment)."""
+from __future__ import annotations
+
+from pydantic import SecretStr
+
+from kezek.settings import Settings
+
+PUBLIC_TOPIC_SUFFIX = "public.v1"
+
+
+class PublicSettings(Settings):
+    # Empty: the admin API answers 403 to everyone.
+    admin_token: SecretStr = SecretStr("")
+    webhook_max_attempts: int = 12          # then the delivery is dead and blocks its subject
+    webhook_backoff_seconds: float = 2.0    # first retry; doubles each time
+    webhook_backoff_max_seconds: float = 3600.0
+    webhook_timeout_seconds: float = 10.0
+    webhook_concurrency: int = 8
+
+    @property
+    def public_topic(self) -> str:
+        return self.topic(PUBLIC_TOPIC_SUFFIX)
+
+
+def public_settings(settings: Settings | None) -> PublicSettings:
+    if isinstance(settings, PublicSettings):
+        return settings
+    if settings is None:
+        return PublicSettings()
+    known = set(PublicSettings.model_fields)
+    return PublicSettings(**{k: v for k, v in settings.model_dump().items() if k in known})
