@@ -1,0 +1,153 @@
+"""A parent walks the whole flow in headless Chromium, in Kyrgyz and in
+Russian: apply (three steps, the e-mail code read from a real SMTP server),
+activate the account from the e-mailed link, log in, see the position, then
+with a place published see the direction and cancel it. Each step leaves a
+screenshot under tests/artifacts/browser/<language>/."""
+from __future__ import annotations
+
+import re
+
+import pytest
+
+pytestmark = pytest.mark.integration
+
+WORDS = {
+    "ky": {"apply": "Арыз берүү", "next": "Алга", "get_code": "Кодду алуу", "submit": "Арыз берүү",
+           "save_password": "Сыр сөздү сактоо", "log_in": "Кирүү", "cancel": "Жолдомодон баш тартуу",
+           "confirm_cancel": "Ооба, жолдомодон баш тартуу", "street": "Киев көчөсү",
+           "cabinet": "Жеке кабинет", "position": "Тандалган ар бир бала бакча боюнча кезектеги орду",
+           "directions": "Менин жолдомолорум", "cancelled": "Жолдомо жокко чыгарылды",
+           "code_sent": "Код", "done": "Арыз ийгиликтүү тапшырылды", "bad_pin": "14 сандан турушу керек"},
+    "ru": {"apply": "Подать заявление", "next": "Далее", "get_code": "Получить код",
+           "submit": "Подать заявление", "save_password": "Сохранить пароль", "log_in": "Вход",
+           "cancel": "Отменить направление", "confirm_cancel": "Да, отменить направление",
+           "street": "улица Киевская", "cabinet": "Личный кабинет",
+           "position": "Место в очереди по каждому выбранному детскому саду", "directions": "Мои направления",
+           "cancelled": "Направление отменено", "code_sent": "Код", "done": "Заявление подано",
+           "bad_pin": "должен состоять из 14 цифр"},
+}
+FAMILIES = {
+    "ky": {"child_pin": "21506202400501", "parent_pin": "11203199000501", "email": "aigul.ky@example.kg",
+           "phone": "0555 123 456", "viewport": {"width": 1280, "height": 900}},
+    # A phone-sized screen: the portal must be usable there too.
+    "ru": {"child_pin": "11003202300502", "parent_pin": "21203198800502", "email": "bakyt.ru@example.kg",
+           "phone": "+996 700 987 654", "viewport": {"width": 390, "height": 844}},
+}
+PASSWORD = "тоолор жана көлдөр 2026"
+
+
+@pytest.mark.parametrize("lang", ["ky", "ru"])
+def test_parent_applies_activates_sees_position_and_cancels_a_direction(lang, portal, chromium, screenshots):
+    w, family = WORDS[lang], FAMILIES[lang]
+    shots = screenshots / lang
+    shots.mkdir(exist_ok=True)
+    step = iter(range(1, 100))
+
+    context = chromium.new_context(viewport=family["viewport"], locale=lang)
+    page = context.new_page()
+    page.set_default_timeout(15_000)
+
+    def shot(name: str) -> None:
+        page.screenshot(path=str(shots / f"{next(step):02d}-{name}.png"), full_page=True)
+
+    page.goto(f"{portal.url}/lang/{lang}?next=/")
+    assert page.locator("html").get_attribute("lang") == lang
+    shot("home")
+    page.locator("main a.button", has_text=w["apply"]).click()
+
+    # Step 1: the child. A wrong PIN first: the error names the field.
+    page.fill("#f-child-pin", family["child_pin"][:-1])
+    page.fill("#f-child-surname", "Асанов" if lang == "ky" else "Иванова")
+    page.fill("#f-child-name", "Айбек" if lang == "ky" else "Алина")
+    page.get_by_role("button", name=w["next"]).click()
+    assert w["bad_pin"] in page.locator("#error-summary").inner_text()
+    shot("child-error")
+    page.fill("#f-child-pin", family["child_pin"])
+    shot("child")
+    page.get_by_role("button", name=w["next"]).click()
+
+    # Step 2: parent, place of residence, contacts.
+    page.wait_for_url("**/apply/parent")
+    page.check("input[name=role][value=mother]")
+    page.fill("#f-parent-surname", "Асанова" if lang == "ky" else "Иванова")
+    page.fill("#f-parent-name", "Айгүл" if lang == "ky" else "Мария")
+    page.fill("#f-parent-pin", family["parent_pin"])
+    page.select_option("#f-parent-document_type", "id_card")
+    page.fill("#f-parent-document_number", "ID1234567")
+    page.fill("#f-parent-document_issued_on", "2020-05-01")
+    page.select_option("#f-address-region", "41711000000000")
+    page.select_option("#f-address-district", "41711210000000")
+    page.select_option("#f-address-settlement", "41711000000001")
+    page.fill("#f-address-street", w["street"])
+    page.fill("#f-address-house", "12")
+    page.fill("#f-parent-phone", family["phone"])
+    page.fill("#f-parent-email", family["email"])
+    shot("parent")
+    page.get_by_role("button", name=w["next"]).click()
+
+    # Contacts: "Get code", read the code from the e-mail, enter it.
+    page.wait_for_url("**/apply/contacts")
+    page.get_by_role("button", name=w["get_code"]).click()
+    page.wait_for_selector("p.notice")
+    code = portal.mailbox.wait_for(family["email"], r"\b(\d{6})\b")
+    page.fill("#f-code", code)
+    shot("code")
+    page.get_by_role("button", name=w["next"]).click()
+
+    # Step 3: confirmation, category, kindergartens, user agreement.
+    page.wait_for_url("**/apply/confirm")
+    assert family["child_pin"] in page.locator("main").inner_text()
+    page.select_option("#f-preference1", "bsk-12")
+    page.select_option("#f-preference2", "bsk-7")
+    page.check("#agreement")
+    shot("confirm")
+    page.get_by_role("button", name=w["submit"]).click()
+    page.wait_for_url("**/apply/done**")
+    assert w["done"] in page.inner_text("h1")
+    shot("submitted")
+
+    # Activation: the one-time link from the e-mail; no password in the mail.
+    link = portal.mailbox.wait_for(family["email"], r"(https?://\S+/activate\?token=[\w\-]+)")
+    assert PASSWORD not in "".join(portal.mailbox.text_to(family["email"]))
+    page.goto(link)
+    page.fill("#f-password", PASSWORD)
+    page.fill("#f-password2", PASSWORD)
+    shot("activate")
+    page.get_by_role("button", name=w["save_password"]).click()
+
+    # Log in on the "Parents" tab.
+    page.wait_for_url("**/login?activated=1")
+    page.fill("#f-login", family["email"])
+    page.fill("#f-password", PASSWORD)
+    shot("login")
+    page.locator("main form button", has_text=w["log_in"]).click()
+    page.wait_for_url("**/cabinet")
+    assert w["cabinet"] in page.inner_text("h1")
+
+    # The position, once the queue has taken the application in.
+    for _ in range(50):
+        if page.locator("td.position").count():
+            break
+        page.wait_for_timeout(200)
+        page.reload()
+    assert w["position"] in page.inner_text("main")
+    assert re.fullmatch(r"\d+", page.locator("td.position").first.inner_text().strip())
+    assert page.locator("figure.chart svg polyline").count() == 1
+    shot("cabinet-position")
+
+    # A place is published: the direction appears; the parent cancels it.
+    application_id = portal.application_of(family["child_pin"])
+    referral = portal.queue.publish_place(application_id)
+    page.reload()
+    directions = page.locator("section:has(#directions)")
+    assert referral["kindergarten_name"] in directions.inner_text()
+    shot("direction")
+    directions.get_by_role("link", name=w["cancel"]).click()
+    page.wait_for_url(f"**/cabinet/referrals/{referral['referral_id']}/cancel")
+    shot("cancel-warning")
+    page.get_by_role("button", name=w["confirm_cancel"]).click()
+    page.wait_for_url("**/cabinet?done=cancelled**")
+    assert w["cancelled"] in page.inner_text("main")
+    assert portal.queue.referrals[referral["referral_id"]]["status"] == "cancelled"
+    shot("cancelled")
+    context.close()
