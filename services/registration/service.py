@@ -428,7 +428,7 @@ class RegistrationService:
         try:
             who = self.oidc.exchange(code=code, code_verifier=verifier, redirect_uri=redirect_uri, nonce=nonce)
         except (OidcError, KeyError) as exc:
-            raise refuse("code", "sso_failed") from exc
+            raise refuse("provider", "sso_failed") from exc
         with unit_of_work(self.sessions) as s:
             account = s.scalars(sa.select(Account).where(Account.tunduk_sub == who.sub)).one_or_none()
             if account is None and who.pin:
