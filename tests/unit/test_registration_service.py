@@ -1,0 +1,217 @@
+"""Registration use cases on a real (SQLite) database: what is stored, what
+is never stored, what each submission writes to the outbox, and that a
+refusal writes nothing."""
+from __future__ import annotations
+
+import json
+from datetime import UTC, datetime, timedelta
+
+import pytest
+import sqlalchemy as sa
+from argon2 import PasswordHasher
+
+from kezek.db import make_engine, make_session_factory
+from kezek.events import validate, Event
+from kezek.migrations import upgrade
+from services.registration.address import ReferenceAddressRegistry
+from services.registration.domain import RegistrationRefused
+from services.registration.service import RegistrationService, Unauthorized
+
+CHILD = {"pin": "21506202400011", "surname": "Асанов", "name": "Айбек"}
+PARENT = {
+    "role": "father", "surname": "Асанов", "name": "Бакыт", "pin": "20101199000123",
+    "document_type": "passport", "document_number": "AN1234567", "document_issued_on": "2019-01-10",
+    "address": {"region": "41721000000000", "district": "41721200000000", "settlement": "41721000000001",
+                "street": "Ленина", "house": "5", "flat": "12"},
+    "phone": "+77011234567", "email": "bakyt@example.kg",
+}
+CONFIRM = {"category": "extraordinary", "language": "ky", "preferences": ["osh-3"], "agreement": True}
+PASSWORD = "a long enough password"
+
+
+class Clock:
+    def __init__(self):
+        self.now = datetime(2026, 11, 23, 9, 0, tzinfo=UTC)
+
+    def __call__(self):
+        return self.now
+
+
+@pytest.fixture
+def env(tmp_path):
+    url = f"sqlite:///{tmp_path / 'registration.db'}"
+    upgrade("registration", url)
+    engine = make_engine(url)
+    clock = Clock()
+    svc = RegistrationService(make_session_factory(engine), ReferenceAddressRegistry(), code_key=b"k",
+                              clock=clock, hasher=PasswordHasher(time_cost=1, memory_cost=8192, parallelism=1))
+    yield svc, engine, clock
+    engine.dispose()
+
+
+def rows(engine, sql: str) -> list:
+    with engine.connect() as c:
+        return c.execute(sa.text(sql)).all()
+
+
+def events(engine, event_type: str | None = None) -> list[dict]:
+    q = "SELECT payload FROM outbox" + (f" WHERE type = '{event_type}'" if event_type else "") + " ORDER BY seq"
+    return [json.loads(p) for (p,) in rows(engine, q)]
+
+
+def filled(svc, engine, child=CHILD, parent=PARENT) -> str:
+    token = svc.start_draft("ky")
+    svc.save_child(token, child)
+    svc.save_parent(token, parent)
+    svc.request_code(token)
+    code = events(engine, "registration.email_code_issued.v1")[-1]["data"]["code"]
+    svc.verify_code(token, code)
+    return token
+
+
+def test_secrets_are_stored_only_as_hashes(env):
+    svc, engine, _ = env
+    token = filled(svc, engine)
+    svc.submit(token, CONFIRM)
+    activation = events(engine, "account.activation_issued.v1")[0]["data"]["activation_url"].split("token=")[1]
+    svc.activate(activation, PASSWORD)
+    session, _ = svc.login(PARENT["email"], PASSWORD)
+    code = events(engine, "registration.email_code_issued.v1")[0]["data"]["code"]
+    dump = "\n".join(str(r) for t in ("drafts", "activation_tokens", "sessions", "accounts")
+                     for r in rows(engine, f"SELECT * FROM {t}"))
+    for secret in (token, activation, session, PASSWORD, f"'{code}'"):
+        assert secret not in dump
+    [(password_hash,)] = rows(engine, "SELECT password_hash FROM accounts")
+    assert password_hash.startswith("$argon2id$")
+
+
+def test_draft_keeps_every_step_and_the_resolved_address(env):
+    svc, engine, _ = env
+    token = filled(svc, engine)
+    view = svc.get_draft(token)
+    assert view["next_step"] == "confirm" and view["email_verified"]
+    assert view["child"]["birth_date"] == "2024-06-15"
+    assert view["parent"]["address"]["street"] == "S-OSH-0001" and view["address"]["lat"] == 40.53
+    assert view["parent"]["phone"] == "+77011234567"
+
+
+def test_changing_the_email_after_the_code_needs_a_new_code(env):
+    svc, engine, _ = env
+    token = filled(svc, engine)
+    svc.save_parent(token, {**PARENT, "email": "other@example.kg"})
+    assert svc.get_draft(token)["next_step"] == "contacts"
+    with pytest.raises(RegistrationRefused) as exc:
+        svc.submit(token, CONFIRM)
+    assert exc.value.errors[0].field == "code"
+
+
+def test_submission_writes_the_application_and_its_events_together(env):
+    svc, engine, clock = env
+    done = svc.submit(filled(svc, engine), CONFIRM)
+    types = [e["type"] for e in events(engine)]
+    assert types == ["registration.email_code_issued.v1", "application.submitted.v1",
+                     "application.received.v1", "account.activation_issued.v1"]
+    submitted = events(engine, "application.submitted.v1")[0]
+    validate(Event.model_validate(submitted))
+    assert submitted["subject"] == done.application_id
+    assert submitted["data"]["queue_date"] == clock.now.isoformat()
+    assert submitted["data"]["child_pin"] == CHILD["pin"] and submitted["data"]["preferences"] == ["osh-3"]
+    assert rows(engine, "SELECT status, category FROM applications") == [("submitted", "extraordinary")]
+
+
+def test_a_refused_submission_writes_nothing(env):
+    svc, engine, _ = env
+    token = filled(svc, engine)
+    before = len(events(engine))
+    with pytest.raises(RegistrationRefused):
+        svc.submit(token, {**CONFIRM, "agreement": False})
+    assert len(events(engine)) == before
+    assert rows(engine, "SELECT count(*) FROM applications") == [(0,)]
+    assert rows(engine, "SELECT count(*) FROM accounts") == [(0,)]
+
+
+def test_second_child_of_a_known_parent_joins_the_same_account_without_a_new_link(env):
+    svc, engine, _ = env
+    first = svc.submit(filled(svc, engine), CONFIRM)
+    second = svc.submit(filled(svc, engine, child={**CHILD, "pin": "11004202500012", "name": "Айдана"}), CONFIRM)
+    assert first.account_id == second.account_id and first.new_account and not second.new_account
+    # Not activated yet: the parent gets a fresh link with the second child.
+    assert len(events(engine, "account.activation_issued.v1")) == 2
+    svc.activate(events(engine, "account.activation_issued.v1")[-1]["data"]["activation_url"].split("=")[1], PASSWORD)
+    svc.submit(filled(svc, engine, child={**CHILD, "pin": "11004202500013", "name": "Элина"}), CONFIRM)
+    assert len(events(engine, "account.activation_issued.v1")) == 2
+    token, who = svc.login(PARENT["email"], PASSWORD)
+    assert len(svc.profile(who.account_id)["applications"]) == 3
+
+
+def test_any_activation_link_dies_when_one_is_used(env):
+    svc, engine, _ = env
+    svc.submit(filled(svc, engine), CONFIRM)
+    svc.resend_activation(PARENT["email"])
+    first, second = [e["data"]["activation_url"].split("=")[1] for e in events(engine, "account.activation_issued.v1")]
+    svc.activate(second, PASSWORD)
+    with pytest.raises(RegistrationRefused):
+        svc.activate(first, "another long password")
+
+
+def test_activation_link_expires_after_three_days(env):
+    svc, engine, clock = env
+    svc.submit(filled(svc, engine), CONFIRM)
+    link = events(engine, "account.activation_issued.v1")[0]["data"]["activation_url"].split("=")[1]
+    clock.now += timedelta(days=3, seconds=1)
+    with pytest.raises(RegistrationRefused) as exc:
+        svc.activate(link, PASSWORD)
+    assert exc.value.errors[0].code == "activation_invalid"
+
+
+def test_login_lock_lifts_after_fifteen_minutes(env):
+    svc, engine, clock = env
+    svc.submit(filled(svc, engine), CONFIRM)
+    svc.activate(events(engine, "account.activation_issued.v1")[0]["data"]["activation_url"].split("=")[1], PASSWORD)
+    for _ in range(5):
+        with pytest.raises(Unauthorized):
+            svc.login(PARENT["email"], "wrong")
+    with pytest.raises(Unauthorized) as exc:
+        svc.login(PARENT["email"], PASSWORD)
+    assert exc.value.code == "login_locked"
+    clock.now += timedelta(minutes=16)
+    token, _ = svc.login(PARENT["email"].upper(), PASSWORD)
+    assert svc.identify(token).account_id
+
+
+def test_a_session_ends_after_twelve_hours(env):
+    svc, engine, clock = env
+    svc.submit(filled(svc, engine), CONFIRM)
+    svc.activate(events(engine, "account.activation_issued.v1")[0]["data"]["activation_url"].split("=")[1], PASSWORD)
+    token, _ = svc.login(PARENT["email"], PASSWORD, kind="bearer")
+    assert svc.identify(token).kind == "bearer"
+    clock.now += timedelta(hours=12)
+    with pytest.raises(Unauthorized):
+        svc.identify(token)
+
+
+def test_a_wrong_code_attempt_is_counted_even_though_refused(env):
+    svc, engine, _ = env
+    token = svc.start_draft()
+    svc.save_child(token, CHILD)
+    svc.save_parent(token, PARENT)
+    svc.request_code(token)
+    right = events(engine, "registration.email_code_issued.v1")[-1]["data"]["code"]
+    wrong = "000000" if right != "000000" else "111111"
+    with pytest.raises(RegistrationRefused):
+        svc.verify_code(token, wrong)
+    [(state,)] = rows(engine, "SELECT email_code FROM drafts")
+    assert json.loads(state)["attempts"] == 1
+
+
+def test_code_expires_in_ten_minutes_in_the_service_too(env):
+    svc, engine, clock = env
+    token = svc.start_draft()
+    svc.save_child(token, CHILD)
+    svc.save_parent(token, PARENT)
+    svc.request_code(token)
+    code = events(engine, "registration.email_code_issued.v1")[-1]["data"]["code"]
+    clock.now += timedelta(minutes=10)
+    with pytest.raises(RegistrationRefused) as exc:
+        svc.verify_code(token, code)
+    assert exc.value.errors[0].code == "code_expired"
