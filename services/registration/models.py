@@ -20,7 +20,7 @@ class Base(DeclarativeBase):
 
 outbox = Outbox(Base.metadata, source="registration")
 
-LIVE = sa.text("status <> 'removed'")
+LIVE = sa.text("status NOT IN ('removed', 'refused')")
 
 
 class Draft(Base):

@@ -141,7 +141,8 @@ class RegistrationService:
     @staticmethod
     def _refuse_known_child(s: Session, pin: str) -> None:
         live = s.scalar(sa.select(sa.func.count()).select_from(Application)
-                        .where(Application.child_pin == pin, Application.status != "removed"))
+                        .where(Application.child_pin == pin,
+                               Application.status.not_in(("removed", "refused"))))
         if live:
             raise refuse("child.pin", "child_already_registered")
 
@@ -397,9 +398,22 @@ class RegistrationService:
         """The child left the queue: the PIN may be registered again, with a
         new queue date (DOMAIN.md section 3)."""
         with unit_of_work(self.sessions) as s:
-            app = s.get(Application, application_id)
-            if app is not None:
-                app.status = "removed"
+            self._set_status(s, application_id, "removed")
+
+    @staticmethod
+    def _set_status(s: Session, application_id: str, status: str) -> None:
+        app = s.get(Application, application_id)
+        if app is not None and app.status not in ("removed", "refused"):
+            app.status = status
+
+    def handle_queue_event(self, s: Session, event) -> None:
+        """The queue's word on an application, in the consumer's transaction:
+        removed (by the parent or an administrator) or refused (the child
+        was already in the queue, e.g. registered in the old system)."""
+        if event.type == "application.removed.v1":
+            self._set_status(s, event.data["application_id"], "removed")
+        elif event.type == "application.refused.v1":
+            self._set_status(s, event.data["application_id"], "refused")
 
     # --- single sign-on ------------------------------------------------------
 

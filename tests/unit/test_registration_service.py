@@ -215,3 +215,22 @@ def test_code_expires_in_ten_minutes_in_the_service_too(env):
     with pytest.raises(RegistrationRefused) as exc:
         svc.verify_code(token, code)
     assert exc.value.errors[0].code == "code_expired"
+
+
+def test_queue_refusal_or_removal_frees_the_child_pin(env):
+    from kezek.events import new_event
+
+    svc, engine, _ = env
+    first = svc.submit(filled(svc, engine), CONFIRM)
+    refused = new_event("application.refused.v1", first.application_id, {
+        "application_id": first.application_id, "field": "pin", "reason": "already in the queue"}, source="queue")
+    with svc.sessions() as s, s.begin():
+        svc.handle_queue_event(s, refused)
+    assert svc.profile(first.account_id)["applications"][0]["status"] == "refused"
+    second = svc.submit(filled(svc, engine), CONFIRM)
+    removed = new_event("application.removed.v1", second.application_id,
+                        {"application_id": second.application_id}, source="queue")
+    with svc.sessions() as s, s.begin():
+        svc.handle_queue_event(s, removed)
+    statuses = [a["status"] for a in svc.profile(first.account_id)["applications"]]
+    assert statuses == ["refused", "removed"]
