@@ -1,11 +1,215 @@
-"""The verification service's tables. Its database is its own (kezek_verification)."""
-from sqlalchemy.orm import DeclarativeBase
+"""The verification service's tables. Its database is its own (kezek_verification).
+
+- Staff accounts (argon2 hashes) and their sessions (keyed by a SHA-256 of
+  the random token, never the token).
+- Read models built from other services' facts (Kafka): applicants (from
+  application.submitted / application.received), referrals and their event
+  history (from referral.*). The queue service stays the system of record.
+- The department's own records: certificates and their scans (by SHA-256),
+  decisions, abuse cases, voucher applications and commission decisions.
+- The audit log: append-only; the migration installs triggers that refuse
+  UPDATE and DELETE on it (and TRUNCATE on PostgreSQL).
+
+Times are stored in UTC.
+"""
+from __future__ import annotations
+
+from datetime import UTC, date, datetime
+
+import sqlalchemy as sa
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
 from kezek.outbox import Outbox
 
 
 class Base(DeclarativeBase):
-    pass
+    type_annotation_map = {datetime: sa.DateTime(timezone=True), dict: sa.JSON, list: sa.JSON}
 
 
 outbox = Outbox(Base.metadata, source="verification")
+
+SEQ = sa.BigInteger().with_variant(sa.Integer, "sqlite")
+
+
+def utc(moment: datetime | None) -> datetime | None:
+    """SQLite hands back naive datetimes; they were stored in UTC."""
+    if moment is None or moment.tzinfo is not None:
+        return moment
+    return moment.replace(tzinfo=UTC)
+
+
+class Staff(Base):
+    __tablename__ = "staff"
+    id: Mapped[str] = mapped_column(sa.String(36), primary_key=True)
+    login: Mapped[str] = mapped_column(sa.String(40), unique=True)
+    password_hash: Mapped[str] = mapped_column(sa.String(200))
+    full_name: Mapped[str] = mapped_column(sa.String(200))
+    role: Mapped[str] = mapped_column(sa.String(20))
+    district: Mapped[str] = mapped_column(sa.String(100), default="")
+    locale: Mapped[str] = mapped_column(sa.String(5), default="ru")
+    active: Mapped[bool] = mapped_column(default=True)
+    failed_logins: Mapped[int] = mapped_column(default=0)
+    last_failed_at: Mapped[datetime | None] = mapped_column(nullable=True)
+    created_at: Mapped[datetime]
+
+
+class StaffSession(Base):
+    __tablename__ = "staff_sessions"
+    token_hash: Mapped[str] = mapped_column(sa.String(64), primary_key=True)
+    staff_id: Mapped[str] = mapped_column(sa.ForeignKey("staff.id", ondelete="CASCADE"), index=True)
+    created_at: Mapped[datetime]
+    expires_at: Mapped[datetime]
+
+
+class Applicant(Base):
+    """A child's application as the registration service announced it."""
+    __tablename__ = "applicants"
+    application_id: Mapped[str] = mapped_column(sa.String(100), primary_key=True)
+    child_pin: Mapped[str | None] = mapped_column(sa.String(14), index=True, nullable=True)
+    child_surname: Mapped[str | None] = mapped_column(sa.String(60), nullable=True)
+    child_name: Mapped[str | None] = mapped_column(sa.String(60), nullable=True)
+    child_patronymic: Mapped[str | None] = mapped_column(sa.String(60), nullable=True)
+    child_birth_date: Mapped[date | None] = mapped_column(nullable=True)
+    parent_id: Mapped[str | None] = mapped_column(sa.String(100), nullable=True)
+    parent_phone: Mapped[str | None] = mapped_column(sa.String(20), nullable=True)
+    parent_email: Mapped[str | None] = mapped_column(sa.String(254), nullable=True)
+    country: Mapped[str | None] = mapped_column(sa.String(2), nullable=True)
+    region: Mapped[str | None] = mapped_column(sa.String(20), nullable=True)
+    district: Mapped[str | None] = mapped_column(sa.String(100), index=True, nullable=True)
+    category: Mapped[str | None] = mapped_column(sa.String(50), nullable=True)
+    submitted_category: Mapped[str | None] = mapped_column(sa.String(50), nullable=True)
+    language: Mapped[str | None] = mapped_column(sa.String(5), nullable=True)
+    queue_date: Mapped[datetime | None] = mapped_column(nullable=True)
+    status: Mapped[str] = mapped_column(sa.String(20), default="queued")
+    updated_at: Mapped[datetime]
+
+
+class Referral(Base):
+    """A referral as the queue service announced it (referral.* facts)."""
+    __tablename__ = "referrals"
+    referral_id: Mapped[str] = mapped_column(sa.String(100), primary_key=True)
+    application_id: Mapped[str] = mapped_column(sa.String(100), index=True)
+    kindergarten_id: Mapped[str | None] = mapped_column(sa.String(100), nullable=True)
+    kindergarten_name: Mapped[str | None] = mapped_column(sa.String(200), nullable=True)
+    category: Mapped[str | None] = mapped_column(sa.String(50), nullable=True)
+    needs_confirmation: Mapped[bool] = mapped_column(default=False)
+    state: Mapped[str] = mapped_column(sa.String(30), index=True)
+    issued_at: Mapped[datetime | None] = mapped_column(nullable=True)
+    deadline: Mapped[datetime | None] = mapped_column(nullable=True)
+    certificate_requests: Mapped[int] = mapped_column(default=0)
+    closed_at: Mapped[datetime | None] = mapped_column(nullable=True)
+    reason: Mapped[str | None] = mapped_column(sa.String(500), nullable=True)
+    updated_at: Mapped[datetime]
+
+
+class ReferralEvent(Base):
+    """Every referral fact seen, for the child's history."""
+    __tablename__ = "referral_events"
+    seq: Mapped[int] = mapped_column(SEQ, primary_key=True, autoincrement=True)
+    event_id: Mapped[str] = mapped_column(sa.String(36), unique=True)
+    referral_id: Mapped[str] = mapped_column(sa.String(100), index=True)
+    type: Mapped[str] = mapped_column(sa.String(100))
+    at: Mapped[datetime]
+    reason: Mapped[str | None] = mapped_column(sa.String(500), nullable=True)
+
+
+class Scan(Base):
+    """An uploaded scan, stored once per content (its SHA-256)."""
+    __tablename__ = "scans"
+    sha256: Mapped[str] = mapped_column(sa.String(64), primary_key=True)
+    content_type: Mapped[str] = mapped_column(sa.String(50))
+    size: Mapped[int]
+    data: Mapped[bytes] = mapped_column(sa.LargeBinary)
+    stored_at: Mapped[datetime]
+
+
+class Certificate(Base):
+    """A certificate from the place of work, as the caseworker recorded it."""
+    __tablename__ = "certificates"
+    id: Mapped[str] = mapped_column(sa.String(36), primary_key=True)
+    referral_id: Mapped[str] = mapped_column(sa.String(100), index=True)
+    organisation: Mapped[str] = mapped_column(sa.String(200))
+    number: Mapped[str] = mapped_column(sa.String(50))
+    issued_on: Mapped[date]
+    scan_sha256: Mapped[str] = mapped_column(sa.ForeignKey("scans.sha256"))
+    scan_name: Mapped[str] = mapped_column(sa.String(200), default="")
+    recorded_by: Mapped[str] = mapped_column(sa.String(36))
+    recorded_at: Mapped[datetime]
+
+
+class Decision(Base):
+    """What a caseworker asked of the referral workflow and what it answered."""
+    __tablename__ = "decisions"
+    id: Mapped[str] = mapped_column(sa.String(36), primary_key=True)
+    referral_id: Mapped[str] = mapped_column(sa.String(100), index=True)
+    action: Mapped[str] = mapped_column(sa.String(30))
+    outcome: Mapped[str] = mapped_column(sa.String(20))         # accepted | refused
+    result_event: Mapped[str | None] = mapped_column(sa.String(100), nullable=True)
+    reason: Mapped[str | None] = mapped_column(sa.String(500), nullable=True)
+    refusal: Mapped[str | None] = mapped_column(sa.String(1000), nullable=True)
+    certificate_id: Mapped[str | None] = mapped_column(sa.String(36), nullable=True)
+    staff_id: Mapped[str] = mapped_column(sa.String(36))
+    nonce: Mapped[str] = mapped_column(sa.String(64), unique=True)
+    at: Mapped[datetime]
+
+
+class AbuseCase(Base):
+    __tablename__ = "abuse_cases"
+    # At most one open case per child.
+    __table_args__ = (sa.Index("ux_abuse_cases_open_child", "child_pin", unique=True,
+                               postgresql_where=sa.text("status = 'open'"),
+                               sqlite_where=sa.text("status = 'open'")),)
+    id: Mapped[str] = mapped_column(sa.String(36), primary_key=True)
+    child_pin: Mapped[str] = mapped_column(sa.String(14), index=True)
+    application_id: Mapped[str] = mapped_column(sa.String(100))
+    district: Mapped[str | None] = mapped_column(sa.String(100), index=True, nullable=True)
+    rule: Mapped[str] = mapped_column(sa.String(60))
+    cycles: Mapped[int]
+    referral_ids: Mapped[list] = mapped_column(default=list)
+    applications: Mapped[int]
+    status: Mapped[str] = mapped_column(sa.String(20), default="open")   # open | revoked | dismissed
+    opened_at: Mapped[datetime]
+    resolved_by: Mapped[str | None] = mapped_column(sa.String(36), nullable=True)
+    resolved_at: Mapped[datetime | None] = mapped_column(nullable=True)
+    resolution: Mapped[str | None] = mapped_column(sa.String(500), nullable=True)
+    rejected_referral_id: Mapped[str | None] = mapped_column(sa.String(100), nullable=True)
+
+
+class VoucherApplication(Base):
+    __tablename__ = "voucher_applications"
+    application_id: Mapped[str] = mapped_column(sa.String(100), primary_key=True)
+    category: Mapped[str] = mapped_column(sa.String(50))
+    district: Mapped[str | None] = mapped_column(sa.String(100), index=True, nullable=True)
+    status: Mapped[str] = mapped_column(sa.String(20), default="pending")  # pending | approved | rejected
+    submitted_at: Mapped[datetime]
+
+
+class VoucherDecision(Base):
+    __tablename__ = "voucher_decisions"
+    number: Mapped[int] = mapped_column(SEQ, primary_key=True, autoincrement=True)
+    application_id: Mapped[str] = mapped_column(sa.String(100), unique=True)
+    decision: Mapped[str] = mapped_column(sa.String(20))
+    benefit_type: Mapped[str | None] = mapped_column(sa.String(30), nullable=True)
+    documents: Mapped[list] = mapped_column(default=list)
+    reason: Mapped[str] = mapped_column(sa.String(500), default="")
+    members: Mapped[list] = mapped_column(default=list)        # [{"login", "name"}] present
+    district: Mapped[str | None] = mapped_column(sa.String(100), nullable=True)
+    decided_by: Mapped[str] = mapped_column(sa.String(36))
+    decided_at: Mapped[datetime]
+
+
+class AuditEntry(Base):
+    """One view of personal data or one decision. Append-only."""
+    __tablename__ = "audit_log"
+    seq: Mapped[int] = mapped_column(SEQ, primary_key=True, autoincrement=True)
+    at: Mapped[datetime] = mapped_column(index=True)
+    actor_id: Mapped[str | None] = mapped_column(sa.String(36), nullable=True)
+    actor_login: Mapped[str] = mapped_column(sa.String(40), index=True)
+    actor_role: Mapped[str] = mapped_column(sa.String(20))
+    actor_district: Mapped[str] = mapped_column(sa.String(100), default="")
+    action: Mapped[str] = mapped_column(sa.String(40), index=True)
+    subject_type: Mapped[str] = mapped_column(sa.String(30), default="")
+    subject_id: Mapped[str] = mapped_column(sa.String(100), default="", index=True)
+    district: Mapped[str] = mapped_column(sa.String(100), default="", index=True)
+    outcome: Mapped[str] = mapped_column(sa.String(20), default="ok")   # ok | refused | denied
+    detail: Mapped[dict] = mapped_column(default=dict)
