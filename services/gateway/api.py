@@ -5,6 +5,7 @@ OpenAPI at /api/docs."""
 import asyncio
 import hashlib
 import hmac
+import time
 from contextlib import asynccontextmanager
 from typing import Annotated, Any
 
@@ -15,14 +16,13 @@ from fastapi.staticfiles import StaticFiles
 
 from kezek.settings import Settings
 from kezek.web import create_service_app
-from services.gateway import i18n
+from services.gateway import i18n, views
 from services.gateway.clients import NotificationsClient, QueueClient, RegistrationClient, UpstreamError
 from services.gateway.geo import nearest
 from services.gateway.messages import describe
 from services.gateway.ratelimit import RateLimiter
 
 STATIC_DIR = __import__("pathlib").Path(__file__).parent / "static"
-LIVE_REFERRAL = {"issued", "awaiting_confirmation", "awaiting_enrolment", "confirmed", "extended", "held", "live"}
 
 
 class GatewaySettings(Settings):
@@ -50,6 +50,7 @@ class Gateway:
         i18n.compile_catalogs(self.mo_dir)
         self.limiter = RateLimiter(settings.rate_limit_per_minute)
         self.secret = settings.secret_key.get_secret_value().encode()
+        self._kindergartens: tuple[float, list[dict]] | None = None
 
     def gettext(self, lang: str):
         return i18n.translations(str(self.mo_dir), lang).gettext
@@ -73,21 +74,38 @@ class Gateway:
         me = await self.registration.me(token)
         apps = me["applications"]
 
+        names = await self.kindergarten_names()
+
         async def queue_side(app: dict) -> dict:
             out = {"queue": None, "referrals": [], "queue_error": None}
             try:
-                out["queue"], out["referrals"] = await asyncio.gather(
-                    self.queue.application(app["id"]), self.queue.referrals(app["id"]))
+                raw = await self.queue.application(app["id"])
+                if raw is not None:
+                    positions = None if "positions" in raw else await self.queue.positions(app["id"])
+                    listed = await self.queue.referrals(app["id"])
+                    out["queue"] = views.entry(raw, positions, names)
+                    out["referrals"] = views.referrals(raw, listed, names)
             except UpstreamError as exc:
                 out["queue_error"] = "unavailable" if exc.status >= 500 else "refused"
-            for r in out["referrals"]:
-                r.setdefault("actions", ["cancel"] if r.get("status") in LIVE_REFERRAL else [])
             return out
 
         sides = await asyncio.gather(*(queue_side(a) for a in apps))
         for app, side in zip(apps, sides):
             app.update(side)
         return me
+
+    async def kindergarten_names(self) -> dict[str, str]:
+        try:
+            return {str(k.get("id")): k.get("name") or str(k.get("id")) for k in await self.kindergartens()}
+        except UpstreamError:
+            return {}
+
+    async def kindergartens(self) -> list[dict]:
+        # The list changes rarely and every cabinet page needs it: a minute.
+        now = time.monotonic()
+        if self._kindergartens is None or self._kindergartens[0] < now:
+            self._kindergartens = (now + 60, await self.queue.kindergartens())
+        return self._kindergartens[1]
 
     async def inbox(self, parent_id: str) -> tuple[list[dict], bool]:
         try:
@@ -97,7 +115,7 @@ class Gateway:
 
     async def nearby(self, lat, lon, limit: int = 10) -> tuple[list[dict], bool]:
         try:
-            return nearest(await self.queue.kindergartens(), lat, lon, limit), True
+            return nearest(await self.kindergartens(), lat, lon, limit), True
         except UpstreamError:
             return [], False
 

@@ -137,14 +137,19 @@ class QueueClient(ServiceClient):
     async def application(self, application_id: str) -> dict | None:
         return await self.call("GET", f"/api/v1/applications/{application_id}", ok_missing=True)
 
-    async def positions(self, application_id: str) -> dict | None:
-        return await self.call("GET", f"/api/v1/applications/{application_id}/positions", ok_missing=True)
+    async def positions(self, application_id: str) -> list[dict] | None:
+        found = await self.call("GET", f"/api/v1/applications/{application_id}/positions", ok_missing=True)
+        if isinstance(found, dict):
+            found = found.get("positions", found.get("items"))
+        return found
 
-    async def referrals(self, application_id: str) -> list[dict]:
+    async def referrals(self, application_id: str) -> list[dict] | None:
+        """None when the queue has no such list (its application view then
+        carries the live referral)."""
         found = await self.call("GET", f"/api/v1/applications/{application_id}/referrals", ok_missing=True)
         if isinstance(found, dict):
-            found = found.get("items", [])
-        return found or []
+            found = found.get("items", found.get("referrals", []))
+        return found
 
     async def cancel_referral(self, referral_id: str):
         return await self.call("POST", f"/api/v1/referrals/{referral_id}/cancel", json={"by": "parent"})

@@ -1,0 +1,50 @@
+"""What the cabinet shows of a queue entry, whatever the queue service's
+exact field names: its application view (`kindergarten` or
+`kindergarten_id`, a single live `referral` or a list of referrals) and its
+position explanations (`ahead_by_category`, `ahead_same_category_earlier`)
+are brought to one shape here, so the templates and the mobile API see one."""
+from __future__ import annotations
+
+LIVE_STATES = {"live", "issued", "awaiting_confirmation", "awaiting_enrolment", "confirmed", "extended", "held"}
+
+
+def position(p: dict, names: dict[str, str]) -> dict:
+    kg = str(p.get("kindergarten_id") or p.get("kindergarten") or "")
+    ahead = p.get("ahead")
+    if not isinstance(ahead, dict):
+        if "ahead_by_category" in p or "ahead_same_category_earlier" in p:
+            ahead = {"higher_category": sum((p.get("ahead_by_category") or {}).values()),
+                     "earlier_queue_date": int(p.get("ahead_same_category_earlier") or 0)
+                     + int(p.get("ahead_same_moment") or 0)}
+        else:
+            ahead = None
+    return {"kindergarten_id": kg, "kindergarten_name": p.get("kindergarten_name") or names.get(kg) or kg,
+            "position": p.get("position"), "ahead": ahead, "explanation": p.get("explanation") or p.get("text")}
+
+
+def referral(r: dict, names: dict[str, str]) -> dict:
+    kg = str(r.get("kindergarten_id") or r.get("kindergarten") or "")
+    status = r.get("state") or r.get("status") or ""
+    if "actions" in r:
+        actions = list(r["actions"] or [])
+    else:
+        # Without the queue's word, only cancelling a live referral is offered;
+        # extending depends on the working-day calendar, which is the queue's.
+        actions = ["cancel"] if (r.get("status") == "live" or status in LIVE_STATES) else []
+    return {"referral_id": str(r.get("referral_id") or r.get("id")), "kindergarten_id": kg,
+            "kindergarten_name": r.get("kindergarten_name") or names.get(kg) or kg, "status": status,
+            "stage": r.get("stage") or ("confirmation" if status == "awaiting_confirmation" else "enrolment"),
+            "issued_at": r.get("issued_at"), "deadline": r.get("deadline"), "actions": actions}
+
+
+def entry(raw: dict, positions: list[dict] | None, names: dict[str, str]) -> dict:
+    found = raw.get("positions") if positions is None else positions
+    return {"status": raw.get("status"), "category": raw.get("category"), "queue_date": raw.get("queue_date"),
+            "paused_until": raw.get("paused_until"), "history": raw.get("history") or [],
+            "positions": [position(p, names) for p in (found or [])]}
+
+
+def referrals(raw: dict, listed: list[dict] | None, names: dict[str, str]) -> list[dict]:
+    if listed is None:
+        listed = [raw["referral"]] if raw.get("referral") else []
+    return [referral(r, names) for r in listed]
