@@ -1,0 +1,55 @@
+"""`kezek staff-add`: creates a staff account of the verification service
+(caseworker, district supervisor, commission member, administrator). The
+password comes from KEZEK_STAFF_PASSWORD, standard input (--password-stdin)
+or a prompt; never from the command line, where `ps` would show it."""
+from __future__ import annotations
+
+import argparse
+import getpass
+import os
+import sys
+
+from kezek.db import make_engine, make_session_factory
+from kezek.migrations import upgrade
+from services.verification import domain as d
+
+
+def main(argv: list[str]) -> int:
+    p = argparse.ArgumentParser(prog="kezek staff-add", description=__doc__,
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("login")
+    p.add_argument("--name", required=True, help="full name, as printed on decision records")
+    p.add_argument("--role", required=True, choices=[r.value for r in d.Role])
+    p.add_argument("--district", default="", help="territory code of the district (not for administrators)")
+    p.add_argument("--locale", default="ru", choices=["ru", "ky"])
+    p.add_argument("--password-stdin", action="store_true", help="read the password from standard input")
+    args = p.parse_args(argv)
+
+    from services.verification.api import as_settings
+    from services.verification.service import VerificationService
+
+    settings = as_settings(None)
+    if args.password_stdin:
+        password = sys.stdin.readline().rstrip("\n")
+    else:
+        password = os.environ.get("KEZEK_STAFF_PASSWORD") or getpass.getpass("password: ")
+    url = settings.database_url_for("verification")
+    upgrade("verification", url)
+    engine = make_engine(url)
+    try:
+        service = VerificationService(make_session_factory(engine), policy=_policy(settings))
+        staff_id = service.add_staff(args.login, args.name, args.role, args.district, password, args.locale)
+    except d.Refused as exc:
+        for e in exc.errors:
+            print(f"kezek staff-add: {e.field}: {e.code} {dict(e.params) or ''}".rstrip(), file=sys.stderr)
+        return 2
+    finally:
+        engine.dispose()
+    print(f"staff {args.login} ({args.role}) created: {staff_id}")
+    return 0
+
+
+def _policy(settings):
+    from services.verification.api import policy_of
+
+    return policy_of(settings)

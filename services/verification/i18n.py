@@ -1,0 +1,83 @@
+"""The caseworkers' pages in Russian and Kyrgyz: gettext catalogs
+(`locale/<lang>/LC_MESSAGES/messages.po`, the source) compiled to .mo files
+under the state folder when missing or older than their .po, and one Jinja2
+environment per language with those translations installed. Every text a
+page shows is a msgid in a template; code passes codes, never sentences."""
+from __future__ import annotations
+
+from datetime import date, datetime
+from pathlib import Path
+
+from babel.dates import format_date, format_datetime
+from babel.messages.mofile import write_mo
+from babel.messages.pofile import read_po
+from babel.support import Translations
+from jinja2 import Environment, FileSystemLoader, StrictUndefined, select_autoescape
+
+HERE = Path(__file__).parent
+LOCALE_DIR = HERE / "locale"
+TEMPLATES = HERE / "templates"
+DOMAIN = "messages"
+LANGUAGES = ("ru", "ky")
+LANGUAGE_NAMES = {"ru": "Русский", "ky": "Кыргызча"}
+DEFAULT = "ru"
+
+
+def compile_catalogs(out_dir: Path, src_dir: Path = LOCALE_DIR) -> list[Path]:
+    written = []
+    for po in sorted(src_dir.glob(f"*/LC_MESSAGES/{DOMAIN}.po")):
+        lang = po.parent.parent.name
+        mo = out_dir / lang / "LC_MESSAGES" / f"{DOMAIN}.mo"
+        if mo.exists() and mo.stat().st_mtime >= po.stat().st_mtime:
+            continue
+        with po.open("rb") as f:
+            catalog = read_po(f, locale=lang, domain=DOMAIN)
+        mo.parent.mkdir(parents=True, exist_ok=True)
+        tmp = mo.with_name(f"{DOMAIN}.{id(catalog)}.tmp")
+        with tmp.open("wb") as f:
+            write_mo(f, catalog, use_fuzzy=False)
+        tmp.replace(mo)
+        written.append(mo)
+    return written
+
+
+def pick_language(requested: str | None, cookie: str | None, preferred: str | None) -> str:
+    for candidate in (requested, cookie, preferred):
+        if candidate in LANGUAGES:
+            return candidate
+    return DEFAULT
+
+
+def _fmt_date(value: date | None, lang: str, form: str = "dd.MM.yyyy") -> str:
+    if value is None:
+        return "—"
+    if isinstance(value, datetime):
+        value = value.date()
+    return format_date(value, form, locale=lang)
+
+
+def _fmt_moment(value: datetime | None, lang: str) -> str:
+    if value is None:
+        return "—"
+    return format_datetime(value, "dd.MM.yyyy HH:mm", tzinfo=value.tzinfo, locale=lang)
+
+
+class Pages:
+    """One Jinja2 environment per language."""
+
+    def __init__(self, state_dir: Path, static_version: str = "1"):
+        mo_dir = Path(state_dir) / "locale" / "verification"
+        compile_catalogs(mo_dir)
+        self.envs: dict[str, Environment] = {}
+        for lang in LANGUAGES:
+            env = Environment(loader=FileSystemLoader(str(TEMPLATES)), autoescape=select_autoescape(["html"]),
+                              extensions=["jinja2.ext.i18n"], undefined=StrictUndefined,
+                              trim_blocks=True, lstrip_blocks=True)
+            env.install_gettext_translations(Translations.load(str(mo_dir), [lang], DOMAIN), newstyle=True)
+            env.filters["d"] = lambda v, form="dd.MM.yyyy", _l=lang: _fmt_date(v, _l, form)
+            env.filters["dt"] = lambda v, _l=lang: _fmt_moment(v, _l)
+            env.globals.update(lang=lang, languages=LANGUAGE_NAMES, static_version=static_version)
+            self.envs[lang] = env
+
+    def render(self, lang: str, template: str, **ctx) -> str:
+        return self.envs[lang].get_template(template).render(**ctx)
