@@ -13,6 +13,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "relay": ("kezek.commands.relay", "publish every service's outbox to Kafka"),
     "consume": ("kezek.commands.consume", "run the services' Kafka consumers and background jobs"),
     "worker": ("kezek.commands.worker", "run the Temporal worker (referral workflows and activities)"),
+    "staff-add": ("services.verification.cli", "create a staff account (caseworker, supervisor, commission, admin)"),
 }
 
 
