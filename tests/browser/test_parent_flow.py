@@ -151,3 +151,27 @@ def test_parent_applies_activates_sees_position_and_cancels_a_direction(lang, po
     assert portal.queue.referrals[referral["referral_id"]]["status"] == "cancelled"
     shot("cancelled")
     context.close()
+
+
+def test_the_child_step_works_with_the_keyboard_alone(portal, chromium, screenshots):
+    context = chromium.new_context(viewport={"width": 1024, "height": 768}, locale="ky")
+    page = context.new_page()
+    page.goto(f"{portal.url}/lang/ky?next=/apply")
+    page.wait_for_url("**/apply/child")
+    page.keyboard.press("Tab")
+    assert page.evaluate("document.activeElement.className") == "skip"
+    page.keyboard.press("Enter")
+    page.keyboard.press("Tab")
+    assert page.evaluate("document.activeElement.id") == "f-child-pin"
+    page.keyboard.type("21506202400601")
+    for field, text in (("f-child-surname", "Асанов"), ("f-child-name", "Айбек")):
+        page.keyboard.press("Tab")
+        assert page.evaluate("document.activeElement.id") == field
+        page.keyboard.type(text)
+    page.keyboard.press("Tab")
+    page.keyboard.press("Tab")
+    assert page.evaluate("document.activeElement.textContent.trim()") == "Алга"
+    page.screenshot(path=str(screenshots / "keyboard-child.png"))
+    page.keyboard.press("Enter")
+    page.wait_for_url("**/apply/parent")
+    context.close()
