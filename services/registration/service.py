@@ -4,6 +4,7 @@ the draft token and the session token to the caller, the e-mail code and the
 activation link through the outbox to the notifications service."""
 from __future__ import annotations
 
+import json
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -415,6 +416,21 @@ class RegistrationService:
         elif event.type == "application.refused.v1":
             self._set_status(s, event.data["application_id"], "refused")
 
+    # --- secrets in sent events ------------------------------------------------
+
+    def scrub_sent_secrets(self) -> int:
+        """The e-mail code and the activation link travel to the notifications
+        service in events; once the relay has sent them, the outbox keeps
+        them no longer (the database holds secrets only as hashes)."""
+        table = outbox.table
+        with unit_of_work(self.sessions) as s:
+            rows = s.execute(sa.select(table.c.seq, table.c.payload).where(
+                table.c.type.in_(SECRET_EVENTS), table.c.sent_at.is_not(None),
+                ~table.c.payload.contains(REDACTED))).all()
+            for seq, payload in rows:
+                s.execute(table.update().where(table.c.seq == seq).values(payload=redact(payload)))
+        return len(rows)
+
     # --- single sign-on ------------------------------------------------------
 
     def oidc_start(self, redirect_uri: str) -> str:
@@ -456,6 +472,20 @@ class RegistrationService:
             if account is None:
                 raise refuse("pin", "sso_no_application")
             return self._open_session(s, account.id, kind, "tunduk", now)
+
+
+SECRET_EVENTS = ("registration.email_code_issued.v1", "account.activation_issued.v1")
+REDACTED = "[redacted]"
+
+
+def redact(payload: str) -> str:
+    event = json.loads(payload)
+    data = event.get("data", {})
+    if "code" in data:
+        data["code"] = REDACTED
+    if "activation_url" in data:
+        data["activation_url"] = data["activation_url"].split("?", 1)[0] + "?token=" + REDACTED
+    return json.dumps(event, ensure_ascii=False)
 
 
 def _code_to_json(state: d.EmailCode | None) -> dict | None:

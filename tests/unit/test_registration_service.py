@@ -234,3 +234,17 @@ def test_queue_refusal_or_removal_frees_the_child_pin(env):
         svc.handle_queue_event(s, removed)
     statuses = [a["status"] for a in svc.profile(first.account_id)["applications"]]
     assert statuses == ["refused", "removed"]
+
+
+def test_sent_codes_and_activation_links_are_scrubbed_from_the_outbox(env):
+    svc, engine, _ = env
+    svc.submit(filled(svc, engine), CONFIRM)
+    code = events(engine, "registration.email_code_issued.v1")[0]["data"]["code"]
+    link = events(engine, "account.activation_issued.v1")[0]["data"]["activation_url"]
+    assert svc.scrub_sent_secrets() == 0          # not sent yet: the relay still needs them
+    with engine.begin() as c:
+        c.execute(sa.text("UPDATE outbox SET sent_at = CURRENT_TIMESTAMP"))
+    assert svc.scrub_sent_secrets() == 2 and svc.scrub_sent_secrets() == 0
+    dump = "\n".join(p for (p,) in rows(engine, "SELECT payload FROM outbox"))
+    assert f'"{code}"' not in dump and link.split("token=")[1] not in dump
+    assert events(engine, "application.submitted.v1")[0]["data"]["child_pin"] == CHILD["pin"]
