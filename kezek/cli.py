@@ -14,6 +14,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "consume": ("kezek.commands.consume", "run the services' Kafka consumers and background jobs"),
     "worker": ("kezek.commands.worker", "run the Temporal worker (referral workflows and activities)"),
     "staff-add": ("services.verification.cli", "create a staff account (caseworker, supervisor, commission, admin)"),
+    "schemas-lock": ("kezek.events.compat", "freeze the event schemas after additive changes (refuses breaking ones)"),
 }
 
 

@@ -26,13 +26,22 @@ PINS = ["21505201912345", "11203202054321"]
 PERSONAL = PINS + ["Asanov", "Aibek", "Асанова", "aibek@example.kg", "+996555123456", "ул. Токтогула 12"]
 
 
+def queued(app_id: str, category: str = "general") -> Event:
+    return new_event("application.queued.v1", f"application:{app_id}", {
+        "application_id": app_id, "parent_id": f"parent-{app_id}", "category": category, "cohort": 2019,
+        "language": "ky", "queue_date": "2022-02-01T10:00:00+06:00", "preferences": ["kg-12"],
+    }, source="queue")
+
+
 def submitted(app_id: str, pin: str, surname: str, name: str, email: str) -> Event:
-    return new_event("application.submitted.v1", app_id, {
+    event = new_event("application.submitted.v1", app_id, {
         "application_id": app_id, "parent_id": f"parent-{app_id}", "country": "KG", "child_pin": pin,
         "child_birth_date": f"{pin[5:9]}-{pin[3:5]}-{pin[1:3]}", "child_surname": surname, "child_name": name,
         "category": "general", "queue_date": "2022-02-01T10:00:00+06:00", "language": "ky",
         "preferences": ["kg-12"], "district": "41711100000000", "region": "41711000000000", "locale": "ky",
     }, source="registration")
+    # A producer that leaks a contact into its event: still nothing public.
+    return event.model_copy(update={"data": {**event.data, "email": email}})
 
 
 @pytest.fixture
@@ -42,6 +51,7 @@ def public_env(pg_url, kafka_bootstrap):
     settings = Settings(env="test", kafka_bootstrap=kafka_bootstrap, kafka_topic_prefix=f"t{uuid.uuid4().hex[:8]}",
                         pseudonym_key="stream-test-key")
     rt = PublicRuntime(settings, database_url=url)
+    rt.projector.directory = {"kg-12": "41711100000000"}.get  # the queue's register of kindergartens
     yield rt
     rt.engine.dispose()
 
@@ -62,10 +72,9 @@ def test_internal_events_become_public_events_once_with_no_personal_data(public_
         "deadline": "2025-03-14T18:00:00+06:00", "needs_confirmation": False, "category": "general",
         "cohort": 2019, "language": "ky",
     }, source="queue")
-    place = Event(source="/kezek/queue", type="place.published.v1", time=datetime.now(UTC), subject="kg-12", data={
-        "kindergarten_id": "kg-12", "cohort": 2019, "language": "ky", "count": 3, "district": "41711100000000",
-        "actor": "staff:+996555123456",
-    })
+    place = new_event("place.published.v1", "place:kg-12/2019/ky", {
+        "kindergarten_id": "kg-12", "cohort": 2019, "language": "ky", "for_category": None, "count": 3, "free": 3,
+    }, source="queue")
     # The referral arrives before its child's application: the projector
     # holds it back until it knows the child.
     publish(rt.settings.kafka_bootstrap, t("place"), [place])
@@ -76,7 +85,8 @@ def test_internal_events_become_public_events_once_with_no_personal_data(public_
         with rt.sessions() as s:
             assert s.scalar(sa.select(sa.func.count()).select_from(ParkedEvent)) == 1
         # Sent twice (an at-least-once relay upstream): one public event.
-        publish(rt.settings.kafka_bootstrap, t("application"), [app1, app2, app1])
+        q1 = queued("app-1")
+        publish(rt.settings.kafka_bootstrap, t("application"), [app1, app2, q1, queued("app-2"), q1])
         drive(consumer.poll_once, lambda: public_count(rt) >= 4)
         consumer.poll_once(timeout_ms=1000)
     finally:
@@ -106,3 +116,29 @@ def test_internal_events_become_public_events_once_with_no_personal_data(public_
     assert by_type["public.place.published.v1"].data == {
         "kindergarten_id": "kg-12", "district": "41711100000000", "cohort": 2019, "language": "ky", "count": 3}
     assert rt.settings.public_topic.endswith(".public.v1")
+
+
+def test_entry_whose_child_pin_never_comes_is_published_after_the_grace_period(public_env):
+    """An entry moved in by an import has no registration event: after the
+    grace period it gets a ref of its own, and its parked events go out."""
+    rt = public_env
+    publish(rt.settings.kafka_bootstrap, rt.settings.topic("application"), [queued("imported-1", "privileged")])
+    consumer = make_consumer(rt.sessions, rt.projector, rt.settings.kafka_bootstrap, rt.internal_topics)
+    try:
+        drive(consumer.poll_once, lambda: parked(rt) == 1)
+    finally:
+        consumer.close()
+    assert public_count(rt) == 0
+    with rt.sessions() as s, s.begin():
+        assert rt.projector.sweep(s, now=datetime.now(UTC) + rt.projector.park_grace) == 1
+    assert parked(rt) == 0 and public_count(rt) == 1
+    with rt.sessions() as s:
+        payload = json.loads(s.scalar(sa.select(public_outbox.table.c.payload)))
+    assert payload["type"] == "public.application.queued.v1"
+    assert payload["data"]["child_ref"] == rt.projector.names.entry("imported-1")
+    assert payload["data"]["category"] == "privileged" and payload["data"]["district"] is None
+
+
+def parked(rt) -> int:
+    with rt.sessions() as s:
+        return s.scalar(sa.select(sa.func.count()).select_from(ParkedEvent))

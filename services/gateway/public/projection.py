@@ -120,6 +120,11 @@ class Pseudonyms:
     def referral(self, referral_id: str) -> str:
         return self._ref("referral", referral_id)
 
+    def entry(self, application_id: str) -> str:
+        """For a queue entry whose child's PIN never reached the projector
+        (moved in by an import): stable for the entry."""
+        return self._ref("entry", application_id)
+
 
 # ------------------------------------------------------------------- facts
 
@@ -180,12 +185,14 @@ def _ident(value: Any) -> str | None:
 
 # --------------------------------------------------------------- the rules
 
-APPLICATION_QUEUED = ("application.submitted.v1", "application.queued.v1", "application.imported.v1")
+CHILD_LEARNED = ("application.submitted.v1",)  # carries the PIN: learned, never published itself
+APPLICATION_QUEUED = ("application.queued.v1", "application.imported.v1")
 APPLICATION_STATE = {
     "application.removed.v1": "public.application.removed.v1",
     "application.resumed.v1": "public.application.resumed.v1",
+    "application.paused.v1": "public.application.paused.v1",
 }
-APPLICATION_GENERAL = ("application.returned_to_general_queue.v1", "application.category_changed.v1")
+APPLICATION_GENERAL = ("application.returned_to_general_queue.v1",)
 REFERRAL_TYPES = {
     f"referral.{name}.v1": f"public.referral.{name}.v1"
     for name in ("issued", "privilege_confirmed", "privilege_rejected", "certificate_requested",
@@ -197,14 +204,13 @@ REFERRAL_STATE = {
     "certificate_requested": "awaiting_confirmation",
 }
 PLACE_TYPES = {f"place.{name}.v1": f"public.place.{name}.v1" for name in ("published", "withdrawn", "returned")}
-KINDERGARTEN_TYPES = ("kindergarten.registered.v1", "kindergarten.updated.v1", "kindergarten.imported.v1")
 VALID_STATES = {"awaiting_confirmation", "awaiting_enrolment", "enrolled", "cancelled",
                 "privilege_rejected", "paused", "resumed"}
 
 
 def consumed_types() -> list[str]:
-    return sorted({*APPLICATION_QUEUED, *APPLICATION_STATE, *APPLICATION_GENERAL, "application.position_changed.v1",
-                   *REFERRAL_TYPES, *PLACE_TYPES, *KINDERGARTEN_TYPES})
+    return sorted({*CHILD_LEARNED, *APPLICATION_QUEUED, *APPLICATION_STATE, *APPLICATION_GENERAL,
+                   "application.position_changed.v1", *REFERRAL_TYPES, *PLACE_TYPES})
 
 
 def public_types() -> list[str]:
@@ -225,6 +231,8 @@ def project(event_type: str, data: dict[str, Any], lookup: Lookup, names: Pseudo
 
 
 def _handler(event_type: str) -> Callable | None:
+    if event_type in CHILD_LEARNED:
+        return _submitted
     if event_type in APPLICATION_QUEUED:
         return _queued
     if event_type in APPLICATION_STATE:
@@ -237,24 +245,36 @@ def _handler(event_type: str) -> Callable | None:
         return _referral
     if event_type in PLACE_TYPES:
         return _place
-    if event_type in KINDERGARTEN_TYPES:
-        return _kindergarten
     return None
 
 
-def _queued(event_type, data, lookup, names, country) -> Outcome:
+def _submitted(event_type, data, lookup, names, country) -> Outcome:
+    """The registration's event: the only one with the child's PIN. The
+    projector keeps the pseudonym and public facts; the queue's
+    application.queued is what gets published (it may still refuse)."""
     application_id = _ident(data.get("application_id"))
-    pin = data.get("child_pin", data.get("pin"))
+    pin = data.get("child_pin")
     if not application_id or not isinstance(pin, str) or not pin.isdigit():
         return Outcome(skipped="no application id or child PIN")
     child_country = data.get("country") if data.get("country") in ("KG", "KZ") else country
     child = Child(
         child_ref=names.child(child_country, pin),
-        cohort=clean_cohort(data.get("cohort")) or cohort_of_birth_date(data.get("child_birth_date", data.get("birth_date"))),
+        cohort=cohort_of_birth_date(data.get("child_birth_date")),
         category=clean_code(data.get("category")),
         district=clean_district(data.get("district")),
         language=clean_language(data.get("language")),
     )
+    return Outcome(learned_child=(application_id, child), skipped="learned the child; published on application.queued")
+
+
+def _queued(event_type, data, lookup, names, country) -> Outcome:
+    application_id, known = _known_child(data, lookup)
+    if known is None:
+        return Outcome(park_until_known=application_id, skipped="child not known yet") if application_id \
+            else Outcome(skipped="no application id")
+    child = Child(known.child_ref, clean_cohort(data.get("cohort")) or known.cohort,
+                  clean_code(data.get("category")) or known.category, known.district,
+                  clean_language(data.get("language")) or known.language)
     out = Outcome(learned_child=(application_id, child))
     queued_on = clean_day(data.get("queue_date"))
     if child.cohort is None or child.category is None or child.language is None or queued_on is None:
@@ -279,8 +299,12 @@ def _application_state(event_type, data, lookup, names, country) -> Outcome:
     if child is None:
         return Outcome(park_until_known=application_id, skipped="child not known yet") if application_id \
             else Outcome(skipped="no application id")
+    until = clean_moment(data.get("until")) if event_type == "application.paused.v1" else None
+    if event_type == "application.paused.v1" and until is None:
+        return Outcome(skipped="stop-list end missing or malformed")
     return Outcome(facts=[PublicFact(APPLICATION_STATE[event_type], child.child_ref, _compact({
         "child_ref": child.child_ref, "cohort": child.cohort, "category": child.category, "district": child.district,
+        "until": until,
     }))])
 
 
@@ -371,11 +395,3 @@ def _place(event_type, data, lookup, names, country) -> Outcome:
         "for_category": clean_code(data.get("for_category", data.get("category"))),
     })))
     return out
-
-
-def _kindergarten(event_type, data, lookup, names, country) -> Outcome:
-    kindergarten = clean_kindergarten(data.get("kindergarten_id", data.get("id")))
-    district = clean_district(data.get("district"))
-    if kindergarten is None or district is None:
-        return Outcome(skipped="kindergarten or district missing or malformed")
-    return Outcome(learned_kindergarten=(kindergarten, district), skipped="kindergartens are not published as events")

@@ -9,8 +9,13 @@ across a rebuild too."""
 from __future__ import annotations
 
 import threading
+import time
 import uuid
-from datetime import UTC, datetime
+from collections.abc import Callable
+from datetime import UTC, datetime, timedelta
+from urllib.parse import quote
+
+import httpx
 
 import sqlalchemy as sa
 from sqlalchemy.orm import Session, sessionmaker
@@ -25,19 +30,43 @@ from services.gateway.public.models import (
     ParkedEvent, PublicChild, PublicKindergarten, PublicReferral, public_outbox,
 )
 from services.gateway.public.projection import (
-    Child, Outcome, Pseudonyms, ReferralFacts, project,
+    Child, Outcome, Pseudonyms, ReferralFacts, clean_district, project,
 )
 
 log = get_logger(__name__)
 
 CONSUMER_NAME = "gateway-public-projector"
-INTERNAL_AGGREGATES = ("application", "referral", "place", "kindergarten")
+INTERNAL_AGGREGATES = ("application", "referral", "place")
 _NAMESPACE = uuid.UUID("0b5e7a52-8c1e-4d0e-9a57-6b1f3f5c2d11")
 
 
+KindergartenDirectory = Callable[[str], "str | None"]  # kindergarten id -> district
+
+
+def queue_directory(queue_url: str, timeout: float = 2.0) -> KindergartenDirectory:
+    """Districts of kindergartens from the queue service's register (the
+    queue publishes no kindergarten events); public reference data."""
+    missing: dict[str, float] = {}  # a queue that is down is asked again a minute later, not per event
+
+    def district(kindergarten_id: str) -> str | None:
+        if time.monotonic() - missing.get(kindergarten_id, -1e9) < 60:
+            return None
+        try:
+            r = httpx.get(f"{queue_url.rstrip('/')}/api/v1/kindergartens/{quote(kindergarten_id, safe='')}",
+                          timeout=timeout)
+            found = r.json().get("district") if r.status_code == 200 else None
+        except (httpx.HTTPError, ValueError, AttributeError):
+            found = None
+        if found is None:
+            missing[kindergarten_id] = time.monotonic()
+        return found
+    return district
+
+
 class DbLookup:
-    def __init__(self, session: Session):
+    def __init__(self, session: Session, directory: KindergartenDirectory | None = None):
         self.session = session
+        self.directory = directory
 
     def child(self, application_id: str) -> Child | None:
         row = self.session.get(PublicChild, application_id)
@@ -52,7 +81,12 @@ class DbLookup:
 
     def district_of(self, kindergarten_id: str) -> str | None:
         row = self.session.get(PublicKindergarten, kindergarten_id)
-        return row.district if row else None
+        if row is not None:
+            return row.district
+        district = clean_district(self.directory(kindergarten_id)) if self.directory else None
+        if district:
+            self.session.merge(PublicKindergarten(kindergarten_id=kindergarten_id, district=district))
+        return district
 
 
 def public_event_id(internal_id: str, public_type: str, index: int) -> str:
@@ -60,16 +94,19 @@ def public_event_id(internal_id: str, public_type: str, index: int) -> str:
 
 
 class Projector:
-    def __init__(self, pseudonym_key: bytes, country: str = "KG"):
+    def __init__(self, pseudonym_key: bytes, country: str = "KG", *,
+                 directory: KindergartenDirectory | None = None, park_grace: timedelta = timedelta(minutes=2)):
         self.names = Pseudonyms(pseudonym_key)
         self.country = country
+        self.directory = directory
+        self.park_grace = park_grace
 
     def handle(self, session: Session, event: Event) -> None:
         """The consumer's handler: runs inside the claim's transaction."""
         self._apply(session, event)
 
     def _apply(self, session: Session, event: Event) -> Outcome:
-        outcome = project(event.type, event.data, DbLookup(session), self.names, country=self.country)
+        outcome = project(event.type, event.data, DbLookup(session, self.directory), self.names, country=self.country)
         if outcome.park_until_known:
             session.add(ParkedEvent(application_id=outcome.park_until_known, payload=event.to_json(),
                                     parked_at=datetime.now(UTC)))
@@ -87,14 +124,36 @@ class Projector:
             public_outbox.add(session, fact.type, fact.subject, fact.data, time=event.time,
                               event_id=public_event_id(event.id, fact.type, i))
         if outcome.learned_child:
-            application_id, c = outcome.learned_child
-            session.merge(PublicChild(application_id=application_id, child_ref=c.child_ref, cohort=c.cohort,
-                                      category=c.category, district=c.district, language=c.language))
-            session.flush()
-            self._unpark(session, application_id)
+            self._learn_child(session, *outcome.learned_child)
         if outcome.skipped and not outcome.facts:
             log.debug("public.skipped", reason=outcome.skipped)
         return outcome
+
+    def _learn_child(self, session: Session, application_id: str, c: Child) -> None:
+        row = session.get(PublicChild, application_id)
+        if row is None:
+            session.add(PublicChild(application_id=application_id, child_ref=c.child_ref, cohort=c.cohort,
+                                    category=c.category, district=c.district, language=c.language))
+        else:
+            # The first ref an entry got stays: subscribers follow it.
+            for name in ("cohort", "category", "district", "language"):
+                if getattr(c, name) is not None:
+                    setattr(row, name, getattr(c, name))
+        session.flush()
+        self._unpark(session, application_id)
+
+    def sweep(self, session: Session, now: datetime | None = None) -> int:
+        """Entries whose child's PIN never came (moved in by an import) get a
+        ref of their own after the grace period, and their events go out."""
+        cutoff = (now or datetime.now(UTC)) - self.park_grace
+        waiting = session.scalars(sa.select(ParkedEvent.application_id).where(ParkedEvent.parked_at <= cutoff)
+                                  .group_by(ParkedEvent.application_id).order_by(sa.func.min(ParkedEvent.seq))).all()
+        for application_id in waiting:
+            if session.get(PublicChild, application_id) is None:
+                self._learn_child(session, application_id, Child(self.names.entry(application_id)))
+            else:
+                self._unpark(session, application_id)
+        return len(waiting)
 
     def _unpark(self, session: Session, application_id: str) -> None:
         parked = session.scalars(sa.select(ParkedEvent).where(ParkedEvent.application_id == application_id)
@@ -135,4 +194,15 @@ def run_projector(stop: threading.Event, sessions: sessionmaker[Session], projec
             stop.wait(backoff)
             backoff = min(backoff * 2, 30)
             continue
-        consumer.run(stop)
+        last_sweep = 0.0
+        while not stop.is_set():
+            try:
+                consumer.poll_once()
+                if time.monotonic() - last_sweep > 10:
+                    with sessions() as session, session.begin():
+                        projector.sweep(session)
+                    last_sweep = time.monotonic()
+            except Exception as exc:
+                log.warning("public.projector_poll_failed", error=repr(exc))
+                stop.wait(1)
+        consumer.close()

@@ -1,0 +1,223 @@
+"""Routes of the public stream: its contract (open to all) and the webhook
+administration (admin token in `X-Admin-Token`)."""
+from __future__ import annotations
+
+import hmac
+from datetime import datetime
+from typing import Annotated, Literal
+
+import sqlalchemy as sa
+from fastapi import APIRouter, Depends, Header, Query, Request
+from fastapi.responses import JSONResponse, Response
+from pydantic import BaseModel, Field
+
+from kezek.db import make_engine, make_session_factory, unit_of_work
+from kezek.web import DomainError
+from services.gateway.public import contract, webhooks
+from services.gateway.public.config import PublicSettings, public_settings
+from services.gateway.public.models import WebhookAttempt, WebhookDelivery, WebhookReplay, WebhookSubscription
+from services.gateway.public.projection import public_types
+
+router = APIRouter(prefix="/api/v1/public")
+
+
+class PublicContext:
+    """The router's settings and database, made on the first request (or
+    handed in by a test) and kept on the app."""
+
+    def __init__(self, settings: PublicSettings, database_url: str | None = None):
+        self.settings = settings
+        self.engine = make_engine(database_url or settings.database_url_for("gateway"))
+        self.sessions = make_session_factory(self.engine)
+
+
+def context(request: Request) -> PublicContext:
+    ctx = getattr(request.app.state, "public", None)
+    if ctx is None:
+        gateway = getattr(request.app.state, "gateway", None)
+        ctx = PublicContext(public_settings(getattr(gateway, "settings", None)))
+        request.app.state.public = ctx
+    return ctx
+
+
+Ctx = Annotated[PublicContext, Depends(context)]
+
+
+def admin(ctx: Ctx, x_admin_token: Annotated[str, Header(description="the admin token")] = "") -> PublicContext:
+    expected = ctx.settings.admin_token.get_secret_value()
+    if not expected or not hmac.compare_digest(expected.encode(), x_admin_token.encode()):
+        raise DomainError("X-Admin-Token: missing or wrong", field="X-Admin-Token", status_code=403)
+    return ctx
+
+
+Admin = Annotated[PublicContext, Depends(admin)]
+
+# ---------------------------------------------------------------- contract
+
+
+@router.get("/asyncapi.yaml", tags=["public stream"], summary="The AsyncAPI 3 document of kezek.public.v1")
+def asyncapi() -> Response:
+    path = contract.ASYNCAPI_PATH
+    text = path.read_text() if path.is_file() else contract.asyncapi_yaml()
+    return Response(text, media_type="application/yaml")
+
+
+@router.get("/schemas", tags=["public stream"], summary="The public event types")
+def schema_list() -> dict:
+    return {"types": public_types(), "schema_url": "/api/v1/public/schemas/{type}.json"}
+
+
+@router.get("/schemas/{event_type}.json", tags=["public stream"], summary="JSON Schema of one public event type")
+def schema(event_type: str) -> JSONResponse:
+    try:
+        return JSONResponse(contract.public_schema(event_type), media_type="application/schema+json")
+    except KeyError:
+        raise DomainError(f"type: {event_type!r} is not a public event type", field="type", status_code=404) from None
+
+
+# ---------------------------------------------------------------- webhooks
+
+
+class NewSubscription(BaseModel):
+    url: str = Field(min_length=1, max_length=2000)
+    event_types: list[str] = Field(min_length=1, max_length=50)
+    description: str = Field("", max_length=500)
+
+
+class SubscriptionChange(BaseModel):
+    url: str | None = Field(None, min_length=1, max_length=2000)
+    event_types: list[str] | None = Field(None, min_length=1, max_length=50)
+    description: str | None = Field(None, max_length=500)
+    active: bool | None = None
+
+
+class ReplayRequest(BaseModel):
+    from_offset: int = Field(ge=0, description="first offset to deliver again (0: the whole retained topic)")
+    partition: int | None = Field(None, ge=0, description="one partition; omitted: every partition")
+
+
+def _subscription(s: WebhookSubscription, secret: bool = False) -> dict:
+    out = {"id": s.id, "url": s.url, "event_types": s.event_types, "description": s.description,
+           "active": s.active, "created_at": s.created_at.isoformat()}
+    if secret:
+        out["secret"] = s.secret
+    return out
+
+
+def _iso(value: datetime | None) -> str | None:
+    return value.isoformat() if value else None
+
+
+def _delivery(d: WebhookDelivery) -> dict:
+    return {"id": d.id, "subscription_id": d.subscription_id, "generation": d.generation, "event_id": d.event_id,
+            "event_type": d.event_type, "subject": d.subject, "partition": d.partition, "offset": d.offset,
+            "status": d.status, "attempts": d.attempts, "next_attempt_at": _iso(d.next_attempt_at),
+            "last_status_code": d.last_status_code, "last_error": d.last_error,
+            "created_at": _iso(d.created_at), "delivered_at": _iso(d.delivered_at)}
+
+
+def _replay(r: WebhookReplay) -> dict:
+    return {"id": r.id, "subscription_id": r.subscription_id, "partition": r.partition, "from_offset": r.from_offset,
+            "status": r.status, "requested_at": _iso(r.requested_at), "done_at": _iso(r.done_at), "queued": r.queued}
+
+
+@router.post("/admin/webhooks", status_code=201, tags=["webhooks"],
+             summary="Register a URL for public event types; the answer carries the signing secret once")
+def create_webhook(body: NewSubscription, ctx: Admin) -> dict:
+    with unit_of_work(ctx.sessions) as s:
+        sub = webhooks.create_subscription(s, body.url, body.event_types, body.description, ctx.settings.env)
+        return _subscription(sub, secret=True)
+
+
+@router.get("/admin/webhooks", tags=["webhooks"])
+def list_webhooks(ctx: Admin) -> list[dict]:
+    with ctx.sessions() as s:
+        return [_subscription(x) for x in s.scalars(sa.select(WebhookSubscription).order_by(WebhookSubscription.created_at))]
+
+
+@router.get("/admin/webhooks/{subscription_id}", tags=["webhooks"])
+def get_webhook(subscription_id: str, ctx: Admin) -> dict:
+    with ctx.sessions() as s:
+        return _subscription(webhooks.get_subscription(s, subscription_id))
+
+
+@router.patch("/admin/webhooks/{subscription_id}", tags=["webhooks"], summary="Change the URL, types, or pause")
+def change_webhook(subscription_id: str, body: SubscriptionChange, ctx: Admin) -> dict:
+    with unit_of_work(ctx.sessions) as s:
+        sub = webhooks.get_subscription(s, subscription_id)
+        url = body.url if body.url is not None else sub.url
+        types = body.event_types if body.event_types is not None else sub.event_types
+        webhooks.validate_subscription(url, types, ctx.settings.env)
+        sub.url, sub.event_types = url, sorted(set(types))
+        if body.description is not None:
+            sub.description = body.description
+        if body.active is not None:
+            sub.active = body.active
+        return _subscription(sub)
+
+
+@router.delete("/admin/webhooks/{subscription_id}", status_code=204, tags=["webhooks"])
+def delete_webhook(subscription_id: str, ctx: Admin) -> Response:
+    with unit_of_work(ctx.sessions) as s:
+        sub = webhooks.get_subscription(s, subscription_id)
+        for model in (WebhookReplay, WebhookDelivery):
+            if model is WebhookDelivery:
+                ids = sa.select(WebhookDelivery.id).where(WebhookDelivery.subscription_id == sub.id)
+                s.execute(sa.delete(WebhookAttempt).where(WebhookAttempt.delivery_id.in_(ids)))
+            s.execute(sa.delete(model).where(model.subscription_id == sub.id))
+        s.delete(sub)
+    return Response(status_code=204)
+
+
+@router.get("/admin/webhooks/{subscription_id}/deliveries", tags=["webhooks"], summary="The delivery log")
+def deliveries(subscription_id: str, ctx: Admin,
+               status: Literal["pending", "delivered", "dead", "skipped"] | None = None,
+               after_id: Annotated[int, Query(ge=0)] = 0, limit: Annotated[int, Query(ge=1, le=1000)] = 100) -> list[dict]:
+    with ctx.sessions() as s:
+        webhooks.get_subscription(s, subscription_id)
+        q = sa.select(WebhookDelivery).where(WebhookDelivery.subscription_id == subscription_id,
+                                             WebhookDelivery.id > after_id)
+        if status:
+            q = q.where(WebhookDelivery.status == status)
+        return [_delivery(d) for d in s.scalars(q.order_by(WebhookDelivery.id).limit(limit))]
+
+
+@router.get("/admin/webhooks/deliveries/{delivery_id}", tags=["webhooks"], summary="One delivery with every attempt")
+def delivery(delivery_id: int, ctx: Admin) -> dict:
+    with ctx.sessions() as s:
+        d = webhooks.get_delivery(s, delivery_id)
+        attempts = s.scalars(sa.select(WebhookAttempt).where(WebhookAttempt.delivery_id == d.id)
+                             .order_by(WebhookAttempt.attempt)).all()
+        return {**_delivery(d), "log": [{"attempt": a.attempt, "at": _iso(a.at), "status_code": a.status_code,
+                                         "error": a.error, "duration_ms": a.duration_ms} for a in attempts]}
+
+
+@router.post("/admin/webhooks/deliveries/{delivery_id}/retry", tags=["webhooks"],
+             summary="Try a dead delivery again (it keeps its place in its subject's order)")
+def retry(delivery_id: int, ctx: Admin) -> dict:
+    with unit_of_work(ctx.sessions) as s:
+        return _delivery(webhooks.retry_delivery(s, delivery_id))
+
+
+@router.post("/admin/webhooks/deliveries/{delivery_id}/skip", tags=["webhooks"],
+             summary="Give up a delivery so the later ones of its subject go out")
+def skip(delivery_id: int, ctx: Admin) -> dict:
+    with unit_of_work(ctx.sessions) as s:
+        return _delivery(webhooks.skip_delivery(s, delivery_id))
+
+
+@router.post("/admin/webhooks/{subscription_id}/replay", status_code=202, tags=["webhooks"],
+             summary="Deliver the stream again from an offset (the dispatcher reads it up to its current end)")
+def replay(subscription_id: str, body: ReplayRequest, ctx: Admin) -> dict:
+    with unit_of_work(ctx.sessions) as s:
+        r = webhooks.request_replay(s, subscription_id, body.from_offset, body.partition)
+        s.flush()
+        return _replay(r)
+
+
+@router.get("/admin/webhooks/{subscription_id}/replays", tags=["webhooks"])
+def replays(subscription_id: str, ctx: Admin) -> list[dict]:
+    with ctx.sessions() as s:
+        webhooks.get_subscription(s, subscription_id)
+        return [_replay(r) for r in s.scalars(sa.select(WebhookReplay).where(
+            WebhookReplay.subscription_id == subscription_id).order_by(WebhookReplay.id))]
