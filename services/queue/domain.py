@@ -29,6 +29,7 @@ class UnknownCategory(DomainError, KeyError):
 
 
 GENERAL = "general"
+MAX_PREFERENCES = 3  # kindergartens a parent may list (the Balalyk form has three)
 EXTRAORDINARY = "extraordinary"
 
 

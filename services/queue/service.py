@@ -27,7 +27,7 @@ from typing import Any
 
 import sqlalchemy as sa
 from sqlalchemy.dialects import postgresql
-from sqlalchemy.exc import DBAPIError, IntegrityError, OperationalError
+from sqlalchemy.exc import IntegrityError, OperationalError
 from sqlalchemy.orm import Session, sessionmaker
 
 from kezek import calendar as kcal
@@ -48,7 +48,16 @@ AUDIT = AllocationRecord.__table__
 REQ = AllocationRequest.__table__
 KG = Kindergarten.__table__
 
+try:  # errors of the raw driver, which the bulk writes on PostgreSQL use
+    import psycopg
+    _DRIVER_ERRORS: tuple = (psycopg.IntegrityError, psycopg.OperationalError)
+except ImportError:  # pragma: no cover
+    _DRIVER_ERRORS = ()
+
 ALLOCATOR = "system:allocator"
+# "Lists one of these kindergartens", as one hashed `= ANY` per preference
+# position: far faster than `preferences && array` on long lists.
+_LISTS_ANY = " OR ".join(f"preferences[{i + 1}] = ANY(%(w)s::varchar(100)[])" for i in range(d.MAX_PREFERENCES))
 ACTIVITY_CONSUMER = "queue.activities"
 _BIG_RANK = 1 << 30
 
@@ -83,6 +92,11 @@ class NotFound(Refused):
 
 class _StaleRead(Exception):
     """Something the run read changed before it wrote: roll back and retry."""
+
+
+# A concurrent change won: a CHECK or unique index refused the write, a
+# deadlock or serialization failure, or a child changed since it was read.
+_RETRYABLE = (IntegrityError, OperationalError, _StaleRead, *_DRIVER_ERRORS)
 
 
 @dataclass(frozen=True)
@@ -309,6 +323,8 @@ class QueueService:
             raise Refused("at least one kindergarten is needed", field="preferences", status_code=422)
         if len(set(prefs)) != len(prefs):
             raise Refused("a kindergarten is listed twice", field="preferences", status_code=422)
+        if len(prefs) > d.MAX_PREFERENCES:
+            raise Refused(f"at most {d.MAX_PREFERENCES} kindergartens", field="preferences", status_code=422)
         kgs = {k.id: k for k in s.scalars(sa.select(Kindergarten).where(Kindergarten.id.in_(prefs)))}
         for i, kid in enumerate(prefs):
             kg = kgs.get(kid)
@@ -379,8 +395,9 @@ class QueueService:
             if app.status not in ("queued", "paused"):
                 raise Refused(f"preferences can change only while waiting (the entry is {app.status})",
                               field="application_id")
-            if not prefs or len(set(prefs)) != len(prefs) or len(prefs) > 3:
-                raise Refused("one to three different kindergartens", field="preferences", status_code=422)
+            if not prefs or len(set(prefs)) != len(prefs) or len(prefs) > d.MAX_PREFERENCES:
+                raise Refused(f"one to {d.MAX_PREFERENCES} different kindergartens", field="preferences",
+                              status_code=422)
             kgs = {k.id: k for k in s.scalars(sa.select(Kindergarten).where(Kindergarten.id.in_(prefs)))}
             for i, kid in enumerate(prefs):
                 if kid not in kgs:
@@ -589,7 +606,7 @@ class QueueService:
             try:
                 with unit_of_work(self.sessions) as s:
                     return self._allocate(s, lock=lock)
-            except (IntegrityError, OperationalError, _StaleRead, DBAPIError) as exc:
+            except _RETRYABLE as exc:
                 if attempt == attempts - 1:
                     raise
                 log.info("allocation.retry", attempt=attempt + 1, reason=type(exc).__name__,
@@ -598,27 +615,64 @@ class QueueService:
         raise AssertionError("unreachable")
 
     def _ranked(self, s: Session, cohort: int, language: str, bound: date, policy: d.Policy,
-                consumed: list) -> Iterator[d.Applicant]:
+                consumed: list, group: dict, allocations: list) -> Iterator[d.Applicant]:
         """Waiting children of one group who are old enough, in rank order,
         streamed from the database; what the allocation reads is recorded."""
-        pg = self._pg(s)
+        if self._pg(s):
+            yield from self._ranked_pg(s, cohort, language, bound, policy, consumed, group, allocations)
+            return
         rank = sa.case({c.code: c.rank for c in policy.categories}, value=A.c.category, else_=_BIG_RANK)
-        # The tie-break compares ids as Python compares strings: by code point.
-        tie = A.c.id.collate("C") if pg else A.c.id
         q = (sa.select(A.c.id, A.c.birth_date, A.c.category, A.c.queue_date, A.c.language, A.c.preferences)
              .where(A.c.status == "queued", A.c.cohort == cohort, A.c.language == language,
                     A.c.birth_date <= bound)
-             .order_by(rank, A.c.queue_date, tie))
-        result = s.execute(q, execution_options={"yield_per": 20_000} if pg else {})
-        try:
-            for rid, birth, cat, qd, lang, prefs in result:
-                if qd.tzinfo is None:
-                    qd = qd.replace(tzinfo=UTC)
-                a = d.Applicant(rid, birth, cat, qd, lang, tuple(prefs))
-                consumed.append(a)
-                yield a
-        finally:
-            result.close()
+             .order_by(rank, A.c.queue_date, A.c.id))
+        for rid, birth, cat, qd, lang, prefs in s.execute(q):
+            a = d.Applicant(rid, birth, cat, aware(qd), lang, tuple(prefs))
+            consumed.append(a)
+            yield a
+
+    def _ranked_pg(self, s: Session, cohort: int, language: str, bound: date, policy: d.Policy,
+                   consumed: list, group: dict, allocations: list) -> Iterator[d.Applicant]:
+        """The PostgreSQL stream: category by category in rank order, each in
+        (queue date, id) order straight from ix_applications_rank_order, in
+        chunks. Each chunk asks only for children who list a kindergarten
+        that still has a place they may take: the others would get nothing
+        now and change nothing, so the allocation is the same, and the tail
+        of a national queue is never sent to Python."""
+        conn = s.connection().connection.driver_connection
+        left = Counter(group)
+        seen = len(allocations)
+        for cat in sorted(policy.categories, key=lambda c: (c.rank, c.code)):
+            after: tuple | None = None
+            chunk = 2_000
+            while True:
+                for x in allocations[seen:]:
+                    left[(x.place, x.for_category)] -= 1
+                seen = len(allocations)
+                wanted = sorted({k.kindergarten for (k, pool_cat), n in left.items()
+                                 if n > 0 and pool_cat in (None, cat.code)})
+                if not wanted:
+                    break
+                sql = ("SELECT id, birth_date, category, queue_date, language, preferences FROM applications "
+                       "WHERE status = 'queued' AND cohort = %(c)s AND language = %(l)s AND category = %(cat)s "
+                       "AND birth_date <= %(b)s AND (" + _LISTS_ANY + ") ")
+                params = {"c": cohort, "l": language, "cat": cat.code, "b": bound, "w": wanted, "n": chunk}
+                if after is not None:
+                    sql += "AND (queue_date, id COLLATE \"C\") > (%(qd)s, %(id)s COLLATE \"C\") "
+                    params.update(qd=after[0], id=after[1])
+                sql += "ORDER BY queue_date, id COLLATE \"C\" LIMIT %(n)s"
+                with conn.cursor(binary=True) as cur:
+                    # Not prepared: with the list as a constant, PostgreSQL
+                    # hashes it (a generic plan would compare one by one).
+                    rows = cur.execute(sql, params, prepare=False).fetchall()
+                for rid, birth, category, qd, lang, prefs in rows:
+                    a = d.Applicant(rid, birth, category, qd, lang, tuple(prefs))
+                    consumed.append(a)
+                    yield a
+                if len(rows) < chunk:
+                    break
+                after = (rows[-1][3], rows[-1][0])
+                chunk = min(chunk * 2, 50_000)
 
     def _allocate(self, s: Session, *, lock: bool) -> RunResult:
         t0 = time.perf_counter()
@@ -650,9 +704,12 @@ class QueueService:
         allocations: list[d.Allocation] = []
         for cohort, language in d.groups_of(free):
             group = {k: n for k, n in free.items() if k[0].cohort == cohort and k[0].language == language}
-            stream = self._ranked(s, cohort, language, bound, policy, consumed)
+            stream = self._ranked(s, cohort, language, bound, policy, consumed, group, allocations)
             try:
-                allocations.extend(d.allocate_ranked(stream, group, on, policy))
+                # One by one: the stream reads `allocations` to know which
+                # places are left when it fetches its next chunk.
+                for x in d.allocate_ranked(stream, group, on, policy):
+                    allocations.append(x)
             finally:
                 stream.close()
         timings["allocate"] = time.perf_counter() - t0 - timings["lock_pools"]
@@ -666,17 +723,6 @@ class QueueService:
             candidates=b"", candidates_count=0, allocated=0, digest="").returning(RUNS.c.id)).scalar_one()
         issued: list[Issued] = []
         if allocations:
-            ids = [x.child_id for x in allocations]
-            changed = 0
-            for chunk in _chunks(ids, 1000):
-                changed += s.execute(sa.update(A).where(A.c.id.in_(chunk), A.c.status == "queued")
-                                     .values(status="referred", updated_at=now)).rowcount
-            if changed != len(ids):
-                raise _StaleRead(f"{len(ids) - changed} children changed during the run")
-            taken = Counter(pool_id[(x.place, x.for_category)] for x in allocations)
-            s.execute(sa.update(P).where(P.c.id == sa.bindparam("pid"))
-                      .values(free=P.c.free - sa.bindparam("n"), held=P.c.held + sa.bindparam("n")),
-                      [{"pid": pid, "n": n} for pid, n in taken.items()])
             deadlines: dict[bool, datetime] = {}
             rows = []
             for x in allocations:
@@ -692,16 +738,25 @@ class QueueService:
                     "category": cat, "needs_confirmation": needs, "preference_index": x.preference_index,
                     "status": "live", "state": "awaiting_confirmation" if needs else "awaiting_enrolment",
                     "run_id": run_id, "issued_at": now, "deadline": deadlines[needs]})
-            ref_ids = s.execute(sa.insert(R).returning(R.c.id, sort_by_parameter_order=True), rows).scalars().all()
+            taken = Counter(pool_id[(x.place, x.for_category)] for x in allocations)
+            write = self._write_pg if self._pg(s) else self._write_generic
+            ref_ids = write(s, now, allocations, rows, taken)
             audit = []
             for seq, (x, rid) in enumerate(zip(allocations, ref_ids)):
                 issued.append(Issued(rid, x.child_id, x.place, x.for_category, x.preference_index))
-                audit.append({"run_id": run_id, "seq": seq, "referral_id": rid, "application_id": x.child_id,
-                              "kindergarten_id": x.place.kindergarten, "cohort": x.place.cohort,
-                              "language": x.place.language, "for_category": x.for_category,
-                              "preference_index": x.preference_index, "inputs": x.inputs})
-            for chunk in _chunks(audit, 5000):
-                s.execute(sa.insert(AUDIT), chunk)
+                audit.append((run_id, seq, rid, x.child_id, x.place.kindergarten, x.place.cohort, x.place.language,
+                              x.for_category, x.preference_index, x.inputs))
+            if self._pg(s):
+                with s.connection().connection.driver_connection.cursor() as cur:
+                    with cur.copy("COPY allocation_audit (run_id, seq, referral_id, application_id, kindergarten_id, "
+                                  "cohort, language, for_category, preference_index, inputs) FROM STDIN") as cp:
+                        for row in audit:
+                            cp.write_row((*row[:-1], json.dumps(row[-1])))
+            else:
+                cols = ("run_id", "seq", "referral_id", "application_id", "kindergarten_id", "cohort", "language",
+                        "for_category", "preference_index", "inputs")
+                for chunk in _chunks(audit, 5000):
+                    s.execute(sa.insert(AUDIT), [dict(zip(cols, row)) for row in chunk])
         timings["write"] = time.perf_counter() - t1
 
         t2 = time.perf_counter()
@@ -722,6 +777,51 @@ class QueueService:
         log.info("allocation.done", run_id=run_id, allocated=len(allocations), candidates=len(consumed),
                  seconds=round(timings["total"], 3))
         return RunResult(run_id, issued, len(consumed), timings)
+
+    def _mark_referred(self, s: Session, now: datetime, ids: list[str], changed: int) -> None:
+        if changed != len(ids):
+            raise _StaleRead(f"{len(ids) - changed} children changed during the run")
+
+    def _write_generic(self, s: Session, now: datetime, allocations: list, rows: list[dict],
+                       taken: Counter) -> list[int]:
+        ids = [x.child_id for x in allocations]
+        changed = 0
+        for chunk in _chunks(ids, 500):
+            changed += s.execute(sa.update(A).where(A.c.id.in_(chunk), A.c.status == "queued")
+                                 .values(status="referred", updated_at=now)).rowcount
+        self._mark_referred(s, now, ids, changed)
+        s.execute(sa.update(P).where(P.c.id == sa.bindparam("pid"))
+                  .values(free=P.c.free - sa.bindparam("n"), held=P.c.held + sa.bindparam("n")),
+                  [{"pid": pid, "n": n} for pid, n in taken.items()])
+        return list(s.execute(sa.insert(R).returning(R.c.id, sort_by_parameter_order=True), rows).scalars())
+
+    def _write_pg(self, s: Session, now: datetime, allocations: list, rows: list[dict],
+                  taken: Counter) -> list[int]:
+        """The same writes as set operations and COPY: a national run issues
+        tens of thousands of referrals in one transaction."""
+        ids = [x.child_id for x in allocations]
+        conn = s.connection().connection.driver_connection
+        with conn.cursor() as cur:
+            # Only children still waiting: a child referred or removed by a
+            # concurrent change since we read it makes the run retry.
+            cur.execute("UPDATE applications SET status = 'referred', updated_at = %s "
+                        "WHERE id = ANY(%s) AND status = 'queued'", (now, ids))
+            self._mark_referred(s, now, ids, cur.rowcount)
+            pids, ns = zip(*sorted(taken.items()))
+            # The CHECK (free >= 0) refuses more referrals than free places.
+            cur.execute("UPDATE places AS p SET free = p.free - v.n, held = p.held + v.n "
+                        "FROM unnest(%s::bigint[], %s::int[]) AS v(id, n) WHERE p.id = v.id", (list(pids), list(ns)))
+            cur.execute("SELECT nextval(pg_get_serial_sequence('referrals', 'id')) FROM generate_series(1, %s)",
+                        (len(rows),))
+            ref_ids = [r[0] for r in cur.fetchall()]
+            cols = ("id", "application_id", "place_id", "kindergarten_id", "cohort", "language", "for_category",
+                    "category", "needs_confirmation", "preference_index", "status", "state", "run_id", "issued_at",
+                    "deadline")
+            # The partial unique index refuses a second live referral of a child.
+            with cur.copy(f"COPY referrals ({', '.join(cols)}) FROM STDIN") as cp:
+                for rid, row in zip(ref_ids, rows):
+                    cp.write_row((rid, *(row[c] for c in cols[1:])))
+        return ref_ids
 
     # ------------------------------------------------------------- replay
 

@@ -1,0 +1,296 @@
+"""National-scale allocation benchmark (issue 4).
+
+Builds a queue in a PostgreSQL cluster of its own (by default 1,000,000
+waiting children over 6 birth-year cohorts, 12,000 kindergartens, 3
+preferences each, 50,000 free places), then measures in the same run:
+
+- baseline: the obvious implementation, one query per free place for the
+  best-ranked eligible child who wants it, plus its writes (rolled back);
+- kezek: one full allocation run of the queue service (QueueService.allocate:
+  lock the pools, stream each cohort/language group in rank order, serial
+  dictatorship, write referrals, counters, audit rows and the replay record,
+  commit);
+- the replay of that run from its recorded inputs;
+- one position query (with its explanation) for 1,000 random waiting children.
+
+The last line printed is one JSON object with the figures.
+
+    .venv/bin/python bench/allocation.py                      # full scale
+    .venv/bin/python bench/allocation.py --children 100000 --kindergartens 1200 --places 5000
+"""
+from __future__ import annotations
+
+import argparse
+import io
+import json
+import os
+import random
+import shutil
+import statistics
+import sys
+import tempfile
+import time
+from collections import Counter
+from datetime import UTC, date, datetime, timedelta
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+import sqlalchemy as sa  # noqa: E402
+
+from kezek.db import ensure_database, make_engine, make_session_factory  # noqa: E402
+from kezek.infra.postgres import PostgresCluster  # noqa: E402
+from kezek.migrations import upgrade  # noqa: E402
+from services.queue import domain as d  # noqa: E402
+from services.queue.service import QueueService  # noqa: E402
+
+LANGUAGES = (("ru", 0.6), ("ky", 0.4))
+CATEGORIES = (("extraordinary", 0.01), ("privileged", 0.09), ("general", 0.90))
+KG_PER_DISTRICT = 20
+# The day of the run: 10:00 in Bishkek on the first of September.
+NOW = datetime(2026, 9, 1, 4, 0, tzinfo=UTC)
+
+
+def say(*args) -> None:
+    print(*args, file=sys.stderr, flush=True)
+
+
+def _pick(rnd: random.Random, weighted) -> str:
+    x, acc = rnd.random(), 0.0
+    for value, w in weighted:
+        acc += w
+        if x < acc:
+            return value
+    return weighted[-1][0]
+
+
+def _copy(conn, table: str, columns: list[str], rows) -> None:
+    """COPY in chunks, rows given as tab-separated lines."""
+    with conn.cursor() as cur:
+        with cur.copy(f"COPY {table} ({', '.join(columns)}) FROM STDIN") as cp:
+            buf = io.StringIO()
+            n = 0
+            for line in rows:
+                buf.write(line)
+                n += 1
+                if n % 50_000 == 0:
+                    cp.write(buf.getvalue())
+                    buf = io.StringIO()
+            cp.write(buf.getvalue())
+
+
+def generate(engine, *, children: int, kindergartens: int, places: int, seed: int) -> dict:
+    """The national queue: kindergartens in districts of 20, children who
+    pick 3 kindergartens of one district, places in pools per kindergarten,
+    cohort and language (10% reserved for the privileged category)."""
+    rnd = random.Random(seed)
+    on = NOW.date()
+    cohorts = list(range(on.year - 7, on.year - 1))  # 6 birth years
+    kg_ids = [f"k{i:05d}" for i in range(kindergartens)]
+    districts = max(1, kindergartens // KG_PER_DISTRICT)
+    created = NOW.isoformat()
+    raw = engine.raw_connection()
+    try:
+        conn = raw.driver_connection
+        _copy(conn, "kindergartens", ["id", "name", "district", "address", "lat", "lon", "languages", "created_at"], (
+            f"{k}\tKindergarten {i}\td{i % districts:04d}\tStreet {i}\t42.8\t74.6\t[\"ru\", \"ky\"]\t{created}\n"
+            for i, k in enumerate(kg_ids)))
+        by_district = [kg_ids[i::districts] for i in range(districts)]
+
+        serials: Counter = Counter()
+        first_day, span = date(cohorts[0], 1, 1), (date(cohorts[-1], 12, 31) - date(cohorts[0], 1, 1)).days
+
+        def applications():
+            for n in range(children):
+                born = first_day + timedelta(days=rnd.randrange(span + 1))
+                serials[born] += 1
+                pin = f"{rnd.choice('12')}{born:%d%m%Y}{serials[born]:05d}"
+                # Queue dates between birth and the day before the run.
+                qd = datetime(born.year, born.month, born.day, tzinfo=UTC) + timedelta(
+                    seconds=rnd.randrange(max(1, int((NOW - datetime(born.year, born.month, born.day, tzinfo=UTC))
+                                                     .total_seconds()) - 86_400)))
+                qd = qd.replace(microsecond=rnd.randrange(1_000_000))
+                prefs = rnd.sample(by_district[rnd.randrange(districts)], 3)
+                cat = _pick(rnd, CATEGORIES)
+                yield (f"a{n:07d}\t{pin}\tp{n}\tKG\tSurname{n % 997}\tName{n % 113}\t\\N\t{born}\t{born.year}\t"
+                       f"{cat}\t{cat}\t{qd.isoformat()}\t{_pick(rnd, LANGUAGES)}\t{{{','.join(prefs)}}}\tru\tqueued\t"
+                       f"{created}\t{created}\n")
+        _copy(conn, "applications", ["id", "pin", "parent_id", "country", "surname", "name", "patronymic",
+                                     "birth_date", "cohort", "category", "claimed_category", "queue_date", "language",
+                                     "preferences", "locale", "status", "created_at", "updated_at"], applications())
+
+        pools: Counter = Counter()
+        left = places
+        while left > 0:
+            n = min(left, rnd.randint(1, 4))
+            cat = "privileged" if rnd.random() < 0.10 else ""
+            pools[(rnd.choice(kg_ids), rnd.choice(cohorts), _pick(rnd, LANGUAGES), cat)] += n
+            left -= n
+        _copy(conn, "places", ["kindergarten_id", "cohort", "language", "for_category", "free", "held", "enrolled"],
+              (f"{kg}\t{c}\t{lang}\t{cat}\t{n}\t0\t0\n" for (kg, c, lang, cat), n in sorted(pools.items())))
+        conn.commit()
+    finally:
+        raw.close()
+    with engine.connect().execution_options(isolation_level="AUTOCOMMIT") as c:
+        c.execute(sa.text("VACUUM ANALYZE"))
+    return {"pools": len(pools), "cohorts": cohorts}
+
+
+def warm_up(engine) -> None:
+    with engine.connect() as c:
+        c.execute(sa.text("SELECT count(*), sum(length(id)), sum(cardinality(preferences)) FROM applications"))
+        c.execute(sa.text("SELECT count(*) FROM places"))
+
+
+def baseline(engine, policy: d.Policy, on: date) -> dict:
+    """The obvious implementation: for every free place, one query for the
+    best-ranked eligible child of its cohort and language who lists its
+    kindergarten (GIN index on preferences), then that child's writes.
+    Everything is rolled back afterwards."""
+    rank = " ".join(f"WHEN '{c.code}' THEN {c.rank}" for c in policy.categories)
+    bound = d.latest_eligible_birth_date(on, policy)
+    pick = (f"SELECT id, category FROM applications WHERE status = 'queued' AND cohort = %(c)s "
+            f"AND language = %(l)s AND birth_date <= %(b)s AND preferences @> ARRAY[%(k)s]::varchar(100)[] "
+            f"AND (%(cat)s = '' OR category = %(cat)s) "
+            f"ORDER BY CASE category {rank} ELSE 1000000 END, queue_date, id COLLATE \"C\" LIMIT 1")
+    raw = engine.raw_connection()
+    conn = raw.driver_connection
+    allocated, queries = 0, 0
+    started = time.perf_counter()
+    try:
+        with conn.cursor() as cur:
+            cur.execute("INSERT INTO allocation_runs (started_at, on_date, trigger, policy, free_before, candidates, "
+                        "candidates_count, allocated, digest) VALUES (now(), %s, 'baseline', '{}', '[]', '', 0, 0, '') "
+                        "RETURNING id", (on,))
+            run_id = cur.fetchone()[0]
+            cur.execute("SELECT id, kindergarten_id, cohort, language, for_category, free FROM places "
+                        "WHERE free > 0 ORDER BY id FOR UPDATE")
+            for pid, kg, cohort, lang, cat, free in cur.fetchall():
+                for _ in range(free):
+                    queries += 1
+                    cur.execute(pick, {"c": cohort, "l": lang, "b": bound, "k": kg, "cat": cat})
+                    row = cur.fetchone()
+                    if row is None:
+                        break
+                    child, child_cat = row
+                    cur.execute("UPDATE applications SET status = 'referred' WHERE id = %s", (child,))
+                    cur.execute("UPDATE places SET free = free - 1, held = held + 1 WHERE id = %s", (pid,))
+                    cur.execute("INSERT INTO referrals (application_id, place_id, kindergarten_id, cohort, language, "
+                                "for_category, category, needs_confirmation, preference_index, status, state, run_id, "
+                                "issued_at, deadline) VALUES (%s, %s, %s, %s, %s, %s, %s, false, 0, 'live', "
+                                "'awaiting_enrolment', %s, now(), now())",
+                                (child, pid, kg, cohort, lang, cat, child_cat, run_id))
+                    allocated += 1
+        seconds = time.perf_counter() - started
+    finally:
+        conn.rollback()
+        raw.close()
+    return {"seconds": seconds, "allocated": allocated, "queries": queries}
+
+
+def positions(svc: QueueService, engine, n: int, seed: int) -> dict:
+    with engine.connect() as c:
+        ids = [r[0] for r in c.execute(sa.text(
+            "SELECT id FROM applications WHERE status = 'queued' ORDER BY random() LIMIT :n"), {"n": n})]
+    rnd = random.Random(seed)
+    rnd.shuffle(ids)
+    times = []
+    for app_id in ids:
+        t = time.perf_counter()
+        explained = svc.positions(app_id)
+        times.append((time.perf_counter() - t) * 1000)
+        assert explained and explained[0].position >= 1
+    times.sort()
+    return {"p50_ms": round(statistics.median(times), 2),
+            "p99_ms": round(times[min(len(times) - 1, int(len(times) * 0.99))], 2), "n": len(times)}
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--children", type=int, default=1_000_000)
+    ap.add_argument("--kindergartens", type=int, default=12_000)
+    ap.add_argument("--places", type=int, default=50_000)
+    ap.add_argument("--positions", type=int, default=1_000, help="random children for the position query")
+    ap.add_argument("--seed", type=int, default=2027)
+    ap.add_argument("--no-baseline", action="store_true")
+    ap.add_argument("--no-replay", action="store_true")
+    ap.add_argument("--dir", type=Path, default=None, help="cluster folder (default: a temporary one)")
+    args = ap.parse_args(argv)
+
+    base = args.dir or Path(tempfile.mkdtemp(prefix="kezek-bench-"))
+    os.chmod(base, 0o755)
+    cluster = PostgresCluster(base / "pg", durable=False, settings={
+        "shared_buffers": "1GB", "work_mem": "64MB", "maintenance_work_mem": "512MB",
+        "max_wal_size": "8GB", "checkpoint_timeout": "30min", "jit": "off"})
+    result: dict = {}
+    try:
+        t = time.perf_counter()
+        cluster.start()
+        url = cluster.url("kezek_queue_bench")
+        ensure_database(url)
+        upgrade("queue", url)
+        engine = make_engine(url, pool_size=4)
+        say(f"PostgreSQL up and migrated in {time.perf_counter() - t:.1f} s; generating the queue ...")
+        t = time.perf_counter()
+        shape = generate(engine, children=args.children, kindergartens=args.kindergartens, places=args.places,
+                         seed=args.seed)
+        load_seconds = time.perf_counter() - t
+        say(f"{args.children} children, {args.kindergartens} kindergartens, {args.places} places in "
+            f"{shape['pools']} pools loaded in {load_seconds:.1f} s")
+        svc = QueueService(make_session_factory(engine), clock=lambda: NOW)
+        policy, _ = svc.policy()
+        on = svc.today(policy)
+        warm_up(engine)
+
+        base_figures = None
+        if not args.no_baseline:
+            say("baseline: one query per free place ...")
+            base_figures = baseline(engine, policy, on)
+            say(f"baseline: {base_figures['allocated']} referrals, {base_figures['queries']} queries in "
+                f"{base_figures['seconds']:.2f} s")
+
+        say("kezek: one full allocation run ...")
+        t = time.perf_counter()
+        run = svc.allocate()
+        seconds = time.perf_counter() - t
+        say(f"kezek: {len(run.issued)} referrals, {run.candidates} children read, in {seconds:.2f} s "
+            f"({', '.join(f'{k} {v:.2f}' for k, v in run.timings.items())})")
+        problems = svc.check_register()
+        assert not problems, problems[:5]
+
+        replay = None
+        if not args.no_replay:
+            t = time.perf_counter()
+            [report] = svc.replay([run.run_id])
+            replay = {"matches": report["matches"], "seconds": round(time.perf_counter() - t, 2)}
+            say(f"replay: matches={report['matches']} in {replay['seconds']} s")
+
+        pos = positions(svc, engine, args.positions, args.seed)
+        say(f"position query: p50 {pos['p50_ms']} ms, p99 {pos['p99_ms']} ms over {pos['n']} children")
+        with engine.connect() as c:
+            eligible = c.execute(sa.text("SELECT count(*) FROM applications WHERE birth_date <= :b"),
+                                 {"b": d.latest_eligible_birth_date(on, policy)}).scalar()
+        result = {
+            "children": args.children, "kindergartens": args.kindergartens, "places": args.places,
+            "pools": shape["pools"], "eligible_children": eligible, "allocated": len(run.issued),
+            "children_read": run.candidates, "seconds": round(seconds, 3),
+            "phases": {k: round(v, 3) for k, v in run.timings.items()},
+            "baseline_seconds": round(base_figures["seconds"], 3) if base_figures else None,
+            "baseline_allocated": base_figures["allocated"] if base_figures else None,
+            "speedup": round(base_figures["seconds"] / seconds, 1) if base_figures else None,
+            "replay_matches": replay["matches"] if replay else None,
+            "replay_seconds": replay["seconds"] if replay else None,
+            "position_p50_ms": pos["p50_ms"], "position_p99_ms": pos["p99_ms"],
+            "load_seconds": round(load_seconds, 1), "cpus": os.cpu_count(),
+        }
+        engine.dispose()
+    finally:
+        cluster.stop()
+        if args.dir is None:
+            shutil.rmtree(base, ignore_errors=True)
+    print(json.dumps(result))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,154 @@
+"""The queue's side of the ReferralWorkflow (workflows/contracts.py), and the
+starter that launches one workflow per referral the allocation issued.
+
+Each activity applies its effect once per idempotency key, in the same
+transaction as the effect and its outbox rows (QueueService does both). A
+refusal by the rules is a non-retryable QueueRefused; anything else (the
+database away for a moment) is retried by Temporal.
+"""
+from __future__ import annotations
+
+import asyncio
+import threading
+from collections.abc import Callable
+from datetime import timedelta
+
+from temporalio import activity
+from temporalio.exceptions import ApplicationError
+
+from kezek.logging import get_logger
+from services.queue.service import QueueService, Refused
+from workflows import contracts as c
+
+log = get_logger(__name__)
+
+
+async def _apply(fn: Callable, **kwargs) -> bool:
+    """Runs a blocking use case off the event loop; a refusal is final."""
+    try:
+        return await asyncio.to_thread(fn, **kwargs)
+    except Refused as exc:
+        raise ApplicationError(exc.message, type=c.QUEUE_REFUSED, non_retryable=True) from exc
+
+
+class QueueActivities:
+    """The activities, bound to one QueueService. Async, with the blocking
+    database work in a thread, so the worker needs no activity executor."""
+
+    def __init__(self, service: QueueService):
+        self.service = service
+
+    def all(self) -> list[Callable]:
+        return [self.return_place, self.return_to_general_queue, self.put_on_stoplist, self.lift_stoplist,
+                self.record_enrolment, self.record_referral]
+
+    @activity.defn(name=c.RETURN_PLACE)
+    async def return_place(self, call: c.ReturnPlace) -> bool:
+        return await _apply(
+            self.service.return_place,
+            key=call.idempotency_key, referral_id=call.referral_id, application_id=call.application_id,
+            at=call.at, outcome=call.outcome, drop_preference=call.drop_preference, reason=call.reason,
+            actor=call.actor)
+
+    @activity.defn(name=c.RETURN_TO_GENERAL_QUEUE)
+    async def return_to_general_queue(self, call: c.ReturnToGeneralQueue) -> bool:
+        return await _apply(
+            self.service.return_to_general_queue,
+            key=call.idempotency_key, referral_id=call.referral_id, application_id=call.application_id,
+            at=call.at, from_category=call.from_category, reason=call.reason, actor=call.actor)
+
+    @activity.defn(name=c.PUT_ON_STOPLIST)
+    async def put_on_stoplist(self, call: c.PutOnStoplist) -> bool:
+        return await _apply(
+            self.service.put_on_stoplist,
+            key=call.idempotency_key, referral_id=call.referral_id, application_id=call.application_id,
+            at=call.at, until=call.until, actor=call.actor)
+
+    @activity.defn(name=c.LIFT_STOPLIST)
+    async def lift_stoplist(self, call: c.LiftStoplist) -> bool:
+        return await _apply(
+            self.service.lift_stoplist,
+            key=call.idempotency_key, referral_id=call.referral_id, application_id=call.application_id,
+            at=call.at, actor=call.actor)
+
+    @activity.defn(name=c.RECORD_ENROLMENT)
+    async def record_enrolment(self, call: c.RecordEnrolmentCall) -> bool:
+        return await _apply(
+            self.service.record_enrolment,
+            key=call.idempotency_key, referral_id=call.referral_id, application_id=call.application_id,
+            at=call.at, actor=call.actor)
+
+    @activity.defn(name=c.RECORD_REFERRAL)
+    async def record_referral(self, call: c.RecordReferral) -> bool:
+        return await _apply(
+            self.service.record_referral,
+            key=call.idempotency_key, referral_id=call.referral_id, application_id=call.application_id,
+            at=call.at, event=call.event, state=call.state.value, deadline=call.deadline,
+            needs_confirmation=call.needs_confirmation, reason=call.reason, actor=call.actor)
+
+
+def referral_input(pending: dict) -> c.ReferralInput:
+    return c.ReferralInput(
+        referral_id=pending["referral_id"], application_id=pending["application_id"],
+        kindergarten=pending["kindergarten"], cohort=pending["cohort"], language=pending["language"],
+        category=pending["category"], for_category=pending["for_category"],
+        needs_confirmation=pending["needs_confirmation"], issued_at=pending["issued_at"],
+        country=pending["country"], policy=c.ReferralPolicy(**pending["policy"]), parent_id=pending["parent_id"])
+
+
+class WorkflowStarter:
+    """Starts the ReferralWorkflow of every referral that has none yet.
+
+    The allocation commits its referrals first; this starts their workflows
+    afterwards and marks them started. A crash in between starts them again:
+    the workflow id `referral-<id>` makes the second start a no-op."""
+
+    def __init__(self, service: QueueService, *, address: str, namespace: str = "default",
+                 task_queue: str = c.TASK_QUEUE, batch: int = 100, idle_sleep: float = 0.25):
+        self.service = service
+        self.address = address
+        self.namespace = namespace
+        self.task_queue = task_queue
+        self.batch = batch
+        self.idle_sleep = idle_sleep
+        self.__name__ = "queue-workflow-starter"
+
+    async def start_pending(self, client) -> int:
+        from temporalio.exceptions import WorkflowAlreadyStartedError
+
+        pending = await asyncio.to_thread(self.service.unstarted_referrals, self.batch)
+        for p in pending:
+            wid = c.workflow_id(p["referral_id"])
+            try:
+                await client.start_workflow(c.WORKFLOW_TYPE, referral_input(p), id=wid, task_queue=self.task_queue,
+                                            execution_timeout=timedelta(days=400))
+                log.info("referral.workflow_started", workflow_id=wid)
+            except WorkflowAlreadyStartedError:
+                log.info("referral.workflow_already_started", workflow_id=wid)
+            await asyncio.to_thread(self.service.mark_workflow_started, p["referral_id"])
+        return len(pending)
+
+    async def _run(self, stop: threading.Event) -> None:
+        from temporalio.client import Client
+        from temporalio.contrib.pydantic import pydantic_data_converter
+
+        client = None
+        while not stop.is_set():
+            try:
+                if client is None:
+                    client = await Client.connect(self.address, namespace=self.namespace,
+                                                  data_converter=pydantic_data_converter)
+                if await self.start_pending(client) == 0:
+                    await asyncio.sleep(self.idle_sleep)
+            except Exception as exc:  # Temporal or the database away for a moment
+                log.warning("referral.workflow_start_failed", error=repr(exc))
+                await asyncio.sleep(1)
+
+    def __call__(self, stop: threading.Event) -> None:
+        asyncio.run(self._run(stop))
+
+
+def build_activities(settings) -> list[Callable]:
+    from services.queue.runtime import build_service
+
+    return QueueActivities(build_service(settings)).all()

@@ -1,0 +1,53 @@
+"""The queue's background loops (run by `kezek consume`): the allocator,
+which allocates as soon as something asked for it and keeps the calendar's
+triggers (scheduled places, ended stop-lists, local midnight), and the
+starter of referral workflows."""
+from __future__ import annotations
+
+import threading
+
+from kezek.logging import get_logger
+from services.queue.service import QueueService
+
+log = get_logger(__name__)
+
+
+class Allocator:
+    """Nobody allocates by hand: this loop does, whenever a change asked for
+    it (allocation_requests), within `poll` seconds, or at once when woken
+    in the same process."""
+
+    def __init__(self, service: QueueService, *, poll: float = 0.25):
+        self.service = service
+        self.poll = poll
+        self.wake = threading.Event()
+        self.__name__ = "queue-allocator"
+
+    def run_once(self) -> int:
+        s = self.service
+        s.publish_due()
+        s.lift_due_stoplists()
+        s.request_daily_allocation()
+        run = s.process_requests()
+        return len(run.issued) if run else 0
+
+    def __call__(self, stop: threading.Event) -> None:
+        while not stop.is_set():
+            try:
+                self.run_once()
+            except Exception as exc:  # the database may be away for a moment
+                log.warning("queue.allocator_failed", error=repr(exc))
+                stop.wait(1)
+            self.wake.wait(self.poll)
+            self.wake.clear()
+
+
+def build_jobs(settings) -> list:
+    from services.queue.activities import WorkflowStarter
+    from services.queue.runtime import build_service
+
+    allocator = Allocator(build_service(settings))
+    allocator.service.on_allocation_requested = allocator.wake.set
+    starter = WorkflowStarter(build_service(settings), address=settings.temporal_address,
+                              namespace=settings.temporal_namespace, task_queue=settings.temporal_task_queue)
+    return [allocator, starter]
