@@ -101,7 +101,7 @@ class DevSmsGateway:
         return self
 
     def _receipt(self, url: str, provider_id: str, req: SmsRequest) -> None:
-        for _ in range(20):  # the service may be restarting: try for a while, like a real gateway
+        for _ in range(240):  # the service may be restarting: try for two minutes, like a real gateway
             try:
                 r = httpx.post(url, json={"id": provider_id, "reference": req.reference, "status": "delivered"},
                                timeout=5)

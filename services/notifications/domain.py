@@ -233,10 +233,6 @@ DEFAULT_RETRY = RetryPolicy(tuple(timedelta(seconds=s) for s in (30, 120, 600, 1
 URGENT_RETRY = RetryPolicy(tuple(timedelta(seconds=s) for s in (2, 5, 15, 30, 60)))
 
 
-def retry_policy(urgent: bool) -> RetryPolicy:
-    return URGENT_RETRY if urgent else DEFAULT_RETRY
-
-
 def backoff(policy: RetryPolicy, attempts: int, key: str) -> timedelta | None:
     """The wait after `attempts` failed attempts, or None when none is left.
     Jitter is derived from `key` (the message id): retries of many messages

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Iterable
+from datetime import timedelta
 
 from kezek.logging import get_logger
 from services.notifications.channels import Transport
@@ -14,11 +15,14 @@ log = get_logger(__name__)
 
 
 class Dispatcher:
-    def __init__(self, service: NotificationService, transport: Transport, *, batch: int = 20,
-                 idle_sleep: float = 0.25):
+    def __init__(self, service: NotificationService, transport: Transport, *, batch: int = 10,
+                 idle_sleep: float = 0.25, lease: timedelta = timedelta(minutes=2)):
         self.service = service
         self.transport = transport
         self.batch = batch
+        # Long enough for a whole batch of sends at their timeouts; after a
+        # crash, what was in flight waits this long before it is sent again.
+        self.lease = lease
         self.idle_sleep = idle_sleep
         self.__name__ = f"notifications-dispatch-{transport.channel.value}"
 
@@ -28,7 +32,7 @@ class Dispatcher:
 
     def run_once(self) -> int:
         """Sends what is due now; returns how many attempts were made."""
-        claimed = self.service.claim_due((self.channel,), limit=self.batch)
+        claimed = self.service.claim_due((self.channel,), limit=self.batch, lease=self.lease)
         for msg in claimed:
             if expired(msg.expires_at, self.service.clock()):
                 self.service.give_up_expired(msg.id)

@@ -1,6 +1,7 @@
 """Builds the notifications service from the settings, at start-up."""
 from __future__ import annotations
 
+from datetime import timedelta
 from typing import Literal
 from zoneinfo import ZoneInfo
 
@@ -9,7 +10,7 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 from kezek.db import make_engine, make_session_factory
 from kezek.settings import Settings
 from services.notifications.channels import Console, HttpSms, InAppInbox, SmtpEmail, Transport
-from services.notifications.domain import TIMEZONES, Channel
+from services.notifications.domain import DEFAULT_RETRY, TIMEZONES, URGENT_RETRY, Channel, RetryPolicy
 from services.notifications.jobs import Dispatcher
 from services.notifications.service import NotificationService
 
@@ -30,10 +31,17 @@ class NotificationSettings(BaseSettings):
     # Where the SMS gateway posts receipts; default: this service's API.
     receipt_url: str = ""
     idle_sleep: float = 0.25
+    batch: int = 10
+    lease_seconds: float = 120
+    # Overrides, mostly for tests and odd deployments: the parents' time zone
+    # (default: the country's), the database, the retry schedule in seconds.
+    timezone: str = ""
+    database_url: str = ""
+    retry_delays: list[float] = []
 
 
-def timezone_of(settings: Settings) -> ZoneInfo:
-    return ZoneInfo(TIMEZONES[settings.country])
+def timezone_of(settings: Settings, extra: NotificationSettings | None = None) -> ZoneInfo:
+    return ZoneInfo((extra and extra.timezone) or TIMEZONES[settings.country])
 
 
 _engines: dict[str, object] = {}
@@ -41,12 +49,14 @@ _engines: dict[str, object] = {}
 
 def build_service(settings: Settings, extra: NotificationSettings | None = None) -> NotificationService:
     extra = extra or NotificationSettings()
-    url = settings.database_url_for("notifications")
+    url = extra.database_url or settings.database_url_for("notifications")
     # One engine per database per process: the API, the consumer and the
     # dispatchers share its pool.
     engine = _engines.get(url) or _engines.setdefault(url, make_engine(url))
-    return NotificationService(make_session_factory(engine), tz=timezone_of(settings),
-                               cabinet_url=extra.cabinet_url or f"{settings.url_of('gateway')}/cabinet")
+    retry = RetryPolicy(tuple(timedelta(seconds=s) for s in extra.retry_delays)) if extra.retry_delays else None
+    return NotificationService(make_session_factory(engine), tz=timezone_of(settings, extra),
+                               cabinet_url=extra.cabinet_url or f"{settings.url_of('gateway')}/cabinet",
+                               retry=retry or DEFAULT_RETRY, urgent_retry=retry or URGENT_RETRY)
 
 
 def build_transports(settings: Settings, extra: NotificationSettings | None = None) -> list[Transport]:
@@ -67,4 +77,5 @@ def build_transports(settings: Settings, extra: NotificationSettings | None = No
 def build_dispatchers(settings: Settings, extra: NotificationSettings | None = None) -> list[Dispatcher]:
     extra = extra or NotificationSettings()
     service = build_service(settings, extra)
-    return [Dispatcher(service, t, idle_sleep=extra.idle_sleep) for t in build_transports(settings, extra)]
+    return [Dispatcher(service, t, idle_sleep=extra.idle_sleep, batch=extra.batch,
+                       lease=timedelta(seconds=extra.lease_seconds)) for t in build_transports(settings, extra)]

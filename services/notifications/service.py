@@ -84,8 +84,10 @@ class Attempt:
 class NotificationService:
     def __init__(self, sessions: sessionmaker[Session], *, tz: tzinfo, cabinet_url: str,
                  renderer: Renderer | None = None, clock: Callable[[], datetime] = utcnow,
-                 limits: tuple[d.RateLimit, ...] = d.SMS_LIMITS):
+                 limits: tuple[d.RateLimit, ...] = d.SMS_LIMITS, retry: d.RetryPolicy = d.DEFAULT_RETRY,
+                 urgent_retry: d.RetryPolicy = d.URGENT_RETRY):
         self.sessions = sessions
+        self.retry, self.urgent_retry = retry, urgent_retry
         self.tz = tz
         self.cabinet_url = cabinet_url
         self.renderer = renderer or Renderer(tz)
@@ -292,7 +294,7 @@ class NotificationService:
                     m.sent_at = m.sent_at or now
                     m.provider_ref = m.provider_ref or attempt.provider_ref
                 return d.Status(m.status)
-            result = d.after_attempt(attempt.outcome, m.attempts, now, d.retry_policy(m.urgent), m.id,
+            result = d.after_attempt(attempt.outcome, m.attempts, now, self.urgent_retry if m.urgent else self.retry, m.id,
                                      expires_at=aware(m.expires_at))
             m.attempts, m.lease_until, m.last_error = result.attempts, None, attempt.error
             if attempt.provider_ref:
@@ -339,7 +341,11 @@ class NotificationService:
                 return True
             m.lease_until = None
             if delivered:
-                m.sent_at = m.sent_at or now
+                if m.sent_at is None:
+                    # The receipt overtook our record of the send (or we died
+                    # before writing it): the receipt proves the send.
+                    m.sent_at = now
+                    outbox.add(s, "notification.sent.v1", m.id, {**self._event_data(m), "attempts": m.attempts})
                 self._delivered(s, m, now)
             else:
                 # The gateway has already tried the handset; another attempt
