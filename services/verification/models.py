@@ -22,20 +22,39 @@ from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 from kezek.outbox import Outbox
 
 
-class Base(DeclarativeBase):
-    type_annotation_map = {datetime: sa.DateTime(timezone=True), dict: sa.JSON, list: sa.JSON}
-
-
-outbox = Outbox(Base.metadata, source="verification")
-
-SEQ = sa.BigInteger().with_variant(sa.Integer, "sqlite")
-
-
 def utc(moment: datetime | None) -> datetime | None:
     """SQLite hands back naive datetimes; they were stored in UTC."""
     if moment is None or moment.tzinfo is not None:
         return moment
     return moment.replace(tzinfo=UTC)
+
+
+class UTCDateTime(sa.types.TypeDecorator):
+    """Moments stored in UTC on every database: SQLite keeps no offset, so a
+    local 00:00 deadline stored as given would come back six hours off."""
+
+    impl = sa.DateTime(timezone=True)
+    cache_ok = True
+
+    def process_bind_param(self, value: datetime | None, dialect) -> datetime | None:
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            raise ValueError("naive datetime: pass an aware moment")
+        value = value.astimezone(UTC)
+        return value.replace(tzinfo=None) if dialect.name == "sqlite" else value
+
+    def process_result_value(self, value: datetime | None, dialect) -> datetime | None:
+        return utc(value)
+
+
+class Base(DeclarativeBase):
+    type_annotation_map = {datetime: UTCDateTime(), dict: sa.JSON, list: sa.JSON}
+
+
+outbox = Outbox(Base.metadata, source="verification")
+
+SEQ = sa.BigInteger().with_variant(sa.Integer, "sqlite")
 
 
 class Staff(Base):

@@ -17,11 +17,14 @@ from workflows import contracts as c
 
 
 class WorkflowRefused(Exception):
-    """The referral workflow refused the act; `reason` is its own words."""
+    """The referral workflow refused the act; `reason` is its own words.
+    `state` is set when the referral turned out to be closed already (its
+    workflow has completed), so the caller can bring its view up to date."""
 
-    def __init__(self, reason: str):
+    def __init__(self, reason: str, state: str | None = None):
         super().__init__(reason)
         self.reason = reason
+        self.state = state
 
 
 class WorkflowUnavailable(Exception):
@@ -81,8 +84,15 @@ class TemporalReferrals:
                 raise WorkflowRefused(cause.message) from exc
             raise WorkflowRefused(str(cause or exc)) from exc
         except RPCError as exc:
-            if exc.status == RPCStatusCode.NOT_FOUND:
-                raise WorkflowRefused(f"no running workflow for referral {referral_id}: {exc.message}") from exc
-            raise WorkflowUnavailable(str(exc)) from exc
+            if exc.status != RPCStatusCode.NOT_FOUND:
+                raise WorkflowUnavailable(str(exc)) from exc
+            # A closed referral's workflow has completed: updates are refused
+            # by the server, but its last state can still be queried.
+            try:
+                final = await handle.query(c.STATUS, result_type=c.ReferralStatus)
+            except Exception:
+                raise WorkflowRefused(f"no workflow for referral {referral_id}: {exc.message}") from exc
+            raise WorkflowRefused(f"the referral is already closed: {final.state.value}",
+                                  state=final.state.value) from exc
         except (asyncio.TimeoutError, ConnectionError, OSError) as exc:
             raise WorkflowUnavailable(repr(exc)) from exc

@@ -335,7 +335,8 @@ class VerificationService:
             return {"deadline": None, "last_day": None, "days_left": None, "working_days_left": None}
         last = d.last_day(local)
         left = d.days_left(local, today)
-        working = self.cal.working_days_between(today, last) if left >= 0 else 0
+        # Working days after today (today is shown as "last day" when it is).
+        working = self.cal.working_days_between(today + timedelta(days=1), last) if left > 0 else 0
         return {"deadline": local, "last_day": last, "days_left": left, "working_days_left": working}
 
     def worklist(self, actor: StaffView, district: str | None = None) -> dict:
@@ -403,6 +404,15 @@ class VerificationService:
             abuse = list(s.scalars(sa.select(AbuseCase).where(AbuseCase.child_pin == pin)
                                    .order_by(AbuseCase.opened_at.desc()))) if pin else []
             history = self._history(s, [pin] if pin else []).get(pin, [])
+            timeline = sorted(
+                [{"at": self.local(e.at), "kind": "event", "type": e.type, "reason": e.reason} for e in events]
+                + [{"at": self.local(x.at), "kind": "decision", "action": x.action, "outcome": x.outcome,
+                    "result_event": x.result_event, "refusal": x.refusal, "reason": x.reason,
+                    "by": staff_names.get(x.staff_id, x.staff_id)} for x in decisions]
+                + [{"at": self.local(c.recorded_at), "kind": "certificate", "organisation": c.organisation,
+                    "number": c.number, "issued_on": c.issued_on,
+                    "by": staff_names.get(c.recorded_by, c.recorded_by)} for c in certs],
+                key=lambda x: x["at"])
             latest = self._certificate_view(certs[0], today) if certs else None
             open_ = ref.state == d.OPEN_STATE
             view = {
@@ -423,7 +433,7 @@ class VerificationService:
                                "accepted": x.outcome == "accepted", "result_event": x.result_event,
                                "reason": x.reason, "refusal": x.refusal, "at": self.local(x.at),
                                "by": staff_names.get(x.staff_id, x.staff_id)} for x in decisions],
-                "events": [{"type": e.type, "at": self.local(e.at), "reason": e.reason} for e in events],
+                "timeline": timeline,
                 "earlier": [h for h in history if h["referral_id"] != ref.referral_id],
                 "abuse": [{"id": a.id, "status": a.status, "cycles": a.cycles,
                            "opened_at": self.local(a.opened_at)} for a in abuse],
@@ -540,7 +550,8 @@ class VerificationService:
                     referral_id, wc.ConfirmPrivilege(acted_at=acted_at, actor=actor_ref,
                                                      certificate_issued=ctx["certificate_issued"]), update_id)
         except WorkflowRefused as exc:
-            await asyncio.to_thread(self._record_refusal, actor, referral_id, action, reason, nonce, exc.reason, ctx)
+            await asyncio.to_thread(self._record_refusal, actor, referral_id, action, reason, nonce, exc.reason, ctx,
+                                    exc.state)
             return DecisionOutcome(False, action.value, refusal=exc.reason)
         except WorkflowUnavailable as exc:
             await asyncio.to_thread(self._record_failure, actor, referral_id, action, str(exc), ctx)
@@ -576,8 +587,14 @@ class VerificationService:
                                result.reason)
 
     def _record_refusal(self, actor: StaffView, referral_id: str, action: d.Action, reason: str, nonce: str,
-                        refusal: str, ctx: dict) -> None:
+                        refusal: str, ctx: dict, closed_state: str | None = None) -> None:
         with unit_of_work(self.sessions) as s:
+            if closed_state in CLOSED_STATES:
+                # The workflow knows first: the referral closed while its fact
+                # was still on the way to this service.
+                ref = s.get(Referral, referral_id)
+                if ref is not None:
+                    _apply_state(ref, closed_state, at=self.now())
             s.add(Decision(id=str(uuid.uuid4()), referral_id=referral_id, action=action.value, outcome="refused",
                            result_event=None, reason=reason or None, refusal=refusal[:1000],
                            certificate_id=ctx["certificate_id"], staff_id=actor.id, nonce=nonce, at=self.now()))

@@ -10,7 +10,7 @@ from datetime import UTC, date, datetime, timedelta
 
 from sqlalchemy.orm import Session, sessionmaker
 
-from kezek.events import Event, new_event
+from kezek.events import Event, UnknownEventType, new_event
 from services.verification.consumers import CONSUMER
 from services.verification.models import outbox
 from services.verification.referrals import WorkflowRefused
@@ -62,18 +62,22 @@ def referral_issued(referral_id: str, application_id: str, *, deadline: datetime
     }, source="queue", time=at)
 
 
-def referral_closed(kind: str, referral_id: str, application_id: str, *, at: datetime, reason: str = "") -> Event:
-    """A referral fact that closes it (cancelled, expired, privilege_rejected,
-    enrolled); schemas of the ones the queue has not published yet are not
-    required here: the read model takes the envelope as it comes."""
-    data = {"referral_id": referral_id, "application_id": application_id}
-    if reason:
-        data["reason"] = reason
+def referral_fact(kind: str, referral_id: str, application_id: str, *, at: datetime, **fields) -> Event:
+    """A referral.<kind>.v1 fact as the queue publishes it. Validated when
+    its schema exists; the types the queue has not published a schema for
+    yet are built as they come (the read model takes the envelope as is)."""
+    data = {"referral_id": referral_id, "application_id": application_id,
+            **{k: v for k, v in fields.items() if v is not None and v != ""}}
     event_type = f"referral.{kind}.v1"
     try:
         return new_event(event_type, referral_id, data, source="queue", time=at)
-    except Exception:
+    except UnknownEventType:
         return Event(source="/kezek/queue", type=event_type, time=at, subject=referral_id, data=data)
+
+
+def referral_closed(kind: str, referral_id: str, application_id: str, *, at: datetime, reason: str = "") -> Event:
+    """A fact that closes the referral: cancelled, expired, privilege_rejected, enrolled."""
+    return referral_fact(kind, referral_id, application_id, at=at, reason=reason)
 
 
 @dataclass
