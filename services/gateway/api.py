@@ -6,6 +6,8 @@ import asyncio
 import hashlib
 import hmac
 import time
+from datetime import datetime
+from zoneinfo import ZoneInfo
 from contextlib import asynccontextmanager
 from typing import Annotated, Any
 
@@ -21,6 +23,7 @@ from services.gateway.clients import NotificationsClient, QueueClient, Registrat
 from services.gateway.geo import nearest
 from services.gateway.messages import describe
 from services.gateway.ratelimit import RateLimiter
+from services.gateway.referrals import Referrals, TemporalReferrals
 
 STATIC_DIR = __import__("pathlib").Path(__file__).parent / "static"
 
@@ -38,8 +41,11 @@ class GatewaySettings(Settings):
 class Gateway:
     """What the routes share: the clients, the catalogs, the limiter."""
 
-    def __init__(self, settings: GatewaySettings, transports: dict[str, httpx.AsyncBaseTransport] | None):
+    def __init__(self, settings: GatewaySettings, transports: dict[str, httpx.AsyncBaseTransport] | None,
+                 referrals: Referrals | None = None):
         t = transports or {}
+        self.referrals = referrals or TemporalReferrals(settings.temporal_address, settings.temporal_namespace)
+        self.tz = ZoneInfo({"KG": "Asia/Bishkek", "KZ": "Asia/Almaty"}[settings.country])
         self.settings = settings
         self.registration = RegistrationClient(settings.registration_url or settings.url_of("registration"),
                                                transport=t.get("registration"))
@@ -76,15 +82,20 @@ class Gateway:
 
         names = await self.kindergarten_names()
 
+        today = datetime.now(self.tz).date().isoformat()
+
         async def queue_side(app: dict) -> dict:
             out = {"queue": None, "referrals": [], "queue_error": None}
             try:
                 raw = await self.queue.application(app["id"])
                 if raw is not None:
                     positions = None if "positions" in raw else await self.queue.positions(app["id"])
-                    listed = await self.queue.referrals(app["id"])
                     out["queue"] = views.entry(raw, positions, names)
-                    out["referrals"] = views.referrals(raw, listed, names)
+                    live = views.live_referral(raw)
+                    if live is not None:
+                        rid = str(live.get("referral_id") or live.get("id"))
+                        status = await self.referrals.status(rid)
+                        out["referrals"] = [views.referral(live, names, status, today)]
             except UpstreamError as exc:
                 out["queue_error"] = "unavailable" if exc.status >= 500 else "refused"
             return out
@@ -127,6 +138,9 @@ class Gateway:
                     return app, r
         return None
 
+    async def actor(self, token: str) -> str:
+        return f"parent:{(await self.registration.identify(token))['account_id']}"
+
     async def owned_application(self, token: str, application_id: str) -> dict | None:
         me = await self.registration.me(token)
         return next((a for a in me["applications"] if a["id"] == application_id), None)
@@ -141,11 +155,12 @@ def client_key(request: Request) -> str:
 
 
 def create_app(settings: GatewaySettings | Settings | None = None, *,
-               transports: dict[str, httpx.AsyncBaseTransport] | None = None) -> FastAPI:
+               transports: dict[str, httpx.AsyncBaseTransport] | None = None,
+               referrals: Referrals | None = None) -> FastAPI:
     settings = settings or GatewaySettings()
     if not isinstance(settings, GatewaySettings):
         settings = GatewaySettings(**settings.model_dump())
-    gw = Gateway(settings, transports)
+    gw = Gateway(settings, transports, referrals)
 
     @asynccontextmanager
     async def lifespan(_app):
@@ -310,7 +325,7 @@ def json_api(gw: Gateway) -> APIRouter:
             raise UpstreamError(404, [{"field": "referral", "code": "not_found"}])
         if "cancel" not in found[1].get("actions", []):
             raise UpstreamError(409, [{"field": "referral", "code": "refused"}])
-        return await gw.queue.cancel_referral(referral_id) or {"status": "cancelled"}
+        return await gw.referrals.cancel(referral_id, await gw.actor(token))
 
     @r.post("/me/referrals/{referral_id}/extend", tags=["cabinet"], summary="Extend direction")
     async def extend(referral_id: str, token: Token):
@@ -319,13 +334,13 @@ def json_api(gw: Gateway) -> APIRouter:
             raise UpstreamError(404, [{"field": "referral", "code": "not_found"}])
         if "extend" not in found[1].get("actions", []):
             raise UpstreamError(409, [{"field": "referral", "code": "refused"}])
-        return await gw.queue.extend_referral(referral_id) or {"status": "extended"}
+        return await gw.referrals.extend(referral_id, await gw.actor(token))
 
     @r.post("/me/applications/{application_id}/remove", tags=["cabinet"], summary="Remove from queue")
     async def remove(application_id: str, token: Token):
         if await gw.owned_application(token, application_id) is None:
             raise UpstreamError(404, [{"field": "application", "code": "not_found"}])
-        await gw.queue.remove(application_id)
+        await gw.queue.remove(application_id, await gw.actor(token))
         await gw.registration.mark_removed(token, application_id)
         return {"status": "removed"}
 

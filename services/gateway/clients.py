@@ -35,8 +35,8 @@ class ServiceClient:
         return self.http
 
     async def call(self, method: str, path: str, *, token: str | None = None, json: Any = None,
-                   params: dict | None = None, ok_missing: bool = False) -> Any:
-        headers = {}
+                   params: dict | None = None, ok_missing: bool = False, headers: dict | None = None) -> Any:
+        headers = dict(headers or {})
         request_id = structlog.contextvars.get_contextvars().get("request_id")
         if request_id:
             headers["x-request-id"] = request_id
@@ -128,37 +128,24 @@ class RegistrationClient(ServiceClient):
 
 class QueueClient(ServiceClient):
     """The queue service's API (services/queue/api.py). The gateway asks only
-    about applications it has already checked belong to the parent."""
+    about applications it has already checked belong to the parent, and
+    names the parent as the actor of every change."""
 
     async def kindergartens(self) -> list[dict]:
         found = await self.call("GET", "/api/v1/kindergartens")
         return found.get("items", found) if isinstance(found, dict) else found
 
     async def application(self, application_id: str) -> dict | None:
-        return await self.call("GET", f"/api/v1/applications/{application_id}", ok_missing=True)
+        """The queue entry (with its live referral); None until the queue has
+        taken application.submitted.v1 in."""
+        return await self.call("GET", f"/api/v1/queue-entries/{application_id}", ok_missing=True)
 
-    async def positions(self, application_id: str) -> list[dict] | None:
-        found = await self.call("GET", f"/api/v1/applications/{application_id}/positions", ok_missing=True)
-        if isinstance(found, dict):
-            found = found.get("positions", found.get("items"))
-        return found
+    async def positions(self, application_id: str) -> list[dict]:
+        return await self.call("GET", f"/api/v1/queue-entries/{application_id}/positions", ok_missing=True) or []
 
-    async def referrals(self, application_id: str) -> list[dict] | None:
-        """None when the queue has no such list (its application view then
-        carries the live referral)."""
-        found = await self.call("GET", f"/api/v1/applications/{application_id}/referrals", ok_missing=True)
-        if isinstance(found, dict):
-            found = found.get("items", found.get("referrals", []))
-        return found
-
-    async def cancel_referral(self, referral_id: str):
-        return await self.call("POST", f"/api/v1/referrals/{referral_id}/cancel", json={"by": "parent"})
-
-    async def extend_referral(self, referral_id: str):
-        return await self.call("POST", f"/api/v1/referrals/{referral_id}/extend", json={"by": "parent"})
-
-    async def remove(self, application_id: str):
-        return await self.call("POST", f"/api/v1/applications/{application_id}/remove", json={"by": "parent"})
+    async def remove(self, application_id: str, actor: str):
+        return await self.call("POST", f"/api/v1/queue-entries/{application_id}/removal",
+                               json={"reason": "asked by the parent"}, headers={"x-actor": actor})
 
 
 class NotificationsClient(ServiceClient):

@@ -455,7 +455,7 @@ def portal_router(gw) -> APIRouter:
         if found is None or "cancel" not in found[1].get("actions", []) or not gw.check_csrf(token, values.get("csrf", "")):
             return not_yours(request)
         try:
-            await gw.queue.cancel_referral(referral_id)
+            await gw.referrals.cancel(referral_id, await gw.actor(token))
         except UpstreamError as exc:
             return await confirm_page_for(request, token, "cancel", referral_id, described(request, exc),
                                           error_status(exc)) or not_yours(request)
@@ -471,7 +471,7 @@ def portal_router(gw) -> APIRouter:
         if found is None or "extend" not in found[1].get("actions", []) or not gw.check_csrf(token, values.get("csrf", "")):
             return not_yours(request)
         try:
-            await gw.queue.extend_referral(referral_id)
+            await gw.referrals.extend(referral_id, await gw.actor(token))
         except UpstreamError as exc:
             return render(request, "error.html", error_status(exc), described(request, exc))
         return redirect("/cabinet?done=extended#directions")
@@ -492,7 +492,7 @@ def portal_router(gw) -> APIRouter:
         if await gw.owned_application(token, application_id) is None or not gw.check_csrf(token, values.get("csrf", "")):
             return not_yours(request)
         try:
-            await gw.queue.remove(application_id)
+            await gw.queue.remove(application_id, await gw.actor(token))
             await gw.registration.mark_removed(token, application_id)
         except UpstreamError as exc:
             return await confirm_page_for(request, token, "remove", application_id, described(request, exc),

@@ -10,7 +10,9 @@ import uuid
 from datetime import UTC, datetime, timedelta
 
 import sqlalchemy as sa
-from fastapi import FastAPI
+from zoneinfo import ZoneInfo
+
+from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse
 
 KINDERGARTENS = [
@@ -28,13 +30,16 @@ KINDERGARTENS = [
 
 
 class FakeQueue:
-    """Enough of the queue service for the cabinet: entries from
-    application.submitted.v1, positions with history, referrals whose
-    `actions` say what the parent may do now."""
+    """Enough of the queue service's API (services/queue/api.py) for the
+    cabinet: queue entries from application.submitted.v1, positions with
+    their explanation, and the live referral of an entry. Also records a
+    position history, for the chart."""
 
     def __init__(self):
         self.entries: dict[str, dict] = {}
         self.referrals: dict[str, dict] = {}
+        self.removed_by: dict[str, str] = {}
+        self.workflows = FakeReferrals(self)
         self.app = self._build()
 
     def submitted(self, data: dict) -> None:
@@ -43,8 +48,11 @@ class FakeQueue:
         n = len(self.entries) + 7
         now = datetime.fromisoformat(data["queue_date"])
         self.entries[data["application_id"]] = {
-            "application_id": data["application_id"], "status": "queued", "category": data["category"],
-            "queue_date": data["queue_date"], "preferences": list(data["preferences"]),
+            "id": data["application_id"], "status": "queued", "category": data["category"],
+            "claimed_category": data["category"], "queue_date": data["queue_date"],
+            "cohort": int(data["child_birth_date"][:4]), "birth_date": data["child_birth_date"],
+            "language": data["language"], "preferences": list(data["preferences"]), "paused_until": None,
+            "parent_id": data["parent_id"], "child": f"{data['child_surname'][:1]}. {data['child_name']}",
             "history": [{"at": (now + timedelta(days=i * 20)).isoformat(), "position": n - i * 2} for i in range(3)],
         }
 
@@ -56,27 +64,36 @@ class FakeQueue:
             self.submitted(json.loads(payload)["data"])
         return len(rows)
 
-    def publish_place(self, application_id: str, *, stage: str = "enrolment", actions=("cancel",)) -> dict:
+    def publish_place(self, application_id: str, *, needs_confirmation: bool = False) -> dict:
+        """A place published and allocated to this child: a live referral."""
         entry = self.entries[application_id]
-        kg = next(k for k in KINDERGARTENS if k["id"] == entry["preferences"][0]) \
-            if entry["preferences"] and any(k["id"] == entry["preferences"][0] for k in KINDERGARTENS) else KINDERGARTENS[0]
-        rid = str(uuid.uuid4())
+        known = {k["id"] for k in KINDERGARTENS}
+        kg = next((p for p in entry["preferences"] if p in known), KINDERGARTENS[0]["id"])
+        rid = str(len(self.referrals) + 100)
         now = datetime.now(UTC)
-        ref = {"referral_id": rid, "application_id": application_id, "kindergarten_id": kg["id"],
-               "kindergarten_name": kg["name"],
-               "status": "awaiting_confirmation" if stage == "confirmation" else "awaiting_enrolment",
-               "stage": stage, "issued_at": now.isoformat(), "deadline": (now + timedelta(days=7)).isoformat(),
-               "actions": list(actions)}
+        ref = {"id": int(rid), "application_id": application_id, "kindergarten": kg, "cohort": entry["cohort"],
+               "language": entry["language"], "status": "live",
+               "state": "awaiting_confirmation" if needs_confirmation else "awaiting_enrolment",
+               "issued_at": now.isoformat(), "deadline": (now + timedelta(days=7)).isoformat(),
+               "needs_confirmation": needs_confirmation}
         self.referrals[rid] = ref
         entry["status"] = "referred"
-        return ref
+        self.workflows.started(rid, ref)
+        return {**ref, "referral_id": rid, "kindergarten_name": next(k["name"] for k in KINDERGARTENS
+                                                                     if k["id"] == kg)}
+
+    def _live(self, application_id: str) -> dict | None:
+        live = [r for r in self.referrals.values() if r["application_id"] == application_id and r["status"] == "live"]
+        return {k: v for k, v in live[-1].items() if k != "application_id"} if live else None
 
     def _positions(self, entry: dict) -> list[dict]:
-        names = {k["id"]: k["name"] for k in KINDERGARTENS}
+        if entry["status"] != "queued":
+            return []
         last = entry["history"][-1]["position"] if entry["history"] else 1
-        return [{"kindergarten_id": p, "kindergarten_name": names.get(p, p), "position": last + i,
-                 "ahead": {"higher_category": 1, "earlier_queue_date": last + i - 2}}
-                for i, p in enumerate(entry["preferences"])]
+        return [{"kindergarten": p, "cohort": entry["cohort"], "position": last + i, "ahead": last + i - 1,
+                 "ahead_by_category": {"extraordinary": 1}, "ahead_same_category_earlier": last + i - 2,
+                 "ahead_same_moment": 0, "category": entry["category"], "queue_date": entry["queue_date"],
+                 "explanation": f"Position {last + i} for {p}"} for i, p in enumerate(entry["preferences"])]
 
     def _build(self) -> FastAPI:
         app = FastAPI()
@@ -89,53 +106,80 @@ class FakeQueue:
         def kindergartens():
             return KINDERGARTENS
 
-        @app.get("/api/v1/applications/{application_id}")
-        def application(application_id: str):
+        @app.get("/api/v1/queue-entries/{application_id}")
+        def entry(application_id: str):
             e = self.entries.get(application_id)
             if e is None:
-                return missing("application")
-            return {**{k: v for k, v in e.items() if k != "preferences"}, "positions": self._positions(e)
-                    if e["status"] == "queued" else []}
+                return missing("application_id")
+            return {**e, "referral": self._live(application_id)}
 
-        @app.get("/api/v1/applications/{application_id}/referrals")
-        def referrals(application_id: str):
-            return [r for r in self.referrals.values() if r["application_id"] == application_id]
+        @app.get("/api/v1/queue-entries/{application_id}/positions")
+        def positions(application_id: str):
+            e = self.entries.get(application_id)
+            return missing("application_id") if e is None else self._positions(e)
 
-        @app.post("/api/v1/referrals/{referral_id}/cancel")
-        def cancel(referral_id: str):
-            r = self.referrals.get(referral_id)
-            if r is None:
-                return missing("referral")
-            if "cancel" not in r["actions"]:
-                return JSONResponse({"detail": "refused", "errors": [{"field": "referral", "message": "refused"}]},
-                                    status_code=409)
-            r.update(status="cancelled", actions=[])
-            e = self.entries[r["application_id"]]
-            e["status"] = "queued"
-            e["preferences"] = [p for p in e["preferences"] if p != r["kindergarten_id"]]
-            return {"status": "cancelled"}
-
-        @app.post("/api/v1/referrals/{referral_id}/extend")
-        def extend(referral_id: str):
-            r = self.referrals.get(referral_id)
-            if r is None:
-                return missing("referral")
-            if "extend" not in r["actions"]:
-                return JSONResponse({"detail": "refused", "errors": [{"field": "referral", "message": "refused"}]},
-                                    status_code=409)
-            r.update(status="extended", actions=["cancel"],
-                     deadline=(datetime.fromisoformat(r["deadline"]) + timedelta(days=30)).isoformat())
-            return {"status": "extended"}
-
-        @app.post("/api/v1/applications/{application_id}/remove")
-        def remove(application_id: str):
+        @app.post("/api/v1/queue-entries/{application_id}/removal")
+        def remove(application_id: str, request: Request):
             e = self.entries.get(application_id)
             if e is None:
-                return missing("application")
+                return missing("application_id")
             e["status"] = "removed"
-            return {"status": "removed"}
+            self.removed_by[application_id] = request.headers.get("x-actor", "")
+            return {**e, "referral": None}
 
         return app
+
+
+class FakeReferrals:
+    """The referral workflows' updates and status query, in memory: the
+    extension is allowed only on `extension_day`, as the workflow does."""
+
+    def __init__(self, queue: FakeQueue):
+        self.queue = queue
+        self.statuses: dict[str, dict] = {}
+        self.acts: list[tuple[str, str, str]] = []
+
+    def started(self, rid: str, ref: dict) -> None:
+        confirmation = ref["state"] == "awaiting_confirmation"
+        self.statuses[rid] = {"referral_id": rid, "state": ref["state"],
+                              "window": "confirmation" if confirmation else "enrolment",
+                              "deadline": ref["deadline"], "extension_day": None, "extended": False}
+
+    def allow_extension_today(self, rid: str, today: str) -> None:
+        self.statuses[rid]["extension_day"] = today
+
+    async def status(self, referral_id: str) -> dict | None:
+        return self.statuses.get(referral_id)
+
+    def _refuse(self, reason: str):
+        from services.gateway.referrals import refused
+
+        return refused(reason)
+
+    async def cancel(self, referral_id: str, actor: str) -> dict:
+        st = self.statuses.get(referral_id)
+        if st is None or st["state"] not in ("awaiting_confirmation", "awaiting_enrolment"):
+            raise self._refuse("the referral is closed")
+        self.acts.append(("cancel", referral_id, actor))
+        st.update(state="cancelled", window=None)
+        ref = self.queue.referrals[referral_id]
+        ref.update(status="ended", state="cancelled")
+        entry = self.queue.entries[ref["application_id"]]
+        entry["status"] = "queued"
+        entry["preferences"] = [p for p in entry["preferences"] if p != ref["kindergarten"]]
+        return {"event": "referral.cancelled", "state": "cancelled"}
+
+    async def extend(self, referral_id: str, actor: str) -> dict:
+        st = self.statuses.get(referral_id)
+        today = datetime.now(UTC).astimezone(ZoneInfo("Asia/Bishkek")).date().isoformat()
+        if st is None or st["window"] != "confirmation" or st["extended"] or st["extension_day"] != today:
+            raise self._refuse("an extension may be asked for only on the last working day of the "
+                               "confirmation window, once")
+        self.acts.append(("extend", referral_id, actor))
+        deadline = (datetime.fromisoformat(st["deadline"]) + timedelta(days=30)).isoformat()
+        st.update(extended=True, extension_day=None, deadline=deadline)
+        self.queue.referrals[referral_id]["deadline"] = deadline
+        return {"event": "referral.extended", "state": st["state"], "deadline": deadline}
 
 
 class FakeInbox:
@@ -177,7 +221,7 @@ class Stack:
             "registration": httpx.ASGITransport(app=self.registration),
             "queue": httpx.ASGITransport(app=self.queue.app),
             "notifications": httpx.ASGITransport(app=self.inbox.app),
-        })
+        }, referrals=self.queue.workflows)
 
     def events(self, event_type: str) -> list[dict]:
         with self.registration.state.engine.connect() as conn:

@@ -5,7 +5,7 @@ position explanations (`ahead_by_category`, `ahead_same_category_earlier`)
 are brought to one shape here, so the templates and the mobile API see one."""
 from __future__ import annotations
 
-LIVE_STATES = {"live", "issued", "awaiting_confirmation", "awaiting_enrolment", "confirmed", "extended", "held"}
+LIVE_STATES = {"awaiting_confirmation", "awaiting_enrolment"}
 
 
 def position(p: dict, names: dict[str, str]) -> dict:
@@ -22,19 +22,26 @@ def position(p: dict, names: dict[str, str]) -> dict:
             "position": p.get("position"), "ahead": ahead, "explanation": p.get("explanation") or p.get("text")}
 
 
-def referral(r: dict, names: dict[str, str]) -> dict:
+def referral(r: dict, names: dict[str, str], status: dict | None = None, today: str | None = None) -> dict:
+    """`status` is the referral workflow's own answer (ReferralStatus): the
+    extension is offered only on its `extension_day`, once, in the
+    confirmation window; cancelling, while the referral is live."""
     kg = str(r.get("kindergarten_id") or r.get("kindergarten") or "")
-    status = r.get("state") or r.get("status") or ""
+    state = (status or {}).get("state") or r.get("state") or r.get("status") or ""
+    live = r.get("status") == "live" or state in LIVE_STATES
     if "actions" in r:
         actions = list(r["actions"] or [])
     else:
-        # Without the queue's word, only cancelling a live referral is offered;
-        # extending depends on the working-day calendar, which is the queue's.
-        actions = ["cancel"] if (r.get("status") == "live" or status in LIVE_STATES) else []
+        actions = ["cancel"] if live else []
+        if live and status and status.get("window") == "confirmation" and not status.get("extended") \
+                and today and status.get("extension_day") == today:
+            actions.append("extend")
+    deadline = (status or {}).get("deadline") or r.get("deadline")
     return {"referral_id": str(r.get("referral_id") or r.get("id")), "kindergarten_id": kg,
-            "kindergarten_name": r.get("kindergarten_name") or names.get(kg) or kg, "status": status,
-            "stage": r.get("stage") or ("confirmation" if status == "awaiting_confirmation" else "enrolment"),
-            "issued_at": r.get("issued_at"), "deadline": r.get("deadline"), "actions": actions}
+            "kindergarten_name": r.get("kindergarten_name") or names.get(kg) or kg, "status": state,
+            "stage": (status or {}).get("window") or r.get("stage")
+            or ("confirmation" if state == "awaiting_confirmation" else "enrolment"),
+            "issued_at": r.get("issued_at"), "deadline": deadline, "actions": actions}
 
 
 def entry(raw: dict, positions: list[dict] | None, names: dict[str, str]) -> dict:
@@ -44,7 +51,5 @@ def entry(raw: dict, positions: list[dict] | None, names: dict[str, str]) -> dic
             "positions": [position(p, names) for p in (found or [])]}
 
 
-def referrals(raw: dict, listed: list[dict] | None, names: dict[str, str]) -> list[dict]:
-    if listed is None:
-        listed = [raw["referral"]] if raw.get("referral") else []
-    return [referral(r, names) for r in listed]
+def live_referral(raw: dict) -> dict | None:
+    return raw.get("referral") or None

@@ -118,7 +118,8 @@ class Portal:
             registration_url=f"http://127.0.0.1:{self.registration_port}",
             queue_url=f"http://127.0.0.1:{self.queue_port}",
             notifications_url=f"http://127.0.0.1:{self.notifications_port}")
-        self.gateway = gateway_app(gw_settings)
+        # The referral workflows' updates and query: the stand-in (no Temporal here).
+        self.gateway = gateway_app(gw_settings, referrals=self.queue.workflows)
         ensure_topics(self.bootstrap, [f"{self.prefix}.{a}" for a in ("registration", "account", "application")])
         self._start_notifications()
         self.servers = [ServerThread(self.registration, self.registration_port).start(),

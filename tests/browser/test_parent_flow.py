@@ -148,7 +148,7 @@ def test_parent_applies_activates_sees_position_and_cancels_a_direction(lang, po
     page.get_by_role("button", name=w["confirm_cancel"]).click()
     page.wait_for_url("**/cabinet?done=cancelled**")
     assert w["cancelled"] in page.inner_text("main")
-    assert portal.queue.referrals[referral["referral_id"]]["status"] == "cancelled"
+    assert portal.queue.referrals[referral["referral_id"]]["state"] == "cancelled"
     shot("cancelled")
     context.close()
 

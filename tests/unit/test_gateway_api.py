@@ -57,6 +57,13 @@ def register(api, stack, child=CHILD, parent=PARENT, confirm=CONFIRM) -> tuple[s
     return r.json()["token"], app_id
 
 
+def bishkek_today() -> str:
+    from datetime import datetime
+    from zoneinfo import ZoneInfo
+
+    return datetime.now(ZoneInfo("Asia/Bishkek")).date().isoformat()
+
+
 def fields(r) -> list[str]:
     return [e["field"] for e in r.json()["errors"]]
 
@@ -260,7 +267,8 @@ def test_a_parent_never_sees_or_touches_another_familys_data(api, stack):
                               parent={**PARENT, "email": "family-a@example.kg"})
     b_token, b_app = register(api, stack, child={**CHILD, "pin": "11506202400092", "name": "Бермет"},
                               parent={**PARENT, "pin": "21203199000124", "email": "family-b@example.kg"})
-    a_ref = stack.queue.publish_place(a_app, stage="confirmation", actions=("cancel", "extend"))
+    a_ref = stack.queue.publish_place(a_app, needs_confirmation=True)
+    stack.queue.workflows.allow_extension_today(a_ref["referral_id"], bishkek_today())
     stack.inbox.add(stack.events("application.received.v1")[-2]["parent_id"], "A's secret message")
     b = {"authorization": f"Bearer {b_token}"}
 
@@ -277,23 +285,27 @@ def test_a_parent_never_sees_or_touches_another_familys_data(api, stack):
         assert r.status_code == 404, path
     r = api.get(f"/api/v1/me/kindergartens-nearby?application_id={a_app}", headers=b)
     assert r.status_code == 404
-    assert stack.queue.referrals[a_ref["referral_id"]]["status"] == "awaiting_confirmation"
-    assert stack.queue.entries[a_app]["status"] == "referred"
+    assert stack.queue.referrals[a_ref["referral_id"]]["status"] == "live"
+    assert stack.queue.entries[a_app]["status"] == "referred" and not stack.queue.workflows.acts
 
     a = {"authorization": f"Bearer {a_token}"}
     mine = api.get("/api/v1/me", headers=a).json()
-    assert [r["referral_id"] for r in mine["applications"][0]["referrals"]] == [a_ref["referral_id"]]
+    [ref] = mine["applications"][0]["referrals"]
+    assert ref["referral_id"] == a_ref["referral_id"] and ref["actions"] == ["cancel", "extend"]
 
 
 def test_only_the_actions_the_rules_allow_are_accepted(api, stack):
     token, app = register(api, stack, child={**CHILD, "pin": "21506202400093"},
                           parent={**PARENT, "email": "actions@example.kg"})
-    ref = stack.queue.publish_place(app, actions=("cancel",))
+    ref = stack.queue.publish_place(app)
     h = {"authorization": f"Bearer {token}"}
     r = api.post(f"/api/v1/me/referrals/{ref['referral_id']}/extend", headers=h)
     assert r.status_code == 409 and fields(r) == ["referral"]
-    assert api.post(f"/api/v1/me/referrals/{ref['referral_id']}/cancel", headers=h).status_code == 200
+    r = api.post(f"/api/v1/me/referrals/{ref['referral_id']}/cancel", headers=h)
+    assert r.status_code == 200 and r.json()["state"] == "cancelled"
     assert stack.queue.entries[app]["preferences"] == ["bsk-7"]
+    assert stack.queue.workflows.acts[-1][0] == "cancel" and stack.queue.workflows.acts[-1][2].startswith("parent:")
+    assert api.get("/api/v1/me", headers=h).json()["applications"][0]["referrals"] == []
 
 
 def test_remove_from_queue_frees_the_pin_for_a_new_application(api, stack):
@@ -301,6 +313,7 @@ def test_remove_from_queue_frees_the_pin_for_a_new_application(api, stack):
                           parent={**PARENT, "email": "remove@example.kg"})
     h = {"authorization": f"Bearer {token}"}
     assert api.post(f"/api/v1/me/applications/{app}/remove", headers=h).status_code == 200
+    assert stack.queue.removed_by[app].startswith("parent:")
     assert api.get("/api/v1/me", headers=h).json()["applications"][0]["status"] == "removed"
     t = draft(api)
     assert api.put(f"/api/v1/drafts/{t}/child", json={**CHILD, "pin": "21506202400094"}).status_code == 200

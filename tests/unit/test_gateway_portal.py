@@ -233,10 +233,14 @@ def test_directions_show_only_the_buttons_the_rules_allow(stack):
     activate_and_login(c, stack, "buttons@example.kg")
     app_id = next(a for a, e in stack.queue.entries.items() if e["queue_date"] ==
                   stack.events("application.submitted.v1")[-1]["queue_date"])
-    ref = stack.queue.publish_place(app_id, stage="confirmation", actions=("cancel",))
+    ref = stack.queue.publish_place(app_id, needs_confirmation=True)
     html = c.get("/cabinet").text
     assert "Жолдомодон баш тартуу" in html and "Жолдомону узартуу" not in html
-    ref["actions"] = ["cancel", "extend"]    # the last working day of the confirmation window
+    # The last working day of the confirmation window, as the workflow says.
+    from datetime import datetime
+    from zoneinfo import ZoneInfo
+    stack.queue.workflows.allow_extension_today(ref["referral_id"],
+                                                datetime.now(ZoneInfo("Asia/Bishkek")).date().isoformat())
     html = c.get("/cabinet").text
     assert "Жолдомону узартуу" in html
     r = c.post(f"/cabinet/referrals/{ref['referral_id']}/extend", data={"csrf": csrf(html)})

@@ -21,15 +21,20 @@ def test_a_live_referral_of_the_application_view_is_listed_with_cancel_only():
     raw = {"id": "a1", "status": "referred", "category": "general", "queue_date": "2026-01-10T10:00:00+06:00",
            "referral": {"id": 7, "kindergarten": "kg-1", "status": "live", "state": "awaiting_enrolment",
                         "issued_at": "2027-03-01T10:00:00+06:00", "deadline": "2027-03-09T00:00:00+06:00"}}
-    [r] = views.referrals(raw, None, NAMES)
+    r = views.referral(views.live_referral(raw), NAMES)
     assert r["referral_id"] == "7" and r["status"] == "awaiting_enrolment" and r["actions"] == ["cancel"]
     assert r["kindergarten_name"] == "Kindergarten No 1"
 
 
-def test_the_queue_decides_when_extend_is_offered():
-    r = views.referral({"referral_id": "r", "state": "awaiting_confirmation", "status": "live",
-                        "actions": ["cancel", "extend"]}, NAMES)
-    assert r["actions"] == ["cancel", "extend"] and r["stage"] == "confirmation"
+def test_extend_is_offered_only_on_the_extension_day_the_workflow_names():
+    live = {"id": 8, "kindergarten": "kg-1", "status": "live", "state": "awaiting_confirmation"}
+    status = {"state": "awaiting_confirmation", "window": "confirmation", "extension_day": "2027-03-08",
+              "extended": False, "deadline": "2027-03-09T00:00:00+06:00"}
+    assert views.referral(live, NAMES, status, "2027-03-07")["actions"] == ["cancel"]
+    on_the_day = views.referral(live, NAMES, status, "2027-03-08")
+    assert on_the_day["actions"] == ["cancel", "extend"] and on_the_day["stage"] == "confirmation"
+    assert views.referral(live, NAMES, {**status, "extended": True}, "2027-03-08")["actions"] == ["cancel"]
+    assert views.referral(live, NAMES, None, "2027-03-08")["actions"] == ["cancel"]   # no answer: no extension
     ended = views.referral({"id": "r2", "status": "ended", "state": "expired"}, NAMES)
     assert ended["actions"] == []
 
