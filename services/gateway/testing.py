@@ -202,7 +202,7 @@ class Stack:
     """Registration (real, on SQLite), the gateway (real) and the stand-ins,
     wired in one process through ASGI transports."""
 
-    def __init__(self, state_dir, **settings_overrides):
+    def __init__(self, state_dir, queue_app=None, **settings_overrides):
         import httpx
         from argon2 import PasswordHasher
 
@@ -219,7 +219,7 @@ class Stack:
         self.inbox = FakeInbox()
         self.gateway = gateway_app(self.settings, transports={
             "registration": httpx.ASGITransport(app=self.registration),
-            "queue": httpx.ASGITransport(app=self.queue.app),
+            "queue": httpx.ASGITransport(app=queue_app or self.queue.app),
             "notifications": httpx.ASGITransport(app=self.inbox.app),
         }, referrals=self.queue.workflows)
 
