@@ -39,7 +39,7 @@ def test_run_starts_everything_prints_answering_urls_and_stops_cleanly_on_ctrl_c
                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     lines: list[str] = []
     try:
-        deadline = time.monotonic() + 240
+        deadline = time.monotonic() + 420
         while time.monotonic() < deadline:
             line = proc.stdout.readline()
             if not line:
@@ -50,7 +50,9 @@ def test_run_starts_everything_prints_answering_urls_and_stops_cleanly_on_ctrl_c
         output = "".join(lines)
         assert "Kezek is running" in output, output
         urls = re.findall(r"^\s+[\w ]+?\s+(http://\S+)$", output, re.M)
-        assert any("Temporal UI" in l for l in lines) and len(urls) >= 2, output
+        for label in ("Parent portal", "API docs", "Caseworker UI", "Temporal UI"):
+            assert any(label in line for line in lines), f"{label} missing from:\n{output}"
+        assert re.search(r"demo data: 8 kindergartens, 300 children joined the queue", output), output
         for url in urls:
             r = httpx.get(url, timeout=10, follow_redirects=True)
             assert r.status_code == 200, f"{url} answered {r.status_code}"
