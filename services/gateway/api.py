@@ -17,8 +17,9 @@ from fastapi.responses import JSONResponse
 from fastapi.staticfiles import StaticFiles
 
 from kezek.settings import Settings
-from kezek.web import create_service_app
-from services.gateway import i18n, views
+from kezek.web import create_service_app, database_check
+from kezek.db import make_engine, make_session_factory
+from services.gateway import history, i18n, views
 from services.gateway.clients import NotificationsClient, QueueClient, RegistrationClient, UpstreamError
 from services.gateway.geo import nearest
 from services.gateway.messages import describe
@@ -52,6 +53,8 @@ class Gateway:
         self.queue = QueueClient(settings.queue_url or settings.url_of("queue"), transport=t.get("queue"))
         self.notifications = NotificationsClient(settings.notifications_url or settings.url_of("notifications"),
                                                  transport=t.get("notifications"))
+        self.engine = make_engine(settings.database_url_for("gateway"))
+        self.sessions = make_session_factory(self.engine)
         self.mo_dir = settings.state_dir / "locale"
         i18n.compile_catalogs(self.mo_dir)
         self.limiter = RateLimiter(settings.rate_limit_per_minute)
@@ -70,6 +73,7 @@ class Gateway:
     async def aclose(self):
         for c in (self.registration, self.queue, self.notifications):
             await c.aclose()
+        self.engine.dispose()
 
     # --- what the cabinet shows -------------------------------------------
 
@@ -91,6 +95,8 @@ class Gateway:
                 if raw is not None:
                     positions = None if "positions" in raw else await self.queue.positions(app["id"])
                     out["queue"] = views.entry(raw, positions, names)
+                    if not out["queue"]["history"]:
+                        out["queue"]["history"] = await asyncio.to_thread(history.points, self.sessions, app["id"])
                     live = views.live_referral(raw)
                     if live is not None:
                         rid = str(live.get("referral_id") or live.get("id"))
@@ -168,6 +174,7 @@ def create_app(settings: GatewaySettings | Settings | None = None, *,
         await gw.aclose()
 
     app = create_service_app("gateway", title="Kezek parents' API",
+                             ready_checks=[("database", database_check(gw.engine))],
                              description="The JSON API of the parents' portal (for a mobile app). "
                                          "Log in with POST /api/v1/sessions and send the token as "
                                          "`Authorization: Bearer <token>`.",

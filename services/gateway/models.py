@@ -9,3 +9,21 @@ class Base(DeclarativeBase):
 
 
 outbox = Outbox(Base.metadata, source="gateway")
+
+
+from datetime import datetime  # noqa: E402
+
+import sqlalchemy as sa  # noqa: E402
+from sqlalchemy.orm import Mapped, mapped_column  # noqa: E402
+
+
+class PositionPoint(Base):
+    """A child's position for one kindergarten at one moment, from the
+    queue's application.position_changed.v1: the cabinet's chart."""
+    __tablename__ = "position_points"
+    __table_args__ = (sa.Index("ix_position_points_application", "application_id", "at"),)
+    event_id: Mapped[str] = mapped_column(sa.String(36), primary_key=True)
+    application_id: Mapped[str] = mapped_column(sa.String(100))
+    kindergarten_id: Mapped[str | None] = mapped_column(sa.String(100), nullable=True)
+    position: Mapped[int] = mapped_column(sa.Integer)
+    at: Mapped[datetime] = mapped_column(sa.DateTime(timezone=True))

@@ -212,6 +212,7 @@ class Stack:
 
         self.settings = GatewaySettings(state_dir=state_dir, env="test", **settings_overrides)
         upgrade("registration", self.settings.database_url_for("registration"))
+        upgrade("gateway", self.settings.database_url_for("gateway"))
         # Cheap argon2 parameters: the tests prove the flow, not the cost.
         self.registration = registration_app(RegistrationSettings(state_dir=state_dir, env="test"),
                                              hasher=PasswordHasher(time_cost=1, memory_cost=8192, parallelism=1))

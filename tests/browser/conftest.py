@@ -111,6 +111,7 @@ class Portal:
                       kafka_topic_prefix=self.prefix)
         reg_settings = RegistrationSettings(**common, public_url=self.url)
         upgrade("registration", reg_settings.database_url_for("registration"))
+        upgrade("gateway", reg_settings.database_url_for("gateway"))
         self.registration = registration_app(reg_settings)
         self.queue = FakeQueue()
         gw_settings = GatewaySettings(

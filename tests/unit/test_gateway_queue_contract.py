@@ -87,3 +87,21 @@ def test_cabinet_shows_the_real_queue_entry_positions_and_removes_it(world):
         with TestClient(queue) as q:
             trail = q.get(f"/api/v1/queue-entries/{app['id']}/audit").json()
         assert any(str(e.get("actor", "")).startswith("parent:") for e in trail)
+
+
+def test_position_changes_from_the_queue_draw_the_chart(world):
+    from kezek.events import new_event
+    from services.gateway import history
+
+    stack, _ = world
+    gw = stack.gateway.state.gateway
+    app_id = stack.events("application.submitted.v1")[-1]["application_id"]
+    with gw.sessions() as s, s.begin():
+        for days, pos in ((0, 9), (30, 6), (60, 2)):
+            from datetime import UTC, datetime, timedelta
+            event = new_event("application.position_changed.v1", app_id,
+                              {"application_id": app_id, "position": pos, "kindergarten_id": "bsk-12"},
+                              source="queue", time=datetime(2026, 1, 1, tzinfo=UTC) + timedelta(days=days))
+            history.record(s, event)
+            history.record(s, event)    # redelivered: one point
+    assert [p["position"] for p in history.points(gw.sessions, app_id)] == [9, 6, 2]
