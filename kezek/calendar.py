@@ -18,6 +18,7 @@ once per country and year and cached.
 """
 from __future__ import annotations
 
+import contextlib
 import functools
 import threading
 from collections.abc import Iterable
@@ -32,6 +33,11 @@ import holidays
 import holidays.countries.kazakhstan
 import holidays.countries.kyrgyzstan
 import yaml
+
+try:  # the calendar is used inside Temporal workflows, see _deterministic()
+    from temporalio import workflow as _workflow
+except ImportError:  # pragma: no cover
+    _workflow = None
 
 TIMEZONES = {"KG": "Asia/Bishkek", "KZ": "Asia/Almaty"}
 DATA_DIR = Path(__file__).with_name("calendar_data")
@@ -119,7 +125,8 @@ class WorkingCalendar:
                 if y is None:
                     # Neighbouring years too: a holiday observed on another
                     # day may be generated while populating the next year.
-                    h = _HOLIDAY_CLASSES[self.country](years=[year - 1, year, year + 1])
+                    with _deterministic():
+                        h = _HOLIDAY_CLASSES[self.country](years=[year - 1, year, year + 1])
                     y = _Year(
                         days_off=frozenset(d for d in h if d.year == year),
                         working_weekend=frozenset(d for d in h.weekend_workdays if d.year == year),
@@ -143,7 +150,8 @@ class WorkingCalendar:
         for o in self.overrides:
             if o.day == day and not o.working:
                 return o.reason or "day off by decree"
-        h = _HOLIDAY_CLASSES[self.country](years=[day.year])
+        with _deterministic():
+            h = _HOLIDAY_CLASSES[self.country](years=[day.year])
         return h.get(day)
 
     def nth_working_day_after(self, day: date, n: int) -> date:
@@ -202,6 +210,16 @@ class WorkingCalendar:
     def working_days_between(self, start: date, end: date) -> int:
         """Working days in the closed range [start, end]."""
         return sum(1 for d in _days(start, end) if self.is_working_day(d))
+
+
+def _deterministic():
+    """The holidays package sets up gettext (it reads the locale) when it
+    computes a year. That is deterministic for our purpose (we use dates,
+    not names), but the workflow sandbox forbids the locale call, so a year
+    first needed inside a workflow is computed outside the sandbox's checks."""
+    if _workflow is not None and _workflow.in_workflow():
+        return _workflow.unsafe.sandbox_unrestricted()
+    return contextlib.nullcontext()
 
 
 def _days(first: date, last: date) -> Iterable[date]:

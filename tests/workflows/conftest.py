@@ -1,0 +1,171 @@
+"""A time-skipping Temporal server for the workflow tests, fake services
+registered under the contract names, and a clock that maps real dates
+(holidays!) onto the server's time through the workflow's clock_offset."""
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import uuid
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+
+import pytest
+from temporalio import activity
+from temporalio.client import WorkflowHandle
+from temporalio.contrib.pydantic import pydantic_data_converter
+from temporalio.testing import WorkflowEnvironment
+
+from kezek import calendar as kcal
+from kezek.infra.temporal import test_server_path
+from workflows import client
+from workflows import contracts as c
+from workflows.referral import ReferralWorkflow
+from workflows.worker import build_worker
+
+
+@pytest.fixture(scope="session")
+async def env():
+    e = await WorkflowEnvironment.start_time_skipping(
+        test_server_existing_path=str(test_server_path()), data_converter=pydantic_data_converter)
+    yield e
+    await e.shutdown()
+
+
+@dataclass
+class FakeServices:
+    """The queue and notifications services as the workflow sees them."""
+
+    calls: list[tuple[str, c.ActivityCall]] = field(default_factory=list)
+
+    def named(self, name: str) -> list:
+        return [p for n, p in self.calls if n == name]
+
+    def queue_calls(self) -> list[str]:
+        out = []
+        for n, p in self.calls:
+            if n == c.RECORD_REFERRAL:
+                out.append(f"{n}:{p.event}")
+            elif n == c.RETURN_PLACE:
+                out.append(f"{n}:{p.outcome}")
+            elif n != c.NOTIFY_PARENT:
+                out.append(n)
+        return out
+
+    def notified(self) -> list[str]:
+        return [p.kind for p in self.named(c.NOTIFY_PARENT)]
+
+    def activities(self) -> list:
+        calls = self.calls
+
+        @activity.defn(name=c.RETURN_PLACE)
+        async def return_place(p: c.ReturnPlace) -> None:
+            calls.append((c.RETURN_PLACE, p))
+
+        @activity.defn(name=c.RETURN_TO_GENERAL_QUEUE)
+        async def return_to_general_queue(p: c.ReturnToGeneralQueue) -> None:
+            calls.append((c.RETURN_TO_GENERAL_QUEUE, p))
+
+        @activity.defn(name=c.PUT_ON_STOPLIST)
+        async def put_on_stoplist(p: c.PutOnStoplist) -> None:
+            calls.append((c.PUT_ON_STOPLIST, p))
+
+        @activity.defn(name=c.LIFT_STOPLIST)
+        async def lift_stoplist(p: c.LiftStoplist) -> None:
+            calls.append((c.LIFT_STOPLIST, p))
+
+        @activity.defn(name=c.RECORD_ENROLMENT)
+        async def record_enrolment(p: c.RecordEnrolmentCall) -> None:
+            calls.append((c.RECORD_ENROLMENT, p))
+
+        @activity.defn(name=c.RECORD_REFERRAL)
+        async def record_referral(p: c.RecordReferral) -> None:
+            calls.append((c.RECORD_REFERRAL, p))
+
+        @activity.defn(name=c.NOTIFY_PARENT)
+        async def notify_parent(p: c.NotifyParent) -> None:
+            calls.append((c.NOTIFY_PARENT, p))
+
+        return [return_place, return_to_general_queue, put_on_stoplist, lift_stoplist,
+                record_enrolment, record_referral, notify_parent]
+
+
+@dataclass
+class Referral:
+    """A running ReferralWorkflow plus the simulated local clock it lives on."""
+
+    env: WorkflowEnvironment
+    handle: WorkflowHandle
+    offset: timedelta
+    cal: kcal.WorkingCalendar
+    fakes: FakeServices
+    referral_id: str
+
+    def local(self, *args: int) -> datetime:
+        return datetime(*args, tzinfo=self.cal.tz)
+
+    async def now(self) -> datetime:
+        return self.cal.local(await self.env.get_current_time() + self.offset)
+
+    async def advance_to(self, moment: datetime) -> None:
+        left = moment - await self.now()
+        if left > timedelta(0):
+            await self.env.sleep(left)
+
+    async def act(self, update: str, req: c.Act, at: datetime | None = None) -> c.ActResult:
+        if at is not None:
+            await self.advance_to(at)
+            req = req.model_copy(update={"acted_at": at})
+        return await client.act(self.env.client, self.referral_id, update, req)
+
+    async def refused(self, update: str, req: c.Act, at: datetime | None = None) -> str:
+        """The reason an act is refused (fails the test if it is accepted)."""
+        before = self.fakes.queue_calls()
+        with pytest.raises(client.ReferralRefused) as e:
+            await self.act(update, req, at)
+        assert self.fakes.queue_calls() == before, "a refused act changed something"
+        return e.value.reason
+
+    async def status(self) -> c.ReferralStatus:
+        return await self.handle.query(c.STATUS, result_type=c.ReferralStatus)
+
+    async def outcome(self) -> c.ReferralOutcome:
+        return await self.handle.result()
+
+
+@pytest.fixture
+async def referral(env):
+    """An async factory: `r = await referral(issued=(2027, 3, 1, 10, 0), ...)`."""
+    started: list[WorkflowHandle] = []
+    async with contextlib.AsyncExitStack() as stack:
+        async def start(*, issued: tuple, country: str = "KG", category: str = "general",
+                        needs_confirmation: bool = False, **fields) -> Referral:
+            fakes = FakeServices()
+            task_queue = f"referrals-{uuid.uuid4().hex[:10]}"
+            await stack.enter_async_context(
+                build_worker(env.client, fakes.activities(), task_queue=task_queue))
+            cal = kcal.calendar(country)
+            issued_at = datetime(*issued, tzinfo=cal.tz)
+            offset = issued_at - await env.get_current_time()
+            referral_id = uuid.uuid4().hex[:12]
+            inp = c.ReferralInput(
+                referral_id=referral_id, application_id=f"app-{referral_id}", kindergarten="sun",
+                cohort=2024, language="ru", category=category, needs_confirmation=needs_confirmation,
+                issued_at=issued_at, country=country, clock_offset=offset, **fields)
+            handle = await env.client.start_workflow(
+                ReferralWorkflow.run, inp, id=c.workflow_id(referral_id), task_queue=task_queue)
+            started.append(handle)
+            r = Referral(env, handle, offset, cal, fakes, referral_id)
+            # The queue has recorded the issued referral.
+            for _ in range(500):
+                if fakes.named(c.RECORD_REFERRAL):
+                    break
+                await asyncio.sleep(0.01)
+            return r
+
+        yield start
+        # Run every workflow to its end while its worker is still there: one
+        # left waiting would get a task when a later test skips time, with no
+        # worker to run it, and the server would stop skipping.
+        for handle in started:
+            with contextlib.suppress(Exception):
+                await handle.result()

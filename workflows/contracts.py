@@ -1,0 +1,272 @@
+"""What the ReferralWorkflow exchanges with the rest of Kezek.
+
+- `ReferralInput`: what the queue service passes when it issues a referral.
+- Updates (parents, caseworkers, kindergartens act through them) and their
+  result; the query result `ReferralStatus`.
+- Activity contracts: the names and payloads of the activities that the
+  services implement (queue: the register of places and the queue;
+  notifications: messages to the parent). Tests and the scenario runner
+  register fakes under the same names.
+
+Every activity payload carries `idempotency_key` ("<workflow id>:<step>"):
+activities run at least once, so the implementation must do its effect once
+per key (the queue service keeps the keys it has applied in the same
+transaction as the effect). `at` is the business moment of the change (the
+deadline for an expiry, the moment of the act for an update), which is what
+the audit log and the published facts carry.
+
+The queue service is the system of record for referrals: each queue-side
+activity writes the corresponding `referral.*` / `application.*` / `place.*`
+fact to its outbox in the same transaction as the change. Notifications get
+commands (`notify_parent`), not facts, from the workflow.
+"""
+from __future__ import annotations
+
+from datetime import date, timedelta
+from enum import StrEnum
+from typing import Literal
+
+from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
+
+TASK_QUEUE = "referrals"
+
+# ---------------------------------------------------------------- activities
+# Queue service (services/queue/activities.py).
+RETURN_PLACE = "queue.return_place"
+RETURN_TO_GENERAL_QUEUE = "queue.return_to_general_queue"
+PUT_ON_STOPLIST = "queue.put_on_stoplist"
+LIFT_STOPLIST = "queue.lift_stoplist"
+RECORD_ENROLMENT = "queue.record_enrolment"
+RECORD_REFERRAL = "queue.record_referral"
+# Notifications service (services/notifications/activities.py).
+NOTIFY_PARENT = "notifications.notify_parent"
+
+QUEUE_ACTIVITIES = (RETURN_PLACE, RETURN_TO_GENERAL_QUEUE, PUT_ON_STOPLIST, LIFT_STOPLIST,
+                    RECORD_ENROLMENT, RECORD_REFERRAL)
+NOTIFICATION_ACTIVITIES = (NOTIFY_PARENT,)
+
+# Business refusals (non-retryable ApplicationError types).
+REFUSED = "ReferralRefused"        # an update the rules do not allow (the API answers 409)
+QUEUE_REFUSED = "QueueRefused"     # the queue service refuses an activity for good
+
+
+def workflow_id(referral_id: str) -> str:
+    """One workflow per referral, derived from the business key: a redelivered
+    command cannot start a second one."""
+    return f"referral-{referral_id}"
+
+
+class _Model(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+
+class ReferralState(StrEnum):
+    AWAITING_CONFIRMATION = "awaiting_confirmation"  # the privilege must be confirmed at the Department
+    AWAITING_ENROLMENT = "awaiting_enrolment"        # the documents must reach the kindergarten
+    ENROLLED = "enrolled"
+    CANCELLED = "cancelled"
+    PRIVILEGE_REJECTED = "privilege_rejected"
+    PAUSED = "paused"        # expired; the child is on the stop-list
+    RESUMED = "resumed"      # the stop-list ended; the child is back in the queue
+
+
+LIVE_STATES = frozenset({ReferralState.AWAITING_CONFIRMATION, ReferralState.AWAITING_ENROLMENT})
+
+
+class ReferralPolicy(_Model):
+    """Window lengths, from the queue's policy (DOMAIN.md section 4 defaults)."""
+
+    confirm_working_days: int = Field(5, ge=0, le=366)
+    enrol_working_days: int = Field(5, ge=0, le=366)
+    certificate_valid_days: int = Field(10, ge=0, le=366)
+    extension_days: int = Field(30, ge=0, le=366)
+    stoplist_days: int = Field(10, ge=0, le=366)
+
+
+class ReferralInput(_Model):
+    referral_id: str = Field(min_length=1, max_length=100)
+    application_id: str = Field(min_length=1, max_length=100)   # the child's queue entry
+    kindergarten: str = Field(min_length=1, max_length=100)
+    cohort: int                                                # birth year
+    language: str = Field(min_length=1, max_length=10)
+    category: str = Field(min_length=1, max_length=50)
+    for_category: str | None = None     # the reserved pool the place came from (it goes back there)
+    needs_confirmation: bool            # a caseworker must confirm the privilege first
+    issued_at: AwareDatetime            # the allocation moment; the first window counts from it
+    country: Literal["KG", "KZ"] = "KG"
+    policy: ReferralPolicy = ReferralPolicy()
+    parent_id: str | None = None
+    # Business time = workflow.now() + clock_offset. Zero in production; the
+    # scenario runner simulates a calendar on a time-skipping server that
+    # starts at today's date, so it maps server time onto scenario time.
+    clock_offset: timedelta = timedelta(0)
+
+
+# ------------------------------------------------------------------ updates
+
+
+class Act(_Model):
+    """Who acted and when. `acted_at` is the moment the receiving service got
+    the request (a parent pressing "extend" at 23:59:58 on the last day is in
+    time even if the workflow sees it a second later); the workflow accepts it
+    only close to its own clock. Omitted: the workflow's clock."""
+
+    acted_at: AwareDatetime | None = None
+    actor: str = ""        # "parent:<id>", "caseworker:<id>", "kindergarten:<id>", "system"
+
+
+class ConfirmPrivilege(Act):
+    certificate_issued: date     # the issue date printed on the certificate from the place of work
+
+
+class RejectPrivilege(Act):
+    reason: str = Field("", max_length=500)
+
+
+class ExtendReferral(Act):
+    pass
+
+
+class CancelReferral(Act):
+    drop_preference: bool = True   # "Cancel direction": that kindergarten leaves the preferences
+    reason: str = Field("", max_length=500)
+
+
+class RecordEnrolment(Act):
+    pass
+
+
+class ActResult(_Model):
+    """What an accepted update did."""
+
+    event: str                    # the fact it produced: "referral.privilege_confirmed", ...
+    state: ReferralState
+    deadline: AwareDatetime | None = None   # the end of the window now running, local time
+    reason: str | None = None
+
+
+class ReferralStatus(_Model):
+    """The query result: what the cabinet and the caseworker UI show."""
+
+    referral_id: str
+    application_id: str
+    kindergarten: str
+    state: ReferralState
+    window: Literal["confirmation", "enrolment"] | None
+    deadline: AwareDatetime | None           # end of the running window (local time)
+    issued_at: AwareDatetime
+    confirmation_deadline: AwareDatetime | None = None
+    enrolment_deadline: AwareDatetime | None = None
+    extension_day: date | None = None        # the only day an extension may be asked for
+    extended: bool = False
+    confirmed_at: AwareDatetime | None = None
+    certificate_requests: int = 0
+    stoplist_until: AwareDatetime | None = None
+    closed_at: AwareDatetime | None = None
+
+
+class ReferralOutcome(_Model):
+    referral_id: str
+    state: ReferralState
+    closed_at: AwareDatetime
+    stoplist_until: AwareDatetime | None = None
+
+
+def _local(moment) -> str:
+    return moment.replace(tzinfo=None).isoformat(timespec="seconds") if moment else "-"
+
+
+def closed_reason(state: ReferralState, closed_at, stoplist_until=None) -> str:
+    """Why nothing can be done any more with a referral in `state`."""
+    if state is ReferralState.ENROLLED:
+        return "the child is already enrolled"
+    if state is ReferralState.CANCELLED:
+        return "the referral was cancelled"
+    if state is ReferralState.PRIVILEGE_REJECTED:
+        return "the privilege was rejected and the referral closed"
+    if state is ReferralState.PAUSED:
+        return (f"the referral expired at {_local(closed_at)}; the child is on the stop-list "
+                f"until {_local(stoplist_until)}")
+    return f"the referral expired at {_local(closed_at)}"
+
+
+# --------------------------------------------------------- activity payloads
+
+
+class ActivityCall(_Model):
+    idempotency_key: str     # "<workflow id>:<step>"; apply the effect once per key
+    referral_id: str
+    application_id: str
+    at: AwareDatetime        # the business moment of the change
+    actor: str = "system"
+
+
+class PlaceRef(_Model):
+    kindergarten: str
+    cohort: int
+    language: str
+    for_category: str | None = None
+
+
+class ReturnPlace(ActivityCall):
+    """The held place goes back to the register of free places."""
+
+    place: PlaceRef
+    outcome: Literal["expired", "cancelled", "privilege_rejected"]
+    drop_preference: bool = False   # cancelled by the parent: that kindergarten leaves the preferences
+    reason: str | None = None
+
+
+class ReturnToGeneralQueue(ActivityCall):
+    """The privilege is gone: the child is ranked in the general queue by its
+    original queue date."""
+
+    from_category: str
+    reason: str | None = None
+
+
+class PutOnStoplist(ActivityCall):
+    until: AwareDatetime     # no new referral before this moment
+
+
+class LiftStoplist(ActivityCall):
+    pass
+
+
+class RecordEnrolmentCall(ActivityCall):
+    place: PlaceRef
+
+
+class RecordReferral(ActivityCall):
+    """A change of the referral that leaves the register untouched (issued,
+    privilege confirmed, certificate requested, extended): the queue service
+    keeps the referral's state and deadline for the cabinet and publishes the
+    fact."""
+
+    event: Literal["referral.issued", "referral.privilege_confirmed",
+                   "referral.certificate_requested", "referral.extended"]
+    state: ReferralState
+    place: PlaceRef
+    deadline: AwareDatetime | None = None
+    needs_confirmation: bool | None = None
+    reason: str | None = None
+
+
+class NotifyParent(ActivityCall):
+    """A message to the parent about an event (the event type names the
+    template, e.g. "referral.issued.v1"); `data` fills it in."""
+
+    kind: str
+    parent_id: str | None = None
+    data: dict[str, str | int | bool | None] = {}
+
+
+
+# Update and query names, for callers that do not import the workflow class.
+WORKFLOW_TYPE = "ReferralWorkflow"
+CONFIRM_PRIVILEGE = "confirm_privilege"
+REJECT_PRIVILEGE = "reject_privilege"
+EXTEND = "extend"
+CANCEL = "cancel"
+ENROL = "enrol"
+STATUS = "status"

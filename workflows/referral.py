@@ -1,0 +1,369 @@
+"""ReferralWorkflow: one durable workflow per referral (DOMAIN.md section 4).
+
+    issued ──needs confirmation──> awaiting_confirmation ──confirm──> awaiting_enrolment
+       │                             │  │  │ certificate out of date: certificate
+       │                             │  │  │   requested, the clock keeps running
+       │                             │  │  └ extend (last working day, once): +N days
+       │                             │  └ reject ──> privilege_rejected (general queue)
+       └──general──────────────────> awaiting_enrolment ──enrol──> enrolled
+    any live state ──cancel──> cancelled          (place returned, preference dropped)
+    any live state ──window ends──> paused (place returned, stop-list) ──> resumed
+
+Parents, caseworkers and kindergartens act through updates; a validator
+refuses what the rules forbid with the reason the caller sees, and a refused
+update leaves no trace in the history. Window lengths come from the policy in
+the input; deadlines from kezek.calendar (pure, deterministic). Time is
+`workflow.now()` plus the input's `clock_offset` (zero in production).
+
+Changing this code once it runs in production: every change that alters the
+commands a running workflow issues (an activity added, removed or reordered,
+a timer added) goes behind `if workflow.patched("<change-id>"):` so that
+histories recorded before the change replay down the old path; record a new
+history into workflows/histories/ and keep the old ones, which
+tests/workflows/test_replay.py replays. Once no workflow that started before
+the change is open (at most a window plus the stop-list plus an extension,
+about two months), replace `patched` with `workflow.deprecate_patch`, and a
+release later drop the old branch. Example: the deadline reminder below.
+"""
+from __future__ import annotations
+
+import asyncio
+from datetime import date, datetime, timedelta
+
+from temporalio import workflow
+from temporalio.common import RetryPolicy
+from temporalio.exceptions import ApplicationError
+
+with workflow.unsafe.imports_passed_through():
+    from kezek import calendar as kcal
+    from workflows import contracts as c
+    from workflows.contracts import LIVE_STATES, ReferralState as S
+
+# The queue's effects must happen: retry until they do; a refusal (a
+# non-retryable QueueRefused) fails the act instead.
+QUEUE_CALL = dict(
+    start_to_close_timeout=timedelta(seconds=30),
+    retry_policy=RetryPolicy(initial_interval=timedelta(seconds=1), backoff_coefficient=2.0,
+                             maximum_interval=timedelta(minutes=5),
+                             non_retryable_error_types=[c.QUEUE_REFUSED]),
+)
+# A message that cannot be delivered must not block the referral.
+NOTIFY_CALL = dict(
+    start_to_close_timeout=timedelta(seconds=30),
+    retry_policy=RetryPolicy(initial_interval=timedelta(seconds=5), backoff_coefficient=2.0,
+                             maximum_interval=timedelta(minutes=10), maximum_attempts=10),
+)
+
+# How far an act's `acted_at` may differ from the workflow's clock.
+MAX_CLOCK_SKEW = timedelta(minutes=1)
+MAX_ACT_DELAY = timedelta(minutes=15)
+
+
+def _refuse(reason: str) -> ApplicationError:
+    return ApplicationError(reason, type=c.REFUSED, non_retryable=True)
+
+
+def _fmt(moment: datetime | None) -> str:
+    return moment.replace(tzinfo=None).isoformat(timespec="seconds") if moment else "-"
+
+
+@workflow.defn(name=c.WORKFLOW_TYPE)
+class ReferralWorkflow:
+    @workflow.init
+    def __init__(self, inp: c.ReferralInput) -> None:
+        self._in = inp
+        self._cal = kcal.calendar(inp.country)
+        self._issued_at = self._cal.local(inp.issued_at)
+        self._place = c.PlaceRef(kindergarten=inp.kindergarten, cohort=inp.cohort,
+                                 language=inp.language, for_category=inp.for_category)
+        p = inp.policy
+        self._confirmation_deadline: datetime | None = None
+        self._enrolment_deadline: datetime | None = None
+        if inp.needs_confirmation:
+            self._state = S.AWAITING_CONFIRMATION
+            self._confirmation_deadline = self._cal.window_end(self._issued_at, p.confirm_working_days)
+            self._extension_day: date | None = self._cal.last_working_day(
+                self._issued_at, p.confirm_working_days)
+        else:
+            self._state = S.AWAITING_ENROLMENT
+            self._enrolment_deadline = self._cal.window_end(self._issued_at, p.enrol_working_days)
+            self._extension_day = None
+        self._deadline: datetime | None = self._confirmation_deadline or self._enrolment_deadline
+        self._extended = False
+        self._confirmed_at: datetime | None = None
+        self._certificate_requests = 0
+        self._stoplist_until: datetime | None = None
+        self._closed_at: datetime | None = None
+        self._busy = False        # an act or an expiry is under way
+        self._messages: list[asyncio.Task] = []
+
+    # ------------------------------------------------------------ main line
+
+    @workflow.run
+    async def run(self, inp: c.ReferralInput) -> c.ReferralOutcome:
+        self._busy = True
+        await self._record("issued", "referral.issued", self._issued_at,
+                           needs_confirmation=inp.needs_confirmation)
+        self._busy = False
+        self._notify("issued", "referral.issued.v1", self._issued_at,
+                     deadline=_fmt(self._deadline), needs_confirmation=inp.needs_confirmation,
+                     category=inp.category, cohort=inp.cohort, language=inp.language)
+        while self._state in LIVE_STATES:
+            deadline = self._deadline
+            assert deadline is not None
+            left = deadline - self._now()
+            if left > timedelta(0):
+                try:
+                    await workflow.wait_condition(
+                        lambda: self._state not in LIVE_STATES or self._deadline != deadline,
+                        timeout=left)
+                    continue
+                except asyncio.TimeoutError:
+                    pass
+            # The window has ended. An act already under way (accepted before
+            # the end) finishes first and may have closed or moved the window.
+            await workflow.wait_condition(lambda: not self._busy)
+            if self._state in LIVE_STATES and self._deadline == deadline:
+                await self._expire(deadline)
+        await workflow.wait_condition(workflow.all_handlers_finished)
+        if self._messages:
+            await asyncio.gather(*self._messages, return_exceptions=True)
+        assert self._closed_at is not None
+        return c.ReferralOutcome(referral_id=inp.referral_id, state=self._state, closed_at=self._closed_at,
+                                 stoplist_until=self._stoplist_until)
+
+    async def _expire(self, deadline: datetime) -> None:
+        """Deadline missed: the place returns, the child goes on the stop-list
+        for `stoplist_days` calendar days, then back to the queue."""
+        self._busy = True
+        await self._queue(c.RETURN_PLACE, "expired:return_place", c.ReturnPlace,
+                          at=deadline, place=self._place, outcome="expired")
+        until = deadline + timedelta(days=self._in.policy.stoplist_days)  # same local time
+        await self._queue(c.PUT_ON_STOPLIST, "expired:stoplist", c.PutOnStoplist, at=deadline, until=until)
+        self._state, self._stoplist_until, self._closed_at = S.PAUSED, until, deadline
+        self._deadline = None
+        self._busy = False
+        self._notify("expired", "referral.expired.v1", deadline, stoplist_until=_fmt(until))
+        left = until - self._now()
+        if left > timedelta(0):
+            await workflow.sleep(left)
+        await self._queue(c.LIFT_STOPLIST, "resumed:lift_stoplist", c.LiftStoplist, at=until)
+        self._state = S.RESUMED
+        self._notify("resumed", "application.resumed.v1", until)
+
+    # -------------------------------------------------------------- updates
+
+    @workflow.update(name=c.CONFIRM_PRIVILEGE)
+    async def confirm_privilege(self, req: c.ConfirmPrivilege) -> c.ActResult:
+        at = self._act_time(req)
+        async with self._acting():
+            p = self._in.policy
+            valid_to = req.certificate_issued + timedelta(days=p.certificate_valid_days)
+            if self._cal.local_date(at) > valid_to:
+                # Not a refusal: the caseworker saw the parent, the request for a
+                # fresh certificate is recorded, and the window keeps running.
+                self._certificate_requests += 1
+                reason = (f"the certificate issued on {req.certificate_issued} was valid up to and "
+                          f"including {valid_to}; a fresh one is needed")
+                await self._record(f"certificate_requested:{self._certificate_requests}",
+                                   "referral.certificate_requested", at, reason=reason, actor=req.actor)
+                self._notify(f"certificate_requested:{self._certificate_requests}",
+                             "referral.certificate_requested.v1", at, reason=reason,
+                             deadline=_fmt(self._deadline))
+                return self._result("referral.certificate_requested", reason)
+            deadline = self._cal.window_end(at, p.enrol_working_days)
+            await self._record("privilege_confirmed", "referral.privilege_confirmed", at,
+                               state=S.AWAITING_ENROLMENT, deadline=deadline, actor=req.actor)
+            self._state, self._confirmed_at = S.AWAITING_ENROLMENT, at
+            self._enrolment_deadline = self._deadline = deadline
+            self._notify("privilege_confirmed", "referral.privilege_confirmed.v1", at, deadline=_fmt(deadline))
+            return self._result("referral.privilege_confirmed")
+
+    @confirm_privilege.validator
+    def _validate_confirm(self, req: c.ConfirmPrivilege) -> None:
+        at = self._validate_act(req, "confirm the privilege")
+        if self._state is not S.AWAITING_CONFIRMATION:
+            raise _refuse(self._no_confirmation_window())
+        if req.certificate_issued > self._cal.local_date(at):
+            raise _refuse(f"the certificate's issue date {req.certificate_issued} is in the future")
+
+    @workflow.update(name=c.REJECT_PRIVILEGE)
+    async def reject_privilege(self, req: c.RejectPrivilege) -> c.ActResult:
+        at = self._act_time(req)
+        async with self._acting():
+            reason = req.reason or None
+            await self._queue(c.RETURN_PLACE, "privilege_rejected:return_place", c.ReturnPlace, at=at,
+                              place=self._place, outcome="privilege_rejected", reason=reason, actor=req.actor)
+            await self._queue(c.RETURN_TO_GENERAL_QUEUE, "privilege_rejected:general_queue",
+                              c.ReturnToGeneralQueue, at=at, from_category=self._in.category,
+                              reason=reason, actor=req.actor)
+            self._close(S.PRIVILEGE_REJECTED, at)
+            self._notify("privilege_rejected", "referral.privilege_rejected.v1", at, reason=reason)
+            return self._result("referral.privilege_rejected", reason)
+
+    @reject_privilege.validator
+    def _validate_reject(self, req: c.RejectPrivilege) -> None:
+        self._validate_act(req, "reject the privilege")
+        if self._state is not S.AWAITING_CONFIRMATION:
+            raise _refuse(self._no_confirmation_window())
+
+    @workflow.update(name=c.EXTEND)
+    async def extend(self, req: c.ExtendReferral) -> c.ActResult:
+        at = self._act_time(req)
+        async with self._acting():
+            assert self._deadline is not None
+            deadline = self._deadline + timedelta(days=self._in.policy.extension_days)
+            await self._record("extended", "referral.extended", at, deadline=deadline, actor=req.actor)
+            self._extended = True
+            self._confirmation_deadline = self._deadline = deadline
+            self._notify("extended", "referral.extended.v1", at, deadline=_fmt(deadline))
+            return self._result("referral.extended")
+
+    @extend.validator
+    def _validate_extend(self, req: c.ExtendReferral) -> None:
+        at = self._validate_act(req, "extend the referral")
+        if self._state is not S.AWAITING_CONFIRMATION:
+            raise _refuse("only the confirmation window can be extended, and "
+                          + self._no_confirmation_window())
+        if self._extended:
+            raise _refuse("the referral has already been extended once")
+        today = self._cal.local_date(at)
+        if today != self._extension_day:
+            raise _refuse(f"an extension may be asked for only on the last working day of the "
+                          f"confirmation window, {self._extension_day}, not on {today}")
+
+    @workflow.update(name=c.CANCEL)
+    async def cancel(self, req: c.CancelReferral) -> c.ActResult:
+        at = self._act_time(req)
+        async with self._acting():
+            await self._queue(c.RETURN_PLACE, "cancelled:return_place", c.ReturnPlace, at=at,
+                              place=self._place, outcome="cancelled", drop_preference=req.drop_preference,
+                              reason=req.reason or None, actor=req.actor)
+            self._close(S.CANCELLED, at)
+            return self._result("referral.cancelled")
+
+    @cancel.validator
+    def _validate_cancel(self, req: c.CancelReferral) -> None:
+        self._validate_act(req, "cancel the referral")
+
+    @workflow.update(name=c.ENROL)
+    async def enrol(self, req: c.RecordEnrolment) -> c.ActResult:
+        at = self._act_time(req)
+        async with self._acting():
+            await self._queue(c.RECORD_ENROLMENT, "enrolled:record", c.RecordEnrolmentCall, at=at,
+                              place=self._place, actor=req.actor)
+            self._close(S.ENROLLED, at)
+            return self._result("referral.enrolled")
+
+    @enrol.validator
+    def _validate_enrol(self, req: c.RecordEnrolment) -> None:
+        self._validate_act(req, "enrol the child")
+        if self._state is S.AWAITING_CONFIRMATION:
+            raise _refuse("enrolment before the privilege is confirmed is refused: the privilege "
+                          "must first be confirmed at the Department of Education")
+
+    # ---------------------------------------------------------------- query
+
+    @workflow.query(name=c.STATUS)
+    def status(self) -> c.ReferralStatus:
+        window = None
+        if self._state is S.AWAITING_CONFIRMATION:
+            window = "confirmation"
+        elif self._state is S.AWAITING_ENROLMENT:
+            window = "enrolment"
+        return c.ReferralStatus(
+            referral_id=self._in.referral_id, application_id=self._in.application_id,
+            kindergarten=self._in.kindergarten, state=self._state, window=window,
+            deadline=self._deadline, issued_at=self._issued_at,
+            confirmation_deadline=self._confirmation_deadline,
+            enrolment_deadline=self._enrolment_deadline,
+            extension_day=None if self._extended or window != "confirmation" else self._extension_day,
+            extended=self._extended, confirmed_at=self._confirmed_at,
+            certificate_requests=self._certificate_requests,
+            stoplist_until=self._stoplist_until, closed_at=self._closed_at,
+        )
+
+    # -------------------------------------------------------------- helpers
+
+    def _now(self) -> datetime:
+        return self._cal.local(workflow.now() + self._in.clock_offset)
+
+    def _act_time(self, act: c.Act) -> datetime:
+        now = self._now()
+        if act.acted_at is None:
+            return now
+        at = self._cal.local(act.acted_at)
+        if at > now + MAX_CLOCK_SKEW:
+            raise _refuse(f"acted_at {_fmt(at)} is in the future")
+        if at < now - MAX_ACT_DELAY:
+            raise _refuse(f"acted_at {_fmt(at)} is too far in the past")
+        return at
+
+    def _validate_act(self, act: c.Act, what: str) -> datetime:
+        """Checks common to every act; returns its moment."""
+        if self._busy:
+            raise _refuse("another change to this referral is under way; try again")
+        if self._state not in LIVE_STATES:
+            raise _refuse(f"cannot {what}: {self._closed_reason()}")
+        at = self._act_time(act)
+        if at < self._issued_at:
+            raise _refuse(f"acted_at {_fmt(at)} is before the referral was issued")
+        if self._deadline is not None and at >= self._deadline:
+            raise _refuse(f"cannot {what}: the window ended at {_fmt(self._deadline)}")
+        return at
+
+    def _closed_reason(self) -> str:
+        return c.closed_reason(self._state, self._closed_at, self._stoplist_until)
+
+    def _no_confirmation_window(self) -> str:
+        if not self._in.needs_confirmation:
+            return f"category {self._in.category!r} has no confirmation window"
+        return "the privilege is already confirmed"
+
+    def _acting(self) -> "_Acting":
+        return _Acting(self)
+
+    def _close(self, state: S, at: datetime) -> None:
+        self._state, self._closed_at, self._deadline = state, at, None
+
+    def _result(self, event: str, reason: str | None = None) -> c.ActResult:
+        return c.ActResult(event=event, state=self._state, deadline=self._deadline, reason=reason)
+
+    def _key(self, step: str) -> str:
+        return f"{workflow.info().workflow_id}:{step}"
+
+    async def _queue(self, name: str, step: str, model: type[c.ActivityCall], **fields) -> None:
+        payload = model(idempotency_key=self._key(step), referral_id=self._in.referral_id,
+                        application_id=self._in.application_id, **fields)
+        await workflow.execute_activity(name, payload, activity_id=step, **QUEUE_CALL)
+
+    async def _record(self, step: str, event: str, at: datetime, *, state: S | None = None,
+                      deadline: datetime | None = None, **fields) -> None:
+        await self._queue(c.RECORD_REFERRAL, f"{step}:record", c.RecordReferral, at=at, event=event,
+                          state=state or self._state, place=self._place,
+                          deadline=deadline or self._deadline, **fields)
+
+    def _notify(self, step: str, kind: str, at: datetime, **data) -> None:
+        payload = c.NotifyParent(
+            idempotency_key=self._key(f"{step}:notify"), referral_id=self._in.referral_id,
+            application_id=self._in.application_id, at=at, kind=kind, parent_id=self._in.parent_id,
+            data={"referral_id": self._in.referral_id, "kindergarten_id": self._in.kindergarten, **data},
+        )
+        # Not awaited: the message goes out on its own; run() waits for all
+        # of them before the workflow completes.
+        self._messages.append(workflow.start_activity(
+            c.NOTIFY_PARENT, payload, activity_id=f"{step}:notify", **NOTIFY_CALL))
+
+
+class _Acting:
+    """Marks an act under way, so a window that ends meanwhile waits for it
+    and a second act is refused until it is done."""
+
+    def __init__(self, wf: ReferralWorkflow) -> None:
+        self._wf = wf
+
+    async def __aenter__(self) -> None:
+        self._wf._busy = True
+
+    async def __aexit__(self, *exc) -> None:
+        self._wf._busy = False
