@@ -15,6 +15,8 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "worker": ("kezek.commands.worker", "run the Temporal worker (referral workflows and activities)"),
     "staff-add": ("services.verification.cli", "create a staff account (caseworker, supervisor, commission, admin)"),
     "schemas-lock": ("kezek.events.compat", "freeze the event schemas after additive changes (refuses breaking ones)"),
+    "import": ("kezek.importer.run", "import the old portal's export (JSON or CSV folder); --dry-run"),
+    "reconcile": ("kezek.importer.reconcile", "prove an import lost nothing: queue dates, positions, referral deadlines"),
 }
 
 

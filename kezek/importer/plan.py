@@ -1,0 +1,294 @@
+"""What an export means: rows checked one by one into what will be created
+and what is refused, with the reason. No I/O: `kezek import` applies the
+plan through the queue service's use cases, `kezek reconcile` recomputes it
+to compare with what the system holds.
+
+The queue's own rules decide (services.queue.domain: the PIN's birth date,
+categories, ranking), so a row the queue would refuse is refused here first,
+with a reason an operator can act on."""
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+from datetime import UTC, date, datetime
+
+from kezek.importer.export import Export
+from services.queue import domain as d
+
+LIVE_STATES = ("awaiting_confirmation", "awaiting_enrolment")
+ENDED_STATES = ("enrolled", "cancelled", "expired", "privilege_rejected", "paused", "resumed")
+IMPORTED_STATUSES = ("queued", "referred")
+HISTORY_STATUSES = ("enrolled", "removed")
+_LANGUAGE = re.compile(r"^[a-z]{2,3}$")
+
+
+@dataclass(frozen=True)
+class Note:
+    section: str
+    row: str       # the row's id in the export (or its number)
+    reason: str
+
+
+@dataclass(frozen=True)
+class Kindergarten:
+    id: str
+    name: str
+    district: str
+    address: str
+    languages: tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class Places:
+    kindergarten: str
+    cohort: int
+    language: str
+    for_category: str | None
+    free: int
+
+
+@dataclass(frozen=True)
+class Application:
+    id: str              # the queue's id: "<source>-<old id>", the same on every run
+    old_id: str
+    pin: str
+    surname: str
+    name: str
+    patronymic: str | None
+    birth_date: date
+    category: str
+    queue_date: datetime
+    language: str
+    preferences: tuple[str, ...]
+    parent_id: str | None
+
+    def applicant(self) -> d.Applicant:
+        return d.Applicant(self.id, self.birth_date, self.category, self.queue_date, self.language, self.preferences)
+
+
+@dataclass(frozen=True)
+class Referral:
+    id: str
+    old_id: str
+    application_id: str
+    kindergarten: str
+    cohort: int
+    language: str
+    category: str
+    for_category: str | None
+    state: str
+    issued_at: datetime
+    deadline: datetime
+    needs_confirmation: bool
+
+
+@dataclass
+class Plan:
+    kindergartens: list[Kindergarten] = field(default_factory=list)
+    places: list[Places] = field(default_factory=list)
+    applications: list[Application] = field(default_factory=list)
+    referrals: list[Referral] = field(default_factory=list)
+    refused: list[Note] = field(default_factory=list)
+    skipped: list[Note] = field(default_factory=list)   # valid, but not the queue's to keep
+
+
+def _text(row: dict, key: str) -> str:
+    value = row.get(key)
+    return "" if value is None else str(value).strip()
+
+
+def _moment(value: str) -> datetime | None:
+    try:
+        moment = datetime.fromisoformat(value.replace("Z", "+00:00"))
+    except ValueError:
+        return None
+    return moment if moment.tzinfo is not None else None
+
+
+def _int(value) -> int | None:
+    try:
+        return int(str(value).strip())
+    except (TypeError, ValueError):
+        return None
+
+
+def _list(value) -> list[str]:
+    if isinstance(value, list):
+        return [str(v).strip() for v in value if str(v).strip()]
+    return [x.strip() for x in str(value or "").split(";") if x.strip()]
+
+
+def make_plan(export: Export, policy: d.Policy, now: datetime | None = None) -> Plan:
+    now = now or datetime.now(UTC)
+    plan = Plan()
+    refuse = lambda section, row, reason: plan.refused.append(Note(section, row, reason))  # noqa: E731
+    source = re.sub(r"[^a-z0-9]+", "-", export.source.lower()).strip("-") or "import"
+
+    kgs: dict[str, Kindergarten] = {}
+    for i, row in enumerate(export["kindergartens"], 1):
+        kid = _text(row, "id") or f"#{i}"
+        languages = tuple(_list(row.get("languages")))
+        if not _text(row, "id"):
+            refuse("kindergartens", kid, "id is empty")
+        elif kid in kgs:
+            refuse("kindergartens", kid, "duplicate kindergarten id")
+        elif not _text(row, "name") or not _text(row, "district"):
+            refuse("kindergartens", kid, "name or district is empty")
+        elif not languages or not all(_LANGUAGE.match(x) for x in languages):
+            refuse("kindergartens", kid, f"languages {row.get('languages')!r}: give language codes such as ky;ru")
+        else:
+            kgs[kid] = Kindergarten(kid, _text(row, "name"), _text(row, "district"), _text(row, "address"), languages)
+    plan.kindergartens = list(kgs.values())
+
+    pools: set[tuple] = set()
+    for i, row in enumerate(export["places"], 1):
+        kid, language = _text(row, "kindergarten"), _text(row, "language")
+        cohort, free = _int(row.get("cohort")), _int(row.get("free"))
+        category = _text(row, "category") or None
+        key = (kid, cohort, language, category)
+        where = f"#{i} {kid}/{cohort}/{language}"
+        if kid not in kgs:
+            refuse("places", where, f"unknown kindergarten {kid!r}")
+        elif cohort is None or not 2000 <= cohort <= now.year:
+            refuse("places", where, f"cohort {row.get('cohort')!r} is not a birth year")
+        elif language not in kgs[kid].languages:
+            refuse("places", where, f"kindergarten {kid} does not teach in {language!r}")
+        elif category is not None and category not in policy.codes():
+            refuse("places", where, f"unknown category {category!r}")
+        elif free is None or free < 0:
+            refuse("places", where, f"free {row.get('free')!r} is not a count")
+        elif key in pools:
+            refuse("places", where, "the same pool twice")
+        else:
+            pools.add(key)
+            plan.places.append(Places(kid, cohort, language, category, free))
+
+    children: dict[str, tuple[dict, date]] = {}
+    pins: dict[str, str] = {}
+    for i, row in enumerate(export["children"], 1):
+        cid, pin = _text(row, "id") or f"#{i}", _text(row, "pin")
+        if cid in children:
+            refuse("children", cid, "duplicate child id")
+            continue
+        try:
+            birth = d.birth_date_from_pin(pin, policy.country)
+        except d.DomainError as exc:
+            refuse("children", cid, str(exc))
+            continue
+        given = _text(row, "birth_date")
+        if given and given != birth.isoformat() and policy.country == "KG":
+            refuse("children", cid, f"birth_date {given} contradicts the PIN, which says {birth}")
+        elif birth > now.date():
+            refuse("children", cid, f"the PIN names a birth date in the future ({birth})")
+        elif not _text(row, "surname") or not _text(row, "name"):
+            refuse("children", cid, "surname or name is empty")
+        elif pin in pins:
+            refuse("children", cid, f"duplicate PIN: the same child as child {pins[pin]}")
+        else:
+            pins[pin] = cid
+            children[cid] = (row, birth)
+
+    for i, row in enumerate(export["parents"], 1):
+        pid = _text(row, "id") or f"#{i}"
+        plan.skipped.append(Note("parents", pid, "parents' accounts are kept by the registration service, which has "
+                                                "no import use case yet; the application keeps the parent's id"))
+
+    apps: dict[str, Application] = {}
+    by_child: dict[str, str] = {}
+    for i, row in enumerate(export["applications"], 1):
+        old = _text(row, "id") or f"#{i}"
+        cid, status = _text(row, "child_id"), _text(row, "status") or "queued"
+        queue_date = _moment(_text(row, "queue_date"))
+        prefs = tuple(_list(row.get("preferences")))
+        language, category = _text(row, "language"), _text(row, "category")
+        if old in apps or old in {n.row for n in plan.skipped if n.section == "applications"}:
+            refuse("applications", old, "duplicate application id")
+        elif cid not in children:
+            refuse("applications", old, f"child {cid!r} is unknown or was refused")
+        elif status in HISTORY_STATUSES:
+            plan.skipped.append(Note("applications", old, f"status {status}: no longer in the queue (history stays "
+                                                          "in the old portal's archive)"))
+        elif status not in IMPORTED_STATUSES:
+            refuse("applications", old, f"unknown status {status!r}")
+        elif cid in by_child:
+            refuse("applications", old, f"a second application of child {cid} (application {by_child[cid]} is "
+                                        "in the queue; one entry per child)")
+        elif category not in policy.codes():
+            refuse("applications", old, f"unknown category {category!r}; known: {', '.join(policy.codes())}")
+        elif queue_date is None:
+            refuse("applications", old, f"queue_date {row.get('queue_date')!r} is not a moment with a UTC offset")
+        elif queue_date > now:
+            refuse("applications", old, f"queue_date {queue_date.isoformat()} is in the future")
+        elif queue_date.date() < children[cid][1]:
+            refuse("applications", old, f"queue_date {queue_date.date()} is before the child's birth "
+                                        f"({children[cid][1]})")
+        elif not prefs or len(set(prefs)) != len(prefs):
+            refuse("applications", old, "preferences are empty or list a kindergarten twice")
+        elif unknown := [k for k in prefs if k not in kgs]:
+            refuse("applications", old, f"unknown kindergarten {unknown[0]!r} in the preferences")
+        elif untaught := [k for k in prefs if language not in kgs[k].languages]:
+            refuse("applications", old, f"kindergarten {untaught[0]} does not teach in {language!r}")
+        else:
+            child, birth = children[cid]
+            app = Application(
+                id=f"{source}-{old}", old_id=old, pin=_text(child, "pin"), surname=_text(child, "surname"),
+                name=_text(child, "name"), patronymic=_text(child, "patronymic") or None, birth_date=birth,
+                category=category, queue_date=queue_date.astimezone(UTC), language=language, preferences=prefs,
+                parent_id=f"{source}-parent-{_text(row, 'parent_id')}" if _text(row, "parent_id") else None)
+            apps[old] = app
+            by_child[cid] = old
+    plan.applications = list(apps.values())
+
+    live_for: dict[str, str] = {}
+    seen: set[str] = set()
+    for i, row in enumerate(export["referrals"], 1):
+        old = _text(row, "id") or f"#{i}"
+        state, app_old = _text(row, "state"), _text(row, "application_id")
+        issued, deadline = _moment(_text(row, "issued_at")), _moment(_text(row, "deadline"))
+        kid, cohort = _text(row, "kindergarten"), _int(row.get("cohort"))
+        if old in seen:
+            refuse("referrals", old, "duplicate referral id")
+            continue
+        seen.add(old)
+        if state in ENDED_STATES:
+            plan.skipped.append(Note("referrals", old, f"state {state}: ended (history stays in the archive)"))
+        elif state not in LIVE_STATES:
+            refuse("referrals", old, f"unknown state {state!r}")
+        elif app_old not in apps:
+            refuse("referrals", old, f"application {app_old!r} is unknown or was refused")
+        elif kid not in kgs:
+            refuse("referrals", old, f"unknown kindergarten {kid!r}")
+        elif issued is None or deadline is None:
+            refuse("referrals", old, "issued_at or deadline is not a moment with a UTC offset")
+        elif deadline <= issued:
+            refuse("referrals", old, f"deadline {deadline.isoformat()} is not after issued_at {issued.isoformat()}")
+        elif app_old in live_for:
+            refuse("referrals", old, f"a second live referral of application {app_old} (referral {live_for[app_old]})")
+        else:
+            app = apps[app_old]
+            live_for[app_old] = old
+            plan.referrals.append(Referral(
+                id=f"{source}-{old}", old_id=old, application_id=app.id, kindergarten=kid,
+                cohort=cohort or app.birth_date.year, language=_text(row, "language") or app.language,
+                category=_text(row, "category") or app.category, for_category=None, state=state,
+                issued_at=issued, deadline=deadline,
+                needs_confirmation=str(row.get("needs_confirmation")).lower() in ("true", "1", "yes")))
+    return plan
+
+
+def expected_positions(applications: list[Application], policy: d.Policy,
+                       referred: set[str] = frozenset()) -> dict[str, int]:
+    """Each waiting child's position for its first preference, as the queue
+    computes it (services.queue.domain.explain_position): its rank among the
+    waiting children of its cohort who list that kindergarten. One sort per
+    kindergarten and cohort instead of one scan per child."""
+    waiting = [a for a in applications if a.id not in referred]
+    lists: dict[tuple[str, int], list[Application]] = {}
+    for a in waiting:
+        for kg in a.preferences:
+            lists.setdefault((kg, a.birth_date.year), []).append(a)
+    rank: dict[tuple[str, int], dict[str, int]] = {}
+    for key, group in lists.items():
+        group.sort(key=lambda a: d.rank_key(a.applicant(), policy))
+        rank[key] = {a.id: i + 1 for i, a in enumerate(group)}
+    return {a.id: rank[(a.preferences[0], a.birth_date.year)][a.id] for a in waiting}
