@@ -95,7 +95,11 @@ class Gateway:
                 if raw is not None:
                     positions = None if "positions" in raw else await self.queue.positions(app["id"])
                     out["queue"] = views.entry(raw, positions, names)
+                    first = next((p for p in out["queue"]["positions"] if p.get("position")), None)
                     if not out["queue"]["history"]:
+                        if first is not None:
+                            await asyncio.to_thread(history.seen, self.sessions, app["id"],
+                                                    first["kindergarten_id"], int(first["position"]))
                         out["queue"]["history"] = await asyncio.to_thread(history.points, self.sessions, app["id"])
                     live = views.live_referral(raw)
                     if live is not None:

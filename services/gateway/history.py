@@ -3,7 +3,8 @@ application.position_changed.v1 the queue publishes (idempotently: one
 point per event id) and reads them back for the parent's own applications."""
 from __future__ import annotations
 
-from datetime import UTC
+import uuid
+from datetime import UTC, datetime
 
 import sqlalchemy as sa
 from sqlalchemy.orm import Session, sessionmaker
@@ -20,6 +21,18 @@ def record(session: Session, event) -> None:
     session.merge(PositionPoint(event_id=event.id, application_id=data["application_id"],
                                 kindergarten_id=data.get("kindergarten_id"), position=int(data["position"]),
                                 at=event.time))
+
+
+def seen(sessions: sessionmaker[Session], application_id: str, kindergarten_id: str | None, position: int) -> None:
+    """The position the cabinet has just shown, kept when it differs from the
+    last point: the chart has a history even where the queue publishes no
+    position_changed events (they are merged by time)."""
+    with sessions() as s, s.begin():
+        last = s.execute(sa.select(PositionPoint.position).where(PositionPoint.application_id == application_id)
+                         .order_by(PositionPoint.at.desc()).limit(1)).scalar()
+        if last != position:
+            s.add(PositionPoint(event_id=f"seen-{uuid.uuid4()}", application_id=application_id,
+                                kindergarten_id=kindergarten_id, position=position, at=datetime.now(UTC)))
 
 
 def points(sessions: sessionmaker[Session], application_id: str) -> list[dict]:

@@ -77,6 +77,7 @@ def test_cabinet_shows_the_real_queue_entry_positions_and_removes_it(world):
             ("bsk-12", "№12 «Солнышко»", 1), ("bsk-7", "№7 «Айгерим»", 1)]
         assert app["queue"]["positions"][0]["ahead"] == {"higher_category": 0, "earlier_queue_date": 0}
         assert app["referrals"] == []
+        assert [p["position"] for p in app["queue"]["history"]] == [1]    # what the parent has seen so far
 
         page = c.get("/api/v1/me/kindergartens-nearby", headers=h).json()
         assert [k["id"] for k in page] == ["bsk-12", "bsk-7"]
@@ -95,7 +96,7 @@ def test_position_changes_from_the_queue_draw_the_chart(world):
 
     stack, _ = world
     gw = stack.gateway.state.gateway
-    app_id = stack.events("application.submitted.v1")[-1]["application_id"]
+    app_id = "app-chart"
     with gw.sessions() as s, s.begin():
         for days, pos in ((0, 9), (30, 6), (60, 2)):
             from datetime import UTC, datetime, timedelta
@@ -105,3 +106,14 @@ def test_position_changes_from_the_queue_draw_the_chart(world):
             history.record(s, event)
             history.record(s, event)    # redelivered: one point
     assert [p["position"] for p in history.points(gw.sessions, app_id)] == [9, 6, 2]
+
+
+def test_positions_the_parent_saw_are_kept_when_they_change(world):
+    from services.gateway import history
+
+    stack, _ = world
+    gw = stack.gateway.state.gateway
+    history.seen(gw.sessions, "app-x", "bsk-12", 5)
+    history.seen(gw.sessions, "app-x", "bsk-12", 5)
+    history.seen(gw.sessions, "app-x", "bsk-12", 3)
+    assert [p["position"] for p in history.points(gw.sessions, "app-x")] == [5, 3]
