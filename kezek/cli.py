@@ -14,6 +14,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "consume": ("kezek.commands.consume", "run the services' Kafka consumers and background jobs"),
     "worker": ("kezek.commands.worker", "run the Temporal worker (referral workflows and activities)"),
     "staff-add": ("services.verification.cli", "create a staff account (caseworker, supervisor, commission, admin)"),
+    "queue-replay": ("services.queue.cli", "recompute every allocation from its recorded inputs and compare"),
     "schemas-lock": ("kezek.events.compat", "freeze the event schemas after additive changes (refuses breaking ones)"),
     "import": ("kezek.importer.run", "import the old portal's export (JSON or CSV folder); --dry-run"),
     "reconcile": ("kezek.importer.reconcile", "prove an import lost nothing: queue dates, positions, referral deadlines"),

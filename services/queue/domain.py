@@ -270,12 +270,13 @@ def allocate_ranked(ranked: Iterable[Applicant], free: FreePlaces, on: date,
                 if not pool:
                     del pools[place]
             served += 1
+            queue_date = a.queue_date.isoformat()
             yield Allocation(
                 child_id=a.child_id, place=place, for_category=taken, preference_index=index,
                 inputs={
-                    "rank": [key[0], a.queue_date.isoformat(), a.child_id],
+                    "rank": [key[0], queue_date, a.child_id],
                     "category": a.category,
-                    "queue_date": a.queue_date.isoformat(),
+                    "queue_date": queue_date,
                     "birth_date": a.birth_date.isoformat(),
                     "cohort": cohort,
                     "language": a.language,

@@ -642,6 +642,19 @@ class QueueService:
         conn = s.connection().connection.driver_connection
         left = Counter(group)
         seen = len(allocations)
+        # Walk ix_applications_rank_order (index-only): the planner would
+        # rather sort, not knowing how few rows the LIMIT needs.
+        with conn.cursor() as cur:
+            cur.execute("SET LOCAL enable_sort = off; SET LOCAL enable_bitmapscan = off; "
+                        "SET LOCAL enable_seqscan = off")
+        try:
+            yield from self._chunks_pg(conn, cohort, language, bound, policy, consumed, left, seen, allocations)
+        finally:
+            if conn.info.transaction_status != psycopg.pq.TransactionStatus.INERROR:  # else the rollback resets them
+                with conn.cursor() as cur:
+                    cur.execute("RESET enable_sort; RESET enable_bitmapscan; RESET enable_seqscan")
+
+    def _chunks_pg(self, conn, cohort, language, bound, policy, consumed, left, seen, allocations):
         for cat in sorted(policy.categories, key=lambda c: (c.rank, c.code)):
             after: tuple | None = None
             chunk = 2_000
@@ -740,12 +753,13 @@ class QueueService:
                     "run_id": run_id, "issued_at": now, "deadline": deadlines[needs]})
             taken = Counter(pool_id[(x.place, x.for_category)] for x in allocations)
             write = self._write_pg if self._pg(s) else self._write_generic
-            ref_ids = write(s, now, allocations, rows, taken)
+            ref_ids = write(s, now, allocations, rows, taken, timings)
             audit = []
             for seq, (x, rid) in enumerate(zip(allocations, ref_ids)):
                 issued.append(Issued(rid, x.child_id, x.place, x.for_category, x.preference_index))
                 audit.append((run_id, seq, rid, x.child_id, x.place.kindergarten, x.place.cohort, x.place.language,
                               x.for_category, x.preference_index, x.inputs))
+            t = time.perf_counter()
             if self._pg(s):
                 with s.connection().connection.driver_connection.cursor() as cur:
                     with cur.copy("COPY allocation_audit (run_id, seq, referral_id, application_id, kindergarten_id, "
@@ -757,6 +771,7 @@ class QueueService:
                         "for_category", "preference_index", "inputs")
                 for chunk in _chunks(audit, 5000):
                     s.execute(sa.insert(AUDIT), [dict(zip(cols, row)) for row in chunk])
+            timings["write_audit"] = time.perf_counter() - t
         timings["write"] = time.perf_counter() - t1
 
         t2 = time.perf_counter()
@@ -783,7 +798,7 @@ class QueueService:
             raise _StaleRead(f"{len(ids) - changed} children changed during the run")
 
     def _write_generic(self, s: Session, now: datetime, allocations: list, rows: list[dict],
-                       taken: Counter) -> list[int]:
+                       taken: Counter, timings: dict) -> list[int]:
         ids = [x.child_id for x in allocations]
         changed = 0
         for chunk in _chunks(ids, 500):
@@ -796,7 +811,7 @@ class QueueService:
         return list(s.execute(sa.insert(R).returning(R.c.id, sort_by_parameter_order=True), rows).scalars())
 
     def _write_pg(self, s: Session, now: datetime, allocations: list, rows: list[dict],
-                  taken: Counter) -> list[int]:
+                  taken: Counter, timings: dict) -> list[int]:
         """The same writes as set operations and COPY: a national run issues
         tens of thousands of referrals in one transaction."""
         ids = [x.child_id for x in allocations]
@@ -804,9 +819,11 @@ class QueueService:
         with conn.cursor() as cur:
             # Only children still waiting: a child referred or removed by a
             # concurrent change since we read it makes the run retry.
+            t = time.perf_counter()
             cur.execute("UPDATE applications SET status = 'referred', updated_at = %s "
                         "WHERE id = ANY(%s) AND status = 'queued'", (now, ids))
             self._mark_referred(s, now, ids, cur.rowcount)
+            timings["write_applications"] = time.perf_counter() - t
             pids, ns = zip(*sorted(taken.items()))
             # The CHECK (free >= 0) refuses more referrals than free places.
             cur.execute("UPDATE places AS p SET free = p.free - v.n, held = p.held + v.n "
@@ -818,9 +835,11 @@ class QueueService:
                     "category", "needs_confirmation", "preference_index", "status", "state", "run_id", "issued_at",
                     "deadline")
             # The partial unique index refuses a second live referral of a child.
+            t = time.perf_counter()
             with cur.copy(f"COPY referrals ({', '.join(cols)}) FROM STDIN") as cp:
                 for rid, row in zip(ref_ids, rows):
                     cp.write_row((rid, *(row[c] for c in cols[1:])))
+            timings["write_referrals"] = time.perf_counter() - t
         return ref_ids
 
     # ------------------------------------------------------------- replay
@@ -1183,10 +1202,9 @@ class QueueService:
 
 
 def _digest(signatures: Iterable[tuple]) -> str:
-    h = hashlib.sha256()
-    for sig in sorted(signatures, key=lambda x: x[0]):
-        h.update(json.dumps(sig).encode())
-    return h.hexdigest()
+    """sha256 of the allocations of a run, whatever their order."""
+    lines = sorted("\t".join(str(v) for v in sig) for sig in signatures)
+    return hashlib.sha256("\n".join(lines).encode()).hexdigest()
 
 
 def _kg_view(k: Kindergarten) -> dict:

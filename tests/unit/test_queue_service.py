@@ -294,3 +294,19 @@ def test_unknown_application_is_not_found_naming_the_field(svc):
     with pytest.raises(NotFound) as exc:
         svc.application("nope")
     assert exc.value.field == "application_id"
+
+
+def test_replay_command_proves_every_run_matches_and_fails_on_a_tampered_one(svc, capsys):
+    from services.queue import cli
+
+    join(svc, "a1", qd="2026-01-01T10:00:00+06:00")
+    join(svc, "a2", qd="2026-01-02T10:00:00+06:00")
+    svc.publish_places("sun", 2024, "ru", 1, actor="kg")
+    svc.process_requests()
+    url = str(svc.sessions.kw["bind"].url)
+    assert cli.main(["--database-url", url]) == 0
+    assert "matches" in capsys.readouterr().out
+    with svc.sessions.begin() as s:
+        s.execute(sa.text("UPDATE allocation_audit SET preference_index = 1"))
+    assert cli.main(["--database-url", url]) == 1
+    assert "DIFFERS" in capsys.readouterr().out
