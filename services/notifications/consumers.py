@@ -14,11 +14,17 @@ def topics(prefix: str) -> list[str]:
     return sorted({f"{prefix}.{aggregate_of(t)}" for t in CONSUMED_TYPES})
 
 
+# A rebalance waits up to the members' max poll interval for a member that
+# is gone (a crashed process, a broker restarted under it): 5 minutes by
+# default. Small batches keep a poll well under the shorter limit.
+KAFKA_CONFIG = dict(max_poll_records=50, max_poll_interval_ms=30_000)
+
+
 def make_consumer(service: NotificationService, bootstrap: str, prefix: str = "kezek",
                   **kafka_config) -> IdempotentConsumer:
     return IdempotentConsumer(name=CONSUMER_NAME, topics=topics(prefix), bootstrap=bootstrap,
                               sessions=service.sessions, outbox=outbox, handle=service.handle,
-                              types=CONSUMED_TYPES, **kafka_config)
+                              types=CONSUMED_TYPES, **{**KAFKA_CONFIG, **kafka_config})
 
 
 def build_consumers(settings) -> list[IdempotentConsumer]:
