@@ -90,9 +90,23 @@ class Importer:
         if self.progress is not None and task is not None:
             self.progress.advance(task, n)
 
+    def _each(self, section: str, items: list, fn, report: Report) -> None:
+        """fn(item) -> (outcome, refusal) for each item, in parallel: the
+        writes wait on the database, not on this process."""
+        task = self._task(section, len(items))
+        with ThreadPoolExecutor(max_workers=max(1, self.workers)) as pool:
+            for outcome, note in pool.map(fn, items, chunksize=16):
+                if note is not None:
+                    report.refuse(note)
+                else:
+                    report.add(section, outcome)
+                self._advance(task)
+
     def run(self, plan: p.Plan, source: str) -> Report:
+        from kezek.importer.speed import cache_event_validation
         from services.queue.service import JoinQueue, NotFound, Refused
 
+        cache_event_validation()
         started = time.perf_counter()
         report = Report(dry_run=self.dry_run)
         actor = ACTOR.format(source=source)
@@ -118,21 +132,22 @@ class Importer:
         # Places: published up to the export's count, so a second run adds none.
         held = {(r["kindergarten"], r["cohort"], r["language"], r["for_category"]): r["free"] + r["held"] + r["enrolled"]
                 for r in self.q.places()}
-        task = self._task("places", len(plan.places))
-        for pool in plan.places:
+
+        def place(pool: p.Places) -> tuple[str, p.Note | None]:
             have = held.get((pool.kindergarten, pool.cohort, pool.language, pool.for_category), 0)
             missing = pool.free - have
             if pool.free == 0 or missing == 0:
-                report.add("places", "unchanged")
-            elif missing < 0:
-                report.refuse(p.Note("places", f"{pool.kindergarten}/{pool.cohort}/{pool.language}",
-                                     f"the register already holds {have} places, more than the export's {pool.free}"))
-            else:
-                if not self.dry_run:
-                    self.q.publish_places(pool.kindergarten, pool.cohort, pool.language, missing, actor=actor,
-                                          for_category=pool.for_category)
-                report.add("places", "created")
-            self._advance(task)
+                return "unchanged", None
+            if missing < 0:
+                return "refused", p.Note("places", f"{pool.kindergarten}/{pool.cohort}/{pool.language}",
+                                         f"the register already holds {have} places, more than the export's "
+                                         f"{pool.free}")
+            if not self.dry_run:
+                self.q.publish_places(pool.kindergarten, pool.cohort, pool.language, missing, actor=actor,
+                                      for_category=pool.for_category)
+            return "created", None
+
+        self._each("places", plan.places, place, report)
 
         can_import_referrals = hasattr(self.q, "import_referral")
         referred = {r.application_id for r in plan.referrals}
@@ -163,14 +178,7 @@ class Importer:
             except Refused as exc:
                 return "refused", p.Note("applications", app.old_id, exc.message)
 
-        task = self._task("applications", len(apps))
-        with ThreadPoolExecutor(max_workers=max(1, self.workers)) as pool:
-            for outcome, note in pool.map(one, apps, chunksize=64):
-                if note is not None:
-                    report.refuse(note)
-                else:
-                    report.add("applications", outcome)
-                self._advance(task)
+        self._each("applications", apps, one, report)
 
         if can_import_referrals:
             task = self._task("referrals", len(plan.referrals))
@@ -230,8 +238,10 @@ def main(argv: list[str]) -> int:
     parser.add_argument("--json", action="store_true", help="print the report as one JSON line at the end")
     args = parser.parse_args(argv)
 
+    from kezek.importer.speed import cache_event_validation
     from kezek.settings import Settings
 
+    cache_event_validation()
     console = Console(stderr=True)
     try:
         export = read(args.file)

@@ -1,13 +1,15 @@
 """The move from the old portal on real PostgreSQL, through the queue
-service's use cases, with the generated sample export (examples/import):
-bad rows refused with their reasons, a second run changes nothing, a dry run
-writes nothing, and reconciliation finds every queue date and position."""
+service's use cases, with exports from the sample generator
+(examples/import): bad rows refused with their reasons, a second run changes
+nothing, a dry run writes nothing, and reconciliation finds every queue date
+and position of the export (and notices one that moved)."""
 from __future__ import annotations
 
 import json
 import os
 import subprocess
 import sys
+from collections import Counter
 from pathlib import Path
 
 import pytest
@@ -15,136 +17,145 @@ import sqlalchemy as sa
 
 from kezek.db import make_engine, make_session_factory
 from kezek.importer import plan as p
-from kezek.importer.export import read
+from kezek.importer.export import read, write_csv_dir
 from kezek.importer.generate import generate
 from kezek.importer.reconcile import reconcile
 from kezek.importer.run import NO_REFERRAL_IMPORT, Importer
 from kezek.migrations import upgrade
+from services.queue.domain import Policy
 from services.queue.service import QueueService
 
 pytestmark = pytest.mark.integration
 ROOT = Path(__file__).resolve().parents[2]
 SAMPLE = ROOT / "examples" / "import" / "sample.json"
 SAMPLE_CSV = ROOT / "examples" / "import" / "sample-csv"
-
-
-@pytest.fixture(scope="module")
-def sample():
-    export = read(SAMPLE)
-    assert export.rows == generate().rows or _same_as_json(export), "examples/import is the generator's output"
-    return export
-
-
-def _same_as_json(export) -> bool:
-    return json.loads(json.dumps(generate().rows)) == json.loads(json.dumps(export.rows))
-
-
-@pytest.fixture
-def queue(pg_url):
-    url = pg_url("queue")
-    upgrade("queue", url)
-    engine = make_engine(url)
-    yield QueueService(make_session_factory(engine), country="KG"), engine
-    engine.dispose()
+TABLES = ("applications", "kindergartens", "places", "place_publications", "outbox", "audit_log")
 
 
 def counts(engine) -> dict[str, int]:
     with engine.connect() as c:
-        return {t: c.scalar(sa.text(f"SELECT count(*) FROM {t}"))
-                for t in ("applications", "kindergartens", "places", "place_publications", "outbox", "audit_log")}
+        return {t: c.scalar(sa.text(f"SELECT count(*) FROM {t}")) for t in TABLES}
 
 
-def test_sample_export_is_the_generators_output_in_json_and_csv(sample):
+def new_queue(pg_url) -> tuple[QueueService, sa.Engine]:
+    url = pg_url("queue")
+    upgrade("queue", url)
+    engine = make_engine(url)
+    return QueueService(make_session_factory(engine), country="KG"), engine
+
+
+@pytest.fixture(scope="module")
+def imported(pg_cluster):
+    """A smaller export of the same generator, imported once for the module."""
+    from kezek.db import ensure_database
+
+    url = pg_cluster.url("queue_import_module")
+    ensure_database(url)
+    upgrade("queue", url)
+    engine = make_engine(url)
+    service = QueueService(make_session_factory(engine), country="KG")
+    export = generate(applications=400, kindergartens=12, seed=21)
+    policy = service.policy()[0]
+    plan = p.make_plan(export, policy)
+    report = Importer(service, workers=4).run(plan, export.source)
+    yield service, engine, export, plan, report
+    engine.dispose()
+
+
+def test_committed_sample_is_the_generators_output_with_every_kind_of_bad_row():
+    sample = read(SAMPLE)
+    assert json.loads(json.dumps(generate().rows)) == json.loads(json.dumps(sample.rows)), \
+        "examples/import/sample.json is `python -m kezek.importer.generate examples/import`"
     assert read(SAMPLE_CSV).rows["applications"][0]["preferences"] == sample["applications"][0]["preferences"]
-    assert sum(len(v) for v in sample.rows.values()) > 5000
-
-
-def test_import_refuses_bad_rows_with_reasons_and_a_second_run_changes_nothing(queue, sample):
-    service, engine = queue
-    policy = service.policy()[0]
-    plan = p.make_plan(sample, policy)
-    first = Importer(service, workers=4).run(plan, sample.source)
-    c = first.counts
-    assert c["kindergartens"]["created"] == 40 and c["kindergartens"]["refused"] == 1
-    assert c["applications"]["created"] == len(plan.applications) - len(plan.referrals)
-    reasons = " | ".join(n.reason for n in first.refused)
-    for why in ("duplicate PIN", "impossible birth date", "in the future", "unknown kindergarten",
-                "unknown category", "before the child's birth", "one entry per child", "14 digits"):
+    assert sample.size() > 5000
+    plan = p.make_plan(sample, Policy())
+    reasons = " | ".join(n.reason for n in plan.refused)
+    for why in ("duplicate PIN", "impossible birth date", "in the future", "unknown kindergarten", "unknown category",
+                "before the child's birth", "one entry per child", "14 digits", "not a moment", "duplicate kindergarten"):
         assert why in reasons, why
-    assert sum(1 for n in first.refused if n.reason == NO_REFERRAL_IMPORT) == 2 * len(plan.referrals)
-    after_first = counts(engine)
-    assert after_first["applications"] == c["applications"]["created"]
-
-    second = Importer(service, workers=4).run(p.make_plan(sample, policy), sample.source)
-    assert second.changed() == 0
-    assert second.counts["applications"]["unchanged"] == c["applications"]["created"]
-    assert counts(engine) == after_first, "a second run writes nothing, not even an audit row"
+    assert len(plan.applications) > 1900
 
 
-def test_dry_run_writes_nothing_and_reports_what_an_import_would_do(queue, sample):
-    service, engine = queue
+def test_import_creates_entries_with_their_queue_dates_and_refuses_bad_rows_with_reasons(imported):
+    service, engine, export, plan, report = imported
+    c = report.counts
+    assert c["kindergartens"]["created"] == 12 and c["kindergartens"]["refused"] == 1
+    assert c["applications"]["created"] == len(plan.applications) - len(plan.referrals) > 300
+    assert counts(engine)["applications"] == c["applications"]["created"]
+    assert Counter(n.reason for n in report.refused)[NO_REFERRAL_IMPORT] == 2 * len(plan.referrals)
+    app = next(a for a in plan.applications if a.id not in {r.application_id for r in plan.referrals})
+    view = service.application(app.id)
+    assert view["queue_date"] == app.queue_date and view["status"] == "queued"
+
+
+def test_second_import_changes_nothing(imported):
+    service, engine, export, plan, first = imported
     before = counts(engine)
-    plan = p.make_plan(sample, service.policy()[0])
-    report = Importer(service, dry_run=True).run(plan, sample.source)
-    assert counts(engine) == before
-    assert report.counts["applications"]["created"] == len(plan.applications) - len(plan.referrals)
+    second = Importer(service, workers=4).run(p.make_plan(export, service.policy()[0]), export.source)
+    assert second.changed() == 0
+    assert second.counts["applications"]["unchanged"] == first.counts["applications"]["created"]
+    assert counts(engine) == before, "not even an audit row"
 
 
-def test_reconcile_finds_every_queue_date_and_position_of_the_export(queue, sample):
-    service, _ = queue
-    policy = service.policy()[0]
-    plan = p.make_plan(sample, policy)
-    Importer(service, workers=4).run(plan, sample.source)
-    result = reconcile(service, plan, policy, sample=100)
+def test_reconcile_finds_every_queue_date_and_position_of_the_export(imported):
+    service, engine, export, plan, _ = imported
+    result = reconcile(service, plan, service.policy()[0], sample=50)
     assert result.positions_checked == len(plan.applications) - len(plan.referrals)
-    assert result.positions_by_service == 100
-    kinds = {d["kind"] for d in result.differences}
-    # Everything imported is exactly as in the export; what differs is the
-    # children with a live referral, held back until the queue service can
-    # import a referral, and reconcile says so.
-    assert kinds <= {"missing_application"}
+    assert result.positions_by_service == 50
+    # Everything imported is as in the export; only the children with a
+    # live referral differ (held back until the queue service can import a
+    # referral), and reconcile names each of them.
+    assert {d["kind"] for d in result.differences} <= {"missing_application"}
     assert len(result.differences) == len(plan.referrals)
 
 
-def test_reconcile_notices_a_changed_queue_date(queue):
-    service, engine = queue
-    small = generate(applications=60, kindergartens=5, seed=3, bad=False)
+def test_reconcile_notices_a_queue_date_that_moved(pg_url):
+    service, engine = new_queue(pg_url)
+    small = generate(applications=40, kindergartens=4, seed=3, bad=False)
     policy = service.policy()[0]
     plan = p.make_plan(small, policy)
     plan.referrals.clear()
     Importer(service).run(plan, small.source)
     assert reconcile(service, plan, policy, sample=None).ok
-    victim = plan.applications[0]
     with engine.begin() as c:
         c.execute(sa.text("UPDATE applications SET queue_date = queue_date + interval '1 second' WHERE id = :i"),
-                  {"i": victim.id})
+                  {"i": plan.applications[0].id})
     kinds = {d["kind"] for d in reconcile(service, plan, policy, sample=None).differences}
     assert "application_queue_date" in kinds
+    engine.dispose()
 
 
-def test_kezek_import_and_reconcile_commands_on_csv(tmp_path):
+def test_dry_run_of_the_committed_sample_writes_nothing(pg_url):
+    service, engine = new_queue(pg_url)
+    before = counts(engine)
+    plan = p.make_plan(read(SAMPLE), service.policy()[0])
+    report = Importer(service, dry_run=True, workers=4).run(plan, "balalyk")
+    assert counts(engine) == before
+    assert report.counts["applications"]["created"] == len(plan.applications) - len(plan.referrals)
+    engine.dispose()
+
+
+def test_kezek_import_and_reconcile_commands_on_a_csv_export(tmp_path):
     env = {**os.environ, "KEZEK_STATE_DIR": str(tmp_path), "KEZEK_DATABASE_URL": "", "KEZEK_LOG_JSON": "false"}
     upgrade("queue", f"sqlite:///{tmp_path / 'queue.db'}")
-    small = tmp_path / "export"
-    from kezek.importer.export import write_csv_dir
-    write_csv_dir(generate(applications=150, kindergartens=6, seed=5), small)
+    export = tmp_path / "export"
+    write_csv_dir(generate(applications=120, kindergartens=6, seed=5), export)
     kezek = [sys.executable, "-m", "kezek.cli"]
-    dry = subprocess.run([*kezek, "import", str(small), "--dry-run", "--json"], env=env, capture_output=True,
-                         text=True, timeout=120, cwd=ROOT)
-    assert dry.returncode == 0, dry.stderr
-    assert json.loads(dry.stdout.strip().splitlines()[-1])["dry_run"] is True
-    run = subprocess.run([*kezek, "import", str(small), "--json", "--report", str(tmp_path / "r.json")], env=env,
-                         capture_output=True, text=True, timeout=120, cwd=ROOT)
-    assert run.returncode == 0, run.stderr
-    report = json.loads(run.stdout.strip().splitlines()[-1])
-    assert report["counts"]["applications"]["created"] > 100
-    assert "refused" in report["counts"]["children"] or report["counts"]["children"]
+
+    def run(*args):
+        out = subprocess.run([*kezek, *args], env=env, capture_output=True, text=True, timeout=180, cwd=ROOT)
+        return out, json.loads(out.stdout.strip().splitlines()[-1])
+
+    out, dry = run("import", str(export), "--dry-run", "--json")
+    assert out.returncode == 0, out.stderr
+    assert dry["dry_run"] is True and dry["counts"]["applications"]["created"] > 100
+    out, report = run("import", str(export), "--json", "--report", str(tmp_path / "r.json"))
+    assert out.returncode == 0, out.stderr
+    assert report["counts"]["applications"]["created"] == dry["counts"]["applications"]["created"]
+    assert "applications" in out.stderr and "refused" in out.stderr, "the table and reasons are printed"
     assert json.loads((tmp_path / "r.json").read_text())["refused"]
-    again = subprocess.run([*kezek, "import", str(small), "--json"], env=env, capture_output=True, text=True,
-                           timeout=120, cwd=ROOT)
-    assert "created" not in json.loads(again.stdout.strip().splitlines()[-1])["counts"]["applications"]
-    rec = subprocess.run([*kezek, "reconcile", str(small), "--json"], env=env, capture_output=True, text=True,
-                         timeout=120, cwd=ROOT)
-    summary = json.loads(rec.stdout.strip().splitlines()[-1])
-    assert summary["positions_checked"] > 100
-    assert set(summary["by_kind"]) <= {"missing_application"}
+    _, again = run("import", str(export), "--json")
+    assert "created" not in again["counts"]["applications"]
+    out, summary = run("reconcile", str(export), "--json")
+    assert summary["positions_checked"] == report["counts"]["applications"]["created"]
+    assert set(summary["by_kind"]) <= {"missing_application"} and out.returncode == 1

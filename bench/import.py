@@ -1,0 +1,104 @@
+"""Import benchmark (issue 9): the move of a national queue from the old portal.
+
+Generates an export of N applications (200,000 by default, with ~2 % bad
+rows), then, in a PostgreSQL cluster of its own, measures:
+
+- plan: reading and checking every row (JSON file);
+- import: `kezek import` through the queue service's use cases (one
+  transaction per queue entry with its outbox event and audit row);
+- second run: the same export again (idempotence: nothing created);
+- reconcile: every child's entry and position, and the queue service's own
+  explanation for a sample of 200.
+
+The last line printed is one JSON object with the figures.
+
+    .venv/bin/python bench/import.py
+    .venv/bin/python bench/import.py --applications 20000 --workers 4
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from kezek.db import ensure_database, make_engine, make_session_factory  # noqa: E402
+from kezek.importer import plan as p  # noqa: E402
+from kezek.importer.export import read, write_json  # noqa: E402
+from kezek.importer.generate import generate  # noqa: E402
+from kezek.importer.reconcile import reconcile  # noqa: E402
+from kezek.importer.run import Importer  # noqa: E402
+from kezek.importer.speed import cache_event_validation  # noqa: E402
+from kezek.infra.postgres import PostgresCluster  # noqa: E402
+from kezek.migrations import upgrade  # noqa: E402
+from services.queue.service import QueueService  # noqa: E402
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--applications", type=int, default=200_000)
+    parser.add_argument("--kindergartens", type=int, default=1200)
+    parser.add_argument("--workers", type=int, default=4)
+    parser.add_argument("--seed", type=int, default=11)
+    args = parser.parse_args()
+
+    cache_event_validation()
+    work = Path(tempfile.mkdtemp(prefix="kezek-bench-import-"))
+    os.chmod(work, 0o755)
+    cluster = PostgresCluster(work / "pg", durable=False).start()
+    figures: dict = {"applications": args.applications, "kindergartens": args.kindergartens, "workers": args.workers}
+    try:
+        url = cluster.url("kezek_queue_bench")
+        ensure_database(url)
+        upgrade("queue", url)
+        engine = make_engine(url, pool_size=args.workers + 2)
+        service = QueueService(make_session_factory(engine), country="KG")
+        policy = service.policy()[0]
+
+        t = time.perf_counter()
+        export_file = work / "export.json"
+        write_json(generate(args.applications, args.kindergartens, args.seed), export_file)
+        figures["generate_s"] = round(time.perf_counter() - t, 1)
+        figures["export_mb"] = round(export_file.stat().st_size / 2**20, 1)
+
+        t = time.perf_counter()
+        export = read(export_file)
+        plan = p.make_plan(export, policy)
+        figures["plan_s"] = round(time.perf_counter() - t, 1)
+        figures["rows"] = export.size()
+        figures["refused_rows"] = len(plan.refused)
+
+        t = time.perf_counter()
+        first = Importer(service, workers=args.workers).run(plan, export.source)
+        figures["import_s"] = round(time.perf_counter() - t, 1)
+        created = first.counts.get("applications", {}).get("created", 0)
+        figures["applications_created"] = created
+        figures["applications_per_s"] = round(created / max(figures["import_s"], 1e-9), 1)
+        print(f"import: {created} entries in {figures['import_s']} s", file=sys.stderr, flush=True)
+
+        t = time.perf_counter()
+        second = Importer(service, workers=args.workers).run(p.make_plan(export, policy), export.source)
+        figures["second_run_s"] = round(time.perf_counter() - t, 1)
+        figures["second_run_changed"] = second.changed()
+
+        t = time.perf_counter()
+        result = reconcile(service, plan, policy, sample=200)
+        figures["reconcile_s"] = round(time.perf_counter() - t, 1)
+        figures["reconcile_positions"] = result.positions_checked
+        figures["reconcile_differences"] = result.to_dict()["by_kind"]
+        engine.dispose()
+    finally:
+        cluster.stop()
+        shutil.rmtree(work, ignore_errors=True)
+    print(json.dumps(figures))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
