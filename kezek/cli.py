@@ -13,6 +13,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "relay": ("kezek.commands.relay", "publish every service's outbox to Kafka"),
     "consume": ("kezek.commands.consume", "run the services' Kafka consumers and background jobs"),
     "worker": ("kezek.commands.worker", "run the Temporal worker (referral workflows and activities)"),
+    "scenario": ("kezek.scenario.cli", "run a scenario file on a simulated clock; prints JSON Lines"),
     "staff-add": ("services.verification.cli", "create a staff account (caseworker, supervisor, commission, admin)"),
     "queue-replay": ("services.queue.cli", "recompute every allocation from its recorded inputs and compare"),
     "schemas-lock": ("kezek.events.compat", "freeze the event schemas after additive changes (refuses breaking ones)"),

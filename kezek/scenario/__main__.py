@@ -1,0 +1,3 @@
+from kezek.scenario.cli import main
+
+main()

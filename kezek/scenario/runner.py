@@ -1,0 +1,345 @@
+"""Runs a scenario: the real allocation (services/queue/domain.py) and the
+real ReferralWorkflow on Temporal's time-skipping test server.
+
+Time. Scenario time is local time of the country. The test server starts at
+today's date and can only move forward, so each workflow gets
+`clock_offset = scenario start - server time at the start` in its input
+(zero in production) and reads business time as workflow.now() + offset.
+The runner moves the server's clock from moment to moment with env.sleep;
+the moments are the steps, every day's 00:00 (allocation: birthdays), and
+the deadlines and stop-list ends that the workflows report.
+
+Order at one moment (SCENARIOS.md): windows that end expire, then stop-lists
+that end are lifted, then allocation, then each step in file order followed
+by allocation. The workflows run concurrently; their output lines are
+collected per cause and printed in that order.
+"""
+from __future__ import annotations
+
+import asyncio
+import time
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+
+from temporalio.contrib.pydantic import pydantic_data_converter
+from temporalio.runtime import LoggingConfig, Runtime, TelemetryConfig, TelemetryFilter
+from temporalio.testing import WorkflowEnvironment
+from temporalio.worker import UnsandboxedWorkflowRunner
+
+from kezek import calendar as kcal
+from kezek.infra.temporal import test_server_path
+from kezek.scenario.model import Scenario, Step
+from kezek.scenario.world import Cause, Child, Referral, World, local_iso
+from services.queue import domain
+from workflows import client as wf_client
+from workflows import contracts as c
+from workflows.worker import build_worker, sandbox_runner
+
+# How long one moment may take before the run is declared stuck.
+MOMENT_TIMEOUT = 120.0
+
+
+@dataclass
+class RunStats:
+    moments: int = 0
+    referrals: int = 0
+    updates: int = 0
+    notifications: int = 0
+    lines: int = 0
+    seconds: float = 0.0
+
+
+_RUNTIME: Runtime | None = None
+
+
+def _quiet_runtime() -> Runtime:
+    """The SDK core warns on standard error that the test server is not a
+    full server (heartbeat details); a scenario's stderr is for its own
+    messages, so only errors get through."""
+    global _RUNTIME
+    if _RUNTIME is None:
+        _RUNTIME = Runtime(telemetry=TelemetryConfig(
+            logging=LoggingConfig(filter=TelemetryFilter(core_level="ERROR", other_level="ERROR")),
+            metrics=None))
+    return _RUNTIME
+
+
+class Runner:
+    def __init__(self, scenario: Scenario, emit: Callable[[dict], None], *, sandboxed: bool = True) -> None:
+        self.s = scenario
+        self.cal = kcal.calendar(scenario.country)
+        self.world = World(scenario, self.cal)
+        self.emit = emit
+        self.sandboxed = sandboxed
+        self.stats = RunStats()
+        self.env: WorkflowEnvironment | None = None
+        self.offset = timedelta(0)
+        self.task_queue = f"scenario-{uuid.uuid4().hex[:8]}"
+        self.policy = c.ReferralPolicy(
+            confirm_working_days=scenario.policy.confirm_working_days,
+            enrol_working_days=scenario.policy.enrol_working_days,
+            certificate_valid_days=scenario.policy.certificate_valid_days,
+            extension_days=scenario.policy.extension_days,
+            stoplist_days=scenario.policy.stoplist_days)
+
+    def local(self, naive: datetime) -> datetime:
+        return naive.replace(tzinfo=self.cal.tz)
+
+    # -------------------------------------------------------------- run
+
+    async def run(self) -> dict:
+        began = time.perf_counter()
+        self.env = await WorkflowEnvironment.start_time_skipping(
+            test_server_existing_path=str(test_server_path()), data_converter=pydantic_data_converter,
+            runtime=_quiet_runtime())
+        try:
+            worker = build_worker(
+                self.env.client, self.world.activities(), task_queue=self.task_queue,
+                workflow_runner=sandbox_runner() if self.sandboxed else UnsandboxedWorkflowRunner(),
+                max_cached_workflows=100_000, max_concurrent_workflow_tasks=200,
+                max_concurrent_activities=400)
+            async with worker:
+                start = self.local(self.s.start)
+                self.offset = start - await self.env.get_current_time()
+                await self.world.set_now(start)
+                await self._loop(start, self.local(self.s.until))
+                final = self._final()
+        finally:
+            await self.env.shutdown()
+        self.stats.notifications = self.world.notifications
+        self.stats.seconds = time.perf_counter() - began
+        return final
+
+    async def _loop(self, start: datetime, until: datetime) -> None:
+        steps = list(self.s.steps)
+        next_step = 0
+        day = start.date() if start == self.cal.start_of_day(start.date()) else start.date() + timedelta(days=1)
+        while True:
+            candidates = [self.cal.start_of_day(day)]
+            if next_step < len(steps):
+                candidates.append(self.local(steps[next_step].at))
+            timers = self._timers()
+            if timers:
+                candidates.append(min(timers))
+            moment = min(candidates)
+            if moment > until:
+                break
+            todays: list[Step] = []
+            while next_step < len(steps) and self.local(steps[next_step].at) == moment:
+                todays.append(steps[next_step])
+                next_step += 1
+            day_start = moment == self.cal.start_of_day(day)
+            if day_start:
+                day += timedelta(days=1)
+            await asyncio.wait_for(self._moment(moment, todays, day_start), MOMENT_TIMEOUT)
+            self.stats.moments += 1
+
+    def _timers(self) -> list[datetime]:
+        out = []
+        for ref in self.world.referrals.values():
+            if ref.live and ref.deadline is not None:
+                out.append(ref.deadline)
+            elif ref.stoplist_until is not None:
+                out.append(ref.stoplist_until)
+        return out
+
+    async def _moment(self, moment: datetime, steps: list[Step], day_start: bool) -> None:
+        expiring = sorted((r for r in self.world.referrals.values() if r.live and r.deadline == moment),
+                          key=lambda r: r.seq)
+        lifting = sorted((r for r in self.world.referrals.values()
+                          if not r.live and r.stoplist_until == moment), key=lambda r: r.seq)
+        busy = bool(expiring or lifting or steps or (day_start and self.world.free_places()))
+        if not busy:
+            return
+        # Causes and expectations first: a deadline that fired a little early
+        # (the server's clock runs in real time while the runner works) has
+        # its effects held until the runner's clock reaches it.
+        groups = []
+        for group, what in ((expiring, "paused"), (lifting, "resumed")):
+            causes, waits = [], []
+            for ref in group:
+                cause = Cause(step=None)
+                self.world.attribute(ref.id, cause)
+                causes.append(cause)
+                waits.append(self.world.expect(ref.id, what))
+            groups.append((causes, waits))
+        await self._advance(moment)
+        # 1. windows that end expire; 2. stop-lists that end are lifted.
+        for causes, waits in groups:
+            if waits:
+                await asyncio.gather(*waits)
+            for cause in causes:
+                self._flush(cause)
+        if expiring or lifting or day_start:
+            await self._allocate(moment, None)
+        # 3. the steps, each followed by allocation.
+        for step in steps:
+            cause = Cause(step=step.index)
+            await self._step(step, moment, cause)
+            self._flush(cause)
+            await self._allocate(moment, step.index)
+
+    async def _advance(self, moment: datetime) -> None:
+        assert self.env is not None
+        await self.world.set_now(moment)
+        left = (moment - self.offset) - await self.env.get_current_time()
+        if left > timedelta(0):
+            await self.env.sleep(left)
+
+    def _flush(self, cause: Cause) -> None:
+        for line in cause.lines:
+            self.emit(line)
+            self.stats.lines += 1
+        cause.lines.clear()
+
+    # ------------------------------------------------------- allocation
+
+    async def _allocate(self, moment: datetime, step: int | None) -> None:
+        free = self.world.free_places()
+        if not free:
+            return
+        waiting = [ch.applicant() for ch in self.world.waiting()]
+        allocations = domain.allocate(waiting, free, moment.date(), self.s.policy)
+        if not allocations:
+            return
+        await self._advance(moment)
+        causes, waits, starts = [], [], []
+        for a in allocations:
+            child = self.world.children[a.child_id]
+            ref = self.world.hold(child, a.place, a.for_category, moment)
+            cause = Cause(step=step)
+            self.world.attribute(ref.id, cause)
+            causes.append(cause)
+            waits.append(self.world.expect(ref.id, "referral.issued"))
+            starts.append(self._issue(ref, child, moment))
+        self.stats.referrals += len(allocations)
+        await asyncio.gather(*starts)
+        await asyncio.gather(*waits)
+        for cause in causes:
+            self._flush(cause)
+
+    async def _issue(self, ref: Referral, child: Child, moment: datetime) -> None:
+        assert self.env is not None
+        category = self.s.policy.category(child.category)
+        inp = c.ReferralInput(
+            referral_id=ref.id, application_id=child.alias, kindergarten=ref.place.kindergarten,
+            cohort=ref.place.cohort, language=ref.place.language, category=child.category,
+            for_category=ref.for_category, needs_confirmation=category.needs_confirmation,
+            issued_at=moment, country=self.s.country, policy=self.policy, clock_offset=self.offset)
+        await wf_client.issue(self.env.client, inp, task_queue=self.task_queue)
+
+    # ------------------------------------------------------------ steps
+
+    async def _step(self, step: Step, at: datetime, cause: Cause) -> None:
+        w = self.world
+        child = w.children.get(step.child) if step.child else None
+
+        def refuse(reason: str) -> None:
+            fields = {}
+            if child is not None:
+                fields["child"] = child.alias
+            if step.kindergarten is not None:
+                fields.update(kindergarten=step.kindergarten, cohort=step.cohort, language=step.language)
+            w.line(cause, at, "step.refused", reason=reason, **fields)
+
+        if step.do == "publish_places":
+            key = domain.PlaceKey(step.kindergarten, step.cohort, step.language)
+            w.place_keys.add(key)
+            w.free[(key, step.for_category)] += step.places
+            return
+        if step.do == "withdraw_places":
+            key = domain.PlaceKey(step.kindergarten, step.cohort, step.language)
+            pool = (key, step.for_category)
+            free = w.free.get(pool, 0)
+            if step.places > free:
+                what = f"reserved for {step.for_category}" if step.for_category else "open"
+                refuse(f"only {free} free {what} place(s) of {key} can be withdrawn, not {step.places}; "
+                       f"held and taken places stay")
+                return
+            w.free[pool] -= step.places
+            return
+        assert child is not None
+        if step.do == "apply":
+            if child.status in ("absent", "removed"):
+                child.status, child.queue_date = "queued", at
+                child.category, child.preferences = child.spec.category, list(child.spec.preferences)
+                child.kindergarten = None
+                child.changed()
+                w.line(cause, at, "application.queued", child=child.alias)
+            elif child.status == "enrolled":
+                refuse(f"{child.alias} is already enrolled")
+            else:
+                refuse(f"{child.alias} is already in the queue (PIN {child.spec.pin})")
+            return
+        if step.do == "remove_from_queue":
+            if child.status in ("absent", "removed"):
+                refuse(f"{child.alias} is not in the queue")
+                return
+            if child.status == "enrolled":
+                refuse(f"{child.alias} is enrolled and no longer in the queue")
+                return
+            if child.status == "referred" and child.referral is not None:
+                # Leaving the queue gives the held place up at once.
+                w.attribute(child.referral.id, cause)
+                try:
+                    await self._act(child.referral, c.CANCEL, c.CancelReferral(
+                        acted_at=at, actor="parent", drop_preference=False, reason="removed from the queue"))
+                except wf_client.ReferralRefused as e:
+                    refuse(e.reason)
+                    return
+            child.status, child.kindergarten = "removed", None
+            w.line(cause, at, "application.removed", child=child.alias)
+            return
+        # Acts on the child's referral, decided by its workflow.
+        ref = child.referral
+        if ref is None:
+            refuse(f"{child.alias} has no referral")
+            return
+        w.attribute(ref.id, cause)
+        if step.do == "confirm_privilege":
+            update, req = c.CONFIRM_PRIVILEGE, c.ConfirmPrivilege(
+                acted_at=at, actor="caseworker", certificate_issued=step.certificate_issued)
+        elif step.do == "reject_privilege":
+            update, req = c.REJECT_PRIVILEGE, c.RejectPrivilege(acted_at=at, actor="caseworker",
+                                                                reason=step.reason or "")
+        elif step.do == "extend_referral":
+            update, req = c.EXTEND, c.ExtendReferral(acted_at=at, actor="parent")
+        elif step.do == "cancel_referral":
+            update, req = c.CANCEL, c.CancelReferral(acted_at=at, actor="parent")
+        elif step.do == "enrol":
+            update, req = c.ENROL, c.RecordEnrolment(acted_at=at, actor="kindergarten")
+        else:  # pragma: no cover - the model knows every kind
+            raise ValueError(step.do)
+        try:
+            await self._act(ref, update, req)
+        except wf_client.ReferralRefused as e:
+            refuse(e.reason)
+
+    async def _act(self, ref: Referral, update: str, req: c.Act) -> c.ActResult:
+        assert self.env is not None
+        self.stats.updates += 1
+        return await wf_client.act(self.env.client, ref.id, update, req)
+
+    # ------------------------------------------------------------ final
+
+    def _final(self) -> dict:
+        w = self.world
+        waiting = [ch.applicant() for ch in w.waiting()]
+        children = {}
+        for alias, ch in w.children.items():
+            status = ch.status if ch.status != "absent" else "removed"
+            position = None
+            if ch.status == "queued" and ch.preferences:
+                position = domain.position(alias, waiting, self.s.policy)
+            children[alias] = {"status": status,
+                               "kindergarten": ch.kindergarten if ch.status in ("referred", "enrolled") else None,
+                               "position": position}
+        keys = set(w.place_keys) | {k for k, _ in w.free} | set(w.held) | set(w.enrolled)
+        places = {}
+        for key in sorted(keys):
+            free = sum(n for (k, _), n in w.free.items() if k == key)
+            places[str(key)] = {"free": free, "held": w.held[key], "enrolled": w.enrolled[key]}
+        return {"event": "final", "at": local_iso(self.local(self.s.until), self.cal), "children": children,
+                "places": places}

@@ -1,0 +1,265 @@
+"""The scenario's queue service: an in-memory register of places and a queue
+of children, with the queue-side activities of workflows/contracts.py.
+
+The ReferralWorkflow calls these activities exactly as it calls the real
+queue service; each applies its effect once per idempotency key and reports
+the fact it produced as an output line. Lines are collected per cause (an
+allocation, a step, an expiry, the end of a stop-list) so the runner can
+print them in a deterministic order when several workflows act at once.
+"""
+from __future__ import annotations
+
+import asyncio
+from collections import Counter
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+from temporalio import activity
+
+from kezek.calendar import WorkingCalendar
+from kezek.scenario.model import ChildSpec, Scenario
+from services.queue.domain import Applicant, PlaceKey
+from workflows import contracts as c
+
+FIELD_ORDER = ("at", "event", "child", "kindergarten", "cohort", "language", "deadline", "reason", "until",
+               "step")
+
+
+def local_iso(moment: datetime, cal: WorkingCalendar) -> str:
+    return cal.local(moment).replace(tzinfo=None).isoformat(timespec="seconds")
+
+
+@dataclass
+class Child:
+    spec: ChildSpec
+    category: str
+    preferences: list[str]
+    queue_date: datetime | None = None       # aware, local
+    status: str = "absent"                   # absent | queued | referred | enrolled | paused | removed
+    kindergarten: str | None = None
+    referral: "Referral | None" = None       # the latest one (its workflow may still run)
+    referrals: int = 0
+    _applicant: Applicant | None = None
+
+    @property
+    def alias(self) -> str:
+        return self.spec.alias
+
+    def applicant(self) -> Applicant:
+        # Cached: allocation asks for every waiting child at every moment.
+        if self._applicant is None:
+            assert self.queue_date is not None
+            self._applicant = Applicant(
+                child_id=self.alias, birth_date=self.spec.birth_date, category=self.category,
+                queue_date=self.queue_date, language=self.spec.language, preferences=tuple(self.preferences))
+        return self._applicant
+
+    def changed(self) -> None:
+        self._applicant = None
+
+
+@dataclass
+class Referral:
+    id: str
+    seq: int
+    child: Child
+    place: PlaceKey
+    for_category: str | None
+    live: bool = True
+    deadline: datetime | None = None
+    stoplist_until: datetime | None = None
+
+
+@dataclass
+class Cause:
+    """What output lines belong to: the step index (or None) and the lines."""
+
+    step: int | None
+    lines: list[dict[str, Any]] = field(default_factory=list)
+
+
+class World:
+    def __init__(self, scenario: Scenario, cal: WorkingCalendar) -> None:
+        self.scenario, self.cal, self.policy = scenario, cal, scenario.policy
+        self.children: dict[str, Child] = {
+            alias: Child(spec, spec.category, list(spec.preferences)) for alias, spec in scenario.children.items()}
+        for child in self.children.values():
+            if child.spec.applied is not None:
+                child.queue_date = cal.local(child.spec.applied)
+                child.status = "queued"
+        self.free: Counter[tuple[PlaceKey, str | None]] = Counter()
+        self.held: Counter[PlaceKey] = Counter()
+        self.enrolled: Counter[PlaceKey] = Counter()
+        self.place_keys: set[PlaceKey] = set()
+        self.referrals: dict[str, Referral] = {}
+        self.now: datetime | None = None
+        self._clock = asyncio.Condition()
+        self._applied: set[str] = set()
+        self._cause_of: dict[str, Cause] = {}
+        self._waiters: dict[tuple[str, str], asyncio.Future] = {}
+        self._happened: set[tuple[str, str]] = set()
+        self.notifications = 0
+
+    # ------------------------------------------------------------- clock
+
+    async def set_now(self, moment: datetime) -> None:
+        async with self._clock:
+            self.now = moment
+            self._clock.notify_all()
+
+    async def _reached(self, moment: datetime) -> None:
+        """An effect dated later than the runner's clock waits for it: the
+        server's clock runs on in real time while the runner works, and a
+        deadline must not take effect in the middle of an earlier moment."""
+        async with self._clock:
+            await self._clock.wait_for(lambda: self.now is not None and self.now >= moment)
+
+    # ------------------------------------------------------------ causes
+
+    def attribute(self, referral_id: str, cause: Cause) -> None:
+        self._cause_of[referral_id] = cause
+
+    def expect(self, referral_id: str, what: str) -> asyncio.Future:
+        """A future for a fact about a referral ("referral.issued", "paused",
+        "resumed"); already done if the fact came first."""
+        fut = asyncio.get_running_loop().create_future()
+        if (referral_id, what) in self._happened:
+            self._happened.discard((referral_id, what))
+            fut.set_result(None)
+        else:
+            self._waiters[(referral_id, what)] = fut
+        return fut
+
+    def _done(self, referral_id: str, what: str) -> None:
+        fut = self._waiters.pop((referral_id, what), None)
+        if fut is None:
+            self._happened.add((referral_id, what))
+        elif not fut.done():
+            fut.set_result(None)
+
+    def line(self, cause: Cause, at: datetime, event: str, **fields: Any) -> None:
+        data = {"at": local_iso(at, self.cal), "event": event, **fields}
+        if cause.step is not None:
+            data["step"] = cause.step
+        cause.lines.append({k: data[k] for k in FIELD_ORDER if data.get(k) is not None})
+
+    def _place_fields(self, ref: Referral) -> dict[str, Any]:
+        return {"child": ref.child.alias, "kindergarten": ref.place.kindergarten, "cohort": ref.place.cohort,
+                "language": ref.place.language}
+
+    # ---------------------------------------------------------- register
+
+    def waiting(self) -> list[Child]:
+        return [ch for ch in self.children.values() if ch.status == "queued"]
+
+    def free_places(self) -> dict[tuple[PlaceKey, str | None], int]:
+        return {k: n for k, n in self.free.items() if n > 0}
+
+    def hold(self, child: Child, place: PlaceKey, for_category: str | None, at: datetime) -> Referral:
+        self.free[(place, for_category)] -= 1
+        self.held[place] += 1
+        child.referrals += 1
+        ref = Referral(f"{child.alias}-{child.referrals}", len(self.referrals) + 1, child, place, for_category)
+        self.referrals[ref.id] = ref
+        child.referral, child.status, child.kindergarten = ref, "referred", place.kindergarten
+        return ref
+
+    def _once(self, call: c.ActivityCall) -> bool:
+        if call.idempotency_key in self._applied:
+            return False
+        self._applied.add(call.idempotency_key)
+        return True
+
+    # -------------------------------------------------------- activities
+
+    def activities(self) -> list:
+        return [self.return_place, self.return_to_general_queue, self.put_on_stoplist, self.lift_stoplist,
+                self.record_enrolment, self.record_referral, self.notify_parent]
+
+    async def _enter(self, call: c.ActivityCall) -> tuple[Referral, Cause] | None:
+        await self._reached(call.at)
+        if not self._once(call):
+            return None
+        ref = self.referrals[call.referral_id]
+        return ref, self._cause_of[call.referral_id]
+
+    @activity.defn(name=c.RECORD_REFERRAL)
+    async def record_referral(self, call: c.RecordReferral) -> None:
+        entered = await self._enter(call)
+        if entered:
+            ref, cause = entered
+            ref.deadline = call.deadline
+            deadline = local_iso(call.deadline, self.cal) if call.deadline else None
+            self.line(cause, call.at, call.event, **self._place_fields(ref), deadline=deadline, reason=call.reason)
+        self._done(call.referral_id, call.event)
+
+    @activity.defn(name=c.RETURN_PLACE)
+    async def return_place(self, call: c.ReturnPlace) -> None:
+        entered = await self._enter(call)
+        if entered:
+            ref, cause = entered
+            ref.live, ref.deadline = False, None
+            self.held[ref.place] -= 1
+            self.free[(ref.place, ref.for_category)] += 1
+            child = ref.child
+            if child.status == "referred":
+                child.status, child.kindergarten = "queued", None
+            if call.drop_preference and ref.place.kindergarten in child.preferences:
+                child.preferences.remove(ref.place.kindergarten)
+                child.changed()
+            self.line(cause, call.at, f"referral.{call.outcome}", **self._place_fields(ref), reason=call.reason)
+            self.line(cause, call.at, "place.returned", **self._place_fields(ref))
+        self._done(call.referral_id, "place.returned")
+
+    @activity.defn(name=c.RETURN_TO_GENERAL_QUEUE)
+    async def return_to_general_queue(self, call: c.ReturnToGeneralQueue) -> None:
+        entered = await self._enter(call)
+        if entered:
+            ref, cause = entered
+            ref.child.category = "general"
+            ref.child.changed()
+            self.line(cause, call.at, "application.returned_to_general_queue", child=ref.child.alias)
+        self._done(call.referral_id, "returned_to_general_queue")
+
+    @activity.defn(name=c.PUT_ON_STOPLIST)
+    async def put_on_stoplist(self, call: c.PutOnStoplist) -> None:
+        entered = await self._enter(call)
+        if entered:
+            ref, cause = entered
+            ref.stoplist_until = call.until
+            if ref.child.status in ("queued", "referred"):
+                ref.child.status = "paused"
+            self.line(cause, call.at, "application.paused", child=ref.child.alias,
+                      until=local_iso(call.until, self.cal))
+        self._done(call.referral_id, "paused")
+
+    @activity.defn(name=c.LIFT_STOPLIST)
+    async def lift_stoplist(self, call: c.LiftStoplist) -> None:
+        entered = await self._enter(call)
+        if entered:
+            ref, cause = entered
+            ref.stoplist_until = None
+            # A child removed from the queue meanwhile stays removed.
+            if ref.child.status == "paused":
+                ref.child.status = "queued"
+                self.line(cause, call.at, "application.resumed", child=ref.child.alias)
+        self._done(call.referral_id, "resumed")
+
+    @activity.defn(name=c.RECORD_ENROLMENT)
+    async def record_enrolment(self, call: c.RecordEnrolmentCall) -> None:
+        entered = await self._enter(call)
+        if entered:
+            ref, cause = entered
+            ref.live, ref.deadline = False, None
+            self.held[ref.place] -= 1
+            self.enrolled[ref.place] += 1
+            ref.child.status, ref.child.kindergarten = "enrolled", ref.place.kindergarten
+            self.line(cause, call.at, "referral.enrolled", **self._place_fields(ref))
+        self._done(call.referral_id, "enrolled")
+
+    @activity.defn(name=c.NOTIFY_PARENT)
+    async def notify_parent(self, call: c.NotifyParent) -> None:
+        # The scenario prints facts, not messages; it only counts them.
+        if self._once(call):
+            self.notifications += 1
