@@ -964,7 +964,10 @@ class Ingest:
                                 reason=(data.get("reason") or None)))
         s.flush()
         app = s.get(Applicant, ref.application_id)
-        if t == "referral.issued.v1" and app is not None and app.child_pin:
+        # After every fact, not only "issued": the facts of a child's
+        # different referrals travel on different partitions, so the
+        # cancellation that completes the pattern may arrive last.
+        if app is not None and app.child_pin:
             self._detect(s, app.child_pin, app.application_id, event)
 
     def _detect(self, s: Session, pin: str, application_id: str, event: Event) -> None:

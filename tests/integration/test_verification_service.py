@@ -436,3 +436,17 @@ def test_every_verification_event_in_the_outbox_matches_its_schema(env):
         for payload in s.execute(sa.select(outbox.table.c.payload)).scalars():
             validate(Event.from_json(payload))
             assert "child_pin" not in json.loads(payload)["data"]
+
+
+def test_abuse_is_found_whatever_order_the_facts_of_different_referrals_arrive_in(env):
+    pin = "10103202300011"
+    facts = [referral_issued("r3", "a1", deadline=NOW + timedelta(days=5), at=NOW - timedelta(hours=1))]
+    for i, rid in enumerate(("r1", "r2")):
+        t = NOW - timedelta(days=60 - 20 * i)
+        facts += [referral_issued(rid, "a1", deadline=t + timedelta(days=7), at=t),
+                  referral_closed("cancelled", rid, "a1", at=t + timedelta(days=2))]
+    env.deliver(application_submitted("a1", pin=pin))
+    for ev in facts:                       # the newest referral first, a cancellation last
+        env.deliver(ev)
+    [case] = env.service.abuse_cases(env.staff.chynara)
+    assert case["cycles"] == 2

@@ -1,0 +1,142 @@
+"""The verification service on real infrastructure: PostgreSQL (its schema
+from the migrations, the audit log's append-only triggers) and Kafka (the
+queue's and registration's facts in through the real relay and the service's
+idempotent consumer; its own verification.* facts out through its outbox)."""
+import json
+import time
+import uuid
+from datetime import UTC, datetime, timedelta
+
+import pytest
+import sqlalchemy as sa
+from kafka import KafkaConsumer
+from sqlalchemy.exc import DBAPIError
+from sqlalchemy.orm import DeclarativeBase
+
+from kezek.db import make_engine, make_session_factory
+from kezek.infra.kafka import ensure_topics
+from kezek.migrations import upgrade
+from kezek.outbox import Outbox
+from kezek.relay import OutboxRelay, make_producer
+from services.verification.api import VerificationSettings
+from services.verification.consumers import build_consumers
+from services.verification.models import AbuseCase, AuditEntry, Referral, outbox as verification_outbox
+from services.verification.service import VerificationService
+from services.verification.testing import (
+    DISTRICT_A, PASSWORD, application_received, application_submitted, referral_closed, referral_issued,
+)
+
+pytestmark = pytest.mark.integration
+
+
+class _SourceBase(DeclarativeBase):
+    pass
+
+
+def relay_all(relay: OutboxRelay, timeout: float = 60) -> int:
+    """Relays until the outbox is empty (a first send may wait for a new
+    topic's leader)."""
+    sent, deadline = 0, time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            n = relay.relay_once()
+        except Exception:
+            n = 0
+        sent += n
+        with relay.sessions() as s:
+            if relay.outbox.pending(s) == 0:
+                return sent
+        time.sleep(0.5)
+    return sent
+
+
+def test_audit_log_on_postgresql_refuses_update_delete_and_truncate(pg_url):
+    url = pg_url("verification")
+    upgrade("verification", url)
+    engine = make_engine(url)
+    try:
+        service = VerificationService(make_session_factory(engine))
+        service.add_staff("aida", "Aida", "caseworker", DISTRICT_A, PASSWORD)
+        service.login("aida", PASSWORD)
+        for statement in ("UPDATE audit_log SET outcome = 'ok'", "DELETE FROM audit_log WHERE seq > 0",
+                          "TRUNCATE audit_log"):
+            with pytest.raises(DBAPIError, match="append-only"):
+                with engine.begin() as conn:
+                    conn.execute(sa.text(statement))
+        with make_session_factory(engine)() as s:
+            assert [a.action for a in s.scalars(sa.select(AuditEntry).order_by(AuditEntry.seq))] == [
+                "staff.add", "login"]
+    finally:
+        engine.dispose()
+
+
+def test_facts_from_kafka_build_the_worklist_once_each_and_abuse_goes_out_as_an_event(pg_url, kafka_bootstrap,
+                                                                                      tmp_path):
+    url = pg_url("verification")
+    upgrade("verification", url)
+    prefix = f"t{uuid.uuid4().hex[:8]}"
+
+    class Settings(VerificationSettings):
+        def database_url_for(self, service: str) -> str:
+            return url
+
+    settings = Settings(state_dir=tmp_path, kafka_bootstrap=kafka_bootstrap, kafka_topic_prefix=prefix)
+    ensure_topics(kafka_bootstrap, [f"{prefix}.application", f"{prefix}.referral", f"{prefix}.verification"])
+
+    # The queue's and registration's outboxes, relayed as they are in production.
+    source_engine = make_engine(f"sqlite:///{tmp_path / 'source.db'}")
+    source = Outbox(_SourceBase.metadata, source="queue")
+    _SourceBase.metadata.create_all(source_engine)
+    source_sessions = make_session_factory(source_engine)
+    now = datetime.now(UTC)
+    facts = [application_submitted("a1", pin="10103202300011"), application_received("a1")]
+    for i, rid in enumerate(("r1", "r2")):
+        t = now - timedelta(days=60 - 20 * i)
+        facts += [referral_issued(rid, "a1", deadline=t + timedelta(days=7), at=t),
+                  referral_closed("cancelled", rid, "a1", at=t + timedelta(days=2))]
+    facts.append(referral_issued("r3", "a1", deadline=now + timedelta(days=5), at=now - timedelta(hours=1)))
+    with source_sessions() as s, s.begin():
+        for ev in facts:
+            s.execute(source.table.insert().values(event_id=ev.id, type=ev.type, subject=ev.subject,
+                                                   payload=ev.to_json(), created_at=now))
+    relay = OutboxRelay(source_sessions, source, kafka_bootstrap, topic_prefix=prefix)
+    assert relay_all(relay) == len(facts)
+    # A redelivery, as after a relay crash between send and commit.
+    producer = make_producer(kafka_bootstrap)
+    producer.send(f"{prefix}.referral", key="r3", value=facts[-1].to_json()).get(30)
+    producer.close()
+
+    [consumer] = build_consumers(settings)
+    engine = make_engine(url)
+    sessions = make_session_factory(engine)
+    try:
+        handled = 0
+        deadline = time.monotonic() + 60
+        while handled < len(facts) and time.monotonic() < deadline:
+            handled += consumer.poll_once(500)
+        for _ in range(4):          # the redelivered message, if it comes after
+            handled += consumer.poll_once(300)
+        assert handled == len(facts)
+        with sessions() as s:
+            assert s.get(Referral, "r3").state == "awaiting_confirmation"
+            [case] = s.scalars(sa.select(AbuseCase)).all()
+            assert case.cycles == 2 and case.district == DISTRICT_A
+
+        # The service's own facts leave through its outbox.
+        out = OutboxRelay(sessions, verification_outbox, kafka_bootstrap, topic_prefix=prefix)
+        assert relay_all(out) == 1
+        reader = KafkaConsumer(f"{prefix}.verification", bootstrap_servers=kafka_bootstrap,
+                               auto_offset_reset="earliest", consumer_timeout_ms=15_000,
+                               group_id=f"reader-{prefix}")
+        messages = [json.loads(m.value) for m in reader]
+        reader.close()
+        assert [m["type"] for m in messages] == ["verification.abuse_flagged.v1"]
+        assert messages[0]["data"]["referral_ids"] == ["r1", "r2", "r3"]
+        assert "child_pin" not in messages[0]["data"]
+    finally:
+        consumer.close()
+        relay.close()
+        if "out" in locals():
+            out.close()
+        engine.dispose()
+        source_engine.dispose()
