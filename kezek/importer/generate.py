@@ -44,9 +44,13 @@ def generate(applications: int = 2000, kindergartens: int = 40, seed: int = 7,
                 ex["places"].append({"kindergarten": kid, "cohort": cohort, "language": lang, "category": "",
                                      "free": rnd.randint(0, 3)})
     serials = rnd.sample(range(100000), min(applications + 100, 100000))
+    pins: set[str] = set()
     for n in range(1, applications + 1):
         birth = now.date() - timedelta(days=rnd.randint(400, 365 * 6))
-        pin = f"{rnd.choice('12')}{birth:%d%m%Y}{serials[n]:05d}"
+        pin = f"{rnd.choice('12')}{birth:%d%m%Y}{serials[n] if n < len(serials) else rnd.randrange(100000):05d}"
+        while pin in pins:  # large exports: draw again rather than make an unplanned duplicate
+            pin = f"{pin[:9]}{rnd.randrange(100000):05d}"
+        pins.add(pin)
         cid = f"c{n}"
         ex["children"].append({"id": cid, "pin": pin, "surname": rnd.choice(SURNAMES), "name": rnd.choice(NAMES),
                                "patronymic": "", "birth_date": birth.isoformat()})
@@ -101,7 +105,7 @@ def add_bad_rows(ex: Export, rnd: random.Random, now: datetime) -> None:
         nxt += 1
 
     for i in range(k):
-        child_app(rnd.choice(children[:len(apps) // 2])["pin"])                      # duplicate PIN
+        child_app(children[rnd.randrange(len(apps) // 2)]["pin"])                     # duplicate PIN
         child_app(f"13102{2021 + i % 3}{i:05d}")                                    # 31 February
         child_app(f"2010{1 + i % 9}{now.year + 50}{i:05d}")                         # born in the future
         child_app(f"2150520{20 + i % 3}{i:04d}X")                                   # malformed PIN
