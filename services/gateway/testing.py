@@ -225,10 +225,12 @@ class Stack:
         }, referrals=self.queue.workflows)
 
     def events(self, event_type: str) -> list[dict]:
+        """Registration's outbox as the notifications service reads it (sealed fields opened)."""
         with self.registration.state.engine.connect() as conn:
             rows = conn.execute(sa.text("SELECT payload FROM outbox WHERE type = :t ORDER BY seq"),
                                 {"t": event_type}).all()
-        return [json.loads(p)["data"] for (p,) in rows]
+        sealer = self.registration.state.service.sealer
+        return [sealer.opened(event_type, json.loads(p)["data"]) for (p,) in rows]
 
     def last_code(self, email: str) -> str:
         return [e["code"] for e in self.events("registration.email_code_issued.v1") if e["email"] == email][-1]

@@ -1,7 +1,8 @@
 """Registration use cases: load -> rules (domain.py) -> save + outbox rows, in
 one transaction each. Secrets leave this module only once, to their owner:
 the draft token and the session token to the caller, the e-mail code and the
-activation link through the outbox to the notifications service."""
+activation link through the outbox to the notifications service, sealed
+(sealing.py) so that no reader of the Kafka topics but that service sees them."""
 from __future__ import annotations
 
 import json
@@ -23,6 +24,7 @@ from services.registration.address import AddressRegistry
 from services.registration.models import (Account, ActivationToken, Application, Draft, LoginFailure,
                                           OidcRequest, Session as SessionRow, outbox)
 from services.registration.oidc import OidcError, OidcProvider, new_pkce
+from services.registration.sealing import Sealer
 
 TIMEZONES = {"KG": ZoneInfo("Asia/Bishkek"), "KZ": ZoneInfo("Asia/Almaty")}
 OIDC_REQUEST_TTL = timedelta(minutes=10)
@@ -74,6 +76,7 @@ class RegistrationService:
         self.sessions = sessions
         self.registry = registry
         self.code_key = code_key
+        self.sealer = Sealer(code_key)
         self.country = country
         self.public_url = public_url.rstrip("/")
         self.categories = categories
@@ -180,10 +183,10 @@ class RegistrationService:
                                  field_="parent.email")
             draft.email_code = _code_to_json(state)
             draft.updated_at = now
-            outbox.add(s, "registration.email_code_issued.v1", f"draft-{draft.token_hash[:16]}", {
+            outbox.add(s, CODE_ISSUED, f"draft-{draft.token_hash[:16]}", self.sealer.sealed(CODE_ISSUED, {
                 "email": email, "code": code, "expires_at": state.expires_at.isoformat(),
                 "locale": locale or draft.locale,
-            })
+            }, "code"))
             return {"email": email, "expires_at": state.expires_at.isoformat()}
 
     def verify_code(self, token: str, code: str) -> dict:
@@ -275,11 +278,11 @@ class RegistrationService:
         token = d.new_token()
         expires = now + d.ACTIVATION_TTL
         s.add(ActivationToken(token_hash=d.token_hash(token), account_id=account.id, expires_at=expires))
-        outbox.add(s, "account.activation_issued.v1", account.id, {
+        outbox.add(s, ACTIVATION_ISSUED, account.id, self.sealer.sealed(ACTIVATION_ISSUED, {
             "parent_id": account.id, "email": account.email,
             "activation_url": f"{self.public_url}/activate?token={token}",
             "expires_at": expires.isoformat(), "locale": account.locale,
-        }, time=now)
+        }, "activation_url"), time=now)
 
     def resend_activation(self, email: str) -> None:
         """A new link for an account not yet activated; silent otherwise, so the
@@ -420,8 +423,9 @@ class RegistrationService:
 
     def scrub_sent_secrets(self) -> int:
         """The e-mail code and the activation link travel to the notifications
-        service in events; once the relay has sent them, the outbox keeps
-        them no longer (the database holds secrets only as hashes)."""
+        service in events, sealed; once the relay has sent them, the outbox
+        keeps them no longer, not even sealed (the database holds secrets
+        only as hashes, and a leaked secret key must not open old rows)."""
         table = outbox.table
         with unit_of_work(self.sessions) as s:
             rows = s.execute(sa.select(table.c.seq, table.c.payload).where(
@@ -474,13 +478,17 @@ class RegistrationService:
             return self._open_session(s, account.id, kind, "tunduk", now)
 
 
-SECRET_EVENTS = ("registration.email_code_issued.v1", "account.activation_issued.v1")
+CODE_ISSUED = "registration.email_code_issued.v1"
+ACTIVATION_ISSUED = "account.activation_issued.v1"
+SECRET_EVENTS = (CODE_ISSUED, ACTIVATION_ISSUED)
 REDACTED = "[redacted]"
 
 
 def redact(payload: str) -> str:
     event = json.loads(payload)
     data = event.get("data", {})
+    if "sealed" in data:
+        data["sealed"] = {field: REDACTED for field in data["sealed"]}
     if "code" in data:
         data["code"] = REDACTED
     if "activation_url" in data:

@@ -40,7 +40,8 @@ def test_removed_in_the_queue_frees_the_pin_exactly_once(kafka_bootstrap, tmp_pa
                     "street": "Киевская", "house": "12"}, "phone": "+996555123456", "email": "a@example.kg"})
     svc.request_code(token)
     with engine.connect() as c:
-        code = json.loads(c.execute(sa.text("SELECT payload FROM outbox ORDER BY seq DESC")).first()[0])["data"]["code"]
+        sealed = json.loads(c.execute(sa.text("SELECT payload FROM outbox ORDER BY seq DESC")).first()[0])["data"]["sealed"]
+    code = svc.sealer.open("registration.email_code_issued.v1", "code", sealed["code"])
     svc.verify_code(token, code)
     done = svc.submit(token, {"category": "general", "language": "ru", "preferences": ["k1"], "agreement": True})
 

@@ -45,9 +45,10 @@ def ready_draft(svc: RegistrationService, engine, email: str) -> str:
     svc.save_parent(token, {**PARENT, "email": email})
     svc.request_code(token)
     with engine.connect() as c:
-        code = [json.loads(p)["data"]["code"] for (p,) in c.execute(sa.text(
-            "SELECT payload FROM outbox WHERE type = 'registration.email_code_issued.v1' ORDER BY seq"))
-            if json.loads(p)["data"]["email"] == email][-1]
+        code = [svc.sealer.open("registration.email_code_issued.v1", "code", json.loads(p)["data"]["sealed"]["code"])
+                for (p,) in c.execute(sa.text(
+                    "SELECT payload FROM outbox WHERE type = 'registration.email_code_issued.v1' ORDER BY seq"))
+                if json.loads(p)["data"]["email"] == email][-1]
     svc.verify_code(token, code)
     return token
 

@@ -15,6 +15,7 @@ from kezek.events import validate, Event
 from kezek.migrations import upgrade
 from services.registration.address import ReferenceAddressRegistry
 from services.registration.domain import RegistrationRefused
+from services.registration.sealing import Sealer, Unsealable
 from services.registration.service import RegistrationService, Unauthorized
 
 CHILD = {"pin": "21506202400011", "surname": "Асанов", "name": "Айбек"}
@@ -54,9 +55,15 @@ def rows(engine, sql: str) -> list:
         return c.execute(sa.text(sql)).all()
 
 
-def events(engine, event_type: str | None = None) -> list[dict]:
+def raw_events(engine, event_type: str | None = None) -> list[dict]:
     q = "SELECT payload FROM outbox" + (f" WHERE type = '{event_type}'" if event_type else "") + " ORDER BY seq"
     return [json.loads(p) for (p,) in rows(engine, q)]
+
+
+def events(engine, event_type: str | None = None) -> list[dict]:
+    """The outbox as the notifications service reads it: sealed fields opened."""
+    sealer = Sealer(b"k")
+    return [{**e, "data": sealer.opened(e["type"], e["data"])} for e in raw_events(engine, event_type)]
 
 
 def filled(svc, engine, child=CHILD, parent=PARENT) -> str:
@@ -239,12 +246,50 @@ def test_queue_refusal_or_removal_frees_the_child_pin(env):
 def test_sent_codes_and_activation_links_are_scrubbed_from_the_outbox(env):
     svc, engine, _ = env
     svc.submit(filled(svc, engine), CONFIRM)
-    code = events(engine, "registration.email_code_issued.v1")[0]["data"]["code"]
-    link = events(engine, "account.activation_issued.v1")[0]["data"]["activation_url"]
+    sealed = [e["data"]["sealed"] for e in raw_events(engine) if e["type"] in (
+        "registration.email_code_issued.v1", "account.activation_issued.v1")]
     assert svc.scrub_sent_secrets() == 0          # not sent yet: the relay still needs them
     with engine.begin() as c:
         c.execute(sa.text("UPDATE outbox SET sent_at = CURRENT_TIMESTAMP"))
     assert svc.scrub_sent_secrets() == 2 and svc.scrub_sent_secrets() == 0
     dump = "\n".join(p for (p,) in rows(engine, "SELECT payload FROM outbox"))
-    assert f'"{code}"' not in dump and link.split("token=")[1] not in dump
+    assert sealed and all(token not in dump for s in sealed for token in s.values())
     assert events(engine, "application.submitted.v1")[0]["data"]["child_pin"] == CHILD["pin"]
+
+
+def test_e_mail_codes_and_activation_links_leave_only_sealed(env):
+    svc, engine, _ = env
+    svc.submit(filled(svc, engine), CONFIRM)
+    code = events(engine, "registration.email_code_issued.v1")[0]["data"]["code"]
+    link = events(engine, "account.activation_issued.v1")[0]["data"]["activation_url"]
+    dump = "\n".join(p for (p,) in rows(engine, "SELECT payload FROM outbox"))
+    assert code not in dump and link.split("token=")[1] not in dump and "activation_url\": \"http" not in dump
+    for e in raw_events(engine):
+        validate(Event.model_validate(e))         # the schemas take the sealed form
+    [issued] = raw_events(engine, "registration.email_code_issued.v1")
+    assert set(issued["data"]) == {"email", "sealed", "expires_at", "locale"}
+    token = issued["data"]["sealed"]["code"]
+    with pytest.raises(Unsealable):               # another deployment's key
+        Sealer(b"another key").open("registration.email_code_issued.v1", "code", token)
+    with pytest.raises(Unsealable):               # moved into another event
+        Sealer(b"k").open("account.activation_issued.v1", "code", token)
+
+
+def test_the_notifications_service_opens_what_registration_sealed(env):
+    """The two sides of the format, written separately, agree; an event the
+    key cannot open is dropped rather than mailed without its code."""
+    from services.notifications.runtime import opening_sealed_fields
+
+    svc, engine, _ = env
+    svc.submit(filled(svc, engine), CONFIRM)
+    seen = []
+    handle = opening_sealed_fields(lambda _s, event: seen.append(event.data), b"k")
+    for e in raw_events(engine):
+        handle(None, Event.model_validate(e))
+    code = events(engine, "registration.email_code_issued.v1")[0]["data"]["code"]
+    assert [d["code"] for d in seen if "code" in d] == [code]
+    assert [d["activation_url"][:4] for d in seen if "activation_url" in d] == ["http"]
+    assert not any("sealed" in d for d in seen)
+    foreign = opening_sealed_fields(lambda _s, event: seen.append("opened"), b"another key")
+    foreign(None, Event.model_validate(raw_events(engine, "registration.email_code_issued.v1")[0]))
+    assert "opened" not in seen
