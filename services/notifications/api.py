@@ -120,8 +120,7 @@ def list_messages(service: Service,
 
 @router.get("/messages/{message_id}", response_model=MessageOut)
 def get_message(service: Service, message_id: str):
-    with service.sessions() as s:
-        m = s.get(Message, message_id)
+    m = service.message(message_id)
     if m is None:
         raise DomainError("no such message", field="message_id", status_code=404)
     return MessageOut.of(m)

@@ -387,6 +387,10 @@ class NotificationService:
         with self.sessions() as s:
             return list(s.scalars(query))
 
+    def message(self, mid: str) -> Message | None:
+        with self.sessions() as s:
+            return s.get(Message, mid)
+
     def dead_letters(self, limit: int = 100) -> list[tuple[Message, DeadLetter]]:
         with self.sessions() as s:
             return list(s.execute(sa.select(Message, DeadLetter).join(DeadLetter, DeadLetter.message_id == Message.id)

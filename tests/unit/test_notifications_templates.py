@@ -30,8 +30,13 @@ KIND_EVENT = {rule.kind: event_type for event_type, rule in RULES.items()}
 
 
 def minimal(kind):
-    """Only the fields the event's schema requires."""
-    return {f: SAMPLE[f] for f in schema_for(KIND_EVENT[kind])["required"]}
+    """Only the fields the event's schema requires (for a choice of fields,
+    the one in clear: sealed fields are opened before rendering)."""
+    schema = schema_for(KIND_EVENT[kind])
+    fields = list(schema["required"])
+    for choice in schema.get("anyOf", []):
+        fields += next((b["required"] for b in choice.get("anyOf", [choice]) if "sealed" not in b["required"]), [])
+    return {f: SAMPLE[f] for f in fields}
 RULES_BY_KIND = {rule.kind: rule for rule in RULES.values()}
 
 
