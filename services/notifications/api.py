@@ -11,6 +11,7 @@ from pydantic import BaseModel, Field, model_validator
 
 from kezek.settings import Settings
 from kezek.web import DomainError, create_service_app, database_check
+from services.notifications.domain import REDACTED, SECRET_KINDS
 from services.notifications.models import Message
 from services.notifications.service import NotificationService, aware
 
@@ -57,9 +58,10 @@ class MessageOut(BaseModel):
         return cls(
             id=m.id, parent_id=m.parent_id, application_id=m.application_id, referral_id=m.referral_id,
             event_id=m.source_event_id, event_type=m.source_event_type, kind=m.kind, channel=m.channel,
-            address=_mask(m.channel, m.address), locale=m.locale, subject=m.subject,
-            # The e-mail code is a secret of the parent's, even from operators.
-            body="(hidden: contains a confirmation code)" if m.kind == "email_code" else m.body,
+            address=_mask(m.channel, m.address), locale=m.locale,
+            # Codes and one-time links are the parent's, even from operators.
+            subject=REDACTED if m.kind in SECRET_KINDS else m.subject,
+            body=REDACTED if m.kind in SECRET_KINDS else m.body,
             sms_segments=m.sms_segments, sms_encoding=m.sms_encoding,
             status="queued" if m.status == "sending" else m.status, attempts=m.attempts,
             next_attempt_at=aware(m.next_attempt_at), last_error=m.last_error, created_at=aware(m.created_at),

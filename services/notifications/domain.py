@@ -74,6 +74,9 @@ class Rule:
     urgent: bool = False
     # A message not sent within `ttl` of its event is useless (an expired code).
     ttl: timedelta | None = None
+    # The text carries a secret (a code, a one-time link): it is not kept
+    # once the message is sent or given up.
+    secret: bool = False
 
 
 _ALL = (Channel.SMS, Channel.EMAIL, Channel.INAPP)
@@ -83,9 +86,10 @@ _QUIET = (Channel.EMAIL, Channel.INAPP)
 # the parent must act; DOMAIN.md names SMS for the referral and confirmation.
 RULES: dict[str, Rule] = {
     "registration.email_code_issued.v1": Rule(Kind.EMAIL_CODE, (Channel.EMAIL,), urgent=True,
-                                              ttl=timedelta(minutes=10)),
+                                              ttl=timedelta(minutes=10), secret=True),
     "application.received.v1": Rule(Kind.APPLICATION_RECEIVED, _QUIET),
-    "account.activation_issued.v1": Rule(Kind.ACCOUNT_ACTIVATION, (Channel.EMAIL,), ttl=timedelta(days=2)),
+    "account.activation_issued.v1": Rule(Kind.ACCOUNT_ACTIVATION, (Channel.EMAIL,), ttl=timedelta(days=2),
+                                         secret=True),
     "referral.issued.v1": Rule(Kind.REFERRAL_ISSUED, _ALL),
     "referral.privilege_confirmed.v1": Rule(Kind.PRIVILEGE_CONFIRMED, _ALL),
     "referral.privilege_rejected.v1": Rule(Kind.PRIVILEGE_REJECTED, _ALL),
@@ -95,6 +99,10 @@ RULES: dict[str, Rule] = {
     "application.resumed.v1": Rule(Kind.STOPLIST_ENDED, _QUIET),
     "application.position_changed.v1": Rule(Kind.TOP_TEN_REACHED, _QUIET),
 }
+
+SECRET_KINDS = frozenset(rule.kind.value for rule in RULES.values() if rule.secret)
+REDACTED = "(removed after sending: it held a code or a one-time link)"
+
 
 @dataclass(frozen=True)
 class Recipient:

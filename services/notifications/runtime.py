@@ -12,6 +12,7 @@ from kezek.settings import Settings
 from services.notifications.channels import Console, HttpSms, InAppInbox, SmtpEmail, Transport
 from services.notifications.domain import DEFAULT_RETRY, TIMEZONES, URGENT_RETRY, Channel, RetryPolicy
 from services.notifications.jobs import Dispatcher
+from services.notifications.sealed import opening_sealed_fields
 from services.notifications.service import NotificationService
 
 
@@ -59,40 +60,6 @@ def build_service(settings: Settings, extra: NotificationSettings | None = None)
                                   retry=retry or DEFAULT_RETRY, urgent_retry=retry or URGENT_RETRY)
     service.handle = opening_sealed_fields(service.handle, settings.secret_key.get_secret_value().encode())
     return service
-
-
-def opening_sealed_fields(handle, secret: bytes):
-    """Registration seals the e-mail code and the activation link for this
-    service (the format is in the schemas of registration.email_code_issued.v1
-    and account.activation_issued.v1); `handle` gets them opened. An event
-    this key cannot open is dropped and logged: the parent can ask for a new
-    code or link, and one bad message must not stall the topic."""
-    import base64
-
-    from cryptography.hazmat.primitives import hashes
-    from cryptography.hazmat.primitives.ciphers.aead import AESGCM
-    from cryptography.hazmat.primitives.kdf.hkdf import HKDF
-
-    from kezek.logging import get_logger
-
-    aead = AESGCM(HKDF(algorithm=hashes.SHA256(), length=32, salt=None,
-                       info=b"kezek sealed event fields v1").derive(secret))
-
-    def handle_opened(session, event):
-        sealed = event.data.get("sealed")
-        if sealed:
-            data = {k: v for k, v in event.data.items() if k != "sealed"}
-            try:
-                for field, token in sealed.items():
-                    raw = base64.urlsafe_b64decode(token + "=" * (-len(token) % 4))
-                    data[field] = aead.decrypt(raw[:12], raw[12:], f"{event.type}/{field}".encode()).decode()
-            except Exception as exc:
-                get_logger(__name__).error("notifications.unsealable", event_type=event.type, error=repr(exc))
-                return None
-            event = event.model_copy(update={"data": data})
-        return handle(session, event)
-
-    return handle_opened
 
 
 def build_transports(settings: Settings, extra: NotificationSettings | None = None) -> list[Transport]:

@@ -299,6 +299,8 @@ class NotificationService:
             m.attempts, m.lease_until, m.last_error = result.attempts, None, attempt.error
             if attempt.provider_ref:
                 m.provider_ref = attempt.provider_ref
+            if result.status is not d.Status.QUEUED:
+                self._forget_secret(m)
             if result.status is d.Status.QUEUED:
                 m.status = d.Status.QUEUED.value
                 m.next_attempt_at = d.release_at(d.Channel(m.channel), result.next_attempt_at, self.tz,
@@ -353,11 +355,17 @@ class NotificationService:
                 self._fail(s, m, f"undelivered: {error or 'no reason given'}", now)
             return True
 
+    @staticmethod
+    def _forget_secret(m: Message) -> None:
+        if m.kind in d.SECRET_KINDS:
+            m.subject, m.body = d.REDACTED, d.REDACTED
+
     def _delivered(self, s: Session, m: Message, now: datetime) -> None:
         m.status, m.delivered_at, m.next_attempt_at = d.Status.DELIVERED.value, now, None
         outbox.add(s, "notification.delivered.v1", m.id, {**self._event_data(m), "attempts": m.attempts})
 
     def _fail(self, s: Session, m: Message, reason: str, now: datetime) -> None:
+        self._forget_secret(m)
         m.status, m.failed_at, m.next_attempt_at, m.lease_until = d.Status.FAILED.value, now, None, None
         m.last_error = reason
         s.merge(DeadLetter(message_id=m.id, reason=reason[:2000], attempts=m.attempts, created_at=now))
