@@ -302,7 +302,7 @@ def create_app(settings: Settings | None = None, *, referrals: ReferralCommands 
     def abuse_list(request: Request, staff: CurrentStaff, status: str = "open"):
         status = status if status in ("open", "revoked", "dismissed", "") else "open"
         return page(request, "abuse_list.html", section="abuse", cases=service.abuse_cases(staff, status),
-                    status=status)
+                    shown=status)
 
     def abuse_page(request: Request, staff: CurrentStaffView, case_id: str, *, status: int = 200, **ctx) -> HTMLResponse:
         ctx.setdefault("form", {"reason": ""})

@@ -40,7 +40,9 @@ from workflows.worker import build_worker, connect
 
 CHROMIUM_ARGS = ["--no-sandbox", "--disable-background-networking", "--disable-component-update",
                  "--no-first-run"]
-STAFF = (("aida", "Аида Асанова", "caseworker", DISTRICT_A), ("bakyt", "Бакыт Бекмуратов", "caseworker", DISTRICT_B))
+STAFF = (("aida", "Аида Асанова", "caseworker", DISTRICT_A), ("bakyt", "Бакыт Бекмуратов", "caseworker", DISTRICT_B),
+         ("chynara", "Чынара Токтосунова", "supervisor", DISTRICT_A),
+         ("emil", "Эмиль Жумабеков", "commission", DISTRICT_A), ("farida", "Фарида Исакова", "commission", DISTRICT_A))
 
 
 class LoopThread:
@@ -189,15 +191,23 @@ class CaseworkerSite:
     def today(self) -> date:
         return self.cal.local_date(datetime.now(UTC))
 
+    @staticmethod
+    def new_pin() -> str:
+        suffix = uuid.uuid4().hex
+        return f"1{10 + int(suffix[:2], 16) % 18:02d}0320230{int(suffix[2:6], 16) % 10000:04d}"
+
     def issue_privileged_referral(self, *, district: str = DISTRICT_A, surname: str = "Асанова",
-                                  name: str = "Айгерим") -> tuple[str, str]:
+                                  name: str = "Айгерим", pin: str | None = None,
+                                  application_id: str | None = None) -> tuple[str, str]:
         """A child with an extraordinary right gets a referral: its workflow
         starts, and the referral reaches the caseworkers' worklist."""
         suffix = uuid.uuid4().hex[:8]
-        referral_id, application_id = f"ref-{suffix}", f"app-{suffix}"
-        pin = f"1{10 + int(suffix[:2], 16) % 18:02d}0320230{int(suffix[2:6], 16) % 10000:04d}"
-        self.publish(application_submitted(application_id, pin=pin, district=district, surname=surname, name=name))
-        self.publish(application_received(application_id))
+        referral_id = f"ref-{suffix}"
+        if application_id is None:
+            application_id = f"app-{suffix}"
+            self.publish(application_submitted(application_id, pin=pin or self.new_pin(), district=district,
+                                               surname=surname, name=name))
+            self.publish(application_received(application_id))
         inp = c.ReferralInput(referral_id=referral_id, application_id=application_id, kindergarten="kg-sun",
                               cohort=2023, language="ru", category="extraordinary", needs_confirmation=True,
                               issued_at=datetime.now(UTC), country="KG", parent_id="parent-1")

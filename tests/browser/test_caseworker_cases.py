@@ -182,4 +182,12 @@ def test_the_case_reads_in_kyrgyz_and_names_the_field_in_kyrgyz(page, caseworker
     page.get_by_role("button", name="Жеңилдикти четке кагуу").click()
     expect(page.locator("#errors")).to_contain_text("Себеби: толтурулушу керек")
     expect(page.get_by_role("button", name="Жеңилдикти ырастоо")).to_be_disabled()
+    page.get_by_role("button", name="Маалымкатты киргизүү").click()      # every field left empty
+    errors = page.locator("#errors li")
+    expect(errors).to_have_text(["Маалымкатты берген уюм: толтурулушу керек",
+                                 "Маалымкаттын номери: толтурулушу керек",
+                                 "Берилген күнү: толтурулушу керек",
+                                 "Маалымкаттын сканы: толтурулушу керек"])
+    errors.first.get_by_role("link").click()                             # the summary leads to the field
+    expect(page.locator("#f-organisation")).to_be_focused()
     page.screenshot(path=str(caseworker_screenshots / "caseworker_case_ky.png"), full_page=True)
