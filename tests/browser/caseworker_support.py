@@ -167,7 +167,7 @@ class CaseworkerSite:
         self.worker = build_worker(self.client, self.queue.activities(), task_queue=self.task_queue)
         self.worker_task = asyncio.run_coroutine_threadsafe(self.worker.run(), self.loop.loop)
         self.server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=self.port, log_level="warning",
-                                                    access_log=False))
+                                                    access_log=False, timeout_graceful_shutdown=2))
         self.server_thread = threading.Thread(target=self.server.run, name="verification-http", daemon=True)
         self.server_thread.start()
         wait_until(lambda: self.server.started, 30, "verification service")
