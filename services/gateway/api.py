@@ -228,6 +228,8 @@ def create_app(settings: GatewaySettings | Settings | None = None, *,
         return JSONResponse(body, status_code=status, headers=headers)
 
     app.include_router(json_api(gw))
+    from services.gateway.public import router as public_router  # the public stream's contract and webhooks
+    app.include_router(public_router)
     from services.gateway.portal import portal_router
     app.include_router(portal_router(gw))
     return app
