@@ -11,7 +11,7 @@ from kezek.settings import Settings
 from services.notifications.api import create_app
 from services.notifications.domain import Channel, Outcome
 from test_notifications_service import (  # noqa: F401  (fixtures)
-    Scripted, clock, consume, dispatch, ev, issued, received, service,
+    Scripted, clock, consume, dispatch, ev, issued, migrated_db, received, service,
 )
 
 API = "/api/v1/notifications"

@@ -8,7 +8,9 @@ import os
 from datetime import timedelta
 
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
-from test_notifications_service import Scripted, clock, dispatch, ev, messages, service  # noqa: F401
+from test_notifications_service import (  # noqa: F401  (fixtures)
+    Scripted, clock, dispatch, ev, messages, migrated_db, service,
+)
 
 from kezek.db import unit_of_work
 from services.notifications.domain import REDACTED, Channel, Outcome

@@ -3,8 +3,10 @@ service's migrations, with a controllable clock and scripted transports."""
 from __future__ import annotations
 
 import json
+import shutil
 import uuid
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from zoneinfo import ZoneInfo
 
 import pytest
@@ -57,11 +59,18 @@ def clock():
     return c
 
 
+@pytest.fixture(scope="session")
+def migrated_db(tmp_path_factory) -> Path:
+    """The migrations run once; each test gets a copy of the result."""
+    path = tmp_path_factory.mktemp("notifications") / "template.db"
+    upgrade("notifications", f"sqlite:///{path}")
+    return path
+
+
 @pytest.fixture
-def service(tmp_path, clock):
-    url = f"sqlite:///{tmp_path / 'notifications.db'}"
-    upgrade("notifications", url)
-    engine = make_engine(url)
+def service(tmp_path, clock, migrated_db):
+    shutil.copy(migrated_db, tmp_path / "notifications.db")
+    engine = make_engine(f"sqlite:///{tmp_path / 'notifications.db'}")
     yield NotificationService(make_session_factory(engine), tz=TZ, cabinet_url="https://kezek.kg/cabinet",
                               clock=clock)
     engine.dispose()
