@@ -342,7 +342,8 @@ class VerificationService:
     def worklist(self, actor: StaffView, district: str | None = None) -> dict:
         """Referrals waiting for privilege confirmation in the caller's
         district, the nearest deadline first."""
-        if not d.all_districts(actor.role):
+        scoped = not d.all_districts(actor.role)
+        if scoped:
             district = actor.district
         today = self.today()
         with self._tx(actor) as s:
@@ -350,8 +351,9 @@ class VerificationService:
             q = (sa.select(Referral, Applicant)
                  .outerjoin(Applicant, Applicant.application_id == Referral.application_id)
                  .where(Referral.state == d.OPEN_STATE))
-            if district:
-                q = q.where(Applicant.district == district)
+            if scoped or district:
+                # Never unfiltered for a district role, even with no district.
+                q = q.where(Applicant.district == (district or ""))
             q = q.order_by(Referral.deadline.is_(None), Referral.deadline, Referral.referral_id)
             rows = s.execute(q).all()
             pins = [a.child_pin for _, a in rows if a is not None and a.child_pin]
@@ -571,8 +573,9 @@ class VerificationService:
             if ref is not None:
                 # The queue's referral.* fact will say the same; until it
                 # arrives the worklist already shows what the workflow did.
-                _apply_state(ref, result.state.value, deadline=result.deadline, at=now,
-                             reason=result.reason, requested=result.event == "referral.certificate_requested")
+                # (The count of requests comes from the facts alone: the
+                # fact may arrive before or after this, never counted twice.)
+                _apply_state(ref, result.state.value, deadline=result.deadline, at=now, reason=result.reason)
             outbox.add(s, "verification.decision_recorded.v1", referral_id, {
                 "decision_id": decision_id, "referral_id": referral_id, "application_id": ctx["application_id"],
                 "action": action.value, "result_event": result.event, "state": result.state.value,
@@ -861,7 +864,7 @@ APPLICATION_EVENTS = ("application.submitted.v1", "application.received.v1",
 
 
 def _apply_state(ref: Referral, state: str, *, deadline: datetime | None = None, at: datetime,
-                 reason: str | None = None, requested: bool = False) -> None:
+                 reason: str | None = None) -> None:
     """Moves the read model forward; a closed referral never reopens (facts
     may arrive late or twice)."""
     if ref.state in CLOSED_STATES and state not in CLOSED_STATES:
@@ -874,8 +877,6 @@ def _apply_state(ref: Referral, state: str, *, deadline: datetime | None = None,
         ref.deadline = None
     if reason:
         ref.reason = reason[:500]
-    if requested:
-        ref.certificate_requests += 1
     ref.updated_at = at
 
 
@@ -953,8 +954,7 @@ class Ingest:
             _apply_state(ref, "awaiting_confirmation" if ref.needs_confirmation else "awaiting_enrolment",
                          deadline=deadline, at=event.time)
         elif t == "referral.certificate_requested.v1":
-            _apply_state(ref, "awaiting_confirmation", deadline=deadline, at=event.time,
-                         reason=data.get("reason"), requested=True)
+            _apply_state(ref, "awaiting_confirmation", deadline=deadline, at=event.time, reason=data.get("reason"))
         elif t == "referral.extended.v1":
             _apply_state(ref, ref.state, deadline=deadline, at=event.time)
         else:
@@ -963,6 +963,9 @@ class Ingest:
             s.add(ReferralEvent(event_id=event.id, referral_id=rid, type=t.removesuffix(".v1"), at=event.time,
                                 reason=(data.get("reason") or None)))
         s.flush()
+        if t == "referral.certificate_requested.v1":
+            ref.certificate_requests = s.scalar(sa.select(sa.func.count()).select_from(ReferralEvent).where(
+                ReferralEvent.referral_id == rid, ReferralEvent.type == "referral.certificate_requested"))
         app = s.get(Applicant, ref.application_id)
         # After every fact, not only "issued": the facts of a child's
         # different referrals travel on different partitions, so the

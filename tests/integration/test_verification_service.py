@@ -19,7 +19,7 @@ from services.verification.models import AbuseCase, Applicant, AuditEntry, Certi
 from services.verification.service import Forbidden, Ingest, NotFound, Unauthenticated, VerificationPolicy, VerificationService
 from services.verification.testing import (
     DISTRICT_A, DISTRICT_B, PASSWORD, PDF, PNG, FakeReferrals, application_received, application_submitted, deliver,
-    referral_closed, referral_issued,
+    referral_closed, referral_fact, referral_issued,
 )
 
 # Test-only argon2 cost: the production defaults take ~50 ms a hash.
@@ -214,8 +214,13 @@ def test_fresh_certificate_request_goes_to_the_workflow_with_the_out_of_date_cer
     out = run(env.service.decide(env.staff.aida, "r1", "request_certificate", nonce="n2"))
     assert out.accepted and out.result_event == "referral.certificate_requested"
     assert env.fake.calls[0][2].certificate_issued == TODAY - timedelta(days=15)
-    item = env.service.worklist(env.staff.aida)["items"][0]     # still waiting, one request counted
-    assert item["certificate_requests"] == 1
+    item = env.service.worklist(env.staff.aida)["items"][0]     # still waiting
+    assert item["referral_id"] == "r1"
+    fact = referral_fact("certificate_requested", "r1", "a1", at=NOW, reason="out of date",
+                         deadline=(NOW + timedelta(days=3)).isoformat())
+    env.deliver(fact)
+    env.deliver(fact)                                            # redelivered: counted once
+    assert env.service.worklist(env.staff.aida)["items"][0]["certificate_requests"] == 1
 
 
 def test_reject_needs_a_reason_and_sends_it_to_the_workflow(env):
