@@ -1,17 +1,19 @@
-"""The parents' portal running for real, for headless Chromium: the gateway
-and registration services on their own ports, registration's outbox relayed
-to a real Kafka broker, the notifications service (its own process)
-consuming it and mailing codes and activation links to a real SMTP server
-(aiosmtpd) that the tests read. The queue side is the gateway's stand-in
-(services/gateway/testing.py), fed from registration's events."""
+"""Kezek running for real, for headless Chromium, wired the way `make run`
+wires it (kezek.supervisor.Supervisor): every service's API under `kezek
+serve`, every service's outbox relay (`kezek relay`), every consumer and
+background loop (`kezek consume`: the queue's consumer of
+application.submitted, its allocator and referral-workflow starter, the
+notifications consumer and dispatchers ...) and the workflow worker (`kezek
+worker`: the real ReferralWorkflow with the activities kezek.wiring finds).
+They run on the suite's Kafka broker and Temporal dev server, in a topic
+prefix and a Temporal namespace of their own, and mail through a real SMTP
+server (aiosmtpd) that the tests read. An administrator's acts (the
+kindergartens, publishing places) go through the queue's HTTP API."""
 from __future__ import annotations
 
+import asyncio
 import email
-import os
 import re
-import signal
-import subprocess
-import sys
 import threading
 import time
 import uuid
@@ -20,22 +22,18 @@ from pathlib import Path
 
 import httpx
 import pytest
-import uvicorn
 from aiosmtpd.controller import Controller
 
-from kezek.db import make_session_factory
+from kezek.events import aggregates
 from kezek.infra.kafka import ensure_topics
 from kezek.infra.procs import free_port, wait_until
-from kezek.migrations import upgrade
-from kezek.relay import OutboxRelay
-from services.gateway.api import GatewaySettings, create_app as gateway_app
-from services.gateway.testing import FakeInbox, FakeQueue
-from services.registration.api import RegistrationSettings, create_app as registration_app
-from services.registration.models import outbox as registration_outbox
+from kezek.settings import SERVICES, Settings
+from kezek.supervisor import PUBLIC_TOPIC_SUFFIX, Supervisor
+from services.gateway.testing import KINDERGARTENS
 
-ROOT = Path(__file__).resolve().parents[2]
 CHROMIUM_ARGS = ["--no-sandbox", "--disable-background-networking", "--disable-component-update",
                  "--no-first-run"]
+ADMIN = {"x-actor": "admin:browser-tests"}
 
 
 class Mailbox:
@@ -73,125 +71,148 @@ class Mailbox:
         raise AssertionError(f"no mail to {address} matching {pattern!r} in {timeout}s: {self.text_to(address)}")
 
 
-class ServerThread:
-    def __init__(self, app, port: int):
-        self.port = port
-        self.server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning",
-                                                    access_log=False, lifespan="on"))
-        self.thread = threading.Thread(target=self.server.run, daemon=True, name=f"uvicorn-{port}")
+def register_namespace(address: str, namespace: str) -> None:
+    from google.protobuf.duration_pb2 import Duration
+    from temporalio.api.workflowservice.v1 import RegisterNamespaceRequest
+    from temporalio.client import Client
 
-    def start(self) -> "ServerThread":
-        self.thread.start()
-        wait_until(lambda: self.server.started, 30, f"server on {self.port}")
-        return self
+    async def register() -> None:
+        client = await Client.connect(address)
+        await client.workflow_service.register_namespace(RegisterNamespaceRequest(
+            namespace=namespace, workflow_execution_retention_period=Duration(seconds=86400)))
 
-    def stop(self) -> None:
-        self.server.should_exit = True
-        self.thread.join(timeout=10)
+    # In a thread of its own: Playwright's sync API keeps an event loop
+    # running in the test's thread.
+    failed: list[BaseException] = []
+
+    def run() -> None:
+        try:
+            asyncio.run(register())
+        except BaseException as exc:
+            failed.append(exc)
+
+    t = threading.Thread(target=run, name="register-namespace")
+    t.start()
+    t.join(60)
+    if failed:
+        raise failed[0]
 
 
 class Portal:
-    def __init__(self, workdir: Path, bootstrap: str):
+    def __init__(self, workdir: Path, bootstrap: str, temporal_address: str):
         self.workdir = workdir
         self.prefix = f"b{uuid.uuid4().hex[:8]}"
-        self.gateway_port, self.registration_port, self.queue_port, self.notifications_port, self.smtp_port = (
-            free_port() for _ in range(5))
-        self.url = f"http://localhost:{self.gateway_port}"
+        ports = {f"{s}_port": free_port() for s in SERVICES}
+        self.smtp_port = free_port()
+        # Outside development, with a key of its own: the sealed e-mail codes
+        # and links must open with the deployment's key, not the default one.
+        self.settings = Settings(
+            env="test", state_dir=workdir, database_url="", kafka_bootstrap=bootstrap,
+            kafka_topic_prefix=self.prefix, temporal_address=temporal_address, temporal_namespace=self.prefix,
+            smtp_host="127.0.0.1", smtp_port=self.smtp_port, log_json=True,
+            secret_key=f"browser-walk-{uuid.uuid4().hex}", **ports)
+        # Chromium keeps Secure cookies on http://localhost (a secure context).
+        self.url = f"http://localhost:{ports['gateway_port']}"
         self.mailbox = Mailbox()
         self.smtp = Controller(self.mailbox, hostname="127.0.0.1", port=self.smtp_port)
-        self.stop_event = threading.Event()
-        self.threads: list[threading.Thread] = []
-        self.servers: list[ServerThread] = []
-        self.bootstrap = bootstrap
-        self.proc: subprocess.Popen | None = None
+        self.supervisor = Supervisor(self.settings, postgres=False)
+        self.queue = httpx.Client(base_url=self.settings.url_of("queue"), headers=ADMIN, timeout=30)
+
+    def child_env(self) -> dict[str, str]:
+        s = self.settings
+        env = {f"KEZEK_{name.upper()}": str(getattr(s, name)) for name in (
+            "env", "state_dir", "database_url", "kafka_bootstrap", "kafka_topic_prefix", "temporal_address",
+            "temporal_namespace", "smtp_host", "smtp_port", *(f"{svc}_port" for svc in SERVICES))}
+        return {**env, "KEZEK_SECRET_KEY": s.secret_key.get_secret_value(), "KEZEK_PUBLIC_URL": self.url,
+                "KEZEK_RATE_LIMIT_PER_MINUTE": "100000", "KEZEK_LOG_LEVEL": "INFO",
+                "KEZEK_NOTIFICATIONS_EMAIL_TRANSPORT": "smtp", "KEZEK_NOTIFICATIONS_SMS_TRANSPORT": "console",
+                "KEZEK_NOTIFICATIONS_CABINET_URL": f"{self.url}/cabinet", "KEZEK_NOTIFICATIONS_IDLE_SLEEP": "0.1"}
 
     def start(self) -> "Portal":
         self.smtp.start()
-        common = dict(state_dir=self.workdir, env="test", kafka_bootstrap=self.bootstrap,
-                      kafka_topic_prefix=self.prefix)
-        reg_settings = RegistrationSettings(**common, public_url=self.url)
-        upgrade("registration", reg_settings.database_url_for("registration"))
-        upgrade("gateway", reg_settings.database_url_for("gateway"))
-        self.registration = registration_app(reg_settings)
-        self.queue = FakeQueue()
-        gw_settings = GatewaySettings(
-            **common, public_url=self.url, rate_limit_per_minute=10_000,
-            registration_url=f"http://127.0.0.1:{self.registration_port}",
-            queue_url=f"http://127.0.0.1:{self.queue_port}",
-            notifications_url=f"http://127.0.0.1:{self.notifications_port}")
-        # The referral workflows' updates and query: the stand-in (no Temporal here).
-        self.gateway = gateway_app(gw_settings, referrals=self.queue.workflows)
-        ensure_topics(self.bootstrap, [f"{self.prefix}.{a}" for a in ("registration", "account", "application")])
-        self._start_notifications()
-        self.servers = [ServerThread(self.registration, self.registration_port).start(),
-                        ServerThread(self.queue.app, self.queue_port).start(),
-                        ServerThread(self.gateway, self.gateway_port).start()]
-        relay = OutboxRelay(make_session_factory(self.registration.state.engine), registration_outbox,
-                            self.bootstrap, topic_prefix=self.prefix)
-        self._loop(relay.run, "relay")
-        self._loop(self._feed_queue, "queue-feed")
+        register_namespace(self.settings.temporal_address, self.settings.temporal_namespace)
+        ensure_topics(self.settings.kafka_bootstrap,
+                      [self.settings.topic(a) for a in aggregates()] + [self.settings.topic(PUBLIC_TOPIC_SUFFIX)])
+        sup = self.supervisor
+        sup.env.update(self.child_env())
+        sup.migrate()
+        sup.start_processes()
+        sup.wait_healthy(timeout=240)
+        for kg in KINDERGARTENS:
+            r = self.queue.put(f"/api/v1/kindergartens/{kg['id']}", json={k: v for k, v in kg.items() if k != "id"})
+            assert r.status_code in (200, 201), r.text
         return self
 
-    def _loop(self, target, name: str) -> None:
-        t = threading.Thread(target=target, args=(self.stop_event,), daemon=True, name=name)
-        t.start()
-        self.threads.append(t)
-
-    def _feed_queue(self, stop: threading.Event) -> None:
-        # Stands in for the queue service's consumer of application.submitted.v1.
-        while not stop.wait(0.3):
-            self.queue.feed_from_outbox(self.registration.state.engine)
-
-    def _start_notifications(self) -> None:
-        env = {**os.environ, "KEZEK_ENV": "test", "KEZEK_STATE_DIR": str(self.workdir),
-               "KEZEK_KAFKA_BOOTSTRAP": self.bootstrap, "KEZEK_KAFKA_TOPIC_PREFIX": self.prefix,
-               "KEZEK_SMTP_HOST": "127.0.0.1", "KEZEK_SMTP_PORT": str(self.smtp_port),
-               "KEZEK_NOTIFICATIONS_PORT": str(self.notifications_port),
-               "KEZEK_NOTIFICATIONS_EMAIL_TRANSPORT": "smtp", "KEZEK_NOTIFICATIONS_SMS_TRANSPORT": "console",
-               "KEZEK_NOTIFICATIONS_CABINET_URL": f"{self.url}/cabinet",
-               "KEZEK_NOTIFICATIONS_IDLE_SLEEP": "0.1", "KEZEK_GATEWAY_PORT": str(self.gateway_port)}
-        log = open(self.workdir / "notifications.log", "ab")
-        self.proc = subprocess.Popen([sys.executable, "-m", "services.notifications", "--migrate"], cwd=ROOT,
-                                     env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
-
-        def ready() -> bool:
-            try:
-                return httpx.get(f"http://127.0.0.1:{self.notifications_port}/ready", timeout=1).status_code == 200
-            except httpx.HTTPError:
-                return False
-
-        wait_until(ready, 90, "notifications service", self.proc)
-
-    def application_of(self, child_pin: str) -> str:
-        import json
-
-        import sqlalchemy as sa
-
-        with self.registration.state.engine.connect() as conn:
-            rows = conn.execute(sa.text("SELECT payload FROM outbox WHERE type = 'application.submitted.v1'")).all()
-        ids = [json.loads(p)["data"]["application_id"] for (p,) in rows
-               if json.loads(p)["data"]["child_pin"] == child_pin]
-        assert ids, f"no application for {child_pin}"
-        return ids[-1]
-
     def stop(self) -> None:
-        self.stop_event.set()
-        for t in self.threads:
-            t.join(timeout=10)
-        for s in self.servers:
-            s.stop()
-        if self.proc and self.proc.poll() is None:
-            os.killpg(self.proc.pid, signal.SIGTERM)
-            try:
-                self.proc.wait(timeout=15)
-            except subprocess.TimeoutExpired:
-                os.killpg(self.proc.pid, signal.SIGKILL)
+        self.queue.close()
+        self.supervisor.stop()
         self.smtp.stop()
 
+    def log(self, name: str, tail: int = 40) -> str:
+        path = self.workdir / "logs" / f"{name}.log"
+        lines = path.read_text(errors="replace").splitlines() if path.exists() else []
+        return "\n".join(lines[-tail:])
 
-@pytest.fixture(scope="session")
-def portal(kafka_bootstrap, tmp_path_factory):
-    p = Portal(tmp_path_factory.mktemp("portal"), kafka_bootstrap).start()
+    # --- what an administrator and an auditor see, through the queue's API ---------
+
+    def entry_of(self, child_pin: str, timeout: float = 60) -> dict:
+        """The child's queue entry, once the queue has taken the application in."""
+        found: dict = {}
+
+        def joined() -> bool:
+            r = self.queue.get("/api/v1/queue-entries", params={"pin": child_pin})
+            found.update(r.json() if r.status_code == 200 else {})
+            return bool(found)
+
+        wait_until(joined, timeout, f"queue entry of {child_pin}; consumers log:\n{self.log('consumers')}")
+        return found
+
+    def entry(self, application_id: str) -> dict:
+        r = self.queue.get(f"/api/v1/queue-entries/{application_id}")
+        assert r.status_code == 200, r.text
+        return r.json()
+
+    def publish_place(self, kindergarten: str, cohort: int, language: str) -> None:
+        r = self.queue.post(f"/api/v1/kindergartens/{kindergarten}/places",
+                            json={"cohort": cohort, "language": language, "count": 1})
+        assert r.status_code == 201, r.text
+
+    def places(self, kindergarten: str) -> list[dict]:
+        return self.queue.get(f"/api/v1/kindergartens/{kindergarten}/places").json()
+
+    def raw_messages(self, aggregate: str) -> list[bytes]:
+        """Every message on an internal topic, as any subscriber reads it."""
+        from kafka import KafkaConsumer
+
+        consumer = KafkaConsumer(self.settings.topic(aggregate), bootstrap_servers=self.settings.kafka_bootstrap,
+                                 auto_offset_reset="earliest", group_id=f"peek-{uuid.uuid4().hex[:8]}",
+                                 consumer_timeout_ms=3000)
+        try:
+            return [record.value for record in consumer]
+        finally:
+            consumer.close()
+
+    def wait_referral_workflow(self, application_id: str, timeout: float = 90) -> dict:
+        """The referral the allocation issued, once its workflow has taken
+        it up (the workflow records "referral.issued" through the queue's
+        activity): from then on the parent's acts reach it."""
+        def recorded() -> bool:
+            trail = self.queue.get(f"/api/v1/queue-entries/{application_id}/audit").json()
+            return any(e["action"] == "referral.issued" for e in trail)
+
+        wait_until(recorded, timeout, f"referral workflow of {application_id}; worker log:\n{self.log('worker')}\n"
+                                      f"consumers log:\n{self.log('consumers')}")
+        return self.entry(application_id)["referral"]
+
+
+@pytest.fixture(scope="module")
+def portal(kafka_bootstrap, temporal_dev, tmp_path_factory):
+    p = Portal(tmp_path_factory.mktemp("portal"), kafka_bootstrap, temporal_dev.address)
+    try:
+        p.start()
+    except BaseException:
+        p.stop()
+        raise
     yield p
     p.stop()
 

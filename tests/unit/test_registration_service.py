@@ -278,7 +278,7 @@ def test_e_mail_codes_and_activation_links_leave_only_sealed(env):
 def test_the_notifications_service_opens_what_registration_sealed(env):
     """The two sides of the format, written separately, agree; an event the
     key cannot open is dropped rather than mailed without its code."""
-    from services.notifications.runtime import opening_sealed_fields
+    from services.notifications.sealed import opening_sealed_fields
 
     svc, engine, _ = env
     svc.submit(filled(svc, engine), CONFIRM)
