@@ -40,6 +40,24 @@ from kezek.migrations import upgrade  # noqa: E402
 from services.queue.service import QueueService  # noqa: E402
 
 
+class Ticker:
+    """The Importer's progress as a line on stderr every 5 %."""
+
+    def __init__(self):
+        self.tasks: dict[int, list] = {}
+
+    def add_task(self, name: str, total: int) -> int:
+        self.tasks[len(self.tasks)] = [name, total, 0, time.perf_counter()]
+        return len(self.tasks) - 1
+
+    def advance(self, task: int, n: int = 1) -> None:
+        t = self.tasks[task]
+        step = max(1, t[1] // 20)
+        before, t[2] = t[2], t[2] + n
+        if before // step != t[2] // step or t[2] == t[1]:
+            print(f"  {t[0]}: {t[2]}/{t[1]} in {time.perf_counter() - t[3]:.0f} s", file=sys.stderr, flush=True)
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--applications", type=int, default=200_000)
@@ -75,7 +93,9 @@ def main() -> int:
         figures["refused_rows"] = len(plan.refused)
 
         t = time.perf_counter()
-        first = Importer(service, workers=args.workers).run(plan, export.source)
+        print(f"plan: {len(plan.applications)} entries to import, {len(plan.refused)} rows refused", file=sys.stderr,
+              flush=True)
+        first = Importer(service, workers=args.workers, progress=Ticker()).run(plan, export.source)
         figures["import_s"] = round(time.perf_counter() - t, 1)
         created = first.counts.get("applications", {}).get("created", 0)
         figures["applications_created"] = created

@@ -194,6 +194,7 @@ def make_plan(export: Export, policy: d.Policy, now: datetime | None = None) -> 
                                                 "no import use case yet; the application keeps the parent's id"))
 
     apps: dict[str, Application] = {}
+    history: set[str] = set()
     by_child: dict[str, str] = {}
     for i, row in enumerate(export["applications"], 1):
         old = _text(row, "id") or f"#{i}"
@@ -201,11 +202,12 @@ def make_plan(export: Export, policy: d.Policy, now: datetime | None = None) -> 
         queue_date = _moment(_text(row, "queue_date"))
         prefs = tuple(_list(row.get("preferences")))
         language, category = _text(row, "language"), _text(row, "category")
-        if old in apps or old in {n.row for n in plan.skipped if n.section == "applications"}:
+        if old in apps or old in history:
             refuse("applications", old, "duplicate application id")
         elif cid not in children:
             refuse("applications", old, f"child {cid!r} is unknown or was refused")
         elif status in HISTORY_STATUSES:
+            history.add(old)
             plan.skipped.append(Note("applications", old, f"status {status}: no longer in the queue (history stays "
                                                           "in the old portal's archive)"))
         elif status not in IMPORTED_STATUSES:
