@@ -176,3 +176,15 @@ def test_pages_with_personal_data_are_not_cached_or_framed(site):
     assert "frame-ancestors 'none'" in r.headers["content-security-policy"]
     assert "script-src" not in r.headers["content-security-policy"] or "'unsafe-inline'" not in r.headers[
         "content-security-policy"]
+
+
+def test_pages_are_light_for_a_slow_line(site):
+    """A case page, its stylesheet and script together stay under 20 KB,
+    and nothing is fetched from anywhere else."""
+    app, _ = site
+    aida = client_for(app, "aida")
+    html = aida.get("/cases/r-a").text
+    assets = re.findall(r'(?:href|src)="(/static/[^"]+)"', html)
+    assert len(assets) == 2 and not re.search(r'(?:href|src)="(?:https?:)?//', html)
+    total = len(html.encode()) + sum(len(aida.get(a).content) for a in assets)
+    assert total < 20_000, total
