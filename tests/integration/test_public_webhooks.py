@@ -209,3 +209,23 @@ def test_subscription_input_is_refused_with_the_field_named(env):
 
 def test_backoff_doubles_up_to_its_cap():
     assert [backoff(n, 2.0, 30.0) for n in range(1, 7)] == [2.0, 4.0, 8.0, 16.0, 30.0, 30.0]
+
+
+def test_paused_subscription_gets_no_delivery_and_a_deleted_one_leaves_no_log(env):
+    rt, api, receiver = env
+    sub = api.post("/api/v1/public/admin/webhooks", json={"url": receiver.url, "event_types": ["*"]}).json()
+    assert api.patch(f"/api/v1/public/admin/webhooks/{sub['id']}", json={"active": False}).json()["active"] is False
+    publish_public(rt, [("kg-p", "kg-p")])
+    dispatcher = rt.dispatcher()
+    consumer = dispatcher.make_consumer()
+    try:
+        for _ in range(10):
+            dispatcher.ingest_once(consumer, timeout_ms=300)
+            dispatcher.deliver_once()
+    finally:
+        consumer.close()
+        dispatcher.close()
+    assert receiver.requests == 0
+    assert api.delete(f"/api/v1/public/admin/webhooks/{sub['id']}").status_code == 204
+    assert api.get(f"/api/v1/public/admin/webhooks/{sub['id']}").status_code == 404
+    assert api.get("/api/v1/public/admin/webhooks").json() == []

@@ -160,11 +160,11 @@ def change_webhook(subscription_id: str, body: SubscriptionChange, ctx: Admin) -
 def delete_webhook(subscription_id: str, ctx: Admin) -> Response:
     with unit_of_work(ctx.sessions) as s:
         sub = webhooks.get_subscription(s, subscription_id)
-        for model in (WebhookReplay, WebhookDelivery):
-            if model is WebhookDelivery:
-                ids = sa.select(WebhookDelivery.id).where(WebhookDelivery.subscription_id == sub.id)
-                s.execute(sa.delete(WebhookAttempt).where(WebhookAttempt.delivery_id.in_(ids)))
-            s.execute(sa.delete(model).where(model.subscription_id == sub.id))
+        # Explicit, not ON DELETE CASCADE: SQLite enforces it only per connection setting.
+        deliveries = sa.select(WebhookDelivery.id).where(WebhookDelivery.subscription_id == sub.id)
+        s.execute(sa.delete(WebhookAttempt).where(WebhookAttempt.delivery_id.in_(deliveries)))
+        s.execute(sa.delete(WebhookDelivery).where(WebhookDelivery.subscription_id == sub.id))
+        s.execute(sa.delete(WebhookReplay).where(WebhookReplay.subscription_id == sub.id))
         s.delete(sub)
     return Response(status_code=204)
 
