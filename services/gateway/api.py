@@ -319,6 +319,14 @@ def json_api(gw: Gateway) -> APIRouter:
             raise UpstreamError(503)
         return items
 
+    @r.post("/me/notifications/{message_id}/read", status_code=204, tags=["cabinet"],
+            summary="Mark a notification as read")
+    async def notification_read(message_id: str, token: Token):
+        # The inbox is asked by the session's own account id: another
+        # family's message is simply not found there.
+        me = await gw.registration.me(token)
+        await gw.notifications.mark_read(me["account"]["id"], message_id)
+
     @r.get("/me/kindergartens-nearby", tags=["cabinet"], summary="Kindergartens near the address, nearest first")
     async def kindergartens_nearby(token: Token, application_id: str | None = None, limit: int = 10):
         me = await gw.registration.me(token)

@@ -155,3 +155,11 @@ class NotificationsClient(ServiceClient):
         if isinstance(found, dict):
             found = found.get("messages", [])
         return found or []
+
+    async def mark_read(self, parent_id: str, message_id: str) -> None:
+        try:
+            await self.call("POST", f"/api/v1/notifications/inbox/{parent_id}/{message_id}/read")
+        except UpstreamError as exc:
+            if exc.status == 404:   # not in this parent's inbox, whoever's it is
+                raise UpstreamError(404, [{"field": "notification", "code": "not_found"}]) from exc
+            raise

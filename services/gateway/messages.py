@@ -38,6 +38,7 @@ FIELD_LABELS = {
     "category": N_("Category"),
     "language": N_("Language of instruction"),
     "preferences": N_("Kindergartens"),
+    "notification": N_("Notification"),
     "preferences.0": N_("Kindergarten, first choice"),
     "agreement": N_("User agreement"),
     "draft": N_("Application"),

@@ -4,7 +4,7 @@ status, an error summary and the message next to each field it names."""
 from __future__ import annotations
 
 import secrets
-from datetime import date, datetime
+from datetime import date, datetime, timedelta, tzinfo
 from pathlib import Path
 from typing import Any
 from urllib.parse import quote
@@ -35,21 +35,40 @@ def _environment(gw, lang: str) -> jinja2.Environment:
     t = i18n.translations(str(gw.mo_dir), lang)
     env.install_gettext_translations(t, newstyle=True)
     env.filters["km"] = lambda m: f"{m / 1000:.1f}".replace(".", "," if lang != "en" else ".")
-    env.filters["day"] = _format_day
+    env.filters["day"] = lambda value: _format_day(value, gw.tz)
+    env.filters["deadline"] = lambda value: _format_deadline(value, gw.tz)
     return env
 
 
-def _format_day(value: Any) -> str:
-    if not value:
-        return ""
+def _moment(value: Any, tz: tzinfo) -> datetime | date | None:
+    """A moment in the parents' local time (the services speak UTC), or a bare date."""
     try:
         dt = datetime.fromisoformat(str(value).replace("Z", "+00:00"))
     except ValueError:
         try:
-            return date.fromisoformat(str(value)).strftime("%d.%m.%Y")
+            return date.fromisoformat(str(value))
         except ValueError:
-            return str(value)
-    return dt.strftime("%d.%m.%Y %H:%M") if (dt.hour, dt.minute) != (0, 0) else dt.strftime("%d.%m.%Y")
+            return None
+    return dt.astimezone(tz) if dt.tzinfo else dt
+
+
+def _format_day(value: Any, tz: tzinfo) -> str:
+    if not value:
+        return ""
+    moment = _moment(value, tz)
+    if not isinstance(moment, datetime):
+        return moment.strftime("%d.%m.%Y") if moment else str(value)
+    return moment.strftime("%d.%m.%Y %H:%M") if (moment.hour, moment.minute) != (0, 0) \
+        else moment.strftime("%d.%m.%Y")
+
+
+def _format_deadline(value: Any, tz: tzinfo) -> str:
+    """A window ends at 24:00 of its last day, which the services write as
+    00:00 of the next: the parent is shown the last day itself."""
+    moment = _moment(value, tz) if value else None
+    if isinstance(moment, datetime) and (moment.hour, moment.minute, moment.second) == (0, 0, 0):
+        return (moment - timedelta(days=1)).strftime("%d.%m.%Y")
+    return _format_day(value, tz)
 
 
 def portal_router(gw) -> APIRouter:
@@ -475,6 +494,21 @@ def portal_router(gw) -> APIRouter:
         except UpstreamError as exc:
             return render(request, "error.html", error_status(exc), described(request, exc))
         return redirect("/cabinet?done=extended#directions")
+
+    @r.post("/cabinet/notifications/{message_id}/read", response_class=HTMLResponse)
+    async def notification_read(message_id: str, request: Request):
+        token = await session(request)
+        if token is None:
+            return to_login()
+        values = await form(request)
+        if not gw.check_csrf(token, values.get("csrf", "")):
+            return redirect("/cabinet#h-notes")
+        me = await gw.registration.me(token)
+        try:
+            await gw.notifications.mark_read(me["account"]["id"], message_id)
+        except UpstreamError as exc:
+            return render(request, "error.html", error_status(exc), described(request, exc))
+        return redirect("/cabinet#h-notes")
 
     @r.get("/cabinet/applications/{application_id}/remove", response_class=HTMLResponse)
     async def remove_page(application_id: str, request: Request):

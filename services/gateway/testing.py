@@ -192,6 +192,14 @@ class FakeInbox:
             items = self.messages.get(parent_id, [])
             return {"parent_id": parent_id, "unread": sum(not m["read"] for m in items), "messages": items}
 
+        @self.app.post("/api/v1/notifications/inbox/{parent_id}/{message_id}/read", status_code=204)
+        def mark_read(parent_id: str, message_id: str):
+            found = [m for m in self.messages.get(parent_id, []) if m["id"] == message_id]
+            if not found:
+                return JSONResponse({"detail": "no such message in this parent's inbox",
+                                     "errors": [{"field": "message_id", "message": "not found"}]}, status_code=404)
+            found[0]["read"] = True
+
     def add(self, parent_id: str, body: str, title: str | None = None) -> None:
         self.messages.setdefault(parent_id, []).append(
             {"id": str(uuid.uuid4()), "kind": "info", "created_at": datetime.now(UTC).isoformat(), "title": title,

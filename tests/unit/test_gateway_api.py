@@ -294,6 +294,25 @@ def test_a_parent_never_sees_or_touches_another_familys_data(api, stack):
     assert ref["referral_id"] == a_ref["referral_id"] and ref["actions"] == ["cancel", "extend"]
 
 
+def test_a_parent_marks_own_notifications_read_and_never_anothers(api, stack):
+    a_token, _ = register(api, stack, child={**CHILD, "pin": "21506202400081"},
+                          parent={**PARENT, "email": "inbox-a@example.kg"})
+    b_token, _ = register(api, stack, child={**CHILD, "pin": "11506202400072", "name": "Бермет"},
+                          parent={**PARENT, "pin": "21203199000125", "email": "inbox-b@example.kg"})
+    a, b = ({"authorization": f"Bearer {t}"} for t in (a_token, b_token))
+    a_parent = api.get("/api/v1/me", headers=a).json()["account"]["id"]
+    stack.inbox.add(a_parent, "Your application was received")
+    [message] = api.get("/api/v1/me/notifications", headers=a).json()
+    assert message["read"] is False
+
+    r = api.post(f"/api/v1/me/notifications/{message['id']}/read", headers=b)
+    assert r.status_code == 404 and fields(r) == ["notification"]
+    assert api.get("/api/v1/me/notifications", headers=a).json()[0]["read"] is False
+    assert api.post(f"/api/v1/me/notifications/{message['id']}/read", headers=a).status_code == 204
+    assert api.get("/api/v1/me/notifications", headers=a).json()[0]["read"] is True
+    assert api.post(f"/api/v1/me/notifications/{message['id']}/read").status_code == 401
+
+
 def test_only_the_actions_the_rules_allow_are_accepted(api, stack):
     token, app = register(api, stack, child={**CHILD, "pin": "21506202400093"},
                           parent={**PARENT, "email": "actions@example.kg"})

@@ -215,6 +215,24 @@ def test_cabinet_shows_status_position_chart_and_map(stack):
     assert "tile" not in r.text and "https://" not in r.text.split("<main", 1)[1]
 
 
+def test_a_notification_is_marked_read_from_the_cabinet(stack):
+    c = browser(stack, "ru")
+    apply(c, stack, "21506202400029", "inbox@example.kg")
+    activate_and_login(c, stack, "inbox@example.kg")
+    parent_id = stack.events("application.received.v1")[-1]["parent_id"]
+    stack.inbox.add(parent_id, "Заявление принято", title="Kezek")
+    [message_id] = [m["id"] for m in stack.inbox.messages[parent_id]]
+    page = c.get("/cabinet").text
+    assert f'data-message="{message_id}"' in page and 'class="unread"' in page and "Отметить как прочитанное" in page
+    c.post(f"/cabinet/notifications/{message_id}/read", data={"csrf": "forged"})
+    assert stack.inbox.messages[parent_id][0]["read"] is False            # no CSRF token, no change
+    r = c.post(f"/cabinet/notifications/{message_id}/read", data={"csrf": csrf(page)})
+    assert r.url.path == "/cabinet" and stack.inbox.messages[parent_id][0]["read"] is True
+    assert 'class="unread"' not in r.text and "Заявление принято" in r.text
+    r = c.post("/cabinet/notifications/not-mine/read", data={"csrf": csrf(page)})
+    assert r.status_code == 404 and "Уведомление" in r.text
+
+
 def test_session_cookie_is_httponly_and_secure(stack):
     c = browser(stack)
     apply(c, stack, "21506202400017", "cookie@example.kg")
