@@ -336,7 +336,7 @@ def test_each_event_type_gives_the_right_message_in_the_parents_language_once_ev
 def test_exactly_once_when_the_service_is_killed_mid_stream(kafka_bootstrap, make_stack):
     stack = make_stack(kafka_bootstrap)
     stack.start()
-    events = scenario(range(8), uuid.uuid4().hex[:6])
+    events = scenario(range(4), uuid.uuid4().hex[:6])
     expected = expected_messages(events, stack.tz)
     stack.publish(events)
     kills = 0
@@ -358,7 +358,7 @@ def test_exactly_once_when_the_service_is_killed_mid_stream(kafka_bootstrap, mak
 def test_exactly_once_when_the_broker_is_killed_mid_stream(private_kafka, make_stack):
     stack = make_stack(private_kafka.bootstrap)
     stack.start()
-    events = scenario(range(8), uuid.uuid4().hex[:6])
+    events = scenario(range(4), uuid.uuid4().hex[:6])
     expected = expected_messages(events, stack.tz)
     stack.publish(events)
     wait_until(lambda: len(stack.messages()) >= 0.25 * len(expected), 90, "a quarter of messages created")
@@ -378,7 +378,7 @@ def test_sms_waits_out_a_gateway_outage_and_each_is_delivered_once(kafka_bootstr
     stack = make_stack(kafka_bootstrap)
     stack.gateway.down(503)
     stack.start()
-    events = scenario(range(4), uuid.uuid4().hex[:6])
+    events = scenario(range(2), uuid.uuid4().hex[:6])
     expected = expected_messages(events, stack.tz)
     sms_ids = {mid for mid, x in expected.items() if x.channel is Channel.SMS}
     stack.publish(events)
