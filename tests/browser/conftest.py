@@ -181,14 +181,22 @@ class Portal:
         return self.queue.get(f"/api/v1/kindergartens/{kindergarten}/places").json()
 
     def raw_messages(self, aggregate: str) -> list[bytes]:
-        """Every message on an internal topic, as any subscriber reads it."""
-        from kafka import KafkaConsumer
+        """Every message on an internal topic so far, as any subscriber reads it."""
+        from kafka import KafkaConsumer, TopicPartition
 
-        consumer = KafkaConsumer(self.settings.topic(aggregate), bootstrap_servers=self.settings.kafka_bootstrap,
-                                 auto_offset_reset="earliest", group_id=f"peek-{uuid.uuid4().hex[:8]}",
-                                 consumer_timeout_ms=3000)
+        topic = self.settings.topic(aggregate)
+        consumer = KafkaConsumer(bootstrap_servers=self.settings.kafka_bootstrap, enable_auto_commit=False)
         try:
-            return [record.value for record in consumer]
+            parts = [TopicPartition(topic, p) for p in consumer.partitions_for_topic(topic) or ()]
+            consumer.assign(parts)
+            consumer.seek_to_beginning(*parts)
+            ends = consumer.end_offsets(parts)
+            out: list[bytes] = []
+            deadline = time.monotonic() + 30
+            while any(consumer.position(p) < ends[p] for p in parts) and time.monotonic() < deadline:
+                for records in consumer.poll(timeout_ms=500).values():
+                    out += [r.value for r in records]
+            return out
         finally:
             consumer.close()
 

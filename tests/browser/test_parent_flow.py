@@ -11,7 +11,7 @@ tests/artifacts/browser/<language>/."""
 from __future__ import annotations
 
 import re
-from datetime import datetime
+from datetime import datetime, timedelta
 from zoneinfo import ZoneInfo
 
 import pytest
@@ -26,14 +26,15 @@ WORDS = {
            "confirm_cancel": "Ооба, жолдомодон баш тартуу", "street": "Киев көчөсү",
            "cabinet": "Жеке кабинет", "position": "Тандалган ар бир бала бакча боюнча кезектеги орду",
            "directions": "Менин жолдомолорум", "cancelled": "Жолдомо жокко чыгарылды",
-           "code_sent": "Код", "done": "Арыз ийгиликтүү тапшырылды", "bad_pin": "14 сандан турушу керек"},
+           "code_sent": "Код", "done": "Арыз ийгиликтүү тапшырылды", "bad_pin": "14 сандан турушу керек",
+           "mark_read": "Окулду деп белгилөө"},
     "ru": {"apply": "Подать заявление", "next": "Далее", "get_code": "Получить код",
            "submit": "Подать заявление", "save_password": "Сохранить пароль", "log_in": "Вход",
            "cancel": "Отменить направление", "confirm_cancel": "Да, отменить направление",
            "street": "улица Киевская", "cabinet": "Личный кабинет",
            "position": "Место в очереди по каждому выбранному детскому саду", "directions": "Мои направления",
            "cancelled": "Направление отменено", "code_sent": "Код", "done": "Заявление подано",
-           "bad_pin": "должен состоять из 14 цифр"},
+           "bad_pin": "должен состоять из 14 цифр", "mark_read": "Отметить как прочитанное"},
 }
 # Each family wants kindergartens of its own, so that the place one family
 # gives back is not taken by the other's child.
@@ -55,6 +56,8 @@ def test_parent_applies_activates_sees_position_and_cancels_a_direction(lang, po
     w, family = WORDS[lang], FAMILIES[lang]
     shots = screenshots / lang
     shots.mkdir(exist_ok=True)
+    for stale in shots.glob("*.png"):     # the steps of an earlier run
+        stale.unlink()
     step = iter(range(1, 100))
 
     context = chromium.new_context(viewport=family["viewport"], locale=lang)
@@ -156,17 +159,32 @@ def test_parent_applies_activates_sees_position_and_cancels_a_direction(lang, po
     assert page.locator("figure.chart svg polyline").count() == 1
     shot("cabinet-position")
 
+    # The notifications inbox: the in-app message that the application was
+    # received, marked read.
+    notes = page.locator("section:has(#h-notes)")
+    for _ in range(100):
+        if notes.locator("li.unread").count():
+            break
+        page.wait_for_timeout(300)
+        page.reload()
+    assert notes.locator("li.unread").count() == 1
+    notes.locator("li.unread").get_by_role("button", name=w["mark_read"]).click()
+    page.wait_for_url("**/cabinet#h-notes")
+    assert notes.locator("li").count() == 1 and notes.locator("li.unread").count() == 0
+    shot("notification-read")
+
     # An administrator publishes a place; the allocation issues the
     # direction and its workflow starts. The parent sees it with its deadline.
     portal.publish_place(first, family["cohort"], lang)
     referral = portal.wait_referral_workflow(entry["id"])
     assert referral["kindergarten"] == first
-    deadline = datetime.fromisoformat(referral["deadline"]).astimezone(BISHKEK)
+    # The window ends at 24:00 of its last working day; the parent is shown that day.
+    last_day = (datetime.fromisoformat(referral["deadline"]).astimezone(BISHKEK) - timedelta(seconds=1)).date()
     page.reload()
     direction = page.locator(f"article.referral[data-referral='{referral['id']}']")
     name = next(k["name"] for k in KINDERGARTENS if k["id"] == first)
     assert name in direction.inner_text()
-    assert deadline.strftime("%d.%m.%Y") in direction.locator("strong").inner_text()
+    assert direction.locator("strong").inner_text() == last_day.strftime("%d.%m.%Y")
     shot("direction")
     direction.get_by_role("link", name=w["cancel"]).click()
     page.wait_for_url(f"**/cabinet/referrals/{referral['id']}/cancel")
