@@ -40,7 +40,10 @@ class IdempotentConsumer:
             group_id=name,
             enable_auto_commit=False,
             auto_offset_reset="earliest",
-            max_poll_records=200,
+            max_poll_records=100,
+            # A consumer that lost its broker rejoins its group within this
+            # bound instead of the 5-minute default.
+            max_poll_interval_ms=30_000,
             request_timeout_ms=30_000,
             session_timeout_ms=10_000,
             heartbeat_interval_ms=3_000,
@@ -65,14 +68,25 @@ class IdempotentConsumer:
             return True
 
     def poll_once(self, timeout_ms: int = 500) -> int:
+        """Handles one poll's records. A handler failure rewinds its partition
+        to the failed record, so it is tried again, never skipped; offsets
+        are committed only for records whose transaction committed."""
         handled = 0
-        batches = self.consumer.poll(timeout_ms=timeout_ms)
-        for tp, records in batches.items():
-            for record in records:
-                if self.process(record.value):
-                    handled += 1
-                # After the database commit, never before.
-                self.consumer.commit({TopicPartition(tp.topic, tp.partition): OffsetAndMetadata(record.offset + 1, "", -1)})
+        for tp, records in self.consumer.poll(timeout_ms=timeout_ms).items():
+            done = None
+            try:
+                for record in records:
+                    if self.process(record.value):
+                        handled += 1
+                    done = record.offset
+            except Exception:
+                failed = records[0].offset if done is None else done + 1
+                self.consumer.seek(tp, failed)
+                raise
+            finally:
+                if done is not None:
+                    # After the database commits, never before.
+                    self.consumer.commit({TopicPartition(tp.topic, tp.partition): OffsetAndMetadata(done + 1, "", -1)})
         return handled
 
     def run(self, stop: threading.Event) -> None:

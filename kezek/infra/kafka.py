@@ -32,6 +32,15 @@ LOG4J2 = """<?xml version="1.0" encoding="UTF-8"?>
 """
 
 
+def new_cluster_id() -> str:
+    """A KRaft cluster id (base64 of 16 bytes). One that begins with '-'
+    would be read by the storage tool as an option, so none does."""
+    while True:
+        cluster_id = base64.urlsafe_b64encode(uuid.uuid4().bytes).decode().rstrip("=")
+        if cluster_id[0] != "-":
+            return cluster_id
+
+
 def kafka_libs() -> Path:
     return Path(os.environ.get("KEZEK_KAFKA_LIBS", PROJECT_ROOT / "var" / "kafka-libs"))
 
@@ -107,7 +116,7 @@ class KafkaBroker:
         props.write_text(self.properties())
         (self.state_dir / "log4j2.xml").write_text(LOG4J2.format(log=self.state_dir / "server.log"))
         if not (self.state_dir / "data" / "meta.properties").exists():
-            cluster_id = base64.urlsafe_b64encode(uuid.uuid4().bytes).decode().rstrip("=")
+            cluster_id = new_cluster_id()
             subprocess.run(
                 self._java("kafka.tools.StorageTool", "format", "--standalone", "-g", "-t", cluster_id, "-c", str(props)),
                 check=True, capture_output=True, timeout=120,

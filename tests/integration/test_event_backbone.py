@@ -182,3 +182,36 @@ def test_event_whose_data_breaks_its_schema_is_never_written(databases):
     with pytest.raises(InvalidEvent, match="probe_id"):
         with unit_of_work(sender) as session:
             sender_outbox.add(session, "backbone.probe.v1", "x", {"note": "no probe id"})
+
+
+def test_consumer_retries_a_record_whose_handler_failed_instead_of_skipping_it(kafka_bootstrap, databases):
+    sender, receiver = databases
+    ensure_topics(kafka_bootstrap, [TOPIC])
+    relay = OutboxRelay(sender, sender_outbox, kafka_bootstrap)
+    failing = write_probe(sender, "its first handling fails")
+    following = write_probe(sender, "comes after it")
+    wait_until_relayed(relay)
+    relay.close()
+
+    attempts: list[str] = []
+
+    def flaky(session, event):
+        attempts.append(event.data["probe_id"])
+        if event.data["probe_id"] == failing and attempts.count(failing) == 1:
+            raise ConnectionError("database went away mid-batch")
+        record_receipt(session, event)
+
+    consumer = IdempotentConsumer(name=f"flaky-{uuid.uuid4().hex[:6]}", topics=[TOPIC], bootstrap=kafka_bootstrap,
+                                  sessions=receiver, outbox=receiver_outbox, handle=flaky)
+    failures = 0
+    for _ in range(80):
+        try:
+            consumer.poll_once(timeout_ms=300)
+        except ConnectionError:
+            failures += 1
+        if receipts(receiver, failing) and receipts(receiver, following):
+            break
+    consumer.close()
+    assert failures == 1
+    assert attempts.count(failing) == 2, "the failed record is handled again"
+    assert receipts(receiver, failing) == 1 and receipts(receiver, following) == 1
