@@ -101,13 +101,15 @@ class ReferralWorkflow:
 
     @workflow.run
     async def run(self, inp: c.ReferralInput) -> c.ReferralOutcome:
+        # The queue has already allocated the place; the parent can be told
+        # while it records the deadline (one workflow task for both).
+        self._notify("issued", "referral.issued.v1", self._issued_at,
+                     deadline=_fmt(self._deadline), needs_confirmation=inp.needs_confirmation,
+                     category=inp.category, cohort=inp.cohort, language=inp.language)
         self._busy = True
         await self._record("issued", "referral.issued", self._issued_at,
                            needs_confirmation=inp.needs_confirmation)
         self._busy = False
-        self._notify("issued", "referral.issued.v1", self._issued_at,
-                     deadline=_fmt(self._deadline), needs_confirmation=inp.needs_confirmation,
-                     category=inp.category, cohort=inp.cohort, language=inp.language)
         while self._state in LIVE_STATES:
             deadline = self._deadline
             assert deadline is not None
@@ -122,7 +124,7 @@ class ReferralWorkflow:
                     pass
             # The window has ended. An act already under way (accepted before
             # the end) finishes first and may have closed or moved the window.
-            await workflow.wait_condition(lambda: not self._busy)
+            await self._turn()
             if self._state in LIVE_STATES and self._deadline == deadline:
                 await self._expire(deadline)
         await workflow.wait_condition(workflow.all_handlers_finished)
@@ -155,8 +157,7 @@ class ReferralWorkflow:
 
     @workflow.update(name=c.CONFIRM_PRIVILEGE)
     async def confirm_privilege(self, req: c.ConfirmPrivilege) -> c.ActResult:
-        at = self._act_time(req)
-        async with self._acting():
+        async with self._acting(self._check_confirm, req) as at:
             p = self._in.policy
             valid_to = req.certificate_issued + timedelta(days=p.certificate_valid_days)
             if self._cal.local_date(at) > valid_to:
@@ -181,16 +182,19 @@ class ReferralWorkflow:
 
     @confirm_privilege.validator
     def _validate_confirm(self, req: c.ConfirmPrivilege) -> None:
+        self._check_confirm(req)
+
+    def _check_confirm(self, req: c.ConfirmPrivilege) -> datetime:
         at = self._validate_act(req, "confirm the privilege")
         if self._state is not S.AWAITING_CONFIRMATION:
             raise _refuse(self._no_confirmation_window())
         if req.certificate_issued > self._cal.local_date(at):
             raise _refuse(f"the certificate's issue date {req.certificate_issued} is in the future")
+        return at
 
     @workflow.update(name=c.REJECT_PRIVILEGE)
     async def reject_privilege(self, req: c.RejectPrivilege) -> c.ActResult:
-        at = self._act_time(req)
-        async with self._acting():
+        async with self._acting(self._check_reject, req) as at:
             reason = req.reason or None
             await self._queue(c.RETURN_PLACE, "privilege_rejected:return_place", c.ReturnPlace, at=at,
                               place=self._place, outcome="privilege_rejected", reason=reason, actor=req.actor)
@@ -203,14 +207,17 @@ class ReferralWorkflow:
 
     @reject_privilege.validator
     def _validate_reject(self, req: c.RejectPrivilege) -> None:
-        self._validate_act(req, "reject the privilege")
+        self._check_reject(req)
+
+    def _check_reject(self, req: c.RejectPrivilege) -> datetime:
+        at = self._validate_act(req, "reject the privilege")
         if self._state is not S.AWAITING_CONFIRMATION:
             raise _refuse(self._no_confirmation_window())
+        return at
 
     @workflow.update(name=c.EXTEND)
     async def extend(self, req: c.ExtendReferral) -> c.ActResult:
-        at = self._act_time(req)
-        async with self._acting():
+        async with self._acting(self._check_extend, req) as at:
             assert self._deadline is not None
             deadline = self._deadline + timedelta(days=self._in.policy.extension_days)
             await self._record("extended", "referral.extended", at, deadline=deadline, actor=req.actor)
@@ -221,6 +228,9 @@ class ReferralWorkflow:
 
     @extend.validator
     def _validate_extend(self, req: c.ExtendReferral) -> None:
+        self._check_extend(req)
+
+    def _check_extend(self, req: c.ExtendReferral) -> datetime:
         at = self._validate_act(req, "extend the referral")
         if self._state is not S.AWAITING_CONFIRMATION:
             raise _refuse("only the confirmation window can be extended, and "
@@ -231,11 +241,11 @@ class ReferralWorkflow:
         if today != self._extension_day:
             raise _refuse(f"an extension may be asked for only on the last working day of the "
                           f"confirmation window, {self._extension_day}, not on {today}")
+        return at
 
     @workflow.update(name=c.CANCEL)
     async def cancel(self, req: c.CancelReferral) -> c.ActResult:
-        at = self._act_time(req)
-        async with self._acting():
+        async with self._acting(self._check_cancel, req) as at:
             await self._queue(c.RETURN_PLACE, "cancelled:return_place", c.ReturnPlace, at=at,
                               place=self._place, outcome="cancelled", drop_preference=req.drop_preference,
                               reason=req.reason or None, actor=req.actor)
@@ -244,12 +254,14 @@ class ReferralWorkflow:
 
     @cancel.validator
     def _validate_cancel(self, req: c.CancelReferral) -> None:
-        self._validate_act(req, "cancel the referral")
+        self._check_cancel(req)
+
+    def _check_cancel(self, req: c.CancelReferral) -> datetime:
+        return self._validate_act(req, "cancel the referral")
 
     @workflow.update(name=c.ENROL)
     async def enrol(self, req: c.RecordEnrolment) -> c.ActResult:
-        at = self._act_time(req)
-        async with self._acting():
+        async with self._acting(self._check_enrol, req) as at:
             await self._queue(c.RECORD_ENROLMENT, "enrolled:record", c.RecordEnrolmentCall, at=at,
                               place=self._place, actor=req.actor)
             self._close(S.ENROLLED, at)
@@ -257,10 +269,14 @@ class ReferralWorkflow:
 
     @enrol.validator
     def _validate_enrol(self, req: c.RecordEnrolment) -> None:
-        self._validate_act(req, "enrol the child")
+        self._check_enrol(req)
+
+    def _check_enrol(self, req: c.RecordEnrolment) -> datetime:
+        at = self._validate_act(req, "enrol the child")
         if self._state is S.AWAITING_CONFIRMATION:
             raise _refuse("enrolment before the privilege is confirmed is refused: the privilege "
                           "must first be confirmed at the Department of Education")
+        return at
 
     # ---------------------------------------------------------------- query
 
@@ -301,8 +317,6 @@ class ReferralWorkflow:
 
     def _validate_act(self, act: c.Act, what: str) -> datetime:
         """Checks common to every act; returns its moment."""
-        if self._busy:
-            raise _refuse("another change to this referral is under way; try again")
         if self._state not in LIVE_STATES:
             raise _refuse(f"cannot {what}: {self._closed_reason()}")
         at = self._act_time(act)
@@ -320,8 +334,15 @@ class ReferralWorkflow:
             return f"category {self._in.category!r} has no confirmation window"
         return "the privilege is already confirmed"
 
-    def _acting(self) -> "_Acting":
-        return _Acting(self)
+    async def _turn(self) -> None:
+        """Waits until no act or expiry is under way. Several may be waiting:
+        all wake together, and the first to run takes the turn (it sets
+        `_busy` before its first await), so the others wait again."""
+        while self._busy:
+            await workflow.wait_condition(lambda: not self._busy)
+
+    def _acting(self, check, req: c.Act) -> "_Acting":
+        return _Acting(self, check, req)
 
     def _close(self, state: S, at: datetime) -> None:
         self._state, self._closed_at, self._deadline = state, at, None
@@ -356,14 +377,19 @@ class ReferralWorkflow:
 
 
 class _Acting:
-    """Marks an act under way, so a window that ends meanwhile waits for it
-    and a second act is refused until it is done."""
+    """One act at a time: an act waits for the one under way (or an expiry)
+    to finish, is checked again against the state it left (the validator saw
+    the state before), and marks itself under way, so a window that ends
+    meanwhile waits for it. `async with` gives the act's moment."""
 
-    def __init__(self, wf: ReferralWorkflow) -> None:
-        self._wf = wf
+    def __init__(self, wf: ReferralWorkflow, check, req: c.Act) -> None:
+        self._wf, self._check, self._req = wf, check, req
 
-    async def __aenter__(self) -> None:
+    async def __aenter__(self) -> datetime:
+        await self._wf._turn()
+        at = self._check(self._req)
         self._wf._busy = True
+        return at
 
     async def __aexit__(self, *exc) -> None:
         self._wf._busy = False

@@ -18,7 +18,7 @@ def dumps(line: dict) -> str:
     return json.dumps(line, ensure_ascii=False)
 
 
-def run_file(path: str, out=sys.stdout, *, sandboxed: bool = True, stats: bool = False) -> int:
+def run_file(path: str, out=sys.stdout, *, sandbox: str = "off", stats: bool = False) -> int:
     from kezek.scenario.runner import Runner
 
     try:
@@ -33,7 +33,7 @@ def run_file(path: str, out=sys.stdout, *, sandboxed: bool = True, stats: bool =
     def emit(line: dict) -> None:
         out.write(dumps(line) + "\n")
 
-    runner = Runner(scenario, emit, sandboxed=sandboxed)
+    runner = Runner(scenario, emit, sandbox=sandbox)
     final = asyncio.run(runner.run())
     emit(final)
     if stats:
@@ -48,9 +48,12 @@ def main(argv: list[str] | None = None) -> int:
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("file", help="a scenario file (YAML or JSON)")
     parser.add_argument("--stats", action="store_true", help="print run figures on standard error")
+    parser.add_argument("--sandbox", choices=("full", "light", "off"), default="off",
+                        help="workflow sandbox: full (as the production worker runs it), light (every "
+                             "module shared, calls still checked), off (default: fastest)")
     args = parser.parse_args(sys.argv[1:] if argv is None else argv)
     try:
-        code = run_file(args.file, stats=args.stats)
+        code = run_file(args.file, stats=args.stats, sandbox=args.sandbox)
     except Exception as e:  # the run failed, not the file
         print(f"kezek scenario: the run failed: {type(e).__name__}: {e}", file=sys.stderr)
         code = 1

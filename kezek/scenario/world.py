@@ -92,6 +92,13 @@ class World:
         self.held: Counter[PlaceKey] = Counter()
         self.enrolled: Counter[PlaceKey] = Counter()
         self.place_keys: set[PlaceKey] = set()
+        # (kindergarten, cohort, language) -> children who list it, for a
+        # quick look at who could take a free place.
+        self.wanting: dict[tuple[str, int, str], list[Child]] = {}
+        for child in self.children.values():
+            for kg in child.spec.preferences:
+                key = (kg, child.spec.birth_date.year, child.spec.language)
+                self.wanting.setdefault(key, []).append(child)
         self.referrals: dict[str, Referral] = {}
         self.now: datetime | None = None
         self._clock = asyncio.Condition()
@@ -152,6 +159,16 @@ class World:
 
     def waiting(self) -> list[Child]:
         return [ch for ch in self.children.values() if ch.status == "queued"]
+
+    def candidates(self, free: dict[tuple[PlaceKey, str | None], int]) -> list[Child]:
+        """Waiting children who still list a kindergarten with a free place of
+        their cohort and language: the only ones an allocation can serve."""
+        found: dict[str, Child] = {}
+        for key, _ in free:
+            for ch in self.wanting.get((key.kindergarten, key.cohort, key.language), ()):
+                if ch.status == "queued" and key.kindergarten in ch.preferences:
+                    found[ch.alias] = ch
+        return list(found.values())
 
     def free_places(self) -> dict[tuple[PlaceKey, str | None], int]:
         return {k: n for k, n in self.free.items() if n > 0}

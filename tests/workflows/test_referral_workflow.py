@@ -3,10 +3,12 @@ real dates around Kyrgyz and Kazakh holidays. Fakes stand in for the queue
 and notifications services (same activity names)."""
 from __future__ import annotations
 
+import asyncio
 from datetime import date, timedelta
 
 import pytest
 
+from workflows import client
 from workflows import contracts as c
 from workflows.contracts import ReferralState as S
 
@@ -295,3 +297,15 @@ async def test_window_lengths_come_from_the_policy_in_the_input(referral, days):
     assert st.deadline == r.local(2027, 3, 13) and st.extension_day == date(2027, 3, 12)
     await r.outcome()
     assert r.fakes.named(c.PUT_ON_STOPLIST)[0].until == r.local(2027, 3, 13) + timedelta(days=3)
+
+
+async def test_two_acts_at_once_are_applied_one_after_the_other(referral):
+    r = await referral(issued=(2026, 4, 30, 10, 0))
+    await r.advance_to(r.local(2026, 5, 12, 9))
+    results = await asyncio.gather(r.act(c.CANCEL, c.CancelReferral()), r.act(c.ENROL, c.RecordEnrolment()),
+                                   return_exceptions=True)
+    done = [x for x in results if isinstance(x, c.ActResult)]
+    refused = [x for x in results if isinstance(x, client.ReferralRefused)]
+    assert len(done) == 1 and len(refused) == 1, results
+    assert ("was cancelled" in refused[0].reason) or ("already enrolled" in refused[0].reason)
+    assert len([n for n in r.fakes.queue_calls() if n != f"{c.RECORD_REFERRAL}:referral.issued"]) == 1
