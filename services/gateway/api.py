@@ -19,7 +19,7 @@ from fastapi.staticfiles import StaticFiles
 from kezek.settings import Settings
 from kezek.web import create_service_app, database_check
 from kezek.db import make_engine, make_session_factory
-from services.gateway import history, i18n, views
+from services.gateway import history, i18n, views, vouchers
 from services.gateway.clients import NotificationsClient, QueueClient, RegistrationClient, UpstreamError
 from services.gateway.geo import nearest
 from services.gateway.messages import describe
@@ -60,6 +60,7 @@ class Gateway:
         self.limiter = RateLimiter(settings.rate_limit_per_minute)
         self.secret = settings.secret_key.get_secret_value().encode()
         self._kindergartens: tuple[float, list[dict]] | None = None
+        self._categories: tuple[float, list[str]] | None = None
 
     def gettext(self, lang: str):
         return i18n.translations(str(self.mo_dir), lang).gettext
@@ -111,9 +112,26 @@ class Gateway:
             return out
 
         sides = await asyncio.gather(*(queue_side(a) for a in apps))
+        decided = await asyncio.to_thread(vouchers.decisions, self.sessions, [a["id"] for a in apps])
         for app, side in zip(apps, sides):
             app.update(side)
+            app["voucher"] = vouchers.view(app, decided.get(app["id"]))
         return me
+
+    async def categories(self) -> list[str]:
+        """The categories a parent may choose: those the queue's policy ranks
+        (so the voucher programme is offered only where an administrator
+        runs it), in the portal's order. Without the queue's answer, the
+        ones every policy has."""
+        now = time.monotonic()
+        if self._categories is None or self._categories[0] < now:
+            try:
+                found = await self.queue.policy()
+                known = {c["code"] for c in found["policy"]["categories"]}
+            except (UpstreamError, KeyError, TypeError):
+                return list(views.ALWAYS_OFFERED)
+            self._categories = (now + 60, [c for c in views.CATEGORIES if c in known])
+        return self._categories[1]
 
     async def kindergarten_names(self) -> dict[str, str]:
         try:
@@ -290,6 +308,10 @@ def json_api(gw: Gateway) -> APIRouter:
     @r.post("/drafts/{draft}/email-code/verify", tags=["application"])
     async def verify(draft: str, body: Json):
         return await gw.registration.verify_code(draft, str(body.get("code", "")))
+
+    @r.get("/categories", tags=["application"], summary="The categories a parent may choose at step 3")
+    async def categories():
+        return await gw.categories()
 
     @r.post("/drafts/{draft}/submit", status_code=201, tags=["application"], summary="Step 3: submit")
     async def submit(draft: str, body: Json):

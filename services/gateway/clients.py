@@ -135,6 +135,10 @@ class QueueClient(ServiceClient):
         found = await self.call("GET", "/api/v1/kindergartens")
         return found.get("items", found) if isinstance(found, dict) else found
 
+    async def policy(self) -> dict:
+        """{"version", "policy": {"categories": [{"code", "rank", ...}], ...}}."""
+        return await self.call("GET", "/api/v1/policy")
+
     async def application(self, application_id: str) -> dict | None:
         """The queue entry (with its live referral); None until the queue has
         taken application.submitted.v1 in."""

@@ -27,3 +27,16 @@ class PositionPoint(Base):
     kindergarten_id: Mapped[str | None] = mapped_column(sa.String(100), nullable=True)
     position: Mapped[int] = mapped_column(sa.Integer)
     at: Mapped[datetime] = mapped_column(sa.DateTime(timezone=True))
+
+
+class VoucherDecision(Base):
+    """The district commission's decision on a voucher application, from
+    verification.voucher_decided.v1: the cabinet shows it to the parent."""
+    __tablename__ = "voucher_decisions"
+    application_id: Mapped[str] = mapped_column(sa.String(100), primary_key=True)
+    event_id: Mapped[str] = mapped_column(sa.String(36))
+    decision: Mapped[str] = mapped_column(sa.String(20))
+    decision_number: Mapped[int] = mapped_column(sa.Integer)
+    benefit_type: Mapped[str | None] = mapped_column(sa.String(30), nullable=True)
+    reason: Mapped[str] = mapped_column(sa.String(500), default="")
+    decided_at: Mapped[datetime] = mapped_column(sa.DateTime(timezone=True))

@@ -24,7 +24,6 @@ SESSION_COOKIE = "kezek_session"
 DRAFT_COOKIE = "kezek_draft"
 LANG_COOKIE = "kezek_lang"
 OIDC_COOKIE = "kezek_oidc"
-CATEGORIES = ("general", "privileged", "extraordinary")
 INSTRUCTION_LANGUAGES = ("ky", "ru", "kk", "uz", "en")
 STEPS = ("child", "parent", "contacts", "confirm")
 
@@ -37,6 +36,7 @@ def _environment(gw, lang: str) -> jinja2.Environment:
     env.filters["km"] = lambda m: f"{m / 1000:.1f}".replace(".", "," if lang != "en" else ".")
     env.filters["day"] = lambda value: _format_day(value, gw.tz)
     env.filters["deadline"] = lambda value: _format_deadline(value, gw.tz)
+    env.filters["date"] = lambda value: _format_date(value, gw.tz)
     return env
 
 
@@ -60,6 +60,11 @@ def _format_day(value: Any, tz: tzinfo) -> str:
         return moment.strftime("%d.%m.%Y") if moment else str(value)
     return moment.strftime("%d.%m.%Y %H:%M") if (moment.hour, moment.minute) != (0, 0) \
         else moment.strftime("%d.%m.%Y")
+
+
+def _format_date(value: Any, tz: tzinfo) -> str:
+    moment = _moment(value, tz) if value else None
+    return moment.strftime("%d.%m.%Y") if moment else ""
 
 
 def _format_deadline(value: Any, tz: tzinfo) -> str:
@@ -270,7 +275,7 @@ def portal_router(gw) -> APIRouter:
     async def confirm_ctx(draft: dict, token: str) -> dict:
         addr = draft.get("address") or {}
         kgs, ok = await gw.nearby(addr.get("lat"), addr.get("lon"), 30)
-        return {"kindergartens": kgs, "kindergartens_ok": ok, "categories": CATEGORIES,
+        return {"kindergartens": kgs, "kindergartens_ok": ok, "categories": await gw.categories(),
                 "instruction_languages": INSTRUCTION_LANGUAGES, **step_ctx(draft, "confirm", token)}
 
     @r.get("/apply/confirm", response_class=HTMLResponse)

@@ -35,7 +35,8 @@ class FakeQueue:
     their explanation, and the live referral of an entry. Also records a
     position history, for the chart."""
 
-    def __init__(self):
+    def __init__(self, categories: tuple[str, ...] = ("extraordinary", "privileged", "general", "voucher")):
+        self.categories = categories
         self.entries: dict[str, dict] = {}
         self.referrals: dict[str, dict] = {}
         self.removed_by: dict[str, str] = {}
@@ -105,6 +106,12 @@ class FakeQueue:
         @app.get("/api/v1/kindergartens")
         def kindergartens():
             return KINDERGARTENS
+
+        @app.get("/api/v1/policy")
+        def policy():
+            return {"version": 1, "policy": {"categories": [
+                {"code": c, "rank": 100 if c in ("general", "voucher") else 10 * i,
+                 "needs_confirmation": c == "extraordinary"} for i, c in enumerate(self.categories)]}}
 
         @app.get("/api/v1/queue-entries/{application_id}")
         def entry(application_id: str):
@@ -210,7 +217,8 @@ class Stack:
     """Registration (real, on SQLite), the gateway (real) and the stand-ins,
     wired in one process through ASGI transports."""
 
-    def __init__(self, state_dir, queue_app=None, **settings_overrides):
+    def __init__(self, state_dir, queue_app=None, queue_categories: tuple[str, ...] | None = None,
+                 **settings_overrides):
         import httpx
         from argon2 import PasswordHasher
 
@@ -224,7 +232,7 @@ class Stack:
         # Cheap argon2 parameters: the tests prove the flow, not the cost.
         self.registration = registration_app(RegistrationSettings(state_dir=state_dir, env="test"),
                                              hasher=PasswordHasher(time_cost=1, memory_cost=8192, parallelism=1))
-        self.queue = FakeQueue()
+        self.queue = FakeQueue(*([queue_categories] if queue_categories else []))
         self.inbox = FakeInbox()
         self.gateway = gateway_app(self.settings, transports={
             "registration": httpx.ASGITransport(app=self.registration),

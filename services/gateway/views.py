@@ -6,6 +6,10 @@ are brought to one shape here, so the templates and the mobile API see one."""
 from __future__ import annotations
 
 LIVE_STATES = {"awaiting_confirmation", "awaiting_enrolment"}
+# The categories the portal can name, in the order it offers them; the queue's
+# policy says which of them run (the voucher programme only in some places).
+CATEGORIES = ("general", "privileged", "extraordinary", "voucher")
+ALWAYS_OFFERED = ("general", "privileged", "extraordinary")
 
 
 def position(p: dict, names: dict[str, str]) -> dict:

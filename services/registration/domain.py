@@ -268,7 +268,9 @@ _DOCUMENT_NUMBER = {
 }
 LANGUAGES = ("ky", "ru", "kk", "en")
 INSTRUCTION_LANGUAGES = ("ky", "ru", "kk", "uz", "en")
-DEFAULT_CATEGORIES = ("general", "extraordinary", "privileged")
+# "voucher": the voucher programme (state financing of a place in a private
+# kindergarten), decided by the district commission in the verification service.
+DEFAULT_CATEGORIES = ("general", "extraordinary", "privileged", "voucher")
 MAX_CHILD_AGE_YEARS = 7      # preschool: older children go to school, not the queue
 MAX_PREFERENCES = 3
 

@@ -313,6 +313,31 @@ def test_a_parent_marks_own_notifications_read_and_never_anothers(api, stack):
     assert api.post(f"/api/v1/me/notifications/{message['id']}/read").status_code == 401
 
 
+def test_voucher_decision_is_shown_to_its_own_family_only(api, stack):
+    from kezek.events import new_event
+    from services.gateway import vouchers
+
+    assert api.get("/api/v1/categories").json() == ["general", "privileged", "extraordinary", "voucher"]
+    a_token, a_app = register(api, stack, child={**CHILD, "pin": "21506202400071"},
+                              parent={**PARENT, "email": "voucher-a@example.kg"}, confirm={**CONFIRM, "category": "voucher"})
+    b_token, b_app = register(api, stack, child={**CHILD, "pin": "11506202400073", "name": "Бермет"},
+                              parent={**PARENT, "pin": "21203199000126", "email": "voucher-b@example.kg"})
+    a, b = ({"authorization": f"Bearer {t}"} for t in (a_token, b_token))
+    assert api.get("/api/v1/me", headers=a).json()["applications"][0]["voucher"] == {"status": "pending"}
+    assert api.get("/api/v1/me", headers=b).json()["applications"][0]["voucher"] is None
+
+    event = new_event("verification.voucher_decided.v1", a_app, {
+        "application_id": a_app, "parent_id": None, "decision": "rejected", "benefit_type": None,
+        "reason": "the family's income is above the threshold", "decision_number": 3,
+        "decided_at": "2026-11-23T06:00:00+00:00"}, source="verification")
+    with stack.gateway.state.gateway.sessions() as s, s.begin():
+        vouchers.record(s, event)
+    voucher = api.get("/api/v1/me", headers=a).json()["applications"][0]["voucher"]
+    assert voucher["status"] == "rejected" and voucher["decision_number"] == 3
+    assert voucher["reason"] == "the family's income is above the threshold"
+    assert "income" not in api.get("/api/v1/me", headers=b).text
+
+
 def test_only_the_actions_the_rules_allow_are_accepted(api, stack):
     token, app = register(api, stack, child={**CHILD, "pin": "21506202400093"},
                           parent={**PARENT, "email": "actions@example.kg"})

@@ -45,7 +45,7 @@ def errors(html: str) -> list[str]:
     return re.findall(r"<a href=\"#([^\"]+)\">([^<]+)</a>", summary.group(0)) if summary else []
 
 
-def apply(c: TestClient, stack: Stack, pin: str, email: str, lang_of_instruction="ru") -> None:
+def apply(c: TestClient, stack: Stack, pin: str, email: str, lang_of_instruction="ru", category="general") -> None:
     r = c.get("/apply")
     token = csrf(r.text)
     r = c.post("/apply/child", data={"csrf": token, "pin": pin, "surname": "Асанов", "name": "Айбек"})
@@ -55,7 +55,7 @@ def apply(c: TestClient, stack: Stack, pin: str, email: str, lang_of_instruction
     c.post("/apply/contacts", data={"csrf": token, "action": "send"})
     r = c.post("/apply/contacts", data={"csrf": token, "action": "verify", "code": stack.last_code(email)})
     assert r.url.path == "/apply/confirm"
-    r = c.post("/apply/confirm", data={"csrf": token, "category": "general", "language": lang_of_instruction,
+    r = c.post("/apply/confirm", data={"csrf": token, "category": category, "language": lang_of_instruction,
                                        "preference1": "bsk-12", "preference2": "bsk-7", "agreement": "on"})
     assert r.url.path == "/apply/done", errors(r.text)
     stack.queue.feed_from_outbox(stack.registration.state.engine)
@@ -231,6 +231,64 @@ def test_a_notification_is_marked_read_from_the_cabinet(stack):
     assert 'class="unread"' not in r.text and "Заявление принято" in r.text
     r = c.post("/cabinet/notifications/not-mine/read", data={"csrf": csrf(page)})
     assert r.status_code == 404 and "Уведомление" in r.text
+
+
+def test_voucher_is_offered_only_where_the_queue_runs_the_programme(stack, tmp_path):
+    c = browser(stack, "ru")
+    c.get("/apply")
+    draft = c.cookies.get("kezek_draft")
+    stack.registration.state.service.save_child(draft, {"pin": "21506202400031", "surname": "А", "name": "Б"})
+    stack.registration.state.service.save_parent(draft, {**{k: v for k, v in PARENT_FORM.items()
+                                                            if not k.startswith("address.")},
+                                                         "email": "offer@example.kg", "address": {
+        k.split(".", 1)[1]: v for k, v in PARENT_FORM.items() if k.startswith("address.")}})
+    stack.registration.state.service.request_code(draft)
+    stack.registration.state.service.verify_code(draft, stack.last_code("offer@example.kg"))
+    page = c.get("/apply/confirm").text
+    assert 'value="voucher"' in page and "частном детском саду" in page
+
+    without = Stack(tmp_path, queue_categories=("extraordinary", "privileged", "general"),
+                    rate_limit_per_minute=100_000)
+    w = TestClient(without.gateway, base_url="https://testserver")
+    w.cookies.set("kezek_lang", "ru")
+    w.get("/apply")
+    draft = w.cookies.get("kezek_draft")
+    without.registration.state.service.save_child(draft, {"pin": "21506202400032", "surname": "А", "name": "Б"})
+    without.registration.state.service.save_parent(draft, {**{k: v for k, v in PARENT_FORM.items()
+                                                              if not k.startswith("address.")},
+                                                           "email": "nooffer@example.kg", "address": {
+        k.split(".", 1)[1]: v for k, v in PARENT_FORM.items() if k.startswith("address.")}})
+    without.registration.state.service.request_code(draft)
+    without.registration.state.service.verify_code(draft, without.last_code("nooffer@example.kg"))
+    page = w.get("/apply/confirm").text
+    assert 'value="general"' in page and 'value="voucher"' not in page
+
+
+def test_cabinet_shows_the_voucher_commissions_decision(stack):
+    from kezek.events import new_event
+    from services.gateway import vouchers
+
+    c = browser(stack, "ru")
+    apply(c, stack, "21506202400033", "voucher@example.kg", category="voucher")
+    activate_and_login(c, stack, "voucher@example.kg")
+    app_id = list(stack.queue.entries)[-1]
+    page = c.get("/cabinet").text
+    assert 'data-voucher="pending"' in page and "Районная комиссия ещё не приняла решение" in page
+
+    decided = new_event("verification.voucher_decided.v1", app_id, {
+        "application_id": app_id, "parent_id": None, "decision": "approved", "benefit_type": "full", "reason": "",
+        "decision_number": 17, "decided_at": "2026-11-23T20:30:00+00:00"}, source="verification")
+    older = new_event("verification.voucher_decided.v1", app_id, {
+        "application_id": app_id, "parent_id": None, "decision": "rejected", "benefit_type": None,
+        "reason": "нет мест", "decision_number": 16, "decided_at": "2026-11-20T10:00:00+00:00"},
+        source="verification")
+    with stack.gateway.state.gateway.sessions() as s, s.begin():
+        vouchers.record(s, decided)
+        vouchers.record(s, older)      # late and out of order: the newer decision stands
+    page = c.get("/cabinet").text
+    assert 'data-voucher="approved"' in page
+    # 20:30 UTC is already the next day in Bishkek.
+    assert "решение № 17 от 24.11.2026" in page and "Государство оплачивает место полностью" in page
 
 
 def test_session_cookie_is_httponly_and_secure(stack):

@@ -283,6 +283,12 @@ def test_confirmation_needs_category_preferences_and_agreement():
     assert ok.preferences == ("a", "b")
 
 
+def test_the_voucher_programme_uses_the_same_flow_with_its_own_category():
+    voucher = d.validate_confirmation({"category": "voucher", "language": "ru", "preferences": ["a"],
+                                       "agreement": True})
+    assert voucher.category == "voucher"
+
+
 def test_draft_opens_steps_in_order_and_needs_the_verified_email():
     draft = d.Draft()
     assert draft.next_step() == "child" and not draft.may_open("parent")
