@@ -102,7 +102,7 @@ def test_every_consumed_type_yields_a_public_event_that_matches_its_schema():
             jsonschema.validate(fact.data, schema_for(fact.type), format_checker=FORMATS)
 
 
-@settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(event_type=st.sampled_from(PUBLISHING),
        personal=st.dictionaries(st.sampled_from(PERSONAL_FIELDS), personal_values, min_size=1))
 def test_personal_fields_never_change_the_public_event(event_type, personal):
@@ -128,7 +128,7 @@ ANY_FIELD = sorted({k for t in consumed_types() for k in allowed_part(t)} | set(
                    | {"pin", "birth_date", "kindergarten", "places", "state", "id", "for_category"})
 
 
-@settings(max_examples=400, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=250, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(event_type=st.sampled_from(consumed_types()),
        base=st.booleans(),
        planted=st.dictionaries(st.sampled_from(ANY_FIELD), personal_values, max_size=6),
