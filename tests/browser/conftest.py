@@ -141,7 +141,18 @@ class Portal:
         for kg in KINDERGARTENS:
             r = self.queue.put(f"/api/v1/kindergartens/{kg['id']}", json={k: v for k, v in kg.items() if k != "id"})
             assert r.status_code in (200, 201), r.text
+        self.run_voucher_programme()
         return self
+
+    def run_voucher_programme(self) -> None:
+        """The city runs the voucher programme: an administrator gives the
+        queue's policy a voucher category (ranked with the general queue)."""
+        categories = self.queue.get("/api/v1/policy").json()["policy"]["categories"]
+        if all(c["code"] != "voucher" for c in categories):
+            categories.append({"code": "voucher", "rank": 100, "needs_confirmation": False})
+            r = self.queue.put("/api/v1/policy", json={"changes": {"categories": categories},
+                                                       "reason": "the city's voucher programme"})
+            assert r.status_code == 200, r.text
 
     def stop(self) -> None:
         self.queue.close()
@@ -213,6 +224,31 @@ class Portal:
         return self.entry(application_id)["referral"]
 
 
+class Commission:
+    """A member of the district's voucher commission deciding through the
+    verification service's own use case, on its database."""
+
+    def __init__(self, portal: Portal, district: str):
+        from kezek.db import make_engine, make_session_factory
+        from services.verification.api import as_settings, policy_of
+        from services.verification.service import VerificationService
+
+        settings = as_settings(portal.settings)
+        self.engine = make_engine(settings.database_url_for("verification"))
+        self.service = VerificationService(make_session_factory(self.engine), policy=policy_of(settings))
+        login, password = f"commission-{uuid.uuid4().hex[:6]}", "commission member password 2026"
+        self.service.add_staff(login, "Токтогулова Айжан", "commission", district, password)
+        _, self.member = self.service.login(login, password)
+
+    def decide(self, application_id: str, decision: str, **details) -> int:
+        wait_until(lambda: any(v["application_id"] == application_id for v in self.service.vouchers(self.member)),
+                   60, f"voucher application {application_id} in the commission's list")
+        return self.service.decide_voucher(self.member, application_id, decision=decision, **details)
+
+    def close(self) -> None:
+        self.engine.dispose()
+
+
 @pytest.fixture(scope="module")
 def portal(kafka_bootstrap, temporal_dev, tmp_path_factory):
     p = Portal(tmp_path_factory.mktemp("portal"), kafka_bootstrap, temporal_dev.address)
@@ -223,6 +259,15 @@ def portal(kafka_bootstrap, temporal_dev, tmp_path_factory):
         raise
     yield p
     p.stop()
+
+
+@pytest.fixture
+def commission(portal):
+    """The voucher commission of the district the families live in (Lenin
+    district of Bishkek)."""
+    c = Commission(portal, district="41711210000000")
+    yield c
+    c.close()
 
 
 @pytest.fixture(scope="session")
