@@ -233,34 +233,26 @@ def test_a_notification_is_marked_read_from_the_cabinet(stack):
     assert r.status_code == 404 and "Уведомление" in r.text
 
 
-def test_voucher_is_offered_only_where_the_queue_runs_the_programme(stack, tmp_path):
+def confirm_page(stack: Stack, pin: str, email: str) -> str:
+    """Step 3 of a draft whose earlier steps the registration service took directly."""
     c = browser(stack, "ru")
     c.get("/apply")
-    draft = c.cookies.get("kezek_draft")
-    stack.registration.state.service.save_child(draft, {"pin": "21506202400031", "surname": "А", "name": "Б"})
-    stack.registration.state.service.save_parent(draft, {**{k: v for k, v in PARENT_FORM.items()
-                                                            if not k.startswith("address.")},
-                                                         "email": "offer@example.kg", "address": {
-        k.split(".", 1)[1]: v for k, v in PARENT_FORM.items() if k.startswith("address.")}})
-    stack.registration.state.service.request_code(draft)
-    stack.registration.state.service.verify_code(draft, stack.last_code("offer@example.kg"))
-    page = c.get("/apply/confirm").text
-    assert 'value="voucher"' in page and "частном детском саду" in page
+    draft, service = c.cookies.get("kezek_draft"), stack.registration.state.service
+    service.save_child(draft, {"pin": pin, "surname": "Асанов", "name": "Айбек"})
+    parent = {k: v for k, v in PARENT_FORM.items() if not k.startswith("address.")}
+    address = {k.split(".", 1)[1]: v for k, v in PARENT_FORM.items() if k.startswith("address.")}
+    service.save_parent(draft, {**parent, "email": email, "address": address})
+    service.request_code(draft)
+    service.verify_code(draft, stack.last_code(email))
+    return c.get("/apply/confirm").text
 
+
+def test_voucher_is_offered_only_where_the_queue_runs_the_programme(stack, tmp_path):
+    page = confirm_page(stack, "21506202400031", "offer@example.kg")
+    assert 'value="voucher"' in page and "частном детском саду" in page
     without = Stack(tmp_path, queue_categories=("extraordinary", "privileged", "general"),
                     rate_limit_per_minute=100_000)
-    w = TestClient(without.gateway, base_url="https://testserver")
-    w.cookies.set("kezek_lang", "ru")
-    w.get("/apply")
-    draft = w.cookies.get("kezek_draft")
-    without.registration.state.service.save_child(draft, {"pin": "21506202400032", "surname": "А", "name": "Б"})
-    without.registration.state.service.save_parent(draft, {**{k: v for k, v in PARENT_FORM.items()
-                                                              if not k.startswith("address.")},
-                                                           "email": "nooffer@example.kg", "address": {
-        k.split(".", 1)[1]: v for k, v in PARENT_FORM.items() if k.startswith("address.")}})
-    without.registration.state.service.request_code(draft)
-    without.registration.state.service.verify_code(draft, without.last_code("nooffer@example.kg"))
-    page = w.get("/apply/confirm").text
+    page = confirm_page(without, "21506202400032", "nooffer@example.kg")
     assert 'value="general"' in page and 'value="voucher"' not in page
 
 
