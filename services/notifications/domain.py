@@ -100,6 +100,25 @@ RULES: dict[str, Rule] = {
     "application.position_changed.v1": Rule(Kind.TOP_TEN_REACHED, _QUIET),
 }
 
+# The ReferralWorkflow also asks for messages (activity notifications.notify_parent,
+# with the event type as `kind`). One path per kind, so a parent never gets a
+# step twice: the queue service publishes referral.issued / privilege_confirmed /
+# privilege_rejected / certificate_requested / extended / expired / cancelled /
+# enrolled and application.resumed as facts on Kafka, and those are told from the
+# fact (the consumer). Only what never travels as a fact is told from the
+# activity; every other kind the activity acknowledges without a message.
+# (The consumer still accepts a deadline_approaching fact, as the integration
+# tests publish one; no service publishes it. If the queue ever does, take it
+# out of here.)
+ACTIVITY_KINDS = frozenset({"referral.deadline_approaching.v1"})
+
+
+def told_by_activity(kind: str) -> bool:
+    """True if notify_parent makes the messages for `kind` (False: the Kafka
+    fact does, or nothing tells it)."""
+    return kind in ACTIVITY_KINDS and kind in RULES
+
+
 SECRET_KINDS = frozenset(rule.kind.value for rule in RULES.values() if rule.secret)
 REDACTED = "(removed after sending: it held a code or a one-time link)"
 

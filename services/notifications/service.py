@@ -4,6 +4,9 @@ also writes its notification.* events to the outbox.
 - `handle(session, event)`: the Kafka consumer's handler (inside the
   consumer's transaction, with the event id already claimed): remember
   contacts and referral facts, then create one message per channel.
+- `notify_parent(...)`: the workflow's notify_parent activity; makes messages
+  only for the kinds no Kafka fact tells (`domain.ACTIVITY_KINDS`), once per
+  idempotency key.
 - `claim_due` / `record_attempt` / `record_receipt`: the dispatcher's steps
   around a send (which happens outside any transaction).
 - queries for the operator view and the parent's inbox.
@@ -20,7 +23,7 @@ import sqlalchemy as sa
 from sqlalchemy.orm import Session, sessionmaker
 
 from kezek.db import unit_of_work
-from kezek.events import Event
+from kezek.events import Event, new_event, schema_for
 from kezek.logging import get_logger
 from services.notifications import domain as d
 from services.notifications.models import (
@@ -37,6 +40,10 @@ REFERRAL_FACTS = ("kindergarten_id", "kindergarten_name", "kindergarten_address"
                   "needs_confirmation")
 CONTACT_EVENTS = ("application.received.v1", "account.activation_issued.v1")
 CONSUMED_TYPES = frozenset(d.RULES) | frozenset(CONTACT_EVENTS)
+# The activity's claims in processed_events, apart from the Kafka consumer's.
+ACTIVITY_CONSUMER = "notifications.notify_parent"
+# Fields the workflow sends as local wall time without an offset.
+_LOCAL_TIMES = ("deadline", "stoplist_until")
 
 
 def utcnow() -> datetime:
@@ -104,6 +111,35 @@ class NotificationService:
             self._notify(session, event)
         if event.type == "application.received.v1":
             self._replay_parked(session, event.data["application_id"])
+
+    def notify_parent(self, *, key: str, kind: str, referral_id: str, application_id: str,
+                      parent_id: str | None, at: datetime, data: dict) -> bool:
+        """The workflow's command to tell the parent about `kind`. Messages
+        only for kinds in `domain.ACTIVITY_KINDS` (the others are told from
+        their Kafka fact: acknowledged here, so never twice). Once per `key`:
+        the key's claim and the messages commit together, and the message ids
+        derive from the key as well. True if messages were made (or parked)."""
+        if not d.told_by_activity(kind):
+            log.info("notifications.activity_acknowledged", kind=kind, referral_id=referral_id)
+            return False
+        event_id = str(uuid.uuid5(MESSAGE_NS, f"activity:{key}"))
+        allowed = schema_for(kind).get("properties", {})
+        fields = {**data, "referral_id": referral_id, "application_id": application_id,
+                  **({"parent_id": parent_id} if parent_id else {})}
+        clean = {k: self._local_time(v) if k in _LOCAL_TIMES else v
+                 for k, v in fields.items() if k in allowed and v not in (None, "-")}
+        event = new_event(kind, f"referral:{referral_id}", clean, source="notifications", time=at,
+                          event_id=event_id)
+        with unit_of_work(self.sessions) as s:
+            if not outbox.claim(s, ACTIVITY_CONSUMER, event_id):
+                return False
+            self.handle(s, event)
+            return True
+
+    def _local_time(self, value: Any) -> Any:
+        """The workflow writes deadlines as local wall time without an offset."""
+        when = datetime.fromisoformat(str(value).replace("Z", "+00:00"))
+        return (when if when.tzinfo else when.replace(tzinfo=self.tz)).isoformat()
 
     def _notify(self, session: Session, event: Event) -> None:
         data = event.data
