@@ -35,6 +35,7 @@ class Kind(StrEnum):
     REFERRAL_EXPIRED = "referral_expired"
     STOPLIST_ENDED = "stoplist_ended"
     TOP_TEN_REACHED = "top_ten_reached"
+    VOUCHER_DECIDED = "voucher_decided"
 
 
 class Status(StrEnum):
@@ -98,6 +99,8 @@ RULES: dict[str, Rule] = {
     "referral.expired.v1": Rule(Kind.REFERRAL_EXPIRED, _ALL),
     "application.resumed.v1": Rule(Kind.STOPLIST_ENDED, _QUIET),
     "application.position_changed.v1": Rule(Kind.TOP_TEN_REACHED, _QUIET),
+    # A commission's decision on state funding of a private place: no deadline runs.
+    "verification.voucher_decided.v1": Rule(Kind.VOUCHER_DECIDED, _QUIET),
 }
 
 # The ReferralWorkflow also asks for messages (activity notifications.notify_parent,

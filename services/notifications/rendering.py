@@ -95,6 +95,9 @@ def template_values(data: dict[str, Any], *, occurred_at: datetime, tz: tzinfo, 
         "minutes": max(1, round((expires_at - occurred_at).total_seconds() / 60)) if expires_at else None,
         "expires_at": expires_at,
         "activation_url": data.get("activation_url"),
+        "decision": data.get("decision"),
+        "benefit_type": data.get("benefit_type"),
+        "decision_number": data.get("decision_number"),
     }
 
 

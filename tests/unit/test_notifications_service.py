@@ -334,3 +334,44 @@ def test_top_ten_is_announced_once(service):
     moved(10, 12)
     moved(12, 9)
     assert len(messages(service, kind="top_ten_reached", channel="email")) == 1
+
+
+# ------------------------------------------------------------ voucher decisions
+
+def voucher(app="a1", parent="p1", decision="approved", **extra):
+    data = {"application_id": app, "parent_id": parent, "decision": decision, "decision_number": 42,
+            "decided_at": "2027-03-01T04:00:00Z", "reason": "", **extra}
+    return ev("verification.voucher_decided.v1", data, subject=app)
+
+
+def test_voucher_decision_reaches_the_parent_by_email_and_inbox_in_their_language(service):
+    consume(service, received(locale="ky"))
+    consume(service, voucher(benefit_type="full"))
+    sent = messages(service, kind="voucher_decided")
+    assert sorted(m.channel for m in sent) == ["email", "inapp"]  # no SMS: no deadline runs
+    assert {m.locale for m in sent} == {"ky"}
+    [email] = [m for m in sent if m.channel == "email"]
+    assert email.address == "p1@example.kg"
+    assert "бекитилди" in email.subject and "толугу менен" in email.body and "42" in email.body
+
+
+def test_refused_voucher_gives_the_reason(service):
+    consume(service, received(locale="ru"))
+    consume(service, voucher(decision="rejected", reason="нет договора с детским садом"))
+    [inapp] = messages(service, kind="voucher_decided", channel="inapp")
+    assert "отказано" in inapp.body and "нет договора с детским садом" in inapp.body
+
+
+def test_voucher_decision_without_parent_id_reaches_the_parent_of_the_application(service):
+    consume(service, received(locale="en"))
+    consume(service, voucher(parent=None))
+    [email] = messages(service, kind="voucher_decided", channel="email")
+    assert (email.parent_id, email.locale) == ("p1", "en") and "approved" in email.subject
+
+
+def test_voucher_decision_for_a_parent_not_known_yet_waits_for_the_application(service):
+    consume(service, voucher())
+    assert messages(service) == []
+    consume(service, received(locale="kk"))
+    assert {(m.channel, m.locale) for m in messages(service, kind="voucher_decided")} == {
+        ("email", "kk"), ("inapp", "kk")}
