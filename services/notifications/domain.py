@@ -30,6 +30,7 @@ class Kind(StrEnum):
     REFERRAL_ISSUED = "referral_issued"
     PRIVILEGE_CONFIRMED = "privilege_confirmed"
     PRIVILEGE_REJECTED = "privilege_rejected"
+    CERTIFICATE_REQUESTED = "certificate_requested"
     EXTENSION_GRANTED = "extension_granted"
     DEADLINE_NEAR = "deadline_near"
     REFERRAL_EXPIRED = "referral_expired"
@@ -94,6 +95,8 @@ RULES: dict[str, Rule] = {
     "referral.issued.v1": Rule(Kind.REFERRAL_ISSUED, _ALL),
     "referral.privilege_confirmed.v1": Rule(Kind.PRIVILEGE_CONFIRMED, _ALL),
     "referral.privilege_rejected.v1": Rule(Kind.PRIVILEGE_REJECTED, _ALL),
+    # The clock keeps running while the parent fetches a fresh certificate.
+    "referral.certificate_requested.v1": Rule(Kind.CERTIFICATE_REQUESTED, _ALL),
     "referral.extended.v1": Rule(Kind.EXTENSION_GRANTED, _QUIET),
     "referral.deadline_approaching.v1": Rule(Kind.DEADLINE_NEAR, _ALL),
     "referral.expired.v1": Rule(Kind.REFERRAL_EXPIRED, _ALL),

@@ -166,6 +166,16 @@ def test_later_referral_events_name_the_kindergarten_of_the_referral(service):
     assert "Сдайте документы" in near.body  # the enrolment window now, not the confirmation one
 
 
+def test_out_of_date_certificate_asks_the_parent_for_a_fresh_one_by_sms_with_the_running_deadline(service):
+    consume(service, received(locale="ru"))
+    consume(service, issued(needs_confirmation=True))
+    consume(service, ev("referral.certificate_requested.v1", {"referral_id": "r1", "application_id": "a1",
+                                                              "deadline": "2027-03-15T18:00:00Z"}))
+    [sms] = messages(service, kind="certificate_requested", channel="sms")
+    assert "новую справку" in sms.body and "15 марта" in sms.body
+    assert {m.channel for m in messages(service, kind="certificate_requested")} == {"sms", "email", "inapp"}
+
+
 def test_email_code_goes_by_email_only_to_the_address_in_the_event(service, clock):
     consume(service, ev("registration.email_code_issued.v1", {
         "email": "new@example.kg", "code": "482913", "locale": "en",
