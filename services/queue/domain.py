@@ -16,7 +16,7 @@ import re
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta
-from typing import Any
+from typing import Any, NamedTuple
 
 
 class DomainError(ValueError):
@@ -125,8 +125,10 @@ DEFAULT_POLICY = Policy()
 # ------------------------------------------------------------- applicants
 
 
-@dataclass(frozen=True, order=True)
-class PlaceKey:
+class PlaceKey(NamedTuple):
+    """Places belong to a kindergarten, a cohort and a language. A tuple:
+    hashed and compared in C, since a national run looks up millions."""
+
     kindergarten: str
     cohort: int          # birth year
     language: str

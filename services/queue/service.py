@@ -55,6 +55,9 @@ except ImportError:  # pragma: no cover
     _DRIVER_ERRORS = ()
 
 ALLOCATOR = "system:allocator"
+_REFERRAL_COLUMNS = ("application_id", "place_id", "kindergarten_id", "cohort", "language", "for_category",
+                     "category", "needs_confirmation", "preference_index", "status", "state", "run_id", "issued_at",
+                     "deadline")
 # "Lists one of these kindergartens", as one hashed `= ANY` per preference
 # position: far faster than `preferences && array` on long lists.
 _LISTS_ANY = " OR ".join(f"preferences[{i + 1}] = ANY(%(w)s::varchar(100)[])" for i in range(d.MAX_PREFERENCES))
@@ -282,7 +285,7 @@ class QueueService:
             name=data["child_name"], patronymic=data.get("child_patronymic"),
             birth_date=date.fromisoformat(data["child_birth_date"]), category=data["category"],
             language=data["language"], preferences=tuple(data["preferences"]),
-            queue_date=datetime.fromisoformat(data["queue_date"]), parent_id=data["parent_id"],
+            queue_date=aware(datetime.fromisoformat(data["queue_date"])), parent_id=data["parent_id"],
             locale=data.get("locale", "ru"))
         try:
             with s.begin_nested():
@@ -744,13 +747,11 @@ class QueueService:
                 if needs not in deadlines:
                     days = policy.confirm_working_days if needs else policy.enrol_working_days
                     deadlines[needs] = utc(cal.window_end(now, days))
-                rows.append({
-                    "application_id": x.child_id, "place_id": pool_id[(x.place, x.for_category)],
-                    "kindergarten_id": x.place.kindergarten, "cohort": x.place.cohort,
-                    "language": x.place.language, "for_category": x.for_category or OPEN_POOL,
-                    "category": cat, "needs_confirmation": needs, "preference_index": x.preference_index,
-                    "status": "live", "state": "awaiting_confirmation" if needs else "awaiting_enrolment",
-                    "run_id": run_id, "issued_at": now, "deadline": deadlines[needs]})
+                place, lang = x.place, x.place.language
+                rows.append((x.child_id, pool_id[(place, x.for_category)], place.kindergarten, place.cohort, lang,
+                             x.for_category or OPEN_POOL, cat, needs, x.preference_index, "live",
+                             "awaiting_confirmation" if needs else "awaiting_enrolment", run_id, now,
+                             deadlines[needs]))
             taken = Counter(pool_id[(x.place, x.for_category)] for x in allocations)
             write = self._write_pg if self._pg(s) else self._write_generic
             ref_ids = write(s, now, allocations, rows, taken, timings)
@@ -765,7 +766,7 @@ class QueueService:
                     with cur.copy("COPY allocation_audit (run_id, seq, referral_id, application_id, kindergarten_id, "
                                   "cohort, language, for_category, preference_index, inputs) FROM STDIN") as cp:
                         for row in audit:
-                            cp.write_row((*row[:-1], json.dumps(row[-1])))
+                            cp.write_row((*row[:-1], json.dumps(row[-1], separators=(",", ":"))))
             else:
                 cols = ("run_id", "seq", "referral_id", "application_id", "kindergarten_id", "cohort", "language",
                         "for_category", "preference_index", "inputs")
@@ -775,9 +776,11 @@ class QueueService:
         timings["write"] = time.perf_counter() - t1
 
         t2 = time.perf_counter()
+        # The children the run considered, for replay. Queue dates as UTC
+        # microseconds since the epoch: exact, and cheap for a national run.
         blob = zlib.compress(json.dumps(
-            [[a.child_id, a.birth_date.isoformat(), a.category, a.queue_date.isoformat(), a.language,
-              list(a.preferences)] for a in consumed], separators=(",", ":")).encode(), 1)
+            [[a.child_id, a.birth_date.toordinal(), a.category, _micros(a.queue_date), a.language, a.preferences]
+             for a in consumed], separators=(",", ":")).encode(), 1)
         digest = _digest((x.child_id, str(x.place), x.for_category, x.preference_index) for x in allocations)
         s.execute(sa.update(RUNS).where(RUNS.c.id == run_id).values(
             candidates=blob, candidates_count=len(consumed), allocated=len(allocations), digest=digest,
@@ -797,7 +800,7 @@ class QueueService:
         if changed != len(ids):
             raise _StaleRead(f"{len(ids) - changed} children changed during the run")
 
-    def _write_generic(self, s: Session, now: datetime, allocations: list, rows: list[dict],
+    def _write_generic(self, s: Session, now: datetime, allocations: list, rows: list[tuple],
                        taken: Counter, timings: dict) -> list[int]:
         ids = [x.child_id for x in allocations]
         changed = 0
@@ -808,9 +811,10 @@ class QueueService:
         s.execute(sa.update(P).where(P.c.id == sa.bindparam("pid"))
                   .values(free=P.c.free - sa.bindparam("n"), held=P.c.held + sa.bindparam("n")),
                   [{"pid": pid, "n": n} for pid, n in taken.items()])
-        return list(s.execute(sa.insert(R).returning(R.c.id, sort_by_parameter_order=True), rows).scalars())
+        return list(s.execute(sa.insert(R).returning(R.c.id, sort_by_parameter_order=True),
+                              [dict(zip(_REFERRAL_COLUMNS, row)) for row in rows]).scalars())
 
-    def _write_pg(self, s: Session, now: datetime, allocations: list, rows: list[dict],
+    def _write_pg(self, s: Session, now: datetime, allocations: list, rows: list[tuple],
                   taken: Counter, timings: dict) -> list[int]:
         """The same writes as set operations and COPY: a national run issues
         tens of thousands of referrals in one transaction."""
@@ -831,14 +835,11 @@ class QueueService:
             cur.execute("SELECT nextval(pg_get_serial_sequence('referrals', 'id')) FROM generate_series(1, %s)",
                         (len(rows),))
             ref_ids = [r[0] for r in cur.fetchall()]
-            cols = ("id", "application_id", "place_id", "kindergarten_id", "cohort", "language", "for_category",
-                    "category", "needs_confirmation", "preference_index", "status", "state", "run_id", "issued_at",
-                    "deadline")
             # The partial unique index refuses a second live referral of a child.
             t = time.perf_counter()
-            with cur.copy(f"COPY referrals ({', '.join(cols)}) FROM STDIN") as cp:
+            with cur.copy(f"COPY referrals (id, {', '.join(_REFERRAL_COLUMNS)}) FROM STDIN") as cp:
                 for rid, row in zip(ref_ids, rows):
-                    cp.write_row((rid, *(row[c] for c in cols[1:])))
+                    cp.write_row((rid, *row))
             timings["write_referrals"] = time.perf_counter() - t
         return ref_ids
 
@@ -863,7 +864,7 @@ class QueueService:
         pol.pop("version", None)
         policy = d.Policy.from_dict(pol)
         free = {(d.PlaceKey(kg, cohort, lang), cat): n for kg, cohort, lang, cat, n in run["free_before"]}
-        waiting = [d.Applicant(cid, date.fromisoformat(b), cat, datetime.fromisoformat(q), lang, tuple(p))
+        waiting = [d.Applicant(cid, date.fromordinal(b), cat, _EPOCH + timedelta(microseconds=q), lang, tuple(p))
                    for cid, b, cat, q, lang, p in json.loads(zlib.decompress(run["candidates"]))]
         recorded = [d.Allocation(r.application_id, d.PlaceKey(r.kindergarten_id, r.cohort, r.language),
                                  r.for_category, r.preference_index, {})
@@ -949,13 +950,14 @@ class QueueService:
             if ref.status != "live":
                 raise Refused(f"referral {referral_id} is {ref.status} ({ref.outcome or ref.state}); "
                               f"its place cannot be returned", field="referral_id")
-            app = self._app(s, ref.application_id)
             policy, _ = self._policy(s)
             ref.status, ref.outcome, ref.ended_at = "ended", outcome, at
             ref.state = {"expired": "paused", "cancelled": "cancelled",
                          "privilege_rejected": "privilege_rejected"}[outcome]
             s.flush()
+            # The pool before the child, in the allocation's order: no deadlock.
             s.execute(sa.update(P).where(P.c.id == ref.place_id).values(free=P.c.free + 1, held=P.c.held - 1))
+            app = self._app(s, ref.application_id)
             now = self.now()
             if outcome == "cancelled":
                 if drop_preference:
@@ -1052,11 +1054,11 @@ class QueueService:
             ref = self._referral(s, referral_id, application_id)
             if ref.status != "live":
                 raise Refused(f"referral {referral_id} is {ref.status}; enrolment refused", field="referral_id")
-            app = self._app(s, ref.application_id)
             ref.status, ref.state, ref.outcome, ref.ended_at = "enrolled", "enrolled", "enrolled", at
             s.flush()
             s.execute(sa.update(P).where(P.c.id == ref.place_id)
                       .values(held=P.c.held - 1, enrolled=P.c.enrolled + 1))
+            app = self._app(s, ref.application_id)
             app.status, app.updated_at = "enrolled", self.now()
             outbox.add(s, "referral.enrolled.v1", f"referral:{ref.id}", self._ref_event_data(s, ref, app), time=at)
             self._audit(s, actor, "referral.enrolled", f"application:{app.id}",
@@ -1094,14 +1096,15 @@ class QueueService:
 
     # ------------------------------------------------------------ reading
 
-    def _competitors(self, s: Session, kg: str, cohort: int, language: str | None = None):
-        """Waiting children of a cohort who list the kindergarten."""
+    def _competitors(self, s: Session, kgs: list[str], cohort: int, language: str | None = None):
+        """Waiting children of a cohort who list any of the kindergartens."""
         if self._pg(s):
-            lists = A.c.preferences.op("@>")(sa.cast(sa.literal([kg], postgresql.ARRAY(sa.String(100))),
+            lists = A.c.preferences.op("&&")(sa.cast(sa.literal(list(kgs), postgresql.ARRAY(sa.String(100))),
                                                      postgresql.ARRAY(sa.String(100))))
         else:
             lists = sa.text("EXISTS (SELECT 1 FROM json_each(applications.preferences) AS je "
-                            "WHERE je.value = :kg_pref)").bindparams(kg_pref=kg)
+                            "WHERE je.value IN (SELECT value FROM json_each(:kg_prefs)))"
+                            ).bindparams(kg_prefs=json.dumps(list(kgs)))
         q = sa.select(A.c.id, A.c.birth_date, A.c.category, A.c.queue_date, A.c.language, A.c.preferences,
                       A.c.surname, A.c.name, A.c.patronymic).where(A.c.status == "queued", A.c.cohort == cohort, lists)
         if language is not None:
@@ -1116,15 +1119,17 @@ class QueueService:
         """The child's position for each of its preferences, with why."""
         with self.sessions() as s:
             policy, _ = self._policy(s)
-            app = self._app(s, app_id, lock=False)
-            if app.status != "queued":
+            row = s.execute(sa.select(A.c.id, A.c.birth_date, A.c.category, A.c.queue_date, A.c.language,
+                                      A.c.preferences, A.c.status).where(A.c.id == app_id)).first()
+            if row is None:
+                raise NotFound(f"no queue entry {app_id!r}", field="application_id")
+            if row.status != "queued" or not row.preferences:
                 return []
-            me = self._applicant(app)
-            out = []
-            for kg in me.preferences:
-                waiting = [self._applicant(r) for r in self._competitors(s, kg, me.cohort) if r.id != app_id]
-                out.append(d.explain_position(app_id, [me, *waiting], policy, kg))
-            return out
+            me = self._applicant(row)
+            # One query for all the preferences; the rule sorts them out.
+            waiting = [me] + [self._applicant(r) for r in self._competitors(s, list(me.preferences), me.cohort)
+                              if r.id != app_id]
+            return [d.explain_position(app_id, waiting, policy, kg) for kg in me.preferences]
 
     def public_queue(self, kg: str, cohort: int, language: str, *, limit: int = 100, offset: int = 0) -> dict:
         """The anonymised queue of one kindergarten, cohort and language:
@@ -1133,7 +1138,7 @@ class QueueService:
             policy, _ = self._policy(s)
             if s.get(Kindergarten, kg) is None:
                 raise NotFound(f"no kindergarten {kg!r}", field="kindergarten")
-            rows = self._competitors(s, kg, cohort, language)
+            rows = self._competitors(s, [kg], cohort, language)
             ranked = sorted(rows, key=lambda r: d.rank_key(self._applicant(r), policy))
             on = self.today(policy)
             entries = [{
@@ -1199,6 +1204,14 @@ class QueueService:
                                  .where(A.c.status != "referred")).all()
             problems += [f"child {a} holds a live referral but is not referred" for (a,) in mismatch]
         return problems
+
+
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+
+
+def _micros(t: datetime) -> int:
+    delta = t - _EPOCH
+    return (delta.days * 86_400 + delta.seconds) * 1_000_000 + delta.microseconds
 
 
 def _digest(signatures: Iterable[tuple]) -> str:
