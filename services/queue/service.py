@@ -796,7 +796,8 @@ class QueueService:
                  seconds=round(timings["total"], 3))
         return RunResult(run_id, issued, len(consumed), timings)
 
-    def _mark_referred(self, s: Session, now: datetime, ids: list[str], changed: int) -> None:
+    @staticmethod
+    def _check_all_referred(ids: list[str], changed: int) -> None:
         if changed != len(ids):
             raise _StaleRead(f"{len(ids) - changed} children changed during the run")
 
@@ -807,7 +808,7 @@ class QueueService:
         for chunk in _chunks(ids, 500):
             changed += s.execute(sa.update(A).where(A.c.id.in_(chunk), A.c.status == "queued")
                                  .values(status="referred", updated_at=now)).rowcount
-        self._mark_referred(s, now, ids, changed)
+        self._check_all_referred(ids, changed)
         s.execute(sa.update(P).where(P.c.id == sa.bindparam("pid"))
                   .values(free=P.c.free - sa.bindparam("n"), held=P.c.held + sa.bindparam("n")),
                   [{"pid": pid, "n": n} for pid, n in taken.items()])
@@ -826,7 +827,7 @@ class QueueService:
             t = time.perf_counter()
             cur.execute("UPDATE applications SET status = 'referred', updated_at = %s "
                         "WHERE id = ANY(%s) AND status = 'queued'", (now, ids))
-            self._mark_referred(s, now, ids, cur.rowcount)
+            self._check_all_referred(ids, cur.rowcount)
             timings["write_applications"] = time.perf_counter() - t
             pids, ns = zip(*sorted(taken.items()))
             # The CHECK (free >= 0) refuses more referrals than free places.

@@ -310,3 +310,22 @@ def test_replay_command_proves_every_run_matches_and_fails_on_a_tampered_one(svc
         s.execute(sa.text("UPDATE allocation_audit SET preference_index = 1"))
     assert cli.main(["--database-url", url]) == 1
     assert "DIFFERS" in capsys.readouterr().out
+
+
+def test_submitted_application_joins_and_a_second_one_for_the_pin_is_refused_with_an_event(svc):
+    from kezek.events import new_event
+
+    def submitted(app_id):
+        return new_event("application.submitted.v1", f"application:{app_id}", {
+            "application_id": app_id, "parent_id": f"p-{app_id}", "country": "KG", "child_pin": "21506202400011",
+            "child_birth_date": "2024-06-15", "child_surname": "Asanov", "child_name": "Aibek",
+            "category": "general", "queue_date": "2026-01-10T10:00:00+06:00", "language": "ru",
+            "preferences": ["sun"], "locale": "ru"}, source="registration")
+    for app_id in ("r1", "r2"):
+        with svc.sessions() as s, s.begin():
+            svc.handle_submitted(s, submitted(app_id))
+    assert svc.application("r1")["queue_date"] == datetime(2026, 1, 10, 4, tzinfo=UTC)
+    with pytest.raises(NotFound):
+        svc.application("r2")
+    [refused] = events(svc, "application.refused.v1")
+    assert refused["data"]["application_id"] == "r2" and refused["data"]["field"] == "pin"
