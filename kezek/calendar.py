@@ -190,6 +190,22 @@ class WorkingCalendar:
         last = self.nth_working_day_after(self.local_date(moment), working_days)
         return self.start_of_day(last + timedelta(days=1))
 
+    def nth_working_day_before(self, day: date, n: int) -> date:
+        """The Nth working day before `day` (`day` itself not counted)."""
+        found, left = day, n
+        while left:
+            found -= timedelta(days=1)
+            if self.is_working_day(found):
+                left -= 1
+        return found
+
+    def last_working_day_before(self, end: datetime) -> date:
+        """The last working day that ends by `end` (a window's deadline)."""
+        day = self.local(end).date()
+        if self.local(end) == self.start_of_day(day):
+            day -= timedelta(days=1)
+        return day if self.is_working_day(day) else self.nth_working_day_before(day, 1)
+
     def last_working_day(self, start: datetime, working_days: int) -> date:
         """The last working day of a window opened at `start`."""
         return self.nth_working_day_after(self.local_date(start), working_days)

@@ -81,6 +81,9 @@ class ReferralPolicy(_Model):
     certificate_valid_days: int = Field(10, ge=0, le=366)
     extension_days: int = Field(30, ge=0, le=366)
     stoplist_days: int = Field(10, ge=0, le=366)
+    # The parent is reminded on the morning when this many working days of a
+    # window are left (0: no reminder).
+    reminder_working_days: int = Field(2, ge=0, le=30)
 
 
 class ReferralInput(_Model):

@@ -23,7 +23,10 @@ history into workflows/histories/ and keep the old ones, which
 tests/workflows/test_replay.py replays. Once no workflow that started before
 the change is open (at most a window plus the stop-list plus an extension,
 about two months), replace `patched` with `workflow.deprecate_patch`, and a
-release later drop the old branch. Example: the deadline reminder below.
+release later drop the old branch. Examples: the deadline reminder
+(REMINDER_PATCH: histories v1-* were recorded before it) and the order of
+the queue's effects (EFFECTS_ORDER_PATCH: v1-* and v2-* before it, v3-*
+after).
 """
 from __future__ import annotations
 
@@ -53,6 +56,14 @@ NOTIFY_CALL = dict(
     retry_policy=RetryPolicy(initial_interval=timedelta(seconds=5), backoff_coefficient=2.0,
                              maximum_interval=timedelta(minutes=10), maximum_attempts=10),
 )
+
+# The reminder before a deadline (referral.deadline_approaching.v1), added
+# after the first release.
+REMINDER_PATCH = "deadline-reminder"
+REMINDER_TIME = timedelta(hours=9)
+# Added after the reminder: the queue's effects of an expiry or a rejection
+# in the order that keeps the place from going back to the same child.
+EFFECTS_ORDER_PATCH = "effects-order"
 
 # How far an act's `acted_at` may differ from the workflow's clock.
 MAX_CLOCK_SKEW = timedelta(minutes=1)
@@ -110,10 +121,16 @@ class ReferralWorkflow:
         await self._record("issued", "referral.issued", self._issued_at,
                            needs_confirmation=inp.needs_confirmation)
         self._busy = False
+        # Added after the first release: workflows started before it replay
+        # without the reminder (see the module docstring).
+        remind = workflow.patched(REMINDER_PATCH)
+        reminded: set[datetime] = set()
         while self._state in LIVE_STATES:
             deadline = self._deadline
             assert deadline is not None
-            left = deadline - self._now()
+            reminder = self._reminder_at(deadline) if remind and deadline not in reminded else None
+            wake = reminder or deadline
+            left = wake - self._now()
             if left > timedelta(0):
                 try:
                     await workflow.wait_condition(
@@ -122,6 +139,12 @@ class ReferralWorkflow:
                     continue
                 except asyncio.TimeoutError:
                     pass
+            if reminder is not None:
+                reminded.add(deadline)
+                self._notify(f"reminder:{len(reminded)}", "referral.deadline_approaching.v1", reminder,
+                             deadline=_fmt(deadline), working_days_left=inp.policy.reminder_working_days,
+                             window="confirmation" if self._state is S.AWAITING_CONFIRMATION else "enrolment")
+                continue
             # The window has ended. An act already under way (accepted before
             # the end) finishes first and may have closed or moved the window.
             await self._turn()
@@ -134,14 +157,31 @@ class ReferralWorkflow:
         return c.ReferralOutcome(referral_id=inp.referral_id, state=self._state, closed_at=self._closed_at,
                                  stoplist_until=self._stoplist_until)
 
+    def _reminder_at(self, deadline: datetime) -> datetime | None:
+        """09:00 local on the morning when `reminder_working_days` working
+        days of the window are left; None if that is not in the future."""
+        n = self._in.policy.reminder_working_days
+        if not n:
+            return None
+        day = self._cal.last_working_day_before(deadline)
+        if n > 1:
+            day = self._cal.nth_working_day_before(day, n - 1)
+        at = self._cal.start_of_day(day) + REMINDER_TIME
+        return at if at > self._now() else None
+
     async def _expire(self, deadline: datetime) -> None:
         """Deadline missed: the place returns, the child goes on the stop-list
         for `stoplist_days` calendar days, then back to the queue."""
         self._busy = True
-        await self._queue(c.RETURN_PLACE, "expired:return_place", c.ReturnPlace,
-                          at=deadline, place=self._place, outcome="expired")
         until = deadline + timedelta(days=self._in.policy.stoplist_days)  # same local time
-        await self._queue(c.PUT_ON_STOPLIST, "expired:stoplist", c.PutOnStoplist, at=deadline, until=until)
+        return_place = self._queue(c.RETURN_PLACE, "expired:return_place", c.ReturnPlace,
+                                   at=deadline, place=self._place, outcome="expired")
+        stoplist = self._queue(c.PUT_ON_STOPLIST, "expired:stoplist", c.PutOnStoplist, at=deadline, until=until)
+        # The child must be on the stop-list before the place is free again,
+        # or the queue could offer the same place straight back to it.
+        for effect in ((stoplist, return_place) if workflow.patched(EFFECTS_ORDER_PATCH)
+                       else (return_place, stoplist)):
+            await effect
         self._state, self._stoplist_until, self._closed_at = S.PAUSED, until, deadline
         self._deadline = None
         self._busy = False
@@ -196,11 +236,17 @@ class ReferralWorkflow:
     async def reject_privilege(self, req: c.RejectPrivilege) -> c.ActResult:
         async with self._acting(self._check_reject, req) as at:
             reason = req.reason or None
-            await self._queue(c.RETURN_PLACE, "privilege_rejected:return_place", c.ReturnPlace, at=at,
-                              place=self._place, outcome="privilege_rejected", reason=reason, actor=req.actor)
-            await self._queue(c.RETURN_TO_GENERAL_QUEUE, "privilege_rejected:general_queue",
-                              c.ReturnToGeneralQueue, at=at, from_category=self._in.category,
-                              reason=reason, actor=req.actor)
+            return_place = self._queue(
+                c.RETURN_PLACE, "privilege_rejected:return_place", c.ReturnPlace, at=at, place=self._place,
+                outcome="privilege_rejected", reason=reason, actor=req.actor)
+            general_queue = self._queue(
+                c.RETURN_TO_GENERAL_QUEUE, "privilege_rejected:general_queue", c.ReturnToGeneralQueue, at=at,
+                from_category=self._in.category, reason=reason, actor=req.actor)
+            # The child must rank in the general queue before the place is
+            # free again, or it could get the same place back as privileged.
+            for effect in ((general_queue, return_place) if workflow.patched(EFFECTS_ORDER_PATCH)
+                           else (return_place, general_queue)):
+                await effect
             self._close(S.PRIVILEGE_REJECTED, at)
             self._notify("privilege_rejected", "referral.privilege_rejected.v1", at, reason=reason)
             return self._result("referral.privilege_rejected", reason)

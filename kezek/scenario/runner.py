@@ -31,7 +31,7 @@ from temporalio.worker import UnsandboxedWorkflowRunner
 from kezek import calendar as kcal
 from kezek.infra.temporal import test_server_path
 from kezek.scenario.model import Scenario, Step
-from kezek.scenario.world import Cause, Child, Referral, World, local_iso
+from kezek.scenario.world import Cause, Child, Referral, World, line_rank, local_iso
 from services.queue import domain
 from workflows import client as wf_client
 from workflows import contracts as c
@@ -88,7 +88,10 @@ class Runner:
             enrol_working_days=scenario.policy.enrol_working_days,
             certificate_valid_days=scenario.policy.certificate_valid_days,
             extension_days=scenario.policy.extension_days,
-            stoplist_days=scenario.policy.stoplist_days)
+            stoplist_days=scenario.policy.stoplist_days,
+            # Reminders are messages, not facts: a scenario prints none, so
+            # its workflows need not wake up for them.
+            reminder_working_days=0)
 
     def _workflow_runner(self):
         if self.sandbox == "off":
@@ -168,13 +171,14 @@ class Runner:
         # (the server's clock runs in real time while the runner works) has
         # its effects held until the runner's clock reaches it.
         groups = []
-        for group, what in ((expiring, "paused"), (lifting, "resumed")):
+        # An expiry is done when both of its effects are (in either order).
+        for group, facts in ((expiring, ("paused", "place.returned")), (lifting, ("resumed",))):
             causes, waits = [], []
             for ref in group:
                 cause = Cause(step=None)
                 self.world.attribute(ref.id, cause)
                 causes.append(cause)
-                waits.append(self.world.expect(ref.id, what))
+                waits.extend(self.world.expect(ref.id, fact) for fact in facts)
             groups.append((causes, waits))
         await self._advance(moment)
         # 1. windows that end expire; 2. stop-lists that end are lifted.
@@ -200,7 +204,7 @@ class Runner:
             await self.env.sleep(left)
 
     def _flush(self, cause: Cause) -> None:
-        for line in cause.lines:
+        for line in sorted(cause.lines, key=line_rank):
             self.emit(line)
             self.stats.lines += 1
         cause.lines.clear()

@@ -22,6 +22,20 @@ from kezek.scenario.model import ChildSpec, Scenario
 from services.queue.domain import Applicant, PlaceKey
 from workflows import contracts as c
 
+# Within one cause, lines are printed in this order whatever order the
+# workflow's effects ran in: what happened to the referral, to the place,
+# then to the application.
+def line_rank(line: dict) -> int:
+    event = line["event"]
+    if event.startswith("referral."):
+        return 0
+    if event.startswith("place."):
+        return 1
+    if event.startswith("application."):
+        return 2
+    return 3
+
+
 FIELD_ORDER = ("at", "event", "child", "kindergarten", "cohort", "language", "deadline", "reason", "until",
                "step")
 
@@ -246,7 +260,7 @@ class World:
             ref, cause = entered
             ref.stoplist_until = call.until
             if ref.child.status in ("queued", "referred"):
-                ref.child.status = "paused"
+                ref.child.status, ref.child.kindergarten = "paused", None
             self.line(cause, call.at, "application.paused", child=ref.child.alias,
                       until=local_iso(call.until, self.cal))
         self._done(call.referral_id, "paused")

@@ -31,7 +31,7 @@ async def test_general_referral_gives_five_working_days_to_enrol_skipping_kyrgyz
     out = await r.outcome()
     assert out.state is S.ENROLLED and out.closed_at == r.local(2026, 5, 15, 17, 30)
     assert r.fakes.queue_calls() == [f"{c.RECORD_REFERRAL}:referral.issued", c.RECORD_ENROLMENT]
-    assert r.fakes.notified() == ["referral.issued.v1"]
+    assert r.fakes.notified() == ["referral.issued.v1", "referral.deadline_approaching.v1"]
 
 
 async def test_missed_deadline_expires_returns_place_and_stoplists_for_ten_calendar_days_kz_nauryz(referral):
@@ -40,13 +40,15 @@ async def test_missed_deadline_expires_returns_place_and_stoplists_for_ten_calen
     assert (await r.status()).deadline == r.local(2026, 4, 2)
     out = await r.outcome()                                   # the server skips to the end
     assert out.state is S.RESUMED
+    # On the stop-list before the place is free, so it cannot come straight back.
     assert r.fakes.queue_calls() == [f"{c.RECORD_REFERRAL}:referral.issued",
-                                     f"{c.RETURN_PLACE}:expired", c.PUT_ON_STOPLIST, c.LIFT_STOPLIST]
+                                     c.PUT_ON_STOPLIST, f"{c.RETURN_PLACE}:expired", c.LIFT_STOPLIST]
     returned = r.fakes.named(c.RETURN_PLACE)[0]
     assert returned.at == r.local(2026, 4, 2) and returned.place.kindergarten == "sun"
     assert r.fakes.named(c.PUT_ON_STOPLIST)[0].until == r.local(2026, 4, 12)
     assert r.fakes.named(c.LIFT_STOPLIST)[0].at == r.local(2026, 4, 12)
-    assert r.fakes.notified() == ["referral.issued.v1", "referral.expired.v1", "application.resumed.v1"]
+    assert r.fakes.notified() == ["referral.issued.v1", "referral.deadline_approaching.v1", "referral.expired.v1",
+                                  "application.resumed.v1"]
 
 
 async def test_child_is_on_the_stop_list_until_it_ends_and_acts_are_refused_meanwhile(referral):
@@ -91,7 +93,8 @@ async def test_confirmed_privilege_gives_five_working_days_to_enrol_counted_from
     assert st.state is S.AWAITING_ENROLMENT and st.confirmed_at == r.local(2027, 3, 5, 11, 0)
     assert (await r.act(c.ENROL, c.RecordEnrolment(), at=r.local(2027, 3, 16, 15))).state is S.ENROLLED
     assert (await r.outcome()).state is S.ENROLLED
-    assert r.fakes.notified() == ["referral.issued.v1", "referral.privilege_confirmed.v1"]
+    assert r.fakes.notified() == ["referral.issued.v1", "referral.deadline_approaching.v1",
+                                  "referral.privilege_confirmed.v1", "referral.deadline_approaching.v1"]
 
 
 async def test_enrolment_before_confirmation_is_refused(referral):
@@ -164,8 +167,9 @@ async def test_rejected_privilege_returns_place_and_child_goes_to_general_queue(
                       at=r.local(2027, 3, 4, 15))
     assert res.state is S.PRIVILEGE_REJECTED and res.deadline is None
     assert (await r.outcome()).state is S.PRIVILEGE_REJECTED
+    # In the general queue before the place is free, so it cannot get it back as privileged.
     assert r.fakes.queue_calls() == [f"{c.RECORD_REFERRAL}:referral.issued",
-                                     f"{c.RETURN_PLACE}:privilege_rejected", c.RETURN_TO_GENERAL_QUEUE]
+                                     c.RETURN_TO_GENERAL_QUEUE, f"{c.RETURN_PLACE}:privilege_rejected"]
     back = r.fakes.named(c.RETURN_TO_GENERAL_QUEUE)[0]
     assert back.from_category == "extraordinary" and back.reason == "no such employee"
     assert back.actor == "caseworker:7"
@@ -262,6 +266,39 @@ async def test_acts_on_a_closed_referral_are_refused(referral):
     r2 = await referral(issued=(2026, 4, 30, 10, 0))
     await r2.act(c.CANCEL, c.CancelReferral(), at=r2.local(2026, 5, 12, 9))
     assert "was cancelled" in await r2.refused(c.ENROL, c.RecordEnrolment())
+
+
+# ------------------------------------------------------------------ reminder
+
+
+async def test_parent_is_reminded_at_nine_on_the_morning_two_working_days_before_the_deadline(referral):
+    r = await referral(issued=(2026, 4, 30, 10, 0))          # deadline 16 May: Thu 14 and Fri 15 are left
+    await r.advance_to(r.local(2026, 5, 14, 8, 59))
+    assert r.fakes.notified() == ["referral.issued.v1"]
+    await r.advance_to(r.local(2026, 5, 14, 9, 1))
+    reminder = r.fakes.named(c.NOTIFY_PARENT)[-1]
+    assert reminder.kind == "referral.deadline_approaching.v1" and reminder.at == r.local(2026, 5, 14, 9)
+    assert reminder.data["deadline"] == "2026-05-16T00:00:00" and reminder.data["working_days_left"] == 2
+    assert reminder.data["window"] == "enrolment"
+
+
+async def test_no_reminder_once_the_child_is_enrolled_or_when_the_policy_says_none(referral):
+    r = await referral(issued=(2026, 4, 30, 10, 0))
+    await r.act(c.ENROL, c.RecordEnrolment(), at=r.local(2026, 5, 11, 10))
+    await r.outcome()
+    assert r.fakes.notified() == ["referral.issued.v1"]
+    r = await referral(issued=(2026, 4, 30, 10, 0), policy=c.ReferralPolicy(reminder_working_days=0))
+    await r.outcome()
+    assert "referral.deadline_approaching.v1" not in r.fakes.notified()
+
+
+async def test_extended_window_reminds_again_before_the_new_deadline(referral):
+    r = await referral(issued=(2027, 3, 1, 10, 0), **PRIVILEGED)
+    await r.act(c.EXTEND, c.ExtendReferral(), at=r.local(2027, 3, 10, 12, 0))   # new deadline 10 April (Sat)
+    await r.outcome()
+    reminders = [p.at for p in r.fakes.named(c.NOTIFY_PARENT) if p.kind == "referral.deadline_approaching.v1"]
+    # Before 11 March: Fri 5 and Wed 10 left (8, 9 off). Before 10 April: Thu 8 and Fri 9.
+    assert reminders == [r.local(2027, 3, 5, 9), r.local(2027, 4, 8, 9)]
 
 
 # ---------------------------------------------------------------- plumbing

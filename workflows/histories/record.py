@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import os
 import sys
 import uuid
 from datetime import date, datetime, timedelta
@@ -106,3 +107,6 @@ async def main() -> None:
 
 if __name__ == "__main__":
     asyncio.run(main())
+    # The Temporal client may abort the interpreter at exit (sdk-python issue 300).
+    sys.stdout.flush()
+    os._exit(0)
