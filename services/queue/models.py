@@ -151,6 +151,7 @@ class Referral(Base):
     issued_at: Mapped[datetime]
     deadline: Mapped[datetime]
     ended_at: Mapped[datetime | None] = mapped_column(nullable=True)
+    external_id: Mapped[str | None] = mapped_column(sa.String(100), nullable=True)  # id in a previous system
     # The workflow is started after the commit; NULL until it is, so a crash
     # in between is caught up by the starter (the id makes it idempotent).
     workflow_started_at: Mapped[datetime | None] = mapped_column(nullable=True)
@@ -163,6 +164,7 @@ class Referral(Base):
         sa.Index("ix_referrals_unstarted", "id", postgresql_where=sa.text("workflow_started_at IS NULL"),
                  sqlite_where=sa.text("workflow_started_at IS NULL")),
         sa.Index("ix_referrals_application", "application_id"),
+        sa.Index("uq_referrals_external_id", "external_id", unique=True),
     )
 
 

@@ -844,6 +844,59 @@ class QueueService:
             timings["write_referrals"] = time.perf_counter() - t
         return ref_ids
 
+    # -------------------------------------------------------------- import
+
+    def resume_imported_referral(self, *, referral_id: str, application_id: str, kindergarten: str, cohort: int,
+                        language: str, category: str, for_category: str | None, state: str, issued_at: datetime,
+                        deadline: datetime, needs_confirmation: bool, actor: str) -> bool:
+        """A live referral moved from a previous system (the Balalyk
+        migration): the held place joins the register as held, the entry
+        becomes referred, and the workflow starter resumes its workflow.
+        False if it was imported before."""
+        if state not in ("awaiting_confirmation", "awaiting_enrolment"):
+            raise Refused(f"only live referrals are imported, not {state!r}", field="state", status_code=422)
+        now = self.now()
+        with self._uow() as s:
+            if s.execute(sa.select(R.c.id).where(R.c.external_id == referral_id)).first():
+                return False
+            policy, version = self._policy(s)
+            app = self._app(s, application_id)
+            if app.status != "queued":
+                raise Refused(f"the entry is {app.status}; a referral cannot be imported for it",
+                              field="application_id")
+            if (cohort, language) != (app.cohort, app.language):
+                raise Refused(f"the place {kindergarten}/{cohort}/{language} is not of the child's cohort and "
+                              f"language ({app.cohort}/{app.language})", field="cohort", status_code=422)
+            self._check_place_input(s, kindergarten, cohort, language, 1, for_category)
+            pool = self._pool(s, kindergarten, cohort, language, for_category, create=True)
+            pool.held += 1
+            s.add(Publication(kindergarten_id=kindergarten, cohort=cohort, language=language,
+                              for_category=for_category or OPEN_POOL, count=1, publish_at=now, published_at=now,
+                              actor=actor, created_at=now))
+            # One "run" per importer and day holds the imported referrals: they
+            # were allocated elsewhere, so it records no inputs to recompute.
+            trigger = f"import by {actor}"[:200]
+            run_id = s.execute(sa.select(RUNS.c.id).where(RUNS.c.trigger == trigger, RUNS.c.on_date == now.date())
+                               ).scalar()
+            if run_id is None:
+                run_id = s.execute(sa.insert(RUNS).values(
+                    started_at=now, finished_at=now, on_date=now.date(), trigger=trigger,
+                    policy={**policy.to_dict(), "version": version}, free_before=[], candidates=zlib.compress(b"[]"),
+                    candidates_count=0, allocated=0, digest=_digest([])).returning(RUNS.c.id)).scalar_one()
+            s.flush()
+            rid = s.execute(sa.insert(R).values(
+                application_id=app.id, place_id=pool.id, kindergarten_id=kindergarten, cohort=cohort,
+                language=language, for_category=for_category or OPEN_POOL, category=category,
+                needs_confirmation=needs_confirmation, preference_index=(
+                    app.preferences.index(kindergarten) if kindergarten in app.preferences else -1),
+                status="live", state=state, run_id=run_id, issued_at=utc(issued_at), deadline=utc(deadline),
+                external_id=referral_id).returning(R.c.id)).scalar_one()
+            app.status, app.updated_at = "referred", now
+            self._audit(s, actor, "referral.imported", f"application:{app.id}",
+                        {"referral_id": rid, "external_id": referral_id, "kindergarten": kindergarten,
+                         "state": state, "deadline": utc(deadline).isoformat()})
+            return True
+
     # ------------------------------------------------------------- replay
 
     def replay(self, run_ids: Iterable[int] | None = None) -> list[dict]:
@@ -892,7 +945,9 @@ class QueueService:
                     "referral_id": str(r["id"]), "application_id": r["application_id"],
                     "kindergarten": r["kindergarten_id"], "cohort": r["cohort"], "language": r["language"],
                     "category": r["category"], "for_category": r["for_category"] or None,
-                    "needs_confirmation": r["needs_confirmation"], "issued_at": aware(r["issued_at"]),
+                    # An imported referral already past its confirmation resumes in the enrolment window.
+                    "needs_confirmation": r["needs_confirmation"] and r["state"] == "awaiting_confirmation",
+                    "issued_at": aware(r["issued_at"]),
                     "country": policy.country, "parent_id": r["parent_id"],
                     "policy": {k: getattr(policy, k) for k in ("confirm_working_days", "enrol_working_days",
                                                                "certificate_valid_days", "extension_days",

@@ -329,3 +329,18 @@ def test_submitted_application_joins_and_a_second_one_for_the_pin_is_refused_wit
         svc.application("r2")
     [refused] = events(svc, "application.refused.v1")
     assert refused["data"]["application_id"] == "r2" and refused["data"]["field"] == "pin"
+
+
+def test_imported_live_referral_holds_its_place_once_and_waits_for_its_workflow(svc, clock):
+    join(svc, "old-1", prefs=("sun", "moon"))
+    call = dict(referral_id="balalyk-r1", application_id="old-1", kindergarten="moon", cohort=2024, language="ru",
+                category="general", for_category=None, state="awaiting_enrolment", issued_at=clock.t - timedelta(days=2),
+                deadline=clock.t + timedelta(days=5), needs_confirmation=False, actor="import:balalyk")
+    assert svc.resume_imported_referral(**call)
+    assert not svc.resume_imported_referral(**call)
+    app = svc.application("old-1")
+    assert app["status"] == "referred" and app["referral"]["kindergarten"] == "moon"
+    assert [(p["kindergarten"], p["free"], p["held"]) for p in svc.places()] == [("moon", 0, 1)]
+    [pending] = svc.unstarted_referrals()
+    assert pending["application_id"] == "old-1" and pending["issued_at"] == clock.t - timedelta(days=2)
+    assert svc.check_register() == [] and all(r["matches"] for r in svc.replay())
