@@ -123,6 +123,9 @@ class ConfirmPrivilege(Act):
 
 
 class RejectPrivilege(Act):
+    """The privilege is not confirmed (confirmation window) or found false
+    (at any live point): the child returns to the general queue."""
+
     reason: str = Field("", max_length=500)
 
 

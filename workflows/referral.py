@@ -65,6 +65,8 @@ REMINDER_TIME = timedelta(hours=9)
 # in the order that keeps the place from going back to the same child.
 EFFECTS_ORDER_PATCH = "effects-order"
 
+GENERAL = "general"
+
 # How far an act's `acted_at` may differ from the workflow's clock.
 MAX_CLOCK_SKEW = timedelta(minutes=1)
 MAX_ACT_DELAY = timedelta(minutes=15)
@@ -256,9 +258,12 @@ class ReferralWorkflow:
         self._check_reject(req)
 
     def _check_reject(self, req: c.RejectPrivilege) -> datetime:
+        # Not confirmed in the confirmation window, or found false later (a
+        # confirmed privilege, or a category the system checks itself): the
+        # referral it obtained is given up and the child joins the general queue.
         at = self._validate_act(req, "reject the privilege")
-        if self._state is not S.AWAITING_CONFIRMATION:
-            raise _refuse(self._no_confirmation_window())
+        if self._in.category == GENERAL:
+            raise _refuse("category 'general' has no privilege to reject")
         return at
 
     @workflow.update(name=c.EXTEND)

@@ -53,6 +53,11 @@ class RunStats:
     notifications: int = 0
     lines: int = 0
     seconds: float = 0.0
+    # Where the time went (seconds waiting on Temporal).
+    in_updates: float = 0.0
+    in_issuing: float = 0.0
+    in_timers: float = 0.0
+    in_clock: float = 0.0
 
 
 _RUNTIME: Runtime | None = None
@@ -113,7 +118,8 @@ class Runner:
                 self.env.client, self.world.activities(), task_queue=self.task_queue,
                 workflow_runner=self._workflow_runner(),
                 max_cached_workflows=100_000, max_concurrent_workflow_tasks=200,
-                max_concurrent_activities=400)
+                max_concurrent_activities=400, max_concurrent_workflow_task_polls=20,
+                max_concurrent_activity_task_polls=20)
             async with worker:
                 start = self.local(self.s.start)
                 self.offset = start - await self.env.get_current_time()
@@ -184,7 +190,9 @@ class Runner:
         # 1. windows that end expire; 2. stop-lists that end are lifted.
         for causes, waits in groups:
             if waits:
+                t = time.perf_counter()
                 await asyncio.gather(*waits)
+                self.stats.in_timers += time.perf_counter() - t
             for cause in causes:
                 self._flush(cause)
         if expiring or lifting or day_start:
@@ -198,10 +206,12 @@ class Runner:
 
     async def _advance(self, moment: datetime) -> None:
         assert self.env is not None
+        t = time.perf_counter()
         await self.world.set_now(moment)
         left = (moment - self.offset) - await self.env.get_current_time()
         if left > timedelta(0):
             await self.env.sleep(left)
+        self.stats.in_clock += time.perf_counter() - t
 
     def _flush(self, cause: Cause) -> None:
         for line in sorted(cause.lines, key=line_rank):
@@ -234,8 +244,10 @@ class Runner:
             waits.append(self.world.expect(ref.id, "referral.issued"))
             starts.append(self._issue(ref, child, moment))
         self.stats.referrals += len(allocations)
+        t = time.perf_counter()
         await asyncio.gather(*starts)
         await asyncio.gather(*waits)
+        self.stats.in_issuing += time.perf_counter() - t
         for cause in causes:
             self._flush(cause)
 
@@ -339,7 +351,11 @@ class Runner:
     async def _act(self, ref: Referral, update: str, req: c.Act) -> c.ActResult:
         assert self.env is not None
         self.stats.updates += 1
-        return await wf_client.act(self.env.client, ref.id, update, req)
+        t = time.perf_counter()
+        try:
+            return await wf_client.act(self.env.client, ref.id, update, req)
+        finally:
+            self.stats.in_updates += time.perf_counter() - t
 
     # ------------------------------------------------------------ final
 

@@ -176,15 +176,29 @@ async def test_rejected_privilege_returns_place_and_child_goes_to_general_queue(
     assert r.fakes.notified()[-1] == "referral.privilege_rejected.v1"
 
 
-async def test_privilege_of_a_confirmed_or_general_referral_cannot_be_confirmed_or_rejected(referral):
+async def test_privilege_cannot_be_confirmed_twice_nor_for_a_general_referral(referral):
     g = await referral(issued=(2027, 3, 1, 10, 0))
     reason = await g.refused(c.CONFIRM_PRIVILEGE, c.ConfirmPrivilege(certificate_issued=date(2027, 3, 1)))
     assert "category 'general' has no confirmation window" in reason
+    assert "no privilege to reject" in await g.refused(c.REJECT_PRIVILEGE, c.RejectPrivilege())
     p = await referral(issued=(2027, 3, 1, 10, 0), **PRIVILEGED)
     await p.act(c.CONFIRM_PRIVILEGE, c.ConfirmPrivilege(certificate_issued=date(2027, 3, 1)),
                 at=p.local(2027, 3, 2, 10))
-    reason = await p.refused(c.REJECT_PRIVILEGE, c.RejectPrivilege(reason="late"))
+    reason = await p.refused(c.CONFIRM_PRIVILEGE, c.ConfirmPrivilege(certificate_issued=date(2027, 3, 1)))
     assert "already confirmed" in reason
+
+
+async def test_privilege_found_false_after_confirmation_is_revoked_and_the_child_goes_to_general_queue(referral):
+    r = await referral(issued=(2027, 3, 1, 10, 0), **PRIVILEGED)
+    await r.act(c.CONFIRM_PRIVILEGE, c.ConfirmPrivilege(certificate_issued=date(2027, 3, 1)),
+                at=r.local(2027, 3, 2, 10))
+    res = await r.act(c.REJECT_PRIVILEGE, c.RejectPrivilege(reason="certificate forged", actor="system"),
+                      at=r.local(2027, 3, 4, 12))
+    assert res.state is S.PRIVILEGE_REJECTED
+    assert r.fakes.queue_calls()[-2:] == [c.RETURN_TO_GENERAL_QUEUE, f"{c.RETURN_PLACE}:privilege_rejected"]
+    q = await referral(issued=(2027, 3, 1, 10, 0), category="privileged")   # checked by the system itself
+    assert (await q.act(c.REJECT_PRIVILEGE, c.RejectPrivilege(reason="registry says no"))).state \
+        is S.PRIVILEGE_REJECTED
 
 
 # ------------------------------------------------------------------ extension
