@@ -258,9 +258,18 @@ class RecordReferral(ActivityCall):
     reason: str | None = None
 
 
+NOTIFICATION_KINDS = (
+    "referral.issued.v1", "referral.deadline_approaching.v1", "referral.privilege_confirmed.v1",
+    "referral.certificate_requested.v1", "referral.extended.v1", "referral.privilege_rejected.v1",
+    "referral.expired.v1", "application.resumed.v1",
+)
+
+
 class NotifyParent(ActivityCall):
-    """A message to the parent about an event (the event type names the
-    template, e.g. "referral.issued.v1"); `data` fills it in."""
+    """A message to the parent about an event: `kind` is one of
+    NOTIFICATION_KINDS (the event type that names the template, as in the
+    notifications service's rules); `data` fills it in (referral_id,
+    kindergarten_id, deadline, stoplist_until, reason, working_days_left...)."""
 
     kind: str
     parent_id: str | None = None

@@ -360,3 +360,13 @@ async def test_two_acts_at_once_are_applied_one_after_the_other(referral):
     assert len(done) == 1 and len(refused) == 1, results
     assert ("was cancelled" in refused[0].reason) or ("already enrolled" in refused[0].reason)
     assert len([n for n in r.fakes.queue_calls() if n != f"{c.RECORD_REFERRAL}:referral.issued"]) == 1
+
+
+async def test_the_workflow_sends_only_the_notification_kinds_of_the_contract(referral):
+    r = await referral(issued=(2027, 3, 1, 10, 0), **PRIVILEGED)
+    await r.act(c.CONFIRM_PRIVILEGE, c.ConfirmPrivilege(certificate_issued=date(2027, 1, 1)),
+                at=r.local(2027, 3, 2, 10))
+    await r.act(c.EXTEND, c.ExtendReferral(), at=r.local(2027, 3, 10, 10))
+    await r.outcome()
+    assert set(r.fakes.notified()) <= set(c.NOTIFICATION_KINDS)
+    assert len(r.fakes.notified()) >= 5
