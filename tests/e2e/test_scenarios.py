@@ -36,6 +36,14 @@ def test_example_scenario_prints_its_expected_output(scenario):
     assert out.getvalue() == expected
 
 
+@pytest.mark.parametrize("sandbox", ["full"])
+def test_scenario_gives_the_same_output_with_the_workflow_sandbox_of_production(sandbox):
+    scenario = EXAMPLES / "04_certificate_out_of_date.yaml"
+    out = io.StringIO()
+    assert run_file(str(scenario), out, sandbox=sandbox) == 0
+    assert out.getvalue() == scenario.with_suffix(".jsonl").read_text(encoding="utf-8")
+
+
 def test_output_lines_follow_the_spec_field_for_field():
     allowed = {"at", "event", "child", "kindergarten", "cohort", "language", "deadline", "reason", "until", "step"}
     events = {"application.queued", "referral.issued", "referral.privilege_confirmed",
