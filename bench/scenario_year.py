@@ -271,7 +271,7 @@ def main() -> None:
     print(f"generated and checked in {t1 - t0:.1f} s")
     print(f"run: {s.seconds:.1f} s for {s.moments} moments, {s.referrals} referral workflows, {s.updates} updates, "
           f"{s.notifications} notifications, {s.lines} output lines")
-    print(f"waiting on Temporal: updates {s.in_updates:.1f} s, issuing {s.in_issuing:.1f} s, "
+    print(f"waiting on Temporal: steps {s.in_steps:.1f} s, issuing {s.in_issuing:.1f} s, "
           f"deadlines and stop-lists {s.in_timers:.1f} s, clock {s.in_clock:.1f} s")
     print("events: " + ", ".join(f"{k} {v}" for k, v in sorted(events.items())))
     print("final: " + ", ".join(f"{k} {v}" for k, v in sorted(statuses.items())))
