@@ -215,7 +215,11 @@ class PlaceRef(_Model):
 
 
 class ReturnPlace(ActivityCall):
-    """The held place goes back to the register of free places."""
+    """The held place goes back to the register of free places. In the same
+    transaction the queue settles the child so that the place cannot go
+    straight back to it: "expired" pauses it (PutOnStoplist follows with the
+    exact end), "privilege_rejected" moves it to the general queue
+    (ReturnToGeneralQueue follows), "cancelled" requeues it."""
 
     place: PlaceRef
     outcome: Literal["expired", "cancelled", "privilege_rejected"]

@@ -23,10 +23,8 @@ history into workflows/histories/ and keep the old ones, which
 tests/workflows/test_replay.py replays. Once no workflow that started before
 the change is open (at most a window plus the stop-list plus an extension,
 about two months), replace `patched` with `workflow.deprecate_patch`, and a
-release later drop the old branch. Examples: the deadline reminder
-(REMINDER_PATCH: histories v1-* were recorded before it) and the order of
-the queue's effects (EFFECTS_ORDER_PATCH: v1-* and v2-* before it, v3-*
-after).
+release later drop the old branch. Example: the deadline reminder
+(REMINDER_PATCH): histories v1-* were recorded before it, v2-* after.
 """
 from __future__ import annotations
 
@@ -61,9 +59,6 @@ NOTIFY_CALL = dict(
 # after the first release.
 REMINDER_PATCH = "deadline-reminder"
 REMINDER_TIME = timedelta(hours=9)
-# Added after the reminder: the queue's effects of an expiry or a rejection
-# in the order that keeps the place from going back to the same child.
-EFFECTS_ORDER_PATCH = "effects-order"
 
 GENERAL = "general"
 
@@ -176,14 +171,12 @@ class ReferralWorkflow:
         for `stoplist_days` calendar days, then back to the queue."""
         self._busy = True
         until = deadline + timedelta(days=self._in.policy.stoplist_days)  # same local time
-        return_place = self._queue(c.RETURN_PLACE, "expired:return_place", c.ReturnPlace,
-                                   at=deadline, place=self._place, outcome="expired")
-        stoplist = self._queue(c.PUT_ON_STOPLIST, "expired:stoplist", c.PutOnStoplist, at=deadline, until=until)
-        # The child must be on the stop-list before the place is free again,
-        # or the queue could offer the same place straight back to it.
-        for effect in ((stoplist, return_place) if workflow.patched(EFFECTS_ORDER_PATCH)
-                       else (return_place, stoplist)):
-            await effect
+        # The queue pauses the child in the same transaction as it frees the
+        # place (outcome "expired"), so the place cannot go straight back to
+        # it; the stop-list call then sets the exact end.
+        await self._queue(c.RETURN_PLACE, "expired:return_place", c.ReturnPlace,
+                          at=deadline, place=self._place, outcome="expired")
+        await self._queue(c.PUT_ON_STOPLIST, "expired:stoplist", c.PutOnStoplist, at=deadline, until=until)
         self._state, self._stoplist_until, self._closed_at = S.PAUSED, until, deadline
         self._deadline = None
         self._busy = False
@@ -238,17 +231,14 @@ class ReferralWorkflow:
     async def reject_privilege(self, req: c.RejectPrivilege) -> c.ActResult:
         async with self._acting(self._check_reject, req) as at:
             reason = req.reason or None
-            return_place = self._queue(
-                c.RETURN_PLACE, "privilege_rejected:return_place", c.ReturnPlace, at=at, place=self._place,
-                outcome="privilege_rejected", reason=reason, actor=req.actor)
-            general_queue = self._queue(
-                c.RETURN_TO_GENERAL_QUEUE, "privilege_rejected:general_queue", c.ReturnToGeneralQueue, at=at,
-                from_category=self._in.category, reason=reason, actor=req.actor)
-            # The child must rank in the general queue before the place is
-            # free again, or it could get the same place back as privileged.
-            for effect in ((general_queue, return_place) if workflow.patched(EFFECTS_ORDER_PATCH)
-                           else (return_place, general_queue)):
-                await effect
+            # The queue moves the child to the general queue in the same
+            # transaction as it frees the place (outcome "privilege_rejected"),
+            # so it cannot get the place back as privileged.
+            await self._queue(c.RETURN_PLACE, "privilege_rejected:return_place", c.ReturnPlace, at=at,
+                              place=self._place, outcome="privilege_rejected", reason=reason, actor=req.actor)
+            await self._queue(c.RETURN_TO_GENERAL_QUEUE, "privilege_rejected:general_queue",
+                              c.ReturnToGeneralQueue, at=at, from_category=self._in.category,
+                              reason=reason, actor=req.actor)
             self._close(S.PRIVILEGE_REJECTED, at)
             self._notify("privilege_rejected", "referral.privilege_rejected.v1", at, reason=reason)
             return self._result("referral.privilege_rejected", reason)

@@ -234,8 +234,15 @@ class World:
             self.held[ref.place] -= 1
             self.free[(ref.place, ref.for_category)] += 1
             child = ref.child
+            # As the queue service does, in the same change as the place is
+            # freed: an expired referral's child is paused at once and a
+            # rejected privilege is gone, so the place cannot go back to it.
             if child.status == "referred":
-                child.status, child.kindergarten = "queued", None
+                child.status = "paused" if call.outcome == "expired" else "queued"
+                child.kindergarten = None
+            if call.outcome == "privilege_rejected" and child.category != "general":
+                child.category = "general"
+                child.changed()
             if call.drop_preference and ref.place.kindergarten in child.preferences:
                 child.preferences.remove(ref.place.kindergarten)
                 child.changed()

