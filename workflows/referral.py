@@ -48,9 +48,11 @@ QUEUE_CALL = dict(
                              maximum_interval=timedelta(minutes=5),
                              non_retryable_error_types=[c.QUEUE_REFUSED]),
 )
-# A message that cannot be delivered must not block the referral.
+# A message that cannot be delivered must not block the referral (nor its
+# completion, which waits for the messages it started).
 NOTIFY_CALL = dict(
     start_to_close_timeout=timedelta(seconds=30),
+    schedule_to_close_timeout=timedelta(days=1),
     retry_policy=RetryPolicy(initial_interval=timedelta(seconds=5), backoff_coefficient=2.0,
                              maximum_interval=timedelta(minutes=10), maximum_attempts=10),
 )

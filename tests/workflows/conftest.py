@@ -11,6 +11,7 @@ from datetime import datetime, timedelta
 
 import pytest
 from temporalio import activity
+from temporalio.exceptions import ApplicationError
 from temporalio.client import WorkflowHandle
 from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.testing import WorkflowEnvironment
@@ -36,6 +37,7 @@ class FakeServices:
     """The queue and notifications services as the workflow sees them."""
 
     calls: list[tuple[str, c.ActivityCall]] = field(default_factory=list)
+    notifications_down: bool = False
 
     def named(self, name: str) -> list:
         return [p for n, p in self.calls if n == name]
@@ -81,8 +83,12 @@ class FakeServices:
         async def record_referral(p: c.RecordReferral) -> None:
             calls.append((c.RECORD_REFERRAL, p))
 
+        down = self.notifications_down
+
         @activity.defn(name=c.NOTIFY_PARENT)
         async def notify_parent(p: c.NotifyParent) -> None:
+            if down:
+                raise ApplicationError("SMS gateway refused", non_retryable=True)
             calls.append((c.NOTIFY_PARENT, p))
 
         return [return_place, return_to_general_queue, put_on_stoplist, lift_stoplist,
@@ -138,8 +144,9 @@ async def referral(env):
     started: list[WorkflowHandle] = []
     async with contextlib.AsyncExitStack() as stack:
         async def start(*, issued: tuple, country: str = "KG", category: str = "general",
-                        needs_confirmation: bool = False, **fields) -> Referral:
-            fakes = FakeServices()
+                        needs_confirmation: bool = False, notifications_down: bool = False,
+                        **fields) -> Referral:
+            fakes = FakeServices(notifications_down=notifications_down)
             task_queue = f"referrals-{uuid.uuid4().hex[:10]}"
             await stack.enter_async_context(
                 build_worker(env.client, fakes.activities(), task_queue=task_queue))

@@ -368,3 +368,10 @@ async def test_the_workflow_sends_only_the_notification_kinds_of_the_contract(re
     await r.outcome()
     assert set(r.fakes.notified()) <= set(c.NOTIFICATION_KINDS)
     assert len(r.fakes.notified()) >= 5
+
+
+async def test_a_failing_notification_service_does_not_hold_up_the_referral(referral):
+    r = await referral(issued=(2026, 4, 30, 10, 0), notifications_down=True)
+    await r.act(c.ENROL, c.RecordEnrolment(), at=r.local(2026, 5, 12, 9))
+    assert (await r.outcome()).state is S.ENROLLED
+    assert r.fakes.queue_calls() == [f"{c.RECORD_REFERRAL}:referral.issued", c.RECORD_ENROLMENT]
