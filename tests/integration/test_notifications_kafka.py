@@ -201,7 +201,13 @@ def parent_events(i: int, locale: str, run: str) -> list[Event]:
         e("referral.expired.v1", r3, {"referral_id": r3, "application_id": a, **kg,
                                       "stoplist_until": (now + timedelta(days=10)).isoformat()}),
         e("application.resumed.v1", a, {"application_id": a}),
+        # Only where it keeps the parent within 5 SMS an hour (the per-phone limit).
+        *([] if privileged else [e("referral.certificate_requested.v1", r2, {
+            "referral_id": r2, "application_id": a, **kg, "deadline": deadline})]),
         e("application.position_changed.v1", a, {"application_id": a, "position": 8, "previous_position": 12}),
+        e("verification.voucher_decided.v1", a, {"application_id": a, "parent_id": p, "decision": "approved",
+                                                 "benefit_type": "full", "reason": "", "decision_number": 100 + i,
+                                                 "decided_at": now.isoformat()}),
     ]
     return events
 
