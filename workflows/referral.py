@@ -15,6 +15,11 @@ update leaves no trace in the history. Window lengths come from the policy in
 the input; deadlines from kezek.calendar (pure, deterministic). Time is
 `workflow.now()` plus the input's `clock_offset` (zero in production).
 
+Calendar data (a decree) changes deadlines computed after workers load it.
+A running workflow recomputes its deadlines when it is replayed (a worker
+restart), so a decree that moves a running window takes effect then: a timer
+that fires early is waited out again, a late one expires the referral late.
+
 Changing this code once it runs in production: every change that alters the
 commands a running workflow issues (an activity added, removed or reordered,
 a timer added) goes behind `if workflow.patched("<change-id>"):` so that
@@ -137,7 +142,10 @@ class ReferralWorkflow:
                         timeout=left)
                     continue
                 except asyncio.TimeoutError:
-                    pass
+                    # A timer started before the calendar data changed (a
+                    # decree) may fire before the deadline as computed now.
+                    if self._now() < wake:
+                        continue
             if reminder is not None:
                 reminded.add(deadline)
                 self._notify(f"reminder:{len(reminded)}", "referral.deadline_approaching.v1", reminder,
