@@ -10,8 +10,12 @@ run: setup
 stop:
 	@.venv/bin/kezek stop
 
+# Chromium tests run in a process of their own: Playwright's sync API leaves
+# an event loop running in the main thread, which breaks every later
+# asyncio.run() in the same process.
 test: setup
-	.venv/bin/python -m pytest $(PYTEST_ARGS)
+	.venv/bin/python -m pytest --ignore=tests/browser $(PYTEST_ARGS)
+	.venv/bin/python -m pytest tests/browser $(PYTEST_ARGS)
 
 bench: setup
 	.venv/bin/python bench/allocation.py --children 100000 --kindergartens 1200 --places 5000
