@@ -108,7 +108,7 @@ def publish_public(rt, events: list[tuple[str, str]]) -> list[str]:
     return ids
 
 
-def run_until(dispatcher, consumer, done, timeout=30):
+def run_until(dispatcher, consumer, done, timeout=90):
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if consumer is not None:
