@@ -109,6 +109,9 @@ class Runner:
         self.stats = RunStats()
         self.env: WorkflowEnvironment | None = None
         self.offset = timedelta(0)
+        self._advanced_to: datetime | None = None
+        self._buffer: list[Cause] = []
+        self._issuing: dict[str, asyncio.Future] = {}
         self.task_queue = f"scenario-{uuid.uuid4().hex[:8]}"
         self.policy = c.ReferralPolicy(
             confirm_working_days=scenario.policy.confirm_working_days,
@@ -192,8 +195,10 @@ class Runner:
                           key=lambda r: r.seq)
         lifting = sorted((r for r in self.world.referrals.values()
                           if not r.live and r.stoplist_until == moment), key=lambda r: r.seq)
-        busy = bool(expiring or lifting or steps or (day_start and self.world.free_places()))
-        if not busy:
+        if not (expiring or lifting or steps):
+            if day_start:
+                await self._allocate(moment, None)  # birthdays; moves the clock only if it issues
+                await self._settle()
             return
         # Causes and expectations first: a deadline that fired a little early
         # (the server's clock runs in real time while the runner works) has
@@ -231,9 +236,13 @@ class Runner:
             for cause in causes:
                 self._flush(cause)
             await self._allocate(moment, run[-1].index)
+        await self._settle()
 
     async def _advance(self, moment: datetime) -> None:
         assert self.env is not None
+        if self._advanced_to == moment:
+            return
+        self._advanced_to = moment
         t = time.perf_counter()
         await self.world.set_now(moment)
         left = (moment - self.offset) - await self.env.get_current_time()
@@ -242,10 +251,30 @@ class Runner:
         self.stats.in_clock += time.perf_counter() - t
 
     def _flush(self, cause: Cause) -> None:
-        for line in sorted(cause.lines, key=line_rank):
-            self.emit(line)
-            self.stats.lines += 1
-        cause.lines.clear()
+        """Queues a cause's lines for printing, in order of causes."""
+        self._buffer.append(cause)
+
+    async def _settle(self) -> None:
+        """Waits for the referrals issued at this moment to be recorded (their
+        workflows start concurrently), then prints the moment's lines."""
+        if self._issuing:
+            t = time.perf_counter()
+            await asyncio.gather(*self._issuing.values())
+            self.stats.in_issuing += time.perf_counter() - t
+            self._issuing.clear()
+        for cause in self._buffer:
+            for line in sorted(cause.lines, key=line_rank):
+                self.emit(line)
+                self.stats.lines += 1
+            cause.lines.clear()
+        self._buffer.clear()
+
+    async def _issued(self, ref: Referral) -> None:
+        """Before an act on a referral issued at this moment: its workflow has
+        started and recorded it (so its lines stay with the allocation)."""
+        task = self._issuing.get(ref.id)
+        if task is not None:
+            await task
 
     # ------------------------------------------------------- allocation
 
@@ -262,24 +291,20 @@ class Runner:
         allocations = domain.allocate(waiting, free, moment.date(), self.s.policy)
         if not allocations:
             return
-        causes, waits, starts = [], [], []
+        await self._advance(moment)
+        # The places are held here and now, so the next step's allocation
+        # sees them taken; the workflows start in the background.
         for a in allocations:
             child = self.world.children[a.child_id]
             ref = self.world.hold(child, a.place, a.for_category, moment)
             cause = Cause(step=step)
             self.world.attribute(ref.id, cause)
-            causes.append(cause)
-            waits.append(self.world.expect(ref.id, "referral.issued"))
-            starts.append(self._issue(ref, child, moment))
-        self.stats.referrals += len(allocations)
-        t = time.perf_counter()
-        await asyncio.gather(*starts)
-        await asyncio.gather(*waits)
-        self.stats.in_issuing += time.perf_counter() - t
-        for cause in causes:
             self._flush(cause)
+            recorded = self.world.expect(ref.id, "referral.issued")
+            self._issuing[ref.id] = asyncio.ensure_future(self._issue(ref, child, moment, recorded))
+        self.stats.referrals += len(allocations)
 
-    async def _issue(self, ref: Referral, child: Child, moment: datetime) -> None:
+    async def _issue(self, ref: Referral, child: Child, moment: datetime, recorded: asyncio.Future) -> None:
         assert self.env is not None
         category = self.s.policy.category(child.category)
         inp = c.ReferralInput(
@@ -288,6 +313,7 @@ class Runner:
             for_category=ref.for_category, needs_confirmation=category.needs_confirmation,
             issued_at=moment, country=self.s.country, policy=self.policy, clock_offset=self.offset)
         await wf_client.issue(self.env.client, inp, task_queue=self.task_queue)
+        await recorded
 
     # ------------------------------------------------------------ steps
 
@@ -341,6 +367,7 @@ class Runner:
                 return
             if child.status == "referred" and child.referral is not None:
                 # Leaving the queue gives the held place up at once.
+                await self._issued(child.referral)
                 w.attribute(child.referral.id, cause)
                 try:
                     await self._act(child.referral, c.CANCEL, c.CancelReferral(
@@ -356,6 +383,7 @@ class Runner:
         if ref is None:
             refuse(f"{child.alias} has no referral")
             return
+        await self._issued(ref)
         w.attribute(ref.id, cause)
         if step.do == "confirm_privilege":
             update, req = c.CONFIRM_PRIVILEGE, c.ConfirmPrivilege(
