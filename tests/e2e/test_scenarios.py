@@ -157,3 +157,22 @@ def test_kezek_scenario_command_exits_2_with_the_line_on_stderr(tmp_path):
     assert r.returncode == 2
     assert r.stdout == ""
     assert f"{bad}:15: steps[1].child: unknown child alias 'bob'" in r.stderr
+
+
+def test_a_busy_year_prints_the_same_lines_on_every_run(tmp_path):
+    # Many workflows act at the same moments; their lines must not depend on
+    # which one the server happens to run first.
+    sys.path.insert(0, str(ROOT / "bench"))
+    import yaml
+    from scenario_year import build
+
+    path = tmp_path / "year.yaml"
+    path.write_text(yaml.safe_dump(build(80, seed=7), sort_keys=False))
+    runs = []
+    for _ in range(2):
+        out = io.StringIO()
+        assert run_file(str(path), out) == 0
+        runs.append(out.getvalue())
+    assert runs[0] == runs[1]
+    events = [json.loads(x)["event"] for x in runs[0].splitlines()]
+    assert events.count("referral.issued") > 40 and "step.refused" not in events
