@@ -1,17 +1,21 @@
 """ReferralWorkflow: one durable workflow per referral (DOMAIN.md section 4).
 
     issued ──needs confirmation──> awaiting_confirmation ──confirm──> awaiting_enrolment
-       │                             │  │  │ certificate out of date: certificate
-       │                             │  │  │   requested, the clock keeps running
-       │                             │  │  └ extend (last working day, once): +N days
-       │                             │  └ reject ──> privilege_rejected (general queue)
+       │                             │  │ certificate out of date: certificate
+       │                             │  │   requested, the clock keeps running
+       │                             │  └ extend (last working day, once): +N days
        └──general──────────────────> awaiting_enrolment ──enrol──> enrolled
     any live state ──cancel──> cancelled          (place returned, preference dropped)
+    any live state ──reject──> privilege_rejected (not confirmed, or found false:
+                                                   place returned, general queue)
     any live state ──window ends──> paused (place returned, stop-list) ──> resumed
+    (and a reminder to the parent on the morning two working days before a deadline)
 
-Parents, caseworkers and kindergartens act through updates; a validator
-refuses what the rules forbid with the reason the caller sees, and a refused
-update leaves no trace in the history. Window lengths come from the policy in
+Parents, caseworkers and kindergartens act through updates. A validator
+refuses what the rules forbid with the reason the caller sees, leaving no
+trace in the history. Acts take turns: one that arrives while another (or an
+expiry) is under way waits for it, is checked again, and is refused then if
+the first one closed the referral. Window lengths come from the policy in
 the input; deadlines from kezek.calendar (pure, deterministic). Time is
 `workflow.now()` plus the input's `clock_offset` (zero in production).
 
