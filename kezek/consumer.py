@@ -72,7 +72,8 @@ class IdempotentConsumer:
         to the failed record, so it is tried again, never skipped; offsets
         are committed only for records whose transaction committed."""
         handled = 0
-        for tp, records in self.consumer.poll(timeout_ms=timeout_ms).items():
+        batches = list(self.consumer.poll(timeout_ms=timeout_ms).items())
+        for i, (tp, records) in enumerate(batches):
             done = None
             try:
                 for record in records:
@@ -80,8 +81,12 @@ class IdempotentConsumer:
                         handled += 1
                     done = record.offset
             except Exception:
-                failed = records[0].offset if done is None else done + 1
-                self.consumer.seek(tp, failed)
+                # The fetch position is past every record this poll returned:
+                # rewind this partition to the failed record and the others
+                # of the batch to their first unhandled one.
+                self.consumer.seek(tp, records[0].offset if done is None else done + 1)
+                for later_tp, later_records in batches[i + 1:]:
+                    self.consumer.seek(later_tp, later_records[0].offset)
                 raise
             finally:
                 if done is not None:
