@@ -238,6 +238,7 @@ def allocate_ranked(ranked: Iterable[Applicant], free: FreePlaces, on: date,
     seen_children: set[str] = set()
     previous: tuple | None = None
     served = 0
+    eligible_up_to = latest_eligible_birth_date(on, policy)
     if not pools:
         return
     for a in ranked:
@@ -253,19 +254,19 @@ def allocate_ranked(ranked: Iterable[Applicant], free: FreePlaces, on: date,
             raise DomainError(f"child {a.child_id} is in the queue twice")
         previous = key
         seen_children.add(a.child_id)
-        if not reached_min_age(a.birth_date, on, policy):
+        if a.birth_date > eligible_up_to:  # reached_min_age, as one comparison
             continue
-        seen = []
-        cohort = a.birth_date.year
+        cohort, language, category = a.birth_date.year, a.language, a.category
         for index, kindergarten in enumerate(a.preferences):
-            place = PlaceKey(kindergarten, cohort, a.language)
-            pool = pools.get(place)
-            reserved = pool.get(a.category, 0) if pool else 0
-            open_ = pool.get(None, 0) if pool else 0
-            seen.append({"kindergarten": kindergarten, "reserved": reserved, "open": open_})
+            pool = pools.get((kindergarten, cohort, language))  # a PlaceKey is this tuple
+            if pool is None:
+                continue
+            reserved = pool.get(category, 0)
+            open_ = pool.get(None, 0)
             if not reserved and not open_:
                 continue
-            taken = a.category if reserved else None
+            place = PlaceKey(kindergarten, cohort, language)
+            taken = category if reserved else None
             pool[taken] -= 1
             if not pool[taken]:
                 del pool[taken]
@@ -273,21 +274,23 @@ def allocate_ranked(ranked: Iterable[Applicant], free: FreePlaces, on: date,
                     del pools[place]
             served += 1
             queue_date = a.queue_date.isoformat()
+            # Free places of each preference when the child's turn came: the
+            # earlier ones had none the child could take (children ranked
+            # ahead took them), which is why this one was given.
+            seen = [{"kindergarten": k, "reserved": 0, "open": 0} for k in a.preferences[:index]]
+            seen.append({"kindergarten": kindergarten, "reserved": reserved, "open": open_})
             yield Allocation(
                 child_id=a.child_id, place=place, for_category=taken, preference_index=index,
                 inputs={
                     "rank": [key[0], queue_date, a.child_id],
-                    "category": a.category,
+                    "category": category,
                     "queue_date": queue_date,
                     "birth_date": a.birth_date.isoformat(),
                     "cohort": cohort,
-                    "language": a.language,
+                    "language": language,
                     "preferences": list(a.preferences),
                     "on": on.isoformat(),
                     "min_age_years": policy.min_age_years,
-                    # free places of each preference when the child's turn
-                    # came: the earlier ones were all taken by children ranked
-                    # ahead, which is why this one was given.
                     "free_seen": seen,
                     "taken_from": "reserved" if taken else "open",
                     "served_before_in_run": served - 1,
