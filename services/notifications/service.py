@@ -221,11 +221,15 @@ class NotificationService:
         if event.type == "application.received.v1":
             return d.Recipient(parent_id=data["parent_id"], email=data.get("email"),
                                phone=self._phone(data.get("phone")), locale=d.choose_locale(data.get("locale")))
-        parent_id = data.get("parent_id")
-        if parent_id is None:
-            app = session.get(KnownApplication, data["application_id"])
-            parent_id = app.parent_id if app else None
-        contact = session.get(Contact, parent_id) if parent_id else None
+        # The application's own received event brings the contacts it was
+        # filed with; until it has come (topics interleave freely) an account
+        # activation may have made a contact with no phone, and telling the
+        # parent from that would silently drop the SMS. So: park until then.
+        app = session.get(KnownApplication, data["application_id"])
+        if app is None:
+            return None
+        parent_id = data.get("parent_id") or app.parent_id
+        contact = session.get(Contact, parent_id)
         if contact is None:
             return None
         return d.Recipient(parent_id=parent_id, email=contact.email, phone=self._phone(contact.phone),
@@ -247,14 +251,13 @@ class NotificationService:
             _upsert(session, Contact, {"parent_id": data["parent_id"], "email": data.get("email"),
                                        "phone": data.get("phone"), "locale": d.choose_locale(data.get("locale")),
                                        "updated_at": now}, ["parent_id"])
+            _upsert(session, KnownApplication, {"application_id": data["application_id"],
+                                                "parent_id": data["parent_id"]},
+                    ["application_id"], insert_only={"top_ten_told": False})
         elif event.type == "account.activation_issued.v1":
             _upsert(session, Contact, {"parent_id": data["parent_id"], "email": data["email"],
                                        "locale": d.choose_locale(data.get("locale")), "updated_at": now},
                     ["parent_id"], insert_only={"phone": None})
-        if data.get("application_id") and data.get("parent_id"):
-            _upsert(session, KnownApplication, {"application_id": data["application_id"],
-                                                "parent_id": data["parent_id"]},
-                    ["application_id"], insert_only={"top_ten_told": False})
         if event.type.startswith("referral.") and data.get("referral_id"):
             known = session.get(KnownReferral, data["referral_id"], with_for_update=True)
             facts = dict(known.facts) if known else {}

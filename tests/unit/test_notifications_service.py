@@ -385,3 +385,18 @@ def test_voucher_decision_for_a_parent_not_known_yet_waits_for_the_application(s
     consume(service, received(locale="kk"))
     assert {(m.channel, m.locale) for m in messages(service, kind="voucher_decided")} == {
         ("email", "kk"), ("inapp", "kk")}
+
+
+def test_events_overtaking_the_application_wait_for_its_phone_even_if_the_account_came_first(service):
+    # Topics interleave: the activation (no phone) and the voucher decision
+    # (with parent_id) may both arrive before the application's own event.
+    consume(service, ev("account.activation_issued.v1", {
+        "parent_id": "p1", "email": "p1@example.kg", "locale": "ru",
+        "activation_url": "https://kezek.kg/activate?t=1", "expires_at": "2027-03-03T05:00:00Z"}, subject="p1"))
+    consume(service, voucher())
+    consume(service, issued())
+    assert {m.kind for m in messages(service)} == {"account_activation"}
+    consume(service, received(locale="ru"))
+    [sms] = messages(service, kind="referral_issued", channel="sms")
+    assert sms.address == "+996700123456"
+    assert {m.channel for m in messages(service, kind="voucher_decided")} == {"email", "inapp"}
