@@ -9,6 +9,7 @@ from datetime import UTC, datetime
 
 import sqlalchemy as sa
 from kafka import KafkaProducer
+from kafka.serializer import DefaultSerializer
 from sqlalchemy.orm import Session, sessionmaker
 
 from kezek.events import aggregate_of
@@ -28,8 +29,8 @@ def make_producer(bootstrap: str, **overrides) -> KafkaProducer:
         max_block_ms=5_000,
         request_timeout_ms=10_000,
         delivery_timeout_ms=30_000,
-        key_serializer=lambda k: k.encode(),
-        value_serializer=lambda v: v.encode(),
+        key_serializer=DefaultSerializer(),  # UTF-8 text
+        value_serializer=DefaultSerializer(),
     )
     config.update(overrides)
     return KafkaProducer(**config)

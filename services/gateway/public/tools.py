@@ -5,14 +5,14 @@ from __future__ import annotations
 import time
 from collections.abc import Iterable
 
-from kafka import KafkaConsumer, KafkaProducer
+from kafka import KafkaConsumer
 
 from kezek.events import Event
+from kezek.relay import make_producer
 
 
 def publish(bootstrap: str, topic: str, events: Iterable[Event]) -> None:
-    producer = KafkaProducer(bootstrap_servers=bootstrap, acks="all", linger_ms=5,
-                             key_serializer=str.encode, value_serializer=str.encode)
+    producer = make_producer(bootstrap)
     try:
         for e in events:
             producer.send(topic, key=e.subject, value=e.to_json())
