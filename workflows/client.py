@@ -2,12 +2,19 @@
 
 An act the rules refuse raises `ReferralRefused` with the reason for the
 caller (the API answers 409 with it), whether the running workflow's
-validator refused it or the referral is already closed.
+validator refused it or the referral is already closed. `LazyClient` is
+what a web service holds: it connects on first use, so the service starts
+(and answers /ready honestly) while Temporal is down, and it turns
+Temporal's failures into `ReferralRefused` or `ReferralUnavailable`.
 """
 from __future__ import annotations
 
+import asyncio
+from datetime import timedelta
+
 from temporalio.client import Client, WorkflowExecutionStatus, WorkflowHandle, WorkflowUpdateFailedError
 from temporalio.common import WorkflowIDReusePolicy
+from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.exceptions import ApplicationError
 from temporalio.service import RPCError, RPCStatusCode
 
@@ -15,11 +22,19 @@ from workflows import contracts as c
 
 
 class ReferralRefused(Exception):
-    """The act is not allowed; `reason` says why."""
+    """The act is not allowed; `reason` says why. `closed` is set when the
+    referral's workflow has ended (or never existed), with its last `state`
+    when that is known, so the caller can bring its own view up to date."""
 
-    def __init__(self, reason: str) -> None:
+    def __init__(self, reason: str, *, closed: bool = False, state: str | None = None) -> None:
         super().__init__(reason)
         self.reason = reason
+        self.closed = closed
+        self.state = state
+
+
+class ReferralUnavailable(Exception):
+    """The referral could not be reached: Temporal down or too slow."""
 
 
 async def issue(client: Client, inp: c.ReferralInput, *, task_queue: str = c.TASK_QUEUE) -> WorkflowHandle:
@@ -68,3 +83,63 @@ async def _why_closed(handle: WorkflowHandle, referral_id: str) -> str | None:
         return f"the referral was closed ({described.status.name.lower()})"
     outcome: c.ReferralOutcome = await handle.result()
     return c.closed_reason(outcome.state, outcome.closed_at, outcome.stoplist_until)
+
+
+class LazyClient:
+    """A Temporal client connected on first use; every call has a time limit."""
+
+    def __init__(self, address: str, namespace: str = "default", *, timeout: timedelta = timedelta(seconds=10)):
+        self.address = address
+        self.namespace = namespace
+        self.timeout = timeout.total_seconds()
+        self._client: Client | None = None
+        self._lock: asyncio.Lock | None = None
+
+    async def client(self) -> Client:
+        if self._client is None:
+            self._lock = self._lock or asyncio.Lock()
+            async with self._lock:
+                if self._client is None:
+                    try:
+                        self._client = await asyncio.wait_for(Client.connect(
+                            self.address, namespace=self.namespace, data_converter=pydantic_data_converter),
+                            self.timeout)
+                    except Exception as exc:
+                        raise ReferralUnavailable(f"Temporal at {self.address}: {exc!r}") from exc
+        return self._client
+
+    async def status(self, referral_id: str) -> c.ReferralStatus:
+        handle = (await self.client()).get_workflow_handle(c.workflow_id(referral_id))
+        try:
+            return await asyncio.wait_for(handle.query(c.STATUS, result_type=c.ReferralStatus), self.timeout)
+        except RPCError as exc:
+            if exc.status == RPCStatusCode.NOT_FOUND:
+                raise ReferralRefused(f"there is no referral {referral_id}", closed=True) from exc
+            raise ReferralUnavailable(str(exc)) from exc
+        except (asyncio.TimeoutError, ConnectionError, OSError) as exc:
+            raise ReferralUnavailable(repr(exc)) from exc
+
+    async def update(self, referral_id: str, name: str, act: c.Act, *, update_id: str | None = None) -> c.ActResult:
+        """Runs the update `name` (c.CANCEL, c.CONFIRM_PRIVILEGE, ...). The
+        update id makes a resubmitted form (same nonce) one act."""
+        handle = (await self.client()).get_workflow_handle(c.workflow_id(referral_id))
+        try:
+            return await asyncio.wait_for(
+                handle.execute_update(name, act, id=update_id, result_type=c.ActResult), self.timeout)
+        except WorkflowUpdateFailedError as exc:
+            cause = exc.cause
+            raise ReferralRefused(cause.message if isinstance(cause, ApplicationError)
+                                  else str(cause or exc)) from exc
+        except RPCError as exc:
+            if exc.status != RPCStatusCode.NOT_FOUND:
+                raise ReferralUnavailable(str(exc)) from exc
+            # A closed referral's workflow has completed: the server refuses
+            # updates, but its last state can still be queried.
+            try:
+                final = await asyncio.wait_for(handle.query(c.STATUS, result_type=c.ReferralStatus), self.timeout)
+            except Exception:
+                raise ReferralRefused(f"there is no open referral {referral_id}", closed=True) from exc
+            raise ReferralRefused(f"the referral is already closed: {final.state.value}", closed=True,
+                                  state=final.state.value) from exc
+        except (asyncio.TimeoutError, ConnectionError, OSError) as exc:
+            raise ReferralUnavailable(repr(exc)) from exc

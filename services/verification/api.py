@@ -20,7 +20,8 @@ from kezek.settings import Settings
 from kezek.web import create_service_app, database_check
 from services.verification import domain as d
 from services.verification.i18n import Pages, pick_language
-from services.verification.referrals import ReferralCommands, TemporalReferrals, WorkflowUnavailable
+from services.verification.referrals import ReferralCommands, TemporalReferrals
+from workflows.client import ReferralUnavailable
 from services.verification.service import (
     Forbidden, NotFound, StaffView, Unauthenticated, VerificationPolicy, VerificationService,
 )
@@ -158,8 +159,8 @@ def create_app(settings: Settings | None = None, *, referrals: ReferralCommands 
     async def csrf_failed(request: Request, _exc: CsrfFailed):
         return error_page(request, "csrf", 403)
 
-    @app.exception_handler(WorkflowUnavailable)
-    async def unavailable(request: Request, _exc: WorkflowUnavailable):
+    @app.exception_handler(ReferralUnavailable)
+    async def unavailable(request: Request, _exc: ReferralUnavailable):
         return error_page(request, "unavailable", 503, back=request.url.path.rsplit("/", 1)[0])
 
     # ------------------------------------------------------------ session

@@ -37,7 +37,8 @@ from services.verification.models import (
     AbuseCase, Applicant, AuditEntry, Certificate, Decision, Referral, ReferralEvent, Scan, Staff,
     StaffSession, VoucherApplication, VoucherDecision, outbox, utc,
 )
-from services.verification.referrals import ReferralCommands, WorkflowRefused, WorkflowUnavailable
+from services.verification.referrals import ReferralCommands
+from workflows.client import ReferralRefused, ReferralUnavailable
 from workflows import contracts as wc
 
 log = get_logger(__name__)
@@ -536,7 +537,7 @@ class VerificationService:
         if repeated is not None:
             return repeated
         if self.referrals is None:
-            raise WorkflowUnavailable("no workflow client configured")
+            raise ReferralUnavailable("no workflow client configured")
         acted_at = self.now()
         actor_ref = f"caseworker:{actor.id}"
         update_id = f"verification-{nonce}"
@@ -551,11 +552,11 @@ class VerificationService:
                 result = await self.referrals.confirm(
                     referral_id, wc.ConfirmPrivilege(acted_at=acted_at, actor=actor_ref,
                                                      certificate_issued=ctx["certificate_issued"]), update_id)
-        except WorkflowRefused as exc:
+        except ReferralRefused as exc:
             await asyncio.to_thread(self._record_refusal, actor, referral_id, action, reason, nonce, exc.reason, ctx,
                                     exc.state)
             return DecisionOutcome(False, action.value, refusal=exc.reason)
-        except WorkflowUnavailable as exc:
+        except ReferralUnavailable as exc:
             await asyncio.to_thread(self._record_failure, actor, referral_id, action, str(exc), ctx)
             raise
         return await asyncio.to_thread(self._record_acceptance, actor, referral_id, action, reason, nonce,
@@ -684,13 +685,13 @@ class VerificationService:
         rejected, refusal = False, None
         if ctx["referral_id"]:
             if self.referrals is None:
-                raise WorkflowUnavailable("no workflow client configured")
+                raise ReferralUnavailable("no workflow client configured")
             try:
                 await self.referrals.reject(ctx["referral_id"], wc.RejectPrivilege(
                     acted_at=self.now(), actor=f"caseworker:{actor.id}",
                     reason=f"privilege revoked: {ctx['reason']}"[:500]), f"revoke-{case_id}")
                 rejected = True
-            except WorkflowRefused as exc:
+            except ReferralRefused as exc:
                 # The referral closed meanwhile; the event still revokes the privilege.
                 refusal = exc.reason
         return await asyncio.to_thread(self._record_revocation, actor, case_id, ctx, rejected, refusal)

@@ -13,7 +13,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from kezek.events import Event, UnknownEventType, new_event
 from services.verification.consumers import CONSUMER
 from services.verification.models import outbox
-from services.verification.referrals import WorkflowRefused
+from workflows.client import ReferralRefused
 from services.verification.service import Ingest
 from workflows import contracts as c
 
@@ -93,7 +93,7 @@ class FakeReferrals:
     async def confirm(self, referral_id: str, act: c.ConfirmPrivilege, update_id: str) -> c.ActResult:
         self.calls.append(("confirm", referral_id, act, update_id))
         if self.refuse:
-            raise WorkflowRefused(self.refuse)
+            raise ReferralRefused(self.refuse)
         at = act.acted_at or datetime.now(UTC)
         if (at.date() - act.certificate_issued).days > 10:
             return c.ActResult(event="referral.certificate_requested", state=c.ReferralState.AWAITING_CONFIRMATION,
@@ -104,7 +104,7 @@ class FakeReferrals:
     async def reject(self, referral_id: str, act: c.RejectPrivilege, update_id: str) -> c.ActResult:
         self.calls.append(("reject", referral_id, act, update_id))
         if self.refuse:
-            raise WorkflowRefused(self.refuse)
+            raise ReferralRefused(self.refuse)
         return c.ActResult(event="referral.privilege_rejected", state=c.ReferralState.PRIVILEGE_REJECTED,
                            reason=act.reason or None)
 
