@@ -7,9 +7,9 @@ from __future__ import annotations
 import functools
 from pathlib import Path
 
-from babel.messages.mofile import write_mo
-from babel.messages.pofile import read_po
 from babel.support import NullTranslations, Translations
+
+from kezek import i18n
 
 LOCALE_DIR = Path(__file__).parent / "locale"
 DOMAIN = "messages"
@@ -23,21 +23,7 @@ DEFAULT = {"KG": "ky", "KZ": "kk"}
 
 
 def compile_catalogs(out_dir: Path, src_dir: Path = LOCALE_DIR) -> list[Path]:
-    written = []
-    for po in sorted(src_dir.glob(f"*/LC_MESSAGES/{DOMAIN}.po")):
-        lang = po.parent.parent.name
-        mo = out_dir / lang / "LC_MESSAGES" / f"{DOMAIN}.mo"
-        if mo.exists() and mo.stat().st_mtime >= po.stat().st_mtime:
-            continue
-        with po.open("rb") as f:
-            catalog = read_po(f, locale=lang.replace("-", "_"), domain=DOMAIN)
-        mo.parent.mkdir(parents=True, exist_ok=True)
-        tmp = mo.with_suffix(".tmp")
-        with tmp.open("wb") as f:
-            write_mo(f, catalog, use_fuzzy=False)
-        tmp.replace(mo)
-        written.append(mo)
-    return written
+    return i18n.compile_catalogs(src_dir, out_dir, DOMAIN)
 
 
 @functools.cache

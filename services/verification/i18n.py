@@ -9,10 +9,10 @@ from datetime import date, datetime
 from pathlib import Path
 
 from babel.dates import format_date, format_datetime
-from babel.messages.mofile import write_mo
-from babel.messages.pofile import read_po
 from babel.support import Translations
 from jinja2 import Environment, FileSystemLoader, StrictUndefined, select_autoescape
+
+from kezek import i18n
 
 HERE = Path(__file__).parent
 LOCALE_DIR = HERE / "locale"
@@ -24,21 +24,7 @@ DEFAULT = "ru"
 
 
 def compile_catalogs(out_dir: Path, src_dir: Path = LOCALE_DIR) -> list[Path]:
-    written = []
-    for po in sorted(src_dir.glob(f"*/LC_MESSAGES/{DOMAIN}.po")):
-        lang = po.parent.parent.name
-        mo = out_dir / lang / "LC_MESSAGES" / f"{DOMAIN}.mo"
-        if mo.exists() and mo.stat().st_mtime >= po.stat().st_mtime:
-            continue
-        with po.open("rb") as f:
-            catalog = read_po(f, locale=lang, domain=DOMAIN)
-        mo.parent.mkdir(parents=True, exist_ok=True)
-        tmp = mo.with_name(f"{DOMAIN}.{id(catalog)}.tmp")
-        with tmp.open("wb") as f:
-            write_mo(f, catalog, use_fuzzy=False)
-        tmp.replace(mo)
-        written.append(mo)
-    return written
+    return i18n.compile_catalogs(src_dir, out_dir, DOMAIN)
 
 
 def pick_language(requested: str | None, cookie: str | None, preferred: str | None) -> str:
