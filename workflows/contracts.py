@@ -26,7 +26,7 @@ from datetime import date, timedelta
 from enum import StrEnum
 from typing import Literal
 
-from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
+from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, model_validator
 
 TASK_QUEUE = "referrals"
 
@@ -86,6 +86,18 @@ class ReferralPolicy(_Model):
     reminder_working_days: int = Field(2, ge=0, le=30)
 
 
+class ResumedReferral(_Model):
+    """Where a live referral moved from a previous system stands (the
+    Balalyk migration). Its workflow continues from here: in this state,
+    with exactly this deadline (what is left of the window, not a fresh
+    one), and with the one extension gone if it was used."""
+
+    state: Literal["awaiting_confirmation", "awaiting_enrolment"]
+    deadline: AwareDatetime                 # the end of the running window, as the old portal recorded it
+    extended: bool = False                  # the confirmation window was already extended once
+    confirmed_at: AwareDatetime | None = None   # when the privilege was confirmed, if it was
+
+
 class ReferralInput(_Model):
     referral_id: str = Field(min_length=1, max_length=100)
     application_id: str = Field(min_length=1, max_length=100)   # the child's queue entry
@@ -103,6 +115,21 @@ class ReferralInput(_Model):
     # scenario runner simulates a calendar on a time-skipping server that
     # starts at today's date, so it maps server time onto scenario time.
     clock_offset: timedelta = timedelta(0)
+    # Set for a referral imported from a previous system; None for one the
+    # allocation issued (then the first window counts from `issued_at`).
+    resume: ResumedReferral | None = None
+
+    @model_validator(mode="after")
+    def _resume_fits(self) -> "ReferralInput":
+        r = self.resume
+        if r is not None and not self.needs_confirmation:
+            if r.state == "awaiting_confirmation":
+                raise ValueError("resume.state: awaiting_confirmation needs needs_confirmation")
+            if r.extended:
+                raise ValueError("resume.extended: only a confirmation window can have been extended")
+        if r is not None and r.deadline <= self.issued_at:
+            raise ValueError("resume.deadline: must be after issued_at")
+        return self
 
 
 # ------------------------------------------------------------------ updates

@@ -24,6 +24,10 @@ A running workflow recomputes its deadlines when it is replayed (a worker
 restart), so a decree that moves a running window takes effect then: a timer
 that fires early is waited out again, a late one expires the referral late.
 
+A referral imported from a previous system (`ReferralInput.resume`) starts
+in its recorded state with its recorded deadline and extension, sends no
+"issued" message, and from then on is like any other.
+
 Changing this code once it runs in production: every change that alters the
 commands a running workflow issues (an activity added, removed or reordered,
 a timer added) goes behind `if workflow.patched("<change-id>"):` so that
@@ -115,20 +119,44 @@ class ReferralWorkflow:
         self._closed_at: datetime | None = None
         self._busy = False        # an act or an expiry is under way
         self._messages: list[asyncio.Task] = []
+        if inp.resume is not None:
+            self._continue_from(inp.resume)
+
+    def _continue_from(self, r: c.ResumedReferral) -> None:
+        """A referral moved from a previous system: the window that runs is
+        the one recorded there, to its recorded end, not a fresh one from
+        `issued_at` (whose calendar may also have differed)."""
+        deadline = self._cal.local(r.deadline)
+        self._state = S(r.state)
+        self._extended = r.extended
+        self._confirmed_at = self._cal.local(r.confirmed_at) if r.confirmed_at else None
+        if self._state is S.AWAITING_CONFIRMATION:
+            self._confirmation_deadline, self._enrolment_deadline = deadline, None
+            # Extension is allowed on the last working day of the window; once
+            # used, the extended window has none.
+            self._extension_day = None if r.extended else self._cal.last_working_day_before(deadline)
+        else:
+            self._confirmation_deadline, self._enrolment_deadline = None, deadline
+            self._extension_day = None
+        self._deadline = deadline
 
     # ------------------------------------------------------------ main line
 
     @workflow.run
     async def run(self, inp: c.ReferralInput) -> c.ReferralOutcome:
-        # The queue has already allocated the place; the parent can be told
-        # while it records the deadline (one workflow task for both).
-        self._notify("issued", "referral.issued.v1", self._issued_at,
-                     deadline=_fmt(self._deadline), needs_confirmation=inp.needs_confirmation,
-                     category=inp.category, cohort=inp.cohort, language=inp.language)
-        self._busy = True
-        await self._record("issued", "referral.issued", self._issued_at,
-                           needs_confirmation=inp.needs_confirmation)
-        self._busy = False
+        if inp.resume is None:
+            # The queue has already allocated the place; the parent can be told
+            # while it records the deadline (one workflow task for both).
+            self._notify("issued", "referral.issued.v1", self._issued_at,
+                         deadline=_fmt(self._deadline), needs_confirmation=inp.needs_confirmation,
+                         category=inp.category, cohort=inp.cohort, language=inp.language)
+            self._busy = True
+            await self._record("issued", "referral.issued", self._issued_at,
+                               needs_confirmation=inp.needs_confirmation)
+            self._busy = False
+        # A resumed referral is neither announced nor recorded again: the
+        # parent was told by the previous system, and the queue recorded and
+        # audited it (state, deadline) when it imported it.
         # Added after the first release: workflows started before it replay
         # without the reminder (see the module docstring).
         remind = workflow.patched(REMINDER_PATCH)

@@ -145,14 +145,16 @@ async def referral(env):
     async with contextlib.AsyncExitStack() as stack:
         async def start(*, issued: tuple, country: str = "KG", category: str = "general",
                         needs_confirmation: bool = False, notifications_down: bool = False,
-                        **fields) -> Referral:
+                        now: tuple | None = None, **fields) -> Referral:
             fakes = FakeServices(notifications_down=notifications_down)
             task_queue = f"referrals-{uuid.uuid4().hex[:10]}"
             await stack.enter_async_context(
                 build_worker(env.client, fakes.activities(), task_queue=task_queue))
             cal = kcal.calendar(country)
             issued_at = datetime(*issued, tzinfo=cal.tz)
-            offset = issued_at - await env.get_current_time()
+            # `now`: the clock when the workflow starts (an imported
+            # referral was issued earlier, elsewhere); else `issued`.
+            offset = (datetime(*now, tzinfo=cal.tz) if now else issued_at) - await env.get_current_time()
             referral_id = uuid.uuid4().hex[:12]
             inp = c.ReferralInput(
                 referral_id=referral_id, application_id=f"app-{referral_id}", kindergarten="sun",
@@ -162,6 +164,9 @@ async def referral(env):
                 ReferralWorkflow.run, inp, id=c.workflow_id(referral_id), task_queue=task_queue)
             started.append(handle)
             r = Referral(env, handle, offset, cal, fakes, referral_id)
+            if fields.get("resume") is not None:
+                await r.status()  # a resumed referral records nothing at start; wait until it runs
+                return r
             # The queue has recorded the issued referral.
             for _ in range(500):
                 if fakes.named(c.RECORD_REFERRAL):
