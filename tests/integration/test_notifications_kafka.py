@@ -67,6 +67,8 @@ class Stack:
     tz: ZoneInfo = field(default_factory=midday_zone)
     smtp: DevSmtpServer = field(default_factory=lambda: DevSmtpServer().start())
     gateway: DevSmsGateway = field(default_factory=lambda: DevSmsGateway().start())
+    # Seconds, not minutes: the gateway outages below last a few seconds.
+    retry_delays: str = "[0.5, 1, 1, 2, 2, 2, 2, 2]"
     proc: subprocess.Popen | None = None
     starts: int = 0
 
@@ -85,8 +87,7 @@ class Stack:
                 "KEZEK_NOTIFICATIONS_CABINET_URL": CABINET, "KEZEK_NOTIFICATIONS_IDLE_SLEEP": "0.1",
                 # What a killed process had in flight is sent again after the lease.
                 "KEZEK_NOTIFICATIONS_LEASE_SECONDS": "5", "KEZEK_NOTIFICATIONS_BATCH": "2",
-                # Seconds, not minutes: the gateway outage below lasts a few seconds.
-                "KEZEK_NOTIFICATIONS_RETRY_DELAYS": "[0.5, 1, 1, 2, 2, 2, 2, 2]",
+                "KEZEK_NOTIFICATIONS_RETRY_DELAYS": self.retry_delays,
                 "KEZEK_STATE_DIR": str(self.workdir)}
 
     @property
@@ -382,6 +383,9 @@ def test_exactly_once_when_the_broker_is_killed_mid_stream(private_kafka, make_s
 
 def test_sms_waits_out_a_gateway_outage_and_each_is_delivered_once(kafka_bootstrap, make_stack):
     stack = make_stack(kafka_bootstrap)
+    # Long enough that no SMS runs out of retries before the gateway is
+    # back, even on a busy machine.
+    stack.retry_delays = "[1, 2, 3, 5, 8, 8, 8, 8]"
     stack.gateway.down(503)
     stack.start()
     events = scenario(range(2), uuid.uuid4().hex[:6])
