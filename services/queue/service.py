@@ -443,6 +443,25 @@ class QueueService:
             self._to_general(s, app, actor=actor, reason=reason, at=self.now())
             return _app_view(app)
 
+    def handle_privilege_revoked(self, s: Session, event) -> None:
+        """verification.privilege_revoked (a privilege found false) -> the
+        entry moves to the general queue with its queue date, in the
+        consumer's transaction. A repeat, or the referral workflow having
+        done it already (`referral_rejected`), finds the child general and
+        changes nothing; nothing in the queue ever sets a privilege again on
+        an existing entry, so a later event cannot restore it."""
+        data = event.data
+        app = s.scalars(sa.select(Application).where(Application.id == data["application_id"])
+                        .with_for_update()).one_or_none()
+        if app is None:
+            # Not ours (e.g. an application the queue refused): nothing to
+            # move, and a retry would never succeed, so it is skipped.
+            log.warning("queue.privilege_revoked.unknown_application", application_id=data["application_id"],
+                        event_id=event.id)
+            return
+        at = aware(datetime.fromisoformat(data["revoked_at"]))
+        self._to_general(s, app, actor=f"event:{event.id}", reason=data["reason"], at=utc(at))
+
     def _to_general(self, s: Session, app: Application, *, actor: str, reason: str | None, at: datetime) -> bool:
         if app.category == d.GENERAL:
             return False
