@@ -152,6 +152,8 @@ class Referral(Base):
     deadline: Mapped[datetime]
     ended_at: Mapped[datetime | None] = mapped_column(nullable=True)
     external_id: Mapped[str | None] = mapped_column(sa.String(100), nullable=True)  # id in a previous system
+    extended: Mapped[bool] = mapped_column(sa.Boolean, default=False, server_default=sa.false())  # the one extension is used
+    confirmed_at: Mapped[datetime | None] = mapped_column(nullable=True)  # the privilege was confirmed then
     # The workflow is started after the commit; NULL until it is, so a crash
     # in between is caught up by the starter (the id makes it idempotent).
     workflow_started_at: Mapped[datetime | None] = mapped_column(nullable=True)

@@ -889,15 +889,23 @@ class QueueService:
 
     # -------------------------------------------------------------- import
 
-    def resume_imported_referral(self, *, referral_id: str, application_id: str, kindergarten: str, cohort: int,
+    def import_referral(self, *, referral_id: str, application_id: str, kindergarten: str, cohort: int,
                         language: str, category: str, for_category: str | None, state: str, issued_at: datetime,
-                        deadline: datetime, needs_confirmation: bool, actor: str) -> bool:
+                        deadline: datetime, needs_confirmation: bool, actor: str, extended: bool = False,
+                        confirmed_at: datetime | None = None) -> bool:
         """A live referral moved from a previous system (the Balalyk
         migration): the held place joins the register as held, the entry
-        becomes referred, and the workflow starter resumes its workflow.
+        becomes referred, and the workflow starter resumes its workflow in
+        the recorded state, to the recorded deadline (ReferralInput.resume).
         False if it was imported before."""
         if state not in ("awaiting_confirmation", "awaiting_enrolment"):
             raise Refused(f"only live referrals are imported, not {state!r}", field="state", status_code=422)
+        if not needs_confirmation and (state == "awaiting_confirmation" or extended):
+            raise Refused("only a referral whose privilege must be confirmed has a confirmation window to wait "
+                          "in or to have extended", field="needs_confirmation", status_code=422)
+        if utc(deadline) <= utc(issued_at):
+            raise Refused(f"deadline {deadline.isoformat()} is not after issued_at {issued_at.isoformat()}",
+                          field="deadline", status_code=422)
         now = self.now()
         with self._uow() as s:
             if s.execute(sa.select(R.c.id).where(R.c.external_id == referral_id)).first():
@@ -933,12 +941,16 @@ class QueueService:
                 needs_confirmation=needs_confirmation, preference_index=(
                     app.preferences.index(kindergarten) if kindergarten in app.preferences else -1),
                 status="live", state=state, run_id=run_id, issued_at=utc(issued_at), deadline=utc(deadline),
-                external_id=referral_id).returning(R.c.id)).scalar_one()
+                external_id=referral_id, extended=extended,
+                confirmed_at=utc(confirmed_at) if confirmed_at else None).returning(R.c.id)).scalar_one()
             app.status, app.updated_at = "referred", now
             self._audit(s, actor, "referral.imported", f"application:{app.id}",
                         {"referral_id": rid, "external_id": referral_id, "kindergarten": kindergarten,
-                         "state": state, "deadline": utc(deadline).isoformat()})
+                         "state": state, "deadline": utc(deadline).isoformat(), "extended": extended,
+                         "confirmed_at": utc(confirmed_at).isoformat() if confirmed_at else None})
             return True
+
+    resume_imported_referral = import_referral
 
     # ------------------------------------------------------------- replay
 
@@ -988,9 +1000,12 @@ class QueueService:
                     "referral_id": str(r["id"]), "application_id": r["application_id"],
                     "kindergarten": r["kindergarten_id"], "cohort": r["cohort"], "language": r["language"],
                     "category": r["category"], "for_category": r["for_category"] or None,
-                    # An imported referral already past its confirmation resumes in the enrolment window.
-                    "needs_confirmation": r["needs_confirmation"] and r["state"] == "awaiting_confirmation",
+                    "needs_confirmation": r["needs_confirmation"],
                     "issued_at": aware(r["issued_at"]),
+                    # An imported referral continues where the previous system left it.
+                    "resume": None if r["external_id"] is None else {
+                        "state": r["state"], "deadline": aware(r["deadline"]), "extended": r["extended"],
+                        "confirmed_at": aware(r["confirmed_at"])},
                     "country": policy.country, "parent_id": r["parent_id"],
                     "policy": {k: getattr(policy, k) for k in ("confirm_working_days", "enrol_working_days",
                                                                "certificate_valid_days", "extension_days",
@@ -1180,6 +1195,11 @@ class QueueService:
                 ref.state = state
                 if deadline is not None:
                     ref.deadline = utc(deadline)
+                # Kept so the referral could be resumed elsewhere as it stands.
+                if event == "referral.extended":
+                    ref.extended = True
+                elif event == "referral.privilege_confirmed":
+                    ref.confirmed_at = at
             extra: dict[str, Any] = {"deadline": utc(deadline).isoformat() if deadline else None}
             if event == "referral.issued":
                 extra.update(needs_confirmation=ref.needs_confirmation if needs_confirmation is None

@@ -336,11 +336,40 @@ def test_imported_live_referral_holds_its_place_once_and_waits_for_its_workflow(
     call = dict(referral_id="balalyk-r1", application_id="old-1", kindergarten="moon", cohort=2024, language="ru",
                 category="general", for_category=None, state="awaiting_enrolment", issued_at=clock.t - timedelta(days=2),
                 deadline=clock.t + timedelta(days=5), needs_confirmation=False, actor="import:balalyk")
-    assert svc.resume_imported_referral(**call)
-    assert not svc.resume_imported_referral(**call)
+    assert svc.import_referral(**call)
+    assert not svc.import_referral(**call)
     app = svc.application("old-1")
     assert app["status"] == "referred" and app["referral"]["kindergarten"] == "moon"
     assert [(p["kindergarten"], p["free"], p["held"]) for p in svc.places()] == [("moon", 0, 1)]
     [pending] = svc.unstarted_referrals()
     assert pending["application_id"] == "old-1" and pending["issued_at"] == clock.t - timedelta(days=2)
+    assert pending["resume"] == {"state": "awaiting_enrolment", "deadline": clock.t + timedelta(days=5),
+                                 "extended": False, "confirmed_at": None}
     assert svc.check_register() == [] and all(r["matches"] for r in svc.replay())
+
+
+def test_imported_referral_is_resumed_with_its_recorded_deadline_and_used_extension(svc, clock):
+    from services.queue.activities import referral_input
+
+    join(svc, "old-2", cat="extraordinary", prefs=("sun",))
+    deadline = clock.t + timedelta(days=20)
+    assert svc.import_referral(
+        referral_id="balalyk-r2", application_id="old-2", kindergarten="sun", cohort=2024, language="ru",
+        category="extraordinary", for_category=None, state="awaiting_confirmation",
+        issued_at=clock.t - timedelta(days=12), deadline=deadline, needs_confirmation=True, extended=True,
+        actor="import:balalyk")
+    [pending] = svc.unstarted_referrals()
+    inp = referral_input(pending)
+    assert inp.needs_confirmation and inp.resume is not None
+    assert (inp.resume.state, inp.resume.deadline, inp.resume.extended) == ("awaiting_confirmation", deadline, True)
+
+
+def test_imported_referral_without_a_privilege_to_confirm_cannot_wait_for_confirmation(svc, clock):
+    join(svc, "old-3", prefs=("sun",))
+    with pytest.raises(Refused, match="confirmation window"):
+        svc.import_referral(
+            referral_id="balalyk-r3", application_id="old-3", kindergarten="sun", cohort=2024, language="ru",
+            category="general", for_category=None, state="awaiting_confirmation",
+            issued_at=clock.t - timedelta(days=1), deadline=clock.t + timedelta(days=5), needs_confirmation=False,
+            actor="import:balalyk")
+    assert svc.application("old-3")["status"] == "queued" and svc.places() == []
