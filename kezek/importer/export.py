@@ -14,7 +14,10 @@ each row means and refuses what it cannot take.
   offset), language, preferences, status (queued | referred | enrolled | removed)
 - referrals: id, application_id, kindergarten, cohort, language, category,
   state (awaiting_confirmation | awaiting_enrolment | enrolled | cancelled |
-  expired | privilege_rejected), issued_at, deadline, needs_confirmation
+  expired | privilege_rejected), issued_at, deadline, needs_confirmation,
+  extended (optional: the one extension of the confirmation window is used;
+  left empty, it is read from the deadline), confirmed_at (optional: when the
+  privilege was confirmed)
 """
 from __future__ import annotations
 
@@ -32,7 +35,7 @@ COLUMNS = {
     "parents": ["id", "child_id", "role", "surname", "name", "pin", "phone", "email"],
     "applications": ["id", "child_id", "parent_id", "category", "queue_date", "language", "preferences", "status"],
     "referrals": ["id", "application_id", "kindergarten", "cohort", "language", "category", "state", "issued_at",
-                  "deadline", "needs_confirmation"],
+                  "deadline", "needs_confirmation", "extended", "confirmed_at"],
 }
 
 

@@ -71,12 +71,25 @@ def generate(applications: int = 2000, kindergartens: int = 40, seed: int = 7,
             "queue_date": queued.isoformat(), "language": lang, "preferences": prefs, "status": status})
         if status == "referred":
             issued = now - timedelta(days=rnd.randint(0, 3), hours=rnd.randint(1, 8))
-            ex["referrals"].append({
+            deadline = (issued + timedelta(days=7)).replace(hour=18, minute=0, second=0)
+            referral = {
                 "id": f"r{n}", "application_id": str(100000 + n), "kindergarten": prefs[0],
                 "cohort": birth.year, "language": lang, "category": "general",
                 "state": "awaiting_enrolment", "issued_at": issued.isoformat(),
-                "deadline": (issued + timedelta(days=7)).replace(hour=18, minute=0, second=0).isoformat(),
-                "needs_confirmation": "false"})
+                "deadline": deadline.isoformat(), "needs_confirmation": "false"}
+            if ex["applications"][-1]["category"] == "extraordinary":
+                # The privilege must be confirmed: some wait for it, some of
+                # them with the extension used, some were confirmed and wait
+                # for enrolment. Derived from n: the random stream stays as it was.
+                referral.update(category="extraordinary", needs_confirmation="true", extended="false")
+                kind = (n // 25) % 3
+                if kind == 0:
+                    referral["confirmed_at"] = (issued + (now - issued) / 2).replace(microsecond=0).isoformat()
+                else:
+                    referral["state"] = "awaiting_confirmation"
+                    if kind == 1:
+                        referral.update(extended="true", deadline=(deadline + timedelta(days=30)).isoformat())
+            ex["referrals"].append(referral)
         elif status == "enrolled":
             ex["referrals"].append({
                 "id": f"r{n}", "application_id": str(100000 + n), "kindergarten": prefs[0], "cohort": birth.year,

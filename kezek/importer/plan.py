@@ -10,8 +10,9 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass, field
-from datetime import UTC, date, datetime
+from datetime import UTC, date, datetime, timedelta
 
+from kezek import calendar as kcal
 from kezek.importer.export import Export
 from services.queue import domain as d
 
@@ -80,6 +81,8 @@ class Referral:
     issued_at: datetime
     deadline: datetime
     needs_confirmation: bool
+    extended: bool = False                 # the one extension of the confirmation window is used
+    confirmed_at: datetime | None = None   # the privilege was confirmed then
 
 
 @dataclass
@@ -266,16 +269,57 @@ def make_plan(export: Export, policy: d.Policy, now: datetime | None = None) -> 
             refuse("referrals", old, f"deadline {deadline.isoformat()} is not after issued_at {issued.isoformat()}")
         elif app_old in live_for:
             refuse("referrals", old, f"a second live referral of application {app_old} (referral {live_for[app_old]})")
+        elif (why := _progress_refusal(row, state, issued, deadline, now)) is not None:
+            refuse("referrals", old, why)
         else:
             app = apps[app_old]
             live_for[app_old] = old
+            confirm = _flag(row.get("needs_confirmation"))
             plan.referrals.append(Referral(
                 id=f"{source}-{old}", old_id=old, application_id=app.id, kindergarten=kid,
                 cohort=cohort or app.birth_date.year, language=_text(row, "language") or app.language,
                 category=_text(row, "category") or app.category, for_category=None, state=state,
-                issued_at=issued, deadline=deadline,
-                needs_confirmation=str(row.get("needs_confirmation")).lower() in ("true", "1", "yes")))
+                issued_at=issued, deadline=deadline, needs_confirmation=confirm,
+                extended=_extended(row, state, issued, deadline, policy),
+                confirmed_at=_moment(_text(row, "confirmed_at")) if _text(row, "confirmed_at") else None))
     return plan
+
+
+def _flag(value) -> bool:
+    return str(value).strip().lower() in ("true", "1", "yes")
+
+
+def _progress_refusal(row: dict, state: str, issued: datetime, deadline: datetime, now: datetime) -> str | None:
+    """Why a live referral's progress (confirmation window, extension,
+    confirmation) cannot be continued by a ReferralWorkflow, or None."""
+    confirm = _flag(row.get("needs_confirmation"))
+    if state == "awaiting_confirmation" and not confirm:
+        return "state awaiting_confirmation, but needs_confirmation is false: no privilege to confirm"
+    if _flag(row.get("extended")) and not confirm:
+        return "extended, but needs_confirmation is false: only a confirmation window can be extended"
+    if _text(row, "confirmed_at"):
+        confirmed = _moment(_text(row, "confirmed_at"))
+        if confirmed is None:
+            return f"confirmed_at {row.get('confirmed_at')!r} is not a moment with a UTC offset"
+        if state != "awaiting_enrolment" or not confirm:
+            return "confirmed_at is given, but the referral is not waiting for enrolment after a confirmation"
+        if not issued <= confirmed <= min(now, deadline):
+            return f"confirmed_at {confirmed.isoformat()} is not between issued_at and the deadline (or now)"
+    return None
+
+
+def _extended(row: dict, state: str, issued: datetime, deadline: datetime, policy: d.Policy) -> bool:
+    """The export's `extended`; an export without the column is read from the
+    deadline: a confirmation window that ends well after its length from
+    `issued_at` has been extended (the old portal's calendar may differ from
+    ours by a day or two, hence the margin of half an extension)."""
+    raw = _text(row, "extended")
+    if raw:
+        return _flag(raw)
+    if state != "awaiting_confirmation":
+        return False
+    window = kcal.calendar(policy.country).window_end(issued, policy.confirm_working_days)
+    return deadline > window + timedelta(days=policy.extension_days / 2)
 
 
 def expected_positions(applications: list[Application], policy: d.Policy,

@@ -99,6 +99,8 @@ def reconcile(service, plan: p.Plan, policy, *, sample: int | None = 200, seed: 
                 out.differ("referral_deadline", r.old_id,
                            f"queue has {ref.get('kindergarten')} until {ref.get('deadline')}, export says "
                            f"{r.kindergarten} until {r.deadline.isoformat()}")
+            elif ref.get("state") != r.state:
+                out.differ("referral_state", r.old_id, f"queue has {ref.get('state')}, export says {r.state}")
 
     expected = p.expected_positions(plan.applications, policy, referred=set(live))
     actual = p.expected_positions(held, policy)

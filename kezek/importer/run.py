@@ -3,15 +3,16 @@
 The export is checked row by row (plan.py), then applied through the queue
 service's use cases, so every rule and every event of a normal registration
 applies: a queue entry keeps its queue date, a second entry of a child is
-refused. Idempotent: ids are derived from the export's ids, what exists is
+refused. Entries go in batches (`QueueService.join_queue_many`: the same
+rules, one transaction and bulk writes per batch, each row refused on its
+own). Idempotent: ids are derived from the export's ids, what exists is
 compared and skipped, places are published only up to the export's count,
-so a second run changes nothing. `--dry-run` reads and reports only.
+so a second run changes nothing. `--dry-run` checks and reports only.
 
-Live referrals are resumed through `QueueService.import_referral` (the queue
-records the referral with its deadline; its workflow starter then starts the
-ReferralWorkflow). While the queue service has no such use case, a child with
-a live referral is held back whole (neither entry nor referral), with that
-reason in the report, rather than queued without its referral."""
+Live referrals are resumed through `QueueService.import_referral`: the queue
+records the referral with its state, deadline and extension, and its
+workflow starter then starts the ReferralWorkflow, which continues from
+there (ReferralInput.resume) to the recorded deadline."""
 from __future__ import annotations
 
 import argparse
@@ -32,8 +33,6 @@ from kezek.importer import plan as p
 from kezek.importer.export import ExportError, read
 
 ACTOR = "import:{source}"
-NO_REFERRAL_IMPORT = ("its live referral cannot be resumed: the queue service has no import_referral use case "
-                      "yet; held back whole so the child is not queued without its referral")
 
 
 @dataclass
@@ -77,9 +76,11 @@ def _reasons(notes: list[p.Note]) -> dict[str, int]:
 
 
 class Importer:
-    def __init__(self, service, *, workers: int = 4, dry_run: bool = False, progress: Progress | None = None):
+    def __init__(self, service, *, workers: int = 4, dry_run: bool = False, progress: Progress | None = None,
+                 batch: int = 1000):
         self.q = service
         self.workers = workers
+        self.batch = max(1, batch)
         self.dry_run = dry_run
         self.progress = progress
 
@@ -104,7 +105,7 @@ class Importer:
 
     def run(self, plan: p.Plan, source: str) -> Report:
         from kezek.importer.speed import cache_event_validation
-        from services.queue.service import JoinQueue, NotFound, Refused
+        from services.queue.service import JoinQueue, Refused
 
         cache_event_validation()
         started = time.perf_counter()
@@ -129,12 +130,72 @@ class Importer:
                 report.add("kindergartens", "created" if have is None else "updated")
             self._advance(task)
 
-        # Places: published up to the export's count, so a second run adds none.
+        # Entries in batches (one transaction and a few bulk statements each),
+        # then the live referrals, then the places: no free place is in the
+        # register while the children who may want it are still coming in.
+        apps = plan.applications
+        by_id = {a.id: a for a in apps}
+        task = self._task("applications", len(apps))
+
+        def batch(part: list[p.Application]) -> list[tuple[str, p.Note | None]]:
+            got = self.q.join_queue_many([JoinQueue(
+                pin=a.pin, surname=a.surname, name=a.name, patronymic=a.patronymic, birth_date=a.birth_date,
+                category=a.category, language=a.language, preferences=a.preferences, queue_date=a.queue_date,
+                application_id=a.id, parent_id=a.parent_id) for a in part], actor=actor, dry_run=self.dry_run)
+            out = []
+            for a, g in zip(part, got):
+                if isinstance(g, Refused) and self.dry_run and (g.field or "").startswith("preferences"):
+                    # A dry run creates no kindergarten; the plan has checked
+                    # the preferences against the export's own.
+                    out.append(("created", None))
+                elif isinstance(g, Refused):
+                    out.append(("refused", p.Note("applications", a.old_id, g.message)))
+                else:
+                    out.append(("created" if g.created else "unchanged", None))
+            return out
+
+        parts = [apps[i:i + self.batch] for i in range(0, len(apps), self.batch)]
+        joined: set[str] = set()
+        with ThreadPoolExecutor(max_workers=max(1, self.workers)) as pool:
+            for part, outcomes in zip(parts, pool.map(batch, parts)):
+                for a, (outcome, note) in zip(part, outcomes):
+                    if note is not None:
+                        report.refuse(note)
+                    else:
+                        report.add("applications", outcome)
+                        joined.add(a.id)
+                self._advance(task, len(part))
+
+        in_register: Counter = Counter()   # imported referrals holding a place, per pool
+
+        def referral(r: p.Referral) -> tuple[str, p.Note | None]:
+            if r.application_id not in joined:
+                return "refused", p.Note("referrals", r.old_id, f"its application {by_id[r.application_id].old_id} "
+                                                                "was refused")
+            if self.dry_run:
+                return "created", None
+            try:
+                created = self.q.import_referral(
+                    referral_id=r.id, application_id=r.application_id, kindergarten=r.kindergarten,
+                    cohort=r.cohort, language=r.language, category=r.category, for_category=r.for_category,
+                    state=r.state, issued_at=r.issued_at, deadline=r.deadline,
+                    needs_confirmation=r.needs_confirmation, extended=r.extended, confirmed_at=r.confirmed_at,
+                    actor=actor)
+            except Refused as exc:
+                return "refused", p.Note("referrals", r.old_id, exc.message)
+            in_register[(r.kindergarten, r.cohort, r.language, r.for_category)] += 1
+            return ("created" if created else "unchanged"), None
+
+        self._each("referrals", plan.referrals, referral, report)
+
+        # Places: published up to the export's count of free places, on top of
+        # the places the imported referrals hold, so a second run adds none.
         held = {(r["kindergarten"], r["cohort"], r["language"], r["for_category"]): r["free"] + r["held"] + r["enrolled"]
                 for r in self.q.places()}
 
         def place(pool: p.Places) -> tuple[str, p.Note | None]:
-            have = held.get((pool.kindergarten, pool.cohort, pool.language, pool.for_category), 0)
+            key = (pool.kindergarten, pool.cohort, pool.language, pool.for_category)
+            have = held.get(key, 0) - in_register[key]
             missing = pool.free - have
             if pool.free == 0 or missing == 0:
                 return "unchanged", None
@@ -148,54 +209,6 @@ class Importer:
             return "created", None
 
         self._each("places", plan.places, place, report)
-
-        can_import_referrals = hasattr(self.q, "import_referral")
-        referred = {r.application_id for r in plan.referrals}
-        apps = plan.applications
-        if not can_import_referrals:
-            held_back = [a for a in apps if a.id in referred]
-            apps = [a for a in apps if a.id not in referred]
-            for a in held_back:
-                report.refuse(p.Note("applications", a.old_id, NO_REFERRAL_IMPORT))
-            for r in plan.referrals:
-                report.refuse(p.Note("referrals", r.old_id, NO_REFERRAL_IMPORT))
-
-        def one(app: p.Application) -> tuple[str, p.Note | None]:
-            try:
-                self.q.application(app.id)
-                return "unchanged", None
-            except NotFound:
-                pass
-            if self.dry_run:
-                return "created", None
-            try:
-                self.q.join_queue(JoinQueue(
-                    pin=app.pin, surname=app.surname, name=app.name, patronymic=app.patronymic,
-                    birth_date=app.birth_date, category=app.category, language=app.language,
-                    preferences=app.preferences, queue_date=app.queue_date, application_id=app.id,
-                    parent_id=app.parent_id), actor=actor)
-                return "created", None
-            except Refused as exc:
-                return "refused", p.Note("applications", app.old_id, exc.message)
-
-        self._each("applications", apps, one, report)
-
-        if can_import_referrals:
-            task = self._task("referrals", len(plan.referrals))
-            for r in plan.referrals:
-                try:
-                    if self.dry_run:
-                        report.add("referrals", "created")
-                    else:
-                        created = self.q.import_referral(
-                            referral_id=r.id, application_id=r.application_id, kindergarten=r.kindergarten,
-                            cohort=r.cohort, language=r.language, category=r.category, for_category=r.for_category,
-                            state=r.state, issued_at=r.issued_at, deadline=r.deadline,
-                            needs_confirmation=r.needs_confirmation, actor=actor)
-                        report.add("referrals", "created" if created else "unchanged")
-                except Refused as exc:
-                    report.refuse(p.Note("referrals", r.old_id, exc.message))
-                self._advance(task)
         report.seconds = time.perf_counter() - started
         return report
 
@@ -233,7 +246,8 @@ def main(argv: list[str]) -> int:
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("file", type=Path, help="a .json export or a folder of CSV files")
     parser.add_argument("--dry-run", action="store_true", help="check and report; write nothing")
-    parser.add_argument("--workers", type=int, default=4, help="parallel queue writes (default 4)")
+    parser.add_argument("--workers", type=int, default=2, help="parallel queue writes (default 2)")
+    parser.add_argument("--batch", type=int, default=1000, help="queue entries per transaction (default 1000)")
     parser.add_argument("--report", type=Path, help="write the full report (every refused row) as JSON here")
     parser.add_argument("--json", action="store_true", help="print the report as one JSON line at the end")
     args = parser.parse_args(argv)
@@ -252,7 +266,8 @@ def main(argv: list[str]) -> int:
     the_plan = p.make_plan(export, policy_of(service))
     with Progress(TextColumn("{task.description:<14}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
                   TimeRemainingColumn(), console=console, transient=False) as progress:
-        report = Importer(service, workers=args.workers, dry_run=args.dry_run, progress=progress).run(
+        report = Importer(service, workers=args.workers, dry_run=args.dry_run, progress=progress,
+                          batch=args.batch).run(
             the_plan, export.source)
     print_report(report, console)
     if args.report:

@@ -32,6 +32,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from kezek import calendar as kcal
 from kezek.db import unit_of_work
+from kezek.events import new_event
 from kezek.logging import get_logger
 from services.queue import domain as d
 from services.queue.models import (OPEN_POOL, AllocationRecord, AllocationRequest, AllocationRun, Application,
@@ -120,6 +121,12 @@ class JoinQueue:
     application_id: str | None = None
     parent_id: str | None = None
     locale: str = "ru"
+
+
+@dataclass(frozen=True)
+class Joined:
+    application_id: str
+    created: bool        # False: the same entry (id and PIN) was there already
 
 
 @dataclass(frozen=True)
@@ -309,6 +316,34 @@ class QueueService:
                 if existing.pin == cmd.pin:
                     return existing.id  # the same submission again
                 raise Refused(f"application id {cmd.application_id!r} is taken", field="application_id")
+        prefs = tuple(cmd.preferences)
+        kgs = {k.id: k for k in s.scalars(sa.select(Kindergarten).where(Kindergarten.id.in_(prefs)))}
+        now = self.now()
+        birth = self._check_entry(cmd, policy, kgs, now)
+        taken = s.execute(sa.select(A.c.id).where(A.c.pin == cmd.pin, A.c.status != "removed")).first()
+        if taken:
+            raise Refused("this child is already in the queue (one entry per child)", field="pin")
+        queue_date = utc(cmd.queue_date) if cmd.queue_date else now
+        app_id = cmd.application_id or f"q-{uuid.uuid4()}"
+        try:
+            with s.begin_nested():
+                s.add(Application(**self._entry_row(cmd, app_id, birth, queue_date, policy, now),
+                                  source_event_id=source_event_id))
+                s.flush()
+        except IntegrityError:
+            # Two registrations of one child at once: the partial unique index decides.
+            raise Refused("this child is already in the queue (one entry per child)", field="pin") from None
+        outbox.add(s, "application.queued.v1", f"application:{app_id}",
+                   self._queued_data(cmd, app_id, birth, queue_date), time=now)
+        self._audit(s, actor, "application.queued", f"application:{app_id}",
+                    {"category": cmd.category, "queue_date": queue_date.isoformat(), "preferences": list(prefs)})
+        self._request_allocation(s, f"application {app_id} joined")
+        return app_id
+
+    @staticmethod
+    def _check_entry(cmd: JoinQueue, policy: d.Policy, kgs: dict[str, Kindergarten], now: datetime) -> date:
+        """The rules a new queue entry must meet by itself (the PIN's birth
+        date, category, preferences); returns the birth date."""
         try:
             birth = d.birth_date_from_pin(cmd.pin, policy.country)
         except d.DomainError as exc:
@@ -318,7 +353,6 @@ class QueueService:
                 raise Refused(f"birth_date {cmd.birth_date} contradicts the PIN, which says {birth}",
                               field="birth_date", status_code=422)
             birth = cmd.birth_date  # a Kazakh IIN's date is only a hint
-        now = self.now()
         if birth > kcal.calendar(policy.country).local_date(now):
             raise Refused("pin: the birth date is in the future", field="pin", status_code=422)
         try:
@@ -332,7 +366,6 @@ class QueueService:
             raise Refused("a kindergarten is listed twice", field="preferences", status_code=422)
         if len(prefs) > d.MAX_PREFERENCES:
             raise Refused(f"at most {d.MAX_PREFERENCES} kindergartens", field="preferences", status_code=422)
-        kgs = {k.id: k for k in s.scalars(sa.select(Kindergarten).where(Kindergarten.id.in_(prefs)))}
         for i, kid in enumerate(prefs):
             kg = kgs.get(kid)
             if kg is None:
@@ -341,32 +374,100 @@ class QueueService:
                 raise Refused(f"kindergarten {kid!r} does not teach in {cmd.language!r} "
                               f"(it teaches in {', '.join(kg.languages)})", field=f"preferences.{i}",
                               status_code=422)
-        taken = s.execute(sa.select(A.c.id).where(A.c.pin == cmd.pin, A.c.status != "removed")).first()
-        if taken:
-            raise Refused("this child is already in the queue (one entry per child)", field="pin")
-        queue_date = utc(cmd.queue_date) if cmd.queue_date else now
-        app_id = cmd.application_id or f"q-{uuid.uuid4()}"
-        try:
-            with s.begin_nested():
-                s.add(Application(
-                    id=app_id, pin=cmd.pin, parent_id=cmd.parent_id, country=policy.country,
-                    surname=cmd.surname.strip(), name=cmd.name.strip(),
-                    patronymic=(cmd.patronymic or "").strip() or None, birth_date=birth, cohort=birth.year,
-                    category=cmd.category, claimed_category=cmd.category, queue_date=queue_date,
-                    language=cmd.language, preferences=list(prefs), locale=cmd.locale, status="queued",
-                    source_event_id=source_event_id, created_at=now, updated_at=now))
-                s.flush()
-        except IntegrityError:
-            # Two registrations of one child at once: the partial unique index decides.
-            raise Refused("this child is already in the queue (one entry per child)", field="pin") from None
-        outbox.add(s, "application.queued.v1", f"application:{app_id}", {
-            "application_id": app_id, "parent_id": cmd.parent_id, "category": cmd.category,
-            "cohort": birth.year, "language": cmd.language, "queue_date": queue_date.isoformat(),
-            "preferences": list(prefs)}, time=now)
-        self._audit(s, actor, "application.queued", f"application:{app_id}",
-                    {"category": cmd.category, "queue_date": queue_date.isoformat(), "preferences": list(prefs)})
-        self._request_allocation(s, f"application {app_id} joined")
-        return app_id
+        return birth
+
+    @staticmethod
+    def _entry_row(cmd: JoinQueue, app_id: str, birth: date, queue_date: datetime, policy: d.Policy,
+                   now: datetime) -> dict:
+        return dict(
+            id=app_id, pin=cmd.pin, parent_id=cmd.parent_id, country=policy.country,
+            surname=cmd.surname.strip(), name=cmd.name.strip(),
+            patronymic=(cmd.patronymic or "").strip() or None, birth_date=birth, cohort=birth.year,
+            category=cmd.category, claimed_category=cmd.category, queue_date=queue_date,
+            language=cmd.language, preferences=list(cmd.preferences), locale=cmd.locale, status="queued",
+            created_at=now, updated_at=now)
+
+    @staticmethod
+    def _queued_data(cmd: JoinQueue, app_id: str, birth: date, queue_date: datetime) -> dict:
+        return {"application_id": app_id, "parent_id": cmd.parent_id, "category": cmd.category,
+                "cohort": birth.year, "language": cmd.language, "queue_date": queue_date.isoformat(),
+                "preferences": list(cmd.preferences)}
+
+    def join_queue_many(self, cmds: list[JoinQueue], *, actor: str, dry_run: bool = False) -> list[Joined | Refused]:
+        """Many queue entries (an import) in one transaction, with the rules of
+        `join_queue` for each: one live entry per child PIN, the given queue
+        date kept, an application.queued event and an audit row each. A row
+        the rules refuse is answered with its refusal and the others go on;
+        the rows are written in bulk, all or none. The answer is in the order
+        of `cmds`. `dry_run`: check only, write nothing."""
+        for attempt in range(3):
+            try:
+                if dry_run:
+                    with self.sessions() as s:   # closed without a commit
+                        return self._join_many(s, cmds, actor=actor, write=False)
+                with self._uow() as s:
+                    return self._join_many(s, cmds, actor=actor, write=True)
+            except IntegrityError:
+                # A child of the batch joined meanwhile by another way (the
+                # partial unique index refused the bulk insert): nothing was
+                # written; checked again, that row is refused like any other.
+                if attempt == 2:
+                    raise
+        raise AssertionError("unreachable")
+
+    def _join_many(self, s: Session, cmds: list[JoinQueue], *, actor: str, write: bool) -> list[Joined | Refused]:
+        out: list[Joined | Refused | None] = [None] * len(cmds)
+        now = self.now()
+        policy, _ = self._policy(s)
+        ids = [cmd.application_id for cmd in cmds if cmd.application_id]
+        have: dict[str, str] = {}
+        for part in _chunks(ids, 5000):
+            have.update((i, p) for i, p in s.execute(sa.select(A.c.id, A.c.pin).where(A.c.id.in_(part))))
+        wanted = {k for cmd in cmds for k in cmd.preferences}
+        kgs = {k.id: k for k in s.scalars(sa.select(Kindergarten).where(Kindergarten.id.in_(wanted)))}
+        fresh: list[tuple[int, date]] = []
+        for i, cmd in enumerate(cmds):
+            known = have.get(cmd.application_id) if cmd.application_id else None
+            if known is not None:
+                out[i] = (Joined(cmd.application_id, False) if known == cmd.pin else
+                          Refused(f"application id {cmd.application_id!r} is taken", field="application_id"))
+                continue
+            try:
+                fresh.append((i, self._check_entry(cmd, policy, kgs, now)))
+            except Refused as exc:
+                out[i] = exc
+        taken: set[str] = set()
+        for part in _chunks([cmds[i].pin for i, _ in fresh], 5000):
+            taken.update(s.scalars(sa.select(A.c.pin).where(A.c.pin.in_(part), A.c.status != "removed")))
+        rows, events, audits = [], [], []
+        for i, birth in fresh:
+            cmd = cmds[i]
+            app_id = cmd.application_id or f"q-{uuid.uuid4()}"
+            if cmd.pin in taken:  # in the queue already, or earlier in this batch
+                out[i] = Refused("this child is already in the queue (one entry per child)", field="pin")
+                continue
+            if app_id in have:    # the same id earlier in this batch, for another child
+                out[i] = Refused(f"application id {app_id!r} is taken", field="application_id")
+                continue
+            taken.add(cmd.pin)
+            have[app_id] = cmd.pin
+            queue_date = utc(cmd.queue_date) if cmd.queue_date else now
+            out[i] = Joined(app_id, True)
+            rows.append(self._entry_row(cmd, app_id, birth, queue_date, policy, now))
+            event = new_event("application.queued.v1", f"application:{app_id}",
+                              self._queued_data(cmd, app_id, birth, queue_date), source=outbox.source, time=now)
+            events.append({"event_id": event.id, "type": event.type, "subject": event.subject,
+                           "payload": event.to_json(), "created_at": now})
+            audits.append({"at": now, "actor": actor, "action": "application.queued",
+                           "subject": f"application:{app_id}",
+                           "details": {"category": cmd.category, "queue_date": queue_date.isoformat(),
+                                       "preferences": list(cmd.preferences)}})
+        if rows and write:
+            s.execute(sa.insert(A), rows)
+            s.execute(sa.insert(outbox.table), events)
+            s.execute(sa.insert(AuditEntry.__table__), audits)
+            self._request_allocation(s, f"{len(rows)} applications joined")
+        return out  # type: ignore[return-value]
 
     def _app(self, s: Session, app_id: str, *, lock: bool = True) -> Application:
         q = sa.select(Application).where(Application.id == app_id)

@@ -20,7 +20,7 @@ from kezek.importer import plan as p
 from kezek.importer.export import read, write_csv_dir
 from kezek.importer.generate import generate
 from kezek.importer.reconcile import reconcile
-from kezek.importer.run import NO_REFERRAL_IMPORT, Importer
+from kezek.importer.run import Importer
 from kezek.migrations import upgrade
 from services.queue.domain import Policy
 from services.queue.service import QueueService
@@ -29,7 +29,8 @@ pytestmark = pytest.mark.integration
 ROOT = Path(__file__).resolve().parents[2]
 SAMPLE = ROOT / "examples" / "import" / "sample.json"
 SAMPLE_CSV = ROOT / "examples" / "import" / "sample-csv"
-TABLES = ("applications", "kindergartens", "places", "place_publications", "outbox", "audit_log")
+TABLES = ("applications", "kindergartens", "places", "place_publications", "referrals", "allocation_runs", "outbox",
+          "audit_log")
 
 
 def counts(engine) -> dict[str, int]:
@@ -80,12 +81,24 @@ def test_import_creates_entries_with_their_queue_dates_and_refuses_bad_rows_with
     service, engine, export, plan, report = imported
     c = report.counts
     assert c["kindergartens"]["created"] == 12 and c["kindergartens"]["refused"] == 1
-    assert c["applications"]["created"] == len(plan.applications) - len(plan.referrals) > 300
+    assert c["applications"]["created"] == len(plan.applications) > 300
     assert counts(engine)["applications"] == c["applications"]["created"]
-    assert Counter(n.reason for n in report.refused)[NO_REFERRAL_IMPORT] == 2 * len(plan.referrals)
     app = next(a for a in plan.applications if a.id not in {r.application_id for r in plan.referrals})
     view = service.application(app.id)
     assert view["queue_date"] == app.queue_date and view["status"] == "queued"
+    reasons = " | ".join(n.reason for n in report.refused if n.section == "applications")
+    assert "one entry per child" in reasons
+
+
+def test_import_resumes_every_live_referral_with_its_recorded_deadline(imported):
+    service, engine, export, plan, report = imported
+    assert report.counts["referrals"]["created"] == len(plan.referrals) > 10
+    for r in plan.referrals:
+        view = service.application(r.application_id)
+        assert view["status"] == "referred"
+        assert (view["referral"]["kindergarten"], view["referral"]["deadline"], view["referral"]["state"]) == \
+            (r.kindergarten, r.deadline, r.state)
+    assert service.check_register() == []
 
 
 def test_second_import_changes_nothing(imported):
@@ -97,16 +110,28 @@ def test_second_import_changes_nothing(imported):
     assert counts(engine) == before, "not even an audit row"
 
 
-def test_reconcile_finds_every_queue_date_and_position_of_the_export(imported):
+def test_reconcile_finds_every_queue_date_position_and_referral_deadline_of_the_export(imported):
     service, engine, export, plan, _ = imported
     result = reconcile(service, plan, service.policy()[0], sample=50)
     assert result.positions_checked == len(plan.applications) - len(plan.referrals)
     assert result.positions_by_service == 50
-    # Everything imported is as in the export; only the children with a
-    # live referral differ (held back until the queue service can import a
-    # referral), and reconcile names each of them.
-    assert {d["kind"] for d in result.differences} <= {"missing_application"}
-    assert len(result.differences) == len(plan.referrals)
+    assert result.referrals == len(plan.referrals)
+    assert result.ok, result.differences[:5]
+
+
+def test_reconcile_notices_a_referral_deadline_that_moved(pg_url):
+    service, engine = new_queue(pg_url)
+    small = generate(applications=100, kindergartens=4, seed=3, bad=False)
+    policy = service.policy()[0]
+    plan = p.make_plan(small, policy)
+    Importer(service).run(plan, small.source)
+    assert plan.referrals and reconcile(service, plan, policy, sample=None).ok
+    with engine.begin() as c:
+        c.execute(sa.text("UPDATE referrals SET deadline = deadline + interval '1 day' WHERE external_id = :i"),
+                  {"i": plan.referrals[0].id})
+    [diff] = reconcile(service, plan, policy, sample=None).differences
+    assert diff["kind"] == "referral_deadline" and diff["row"] == plan.referrals[0].old_id
+    engine.dispose()
 
 
 def test_reconcile_notices_a_queue_date_that_moved(pg_url):
@@ -131,7 +156,8 @@ def test_dry_run_of_the_committed_sample_writes_nothing(pg_url):
     plan = p.make_plan(read(SAMPLE), service.policy()[0])
     report = Importer(service, dry_run=True, workers=4).run(plan, "balalyk")
     assert counts(engine) == before
-    assert report.counts["applications"]["created"] == len(plan.applications) - len(plan.referrals)
+    assert report.counts["applications"]["created"] == len(plan.applications)
+    assert report.counts["referrals"]["created"] == len(plan.referrals)
     engine.dispose()
 
 
@@ -157,5 +183,5 @@ def test_kezek_import_and_reconcile_commands_on_a_csv_export(tmp_path):
     _, again = run("import", str(export), "--json")
     assert "created" not in again["counts"]["applications"]
     out, summary = run("reconcile", str(export), "--json")
-    assert summary["positions_checked"] == report["counts"]["applications"]["created"]
-    assert set(summary["by_kind"]) <= {"missing_application"} and out.returncode == 1
+    assert summary["positions_checked"] == report["counts"]["applications"]["created"] - summary["referrals"]
+    assert summary["ok"] and out.returncode == 0, summary

@@ -373,3 +373,65 @@ def test_imported_referral_without_a_privilege_to_confirm_cannot_wait_for_confir
             issued_at=clock.t - timedelta(days=1), deadline=clock.t + timedelta(days=5), needs_confirmation=False,
             actor="import:balalyk")
     assert svc.application("old-3")["status"] == "queued" and svc.places() == []
+
+
+def cmd(cid, *, serial, cat="general", prefs=("sun",), qd="2026-01-10T10:00:00+06:00", born="2024-06-15"):
+    return JoinQueue(application_id=cid, pin=pin(born, serial), surname="Asanov", name=cid.title(), category=cat,
+                     language="ru", preferences=tuple(prefs), queue_date=datetime.fromisoformat(qd))
+
+
+def table_counts(svc) -> dict[str, int]:
+    with svc.sessions() as s:
+        return {t: s.scalar(sa.text(f"SELECT count(*) FROM {t}"))
+                for t in ("applications", "outbox", "audit_log", "allocation_requests")}
+
+
+def test_batch_join_refuses_rows_one_by_one_with_their_reason_and_queues_the_rest(svc):
+    from services.queue.service import Joined
+
+    join(svc, "already", serial=1)
+    before = table_counts(svc)
+    got = svc.join_queue_many([
+        cmd("b1", serial=2, qd="2025-05-05T09:30:00.123456+06:00"),
+        cmd("b2", serial=1),                      # the PIN of a child already in the queue
+        cmd("b3", serial=3, cat="veterans"),
+        cmd("b4", serial=4, prefs=("nowhere",)),
+        cmd("b5", serial=2),                      # the same child as b1, in the same batch
+        cmd("already", serial=1),                 # the same entry again
+        cmd("b6", serial=6, cat="extraordinary", prefs=("moon", "sun")),
+    ], actor="import:balalyk")
+    assert got[0] == Joined("b1", True) and got[6] == Joined("b6", True) and got[5] == Joined("already", False)
+    assert [g.field for g in got[1:5]] == ["pin", "category", "preferences.0", "pin"]
+    assert "one entry per child" in got[1].message and "one entry per child" in got[4].message
+    assert svc.application("b1")["queue_date"] == datetime(2025, 5, 5, 3, 30, 0, 123456, tzinfo=UTC)
+    after = table_counts(svc)
+    assert after["applications"] - before["applications"] == 2
+    assert after["audit_log"] - before["audit_log"] == 2 and after["allocation_requests"] - before["allocation_requests"] == 1
+    queued = [e["data"]["application_id"] for e in events(svc, "application.queued.v1")]
+    assert queued == ["already", "b1", "b6"]
+
+
+def test_batch_join_of_entries_already_there_changes_nothing(svc):
+    batch = [cmd(f"c{i}", serial=10 + i) for i in range(5)]
+    assert all(j.created for j in svc.join_queue_many(batch, actor="import:balalyk"))
+    before = table_counts(svc)
+    assert not any(j.created for j in svc.join_queue_many(batch, actor="import:balalyk"))
+    assert table_counts(svc) == before
+
+
+def test_batch_join_dry_run_checks_every_row_and_writes_nothing(svc):
+    before = table_counts(svc)
+    got = svc.join_queue_many([cmd("d1", serial=21), cmd("d2", serial=22, cat="veterans")], actor="import:x",
+                              dry_run=True)
+    assert got[0].created and isinstance(got[1], Refused)
+    assert table_counts(svc) == before
+
+
+def test_batch_join_is_written_whole_or_not_at_all(svc, monkeypatch):
+    def fail(*args, **kwargs):
+        raise RuntimeError("the database went away")
+    monkeypatch.setattr(svc, "_request_allocation", fail)
+    before = table_counts(svc)
+    with pytest.raises(RuntimeError):
+        svc.join_queue_many([cmd("e1", serial=31), cmd("e2", serial=32)], actor="import:x")
+    assert table_counts(svc) == before
