@@ -4,8 +4,10 @@ Generates an export of N applications (200,000 by default, with ~2 % bad
 rows), then, in a PostgreSQL cluster of its own, measures:
 
 - plan: reading and checking every row (JSON file);
-- import: `kezek import` through the queue service's use cases (one
-  transaction per queue entry with its outbox event and audit row);
+- import: `kezek import` through the queue service's use cases: entries in
+  batches (`join_queue_many`: one transaction and bulk inserts per batch,
+  each entry with its outbox event and audit row), then the live referrals
+  (`import_referral`, one transaction each), then the places;
 - second run: the same export again (idempotence: nothing created);
 - reconcile: every child's entry and position, and the queue service's own
   explanation for a sample of 200.
@@ -13,7 +15,7 @@ rows), then, in a PostgreSQL cluster of its own, measures:
 The last line printed is one JSON object with the figures.
 
     .venv/bin/python bench/import.py
-    .venv/bin/python bench/import.py --applications 20000 --workers 4
+    .venv/bin/python bench/import.py --applications 20000 --workers 2 --batch 1000
 """
 from __future__ import annotations
 
@@ -46,14 +48,20 @@ class Ticker:
     def __init__(self):
         self.tasks: dict[int, list] = {}
 
+    def phases(self) -> dict[str, float]:
+        """Seconds from each section's start to its last step."""
+        return {t[0]: round(t[4] - t[3], 1) for t in self.tasks.values()}
+
     def add_task(self, name: str, total: int) -> int:
-        self.tasks[len(self.tasks)] = [name, total, 0, time.perf_counter()]
+        now = time.perf_counter()
+        self.tasks[len(self.tasks)] = [name, total, 0, now, now]
         return len(self.tasks) - 1
 
     def advance(self, task: int, n: int = 1) -> None:
         t = self.tasks[task]
         step = max(1, t[1] // 20)
         before, t[2] = t[2], t[2] + n
+        t[4] = time.perf_counter()
         if before // step != t[2] // step or t[2] == t[1]:
             print(f"  {t[0]}: {t[2]}/{t[1]} in {time.perf_counter() - t[3]:.0f} s", file=sys.stderr, flush=True)
 
@@ -62,7 +70,8 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--applications", type=int, default=200_000)
     parser.add_argument("--kindergartens", type=int, default=1200)
-    parser.add_argument("--workers", type=int, default=4)
+    parser.add_argument("--workers", type=int, default=2)
+    parser.add_argument("--batch", type=int, default=1000, help="queue entries per transaction")
     parser.add_argument("--seed", type=int, default=11)
     args = parser.parse_args()
 
@@ -70,7 +79,8 @@ def main() -> int:
     work = Path(tempfile.mkdtemp(prefix="kezek-bench-import-"))
     os.chmod(work, 0o755)
     cluster = PostgresCluster(work / "pg", durable=False).start()
-    figures: dict = {"applications": args.applications, "kindergartens": args.kindergartens, "workers": args.workers}
+    figures: dict = {"applications": args.applications, "kindergartens": args.kindergartens, "workers": args.workers,
+                     "batch": args.batch}
     try:
         url = cluster.url("kezek_queue_bench")
         ensure_database(url)
@@ -95,15 +105,20 @@ def main() -> int:
         t = time.perf_counter()
         print(f"plan: {len(plan.applications)} entries to import, {len(plan.refused)} rows refused", file=sys.stderr,
               flush=True)
-        first = Importer(service, workers=args.workers, progress=Ticker()).run(plan, export.source)
+        ticker = Ticker()
+        first = Importer(service, workers=args.workers, progress=ticker, batch=args.batch).run(plan, export.source)
         figures["import_s"] = round(time.perf_counter() - t, 1)
         created = first.counts.get("applications", {}).get("created", 0)
         figures["applications_created"] = created
+        figures["referrals_created"] = first.counts.get("referrals", {}).get("created", 0)
+        figures["place_pools_published"] = first.counts.get("places", {}).get("created", 0)
+        figures["import_phases_s"] = ticker.phases()
         figures["applications_per_s"] = round(created / max(figures["import_s"], 1e-9), 1)
         print(f"import: {created} entries in {figures['import_s']} s", file=sys.stderr, flush=True)
 
         t = time.perf_counter()
-        second = Importer(service, workers=args.workers).run(p.make_plan(export, policy), export.source)
+        second = Importer(service, workers=args.workers, batch=args.batch).run(p.make_plan(export, policy),
+                                                                               export.source)
         figures["second_run_s"] = round(time.perf_counter() - t, 1)
         figures["second_run_changed"] = second.changed()
 

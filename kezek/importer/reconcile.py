@@ -56,17 +56,17 @@ def _same_moment(a, b: datetime) -> bool:
 
 
 def reconcile(service, plan: p.Plan, policy, *, sample: int | None = 200, seed: int = 1) -> Reconciliation:
-    from services.queue.service import NotFound
-    from services.queue import domain as d
 
     out = Reconciliation()
     live = {r.application_id: r for r in plan.referrals}
     held: list[p.Application] = []
+    views: dict[str, dict] = {}
+    for i in range(0, len(plan.applications), 2000):
+        views.update(service.applications_many([a.id for a in plan.applications[i:i + 2000]]))
     for app in plan.applications:
         out.applications += 1
-        try:
-            view = service.application(app.id)
-        except NotFound:
+        view = views.get(app.id)
+        if view is None:
             out.differ("missing_application", app.old_id, f"application {app.id} is not in the queue")
             continue
         want_status = "referred" if app.id in live else "queued"

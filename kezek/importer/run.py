@@ -105,7 +105,7 @@ class Importer:
 
     def run(self, plan: p.Plan, source: str) -> Report:
         from kezek.importer.speed import cache_event_validation
-        from services.queue.service import JoinQueue, Refused
+        from services.queue.service import ImportReferral, JoinQueue, Refused
 
         cache_event_validation()
         started = time.perf_counter()
@@ -167,26 +167,36 @@ class Importer:
                 self._advance(task, len(part))
 
         in_register: Counter = Counter()   # imported referrals holding a place, per pool
+        task = self._task("referrals", len(plan.referrals))
+        ready = []
+        for r in plan.referrals:
+            if r.application_id in joined:
+                ready.append(r)
+            else:
+                report.refuse(p.Note("referrals", r.old_id,
+                                     f"its application {by_id[r.application_id].old_id} was refused"))
+                self._advance(task)
 
-        def referral(r: p.Referral) -> tuple[str, p.Note | None]:
-            if r.application_id not in joined:
-                return "refused", p.Note("referrals", r.old_id, f"its application {by_id[r.application_id].old_id} "
-                                                                "was refused")
+        def referrals(part: list[p.Referral]) -> list:
             if self.dry_run:
-                return "created", None
-            try:
-                created = self.q.import_referral(
-                    referral_id=r.id, application_id=r.application_id, kindergarten=r.kindergarten,
-                    cohort=r.cohort, language=r.language, category=r.category, for_category=r.for_category,
-                    state=r.state, issued_at=r.issued_at, deadline=r.deadline,
-                    needs_confirmation=r.needs_confirmation, extended=r.extended, confirmed_at=r.confirmed_at,
-                    actor=actor)
-            except Refused as exc:
-                return "refused", p.Note("referrals", r.old_id, exc.message)
-            in_register[(r.kindergarten, r.cohort, r.language, r.for_category)] += 1
-            return ("created" if created else "unchanged"), None
+                return [True] * len(part)
+            return self.q.import_referrals_many([ImportReferral(
+                referral_id=r.id, application_id=r.application_id, kindergarten=r.kindergarten, cohort=r.cohort,
+                language=r.language, category=r.category, for_category=r.for_category, state=r.state,
+                issued_at=r.issued_at, deadline=r.deadline, needs_confirmation=r.needs_confirmation,
+                extended=r.extended, confirmed_at=r.confirmed_at) for r in part], actor=actor)
 
-        self._each("referrals", plan.referrals, referral, report)
+        parts = [ready[i:i + self.batch] for i in range(0, len(ready), self.batch)]
+        with ThreadPoolExecutor(max_workers=max(1, self.workers)) as pool:
+            for part, outcomes in zip(parts, pool.map(referrals, parts)):
+                for r, got in zip(part, outcomes):
+                    if isinstance(got, Refused):
+                        report.refuse(p.Note("referrals", r.old_id, got.message))
+                        continue
+                    report.add("referrals", "created" if got else "unchanged")
+                    if not self.dry_run:
+                        in_register[(r.kindergarten, r.cohort, r.language, r.for_category)] += 1
+                self._advance(task, len(part))
 
         # Places: published up to the export's count of free places, on top of
         # the places the imported referrals hold, so a second run adds none.

@@ -130,6 +130,24 @@ class Joined:
 
 
 @dataclass(frozen=True)
+class ImportReferral:
+    """A live referral of a previous system, as it stands there."""
+    referral_id: str               # its id there (kept as external_id)
+    application_id: str
+    kindergarten: str
+    cohort: int
+    language: str
+    category: str
+    for_category: str | None
+    state: str                     # awaiting_confirmation | awaiting_enrolment
+    issued_at: datetime
+    deadline: datetime             # the end of the running window, kept exactly
+    needs_confirmation: bool
+    extended: bool = False         # the one extension is used
+    confirmed_at: datetime | None = None
+
+
+@dataclass(frozen=True)
 class Issued:
     referral_id: int
     application_id: str
@@ -528,6 +546,20 @@ class QueueService:
                             .order_by(R.c.id.desc()).limit(1)).mappings().first()
             view["referral"] = _ref_view(ref) if ref else None
             return view
+
+    def applications_many(self, app_ids: Iterable[str]) -> dict[str, dict]:
+        """`application` for many entries at once (reconciling an import);
+        ids that are not in the queue are left out."""
+        out: dict[str, dict] = {}
+        with self.sessions() as s:
+            for part in _chunks(list(app_ids), 2000):
+                for app in s.scalars(sa.select(Application).where(Application.id.in_(part))):
+                    out[app.id] = {**_app_view(app), "referral": None}
+                refs = s.execute(sa.select(R).where(R.c.application_id.in_(part), R.c.status != "ended")
+                                 .order_by(R.c.id)).mappings()
+                for ref in refs:  # the newest last, as `application` shows it
+                    out[ref["application_id"]]["referral"] = _ref_view(ref)
+        return out
 
     def application_by_pin(self, pin: str) -> dict:
         with self.sessions() as s:
@@ -995,61 +1027,143 @@ class QueueService:
                         deadline: datetime, needs_confirmation: bool, actor: str, extended: bool = False,
                         confirmed_at: datetime | None = None) -> bool:
         """A live referral moved from a previous system (the Balalyk
-        migration): the held place joins the register as held, the entry
-        becomes referred, and the workflow starter resumes its workflow in
-        the recorded state, to the recorded deadline (ReferralInput.resume).
-        False if it was imported before."""
-        if state not in ("awaiting_confirmation", "awaiting_enrolment"):
-            raise Refused(f"only live referrals are imported, not {state!r}", field="state", status_code=422)
-        if not needs_confirmation and (state == "awaiting_confirmation" or extended):
-            raise Refused("only a referral whose privilege must be confirmed has a confirmation window to wait "
-                          "in or to have extended", field="needs_confirmation", status_code=422)
-        if utc(deadline) <= utc(issued_at):
-            raise Refused(f"deadline {deadline.isoformat()} is not after issued_at {issued_at.isoformat()}",
-                          field="deadline", status_code=422)
+        migration); see `import_referrals_many`. False if it was imported
+        before."""
+        [got] = self.import_referrals_many([ImportReferral(
+            referral_id=referral_id, application_id=application_id, kindergarten=kindergarten, cohort=cohort,
+            language=language, category=category, for_category=for_category, state=state, issued_at=issued_at,
+            deadline=deadline, needs_confirmation=needs_confirmation, extended=extended,
+            confirmed_at=confirmed_at)], actor=actor)
+        if isinstance(got, Refused):
+            raise got
+        return got
+
+    def import_referrals_many(self, items: list[ImportReferral], *, actor: str) -> list[bool | Refused]:
+        """Live referrals moved from a previous system (the Balalyk
+        migration), in one transaction: each held place joins the register
+        as held, each entry becomes referred, and the workflow starter
+        resumes each workflow in its recorded state, to its recorded deadline
+        (ReferralInput.resume). Per item, in order: True if imported now,
+        False if it was imported before, or the refusal (the others go on)."""
+        for attempt in range(3):
+            try:
+                with self._uow() as s:
+                    return self._import_referrals(s, items, actor=actor)
+            except IntegrityError:
+                # A referral or a pool was written meanwhile by another way:
+                # nothing of this batch was; checked again, it is seen.
+                if attempt == 2:
+                    raise
+        raise AssertionError("unreachable")
+
+    @staticmethod
+    def _referral_refusal(it: ImportReferral) -> Refused | None:
+        if it.state not in ("awaiting_confirmation", "awaiting_enrolment"):
+            return Refused(f"only live referrals are imported, not {it.state!r}", field="state", status_code=422)
+        if not it.needs_confirmation and (it.state == "awaiting_confirmation" or it.extended):
+            return Refused("only a referral whose privilege must be confirmed has a confirmation window to wait "
+                           "in or to have extended", field="needs_confirmation", status_code=422)
+        if utc(it.deadline) <= utc(it.issued_at):
+            return Refused(f"deadline {it.deadline.isoformat()} is not after issued_at {it.issued_at.isoformat()}",
+                           field="deadline", status_code=422)
+        return None
+
+    def _import_referrals(self, s: Session, items: list[ImportReferral], *, actor: str) -> list[bool | Refused]:
+        out: list[bool | Refused | None] = [None] * len(items)
         now = self.now()
-        with self._uow() as s:
-            if s.execute(sa.select(R.c.id).where(R.c.external_id == referral_id)).first():
-                return False
-            policy, version = self._policy(s)
-            app = self._app(s, application_id)
-            if app.status != "queued":
-                raise Refused(f"the entry is {app.status}; a referral cannot be imported for it",
-                              field="application_id")
-            if (cohort, language) != (app.cohort, app.language):
-                raise Refused(f"the place {kindergarten}/{cohort}/{language} is not of the child's cohort and "
-                              f"language ({app.cohort}/{app.language})", field="cohort", status_code=422)
-            self._check_place_input(s, kindergarten, cohort, language, 1, for_category)
-            pool = self._pool(s, kindergarten, cohort, language, for_category, create=True)
-            pool.held += 1
-            s.add(Publication(kindergarten_id=kindergarten, cohort=cohort, language=language,
-                              for_category=for_category or OPEN_POOL, count=1, publish_at=now, published_at=now,
-                              actor=actor, created_at=now))
-            # One "run" per importer and day holds the imported referrals: they
-            # were allocated elsewhere, so it records no inputs to recompute.
-            trigger = f"import by {actor}"[:200]
-            run_id = s.execute(sa.select(RUNS.c.id).where(RUNS.c.trigger == trigger, RUNS.c.on_date == now.date())
-                               ).scalar()
-            if run_id is None:
-                run_id = s.execute(sa.insert(RUNS).values(
-                    started_at=now, finished_at=now, on_date=now.date(), trigger=trigger,
-                    policy={**policy.to_dict(), "version": version}, free_before=[], candidates=zlib.compress(b"[]"),
-                    candidates_count=0, allocated=0, digest=_digest([])).returning(RUNS.c.id)).scalar_one()
-            s.flush()
-            rid = s.execute(sa.insert(R).values(
-                application_id=app.id, place_id=pool.id, kindergarten_id=kindergarten, cohort=cohort,
-                language=language, for_category=for_category or OPEN_POOL, category=category,
-                needs_confirmation=needs_confirmation, preference_index=(
-                    app.preferences.index(kindergarten) if kindergarten in app.preferences else -1),
-                status="live", state=state, run_id=run_id, issued_at=utc(issued_at), deadline=utc(deadline),
-                external_id=referral_id, extended=extended,
-                confirmed_at=utc(confirmed_at) if confirmed_at else None).returning(R.c.id)).scalar_one()
-            app.status, app.updated_at = "referred", now
-            self._audit(s, actor, "referral.imported", f"application:{app.id}",
-                        {"referral_id": rid, "external_id": referral_id, "kindergarten": kindergarten,
-                         "state": state, "deadline": utc(deadline).isoformat(), "extended": extended,
-                         "confirmed_at": utc(confirmed_at).isoformat() if confirmed_at else None})
-            return True
+        policy, version = self._policy(s)
+        this_year = self.today(policy).year
+        known = set()
+        for part in _chunks([it.referral_id for it in items], 5000):
+            known.update(s.scalars(sa.select(R.c.external_id).where(R.c.external_id.in_(part))))
+        apps = {}
+        for part in _chunks(sorted({it.application_id for it in items}), 5000):
+            apps.update((r.id, r) for r in s.execute(
+                sa.select(A.c.id, A.c.status, A.c.cohort, A.c.language, A.c.preferences)
+                .where(A.c.id.in_(part)).order_by(A.c.id).with_for_update()))
+        kgs = {k.id: k for k in s.scalars(sa.select(Kindergarten).where(
+            Kindergarten.id.in_({it.kindergarten for it in items})))}
+        status = {app_id: r.status for app_id, r in apps.items()}
+        accepted: list[tuple[int, ImportReferral]] = []
+        for i, it in enumerate(items):
+            app = apps.get(it.application_id)
+            kg = kgs.get(it.kindergarten)
+            if it.referral_id in known:
+                out[i] = False
+                continue
+            refusal = self._referral_refusal(it)
+            if refusal is not None:
+                out[i] = refusal
+            elif app is None:
+                out[i] = NotFound(f"no queue entry {it.application_id!r}", field="application_id")
+            elif status[app.id] != "queued":
+                out[i] = Refused(f"the entry is {status[app.id]}; a referral cannot be imported for it",
+                                 field="application_id")
+            elif (it.cohort, it.language) != (app.cohort, app.language):
+                out[i] = Refused(f"the place {it.kindergarten}/{it.cohort}/{it.language} is not of the child's "
+                                 f"cohort and language ({app.cohort}/{app.language})", field="cohort", status_code=422)
+            elif kg is None:
+                out[i] = NotFound(f"no kindergarten {it.kindergarten!r}", field="kindergarten")
+            elif kg.languages and it.language not in kg.languages:
+                out[i] = Refused(f"kindergarten {it.kindergarten!r} does not teach in {it.language!r}",
+                                 field="language", status_code=422)
+            elif not (this_year - 8 <= it.cohort <= this_year):
+                out[i] = Refused(f"cohort {it.cohort} is not a birth year of preschool children", field="cohort",
+                                 status_code=422)
+            elif it.for_category is not None and it.for_category not in policy.codes():
+                out[i] = Refused(f"unknown category {it.for_category!r}", field="for_category", status_code=422)
+            else:
+                known.add(it.referral_id)
+                status[app.id] = "referred"
+                accepted.append((i, it))
+                out[i] = True
+        if not accepted:
+            return out  # type: ignore[return-value]
+        pools: dict[tuple, PlacePool] = {}
+        for key in sorted({(it.kindergarten, it.cohort, it.language, it.for_category or OPEN_POOL)
+                           for _, it in accepted}):
+            pools[key] = self._pool(s, key[0], key[1], key[2], key[3] or None, create=True)
+        held = Counter((it.kindergarten, it.cohort, it.language, it.for_category or OPEN_POOL) for _, it in accepted)
+        for key, n in held.items():
+            pools[key].held += n
+        s.execute(sa.insert(Publication.__table__), [
+            dict(kindergarten_id=it.kindergarten, cohort=it.cohort, language=it.language,
+                 for_category=it.for_category or OPEN_POOL, count=1, publish_at=now, published_at=now, actor=actor,
+                 created_at=now) for _, it in accepted])
+        # One "run" per importer and day holds the imported referrals: they
+        # were allocated elsewhere, so it records no inputs to recompute.
+        trigger = f"import by {actor}"[:200]
+        run_id = s.execute(sa.select(RUNS.c.id).where(RUNS.c.trigger == trigger, RUNS.c.on_date == now.date())
+                           ).scalar()
+        if run_id is None:
+            run_id = s.execute(sa.insert(RUNS).values(
+                started_at=now, finished_at=now, on_date=now.date(), trigger=trigger,
+                policy={**policy.to_dict(), "version": version}, free_before=[], candidates=zlib.compress(b"[]"),
+                candidates_count=0, allocated=0, digest=_digest([])).returning(RUNS.c.id)).scalar_one()
+        s.flush()
+        rows = []
+        for _, it in accepted:
+            key = (it.kindergarten, it.cohort, it.language, it.for_category or OPEN_POOL)
+            prefs = list(apps[it.application_id].preferences)
+            rows.append(dict(
+                application_id=it.application_id, place_id=pools[key].id, kindergarten_id=it.kindergarten,
+                cohort=it.cohort, language=it.language, for_category=it.for_category or OPEN_POOL,
+                category=it.category, needs_confirmation=it.needs_confirmation,
+                preference_index=prefs.index(it.kindergarten) if it.kindergarten in prefs else -1,
+                status="live", state=it.state, run_id=run_id, issued_at=utc(it.issued_at),
+                deadline=utc(it.deadline), external_id=it.referral_id, extended=it.extended,
+                confirmed_at=utc(it.confirmed_at) if it.confirmed_at else None))
+        ids = dict((ext, rid) for rid, ext in s.execute(sa.insert(R).returning(R.c.id, R.c.external_id), rows))
+        s.execute(sa.update(A).where(A.c.id.in_([it.application_id for _, it in accepted]))
+                  .values(status="referred", updated_at=now))
+        s.execute(sa.insert(AuditEntry.__table__), [
+            dict(at=now, actor=actor, action="referral.imported", subject=f"application:{it.application_id}",
+                 details={"referral_id": ids[it.referral_id], "external_id": it.referral_id,
+                          "kindergarten": it.kindergarten, "state": it.state,
+                          "deadline": utc(it.deadline).isoformat(), "extended": it.extended,
+                          "confirmed_at": utc(it.confirmed_at).isoformat() if it.confirmed_at else None})
+            for _, it in accepted])
+        return out  # type: ignore[return-value]
 
     resume_imported_referral = import_referral
 

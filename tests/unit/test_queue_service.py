@@ -435,3 +435,26 @@ def test_batch_join_is_written_whole_or_not_at_all(svc, monkeypatch):
     with pytest.raises(RuntimeError):
         svc.join_queue_many([cmd("e1", serial=31), cmd("e2", serial=32)], actor="import:x")
     assert table_counts(svc) == before
+
+
+def test_batch_referral_import_refuses_items_one_by_one_and_imports_each_once(svc, clock):
+    from services.queue.service import ImportReferral
+
+    join(svc, "f1", prefs=("sun",), serial=41)
+    join(svc, "f2", prefs=("moon",), serial=42)
+
+    def item(rid, app, **kw):
+        fields = dict(referral_id=rid, application_id=app, kindergarten="sun", cohort=2024, language="ru",
+                      category="general", for_category=None, state="awaiting_enrolment",
+                      issued_at=clock.t - timedelta(days=1), deadline=clock.t + timedelta(days=6),
+                      needs_confirmation=False)
+        return ImportReferral(**{**fields, **kw})
+    batch = [item("r1", "f1"), item("r2", "nobody"), item("r3", "f1"), item("r4", "f2", state="enrolled"),
+             item("r5", "f2", kindergarten="moon", language="ky")]
+    got = svc.import_referrals_many(batch, actor="import:balalyk")
+    assert got[0] is True
+    assert [g.field for g in got[1:]] == ["application_id", "application_id", "state", "cohort"]
+    assert "the entry is referred" in got[2].message
+    assert svc.import_referrals_many(batch[:1], actor="import:balalyk") == [False]
+    assert [(p["kindergarten"], p["held"]) for p in svc.places()] == [("sun", 1)]
+    assert svc.application("f2")["status"] == "queued" and svc.check_register() == []
