@@ -105,7 +105,7 @@ class Importer:
 
     def run(self, plan: p.Plan, source: str) -> Report:
         from kezek.importer.speed import cache_event_validation
-        from services.queue.service import ImportReferral, JoinQueue, Refused
+        from services.queue.service import ImportReferral, JoinQueue, PublishPlaces, Refused
 
         cache_event_validation()
         started = time.perf_counter()
@@ -203,22 +203,34 @@ class Importer:
         held = {(r["kindergarten"], r["cohort"], r["language"], r["for_category"]): r["free"] + r["held"] + r["enrolled"]
                 for r in self.q.places()}
 
-        def place(pool: p.Places) -> tuple[str, p.Note | None]:
+        task = self._task("places", len(plan.places))
+        wanted: list[tuple[p.Places, int]] = []
+        for pool in plan.places:
             key = (pool.kindergarten, pool.cohort, pool.language, pool.for_category)
             have = held.get(key, 0) - in_register[key]
             missing = pool.free - have
             if pool.free == 0 or missing == 0:
-                return "unchanged", None
-            if missing < 0:
-                return "refused", p.Note("places", f"{pool.kindergarten}/{pool.cohort}/{pool.language}",
-                                         f"the register already holds {have} places, more than the export's "
-                                         f"{pool.free}")
-            if not self.dry_run:
-                self.q.publish_places(pool.kindergarten, pool.cohort, pool.language, missing, actor=actor,
-                                      for_category=pool.for_category)
-            return "created", None
-
-        self._each("places", plan.places, place, report)
+                report.add("places", "unchanged")
+            elif missing < 0:
+                report.refuse(p.Note("places", f"{pool.kindergarten}/{pool.cohort}/{pool.language}",
+                                     f"the register already holds {have} places, more than the export's {pool.free}"))
+            elif self.dry_run:
+                report.add("places", "created")
+            else:
+                wanted.append((pool, missing))
+                continue
+            self._advance(task)
+        # One batch after another: a batch locks the pools of its kindergartens.
+        for i in range(0, len(wanted), self.batch):
+            part = wanted[i:i + self.batch]
+            got = self.q.publish_places_many([PublishPlaces(pool.kindergarten, pool.cohort, pool.language, n,
+                                                            pool.for_category) for pool, n in part], actor=actor)
+            for (pool, _), g in zip(part, got):
+                if isinstance(g, Refused):
+                    report.refuse(p.Note("places", f"{pool.kindergarten}/{pool.cohort}/{pool.language}", g.message))
+                else:
+                    report.add("places", "created")
+            self._advance(task, len(part))
         report.seconds = time.perf_counter() - started
         return report
 

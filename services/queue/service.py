@@ -26,7 +26,7 @@ from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
 import sqlalchemy as sa
-from sqlalchemy.dialects import postgresql
+from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.exc import IntegrityError, OperationalError
 from sqlalchemy.orm import Session, sessionmaker
 
@@ -127,6 +127,15 @@ class JoinQueue:
 class Joined:
     application_id: str
     created: bool        # False: the same entry (id and PIN) was there already
+
+
+@dataclass(frozen=True)
+class PublishPlaces:
+    kindergarten: str
+    cohort: int
+    language: str
+    count: int
+    for_category: str | None = None
 
 
 @dataclass(frozen=True)
@@ -693,6 +702,80 @@ class QueueService:
             for pub in due:
                 self._apply_publication(s, pub, now)
             return len(due)
+
+    def publish_places_many(self, pubs: list[PublishPlaces], *, actor: str) -> list[bool | Refused]:
+        """Free places published now for many pools at once (an import), in
+        one transaction, each with its place.published event and audit row:
+        True for each publication made, or its refusal (the others go on)."""
+        out: list[bool | Refused] = []
+        now = self.now()
+        with self._uow() as s:
+            policy, _ = self._policy(s)
+            this_year = self.today(policy).year
+            kgs = {k.id: k for k in s.scalars(sa.select(Kindergarten).where(
+                Kindergarten.id.in_({x.kindergarten for x in pubs})))}
+            ok: list[PublishPlaces] = []
+            for x in pubs:
+                k = kgs.get(x.kindergarten)
+                if k is None:
+                    out.append(NotFound(f"no kindergarten {x.kindergarten!r}", field="kindergarten"))
+                elif k.languages and x.language not in k.languages:
+                    out.append(Refused(f"kindergarten {x.kindergarten!r} does not teach in {x.language!r}",
+                                       field="language", status_code=422))
+                elif not isinstance(x.count, int) or not 1 <= x.count <= 10_000:
+                    out.append(Refused("count must be a whole number from 1 to 10000", field="count", status_code=422))
+                elif not this_year - 8 <= x.cohort <= this_year:
+                    out.append(Refused(f"cohort {x.cohort} is not a birth year of preschool children",
+                                       field="cohort", status_code=422))
+                elif x.for_category is not None and x.for_category not in policy.codes():
+                    out.append(Refused(f"unknown category {x.for_category!r}", field="for_category", status_code=422))
+                else:
+                    out.append(True)
+                    ok.append(x)
+            if not ok:
+                return out
+            key = lambda x: (x.kindergarten, x.cohort, x.language, x.for_category or OPEN_POOL)  # noqa: E731
+            kids = sorted({x.kindergarten for x in ok})
+
+            def pools() -> dict[tuple, tuple[int, int]]:
+                rows = s.execute(sa.select(P.c.id, P.c.kindergarten_id, P.c.cohort, P.c.language, P.c.for_category,
+                                           P.c.free).where(P.c.kindergarten_id.in_(kids)).order_by(P.c.id)
+                                 .with_for_update())
+                return {(r.kindergarten_id, r.cohort, r.language, r.for_category): (r.id, r.free) for r in rows}
+            have = pools()
+            missing = sorted({key(x) for x in ok} - set(have))
+            if missing:
+                ins = (postgresql.insert(P) if self._pg(s) else sqlite.insert(P)).on_conflict_do_nothing()
+                s.execute(ins, [dict(kindergarten_id=k, cohort=c, language=lang, for_category=cat, free=0, held=0,
+                                     enrolled=0) for k, c, lang, cat in missing])
+                have = pools()
+            added = Counter()
+            for x in ok:
+                added[key(x)] += x.count
+            s.execute(sa.update(P).where(P.c.id == sa.bindparam("pid")).values(free=P.c.free + sa.bindparam("n")),
+                      [{"pid": have[k][0], "n": n} for k, n in added.items()])
+            pub_ids = s.execute(sa.insert(Publication.__table__).returning(Publication.__table__.c.id,
+                                                                           sort_by_parameter_order=True), [
+                dict(kindergarten_id=x.kindergarten, cohort=x.cohort, language=x.language,
+                     for_category=x.for_category or OPEN_POOL, count=x.count, publish_at=now, published_at=now,
+                     actor=actor, created_at=now) for x in ok]).scalars().all()
+            free = {k: have[k][1] for k in added}
+            events, audits = [], []
+            for x, pub_id in zip(ok, pub_ids):
+                free[key(x)] += x.count
+                subject = f"place:{x.kindergarten}/{x.cohort}/{x.language}"
+                e = new_event("place.published.v1", subject, {
+                    "kindergarten_id": x.kindergarten, "cohort": x.cohort, "language": x.language,
+                    "for_category": x.for_category, "count": x.count, "free": free[key(x)]},
+                    source=outbox.source, time=now)
+                events.append({"event_id": e.id, "type": e.type, "subject": e.subject, "payload": e.to_json(),
+                               "created_at": now})
+                audits.append(dict(at=now, actor=actor, action="place.published", subject=subject, details={
+                    "count": x.count, "for_category": x.for_category, "publication": pub_id, "free": free[key(x)]}))
+            s.execute(sa.insert(outbox.table), events)
+            s.execute(sa.insert(AuditEntry.__table__), audits)
+            self._request_allocation(s, f"{sum(added.values())} places published by {actor}"[:200])
+        return out
 
     def withdraw_places(self, kg: str, cohort: int, language: str, count: int, *, actor: str,
                         for_category: str | None = None) -> dict:

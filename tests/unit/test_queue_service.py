@@ -458,3 +458,22 @@ def test_batch_referral_import_refuses_items_one_by_one_and_imports_each_once(sv
     assert svc.import_referrals_many(batch[:1], actor="import:balalyk") == [False]
     assert [(p["kindergarten"], p["held"]) for p in svc.places()] == [("sun", 1)]
     assert svc.application("f2")["status"] == "queued" and svc.check_register() == []
+
+
+def test_batch_publication_publishes_each_pool_with_its_event_and_refuses_bad_ones(svc):
+    from services.queue.service import PublishPlaces
+
+    svc.publish_places("sun", 2024, "ru", 1, actor="kindergarten:sun")
+    got = svc.publish_places_many([
+        PublishPlaces("sun", 2024, "ru", 2), PublishPlaces("nowhere", 2024, "ru", 1),
+        PublishPlaces("moon", 2023, "ky", 3), PublishPlaces("moon", 2024, "en", 1),
+        PublishPlaces("sun", 2024, "ru", 1, for_category="extraordinary")], actor="import:balalyk")
+    assert got[0] is True and got[2] is True and got[4] is True
+    assert (got[1].field, got[3].field) == ("kindergarten", "language")
+    assert sorted((p["kindergarten"], p["cohort"], p["language"], p["for_category"] or "", p["free"])
+                  for p in svc.places()) == [
+        ("moon", 2023, "ky", "", 3), ("sun", 2024, "ru", "", 3), ("sun", 2024, "ru", "extraordinary", 1)]
+    published = [(e["data"]["kindergarten_id"], e["data"]["count"], e["data"]["free"])
+                 for e in events(svc, "place.published.v1")]
+    assert published == [("sun", 1, 1), ("sun", 2, 3), ("moon", 3, 3), ("sun", 1, 1)]
+    assert svc.check_register() == []
