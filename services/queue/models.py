@@ -241,3 +241,26 @@ class AllocationRequest(Base):
         sa.Index("ix_allocation_requests_pending", "id", postgresql_where=sa.text("done_at IS NULL"),
                  sqlite_where=sa.text("done_at IS NULL")),
     )
+
+
+class PublishedPosition(Base):
+    """The position last published for a child (application.position_changed):
+    a new computation publishes only where it differs. Kept apart from
+    `applications`, whose many indexes a national run would otherwise
+    rewrite for every child that moved up."""
+    __tablename__ = "queue_positions"
+    application_id: Mapped[str] = mapped_column(sa.String(100), primary_key=True)
+    kindergarten_id: Mapped[str] = mapped_column(sa.String(100))
+    position: Mapped[int] = mapped_column(sa.Integer)
+    changed_at: Mapped[datetime]
+
+
+class PositionChange(Base):
+    """A (cohort, kindergarten) whose waiting children may have moved: written
+    in the transaction of the change (join, removal, allocation ...), consumed
+    by the publication that follows it, so a crash in between only delays
+    it. Cohort and kindergarten NULL: every pool (a policy change)."""
+    __tablename__ = "position_changes"
+    id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
+    cohort: Mapped[int | None] = mapped_column(sa.Integer, nullable=True)
+    kindergarten_id: Mapped[str | None] = mapped_column(sa.String(100), nullable=True)

@@ -36,8 +36,8 @@ from kezek.events import new_event
 from kezek.logging import get_logger
 from services.queue import domain as d
 from services.queue.models import (OPEN_POOL, AllocationRecord, AllocationRequest, AllocationRun, Application,
-                                   AuditEntry, Kindergarten, PlacePool, PolicyVersion, Publication, Referral,
-                                   outbox)
+                                   AuditEntry, Kindergarten, PlacePool, PolicyVersion, PositionChange,
+                                   PublishedPosition, Publication, Referral, outbox)
 
 log = get_logger(__name__)
 
@@ -48,6 +48,9 @@ RUNS = AllocationRun.__table__
 AUDIT = AllocationRecord.__table__
 REQ = AllocationRequest.__table__
 KG = Kindergarten.__table__
+POS = PublishedPosition.__table__
+MOVED = PositionChange.__table__
+POSITION_CHANGED = "application.position_changed.v1"
 
 try:  # errors of the raw driver, which the bulk writes on PostgreSQL use
     import psycopg
@@ -171,6 +174,7 @@ class RunResult:
     issued: list[Issued] = field(default_factory=list)
     candidates: int = 0
     timings: dict[str, float] = field(default_factory=dict)
+    positions_published: int = 0
 
 
 def _chunks(items: list, n: int) -> Iterator[list]:
@@ -216,6 +220,9 @@ class QueueService:
                 return
         s.execute(sa.insert(REQ).values(reason=reason[:200], dedupe_key=dedupe_key, created_at=self.now()))
         s.info["allocation_requested"] = True
+        self._wake_after_commit(s)
+
+    def _wake_after_commit(self, s: Session) -> None:
         if not s.info.get("wake_hooked"):
             # Wake the allocator once the request is committed, not before.
             s.info["wake_hooked"] = True
@@ -225,6 +232,25 @@ class QueueService:
                 session.info.pop("allocation_requested", None)
                 self.on_allocation_requested()
             sa.event.listen(s, "after_commit", wake, once=True)
+
+    def _positions_moved(self, s: Session, pools: Iterable[tuple[int, str]] | None) -> None:
+        """These (cohort, kindergarten) pools' waiting children may have moved
+        (None: every pool). Recorded in the change's own transaction, so the
+        publication that follows cannot be lost; the allocator loop publishes."""
+        rows = sorted(set(pools)) if pools is not None else [(None, None)]
+        if not rows:
+            return
+        if self._pg(s) and len(rows) > 100:
+            cohorts, kgs = zip(*rows)
+            s.execute(sa.text("INSERT INTO position_changes (cohort, kindergarten_id) "
+                              "SELECT * FROM unnest(CAST(:c AS int[]), CAST(:k AS varchar[]))"),
+                      {"c": list(cohorts), "k": list(kgs)})
+        else:
+            s.execute(sa.insert(MOVED), [{"cohort": c, "kindergarten_id": k} for c, k in rows])
+        self._wake_after_commit(s)
+
+    def _entry_moved(self, s: Session, cohort: int, *preference_lists: Iterable[str]) -> None:
+        self._positions_moved(s, {(cohort, k) for prefs in preference_lists for k in prefs})
 
     def _uow(self):
         return unit_of_work(self.sessions)
@@ -266,6 +292,7 @@ class QueueService:
             diff = {k: {"from": before[k], "to": after[k]} for k in after if before.get(k) != after[k]}
             self._audit(s, actor, "policy.changed", f"policy:{row}", {"changes": diff, "reason": reason})
             self._request_allocation(s, f"policy version {row}")
+            self._positions_moved(s, None)  # category ranks may have changed: every pool
             return new, row
 
     def policy_history(self) -> list[dict]:
@@ -365,6 +392,7 @@ class QueueService:
         self._audit(s, actor, "application.queued", f"application:{app_id}",
                     {"category": cmd.category, "queue_date": queue_date.isoformat(), "preferences": list(prefs)})
         self._request_allocation(s, f"application {app_id} joined")
+        self._entry_moved(s, birth.year, prefs)
         return app_id
 
     @staticmethod
@@ -494,6 +522,7 @@ class QueueService:
             s.execute(sa.insert(outbox.table), events)
             s.execute(sa.insert(AuditEntry.__table__), audits)
             self._request_allocation(s, f"{len(rows)} applications joined")
+            self._positions_moved(s, {(r["cohort"], k) for r in rows for k in r["preferences"]})
         return out  # type: ignore[return-value]
 
     def _app(self, s: Session, app_id: str, *, lock: bool = True) -> Application:
@@ -521,6 +550,7 @@ class QueueService:
             outbox.add(s, "application.removed.v1", f"application:{app_id}", {
                 "application_id": app_id, "parent_id": app.parent_id, "reason": reason or ""}, time=now)
             self._audit(s, actor, "application.removed", f"application:{app_id}", {"reason": reason})
+            self._entry_moved(s, app.cohort, app.preferences)
             return _app_view(app)
 
     def set_preferences(self, app_id: str, preferences: Iterable[str], *, actor: str) -> dict:
@@ -545,6 +575,7 @@ class QueueService:
             self._audit(s, actor, "application.preferences_changed", f"application:{app_id}",
                         {"from": before, "to": prefs})
             self._request_allocation(s, f"application {app_id} changed preferences")
+            self._entry_moved(s, app.cohort, before, prefs)
             return _app_view(app)
 
     def application(self, app_id: str) -> dict:
@@ -615,6 +646,7 @@ class QueueService:
         self._audit(s, actor, "application.returned_to_general_queue", f"application:{app.id}",
                     {"from_category": before, "reason": reason}, at=at)
         self._request_allocation(s, f"application {app.id} returned to the general queue")
+        self._entry_moved(s, app.cohort, app.preferences)
         return True
 
     # -------------------------------------------------------------- places
@@ -826,12 +858,180 @@ class QueueService:
     # ---------------------------------------------------------- allocation
 
     def process_requests(self) -> RunResult | None:
-        """Allocates if anything asked for it since the last run."""
+        """Allocates if anything asked for it since the last run, then
+        publishes the positions that moved (the run's and other changes')."""
         with self.sessions() as s:
             pending = s.execute(sa.select(REQ.c.id).where(REQ.c.done_at.is_(None)).limit(1)).first()
-        if not pending:
-            return None
-        return self.allocate()
+        run = self.allocate() if pending else None
+        t = time.perf_counter()
+        published = self.publish_positions()
+        if run is not None:
+            run.timings["positions"] = time.perf_counter() - t
+            run.positions_published = published
+        return run
+
+    # ----------------------------------------------------------- positions
+
+    def publish_positions(self, *, attempts: int = 5) -> int:
+        """application.position_changed for every waiting child whose position
+        (domain.position: its rank among the waiting children of its cohort
+        who list its first preference) differs from the one last published,
+        computed only for the pools a change marked. Its own transaction,
+        right after the changes; re-runnable: a failure leaves the marks, and
+        a child whose published position is current gets no second event.
+        Returns the number of events written."""
+        for attempt in range(attempts):
+            try:
+                with unit_of_work(self.sessions) as s:
+                    return self._publish_positions(s)
+            except _RETRYABLE as exc:
+                if attempt == attempts - 1:
+                    raise
+                log.info("positions.retry", attempt=attempt + 1, reason=type(exc).__name__)
+                time.sleep(random.uniform(0.01, 0.05) * (attempt + 1))
+        raise AssertionError("unreachable")
+
+    def _publish_positions(self, s: Session) -> int:
+        if s.execute(sa.select(MOVED.c.id).limit(1)).first() is None:
+            return 0
+        pg = self._pg(s)
+        if pg:
+            # One publisher at a time: two would compare against the same
+            # last-published positions and announce one move twice.
+            s.execute(sa.text("SELECT pg_advisory_xact_lock(hashtext('kezek.queue.positions'))"))
+        marked = s.execute(sa.delete(MOVED).returning(MOVED.c.cohort, MOVED.c.kindergarten_id)).all()
+        if not marked:
+            return 0
+        pools = None if any(c is None for c, _ in marked) else sorted({(c, k) for c, k in marked})
+        policy, _ = self._policy(s)
+        publish = self._publish_positions_pg if pg else self._publish_positions_generic
+        n = publish(s, pools, policy)
+        log.info("positions.published", pools=len(pools) if pools is not None else "all", events=n)
+        return n
+
+    def _publish_positions_pg(self, s: Session, pools: list[tuple[int, str]] | None, policy: d.Policy) -> int:
+        """Set-based: rank every waiting child in the marked pools (a window
+        over the unnested preferences), keep each child's rank in its first
+        preference, compare with queue_positions, and write the changed ones
+        and their outbox rows in the same statement, never through Python."""
+        rank = " ".join(f"WHEN '{c.code}' THEN {c.rank}" for c in policy.categories)
+        params: dict[str, Any] = {"now": self.now(), "time": self.now().isoformat()}
+        if pools is None:
+            in_pools, prefilter = "", ""
+        else:
+            # One hashed `= ANY` over "cohort/kindergarten" keys, not a join
+            # with the pools: joined, the planner may pair every pool with
+            # every child of its cohort first (quadratic at national scale).
+            params["pools"] = [f"{c}/{k}" for c, k in pools]
+            in_pools = "AND CAST(a.cohort AS text) || '/' || p.kg = ANY(CAST(%(pools)s AS text[])) "
+            cohorts = sorted({c for c, _ in pools})
+            kgs = sorted({k for _, k in pools})
+            # A few pools (a join, a removal): the GIN index finds their
+            # children. Many (a national run): reading the table is cheaper.
+            if len(kgs) <= 50:
+                params.update(ck=cohorts, kk=kgs)
+                prefilter = ("AND a.cohort = ANY(CAST(%(ck)s AS int[])) "
+                             "AND a.preferences && CAST(%(kk)s AS varchar(100)[]) ")
+            else:
+                prefilter = ""
+        sql = f"""
+            WITH listing AS (
+                SELECT a.id, a.parent_id, p.kg, a.preferences[1] AS first,
+                       row_number() OVER (PARTITION BY a.cohort, p.kg ORDER BY
+                           CASE a.category {rank} ELSE {_BIG_RANK} END, a.queue_date, a.id COLLATE "C") AS pos
+                FROM applications a CROSS JOIN LATERAL unnest(a.preferences) AS p(kg)
+                WHERE a.status = 'queued' {prefilter}{in_pools}
+            ), changed AS (
+                SELECT l.id, l.parent_id, l.kg, CAST(l.pos AS int) AS pos, q.position AS previous,
+                       CAST(gen_random_uuid() AS text) AS event_id
+                FROM listing l LEFT JOIN queue_positions q ON q.application_id = l.id
+                WHERE l.kg = l.first
+                  AND (q.position IS DISTINCT FROM l.pos OR q.kindergarten_id IS DISTINCT FROM l.kg)
+            ), updated AS (
+                UPDATE queue_positions q SET kindergarten_id = c.kg, position = c.pos, changed_at = %(now)s
+                FROM changed c WHERE q.application_id = c.id AND c.previous IS NOT NULL
+                RETURNING q.application_id
+            ), inserted AS (
+                INSERT INTO queue_positions (application_id, kindergarten_id, position, changed_at)
+                SELECT id, kg, pos, %(now)s FROM changed WHERE previous IS NULL
+                RETURNING application_id
+            ), saved AS (
+                SELECT application_id FROM updated UNION ALL SELECT application_id FROM inserted
+            )
+            INSERT INTO outbox (event_id, type, subject, payload, created_at)
+            SELECT c.event_id, '{POSITION_CHANGED}', 'application:' || c.id,
+                   CAST(json_build_object(
+                       'specversion', '1.0', 'id', c.event_id, 'source', '/kezek/{outbox.source}',
+                       'type', '{POSITION_CHANGED}', 'time', CAST(%(time)s AS text), 'subject', 'application:' || c.id,
+                       'datacontenttype', 'application/json',
+                       'dataschema', 'https://kezek.example/schemas/{POSITION_CHANGED}.json',
+                       'data', jsonb_strip_nulls(jsonb_build_object(
+                           'application_id', c.id, 'parent_id', NULLIF(c.parent_id, ''), 'position', c.pos,
+                           'kindergarten_id', c.kg, 'kindergarten_name', NULLIF(k.name, '')))
+                           || jsonb_build_object('previous_position', c.previous)) AS text),
+                   %(now)s
+            FROM changed c JOIN saved ON saved.application_id = c.id LEFT JOIN kindergartens k ON k.id = c.kg
+            ORDER BY c.kg, c.pos
+        """
+        with s.connection().connection.driver_connection.cursor() as cur:
+            # Not prepared: with the keys as a constant, PostgreSQL hashes the
+            # `= ANY` (a generic plan would compare them one by one).
+            cur.execute(sql, params, prepare=False)
+            return cur.rowcount
+
+    def _publish_positions_generic(self, s: Session, pools: list[tuple[int, str]] | None,
+                                   policy: d.Policy) -> int:
+        """The same in Python (SQLite): one pass per cohort over its waiting
+        children in rank order, counting per kindergarten."""
+        by_cohort: dict[int, set[str] | None] = {}
+        if pools is None:
+            by_cohort = {c: None for (c,) in s.execute(sa.select(A.c.cohort).where(A.c.status == "queued")
+                                                          .distinct())}
+        else:
+            for c, k in pools:
+                by_cohort.setdefault(c, set()).add(k)
+        fresh: dict[str, tuple[str, int, str | None]] = {}
+        ranks = {c.code: c.rank for c in policy.categories}
+        for cohort, kgs in by_cohort.items():
+            rows = s.execute(sa.select(A.c.id, A.c.birth_date, A.c.category, A.c.queue_date, A.c.language,
+                                       A.c.preferences, A.c.parent_id)
+                             .where(A.c.status == "queued", A.c.cohort == cohort)).all()
+            ranked = sorted(rows, key=lambda r: (ranks.get(r.category, _BIG_RANK), aware(r.queue_date), r.id))
+            seen: Counter = Counter()
+            for r in ranked:
+                for k in r.preferences:
+                    seen[k] += 1
+                first = r.preferences[0] if r.preferences else None
+                if first is not None and (kgs is None or first in kgs):
+                    fresh[r.id] = (first, seen[first], r.parent_id)
+        if not fresh:
+            return 0
+        last = {}
+        for chunk in _chunks(sorted(fresh), 500):
+            last.update({r.application_id: (r.kindergarten_id, r.position)
+                         for r in s.execute(sa.select(POS).where(POS.c.application_id.in_(chunk)))})
+        names = dict(s.execute(sa.select(KG.c.id, KG.c.name)).all())
+        now, n = self.now(), 0
+        for app_id in sorted(fresh, key=lambda a: (fresh[a][0], fresh[a][1])):
+            kg, pos, parent = fresh[app_id]
+            before = last.get(app_id)
+            if before == (kg, pos):
+                continue
+            if before is None:
+                s.execute(sa.insert(POS).values(application_id=app_id, kindergarten_id=kg, position=pos,
+                                                changed_at=now))
+            else:
+                s.execute(sa.update(POS).where(POS.c.application_id == app_id)
+                          .values(kindergarten_id=kg, position=pos, changed_at=now))
+            data = {"application_id": app_id, "position": pos, "previous_position": before[1] if before else None,
+                    "kindergarten_id": kg}
+            if parent:
+                data["parent_id"] = parent
+            if names.get(kg):
+                data["kindergarten_name"] = names[kg]
+            outbox.add(s, POSITION_CHANGED, f"application:{app_id}", data, time=now)
+            n += 1
+        return n
 
     def request_daily_allocation(self) -> bool:
         """Once per local day, at 00:00: children turning 2 today become eligible."""
@@ -1032,6 +1232,9 @@ class QueueService:
                 for chunk in _chunks(audit, 5000):
                     s.execute(sa.insert(AUDIT), [dict(zip(cols, row)) for row in chunk])
             timings["write_audit"] = time.perf_counter() - t
+            # Everyone behind a referred child in any pool it waited in moves up.
+            prefs = {a.child_id: a.preferences for a in consumed}
+            self._positions_moved(s, {(x.place.cohort, k) for x in allocations for k in prefs[x.child_id]})
         timings["write"] = time.perf_counter() - t1
 
         t2 = time.perf_counter()
@@ -1239,6 +1442,9 @@ class QueueService:
         ids = dict((ext, rid) for rid, ext in s.execute(sa.insert(R).returning(R.c.id, R.c.external_id), rows))
         s.execute(sa.update(A).where(A.c.id.in_([it.application_id for _, it in accepted]))
                   .values(status="referred", updated_at=now))
+        # They leave the waiting: those behind them move up.
+        self._positions_moved(s, {(apps[it.application_id].cohort, k) for _, it in accepted
+                                  for k in apps[it.application_id].preferences})
         s.execute(sa.insert(AuditEntry.__table__), [
             dict(at=now, actor=actor, action="referral.imported", subject=f"application:{it.application_id}",
                  details={"referral_id": ids[it.referral_id], "external_id": it.referral_id,
@@ -1371,6 +1577,7 @@ class QueueService:
             s.execute(sa.update(P).where(P.c.id == ref.place_id).values(free=P.c.free + 1, held=P.c.held - 1))
             app = self._app(s, ref.application_id)
             now = self.now()
+            self._entry_moved(s, app.cohort, app.preferences)  # back among the waiting (or paused)
             if outcome == "cancelled":
                 if drop_preference:
                     app.preferences = [k for k in app.preferences if k != ref.kindergarten_id]
@@ -1443,6 +1650,7 @@ class QueueService:
                    time=at)
         self._audit(s, actor, "application.resumed", f"application:{app.id}", {}, at=at)
         self._request_allocation(s, f"stop-list of {app.id} ended")
+        self._entry_moved(s, app.cohort, app.preferences)
         return True
 
     def lift_due_stoplists(self) -> int:
