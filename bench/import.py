@@ -4,7 +4,8 @@ Generates an export of N applications (200,000 by default, with ~2 % bad
 rows), then, in a PostgreSQL cluster of its own, measures:
 
 - plan: reading and checking every row (JSON file);
-- import: `kezek import` through the queue service's use cases: entries in
+- import: `kezek import` through the services' use cases: parents' accounts
+  in batches (registration's `import_accounts`, no passwords), entries in
   batches (`join_queue_many`: one transaction and bulk inserts per batch,
   each entry with its outbox event and audit row), then the live referrals
   (`import_referral`, one transaction each), then the places;
@@ -40,6 +41,8 @@ from kezek.importer.speed import cache_event_validation  # noqa: E402
 from kezek.infra.postgres import PostgresCluster  # noqa: E402
 from kezek.migrations import upgrade  # noqa: E402
 from services.queue.service import QueueService  # noqa: E402
+from services.registration.address import ReferenceAddressRegistry  # noqa: E402
+from services.registration.service import RegistrationService  # noqa: E402
 
 
 class Ticker:
@@ -87,6 +90,12 @@ def main() -> int:
         upgrade("queue", url)
         engine = make_engine(url, pool_size=args.workers + 2)
         service = QueueService(make_session_factory(engine), country="KG")
+        reg_url = cluster.url("kezek_registration_bench")
+        ensure_database(reg_url)
+        upgrade("registration", reg_url)
+        reg_engine = make_engine(reg_url)
+        registration = RegistrationService(make_session_factory(reg_engine), ReferenceAddressRegistry(),
+                                           code_key=b"bench", country="KG")
         policy = service.policy()[0]
 
         t = time.perf_counter()
@@ -106,19 +115,21 @@ def main() -> int:
         print(f"plan: {len(plan.applications)} entries to import, {len(plan.refused)} rows refused", file=sys.stderr,
               flush=True)
         ticker = Ticker()
-        first = Importer(service, workers=args.workers, progress=ticker, batch=args.batch).run(plan, export.source)
+        first = Importer(service, workers=args.workers, progress=ticker, batch=args.batch,
+                         registration=registration).run(plan, export.source)
         figures["import_s"] = round(time.perf_counter() - t, 1)
         created = first.counts.get("applications", {}).get("created", 0)
         figures["applications_created"] = created
         figures["referrals_created"] = first.counts.get("referrals", {}).get("created", 0)
+        figures["parents_created"] = first.counts.get("parents", {}).get("created", 0)
         figures["place_pools_published"] = first.counts.get("places", {}).get("created", 0)
         figures["import_phases_s"] = ticker.phases()
         figures["applications_per_s"] = round(created / max(figures["import_s"], 1e-9), 1)
         print(f"import: {created} entries in {figures['import_s']} s", file=sys.stderr, flush=True)
 
         t = time.perf_counter()
-        second = Importer(service, workers=args.workers, batch=args.batch).run(p.make_plan(export, policy),
-                                                                               export.source)
+        second = Importer(service, workers=args.workers, batch=args.batch, registration=registration).run(
+            p.make_plan(export, policy), export.source)
         figures["second_run_s"] = round(time.perf_counter() - t, 1)
         figures["second_run_changed"] = second.changed()
 
@@ -128,6 +139,7 @@ def main() -> int:
         figures["reconcile_positions"] = result.positions_checked
         figures["reconcile_differences"] = result.to_dict()["by_kind"]
         engine.dispose()
+        reg_engine.dispose()
     finally:
         cluster.stop()
         shutil.rmtree(work, ignore_errors=True)

@@ -129,6 +129,10 @@ def add_bad_rows(ex: Export, rnd: random.Random, now: datetime) -> None:
     for i in range(k):  # a second application of an imported child
         first = apps[i * 3]
         apps.append({**first, "id": str(900000 + i), "queue_date": now.isoformat()})
+    parents = ex["parents"]
+    parents.append({**parents[1], "id": "p-bad-1", "email": "parent.example.kg"})            # malformed e-mail
+    parents.append({**parents[2], "id": "p-bad-2", "email": parents[0]["email"]})           # another's e-mail
+    apps[1]["parent_id"], apps[2]["parent_id"] = "p-bad-1", "p-bad-2"
     ex["kindergartens"].append({"id": "kg-0001", "name": "Дубль", "district": DISTRICTS[0], "address": "",
                                 "languages": ["ru"]})                                 # duplicate kindergarten
     ex["places"].append({"kindergarten": "kg-9999", "cohort": now.year - 3, "language": "ru", "category": "",

@@ -85,9 +85,24 @@ class Referral:
     confirmed_at: datetime | None = None   # the privilege was confirmed then
 
 
+@dataclass(frozen=True)
+class Parent:
+    """A parent's account, for the registration service (which checks the
+    names, PIN, phone and e-mail by its own rules)."""
+    id: str              # "<source>-parent-<old id>": the queue entries' parent_id
+    old_id: str
+    email: str
+    pin: str
+    surname: str
+    name: str
+    patronymic: str | None
+    phone: str
+
+
 @dataclass
 class Plan:
     kindergartens: list[Kindergarten] = field(default_factory=list)
+    parents: list[Parent] = field(default_factory=list)
     places: list[Places] = field(default_factory=list)
     applications: list[Application] = field(default_factory=list)
     referrals: list[Referral] = field(default_factory=list)
@@ -191,10 +206,17 @@ def make_plan(export: Export, policy: d.Policy, now: datetime | None = None) -> 
             pins[pin] = cid
             children[cid] = (row, birth)
 
+    parents: dict[str, Parent] = {}
     for i, row in enumerate(export["parents"], 1):
         pid = _text(row, "id") or f"#{i}"
-        plan.skipped.append(Note("parents", pid, "parents' accounts are kept by the registration service, which has "
-                                                "no import use case yet; the application keeps the parent's id"))
+        if not _text(row, "id"):
+            refuse("parents", pid, "id is empty")
+        elif pid in parents:
+            refuse("parents", pid, "duplicate parent id")
+        else:
+            parents[pid] = Parent(id=f"{source}-parent-{pid}", old_id=pid, email=_text(row, "email"),
+                                  pin=_text(row, "pin"), surname=_text(row, "surname"), name=_text(row, "name"),
+                                  patronymic=_text(row, "patronymic") or None, phone=_text(row, "phone"))
 
     apps: dict[str, Application] = {}
     history: set[str] = set()
@@ -243,6 +265,12 @@ def make_plan(export: Export, policy: d.Policy, now: datetime | None = None) -> 
             apps[old] = app
             by_child[cid] = old
     plan.applications = list(apps.values())
+    wanted = {a.parent_id for a in plan.applications}
+    for parent in parents.values():
+        if parent.id in wanted:
+            plan.parents.append(parent)
+        else:
+            plan.skipped.append(Note("parents", parent.old_id, "no application of theirs is imported"))
 
     live_for: dict[str, str] = {}
     seen: set[str] = set()

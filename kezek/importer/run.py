@@ -9,6 +9,10 @@ own). Idempotent: ids are derived from the export's ids, what exists is
 compared and skipped, places are published only up to the export's count,
 so a second run changes nothing. `--dry-run` checks and reports only.
 
+Parents' accounts go to the registration service (`import_accounts`: no
+password; the parent activates the account with a link asked for by
+e-mail); `--no-parents` leaves them out.
+
 Live referrals are resumed through `QueueService.import_referral`: the queue
 records the referral with its state, deadline and extension, and its
 workflow starter then starts the ReferralWorkflow, which continues from
@@ -77,8 +81,9 @@ def _reasons(notes: list[p.Note]) -> dict[str, int]:
 
 class Importer:
     def __init__(self, service, *, workers: int = 4, dry_run: bool = False, progress: Progress | None = None,
-                 batch: int = 1000):
+                 batch: int = 1000, registration=None):
         self.q = service
+        self.registration = registration   # None: parents' accounts are left out of this run
         self.workers = workers
         self.batch = max(1, batch)
         self.dry_run = dry_run
@@ -129,6 +134,8 @@ class Importer:
                     self.q.save_kindergarten({"id": kg.id, **want}, actor=actor)
                 report.add("kindergartens", "created" if have is None else "updated")
             self._advance(task)
+
+        self._parents(plan, report)
 
         # Entries in batches (one transaction and a few bulk statements each),
         # then the live referrals, then the places: no free place is in the
@@ -235,6 +242,30 @@ class Importer:
         return report
 
 
+    def _parents(self, plan: p.Plan, report: Report) -> None:
+        """Parents' accounts, through the registration service: without a
+        password, activated by the parent (a link asked for by e-mail)."""
+        if self.registration is None:
+            for parent in plan.parents:
+                report.skip(p.Note("parents", parent.old_id, "parents' accounts are kept by the registration "
+                                                             "service, which this run was not given"))
+            return
+        from services.registration.service import ImportAccount
+
+        task = self._task("parents", len(plan.parents))
+        for i in range(0, len(plan.parents), self.batch):
+            part = plan.parents[i:i + self.batch]
+            accounts = [ImportAccount(id=x.id, email=x.email, pin=x.pin, surname=x.surname, name=x.name,
+                                      phone=x.phone, patronymic=x.patronymic) for x in part]
+            got = self.registration.import_accounts(accounts, dry_run=self.dry_run)
+            for x, g in zip(part, got):
+                if isinstance(g, Exception):
+                    report.refuse(p.Note("parents", x.old_id, str(g)))
+                else:
+                    report.add("parents", "created" if g else "unchanged")
+            self._advance(task, len(part))
+
+
 def print_report(report: Report, console: Console) -> None:
     title = "Import (dry run: nothing written)" if report.dry_run else "Import"
     table = Table(title=f"{title} in {report.seconds:.1f} s")
@@ -258,6 +289,16 @@ def build_service(settings):
     return build(settings)
 
 
+def build_registration(settings):
+    from kezek.db import make_engine, make_session_factory
+    from services.registration.address import ReferenceAddressRegistry
+    from services.registration.service import RegistrationService
+
+    engine = make_engine(settings.database_url_for("registration"))
+    return RegistrationService(make_session_factory(engine), ReferenceAddressRegistry(),
+                               code_key=settings.secret_key.get_secret_value().encode(), country=settings.country)
+
+
 def policy_of(service):
     got = service.policy()
     return got[0] if isinstance(got, tuple) else got
@@ -270,6 +311,8 @@ def main(argv: list[str]) -> int:
     parser.add_argument("--dry-run", action="store_true", help="check and report; write nothing")
     parser.add_argument("--workers", type=int, default=2, help="parallel queue writes (default 2)")
     parser.add_argument("--batch", type=int, default=1000, help="queue entries per transaction (default 1000)")
+    parser.add_argument("--no-parents", action="store_true",
+                        help="leave the parents' accounts out (the registration service's database)")
     parser.add_argument("--report", type=Path, help="write the full report (every refused row) as JSON here")
     parser.add_argument("--json", action="store_true", help="print the report as one JSON line at the end")
     args = parser.parse_args(argv)
@@ -284,12 +327,14 @@ def main(argv: list[str]) -> int:
     except ExportError as exc:
         console.print(f"[red]kezek import: {exc}[/red]")
         return 2
-    service = build_service(Settings())
+    settings = Settings()
+    service = build_service(settings)
+    registration = None if args.no_parents else build_registration(settings)
     the_plan = p.make_plan(export, policy_of(service))
     with Progress(TextColumn("{task.description:<14}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
                   TimeRemainingColumn(), console=console, transient=False) as progress:
         report = Importer(service, workers=args.workers, dry_run=args.dry_run, progress=progress,
-                          batch=args.batch).run(
+                          batch=args.batch, registration=registration).run(
             the_plan, export.source)
     print_report(report, console)
     if args.report:

@@ -428,6 +428,45 @@ def validate_parent(data: dict, country: str, today: date, child_pin: str | None
 
 
 @dataclass(frozen=True)
+class ImportedAccount:
+    """A parent's account moved from a previous system: no password; the
+    parent activates it with a link asked for by e-mail."""
+    surname: str
+    name: str
+    patronymic: str | None
+    pin: str
+    phone: str
+    email: str
+
+
+def validate_imported_account(data: dict, country: str, today: date) -> ImportedAccount:
+    """The parent's own data as the old portal kept it (no identity document
+    or address there): names, PIN, phone and e-mail by the rules of step 2."""
+    errors: list[FieldError] = []
+    surname = check_name(data.get("surname"), "parent.surname", errors)
+    name = check_name(data.get("name"), "parent.name", errors)
+    patronymic = check_name(data.get("patronymic"), "parent.patronymic", errors, required=False)
+    pin = phone = email = None
+    for field_, parse in (("pin", lambda raw: parse_personal_number(raw, country, today, "parent.pin").number),
+                          ("phone", lambda raw: normalize_phone(raw, "parent.phone")),
+                          ("email", lambda raw: normalize_email(raw, "parent.email"))):
+        try:
+            value = parse(str(data.get(field_) or ""))
+        except RegistrationRefused as e:
+            errors.extend(e.errors)
+            continue
+        if field_ == "pin":
+            pin = value
+        elif field_ == "phone":
+            phone = value
+        else:
+            email = value
+    _refuse_if(errors)
+    assert surname and name and pin and phone and email
+    return ImportedAccount(surname, name, patronymic, pin, phone, email)
+
+
+@dataclass(frozen=True)
 class ConfirmStep:
     category: str
     language: str                  # language of instruction wanted

@@ -66,6 +66,19 @@ class Identity:
     expires_at: datetime
 
 
+@dataclass(frozen=True)
+class ImportAccount:
+    """A parent's account as a previous system kept it."""
+    id: str              # Kezek's id for it, derived from the old id (the queue entries' parent_id)
+    email: str
+    pin: str
+    surname: str
+    name: str
+    phone: str
+    patronymic: str | None = None
+    locale: str = "ru"
+
+
 class RegistrationService:
     def __init__(self, sessions: sessionmaker[Session], registry: AddressRegistry, *,
                  code_key: bytes, country: str = "KG", public_url: str = "http://127.0.0.1:8000",
@@ -273,6 +286,70 @@ class RegistrationService:
         return Submitted(app_id, account.id, new_account)
 
     # --- accounts ------------------------------------------------------------
+
+    def import_accounts(self, accounts: list[ImportAccount], *,
+                        dry_run: bool = False) -> list[bool | d.RegistrationRefused]:
+        """Parents' accounts moved from a previous system, in one transaction:
+        created without a password and not activated; the parent asks for an
+        activation link by e-mail (`resend_activation`), so nothing is sent
+        to hundreds of thousands of parents at once. Per account, in order:
+        True if created, False if it was imported before, or the refusal
+        (the others go on). `dry_run`: check only, write nothing."""
+        for attempt in range(3):
+            try:
+                if dry_run:
+                    with self.sessions() as s:   # closed without a commit
+                        return self._import_accounts(s, accounts)
+                with unit_of_work(self.sessions) as s:
+                    return self._import_accounts(s, accounts)
+            except IntegrityError:
+                # An account with one of these e-mails was created meanwhile:
+                # nothing of this batch was written; checked again, it is seen.
+                if attempt == 2:
+                    raise
+        raise AssertionError("unreachable")
+
+    def _import_accounts(self, s: Session, accounts: list[ImportAccount]) -> list[bool | d.RegistrationRefused]:
+        now = self.clock()
+        today = now.astimezone(TIMEZONES.get(self.country, UTC)).date()
+        out: list[bool | d.RegistrationRefused] = []
+        checked: list[d.ImportedAccount | None] = []
+        for a in accounts:
+            try:
+                checked.append(d.validate_imported_account(
+                    {"surname": a.surname, "name": a.name, "patronymic": a.patronymic, "pin": a.pin,
+                     "phone": a.phone, "email": a.email}, self.country, today))
+            except d.RegistrationRefused as e:
+                checked.append(None)
+                out.append(e)
+                continue
+            out.append(True)
+        ids = [a.id for a in accounts]
+        emails = [c.email for c in checked if c is not None]
+        by_id, by_email = {}, {}
+        for i in range(0, len(ids), 5000):
+            by_id.update(s.execute(sa.select(Account.id, Account.email).where(Account.id.in_(ids[i:i + 5000]))).all())
+        for i in range(0, len(emails), 5000):
+            by_email.update(s.execute(sa.select(Account.email, Account.id)
+                                      .where(Account.email.in_(emails[i:i + 5000]))).all())
+        rows = []
+        for i, (a, c) in enumerate(zip(accounts, checked)):
+            if c is None:
+                continue
+            if len(a.id) > 36:
+                out[i] = refuse("parent.id", "id_too_long")
+            elif a.id in by_id:
+                out[i] = False if by_id[a.id] == c.email else refuse("parent.id", "account_id_taken")
+            elif c.email in by_email:  # another account has this e-mail (in Kezek, or earlier in the batch)
+                out[i] = refuse("parent.email", "email_taken")
+            else:
+                by_id[a.id], by_email[c.email] = c.email, a.id
+                rows.append(dict(id=a.id, email=c.email, password_hash=None, pin=c.pin, surname=c.surname,
+                                 name=c.name, patronymic=c.patronymic, phone=c.phone, locale=a.locale,
+                                 created_at=now, activated_at=None))
+        if rows:
+            s.execute(sa.insert(Account.__table__), rows)
+        return out
 
     def _issue_activation(self, s: Session, account: Account, now: datetime) -> None:
         token = d.new_token()

@@ -46,7 +46,22 @@ def new_queue(pg_url) -> tuple[QueueService, sa.Engine]:
 
 
 @pytest.fixture(scope="module")
-def imported(pg_cluster):
+def registration(pg_cluster):
+    """The registration service on its own database, for the parents' accounts."""
+    from kezek.db import ensure_database
+    from services.registration.address import ReferenceAddressRegistry
+    from services.registration.service import RegistrationService
+
+    url = pg_cluster.url("registration_import_module")
+    ensure_database(url)
+    upgrade("registration", url)
+    engine = make_engine(url)
+    yield RegistrationService(make_session_factory(engine), ReferenceAddressRegistry(), code_key=b"k"), engine
+    engine.dispose()
+
+
+@pytest.fixture(scope="module")
+def imported(pg_cluster, registration):
     """A smaller export of the same generator, imported once for the module."""
     from kezek.db import ensure_database
 
@@ -58,7 +73,7 @@ def imported(pg_cluster):
     export = generate(applications=400, kindergartens=12, seed=21)
     policy = service.policy()[0]
     plan = p.make_plan(export, policy)
-    report = Importer(service, workers=4).run(plan, export.source)
+    report = Importer(service, workers=4, registration=registration[0]).run(plan, export.source)
     yield service, engine, export, plan, report
     engine.dispose()
 
@@ -101,13 +116,35 @@ def test_import_resumes_every_live_referral_with_its_recorded_deadline(imported)
     assert service.check_register() == []
 
 
-def test_second_import_changes_nothing(imported):
+def test_import_creates_each_parents_account_once_without_a_password(imported, registration):
+    service, engine, export, plan, report = imported
+    _, reg_engine = registration
+    c = report.counts["parents"]
+    assert c["created"] == len(plan.parents) - 2 > 300 and c["refused"] == 2
+    refused = {n.row: n.reason for n in report.refused if n.section == "parents"}
+    assert refused == {"p-bad-1": "parent.email: email_format", "p-bad-2": "parent.email: email_taken"}
+    with reg_engine.connect() as conn:
+        accounts = conn.execute(sa.text("SELECT id, password_hash, activated_at FROM accounts")).all()
+        assert conn.scalar(sa.text("SELECT count(*) FROM outbox")) == 0, "nothing sent to the parents"
+    assert len(accounts) == c["created"] and all(pw is None and at is None for _, pw, at in accounts)
+    app = next(a for a in plan.applications if a.parent_id == accounts[0][0])
+    assert service.application(app.id)["parent_id"] == accounts[0][0]
+
+
+def test_second_import_changes_nothing(imported, registration):
     service, engine, export, plan, first = imported
+    reg, reg_engine = registration
     before = counts(engine)
-    second = Importer(service, workers=4).run(p.make_plan(export, service.policy()[0]), export.source)
+    with reg_engine.connect() as conn:
+        accounts = conn.scalar(sa.text("SELECT count(*) FROM accounts"))
+    second = Importer(service, workers=4, registration=reg).run(p.make_plan(export, service.policy()[0]),
+                                                                export.source)
     assert second.changed() == 0
     assert second.counts["applications"]["unchanged"] == first.counts["applications"]["created"]
+    assert second.counts["parents"]["unchanged"] == first.counts["parents"]["created"]
     assert counts(engine) == before, "not even an audit row"
+    with reg_engine.connect() as conn:
+        assert conn.scalar(sa.text("SELECT count(*) FROM accounts")) == accounts
 
 
 def test_reconcile_finds_every_queue_date_position_and_referral_deadline_of_the_export(imported):
@@ -164,6 +201,7 @@ def test_dry_run_of_the_committed_sample_writes_nothing(pg_url):
 def test_kezek_import_and_reconcile_commands_on_a_csv_export(tmp_path):
     env = {**os.environ, "KEZEK_STATE_DIR": str(tmp_path), "KEZEK_DATABASE_URL": "", "KEZEK_LOG_JSON": "false"}
     upgrade("queue", f"sqlite:///{tmp_path / 'queue.db'}")
+    upgrade("registration", f"sqlite:///{tmp_path / 'registration.db'}")
     export = tmp_path / "export"
     write_csv_dir(generate(applications=60, kindergartens=4, seed=5), export)
     kezek = [sys.executable, "-m", "kezek.cli"]
@@ -180,8 +218,10 @@ def test_kezek_import_and_reconcile_commands_on_a_csv_export(tmp_path):
     assert report["counts"]["applications"]["created"] == dry["counts"]["applications"]["created"]
     assert "applications" in out.stderr and "refused" in out.stderr, "the table and reasons are printed"
     assert json.loads((tmp_path / "r.json").read_text())["refused"]
+    parents = report["counts"]["parents"]
+    assert parents["created"] + parents["refused"] == report["counts"]["applications"]["created"]
     _, again = run("import", str(export), "--json")
-    assert "created" not in again["counts"]["applications"]
+    assert "created" not in again["counts"]["applications"] and "created" not in again["counts"]["parents"]
     out, summary = run("reconcile", str(export), "--json")
     assert summary["positions_checked"] == report["counts"]["applications"]["created"] - summary["referrals"]
     assert summary["ok"] and out.returncode == 0, summary

@@ -293,3 +293,38 @@ def test_the_notifications_service_opens_what_registration_sealed(env):
     foreign = opening_sealed_fields(lambda _s, event: seen.append("opened"), b"another key")
     foreign(None, Event.model_validate(raw_events(engine, "registration.email_code_issued.v1")[0]))
     assert "opened" not in seen
+
+
+def test_imported_parent_account_has_no_password_until_the_parent_activates_it(env):
+    from services.registration.service import ImportAccount
+
+    svc, engine, _ = env
+    parent = dict(pin="20101198012345", surname="Асанова", name="Айгерим", phone="0555 123 456")
+    batch = [ImportAccount(id="balalyk-parent-p1", email="Parent1@Example.KG", **parent),
+             ImportAccount(id="balalyk-parent-p2", email="parent.example.kg", **parent),
+             ImportAccount(id="balalyk-parent-p3", email="Parent1@example.KG", **parent)]
+    got = svc.import_accounts(batch)
+    assert got[0] is True
+    assert (got[1].errors[0].field, got[1].errors[0].code) == ("parent.email", "email_format")
+    assert (got[2].errors[0].field, got[2].errors[0].code) == ("parent.email", "email_taken")
+    assert svc.import_accounts(batch[:1]) == [False], "imported once"
+    assert rows(engine, "SELECT id, email, phone, password_hash FROM accounts") == [
+        ("balalyk-parent-p1", "Parent1@example.kg", "+996555123456", None)]
+    assert raw_events(engine) == [], "nothing is sent to the parents at import"
+    with pytest.raises(Unauthorized):
+        svc.login("Parent1@example.kg", PASSWORD)
+
+    svc.resend_activation("Parent1@example.kg")
+    [link] = [e["data"]["activation_url"].split("=")[1] for e in events(engine, "account.activation_issued.v1")]
+    assert svc.activate(link, PASSWORD) == "balalyk-parent-p1"
+    assert svc.login("Parent1@example.kg", PASSWORD)[1].account_id == "balalyk-parent-p1"
+
+
+def test_imported_parent_with_a_malformed_pin_or_phone_is_refused_naming_the_field(env):
+    from services.registration.service import ImportAccount
+
+    svc, engine, _ = env
+    [got] = svc.import_accounts([ImportAccount(id="x-parent-1", email="a@example.kg", pin="123", surname="Асанова",
+                                               name="Айгерим", phone="12")])
+    assert {e.field for e in got.errors} == {"parent.pin", "parent.phone"}
+    assert rows(engine, "SELECT count(*) FROM accounts") == [(0,)]
