@@ -4,7 +4,8 @@ From the export alone it recomputes what the queue must hold (plan.py: the
 same checks as the import) and compares it with what the queue service
 reports: every child's entry (category, queue date to the microsecond,
 cohort, language, preferences, status), every child's position for its
-first preference, and every live referral's kindergarten and deadline.
+first preference, and every live referral's kindergarten, deadline and
+state.
 
 Positions are compared for every child (from the entries the queue holds,
 ranked by the queue's own rules) and, for a sample, also as the queue
