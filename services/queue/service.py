@@ -1365,7 +1365,8 @@ class QueueService:
         apps = {}
         for part in _chunks(sorted({it.application_id for it in items}), 5000):
             apps.update((r.id, r) for r in s.execute(
-                sa.select(A.c.id, A.c.status, A.c.cohort, A.c.language, A.c.preferences)
+                sa.select(A.c.id, A.c.status, A.c.cohort, A.c.language, A.c.preferences, A.c.pin, A.c.surname,
+                          A.c.name, A.c.patronymic, A.c.birth_date, A.c.parent_id, A.c.queue_date)
                 .where(A.c.id.in_(part)).order_by(A.c.id).with_for_update()))
         kgs = {k.id: k for k in s.scalars(sa.select(Kindergarten).where(
             Kindergarten.id.in_({it.kindergarten for it in items})))}
@@ -1452,7 +1453,29 @@ class QueueService:
                           "deadline": utc(it.deadline).isoformat(), "extended": it.extended,
                           "confirmed_at": utc(it.confirmed_at).isoformat() if it.confirmed_at else None})
             for _, it in accepted])
+        s.execute(sa.insert(outbox.table), [
+            self._imported_event(ids[it.referral_id], it, apps[it.application_id], kgs[it.kindergarten], now)
+            for _, it in accepted])
         return out  # type: ignore[return-value]
+
+    @staticmethod
+    def _imported_event(rid: int, it: ImportReferral, app: Any, kg: Kindergarten, now: datetime) -> dict:
+        """referral.imported: what the caseworkers' worklist needs of a
+        referral (and its child) that never passed through registration."""
+        data = {"referral_id": str(rid), "external_id": it.referral_id, "application_id": it.application_id,
+                "kindergarten_id": it.kindergarten, "kindergarten_name": kg.name, "district": kg.district,
+                "state": it.state, "deadline": utc(it.deadline).isoformat(),
+                "needs_confirmation": it.needs_confirmation, "extended": it.extended,
+                "confirmed_at": utc(it.confirmed_at).isoformat() if it.confirmed_at else None,
+                "category": it.category, "for_category": it.for_category, "cohort": it.cohort,
+                "language": it.language, "issued_at": utc(it.issued_at).isoformat(), "child_pin": app.pin,
+                "child_surname": app.surname, "child_name": app.name, "child_patronymic": app.patronymic,
+                "child_birth_date": app.birth_date.isoformat(), "queue_date": aware(app.queue_date).isoformat()}
+        if app.parent_id:
+            data["parent_id"] = app.parent_id
+        event = new_event("referral.imported.v1", f"referral:{rid}", data, source=outbox.source, time=now)
+        return {"event_id": event.id, "type": event.type, "subject": event.subject, "payload": event.to_json(),
+                "created_at": now}
 
     resume_imported_referral = import_referral
 

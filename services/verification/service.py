@@ -858,8 +858,8 @@ _STATE_OF_EVENT = {
     "referral.expired.v1": "paused",
     "referral.enrolled.v1": "enrolled",
 }
-REFERRAL_EVENTS = ("referral.issued.v1", "referral.certificate_requested.v1", "referral.extended.v1",
-                   *_STATE_OF_EVENT)
+REFERRAL_EVENTS = ("referral.issued.v1", "referral.imported.v1", "referral.certificate_requested.v1",
+                   "referral.extended.v1", *_STATE_OF_EVENT)
 APPLICATION_EVENTS = ("application.submitted.v1", "application.received.v1",
                       "application.returned_to_general_queue.v1", "application.removed.v1")
 
@@ -927,7 +927,26 @@ class Ingest:
         elif t == "application.removed.v1":
             self._applicant(s, data["application_id"], event).status = "removed"
         elif t in REFERRAL_EVENTS:
+            if t == "referral.imported.v1":
+                self._imported_child(s, event)
             self._referral_event(s, event)
+
+    def _imported_child(self, s: Session, event: Event) -> None:
+        """A child of the old portal never passed through registration: the
+        import's fact names it. What registration said, if anything, stays."""
+        data = event.data
+        app = self._applicant(s, data["application_id"], event)
+        app.child_pin = app.child_pin or data["child_pin"]
+        if app.child_surname is None:
+            app.child_surname, app.child_name = data["child_surname"], data["child_name"]
+            app.child_patronymic = data.get("child_patronymic")
+        app.child_birth_date = app.child_birth_date or date.fromisoformat(data["child_birth_date"])
+        app.parent_id = app.parent_id or data.get("parent_id")
+        app.district = app.district or data.get("district") or None
+        if app.submitted_category is None:
+            app.category = app.submitted_category = data["category"]
+        app.language = app.language or data["language"]
+        app.queue_date = app.queue_date or _dt(data["queue_date"])
 
     def _applicant(self, s: Session, application_id: str, event: Event) -> Applicant:
         app = s.get(Applicant, application_id, with_for_update=True)
@@ -954,6 +973,12 @@ class Ingest:
             ref.issued_at = ref.issued_at or event.time
             _apply_state(ref, "awaiting_confirmation" if ref.needs_confirmation else "awaiting_enrolment",
                          deadline=deadline, at=event.time)
+        elif t == "referral.imported.v1":
+            # It runs on from where the old portal left it: its own state and deadline.
+            ref.needs_confirmation = data["needs_confirmation"]
+            ref.category = data["category"]
+            ref.issued_at = ref.issued_at or _dt(data["issued_at"])
+            _apply_state(ref, data["state"], deadline=deadline, at=event.time)
         elif t == "referral.certificate_requested.v1":
             _apply_state(ref, "awaiting_confirmation", deadline=deadline, at=event.time, reason=data.get("reason"))
         elif t == "referral.extended.v1":

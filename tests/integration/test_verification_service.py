@@ -12,7 +12,7 @@ import sqlalchemy as sa
 from sqlalchemy.exc import DatabaseError
 
 from kezek.db import make_engine, make_session_factory
-from kezek.events import Event, validate
+from kezek.events import Event, new_event, validate
 from kezek.migrations import upgrade
 from services.verification import domain as d
 from services.verification.models import AbuseCase, Applicant, AuditEntry, Certificate, Scan, VoucherApplication, outbox
@@ -111,6 +111,24 @@ def test_worklist_shows_the_childs_earlier_referrals_across_applications(env):
     item = env.service.worklist(env.staff.aida)["items"][0]
     assert item["referral_id"] == "r-new"
     assert [(h["referral_id"], h["state"]) for h in item["earlier"]] == [("r-old", "cancelled")]
+
+
+def test_a_referral_imported_from_the_old_portal_waits_in_the_kindergartens_district_worklist(env):
+    # The child never passed through registration: the import's fact names it.
+    imported = new_event("referral.imported.v1", "referral:77", {
+        "referral_id": "77", "external_id": "balalyk-r9", "application_id": "balalyk-a9", "parent_id": "p9",
+        "kindergarten_id": "kg-sun", "kindergarten_name": "Бала бакча № 12 «Күн»", "district": DISTRICT_A,
+        "state": "awaiting_confirmation", "deadline": (NOW + timedelta(days=2)).isoformat(),
+        "needs_confirmation": True, "extended": False, "confirmed_at": None, "category": "extraordinary",
+        "for_category": None, "cohort": 2023, "language": "ru", "issued_at": (NOW - timedelta(days=5)).isoformat(),
+        "child_pin": "10103202300011", "child_surname": "Осмонова", "child_name": "Бегимай",
+        "child_patronymic": None, "child_birth_date": "2023-03-10", "queue_date": "2024-02-01T04:00:00+00:00"},
+        source="queue", time=NOW)
+    assert env.deliver(imported) and not env.deliver(imported)
+    [item] = env.service.worklist(env.staff.aida)["items"]
+    assert (item["referral_id"], item["child"], item["child_pin"]) == ("77", "Осмонова Бегимай", "10103202300011")
+    assert item["category"] == "extraordinary" and item["days_left"] == 2
+    assert env.service.worklist(env.staff.bakyt)["items"] == []
 
 
 def test_worklist_view_is_audited_with_the_referrals_shown(env):

@@ -338,6 +338,13 @@ def test_imported_live_referral_holds_its_place_once_and_waits_for_its_workflow(
                 deadline=clock.t + timedelta(days=5), needs_confirmation=False, actor="import:balalyk")
     assert svc.import_referral(**call)
     assert not svc.import_referral(**call)
+    # Once, and as an import (no referral.issued: the parent heard of it from the old portal).
+    [imported] = events(svc, "referral.imported.v1")
+    assert not events(svc, "referral.issued.v1")
+    assert {k: imported["data"][k] for k in ("external_id", "application_id", "kindergarten_id", "state",
+                                              "child_surname", "child_birth_date")} == {
+        "external_id": "balalyk-r1", "application_id": "old-1", "kindergarten_id": "moon",
+        "state": "awaiting_enrolment", "child_surname": "Asanov", "child_birth_date": "2024-06-15"}
     app = svc.application("old-1")
     assert app["status"] == "referred" and app["referral"]["kindergarten"] == "moon"
     assert [(p["kindergarten"], p["free"], p["held"]) for p in svc.places()] == [("moon", 0, 1)]
