@@ -26,7 +26,8 @@ from collections import defaultdict
 from kafka import KafkaConsumer
 
 PLACE_DELTAS = {"public.place.published.v1": +1, "public.place.withdrawn.v1": -1}
-REFERRAL_ISSUED = "public.referral.issued.v1"
+# A referral moved from the old portal counts like one issued here.
+REFERRALS_ISSUED = ("public.referral.issued.v1", "public.referral.imported.v1")
 
 
 class Counts:
@@ -43,7 +44,7 @@ class Counts:
         district = data.get("district") or "unknown"
         if event.get("type") in PLACE_DELTAS:
             self.places[district] += PLACE_DELTAS[event["type"]] * int(data.get("count", 0))
-        elif event.get("type") == REFERRAL_ISSUED:
+        elif event.get("type") in REFERRALS_ISSUED:
             self.referrals[district] += 1
         else:
             return False

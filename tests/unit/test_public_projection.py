@@ -80,7 +80,8 @@ def allowed_part(event_type: str) -> dict:
     if event_type.startswith("referral."):
         return {"referral_id": "77", "application_id": "app-1", "kindergarten_id": "kg-12", "cohort": 2019,
                 "category": "general", "language": "ky", "deadline": "2025-03-14T18:00:00+06:00",
-                "needs_confirmation": False, "stoplist_until": "2025-03-24T18:00:00+06:00"}
+                "needs_confirmation": False, "stoplist_until": "2025-03-24T18:00:00+06:00",
+                "state": "awaiting_enrolment"}
     if event_type.startswith("place."):
         return {"kindergarten_id": "kg-12", "cohort": 2021, "language": "ky", "count": 3, "district": "41711100000000"}
     return {"kindergarten_id": "kg-12", "district": "41711100000000"}

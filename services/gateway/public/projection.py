@@ -195,7 +195,7 @@ APPLICATION_STATE = {
 APPLICATION_GENERAL = ("application.returned_to_general_queue.v1",)
 REFERRAL_TYPES = {
     f"referral.{name}.v1": f"public.referral.{name}.v1"
-    for name in ("issued", "privilege_confirmed", "privilege_rejected", "certificate_requested",
+    for name in ("issued", "imported", "privilege_confirmed", "privilege_rejected", "certificate_requested",
                  "extended", "expired", "cancelled", "enrolled")
 }
 REFERRAL_STATE = {
@@ -367,6 +367,9 @@ def _referral(event_type, data, lookup, names, country) -> Outcome:
     if state is None:
         if name == "issued":
             state = "awaiting_confirmation" if data.get("needs_confirmation") is True else "awaiting_enrolment"
+        elif name == "imported":   # it has no state of its own to fall back on
+            out.skipped = "state missing or malformed"
+            return out
         else:
             state = REFERRAL_STATE[name]
     needs = data.get("needs_confirmation")
