@@ -108,6 +108,7 @@ class OidcFinishIn(BaseModel):
 
 class EmailIn(BaseModel):
     email: str = ""
+    locale: str | None = None
 
 
 def create_app(settings: RegistrationSettings | Settings | None = None, *,
@@ -240,7 +241,7 @@ def create_app(settings: RegistrationSettings | Settings | None = None, *,
 
     @app.post("/api/v1/activation/resend", status_code=202, tags=["accounts"])
     def resend(body: EmailIn, svc: Svc):
-        svc.resend_activation(body.email)
+        svc.resend_activation(body.email, body.locale)
         return {"status": "accepted"}
 
     @app.post("/api/v1/sessions", status_code=201, tags=["accounts"])

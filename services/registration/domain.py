@@ -334,6 +334,40 @@ def validate_child(data: dict, country: str, today: date) -> ChildStep:
     return ChildStep(pn.number, surname, name, patronymic, born, pn.sex)
 
 
+def validate_imported_child(data: dict, country: str, today: date) -> ChildStep:
+    """A child whose application a previous system kept and the queue has
+    already taken in: PIN, names and birth date by the rules of step 1, but
+    not the age limit (the queue keeps such a child with its queue date)."""
+    errors: list[FieldError] = []
+    pn: PersonalNumber | None = None
+    try:
+        pn = parse_personal_number(data.get("pin", ""), country, today, "child.pin")
+    except RegistrationRefused as e:
+        errors.extend(e.errors)
+    surname = check_name(data.get("surname"), "child.surname", errors)
+    name = check_name(data.get("name"), "child.name", errors)
+    patronymic = check_name(data.get("patronymic"), "child.patronymic", errors, required=False)
+    given = data.get("birth_date")
+    born = given if isinstance(given, date) else None
+    if given and born is None:
+        try:
+            born = date.fromisoformat(str(given))
+        except ValueError:
+            errors.append(_err("child.birth_date", "date_format"))
+    if born is None and not given:
+        born = pn.birth_date if pn else None
+        if born is None and pn is not None:
+            errors.append(_err("child.birth_date", "required"))
+    if born is not None and pn is not None:
+        if country == "KG" and born != pn.birth_date:
+            errors.append(_err("child.birth_date", "birth_date_contradicts_pin"))
+        elif born > today:
+            errors.append(_err("child.birth_date", "date_in_future"))
+    _refuse_if(errors)
+    assert pn is not None and born is not None and surname and name
+    return ChildStep(pn.number, surname, name, patronymic, born, pn.sex)
+
+
 @dataclass(frozen=True)
 class Address:
     region: str        # territory codes from the address registry
@@ -532,6 +566,8 @@ LOGIN_MAX_FAILURES = 5
 LOGIN_WINDOW = timedelta(minutes=15)
 LOGIN_LOCKOUT = timedelta(minutes=15)
 MIN_PASSWORD_LENGTH = 10
+ACTIVATION_RESEND_AFTER = timedelta(seconds=60)
+ACTIVATION_MAX_PER_HOUR = 5
 
 
 def new_token() -> str:
@@ -565,3 +601,11 @@ def login_locked_until(failures: Iterable[datetime], now: datetime) -> datetime 
             if until > now:
                 return until
     return None
+
+
+def activation_link_allowed(issued: Iterable[datetime], now: datetime) -> bool:
+    """A new activation link for an account at most once a minute and
+    ACTIVATION_MAX_PER_HOUR times an hour (counting the one sent on
+    submission): asking for links must not flood a parent's mailbox."""
+    recent = [t for t in issued if now - t < timedelta(hours=1)]
+    return len(recent) < ACTIVATION_MAX_PER_HOUR and all(now - t >= ACTIVATION_RESEND_AFTER for t in recent)

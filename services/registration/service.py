@@ -79,6 +79,23 @@ class ImportAccount:
     locale: str = "ru"
 
 
+@dataclass(frozen=True)
+class ImportApplication:
+    """A child's application as a previous system kept it, already in the
+    queue under the same id (the queue's entry), for the parent's cabinet."""
+    id: str              # the queue entry's id
+    account_id: str      # the imported parent's account
+    child_pin: str
+    surname: str
+    name: str
+    birth_date: date
+    category: str
+    language: str
+    queue_date: datetime
+    patronymic: str | None = None
+    preferences: tuple[str, ...] = ()
+
+
 class RegistrationService:
     def __init__(self, sessions: sessionmaker[Session], registry: AddressRegistry, *,
                  code_key: bytes, country: str = "KG", public_url: str = "http://127.0.0.1:8000",
@@ -351,24 +368,124 @@ class RegistrationService:
             s.execute(sa.insert(Account.__table__), rows)
         return out
 
-    def _issue_activation(self, s: Session, account: Account, now: datetime) -> None:
+    def import_applications(self, applications: list[ImportApplication], *, dry_run: bool = False,
+                            accounts_to_come: frozenset[str] = frozenset()) -> list[bool | d.RegistrationRefused]:
+        """Children's applications moved from a previous system, for their
+        parents' cabinets, in one transaction: the same ids as the queue's
+        entries, linked to the imported parents' accounts. Nothing is sent:
+        no application.submitted (the queue has the entry from the import;
+        nothing may be queued twice) and no receipt. Per application, in
+        order: True if recorded, False if recorded before, or the refusal
+        (the others go on). `dry_run`: check only, write nothing;
+        `accounts_to_come`: accounts the same dry run would have created."""
+        for attempt in range(3):
+            try:
+                if dry_run:
+                    with self.sessions() as s:   # closed without a commit
+                        return self._import_applications(s, applications, accounts_to_come, write=False)
+                with unit_of_work(self.sessions) as s:
+                    return self._import_applications(s, applications, frozenset(), write=True)
+            except IntegrityError:
+                # A parent submitted one of these children meanwhile: nothing of
+                # this batch was written; checked again, that child is refused.
+                if attempt == 2:
+                    raise
+        raise AssertionError("unreachable")
+
+    def _import_applications(self, s: Session, applications: list[ImportApplication],
+                             accounts_to_come: frozenset[str], write: bool) -> list[bool | d.RegistrationRefused]:
+        today = self.today()
+        out: list[bool | d.RegistrationRefused] = []
+        checked: list[d.ChildStep | None] = []
+        for a in applications:
+            try:
+                checked.append(d.validate_imported_child(
+                    {"pin": a.child_pin, "surname": a.surname, "name": a.name, "patronymic": a.patronymic,
+                     "birth_date": a.birth_date}, self.country, today))
+                out.append(True)
+            except d.RegistrationRefused as e:
+                checked.append(None)
+                out.append(e)
+
+        def chunks(values: list[str]):
+            values = list(dict.fromkeys(values))
+            return (values[i:i + 5000] for i in range(0, len(values), 5000))
+
+        ids = [a.id for a in applications]
+        pins = [c.pin for c in checked if c is not None]
+        known, accounts, live = {}, {}, {}
+        for part in chunks(ids):
+            known.update((r.id, (r.account_id, r.child_pin)) for r in s.execute(
+                sa.select(Application.id, Application.account_id, Application.child_pin)
+                .where(Application.id.in_(part))))
+        for part in chunks([a.account_id for a in applications]):
+            accounts.update((r.id, r) for r in s.scalars(sa.select(Account).where(Account.id.in_(part))))
+        for part in chunks(pins):
+            live.update(s.execute(sa.select(Application.child_pin, Application.id).where(
+                Application.child_pin.in_(part), Application.status.not_in(("removed", "refused")))).all())
+        rows = []
+        for i, (a, c) in enumerate(zip(applications, checked)):
+            if c is None:
+                continue
+            if len(a.id) > 36:
+                out[i] = refuse("application.id", "id_too_long")
+            elif a.id in known:
+                out[i] = False if known[a.id] == (a.account_id, c.pin) else refuse("application.id",
+                                                                                   "application_id_taken")
+            elif a.account_id not in accounts and a.account_id not in accounts_to_come:
+                out[i] = refuse("parent.id", "account_unknown")
+            elif c.pin in live:   # in Kezek already, or earlier in the batch
+                out[i] = refuse("child.pin", "child_already_registered")
+            else:
+                known[a.id], live[c.pin] = (a.account_id, c.pin), a.id
+                acc = accounts.get(a.account_id)
+                rows.append(dict(
+                    id=a.id, account_id=a.account_id, country=self.country, child_pin=c.pin,
+                    child_surname=c.surname, child_name=c.name, child_patronymic=c.patronymic,
+                    child_birth_date=c.birth_date, child_sex=c.sex,
+                    parent={"surname": acc.surname, "name": acc.name, "patronymic": acc.patronymic,
+                            "pin": acc.pin} if acc else {},
+                    # The old portal's export has no address: the cabinet has
+                    # no map for this child until one is known.
+                    address={}, phone=acc.phone if acc else "", email=acc.email if acc else "",
+                    category=a.category, language=a.language, preferences=list(a.preferences),
+                    status="submitted", submitted_at=a.queue_date))
+        if rows and write:
+            s.execute(sa.insert(Application.__table__), rows)
+        return out
+
+    def _issue_activation(self, s: Session, account: Account, now: datetime, locale: str | None = None) -> None:
         token = d.new_token()
         expires = now + d.ACTIVATION_TTL
         s.add(ActivationToken(token_hash=d.token_hash(token), account_id=account.id, expires_at=expires))
         outbox.add(s, ACTIVATION_ISSUED, account.id, self.sealer.sealed(ACTIVATION_ISSUED, {
             "parent_id": account.id, "email": account.email,
             "activation_url": f"{self.public_url}/activate?token={token}",
-            "expires_at": expires.isoformat(), "locale": account.locale,
+            "expires_at": expires.isoformat(), "locale": locale or account.locale,
         }, "activation_url"), time=now)
 
-    def resend_activation(self, email: str) -> None:
-        """A new link for an account not yet activated; silent otherwise, so the
-        answer does not tell who has an account."""
+    def resend_activation(self, email: str, locale: str | None = None) -> None:
+        """A new link for an account not yet activated (an imported parent's
+        first one too); silent otherwise, and silent when the account had a
+        link a moment ago (d.activation_link_allowed), so the answer tells
+        nobody who has an account. A malformed address is refused, naming
+        the field. `locale`: the language of the e-mail, if the parent asked
+        in one."""
+        address = d.normalize_email(email, "email")
         now = self.clock()
         with unit_of_work(self.sessions) as s:
-            account = s.scalars(sa.select(Account).where(Account.email == email.strip())).one_or_none()
-            if account is not None and account.password_hash is None:
-                self._issue_activation(s, account, now)
+            # Locked: two requests at once cannot both pass the throttle.
+            accounts = s.scalars(sa.select(Account).where(sa.func.lower(Account.email) == address.lower(),
+                                                          Account.password_hash.is_(None))
+                                 .with_for_update()).all()
+            for account in accounts:
+                issued = [aware(t) - d.ACTIVATION_TTL for t in s.scalars(
+                    sa.select(ActivationToken.expires_at).where(
+                        ActivationToken.account_id == account.id,
+                        ActivationToken.expires_at > now - timedelta(hours=1) + d.ACTIVATION_TTL))]
+                if d.activation_link_allowed(issued, now):
+                    self._issue_activation(s, account, now,
+                                           locale if locale in d.LANGUAGES else None)
 
     def check_activation(self, token: str) -> str:
         with self.sessions() as s:

@@ -152,8 +152,9 @@ def test_second_child_of_a_known_parent_joins_the_same_account_without_a_new_lin
 
 
 def test_any_activation_link_dies_when_one_is_used(env):
-    svc, engine, _ = env
+    svc, engine, clock = env
     svc.submit(filled(svc, engine), CONFIRM)
+    clock.now += timedelta(minutes=1)   # a new link at most once a minute
     svc.resend_activation(PARENT["email"])
     first, second = [e["data"]["activation_url"].split("=")[1] for e in events(engine, "account.activation_issued.v1")]
     svc.activate(second, PASSWORD)
