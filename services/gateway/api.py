@@ -34,6 +34,9 @@ class GatewaySettings(Settings):
     public_url: str = ""                 # how parents reach the portal (links in e-mails)
     cookie_secure: bool = True           # browsers keep Secure cookies on http://localhost too
     rate_limit_per_minute: int = 120
+    # Asking for an activation link, per client: a burst of 5, then one a
+    # minute (the registration service also limits the links per account).
+    activation_requests_burst: int = 5
     registration_url: str = ""
     queue_url: str = ""
     notifications_url: str = ""
@@ -58,6 +61,7 @@ class Gateway:
         self.mo_dir = settings.state_dir / "locale"
         i18n.compile_catalogs(self.mo_dir)
         self.limiter = RateLimiter(settings.rate_limit_per_minute)
+        self.activation_limiter = RateLimiter(1, burst=settings.activation_requests_burst)
         self.secret = settings.secret_key.get_secret_value().encode()
         self._kindergartens: tuple[float, list[dict]] | None = None
         self._categories: tuple[float, list[str]] | None = None
@@ -320,6 +324,15 @@ def json_api(gw: Gateway) -> APIRouter:
     @r.post("/activation", tags=["accounts"], summary="Set the password with the one-time link's token")
     async def activate(body: Json):
         return await gw.registration.activate(str(body.get("token", "")), str(body.get("password", "")))
+
+    @r.post("/activation/resend", status_code=202, tags=["accounts"],
+            summary="Ask for an activation link by e-mail (the answer is the same whether or not "
+                    "the address has an account)")
+    async def resend_activation(request: Request, body: Json):
+        if gw.activation_limiter.take(client_key(request)) > 0:
+            raise UpstreamError(429, [{"field": "request", "code": "rate_limited"}])
+        await gw.registration.resend_activation(str(body.get("email", "")), body.get("locale"))
+        return {"status": "accepted"}
 
     @r.post("/sessions", status_code=201, tags=["accounts"], summary="Log in: a bearer token")
     async def login(body: Json):

@@ -104,6 +104,9 @@ class RegistrationClient(ServiceClient):
     async def activate(self, token: str, password: str):
         return await self.call("POST", "/api/v1/activation", json={"token": token, "password": password})
 
+    async def resend_activation(self, email: str, locale: str | None = None):
+        return await self.call("POST", "/api/v1/activation/resend", json={"email": email, "locale": locale})
+
     async def login(self, login: str, password: str, kind: str):
         return await self.call("POST", "/api/v1/sessions", json={"login": login, "password": password, "kind": kind})
 

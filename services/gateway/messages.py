@@ -45,6 +45,7 @@ FIELD_LABELS = {
     "token": N_("Activation link"),
     "password": N_("Password"),
     "password2": N_("Password again"),
+    "email": N_("E-mail"),
     "login": N_("Login (e-mail)"),
     "session": N_("Session"),
     "state": N_("Tunduk sign-in"),

@@ -339,6 +339,30 @@ def portal_router(gw) -> APIRouter:
                           token=token, email=values.get("email"))
         return redirect("/login?activated=1")
 
+    # An account without a password (a parent moved from the old portal, or
+    # whose link expired) gets a link by e-mail. The page says the same
+    # whether or not the address has such an account.
+    @r.get("/activate/request", response_class=HTMLResponse)
+    async def activation_request_page(request: Request):
+        return render(request, "activate_request.html", values={}, sent=False)
+
+    @r.post("/activate/request", response_class=HTMLResponse)
+    async def activation_request_post(request: Request):
+        from services.gateway.api import client_key
+
+        values = await form(request)
+        email = values.get("email", "")
+        if gw.activation_limiter.take(client_key(request)) > 0:
+            errors = [describe({"field": "request", "code": "rate_limited"},
+                               i18n.translations(str(gw.mo_dir), lang_of(request)).gettext)]
+            return render(request, "activate_request.html", 429, errors, values={"email": email}, sent=False)
+        try:
+            await gw.registration.resend_activation(email, lang_of(request))
+        except UpstreamError as exc:
+            return render(request, "activate_request.html", error_status(exc), described(request, exc),
+                          values={"email": email}, sent=False)
+        return render(request, "activate_request.html", values={"email": email}, sent=True)
+
     def start_session(token: str) -> RedirectResponse:
         resp = redirect("/cabinet")
         resp.set_cookie(SESSION_COOKIE, token, httponly=True, secure=secure, samesite="lax", path="/",
