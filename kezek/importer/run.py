@@ -10,8 +10,11 @@ compared and skipped, places are published only up to the export's count,
 so a second run changes nothing. `--dry-run` checks and reports only.
 
 Parents' accounts go to the registration service (`import_accounts`: no
-password; the parent activates the account with a link asked for by
-e-mail); `--no-parents` leaves them out.
+password; the parent activates the account with a link asked for on the
+portal's "Get an activation link" page); after the entries, the queued
+children's applications go there too (`import_applications`, report section
+"cabinets"), so that the parent's cabinet lists them. `--no-parents` leaves
+both out.
 
 Live referrals are resumed through `QueueService.import_referral`: the queue
 records the referral with its state, deadline and extension, and its
@@ -135,7 +138,7 @@ class Importer:
                 report.add("kindergartens", "created" if have is None else "updated")
             self._advance(task)
 
-        self._parents(plan, report)
+        parents = self._parents(plan, report)
 
         # Entries in batches (one transaction and a few bulk statements each),
         # then the live referrals, then the places: no free place is in the
@@ -172,6 +175,8 @@ class Importer:
                         report.add("applications", outcome)
                         joined.add(a.id)
                 self._advance(task, len(part))
+
+        self._cabinets(plan, report, joined, parents)
 
         in_register: Counter = Counter()   # imported referrals holding a place, per pool
         task = self._task("referrals", len(plan.referrals))
@@ -242,14 +247,16 @@ class Importer:
         return report
 
 
-    def _parents(self, plan: p.Plan, report: Report) -> None:
+    def _parents(self, plan: p.Plan, report: Report) -> dict[str, bool]:
         """Parents' accounts, through the registration service: without a
-        password, activated by the parent (a link asked for by e-mail)."""
+        password, activated by the parent (a link asked for by e-mail).
+        The accounts there after this run: id -> created by it."""
+        accepted: dict[str, bool] = {}
         if self.registration is None:
             for parent in plan.parents:
                 report.skip(p.Note("parents", parent.old_id, "parents' accounts are kept by the registration "
                                                              "service, which this run was not given"))
-            return
+            return accepted
         from services.registration.service import ImportAccount
 
         task = self._task("parents", len(plan.parents))
@@ -263,6 +270,42 @@ class Importer:
                     report.refuse(p.Note("parents", x.old_id, str(g)))
                 else:
                     report.add("parents", "created" if g else "unchanged")
+                    accepted[x.id] = bool(g)
+            self._advance(task, len(part))
+        return accepted
+
+    def _cabinets(self, plan: p.Plan, report: Report, joined: set[str], parents: dict[str, bool]) -> None:
+        """The queued children's applications, recorded by the registration
+        service for their parents' cabinets (`import_applications`: the
+        queue's ids, nothing emitted, so nothing is queued twice)."""
+        from services.registration.service import ImportApplication
+
+        if self.registration is None:
+            return   # the parents are reported skipped; their cabinets do not exist
+        wanted = []
+        for a in plan.applications:
+            if a.id not in joined:
+                continue   # refused by the queue, reported there
+            if a.parent_id is None:
+                report.skip(p.Note("cabinets", a.old_id, "no parent in the export"))
+            elif a.parent_id not in parents:
+                report.skip(p.Note("cabinets", a.old_id, "its parent's account was refused"))
+            else:
+                wanted.append(a)
+        to_come = frozenset(pid for pid, created in parents.items() if created) if self.dry_run else frozenset()
+        task = self._task("cabinets", len(wanted))
+        for i in range(0, len(wanted), self.batch):
+            part = wanted[i:i + self.batch]
+            got = self.registration.import_applications([ImportApplication(
+                id=a.id, account_id=a.parent_id, child_pin=a.pin, surname=a.surname, name=a.name,
+                patronymic=a.patronymic, birth_date=a.birth_date, category=a.category, language=a.language,
+                queue_date=a.queue_date, preferences=a.preferences) for a in part],
+                dry_run=self.dry_run, accounts_to_come=to_come)
+            for a, g in zip(part, got):
+                if isinstance(g, Exception):
+                    report.refuse(p.Note("cabinets", a.old_id, str(g)))
+                else:
+                    report.add("cabinets", "created" if g else "unchanged")
             self._advance(task, len(part))
 
 
@@ -273,7 +316,7 @@ def print_report(report: Report, console: Console) -> None:
     table.add_column("rows")
     for o in outcomes:
         table.add_column(o, justify="right")
-    for section in ("kindergartens", "places", "children", "parents", "applications", "referrals"):
+    for section in ("kindergartens", "places", "children", "parents", "applications", "cabinets", "referrals"):
         c = report.counts.get(section, Counter())
         table.add_row(section, *[str(c.get(o, 0)) for o in outcomes])
     console.print(table)

@@ -9,6 +9,7 @@ import json
 import os
 import subprocess
 import sys
+from datetime import datetime
 from pathlib import Path
 
 import pytest
@@ -130,20 +131,46 @@ def test_import_creates_each_parents_account_once_without_a_password(imported, r
     assert service.application(app.id)["parent_id"] == accounts[0][0]
 
 
+def test_imported_parent_sees_each_of_their_queued_children_and_no_other(imported, registration):
+    service, engine, export, plan, report = imported
+    reg, reg_engine = registration
+    refused_parents = {f"{export.source}-parent-{n.row}" for n in report.refused if n.section == "parents"}
+    queued = {a.id for a in plan.applications} - {n.row for n in report.refused if n.section == "applications"}
+    by_parent: dict[str, set[str]] = {}
+    for a in plan.applications:
+        if a.id in queued and a.parent_id and a.parent_id not in refused_parents:
+            by_parent.setdefault(a.parent_id, set()).add(a.id)
+    c = report.counts["cabinets"]
+    assert c["created"] == sum(map(len, by_parent.values())) > 300 and "refused" not in c
+    assert c["skipped"] == sum(1 for a in plan.applications if a.parent_id in refused_parents)
+    for parent_id, ids in list(by_parent.items())[:50]:
+        apps = reg.profile(parent_id)["applications"]
+        assert {a["id"] for a in apps} == ids
+        for a in apps:
+            entry = service.application(a["id"])
+            assert entry["parent_id"] == parent_id and a["child"]["birth_date"] == entry["birth_date"].isoformat()
+            assert datetime.fromisoformat(a["submitted_at"]) == entry["queue_date"]
+    with reg_engine.connect() as conn:
+        assert conn.scalar(sa.text("SELECT count(*) FROM outbox")) == 0, "no application.submitted: queued once"
+
+
 def test_second_import_changes_nothing(imported, registration):
     service, engine, export, plan, first = imported
     reg, reg_engine = registration
     before = counts(engine)
     with reg_engine.connect() as conn:
         accounts = conn.scalar(sa.text("SELECT count(*) FROM accounts"))
+        cabinets = conn.execute(sa.text("SELECT * FROM applications ORDER BY id")).all()
     second = Importer(service, workers=4, registration=reg).run(p.make_plan(export, service.policy()[0]),
                                                                 export.source)
     assert second.changed() == 0
     assert second.counts["applications"]["unchanged"] == first.counts["applications"]["created"]
     assert second.counts["parents"]["unchanged"] == first.counts["parents"]["created"]
     assert counts(engine) == before, "not even an audit row"
+    assert second.counts["cabinets"]["unchanged"] == first.counts["cabinets"]["created"]
     with reg_engine.connect() as conn:
         assert conn.scalar(sa.text("SELECT count(*) FROM accounts")) == accounts
+        assert conn.execute(sa.text("SELECT * FROM applications ORDER BY id")).all() == cabinets
 
 
 def test_reconcile_finds_every_queue_date_position_and_referral_deadline_of_the_export(imported):
@@ -219,8 +246,13 @@ def test_kezek_import_and_reconcile_commands_on_a_csv_export(tmp_path):
     assert json.loads((tmp_path / "r.json").read_text())["refused"]
     parents = report["counts"]["parents"]
     assert parents["created"] + parents["refused"] == report["counts"]["applications"]["created"]
+    cabinets = report["counts"]["cabinets"]
+    assert cabinets["created"] == dry["counts"]["cabinets"]["created"] == parents["created"]
     _, again = run("import", str(export), "--json")
-    assert "created" not in again["counts"]["applications"] and "created" not in again["counts"]["parents"]
+    for section in ("applications", "parents", "cabinets"):
+        assert "created" not in again["counts"][section], section
+    _, without = run("import", str(export), "--json", "--no-parents")
+    assert "cabinets" not in without["counts"]
     out, summary = run("reconcile", str(export), "--json")
     assert summary["positions_checked"] == report["counts"]["applications"]["created"] - summary["referrals"]
     assert summary["ok"] and out.returncode == 0, summary
