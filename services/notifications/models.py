@@ -84,6 +84,7 @@ class KnownApplication(Base):
     parent_id: Mapped[str] = mapped_column(sa.String(100), index=True)
     last_position: Mapped[int | None] = mapped_column(nullable=True)
     top_ten_told: Mapped[bool] = mapped_column(default=False)
+    imported: Mapped[bool] = mapped_column(default=False, server_default=sa.false())   # moved from the old portal
 
 
 class KnownReferral(Base):

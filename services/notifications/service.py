@@ -151,6 +151,8 @@ class NotificationService:
             return
         if event.type == "application.position_changed.v1" and not self._top_ten_news(session, data):
             return
+        if event.type == "application.received.v1" and data.get("imported"):
+            return  # the old portal told the parent; the contacts are what counts
         facts = self._referral_facts(session, data)
         values = template_values({**facts, **data}, occurred_at=event.time, tz=self.tz,
                                  cabinet_url=self.cabinet_url)
@@ -252,7 +254,7 @@ class NotificationService:
                                        "phone": data.get("phone"), "locale": d.choose_locale(data.get("locale")),
                                        "updated_at": now}, ["parent_id"])
             _upsert(session, KnownApplication, {"application_id": data["application_id"],
-                                                "parent_id": data["parent_id"]},
+                                                "parent_id": data["parent_id"], "imported": bool(data.get("imported"))},
                     ["application_id"], insert_only={"top_ten_told": False})
         elif event.type == "account.activation_issued.v1":
             _upsert(session, Contact, {"parent_id": data["parent_id"], "email": data["email"],
@@ -285,6 +287,11 @@ class NotificationService:
         if app is None:
             return False
         previous = data.get("previous_position", app.last_position)
+        if previous is None and app.imported:
+            # The first position of a child moved from the old portal is the
+            # one the parent already knew: telling every such parent at once
+            # on the day of the move would be a flood, not news.
+            previous = app.last_position if app.last_position is not None else data["position"]
         news = d.reached_top_ten(previous, data["position"], app.top_ten_told)
         app.last_position = data["position"]
         app.top_ten_told = app.top_ten_told or news

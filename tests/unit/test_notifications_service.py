@@ -346,6 +346,39 @@ def test_top_ten_is_announced_once(service):
     assert len(messages(service, kind="top_ten_reached", channel="email")) == 1
 
 
+def imported(app="a1", parent="p1", locale="ru"):
+    event = received(app=app, parent=parent, locale=locale)
+    return ev("application.received.v1", {**event.data, "imported": True})
+
+
+def test_an_application_moved_from_the_old_portal_is_not_announced_again_but_its_referral_is_told(service):
+    consume(service, issued(app="a1"))        # the import's referral may come before the contacts
+    consume(service, imported())
+    assert messages(service, kind="application_received") == []
+    assert {m.channel for m in messages(service, kind="referral_issued")} == {"sms", "email", "inapp"}
+
+
+def test_first_position_of_a_moved_application_is_not_top_ten_news_but_a_later_entry_into_it_is(service):
+    consume(service, imported())
+    consume(service, imported(app="a2", parent="p2"))
+
+    def moved(app, prev, pos):
+        consume(service, ev("application.position_changed.v1", {"application_id": app, "position": pos,
+                                                                "previous_position": prev}))
+    moved("a1", None, 4)      # the first publication after the move: known already
+    moved("a2", None, 15)
+    moved("a2", 15, 10)       # a real move into the top ten
+    assert messages(service, kind="top_ten_reached", application_id="a1") == []
+    assert len(messages(service, kind="top_ten_reached", application_id="a2", channel="email")) == 1
+
+
+def test_first_position_of_a_new_application_in_the_top_ten_is_news(service):
+    consume(service, received())
+    consume(service, ev("application.position_changed.v1", {"application_id": "a1", "position": 3,
+                                                            "previous_position": None}))
+    assert len(messages(service, kind="top_ten_reached", channel="email")) == 1
+
+
 # ------------------------------------------------------------ voucher decisions
 
 def voucher(app="a1", parent="p1", decision="approved", **extra):
