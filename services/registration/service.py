@@ -19,6 +19,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, sessionmaker
 
 from kezek.db import unit_of_work
+from kezek.events import new_event
 from services.registration import domain as d
 from services.registration.address import AddressRegistry
 from services.registration.models import (Account, ActivationToken, Application, Draft, LoginFailure,
@@ -374,7 +375,9 @@ class RegistrationService:
         parents' cabinets, in one transaction: the same ids as the queue's
         entries, linked to the imported parents' accounts. Nothing is sent:
         no application.submitted (the queue has the entry from the import;
-        nothing may be queued twice) and no receipt. Per application, in
+        nothing may be queued twice); application.received, marked
+        `imported`, gives the parent's contacts to the services that tell
+        the parent of the referral's deadlines (no receipt is sent). Per application, in
         order: True if recorded, False if recorded before, or the refusal
         (the others go on). `dry_run`: check only, write nothing;
         `accounts_to_come`: accounts the same dry run would have created."""
@@ -452,7 +455,22 @@ class RegistrationService:
                     status="submitted", submitted_at=a.queue_date))
         if rows and write:
             s.execute(sa.insert(Application.__table__), rows)
+            s.execute(sa.insert(outbox.table), [self._imported_received(r, accounts.get(r["account_id"]))
+                                                for r in rows])
         return out
+
+    def _imported_received(self, row: dict, account: Account | None) -> dict:
+        now = self.clock()
+        data = {"application_id": row["id"], "parent_id": row["account_id"],
+                "locale": account.locale if account else "ru", "child_name": row["child_name"],
+                "queue_date": row["submitted_at"].isoformat(), "category": row["category"], "imported": True}
+        if row["email"]:
+            data["email"] = row["email"]
+        if row["phone"]:
+            data["phone"] = row["phone"]
+        event = new_event("application.received.v1", row["id"], data, source=outbox.source, time=now)
+        return {"event_id": event.id, "type": event.type, "subject": event.subject, "payload": event.to_json(),
+                "created_at": now}
 
     def _issue_activation(self, s: Session, account: Account, now: datetime, locale: str | None = None) -> None:
         token = d.new_token()

@@ -125,7 +125,10 @@ def test_import_creates_each_parents_account_once_without_a_password(imported, r
     assert refused == {"p-bad-1": "parent.email: email_format", "p-bad-2": "parent.email: email_taken"}
     with reg_engine.connect() as conn:
         accounts = conn.execute(sa.text("SELECT id, password_hash, activated_at FROM accounts")).all()
-        assert conn.scalar(sa.text("SELECT count(*) FROM outbox")) == 0, "nothing sent to the parents"
+        # Nothing is sent to the parents: the only facts are the moved
+        # applications' contacts (application.received, marked imported).
+        kinds = conn.execute(sa.text("SELECT type, count(*) FROM outbox GROUP BY type")).all()
+        assert [k for k, _ in kinds] in ([], ["application.received.v1"]), kinds
     assert len(accounts) == c["created"] and all(pw is None and at is None for _, pw, at in accounts)
     app = next(a for a in plan.applications if a.parent_id == accounts[0][0])
     assert service.application(app.id)["parent_id"] == accounts[0][0]
@@ -151,7 +154,14 @@ def test_imported_parent_sees_each_of_their_queued_children_and_no_other(importe
             assert entry["parent_id"] == parent_id and a["child"]["birth_date"] == entry["birth_date"].isoformat()
             assert datetime.fromisoformat(a["submitted_at"]) == entry["queue_date"]
     with reg_engine.connect() as conn:
-        assert conn.scalar(sa.text("SELECT count(*) FROM outbox")) == 0, "no application.submitted: queued once"
+        # No application.submitted (queued once); each moved application's
+        # contacts go to notifications, marked imported, once.
+        received = [json.loads(p) for (p,) in conn.execute(sa.text("SELECT payload FROM outbox WHERE type = "
+                                                                    "'application.received.v1'"))]
+        assert conn.scalar(sa.text("SELECT count(*) FROM outbox")) == len(received)
+        assert sorted(e["data"]["application_id"] for e in received) == sorted(
+            a_id for ids in by_parent.values() for a_id in ids)
+        assert all(e["data"]["imported"] is True for e in received)
 
 
 def test_second_import_changes_nothing(imported, registration):

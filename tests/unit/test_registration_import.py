@@ -41,12 +41,18 @@ def test_imported_application_is_listed_for_its_parent_with_its_queue_date(env):
     assert svc.owns_application(parent, "balalyk-100001")
 
 
-def test_importing_applications_emits_no_application_submitted_nor_anything_else(env):
+def test_importing_applications_queues_nothing_and_only_hands_over_the_parents_contacts(env):
     svc, engine, _ = env
     imported_parent(svc)
     svc.import_applications([child_app(), child_app(id_="balalyk-100002", pin="11003202300032",
                                                     birth_date=date(2023, 3, 10))])
-    assert raw_events(engine) == [], "the queue has the entries already; nothing is queued twice or sent"
+    got = raw_events(engine)
+    # The queue has the entries already: nothing is queued twice. The
+    # contacts go to notifications, marked as moved (no receipt is sent).
+    assert [e["type"] for e in got] == ["application.received.v1"] * 2
+    assert [e["data"]["application_id"] for e in got] == ["balalyk-100001", "balalyk-100002"]
+    assert all(e["data"]["imported"] is True and e["data"]["parent_id"] == "balalyk-parent-p1"
+               and e["data"]["email"] == "aigul@example.kg" and e["data"]["phone"] for e in got)
 
 
 def test_importing_an_application_twice_changes_nothing(env):
