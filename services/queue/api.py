@@ -351,13 +351,6 @@ def create_app(settings: Settings, service: QueueService | None = None) -> FastA
                              description=__doc__)
     app.state.queue = service
 
-    @app.exception_handler(Refused)
-    async def refused(_request: Request, exc: Refused):
-        body: dict = {"detail": exc.message}
-        if exc.field:
-            body["errors"] = [{"field": exc.field, "message": exc.message}]
-        return JSONResponse(body, status_code=exc.status_code)
-
     @app.exception_handler(d.DomainError)
     async def domain_refused(_request: Request, exc: d.DomainError):
         message = str(exc)

@@ -31,6 +31,7 @@ from sqlalchemy.exc import IntegrityError, OperationalError
 from sqlalchemy.orm import Session, sessionmaker
 
 from kezek import calendar as kcal
+from kezek import web
 from kezek.db import unit_of_work
 from kezek.events import new_event
 from kezek.logging import get_logger
@@ -84,17 +85,9 @@ def utc(t: datetime) -> datetime:
     return t.astimezone(UTC)
 
 
-class Refused(Exception):
-    """A request the rules or the state do not allow; `field` names the input at fault."""
-
-    status_code = 409
-
-    def __init__(self, message: str, *, field: str | None = None, status_code: int | None = None):
-        super().__init__(message)
-        self.message = message
-        self.field = field
-        if status_code:
-            self.status_code = status_code
+class Refused(web.DomainError):
+    """A request the rules or the state do not allow; `field` names the input
+    at fault (the service app answers it as 409, or its own status code)."""
 
 
 class NotFound(Refused):
