@@ -82,10 +82,12 @@ class DevSmsGateway:
                 if status is not None:
                     return self._answer(status, {"error": "gateway failure on demand"})
                 provider_id = f"gw-{req.key}"
-                self._answer(200, {"id": provider_id, "status": "accepted", "duplicate": not first})
+                # Accepted is accepted: the receipt goes out even if the client
+                # hangs up before reading our answer (killed mid-send).
                 if first and gateway.receipts and body.get("callback_url"):
                     threading.Thread(target=gateway._receipt, args=(body["callback_url"], provider_id, req),
                                      daemon=True).start()
+                self._answer(200, {"id": provider_id, "status": "accepted", "duplicate": not first})
 
             def _answer(self, status: int, payload: dict):
                 data = json.dumps(payload).encode()
