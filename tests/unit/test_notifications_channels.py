@@ -4,9 +4,14 @@ demand)."""
 from __future__ import annotations
 
 import io
+import json
+import queue
 import socket
+import threading
 from datetime import UTC, datetime, timedelta
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
+import httpx
 import pytest
 
 from kezek.infra.procs import free_port
@@ -77,6 +82,40 @@ def test_sms_goes_to_the_gateway_with_the_message_id_as_idempotency_key(gateway)
 def test_gateway_errors_are_classed_as_worth_retrying_or_not(gateway, status, outcome):
     gateway.fail_next(1, status)
     assert HttpSms(gateway.url).send(outgoing(Channel.SMS, "+996700123456", None, "x")).outcome is outcome
+
+
+def test_an_accepted_sms_gets_its_receipt_even_when_the_sender_hangs_up_before_the_answer(monkeypatch):
+    receipts: queue.Queue = queue.Queue()
+
+    class Receiver(BaseHTTPRequestHandler):
+        def log_message(self, *args):
+            pass
+
+        def do_POST(self):
+            receipts.put(json.loads(self.rfile.read(int(self.headers["Content-Length"]))))
+            self.send_response(204)
+            self.end_headers()
+
+    receiver = ThreadingHTTPServer(("127.0.0.1", 0), Receiver)
+    threading.Thread(target=receiver.serve_forever, daemon=True).start()
+    gw = DevSmsGateway().start()
+    answer = BaseHTTPRequestHandler.end_headers
+
+    def sender_gone(handler):   # the sender was killed: writing the answer breaks
+        if handler.server is gw._server:
+            raise BrokenPipeError(32, "Broken pipe")
+        answer(handler)
+    monkeypatch.setattr(BaseHTTPRequestHandler, "end_headers", sender_gone)
+    try:
+        with pytest.raises(httpx.HTTPError):
+            httpx.post(gw.url, json={"to": "+996700123456", "text": "x", "reference": "m-1",
+                                     "callback_url": f"http://127.0.0.1:{receiver.server_port}/receipts"},
+                       headers={"Idempotency-Key": "m-1"}, timeout=5)
+        assert receipts.get(timeout=10) == {"id": "gw-m-1", "reference": "m-1", "status": "delivered"}
+    finally:
+        gw.stop()
+        receiver.shutdown()
+        receiver.server_close()
 
 
 def test_unreachable_gateway_is_worth_a_retry():
