@@ -103,15 +103,19 @@ class Projector:
 
     def handle(self, session: Session, event: Event) -> None:
         """The consumer's handler: runs inside the claim's transaction."""
-        self._apply(session, event)
+        learned = self._apply(session, event)
+        if learned is not None:
+            self._release(session, learned)
 
-    def _apply(self, session: Session, event: Event) -> Outcome:
+    def _apply(self, session: Session, event: Event) -> str | None:
+        """Projects one event; returns the application id whose child it
+        taught the projector (its parked events may now go out), if any."""
         outcome = project(event.type, event.data, DbLookup(session, self.directory), self.names, country=self.country)
         if outcome.park_until_known:
             session.add(ParkedEvent(application_id=outcome.park_until_known, payload=event.to_json(),
                                     parked_at=datetime.now(UTC)))
             log.info("public.parked", application_id=outcome.park_until_known)
-            return outcome
+            return None
         if outcome.learned_kindergarten:
             kindergarten_id, district = outcome.learned_kindergarten
             session.merge(PublicKindergarten(kindergarten_id=kindergarten_id, district=district))
@@ -123,11 +127,12 @@ class Projector:
         for i, fact in enumerate(outcome.facts):
             public_outbox.add(session, fact.type, fact.subject, fact.data, time=event.time,
                               event_id=public_event_id(event.id, fact.type, i))
-        if outcome.learned_child:
-            self._learn_child(session, *outcome.learned_child)
         if outcome.skipped and not outcome.facts:
             log.debug("public.skipped", reason=outcome.skipped)
-        return outcome
+        if outcome.learned_child:
+            self._learn_child(session, *outcome.learned_child)
+            return outcome.learned_child[0]
+        return None
 
     def _learn_child(self, session: Session, application_id: str, c: Child) -> None:
         row = session.get(PublicChild, application_id)
@@ -140,7 +145,6 @@ class Projector:
                 if getattr(c, name) is not None:
                     setattr(row, name, getattr(c, name))
         session.flush()
-        self._unpark(session, application_id)
 
     def sweep(self, session: Session, now: datetime | None = None) -> int:
         """Entries whose child's PIN never came (moved in by an import) get a
@@ -151,14 +155,25 @@ class Projector:
         for application_id in waiting:
             if session.get(PublicChild, application_id) is None:
                 self._learn_child(session, application_id, Child(self.names.entry(application_id)))
-            else:
-                self._unpark(session, application_id)
+            self._release(session, application_id)
         return len(waiting)
 
-    def _unpark(self, session: Session, application_id: str) -> None:
-        parked = session.scalars(sa.select(ParkedEvent).where(ParkedEvent.application_id == application_id)
-                                 .order_by(ParkedEvent.seq)).all()
-        for row in parked:
+    def _release(self, session: Session, application_id: str) -> None:
+        """Projects the events parked for a child now known, oldest first,
+        each exactly once. A loop that takes one row at a time, never a
+        recursion over a list read beforehand: a released queue entry
+        teaches the child again, and releasing from there applied the rest
+        twice (the public outbox's unique event id then failed the whole
+        transaction, on every retry). A released event that parks again
+        gets a later seq, so the loop ends."""
+        last = session.scalar(sa.select(sa.func.max(ParkedEvent.seq))
+                              .where(ParkedEvent.application_id == application_id))
+        while last is not None:
+            row = session.scalars(sa.select(ParkedEvent).where(ParkedEvent.application_id == application_id,
+                                                               ParkedEvent.seq <= last)
+                                  .order_by(ParkedEvent.seq).limit(1)).first()
+            if row is None:
+                return
             session.delete(row)
             session.flush()
             self._apply(session, Event.from_json(row.payload))
