@@ -22,7 +22,8 @@ class PositionPoint(Base):
     queue's application.position_changed.v1: the cabinet's chart."""
     __tablename__ = "position_points"
     __table_args__ = (sa.Index("ix_position_points_application", "application_id", "at"),)
-    event_id: Mapped[str] = mapped_column(sa.String(36), primary_key=True)
+    # An event id, or `seen-<uuid>` for a position the cabinet showed itself.
+    event_id: Mapped[str] = mapped_column(sa.String(64), primary_key=True)
     application_id: Mapped[str] = mapped_column(sa.String(100))
     kindergarten_id: Mapped[str | None] = mapped_column(sa.String(100), nullable=True)
     position: Mapped[int] = mapped_column(sa.Integer)
