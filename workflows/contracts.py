@@ -23,10 +23,13 @@ commands (`notify_parent`), not facts, from the workflow.
 from __future__ import annotations
 
 from datetime import date, timedelta
-from enum import StrEnum
 from typing import Literal
 
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, model_validator
+
+# The states and why a closed referral refuses everything are rules
+# (workflows/rules.py); named here too for callers of the contracts.
+from workflows.rules import DEFAULTS, LIVE_STATES, ReferralState, closed_reason  # noqa: F401
 
 TASK_QUEUE = "referrals"
 
@@ -60,30 +63,17 @@ class _Model(BaseModel):
     model_config = ConfigDict(frozen=True, extra="forbid")
 
 
-class ReferralState(StrEnum):
-    AWAITING_CONFIRMATION = "awaiting_confirmation"  # the privilege must be confirmed at the Department
-    AWAITING_ENROLMENT = "awaiting_enrolment"        # the documents must reach the kindergarten
-    ENROLLED = "enrolled"
-    CANCELLED = "cancelled"
-    PRIVILEGE_REJECTED = "privilege_rejected"
-    PAUSED = "paused"        # expired; the child is on the stop-list
-    RESUMED = "resumed"      # the stop-list ended; the child is back in the queue
-
-
-LIVE_STATES = frozenset({ReferralState.AWAITING_CONFIRMATION, ReferralState.AWAITING_ENROLMENT})
-
-
 class ReferralPolicy(_Model):
-    """Window lengths, from the queue's policy (DOMAIN.md section 4 defaults)."""
+    """Window lengths, from the queue's policy (defaults: rules.DEFAULTS)."""
 
-    confirm_working_days: int = Field(5, ge=0, le=366)
-    enrol_working_days: int = Field(5, ge=0, le=366)
-    certificate_valid_days: int = Field(10, ge=0, le=366)
-    extension_days: int = Field(30, ge=0, le=366)
-    stoplist_days: int = Field(10, ge=0, le=366)
+    confirm_working_days: int = Field(DEFAULTS.confirm_working_days, ge=0, le=366)
+    enrol_working_days: int = Field(DEFAULTS.enrol_working_days, ge=0, le=366)
+    certificate_valid_days: int = Field(DEFAULTS.certificate_valid_days, ge=0, le=366)
+    extension_days: int = Field(DEFAULTS.extension_days, ge=0, le=366)
+    stoplist_days: int = Field(DEFAULTS.stoplist_days, ge=0, le=366)
     # The parent is reminded on the morning when this many working days of a
     # window are left (0: no reminder).
-    reminder_working_days: int = Field(2, ge=0, le=30)
+    reminder_working_days: int = Field(DEFAULTS.reminder_working_days, ge=0, le=30)
 
 
 class ResumedReferral(_Model):
@@ -203,24 +193,6 @@ class ReferralOutcome(_Model):
     state: ReferralState
     closed_at: AwareDatetime
     stoplist_until: AwareDatetime | None = None
-
-
-def _local(moment) -> str:
-    return moment.replace(tzinfo=None).isoformat(timespec="seconds") if moment else "-"
-
-
-def closed_reason(state: ReferralState, closed_at, stoplist_until=None) -> str:
-    """Why nothing can be done any more with a referral in `state`."""
-    if state is ReferralState.ENROLLED:
-        return "the child is already enrolled"
-    if state is ReferralState.CANCELLED:
-        return "the referral was cancelled"
-    if state is ReferralState.PRIVILEGE_REJECTED:
-        return "the privilege was rejected and the referral closed"
-    if state is ReferralState.PAUSED:
-        return (f"the referral expired at {_local(closed_at)}; the child is on the stop-list "
-                f"until {_local(stoplist_until)}")
-    return f"the referral expired at {_local(closed_at)}"
 
 
 # --------------------------------------------------------- activity payloads

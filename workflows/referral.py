@@ -1,14 +1,12 @@
 """ReferralWorkflow: one durable workflow per referral (DOMAIN.md section 4).
 
-    issued ──needs confirmation──> awaiting_confirmation ──confirm──> awaiting_enrolment
-       │                             │  │ certificate out of date: certificate
-       │                             │  │   requested, the clock keeps running
-       │                             │  └ extend (last working day, once): +N days
-       └──general──────────────────> awaiting_enrolment ──enrol──> enrolled
-    any live state ──cancel──> cancelled          (place returned, preference dropped)
-    any live state ──reject──> privilege_rejected (not confirmed, or found false:
-                                                   place returned, general queue)
-    any live state ──window ends──> paused (place returned, stop-list) ──> resumed
+The rules (the windows, the extension, certificate validity, the stop-list,
+which act is allowed in which state, the state diagram) are in
+workflows/rules.py; this class keeps the referral's timers, its updates and
+the activities that carry out its effects, and asks the rules at each step:
+
+    issued -> awaiting_confirmation | awaiting_enrolment -> enrolled
+              cancel, reject, window ends (paused -> resumed): see rules.py
     (and a reminder to the parent on the morning two working days before a deadline)
 
 Parents, caseworkers and kindergartens act through updates. A validator
@@ -51,7 +49,8 @@ from temporalio.exceptions import ApplicationError
 with workflow.unsafe.imports_passed_through():
     from kezek import calendar as kcal
     from workflows import contracts as c
-    from workflows.contracts import LIVE_STATES, ReferralState as S
+    from workflows import rules
+    from workflows.rules import LIVE_STATES, Act, ReferralState as S
 
 # The queue's effects must happen: retry until they do; a refusal (a
 # non-retryable QueueRefused) fails the act instead.
@@ -73,9 +72,6 @@ NOTIFY_CALL = dict(
 # The reminder before a deadline (referral.deadline_approaching.v1), added
 # after the first release.
 REMINDER_PATCH = "deadline-reminder"
-REMINDER_TIME = timedelta(hours=9)
-
-GENERAL = "general"
 
 # How far an act's `acted_at` may differ from the workflow's clock.
 MAX_CLOCK_SKEW = timedelta(minutes=1)
@@ -86,8 +82,7 @@ def _refuse(reason: str) -> ApplicationError:
     return ApplicationError(reason, type=c.REFUSED, non_retryable=True)
 
 
-def _fmt(moment: datetime | None) -> str:
-    return moment.replace(tzinfo=None).isoformat(timespec="seconds") if moment else "-"
+_fmt = rules.fmt_moment
 
 
 @workflow.defn(name=c.WORKFLOW_TYPE)
@@ -102,15 +97,14 @@ class ReferralWorkflow:
         p = inp.policy
         self._confirmation_deadline: datetime | None = None
         self._enrolment_deadline: datetime | None = None
+        self._state = rules.first_state(inp.needs_confirmation)
+        first = rules.first_deadline(self._cal, self._issued_at, inp.needs_confirmation, p)
+        self._extension_day: date | None = None
         if inp.needs_confirmation:
-            self._state = S.AWAITING_CONFIRMATION
-            self._confirmation_deadline = self._cal.window_end(self._issued_at, p.confirm_working_days)
-            self._extension_day: date | None = self._cal.last_working_day(
-                self._issued_at, p.confirm_working_days)
+            self._confirmation_deadline = first
+            self._extension_day = rules.extension_day(self._cal, self._issued_at, p)
         else:
-            self._state = S.AWAITING_ENROLMENT
-            self._enrolment_deadline = self._cal.window_end(self._issued_at, p.enrol_working_days)
-            self._extension_day = None
+            self._enrolment_deadline = first
         self._deadline: datetime | None = self._confirmation_deadline or self._enrolment_deadline
         self._extended = False
         self._confirmed_at: datetime | None = None
@@ -134,7 +128,7 @@ class ReferralWorkflow:
             self._confirmation_deadline, self._enrolment_deadline = deadline, None
             # Extension is allowed on the last working day of the window; once
             # used, the extended window has none.
-            self._extension_day = None if r.extended else self._cal.last_working_day_before(deadline)
+            self._extension_day = None if r.extended else rules.extension_day_before(self._cal, deadline)
         else:
             self._confirmation_deadline, self._enrolment_deadline = None, deadline
             self._extension_day = None
@@ -182,7 +176,7 @@ class ReferralWorkflow:
                 reminded.add(deadline)
                 self._notify(f"reminder:{len(reminded)}", "referral.deadline_approaching.v1", reminder,
                              deadline=_fmt(deadline), working_days_left=inp.policy.reminder_working_days,
-                             window="confirmation" if self._state is S.AWAITING_CONFIRMATION else "enrolment")
+                             window=rules.window_of(self._state))
                 continue
             # The window has ended. An act already under way (accepted before
             # the end) finishes first and may have closed or moved the window.
@@ -199,27 +193,21 @@ class ReferralWorkflow:
     def _reminder_at(self, deadline: datetime) -> datetime | None:
         """09:00 local on the morning when `reminder_working_days` working
         days of the window are left; None if that is not in the future."""
-        n = self._in.policy.reminder_working_days
-        if not n:
-            return None
-        day = self._cal.last_working_day_before(deadline)
-        if n > 1:
-            day = self._cal.nth_working_day_before(day, n - 1)
-        at = self._cal.start_of_day(day) + REMINDER_TIME
-        return at if at > self._now() else None
+        at = rules.reminder_at(self._cal, deadline, self._in.policy.reminder_working_days)
+        return at if at is not None and at > self._now() else None
 
     async def _expire(self, deadline: datetime) -> None:
         """Deadline missed: the place returns, the child goes on the stop-list
         for `stoplist_days` calendar days, then back to the queue."""
         self._busy = True
-        until = deadline + timedelta(days=self._in.policy.stoplist_days)  # same local time
+        until = rules.stoplist_end(deadline, self._in.policy)
         # The queue pauses the child in the same transaction as it frees the
         # place (outcome "expired"), so the place cannot go straight back to
         # it; the stop-list call then sets the exact end.
         await self._queue(c.RETURN_PLACE, "expired:return_place", c.ReturnPlace,
                           at=deadline, place=self._place, outcome="expired")
         await self._queue(c.PUT_ON_STOPLIST, "expired:stoplist", c.PutOnStoplist, at=deadline, until=until)
-        self._state, self._stoplist_until, self._closed_at = S.PAUSED, until, deadline
+        self._state, self._stoplist_until, self._closed_at = rules.after(self._state, Act.EXPIRE), until, deadline
         self._deadline = None
         self._busy = False
         self._notify("expired", "referral.expired.v1", deadline, stoplist_until=_fmt(until))
@@ -227,7 +215,7 @@ class ReferralWorkflow:
         if left > timedelta(0):
             await workflow.sleep(left)
         await self._queue(c.LIFT_STOPLIST, "resumed:lift_stoplist", c.LiftStoplist, at=until)
-        self._state = S.RESUMED
+        self._state = rules.after(self._state, Act.LIFT_STOPLIST)
         self._notify("resumed", "application.resumed.v1", until)
 
     # -------------------------------------------------------------- updates
@@ -236,23 +224,23 @@ class ReferralWorkflow:
     async def confirm_privilege(self, req: c.ConfirmPrivilege) -> c.ActResult:
         async with self._acting(self._check_confirm, req) as at:
             p = self._in.policy
-            valid_to = req.certificate_issued + timedelta(days=p.certificate_valid_days)
-            if self._cal.local_date(at) > valid_to:
+            reason = rules.certificate_out_of_date(req.certificate_issued, self._cal.local_date(at),
+                                                   p.certificate_valid_days)
+            if reason:
                 # Not a refusal: the caseworker saw the parent, the request for a
                 # fresh certificate is recorded, and the window keeps running.
                 self._certificate_requests += 1
-                reason = (f"the certificate issued on {req.certificate_issued} was valid up to and "
-                          f"including {valid_to}; a fresh one is needed")
                 await self._record(f"certificate_requested:{self._certificate_requests}",
                                    "referral.certificate_requested", at, reason=reason, actor=req.actor)
                 self._notify(f"certificate_requested:{self._certificate_requests}",
                              "referral.certificate_requested.v1", at, reason=reason,
                              deadline=_fmt(self._deadline))
                 return self._result("referral.certificate_requested", reason)
-            deadline = self._cal.window_end(at, p.enrol_working_days)
+            deadline = rules.enrolment_deadline(self._cal, at, p)
+            state = rules.after(self._state, Act.CONFIRM)
             await self._record("privilege_confirmed", "referral.privilege_confirmed", at,
-                               state=S.AWAITING_ENROLMENT, deadline=deadline, actor=req.actor)
-            self._state, self._confirmed_at = S.AWAITING_ENROLMENT, at
+                               state=state, deadline=deadline, actor=req.actor)
+            self._state, self._confirmed_at = state, at
             self._enrolment_deadline = self._deadline = deadline
             self._notify("privilege_confirmed", "referral.privilege_confirmed.v1", at, deadline=_fmt(deadline))
             return self._result("referral.privilege_confirmed")
@@ -262,12 +250,7 @@ class ReferralWorkflow:
         self._check_confirm(req)
 
     def _check_confirm(self, req: c.ConfirmPrivilege) -> datetime:
-        at = self._validate_act(req, "confirm the privilege")
-        if self._state is not S.AWAITING_CONFIRMATION:
-            raise _refuse(self._no_confirmation_window())
-        if req.certificate_issued > self._cal.local_date(at):
-            raise _refuse(f"the certificate's issue date {req.certificate_issued} is in the future")
-        return at
+        return self._validate_act(req, Act.CONFIRM, certificate_issued=req.certificate_issued)
 
     @workflow.update(name=c.REJECT_PRIVILEGE)
     async def reject_privilege(self, req: c.RejectPrivilege) -> c.ActResult:
@@ -281,7 +264,7 @@ class ReferralWorkflow:
             await self._queue(c.RETURN_TO_GENERAL_QUEUE, "privilege_rejected:general_queue",
                               c.ReturnToGeneralQueue, at=at, from_category=self._in.category,
                               reason=reason, actor=req.actor)
-            self._close(S.PRIVILEGE_REJECTED, at)
+            self._close(Act.REJECT, at)
             self._notify("privilege_rejected", "referral.privilege_rejected.v1", at, reason=reason)
             return self._result("referral.privilege_rejected", reason)
 
@@ -290,19 +273,13 @@ class ReferralWorkflow:
         self._check_reject(req)
 
     def _check_reject(self, req: c.RejectPrivilege) -> datetime:
-        # Not confirmed in the confirmation window, or found false later (a
-        # confirmed privilege, or a category the system checks itself): the
-        # referral it obtained is given up and the child joins the general queue.
-        at = self._validate_act(req, "reject the privilege")
-        if self._in.category == GENERAL:
-            raise _refuse("category 'general' has no privilege to reject")
-        return at
+        return self._validate_act(req, Act.REJECT)
 
     @workflow.update(name=c.EXTEND)
     async def extend(self, req: c.ExtendReferral) -> c.ActResult:
         async with self._acting(self._check_extend, req) as at:
             assert self._deadline is not None
-            deadline = self._deadline + timedelta(days=self._in.policy.extension_days)
+            deadline = rules.extended_deadline(self._deadline, self._in.policy)
             await self._record("extended", "referral.extended", at, deadline=deadline, actor=req.actor)
             self._extended = True
             self._confirmation_deadline = self._deadline = deadline
@@ -314,17 +291,7 @@ class ReferralWorkflow:
         self._check_extend(req)
 
     def _check_extend(self, req: c.ExtendReferral) -> datetime:
-        at = self._validate_act(req, "extend the referral")
-        if self._state is not S.AWAITING_CONFIRMATION:
-            raise _refuse("only the confirmation window can be extended, and "
-                          + self._no_confirmation_window())
-        if self._extended:
-            raise _refuse("the referral has already been extended once")
-        today = self._cal.local_date(at)
-        if today != self._extension_day:
-            raise _refuse(f"an extension may be asked for only on the last working day of the "
-                          f"confirmation window, {self._extension_day}, not on {today}")
-        return at
+        return self._validate_act(req, Act.EXTEND)
 
     @workflow.update(name=c.CANCEL)
     async def cancel(self, req: c.CancelReferral) -> c.ActResult:
@@ -332,7 +299,7 @@ class ReferralWorkflow:
             await self._queue(c.RETURN_PLACE, "cancelled:return_place", c.ReturnPlace, at=at,
                               place=self._place, outcome="cancelled", drop_preference=req.drop_preference,
                               reason=req.reason or None, actor=req.actor)
-            self._close(S.CANCELLED, at)
+            self._close(Act.CANCEL, at)
             return self._result("referral.cancelled")
 
     @cancel.validator
@@ -340,14 +307,14 @@ class ReferralWorkflow:
         self._check_cancel(req)
 
     def _check_cancel(self, req: c.CancelReferral) -> datetime:
-        return self._validate_act(req, "cancel the referral")
+        return self._validate_act(req, Act.CANCEL)
 
     @workflow.update(name=c.ENROL)
     async def enrol(self, req: c.RecordEnrolment) -> c.ActResult:
         async with self._acting(self._check_enrol, req) as at:
             await self._queue(c.RECORD_ENROLMENT, "enrolled:record", c.RecordEnrolmentCall, at=at,
                               place=self._place, actor=req.actor)
-            self._close(S.ENROLLED, at)
+            self._close(Act.ENROL, at)
             return self._result("referral.enrolled")
 
     @enrol.validator
@@ -355,21 +322,13 @@ class ReferralWorkflow:
         self._check_enrol(req)
 
     def _check_enrol(self, req: c.RecordEnrolment) -> datetime:
-        at = self._validate_act(req, "enrol the child")
-        if self._state is S.AWAITING_CONFIRMATION:
-            raise _refuse("enrolment before the privilege is confirmed is refused: the privilege "
-                          "must first be confirmed at the Department of Education")
-        return at
+        return self._validate_act(req, Act.ENROL)
 
     # ---------------------------------------------------------------- query
 
     @workflow.query(name=c.STATUS)
     def status(self) -> c.ReferralStatus:
-        window = None
-        if self._state is S.AWAITING_CONFIRMATION:
-            window = "confirmation"
-        elif self._state is S.AWAITING_ENROLMENT:
-            window = "enrolment"
+        window = rules.window_of(self._state)
         return c.ReferralStatus(
             referral_id=self._in.referral_id, application_id=self._in.application_id,
             kindergarten=self._in.kindergarten, state=self._state, window=window,
@@ -398,24 +357,24 @@ class ReferralWorkflow:
             raise _refuse(f"acted_at {_fmt(at)} is too far in the past")
         return at
 
-    def _validate_act(self, act: c.Act, what: str) -> datetime:
-        """Checks common to every act; returns its moment."""
-        if self._state not in LIVE_STATES:
-            raise _refuse(f"cannot {what}: {self._closed_reason()}")
-        at = self._act_time(act)
-        if at < self._issued_at:
-            raise _refuse(f"acted_at {_fmt(at)} is before the referral was issued")
-        if self._deadline is not None and at >= self._deadline:
-            raise _refuse(f"cannot {what}: the window ended at {_fmt(self._deadline)}")
+    def _validate_act(self, req: c.Act, act: Act, certificate_issued: date | None = None) -> datetime:
+        """Refuses `act` as the rules say (a closed referral first, then the
+        moment, then the act's own rules); returns its moment."""
+        standing = self._standing()
+        why = rules.closed_refusal(act, standing)
+        if why:
+            raise _refuse(why)
+        at = self._act_time(req)
+        why = rules.refusal(act, standing, at, certificate_issued)
+        if why:
+            raise _refuse(why)
         return at
 
-    def _closed_reason(self) -> str:
-        return c.closed_reason(self._state, self._closed_at, self._stoplist_until)
-
-    def _no_confirmation_window(self) -> str:
-        if not self._in.needs_confirmation:
-            return f"category {self._in.category!r} has no confirmation window"
-        return "the privilege is already confirmed"
+    def _standing(self) -> rules.Standing:
+        return rules.Standing(
+            state=self._state, category=self._in.category, needs_confirmation=self._in.needs_confirmation,
+            issued_at=self._issued_at, deadline=self._deadline, extended=self._extended,
+            extension_day=self._extension_day, closed_at=self._closed_at, stoplist_until=self._stoplist_until)
 
     async def _turn(self) -> None:
         """Waits until no act or expiry is under way. Several may be waiting:
@@ -427,8 +386,8 @@ class ReferralWorkflow:
     def _acting(self, check, req: c.Act) -> "_Acting":
         return _Acting(self, check, req)
 
-    def _close(self, state: S, at: datetime) -> None:
-        self._state, self._closed_at, self._deadline = state, at, None
+    def _close(self, act: Act, at: datetime) -> None:
+        self._state, self._closed_at, self._deadline = rules.after(self._state, act), at, None
 
     def _result(self, event: str, reason: str | None = None) -> c.ActResult:
         return c.ActResult(event=event, state=self._state, deadline=self._deadline, reason=reason)
