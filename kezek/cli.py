@@ -19,12 +19,23 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "schemas-lock": ("kezek.events.compat", "freeze the event schemas after additive changes (refuses breaking ones)"),
     "import": ("kezek.importer.run", "import the old portal's export (JSON or CSV folder); --dry-run"),
     "reconcile": ("kezek.importer.reconcile", "prove an import lost nothing: queue dates, positions, referral deadlines"),
+    "settings-example": ("kezek.commands.settings_example", "print .env.example: every setting, its default and meaning"),
 }
+
+
+def version() -> str:
+    from importlib.metadata import PackageNotFoundError
+    from importlib.metadata import version as installed
+
+    try:
+        return installed("kezek")
+    except PackageNotFoundError:
+        return "unknown (not installed)"
 
 
 def usage() -> str:
     width = max(map(len, COMMANDS))
-    lines = ["usage: kezek COMMAND [ARGS]", "", "commands:"]
+    lines = ["usage: kezek COMMAND [ARGS] | kezek --version", "", "commands:"]
     lines += [f"  {name.ljust(width)}  {help_}" for name, (_, help_) in COMMANDS.items()]
     return "\n".join(lines)
 
@@ -33,6 +44,9 @@ def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     if not argv or argv[0] in ("-h", "--help", "help"):
         print(usage())
+        return 0
+    if argv[0] in ("-V", "--version"):
+        print(f"kezek {version()}")
         return 0
     name, rest = argv[0], argv[1:]
     if name not in COMMANDS:

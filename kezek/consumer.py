@@ -15,6 +15,7 @@ from kafka import KafkaConsumer, TopicPartition
 from kafka.structs import OffsetAndMetadata
 from sqlalchemy.orm import Session, sessionmaker
 
+from kezek import connections
 from kezek.events import Event
 from kezek.logging import get_logger
 from kezek.metrics import EVENTS_CONSUMED
@@ -35,7 +36,7 @@ class IdempotentConsumer:
         self.outbox = outbox
         self.handle = handle
         self.types = set(types) if types else None
-        config = dict(
+        config = connections.kafka(
             bootstrap_servers=bootstrap,
             group_id=name,
             enable_auto_commit=False,

@@ -12,6 +12,7 @@ from kafka import KafkaProducer
 from kafka.serializer import DefaultSerializer
 from sqlalchemy.orm import Session, sessionmaker
 
+from kezek import connections
 from kezek.events import aggregate_of
 from kezek.logging import get_logger
 from kezek.metrics import EVENTS_RELAYED, RELAY_ERRORS
@@ -21,7 +22,7 @@ log = get_logger(__name__)
 
 
 def make_producer(bootstrap: str, **overrides) -> KafkaProducer:
-    config = dict(
+    config = connections.kafka(
         bootstrap_servers=bootstrap,
         acks="all",
         enable_idempotence=True,

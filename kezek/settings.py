@@ -1,37 +1,124 @@
 """Configuration, validated at start-up and passed down (never read at import).
 
-Every field can be set as an environment variable `KEZEK_<NAME>` or in `.env`;
-`.env.example` documents them all.
+Every field can be set as an environment variable `KEZEK_<NAME>`, as a line
+in `.env`, or read from a file named by `KEZEK_<NAME>_FILE` (how Docker and
+Kubernetes hand over secrets). `.env.example` lists them all; it is generated
+from the settings classes by `kezek settings-example`.
 """
 from __future__ import annotations
 
+import os
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
 from pydantic import SecretStr, model_validator
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
+from pydantic_settings.exceptions import SettingsError
+from sqlalchemy.engine import make_url
 
 SERVICES = ("registration", "queue", "verification", "notifications", "gateway")
 DEV_SECRET = "dev-only-insecure-secret"
+# Passwords an operator may have left from an example; refused in production.
+WELL_KNOWN_PASSWORDS = {"postgres", "password", "secret", "kezek", "changeme", "admin", "temporal", DEV_SECRET}
+MIN_SECRET_LENGTH = 32
 
 
-class Settings(BaseSettings):
+class FileSettingsSource(PydanticBaseSettingsSource):
+    """`<PREFIX><NAME>_FILE=path`: the field's value is the file's content
+    (one trailing newline dropped). Setting both the value and the file is
+    refused, so that an operator never wonders which one won."""
+
+    def __init__(self, settings_cls: type[BaseSettings], dotenv: dict[str, str | None]):
+        super().__init__(settings_cls)
+        self.dotenv = {k.upper(): v for k, v in dotenv.items() if v is not None}
+
+    def get_field_value(self, field, field_name):  # pragma: no cover - __call__ does the work
+        return None, field_name, False
+
+    def __call__(self) -> dict[str, Any]:
+        prefix = (self.config.get("env_prefix") or "").upper()
+        env = {**self.dotenv, **{k.upper(): v for k, v in os.environ.items()}}
+        values: dict[str, Any] = {}
+        for name in self.settings_cls.model_fields:
+            key = f"{prefix}{name.upper()}"
+            path = env.get(f"{key}_FILE")
+            if not path:
+                continue
+            if env.get(key):
+                raise SettingsError(f"{key} and {key}_FILE are both set; keep one")
+            try:
+                text = Path(path).read_text(encoding="utf-8")
+            except OSError as exc:
+                raise SettingsError(f"{key}_FILE: cannot read {path} ({exc.strerror})") from exc
+            values[name] = text[:-1] if text.endswith("\n") else text
+        return values
+
+
+class KezekSettings(BaseSettings):
+    """Adds `<NAME>_FILE` to every field of a settings class."""
+
+    @classmethod
+    def settings_customise_sources(cls, settings_cls, init_settings, env_settings, dotenv_settings,
+                                   file_secret_settings):
+        dotenv = getattr(dotenv_settings, "env_vars", {}) or {}
+        return (init_settings, FileSettingsSource(settings_cls, dotenv), env_settings, dotenv_settings,
+                file_secret_settings)
+
+
+class Settings(KezekSettings):
+    """Shared by every process."""
+
     model_config = SettingsConfigDict(env_prefix="KEZEK_", env_file=".env", extra="ignore")
 
     env: Literal["development", "test", "production"] = "development"
+    # Holiday calendar and time zone: KG (Asia/Bishkek) or KZ (Asia/Almaty)
     country: Literal["KG", "KZ"] = "KG"
+    # Where local state lives: SQLite files, compiled catalogs, Temporal's and Kafka's data under `kezek run`
     state_dir: Path = Path("var")
-    # Empty: one SQLite file per service under state_dir. A PostgreSQL URL
-    # (postgresql+psycopg://user@host/kezek): one database per service,
-    # named kezek_<service>.
+    # Empty: one SQLite file per service under state_dir (development only).
+    # A PostgreSQL URL: one database per service, named kezek_<service>, or
+    # `{service}` where the URL says so (user and database), e.g.
+    # postgresql+psycopg://kezek_{service}@db:5432/kezek_{service}?sslmode=verify-full
+    # The query string (sslmode, target_session_attrs ...) is kept.
     database_url: str = ""
+    # Each service's database password, used when database_url carries none
+    registration_database_password: SecretStr = SecretStr("")
+    queue_database_password: SecretStr = SecretStr("")
+    verification_database_password: SecretStr = SecretStr("")
+    notifications_database_password: SecretStr = SecretStr("")
+    gateway_database_password: SecretStr = SecretStr("")
+    # Comma-separated host:port list
     kafka_bootstrap: str = "127.0.0.1:9092"
+    # Topics are <prefix>.<aggregate> (kezek.referral, ...) and <prefix>.public.v1
     kafka_topic_prefix: str = "kezek"
+    # PLAINTEXT | SSL | SASL_PLAINTEXT | SASL_SSL, for every producer, consumer and admin client
+    kafka_security_protocol: Literal["PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"] = "PLAINTEXT"
+    # PLAIN | SCRAM-SHA-256 | SCRAM-SHA-512 (with a SASL_* protocol)
+    kafka_sasl_mechanism: Literal["PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512"] = "SCRAM-SHA-512"
+    kafka_sasl_username: str = ""
+    kafka_sasl_password: SecretStr = SecretStr("")
+    # PEM files for SSL / SASL_SSL: the brokers' CA, and a client certificate and key for mutual TLS
+    kafka_ssl_cafile: str = ""
+    kafka_ssl_certfile: str = ""
+    kafka_ssl_keyfile: str = ""
     temporal_address: str = "127.0.0.1:7233"
     temporal_namespace: str = "default"
     temporal_task_queue: str = "referrals"
+    # TLS to the Temporal frontend (implied by a CA, a client certificate or an API key)
+    temporal_tls: bool = False
+    # PEM files: the server's CA (empty: the system's), a client certificate and key for mutual TLS
+    temporal_tls_ca_file: str = ""
+    temporal_tls_cert_file: str = ""
+    temporal_tls_key_file: str = ""
+    # The name the server's certificate is checked against (empty: the host of temporal_address)
+    temporal_tls_server_name: str = ""
+    # An API key (Temporal Cloud, or a server with an authorizer), sent as a bearer token
+    temporal_api_key: SecretStr = SecretStr("")
+    # Signs sessions, activation links and tokens. A long random value in production
     secret_key: SecretStr = SecretStr(DEV_SECRET)
+    # Keys the pseudonymous ids of the public event stream. Never share it; changing it renames every child
     pseudonym_key: SecretStr = SecretStr(DEV_SECRET)
+    # Interface the HTTP services listen on, and their ports
     host: str = "127.0.0.1"
     gateway_port: int = 8000
     registration_port: int = 8001
@@ -39,31 +126,120 @@ class Settings(BaseSettings):
     verification_port: int = 8003
     notifications_port: int = 8004
     temporal_ui_port: int = 8233
+    # Where the other services reach each one; empty: http://<host>:<port>, i.e. this machine
+    registration_url: str = ""
+    queue_url: str = ""
+    verification_url: str = ""
+    notifications_url: str = ""
+    gateway_url: str = ""
+    # How parents reach the portal (links in e-mails and SMS); empty: the gateway's own address
+    public_url: str = ""
+    # Outgoing e-mail
     smtp_host: str = "127.0.0.1"
     smtp_port: int = 8025
+    # HTTP SMS gateway; empty: SMS are written to the console channel (refused in production)
     sms_gateway_url: str = ""
     log_level: str = "INFO"
+    # JSON logs (structlog); false: human-readable console lines
     log_json: bool = True
 
     @model_validator(mode="after")
-    def _refuse_default_secrets_outside_development(self) -> "Settings":
+    def _refuse_unsafe_production(self) -> "Settings":
         if self.env == "production":
-            for name in ("secret_key", "pseudonym_key"):
-                if getattr(self, name).get_secret_value() == DEV_SECRET:
-                    raise ValueError(f"KEZEK_{name.upper()} must be set in production")
+            problems = production_problems(self)
+            if problems:
+                raise ValueError("unsafe for production: " + "; ".join(problems))
         return self
 
     def database_url_for(self, service: str) -> str:
         if not self.database_url:
             return f"sqlite:///{(self.state_dir / f'{service}.db').resolve()}"
-        base, _, _ = self.database_url.rpartition("/")
-        return f"{base}/kezek_{service}"
+        templated = "{service}" in self.database_url
+        url = make_url(self.database_url.replace("{service}", service))
+        if not templated:
+            name = f"kezek_{service}"
+            if url.get_backend_name() == "sqlite":
+                name = str(Path(url.database or ".").with_name(f"{name}.db"))
+            url = url.set(database=name)
+        password = getattr(self, f"{service}_database_password", SecretStr("")).get_secret_value()
+        if password and not url.password:
+            url = url.set(password=password)
+        return url.render_as_string(hide_password=False)
 
     def port_of(self, service: str) -> int:
         return getattr(self, f"{service}_port")
 
     def url_of(self, service: str) -> str:
-        return f"http://{self.host}:{self.port_of(service)}"
+        return (getattr(self, f"{service}_url", "") or f"http://{self.host}:{self.port_of(service)}").rstrip("/")
+
+    def portal_url(self) -> str:
+        """The portal's address as parents see it."""
+        return (self.public_url or self.url_of("gateway")).rstrip("/")
 
     def topic(self, aggregate: str) -> str:
         return f"{self.kafka_topic_prefix}.{aggregate}"
+
+    def kafka_client_options(self) -> dict[str, Any]:
+        """What every kafka-python producer, consumer and admin client gets
+        besides its bootstrap servers."""
+        options: dict[str, Any] = {"security_protocol": self.kafka_security_protocol}
+        if self.kafka_security_protocol.startswith("SASL_"):
+            options.update(sasl_mechanism=self.kafka_sasl_mechanism,
+                           sasl_plain_username=self.kafka_sasl_username,
+                           sasl_plain_password=self.kafka_sasl_password.get_secret_value())
+        if self.kafka_security_protocol in ("SSL", "SASL_SSL"):
+            options.update({k: v for k, v in (("ssl_cafile", self.kafka_ssl_cafile),
+                                               ("ssl_certfile", self.kafka_ssl_certfile),
+                                               ("ssl_keyfile", self.kafka_ssl_keyfile)) if v})
+        return options
+
+    def temporal_connect_options(self) -> dict[str, Any]:
+        """What every temporalio `Client.connect` gets besides the address,
+        the namespace and the data converter."""
+        from temporalio.service import TLSConfig
+
+        options: dict[str, Any] = {}
+        api_key = self.temporal_api_key.get_secret_value()
+        files = (self.temporal_tls_ca_file, self.temporal_tls_cert_file, self.temporal_tls_key_file)
+        if any(files) or self.temporal_tls_server_name:
+            read = lambda p: Path(p).read_bytes() if p else None  # noqa: E731
+            options["tls"] = TLSConfig(server_root_ca_cert=read(files[0]), client_cert=read(files[1]),
+                                       client_private_key=read(files[2]),
+                                       domain=self.temporal_tls_server_name or None)
+        elif self.temporal_tls or api_key:
+            options["tls"] = True
+        if api_key:
+            options["api_key"] = api_key
+        return options
+
+
+def production_problems(s: BaseSettings) -> list[str]:
+    """Why these settings must not run in production (empty: they may).
+    Works on any settings class; fields a class lacks are not checked."""
+    problems = []
+    secrets = {}
+    for name in ("secret_key", "pseudonym_key"):
+        value = getattr(s, name).get_secret_value()
+        secrets[name] = value
+        if value == DEV_SECRET or not value:
+            problems.append(f"KEZEK_{name.upper()} must be set (it is the development default)")
+        elif len(value) < MIN_SECRET_LENGTH:
+            problems.append(f"KEZEK_{name.upper()} must have at least {MIN_SECRET_LENGTH} characters")
+    if secrets["secret_key"] and secrets["secret_key"] == secrets["pseudonym_key"]:
+        problems.append("KEZEK_SECRET_KEY and KEZEK_PSEUDONYM_KEY must differ")
+    url = getattr(s, "database_url", "")
+    if not url or url.startswith("sqlite"):
+        problems.append("KEZEK_DATABASE_URL must name PostgreSQL (SQLite is for development)")
+    else:
+        passwords = [make_url(url.replace("{service}", "x")).password or ""]
+        passwords += [getattr(s, f"{svc}_database_password").get_secret_value() for svc in SERVICES]
+        if any(p.lower() in WELL_KNOWN_PASSWORDS for p in passwords if p):
+            problems.append("a database password is a well-known default")
+    for name, value in s:
+        if name.endswith("cookie_secure") and value is False:
+            problems.append(f"KEZEK_{name.upper()} must not be false (cookies over plain HTTP)")
+    if not getattr(s, "public_url", "https://").startswith("https://"):
+        problems.append("KEZEK_PUBLIC_URL must be the portal's https:// address (links in e-mails carry tokens)")
+    if getattr(s, "kafka_security_protocol", "").startswith("SASL_") and not s.kafka_sasl_password.get_secret_value():
+        problems.append("KEZEK_KAFKA_SASL_PASSWORD must be set with a SASL protocol")
+    return problems

@@ -18,6 +18,7 @@ from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.exceptions import ApplicationError
 from temporalio.service import RPCError, RPCStatusCode
 
+from kezek import connections
 from workflows import contracts as c
 
 
@@ -102,7 +103,8 @@ class LazyClient:
                 if self._client is None:
                     try:
                         self._client = await asyncio.wait_for(Client.connect(
-                            self.address, namespace=self.namespace, data_converter=pydantic_data_converter),
+                            self.address, namespace=self.namespace, data_converter=pydantic_data_converter,
+                            **connections.temporal()),
                             self.timeout)
                     except Exception as exc:
                         raise ReferralUnavailable(f"Temporal at {self.address}: {exc!r}") from exc

@@ -40,7 +40,10 @@ def sandbox_runner(*, passthrough_all: bool = False) -> SandboxedWorkflowRunner:
 
 async def connect(address: str, namespace: str = "default") -> Client:
     """A client with the pydantic converter the contracts need."""
-    return await Client.connect(address, namespace=namespace, data_converter=pydantic_data_converter)
+    from kezek import connections
+
+    return await Client.connect(address, namespace=namespace, data_converter=pydantic_data_converter,
+                                **connections.temporal())
 
 
 def build_worker(client: Client, activities: Iterable[Callable[..., Any]], *,

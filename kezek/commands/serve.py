@@ -5,7 +5,7 @@ import argparse
 
 import uvicorn
 
-from kezek import wiring
+from kezek import connections, wiring
 from kezek.logging import configure_logging
 from kezek.settings import SERVICES, Settings
 
@@ -17,6 +17,7 @@ def main(argv: list[str]) -> int:
     args = p.parse_args(argv)
     settings = Settings()
     configure_logging(settings.log_level, settings.log_json, service=args.service)
+    connections.configure(settings)
     app = wiring.create_app(args.service, settings)
     uvicorn.run(app, host=settings.host, port=args.port or settings.port_of(args.service),
                 log_config=None, access_log=False, timeout_graceful_shutdown=5)

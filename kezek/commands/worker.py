@@ -9,7 +9,7 @@ import signal
 from temporalio.client import Client
 from temporalio.contrib.pydantic import pydantic_data_converter
 
-from kezek import wiring
+from kezek import connections, wiring
 from kezek.logging import configure_logging, get_logger
 from kezek.settings import Settings
 
@@ -20,7 +20,7 @@ async def serve(settings: Settings) -> None:
     from workflows.worker import build_worker
 
     client = await Client.connect(settings.temporal_address, namespace=settings.temporal_namespace,
-                                  data_converter=pydantic_data_converter)
+                                  data_converter=pydantic_data_converter, **connections.temporal())
     worker = build_worker(client, task_queue=settings.temporal_task_queue, activities=wiring.activities(settings))
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
@@ -36,5 +36,6 @@ def main(argv: list[str]) -> int:
     argparse.ArgumentParser(prog="kezek worker", description=__doc__).parse_args(argv)
     settings = Settings()
     configure_logging(settings.log_level, settings.log_json, service="worker")
+    connections.configure(settings)
     asyncio.run(serve(settings))
     return 0

@@ -138,7 +138,9 @@ def ensure_topics(bootstrap: str, topics: list[str], partitions: int = 3) -> Non
     """Creates missing topics, so consumers can subscribe before the first event."""
     from kafka.admin import KafkaAdminClient, NewTopic
 
-    admin = KafkaAdminClient(bootstrap_servers=bootstrap, client_id="kezek-admin")
+    from kezek import connections
+
+    admin = KafkaAdminClient(**connections.kafka(bootstrap_servers=bootstrap, client_id="kezek-admin"))
     try:
         existing = set(admin.list_topics())
         missing = [NewTopic(t, partitions, 1) for t in topics if t not in existing]

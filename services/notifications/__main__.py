@@ -12,6 +12,7 @@ import threading
 import uvicorn
 
 from kezek.infra.kafka import ensure_topics
+from kezek import connections
 from kezek.logging import configure_logging, get_logger
 from kezek.migrations import upgrade
 from kezek.relay import OutboxRelay
@@ -44,6 +45,7 @@ def main(argv: list[str] | None = None) -> int:
     args = p.parse_args(argv)
     settings, extra = Settings(), NotificationSettings()
     configure_logging(settings.log_level, settings.log_json, service="notifications")
+    connections.configure(settings)
     logging.getLogger("httpx").setLevel(logging.WARNING)  # a line per SMS sent is noise
     if args.migrate:
         upgrade("notifications", extra.database_url or settings.database_url_for("notifications"))

@@ -5,10 +5,11 @@ from datetime import timedelta
 from typing import Literal
 from zoneinfo import ZoneInfo
 
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic import SecretStr
+from pydantic_settings import SettingsConfigDict
 
 from kezek.db import make_engine, make_session_factory
-from kezek.settings import Settings
+from kezek.settings import KezekSettings, Settings
 from services.notifications.channels import Console, HttpSms, InAppInbox, SmtpEmail, Transport
 from services.notifications.domain import DEFAULT_RETRY, TIMEZONES, URGENT_RETRY, Channel, RetryPolicy
 from services.notifications.jobs import Dispatcher
@@ -16,18 +17,18 @@ from services.notifications.sealed import opening_sealed_fields
 from services.notifications.service import NotificationService
 
 
-class NotificationSettings(BaseSettings):
+class NotificationSettings(KezekSettings):
     """`KEZEK_NOTIFICATIONS_*`: what only this service needs."""
     model_config = SettingsConfigDict(env_prefix="KEZEK_NOTIFICATIONS_", env_file=".env", extra="ignore")
 
     email_from: str = "Kezek <noreply@kezek.kg>"
     sms_sender: str = "Kezek"
-    sms_token: str = ""
+    sms_token: SecretStr = SecretStr("")   # the SMS provider's bearer token
     # auto: SMTP outside development, the console in it; SMS over HTTP when
     # KEZEK_SMS_GATEWAY_URL is set, the console otherwise.
     email_transport: Literal["auto", "smtp", "console"] = "auto"
     sms_transport: Literal["auto", "http", "console"] = "auto"
-    # Where the parent's cabinet is (links in messages); default: the gateway.
+    # Where the parent's cabinet is (links in messages); default: KEZEK_PUBLIC_URL/cabinet.
     cabinet_url: str = ""
     # Where the SMS gateway posts receipts; default: this service's API.
     receipt_url: str = ""
@@ -56,7 +57,7 @@ def build_service(settings: Settings, extra: NotificationSettings | None = None)
     engine = _engines.get(url) or _engines.setdefault(url, make_engine(url))
     retry = RetryPolicy(tuple(timedelta(seconds=s) for s in extra.retry_delays)) if extra.retry_delays else None
     service = NotificationService(make_session_factory(engine), tz=timezone_of(settings, extra),
-                                  cabinet_url=extra.cabinet_url or f"{settings.url_of('gateway')}/cabinet",
+                                  cabinet_url=extra.cabinet_url or f"{settings.portal_url()}/cabinet",
                                   retry=retry or DEFAULT_RETRY, urgent_retry=retry or URGENT_RETRY)
     service.handle = opening_sealed_fields(service.handle, settings.secret_key.get_secret_value().encode())
     return service
@@ -68,10 +69,14 @@ def build_transports(settings: Settings, extra: NotificationSettings | None = No
     sms_http = extra.sms_transport == "http" or (extra.sms_transport == "auto" and bool(settings.sms_gateway_url))
     if sms_http and not settings.sms_gateway_url:
         raise ValueError("KEZEK_SMS_GATEWAY_URL must be set for the HTTP SMS transport")
+    if settings.env == "production" and not (email_smtp and sms_http):
+        # The console channel writes codes and links into the log.
+        raise ValueError("production sends e-mail over SMTP and SMS over HTTP: set KEZEK_SMS_GATEWAY_URL "
+                         "and leave KEZEK_NOTIFICATIONS_EMAIL_TRANSPORT/SMS_TRANSPORT at auto")
     receipts = extra.receipt_url or f"{settings.url_of('notifications')}/api/v1/notifications/sms/receipts"
     return [
         SmtpEmail(settings.smtp_host, settings.smtp_port, extra.email_from) if email_smtp else Console(Channel.EMAIL),
-        HttpSms(settings.sms_gateway_url, sender=extra.sms_sender, token=extra.sms_token or None,
+        HttpSms(settings.sms_gateway_url, sender=extra.sms_sender, token=extra.sms_token.get_secret_value() or None,
                 callback_url=receipts) if sms_http else Console(Channel.SMS),
         InAppInbox(),
     ]

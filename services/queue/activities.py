@@ -16,6 +16,7 @@ from datetime import timedelta
 from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
+from kezek import connections
 from kezek.logging import get_logger
 from services.queue.service import QueueService, Refused
 from workflows import contracts as c
@@ -138,7 +139,8 @@ class WorkflowStarter:
             try:
                 if client is None:
                     client = await Client.connect(self.address, namespace=self.namespace,
-                                                  data_converter=pydantic_data_converter)
+                                                  data_converter=pydantic_data_converter,
+                                                  **connections.temporal())
                 if await self.start_pending(client) == 0:
                     await asyncio.sleep(self.idle_sleep)
             except Exception as exc:  # Temporal or the database away for a moment

@@ -10,6 +10,8 @@ PUBLIC_TOPIC_SUFFIX = "public.v1"
 
 
 class PublicSettings(Settings):
+    """The shared settings plus the public stream's and the webhooks'."""
+
     # Empty: the admin API answers 403 to everyone.
     admin_token: SecretStr = SecretStr("")
     webhook_max_attempts: int = 12          # then the delivery is dead and blocks its subject

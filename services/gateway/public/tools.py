@@ -8,6 +8,7 @@ from collections.abc import Iterable
 from kafka import KafkaConsumer
 
 from kezek.events import Event
+from kezek import connections
 from kezek.relay import make_producer
 
 
@@ -25,7 +26,7 @@ def read_topic(bootstrap: str, topic: str, *, expect: int | None = None, timeout
                idle_ms: int = 1500) -> list:
     """Every record of the topic, from the beginning; stops after `expect`
     records or when nothing arrives for `idle_ms`."""
-    reader = KafkaConsumer(topic, bootstrap_servers=bootstrap, group_id=None, auto_offset_reset="earliest",
+    reader = KafkaConsumer(topic, **connections.kafka(), bootstrap_servers=bootstrap, group_id=None, auto_offset_reset="earliest",
                            enable_auto_commit=False)
     records: list = []
     deadline = time.monotonic() + timeout

@@ -34,6 +34,7 @@ from kafka import KafkaConsumer, TopicPartition
 from kafka.structs import OffsetAndMetadata
 from sqlalchemy.orm import Session, aliased, sessionmaker
 
+from kezek import connections
 from kezek.events import Event
 from kezek.infra.kafka import ensure_topics
 from kezek.logging import get_logger
@@ -190,7 +191,7 @@ class Dispatcher:
 
     def make_consumer(self, **config) -> KafkaConsumer:
         ensure_topics(self.bootstrap, [self.topic])
-        consumer = KafkaConsumer(bootstrap_servers=self.bootstrap, group_id=INGEST_GROUP, enable_auto_commit=False,
+        consumer = KafkaConsumer(**connections.kafka(), bootstrap_servers=self.bootstrap, group_id=INGEST_GROUP, enable_auto_commit=False,
                                  auto_offset_reset="earliest", max_poll_records=500, **config)
         consumer.subscribe([self.topic])
         return consumer
@@ -230,7 +231,7 @@ class Dispatcher:
 
     def _replay(self, replay: WebhookReplay) -> int:
         ensure_topics(self.bootstrap, [self.topic])
-        reader = KafkaConsumer(bootstrap_servers=self.bootstrap, group_id=None, enable_auto_commit=False,
+        reader = KafkaConsumer(**connections.kafka(), bootstrap_servers=self.bootstrap, group_id=None, enable_auto_commit=False,
                                max_poll_records=500)
         queued = 0
         try:
