@@ -9,7 +9,6 @@ import getpass
 import os
 import sys
 
-from kezek.db import make_engine, make_session_factory
 from kezek.migrations import upgrade
 from services.verification import domain as d
 
@@ -25,8 +24,8 @@ def main(argv: list[str]) -> int:
     p.add_argument("--password-stdin", action="store_true", help="read the password from standard input")
     args = p.parse_args(argv)
 
-    from services.verification.api import as_settings
-    from services.verification.service import VerificationService
+    from services.verification import bootstrap
+    from services.verification.settings import as_settings
 
     settings = as_settings(None)
     if args.password_stdin:
@@ -35,21 +34,15 @@ def main(argv: list[str]) -> int:
         password = os.environ.get("KEZEK_STAFF_PASSWORD") or getpass.getpass("password: ")
     url = settings.database_url_for("verification")
     upgrade("verification", url)
-    engine = make_engine(url)
+    service = bootstrap.build(settings)
     try:
-        service = VerificationService(make_session_factory(engine), policy=_policy(settings))
-        staff_id = service.add_staff(args.login, args.name, args.role, args.district, password, args.locale)
+        staff_id = service.staff.add(args.login, args.name, args.role, args.district, password, args.locale)
     except d.Refused as exc:
         for e in exc.errors:
             print(f"kezek staff-add: {e.field}: {e.code} {dict(e.params) or ''}".rstrip(), file=sys.stderr)
         return 2
     finally:
-        engine.dispose()
+        service.close()
     print(f"staff {args.login} ({args.role}) created: {staff_id}")
     return 0
 
-
-def _policy(settings):
-    from services.verification.api import policy_of
-
-    return policy_of(settings)

@@ -415,6 +415,21 @@ def validate_voucher_decision(decision: str, benefit_type: str, documents: Itera
                            docs, text, present)
 
 
+# ------------------------------------------------------------------- policy
+
+
+@dataclass(frozen=True)
+class VerificationPolicy:
+    """Everything an administrator may set for the department's work (from
+    the settings, see settings.py)."""
+
+    country: str = "KG"
+    certificate_valid_days: int = CERTIFICATE_VALID_DAYS
+    max_scan_bytes: int = MAX_SCAN_BYTES
+    abuse: AbusePolicy = AbusePolicy()
+    vouchers: VoucherPolicy = VoucherPolicy()
+
+
 # --------------------------------------------------------------------- audit
 
 

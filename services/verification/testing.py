@@ -14,7 +14,7 @@ from kezek.events import Event, UnknownEventType, new_event
 from services.verification.consumers import CONSUMER
 from services.verification.models import outbox
 from workflows.client import ReferralRefused
-from services.verification.service import Ingest
+from services.verification.readmodel.ingest import Ingest
 from workflows import contracts as c
 
 DISTRICT_A = "41711210000000"   # Bishkek, Leninsky district

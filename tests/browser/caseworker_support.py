@@ -30,8 +30,9 @@ from kezek import calendar as kcal
 from kezek.db import make_engine, make_session_factory
 from kezek.infra.procs import free_port, wait_until
 from kezek.migrations import upgrade
-from services.verification.api import VerificationSettings, create_app
-from services.verification.service import Ingest, VerificationPolicy
+from services.verification.api import create_app
+from services.verification.bootstrap import build_ingest
+from services.verification.settings import VerificationSettings
 from services.verification.testing import (
     DISTRICT_A, DISTRICT_B, PASSWORD, application_received, application_submitted, deliver, referral_fact,
 )
@@ -159,10 +160,10 @@ class CaseworkerSite:
         upgrade("verification", self.db_url)
         self.engine = make_engine(self.db_url)
         self.sessions = make_session_factory(self.engine)
-        self.ingest = Ingest(VerificationPolicy())
+        self.ingest = build_ingest()
         app = create_app(self.settings, hasher=PasswordHasher(time_cost=1, memory_cost=1024, parallelism=1))
         for login, name, role, district in STAFF:
-            app.state.service.add_staff(login, name, role, district, PASSWORD)
+            app.state.service.staff.add(login, name, role, district, PASSWORD)
         self.client: Client = self.loop.run(connect(self.temporal_address))
         self.worker = build_worker(self.client, self.queue.activities(), task_queue=self.task_queue)
         self.worker_task = asyncio.run_coroutine_threadsafe(self.worker.run(), self.loop.loop)

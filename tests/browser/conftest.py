@@ -229,24 +229,21 @@ class Commission:
     verification service's own use case, on its database."""
 
     def __init__(self, portal: Portal, district: str):
-        from kezek.db import make_engine, make_session_factory
-        from services.verification.api import as_settings, policy_of
-        from services.verification.service import VerificationService
+        from services.verification import bootstrap
 
-        settings = as_settings(portal.settings)
-        self.engine = make_engine(settings.database_url_for("verification"))
-        self.service = VerificationService(make_session_factory(self.engine), policy=policy_of(settings))
+        self.service = bootstrap.build(portal.settings)
         login, password = f"commission-{uuid.uuid4().hex[:6]}", "commission member password 2026"
-        self.service.add_staff(login, "Токтогулова Айжан", "commission", district, password)
-        _, self.member = self.service.login(login, password)
+        self.service.staff.add(login, "Токтогулова Айжан", "commission", district, password)
+        _, self.member = self.service.staff.login(login, password)
 
     def decide(self, application_id: str, decision: str, **details) -> int:
-        wait_until(lambda: any(v["application_id"] == application_id for v in self.service.vouchers(self.member)),
+        wait_until(lambda: any(v["application_id"] == application_id
+                               for v in self.service.vouchers.applications(self.member)),
                    60, f"voucher application {application_id} in the commission's list")
-        return self.service.decide_voucher(self.member, application_id, decision=decision, **details)
+        return self.service.vouchers.decide(self.member, application_id, decision=decision, **details)
 
     def close(self) -> None:
-        self.engine.dispose()
+        self.service.close()
 
 
 @pytest.fixture(scope="module")

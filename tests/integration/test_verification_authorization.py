@@ -10,8 +10,9 @@ from fastapi.testclient import TestClient
 
 from kezek.db import make_engine, make_session_factory
 from kezek.migrations import upgrade
-from services.verification.api import VerificationSettings, create_app
-from services.verification.service import Ingest, VerificationPolicy
+from services.verification.api import create_app
+from services.verification.bootstrap import build_ingest
+from services.verification.settings import VerificationSettings
 from services.verification.testing import (
     DISTRICT_A, DISTRICT_B, PASSWORD, PDF, FakeReferrals, application_received, application_submitted, deliver,
     referral_issued,
@@ -34,17 +35,17 @@ def site(tmp_path_factory):
                      hasher=PasswordHasher(time_cost=1, memory_cost=1024, parallelism=1))
     service = app.state.service
     for login, role, district in STAFF:
-        service.add_staff(login, login.title(), role, district, PASSWORD)
+        service.staff.add(login, login.title(), role, district, PASSWORD)
     engine = make_engine(url)
     sessions = make_session_factory(engine)
-    ingest = Ingest(VerificationPolicy(), lambda: NOW)
+    ingest = build_ingest(clock=lambda: NOW)
     for rid, app_id, pin, district, surname in (("r-a", "a-a", "10103202300011", DISTRICT_A, "Асанова"),
                                                 ("r-b", "a-b", "20205202300022", DISTRICT_B, "Бекова")):
         deliver(sessions, ingest, application_submitted(app_id, pin=pin, district=district, surname=surname))
         deliver(sessions, ingest, application_received(app_id))
         deliver(sessions, ingest, referral_issued(rid, app_id, deadline=NOW + timedelta(days=3),
                                                   at=NOW - timedelta(days=1)))
-    service.record_certificate(service.login("aida", PASSWORD)[1], "r-a", organisation="В/ч 1", number="1",
+    service.certificates.record(service.staff.login("aida", PASSWORD)[1], "r-a", organisation="В/ч 1", number="1",
                                issued_on=TODAY.isoformat(), scan=PDF)
     yield app, fake
     engine.dispose()

@@ -18,10 +18,10 @@ from kezek.infra.kafka import ensure_topics
 from kezek.migrations import upgrade
 from kezek.outbox import Outbox
 from kezek.relay import OutboxRelay, make_producer
-from services.verification.api import VerificationSettings
+from services.verification.settings import VerificationSettings
 from services.verification.consumers import build_consumers
 from services.verification.models import AbuseCase, AuditEntry, Referral, outbox as verification_outbox
-from services.verification.service import VerificationService
+from services.verification import bootstrap
 from services.verification.testing import (
     DISTRICT_A, PASSWORD, application_received, application_submitted, referral_closed, referral_issued,
 )
@@ -55,9 +55,9 @@ def test_audit_log_on_postgresql_refuses_update_delete_and_truncate(pg_url):
     upgrade("verification", url)
     engine = make_engine(url)
     try:
-        service = VerificationService(make_session_factory(engine))
-        service.add_staff("aida", "Aida", "caseworker", DISTRICT_A, PASSWORD)
-        service.login("aida", PASSWORD)
+        service = bootstrap.build(sessions=make_session_factory(engine))
+        service.staff.add("aida", "Aida", "caseworker", DISTRICT_A, PASSWORD)
+        service.staff.login("aida", PASSWORD)
         for statement in ("UPDATE audit_log SET outcome = 'ok'", "DELETE FROM audit_log WHERE seq > 0",
                           "TRUNCATE audit_log"):
             with pytest.raises(DBAPIError, match="append-only"):

@@ -1,0 +1,68 @@
+"""The caseworkers' web UI: server-rendered pages in Russian and Kyrgyz,
+behind a staff session (argon2 passwords, an HttpOnly cookie, a CSRF token
+in every form). Routes are thin: they read the form, call one use case and
+render its answer; refusals re-render the form with the field named in the
+caseworker's language.
+
+Routers per page group: signin.py, cases.py (worklist and cases), abuse.py,
+vouchers.py, audit.py; what they depend on is in pages.py."""
+from __future__ import annotations
+
+import hashlib
+from pathlib import Path
+
+from fastapi import FastAPI, Request
+from fastapi.staticfiles import StaticFiles
+
+from kezek.settings import Settings
+from kezek.web import create_service_app, database_check
+from services.verification import bootstrap
+from services.verification.api import abuse, audit, cases, signin, vouchers
+from services.verification.api.pages import install_error_pages
+from services.verification.i18n import Pages
+from services.verification.referrals import ReferralCommands
+from services.verification.settings import as_settings
+
+HERE = Path(__file__).resolve().parent.parent
+ROUTERS = (signin.router, cases.router, abuse.router, vouchers.router, audit.router)
+
+
+def _static_version() -> str:
+    h = hashlib.sha256()
+    for f in sorted((HERE / "static").iterdir()):
+        h.update(f.read_bytes())
+    return h.hexdigest()[:10]
+
+
+def create_app(settings: Settings | None = None, *, referrals: ReferralCommands | None = None,
+               clock=None, hasher=None) -> FastAPI:
+    settings = as_settings(settings)
+    service = bootstrap.build(settings, referrals=referrals, clock=clock, hasher=hasher)
+    app = create_service_app("verification", title="Kezek verification",
+                             ready_checks=[("database", database_check(service.engine))])
+    app.state.service = service
+    app.state.engine = service.engine
+    app.state.pages = Pages(settings.state_dir, _static_version())
+    app.state.cookie_secure = settings.cookie_secure
+    app.mount("/static", StaticFiles(directory=HERE / "static"), name="static")
+    app.middleware("http")(security_headers)
+    install_error_pages(app)
+    for router in ROUTERS:
+        app.include_router(router)
+    return app
+
+
+async def security_headers(request: Request, call_next):
+    response = await call_next(request)
+    h = response.headers
+    h.setdefault("X-Content-Type-Options", "nosniff")
+    h.setdefault("Referrer-Policy", "no-referrer")
+    if request.url.path.startswith("/static/"):
+        h["Cache-Control"] = "public, max-age=604800, immutable"
+    else:
+        # Pages carry personal data: never cached, never framed.
+        h.setdefault("Cache-Control", "no-store")
+        h.setdefault("Content-Security-Policy",
+                     "default-src 'self'; img-src 'self' data:; frame-ancestors 'none'; "
+                     "form-action 'self'; base-uri 'none'; object-src 'self'")
+    return response

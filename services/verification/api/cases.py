@@ -1,0 +1,111 @@
+"""The worklist and the cases: a case page, recording a certificate with
+its scan, the decisions on a case, and the scan itself."""
+from __future__ import annotations
+
+import uuid
+from typing import Annotated
+
+from fastapi import APIRouter, Depends, Request
+from fastapi.responses import HTMLResponse, RedirectResponse, Response
+from starlette.datastructures import FormData, UploadFile
+
+from services.verification import domain as d
+from services.verification.api.pages import (
+    CheckedForm, CurrentStaff, Render, Service, TooLarge, checked_form, errors_of,
+)
+from services.verification.usecases.context import StaffView
+
+router = APIRouter(include_in_schema=False)
+CERTIFICATE_FIELDS = ("organisation", "number", "issued_on")
+SCAN_EXTENSIONS = {"application/pdf": "pdf", "image/jpeg": "jpg", "image/png": "png"}
+
+
+@router.get("/worklist", response_class=HTMLResponse)
+def worklist(render: Render, service: Service, staff: CurrentStaff, district: str | None = None):
+    view = service.cases.worklist(staff, (district or "").strip() or None)
+    return render("worklist.html", section="worklist", all_districts=d.all_districts(staff.role), **view)
+
+
+def case_page(render: Render, service: Service, staff: StaffView, referral_id: str, *, status: int = 200,
+              errors: list[dict] | None = None, form: dict | None = None) -> HTMLResponse:
+    case = service.cases.case(staff, referral_id)
+    query = render.request.query_params
+    done = query.get("done")
+    outcome = None
+    if done:
+        found = next((x for x in case["decisions"] if x["nonce"] == done), None)
+        # The deadline now running: the enrolment one after a confirmation,
+        # the same confirmation window after a request for a fresh certificate.
+        outcome = found and {**found, "deadline": case["deadline"]}
+    errors = errors or []
+    cert_fields = {*CERTIFICATE_FIELDS, "scan"}
+    return render("case.html", status=status, section="worklist", case=case, errors=errors,
+                  errors_in_certificate=any(e["field"] in cert_fields for e in errors),
+                  form={"organisation": "", "number": "", "issued_on": "", "reason": "", **(form or {})},
+                  outcome=outcome, recorded=query.get("recorded") == "1", nonce=uuid.uuid4().hex)
+
+
+@router.get("/cases/{referral_id}", response_class=HTMLResponse)
+def case(render: Render, service: Service, staff: CurrentStaff, referral_id: str):
+    return case_page(render, service, staff, referral_id)
+
+
+async def scan_form(request: Request, service: Service, staff: CurrentStaff) -> FormData:
+    """The certificate's form; a body far over the scan limit is refused
+    before it is read."""
+    length = request.headers.get("content-length") or "0"
+    if not length.isdigit() or int(length) > 2 * service.policy.max_scan_bytes + 1024 * 1024:
+        raise TooLarge()
+    return await checked_form(request, service, staff)
+
+
+@router.post("/cases/{referral_id}/certificate")
+async def record_certificate(render: Render, service: Service, staff: CurrentStaff, referral_id: str,
+                             form: Annotated[FormData, Depends(scan_form)]):
+    upload = form.get("scan")
+    data, name = b"", ""
+    if isinstance(upload, UploadFile):
+        data = await upload.read(service.policy.max_scan_bytes + 1)
+        name = upload.filename or ""
+    values = {k: str(form.get(k) or "") for k in CERTIFICATE_FIELDS}
+    try:
+        service.certificates.record(staff, referral_id, scan=data, scan_name=name, **values)
+    except d.Refused as exc:
+        return case_page(render, service, staff, referral_id, status=422, errors=errors_of(exc), form=values)
+    return RedirectResponse(f"/cases/{referral_id}?recorded=1#h-cert", status_code=303)
+
+
+async def act(render: Render, service: Service, staff: StaffView, referral_id: str, form: FormData,
+              action: d.Action):
+    reason = str(form.get("reason") or "")
+    nonce = str(form.get("nonce") or "")[:64] or uuid.uuid4().hex
+    try:
+        await service.cases.decide(staff, referral_id, action, reason=reason, nonce=nonce)
+    except d.Refused as exc:
+        return case_page(render, service, staff, referral_id, status=422, errors=errors_of(exc),
+                         form={"reason": reason})
+    return RedirectResponse(f"/cases/{referral_id}?done={nonce}#outcome", status_code=303)
+
+
+@router.post("/cases/{referral_id}/confirm")
+async def confirm(render: Render, service: Service, staff: CurrentStaff, referral_id: str, form: CheckedForm):
+    return await act(render, service, staff, referral_id, form, d.Action.CONFIRM)
+
+
+@router.post("/cases/{referral_id}/reject")
+async def reject(render: Render, service: Service, staff: CurrentStaff, referral_id: str, form: CheckedForm):
+    return await act(render, service, staff, referral_id, form, d.Action.REJECT)
+
+
+@router.post("/cases/{referral_id}/request-certificate")
+async def request_certificate(render: Render, service: Service, staff: CurrentStaff, referral_id: str,
+                              form: CheckedForm):
+    return await act(render, service, staff, referral_id, form, d.Action.REQUEST_CERTIFICATE)
+
+
+@router.get("/cases/{referral_id}/certificates/{certificate_id}/scan")
+def scan(service: Service, staff: CurrentStaff, referral_id: str, certificate_id: str):
+    data, content_type, sha = service.certificates.scan(staff, referral_id, certificate_id)
+    return Response(data, media_type=content_type, headers={
+        "Content-Disposition": f'inline; filename="certificate-{certificate_id[:8]}.{SCAN_EXTENSIONS[content_type]}"',
+        "Cache-Control": "no-store", "ETag": f'"{sha}"'})

@@ -1,0 +1,52 @@
+"""The voucher commission's pages: the list, one application, the decision
+and its printable record."""
+from __future__ import annotations
+
+from fastapi import APIRouter
+from fastapi.responses import HTMLResponse, RedirectResponse
+
+from services.verification import domain as d
+from services.verification.api.pages import CheckedForm, CurrentStaff, Render, Service, errors_of
+from services.verification.usecases.context import NotFound, StaffView
+
+router = APIRouter(include_in_schema=False)
+
+
+@router.get("/vouchers", response_class=HTMLResponse)
+def vouchers(render: Render, service: Service, staff: CurrentStaff):
+    return render("vouchers.html", section="vouchers", items=service.vouchers.applications(staff))
+
+
+def voucher_page(render: Render, service: Service, staff: StaffView, application_id: str, *, status: int = 200,
+                 errors: list[dict] | None = None, form: dict | None = None) -> HTMLResponse:
+    v = service.vouchers.view(staff, application_id)
+    members = service.staff.commission_members(v["district"] or "") if v["can_decide"] else []
+    return render("voucher.html", status=status, section="vouchers", v=v, members=members,
+                  errors=errors or [], form={"documents": [], "decision": "", "benefit_type": "", "reason": "",
+                                             "members": [], **(form or {})})
+
+
+@router.get("/vouchers/{application_id}", response_class=HTMLResponse)
+def voucher(render: Render, service: Service, staff: CurrentStaff, application_id: str):
+    return voucher_page(render, service, staff, application_id)
+
+
+@router.post("/vouchers/{application_id}/decide")
+async def decide_voucher(render: Render, service: Service, staff: CurrentStaff, application_id: str,
+                         form: CheckedForm):
+    values = {"decision": str(form.get("decision") or ""), "benefit_type": str(form.get("benefit_type") or ""),
+              "documents": [str(x) for x in form.getlist("documents")], "reason": str(form.get("reason") or ""),
+              "members": [str(x) for x in form.getlist("members")]}
+    try:
+        service.vouchers.decide(staff, application_id, **values)
+    except d.Refused as exc:
+        return voucher_page(render, service, staff, application_id, status=422, errors=errors_of(exc), form=values)
+    return RedirectResponse(f"/vouchers/{application_id}/decision", status_code=303)
+
+
+@router.get("/vouchers/{application_id}/decision", response_class=HTMLResponse)
+def voucher_decision(render: Render, service: Service, staff: CurrentStaff, application_id: str):
+    v = service.vouchers.view(staff, application_id, printing=True)
+    if v["decision"] is None:
+        raise NotFound(application_id)
+    return render("voucher_print.html", section="vouchers", v=v)

@@ -1,0 +1,71 @@
+"""The one place the verification service is put together from its
+settings: the pages (api/), `kezek staff-add` (cli.py), the consumer of
+facts (consumers.py) and the tests all build it here."""
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import datetime
+
+from argon2 import PasswordHasher
+from sqlalchemy.engine import Engine
+from sqlalchemy.orm import Session, sessionmaker
+
+from kezek.db import make_engine, make_session_factory
+from kezek.settings import Settings
+from services.verification import domain as d
+from services.verification.readmodel.ingest import Ingest
+from services.verification.referrals import ReferralCommands, TemporalReferrals
+from services.verification.settings import as_settings, policy_of
+from services.verification.usecases.abuse import Abuse
+from services.verification.usecases.audit import AuditTrail
+from services.verification.usecases.cases import Cases
+from services.verification.usecases.certificates import Certificates
+from services.verification.usecases.context import Context, now_utc
+from services.verification.usecases.staff import StaffAccounts
+from services.verification.usecases.vouchers import Vouchers
+
+
+@dataclass
+class Verification:
+    """The service's use cases, one object per group."""
+
+    policy: d.VerificationPolicy
+    sessions: sessionmaker[Session]
+    staff: StaffAccounts
+    cases: Cases
+    certificates: Certificates
+    abuse: Abuse
+    vouchers: Vouchers
+    audit: AuditTrail
+    engine: Engine | None = None      # set when built here from the settings' URL
+
+    def close(self) -> None:
+        if self.engine is not None:
+            self.engine.dispose()
+
+
+def build(settings: Settings | None = None, *, sessions: sessionmaker[Session] | None = None,
+          referrals: ReferralCommands | None = None, clock: Callable[[], datetime] | None = None,
+          hasher: PasswordHasher | None = None) -> Verification:
+    """The service from its settings; `sessions`, `referrals`, `clock` and
+    `hasher` replace what the settings would give (tests)."""
+    settings = as_settings(settings)
+    policy = policy_of(settings)
+    engine = None
+    if sessions is None:
+        engine = make_engine(settings.database_url_for("verification"))
+        sessions = make_session_factory(engine)
+    if referrals is None:
+        referrals = TemporalReferrals(settings.temporal_address, settings.temporal_namespace)
+    ctx = Context(sessions, policy=policy, referrals=referrals, clock=clock or now_utc)
+    return Verification(
+        policy=policy, sessions=sessions,
+        staff=StaffAccounts(ctx, hasher=hasher, secret=settings.secret_key.get_secret_value().encode()),
+        cases=Cases(ctx), certificates=Certificates(ctx), abuse=Abuse(ctx), vouchers=Vouchers(ctx),
+        audit=AuditTrail(ctx), engine=engine)
+
+
+def build_ingest(settings: Settings | None = None, *, clock: Callable[[], datetime] | None = None) -> Ingest:
+    """What the consumer applies to each fact (the read model and the abuse rule)."""
+    return Ingest(policy_of(as_settings(settings)), clock or now_utc)

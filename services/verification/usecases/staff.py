@@ -1,0 +1,124 @@
+"""Staff accounts and their sessions: creating an account, signing in and
+out, the session behind a cookie, the CSRF token of a session's forms.
+
+Passwords are argon2 hashes; a session is a random token of which only the
+SHA-256 is stored."""
+from __future__ import annotations
+
+import hashlib
+import hmac
+import secrets
+import uuid
+
+import sqlalchemy as sa
+from argon2 import PasswordHasher
+from argon2.exceptions import InvalidHashError, VerificationError
+from sqlalchemy.exc import IntegrityError
+
+from kezek.db import unit_of_work
+from services.verification import domain as d
+from services.verification.models import Staff, StaffSession, utc
+from services.verification.usecases.context import Context, StaffView, Unauthenticated
+
+
+def token_hash(token: str) -> str:
+    return hashlib.sha256(token.encode()).hexdigest()
+
+
+class StaffAccounts:
+    def __init__(self, ctx: Context, *, hasher: PasswordHasher | None = None, secret: bytes = b"dev"):
+        self.ctx = ctx
+        self.hasher = hasher or PasswordHasher()
+        self.secret = secret
+        # A hash to compare against when the login is unknown, so that the
+        # answer takes as long as for a known login.
+        self._dummy_hash = self.hasher.hash(secrets.token_hex(8))
+
+    def add(self, login: str, full_name: str, role: str, district: str, password: str, locale: str = "ru") -> str:
+        login = (login or "").strip().lower()
+        d.validate_staff(login, full_name, role, district, password)
+        if locale not in ("ru", "ky"):
+            raise d.Refused([d.err("locale", "choice")])
+        staff_id = str(uuid.uuid4())
+        try:
+            with unit_of_work(self.ctx.sessions) as s:
+                s.add(Staff(id=staff_id, login=login, password_hash=self.hasher.hash(password),
+                            full_name=full_name.strip(), role=role,
+                            district="" if d.all_districts(role) else district.strip(),
+                            locale=locale, active=True, failed_logins=0, created_at=self.ctx.now()))
+                s.flush()
+                self.ctx.audit(s, None, "staff.add", login="system", subject_type="staff", subject_id=staff_id,
+                               district=district, login_added=login, role=role)
+        except IntegrityError:
+            raise d.Refused([d.err("login", "login_taken")]) from None
+        return staff_id
+
+    def login(self, login: str, password: str) -> tuple[str, StaffView]:
+        login = (login or "").strip().lower()
+        now = self.ctx.now()
+        with unit_of_work(self.ctx.sessions) as s:
+            staff = s.scalars(sa.select(Staff).where(Staff.login == login).with_for_update()).one_or_none()
+            if staff is None or not staff.active:
+                self._check_password(self._dummy_hash, password)
+                self.ctx.audit(s, None, "login", login=login, outcome="refused")
+                failed: Unauthenticated | None = Unauthenticated()
+            elif d.login_locked(staff.failed_logins, utc(staff.last_failed_at), now):
+                self.ctx.audit(s, None, "login", login=login, outcome="refused", locked=True)
+                failed = Unauthenticated("login_locked")
+            elif not self._check_password(staff.password_hash, password):
+                staff.failed_logins += 1
+                staff.last_failed_at = now
+                self.ctx.audit(s, None, "login", login=login, outcome="refused")
+                failed = Unauthenticated()
+            else:
+                failed = None
+                staff.failed_logins, staff.last_failed_at = 0, None
+                if self.hasher.check_needs_rehash(staff.password_hash):
+                    staff.password_hash = self.hasher.hash(password)
+                token = secrets.token_urlsafe(32)
+                s.add(StaffSession(token_hash=token_hash(token), staff_id=staff.id, created_at=now,
+                                   expires_at=now + d.SESSION_TTL))
+                view = StaffView.of(staff)
+                self.ctx.audit(s, view, "login", district=view.district)
+        if failed is not None:
+            raise failed
+        return token, view
+
+    def _check_password(self, stored: str, password: str) -> bool:
+        try:
+            return self.hasher.verify(stored, password or "")
+        except (VerificationError, InvalidHashError):
+            return False
+
+    def identify(self, token: str | None) -> StaffView:
+        if not token:
+            raise Unauthenticated("no_session")
+        with self.ctx.sessions() as s:
+            row = s.execute(sa.select(StaffSession, Staff).join(Staff, Staff.id == StaffSession.staff_id)
+                            .where(StaffSession.token_hash == token_hash(token))).one_or_none()
+            if row is None or not row.Staff.active or utc(row.StaffSession.expires_at) <= self.ctx.now():
+                raise Unauthenticated("no_session")
+            return StaffView.of(row.Staff)
+
+    def logout(self, token: str | None) -> None:
+        if not token:
+            return
+        with unit_of_work(self.ctx.sessions) as s:
+            row = s.get(StaffSession, token_hash(token))
+            if row is not None:
+                staff = s.get(Staff, row.staff_id)
+                s.delete(row)
+                if staff is not None:
+                    self.ctx.audit(s, StaffView.of(staff), "logout")
+
+    def csrf_token(self, session_token: str) -> str:
+        return hmac.new(self.secret, b"csrf:" + session_token.encode(), hashlib.sha256).hexdigest()[:32]
+
+    def check_csrf(self, session_token: str | None, given: str | None) -> bool:
+        return bool(session_token and given) and hmac.compare_digest(self.csrf_token(session_token), given)
+
+    def commission_members(self, district: str) -> list[Staff]:
+        with self.ctx.sessions() as s:
+            return list(s.scalars(sa.select(Staff).where(
+                Staff.role == d.Role.COMMISSION.value, Staff.district == district, Staff.active)
+                .order_by(Staff.full_name)))
