@@ -1,5 +1,5 @@
 """Stand-ins for the services behind the gateway, speaking their HTTP
-contracts (see /work/notes/GATEWAY_CALLS_TO_QUEUE.md): a small queue with
+contracts (services/queue/api.py): a small queue with
 kindergartens, positions and referrals, and a notifications inbox. Used by
 the gateway's tests and by the portal demo when the real services are not
 running; the real services replace them by URL."""
@@ -10,10 +10,13 @@ import uuid
 from datetime import UTC, datetime, timedelta
 
 import sqlalchemy as sa
-from zoneinfo import ZoneInfo
 
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse
+
+from kezek import calendar as kcal
+from kezek.categories import EXTRAORDINARY, GENERAL, PRIVILEGED, VOUCHER
+from workflows import rules
 
 KINDERGARTENS = [
     {"id": "bsk-12", "name": "Балдар бакчасы №12 «Солнышко»", "address": "Киевская, 45", "district": "41711210000000",
@@ -35,8 +38,10 @@ class FakeQueue:
     their explanation, and the live referral of an entry. Also records a
     position history, for the chart."""
 
-    def __init__(self, categories: tuple[str, ...] = ("extraordinary", "privileged", "general", "voucher")):
+    def __init__(self, categories: tuple[str, ...] = (EXTRAORDINARY, PRIVILEGED, GENERAL, VOUCHER),
+                 country: str = "KG"):
         self.categories = categories
+        self.calendar = kcal.calendar(country)
         self.entries: dict[str, dict] = {}
         self.referrals: dict[str, dict] = {}
         self.removed_by: dict[str, str] = {}
@@ -74,8 +79,8 @@ class FakeQueue:
         now = datetime.now(UTC)
         ref = {"id": int(rid), "application_id": application_id, "kindergarten": kg, "cohort": entry["cohort"],
                "language": entry["language"], "status": "live",
-               "state": "awaiting_confirmation" if needs_confirmation else "awaiting_enrolment",
-               "issued_at": now.isoformat(), "deadline": (now + timedelta(days=7)).isoformat(),
+               "state": rules.first_state(needs_confirmation).value, "issued_at": now.isoformat(),
+               "deadline": rules.first_deadline(self.calendar, now, needs_confirmation, rules.DEFAULTS).isoformat(),
                "needs_confirmation": needs_confirmation}
         self.referrals[rid] = ref
         entry["status"] = "referred"
@@ -147,9 +152,7 @@ class FakeReferrals:
         self.acts: list[tuple[str, str, str]] = []
 
     def started(self, rid: str, ref: dict) -> None:
-        confirmation = ref["state"] == "awaiting_confirmation"
-        self.statuses[rid] = {"referral_id": rid, "state": ref["state"],
-                              "window": "confirmation" if confirmation else "enrolment",
+        self.statuses[rid] = {"referral_id": rid, "state": ref["state"], "window": rules.window_of(ref["state"]),
                               "deadline": ref["deadline"], "extension_day": None, "extended": False}
 
     def allow_extension_today(self, rid: str, today: str) -> None:
@@ -165,7 +168,7 @@ class FakeReferrals:
 
     async def cancel(self, referral_id: str, actor: str) -> dict:
         st = self.statuses.get(referral_id)
-        if st is None or st["state"] not in ("awaiting_confirmation", "awaiting_enrolment"):
+        if st is None or st["state"] not in rules.LIVE_STATES:
             raise self._refuse("the referral is closed")
         self.acts.append(("cancel", referral_id, actor))
         st.update(state="cancelled", window=None)
@@ -178,12 +181,12 @@ class FakeReferrals:
 
     async def extend(self, referral_id: str, actor: str) -> dict:
         st = self.statuses.get(referral_id)
-        today = datetime.now(UTC).astimezone(ZoneInfo("Asia/Bishkek")).date().isoformat()
+        today = self.queue.calendar.local_date(datetime.now(UTC)).isoformat()
         if st is None or st["window"] != "confirmation" or st["extended"] or st["extension_day"] != today:
             raise self._refuse("an extension may be asked for only on the last working day of the "
                                "confirmation window, once")
         self.acts.append(("extend", referral_id, actor))
-        deadline = (datetime.fromisoformat(st["deadline"]) + timedelta(days=30)).isoformat()
+        deadline = rules.extended_deadline(datetime.fromisoformat(st["deadline"]), rules.DEFAULTS).isoformat()
         st.update(extended=True, extension_day=None, deadline=deadline)
         self.queue.referrals[referral_id]["deadline"] = deadline
         return {"event": "referral.extended", "state": st["state"], "deadline": deadline}

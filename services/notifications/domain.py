@@ -12,7 +12,7 @@ from __future__ import annotations
 import hashlib
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
-from datetime import date, datetime, time, timedelta, tzinfo
+from datetime import datetime, time, timedelta, tzinfo
 from enum import StrEnum
 
 
@@ -175,14 +175,6 @@ def reached_top_ten(previous: int | None, current: int | None, already_told: boo
     if already_told or current is None or current > TOP_TEN:
         return False
     return previous is None or previous > TOP_TEN
-
-
-def last_day(deadline_local: datetime) -> date:
-    """The last day a parent may act: a window ending at 24:00 is stored as
-    00:00 of the next day, but a parent reads "until 11 March inclusive"."""
-    if deadline_local.time() == time(0, 0):
-        return deadline_local.date() - timedelta(days=1)
-    return deadline_local.date()
 
 
 # ---------------------------------------------------------------- when to send

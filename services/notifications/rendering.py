@@ -13,7 +13,8 @@ import jinja2
 from babel import Locale
 from babel.dates import format_date, format_datetime, format_skeleton
 
-from services.notifications.domain import Channel, Kind, SmsSize, last_day, sms_size, sms_text
+from services.notifications.domain import Channel, Kind, SmsSize, sms_size, sms_text
+from workflows.rules import last_day
 
 TEMPLATES = Path(__file__).parent / "templates"
 

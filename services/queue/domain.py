@@ -15,7 +15,7 @@ import dataclasses
 import re
 from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
-from datetime import date, datetime, timedelta
+from datetime import date, datetime
 from typing import Any, NamedTuple
 
 
@@ -457,9 +457,3 @@ def _iin_check_ok(iin: str) -> bool:
         if check != 10:
             return check == digits[11]
     return False
-
-
-def stoplist_end(expired_at: datetime, policy: Policy) -> datetime:
-    """The stop-list after an expired referral ends `stoplist_days` calendar
-    days later, at the same local time."""
-    return expired_at + timedelta(days=policy.stoplist_days)

@@ -36,6 +36,7 @@ from kezek.db import unit_of_work
 from kezek.events import new_event
 from kezek.logging import get_logger
 from services.queue import domain as d
+from workflows import rules
 from services.queue.models import (OPEN_POOL, AllocationRecord, AllocationRequest, AllocationRun, Application,
                                    AuditEntry, Kindergarten, PlacePool, PolicyVersion, PositionChange,
                                    PublishedPosition, Publication, Referral, outbox)
@@ -1197,12 +1198,11 @@ class QueueService:
                 cat = x.inputs["category"]
                 needs = policy.category(cat).needs_confirmation
                 if needs not in deadlines:
-                    days = policy.confirm_working_days if needs else policy.enrol_working_days
-                    deadlines[needs] = utc(cal.window_end(now, days))
+                    deadlines[needs] = utc(rules.first_deadline(cal, now, needs, policy))
                 place, lang = x.place, x.place.language
                 rows.append((x.child_id, pool_id[(place, x.for_category)], place.kindergarten, place.cohort, lang,
                              x.for_category or OPEN_POOL, cat, needs, x.preference_index, "live",
-                             "awaiting_confirmation" if needs else "awaiting_enrolment", run_id, now,
+                             rules.first_state(needs).value, run_id, now,
                              deadlines[needs]))
             taken = Counter(pool_id[(x.place, x.for_category)] for x in allocations)
             write = self._write_pg if self._pg(s) else self._write_generic
@@ -1337,7 +1337,7 @@ class QueueService:
 
     @staticmethod
     def _referral_refusal(it: ImportReferral) -> Refused | None:
-        if it.state not in ("awaiting_confirmation", "awaiting_enrolment"):
+        if it.state not in rules.LIVE_STATES:
             return Refused(f"only live referrals are imported, not {it.state!r}", field="state", status_code=422)
         if not it.needs_confirmation and (it.state == "awaiting_confirmation" or it.extended):
             return Refused("only a referral whose privilege must be confirmed has a confirmation window to wait "
@@ -1574,7 +1574,7 @@ class QueueService:
         allocation can see it half-way: cancelled -> waiting (without that
         kindergarten if asked), expired -> on the stop-list, privilege
         rejected -> waiting in the general queue."""
-        if outcome not in ("expired", "cancelled", "privilege_rejected"):
+        if outcome not in rules.STATE_AFTER_RETURN:
             raise Refused(f"unknown outcome {outcome!r}", field="outcome", status_code=422)
         at = utc(at)
         with self._uow() as s:
@@ -1586,8 +1586,7 @@ class QueueService:
                               f"its place cannot be returned", field="referral_id")
             policy, _ = self._policy(s)
             ref.status, ref.outcome, ref.ended_at = "ended", outcome, at
-            ref.state = {"expired": "paused", "cancelled": "cancelled",
-                         "privilege_rejected": "privilege_rejected"}[outcome]
+            ref.state = rules.STATE_AFTER_RETURN[outcome].value
             s.flush()
             # The pool before the child, in the allocation's order: no deadlock.
             s.execute(sa.update(P).where(P.c.id == ref.place_id).values(free=P.c.free + 1, held=P.c.held - 1))
@@ -1601,7 +1600,7 @@ class QueueService:
             elif outcome == "expired":
                 # Put on the stop-list at once (the workflow's next call sets
                 # the exact end): in between, no allocation may pick the child.
-                app.status, app.paused_until = "paused", at + timedelta(days=policy.stoplist_days)
+                app.status, app.paused_until = "paused", rules.stoplist_end(at, policy)
             else:
                 app.status = "queued"
                 self._to_general(s, app, actor=actor, reason=reason, at=at)

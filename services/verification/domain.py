@@ -1,7 +1,7 @@
 """The rules of the Department of Education's verification work (DOMAIN.md
 section 4): who may see and do what, when a certificate is in date, which
 scans are accepted, what a caseworker may do with a case, the abuse pattern,
-and the voucher commission's decisions. Standard library only, no I/O.
+and the voucher commission's decisions. Standard library and the referral's rules only, no I/O.
 
 Refusals carry a field and a stable code; the pages translate the code into
 the caseworker's language (templates/_messages.html), never this module.
@@ -13,6 +13,8 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta
 from enum import StrEnum
+
+from workflows.rules import DEFAULTS, certificate_in_date, certificate_valid_until
 
 # ------------------------------------------------------------------ errors
 
@@ -124,16 +126,9 @@ def login_locked(failed: int, last_failed_at: datetime | None, now: datetime) ->
 
 # -------------------------------------------------------------- certificates
 
-CERTIFICATE_VALID_DAYS = 10   # DOMAIN.md section 4; the policy may change it
-
-
-def certificate_valid_until(issued_on: date, valid_days: int = CERTIFICATE_VALID_DAYS) -> date:
-    """A certificate issued on day D is in date up to and including D + valid_days."""
-    return issued_on + timedelta(days=valid_days)
-
-
-def certificate_in_date(issued_on: date, today: date, valid_days: int = CERTIFICATE_VALID_DAYS) -> bool:
-    return issued_on <= today <= certificate_valid_until(issued_on, valid_days)
+# The referral's rules (workflows/rules.py) say how long a certificate is in
+# date and what a window's last day is; named here for this service's callers.
+CERTIFICATE_VALID_DAYS = DEFAULTS.certificate_valid_days   # the policy may change it
 
 
 @dataclass(frozen=True)
@@ -258,18 +253,6 @@ def check_action(action: Action, state: str, certificate: Certificate | None, to
         raise Refused([err("certificate", "certificate_out_of_date", until=until.isoformat())])
     if action is Action.REQUEST_CERTIFICATE and in_date:
         raise Refused([err("certificate", "certificate_in_date", until=until.isoformat())])
-
-
-def last_day(deadline: datetime) -> date:
-    """The last day to act in a window that ends at `deadline` (a window that
-    ends at 24:00 is stored as 00:00 of the next day)."""
-    return (deadline - timedelta(microseconds=1)).date()
-
-
-def days_left(deadline: datetime, today: date) -> int:
-    """Calendar days left after today (0: today is the last day; negative:
-    the window has ended)."""
-    return (last_day(deadline) - today).days
 
 
 # --------------------------------------------------------------------- abuse

@@ -8,9 +8,10 @@ from hypothesis import strategies as st
 
 from services.notifications.domain import (
     DEFAULT_RETRY, RULES, URGENT_RETRY, Channel, InvalidPhone, Kind, Outcome, RateLimit, Recipient,
-    Status, after_attempt, backoff, choose_locale, expired, last_day, may_move, next_sms_slot,
+    Status, after_attempt, backoff, choose_locale, expired, may_move, next_sms_slot,
     normalize_phone, plan_messages, reached_top_ten, release_at, schedule, sms_size, sms_text,
 )
+from workflows.rules import last_day
 
 BISHKEK = ZoneInfo("Asia/Bishkek")  # UTC+6
 ALMATY = ZoneInfo("Asia/Almaty")    # UTC+5

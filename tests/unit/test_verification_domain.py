@@ -140,14 +140,6 @@ def test_no_act_on_a_referral_whose_confirmation_window_is_over():
         assert codes(e.value) == {("case", "case_closed")}
 
 
-def test_days_left_count_to_the_last_day_of_a_window_ending_at_midnight():
-    deadline = datetime(2027, 3, 13, 0, 0)      # 24:00 of 12 March
-    assert d.last_day(deadline) == date(2027, 3, 12)
-    assert d.days_left(deadline, date(2027, 3, 10)) == 2
-    assert d.days_left(deadline, date(2027, 3, 12)) == 0
-    assert d.days_left(deadline, date(2027, 3, 13)) == -1
-
-
 # ------------------------------------------------------------ roles, scope
 
 

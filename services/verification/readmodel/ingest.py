@@ -22,26 +22,21 @@ from services.verification import domain as d
 from services.verification.models import (
     AbuseCase, Applicant, AuditEntry, Referral, ReferralEvent, VoucherApplication, outbox, utc,
 )
+from workflows import rules
 
 log = get_logger(__name__)
 
-LIVE_STATES = ("awaiting_confirmation", "awaiting_enrolment")
-CLOSED_STATES = ("enrolled", "cancelled", "privilege_rejected", "paused", "resumed", "expired")
+# And "expired", as a referral moved from the old portal may have ended.
+CLOSED_STATES = (*sorted(rules.CLOSED_STATES), "expired")
 
 
 def _now() -> datetime:
     return datetime.now(UTC)
 
 
-_STATE_OF_EVENT = {
-    "referral.privilege_confirmed.v1": "awaiting_enrolment",
-    "referral.privilege_rejected.v1": "privilege_rejected",
-    "referral.cancelled.v1": "cancelled",
-    "referral.expired.v1": "paused",
-    "referral.enrolled.v1": "enrolled",
-}
 REFERRAL_EVENTS = ("referral.issued.v1", "referral.imported.v1", "referral.certificate_requested.v1",
-                   "referral.extended.v1", *_STATE_OF_EVENT)
+                   "referral.extended.v1", "referral.privilege_confirmed.v1", "referral.privilege_rejected.v1",
+                   "referral.cancelled.v1", "referral.expired.v1", "referral.enrolled.v1")
 APPLICATION_EVENTS = ("application.submitted.v1", "application.received.v1",
                       "application.returned_to_general_queue.v1", "application.removed.v1")
 
@@ -153,20 +148,18 @@ class Ingest:
             ref.needs_confirmation = bool(data.get("needs_confirmation"))
             ref.category = data.get("category") or ref.category
             ref.issued_at = ref.issued_at or event.time
-            apply_state(ref, "awaiting_confirmation" if ref.needs_confirmation else "awaiting_enrolment",
-                         deadline=deadline, at=event.time)
+            apply_state(ref, rules.first_state(ref.needs_confirmation).value, deadline=deadline, at=event.time)
         elif t == "referral.imported.v1":
             # It runs on from where the old portal left it: its own state and deadline.
             ref.needs_confirmation = data["needs_confirmation"]
             ref.category = data["category"]
             ref.issued_at = ref.issued_at or _dt(data["issued_at"])
             apply_state(ref, data["state"], deadline=deadline, at=event.time)
-        elif t == "referral.certificate_requested.v1":
-            apply_state(ref, "awaiting_confirmation", deadline=deadline, at=event.time, reason=data.get("reason"))
         elif t == "referral.extended.v1":
             apply_state(ref, ref.state, deadline=deadline, at=event.time)
         else:
-            apply_state(ref, _STATE_OF_EVENT[t], deadline=deadline, at=event.time, reason=data.get("reason"))
+            apply_state(ref, rules.state_after_fact(t).value, deadline=deadline, at=event.time,
+                        reason=data.get("reason"))
         if s.scalars(sa.select(ReferralEvent.seq).where(ReferralEvent.event_id == event.id)).first() is None:
             s.add(ReferralEvent(event_id=event.id, referral_id=rid, type=t.removesuffix(".v1"), at=event.time,
                                 reason=(data.get("reason") or None)))

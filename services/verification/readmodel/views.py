@@ -6,7 +6,7 @@ may see them and audit the look."""
 from __future__ import annotations
 
 from collections.abc import Iterable
-from datetime import date, datetime, timedelta
+from datetime import date, datetime
 
 import sqlalchemy as sa
 from sqlalchemy.orm import Session
@@ -14,6 +14,7 @@ from sqlalchemy.orm import Session
 from kezek.calendar import WorkingCalendar
 from services.verification import domain as d
 from services.verification.models import AbuseCase, Applicant, Certificate, Referral, utc
+from workflows import rules
 
 
 def full_name(a: Applicant | None) -> str:
@@ -133,8 +134,5 @@ class Views:
         local = self.local(deadline)
         if local is None:
             return {"deadline": None, "last_day": None, "days_left": None, "working_days_left": None}
-        last = d.last_day(local)
-        left = d.days_left(local, today)
-        # Working days after today (today is shown as "last day" when it is).
-        working = self.cal.working_days_between(today + timedelta(days=1), last) if left > 0 else 0
-        return {"deadline": local, "last_day": last, "days_left": left, "working_days_left": working}
+        return {"deadline": local, "last_day": rules.last_day(local), "days_left": rules.days_left(local, today),
+                "working_days_left": rules.working_days_left(self.cal, local, today)}
