@@ -12,7 +12,9 @@ import re
 import secrets
 from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta
-from typing import Iterable, Literal
+from typing import Iterable
+
+from kezek import pin as kpin
 
 # --- errors -----------------------------------------------------------------
 
@@ -45,87 +47,19 @@ def _refuse_if(errors: list[FieldError]) -> None:
 
 
 # --- personal identification numbers ---------------------------------------
+# The rules of the numbers are the core's (kezek/pin.py); here a refusal
+# becomes a field error.
 
-Sex = Literal["female", "male"]
-
-
-@dataclass(frozen=True)
-class PersonalNumber:
-    number: str
-    country: Literal["KG", "KZ"]
-    birth_date: date | None   # KZ: only a hint (None when the digits name no real date)
-    sex: Sex | None
-
-
-def _digits_only(raw: str) -> str:
-    return re.sub(r"[\s-]", "", raw or "")
-
-
-def parse_kg_pin(raw: str, today: date, field_: str = "pin") -> PersonalNumber:
-    """Kyrgyz PIN: sex digit (1 female, 2 male), birth date DDMMYYYY, 5-digit
-    serial; no check digit, so the date and the sex digit are all we can check."""
-    pin = _digits_only(raw)
-    if not pin:
-        raise RegistrationRefused([_err(field_, "required")])
-    if not pin.isdigit() or len(pin) != 14:
-        raise RegistrationRefused([_err(field_, "pin_format", length=14)])
-    if pin[0] not in "12":
-        raise RegistrationRefused([_err(field_, "pin_sex_digit")])
-    try:
-        born = date(int(pin[5:9]), int(pin[3:5]), int(pin[1:3]))
-    except ValueError:
-        raise RegistrationRefused([_err(field_, "pin_impossible_date")]) from None
-    if born > today:
-        raise RegistrationRefused([_err(field_, "pin_future_date")])
-    if born.year < 1900:
-        raise RegistrationRefused([_err(field_, "pin_impossible_date")])
-    return PersonalNumber(pin, "KG", born, "female" if pin[0] == "1" else "male")
-
-
-_IIN_WEIGHTS_1 = (1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11)
-_IIN_WEIGHTS_2 = (3, 4, 5, 6, 7, 8, 9, 10, 11, 1, 2)
-# 7th digit: century and sex (odd male, even female); 0 is used for foreigners.
-_IIN_CENTURY = {"1": (1800, "male"), "2": (1800, "female"), "3": (1900, "male"),
-                "4": (1900, "female"), "5": (2000, "male"), "6": (2000, "female")}
-
-
-def iin_check_digit(first11: str) -> int | None:
-    """Mod-11 check digit of a Kazakh IIN; None when no digit fits (such
-    numbers are never issued)."""
-    d = [int(c) for c in first11]
-    check = sum(w * x for w, x in zip(_IIN_WEIGHTS_1, d)) % 11
-    if check == 10:
-        check = sum(w * x for w, x in zip(_IIN_WEIGHTS_2, d)) % 11
-    return None if check == 10 else check
-
-
-def parse_kz_iin(raw: str, today: date, field_: str = "pin") -> PersonalNumber:
-    """Kazakh IIN: YYMMDD, century/sex digit, 4-digit serial, check digit.
-    The check digit decides validity; the decoded date is only a hint."""
-    iin = _digits_only(raw)
-    if not iin:
-        raise RegistrationRefused([_err(field_, "required")])
-    if not iin.isdigit() or len(iin) != 12:
-        raise RegistrationRefused([_err(field_, "pin_format", length=12)])
-    if iin_check_digit(iin[:11]) != int(iin[11]):
-        raise RegistrationRefused([_err(field_, "iin_check_digit")])
-    born: date | None = None
-    sex: Sex | None = None
-    if iin[6] in _IIN_CENTURY:
-        century, sex = _IIN_CENTURY[iin[6]]
-        try:
-            born = date(century + int(iin[0:2]), int(iin[2:4]), int(iin[4:6]))
-        except ValueError:
-            born = None
-        if born is not None and born > today:
-            born = None
-    return PersonalNumber(iin, "KZ", born, sex)
+PersonalNumber = kpin.PersonalNumber
 
 
 def parse_personal_number(raw: str, country: str, today: date, field_: str = "pin") -> PersonalNumber:
-    if country == "KZ":
-        return parse_kz_iin(raw, today, field_)
-    return parse_kg_pin(raw, today, field_)
+    """The child's or parent's PIN (KG) or IIN (KZ) as typed (spaces and
+    dashes allowed); refused naming `field_`."""
+    try:
+        return kpin.parse(kpin.digits_only(raw), "KZ" if country == "KZ" else "KG", today)
+    except kpin.PinError as e:
+        raise RegistrationRefused([_err(field_, e.code, **e.params)]) from None
 
 
 def age_in_full_years(born: date, on: date) -> int:

@@ -4,8 +4,8 @@ from __future__ import annotations
 from datetime import UTC, date, datetime, timedelta
 
 import pytest
-from hypothesis import given, strategies as st
 
+from kezek import pin
 from services.registration import domain as d
 
 TODAY = date(2026, 11, 23)
@@ -17,105 +17,32 @@ def codes(exc: pytest.ExceptionInfo) -> list[tuple[str, str]]:
     return [(e.field, e.code) for e in exc.value.errors]
 
 
-# --- Kyrgyz PIN ----------------------------------------------------------------
+# --- personal numbers (the rules: kezek/pin.py, tests/unit/test_pin.py) --------
 
-def test_kg_pin_gives_birth_date_and_sex():
-    girl = d.parse_kg_pin("11506202400011", TODAY)
-    assert girl.birth_date == date(2024, 6, 15) and girl.sex == "female"
-    boy = d.parse_kg_pin("2 0101 2023 00042", TODAY)
+def make_iin(first11: str) -> str:
+    return first11 + str(pin.iin_check_digit(first11))
+
+
+def test_pin_as_typed_gives_birth_date_and_sex():
+    boy = d.parse_personal_number("2 0101 2023 00042", "KG", TODAY)
     assert boy.birth_date == date(2023, 1, 1) and boy.sex == "male" and boy.number == "20101202300042"
 
 
-@pytest.mark.parametrize("pin", ["", "1150620240001", "115062024000111", "1150620240001a"])
-def test_kg_pin_must_be_14_digits(pin):
+@pytest.mark.parametrize("raw,country,code", [
+    ("", "KG", "required"), ("1150620240001", "KG", "pin_format"), ("31506202400011", "KG", "pin_sex_digit"),
+    ("12411202600011", "KG", "pin_future_date"), ("1234567890", "KZ", "pin_format"),
+    ("950101301233", "KZ", "iin_check_digit"),
+])
+def test_a_refused_pin_names_its_field(raw, country, code):
     with pytest.raises(d.RegistrationRefused) as exc:
-        d.parse_kg_pin(pin, TODAY)
-    assert codes(exc)[0][1] in ("pin_format", "required")
+        d.parse_personal_number(raw, country, TODAY, "parent.pin")
+    assert codes(exc) == [("parent.pin", code)]
 
 
-def test_kg_pin_sex_digit_is_1_or_2():
+def test_a_refused_pin_says_how_many_digits():
     with pytest.raises(d.RegistrationRefused) as exc:
-        d.parse_kg_pin("31506202400011", TODAY)
-    assert codes(exc) == [("pin", "pin_sex_digit")]
-
-
-@pytest.mark.parametrize("pin", ["13002202400011", "13204202400011", "12913202400011", "12902202300011"])
-def test_kg_pin_with_impossible_date_refused(pin):
-    with pytest.raises(d.RegistrationRefused) as exc:
-        d.parse_kg_pin(pin, TODAY)
-    assert codes(exc) == [("pin", "pin_impossible_date")]
-
-
-def test_kg_pin_leap_day_accepted_in_leap_year():
-    assert d.parse_kg_pin("22902202400011", TODAY).birth_date == date(2024, 2, 29)
-
-
-def test_kg_pin_with_future_birth_date_refused():
-    with pytest.raises(d.RegistrationRefused) as exc:
-        d.parse_kg_pin("12411202600011", TODAY)
-    assert codes(exc) == [("pin", "pin_future_date")]
-
-
-@given(st.dates(min_value=date(1950, 1, 1), max_value=TODAY), st.sampled_from("12"),
-       st.integers(0, 99999))
-def test_kg_pin_round_trips_any_real_date(born, sex, serial):
-    pin = f"{sex}{born:%d%m%Y}{serial:05d}"
-    info = d.parse_kg_pin(pin, TODAY)
-    assert info.birth_date == born and info.sex == ("female" if sex == "1" else "male")
-
-
-# --- Kazakh IIN ----------------------------------------------------------------
-
-def make_iin(first11: str) -> str:
-    check = d.iin_check_digit(first11)
-    assert check is not None
-    return first11 + str(check)
-
-
-def test_kz_iin_check_digit_uses_first_weights():
-    # 950101 3 0123 ?: 9+10+0+4+0+6+21+0+9+20+33 = 112 -> 112 % 11 = 2
-    assert d.iin_check_digit("95010130123") == 2
-    info = d.parse_kz_iin("950101301232", TODAY)
-    assert info.birth_date == date(1995, 1, 1) and info.sex == "male"
-
-
-def test_kz_iin_check_digit_falls_back_to_second_weights():
-    # A number whose first sum is 10 mod 11 is checked with 3,4,...,11,1,2.
-    found = None
-    for serial in range(10000):
-        first11 = f"2305155{serial:04d}"
-        d1 = sum(w * int(c) for w, c in zip(range(1, 12), first11)) % 11
-        if d1 == 10:
-            found = first11
-            break
-    assert found is not None
-    d2 = sum(w * int(c) for w, c in zip((3, 4, 5, 6, 7, 8, 9, 10, 11, 1, 2), found)) % 11
-    assert d.iin_check_digit(found) == (None if d2 == 10 else d2)
-
-
-def test_kz_iin_with_wrong_check_digit_refused():
-    iin = make_iin("23051560001")
-    wrong = iin[:11] + str((int(iin[11]) + 1) % 10)
-    with pytest.raises(d.RegistrationRefused) as exc:
-        d.parse_kz_iin(wrong, TODAY)
-    assert codes(exc) == [("pin", "iin_check_digit")]
-
-
-def test_kz_iin_decodes_century_and_sex():
-    info = d.parse_kz_iin(make_iin("23051560001"), TODAY)
-    assert info.birth_date == date(2023, 5, 15) and info.sex == "female"
-
-
-def test_kz_iin_date_is_only_a_hint():
-    # 31 February: the check digit holds, so the IIN stands, without a date.
-    info = d.parse_kz_iin(make_iin("23023150001"), TODAY)
-    assert info.birth_date is None
-
-
-def test_kz_iin_must_be_12_digits():
-    with pytest.raises(d.RegistrationRefused) as exc:
-        d.parse_kz_iin("1234567890", TODAY)
-    assert codes(exc) == [("pin", "pin_format")]
+        d.parse_personal_number("1234567890", "KZ", TODAY)
+    assert exc.value.errors[0].as_dict()["params"] == {"length": "12"}
 
 
 # --- phones and e-mail ----------------------------------------------------------
