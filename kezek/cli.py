@@ -8,6 +8,7 @@ import sys
 COMMANDS: dict[str, tuple[str, str]] = {
     "run": ("kezek.supervisor", "start the whole system locally (make run)"),
     "stop": ("kezek.commands.stop", "stop a running `kezek run`"),
+    "keys": ("kezek.commands.keys", "service identity keys: `keys generate DIR` writes a key per service and jwks.json"),
     "migrate": ("kezek.commands.migrate", "run every service's database migrations"),
     "serve": ("kezek.commands.serve", "serve one service's HTTP API"),
     "relay": ("kezek.commands.relay", "publish every service's outbox to Kafka"),

@@ -142,6 +142,13 @@ class Settings(KezekSettings):
     log_level: str = "INFO"
     # JSON logs (structlog); false: human-readable console lines
     log_json: bool = True
+    # Service identity (kezek/trust.py): a folder with <service>.pem (the
+    # private key of each service this process runs as) and jwks.json (every
+    # service's public keys); `kezek keys generate DIR` writes one. Empty:
+    # keys derived from the secret key (development and tests only).
+    service_keys_dir: Path | None = None
+    # The largest request body a service parses (413 beyond it).
+    max_body_bytes: int = 1024 * 1024
 
     @model_validator(mode="after")
     def _refuse_unsafe_production(self) -> "Settings":
@@ -242,4 +249,7 @@ def production_problems(s: BaseSettings) -> list[str]:
         problems.append("KEZEK_PUBLIC_URL must be the portal's https:// address (links in e-mails carry tokens)")
     if getattr(s, "kafka_security_protocol", "").startswith("SASL_") and not s.kafka_sasl_password.get_secret_value():
         problems.append("KEZEK_KAFKA_SASL_PASSWORD must be set with a SASL protocol")
+    if "service_keys_dir" in type(s).model_fields and not s.service_keys_dir:
+        # Keys derived from one shared secret would let any service sign as any other.
+        problems.append("KEZEK_SERVICE_KEYS_DIR must be set (kezek keys generate DIR)")
     return problems

@@ -1,6 +1,13 @@
-"""The FastAPI app factory every service uses: request ids bound to the logs,
-/health (alive), /ready (its dependencies answer), /metrics (Prometheus),
-and input errors as 4xx that name the field, never a 500."""
+"""The one skeleton every service's HTTP app is built on.
+
+`create_service_app` gives each app: request ids bound to the logs; /health
+(alive), /ready (its dependencies answer) and /metrics (Prometheus), public by
+design; the authenticator that `kezek.trust.allow` asks who is calling; a
+size limit on request bodies (413 before anything is parsed); control
+characters in a path refused (400); and one error shape, RFC 9457 problem
+details (`kezek.problems`). Bad input is a 4xx naming the field, never a 500;
+a database that does not answer is a 503 with Retry-After.
+"""
 from __future__ import annotations
 
 import time
@@ -12,50 +19,114 @@ from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, PlainTextResponse
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from sqlalchemy import exc as sa_exc
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from kezek.logging import get_logger
 from kezek.metrics import LATENCY, REQUESTS
+from kezek.problems import (  # noqa: F401  (re-exported: the services' one import)
+    PROBLEM_JSON, PROBLEM_RESPONSES, RETRY_AFTER_OUTAGE, DomainError, InvalidInput, NotFound, Problem,
+    ProblemModel, TooLarge, TooManyRequests, Unavailable, field_errors, problem_response,
+)
+from kezek.trust import PUBLIC
 
 log = get_logger(__name__)
 
 ReadyCheck = Callable[[], None]  # raises when the dependency is not ready
 
-
-class DomainError(Exception):
-    """A business refusal: shown to the caller with its reason, never a 500."""
-
-    status_code = 409
-
-    def __init__(self, message: str, *, field: str | None = None, status_code: int | None = None):
-        super().__init__(message)
-        self.message = message
-        self.field = field
-        if status_code:
-            self.status_code = status_code
+DEFAULT_MAX_BODY = 1024 * 1024
+_DB_OUTAGE = (sa_exc.OperationalError, sa_exc.InterfaceError, sa_exc.DisconnectionError, sa_exc.TimeoutError)
 
 
-def field_errors(exc: RequestValidationError) -> list[dict]:
-    out = []
-    for err in exc.errors():
-        loc = [str(p) for p in err.get("loc", ()) if p not in ("body", "query", "path", "header", "cookie")]
-        out.append({"field": ".".join(loc) or "(body)", "message": err.get("msg", "invalid")})
-    return out
+# --------------------------------------------------------------- middleware
 
+class BodyLimit:
+    """Refuses a body over `limit` bytes with 413 before the app reads it:
+    by Content-Length when given, else while it streams in."""
+
+    def __init__(self, app: ASGIApp, limit: int):
+        self.app, self.limit = app, limit
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            return await self.app(scope, receive, send)
+        declared = dict(scope.get("headers") or []).get(b"content-length")
+        too_large = TooLarge(params={"limit": self.limit}, detail=f"the body may have at most {self.limit} bytes")
+        if declared is not None:
+            try:
+                if int(declared) > self.limit:
+                    return await problem_response(too_large)(scope, receive, send)
+            except ValueError:
+                return await problem_response(Problem(detail="Content-Length is not a number"))(scope, receive, send)
+        seen = 0
+        exceeded = False
+        answered = False
+
+        async def limited_receive() -> Message:
+            nonlocal seen, exceeded
+            if exceeded:
+                return {"type": "http.disconnect"}
+            message = await receive()
+            if message["type"] == "http.request":
+                seen += len(message.get("body", b""))
+                if seen > self.limit:
+                    # Whatever the app makes of a cut body, the answer is 413.
+                    exceeded = True
+                    raise _BodyTooLarge()
+            return message
+
+        async def guarded_send(message: Message) -> None:
+            nonlocal answered
+            if not exceeded:
+                return await send(message)
+            if not answered:
+                answered = True
+                await problem_response(too_large)(scope, receive, send)
+
+        try:
+            await self.app(scope, limited_receive, guarded_send)
+        except _BodyTooLarge:
+            if not answered:
+                await problem_response(too_large)(scope, receive, send)
+
+
+class _BodyTooLarge(Exception):
+    pass
+
+
+def _path_is_clean(path: str) -> bool:
+    return not any(ord(ch) < 0x20 or ord(ch) == 0x7F for ch in path)
+
+
+# --------------------------------------------------------------------- app
 
 def create_service_app(service: str, *, title: str | None = None, version: str = "1.0.0",
-                       ready_checks: Iterable[tuple[str, ReadyCheck]] = (), **fastapi_kwargs) -> FastAPI:
+                       ready_checks: Iterable[tuple[str, ReadyCheck]] = (),
+                       authenticate: Callable | None = None, max_body_bytes: int = DEFAULT_MAX_BODY,
+                       **fastapi_kwargs) -> FastAPI:
+    """An app with the shared skeleton. `authenticate(request)` (sync or
+    async) returns the verified `kezek.trust.Principal` or None; every route
+    declares its permission with `kezek.trust.allow` or `PUBLIC`."""
+    fastapi_kwargs.setdefault("responses", PROBLEM_RESPONSES)
     app = FastAPI(title=title or f"Kezek {service}", version=version, **fastapi_kwargs)
-    checks = list(ready_checks)
-    app.state.ready_checks = checks
+    app.state.ready_checks = list(ready_checks)
+    app.state.authenticate = authenticate
+    app.state.service_name = service
+    app.add_middleware(BodyLimit, limit=max_body_bytes)
 
     @app.middleware("http")
     async def request_context(request: Request, call_next):
         request_id = request.headers.get("x-request-id") or str(uuid.uuid4())
+        if len(request_id) > 100 or not _path_is_clean(request_id):
+            request_id = str(uuid.uuid4())
         structlog.contextvars.clear_contextvars()
         structlog.contextvars.bind_contextvars(request_id=request_id, service=service)
         started = time.perf_counter()
-        response = await call_next(request)
+        if not _path_is_clean(request.scope.get("path", "")):
+            response = problem_response(Problem("bad_path", detail="the path contains control characters"))
+        else:
+            response = await call_next(request)
         route = request.scope.get("route")
         path = getattr(route, "path", "unmatched")
         REQUESTS.labels(service, request.method, path, response.status_code).inc()
@@ -64,27 +135,36 @@ def create_service_app(service: str, *, title: str | None = None, version: str =
         return response
 
     @app.exception_handler(RequestValidationError)
-    async def invalid_input(_request: Request, exc: RequestValidationError):
+    async def invalid_input(request: Request, exc: RequestValidationError):
         errors = field_errors(exc)
-        detail = "; ".join(f"{e['field']}: {e['message']}" for e in errors)
-        return JSONResponse({"detail": detail, "errors": errors}, status_code=422)
+        problem = InvalidInput(detail="; ".join(e["message"] for e in errors) or "invalid input", errors=errors)
+        return problem_response(problem, request.url.path)
 
-    @app.exception_handler(DomainError)
-    async def refused(_request: Request, exc: DomainError):
-        body = {"detail": exc.message}
-        if exc.field:
-            body["errors"] = [{"field": exc.field, "message": exc.message}]
-        return JSONResponse(body, status_code=exc.status_code)
+    @app.exception_handler(Problem)
+    async def problem(request: Request, exc: Problem):
+        return problem_response(exc, request.url.path)
 
     @app.exception_handler(StarletteHTTPException)
-    async def http_error(_request: Request, exc: StarletteHTTPException):
-        return JSONResponse({"detail": exc.detail}, status_code=exc.status_code, headers=getattr(exc, "headers", None))
+    async def http_error(request: Request, exc: StarletteHTTPException):
+        p = Problem(_HTTP_CODES.get(exc.status_code, "http_error"), status=exc.status_code,
+                    detail=str(exc.detail), headers=getattr(exc, "headers", None))
+        p.title = _HTTP_TITLES.get(exc.status_code, "Error")
+        return problem_response(p, request.url.path)
 
-    @app.get("/health", tags=["operations"], summary="Liveness: the process answers")
+    @app.exception_handler(sa_exc.SQLAlchemyError)
+    async def database_error(request: Request, exc: sa_exc.SQLAlchemyError):
+        if isinstance(exc, _DB_OUTAGE) or isinstance(getattr(exc, "orig", None), ConnectionError):
+            log.warning("web.database_unavailable", error=repr(exc)[:300])
+            return problem_response(Unavailable(detail="the database does not answer; try again shortly"),
+                                    request.url.path)
+        log.exception("web.database_error")
+        return problem_response(Problem("internal", status=500, detail="internal error"), request.url.path)
+
+    @app.get("/health", tags=["operations"], summary="Liveness: the process answers", dependencies=[PUBLIC])
     async def health():
         return {"status": "ok", "service": service}
 
-    @app.get("/ready", tags=["operations"], summary="Readiness: every dependency answers")
+    @app.get("/ready", tags=["operations"], summary="Readiness: every dependency answers", dependencies=[PUBLIC])
     def ready():
         failed = {}
         for name, check in app.state.ready_checks:
@@ -93,14 +173,21 @@ def create_service_app(service: str, *, title: str | None = None, version: str =
             except Exception as exc:
                 failed[name] = repr(exc)
         if failed:
-            return JSONResponse({"status": "unavailable", "service": service, "failed": failed}, status_code=503)
+            return JSONResponse({"status": "unavailable", "service": service, "failed": failed}, status_code=503,
+                                headers={"Retry-After": str(RETRY_AFTER_OUTAGE)})
         return {"status": "ready", "service": service, "checks": [n for n, _ in app.state.ready_checks]}
 
-    @app.get("/metrics", tags=["operations"], include_in_schema=False)
+    @app.get("/metrics", tags=["operations"], include_in_schema=False, dependencies=[PUBLIC])
     def metrics():
         return PlainTextResponse(generate_latest(), media_type=CONTENT_TYPE_LATEST)
 
     return app
+
+
+_HTTP_CODES = {404: "not_found", 405: "method_not_allowed", 401: "unauthenticated", 403: "forbidden",
+               413: "body_too_large", 415: "unsupported_media_type", 429: "rate_limited"}
+_HTTP_TITLES = {404: "Not found", 405: "Method not allowed", 401: "Unauthenticated", 403: "Forbidden",
+                413: "Body too large", 415: "Unsupported media type", 429: "Too many requests"}
 
 
 def database_check(engine) -> ReadyCheck:

@@ -8,15 +8,7 @@ from typing import Any
 import httpx
 import structlog
 
-
-class UpstreamError(Exception):
-    """A service refused (4xx, with field errors) or failed (5xx, no answer)."""
-
-    def __init__(self, status: int, errors: list[dict] | None = None, detail: str = ""):
-        super().__init__(detail or f"upstream answered {status}")
-        self.status = status
-        self.errors = errors or []
-        self.detail = detail
+from kezek.client import UpstreamError  # noqa: F401  (one error type for every upstream call)
 
 
 class ServiceClient:

@@ -17,8 +17,15 @@ def test_production_refuses_the_default_secrets():
 
 def test_production_accepts_real_secrets():
     s = Settings(_env_file=None, env="production", secret_key="a" * 32, pseudonym_key="b" * 32,
-                 database_url="postgresql+psycopg://k@db:5432/kezek", public_url="https://kezek.example")
+                 database_url="postgresql+psycopg://k@db:5432/kezek", public_url="https://kezek.example",
+                 service_keys_dir="/run/secrets/kezek-keys")
     assert s.env == "production"
+
+
+def test_production_refuses_service_keys_derived_from_one_secret():
+    with pytest.raises(ValidationError, match="KEZEK_SERVICE_KEYS_DIR"):
+        Settings(_env_file=None, env="production", secret_key="a" * 32, pseudonym_key="b" * 32,
+                 database_url="postgresql+psycopg://k@db:5432/kezek", public_url="https://kezek.example")
 
 
 def test_each_service_gets_its_own_database():
