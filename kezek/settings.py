@@ -146,7 +146,7 @@ class Settings(KezekSettings):
     # private key of each service this process runs as) and jwks.json (every
     # service's public keys); `kezek keys generate DIR` writes one. Empty:
     # keys derived from the secret key (development and tests only).
-    service_keys_dir: Path | None = None
+    service_keys_dir: str = ""
     # The largest request body a service parses (413 beyond it).
     max_body_bytes: int = 1024 * 1024
 

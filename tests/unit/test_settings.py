@@ -18,7 +18,7 @@ ROOT = Path(__file__).resolve().parents[2]
 PG = "postgresql+psycopg://kezek@db:5432/kezek"
 GOOD = dict(_env_file=None, env="production", secret_key="s" * 40, pseudonym_key="p" * 40,
             database_url="postgresql+psycopg://kezek_{service}@db:5432/kezek_{service}",
-            public_url="https://kezek.example")
+            public_url="https://kezek.example", service_keys_dir="/run/secrets/kezek-keys")
 
 
 @pytest.fixture
@@ -98,6 +98,7 @@ def test_production_accepts_a_complete_configuration():
     (dict(database_url="postgresql+psycopg://kezek:postgres@db/kezek"), "well-known default"),
     (dict(queue_database_password="changeme"), "well-known default"),
     (dict(public_url="http://kezek.example"), "KEZEK_PUBLIC_URL must be the portal's https://"),
+    (dict(service_keys_dir=""), "KEZEK_SERVICE_KEYS_DIR must be set"),
     (dict(public_url=""), "KEZEK_PUBLIC_URL"),
     (dict(kafka_security_protocol="SASL_SSL"), "KEZEK_KAFKA_SASL_PASSWORD"),
 ])
