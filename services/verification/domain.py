@@ -99,8 +99,6 @@ def sees_district(role: Role | str, own_district: str, district: str | None) -> 
 
 LOGIN_RE = re.compile(r"^[a-z0-9][a-z0-9._-]{2,39}$")
 MIN_PASSWORD = 10
-MAX_FAILED_LOGINS = 5
-LOGIN_LOCK = timedelta(minutes=15)
 SESSION_TTL = timedelta(hours=9)      # one working day; a session never outlives it
 
 
@@ -119,9 +117,54 @@ def validate_staff(login: str, full_name: str, role: str, district: str, passwor
     _raise_if(errors)
 
 
-def login_locked(failed: int, last_failed_at: datetime | None, now: datetime) -> bool:
-    """After MAX_FAILED_LOGINS wrong passwords the login waits LOGIN_LOCK."""
-    return failed >= MAX_FAILED_LOGINS and last_failed_at is not None and now - last_failed_at < LOGIN_LOCK
+# Sign-in throttling: a guesser is slowed, nobody is locked out. Wrong
+# passwords are counted per account and client (the guesser's own attempts)
+# and per client across accounts (one client trying many accounts); after the
+# free ones each further attempt waits twice as long as the one before, up to
+# LONGEST_WAIT. After the wait the right password signs in: there is no lock
+# that someone else's wrong passwords could put on an account. The owner is
+# told of the wrong passwords at their next sign-in.
+FREE_FAILURES = 3                 # per account and client
+FREE_FAILURES_PER_CLIENT = 20     # per client, whatever the account (an office shares its address)
+FIRST_WAIT = timedelta(seconds=2)
+LONGEST_WAIT = timedelta(minutes=15)
+FAILURES_FORGOTTEN_AFTER = timedelta(days=1)
+
+
+@dataclass(frozen=True)
+class Failures:
+    """Wrong passwords counted under one key, and when the last one came."""
+
+    count: int = 0
+    last_at: datetime | None = None
+
+
+def _current(f: Failures, now: datetime) -> int:
+    if f.last_at is None or now - f.last_at >= FAILURES_FORGOTTEN_AFTER:
+        return 0
+    return f.count
+
+
+def wait_after(failures: int, free: int) -> timedelta:
+    """The wait before the next attempt once `failures` wrong passwords were
+    counted: none for the first `free`, then FIRST_WAIT doubling each time,
+    never longer than LONGEST_WAIT."""
+    beyond = failures - free
+    if beyond <= 0:
+        return timedelta(0)
+    return min(FIRST_WAIT * 2 ** min(beyond - 1, 20), LONGEST_WAIT)
+
+
+def sign_in_wait(f: Failures, free: int, now: datetime) -> timedelta:
+    """How long from `now` until the next attempt is heard (zero: now)."""
+    count = _current(f, now)
+    if not count or f.last_at is None:
+        return timedelta(0)
+    return max(timedelta(0), f.last_at + wait_after(count, free) - now)
+
+
+def one_more_failure(f: Failures, now: datetime) -> Failures:
+    return Failures(_current(f, now) + 1, now)
 
 
 # -------------------------------------------------------------- certificates

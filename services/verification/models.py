@@ -67,6 +67,7 @@ class Staff(Base):
     district: Mapped[str] = mapped_column(sa.String(100), default="")
     locale: Mapped[str] = mapped_column(sa.String(5), default="ru")
     active: Mapped[bool] = mapped_column(default=True)
+    # Wrong passwords since the last sign-in, told to the owner at the next.
     failed_logins: Mapped[int] = mapped_column(default=0)
     last_failed_at: Mapped[datetime | None] = mapped_column(nullable=True)
     created_at: Mapped[datetime]
@@ -78,6 +79,16 @@ class StaffSession(Base):
     staff_id: Mapped[str] = mapped_column(sa.ForeignKey("staff.id", ondelete="CASCADE"), index=True)
     created_at: Mapped[datetime]
     expires_at: Mapped[datetime]
+    notice: Mapped[dict | None] = mapped_column(nullable=True)   # {"failed": n, "last_at": iso}
+
+
+class SignInFailure(Base):
+    """Wrong passwords counted under one key: a SHA-256 of the account and
+    client, or of the client alone (neither is kept in clear)."""
+    __tablename__ = "sign_in_failures"
+    key: Mapped[str] = mapped_column(sa.String(80), primary_key=True)
+    count: Mapped[int]
+    last_at: Mapped[datetime] = mapped_column(index=True)
 
 
 class Applicant(Base):

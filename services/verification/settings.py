@@ -16,6 +16,9 @@ class VerificationSettings(Settings):
     verification_abuse_policy: dict[str, Any] = {}          # JSON: {"min_cycles": 2, "window_days": 365, ...}
     verification_voucher_categories: list[str] = ["voucher"]
     verification_cookie_secure: bool | None = None          # default: secure in production
+    # Addresses of the reverse proxies in front of the staff pages, whose
+    # X-Forwarded-For names the client (sign-in throttling is per client).
+    verification_trusted_proxies: list[str] = []
 
     @property
     def cookie_secure(self) -> bool:

@@ -189,3 +189,39 @@ def test_pages_are_light_for_a_slow_line(site):
     assert len(assets) == 2 and not re.search(r'(?:href|src)="(?:https?:)?//', html)
     total = len(html.encode()) + sum(len(aida.get(a).content) for a in assets)
     assert total < 20_000, total
+
+
+def test_a_guessing_client_is_told_to_wait_with_retry_after_and_the_owner_signs_in_elsewhere(site):
+    app, _ = site
+    app.state.service.staff.add("guessed", "Guessed", "caseworker", DISTRICT_A, PASSWORD)
+    saved = app.state.trusted_proxies
+    app.state.trusted_proxies = frozenset({"testclient"})      # a reverse proxy names the client
+    try:
+        guesser = client_for(app, None, "ky")
+        guesser.headers["X-Forwarded-For"] = "203.0.113.9"
+        for _ in range(4):
+            r = guesser.post("/login", data={"login": "guessed", "password": "wrong password", "next": "/"})
+            assert r.status_code == 401
+        r = guesser.post("/login", data={"login": "guessed", "password": PASSWORD, "next": "/"})
+        assert r.status_code == 429 and r.headers["retry-after"] == "2"
+        assert "2 секунддан кийин кайра аракет кылыңыз" in r.text
+        owner = client_for(app, None)
+        owner.headers["X-Forwarded-For"] = "10.1.1.20"
+        r = owner.post("/login", data={"login": "guessed", "password": PASSWORD, "next": "/worklist"})
+        assert r.status_code == 303 and r.headers["location"] == "/login/notice?next=/worklist"
+        page = owner.get(r.headers["location"])
+        assert page.status_code == 200
+        assert "были введены 4 неверных пароля" in page.text and 'href="/worklist"' in page.text
+    finally:
+        app.state.trusted_proxies = saved
+
+
+def test_a_forwarded_address_from_an_untrusted_peer_is_not_believed(site):
+    app, _ = site
+    app.state.service.staff.add("rotated", "Rotated", "caseworker", DISTRICT_A, PASSWORD)
+    client = client_for(app, None)
+    statuses = []
+    for n in range(6):       # a new made-up address each time: still one client
+        client.headers["X-Forwarded-For"] = f"198.51.100.{n}"
+        statuses.append(client.post("/login", data={"login": "rotated", "password": "wrong", "next": "/"}).status_code)
+    assert statuses == [401] * 4 + [429, 429]

@@ -5,10 +5,12 @@ idempotent consumer; its own verification.* facts out through its outbox)."""
 import json
 import time
 import uuid
+from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime, timedelta
 
 import pytest
 import sqlalchemy as sa
+from argon2 import PasswordHasher
 from kafka import KafkaConsumer
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.orm import DeclarativeBase
@@ -22,11 +24,41 @@ from services.verification.settings import VerificationSettings
 from services.verification.consumers import build_consumers
 from services.verification.models import AbuseCase, AuditEntry, Referral, outbox as verification_outbox
 from services.verification import bootstrap
+from services.verification import domain as d
+from services.verification.usecases.context import Unauthenticated
 from services.verification.testing import (
     DISTRICT_A, PASSWORD, application_received, application_submitted, referral_closed, referral_issued,
 )
 
 pytestmark = pytest.mark.integration
+
+
+def test_parallel_guesses_on_postgresql_are_counted_one_after_the_other(pg_url):
+    """Many wrong passwords sent at once from one client: the counter is
+    locked, so only the free ones and the first beyond them are checked."""
+    url = pg_url("verification")
+    upgrade("verification", url)
+    engine = make_engine(url, pool_size=10)
+    try:
+        now = datetime(2027, 3, 10, 5, tzinfo=UTC)
+        service = bootstrap.build(sessions=make_session_factory(engine), clock=lambda: now,
+                                  hasher=PasswordHasher(time_cost=1, memory_cost=1024, parallelism=1))
+        service.staff.add("guessed", "Guessed", "caseworker", DISTRICT_A, PASSWORD)
+
+        def guess(_n: int) -> str:
+            try:
+                service.staff.login("guessed", "wrong password!", "203.0.113.9")
+            except Unauthenticated as exc:
+                return exc.code
+            return "ok"
+
+        with ThreadPoolExecutor(8) as pool:
+            codes = sorted(pool.map(guess, range(8)))
+        assert codes == ["login_failed"] * (d.FREE_FAILURES + 1) + ["login_throttled"] * (7 - d.FREE_FAILURES)
+        token, _ = service.staff.login("guessed", PASSWORD, "10.1.1.20")        # the owner is not locked out
+        assert service.staff.notice(token)["failed"] == d.FREE_FAILURES + 1
+    finally:
+        engine.dispose()
 
 
 class _SourceBase(DeclarativeBase):

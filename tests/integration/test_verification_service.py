@@ -18,7 +18,7 @@ from services.verification import domain as d
 from services.verification.models import AbuseCase, Applicant, AuditEntry, Certificate, Scan, VoucherApplication, outbox
 from services.verification import bootstrap
 from services.verification.readmodel.ingest import Ingest
-from services.verification.usecases.context import Forbidden, NotFound, Unauthenticated
+from services.verification.usecases.context import Forbidden, NotFound, Throttled, Unauthenticated
 from services.verification.testing import (
     DISTRICT_A, DISTRICT_B, PASSWORD, PDF, PNG, FakeReferrals, application_received, application_submitted, deliver,
     referral_closed, referral_fact, referral_issued,
@@ -427,22 +427,74 @@ def test_a_supervisor_searches_the_audit_log_of_their_district_only(env):
 # --------------------------------------------------------------------- login
 
 
-def test_login_with_a_wrong_password_is_refused_audited_and_locked_after_five(env):
-    for _ in range(5):
+def test_wrong_passwords_slow_the_guessing_client_and_never_lock_the_owner_out(env):
+    guesser, office = "203.0.113.9", "10.1.1.20"
+    for _ in range(d.FREE_FAILURES + 1):
         with pytest.raises(Unauthenticated) as e:
-            env.service.staff.login("aida", "wrong password!")
+            env.service.staff.login("aida", "wrong password!", guesser)
         assert e.value.code == "login_failed"
-    with pytest.raises(Unauthenticated) as e:
-        env.service.staff.login("aida", PASSWORD)
-    assert e.value.code == "login_locked"
-    env.clock.now = NOW + timedelta(minutes=16)
-    token, staff = env.service.staff.login("AIDA", PASSWORD)
+    # The guesser now waits, even with the right password...
+    with pytest.raises(Throttled) as e:
+        env.service.staff.login("aida", PASSWORD, guesser)
+    assert e.value.retry_after == 2
+    # ...and the owner, at another computer, signs in at once.
+    token, staff = env.service.staff.login("AIDA", PASSWORD, office)
     assert staff.login == "aida" and env.service.staff.identify(token).id == staff.id
     env.service.staff.logout(token)
     with pytest.raises(Unauthenticated):
         env.service.staff.identify(token)
-    assert [a.outcome for a in audit(env, "login") if a.actor_login == "aida"][-7:] == \
-        ["refused"] * 6 + ["ok"]
+    # The wait is a wait: after it the right password signs in.
+    env.clock.now = NOW + timedelta(seconds=2)
+    env.service.staff.login("aida", PASSWORD, guesser)
+    assert [a.outcome for a in audit(env, "login") if a.actor_login == "aida"][-6:] == \
+        ["refused"] * 4 + ["ok", "ok"]
+
+
+def test_each_wrong_password_beyond_the_free_ones_doubles_the_wait(env):
+    waits = []
+    for _ in range(d.FREE_FAILURES + 7):          # heard, then alternately refused to wait and heard
+        try:
+            env.service.staff.login("bakyt", "wrong password!", "203.0.113.9")
+        except Throttled as e:
+            waits.append(e.retry_after)
+            env.clock.now += timedelta(seconds=e.retry_after)
+        except Unauthenticated:
+            pass
+    assert waits == [2, 4, 8] and d.wait_after(10_000, d.FREE_FAILURES) == timedelta(minutes=15)
+
+
+def test_one_client_trying_many_accounts_is_slowed_too(env):
+    spray = "198.51.100.7"
+    for n in range(d.FREE_FAILURES_PER_CLIENT + 1):
+        with pytest.raises(Unauthenticated) as e:
+            env.service.staff.login(f"guess{n}", "password123!", spray)
+        assert e.value.code == "login_failed"
+    with pytest.raises(Throttled):
+        env.service.staff.login("aida", PASSWORD, spray)
+    env.service.staff.login("aida", PASSWORD, "10.1.1.20")          # another computer is not slowed
+
+
+def test_an_unknown_login_is_slowed_exactly_as_a_known_one(env):
+    for login in ("aida", "nobody"):
+        outcomes = []
+        for _ in range(d.FREE_FAILURES + 2):
+            try:
+                env.service.staff.login(login, "wrong password!", f"192.0.2.{len(login)}")
+                outcomes.append("ok")
+            except Unauthenticated as e:
+                outcomes.append(e.code)
+        assert outcomes == ["login_failed"] * (d.FREE_FAILURES + 1) + ["login_throttled"], login
+
+
+def test_the_owner_is_told_of_the_wrong_passwords_at_the_next_sign_in(env):
+    for _ in range(3):
+        with pytest.raises(Unauthenticated):
+            env.service.staff.login("aida", "wrong password!", "203.0.113.9")
+    token, _ = env.service.staff.login("aida", PASSWORD, "10.1.1.20")
+    notice = env.service.staff.notice(token)
+    assert notice["failed"] == 3 and notice["last_at"] == NOW.astimezone(notice["last_at"].tzinfo)
+    again, _ = env.service.staff.login("aida", PASSWORD, "10.1.1.20")
+    assert env.service.staff.notice(again) is None                # told once
 
 
 def test_a_session_ends_after_a_working_day(env):

@@ -177,11 +177,26 @@ def test_staff_account_needs_a_district_unless_administrator_and_a_long_password
     d.validate_staff("root", "Admin", "admin", "", "long enough pw")
 
 
-def test_login_waits_after_five_wrong_passwords():
+def test_sign_in_waits_grow_after_the_free_wrong_passwords_and_never_exceed_the_longest():
+    assert [d.wait_after(n, 3).total_seconds() for n in range(1, 8)] == [0, 0, 0, 2, 4, 8, 16]
+    assert d.wait_after(40, 3) == d.LONGEST_WAIT == d.wait_after(10_000, 3)
+
+
+def test_a_sign_in_wait_runs_from_the_last_wrong_password_and_then_ends():
     now = datetime(2027, 3, 10, 9, tzinfo=UTC)
-    assert not d.login_locked(4, now, now)
-    assert d.login_locked(5, now - timedelta(minutes=14), now)
-    assert not d.login_locked(5, now - timedelta(minutes=16), now)
+    f = d.Failures()
+    for _ in range(5):
+        f = d.one_more_failure(f, now)
+    assert f.count == 5 and d.sign_in_wait(f, 3, now) == timedelta(seconds=4)
+    assert d.sign_in_wait(f, 3, now + timedelta(seconds=3)) == timedelta(seconds=1)
+    assert d.sign_in_wait(f, 3, now + timedelta(seconds=4)) == timedelta(0)      # no lock: heard again
+
+
+def test_wrong_passwords_of_a_day_ago_are_forgotten():
+    now = datetime(2027, 3, 10, 9, tzinfo=UTC)
+    old = d.Failures(50, now - d.FAILURES_FORGOTTEN_AFTER)
+    assert d.sign_in_wait(old, 3, now) == timedelta(0)
+    assert d.one_more_failure(old, now) == d.Failures(1, now)
 
 
 # -------------------------------------------------------------------- abuse

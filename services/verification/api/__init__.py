@@ -44,6 +44,7 @@ def create_app(settings: Settings | None = None, *, referrals: ReferralCommands 
     app.state.engine = service.engine
     app.state.pages = Pages(settings.state_dir, _static_version())
     app.state.cookie_secure = settings.cookie_secure
+    app.state.trusted_proxies = frozenset(settings.verification_trusted_proxies)
     app.mount("/static", StaticFiles(directory=HERE / "static"), name="static")
     app.middleware("http")(security_headers)
     install_error_pages(app)

@@ -57,6 +57,19 @@ async def checked_form(request: Request, service: Service, _staff: CurrentStaff)
 CheckedForm = Annotated[FormData, Depends(checked_form)]
 
 
+def client_address(request: Request) -> str:
+    """The caller's address; behind a trusted reverse proxy, the last
+    address it saw in X-Forwarded-For (what the caller itself sent before it
+    is not believed)."""
+    peer = request.client.host if request.client else ""
+    if peer in request.app.state.trusted_proxies:
+        forwarded = [a.strip() for a in request.headers.get("x-forwarded-for", "").split(",") if a.strip()]
+        for address in reversed(forwarded):
+            if address not in request.app.state.trusted_proxies:
+                return address[:100]
+    return peer
+
+
 def safe_next(target: str | None) -> str:
     if target and target.startswith("/") and not target.startswith("//") and "\\" not in target:
         return target

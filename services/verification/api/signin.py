@@ -2,15 +2,17 @@
 each role to its first page."""
 from __future__ import annotations
 
+from urllib.parse import quote
+
 from fastapi import APIRouter, Request
 from fastapi.responses import HTMLResponse, RedirectResponse
 
 from services.verification import domain as d
 from services.verification.api.pages import (
-    COOKIE, LANG_COOKIE, CheckedForm, CurrentStaff, Render, Service, safe_next,
+    COOKIE, LANG_COOKIE, CheckedForm, CurrentStaff, Render, Service, client_address, safe_next,
 )
 from services.verification.i18n import pick_language
-from services.verification.usecases.context import Forbidden, Unauthenticated
+from services.verification.usecases.context import Forbidden, Throttled, Unauthenticated
 
 router = APIRouter(include_in_schema=False)
 YEAR = 365 * 86400
@@ -36,17 +38,30 @@ async def login(request: Request, service: Service, render: Render):
     login_, password = str(form.get("login") or ""), str(form.get("password") or "")
     target = safe_next(str(form.get("next") or "/"))
     try:
-        token, staff = service.staff.login(login_, password)
+        token, staff = service.staff.login(login_, password, client_address(request))
+    except Throttled as exc:
+        page = render("login.html", status=429, next=target, login=login_,
+                      errors=[{"field": "login", "code": exc.code, "params": {"seconds": exc.retry_after}}])
+        page.headers["Retry-After"] = str(exc.retry_after)
+        return page
     except Unauthenticated as exc:
-        status = 429 if exc.code == "login_locked" else 401
-        return render("login.html", status=status, next=target, login=login_,
+        return render("login.html", status=401, next=target, login=login_,
                       errors=[{"field": "login", "code": exc.code, "params": {}}])
+    if service.staff.notice(token):
+        # Wrong passwords were given for this account: its owner is told first.
+        target = f"/login/notice?next={quote(target)}"
     response = RedirectResponse(target, status_code=303)
     response.set_cookie(COOKIE, token, max_age=int(d.SESSION_TTL.total_seconds()), httponly=True,
                         samesite="strict", secure=request.app.state.cookie_secure, path="/")
     if not request.cookies.get(LANG_COOKIE):
         response.set_cookie(LANG_COOKIE, staff.locale, max_age=YEAR, samesite="lax", path="/")
     return response
+
+
+@router.get("/login/notice", response_class=HTMLResponse)
+def sign_in_notice(request: Request, render: Render, service: Service, _staff: CurrentStaff, next: str = "/"):
+    notice = service.staff.notice(request.cookies.get(COOKIE))
+    return render("login_notice.html", notice=notice, next=safe_next(next))
 
 
 @router.post("/logout")

@@ -39,6 +39,14 @@ class Unauthenticated(Exception):
         self.code = code
 
 
+class Throttled(Unauthenticated):
+    """Too many wrong passwords from this client: heard again after `retry_after` seconds."""
+
+    def __init__(self, retry_after: int):
+        super().__init__("login_throttled")
+        self.retry_after = retry_after
+
+
 class _Denied(Exception):
     """A refused access on its way out of the transaction, to be audited."""
 

@@ -7,22 +7,31 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+import math
 import secrets
 import uuid
+from datetime import datetime
 
 import sqlalchemy as sa
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError
+from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session
 
 from kezek.db import unit_of_work
 from services.verification import domain as d
-from services.verification.models import Staff, StaffSession, utc
-from services.verification.usecases.context import Context, StaffView, Unauthenticated
+from services.verification.models import SignInFailure, Staff, StaffSession, utc
+from services.verification.usecases.context import Context, StaffView, Throttled, Unauthenticated
 
 
 def token_hash(token: str) -> str:
     return hashlib.sha256(token.encode()).hexdigest()
+
+
+def _failures(row: SignInFailure) -> d.Failures:
+    return d.Failures(row.count, utc(row.last_at))
 
 
 class StaffAccounts:
@@ -53,36 +62,82 @@ class StaffAccounts:
             raise d.Refused([d.err("login", "login_taken")]) from None
         return staff_id
 
-    def login(self, login: str, password: str) -> tuple[str, StaffView]:
-        login = (login or "").strip().lower()
+    def login(self, login: str, password: str, client: str = "") -> tuple[str, StaffView]:
+        """Signs in; `client` is the caller's address. Wrong passwords slow
+        further attempts from the same client (domain: sign-in throttling),
+        they never lock the account."""
+        login = (login or "").strip().lower()[:100]
         now = self.ctx.now()
         with unit_of_work(self.ctx.sessions) as s:
-            staff = s.scalars(sa.select(Staff).where(Staff.login == login).with_for_update()).one_or_none()
-            if staff is None or not staff.active:
-                self._check_password(self._dummy_hash, password)
-                self.ctx.audit(s, None, "login", login=login, outcome="refused")
-                failed: Unauthenticated | None = Unauthenticated()
-            elif d.login_locked(staff.failed_logins, utc(staff.last_failed_at), now):
-                self.ctx.audit(s, None, "login", login=login, outcome="refused", locked=True)
-                failed = Unauthenticated("login_locked")
-            elif not self._check_password(staff.password_hash, password):
-                staff.failed_logins += 1
-                staff.last_failed_at = now
-                self.ctx.audit(s, None, "login", login=login, outcome="refused")
-                failed = Unauthenticated()
+            pair = self._failures(s, "p", f"{login}\0{client}", now)
+            anywhere = self._failures(s, "c", client, now)
+            wait = max(d.sign_in_wait(_failures(pair), d.FREE_FAILURES, now),
+                       d.sign_in_wait(_failures(anywhere), d.FREE_FAILURES_PER_CLIENT, now))
+            if wait:
+                # Not even checked: a guesser learns nothing while waiting.
+                failed: Unauthenticated | None = Throttled(math.ceil(wait.total_seconds()))
             else:
-                failed = None
-                staff.failed_logins, staff.last_failed_at = 0, None
-                if self.hasher.check_needs_rehash(staff.password_hash):
-                    staff.password_hash = self.hasher.hash(password)
-                token = secrets.token_urlsafe(32)
-                s.add(StaffSession(token_hash=token_hash(token), staff_id=staff.id, created_at=now,
-                                   expires_at=now + d.SESSION_TTL))
-                view = StaffView.of(staff)
-                self.ctx.audit(s, view, "login", district=view.district)
+                failed = self._check(s, login, password, pair, anywhere, now)
+            if failed is None:
+                token, view = self._open_session(s, login, password, now)
+                s.delete(pair)
         if failed is not None:
             raise failed
         return token, view
+
+    def _failures(self, s: Session, kind: str, value: str, now: datetime) -> SignInFailure:
+        """The counter under this key, locked (two guesses at once are counted one after the other)."""
+        key = f"{kind}:{hashlib.sha256(value.encode()).hexdigest()}"
+        insert = (pg_insert if s.get_bind().dialect.name == "postgresql" else sqlite_insert)(SignInFailure)
+        s.execute(insert.values(key=key, count=0, last_at=now).on_conflict_do_nothing())
+        return s.get(SignInFailure, key, with_for_update=True, populate_existing=True)
+
+    def _check(self, s: Session, login: str, password: str, pair: SignInFailure, anywhere: SignInFailure,
+               now: datetime) -> Unauthenticated | None:
+        """None when the password is right; else counts the failure everywhere it counts."""
+        staff = s.scalars(sa.select(Staff).where(Staff.login == login).with_for_update()).one_or_none()
+        known = staff is not None and staff.active
+        if self._check_password(staff.password_hash if known else self._dummy_hash, password) and known:
+            return None
+        for row in (pair, anywhere):
+            counted = d.one_more_failure(_failures(row), now)
+            row.count, row.last_at = counted.count, now
+        if known:
+            staff.failed_logins += 1
+            staff.last_failed_at = now
+        self.ctx.audit(s, None, "login", login=login, outcome="refused",
+                       throttled=True if d.wait_after(pair.count, d.FREE_FAILURES) else None)
+        s.execute(sa.delete(SignInFailure).where(SignInFailure.last_at < now - d.FAILURES_FORGOTTEN_AFTER))
+        return Unauthenticated()
+
+    def _open_session(self, s: Session, login: str, password: str, now: datetime) -> tuple[str, StaffView]:
+        staff = s.scalars(sa.select(Staff).where(Staff.login == login)).one()
+        notice = None
+        if staff.failed_logins:
+            notice = {"failed": staff.failed_logins,
+                      "last_at": staff.last_failed_at.isoformat() if staff.last_failed_at else None}
+        staff.failed_logins, staff.last_failed_at = 0, None
+        if self.hasher.check_needs_rehash(staff.password_hash):
+            staff.password_hash = self.hasher.hash(password)
+        token = secrets.token_urlsafe(32)
+        s.add(StaffSession(token_hash=token_hash(token), staff_id=staff.id, created_at=now,
+                           expires_at=now + d.SESSION_TTL, notice=notice))
+        view = StaffView.of(staff)
+        self.ctx.audit(s, view, "login", district=view.district, told_of_failures=notice and notice["failed"])
+        return token, view
+
+    def notice(self, token: str | None) -> dict | None:
+        """What the session tells its owner once signed in: the wrong
+        passwords given for the account since the last sign-in."""
+        if not token:
+            return None
+        with self.ctx.sessions() as s:
+            row = s.get(StaffSession, token_hash(token))
+            if row is None or not row.notice:
+                return None
+            last = row.notice.get("last_at")
+            return {"failed": row.notice["failed"], "last_at": self.ctx.local(datetime.fromisoformat(last))
+                    if last else None}
 
     def _check_password(self, stored: str, password: str) -> bool:
         try:
