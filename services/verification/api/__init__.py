@@ -38,7 +38,10 @@ def create_app(settings: Settings | None = None, *, referrals: ReferralCommands 
                clock=None, hasher=None) -> FastAPI:
     settings = as_settings(settings)
     service = bootstrap.build(settings, referrals=referrals, clock=clock, hasher=hasher)
-    app = create_service_app("verification", title="Kezek verification",
+    # A certificate's form carries its scan: the body limit leaves room for
+    # it, so that an oversize scan is refused on the page, naming the field.
+    max_body = max(settings.max_body_bytes, 2 * service.policy.max_scan_bytes + 1024 * 1024)
+    app = create_service_app("verification", title="Kezek verification", max_body_bytes=max_body,
                              ready_checks=[("database", database_check(service.engine))])
     app.state.service = service
     app.state.engine = service.engine
