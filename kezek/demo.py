@@ -9,6 +9,7 @@ from datetime import UTC, date, datetime, timedelta
 
 import httpx
 
+from kezek.categories import EXTRAORDINARY, GENERAL, PRIVILEGED
 from kezek.settings import Settings
 
 ADMIN = {"X-Actor": "admin:demo"}
@@ -45,7 +46,7 @@ def children(rng: random.Random) -> list[dict]:
         language = rng.choices(["ky", "ru"], weights=[65, 35])[0]
         gardens = [k for k in KINDERGARTENS if k[0].startswith(city) and language in k[6]]
         prefs = rng.sample(gardens, k=min(len(gardens), rng.randint(1, 3)))
-        category = rng.choices(["general", "privileged", "extraordinary"], weights=[85, 10, 5])[0]
+        category = rng.choices([GENERAL, PRIVILEGED, EXTRAORDINARY], weights=[85, 10, 5])[0]
         queue_date = max(now - timedelta(days=rng.randrange(1, 700), minutes=rng.randrange(0, 1440)),
                          datetime(birth.year, birth.month, birth.day, 12, tzinfo=UTC))
         out.append({

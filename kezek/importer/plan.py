@@ -15,9 +15,10 @@ from datetime import UTC, date, datetime, timedelta
 from kezek import calendar as kcal
 from kezek.importer.export import Export
 from services.queue import domain as d
+from workflows.rules import CLOSED_STATES, LIVE_STATES
 
-LIVE_STATES = ("awaiting_confirmation", "awaiting_enrolment")
-ENDED_STATES = ("enrolled", "cancelled", "expired", "privilege_rejected", "paused", "resumed")
+# And "expired": the old portal's name for a referral whose window ended.
+ENDED_STATES = (*sorted(CLOSED_STATES), "expired")
 IMPORTED_STATUSES = ("queued", "referred")
 HISTORY_STATUSES = ("enrolled", "removed")
 _LANGUAGE = re.compile(r"^[a-z]{2,3}$")

@@ -5,11 +5,12 @@ position explanations (`ahead_by_category`, `ahead_same_category_earlier`)
 are brought to one shape here, so the templates and the mobile API see one."""
 from __future__ import annotations
 
-LIVE_STATES = {"awaiting_confirmation", "awaiting_enrolment"}
+from kezek.categories import ALWAYS_OFFERED, KNOWN  # noqa: F401 (the portal's api asks views)
+from workflows.rules import LIVE_STATES
+
 # The categories the portal can name, in the order it offers them; the queue's
 # policy says which of them run (the voucher programme only in some places).
-CATEGORIES = ("general", "privileged", "extraordinary", "voucher")
-ALWAYS_OFFERED = ("general", "privileged", "extraordinary")
+CATEGORIES = KNOWN
 
 
 def position(p: dict, names: dict[str, str]) -> dict:

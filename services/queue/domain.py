@@ -1,6 +1,7 @@
 """The queue's rules (DOMAIN.md sections 3 and 6): ranking, eligibility,
-allocation and positions. Pure functions and dataclasses, standard library
-only, no I/O: the queue service, the scenario runner, the import and the
+allocation and positions. Pure functions and dataclasses, no I/O; besides
+the standard library only the shared pure rules (kezek.pin, kezek.categories,
+workflows.rules): the queue service, the scenario runner, the import and the
 benchmark all decide with this code.
 
 Allocation is serial dictatorship over one common ranking: children are
@@ -18,7 +19,9 @@ from dataclasses import dataclass, field
 from datetime import date, datetime
 from typing import Any, NamedTuple
 
+from kezek import categories as kcat
 from kezek import pin as kpin
+from workflows.rules import DEFAULTS as WINDOWS
 
 
 class DomainError(ValueError):
@@ -30,9 +33,9 @@ class UnknownCategory(DomainError, KeyError):
         return self.args[0] if self.args else "unknown category"
 
 
-GENERAL = "general"
+GENERAL = kcat.GENERAL
 MAX_PREFERENCES = 3  # kindergartens a parent may list (the Balalyk form has three)
-EXTRAORDINARY = "extraordinary"
+EXTRAORDINARY = kcat.EXTRAORDINARY
 
 
 # ---------------------------------------------------------------- policy
@@ -45,11 +48,7 @@ class Category:
     needs_confirmation: bool = False  # a caseworker must confirm the privilege
 
 
-DEFAULT_CATEGORIES: tuple[Category, ...] = (
-    Category(EXTRAORDINARY, 0, True),
-    Category("privileged", 10, False),
-    Category(GENERAL, 100, False),
-)
+DEFAULT_CATEGORIES: tuple[Category, ...] = tuple(Category(*c) for c in kcat.DEFAULT_RANKING)
 
 _CODE = re.compile(r"^[a-z][a-z0-9_]{0,39}$")
 
@@ -60,11 +59,12 @@ class Policy:
 
     categories: tuple[Category, ...] = DEFAULT_CATEGORIES
     min_age_years: int = 2
-    confirm_working_days: int = 5
-    enrol_working_days: int = 5
-    certificate_valid_days: int = 10
-    extension_days: int = 30
-    stoplist_days: int = 10
+    # The referral's windows (defaults: workflows/rules.py).
+    confirm_working_days: int = WINDOWS.confirm_working_days
+    enrol_working_days: int = WINDOWS.enrol_working_days
+    certificate_valid_days: int = WINDOWS.certificate_valid_days
+    extension_days: int = WINDOWS.extension_days
+    stoplist_days: int = WINDOWS.stoplist_days
     country: str = "KG"
 
     def __post_init__(self) -> None:

@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta
 from typing import Iterable
 
+from kezek import categories as kcat
 from kezek import pin as kpin
 
 # --- errors -----------------------------------------------------------------
@@ -204,7 +205,7 @@ LANGUAGES = ("ky", "ru", "kk", "en")
 INSTRUCTION_LANGUAGES = ("ky", "ru", "kk", "uz", "en")
 # "voucher": the voucher programme (state financing of a place in a private
 # kindergarten), decided by the district commission in the verification service.
-DEFAULT_CATEGORIES = ("general", "extraordinary", "privileged", "voucher")
+DEFAULT_CATEGORIES = kcat.KNOWN
 MAX_CHILD_AGE_YEARS = 7      # preschool: older children go to school, not the queue
 MAX_PREFERENCES = 3
 

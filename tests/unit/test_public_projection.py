@@ -196,6 +196,14 @@ def test_referral_takes_district_of_its_kindergarten_and_deadline_as_a_moment():
     assert fact.subject == KNOWN.children["app-1"].child_ref
 
 
+def test_an_extended_referral_is_published_in_its_confirmation_window():
+    # The one extension is of the confirmation window only (workflows/rules.py).
+    data = {k: v for k, v in allowed_part("referral.extended.v1").items() if k != "state"}   # the queue sends none
+    outcome = project("referral.extended.v1", data, KNOWN, NAMES)
+    (fact,) = outcome.facts
+    assert fact.data["state"] == "awaiting_confirmation"
+
+
 def test_pin_in_the_district_field_is_not_a_territory_code():
     data = {**allowed_part("application.submitted.v1"), "district": "21505201912345"}
     assert project("application.submitted.v1", data, KNOWN, NAMES).learned_child[1].district is None

@@ -25,6 +25,8 @@ from dataclasses import dataclass, field
 from datetime import date, datetime
 from typing import Any, Protocol
 
+from workflows import rules
+
 # ------------------------------------------------------------------ shapes
 
 _CODE = re.compile(r"^[a-z][a-z0-9_]{0,39}$")
@@ -198,14 +200,11 @@ REFERRAL_TYPES = {
     for name in ("issued", "imported", "privilege_confirmed", "privilege_rejected", "certificate_requested",
                  "extended", "expired", "cancelled", "enrolled")
 }
-REFERRAL_STATE = {
-    "privilege_rejected": "privilege_rejected", "expired": "paused", "cancelled": "cancelled",
-    "enrolled": "enrolled", "extended": "awaiting_enrolment", "privilege_confirmed": "awaiting_enrolment",
-    "certificate_requested": "awaiting_confirmation",
-}
+# The state a fact leaves the referral in, when the fact does not say (the
+# referral's rules: workflows/rules.py).
+REFERRAL_STATE = {fact.removeprefix("referral."): state.value for fact, state in rules.STATE_AFTER_FACT.items()}
 PLACE_TYPES = {f"place.{name}.v1": f"public.place.{name}.v1" for name in ("published", "withdrawn", "returned")}
-VALID_STATES = {"awaiting_confirmation", "awaiting_enrolment", "enrolled", "cancelled",
-                "privilege_rejected", "paused", "resumed"}
+VALID_STATES = {state.value for state in rules.ReferralState}
 
 
 def consumed_types() -> list[str]:
@@ -366,7 +365,7 @@ def _referral(event_type, data, lookup, names, country) -> Outcome:
     state = data.get("state") if isinstance(data.get("state"), str) and data["state"] in VALID_STATES else None
     if state is None:
         if name == "issued":
-            state = "awaiting_confirmation" if data.get("needs_confirmation") is True else "awaiting_enrolment"
+            state = rules.first_state(data.get("needs_confirmation") is True).value
         elif name == "imported":   # it has no state of its own to fall back on
             out.skipped = "state missing or malformed"
             return out

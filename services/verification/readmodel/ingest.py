@@ -22,6 +22,7 @@ from services.verification import domain as d
 from services.verification.models import (
     AbuseCase, Applicant, AuditEntry, Referral, ReferralEvent, VoucherApplication, outbox, utc,
 )
+from kezek.categories import GENERAL
 from workflows import rules
 
 log = get_logger(__name__)
@@ -206,7 +207,7 @@ class Ingest:
 
 
 def _privileged(ref: Referral) -> bool:
-    return bool(ref.needs_confirmation) or (ref.category not in (None, "", "general"))
+    return bool(ref.needs_confirmation) or (ref.category not in (None, "", GENERAL))
 
 
 def _outcome(state: str) -> str | None:

@@ -13,6 +13,7 @@ import asyncio
 import sqlalchemy as sa
 from sqlalchemy.orm import Session
 
+from kezek.categories import PRIVILEGED
 from kezek.db import unit_of_work
 from services.verification import domain as d
 from services.verification.models import AbuseCase, Applicant, Referral, outbox
@@ -105,7 +106,7 @@ class Abuse:
                                 .order_by(Applicant.queue_date.desc())).first()
             return {"reason": text, "district": case.district, "referral_id": live.referral_id if live else None,
                     "application_id": current.application_id if current else case.application_id,
-                    "from_category": (current.category if current else None) or "privileged"}
+                    "from_category": (current.category if current else None) or PRIVILEGED}
 
     def _record_revocation(self, actor: StaffView, case_id: str, ctx: dict, rejected: bool,
                            refusal: str | None) -> dict:
