@@ -32,12 +32,12 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from kezek.db import ensure_database, make_engine, make_session_factory  # noqa: E402
-from kezek.importer import plan as p  # noqa: E402
-from kezek.importer.export import read, write_json  # noqa: E402
-from kezek.importer.generate import generate  # noqa: E402
-from kezek.importer.reconcile import reconcile  # noqa: E402
-from kezek.importer.run import Importer  # noqa: E402
-from kezek.importer.speed import cache_event_validation  # noqa: E402
+from importer import plan as p  # noqa: E402
+from importer.export import read, write_json  # noqa: E402
+from importer.generate import generate  # noqa: E402
+from importer.reconcile import reconcile  # noqa: E402
+from importer.run import Importer  # noqa: E402
+from importer.speed import cache_event_validation  # noqa: E402
 from kezek.infra.postgres import PostgresCluster  # noqa: E402
 from kezek.migrations import upgrade  # noqa: E402
 from services.queue.service import QueueService  # noqa: E402

@@ -10,7 +10,7 @@ same rules (services/queue/domain.py allocation, kezek.calendar windows), so
 almost every step is one the rules allow.
 
 Then runs it with the real allocation and the real ReferralWorkflow on the
-time-skipping Temporal server (kezek.scenario.runner) and prints figures;
+time-skipping Temporal server (scenario.runner) and prints figures;
 the target is under a minute. The last line is one JSON object.
 
     .venv/bin/python bench/scenario_year.py [--children 1000] [--keep FILE] [--sandbox full|light|off]
@@ -246,8 +246,8 @@ def main() -> None:
                         help="the workflow sandbox of the run (kezek scenario's default: light)")
     args = parser.parse_args()
 
-    from kezek.scenario.model import parse
-    from kezek.scenario.runner import Runner
+    from scenario.model import parse
+    from scenario.runner import Runner
 
     t0 = time.perf_counter()
     text = yaml.safe_dump(build(args.children, args.seed), sort_keys=False, allow_unicode=True)

@@ -13,13 +13,13 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "serve": ("kezek.commands.serve", "serve one service's HTTP API"),
     "relay": ("kezek.commands.relay", "publish every service's outbox to Kafka"),
     "consume": ("kezek.commands.consume", "run the services' Kafka consumers and background jobs"),
-    "worker": ("kezek.commands.worker", "run the Temporal worker (referral workflows and activities)"),
-    "scenario": ("kezek.scenario.cli", "run a scenario file on a simulated clock; prints JSON Lines"),
+    "worker": ("workflows.worker", "run the Temporal worker (referral workflows and activities)"),
+    "scenario": ("scenario.cli", "run a scenario file on a simulated clock; prints JSON Lines"),
     "staff-add": ("services.verification.cli", "create a staff account (caseworker, supervisor, commission, admin)"),
     "queue-replay": ("services.queue.cli", "recompute every allocation from its recorded inputs and compare"),
     "schemas-lock": ("kezek.events.compat", "freeze the event schemas after additive changes (refuses breaking ones)"),
-    "import": ("kezek.importer.run", "import the old portal's export (JSON or CSV folder); --dry-run"),
-    "reconcile": ("kezek.importer.reconcile", "prove an import lost nothing: queue dates, positions, referral deadlines"),
+    "import": ("importer.run", "import the old portal's export (JSON or CSV folder); --dry-run"),
+    "reconcile": ("importer.reconcile", "prove an import lost nothing: queue dates, positions, referral deadlines"),
     "settings-example": ("kezek.commands.settings_example", "print .env.example: every setting, its default and meaning"),
 }
 

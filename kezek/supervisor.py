@@ -88,7 +88,7 @@ class Supervisor:
             self.spawn(service, "serve", service)
         self.spawn("relay", "relay")
         self.spawn("consumers", "consume")
-        if wiring.optional_module("workflows.worker") is not None:
+        if wiring.has_workflows():
             self.spawn("worker", "worker")
 
     def wait_healthy(self, timeout: float = 90) -> None:

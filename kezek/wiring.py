@@ -1,6 +1,10 @@
 """Finds each service's parts by convention (see README, "Wiring"):
 `api.create_app`, `consumers.build_consumers`, `activities.build_activities`,
-`jobs.build_jobs`, `models.outbox`. A service without a part simply has none."""
+`jobs.build_jobs`, `models.outbox`. A service without a part simply has none.
+
+The core imports no service: this module (and the `kezek` command table,
+kezek/cli.py) name them by module name only, so the services depend on the
+core and never the other way round."""
 from __future__ import annotations
 
 import importlib
@@ -44,6 +48,16 @@ def activities(settings: Settings) -> list:
 
 def jobs(settings: Settings) -> list:
     return [j for s in SERVICES if (build := _part(s, "jobs", "build_jobs")) for j in build(settings)]
+
+
+def has_workflows() -> bool:
+    """Whether the referral workflows (and so `kezek worker`) are installed."""
+    return optional_module("workflows.worker") is not None
+
+
+def public_contract() -> ModuleType | None:
+    """The public event contract (the gateway's AsyncAPI document)."""
+    return optional_module("services.gateway.public.contract")
 
 
 def outboxes() -> list[tuple[str, object]]:

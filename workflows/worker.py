@@ -1,11 +1,15 @@
-"""The worker for the referral task queue.
+"""The worker for the referral task queue, and `kezek worker`.
 
 The ReferralWorkflow always runs here; the activities are whoever implements
 the contracts of workflows/contracts.py: the queue and notifications services
-in production, fakes in tests, the in-memory register of `kezek scenario`.
+in production (found by kezek.wiring), fakes in tests, the in-memory register
+of `kezek scenario`.
 """
 from __future__ import annotations
 
+import argparse
+import asyncio
+import signal
 from collections.abc import Callable, Iterable
 from typing import Any
 
@@ -15,6 +19,9 @@ from temporalio.worker import Worker
 from temporalio.worker.workflow_sandbox import SandboxedWorkflowRunner, SandboxRestrictions
 
 from kezek import calendar as kcal
+from kezek import connections, wiring
+from kezek.logging import configure_logging, get_logger
+from kezek.settings import Settings
 from workflows.contracts import TASK_QUEUE
 from workflows.referral import ReferralWorkflow
 
@@ -40,8 +47,6 @@ def sandbox_runner(*, passthrough_all: bool = False) -> SandboxedWorkflowRunner:
 
 async def connect(address: str, namespace: str = "default") -> Client:
     """A client with the pydantic converter the contracts need."""
-    from kezek import connections
-
     return await Client.connect(address, namespace=namespace, data_converter=pydantic_data_converter,
                                 **connections.temporal())
 
@@ -58,3 +63,30 @@ def build_worker(client: Client, activities: Iterable[Callable[..., Any]], *,
         kcal.calendar(country)
     options.setdefault("workflow_runner", sandbox_runner())
     return Worker(client, task_queue=task_queue, workflows=WORKFLOWS, activities=list(activities), **options)
+
+
+async def serve(settings: Settings) -> None:
+    """Runs the worker with every service's activities until SIGINT/SIGTERM."""
+    log = get_logger(__name__)
+    client = await Client.connect(settings.temporal_address, namespace=settings.temporal_namespace,
+                                  data_converter=pydantic_data_converter, **connections.temporal())
+    worker = build_worker(client, task_queue=settings.temporal_task_queue, activities=wiring.activities(settings))
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop.set)
+    async with worker:
+        log.info("worker.started", task_queue=settings.temporal_task_queue, address=settings.temporal_address)
+        await stop.wait()
+    log.info("worker.stopped")
+
+
+def main(argv: list[str]) -> int:
+    """`kezek worker`: the Temporal worker for the referral workflows, with
+    the activities of every service that owns some (see kezek.wiring)."""
+    argparse.ArgumentParser(prog="kezek worker", description=main.__doc__).parse_args(argv)
+    settings = Settings()
+    configure_logging(settings.log_level, settings.log_json, service="worker")
+    connections.configure(settings)
+    asyncio.run(serve(settings))
+    return 0

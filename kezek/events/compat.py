@@ -185,9 +185,9 @@ def main(argv: list[str]) -> int:
         args.lock.write_text(text)
     print(f"locked {len(current)} schemas; new: {', '.join(added) or '-'}; changed: {', '.join(changed) or '-'}")
     if not args.no_asyncapi:
-        from kezek.wiring import optional_module
+        from kezek.wiring import public_contract
 
-        contract = optional_module("services.gateway.public.contract")
+        contract = public_contract()
         if contract is not None and contract.write_asyncapi():
             print(f"rewrote {contract.ASYNCAPI_PATH}")
     return 0

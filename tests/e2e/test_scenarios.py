@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from kezek.scenario.cli import run_file
+from scenario.cli import run_file
 
 ROOT = Path(__file__).resolve().parents[2]
 EXAMPLES = ROOT / "examples" / "scenarios"

@@ -14,10 +14,10 @@ from temporalio.client import WorkflowExecutionStatus
 
 from kezek import calendar as kcal
 from kezek.db import make_engine, make_session_factory
-from kezek.importer import plan as p
-from kezek.importer.generate import BISHKEK, generate
-from kezek.importer.reconcile import reconcile
-from kezek.importer.run import Importer
+from importer import plan as p
+from importer.generate import BISHKEK, generate
+from importer.reconcile import reconcile
+from importer.run import Importer
 from kezek.migrations import upgrade
 from services.queue.activities import QueueActivities, WorkflowStarter
 from services.queue.service import QueueService

@@ -16,11 +16,11 @@ import pytest
 import sqlalchemy as sa
 
 from kezek.db import make_engine, make_session_factory
-from kezek.importer import plan as p
-from kezek.importer.export import read, write_csv_dir
-from kezek.importer.generate import generate
-from kezek.importer.reconcile import reconcile
-from kezek.importer.run import Importer
+from importer import plan as p
+from importer.export import read, write_csv_dir
+from importer.generate import generate
+from importer.reconcile import reconcile
+from importer.run import Importer
 from kezek.migrations import upgrade
 from services.queue.domain import Policy
 from services.queue.service import QueueService
@@ -81,7 +81,7 @@ def imported(pg_cluster, registration):
 def test_committed_sample_is_the_generators_output_with_every_kind_of_bad_row():
     sample = read(SAMPLE)
     assert json.loads(json.dumps(generate().rows)) == json.loads(json.dumps(sample.rows)), \
-        "examples/import/sample.json is `python -m kezek.importer.generate examples/import`"
+        "examples/import/sample.json is `python -m importer.generate examples/import`"
     assert read(SAMPLE_CSV).rows["applications"][0]["preferences"] == sample["applications"][0]["preferences"]
     assert sample.size() > 5000
     plan = p.make_plan(sample, Policy())

@@ -36,8 +36,8 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 from rich.table import Table
 
-from kezek.importer import plan as p
-from kezek.importer.export import ExportError, read
+from importer import plan as p
+from importer.export import ExportError, read
 
 ACTOR = "import:{source}"
 
@@ -112,7 +112,7 @@ class Importer:
                 self._advance(task)
 
     def run(self, plan: p.Plan, source: str) -> Report:
-        from kezek.importer.speed import cache_event_validation
+        from importer.speed import cache_event_validation
         from services.queue.service import ImportReferral, JoinQueue, PublishPlaces, Refused
 
         cache_event_validation()
@@ -360,7 +360,7 @@ def main(argv: list[str]) -> int:
     parser.add_argument("--json", action="store_true", help="print the report as one JSON line at the end")
     args = parser.parse_args(argv)
 
-    from kezek.importer.speed import cache_event_validation
+    from importer.speed import cache_event_validation
     from kezek.settings import Settings
 
     cache_event_validation()

@@ -30,8 +30,8 @@ from temporalio.worker import UnsandboxedWorkflowRunner
 
 from kezek import calendar as kcal
 from kezek.infra.temporal import test_server_path
-from kezek.scenario.model import Scenario, Step
-from kezek.scenario.world import Cause, Child, Referral, World, line_rank, local_iso
+from scenario.model import Scenario, Step
+from scenario.world import Cause, Child, Referral, World, line_rank, local_iso
 from services.queue import domain
 from workflows import client as wf_client
 from workflows import contracts as c

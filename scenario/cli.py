@@ -11,7 +11,7 @@ import json
 import os
 import sys
 
-from kezek.scenario.model import ScenarioError, load
+from scenario.model import ScenarioError, load
 
 
 def dumps(line: dict) -> str:
@@ -19,7 +19,7 @@ def dumps(line: dict) -> str:
 
 
 def run_file(path: str, out=sys.stdout, *, sandbox: str = "off", stats: bool = False) -> int:
-    from kezek.scenario.runner import Runner
+    from scenario.runner import Runner
 
     try:
         scenario = load(path)

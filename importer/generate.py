@@ -2,7 +2,7 @@
 duplicate PINs, impossible and future dates, unknown kindergartens, unknown
 categories, second applications of one child, broken referrals.
 
-    python -m kezek.importer.generate examples/import --applications 2000 --seed 7
+    python -m importer.generate examples/import --applications 2000 --seed 7
 
 writes sample.json and the same rows as CSV files in sample-csv/. The
 tests and bench/import.py use it; `expected_bad_rows` says what a correct
@@ -14,7 +14,7 @@ import random
 from datetime import UTC, datetime, timedelta, timezone
 from pathlib import Path
 
-from kezek.importer.export import Export, write_csv_dir, write_json
+from importer.export import Export, write_csv_dir, write_json
 
 BISHKEK = timezone(timedelta(hours=6))
 DISTRICTS = ["41711100000000", "41711200000000", "41711300000000", "41711400000000", "41721000000000",
@@ -144,7 +144,7 @@ def add_bad_rows(ex: Export, rnd: random.Random, now: datetime) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m kezek.importer.generate", description=__doc__,
+    parser = argparse.ArgumentParser(prog="python -m importer.generate", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("out", type=Path)
     parser.add_argument("--applications", type=int, default=2000)

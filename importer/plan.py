@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
 
 from kezek import calendar as kcal
-from kezek.importer.export import Export
+from importer.export import Export
 from services.queue import domain as d
 from workflows.rules import CLOSED_STATES, LIVE_STATES
 

@@ -21,9 +21,9 @@ from dataclasses import dataclass, field
 from datetime import date, datetime
 from pathlib import Path
 
-from kezek.importer import plan as p
-from kezek.importer.export import ExportError, read
-from kezek.importer.run import build_service, policy_of
+from importer import plan as p
+from importer.export import ExportError, read
+from importer.run import build_service, policy_of
 
 
 @dataclass

@@ -18,7 +18,7 @@ from typing import Any
 from temporalio import activity
 
 from kezek.calendar import WorkingCalendar
-from kezek.scenario.model import ChildSpec, Scenario
+from scenario.model import ChildSpec, Scenario
 from services.queue.domain import Applicant, PlaceKey
 from workflows import contracts as c
 

@@ -1,3 +1,0 @@
-from kezek.scenario.cli import main
-
-main()

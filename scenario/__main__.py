@@ -1,0 +1,3 @@
+from scenario.cli import main
+
+main()
