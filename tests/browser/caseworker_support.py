@@ -33,7 +33,7 @@ from kezek.migrations import upgrade
 from services.verification.api import create_app
 from services.verification.bootstrap import build_ingest
 from services.verification.settings import VerificationSettings
-from services.verification.testing import (
+from tests.fakes.verification import (
     DISTRICT_A, DISTRICT_B, PASSWORD, application_received, application_submitted, deliver, referral_fact,
 )
 from workflows import contracts as c

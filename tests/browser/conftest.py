@@ -29,7 +29,7 @@ from kezek.infra.kafka import ensure_topics
 from kezek.infra.procs import free_port, wait_until
 from kezek.settings import SERVICES, Settings
 from kezek.supervisor import PUBLIC_TOPIC_SUFFIX, Supervisor
-from services.gateway.testing import KINDERGARTENS
+from tests.fakes.gateway import KINDERGARTENS
 
 CHROMIUM_ARGS = ["--no-sandbox", "--disable-background-networking", "--disable-component-update",
                  "--no-first-run"]

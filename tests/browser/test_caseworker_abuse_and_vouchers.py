@@ -16,7 +16,7 @@ from playwright.sync_api import Page, expect
 
 from kezek.events import Event
 from services.verification.models import outbox
-from services.verification.testing import (
+from tests.fakes.verification import (
     PASSWORD, application_received, application_submitted, referral_closed, referral_issued,
 )
 from workflows.contracts import ReferralState

@@ -10,7 +10,7 @@ from datetime import timedelta
 import pytest
 from playwright.sync_api import Page, expect
 
-from services.verification.testing import PASSWORD
+from tests.fakes.verification import PASSWORD
 from caseworker_support import (  # noqa: F401
     caseworker_browser, caseworker_screenshots, caseworker_site, pdf_scan,
 )

@@ -18,7 +18,7 @@ from pathlib import Path
 
 import pytest
 
-from services.gateway.testing import KINDERGARTENS
+from tests.fakes.gateway import KINDERGARTENS
 from tests.browser.test_parent_flow import BISHKEK, PASSWORD, Walk
 
 pytestmark = pytest.mark.integration

@@ -16,7 +16,7 @@ from zoneinfo import ZoneInfo
 
 import pytest
 
-from services.gateway.testing import KINDERGARTENS
+from tests.fakes.gateway import KINDERGARTENS
 
 pytestmark = pytest.mark.integration
 

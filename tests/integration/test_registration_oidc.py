@@ -22,7 +22,7 @@ from fastapi.responses import JSONResponse, RedirectResponse
 from fastapi.testclient import TestClient
 
 from kezek.infra.procs import free_port, wait_until
-from services.gateway.testing import Stack
+from tests.fakes.gateway import Stack
 
 CLIENT_ID, CLIENT_SECRET = "kezek-portal", "s3cret"
 PARENT_PIN = "11203199000123"

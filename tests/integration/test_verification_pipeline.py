@@ -26,7 +26,7 @@ from services.verification.models import AbuseCase, AuditEntry, Referral, outbox
 from services.verification import bootstrap
 from services.verification import domain as d
 from services.verification.usecases.context import Unauthenticated
-from services.verification.testing import (
+from tests.fakes.verification import (
     DISTRICT_A, PASSWORD, application_received, application_submitted, referral_closed, referral_issued,
 )
 

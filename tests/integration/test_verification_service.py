@@ -19,7 +19,7 @@ from services.verification.models import AbuseCase, Applicant, AuditEntry, Certi
 from services.verification import bootstrap
 from services.verification.readmodel.ingest import Ingest
 from services.verification.usecases.context import Forbidden, NotFound, Throttled, Unauthenticated
-from services.verification.testing import (
+from tests.fakes.verification import (
     DISTRICT_A, DISTRICT_B, PASSWORD, PDF, PNG, FakeReferrals, application_received, application_submitted, deliver,
     referral_closed, referral_fact, referral_issued,
 )

@@ -10,7 +10,7 @@ from datetime import UTC, date, datetime
 import pytest
 from fastapi.testclient import TestClient
 
-from services.gateway.testing import Stack
+from tests.fakes.gateway import Stack
 from services.registration.service import ImportAccount, ImportApplication
 from tests.unit.test_gateway_portal import PASSWORD, browser, errors
 

@@ -6,7 +6,7 @@ from __future__ import annotations
 import pytest
 from fastapi.testclient import TestClient
 
-from services.gateway.testing import Stack
+from tests.fakes.gateway import Stack
 
 CHILD = {"pin": "21506202400011", "surname": "Асанов", "name": "Айбек"}
 PARENT = {

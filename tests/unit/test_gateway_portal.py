@@ -13,7 +13,7 @@ from babel.messages.pofile import read_po
 from fastapi.testclient import TestClient
 
 from services.gateway import i18n
-from services.gateway.testing import Stack
+from tests.fakes.gateway import Stack
 
 PARENT_FORM = {
     "role": "mother", "surname": "Асанова", "name": "Айгүл", "pin": "11203199000123",

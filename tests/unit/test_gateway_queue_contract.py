@@ -8,7 +8,7 @@ from fastapi.testclient import TestClient
 
 from kezek.migrations import upgrade
 from kezek.settings import Settings
-from services.gateway.testing import Stack
+from tests.fakes.gateway import Stack
 
 PASSWORD = "a long enough password"
 

@@ -26,3 +26,9 @@ def test_the_core_imports_no_service_workflow_importer_or_scenario():
     }
     assert not offending, sorted(offending)
 
+
+
+def test_no_test_fake_lives_in_a_production_package():
+    fakes = [p.relative_to(ROOT) for top in ("kezek", "services", "workflows", "importer", "scenario")
+             for p in (ROOT / top).rglob("testing.py")]
+    assert not fakes

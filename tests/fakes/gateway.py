@@ -1,8 +1,8 @@
 """Stand-ins for the services behind the gateway, speaking their HTTP
-contracts (services/queue/api.py): a small queue with
-kindergartens, positions and referrals, and a notifications inbox. Used by
-the gateway's tests and by the portal demo when the real services are not
-running; the real services replace them by URL."""
+contracts (services/queue/api.py, services/notifications/api.py): a small
+queue with kindergartens, positions and referrals, the referral workflows'
+updates (their rules from workflows/rules.py), and a notifications inbox.
+Used by the gateway's tests; the real services replace them by URL."""
 from __future__ import annotations
 
 import json

@@ -10,12 +10,14 @@ from datetime import UTC, date, datetime, timedelta
 
 from sqlalchemy.orm import Session, sessionmaker
 
+from kezek import calendar as kcal
 from kezek.events import Event, UnknownEventType, new_event
 from services.verification.consumers import CONSUMER
 from services.verification.models import outbox
 from workflows.client import ReferralRefused
 from services.verification.readmodel.ingest import Ingest
 from workflows import contracts as c
+from workflows import rules
 
 DISTRICT_A = "41711210000000"   # Bishkek, Leninsky district
 DISTRICT_B = "41711220000000"   # Bishkek, Oktyabrsky district
@@ -83,8 +85,9 @@ def referral_closed(kind: str, referral_id: str, application_id: str, *, at: dat
 @dataclass
 class FakeReferrals:
     """The referral workflow's updates, without Temporal: records the calls,
-    answers as the workflow would for an open confirmation window, or with
-    the refusal set in `refuse`."""
+    answers as the workflow's rules would for an open confirmation window
+    (certificate validity, the enrolment window), or with the refusal set in
+    `refuse`."""
 
     calls: list[tuple[str, str, object, str]] = field(default_factory=list)
     refuse: str | None = None
@@ -95,11 +98,16 @@ class FakeReferrals:
         if self.refuse:
             raise ReferralRefused(self.refuse)
         at = act.acted_at or datetime.now(UTC)
-        if (at.date() - act.certificate_issued).days > 10:
+        cal = kcal.calendar("KG")
+        reason = rules.certificate_out_of_date(act.certificate_issued, cal.local_date(at),
+                                               rules.DEFAULTS.certificate_valid_days)
+        if reason:
             return c.ActResult(event="referral.certificate_requested", state=c.ReferralState.AWAITING_CONFIRMATION,
-                               deadline=at + timedelta(days=3), reason="out of date")
-        return c.ActResult(event="referral.privilege_confirmed", state=c.ReferralState.AWAITING_ENROLMENT,
-                           deadline=at + timedelta(days=self.enrol_days))
+                               deadline=at + timedelta(days=3), reason=reason)
+        policy = rules.Windows(enrol_working_days=self.enrol_days)
+        return c.ActResult(event="referral.privilege_confirmed", state=rules.after(rules.S.AWAITING_CONFIRMATION,
+                                                                                   rules.Act.CONFIRM),
+                           deadline=rules.enrolment_deadline(cal, at, policy))
 
     async def reject(self, referral_id: str, act: c.RejectPrivilege, update_id: str) -> c.ActResult:
         self.calls.append(("reject", referral_id, act, update_id))
