@@ -1,5 +1,5 @@
 # The two commands: `make run` (the whole system locally) and `make test`.
-.PHONY: setup run test stop bench clean
+.PHONY: setup run test stop bench clean lock
 
 setup:
 	@bash deploy/local/bootstrap.sh
@@ -19,6 +19,10 @@ test: setup
 
 bench: setup
 	.venv/bin/python bench/allocation.py --children 100000 --kindergartens 1200 --places 5000
+
+# Pins the runtime dependencies with hashes for the image (deploy/requirements.lock).
+lock:
+	@bash deploy/lock.sh
 
 clean:
 	rm -rf var .pytest_cache

@@ -18,6 +18,7 @@ command -v mvn >/dev/null || need_pkgs+=(maven)
 [ -x /usr/bin/chromium ] || need_pkgs+=(chromium)
 command -v kcat >/dev/null || need_pkgs+=(kcat)
 command -v docker-compose >/dev/null || need_pkgs+=(docker-compose)
+command -v caddy >/dev/null || need_pkgs+=(caddy)   # the topology test runs the compose file's proxy
 dpkg -s fonts-dejavu-core >/dev/null 2>&1 || need_pkgs+=(fonts-dejavu-core)
 if [ ${#need_pkgs[@]} -gt 0 ]; then
   if [ "$(id -u)" -ne 0 ]; then
@@ -27,7 +28,8 @@ if [ ${#need_pkgs[@]} -gt 0 ]; then
   export DEBIAN_FRONTEND=noninteractive
   apt-get update -qq >/dev/null
   apt-get install -y -qq --no-install-recommends "${need_pkgs[@]}" >/dev/null
-  # Debian's postgresql package starts a system cluster; ours run in var/.
+  # Debian's postgresql and caddy packages start system services; ours run in var/.
+  if command -v systemctl >/dev/null; then systemctl disable --now caddy 2>/dev/null || true; fi
   if command -v pg_ctlcluster >/dev/null; then
     for c in $(pg_lsclusters -h 2>/dev/null | awk '{print $1"/"$2}'); do pg_ctlcluster ${c/\// } stop 2>/dev/null || true; done
   fi
