@@ -2,7 +2,8 @@
 # Writes the secret files docker-compose.yml reads into DIR (default
 # ./secrets): random keys and database passwords, empty optional tokens, and,
 # when no certificate is there, a self-signed one for the two domains (to try
-# the deployment; replace tls_cert.pem and tls_key.pem with real ones).
+# the deployment; replace tls_cert.pem and tls_key.pem with real ones), and
+# the services' signing keys (service-keys/, `kezek keys generate`).
 # Never overwrites a file that exists: rotating a secret is a deliberate act
 # (docs/operations.md, "Key rotation").
 set -euo pipefail
@@ -32,7 +33,20 @@ if [ ! -e "$dir/tls_cert.pem" ]; then
     -keyout "$dir/tls_key.pem" -out "$dir/tls_cert.pem" 2>/dev/null
   echo "created $dir/tls_cert.pem (self-signed for $portal, $staff: replace it)"
 fi
+# Service identity: a key per service and jwks.json with every public key.
+if [ ! -e "$dir/service-keys/jwks.json" ]; then
+  kezek=${KEZEK:-$(command -v kezek || true)}
+  if [ -n "$kezek" ]; then
+    "$kezek" keys generate "$dir/service-keys" >/dev/null
+  else   # from the image
+    mkdir -p "$dir/service-keys"
+    docker run --rm --user "$(id -u):$(id -g)" -v "$(cd "$dir/service-keys" && pwd):/keys" \
+      "${KEZEK_IMAGE:-kezek:latest}" keys generate /keys >/dev/null
+  fi
+  echo "created $dir/service-keys (kezek keys generate)"
+fi
 # The containers run as different users (kezek 10001, postgres 999, temporal
 # 1000, caddy root): the files are readable inside them, the folder is not
 # open to other users of the host.
-chmod 444 "$dir"/*
+find "$dir" -type f -exec chmod 444 {} +
+find "$dir" -type d -exec chmod 700 {} +

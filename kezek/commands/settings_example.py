@@ -15,7 +15,7 @@ from pathlib import Path
 from pydantic import SecretStr
 from pydantic_settings import BaseSettings
 
-PACKAGES = ("kezek", "services", "workflows")
+PACKAGES = ("kezek", "services", "workflows", "importer", "scenario")
 SETTINGS_MODULES = ("settings", "config", "api", "runtime")
 
 HEADER = """\

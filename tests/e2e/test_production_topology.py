@@ -142,15 +142,32 @@ class Topology:
     endpoints: dict[str, str]
     code: Path
     procs: dict[str, subprocess.Popen] = field(default_factory=dict)
+    static_addresses: dict[str, str] = field(default_factory=dict)
     extra_env: dict[str, str] = field(default_factory=dict)
 
     def secret_path(self, name: str) -> str:
         return self.config["secrets"][name]["file"]
 
+    def secrets_of(self, service: str) -> Path:
+        """The service's /run/secrets: only the secrets compose gives it, at their targets."""
+        mount = self.tmp / "mounts" / service
+        if not mount.exists():
+            mount.mkdir(parents=True)
+            for item in self.config["services"][service].get("secrets") or []:
+                item = {"source": item} if isinstance(item, str) else item
+                target = mount / item.get("target", item["source"])
+                target.parent.mkdir(parents=True, exist_ok=True)
+                shutil.copy(self.secret_path(item["source"]), target)
+            for p in [mount, *mount.rglob("*")]:
+                p.chmod(0o755 if p.is_dir() else 0o444)
+        return mount
+
     def rewrite(self, value: str, service: str) -> str:
         """A value as the service's process must see it outside its container."""
         own = self.addresses[service]
-        value = re.sub(r"/run/secrets/([\w.\-]+)", lambda m: self.secret_path(m.group(1)), value)
+        value = value.replace("/run/secrets", str(self.secrets_of(service)))
+        for name, static in self.static_addresses.items():
+            value = value.replace(static, self.addresses[name])
         value = value.replace("/var/lib/kezek", str(self.state_dir(service)))
         value = re.sub(r"(?<![\d.])(0\.0\.0\.0|127\.0\.0\.1|localhost)(?![\d.])", own, value)
         for host, port in INFRA.items():
@@ -291,11 +308,13 @@ def test_compose_topology_registers_a_child_and_reaches_a_referral_and_an_sms(tm
     os.chmod(tmp_path / "tmp", 0o1777)
     secrets = tmp_path / "secrets"
     r = subprocess.run(["bash", str(ROOT / "deploy" / "secrets.sh"), str(secrets)], capture_output=True, text=True,
-                       env={**os.environ, "KEZEK_PORTAL_DOMAIN": PORTAL, "KEZEK_STAFF_DOMAIN": STAFF}, timeout=60)
+                       env={**os.environ, "KEZEK_PORTAL_DOMAIN": PORTAL, "KEZEK_STAFF_DOMAIN": STAFF,
+                            "KEZEK": str(Path(sys.executable).parent / "kezek")}, timeout=60)
     assert r.returncode == 0, r.stderr
-    # Docker mounts each secret file into its container; here the processes
-    # reach them in place, through a folder they may pass but not list.
-    os.chmod(secrets, 0o711)
+    # Docker mounts each secret file into its container (Topology.secrets_of);
+    # the database's init script reads them in place.
+    for d in (secrets, secrets / "service-keys"):
+        os.chmod(d, 0o711)
     # The operator's mail relay and SMS provider: outside every container,
     # at addresses of their own.
     net = f"127.{random.randint(100, 250)}.{random.randint(0, 250)}"
@@ -306,6 +325,8 @@ def test_compose_topology_registers_a_child_and_reaches_a_referral_and_an_sms(tm
     for name in NOT_HERE:
         assert name in config["services"], name
     addresses = {name: f"{net}.{10 + i}" for i, name in enumerate(sorted(config["services"]))}
+    static = {name: n["ipv4_address"] for name, s in config["services"].items()
+              for n in (s.get("networks") or {}).values() if isinstance(n, dict) and n.get("ipv4_address")}
 
     pg = kafka = temporal = None
     topo = None
@@ -316,7 +337,8 @@ def test_compose_topology_registers_a_child_and_reaches_a_referral_and_an_sms(tm
         run_namespace_step(config, temporal)
         topo = Topology(tmp_path, config, addresses,
                         {"postgres": f"127.0.0.1:{pg.port}", "kafka": kafka.bootstrap, "temporal": temporal.address},
-                        build_code(tmp_path), extra_env={"KEZEK_NOTIFICATIONS_TIMEZONE": midday_zone()})
+                        build_code(tmp_path), extra_env={"KEZEK_NOTIFICATIONS_TIMEZONE": midday_zone()},
+                        static_addresses=static)
         infra_ready = time.monotonic()
 
         topo.run_once("migrate")

@@ -109,7 +109,7 @@ def test_production_refuses_development_secrets_and_unsafe_defaults(change, comp
 
 def test_production_refuses_cookies_without_secure():
     from services.gateway.api import GatewaySettings
-    from services.verification.api import VerificationSettings
+    from services.verification.settings import VerificationSettings
 
     with pytest.raises(ValidationError, match="KEZEK_COOKIE_SECURE"):
         GatewaySettings(**GOOD, cookie_secure=False)
