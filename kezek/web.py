@@ -153,12 +153,7 @@ def create_service_app(service: str, *, title: str | None = None, version: str =
 
     @app.exception_handler(sa_exc.SQLAlchemyError)
     async def database_error(request: Request, exc: sa_exc.SQLAlchemyError):
-        if isinstance(exc, _DB_OUTAGE) or isinstance(getattr(exc, "orig", None), ConnectionError):
-            log.warning("web.database_unavailable", error=repr(exc)[:300])
-            return problem_response(Unavailable(detail="the database does not answer; try again shortly"),
-                                    request.url.path)
-        log.exception("web.database_error")
-        return problem_response(Problem("internal", status=500, detail="internal error"), request.url.path)
+        return problem_response(database_problem(exc), request.url.path)
 
     @app.get("/health", tags=["operations"], summary="Liveness: the process answers", dependencies=[PUBLIC])
     async def health():
@@ -182,6 +177,16 @@ def create_service_app(service: str, *, title: str | None = None, version: str =
         return PlainTextResponse(generate_latest(), media_type=CONTENT_TYPE_LATEST)
 
     return app
+
+
+def database_problem(exc: sa_exc.SQLAlchemyError) -> Problem:
+    """A database error as the caller sees it: an outage is a 503 with
+    Retry-After, anything else an internal error (logged)."""
+    if isinstance(exc, _DB_OUTAGE) or isinstance(getattr(exc, "orig", None), ConnectionError):
+        log.warning("web.database_unavailable", error=repr(exc)[:300])
+        return Unavailable(detail="the database does not answer; try again shortly")
+    log.exception("web.database_error")
+    return Problem("internal", status=500, detail="internal error")
 
 
 _HTTP_CODES = {404: "not_found", 405: "method_not_allowed", 401: "unauthenticated", 403: "forbidden",

@@ -21,7 +21,7 @@ from services.verification.usecases.abuse import Abuse
 from services.verification.usecases.audit import AuditTrail
 from services.verification.usecases.cases import Cases
 from services.verification.usecases.certificates import Certificates
-from services.verification.usecases.context import Context, now_utc
+from services.verification.usecases.context import Context, StaffView, now_utc
 from services.verification.usecases.staff import StaffAccounts
 from services.verification.usecases.vouchers import Vouchers
 
@@ -38,7 +38,11 @@ class Verification:
     abuse: Abuse
     vouchers: Vouchers
     audit: AuditTrail
+    ctx: Context
     engine: Engine | None = None      # set when built here from the settings' URL
+
+    def audit_denied(self, actor: StaffView, subject: str) -> None:
+        self.ctx.record_denied(actor, subject)
 
     def close(self) -> None:
         if self.engine is not None:
@@ -63,7 +67,7 @@ def build(settings: Settings | None = None, *, sessions: sessionmaker[Session] |
         policy=policy, sessions=sessions,
         staff=StaffAccounts(ctx, hasher=hasher, secret=settings.secret_key.get_secret_value().encode()),
         cases=Cases(ctx), certificates=Certificates(ctx), abuse=Abuse(ctx), vouchers=Vouchers(ctx),
-        audit=AuditTrail(ctx), engine=engine)
+        audit=AuditTrail(ctx), ctx=ctx, engine=engine)
 
 
 def build_ingest(settings: Settings | None = None, *, clock: Callable[[], datetime] | None = None) -> Ingest:

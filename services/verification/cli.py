@@ -1,7 +1,8 @@
 """`kezek staff-add`: creates a staff account of the verification service
-(caseworker, district supervisor, commission member, administrator). The
-password comes from KEZEK_STAFF_PASSWORD, standard input (--password-stdin)
-or a prompt; never from the command line, where `ps` would show it."""
+(caseworker, district supervisor, commission member, administrator,
+operator). The password comes from KEZEK_STAFF_PASSWORD, standard input
+(--password-stdin) or a prompt; never from the command line, where `ps`
+would show it."""
 from __future__ import annotations
 
 import argparse

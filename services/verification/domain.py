@@ -54,6 +54,7 @@ class Role(StrEnum):
     SUPERVISOR = "supervisor"      # district supervisor
     COMMISSION = "commission"      # member of the district voucher commission
     ADMIN = "admin"
+    OPERATOR = "operator"          # runs the system: reads the audit log, decides nothing
 
 
 class Permission(StrEnum):
@@ -76,6 +77,7 @@ PERMISSIONS: Mapping[Role, frozenset[Permission]] = {
     # Administrators oversee every district but decide nothing: decisions
     # belong to the district's caseworkers, supervisor and commission.
     Role.ADMIN: frozenset({P.WORKLIST, P.CASE_VIEW, P.ABUSE_VIEW, P.VOUCHER_VIEW, P.AUDIT_SEARCH}),
+    Role.OPERATOR: frozenset({P.AUDIT_SEARCH}),
 }
 
 
@@ -84,7 +86,7 @@ def can(role: Role | str, permission: Permission) -> bool:
 
 
 def all_districts(role: Role | str) -> bool:
-    return Role(role) is Role.ADMIN
+    return Role(role) in (Role.ADMIN, Role.OPERATOR)
 
 
 def sees_district(role: Role | str, own_district: str, district: str | None) -> bool:

@@ -1,6 +1,8 @@
 """The caseworkers' web UI: server-rendered pages in Russian and Kyrgyz,
 behind a staff session (argon2 passwords, an HttpOnly cookie, a CSRF token
-in every form). Routes are thin: they read the form, call one use case and
+in every form). Every route declares its permission (pages.py: the roles of
+domain.PERMISSIONS, in their scope); the session cookie is this app's
+authenticator. Routes are thin: they read the form, call one use case and
 render its answer; refusals re-render the form with the field named in the
 caseworker's language.
 
@@ -11,14 +13,14 @@ from __future__ import annotations
 import hashlib
 from pathlib import Path
 
-from fastapi import FastAPI, Request
+from fastapi import Depends, FastAPI, Request
 from fastapi.staticfiles import StaticFiles
 
 from kezek.settings import Settings
 from kezek.web import create_service_app, database_check
 from services.verification import bootstrap
 from services.verification.api import abuse, audit, cases, signin, vouchers
-from services.verification.api.pages import install_error_pages
+from services.verification.api.pages import clean_query, install_error_pages, staff_session
 from services.verification.i18n import Pages
 from services.verification.referrals import ReferralCommands
 from services.verification.settings import as_settings
@@ -42,7 +44,8 @@ def create_app(settings: Settings | None = None, *, referrals: ReferralCommands 
     # it, so that an oversize scan is refused on the page, naming the field.
     max_body = max(settings.max_body_bytes, 2 * service.policy.max_scan_bytes + 1024 * 1024)
     app = create_service_app("verification", title="Kezek verification", max_body_bytes=max_body,
-                             ready_checks=[("database", database_check(service.engine))])
+                             ready_checks=[("database", database_check(service.engine))],
+                             authenticate=staff_session, dependencies=[Depends(clean_query)])
     app.state.service = service
     app.state.engine = service.engine
     app.state.pages = Pages(settings.state_dir, _static_version())

@@ -5,13 +5,16 @@ from fastapi import APIRouter
 from fastapi.responses import HTMLResponse, RedirectResponse
 
 from services.verification import domain as d
-from services.verification.api.pages import CheckedForm, CurrentStaff, Render, Service, errors_of
+from services.verification.api.pages import CheckedForm, CurrentStaff, Render, Service, errors_of, requires
 
-router = APIRouter(include_in_schema=False)
+router = APIRouter(include_in_schema=False, default_response_class=HTMLResponse)
+P = d.Permission
+VIEW = requires(P.ABUSE_VIEW)
+RESOLVE = requires(P.ABUSE_RESOLVE)
 STATUSES = ("open", "revoked", "dismissed", "")
 
 
-@router.get("/abuse", response_class=HTMLResponse)
+@router.get("/abuse", dependencies=[VIEW])
 def abuse_list(render: Render, service: Service, staff: CurrentStaff, status: str = "open"):
     status = status if status in STATUSES else "open"
     return render("abuse_list.html", section="abuse", cases=service.abuse.cases(staff, status), shown=status)
@@ -24,12 +27,12 @@ def abuse_page(render: Render, service: Service, staff, case_id: str, *, status:
                   result=result or render.request.query_params.get("result"), refusal=refusal, **ctx)
 
 
-@router.get("/abuse/{case_id}", response_class=HTMLResponse)
+@router.get("/abuse/{case_id}", dependencies=[VIEW])
 def abuse_case(render: Render, service: Service, staff: CurrentStaff, case_id: str):
     return abuse_page(render, service, staff, case_id)
 
 
-@router.post("/abuse/{case_id}/resolve")
+@router.post("/abuse/{case_id}/resolve", dependencies=[RESOLVE])
 async def resolve_abuse(render: Render, service: Service, staff: CurrentStaff, case_id: str, form: CheckedForm):
     reason = str(form.get("reason") or "")
     try:

@@ -3,24 +3,24 @@ its scan, the decisions on a case, and the scan itself."""
 from __future__ import annotations
 
 import uuid
-from typing import Annotated
-
-from fastapi import APIRouter, Depends, Request
+from fastapi import APIRouter
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from starlette.datastructures import FormData, UploadFile
 
 from services.verification import domain as d
-from services.verification.api.pages import (
-    CheckedForm, CurrentStaff, Render, Service, TooLarge, checked_form, errors_of,
-)
+from services.verification.api.pages import CheckedForm, CurrentStaff, Render, ScanForm, Service, errors_of, requires
 from services.verification.usecases.context import StaffView
 
-router = APIRouter(include_in_schema=False)
+router = APIRouter(include_in_schema=False, default_response_class=HTMLResponse)
+P = d.Permission
+WORKLIST = requires(P.WORKLIST)
+VIEW = requires(P.CASE_VIEW)
+ACT = requires(P.CASE_ACT)
 CERTIFICATE_FIELDS = ("organisation", "number", "issued_on")
 SCAN_EXTENSIONS = {"application/pdf": "pdf", "image/jpeg": "jpg", "image/png": "png"}
 
 
-@router.get("/worklist", response_class=HTMLResponse)
+@router.get("/worklist", dependencies=[WORKLIST])
 def worklist(render: Render, service: Service, staff: CurrentStaff, district: str | None = None):
     view = service.cases.worklist(staff, (district or "").strip() or None)
     return render("worklist.html", section="worklist", all_districts=d.all_districts(staff.role), **view)
@@ -45,23 +45,14 @@ def case_page(render: Render, service: Service, staff: StaffView, referral_id: s
                   outcome=outcome, recorded=query.get("recorded") == "1", nonce=uuid.uuid4().hex)
 
 
-@router.get("/cases/{referral_id}", response_class=HTMLResponse)
+@router.get("/cases/{referral_id}", dependencies=[VIEW])
 def case(render: Render, service: Service, staff: CurrentStaff, referral_id: str):
     return case_page(render, service, staff, referral_id)
 
 
-async def scan_form(request: Request, service: Service, staff: CurrentStaff) -> FormData:
-    """The certificate's form; a body far over the scan limit is refused
-    before it is read."""
-    length = request.headers.get("content-length") or "0"
-    if not length.isdigit() or int(length) > 2 * service.policy.max_scan_bytes + 1024 * 1024:
-        raise TooLarge()
-    return await checked_form(request, service, staff)
-
-
-@router.post("/cases/{referral_id}/certificate")
+@router.post("/cases/{referral_id}/certificate", dependencies=[ACT])
 async def record_certificate(render: Render, service: Service, staff: CurrentStaff, referral_id: str,
-                             form: Annotated[FormData, Depends(scan_form)]):
+                             form: ScanForm):
     upload = form.get("scan")
     data, name = b"", ""
     if isinstance(upload, UploadFile):
@@ -87,23 +78,23 @@ async def act(render: Render, service: Service, staff: StaffView, referral_id: s
     return RedirectResponse(f"/cases/{referral_id}?done={nonce}#outcome", status_code=303)
 
 
-@router.post("/cases/{referral_id}/confirm")
+@router.post("/cases/{referral_id}/confirm", dependencies=[ACT])
 async def confirm(render: Render, service: Service, staff: CurrentStaff, referral_id: str, form: CheckedForm):
     return await act(render, service, staff, referral_id, form, d.Action.CONFIRM)
 
 
-@router.post("/cases/{referral_id}/reject")
+@router.post("/cases/{referral_id}/reject", dependencies=[ACT])
 async def reject(render: Render, service: Service, staff: CurrentStaff, referral_id: str, form: CheckedForm):
     return await act(render, service, staff, referral_id, form, d.Action.REJECT)
 
 
-@router.post("/cases/{referral_id}/request-certificate")
+@router.post("/cases/{referral_id}/request-certificate", dependencies=[ACT])
 async def request_certificate(render: Render, service: Service, staff: CurrentStaff, referral_id: str,
                               form: CheckedForm):
     return await act(render, service, staff, referral_id, form, d.Action.REQUEST_CERTIFICATE)
 
 
-@router.get("/cases/{referral_id}/certificates/{certificate_id}/scan")
+@router.get("/cases/{referral_id}/certificates/{certificate_id}/scan", dependencies=[VIEW])
 def scan(service: Service, staff: CurrentStaff, referral_id: str, certificate_id: str):
     data, content_type, sha = service.certificates.scan(staff, referral_id, certificate_id)
     return Response(data, media_type=content_type, headers={

@@ -1,16 +1,23 @@
-"""What every staff page route depends on: the service, the member of staff
-behind the session cookie, the form checked against the session's CSRF
-token, and the page renderer in the reader's language. Errors of the use
-cases become pages here, in one place."""
+"""What every staff page route depends on: its permission (the skeleton's
+one dependency, kezek.trust.allow, with the grants read from the domain's
+table of roles), the member of staff behind the session cookie (this app's
+authenticator), the form checked against the session's CSRF token and for
+characters no text may hold, and the page renderer in the reader's language.
+Refusals and outages become pages here, in one place."""
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Annotated
+from typing import Annotated, Any
 
 from fastapi import Depends, FastAPI, Request
-from fastapi.responses import HTMLResponse, RedirectResponse
-from starlette.datastructures import FormData
+from fastapi.responses import HTMLResponse, RedirectResponse, Response
+from sqlalchemy import exc as sa_exc
+from starlette.datastructures import FormData, UploadFile
+from starlette.exceptions import HTTPException as StarletteHTTPException
 
+from kezek import trust
+from kezek.problems import InvalidInput, Problem, TooLarge
+from kezek.web import database_problem
 from services.verification import domain as d
 from services.verification.bootstrap import Verification
 from services.verification.i18n import Pages, pick_language
@@ -19,15 +26,41 @@ from workflows.client import ReferralUnavailable
 
 COOKIE = "kezek_staff"
 LANG_COOKIE = "kezek_lang"
+FORM_BYTES = 64 * 1024        # every form but the certificate's, which carries a scan
 
 
 class CsrfFailed(Exception):
     pass
 
 
-class TooLarge(Exception):
-    """A body far over its limit, refused before it is read."""
+# ------------------------------------------------------------ who may
 
+def _grant(role: d.Role) -> trust.Grant:
+    return trust.Grant(role.value, trust.ANY if d.all_districts(role) else trust.DISTRICT)
+
+
+def requires(permission: d.Permission) -> Any:
+    """The route's permission: every role the domain gives `permission`,
+    in its scope (its district, or all of them)."""
+    return trust.allow(*(_grant(r) for r in d.Role if d.can(r, permission)))
+
+
+SIGNED_IN = trust.allow(*(_grant(r) for r in d.Role))      # any member of staff
+PUBLIC = trust.PUBLIC
+
+
+def staff_session(request: Request) -> trust.Principal | None:
+    """This app's authenticator: the staff session cookie."""
+    token = request.cookies.get(COOKIE)
+    try:
+        staff = request.app.state.service.staff.identify(token)
+    except Unauthenticated:
+        return None
+    request.state.staff, request.state.token = staff, token
+    return trust.staff_principal(staff.id, staff.role.value, district=staff.district or None)
+
+
+# ------------------------------------------------------------ dependencies
 
 def service_of(request: Request) -> Verification:
     return request.app.state.service
@@ -36,25 +69,65 @@ def service_of(request: Request) -> Verification:
 Service = Annotated[Verification, Depends(service_of)]
 
 
-def current_staff(request: Request, service: Service) -> StaffView:
-    token = request.cookies.get(COOKIE)
-    staff = service.staff.identify(token)
-    request.state.staff, request.state.token = staff, token
+async def current_staff(request: Request) -> StaffView:
+    await trust.authenticate(request)          # cached: the permission asked it first
+    staff = getattr(request.state, "staff", None)
+    if staff is None:
+        raise trust.Unauthenticated()
     return staff
 
 
 CurrentStaff = Annotated[StaffView, Depends(current_staff)]
 
 
+def check_text(name: str, value: str) -> None:
+    """No text a person types holds control characters (PostgreSQL cannot
+    even store a NUL): refused, naming the field."""
+    if any(ord(ch) < 0x20 and ch not in "\t\r\n" or ord(ch) == 0x7F for ch in value):
+        raise InvalidInput("invalid_characters", field=name[:40])
+
+
+def clean_query(request: Request) -> None:
+    """App-wide: the same for every query parameter."""
+    for name, value in request.query_params.multi_items():
+        check_text(name, name)
+        check_text(name, value)
+
+
+async def read_form(request: Request, *, limit: int = FORM_BYTES, max_files: int = 0) -> FormData:
+    """The form, refused unread when its declared length is over `limit`
+    (the skeleton's body limit cuts off one that lies about it)."""
+    length = request.headers.get("content-length") or "0"
+    if not length.isdigit() or int(length) > limit:
+        raise TooLarge(field="scan" if max_files else None, params={"limit": limit})
+    form = await request.form(max_files=max_files, max_fields=40)
+    for name, value in form.multi_items():
+        check_text(name, name)
+        if not isinstance(value, UploadFile):
+            check_text(name, value)
+    return form
+
+
 async def checked_form(request: Request, service: Service, _staff: CurrentStaff) -> FormData:
     """The form of a signed-in member of staff, sent with the session's CSRF token."""
-    form = await request.form(max_files=1, max_fields=40)
-    if not service.staff.check_csrf(getattr(request.state, "token", None), form.get("csrf")):
+    return await _with_csrf(request, service, await read_form(request))
+
+
+async def _with_csrf(request: Request, service: Verification, form: FormData) -> FormData:
+    if not service.staff.check_csrf(getattr(request.state, "token", None), str(form.get("csrf") or "")):
         raise CsrfFailed()
     return form
 
 
+async def scan_form(request: Request, service: Service, _staff: CurrentStaff) -> FormData:
+    """The certificate's form with its scan; a body far over the scan limit
+    is refused before it is read."""
+    limit = 2 * service.policy.max_scan_bytes + 1024 * 1024
+    return await _with_csrf(request, service, await read_form(request, limit=limit, max_files=1))
+
+
 CheckedForm = Annotated[FormData, Depends(checked_form)]
+ScanForm = Annotated[FormData, Depends(scan_form)]
 
 
 def client_address(request: Request) -> str:
@@ -80,6 +153,8 @@ def errors_of(exc: d.Refused) -> list[dict]:
     return [e.as_dict() for e in exc.errors]
 
 
+# ------------------------------------------------------------ rendering
+
 @dataclass
 class Page:
     """Renders a template in the reader's language, with the session's
@@ -94,7 +169,8 @@ class Page:
         staff: StaffView | None = getattr(self.request.state, "staff", None)
         return pick_language(None, self.request.cookies.get(LANG_COOKIE), staff.locale if staff else None)
 
-    def __call__(self, template: str, *, status: int = 200, **ctx) -> HTMLResponse:
+    def __call__(self, template: str, *, status: int = 200, headers: dict[str, str] | None = None,
+                 **ctx) -> HTMLResponse:
         request = self.request
         staff: StaffView | None = getattr(request.state, "staff", None)
         token = getattr(request.state, "token", None)
@@ -104,11 +180,13 @@ class Page:
                                  csrf=self.service.staff.csrf_token(token) if token else "",
                                  path=request.url.path + (f"?{request.url.query}" if request.url.query else ""),
                                  **ctx)
-        return HTMLResponse(html, status_code=status)
+        return HTMLResponse(html, status_code=status, headers=headers)
 
-    def error(self, kind: str, status: int, *, back: str = "/", **ctx) -> HTMLResponse:
+    def error(self, kind: str, status: int, *, back: str = "/", headers: dict[str, str] | None = None,
+              **ctx) -> HTMLResponse:
         max_mb = f"{self.service.policy.max_scan_bytes / (1024 * 1024):g}"
-        return self("error.html", status=status, kind=kind, back=back, max_mb=max_mb, **ctx)
+        ctx.setdefault("errors", [])
+        return self("error.html", status=status, headers=headers, kind=kind, back=back, max_mb=max_mb, **ctx)
 
 
 def page_of(request: Request) -> Page:
@@ -118,13 +196,65 @@ def page_of(request: Request) -> Page:
 Render = Annotated[Page, Depends(page_of)]
 
 
+# ------------------------------------------------------------ refusals as pages
+
+_KIND_OF_STATUS = {400: "bad_request", 403: "forbidden", 404: "not_found", 405: "not_found",
+                   413: "too_large", 422: "bad_request", 429: "rate_limited", 503: "unavailable"}
+
+
+def _parent(request: Request) -> str:
+    return request.url.path.rsplit("/", 1)[0] or "/"
+
+
+def problem_page(request: Request, problem: Problem) -> Response:
+    """A problem of the skeleton (kezek.problems, kezek.trust) as a page:
+    no session sends a person to the login page, the rest is an error page
+    in their language with the problem's status and headers."""
+    if isinstance(problem, trust.Unauthenticated):
+        return to_login(request)
+    kind = _KIND_OF_STATUS.get(problem.status, "error")
+    if kind == "unavailable":
+        kind = "database"          # the skeleton's outage is the database's (Temporal's is ReferralUnavailable)
+    elif kind == "too_large" and problem.field != "scan":
+        kind = "form_too_large"
+    errors = [e for e in problem.errors() if e["field"] != "scan"]
+    return page_of(request).error(kind, problem.status, back=_parent(request), headers=problem.headers or None,
+                                  errors=errors)
+
+
+def to_login(request: Request) -> RedirectResponse:
+    target = request.url.path if request.method == "GET" else "/"
+    return RedirectResponse(f"/login?next={target}", status_code=303)
+
+
 def install_error_pages(app: FastAPI) -> None:
-    """The use cases' refusals of access, and the outages, as pages."""
+    """The refusals of the skeleton and of the use cases, and the outages,
+    as pages (the skeleton answers JSON problem details by default)."""
+
+    @app.exception_handler(trust.Forbidden)
+    async def wrong_role(request: Request, exc: trust.Forbidden):
+        staff = getattr(request.state, "staff", None)
+        if staff is not None:
+            route = request.scope.get("route")
+            app.state.service.audit_denied(staff, getattr(route, "path", request.url.path)[:100])
+        return problem_page(request, exc)
+
+    @app.exception_handler(Problem)
+    async def problem(request: Request, exc: Problem):
+        return problem_page(request, exc)
+
+    @app.exception_handler(sa_exc.SQLAlchemyError)
+    async def database(request: Request, exc: sa_exc.SQLAlchemyError):
+        return problem_page(request, database_problem(exc))
+
+    @app.exception_handler(StarletteHTTPException)
+    async def http_error(request: Request, exc: StarletteHTTPException):
+        return page_of(request).error(_KIND_OF_STATUS.get(exc.status_code, "error"), exc.status_code,
+                                      headers=getattr(exc, "headers", None))
 
     @app.exception_handler(Unauthenticated)
-    async def to_login(request: Request, _exc: Unauthenticated):
-        target = request.url.path if request.method == "GET" else "/"
-        return RedirectResponse(f"/login?next={target}", status_code=303)
+    async def no_session(request: Request, _exc: Unauthenticated):
+        return to_login(request)
 
     @app.exception_handler(NotFound)
     async def not_found(request: Request, _exc: NotFound):
@@ -138,10 +268,6 @@ def install_error_pages(app: FastAPI) -> None:
     async def csrf_failed(request: Request, _exc: CsrfFailed):
         return page_of(request).error("csrf", 403)
 
-    @app.exception_handler(TooLarge)
-    async def too_large(request: Request, _exc: TooLarge):
-        return page_of(request).error("too_large", 413, back=request.url.path.rsplit("/", 1)[0])
-
     @app.exception_handler(ReferralUnavailable)
     async def unavailable(request: Request, _exc: ReferralUnavailable):
-        return page_of(request).error("unavailable", 503, back=request.url.path.rsplit("/", 1)[0])
+        return page_of(request).error("unavailable", 503, back=_parent(request), headers={"Retry-After": "30"})

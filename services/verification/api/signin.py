@@ -9,32 +9,36 @@ from fastapi.responses import HTMLResponse, RedirectResponse
 
 from services.verification import domain as d
 from services.verification.api.pages import (
-    COOKIE, LANG_COOKIE, CheckedForm, CurrentStaff, Render, Service, client_address, safe_next,
+    COOKIE, LANG_COOKIE, PUBLIC, SIGNED_IN, CheckedForm, CurrentStaff, Render, Service, client_address, read_form,
+    safe_next,
 )
 from services.verification.i18n import pick_language
 from services.verification.usecases.context import Forbidden, Throttled, Unauthenticated
 
-router = APIRouter(include_in_schema=False)
+router = APIRouter(include_in_schema=False, default_response_class=HTMLResponse)
 YEAR = 365 * 86400
 
 
-@router.get("/")
+FIRST_PAGES = ((d.Permission.WORKLIST, "/worklist"), (d.Permission.VOUCHER_VIEW, "/vouchers"),
+               (d.Permission.AUDIT_SEARCH, "/audit"))
+
+
+@router.get("/", dependencies=[SIGNED_IN])
 def home(staff: CurrentStaff):
-    if staff.can(d.Permission.WORKLIST):
-        return RedirectResponse("/worklist", status_code=303)
-    if staff.can(d.Permission.VOUCHER_VIEW):
-        return RedirectResponse("/vouchers", status_code=303)
+    for permission, page in FIRST_PAGES:
+        if staff.can(permission):
+            return RedirectResponse(page, status_code=303)
     raise Forbidden("home")
 
 
-@router.get("/login", response_class=HTMLResponse)
+@router.get("/login", dependencies=[PUBLIC])
 def login_form(render: Render, next: str = "/"):
     return render("login.html", next=safe_next(next), login="")
 
 
-@router.post("/login")
+@router.post("/login", dependencies=[PUBLIC])
 async def login(request: Request, service: Service, render: Render):
-    form = await request.form(max_files=0, max_fields=10)
+    form = await read_form(request)
     login_, password = str(form.get("login") or ""), str(form.get("password") or "")
     target = safe_next(str(form.get("next") or "/"))
     try:
@@ -58,13 +62,13 @@ async def login(request: Request, service: Service, render: Render):
     return response
 
 
-@router.get("/login/notice", response_class=HTMLResponse)
+@router.get("/login/notice", dependencies=[SIGNED_IN])
 def sign_in_notice(request: Request, render: Render, service: Service, _staff: CurrentStaff, next: str = "/"):
     notice = service.staff.notice(request.cookies.get(COOKIE))
     return render("login_notice.html", notice=notice, next=safe_next(next))
 
 
-@router.post("/logout")
+@router.post("/logout", dependencies=[SIGNED_IN])
 async def logout(request: Request, service: Service, _form: CheckedForm):
     service.staff.logout(request.cookies.get(COOKIE))
     response = RedirectResponse("/login", status_code=303)
@@ -72,7 +76,7 @@ async def logout(request: Request, service: Service, _form: CheckedForm):
     return response
 
 
-@router.get("/language")
+@router.get("/language", dependencies=[PUBLIC])
 def language(to: str = "ru", next: str = "/"):
     response = RedirectResponse(safe_next(next), status_code=303)
     response.set_cookie(LANG_COOKIE, pick_language(to, None, None), max_age=YEAR, samesite="lax", path="/")

@@ -6,13 +6,16 @@ from fastapi import APIRouter
 from fastapi.responses import HTMLResponse, RedirectResponse
 
 from services.verification import domain as d
-from services.verification.api.pages import CheckedForm, CurrentStaff, Render, Service, errors_of
+from services.verification.api.pages import CheckedForm, CurrentStaff, Render, Service, errors_of, requires
 from services.verification.usecases.context import NotFound, StaffView
 
-router = APIRouter(include_in_schema=False)
+router = APIRouter(include_in_schema=False, default_response_class=HTMLResponse)
+P = d.Permission
+VIEW = requires(P.VOUCHER_VIEW)
+DECIDE = requires(P.VOUCHER_DECIDE)
 
 
-@router.get("/vouchers", response_class=HTMLResponse)
+@router.get("/vouchers", dependencies=[VIEW])
 def vouchers(render: Render, service: Service, staff: CurrentStaff):
     return render("vouchers.html", section="vouchers", items=service.vouchers.applications(staff))
 
@@ -26,12 +29,12 @@ def voucher_page(render: Render, service: Service, staff: StaffView, application
                                              "members": [], **(form or {})})
 
 
-@router.get("/vouchers/{application_id}", response_class=HTMLResponse)
+@router.get("/vouchers/{application_id}", dependencies=[VIEW])
 def voucher(render: Render, service: Service, staff: CurrentStaff, application_id: str):
     return voucher_page(render, service, staff, application_id)
 
 
-@router.post("/vouchers/{application_id}/decide")
+@router.post("/vouchers/{application_id}/decide", dependencies=[DECIDE])
 async def decide_voucher(render: Render, service: Service, staff: CurrentStaff, application_id: str,
                          form: CheckedForm):
     values = {"decision": str(form.get("decision") or ""), "benefit_type": str(form.get("benefit_type") or ""),
@@ -44,7 +47,8 @@ async def decide_voucher(render: Render, service: Service, staff: CurrentStaff, 
     return RedirectResponse(f"/vouchers/{application_id}/decision", status_code=303)
 
 
-@router.get("/vouchers/{application_id}/decision", response_class=HTMLResponse)
+@router.get("/vouchers/{application_id}/decision",
+            dependencies=[VIEW])
 def voucher_decision(render: Render, service: Service, staff: CurrentStaff, application_id: str):
     v = service.vouchers.view(staff, application_id, printing=True)
     if v["decision"] is None:

@@ -121,6 +121,12 @@ class Context:
             detail={k: v for k, v in detail.items() if v is not None},
         ))
 
+    def record_denied(self, actor: StaffView, subject: str) -> None:
+        """A refusal at the door (a page the role may not open), in a
+        transaction of its own."""
+        with unit_of_work(self.sessions) as s:
+            self.audit(s, actor, "access.denied", subject_type="page", subject_id=subject, outcome="denied")
+
     @staticmethod
     def deny(action: str, subject_type: str = "", subject_id: str = "", exc: Exception | None = None) -> _Denied:
         return _Denied(action, subject_type, subject_id, exc or Forbidden(action))
