@@ -19,7 +19,7 @@ from services.verification.api import create_app
 from services.verification.bootstrap import build_ingest
 from services.verification.models import AuditEntry
 from services.verification.settings import VerificationSettings
-from services.verification.testing import (
+from tests.fakes.verification import (
     DISTRICT_A, PASSWORD, FakeReferrals, application_received, application_submitted, deliver, referral_issued,
 )
 
