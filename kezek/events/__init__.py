@@ -91,6 +91,21 @@ def validate(event: Event) -> None:
         raise InvalidEvent(f"{event.type}: data at {where}: {exc.message}") from exc
 
 
+@functools.cache
+def _compiled(event_type: str):
+    import jsonschema_rs
+
+    return jsonschema_rs.validator_for(schema_for(event_type))
+
+
+def validate_data(event_type: str, data: dict[str, Any]) -> None:
+    """`validate` for bulk writes: a compiled validator (about 1 µs, not 85)
+    passes the valid data; what it doubts goes to the reference validator,
+    which decides and words the refusal exactly as `validate` does."""
+    if not _compiled(event_type).is_valid(data):
+        validate(Event(source="-", type=event_type, time=datetime.now(UTC), subject="-", data=data))
+
+
 def new_event(event_type: str, subject: str, data: dict[str, Any], *, source: str,
               time: datetime | None = None, event_id: str | None = None) -> Event:
     event = Event(
