@@ -6,7 +6,7 @@ preferences each, 50,000 free places), then measures in the same run:
 
 - baseline: the obvious implementation, one query per free place for the
   best-ranked eligible child who wants it, plus its writes (rolled back);
-- kezek: one full allocation run of the queue service (QueueService.allocate:
+- kezek: one full allocation run of the queue service (Queue.allocation.run:
   lock the pools, stream each cohort/language group in rank order, serial
   dictatorship, write referrals, counters, audit rows and the replay record,
   commit);
@@ -46,7 +46,7 @@ from kezek.db import ensure_database, make_engine, make_session_factory  # noqa:
 from kezek.infra.postgres import PostgresCluster  # noqa: E402
 from kezek.migrations import upgrade  # noqa: E402
 from services.queue import domain as d  # noqa: E402
-from services.queue.service import QueueService  # noqa: E402
+from services.queue.usecases import Queue  # noqa: E402
 
 LANGUAGES = (("ru", 0.6), ("ky", 0.4))
 CATEGORIES = (("extraordinary", 0.01), ("privileged", 0.09), ("general", 0.90))
@@ -231,22 +231,22 @@ BASELINE_DIFFERS = (
     "so its referral count differs slightly from kezek's (e.g. 4,703 vs 4,726 at 1/10 scale)")
 
 
-def publish_positions(svc: QueueService, engine, everything: bool = False) -> dict:
+def publish_positions(svc: Queue, engine, everything: bool = False) -> dict:
     """One publication of positions, timed; `everything` marks every pool
     first (what a migration of a whole queue does)."""
     if everything:
         with svc.sessions.begin() as s:
-            svc._positions_moved(s, None)
+            svc.ctx.within(s).positions_moved(None)
     with engine.connect() as c:
         marked = c.execute(sa.text("SELECT count(DISTINCT (cohort, kindergarten_id)) FROM position_changes")
                            ).scalar()
     t = time.perf_counter()
-    events = svc.publish_positions()
+    events = svc.positions.publish()
     return {"seconds": round(time.perf_counter() - t, 2), "events": events,
             "pools": "all" if everything else marked}
 
 
-def positions(svc: QueueService, engine, n: int, seed: int) -> dict:
+def positions(svc: Queue, engine, n: int, seed: int) -> dict:
     with engine.connect() as c:
         ids = [r[0] for r in c.execute(sa.text(
             "SELECT id FROM applications WHERE status = 'queued' ORDER BY random() LIMIT :n"), {"n": n})]
@@ -255,7 +255,7 @@ def positions(svc: QueueService, engine, n: int, seed: int) -> dict:
     times = []
     for app_id in ids:
         t = time.perf_counter()
-        explained = svc.positions(app_id)
+        explained = svc.views.positions(app_id)
         times.append((time.perf_counter() - t) * 1000)
         assert explained and explained[0].position >= 1
     times.sort()
@@ -297,9 +297,9 @@ def main(argv: list[str] | None = None) -> int:
         load_seconds = time.perf_counter() - t
         say(f"{args.children} children, {args.kindergartens} kindergartens, {args.places} places in "
             f"{shape['pools']} pools loaded in {load_seconds:.1f} s")
-        svc = QueueService(make_session_factory(engine), clock=lambda: NOW)
-        policy, _ = svc.policy()
-        on = svc.today(policy)
+        svc = Queue(make_session_factory(engine), clock=lambda: NOW)
+        policy, _ = svc.policy.current()
+        on = svc.ctx.today(policy)
         say("positions: first publication of the whole queue ...")
         initial_positions = publish_positions(svc, engine, everything=True)
         say(f"positions: {initial_positions['events']} position events (every waiting child) in "
@@ -326,14 +326,14 @@ def main(argv: list[str] | None = None) -> int:
         say("kezek: one full allocation run ...")
         with Cpu(engine) as cpu:
             t = time.perf_counter()
-            run = svc.allocate()
+            run = svc.allocation.run()
             # Allocated and committed; what follows (index upkeep) is not
             # counted in `seconds` but reported as its own phase.
             seconds = time.perf_counter() - t - run.timings.get("index_upkeep", 0.0)
         say(f"kezek: {len(run.issued)} referrals, {run.candidates} children read, in {seconds:.2f} s, "
             f"{cpu.total:.2f} CPU s ({cpu.client:.2f} client, {cpu.server:.2f} database) "
             f"({', '.join(f'{k} {v:.2f}' for k, v in run.timings.items())})")
-        problems = svc.check_register()
+        problems = svc.audit.check_register()
         assert not problems, problems[:5]
 
         # The step the allocator loop runs right after the run, in its own transaction.
@@ -345,7 +345,7 @@ def main(argv: list[str] | None = None) -> int:
         with engine.connect() as c:
             leaving = c.execute(sa.text("SELECT id FROM applications WHERE status = 'queued' ORDER BY id LIMIT 1")
                                 ).scalar_one()
-        svc.remove_from_queue(leaving, actor="bench", reason="moved away")
+        svc.entries.remove(leaving, actor="bench", reason="moved away")
         one = publish_positions(svc, engine)
         say(f"positions after one removal: {one['events']} children moved, {one['pools']} pools, "
             f"in {one['seconds']} s")
@@ -355,7 +355,7 @@ def main(argv: list[str] | None = None) -> int:
         replay = None
         if not args.no_replay:
             t = time.perf_counter()
-            [report] = svc.replay([run.run_id])
+            [report] = svc.audit.replay([run.run_id])
             replay = {"matches": report["matches"], "seconds": round(time.perf_counter() - t, 2)}
             say(f"replay: matches={report['matches']} in {replay['seconds']} s")
 

@@ -40,7 +40,7 @@ from importer.run import Importer  # noqa: E402
 from importer.speed import cache_event_validation  # noqa: E402
 from kezek.infra.postgres import PostgresCluster  # noqa: E402
 from kezek.migrations import upgrade  # noqa: E402
-from services.queue.service import QueueService  # noqa: E402
+from services.queue.usecases import Queue  # noqa: E402
 from services.registration.address import ReferenceAddressRegistry  # noqa: E402
 from services.registration.service import RegistrationService  # noqa: E402
 
@@ -89,14 +89,14 @@ def main() -> int:
         ensure_database(url)
         upgrade("queue", url)
         engine = make_engine(url, pool_size=args.workers + 2)
-        service = QueueService(make_session_factory(engine), country="KG")
+        service = Queue(make_session_factory(engine), country="KG")
         reg_url = cluster.url("kezek_registration_bench")
         ensure_database(reg_url)
         upgrade("registration", reg_url)
         reg_engine = make_engine(reg_url)
         registration = RegistrationService(make_session_factory(reg_engine), ReferenceAddressRegistry(),
                                            code_key=b"bench", country="KG")
-        policy = service.policy()[0]
+        policy = service.policy.current()[0]
 
         t = time.perf_counter()
         export_file = work / "export.json"

@@ -6,7 +6,7 @@ among 20 kindergartens), places published on the first working day of each
 month, and for each referral what its parent does: enrol, cancel, let it
 expire, confirm the privilege (sometimes after the one extension), or have
 it rejected. The parents' acts are planned by a small simulation with the
-same rules (services/queue/domain.py allocation, kezek.calendar windows), so
+same rules (services/queue/domain/ allocation, kezek.calendar windows), so
 almost every step is one the rules allow.
 
 Then runs it with the real allocation and the real ReferralWorkflow on the

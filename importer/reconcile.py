@@ -23,7 +23,7 @@ from pathlib import Path
 
 from importer import plan as p
 from importer.export import ExportError, read
-from importer.run import build_service, policy_of
+from importer.run import build_queue, policy_of
 
 
 @dataclass
@@ -63,7 +63,7 @@ def reconcile(service, plan: p.Plan, policy, *, sample: int | None = 200, seed: 
     held: list[p.Application] = []
     views: dict[str, dict] = {}
     for i in range(0, len(plan.applications), 2000):
-        views.update(service.applications_many([a.id for a in plan.applications[i:i + 2000]]))
+        views.update(service.views.applications_many([a.id for a in plan.applications[i:i + 2000]]))
     for app in plan.applications:
         out.applications += 1
         view = views.get(app.id)
@@ -114,7 +114,7 @@ def reconcile(service, plan: p.Plan, policy, *, sample: int | None = 200, seed: 
     if sample is not None and sample < len(ids):
         ids = random.Random(seed).sample(ids, sample)
     for app_id in ids:
-        explained = service.positions(app_id)
+        explained = service.views.positions(app_id)
         have = explained[0].position if explained else None
         out.positions_by_service += 1
         if have != expected[app_id]:
@@ -140,7 +140,7 @@ def main(argv: list[str]) -> int:
     except ExportError as exc:
         print(f"kezek reconcile: {exc}", file=sys.stderr)
         return 2
-    service = build_service(Settings())
+    service = build_queue(Settings())
     policy = policy_of(service)
     result = reconcile(service, p.make_plan(export, policy), policy, sample=None if args.all else args.sample)
     for diff in result.differences[:50]:

@@ -3,7 +3,7 @@
 The export is checked row by row (plan.py), then applied through the queue
 service's use cases, so every rule and every event of a normal registration
 applies: a queue entry keeps its queue date, a second entry of a child is
-refused. Entries go in batches (`QueueService.join_queue_many`: the same
+refused. Entries go in batches (the queue's `imports.join_many`: the same
 rules, one transaction and bulk writes per batch, each row refused on its
 own). Idempotent: ids are derived from the export's ids, what exists is
 compared and skipped, places are published only up to the export's count,
@@ -16,7 +16,7 @@ children's applications go there too (`import_applications`, report section
 "cabinets"), so that the parent's cabinet lists them. `--no-parents` leaves
 both out.
 
-Live referrals are resumed through `QueueService.import_referral`: the queue
+Live referrals are resumed through the queue's `imports.referrals_many`: it
 records the referral with its state, deadline and extension, and its
 workflow starter then starts the ReferralWorkflow, which continues from
 there (ReferralInput.resume) to the recorded deadline."""
@@ -113,7 +113,7 @@ class Importer:
 
     def run(self, plan: p.Plan, source: str) -> Report:
         from importer.speed import cache_event_validation
-        from services.queue.service import ImportReferral, JoinQueue, PublishPlaces, Refused
+        from services.queue.domain import ImportReferral, JoinQueue, PublishPlaces, Refused
 
         cache_event_validation()
         started = time.perf_counter()
@@ -125,7 +125,7 @@ class Importer:
             report.skip(note)
 
         # Kindergartens: created, updated when the export differs, else unchanged.
-        existing = {k["id"]: k for k in self.q.kindergartens()}
+        existing = {k["id"]: k for k in self.q.kindergartens.list()}
         task = self._task("kindergartens", len(plan.kindergartens))
         for kg in plan.kindergartens:
             want = {"name": kg.name, "district": kg.district, "address": kg.address, "languages": list(kg.languages)}
@@ -134,7 +134,7 @@ class Importer:
                 report.add("kindergartens", "unchanged")
             else:
                 if not self.dry_run:
-                    self.q.save_kindergarten({"id": kg.id, **want}, actor=actor)
+                    self.q.kindergartens.save({"id": kg.id, **want}, actor=actor)
                 report.add("kindergartens", "created" if have is None else "updated")
             self._advance(task)
 
@@ -148,7 +148,7 @@ class Importer:
         task = self._task("applications", len(apps))
 
         def batch(part: list[p.Application]) -> list[tuple[str, p.Note | None]]:
-            got = self.q.join_queue_many([JoinQueue(
+            got = self.q.imports.join_many([JoinQueue(
                 pin=a.pin, surname=a.surname, name=a.name, patronymic=a.patronymic, birth_date=a.birth_date,
                 category=a.category, language=a.language, preferences=a.preferences, queue_date=a.queue_date,
                 application_id=a.id, parent_id=a.parent_id) for a in part], actor=actor, dry_run=self.dry_run)
@@ -192,7 +192,7 @@ class Importer:
         def referrals(part: list[p.Referral]) -> list:
             if self.dry_run:
                 return [True] * len(part)
-            return self.q.import_referrals_many([ImportReferral(
+            return self.q.imports.referrals_many([ImportReferral(
                 referral_id=r.id, application_id=r.application_id, kindergarten=r.kindergarten, cohort=r.cohort,
                 language=r.language, category=r.category, for_category=r.for_category, state=r.state,
                 issued_at=r.issued_at, deadline=r.deadline, needs_confirmation=r.needs_confirmation,
@@ -213,7 +213,7 @@ class Importer:
         # Places: published up to the export's count of free places, on top of
         # the places the imported referrals hold, so a second run adds none.
         held = {(r["kindergarten"], r["cohort"], r["language"], r["for_category"]): r["free"] + r["held"] + r["enrolled"]
-                for r in self.q.places()}
+                for r in self.q.views.places()}
 
         task = self._task("places", len(plan.places))
         wanted: list[tuple[p.Places, int]] = []
@@ -235,7 +235,7 @@ class Importer:
         # One batch after another: a batch locks the pools of its kindergartens.
         for i in range(0, len(wanted), self.batch):
             part = wanted[i:i + self.batch]
-            got = self.q.publish_places_many([PublishPlaces(pool.kindergarten, pool.cohort, pool.language, n,
+            got = self.q.imports.publish_places_many([PublishPlaces(pool.kindergarten, pool.cohort, pool.language, n,
                                                             pool.for_category) for pool, n in part], actor=actor)
             for (pool, _), g in zip(part, got):
                 if isinstance(g, Refused):
@@ -327,8 +327,8 @@ def print_report(report: Report, console: Console) -> None:
                 console.print(f"  {n:>6}  {reason}")
 
 
-def build_service(settings):
-    from services.queue.runtime import build_service as build
+def build_queue(settings):
+    from services.queue.runtime import build_queue as build
     return build(settings)
 
 
@@ -342,9 +342,8 @@ def build_registration(settings):
                                code_key=settings.secret_key.get_secret_value().encode(), country=settings.country)
 
 
-def policy_of(service):
-    got = service.policy()
-    return got[0] if isinstance(got, tuple) else got
+def policy_of(queue):
+    return queue.policy.current()[0]
 
 
 def main(argv: list[str]) -> int:
@@ -371,7 +370,7 @@ def main(argv: list[str]) -> int:
         console.print(f"[red]kezek import: {exc}[/red]")
         return 2
     settings = Settings()
-    service = build_service(settings)
+    service = build_queue(settings)
     registration = None if args.no_parents else build_registration(settings)
     the_plan = p.make_plan(export, policy_of(service))
     with Progress(TextColumn("{task.description:<14}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),

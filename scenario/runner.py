@@ -1,4 +1,4 @@
-"""Runs a scenario: the real allocation (services/queue/domain.py) and the
+"""Runs a scenario: the real allocation (services/queue/domain/) and the
 real ReferralWorkflow on Temporal's time-skipping test server.
 
 Time. Scenario time is local time of the country. The test server starts at

@@ -2,7 +2,7 @@
 starter that launches one workflow per referral the allocation issued.
 
 Each activity applies its effect once per idempotency key, in the same
-transaction as the effect and its outbox rows (QueueService does both). A
+transaction as the effect and its outbox rows (usecases/referral_effects.py). A
 refusal by the rules is a non-retryable QueueRefused; anything else (the
 database away for a moment) is retried by Temporal.
 """
@@ -18,26 +18,31 @@ from temporalio.exceptions import ApplicationError
 
 from kezek import connections
 from kezek.logging import get_logger
-from services.queue.service import QueueService, Refused
+from services.queue.domain.refusals import Refused
+from services.queue.usecases import Queue
+from services.queue.usecases.referral_effects import ReferralEffects
 from workflows import contracts as c
 
 log = get_logger(__name__)
 
 
-async def _apply(fn: Callable, **kwargs) -> bool:
-    """Runs a blocking use case off the event loop; a refusal is final."""
+async def _apply(effect: Callable, call, **details) -> bool:
+    """Runs a blocking use case off the event loop, with what every call
+    carries (idempotency key, referral, application, moment, actor) and its
+    `details`; a refusal is final."""
     try:
-        return await asyncio.to_thread(fn, **kwargs)
+        return await asyncio.to_thread(effect, key=call.idempotency_key, referral_id=call.referral_id,
+                                       application_id=call.application_id, at=call.at, actor=call.actor, **details)
     except Refused as exc:
         raise ApplicationError(exc.message, type=c.QUEUE_REFUSED, non_retryable=True) from exc
 
 
 class QueueActivities:
-    """The activities, bound to one QueueService. Async, with the blocking
-    database work in a thread, so the worker needs no activity executor."""
+    """The activities, bound to the queue's referral effects. Async, with the
+    blocking database work in a thread, so the worker needs no activity executor."""
 
-    def __init__(self, service: QueueService):
-        self.service = service
+    def __init__(self, queue: Queue):
+        self.effects: ReferralEffects = queue.referrals
 
     def all(self) -> list[Callable]:
         return [self.return_place, self.return_to_general_queue, self.put_on_stoplist, self.lift_stoplist,
@@ -45,47 +50,30 @@ class QueueActivities:
 
     @activity.defn(name=c.RETURN_PLACE)
     async def return_place(self, call: c.ReturnPlace) -> bool:
-        return await _apply(
-            self.service.return_place,
-            key=call.idempotency_key, referral_id=call.referral_id, application_id=call.application_id,
-            at=call.at, outcome=call.outcome, drop_preference=call.drop_preference, reason=call.reason,
-            actor=call.actor)
+        return await _apply(self.effects.return_place, call, outcome=call.outcome,
+                            drop_preference=call.drop_preference, reason=call.reason)
 
     @activity.defn(name=c.RETURN_TO_GENERAL_QUEUE)
     async def return_to_general_queue(self, call: c.ReturnToGeneralQueue) -> bool:
-        return await _apply(
-            self.service.return_to_general_queue,
-            key=call.idempotency_key, referral_id=call.referral_id, application_id=call.application_id,
-            at=call.at, from_category=call.from_category, reason=call.reason, actor=call.actor)
+        return await _apply(self.effects.return_to_general_queue, call, from_category=call.from_category,
+                            reason=call.reason)
 
     @activity.defn(name=c.PUT_ON_STOPLIST)
     async def put_on_stoplist(self, call: c.PutOnStoplist) -> bool:
-        return await _apply(
-            self.service.put_on_stoplist,
-            key=call.idempotency_key, referral_id=call.referral_id, application_id=call.application_id,
-            at=call.at, until=call.until, actor=call.actor)
+        return await _apply(self.effects.put_on_stoplist, call, until=call.until)
 
     @activity.defn(name=c.LIFT_STOPLIST)
     async def lift_stoplist(self, call: c.LiftStoplist) -> bool:
-        return await _apply(
-            self.service.lift_stoplist,
-            key=call.idempotency_key, referral_id=call.referral_id, application_id=call.application_id,
-            at=call.at, actor=call.actor)
+        return await _apply(self.effects.lift_stoplist, call)
 
     @activity.defn(name=c.RECORD_ENROLMENT)
     async def record_enrolment(self, call: c.RecordEnrolmentCall) -> bool:
-        return await _apply(
-            self.service.record_enrolment,
-            key=call.idempotency_key, referral_id=call.referral_id, application_id=call.application_id,
-            at=call.at, actor=call.actor)
+        return await _apply(self.effects.record_enrolment, call)
 
     @activity.defn(name=c.RECORD_REFERRAL)
     async def record_referral(self, call: c.RecordReferral) -> bool:
-        return await _apply(
-            self.service.record_referral,
-            key=call.idempotency_key, referral_id=call.referral_id, application_id=call.application_id,
-            at=call.at, event=call.event, state=call.state.value, deadline=call.deadline,
-            needs_confirmation=call.needs_confirmation, reason=call.reason, actor=call.actor)
+        return await _apply(self.effects.record_referral, call, event=call.event, state=call.state.value,
+                            deadline=call.deadline, needs_confirmation=call.needs_confirmation, reason=call.reason)
 
 
 def referral_input(pending: dict) -> c.ReferralInput:
@@ -105,9 +93,9 @@ class WorkflowStarter:
     afterwards and marks them started. A crash in between starts them again:
     the workflow id `referral-<id>` makes the second start a no-op."""
 
-    def __init__(self, service: QueueService, *, address: str, namespace: str = "default",
+    def __init__(self, queue: Queue, *, address: str, namespace: str = "default",
                  task_queue: str = c.TASK_QUEUE, batch: int = 100, idle_sleep: float = 0.25):
-        self.service = service
+        self.effects = queue.referrals
         self.address = address
         self.namespace = namespace
         self.task_queue = task_queue
@@ -118,7 +106,7 @@ class WorkflowStarter:
     async def start_pending(self, client) -> int:
         from temporalio.exceptions import WorkflowAlreadyStartedError
 
-        pending = await asyncio.to_thread(self.service.unstarted_referrals, self.batch)
+        pending = await asyncio.to_thread(self.effects.unstarted, self.batch)
         for p in pending:
             wid = c.workflow_id(p["referral_id"])
             try:
@@ -127,7 +115,7 @@ class WorkflowStarter:
                 log.info("referral.workflow_started", workflow_id=wid)
             except WorkflowAlreadyStartedError:
                 log.info("referral.workflow_already_started", workflow_id=wid)
-            await asyncio.to_thread(self.service.mark_workflow_started, p["referral_id"])
+            await asyncio.to_thread(self.effects.mark_started, p["referral_id"])
         return len(pending)
 
     async def _run(self, stop: threading.Event) -> None:
@@ -152,6 +140,6 @@ class WorkflowStarter:
 
 
 def build_activities(settings) -> list[Callable]:
-    from services.queue.runtime import build_service
+    from services.queue.runtime import build_queue
 
-    return QueueActivities(build_service(settings)).all()
+    return QueueActivities(build_queue(settings)).all()

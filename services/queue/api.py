@@ -19,7 +19,9 @@ from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
 from kezek.settings import Settings
 from kezek.web import create_service_app, database_check
 from services.queue import domain as d
-from services.queue.service import JoinQueue, QueueService, Refused
+from services.queue.domain.commands import JoinQueue
+from services.queue.domain.refusals import NotFound, Refused
+from services.queue.usecases import Queue
 
 PREFIX = "/api/v1"
 KgId = Annotated[str, Path(min_length=1, max_length=100, pattern=r"^[A-Za-z0-9_.-]+$")]
@@ -27,11 +29,11 @@ Lang = Annotated[str, Field(min_length=2, max_length=5, pattern=r"^[a-z]{2,5}$")
 Cohort = Annotated[int, Field(ge=1990, le=2200, description="birth year")]
 
 
-def get_service(request: Request) -> QueueService:
+def get_queue(request: Request) -> Queue:
     return request.app.state.queue
 
 
-Service = Annotated[QueueService, Depends(get_service)]
+Service = Annotated[Queue, Depends(get_queue)]
 Actor = Annotated[str, Header(alias="X-Actor", min_length=1, max_length=100,
                               description="who acts, set by the gateway: parent:<id>, admin:<id> ...")]
 
@@ -53,20 +55,16 @@ class Kindergarten(KindergartenIn):
     id: str
 
 
-class PublishIn(_In):
+class WithdrawIn(_In):
     cohort: Cohort
     language: Lang
     count: int = Field(ge=1, le=10_000)
     for_category: str | None = Field(None, min_length=1, max_length=50,
                                      description="only this category may take them; null: open to all")
+
+
+class PublishIn(WithdrawIn):
     publish_at: AwareDatetime | None = Field(None, description="publish later, on this schedule")
-
-
-class WithdrawIn(_In):
-    cohort: Cohort
-    language: Lang
-    count: int = Field(ge=1, le=10_000)
-    for_category: str | None = Field(None, min_length=1, max_length=50)
 
 
 class PlacePool(BaseModel):
@@ -180,50 +178,50 @@ router = APIRouter(prefix=PREFIX)
 
 @router.get("/kindergartens", response_model=list[Kindergarten], tags=["kindergartens"])
 def list_kindergartens(service: Service, district: Annotated[str | None, Query(max_length=100)] = None):
-    return service.kindergartens(district)
+    return service.kindergartens.list(district)
 
 
 @router.get("/kindergartens/{kindergarten}", response_model=Kindergarten, tags=["kindergartens"])
 def get_kindergarten(service: Service, kindergarten: KgId):
-    return service.kindergarten(kindergarten)
+    return service.kindergartens.get(kindergarten)
 
 
 @router.put("/kindergartens/{kindergarten}", response_model=Kindergarten, tags=["kindergartens"],
             summary="Create or update a kindergarten (administrators)")
 def put_kindergarten(service: Service, kindergarten: KgId, body: KindergartenIn, actor: Actor):
-    return service.save_kindergarten({"id": kindergarten, **body.model_dump()}, actor=actor)
+    return service.kindergartens.save({"id": kindergarten, **body.model_dump()}, actor=actor)
 
 
 # ------------------------------------------------------------------ places
 
 @router.get("/kindergartens/{kindergarten}/places", response_model=list[PlacePool], tags=["places"])
 def kindergarten_places(service: Service, kindergarten: KgId):
-    service.kindergarten(kindergarten)
-    return service.places(kindergarten)
+    service.kindergartens.get(kindergarten)
+    return service.views.places(kindergarten)
 
 
 @router.post("/kindergartens/{kindergarten}/places", status_code=201, tags=["places"],
              summary="Publish free places (now or on a schedule, optionally reserved for a category)")
 def publish_places(service: Service, kindergarten: KgId, body: PublishIn, actor: Actor):
-    return service.publish_places(kindergarten, body.cohort, body.language, body.count, actor=actor,
+    return service.places.publish(kindergarten, body.cohort, body.language, body.count, actor=actor,
                                   for_category=body.for_category, publish_at=body.publish_at)
 
 
 @router.post("/kindergartens/{kindergarten}/places/withdrawal", response_model=PlacePool, tags=["places"],
              summary="Withdraw free places (never held ones)")
 def withdraw_places(service: Service, kindergarten: KgId, body: WithdrawIn, actor: Actor):
-    return service.withdraw_places(kindergarten, body.cohort, body.language, body.count, actor=actor,
+    return service.places.withdraw(kindergarten, body.cohort, body.language, body.count, actor=actor,
                                    for_category=body.for_category)
 
 
 @router.get("/places", response_model=list[PlacePool], tags=["places"], summary="The register of places")
 def places(service: Service, kindergarten: Annotated[str | None, Query(max_length=100)] = None):
-    return service.places(kindergarten)
+    return service.views.places(kindergarten)
 
 
 @router.get("/places/scheduled", tags=["places"], summary="Publications waiting for their moment")
 def scheduled(service: Service):
-    return service.scheduled_publications()
+    return service.views.scheduled_publications()
 
 
 # ----------------------------------------------------------- queue entries
@@ -231,42 +229,43 @@ def scheduled(service: Service):
 @router.post("/queue-entries", response_model=QueueEntry, status_code=201, tags=["queue"],
              summary="Join the queue (one entry per child PIN, whoever registers it)")
 def join(service: Service, body: JoinIn, actor: Actor):
-    return service.join_queue(JoinQueue(
+    app_id = service.entries.join(JoinQueue(
         pin=body.pin, surname=body.surname, name=body.name, patronymic=body.patronymic, birth_date=body.birth_date,
         category=body.category, language=body.language, preferences=tuple(body.preferences),
         parent_id=body.parent_id, locale=body.locale, application_id=body.application_id,
         queue_date=body.queue_date), actor=actor)
+    return service.views.application(app_id)
 
 
 @router.get("/queue-entries", response_model=QueueEntry, tags=["queue"], summary="Find the entry of a child PIN")
 def find_entry(service: Service, pin: Annotated[str, Query(pattern=r"^([0-9]{14}|[0-9]{12})$")]):
-    return service.application_by_pin(pin)
+    return service.views.application_by_pin(pin)
 
 
 @router.get("/queue-entries/{application_id}", response_model=QueueEntry, tags=["queue"])
 def get_entry(service: Service, application_id: Annotated[str, Path(max_length=100)]):
-    return service.application(application_id)
+    return service.views.application(application_id)
 
 
 @router.post("/queue-entries/{application_id}/removal", response_model=QueueEntry, tags=["queue"],
              summary="Remove from the queue at once (joining again starts a new queue date)")
 def remove(service: Service, application_id: Annotated[str, Path(max_length=100)], body: RemoveIn, actor: Actor):
-    service.remove_from_queue(application_id, actor=actor, reason=body.reason)
-    return service.application(application_id)
+    service.entries.remove(application_id, actor=actor, reason=body.reason)
+    return service.views.application(application_id)
 
 
 @router.put("/queue-entries/{application_id}/preferences", response_model=QueueEntry, tags=["queue"])
 def set_preferences(service: Service, application_id: Annotated[str, Path(max_length=100)], body: PreferencesIn,
                     actor: Actor):
-    service.set_preferences(application_id, body.preferences, actor=actor)
-    return service.application(application_id)
+    service.entries.set_preferences(application_id, body.preferences, actor=actor)
+    return service.views.application(application_id)
 
 
 @router.post("/queue-entries/{application_id}/privilege-revocation", response_model=QueueEntry, tags=["queue"],
              summary="A privilege found false: back to the general queue with the queue date")
 def revoke(service: Service, application_id: Annotated[str, Path(max_length=100)], body: RevokeIn, actor: Actor):
-    service.revoke_privilege(application_id, actor=actor, reason=body.reason)
-    return service.application(application_id)
+    service.entries.revoke_privilege(application_id, actor=actor, reason=body.reason)
+    return service.views.application(application_id)
 
 
 @router.get("/queue-entries/{application_id}/positions", response_model=list[Position], tags=["queue"],
@@ -275,21 +274,21 @@ def positions(service: Service, application_id: Annotated[str, Path(max_length=1
     return [Position(kindergarten=p.kindergarten, cohort=p.cohort, position=p.position, ahead=p.ahead,
                      ahead_by_category=p.ahead_by_category, ahead_same_category_earlier=p.ahead_same_category_earlier,
                      ahead_same_moment=p.ahead_same_moment, category=p.category, queue_date=p.queue_date,
-                     explanation=p.text()) for p in service.positions(application_id)]
+                     explanation=p.text()) for p in service.views.positions(application_id)]
 
 
 @router.get("/queue-entries/{application_id}/allocations", tags=["audit"],
             summary="Each referral the child got, with the inputs that decided it")
 def allocations(service: Service, application_id: Annotated[str, Path(max_length=100)]):
-    service.application(application_id)
-    return service.allocation_records(application_id)
+    service.views.application(application_id)
+    return service.audit.allocation_records(application_id)
 
 
 @router.get("/queue-entries/{application_id}/audit", tags=["audit"])
 def entry_audit(service: Service, application_id: Annotated[str, Path(max_length=100)],
                 limit: Annotated[int, Query(ge=1, le=1000)] = 200):
-    service.application(application_id)
-    return service.audit_trail(f"application:{application_id}", limit=limit)
+    service.views.application(application_id)
+    return service.audit.trail(f"application:{application_id}", limit=limit)
 
 
 # ------------------------------------------------------------ transparency
@@ -299,26 +298,26 @@ def entry_audit(service: Service, application_id: Annotated[str, Path(max_length
 def public_queue(service: Service, kindergarten: KgId, cohort: Annotated[int, Path(ge=1990, le=2200)],
                  language: Annotated[str, Path(pattern=r"^[a-z]{2,5}$")],
                  limit: Annotated[int, Query(ge=1, le=500)] = 100, offset: Annotated[int, Query(ge=0)] = 0):
-    return service.public_queue(kindergarten, cohort, language, limit=limit, offset=offset)
+    return service.views.public_queue(kindergarten, cohort, language, limit=limit, offset=offset)
 
 
 @router.get("/audit", tags=["audit"], summary="The audit trail: every state change, with who or what caused it")
 def audit(service: Service, subject: Annotated[str | None, Query(max_length=200)] = None,
           after_id: Annotated[int, Query(ge=0)] = 0, limit: Annotated[int, Query(ge=1, le=1000)] = 200):
-    return service.audit_trail(subject, limit=limit, after_id=after_id)
+    return service.audit.trail(subject, limit=limit, after_id=after_id)
 
 
 @router.get("/allocation-runs", tags=["audit"], summary="Allocation runs, newest first")
 def runs(service: Service, limit: Annotated[int, Query(ge=1, le=500)] = 50):
-    return service.runs(limit)
+    return service.audit.runs(limit)
 
 
 @router.get("/allocation-runs/{run_id}/replay", tags=["audit"],
             summary="Recompute a run from its recorded inputs and compare")
 def replay(service: Service, run_id: Annotated[int, Path(ge=1)]):
-    reports = service.replay([run_id])
+    reports = service.audit.replay([run_id])
     if not reports:
-        raise Refused(f"no allocation run {run_id}", field="run_id", status_code=404)
+        raise NotFound("run_unknown", field="run_id", run_id=run_id)
     return reports[0]
 
 
@@ -326,30 +325,34 @@ def replay(service: Service, run_id: Annotated[int, Path(ge=1)]):
 
 @router.get("/policy", tags=["policy"])
 def get_policy(service: Service):
-    policy, version = service.policy()
+    policy, version = service.policy.current()
     return {"version": version, "policy": policy.to_dict()}
 
 
 @router.put("/policy", tags=["policy"], summary="Change the policy (a new, audited version)")
 def put_policy(service: Service, body: PolicyIn, actor: Actor):
-    policy, version = service.change_policy(body.changes, actor=actor, reason=body.reason)
+    policy, version = service.policy.change(body.changes, actor=actor, reason=body.reason)
     return {"version": version, "policy": policy.to_dict()}
 
 
 @router.get("/policy/history", tags=["policy"])
 def policy_history(service: Service):
-    return service.policy_history()
+    return service.policy.history()
 
 
-def create_app(settings: Settings, service: QueueService | None = None) -> FastAPI:
-    if service is None:
-        from services.queue.runtime import build_service
+def create_app(settings: Settings, queue: Queue | None = None) -> FastAPI:
+    if queue is None:
+        from services.queue.runtime import build_queue
 
-        service = build_service(settings)
-    engine = service.sessions.kw["bind"]
+        queue = build_queue(settings)
+    engine = queue.sessions.kw["bind"]
     app = create_service_app("queue", title="Kezek queue", ready_checks=[("database", database_check(engine))],
                              description=__doc__)
-    app.state.queue = service
+    app.state.queue = queue
+
+    @app.exception_handler(Refused)
+    async def refused(_request: Request, exc: Refused):
+        return JSONResponse({"detail": exc.message, "errors": [exc.as_error()]}, status_code=exc.status_code)
 
     @app.exception_handler(d.DomainError)
     async def domain_refused(_request: Request, exc: d.DomainError):

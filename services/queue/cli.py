@@ -1,6 +1,6 @@
 """`kezek queue-replay`: recomputes every recorded allocation run from the
 inputs it recorded (the policy, the free places, the children it considered)
-with the rules of services/queue/domain.py, and compares with the referrals
+with the rules of services/queue/domain/, and compares with the referrals
 it issued. Exit code 0 when every run matches, 1 otherwise."""
 from __future__ import annotations
 
@@ -18,13 +18,13 @@ def main(argv: list[str]) -> int:
 
     from kezek.db import make_engine, make_session_factory
     from kezek.settings import Settings
-    from services.queue.service import QueueService
+    from services.queue.usecases import Queue
 
     settings = Settings()
     engine = make_engine(args.database_url or settings.database_url_for("queue"))
     try:
-        service = QueueService(make_session_factory(engine), country=settings.country)
-        reports = service.replay(args.run)
+        queue = Queue(make_session_factory(engine), country=settings.country)
+        reports = queue.audit.replay(args.run)
     finally:
         engine.dispose()
     bad = [r for r in reports if not r["matches"]]

@@ -7,7 +7,7 @@ from __future__ import annotations
 import threading
 
 from kezek.logging import get_logger
-from services.queue.service import QueueService
+from services.queue.usecases import Queue
 
 log = get_logger(__name__)
 
@@ -17,18 +17,18 @@ class Allocator:
     it (allocation_requests), within `poll` seconds, or at once when woken
     in the same process."""
 
-    def __init__(self, service: QueueService, *, poll: float = 0.25):
-        self.service = service
+    def __init__(self, queue: Queue, *, poll: float = 0.25):
+        self.queue = queue
         self.poll = poll
         self.wake = threading.Event()
         self.__name__ = "queue-allocator"
 
     def run_once(self) -> int:
-        s = self.service
-        s.publish_due()
-        s.lift_due_stoplists()
-        s.request_daily_allocation()
-        run = s.process_requests()
+        q = self.queue
+        q.places.publish_due()
+        q.referrals.lift_due_stoplists()
+        q.allocation.request_daily()
+        run = q.allocation.process_requests()
         return len(run.issued) if run else 0
 
     def __call__(self, stop: threading.Event) -> None:
@@ -44,10 +44,10 @@ class Allocator:
 
 def build_jobs(settings) -> list:
     from services.queue.activities import WorkflowStarter
-    from services.queue.runtime import build_service
+    from services.queue.runtime import build_queue
 
-    allocator = Allocator(build_service(settings))
-    allocator.service.on_allocation_requested = allocator.wake.set
-    starter = WorkflowStarter(build_service(settings), address=settings.temporal_address,
+    allocator = Allocator(build_queue(settings))
+    allocator.queue.wake_with(allocator.wake.set)
+    starter = WorkflowStarter(build_queue(settings), address=settings.temporal_address,
                               namespace=settings.temporal_namespace, task_queue=settings.temporal_task_queue)
     return [allocator, starter]

@@ -14,7 +14,7 @@ from datetime import date, datetime
 
 import sqlalchemy as sa
 from sqlalchemy.dialects import postgresql
-from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+from sqlalchemy.orm import DeclarativeBase, Mapped, declared_attr, mapped_column
 
 from kezek.outbox import Outbox
 
@@ -88,15 +88,24 @@ class Application(Base):
     )
 
 
-class PlacePool(Base):
+class _OfPool:
+    """The pool places belong to: a kindergarten, a cohort (birth year), a
+    language, and the category they are reserved for (OPEN_POOL: none)."""
+
+    @declared_attr
+    def kindergarten_id(cls) -> Mapped[str]:
+        return mapped_column(sa.ForeignKey("kindergartens.id"))
+
+    cohort: Mapped[int] = mapped_column(sa.Integer)
+    language: Mapped[str] = mapped_column(sa.String(5))
+    for_category: Mapped[str] = mapped_column(sa.String(50), default=OPEN_POOL)
+
+
+class PlacePool(_OfPool, Base):
     """Free, held and enrolled places of one kindergarten, cohort and
     language, open to all or reserved for one category."""
     __tablename__ = "places"
     id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
-    kindergarten_id: Mapped[str] = mapped_column(sa.ForeignKey("kindergartens.id"))
-    cohort: Mapped[int] = mapped_column(sa.Integer)
-    language: Mapped[str] = mapped_column(sa.String(5))
-    for_category: Mapped[str] = mapped_column(sa.String(50), default=OPEN_POOL)
     free: Mapped[int] = mapped_column(sa.Integer, default=0)
     held: Mapped[int] = mapped_column(sa.Integer, default=0)
     enrolled: Mapped[int] = mapped_column(sa.Integer, default=0)
@@ -110,14 +119,10 @@ class PlacePool(Base):
     )
 
 
-class Publication(Base):
+class Publication(_OfPool, Base):
     """Places published (or scheduled), and free places withdrawn (negative)."""
     __tablename__ = "place_publications"
     id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
-    kindergarten_id: Mapped[str] = mapped_column(sa.ForeignKey("kindergartens.id"))
-    cohort: Mapped[int] = mapped_column(sa.Integer)
-    language: Mapped[str] = mapped_column(sa.String(5))
-    for_category: Mapped[str] = mapped_column(sa.String(50), default=OPEN_POOL)
     count: Mapped[int] = mapped_column(sa.Integer)
     publish_at: Mapped[datetime]
     published_at: Mapped[datetime | None] = mapped_column(nullable=True)

@@ -1,12 +1,12 @@
-"""Builds the queue service from the settings (engines are made here, at
+"""Builds the queue's use cases from the settings (engines are made here, at
 start-up, never at import)."""
 from __future__ import annotations
 
 from kezek.db import make_engine, make_session_factory
 from kezek.settings import Settings
-from services.queue.service import QueueService
+from services.queue.usecases import Queue
 
 
-def build_service(settings: Settings, **kwargs) -> QueueService:
+def build_queue(settings: Settings, **kwargs) -> Queue:
     engine = make_engine(settings.database_url_for("queue"))
-    return QueueService(make_session_factory(engine), country=settings.country, **kwargs)
+    return Queue(make_session_factory(engine), country=settings.country, **kwargs)

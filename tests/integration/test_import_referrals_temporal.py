@@ -20,7 +20,7 @@ from importer.reconcile import reconcile
 from importer.run import Importer
 from kezek.migrations import upgrade
 from services.queue.activities import QueueActivities, WorkflowStarter
-from services.queue.service import QueueService
+from services.queue.usecases import Queue
 from workflows import contracts as c
 from workflows.worker import build_worker, connect
 
@@ -49,8 +49,8 @@ async def test_imported_live_referrals_run_as_workflows_to_their_recorded_deadli
     url = pg_url("queue_import_temporal")
     upgrade("queue", url)
     engine = make_engine(url)
-    service = QueueService(make_session_factory(engine), country="KG")
-    policy = service.policy()[0]
+    service = Queue(make_session_factory(engine), country="KG")
+    policy = service.policy.current()[0]
     export = export_with_privileged_referrals(datetime.now(BISHKEK))
     plan = p.make_plan(export, policy)
     assert len(plan.referrals) == 12
@@ -75,7 +75,7 @@ async def test_imported_live_referrals_run_as_workflows_to_their_recorded_deadli
         assert await starter.start_pending(client) == 12
         runs = {}
         for r in plan.referrals:
-            ref_id = service.application(r.application_id)["referral"]["id"]
+            ref_id = service.views.application(r.application_id)["referral"]["id"]
             handle = client.get_workflow_handle(c.workflow_id(str(ref_id)))
             st = await handle.query(c.STATUS, result_type=c.ReferralStatus)
             assert (st.state.value, st.deadline, st.extended) == (r.state, r.deadline, r.extended), r.old_id
@@ -89,21 +89,21 @@ async def test_imported_live_referrals_run_as_workflows_to_their_recorded_deadli
         # Nothing was announced again: the queue published no "issued" fact
         # and the parents were sent no "issued" message.
         assert "referral.issued.v1" not in asked
-        assert not [e for e in service.audit_trail(limit=5000) if e["action"] == "referral.issued"]
+        assert not [e for e in service.audit.trail(limit=5000) if e["action"] == "referral.issued"]
 
         second = Importer(service, workers=2).run(p.make_plan(export, policy), export.source)
         assert second.changed() == 0 and second.counts["referrals"]["unchanged"] == 12
-        assert service.unstarted_referrals() == [] and await starter.start_pending(client) == 0
+        assert service.referrals.unstarted() == [] and await starter.start_pending(client) == 0
         for r in plan.referrals:
-            ref_id = service.application(r.application_id)["referral"]["id"]
+            ref_id = service.views.application(r.application_id)["referral"]["id"]
             described = await client.get_workflow_handle(c.workflow_id(str(ref_id))).describe()
             assert described.status == WorkflowExecutionStatus.RUNNING and described.run_id == runs[r.id]
 
         result = reconcile(service, plan, policy, sample=20)
         assert result.ok and result.referrals == 12, result.differences[:5]
-        assert service.check_register() == []
+        assert service.audit.check_register() == []
 
         for r in plan.referrals:  # leave no workflow running on the shared server
-            ref_id = service.application(r.application_id)["referral"]["id"]
+            ref_id = service.views.application(r.application_id)["referral"]["id"]
             await client.get_workflow_handle(c.workflow_id(str(ref_id))).terminate("test over")
     engine.dispose()

@@ -23,7 +23,7 @@ from importer.reconcile import reconcile
 from importer.run import Importer
 from kezek.migrations import upgrade
 from services.queue.domain import Policy
-from services.queue.service import QueueService
+from services.queue.usecases import Queue
 
 pytestmark = pytest.mark.integration
 ROOT = Path(__file__).resolve().parents[2]
@@ -38,11 +38,11 @@ def counts(engine) -> dict[str, int]:
         return {t: c.scalar(sa.text(f"SELECT count(*) FROM {t}")) for t in TABLES}
 
 
-def new_queue(pg_url) -> tuple[QueueService, sa.Engine]:
+def new_queue(pg_url) -> tuple[Queue, sa.Engine]:
     url = pg_url("queue")
     upgrade("queue", url)
     engine = make_engine(url)
-    return QueueService(make_session_factory(engine), country="KG"), engine
+    return Queue(make_session_factory(engine), country="KG"), engine
 
 
 @pytest.fixture(scope="module")
@@ -69,9 +69,9 @@ def imported(pg_cluster, registration):
     ensure_database(url)
     upgrade("queue", url)
     engine = make_engine(url)
-    service = QueueService(make_session_factory(engine), country="KG")
+    service = Queue(make_session_factory(engine), country="KG")
     export = generate(applications=400, kindergartens=12, seed=21)
-    policy = service.policy()[0]
+    policy = service.policy.current()[0]
     plan = p.make_plan(export, policy)
     report = Importer(service, workers=4, registration=registration[0]).run(plan, export.source)
     yield service, engine, export, plan, report
@@ -99,7 +99,7 @@ def test_import_creates_entries_with_their_queue_dates_and_refuses_bad_rows_with
     assert c["applications"]["created"] == len(plan.applications) > 300
     assert counts(engine)["applications"] == c["applications"]["created"]
     app = next(a for a in plan.applications if a.id not in {r.application_id for r in plan.referrals})
-    view = service.application(app.id)
+    view = service.views.application(app.id)
     assert view["queue_date"] == app.queue_date and view["status"] == "queued"
     reasons = " | ".join(n.reason for n in report.refused if n.section == "applications")
     assert "one entry per child" in reasons
@@ -109,11 +109,11 @@ def test_import_resumes_every_live_referral_with_its_recorded_deadline(imported)
     service, engine, export, plan, report = imported
     assert report.counts["referrals"]["created"] == len(plan.referrals) > 10
     for r in plan.referrals:
-        view = service.application(r.application_id)
+        view = service.views.application(r.application_id)
         assert view["status"] == "referred"
         assert (view["referral"]["kindergarten"], view["referral"]["deadline"], view["referral"]["state"]) == \
             (r.kindergarten, r.deadline, r.state)
-    assert service.check_register() == []
+    assert service.audit.check_register() == []
 
 
 def test_import_creates_each_parents_account_once_without_a_password(imported, registration):
@@ -131,7 +131,7 @@ def test_import_creates_each_parents_account_once_without_a_password(imported, r
         assert [k for k, _ in kinds] in ([], ["application.received.v1"]), kinds
     assert len(accounts) == c["created"] and all(pw is None and at is None for _, pw, at in accounts)
     app = next(a for a in plan.applications if a.parent_id == accounts[0][0])
-    assert service.application(app.id)["parent_id"] == accounts[0][0]
+    assert service.views.application(app.id)["parent_id"] == accounts[0][0]
 
 
 def test_imported_parent_sees_each_of_their_queued_children_and_no_other(imported, registration):
@@ -150,7 +150,7 @@ def test_imported_parent_sees_each_of_their_queued_children_and_no_other(importe
         apps = reg.profile(parent_id)["applications"]
         assert {a["id"] for a in apps} == ids
         for a in apps:
-            entry = service.application(a["id"])
+            entry = service.views.application(a["id"])
             assert entry["parent_id"] == parent_id and a["child"]["birth_date"] == entry["birth_date"].isoformat()
             assert datetime.fromisoformat(a["submitted_at"]) == entry["queue_date"]
     with reg_engine.connect() as conn:
@@ -171,7 +171,7 @@ def test_second_import_changes_nothing(imported, registration):
     with reg_engine.connect() as conn:
         accounts = conn.scalar(sa.text("SELECT count(*) FROM accounts"))
         cabinets = conn.execute(sa.text("SELECT * FROM applications ORDER BY id")).all()
-    second = Importer(service, workers=4, registration=reg).run(p.make_plan(export, service.policy()[0]),
+    second = Importer(service, workers=4, registration=reg).run(p.make_plan(export, service.policy.current()[0]),
                                                                 export.source)
     assert second.changed() == 0
     assert second.counts["applications"]["unchanged"] == first.counts["applications"]["created"]
@@ -185,7 +185,7 @@ def test_second_import_changes_nothing(imported, registration):
 
 def test_reconcile_finds_every_queue_date_position_and_referral_deadline_of_the_export(imported):
     service, engine, export, plan, _ = imported
-    result = reconcile(service, plan, service.policy()[0], sample=50)
+    result = reconcile(service, plan, service.policy.current()[0], sample=50)
     assert result.positions_checked == len(plan.applications) - len(plan.referrals)
     assert result.positions_by_service == 50
     assert result.referrals == len(plan.referrals)
@@ -195,7 +195,7 @@ def test_reconcile_finds_every_queue_date_position_and_referral_deadline_of_the_
 def test_reconcile_notices_a_referral_deadline_that_moved(pg_url):
     service, engine = new_queue(pg_url)
     small = generate(applications=100, kindergartens=4, seed=3, bad=False)
-    policy = service.policy()[0]
+    policy = service.policy.current()[0]
     plan = p.make_plan(small, policy)
     Importer(service).run(plan, small.source)
     assert plan.referrals and reconcile(service, plan, policy, sample=None).ok
@@ -210,7 +210,7 @@ def test_reconcile_notices_a_referral_deadline_that_moved(pg_url):
 def test_reconcile_notices_a_queue_date_that_moved(pg_url):
     service, engine = new_queue(pg_url)
     small = generate(applications=40, kindergartens=4, seed=3, bad=False)
-    policy = service.policy()[0]
+    policy = service.policy.current()[0]
     plan = p.make_plan(small, policy)
     plan.referrals.clear()
     Importer(service).run(plan, small.source)
@@ -226,7 +226,7 @@ def test_reconcile_notices_a_queue_date_that_moved(pg_url):
 def test_dry_run_of_the_committed_sample_writes_nothing(pg_url):
     service, engine = new_queue(pg_url)
     before = counts(engine)
-    plan = p.make_plan(read(SAMPLE), service.policy()[0])
+    plan = p.make_plan(read(SAMPLE), service.policy.current()[0])
     report = Importer(service, dry_run=True, workers=4).run(plan, "balalyk")
     assert counts(engine) == before
     assert report.counts["applications"]["created"] == len(plan.applications)

@@ -20,7 +20,8 @@ from services.gateway.public.projector import make_consumer
 from services.gateway.public.runtime import PublicRuntime
 from services.gateway.public.tools import drive, publish, read_topic
 from services.queue.models import outbox as queue_outbox
-from services.queue.service import JoinQueue, QueueService
+from services.queue.domain import JoinQueue
+from services.queue.usecases import Queue
 
 pytestmark = pytest.mark.integration
 DISTRICT = "41711100000000"
@@ -35,24 +36,24 @@ def test_queue_facts_reach_the_public_topic_pseudonymised(pg_url, kafka_bootstra
     upgrade("queue", queue_url)
     upgrade("gateway", gateway_url)
     queue_engine = make_engine(queue_url)
-    queue = QueueService(make_session_factory(queue_engine), country="KG")
+    queue = Queue(make_session_factory(queue_engine), country="KG")
     rt = PublicRuntime(settings, database_url=gateway_url)
-    rt.projector.directory = lambda kid: queue.kindergarten(kid)["district"]
+    rt.projector.directory = lambda kid: queue.kindergartens.get(kid)["district"]
 
-    queue.save_kindergarten({"id": "kg-1", "name": "Балдар бакчасы №1", "district": DISTRICT,
+    queue.kindergartens.save({"id": "kg-1", "name": "Балдар бакчасы №1", "district": DISTRICT,
                              "address": "ул. Токтогула 1", "languages": ["ky"]}, actor="test")
-    a = queue.join_queue(JoinQueue(pin=PIN_A, surname="Асанов", name="Айбек", category="privileged", language="ky",
+    a = queue.views.application(queue.entries.join(JoinQueue(pin=PIN_A, surname="Асанов", name="Айбек", category="privileged", language="ky",
                                    preferences=("kg-1",), application_id="app-a", parent_id="parent-a",
-                                   queue_date=datetime(2021, 1, 5, 4, tzinfo=UTC)), actor="test")
-    queue.join_queue(JoinQueue(pin=PIN_B, surname="Садырова", name="Айпери", category="general", language="ky",
+                                   queue_date=datetime(2021, 1, 5, 4, tzinfo=UTC)), actor="test"))
+    queue.entries.join(JoinQueue(pin=PIN_B, surname="Садырова", name="Айпери", category="general", language="ky",
                                preferences=("kg-1",), application_id="app-b", parent_id="parent-b",
                                queue_date=datetime(2021, 2, 5, 4, tzinfo=UTC)), actor="test")
-    queue.publish_places("kg-1", 2019, "ky", 1, actor="test")
-    run = queue.allocate()
+    queue.places.publish("kg-1", 2019, "ky", 1, actor="test")
+    run = queue.allocation.run()
     (issued,) = run.issued
     assert issued.application_id == a["id"]
     deadline = datetime.now(UTC) + timedelta(days=7)
-    queue.record_referral(key=f"referral-{issued.referral_id}:issued", referral_id=str(issued.referral_id),
+    queue.referrals.record_referral(key=f"referral-{issued.referral_id}:issued", referral_id=str(issued.referral_id),
                           application_id=issued.application_id, at=datetime.now(UTC), event="referral.issued",
                           state="awaiting_enrolment", deadline=deadline, needs_confirmation=False)
     relay = OutboxRelay(make_session_factory(queue_engine), queue_outbox, kafka_bootstrap,

@@ -27,7 +27,7 @@ from services.queue.activities import QueueActivities, WorkflowStarter
 from services.queue.consumers import make_consumer
 from services.queue.jobs import Allocator
 from services.queue.models import outbox
-from services.queue.service import QueueService
+from services.queue.usecases import Queue
 from workflows import contracts as c
 from workflows.worker import build_worker, connect
 
@@ -61,11 +61,11 @@ async def test_queue_service_end_to_end_with_kafka_and_temporal(pg_url, kafka_bo
     url = pg_url("queue_e2e")
     upgrade("queue", url)
     engine = make_engine(url)
-    service = QueueService(make_session_factory(engine), clock=lambda: datetime.now(UTC))
+    service = Queue(make_session_factory(engine), clock=lambda: datetime.now(UTC))
     prefix = f"t{uuid.uuid4().hex[:8]}"
     ensure_topics(kafka_bootstrap, [f"{prefix}.application", f"{prefix}.referral", f"{prefix}.place"])
     for kid in ("sun", "moon"):
-        service.save_kindergarten({"id": kid, "name": kid.title(), "district": "Leninsky", "address": "Street 1",
+        service.kindergartens.save({"id": kid, "name": kid.title(), "district": "Leninsky", "address": "Street 1",
                                    "languages": ["ru"]}, actor="admin:1")
 
     # Registration's facts arrive on Kafka; the queue consumes them.
@@ -92,17 +92,17 @@ async def test_queue_service_end_to_end_with_kafka_and_temporal(pg_url, kafka_bo
     starter = WorkflowStarter(service, address=temporal_dev.address, task_queue=task_queue)
     try:
         async with worker:
-            await until(lambda: len(service.audit_trail()) >= 4, what="both applications consumed")
-            assert service.application("a1")["status"] == "queued"
+            await until(lambda: len(service.audit.trail()) >= 4, what="both applications consumed")
+            assert service.views.application("a1")["status"] == "queued"
 
             # A kindergarten publishes a place: the allocator gives it to a1 at once.
-            await asyncio.to_thread(service.publish_places, "sun", 2023, "ru", 1, actor="kindergarten:sun")
-            await until(lambda: service.application("a1")["status"] == "referred", what="a1 referred")
-            assert service.application("a2")["status"] == "queued"
+            await asyncio.to_thread(service.places.publish, "sun", 2023, "ru", 1, actor="kindergarten:sun")
+            await until(lambda: service.views.application("a1")["status"] == "referred", what="a1 referred")
+            assert service.views.application("a2")["status"] == "queued"
 
             # The referral's workflow starts on Temporal and records the issue.
             assert await starter.start_pending(client) == 1
-            ref_id = service.application("a1")["referral"]["id"]
+            ref_id = service.views.application("a1")["referral"]["id"]
             handle = client.get_workflow_handle(c.workflow_id(str(ref_id)))
             await until(lambda: "referral.issued.v1" in outbox_types(service), what="referral recorded by the workflow")
             status = await handle.query(c.STATUS, result_type=c.ReferralStatus)
@@ -112,12 +112,12 @@ async def test_queue_service_end_to_end_with_kafka_and_temporal(pg_url, kafka_bo
             # queue's activity, and the allocator hands it to a2.
             result = await handle.execute_update(c.CANCEL, c.CancelReferral(actor="parent:a1"), result_type=c.ActResult)
             assert result.event == "referral.cancelled"
-            a1 = service.application("a1")
+            a1 = service.views.application("a1")
             assert a1["status"] == "queued" and a1["preferences"] == ["moon"]
-            await until(lambda: service.application("a2")["status"] == "referred", what="a2 referred")
+            await until(lambda: service.views.application("a2")["status"] == "referred", what="a2 referred")
             assert await starter.start_pending(client) == 1
-            assert service.check_register() == []
-            assert all(r["matches"] for r in service.replay())
+            assert service.audit.check_register() == []
+            assert all(r["matches"] for r in service.audit.replay())
 
             # Every fact reached Kafka through the outbox.
             await asyncio.to_thread(wait_until_relayed, relay)
@@ -135,7 +135,7 @@ async def test_queue_service_end_to_end_with_kafka_and_temporal(pg_url, kafka_bo
         engine.dispose()
 
 
-def outbox_types(service: QueueService) -> set[str]:
+def outbox_types(service: Queue) -> set[str]:
     with service.sessions() as s:
         return set(s.execute(sa.select(outbox.table.c.type)).scalars())
 

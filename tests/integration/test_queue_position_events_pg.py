@@ -15,7 +15,8 @@ from kezek.db import make_engine, make_session_factory
 from kezek.events import Event, validate
 from kezek.migrations import upgrade
 from services.queue.models import outbox
-from services.queue.service import JoinQueue, QueueService
+from services.queue.domain import JoinQueue
+from services.queue.usecases import Queue
 
 pytestmark = pytest.mark.integration
 
@@ -24,7 +25,7 @@ KGS = ("sun", "moon", "star", "sky", "sea")
 CHANGED = "application.position_changed.v1"
 
 
-def published(svc: QueueService, after: int = 0) -> tuple[dict[str, int], int, list[dict]]:
+def published(svc: Queue, after: int = 0) -> tuple[dict[str, int], int, list[dict]]:
     """The last published position of each child, the last outbox seq, the new events' data."""
     with svc.sessions() as s:
         rows = s.execute(sa.select(outbox.table.c.seq, outbox.table.c.payload)
@@ -41,43 +42,43 @@ def published(svc: QueueService, after: int = 0) -> tuple[dict[str, int], int, l
     return last, rows[-1][0] if rows else 0, new
 
 
-def check_positions(svc: QueueService, last: dict[str, int]) -> None:
+def check_positions(svc: Queue, last: dict[str, int]) -> None:
     with svc.sessions() as s:
         waiting = s.execute(sa.select(sa.text("id FROM applications WHERE status = 'queued'"))).scalars().all()
     assert waiting
     for app_id in waiting:
-        assert last[app_id] == svc.positions(app_id)[0].position, app_id
+        assert last[app_id] == svc.views.positions(app_id)[0].position, app_id
 
 
 def test_positions_published_on_postgresql_are_the_ones_the_parent_sees_and_only_changes(pg_url):
     url = pg_url("queue_positions")
     upgrade("queue", url)
     engine = make_engine(url)
-    svc = QueueService(make_session_factory(engine), clock=lambda: NOW)
+    svc = Queue(make_session_factory(engine), clock=lambda: NOW)
     for kid in KGS:
-        svc.save_kindergarten({"id": kid, "name": kid.title(), "district": "d", "languages": ["ru", "ky"]},
+        svc.kindergartens.save({"id": kid, "name": kid.title(), "district": "d", "languages": ["ru", "ky"]},
                               actor="admin")
     rnd = random.Random(7)
     for i in range(60):
         born = date(2023 + i % 2, 1 + i % 12, 1 + i % 27)
-        svc.join_queue(JoinQueue(
+        svc.entries.join(JoinQueue(
             application_id=f"c{i:02d}", pin=f"2{born:%d%m%Y}{i:05d}", surname="S", name="N",
             category=rnd.choice(("general", "general", "privileged", "extraordinary")),
             language=rnd.choice(("ru", "ky")), preferences=tuple(rnd.sample(KGS, rnd.randint(1, 3))),
             parent_id=f"p{i}", queue_date=datetime(2025, 1, 1, tzinfo=UTC) + timedelta(hours=rnd.randrange(5000))),
             actor="t")
     try:
-        svc.process_requests()
+        svc.allocation.process_requests()
         last, seq, first = published(svc)
         assert len(first) == 60 and all(e["previous_position"] is None for e in first)
         check_positions(svc, last)
 
         # A referral, a removal and a revoked privilege in one go.
-        svc.publish_places("sun", 2023, "ru", 2, actor="kg")
-        svc.remove_from_queue("c07", actor="parent")
-        svc.revoke_privilege(next(a for a in last if svc.application(a)["category"] != "general"
-                                  and svc.application(a)["status"] == "queued"), actor="sv", reason="forged")
-        run = svc.process_requests()
+        svc.places.publish("sun", 2023, "ru", 2, actor="kg")
+        svc.entries.remove("c07", actor="parent")
+        svc.entries.revoke_privilege(next(a for a in last if svc.views.application(a)["category"] != "general"
+                                  and svc.views.application(a)["status"] == "queued"), actor="sv", reason="forged")
+        run = svc.allocation.process_requests()
         assert run.issued and run.positions_published > 0
         before = dict(last)
         last, seq2, moved = published(svc, seq)
@@ -90,9 +91,9 @@ def test_positions_published_on_postgresql_are_the_ones_the_parent_sees_and_only
         assert any(before[a] == last[a] for a in before if a in last), "some children did not move"
 
         # Run again, or after a policy change that keeps the ranks: nothing new.
-        assert svc.publish_positions() == 0
-        svc.change_policy({"stoplist_days": 12}, actor="admin", reason="decree")
-        svc.process_requests()
+        assert svc.positions.publish() == 0
+        svc.policy.change({"stoplist_days": 12}, actor="admin", reason="decree")
+        svc.allocation.process_requests()
         assert published(svc, seq2)[2] == []
     finally:
         engine.dispose()

@@ -16,7 +16,8 @@ from sqlalchemy.exc import IntegrityError
 from kezek.db import make_engine, make_session_factory
 from kezek.migrations import upgrade
 from services.queue import domain as d
-from services.queue.service import JoinQueue, QueueService
+from services.queue.domain import JoinQueue
+from services.queue.usecases import Queue
 
 pytestmark = pytest.mark.integration
 
@@ -33,14 +34,14 @@ def pg_queue(pg_cluster):
     ensure_database(url)
     upgrade("queue", url)
     engine = make_engine(url, pool_size=10)
-    svc = QueueService(make_session_factory(engine), clock=lambda: NOW)
+    svc = Queue(make_session_factory(engine), clock=lambda: NOW)
     for kid in KGS:
-        svc.save_kindergarten({"id": kid, "name": kid, "district": "d", "languages": ["ru", "ky"]}, actor="admin")
+        svc.kindergartens.save({"id": kid, "name": kid, "district": "d", "languages": ["ru", "ky"]}, actor="admin")
     yield svc
     engine.dispose()
 
 
-def reset(svc: QueueService) -> None:
+def reset(svc: Queue) -> None:
     with svc.sessions.begin() as s:
         s.execute(sa.text(f"TRUNCATE {', '.join(TABLES)} RESTART IDENTITY CASCADE"))
 
@@ -49,16 +50,16 @@ def pin(born: date, serial: int) -> str:
     return f"2{born:%d%m%Y}{serial:05d}"
 
 
-def fill(svc: QueueService, children: list[tuple], places: list[tuple]) -> None:
+def fill(svc: Queue, children: list[tuple], places: list[tuple]) -> None:
     for i, (born, cat, hours, lang, prefs) in enumerate(children):
-        svc.join_queue(JoinQueue(application_id=f"c{i:03d}", pin=pin(born, i), surname="S", name="N",
+        svc.entries.join(JoinQueue(application_id=f"c{i:03d}", pin=pin(born, i), surname="S", name="N",
                                  category=cat, language=lang, preferences=prefs,
                                  queue_date=datetime(2025, 1, 1, tzinfo=UTC) + timedelta(hours=hours)), actor="t")
     for kg, cohort, lang, cat, n in places:
-        svc.publish_places(kg, cohort, lang, n, for_category=cat, actor="t")
+        svc.places.publish(kg, cohort, lang, n, for_category=cat, actor="t")
 
 
-def expected(svc: QueueService) -> dict[str, tuple]:
+def expected(svc: Queue) -> dict[str, tuple]:
     """What one allocation over the same state gives, by the domain alone."""
     with svc.sessions() as s:
         rows = s.execute(sa.text("SELECT id, birth_date, category, queue_date, language, preferences "
@@ -66,11 +67,11 @@ def expected(svc: QueueService) -> dict[str, tuple]:
         free = {(d.PlaceKey(kg, c, l), cat or None): n for kg, c, l, cat, n in s.execute(sa.text(
             "SELECT kindergarten_id, cohort, language, for_category, free FROM places WHERE free > 0"))}
     waiting = [d.Applicant(r[0], r[1], r[2], r[3], r[4], tuple(r[5])) for r in rows]
-    policy, _ = svc.policy()
+    policy, _ = svc.policy.current()
     return {x.child_id: (str(x.place), x.for_category) for x in d.allocate(waiting, free, NOW.date(), policy)}
 
 
-def held(svc: QueueService) -> dict[str, tuple]:
+def held(svc: Queue) -> dict[str, tuple]:
     with svc.sessions() as s:
         return {a: (f"{kg}/{c}/{l}", cat or None) for a, kg, c, l, cat in s.execute(sa.text(
             "SELECT application_id, kindergarten_id, cohort, language, for_category FROM referrals "
@@ -116,10 +117,10 @@ def test_concurrent_allocations_give_exactly_what_one_allocation_would(pg_queue,
     reset(svc)
     fill(svc, children, places)
     want = expected(svc)
-    race(runners, lambda i: svc.allocate(lock=lock))
+    race(runners, lambda i: svc.allocation.run(lock=lock))
     assert held(svc) == want
-    assert svc.check_register() == []
-    assert all(r["matches"] for r in svc.replay())
+    assert svc.audit.check_register() == []
+    assert all(r["matches"] for r in svc.audit.replay())
 
 
 def test_two_allocations_at_once_never_hold_one_place_twice(pg_queue):
@@ -129,10 +130,10 @@ def test_two_allocations_at_once_never_hold_one_place_twice(pg_queue):
             for i in range(300)]
     fill(svc, kids, [(kg, 2024, "ru", None, 20) for kg in KGS])
     want = expected(svc)
-    results = race(2, lambda i: svc.allocate())
+    results = race(2, lambda i: svc.allocation.run())
     assert sum(len(r.issued) for r in results) == len(want) == 100
     assert held(svc) == want
-    assert svc.check_register() == []
+    assert svc.audit.check_register() == []
 
 
 def test_allocation_racing_cancellations_keeps_every_place_counted(pg_queue):
@@ -140,21 +141,21 @@ def test_allocation_racing_cancellations_keeps_every_place_counted(pg_queue):
     reset(svc)
     kids = [(date(2024, 1, 1), "general", i, "ru", ("sun", "moon")) for i in range(40)]
     fill(svc, kids, [("sun", 2024, "ru", None, 10), ("moon", 2024, "ru", None, 10)])
-    first = svc.allocate()
+    first = svc.allocation.run()
     live = list(first.issued)
 
     def act(i):
         if i == 0:
             for ref in live[:10]:
-                svc.return_place(key=f"cancel-{ref.referral_id}", referral_id=str(ref.referral_id),
+                svc.referrals.return_place(key=f"cancel-{ref.referral_id}", referral_id=str(ref.referral_id),
                                  application_id=ref.application_id, at=NOW, outcome="cancelled",
                                  drop_preference=True)
         else:
             for _ in range(10):
-                svc.allocate()
+                svc.allocation.run()
     race(3, act)
-    svc.allocate()
-    assert svc.check_register() == []
+    svc.allocation.run()
+    assert svc.audit.check_register() == []
     with svc.sessions() as s:
         free, held_, = s.execute(sa.text("SELECT sum(free), sum(held) FROM places")).one()
         waiting_wanting = s.execute(sa.text("SELECT count(*) FROM applications WHERE status = 'queued'")).scalar()
@@ -166,7 +167,7 @@ def test_database_refuses_a_second_live_referral_for_one_child(pg_queue):
     svc = pg_queue
     reset(svc)
     fill(svc, [(date(2024, 1, 1), "general", 0, "ru", ("sun",))], [("sun", 2024, "ru", None, 2)])
-    svc.allocate()
+    svc.allocation.run()
     with pytest.raises(IntegrityError, match="uq_referrals_live_child"):
         with svc.sessions.begin() as s:
             s.execute(sa.text("INSERT INTO referrals (application_id, place_id, kindergarten_id, cohort, language, "
@@ -188,11 +189,11 @@ def test_database_refuses_taking_a_place_that_is_not_free(pg_queue):
 def test_two_registrations_of_one_child_at_once_leave_one_entry(pg_queue):
     svc = pg_queue
     reset(svc)
-    from services.queue.service import Refused
+    from services.queue.domain import Refused
 
     def register(i):
         try:
-            svc.join_queue(JoinQueue(application_id=f"dup{i}", pin=pin(date(2024, 1, 1), 42), surname="S", name="N",
+            svc.entries.join(JoinQueue(application_id=f"dup{i}", pin=pin(date(2024, 1, 1), 42), surname="S", name="N",
                                      category="general", language="ru", preferences=("sun",)), actor=f"p{i}")
             return "ok"
         except Refused as exc:

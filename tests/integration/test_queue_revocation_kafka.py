@@ -18,7 +18,8 @@ from kezek.migrations import upgrade
 from kezek.relay import make_producer
 from services.queue.consumers import PRIVILEGE_REVOKED, make_revocation_consumer
 from services.queue.models import outbox
-from services.queue.service import JoinQueue, QueueService
+from services.queue.domain import JoinQueue
+from services.queue.usecases import Queue
 
 pytestmark = pytest.mark.integration
 
@@ -32,7 +33,7 @@ def wait_for(check, timeout: float = 60, what: str = "condition"):
     raise AssertionError(f"timed out waiting for {what}")
 
 
-def handled(service: QueueService, event_id: str) -> bool:
+def handled(service: Queue, event_id: str) -> bool:
     with service.sessions() as s:
         return s.execute(sa.select(outbox.processed.c.event_id)
                          .where(outbox.processed.c.event_id == event_id)).first() is not None
@@ -42,10 +43,10 @@ def test_privilege_revoked_on_kafka_moves_the_queue_entry_to_the_general_queue_o
     url = pg_url("queue_revocation")
     upgrade("queue", url)
     engine = make_engine(url)
-    service = QueueService(make_session_factory(engine), clock=lambda: datetime(2027, 3, 1, 4, tzinfo=UTC))
-    service.save_kindergarten({"id": "sun", "name": "Sun", "district": "Leninsky", "languages": ["ru"]},
+    service = Queue(make_session_factory(engine), clock=lambda: datetime(2027, 3, 1, 4, tzinfo=UTC))
+    service.kindergartens.save({"id": "sun", "name": "Sun", "district": "Leninsky", "languages": ["ru"]},
                               actor="admin:1")
-    service.join_queue(JoinQueue(application_id="a1", pin="21506202400011", surname="Asanov", name="Aibek",
+    service.entries.join(JoinQueue(application_id="a1", pin="21506202400011", surname="Asanov", name="Aibek",
                                  category="extraordinary", language="ru", preferences=("sun",),
                                  queue_date=datetime(2026, 1, 10, 4, tzinfo=UTC)), actor="parent:1")
     prefix = f"t{uuid.uuid4().hex[:8]}"
@@ -73,13 +74,13 @@ def test_privilege_revoked_on_kafka_moves_the_queue_entry_to_the_general_queue_o
     thread = threading.Thread(target=consumer.run, args=(stop,), daemon=True)
     thread.start()
     try:
-        wait_for(lambda: service.application("a1")["category"] == "general", what="the revocation applied")
-        app = service.application("a1")
+        wait_for(lambda: service.views.application("a1")["category"] == "general", what="the revocation applied")
+        app = service.views.application("a1")
         assert app["queue_date"] == datetime(2026, 1, 10, 4, tzinfo=UTC)
         wait_for(lambda: handled(service, last.id), what="every message handled")
     finally:
         stop.set()
         thread.join(10)
         engine.dispose()
-    moves = [e for e in service.audit_trail("application:a1") if e["action"] == "application.returned_to_general_queue"]
+    moves = [e for e in service.audit.trail("application:a1") if e["action"] == "application.returned_to_general_queue"]
     assert len(moves) == 1

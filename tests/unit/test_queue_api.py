@@ -11,7 +11,7 @@ from kezek.db import make_engine, make_session_factory
 from kezek.migrations import upgrade
 from kezek.settings import Settings
 from services.queue.api import create_app
-from services.queue.service import QueueService
+from services.queue.usecases import Queue
 
 NOW = datetime(2027, 3, 1, 4, 0, tzinfo=UTC)
 ADMIN = {"X-Actor": "admin:1"}
@@ -22,8 +22,8 @@ def client(tmp_path):
     url = f"sqlite:///{tmp_path / 'queue.db'}"
     upgrade("queue", url)
     engine = make_engine(url)
-    service = QueueService(make_session_factory(engine), clock=lambda: NOW)
-    app = create_app(Settings(state_dir=tmp_path), service=service)
+    service = Queue(make_session_factory(engine), clock=lambda: NOW)
+    app = create_app(Settings(state_dir=tmp_path), queue=service)
     with TestClient(app) as c:
         c.service = service
         for kid in ("sun", "moon"):
@@ -91,7 +91,7 @@ def test_publishing_places_then_the_allocator_issues_a_referral(client):
     r = client.post("/api/v1/kindergartens/sun/places", headers={"X-Actor": "kindergarten:sun"},
                     json={"cohort": 2024, "language": "ru", "count": 2})
     assert r.status_code == 201 and r.json()["free"] == 2
-    client.service.process_requests()
+    client.service.allocation.process_requests()
     got = client.get(f"/api/v1/queue-entries/{entry['id']}").json()
     assert got["status"] == "referred" and got["referral"]["kindergarten"] == "sun"
     [record] = client.get(f"/api/v1/queue-entries/{entry['id']}/allocations").json()

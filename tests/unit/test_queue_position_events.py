@@ -17,7 +17,8 @@ from kezek.db import make_engine, make_session_factory, unit_of_work
 from kezek.events import Event, new_event
 from kezek.migrations import upgrade
 from services.queue.models import outbox
-from services.queue.service import JoinQueue, QueueService
+from services.queue.domain import JoinQueue
+from services.queue.usecases import Queue
 
 NOW = datetime(2027, 3, 1, 4, 0, tzinfo=UTC)
 CHANGED = "application.position_changed.v1"
@@ -28,9 +29,9 @@ def svc(tmp_path):
     url = f"sqlite:///{tmp_path / 'queue.db'}"
     upgrade("queue", url)
     engine = make_engine(url)
-    service = QueueService(make_session_factory(engine), clock=lambda: NOW)
+    service = Queue(make_session_factory(engine), clock=lambda: NOW)
     for kid in ("sun", "moon"):
-        service.save_kindergarten({"id": kid, "name": kid.title(), "district": "Bishkek/Leninsky",
+        service.kindergartens.save({"id": kid, "name": kid.title(), "district": "Bishkek/Leninsky",
                                    "languages": ["ru"]}, actor="admin:1")
     yield service
     engine.dispose()
@@ -38,7 +39,7 @@ def svc(tmp_path):
 
 def join(svc, cid, day, *, prefs=("sun",), cat="general", born="2024-06-15"):
     y, m, dd = born.split("-")
-    svc.join_queue(JoinQueue(application_id=cid, pin=f"2{dd}{m}{y}{day:05d}", surname="Asanov", name="Aibek",
+    svc.entries.join(JoinQueue(application_id=cid, pin=f"2{dd}{m}{y}{day:05d}", surname="Asanov", name="Aibek",
                              category=cat, language="ru", preferences=tuple(prefs), parent_id=f"p-{cid}",
                              queue_date=datetime(2026, 1, 1, tzinfo=UTC) + timedelta(days=day)), actor="parent:1")
 
@@ -66,7 +67,7 @@ def queue(svc):
         join(svc, cid, i + 1)
     join(svc, "m", 4, prefs=("moon",))
     svc.seen = 0
-    svc.process_requests()
+    svc.allocation.process_requests()
     return svc
 
 
@@ -80,10 +81,10 @@ def test_joining_children_get_their_first_position_with_no_previous(queue):
 def test_child_that_moves_up_gets_one_event_with_its_previous_position_and_unchanged_children_none(queue):
     moves(queue)
     join(queue, "d", 10)        # behind everyone: nobody else moves
-    queue.process_requests()
+    queue.allocation.process_requests()
     assert by_child(moves(queue)) == {"d": (None, 4)}
-    queue.remove_from_queue("b", actor="parent:1", reason="moved away")
-    queue.process_requests()
+    queue.entries.remove("b", actor="parent:1", reason="moved away")
+    queue.allocation.process_requests()
     # a was ahead of b and m waits elsewhere: no event for them.
     assert by_child(moves(queue)) == {"c": (3, 2), "d": (4, 3)}
 
@@ -91,19 +92,19 @@ def test_child_that_moves_up_gets_one_event_with_its_previous_position_and_uncha
 def test_published_positions_match_the_position_the_parent_sees(queue):
     moves(queue)
     join(queue, "e", 0, prefs=("moon", "sun"))      # earliest: ahead in sun too, though sun is not its first
-    queue.process_requests()
+    queue.allocation.process_requests()
     events = by_child(moves(queue))
     assert events == {"a": (1, 2), "b": (2, 3), "c": (3, 4), "e": (None, 1), "m": (1, 2)}
     for cid in ("a", "b", "c", "e", "m"):
-        assert queue.positions(cid)[0].position == events[cid][1]
+        assert queue.views.positions(cid)[0].position == events[cid][1]
 
 
 def test_allocation_moves_up_the_children_behind_the_referred_one_in_every_pool_it_waited_in(queue):
     join(queue, "e", 0, prefs=("moon", "sun"))
-    queue.process_requests()
+    queue.allocation.process_requests()
     moves(queue)
-    queue.publish_places("moon", 2024, "ru", 1, actor="kg:moon")
-    [issued] = queue.process_requests().issued
+    queue.places.publish("moon", 2024, "ru", 1, actor="kg:moon")
+    [issued] = queue.allocation.process_requests().issued
     assert issued.application_id == "e"
     # e left the queue: the sun children and m move up; e itself gets no event.
     assert by_child(moves(queue)) == {"a": (2, 1), "b": (3, 2), "c": (4, 3), "m": (2, 1)}
@@ -112,22 +113,22 @@ def test_allocation_moves_up_the_children_behind_the_referred_one_in_every_pool_
 def test_revoked_privilege_moves_the_child_back_and_the_others_forward(queue):
     moves(queue)
     join(queue, "x", 20, cat="extraordinary")
-    queue.process_requests()
+    queue.allocation.process_requests()
     assert by_child(moves(queue)) == {"x": (None, 1), "a": (1, 2), "b": (2, 3), "c": (3, 4)}
-    queue.revoke_privilege("x", actor="supervisor:1", reason="forged")
-    queue.process_requests()
+    queue.entries.revoke_privilege("x", actor="supervisor:1", reason="forged")
+    queue.allocation.process_requests()
     assert by_child(moves(queue)) == {"x": (1, 4), "a": (2, 1), "b": (3, 2), "c": (4, 3)}
 
 
 def test_publication_is_idempotent_when_run_again_over_the_same_pools(queue):
     moves(queue)
-    assert queue.publish_positions() == 0
+    assert queue.positions.publish() == 0
     # A publication that crashed after its change is simply run again: the
     # marks are still there, the positions are the published ones.
     with queue.sessions() as s, s.begin():
-        queue._positions_moved(s, [(2024, "sun"), (2024, "moon")])
-        queue._positions_moved(s, None)
-    assert queue.publish_positions() == 0
+        queue.ctx.within(s).positions_moved([(2024, "sun"), (2024, "moon")])
+        queue.ctx.within(s).positions_moved(None)
+    assert queue.positions.publish() == 0
     assert moves(queue) == []
 
 
@@ -181,18 +182,18 @@ def test_child_crossing_into_the_top_ten_gets_top_ten_reached(svc, notifications
             "application_id": "c11", "parent_id": "p-c11", "locale": "ru", "email": "p@example.kg",
             "phone": "+996700123456", "child_name": "Айбек", "queue_date": "2026-01-12T00:00:00Z"},
             source="registration"))
-    svc.process_requests()
+    svc.allocation.process_requests()
     assert by_child(moves(svc))["c11"] == (None, 11)
     deliver(notifications, svc)
     assert top_ten_messages(notifications, "c11") == []
-    svc.remove_from_queue("c03", actor="parent:1")
-    svc.process_requests()
+    svc.entries.remove("c03", actor="parent:1")
+    svc.allocation.process_requests()
     assert by_child(moves(svc))["c11"] == (11, 10)
     deliver(notifications, svc)
     assert sorted(m.channel for m in top_ten_messages(notifications, "c11")) == ["email", "inapp"]
     # Moving on up inside the top ten is not news again.
-    svc.remove_from_queue("c01", actor="parent:1")
-    svc.process_requests()
+    svc.entries.remove("c01", actor="parent:1")
+    svc.allocation.process_requests()
     assert by_child(moves(svc))["c11"] == (10, 9)
     deliver(notifications, svc)
     assert len(top_ten_messages(notifications, "c11")) == 2

@@ -14,7 +14,8 @@ from kezek.events import new_event
 from kezek.migrations import upgrade
 from services.queue.consumers import PRIVILEGE_REVOKED
 from services.queue.models import outbox
-from services.queue.service import JoinQueue, QueueService
+from services.queue.domain import JoinQueue
+from services.queue.usecases import Queue
 
 NOW = datetime(2027, 3, 1, 4, 0, tzinfo=UTC)
 
@@ -24,18 +25,18 @@ def svc(tmp_path):
     url = f"sqlite:///{tmp_path / 'queue.db'}"
     upgrade("queue", url)
     engine = make_engine(url)
-    service = QueueService(make_session_factory(engine), clock=lambda: NOW)
+    service = Queue(make_session_factory(engine), clock=lambda: NOW)
     for kid in ("sun", "moon"):
-        service.save_kindergarten({"id": kid, "name": kid.title(), "district": "Bishkek/Leninsky",
+        service.kindergartens.save({"id": kid, "name": kid.title(), "district": "Bishkek/Leninsky",
                                    "languages": ["ru"]}, actor="admin:1")
     yield service
     engine.dispose()
 
 
 def join(svc, cid, *, cat="general", qd="2026-01-10T10:00:00+06:00", serial=1):
-    return svc.join_queue(JoinQueue(application_id=cid, pin=f"215062024{serial:05d}", surname="Asanov",
+    return svc.views.application(svc.entries.join(JoinQueue(application_id=cid, pin=f"215062024{serial:05d}", surname="Asanov",
                                     name="Aibek", category=cat, language="ru", preferences=("sun",),
-                                    queue_date=datetime.fromisoformat(qd), parent_id=f"p-{cid}"), actor="parent:1")
+                                    queue_date=datetime.fromisoformat(qd), parent_id=f"p-{cid}"), actor="parent:1"))
 
 
 def revoked(app_id, *, referral_id=None, case="case-1"):
@@ -51,7 +52,7 @@ def consume(svc, event) -> bool:
     with svc.sessions() as s, s.begin():
         if not outbox.claim(s, "queue.verification", event.id):
             return False
-        svc.handle_privilege_revoked(s, event)
+        svc.entries.privilege_revoked(s, event)
         return True
 
 
@@ -65,12 +66,12 @@ def returned(svc) -> list[dict]:
 def test_revoked_privilege_moves_the_child_to_the_general_queue_keeping_its_queue_date(svc):
     join(svc, "a1", cat="extraordinary", qd="2026-03-01T00:00:00+06:00")
     assert consume(svc, revoked("a1"))
-    app = svc.application("a1")
+    app = svc.views.application("a1")
     assert app["category"] == "general" and app["claimed_category"] == "extraordinary"
     assert app["queue_date"] == datetime(2026, 2, 28, 18, tzinfo=UTC)
     [ev] = returned(svc)
     assert ev["from_category"] == "extraordinary" and ev["reason"] == "the certificate was forged"
-    [entry] = [e for e in svc.audit_trail("application:a1") if e["action"] == "application.returned_to_general_queue"]
+    [entry] = [e for e in svc.audit.trail("application:a1") if e["action"] == "application.returned_to_general_queue"]
     assert entry["actor"].startswith("event:")
 
 
@@ -80,39 +81,39 @@ def test_revocation_delivered_twice_or_sent_again_applies_once(svc):
     assert consume(svc, event)
     assert not consume(svc, event)                  # the same message redelivered
     assert consume(svc, revoked("a1", case="case-2"))  # another case, same child: nothing left to move
-    assert svc.application("a1")["category"] == "general"
+    assert svc.views.application("a1")["category"] == "general"
     assert len(returned(svc)) == 1
 
 
 def test_revocation_after_the_referral_workflow_returned_the_child_changes_nothing_more(svc):
     join(svc, "a1", cat="extraordinary")
-    svc.publish_places("sun", 2024, "ru", 1, actor="kg:sun")
-    [issued] = svc.process_requests().issued
+    svc.places.publish("sun", 2024, "ru", 1, actor="kg:sun")
+    [issued] = svc.allocation.process_requests().issued
     # The supervisor rejected the referral through its workflow first ...
-    assert svc.return_place(key="k1", referral_id=str(issued.referral_id), application_id="a1", at=NOW,
+    assert svc.referrals.return_place(key="k1", referral_id=str(issued.referral_id), application_id="a1", at=NOW,
                             outcome="privilege_rejected", reason="forged")
-    assert svc.return_to_general_queue(key="k2", referral_id=str(issued.referral_id), application_id="a1", at=NOW,
+    assert svc.referrals.return_to_general_queue(key="k2", referral_id=str(issued.referral_id), application_id="a1", at=NOW,
                                        from_category="extraordinary")
     # ... and its fact arrives afterwards.
     assert consume(svc, revoked("a1", referral_id=str(issued.referral_id)))
-    app = svc.application("a1")
+    app = svc.views.application("a1")
     assert app["category"] == "general" and app["status"] == "queued"
     assert len(returned(svc)) == 1
 
 
 def test_revocation_before_the_referral_workflow_lets_the_workflow_finish_without_failing(svc):
     join(svc, "a1", cat="extraordinary")
-    svc.publish_places("sun", 2024, "ru", 1, actor="kg:sun")
-    [issued] = svc.process_requests().issued
+    svc.places.publish("sun", 2024, "ru", 1, actor="kg:sun")
+    [issued] = svc.allocation.process_requests().issued
     assert consume(svc, revoked("a1", referral_id=str(issued.referral_id)))
-    assert svc.return_place(key="k1", referral_id=str(issued.referral_id), application_id="a1", at=NOW,
+    assert svc.referrals.return_place(key="k1", referral_id=str(issued.referral_id), application_id="a1", at=NOW,
                             outcome="privilege_rejected", reason="forged")
-    assert svc.return_to_general_queue(key="k2", referral_id=str(issued.referral_id), application_id="a1", at=NOW,
+    assert svc.referrals.return_to_general_queue(key="k2", referral_id=str(issued.referral_id), application_id="a1", at=NOW,
                                        from_category="extraordinary")
-    app = svc.application("a1")
+    app = svc.views.application("a1")
     assert app["category"] == "general" and app["status"] == "queued"
     assert len(returned(svc)) == 1
-    assert svc.check_register() == []
+    assert svc.audit.check_register() == []
 
 
 def test_later_events_do_not_restore_a_revoked_privilege(svc):
@@ -125,13 +126,13 @@ def test_later_events_do_not_restore_a_revoked_privilege(svc):
         "category": "extraordinary", "queue_date": "2026-01-10T10:00:00+06:00", "language": "ru",
         "preferences": ["sun"], "locale": "ru"}, source="registration")
     with svc.sessions() as s, s.begin():
-        svc.handle_submitted(s, again)
+        svc.entries.join_submitted(s, again)
     consume(svc, revoked("a1", case="case-2"))
-    assert svc.application("a1")["category"] == "general"
+    assert svc.views.application("a1")["category"] == "general"
 
 
 def test_revocation_of_an_unknown_application_is_skipped_without_failing_the_consumer(svc):
     join(svc, "a1", cat="extraordinary")
     assert consume(svc, revoked("nobody"))
-    assert svc.application("a1")["category"] == "extraordinary"
+    assert svc.views.application("a1")["category"] == "extraordinary"
     assert returned(svc) == []

@@ -11,7 +11,8 @@ import sqlalchemy as sa
 from kezek.db import make_engine, make_session_factory
 from kezek.migrations import upgrade
 from services.queue.models import outbox
-from services.queue.service import JoinQueue, NotFound, QueueService, Refused
+from services.queue.domain import JoinQueue, NotFound, Refused
+from services.queue.usecases import Queue
 
 
 class Clock:
@@ -36,10 +37,10 @@ def svc(tmp_path, clock):
     upgrade("queue", url)
     engine = make_engine(url)
     woke = []
-    service = QueueService(make_session_factory(engine), clock=clock, on_allocation_requested=lambda: woke.append(1))
+    service = Queue(make_session_factory(engine), clock=clock, on_allocation_requested=lambda: woke.append(1))
     service.woke = woke
     for kid in ("sun", "moon", "star"):
-        service.save_kindergarten({"id": kid, "name": kid.title(), "district": "Bishkek/Leninsky",
+        service.kindergartens.save({"id": kid, "name": kid.title(), "district": "Bishkek/Leninsky",
                                    "address": f"{kid} street 1", "languages": ["ru", "ky"]}, actor="admin:1")
     yield service
     engine.dispose()
@@ -52,10 +53,10 @@ def pin(born: str, serial: int) -> str:
 
 def join(svc, cid, *, born="2024-06-15", cat="general", qd="2026-01-10T10:00:00+06:00", prefs=("sun",),
          lang="ru", serial=None):
-    return svc.join_queue(JoinQueue(
+    return svc.views.application(svc.entries.join(JoinQueue(
         application_id=cid, pin=pin(born, serial if serial is not None else abs(hash(cid)) % 99999),
         surname="Asanov", name=cid.title(), category=cat, language=lang, preferences=tuple(prefs),
-        queue_date=datetime.fromisoformat(qd)), actor="parent:1")
+        queue_date=datetime.fromisoformat(qd)), actor="parent:1"))
 
 
 def events(svc, type_=None):
@@ -80,16 +81,16 @@ def test_second_registration_of_the_same_child_pin_is_refused_whoever_registers_
 
 def test_rejoining_after_removal_starts_a_new_queue_date(svc, clock):
     join(svc, "a1", serial=7)
-    svc.remove_from_queue("a1", actor="parent:1", reason="moved away")
+    svc.entries.remove("a1", actor="parent:1", reason="moved away")
     clock.advance(days=3)
-    again = svc.join_queue(JoinQueue(pin=pin("2024-06-15", 7), surname="A", name="B", category="general",
-                                     language="ru", preferences=("sun",)), actor="parent:1")
+    again = svc.views.application(svc.entries.join(JoinQueue(pin=pin("2024-06-15", 7), surname="A", name="B", category="general",
+                                     language="ru", preferences=("sun",)), actor="parent:1"))
     assert again["queue_date"] == clock.t and again["id"] != "a1"
 
 
 def test_pin_that_contradicts_the_birth_date_is_refused_naming_the_field(svc):
     with pytest.raises(Refused) as exc:
-        svc.join_queue(JoinQueue(pin=pin("2024-06-15", 1), birth_date=date(2024, 6, 16), surname="A", name="B",
+        svc.entries.join(JoinQueue(pin=pin("2024-06-15", 1), birth_date=date(2024, 6, 16), surname="A", name="B",
                                  category="general", language="ru", preferences=("sun",)), actor="p")
     assert exc.value.field == "birth_date"
 
@@ -107,132 +108,132 @@ def test_published_places_are_allocated_at_once_by_rank(svc):
     join(svc, "late", qd="2026-02-01T10:00:00+06:00")
     join(svc, "early", qd="2026-01-01T10:00:00+06:00")
     svc.woke.clear()
-    svc.publish_places("sun", 2024, "ru", 1, actor="kg:sun")
+    svc.places.publish("sun", 2024, "ru", 1, actor="kg:sun")
     assert svc.woke, "publishing must wake the allocator"
-    run = svc.process_requests()
+    run = svc.allocation.process_requests()
     assert [i.application_id for i in run.issued] == ["early"]
-    assert svc.application("early")["status"] == "referred"
-    assert svc.places("sun")[0] | {} == {"kindergarten": "sun", "cohort": 2024, "language": "ru",
+    assert svc.views.application("early")["status"] == "referred"
+    assert svc.views.places("sun")[0] | {} == {"kindergarten": "sun", "cohort": 2024, "language": "ru",
                                           "for_category": None, "free": 0, "held": 1, "enrolled": 0}
-    assert svc.process_requests() is None  # nothing left to do
-    assert svc.check_register() == []
+    assert svc.allocation.process_requests() is None  # nothing left to do
+    assert svc.audit.check_register() == []
 
 
 def test_child_under_two_waits_until_the_midnight_of_its_birthday(svc, clock):
     join(svc, "young", born="2025-03-03")
-    svc.publish_places("sun", 2025, "ru", 1, actor="kg:sun")
-    assert svc.process_requests().issued == []
+    svc.places.publish("sun", 2025, "ru", 1, actor="kg:sun")
+    assert svc.allocation.process_requests().issued == []
     clock.t = datetime(2027, 3, 2, 18, 0, tzinfo=UTC)   # 00:00 on 3 March in Bishkek
-    assert svc.request_daily_allocation()
-    assert not svc.request_daily_allocation()              # once a day
-    assert [i.application_id for i in svc.process_requests().issued] == ["young"]
+    assert svc.allocation.request_daily()
+    assert not svc.allocation.request_daily()              # once a day
+    assert [i.application_id for i in svc.allocation.process_requests().issued] == ["young"]
 
 
 def test_scheduled_places_are_published_when_their_moment_comes(svc, clock):
     join(svc, "a1")
-    svc.publish_places("sun", 2024, "ru", 2, actor="kg:sun", publish_at=clock.t + timedelta(hours=2))
-    assert svc.publish_due() == 0
-    assert svc.places("sun") == []
+    svc.places.publish("sun", 2024, "ru", 2, actor="kg:sun", publish_at=clock.t + timedelta(hours=2))
+    assert svc.places.publish_due() == 0
+    assert svc.views.places("sun") == []
     clock.advance(hours=2)
-    assert svc.publish_due() == 1
-    assert [i.application_id for i in svc.process_requests().issued] == ["a1"]
+    assert svc.places.publish_due() == 1
+    assert [i.application_id for i in svc.allocation.process_requests().issued] == ["a1"]
 
 
 def test_only_free_places_can_be_withdrawn(svc):
     join(svc, "a1")
-    svc.publish_places("sun", 2024, "ru", 2, actor="kg:sun")
-    svc.process_requests()
+    svc.places.publish("sun", 2024, "ru", 2, actor="kg:sun")
+    svc.allocation.process_requests()
     with pytest.raises(Refused) as exc:
-        svc.withdraw_places("sun", 2024, "ru", 2, actor="kg:sun")
+        svc.places.withdraw("sun", 2024, "ru", 2, actor="kg:sun")
     assert exc.value.field == "count"
-    assert svc.withdraw_places("sun", 2024, "ru", 1, actor="kg:sun")["free"] == 0
+    assert svc.places.withdraw("sun", 2024, "ru", 1, actor="kg:sun")["free"] == 0
 
 
 def test_reserved_places_go_only_to_their_category(svc):
     join(svc, "g", qd="2025-01-01T00:00:00+06:00")
     join(svc, "p", cat="privileged", qd="2026-05-01T00:00:00+06:00")
-    svc.publish_places("sun", 2024, "ru", 1, for_category="privileged", actor="kg:sun")
-    assert [i.application_id for i in svc.process_requests().issued] == ["p"]
+    svc.places.publish("sun", 2024, "ru", 1, for_category="privileged", actor="kg:sun")
+    assert [i.application_id for i in svc.allocation.process_requests().issued] == ["p"]
 
 
 def _refer(svc, cid="a1", **kw):
     join(svc, cid, **kw)
-    svc.publish_places("sun", 2024, "ru", 1, actor="kg:sun")
-    [issued] = svc.process_requests().issued
+    svc.places.publish("sun", 2024, "ru", 1, actor="kg:sun")
+    [issued] = svc.allocation.process_requests().issued
     return issued
 
 
 def test_cancelled_referral_returns_the_place_and_drops_that_kindergarten(svc, clock):
     ref = _refer(svc, prefs=("sun", "moon"))
     join(svc, "next", qd="2026-06-01T00:00:00+06:00")
-    assert svc.return_place(key="referral-1:cancel", referral_id=str(ref.referral_id), application_id="a1",
+    assert svc.referrals.return_place(key="referral-1:cancel", referral_id=str(ref.referral_id), application_id="a1",
                             at=clock.t, outcome="cancelled", drop_preference=True, actor="parent:1")
-    app = svc.application("a1")
+    app = svc.views.application("a1")
     assert app["status"] == "queued" and app["preferences"] == ["moon"]
-    assert [i.application_id for i in svc.process_requests().issued] == ["next"]
+    assert [i.application_id for i in svc.allocation.process_requests().issued] == ["next"]
     assert [e["data"]["reason"] for e in events(svc, "place.returned.v1")] == ["cancelled"]
-    assert svc.check_register() == []
+    assert svc.audit.check_register() == []
 
 
 def test_activity_applied_twice_with_one_key_has_one_effect(svc, clock):
     ref = _refer(svc)
     call = dict(key="referral-1:expired:return_place", referral_id=str(ref.referral_id), application_id="a1",
                 at=clock.t, outcome="expired")
-    assert svc.return_place(**call)
-    assert not svc.return_place(**call)
-    assert svc.places("sun")[0]["free"] == 1
+    assert svc.referrals.return_place(**call)
+    assert not svc.referrals.return_place(**call)
+    assert svc.views.places("sun")[0]["free"] == 1
     assert len(events(svc, "place.returned.v1")) == 1
 
 
 def test_expired_referral_puts_the_child_on_the_stoplist_until_it_ends(svc, clock):
     ref = _refer(svc)
-    svc.return_place(key="k1", referral_id=str(ref.referral_id), application_id="a1", at=clock.t, outcome="expired")
+    svc.referrals.return_place(key="k1", referral_id=str(ref.referral_id), application_id="a1", at=clock.t, outcome="expired")
     until = clock.t + timedelta(days=10)
-    svc.put_on_stoplist(key="k2", referral_id=str(ref.referral_id), application_id="a1", at=clock.t, until=until)
-    assert svc.process_requests().issued == []     # the place waits: the only child is paused
+    svc.referrals.put_on_stoplist(key="k2", referral_id=str(ref.referral_id), application_id="a1", at=clock.t, until=until)
+    assert svc.allocation.process_requests().issued == []     # the place waits: the only child is paused
     clock.t = until
-    assert svc.lift_due_stoplists() == 1
-    assert not svc.lift_stoplist(key="k3", referral_id=None, application_id="a1", at=until) or \
-        svc.application("a1")["status"] != "paused"
-    assert [i.application_id for i in svc.process_requests().issued] == ["a1"]
+    assert svc.referrals.lift_due_stoplists() == 1
+    assert not svc.referrals.lift_stoplist(key="k3", referral_id=None, application_id="a1", at=until) or \
+        svc.views.application("a1")["status"] != "paused"
+    assert [i.application_id for i in svc.allocation.process_requests().issued] == ["a1"]
     assert len(events(svc, "application.resumed.v1")) == 1
 
 
 def test_rejected_privilege_returns_the_child_to_the_general_queue_with_its_queue_date(svc, clock):
     ref = _refer(svc, cat="extraordinary", qd="2026-03-01T00:00:00+06:00")
     join(svc, "older", qd="2026-01-01T00:00:00+06:00")
-    svc.return_place(key="k1", referral_id=str(ref.referral_id), application_id="a1", at=clock.t,
+    svc.referrals.return_place(key="k1", referral_id=str(ref.referral_id), application_id="a1", at=clock.t,
                      outcome="privilege_rejected", reason="no certificate")
-    svc.return_to_general_queue(key="k2", referral_id=str(ref.referral_id), application_id="a1", at=clock.t,
+    svc.referrals.return_to_general_queue(key="k2", referral_id=str(ref.referral_id), application_id="a1", at=clock.t,
                                 from_category="extraordinary")
-    app = svc.application("a1")
+    app = svc.views.application("a1")
     assert app["category"] == "general" and app["claimed_category"] == "extraordinary"
     assert app["queue_date"] == datetime(2026, 2, 28, 18, tzinfo=UTC)
-    assert [i.application_id for i in svc.process_requests().issued] == ["older"]
+    assert [i.application_id for i in svc.allocation.process_requests().issued] == ["older"]
     assert len(events(svc, "application.returned_to_general_queue.v1")) == 1
 
 
 def test_enrolment_takes_the_place_for_good(svc, clock):
     ref = _refer(svc)
-    svc.record_enrolment(key="k", referral_id=str(ref.referral_id), application_id="a1", at=clock.t)
-    assert svc.places("sun")[0] | {} == {"kindergarten": "sun", "cohort": 2024, "language": "ru",
+    svc.referrals.record_enrolment(key="k", referral_id=str(ref.referral_id), application_id="a1", at=clock.t)
+    assert svc.views.places("sun")[0] | {} == {"kindergarten": "sun", "cohort": 2024, "language": "ru",
                                           "for_category": None, "free": 0, "held": 0, "enrolled": 1}
-    assert svc.application("a1")["status"] == "enrolled"
+    assert svc.views.application("a1")["status"] == "enrolled"
     with pytest.raises(Refused):
-        svc.record_enrolment(key="k-again", referral_id=str(ref.referral_id), application_id="a1", at=clock.t)
+        svc.referrals.record_enrolment(key="k-again", referral_id=str(ref.referral_id), application_id="a1", at=clock.t)
 
 
 def test_referral_issued_fact_is_published_when_the_workflow_records_it(svc, clock):
     ref = _refer(svc)
-    [pending] = svc.unstarted_referrals()
+    [pending] = svc.referrals.unstarted()
     assert pending["referral_id"] == str(ref.referral_id) and pending["needs_confirmation"] is False
     deadline = datetime(2027, 3, 10, 0, 0, tzinfo=UTC)
-    svc.record_referral(key="k", referral_id=str(ref.referral_id), application_id="a1", at=clock.t,
+    svc.referrals.record_referral(key="k", referral_id=str(ref.referral_id), application_id="a1", at=clock.t,
                         event="referral.issued", state="awaiting_enrolment", deadline=deadline)
     [ev] = events(svc, "referral.issued.v1")
     assert ev["data"]["kindergarten_id"] == "sun" and ev["data"]["deadline"].startswith("2027-03-10")
-    svc.mark_workflow_started(ref.referral_id)
-    assert svc.unstarted_referrals() == []
+    svc.referrals.mark_started(ref.referral_id)
+    assert svc.referrals.unstarted() == []
 
 
 def test_position_explains_who_is_ahead_and_why(svc):
@@ -240,7 +241,7 @@ def test_position_explains_who_is_ahead_and_why(svc):
     join(svc, "ext", cat="extraordinary", qd="2026-09-01T00:00:00+06:00", prefs=("sun",))
     join(svc, "old", qd="2026-01-01T00:00:00+06:00", prefs=("moon", "sun"))
     join(svc, "other_year", born="2023-01-01", qd="2020-01-01T00:00:00+06:00", prefs=("sun",))
-    [sun, moon] = svc.positions("me")
+    [sun, moon] = svc.views.positions("me")
     assert (sun.kindergarten, sun.position, sun.ahead_by_category, sun.ahead_same_category_earlier) == \
         ("sun", 3, {"extraordinary": 1}, 1)
     assert (moon.kindergarten, moon.position) == ("moon", 2)
@@ -249,32 +250,32 @@ def test_position_explains_who_is_ahead_and_why(svc):
 def test_public_queue_masks_names_and_shows_queue_date_and_category(svc):
     join(svc, "b", qd="2026-02-01T00:00:00+06:00")
     join(svc, "a", cat="privileged", qd="2026-05-01T00:00:00+06:00")
-    q = svc.public_queue("sun", 2024, "ru")
+    q = svc.views.public_queue("sun", 2024, "ru")
     assert [(e["number"], e["child"], e["category"]) for e in q["entries"]] == [
         (1, "A***** A.", "privileged"), (2, "A***** B.", "general")]
     assert "pin" not in json.dumps(q, default=str)
 
 
 def test_policy_change_is_versioned_audited_and_refuses_bad_values(svc):
-    policy, version = svc.change_policy({"stoplist_days": 14}, actor="admin:1", reason="city decree 12")
+    policy, version = svc.policy.change({"stoplist_days": 14}, actor="admin:1", reason="city decree 12")
     assert policy.stoplist_days == 14
-    [entry] = [e for e in svc.audit_trail() if e["action"] == "policy.changed"]
+    [entry] = [e for e in svc.audit.trail() if e["action"] == "policy.changed"]
     assert entry["details"]["changes"] == {"stoplist_days": {"from": 10, "to": 14}}
     with pytest.raises(Refused) as exc:
-        svc.change_policy({"stoplist_days": -1}, actor="admin:1", reason="typo")
+        svc.policy.change({"stoplist_days": -1}, actor="admin:1", reason="typo")
     assert exc.value.field == "policy.stoplist_days"
 
 
 def test_every_run_replays_from_its_recorded_inputs(svc, clock):
     for i in range(6):
         join(svc, f"c{i}", qd=f"2026-01-{1 + i:02d}T10:00:00+06:00", prefs=("sun", "moon")[: 1 + i % 2])
-    svc.publish_places("sun", 2024, "ru", 2, actor="kg")
-    svc.publish_places("moon", 2024, "ru", 1, actor="kg")
-    svc.process_requests()
+    svc.places.publish("sun", 2024, "ru", 2, actor="kg")
+    svc.places.publish("moon", 2024, "ru", 1, actor="kg")
+    svc.allocation.process_requests()
     clock.advance(days=1)
-    svc.publish_places("moon", 2024, "ru", 1, actor="kg")
-    svc.process_requests()
-    reports = svc.replay()
+    svc.places.publish("moon", 2024, "ru", 1, actor="kg")
+    svc.allocation.process_requests()
+    reports = svc.audit.replay()
     assert reports and all(r["matches"] for r in reports)
     assert sum(r["allocations"] for r in reports) == 4
 
@@ -282,17 +283,17 @@ def test_every_run_replays_from_its_recorded_inputs(svc, clock):
 def test_replay_detects_a_tampered_allocation_record(svc):
     join(svc, "a1", qd="2026-01-01T10:00:00+06:00")
     join(svc, "a2", qd="2026-01-02T10:00:00+06:00")
-    svc.publish_places("sun", 2024, "ru", 1, actor="kg")
-    run = svc.process_requests()
+    svc.places.publish("sun", 2024, "ru", 1, actor="kg")
+    run = svc.allocation.process_requests()
     with svc.sessions.begin() as s:
         s.execute(sa.text("UPDATE allocation_audit SET application_id = 'a2'"))
-    [report] = svc.replay([run.run_id])
+    [report] = svc.audit.replay([run.run_id])
     assert not report["matches"] and any("a2" in p for p in report["problems"])
 
 
 def test_unknown_application_is_not_found_naming_the_field(svc):
     with pytest.raises(NotFound) as exc:
-        svc.application("nope")
+        svc.views.application("nope")
     assert exc.value.field == "application_id"
 
 
@@ -301,8 +302,8 @@ def test_replay_command_proves_every_run_matches_and_fails_on_a_tampered_one(svc
 
     join(svc, "a1", qd="2026-01-01T10:00:00+06:00")
     join(svc, "a2", qd="2026-01-02T10:00:00+06:00")
-    svc.publish_places("sun", 2024, "ru", 1, actor="kg")
-    svc.process_requests()
+    svc.places.publish("sun", 2024, "ru", 1, actor="kg")
+    svc.allocation.process_requests()
     url = str(svc.sessions.kw["bind"].url)
     assert cli.main(["--database-url", url]) == 0
     assert "matches" in capsys.readouterr().out
@@ -323,10 +324,10 @@ def test_submitted_application_joins_and_a_second_one_for_the_pin_is_refused_wit
             "preferences": ["sun"], "locale": "ru"}, source="registration")
     for app_id in ("r1", "r2"):
         with svc.sessions() as s, s.begin():
-            svc.handle_submitted(s, submitted(app_id))
-    assert svc.application("r1")["queue_date"] == datetime(2026, 1, 10, 4, tzinfo=UTC)
+            svc.entries.join_submitted(s, submitted(app_id))
+    assert svc.views.application("r1")["queue_date"] == datetime(2026, 1, 10, 4, tzinfo=UTC)
     with pytest.raises(NotFound):
-        svc.application("r2")
+        svc.views.application("r2")
     [refused] = events(svc, "application.refused.v1")
     assert refused["data"]["application_id"] == "r2" and refused["data"]["field"] == "pin"
 
@@ -336,8 +337,8 @@ def test_imported_live_referral_holds_its_place_once_and_waits_for_its_workflow(
     call = dict(referral_id="balalyk-r1", application_id="old-1", kindergarten="moon", cohort=2024, language="ru",
                 category="general", for_category=None, state="awaiting_enrolment", issued_at=clock.t - timedelta(days=2),
                 deadline=clock.t + timedelta(days=5), needs_confirmation=False, actor="import:balalyk")
-    assert svc.import_referral(**call)
-    assert not svc.import_referral(**call)
+    assert svc.imports.referral(**call)
+    assert not svc.imports.referral(**call)
     # Once, and as an import (no referral.issued: the parent heard of it from the old portal).
     [imported] = events(svc, "referral.imported.v1")
     assert not events(svc, "referral.issued.v1")
@@ -345,14 +346,14 @@ def test_imported_live_referral_holds_its_place_once_and_waits_for_its_workflow(
                                               "child_surname", "child_birth_date")} == {
         "external_id": "balalyk-r1", "application_id": "old-1", "kindergarten_id": "moon",
         "state": "awaiting_enrolment", "child_surname": "Asanov", "child_birth_date": "2024-06-15"}
-    app = svc.application("old-1")
+    app = svc.views.application("old-1")
     assert app["status"] == "referred" and app["referral"]["kindergarten"] == "moon"
-    assert [(p["kindergarten"], p["free"], p["held"]) for p in svc.places()] == [("moon", 0, 1)]
-    [pending] = svc.unstarted_referrals()
+    assert [(p["kindergarten"], p["free"], p["held"]) for p in svc.views.places()] == [("moon", 0, 1)]
+    [pending] = svc.referrals.unstarted()
     assert pending["application_id"] == "old-1" and pending["issued_at"] == clock.t - timedelta(days=2)
     assert pending["resume"] == {"state": "awaiting_enrolment", "deadline": clock.t + timedelta(days=5),
                                  "extended": False, "confirmed_at": None}
-    assert svc.check_register() == [] and all(r["matches"] for r in svc.replay())
+    assert svc.audit.check_register() == [] and all(r["matches"] for r in svc.audit.replay())
 
 
 def test_imported_referral_is_resumed_with_its_recorded_deadline_and_used_extension(svc, clock):
@@ -360,12 +361,12 @@ def test_imported_referral_is_resumed_with_its_recorded_deadline_and_used_extens
 
     join(svc, "old-2", cat="extraordinary", prefs=("sun",))
     deadline = clock.t + timedelta(days=20)
-    assert svc.import_referral(
+    assert svc.imports.referral(
         referral_id="balalyk-r2", application_id="old-2", kindergarten="sun", cohort=2024, language="ru",
         category="extraordinary", for_category=None, state="awaiting_confirmation",
         issued_at=clock.t - timedelta(days=12), deadline=deadline, needs_confirmation=True, extended=True,
         actor="import:balalyk")
-    [pending] = svc.unstarted_referrals()
+    [pending] = svc.referrals.unstarted()
     inp = referral_input(pending)
     assert inp.needs_confirmation and inp.resume is not None
     assert (inp.resume.state, inp.resume.deadline, inp.resume.extended) == ("awaiting_confirmation", deadline, True)
@@ -374,12 +375,12 @@ def test_imported_referral_is_resumed_with_its_recorded_deadline_and_used_extens
 def test_imported_referral_without_a_privilege_to_confirm_cannot_wait_for_confirmation(svc, clock):
     join(svc, "old-3", prefs=("sun",))
     with pytest.raises(Refused, match="confirmation window"):
-        svc.import_referral(
+        svc.imports.referral(
             referral_id="balalyk-r3", application_id="old-3", kindergarten="sun", cohort=2024, language="ru",
             category="general", for_category=None, state="awaiting_confirmation",
             issued_at=clock.t - timedelta(days=1), deadline=clock.t + timedelta(days=5), needs_confirmation=False,
             actor="import:balalyk")
-    assert svc.application("old-3")["status"] == "queued" and svc.places() == []
+    assert svc.views.application("old-3")["status"] == "queued" and svc.views.places() == []
 
 
 def cmd(cid, *, serial, cat="general", prefs=("sun",), qd="2026-01-10T10:00:00+06:00", born="2024-06-15"):
@@ -394,11 +395,11 @@ def table_counts(svc) -> dict[str, int]:
 
 
 def test_batch_join_refuses_rows_one_by_one_with_their_reason_and_queues_the_rest(svc):
-    from services.queue.service import Joined
+    from services.queue.usecases.imports import Joined
 
     join(svc, "already", serial=1)
     before = table_counts(svc)
-    got = svc.join_queue_many([
+    got = svc.imports.join_many([
         cmd("b1", serial=2, qd="2025-05-05T09:30:00.123456+06:00"),
         cmd("b2", serial=1),                      # the PIN of a child already in the queue
         cmd("b3", serial=3, cat="veterans"),
@@ -410,7 +411,7 @@ def test_batch_join_refuses_rows_one_by_one_with_their_reason_and_queues_the_res
     assert got[0] == Joined("b1", True) and got[6] == Joined("b6", True) and got[5] == Joined("already", False)
     assert [g.field for g in got[1:5]] == ["pin", "category", "preferences.0", "pin"]
     assert "one entry per child" in got[1].message and "one entry per child" in got[4].message
-    assert svc.application("b1")["queue_date"] == datetime(2025, 5, 5, 3, 30, 0, 123456, tzinfo=UTC)
+    assert svc.views.application("b1")["queue_date"] == datetime(2025, 5, 5, 3, 30, 0, 123456, tzinfo=UTC)
     after = table_counts(svc)
     assert after["applications"] - before["applications"] == 2
     assert after["audit_log"] - before["audit_log"] == 2 and after["allocation_requests"] - before["allocation_requests"] == 1
@@ -420,15 +421,15 @@ def test_batch_join_refuses_rows_one_by_one_with_their_reason_and_queues_the_res
 
 def test_batch_join_of_entries_already_there_changes_nothing(svc):
     batch = [cmd(f"c{i}", serial=10 + i) for i in range(5)]
-    assert all(j.created for j in svc.join_queue_many(batch, actor="import:balalyk"))
+    assert all(j.created for j in svc.imports.join_many(batch, actor="import:balalyk"))
     before = table_counts(svc)
-    assert not any(j.created for j in svc.join_queue_many(batch, actor="import:balalyk"))
+    assert not any(j.created for j in svc.imports.join_many(batch, actor="import:balalyk"))
     assert table_counts(svc) == before
 
 
 def test_batch_join_dry_run_checks_every_row_and_writes_nothing(svc):
     before = table_counts(svc)
-    got = svc.join_queue_many([cmd("d1", serial=21), cmd("d2", serial=22, cat="veterans")], actor="import:x",
+    got = svc.imports.join_many([cmd("d1", serial=21), cmd("d2", serial=22, cat="veterans")], actor="import:x",
                               dry_run=True)
     assert got[0].created and isinstance(got[1], Refused)
     assert table_counts(svc) == before
@@ -437,15 +438,16 @@ def test_batch_join_dry_run_checks_every_row_and_writes_nothing(svc):
 def test_batch_join_is_written_whole_or_not_at_all(svc, monkeypatch):
     def fail(*args, **kwargs):
         raise RuntimeError("the database went away")
-    monkeypatch.setattr(svc, "_request_allocation", fail)
+    from services.queue.usecases.work import UnitOfWork
+    monkeypatch.setattr(UnitOfWork, "request_allocation", fail)
     before = table_counts(svc)
     with pytest.raises(RuntimeError):
-        svc.join_queue_many([cmd("e1", serial=31), cmd("e2", serial=32)], actor="import:x")
+        svc.imports.join_many([cmd("e1", serial=31), cmd("e2", serial=32)], actor="import:x")
     assert table_counts(svc) == before
 
 
 def test_batch_referral_import_refuses_items_one_by_one_and_imports_each_once(svc, clock):
-    from services.queue.service import ImportReferral
+    from services.queue.domain import ImportReferral
 
     join(svc, "f1", prefs=("sun",), serial=41)
     join(svc, "f2", prefs=("moon",), serial=42)
@@ -458,29 +460,29 @@ def test_batch_referral_import_refuses_items_one_by_one_and_imports_each_once(sv
         return ImportReferral(**{**fields, **kw})
     batch = [item("r1", "f1"), item("r2", "nobody"), item("r3", "f1"), item("r4", "f2", state="enrolled"),
              item("r5", "f2", kindergarten="moon", language="ky")]
-    got = svc.import_referrals_many(batch, actor="import:balalyk")
+    got = svc.imports.referrals_many(batch, actor="import:balalyk")
     assert got[0] is True
     assert [g.field for g in got[1:]] == ["application_id", "application_id", "state", "cohort"]
     assert "the entry is referred" in got[2].message
-    assert svc.import_referrals_many(batch[:1], actor="import:balalyk") == [False]
-    assert [(p["kindergarten"], p["held"]) for p in svc.places()] == [("sun", 1)]
-    assert svc.application("f2")["status"] == "queued" and svc.check_register() == []
+    assert svc.imports.referrals_many(batch[:1], actor="import:balalyk") == [False]
+    assert [(p["kindergarten"], p["held"]) for p in svc.views.places()] == [("sun", 1)]
+    assert svc.views.application("f2")["status"] == "queued" and svc.audit.check_register() == []
 
 
 def test_batch_publication_publishes_each_pool_with_its_event_and_refuses_bad_ones(svc):
-    from services.queue.service import PublishPlaces
+    from services.queue.domain import PublishPlaces
 
-    svc.publish_places("sun", 2024, "ru", 1, actor="kindergarten:sun")
-    got = svc.publish_places_many([
+    svc.places.publish("sun", 2024, "ru", 1, actor="kindergarten:sun")
+    got = svc.imports.publish_places_many([
         PublishPlaces("sun", 2024, "ru", 2), PublishPlaces("nowhere", 2024, "ru", 1),
         PublishPlaces("moon", 2023, "ky", 3), PublishPlaces("moon", 2024, "en", 1),
         PublishPlaces("sun", 2024, "ru", 1, for_category="extraordinary")], actor="import:balalyk")
     assert got[0] is True and got[2] is True and got[4] is True
     assert (got[1].field, got[3].field) == ("kindergarten", "language")
     assert sorted((p["kindergarten"], p["cohort"], p["language"], p["for_category"] or "", p["free"])
-                  for p in svc.places()) == [
+                  for p in svc.views.places()) == [
         ("moon", 2023, "ky", "", 3), ("sun", 2024, "ru", "", 3), ("sun", 2024, "ru", "extraordinary", 1)]
     published = [(e["data"]["kindergarten_id"], e["data"]["count"], e["data"]["free"])
                  for e in events(svc, "place.published.v1")]
     assert published == [("sun", 1, 1), ("sun", 2, 3), ("moon", 3, 3), ("sun", 1, 1)]
-    assert svc.check_register() == []
+    assert svc.audit.check_register() == []

@@ -1,0 +1,55 @@
+"""The allocation's reads and writes, on any SQL database (SQLite): the
+waiting children of a group in rank order, and the referrals of a run.
+PostgreSQL has its faster path in allocation_pg.py; both give the same."""
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Iterator
+from datetime import date, datetime
+
+import sqlalchemy as sa
+from sqlalchemy.orm import Session
+
+from services.queue.domain.policy import Policy
+from services.queue.domain.ranking import UNRANKED, Applicant
+from services.queue.models import Application
+from services.queue.store import chunks, places, referrals
+from services.queue.store.times import aware
+
+A = Application.__table__
+
+
+class StaleRead(Exception):
+    """Something the run read changed before it wrote: roll back and retry."""
+
+
+def check_all_referred(ids: list[str], changed: int) -> None:
+    if changed != len(ids):
+        raise StaleRead(f"{len(ids) - changed} children changed during the run")
+
+
+def ranked(s: Session, cohort: int, language: str, bound: date, policy: Policy, consumed: list[Applicant],
+           group: dict, allocations: list) -> Iterator[Applicant]:
+    """Waiting children of one group who are old enough, in rank order,
+    streamed from the database; each one read is added to `consumed`."""
+    rank = sa.case(policy.ranks(), value=A.c.category, else_=UNRANKED)
+    q = (sa.select(A.c.id, A.c.birth_date, A.c.category, A.c.queue_date, A.c.language, A.c.preferences)
+         .where(A.c.status == "queued", A.c.cohort == cohort, A.c.language == language, A.c.birth_date <= bound)
+         .order_by(rank, A.c.queue_date, A.c.id))
+    for rid, birth, cat, qd, lang, prefs in s.execute(q):
+        a = Applicant(rid, birth, cat, aware(qd), lang, tuple(prefs))
+        consumed.append(a)
+        yield a
+
+
+def write(s: Session, now: datetime, ids: list[str], rows: list[tuple], taken: Counter,
+          timings: dict) -> list[int]:
+    """The children referred (only those still waiting, else StaleRead),
+    the places held, the referral rows; returns the referral ids."""
+    changed = 0
+    for chunk in chunks(ids, 500):
+        changed += s.execute(sa.update(A).where(A.c.id.in_(chunk), A.c.status == "queued")
+                             .values(status="referred", updated_at=now)).rowcount
+    check_all_referred(ids, changed)
+    places.hold(s, dict(taken))
+    return referrals.insert_many(s, [dict(zip(referrals.COLUMNS, row)) for row in rows])

@@ -1,0 +1,115 @@
+"""The allocation on PostgreSQL: the waiting children streamed category by
+category in rank order straight from the covering index, asking only for
+those who list a kindergarten that still has a place for them, and the
+run's writes as set operations and COPY (a national run issues tens of
+thousands of referrals in one transaction)."""
+from __future__ import annotations
+
+import time
+from collections import Counter
+from collections.abc import Iterator
+from datetime import date, datetime
+
+import psycopg
+from sqlalchemy.orm import Session
+
+from services.queue.domain.entries import MAX_PREFERENCES
+from services.queue.domain.policy import Policy
+from services.queue.domain.ranking import Applicant
+from services.queue.store import referrals
+from services.queue.store.allocation import check_all_referred
+
+# "Lists one of these kindergartens", as one hashed `= ANY` per preference
+# position: far faster than `preferences && array` on long lists.
+# The list travels as one string, split by the server once (a constant
+# then): sending a long array costs the client more than the query.
+_LISTS_ANY = " OR ".join(f"preferences[{i + 1}] = ANY(string_to_array(%(w)s, E'\\x1f')::varchar(100)[])"
+                         for i in range(MAX_PREFERENCES))
+
+
+def ranked(s: Session, cohort: int, language: str, bound: date, policy: Policy, consumed: list[Applicant],
+           group: dict, allocations: list) -> Iterator[Applicant]:
+    """Category by category in rank order, each in (queue date, id) order
+    straight from ix_applications_rank_order, in chunks. Each chunk asks
+    only for children who list a kindergarten that still has a place they
+    may take: the others would get nothing now and change nothing, so the
+    allocation is the same, and the tail of a national queue is never sent
+    to Python. `allocations` is read to know which places are left."""
+    conn = s.connection().connection.driver_connection
+    left = Counter(group)
+    # Walk ix_applications_rank_order (index-only): the planner would
+    # rather sort, not knowing how few rows the LIMIT needs.
+    # Queue dates in UTC: psycopg then gives them a fixed offset, which
+    # Python compares and formats far faster than a named zone.
+    with conn.cursor() as cur:
+        cur.execute("SET LOCAL enable_sort = off; SET LOCAL enable_bitmapscan = off; "
+                    "SET LOCAL enable_seqscan = off; SET LOCAL TimeZone = 'UTC'")
+    try:
+        yield from _chunks(conn, cohort, language, bound, policy, consumed, left, len(allocations), allocations)
+    finally:
+        if conn.info.transaction_status != psycopg.pq.TransactionStatus.INERROR:  # else the rollback resets them
+            with conn.cursor() as cur:
+                cur.execute("RESET enable_sort; RESET enable_bitmapscan; RESET enable_seqscan; RESET TimeZone")
+
+
+def _chunks(conn, cohort, language, bound, policy, consumed, left, seen, allocations):
+    for cat in sorted(policy.categories, key=lambda c: (c.rank, c.code)):
+        after: tuple | None = None
+        chunk = 2_000
+        while True:
+            for x in allocations[seen:]:
+                left[(x.place, x.for_category)] -= 1
+            seen = len(allocations)
+            wanted = sorted({k.kindergarten for (k, pool_cat), n in left.items()
+                             if n > 0 and pool_cat in (None, cat.code)})
+            if not wanted:
+                break
+            sql = ("SELECT id, birth_date, category, queue_date, language, preferences FROM applications "
+                   "WHERE status = 'queued' AND cohort = %(c)s AND language = %(l)s AND category = %(cat)s "
+                   "AND birth_date <= %(b)s AND (" + _LISTS_ANY + ") ")
+            params = {"c": cohort, "l": language, "cat": cat.code, "b": bound, "w": "\x1f".join(wanted),
+                      "n": chunk}
+            if after is not None:
+                sql += "AND (queue_date, id COLLATE \"C\") > (%(qd)s, %(id)s COLLATE \"C\") "
+                params.update(qd=after[0], id=after[1])
+            sql += "ORDER BY queue_date, id COLLATE \"C\" LIMIT %(n)s"
+            with conn.cursor(binary=True) as cur:
+                # Not prepared: with the list as a constant, PostgreSQL
+                # hashes it (a generic plan would compare one by one).
+                rows = cur.execute(sql, params, prepare=False).fetchall()
+            for rid, birth, category, qd, lang, prefs in rows:
+                a = Applicant(rid, birth, category, qd, lang, tuple(prefs))
+                consumed.append(a)
+                yield a
+            if len(rows) < chunk:
+                break
+            after = (rows[-1][3], rows[-1][0])
+            chunk = min(chunk * 2, 50_000)
+
+
+def write(s: Session, now: datetime, ids: list[str], rows: list[tuple], taken: Counter,
+          timings: dict) -> list[int]:
+    """The writes of store.allocation.write as set operations and COPY."""
+    conn = s.connection().connection.driver_connection
+    with conn.cursor() as cur:
+        # Only children still waiting: a child referred or removed by a
+        # concurrent change since we read it makes the run retry.
+        t = time.perf_counter()
+        cur.execute("UPDATE applications SET status = 'referred', updated_at = %s "
+                    "WHERE id = ANY(%s) AND status = 'queued'", (now, ids))
+        check_all_referred(ids, cur.rowcount)
+        timings["write_applications"] = time.perf_counter() - t
+        pids, ns = zip(*sorted(taken.items()))
+        # The CHECK (free >= 0) refuses more referrals than free places.
+        cur.execute("UPDATE places AS p SET free = p.free - v.n, held = p.held + v.n "
+                    "FROM unnest(%s::bigint[], %s::int[]) AS v(id, n) WHERE p.id = v.id", (list(pids), list(ns)))
+        cur.execute("SELECT nextval(pg_get_serial_sequence('referrals', 'id')) FROM generate_series(1, %s)",
+                    (len(rows),))
+        ref_ids = [r[0] for r in cur.fetchall()]
+        # The partial unique index refuses a second live referral of a child.
+        t = time.perf_counter()
+        with cur.copy(f"COPY referrals (id, {', '.join(referrals.COLUMNS)}) FROM STDIN") as cp:
+            for rid, row in zip(ref_ids, rows):
+                cp.write_row((rid, *row))
+        timings["write_referrals"] = time.perf_counter() - t
+    return ref_ids

@@ -1,0 +1,63 @@
+"""Referrals: a place held for one child, and the facts about it."""
+from __future__ import annotations
+
+from datetime import datetime
+
+import sqlalchemy as sa
+from sqlalchemy.orm import Session
+
+from services.queue.domain.refusals import NotFound
+from services.queue.models import Application, Kindergarten, Referral
+from services.queue.store import chunks
+
+R = Referral.__table__
+A = Application.__table__
+COLUMNS = ("application_id", "place_id", "kindergarten_id", "cohort", "language", "for_category", "category",
+           "needs_confirmation", "preference_index", "status", "state", "run_id", "issued_at", "deadline")
+
+
+def lock(s: Session, referral_id: str | int, app_id: str | None = None) -> Referral:
+    try:
+        rid = int(referral_id)
+    except (TypeError, ValueError):
+        raise NotFound("referral_unknown", field="referral_id", referral_id=referral_id) from None
+    ref = s.scalars(sa.select(Referral).where(Referral.id == rid).with_for_update()).one_or_none()
+    if ref is None or (app_id is not None and ref.application_id != app_id):
+        raise NotFound("referral_not_of_entry", field="referral_id", referral_id=referral_id, application_id=app_id)
+    return ref
+
+
+def event_data(s: Session, ref: Referral, app: Application, **extra) -> dict:
+    """What every referral event carries: ids, the parent, the kindergarten's name and address."""
+    kg = s.get(Kindergarten, ref.kindergarten_id)
+    data = {"referral_id": str(ref.id), "application_id": ref.application_id, "kindergarten_id": ref.kindergarten_id}
+    if app.parent_id:
+        data["parent_id"] = app.parent_id
+    if kg is not None:
+        data["kindergarten_name"] = kg.name
+        if kg.address:
+            data["kindergarten_address"] = kg.address
+    data.update({k: v for k, v in extra.items() if v is not None})
+    return data
+
+
+def imported_ids(s: Session, external_ids: list[str]) -> set[str]:
+    known: set[str] = set()
+    for part in chunks(external_ids, 5000):
+        known.update(s.scalars(sa.select(R.c.external_id).where(R.c.external_id.in_(part))))
+    return known
+
+
+def insert_many(s: Session, rows: list[dict]) -> list[int]:
+    return list(s.execute(sa.insert(R).returning(R.c.id, sort_by_parameter_order=True), rows).scalars())
+
+
+def unstarted(s: Session, limit: int):
+    q = (sa.select(R, A.c.parent_id).join(A, A.c.id == R.c.application_id)
+         .where(R.c.workflow_started_at.is_(None)).order_by(R.c.id).limit(limit))
+    return s.execute(q).mappings().all()
+
+
+def mark_started(s: Session, referral_id: int, at: datetime) -> None:
+    s.execute(sa.update(R).where(R.c.id == referral_id, R.c.workflow_started_at.is_(None))
+              .values(workflow_started_at=at))

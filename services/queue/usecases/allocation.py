@@ -1,0 +1,200 @@
+"""Allocation (DOMAIN.md section 3): nobody asks for it. Every change that can
+alter its outcome (places published or returned, a child joining, a
+privilege rejected, a stop-list ended, a new day on which children turn 2)
+writes an allocation request in its own transaction; the allocator loop then
+runs one allocation at once. A run is safe against concurrent changes by
+the database: pools with free places are locked for the run, place counters
+carry CHECK constraints, a partial unique index allows one live referral per
+child, and a run whose reads went stale is rolled back and retried."""
+from __future__ import annotations
+
+import time
+from collections import Counter
+from dataclasses import dataclass, field
+from datetime import date, datetime
+
+import sqlalchemy as sa
+
+from kezek import calendar as kcal
+from kezek.logging import get_logger
+from services.queue.domain.allocation import Allocation, FreePlaces, allocate_ranked, groups_of
+from services.queue.domain.policy import Policy
+from services.queue.domain.ranking import Applicant, PlaceKey, latest_eligible_birth_date
+from services.queue.models import OPEN_POOL
+from services.queue.store import allocation as generic, allocation_pg, marks, places, runs
+from services.queue.store.times import utc
+from services.queue.usecases.positions import Positions
+from services.queue.usecases.work import RETRYABLE, Context, UnitOfWork
+from workflows import rules
+
+log = get_logger(__name__)
+
+ALLOCATOR = "system:allocator"
+_BIG_RUN = 1000  # referrals in one run after which the preference index is tidied at once
+
+
+@dataclass(frozen=True)
+class Issued:
+    referral_id: int
+    application_id: str
+    place: PlaceKey
+    for_category: str | None
+    preference_index: int
+
+
+@dataclass
+class RunResult:
+    run_id: int | None
+    issued: list[Issued] = field(default_factory=list)
+    candidates: int = 0
+    timings: dict[str, float] = field(default_factory=dict)
+    positions_published: int = 0
+
+
+Pool = tuple[PlaceKey, str | None]  # a place key and the category it is reserved for (None: open)
+
+
+class Allocator:
+    def __init__(self, ctx: Context, positions: Positions):
+        self.ctx = ctx
+        self.positions = positions
+
+    def process_requests(self) -> RunResult | None:
+        """Allocates if anything asked for it since the last run, then
+        publishes the positions that moved (the run's and other changes')."""
+        with self.ctx.read() as w:
+            pending = marks.allocation_requested(w.s)
+        run = self.run() if pending else None
+        t = time.perf_counter()
+        published = self.positions.publish()
+        if run is not None:
+            run.timings["positions"] = time.perf_counter() - t
+            run.positions_published = published
+        return run
+
+    def request_daily(self) -> bool:
+        """Once per local day, at 00:00: children turning 2 today become eligible."""
+        day = self.ctx.today()
+        with self.ctx.uow() as w:
+            return w.request_allocation(f"new day {day}: birthdays", dedupe_key=f"day:{self.ctx.country}:{day}")
+
+    def run(self, *, lock: bool = True, attempts: int = 8) -> RunResult:
+        """One allocation run over every pool with free places. Retried when
+        a concurrent change made its reads stale (the database refuses the
+        write: a CHECK, the unique live-referral index, a deadlock)."""
+        def attempt() -> RunResult:
+            with self.ctx.uow() as w:
+                return self._run(w, lock=lock)
+        result = self.ctx.retried(attempt, on=RETRYABLE, attempts=attempts, event="allocation.retry")
+        if len(result.issued) >= _BIG_RUN:
+            self._tidy_preference_index(result)
+        return result
+
+    def _tidy_preference_index(self, result: RunResult) -> None:
+        """A big run leaves its changed rows in the GIN index's pending list,
+        which every position query would then scan; merge them now rather
+        than wait for autovacuum. Best effort: the run is already committed."""
+        t = time.perf_counter()
+        try:
+            with self.ctx.read() as w:
+                if w.pg:
+                    w.s.execute(sa.text("SELECT gin_clean_pending_list('ix_applications_prefs')"))
+                    w.s.commit()
+        except Exception as exc:
+            log.warning("allocation.index_upkeep_failed", error=repr(exc))
+        result.timings["index_upkeep"] = time.perf_counter() - t
+
+    def _run(self, w: UnitOfWork, *, lock: bool) -> RunResult:
+        t0 = time.perf_counter()
+        timings: dict[str, float] = {}
+        now = w.now()
+        policy, version = w.policy()
+        on = kcal.calendar(policy.country).local_date(now)
+        requests = marks.pending_requests(w.s)
+        free: dict[Pool, int] = {}
+        pool_id: dict[Pool, int] = {}
+        for pid, kg, cohort, lang, cat, n in places.free_pools(w.s, lock=lock):
+            key = (PlaceKey(kg, cohort, lang), cat or None)
+            free[key], pool_id[key] = n, pid
+        timings["lock_pools"] = time.perf_counter() - t0
+        if not free:
+            marks.requests_done(w.s, requests, now)
+            return RunResult(None, timings=timings)
+
+        consumed, allocations = self._allocate(w, free, on, policy)
+        timings["allocate"] = time.perf_counter() - t0 - timings["lock_pools"]
+
+        t1 = time.perf_counter()
+        run_id = runs.start(w.s, at=now, on=on, trigger=f"{len(requests)} requests",
+                            policy={**policy.to_dict(), "version": version},
+                            free_before=[[k.kindergarten, k.cohort, k.language, cat, n] for (k, cat), n in sorted(
+                                free.items(), key=lambda kv: (kv[0][0], kv[0][1] or ""))])
+        issued = self._refer(w, run_id, allocations, consumed, pool_id, policy, timings) if allocations else []
+        timings["write"] = time.perf_counter() - t1
+
+        t2 = time.perf_counter()
+        runs.finish(w.s, run_id, candidates=consumed, allocations=allocations, at=w.now())
+        marks.requests_done(w.s, requests, now, run_id)
+        w.audit(ALLOCATOR, "allocation.run", f"run:{run_id}", {
+            "allocated": len(allocations), "candidates": len(consumed), "requests": len(requests),
+            "on": on.isoformat()})
+        timings["record"] = time.perf_counter() - t2
+        timings["total"] = time.perf_counter() - t0
+        log.info("allocation.done", run_id=run_id, allocated=len(allocations), candidates=len(consumed),
+                 seconds=round(timings["total"], 3))
+        return RunResult(run_id, issued, len(consumed), timings)
+
+    def _allocate(self, w: UnitOfWork, free: FreePlaces, on: date,
+                  policy: Policy) -> tuple[list[Applicant], list[Allocation]]:
+        """Serial dictatorship per (cohort, language) group over the waiting
+        children streamed in rank order; returns the children read and the
+        allocations."""
+        ranked = allocation_pg.ranked if w.pg else generic.ranked
+        bound = latest_eligible_birth_date(on, policy)
+        consumed: list[Applicant] = []
+        allocations: list[Allocation] = []
+        for cohort, language in groups_of(free):
+            group = {k: n for k, n in free.items() if k[0].cohort == cohort and k[0].language == language}
+            stream = ranked(w.s, cohort, language, bound, policy, consumed, group, allocations)
+            try:
+                # One by one: the stream reads `allocations` to know which
+                # places are left when it fetches its next chunk.
+                for x in allocate_ranked(stream, group, on, policy):
+                    allocations.append(x)
+            finally:
+                stream.close()
+        return consumed, allocations
+
+    def _refer(self, w: UnitOfWork, run_id: int, allocations: list[Allocation], consumed: list[Applicant],
+               pool_id: dict[Pool, int], policy: Policy, timings: dict) -> list[Issued]:
+        """The referrals of the run, the places they hold, their audit rows
+        with the inputs that decided each; the positions behind them move."""
+        now = w.now()
+        deadlines = self._deadlines(now, policy)
+        rows = []
+        for x in allocations:
+            cat = x.inputs["category"]
+            needs = policy.category(cat).needs_confirmation
+            place = x.place
+            rows.append((x.child_id, pool_id[(place, x.for_category)], place.kindergarten, place.cohort,
+                         place.language, x.for_category or OPEN_POOL, cat, needs, x.preference_index, "live",
+                         rules.first_state(needs).value, run_id, now, deadlines[needs]))
+        taken = Counter(pool_id[(x.place, x.for_category)] for x in allocations)
+        write = allocation_pg.write if w.pg else generic.write
+        ref_ids = write(w.s, now, [x.child_id for x in allocations], rows, taken, timings)
+        t = time.perf_counter()
+        runs.record_allocations(w.s, [
+            (run_id, seq, rid, x.child_id, x.place.kindergarten, x.place.cohort, x.place.language, x.for_category,
+             x.preference_index, x.inputs) for seq, (x, rid) in enumerate(zip(allocations, ref_ids))])
+        timings["write_audit"] = time.perf_counter() - t
+        # Everyone behind a referred child in any pool it waited in moves up.
+        prefs = {a.child_id: a.preferences for a in consumed}
+        w.positions_moved({(x.place.cohort, k) for x in allocations for k in prefs[x.child_id]})
+        return [Issued(rid, x.child_id, x.place, x.for_category, x.preference_index)
+                for x, rid in zip(allocations, ref_ids)]
+
+    def _deadlines(self, now: datetime, policy: Policy) -> dict[bool, datetime]:
+        """The end of a new referral's first window, with and without a
+        privilege to confirm (workflows/rules.py)."""
+        cal = kcal.calendar(policy.country)
+        return {needs: utc(rules.first_deadline(cal, now, needs, policy)) for needs in (True, False)}
