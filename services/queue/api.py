@@ -17,7 +17,7 @@ from fastapi.responses import JSONResponse
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
 
 from kezek.settings import Settings
-from kezek.web import create_service_app, database_check
+from kezek.web import DomainError, create_service_app, database_check, problem_response
 from services.queue import domain as d
 from services.queue.domain.commands import JoinQueue
 from services.queue.domain.refusals import NotFound, Refused
@@ -351,8 +351,9 @@ def create_app(settings: Settings, queue: Queue | None = None) -> FastAPI:
     app.state.queue = queue
 
     @app.exception_handler(Refused)
-    async def refused(_request: Request, exc: Refused):
-        return JSONResponse({"detail": exc.message, "errors": [exc.as_error()]}, status_code=exc.status_code)
+    async def refused(request: Request, exc: Refused):
+        return problem_response(DomainError(exc.code, field=exc.field, status_code=exc.status_code,
+                                            params=exc.params), request.url.path)
 
     @app.exception_handler(d.DomainError)
     async def domain_refused(_request: Request, exc: d.DomainError):

@@ -8,6 +8,8 @@ from __future__ import annotations
 
 from typing import Any
 
+from kezek import refusals
+
 # The English text of every refusal the queue gives, by code.
 TEXTS: dict[str, str] = {
     # entries
@@ -65,6 +67,9 @@ TEXTS: dict[str, str] = {
     # audit
     "run_unknown": "no allocation run {run_id}",
 }
+
+
+refusals.catalogue("queue", TEXTS)
 
 
 class DomainError(ValueError):
