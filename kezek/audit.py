@@ -32,7 +32,7 @@ from kezek.trust import Principal
 ACT = "act"       # a state change
 LOOK = "look"     # a staff look at personal data
 KINDS = (ACT, LOOK)
-OUTCOMES = ("ok", "refused", "denied")
+OUTCOMES = ("ok", "refused", "denied", "failed")   # failed: a dependency did not answer, nothing changed
 
 
 def _columns() -> list[sa.Column]:

@@ -18,7 +18,7 @@ from services.verification.readmodel.ingest import Ingest
 from services.verification.referrals import ReferralCommands, TemporalReferrals
 from services.verification.settings import as_settings, policy_of
 from services.verification.usecases.abuse import Abuse
-from services.verification.usecases.audit import AuditTrail
+from services.verification.usecases.audit import AuditSearch
 from services.verification.usecases.cases import Cases
 from services.verification.usecases.certificates import Certificates
 from services.verification.usecases.context import Context, StaffView, now_utc
@@ -37,7 +37,7 @@ class Verification:
     certificates: Certificates
     abuse: Abuse
     vouchers: Vouchers
-    audit: AuditTrail
+    audit: AuditSearch
     ctx: Context
     engine: Engine | None = None      # set when built here from the settings' URL
 
@@ -67,7 +67,7 @@ def build(settings: Settings | None = None, *, sessions: sessionmaker[Session] |
         policy=policy, sessions=sessions,
         staff=StaffAccounts(ctx, hasher=hasher, secret=settings.secret_key.get_secret_value().encode()),
         cases=Cases(ctx), certificates=Certificates(ctx), abuse=Abuse(ctx), vouchers=Vouchers(ctx),
-        audit=AuditTrail(ctx), ctx=ctx, engine=engine)
+        audit=AuditSearch(ctx), ctx=ctx, engine=engine)
 
 
 def build_ingest(settings: Settings | None = None, *, clock: Callable[[], datetime] | None = None) -> Ingest:

@@ -81,6 +81,11 @@ PERMISSIONS: Mapping[Role, frozenset[Permission]] = {
 }
 
 
+# What only looks at personal data, as the audit trail tells looks from acts.
+LOOKS = frozenset({"worklist.view", "case.view", "scan.view", "abuse.list", "abuse.view", "voucher.list",
+                   "voucher.view", "voucher.print", "audit.search"})
+
+
 def can(role: Role | str, permission: Permission) -> bool:
     return permission in PERMISSIONS.get(Role(role), frozenset())
 

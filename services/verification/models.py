@@ -7,8 +7,9 @@
   history (from referral.*). The queue service stays the system of record.
 - The department's own records: certificates and their scans (by SHA-256),
   decisions, abuse cases, voucher applications and commission decisions.
-- The audit log: append-only; the migration installs triggers that refuse
-  UPDATE and DELETE on it (and TRUNCATE on PostgreSQL).
+- The audit trail (kezek/audit.py, `audit_trail`): append-only; the
+  migrations install triggers that refuse DELETE and UPDATE on it (and
+  TRUNCATE on PostgreSQL, where only the retention job may rewrite).
 
 Times are stored in UTC.
 """
@@ -19,6 +20,7 @@ from datetime import UTC, date, datetime
 import sqlalchemy as sa
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
+from kezek.audit import AuditTrail
 from kezek.outbox import Outbox
 
 
@@ -53,6 +55,7 @@ class Base(DeclarativeBase):
 
 
 outbox = Outbox(Base.metadata, source="verification")
+audit_trail = AuditTrail(Base.metadata)     # kezek/audit.py: the one audit model of every service
 
 SEQ = sa.BigInteger().with_variant(sa.Integer, "sqlite")
 
@@ -226,20 +229,3 @@ class VoucherDecision(Base):
     district: Mapped[str | None] = mapped_column(sa.String(100), nullable=True)
     decided_by: Mapped[str] = mapped_column(sa.String(36))
     decided_at: Mapped[datetime]
-
-
-class AuditEntry(Base):
-    """One view of personal data or one decision. Append-only."""
-    __tablename__ = "audit_log"
-    seq: Mapped[int] = mapped_column(SEQ, primary_key=True, autoincrement=True)
-    at: Mapped[datetime] = mapped_column(index=True)
-    actor_id: Mapped[str | None] = mapped_column(sa.String(36), nullable=True)
-    actor_login: Mapped[str] = mapped_column(sa.String(40), index=True)
-    actor_role: Mapped[str] = mapped_column(sa.String(20))
-    actor_district: Mapped[str] = mapped_column(sa.String(100), default="")
-    action: Mapped[str] = mapped_column(sa.String(40), index=True)
-    subject_type: Mapped[str] = mapped_column(sa.String(30), default="")
-    subject_id: Mapped[str] = mapped_column(sa.String(100), default="", index=True)
-    district: Mapped[str] = mapped_column(sa.String(100), default="", index=True)
-    outcome: Mapped[str] = mapped_column(sa.String(20), default="ok")   # ok | refused | denied
-    detail: Mapped[dict] = mapped_column(default=dict)

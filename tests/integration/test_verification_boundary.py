@@ -17,7 +17,7 @@ from kezek.migrations import upgrade
 from kezek.trust import declared_routes
 from services.verification.api import create_app
 from services.verification.bootstrap import build_ingest
-from services.verification.models import AuditEntry
+from services.verification.models import Staff, audit_trail
 from services.verification.settings import VerificationSettings
 from tests.fakes.verification import (
     DISTRICT_A, PASSWORD, FakeReferrals, application_received, application_submitted, deliver, referral_issued,
@@ -131,8 +131,10 @@ def test_a_wrong_role_gets_a_403_page_in_its_language_and_the_attempt_is_audited
     r = emil.get("/worklist")
     assert r.status_code == 403 and "Сиздин ролуңуз" in r.text and "text/html" in r.headers["content-type"]
     with sessions() as s:
-        denied = s.query(AuditEntry).filter_by(action="access.denied", actor_login="emil").all()
-    assert [(e.subject_id, e.outcome) for e in denied][-1] == ("/worklist", "denied")
+        emil_id = s.query(Staff.id).filter_by(login="emil").scalar()
+        denied = [e for e in audit_trail.trail(s, actor=f"staff:{emil_id}") if e["action"] == "access.denied"]
+    assert [(e["subject"], e["outcome"], e["actor_role"]) for e in denied][-1] == \
+        ("page:/worklist", "denied", "commission")
 
 
 ODD = ["a\x00b", "\x1b[31m", "\ud7ff\ufffe", "9" * 400, "-1e309", "' OR 1=1 --", "<script>x</script>", ""]

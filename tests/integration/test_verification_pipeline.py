@@ -22,7 +22,7 @@ from kezek.outbox import Outbox
 from kezek.relay import OutboxRelay, make_producer
 from services.verification.settings import VerificationSettings
 from services.verification.consumers import build_consumers
-from services.verification.models import AbuseCase, AuditEntry, Referral, outbox as verification_outbox
+from services.verification.models import AbuseCase, Referral, audit_trail, outbox as verification_outbox
 from services.verification import bootstrap
 from services.verification import domain as d
 from services.verification.usecases.context import Unauthenticated
@@ -31,6 +31,47 @@ from tests.fakes.verification import (
 )
 
 pytestmark = pytest.mark.integration
+
+
+def test_moving_to_the_one_audit_model_keeps_every_entry_and_stays_append_only(pg_url):
+    url = pg_url("verification")
+    upgrade("verification", url, "verification_0003_throttle")
+    engine = make_engine(url)
+    try:
+        old = [  # what the old audit_log held: a staff act, a look, the abuse rule, the console, a refused sign-in
+            ("s-1", "aida", "caseworker", "case.confirm", "referral", "r1", DISTRICT_A, "ok", {"state": "x"}),
+            ("s-1", "aida", "caseworker", "case.view", "referral", "r1", DISTRICT_A, "denied", {}),
+            (None, "system", "system", "abuse.flag", "abuse_case", "c1", DISTRICT_A, "ok", {"cycles": 2}),
+            (None, "system", "", "staff.add", "staff", "s-1", DISTRICT_A, "ok", {"role": "caseworker"}),
+            (None, "nobody", "", "login", "", "", "", "refused", {}),
+        ]
+        with engine.begin() as conn:
+            for n, (actor_id, login, role, action, stype, sid, district, outcome, detail) in enumerate(old):
+                conn.execute(sa.text(
+                    "INSERT INTO audit_log (at, actor_id, actor_login, actor_role, actor_district, action, "
+                    "subject_type, subject_id, district, outcome, detail) VALUES (:at, :aid, :login, :role, '', "
+                    ":action, :stype, :sid, :district, :outcome, CAST(:detail AS json))"),
+                    {"at": datetime(2027, 3, 10, 5, n, tzinfo=UTC), "aid": actor_id, "login": login, "role": role,
+                     "action": action, "stype": stype, "sid": sid, "district": district, "outcome": outcome,
+                     "detail": json.dumps(detail)})
+        upgrade("verification", url)
+        with make_session_factory(engine)() as s:
+            moved = [(r["actor"], r["actor_role"], r["kind"], r["action"], r["subject"], r["outcome"], r["details"])
+                     for r in audit_trail.trail(s)]
+        assert moved == [
+            ("staff:s-1", "caseworker", "act", "case.confirm", "referral:r1", "ok", {"state": "x"}),
+            ("staff:s-1", "caseworker", "look", "case.view", "referral:r1", "denied", {}),
+            ("service:verification", "service", "act", "abuse.flag", "abuse_case:c1", "ok", {"cycles": 2}),
+            ("service:cli", "service", "act", "staff.add", "staff:s-1", "ok", {"role": "caseworker"}),
+            ("anonymous", "anonymous", "act", "login", "login:nobody", "refused", {}),
+        ]
+        for statement in ("UPDATE audit_trail SET actor = 'forged'", "DELETE FROM audit_trail", "TRUNCATE audit_trail"):
+            with pytest.raises(DBAPIError, match="append-only"), engine.begin() as conn:
+                conn.execute(sa.text(statement))
+        with engine.connect() as conn:
+            assert conn.scalar(sa.text("SELECT to_regclass('audit_log')")) is None
+    finally:
+        engine.dispose()
 
 
 def test_parallel_guesses_on_postgresql_are_counted_one_after_the_other(pg_url):
@@ -82,7 +123,7 @@ def relay_all(relay: OutboxRelay, timeout: float = 60) -> int:
     return sent
 
 
-def test_audit_log_on_postgresql_refuses_update_delete_and_truncate(pg_url):
+def test_audit_trail_on_postgresql_refuses_update_delete_and_truncate(pg_url):
     url = pg_url("verification")
     upgrade("verification", url)
     engine = make_engine(url)
@@ -90,14 +131,13 @@ def test_audit_log_on_postgresql_refuses_update_delete_and_truncate(pg_url):
         service = bootstrap.build(sessions=make_session_factory(engine))
         service.staff.add("aida", "Aida", "caseworker", DISTRICT_A, PASSWORD)
         service.staff.login("aida", PASSWORD)
-        for statement in ("UPDATE audit_log SET outcome = 'ok'", "DELETE FROM audit_log WHERE seq > 0",
-                          "TRUNCATE audit_log"):
+        for statement in ("UPDATE audit_trail SET outcome = 'ok'", "DELETE FROM audit_trail WHERE id > 0",
+                          "TRUNCATE audit_trail"):
             with pytest.raises(DBAPIError, match="append-only"):
                 with engine.begin() as conn:
                     conn.execute(sa.text(statement))
         with make_session_factory(engine)() as s:
-            assert [a.action for a in s.scalars(sa.select(AuditEntry).order_by(AuditEntry.seq))] == [
-                "staff.add", "login"]
+            assert [a["action"] for a in audit_trail.trail(s)] == ["staff.add", "login"]
     finally:
         engine.dispose()
 

@@ -18,14 +18,16 @@ from sqlalchemy.orm import Session
 
 from kezek.events import Event
 from kezek.logging import get_logger
+from kezek.trust import service_principal
 from services.verification import domain as d
 from services.verification.models import (
-    AbuseCase, Applicant, AuditEntry, Referral, ReferralEvent, VoucherApplication, outbox, utc,
+    AbuseCase, Applicant, Referral, ReferralEvent, VoucherApplication, audit_trail, outbox, utc,
 )
 from kezek.categories import GENERAL
 from workflows import rules
 
 log = get_logger(__name__)
+THE_RULE = service_principal("verification")     # the abuse rule raises flags as the service itself
 
 # And "expired", as a referral moved from the old portal may have ended.
 CLOSED_STATES = (*sorted(rules.CLOSED_STATES), "expired")
@@ -199,10 +201,9 @@ class Ingest:
             "referral_ids": list(finding.referral_ids), "applications": finding.applications,
             "district": app.district if app else None,
         })
-        s.add(AuditEntry(at=self.clock(), actor_id=None, actor_login="system", actor_role="system",
-                         actor_district="", action="abuse.flag", subject_type="abuse_case", subject_id=case_id,
-                         district=(app.district if app else "") or "", outcome="ok",
-                         detail={"rule": finding.rule, "cycles": finding.cycles, "event_id": event.id}))
+        audit_trail.record(s, THE_RULE, "abuse.flag", f"abuse_case:{case_id}",
+                           district=app.district if app else None, at=self.clock().astimezone(UTC),
+                           details={"rule": finding.rule, "cycles": finding.cycles, "event_id": event.id})
         log.info("verification.abuse_flagged", case_id=case_id, cycles=finding.cycles)
 
 

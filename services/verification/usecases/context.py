@@ -16,9 +16,11 @@ from typing import Any
 from sqlalchemy.orm import Session, sessionmaker
 
 from kezek import calendar as kcal
+from kezek import trust
+from kezek.audit import ACT, LOOK
 from kezek.db import unit_of_work
 from services.verification import domain as d
-from services.verification.models import AuditEntry, Staff, utc
+from services.verification.models import Staff, audit_trail, utc
 from services.verification.readmodel.views import Views
 from services.verification.referrals import ReferralCommands
 from workflows.client import ReferralUnavailable
@@ -69,6 +71,11 @@ class StaffView:
     def can(self, permission: d.Permission) -> bool:
         return d.can(self.role, permission)
 
+    @property
+    def principal(self) -> trust.Principal:
+        """The actor the audit trail records."""
+        return trust.staff_principal(self.id, self.role.value, district=self.district or None)
+
     @classmethod
     def of(cls, s: Staff) -> "StaffView":
         return cls(s.id, s.login, s.full_name, d.Role(s.role), s.district, s.locale)
@@ -109,17 +116,16 @@ class Context:
 
     # ------------------------------------------------------------ audit and access
 
-    def audit(self, s: Session, actor: StaffView | None, action: str, *, subject_type: str = "",
-              subject_id: str = "", district: str | None = "", outcome: str = "ok",
-              login: str | None = None, **detail: Any) -> None:
-        s.add(AuditEntry(
-            at=self.now(), actor_id=actor.id if actor else None,
-            actor_login=(actor.login if actor else login or "")[:40],
-            actor_role=actor.role.value if actor else "", actor_district=actor.district if actor else "",
-            action=action, subject_type=subject_type, subject_id=subject_id or "",
-            district=district or "", outcome=outcome,
-            detail={k: v for k, v in detail.items() if v is not None},
-        ))
+    def audit(self, s: Session, who: StaffView | trust.Principal, action: str, *, subject_type: str = "",
+              subject_id: str = "", district: str | None = None, outcome: str = "ok", **details: Any) -> None:
+        """One entry of the audit trail (kezek/audit.py), in the transaction
+        of what it records: the verified actor, a look (domain.LOOKS) or an
+        act, on `<subject_type>:<subject_id>`."""
+        principal = who.principal if isinstance(who, StaffView) else who
+        subject = f"{subject_type}:{subject_id}" if subject_type else subject_id
+        audit_trail.record(s, principal, action, subject[:200], district=district or None, outcome=outcome,
+                           kind=LOOK if action in d.LOOKS else ACT, at=self.now().astimezone(UTC),
+                           details={k: v for k, v in details.items() if v is not None})
 
     def record_denied(self, actor: StaffView, subject: str) -> None:
         """A refusal at the door (a page the role may not open), in a

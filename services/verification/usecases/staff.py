@@ -20,10 +20,15 @@ from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
+from kezek import trust
 from kezek.db import unit_of_work
 from services.verification import domain as d
 from services.verification.models import SignInFailure, Staff, StaffSession, utc
 from services.verification.usecases.context import Context, StaffView, Throttled, Unauthenticated
+
+
+# Who adds staff: the administrator at the console (`kezek staff-add`).
+CONSOLE = trust.service_principal("cli")
 
 
 def token_hash(token: str) -> str:
@@ -56,7 +61,7 @@ class StaffAccounts:
                             district="" if d.all_districts(role) else district.strip(),
                             locale=locale, active=True, failed_logins=0, created_at=self.ctx.now()))
                 s.flush()
-                self.ctx.audit(s, None, "staff.add", login="system", subject_type="staff", subject_id=staff_id,
+                self.ctx.audit(s, CONSOLE, "staff.add", subject_type="staff", subject_id=staff_id,
                                district=district, login_added=login, role=role)
         except IntegrityError:
             raise d.Refused([d.err("login", "login_taken")]) from None
@@ -105,7 +110,7 @@ class StaffAccounts:
         if known:
             staff.failed_logins += 1
             staff.last_failed_at = now
-        self.ctx.audit(s, None, "login", login=login, outcome="refused",
+        self.ctx.audit(s, trust.ANONYMOUS, "login", subject_type="login", subject_id=login, outcome="refused",
                        throttled=True if d.wait_after(pair.count, d.FREE_FAILURES) else None)
         s.execute(sa.delete(SignInFailure).where(SignInFailure.last_at < now - d.FAILURES_FORGOTTEN_AFTER))
         return Unauthenticated()
@@ -123,7 +128,8 @@ class StaffAccounts:
         s.add(StaffSession(token_hash=token_hash(token), staff_id=staff.id, created_at=now,
                            expires_at=now + d.SESSION_TTL, notice=notice))
         view = StaffView.of(staff)
-        self.ctx.audit(s, view, "login", district=view.district, told_of_failures=notice and notice["failed"])
+        self.ctx.audit(s, view, "login", subject_type="login", subject_id=view.login, district=view.district,
+                       told_of_failures=notice and notice["failed"])
         return token, view
 
     def notice(self, token: str | None) -> dict | None:
@@ -164,7 +170,7 @@ class StaffAccounts:
                 staff = s.get(Staff, row.staff_id)
                 s.delete(row)
                 if staff is not None:
-                    self.ctx.audit(s, StaffView.of(staff), "logout")
+                    self.ctx.audit(s, StaffView.of(staff), "logout", subject_type="login", subject_id=staff.login)
 
     def csrf_token(self, session_token: str) -> str:
         return hmac.new(self.secret, b"csrf:" + session_token.encode(), hashlib.sha256).hexdigest()[:32]
