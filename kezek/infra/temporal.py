@@ -23,7 +23,9 @@ def _wheel_executable(dist: str, name: str) -> Path:
         path = Path(base) / name
         if path.exists():
             return path
-    raise FileNotFoundError(f"{name} not found: is the {dist} wheel installed?")
+    # The production image has neither: they are development tools (`kezek run`, `kezek scenario`).
+    raise FileNotFoundError(f"{name} not found: the {dist} wheel is not installed "
+                            f"(pip install 'kezek[local]'; make setup installs it)")
 
 
 def cli_path() -> Path:
