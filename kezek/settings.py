@@ -101,6 +101,12 @@ class Settings(KezekSettings):
     kafka_ssl_cafile: str = ""
     kafka_ssl_certfile: str = ""
     kafka_ssl_keyfile: str = ""
+    # Partitions of each topic Kezek creates: how many replicas of one consumer can share its work
+    kafka_partitions: int = 12
+    # Brokers holding a copy of each partition (`kezek run`'s single local broker uses 1)
+    kafka_replication_factor: int = 3
+    # Copies that must have a write before the broker acknowledges it (acks=all; `kezek run`: 1)
+    kafka_min_insync_replicas: int = 2
     temporal_address: str = "127.0.0.1:7233"
     temporal_namespace: str = "default"
     temporal_task_queue: str = "referrals"
@@ -139,6 +145,12 @@ class Settings(KezekSettings):
     smtp_port: int = 8025
     # HTTP SMS gateway; empty: SMS are written to the console channel (refused in production)
     sms_gateway_url: str = ""
+    # How many relays, consumer processes per service and workflow workers `kezek run` starts
+    run_relays: int = 1
+    run_consumers_per_service: int = 1
+    run_workers: int = 1
+    # The port of the local PostgreSQL that `kezek run --postgres` starts
+    postgres_port: int = 55432
     log_level: str = "INFO"
     # JSON logs (structlog); false: human-readable console lines
     log_json: bool = True

@@ -1,38 +1,100 @@
-"""`kezek run` (what `make run` calls): the whole system on one machine.
+"""`kezek run` (what `make run` calls): the whole system on one machine,
+supervised like an init system.
 
-Starts the Temporal dev server (SQLite file under the state folder, UI on)
-and a Kafka broker, migrates every service's database (SQLite files by
-default, or a local PostgreSQL with --postgres), then runs the services, the
-outbox relay, the consumers and the workflow worker as child processes,
-waits until they answer, loads demo data and prints where to open it.
-Ctrl-C or `kezek stop` stops everything, children first.
+It starts the Temporal dev server (SQLite file under the state folder, UI
+on) and a Kafka broker (and a local PostgreSQL with --postgres), migrates
+every service's database, creates the topics, then runs as child processes
+each HTTP service, the outbox relays (KEZEK_RUN_RELAYS), one consumer
+process per service (`kezek consume --service NAME`,
+KEZEK_RUN_CONSUMERS_PER_SERVICE of each) and the workflow workers
+(KEZEK_RUN_WORKERS); waits until they answer, loads demo data and prints
+where to open it. Then it watches:
+
+- a part that exits is started again after a pause (1 s, doubled at each
+  failure up to 30 s, back to 1 s once it has run a minute) and the log
+  says so; everything else runs on;
+- a relay, consumer or worker whose heartbeat went stale, or an HTTP
+  service that stopped answering /health, is hung: killed and started again;
+- Kafka, Temporal and PostgreSQL are started again on their own data and
+  ports when they die; the parts reconnect by themselves.
+
+`<state>/run.json` names every part with its pid and restarts. Ctrl-C or
+`kezek stop` stops the parts (SIGTERM, SIGKILL after 10 s), then the servers
+(likewise), and removes `run.pid` and `run.json`: stop always completes, and
+every child dies with the supervisor even if it is killed with -9.
 """
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import signal
 import subprocess
 import sys
 import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import httpx
 
 from kezek import wiring
 from kezek.events import aggregates
+from kezek.health import STALE_AFTER_SECONDS, heartbeat_age, heartbeat_path, read_heartbeat
 from kezek.infra.kafka import KafkaBroker, ensure_topics
 from kezek.infra.postgres import PostgresCluster
-from kezek.infra.procs import port_open, stop_process, wait_until
+from kezek.infra.procs import die_with_parent, port_open, wait_until
 from kezek.infra.temporal import TemporalDevServer
 from kezek.migrations import migration_services, upgrade
 from kezek.settings import Settings
 
 PUBLIC_TOPIC_SUFFIX = "public.v1"
 
+FIRST_DELAY = 1.0           # before a part that exited starts again
+MAX_DELAY = 30.0
+STEADY_AFTER = 60.0         # a part that ran this long starts again at FIRST_DELAY
+STOP_TIMEOUT = 10.0         # SIGTERM, then SIGKILL
+START_GRACE = 120.0         # a new part may take this long to answer or beat
+HUNG_AFTER = 60.0           # unwell this long after the grace: killed and started again
+CHECK_EVERY = 5.0
+
 
 def say(msg: str) -> None:
     print(f"[kezek] {msg}", flush=True)
+
+
+class StopRequested(Exception):
+    """Ctrl-C or SIGTERM while the supervisor waits on something long."""
+
+
+@dataclass
+class Part:
+    """One of our child processes: `kezek <args>`."""
+    name: str
+    kind: str                  # service | relay | consumer | worker
+    args: list[str]
+    proc: subprocess.Popen | None = None
+    started: float = 0.0
+    restarts: int = 0
+    delay: float = FIRST_DELAY
+    due: float | None = None   # when it starts again, once it has exited
+    unwell_since: float | None = None
+    checked: float = 0.0
+
+
+@dataclass
+class Server:
+    """Kafka, Temporal or PostgreSQL: `alive()`, `start()`, `stop()`, `pid`."""
+    name: str
+    server: object
+    restarts: int = 0
+    delay: float = FIRST_DELAY
+    due: float | None = None
+    started: float = field(default_factory=time.monotonic)
+
+    @property
+    def pid(self) -> int | None:
+        return self.server.pid
 
 
 class Supervisor:
@@ -40,9 +102,18 @@ class Supervisor:
         self.settings = settings
         self.state = settings.state_dir.resolve()
         self.use_postgres = postgres
-        self.infra: list = []
-        self.children: list[tuple[str, subprocess.Popen]] = []
+        self.servers: list[Server] = []
+        self.parts: list[Part] = []
         self.env = dict(os.environ)
+        self.interruptible = True
+        self.stopping = False
+        self._written = ""
+
+    # -- signals -----------------------------------------------------------
+    def request_stop(self, *_) -> None:
+        self.stopping = True
+        if self.interruptible:
+            raise StopRequested()
 
     # -- infrastructure ----------------------------------------------------
     def start_infrastructure(self) -> None:
@@ -53,21 +124,33 @@ class Supervisor:
             if port_open(port):
                 raise SystemExit(f"port {port} for {what} is taken: is kezek already running? (make stop)")
         say(f"starting Temporal dev server on {s.temporal_address} (UI :{s.temporal_ui_port})")
+        # Each server is in self.servers before it starts, so that a Ctrl-C
+        # while it starts stops it too.
         temporal = TemporalDevServer(self.state / "temporal", port=int(t_port), ui_port=s.temporal_ui_port)
-        self.infra.append(temporal.start())
+        self.servers.append(Server("temporal", temporal))
+        temporal.start()
         say(f"starting Kafka on {s.kafka_bootstrap}")
-        kafka = KafkaBroker(self.state / "kafka", port=int(k_port), controller_port=int(k_port) + 1)
-        self.infra.append(kafka.start())
+        # One local broker: every partition has one copy.
+        kafka = KafkaBroker(self.state / "kafka", port=int(k_port), controller_port=int(k_port) + 1,
+                            partitions=s.kafka_partitions, replication_factor=1, min_insync_replicas=1)
+        self.servers.append(Server("kafka", kafka))
+        kafka.start()
+        self.env.update(KEZEK_KAFKA_REPLICATION_FACTOR="1", KEZEK_KAFKA_MIN_INSYNC_REPLICAS="1")
         topics = [s.topic(a) for a in aggregates()] + [s.topic(PUBLIC_TOPIC_SUFFIX)]
-        ensure_topics(s.kafka_bootstrap, topics)
+        ensure_topics(s.kafka_bootstrap, topics, partitions=s.kafka_partitions, replication_factor=1,
+                      min_insync_replicas=1)
         if self.use_postgres:
-            data = self.state / "postgres"
             self.state.chmod(0o755)
-            say("starting PostgreSQL")
-            pg = PostgresCluster(data, port=55432).start()
-            self.infra.append(pg)
+            pg = PostgresCluster(self.state / "postgres", port=s.postgres_port)
+            self.servers.append(Server("postgres", pg))
+            if pg.alive():   # left by a supervisor that was killed: ours, on our data
+                say(f"PostgreSQL already runs on {self.state / 'postgres'} (pid {pg.pid}): using it")
+            else:
+                say(f"starting PostgreSQL on 127.0.0.1:{s.postgres_port}")
+                pg.start()
             self.env["KEZEK_DATABASE_URL"] = pg.url("kezek")
         self.env["KEZEK_STATE_DIR"] = str(self.state)
+        self.write_state()
 
     def migrate(self) -> None:
         settings = self.settings_for_children()
@@ -76,33 +159,63 @@ class Supervisor:
         say(f"migrated {', '.join(migration_services())}")
 
     # -- our own processes -------------------------------------------------
-    def spawn(self, name: str, *args: str) -> None:
-        log = open(self.state / "logs" / f"{name}.log", "ab")
-        proc = subprocess.Popen([sys.executable, "-m", "kezek.cli", *args], env=self.env,
-                                stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
-        self.children.append((name, proc))
+    def plan(self) -> list[Part]:
+        s = self.settings
+
+        def numbered(base: str, n: int, i: int) -> str:
+            return base if n == 1 else f"{base}-{i}"
+
+        parts = [Part(service, "service", ["serve", service]) for service in wiring.services_with_api()]
+        for i in range(1, s.run_relays + 1):
+            name = numbered("relay", s.run_relays, i)
+            parts.append(Part(name, "relay", ["relay", "--name", name]))
+        for service in wiring.services_with_background():
+            for i in range(1, s.run_consumers_per_service + 1):
+                name = numbered(f"consume-{service}", s.run_consumers_per_service, i)
+                parts.append(Part(name, "consumer", ["consume", "--service", service, "--name", name]))
+        if wiring.has_workflows():
+            for i in range(1, s.run_workers + 1):
+                name = numbered("worker", s.run_workers, i)
+                parts.append(Part(name, "worker", ["worker", "--name", name]))
+        return parts
+
+    def spawn(self, part: Part) -> None:
+        log = open(self.state / "logs" / f"{part.name}.log", "ab")
+        part.proc = subprocess.Popen([sys.executable, "-m", "kezek.cli", *part.args], env=self.env, stdout=log,
+                                     stderr=subprocess.STDOUT, start_new_session=True, preexec_fn=die_with_parent)
+        log.close()
+        part.started = time.monotonic()
+        part.due = part.unwell_since = None
 
     def start_processes(self) -> None:
         (self.state / "logs").mkdir(parents=True, exist_ok=True)
-        for service in wiring.services_with_api():
-            self.spawn(service, "serve", service)
-        self.spawn("relay", "relay")
-        self.spawn("consumers", "consume")
-        if wiring.has_workflows():
-            self.spawn("worker", "worker")
+        self.parts = self.plan()
+        for part in self.parts:
+            self.spawn(part)
+        self.write_state()
 
     def wait_healthy(self, timeout: float = 90) -> None:
-        for service in wiring.services_with_api():
-            url = f"{self.settings.url_of(service)}/health"
-            proc = dict(self.children)[service]
+        for part in self.parts:
+            if part.kind == "service":
+                wait_until(lambda p=part: self.answers(p), timeout,
+                           f"{part.name} ({self.settings.url_of(part.name)}); see {self.state}/logs/{part.name}.log",
+                           part.proc)
 
-            def answers() -> bool:
-                try:
-                    return httpx.get(url, timeout=1).status_code == 200
-                except httpx.HTTPError:
-                    return False
+    def answers(self, part: Part) -> bool:
+        try:
+            return httpx.get(f"{self.settings.url_of(part.name)}/health", timeout=2).status_code == 200
+        except httpx.HTTPError:
+            return False
 
-            wait_until(answers, timeout, f"{service} ({url}); see {self.state}/logs/{service}.log", proc)
+    def well(self, part: Part) -> bool | None:
+        """Liveness: True, False, or None while it is too early to say."""
+        if part.kind == "service":
+            return self.answers(part)
+        report = read_heartbeat(heartbeat_path(self.state, part.name))
+        if report is None or report.get("pid") != part.proc.pid:
+            return None     # not written yet by this incarnation
+        age = heartbeat_age(report)
+        return age is not None and age <= STALE_AFTER_SECONDS
 
     def load_demo_data(self) -> None:
         demo = wiring.optional_module("kezek.demo")
@@ -131,26 +244,136 @@ class Supervisor:
             print(f"  {label:<24} {url}", flush=True)
         say(f"logs in {self.state}/logs; stop with Ctrl-C or `make stop`")
 
-    # -- lifecycle ---------------------------------------------------------
-    def stop(self) -> None:
-        for _name, proc in reversed(self.children):
-            if proc.poll() is None:
-                os.killpg(proc.pid, signal.SIGTERM)
-        for _name, proc in reversed(self.children):
-            stop_process(proc, timeout=15)
-        for server in reversed(self.infra):
-            server.stop()
-        self.children.clear()
-        self.infra.clear()
-
-    def watch(self, stop_requested) -> int:
-        while not stop_requested():
-            for name, proc in self.children:
-                if proc.poll() is not None:
-                    say(f"{name} exited with code {proc.returncode}; see {self.state}/logs/{name}.log")
-                    return 1
+    # -- watching ----------------------------------------------------------
+    def watch(self) -> int:
+        self.interruptible = False
+        while not self.stopping:
+            for server in self.servers:
+                self.tend_server(server)
+            for part in self.parts:
+                self.tend_part(part)
+            self.write_state()
             time.sleep(0.5)
         return 0
+
+    def tend_server(self, srv: Server) -> None:
+        now = time.monotonic()
+        if srv.due is None:
+            if srv.server.alive():
+                return
+            if now - srv.started >= STEADY_AFTER:
+                srv.delay = FIRST_DELAY
+            say(f"{srv.name} died; starting it again")
+            srv.due = now
+        if now < srv.due or self.stopping:
+            return
+        t = time.monotonic()
+        try:
+            self.interruptible = True
+            srv.server.start()
+        except StopRequested:
+            raise
+        except Exception as exc:
+            srv.due = time.monotonic() + srv.delay
+            say(f"{srv.name} did not start ({exc!r}); trying again in {srv.delay:.0f} s")
+            srv.delay = min(srv.delay * 2, MAX_DELAY)
+            return
+        finally:
+            self.interruptible = False
+        srv.restarts += 1
+        srv.due = None
+        srv.started = time.monotonic()
+        say(f"{srv.name} is back after {time.monotonic() - t:.1f} s (restart {srv.restarts})")
+
+    def tend_part(self, part: Part) -> None:
+        now = time.monotonic()
+        if part.due is None and part.proc.poll() is None:
+            if now - part.checked < CHECK_EVERY:
+                return
+            part.checked = now
+            well = self.well(part)
+            if well or (well is None and now - part.started < START_GRACE):
+                part.unwell_since = None
+                return
+            part.unwell_since = part.unwell_since or now
+            if now - part.started < START_GRACE or now - part.unwell_since < HUNG_AFTER:
+                return
+            say(f"{part.name} (pid {part.proc.pid}) is hung: killing it")
+            self.kill(part.proc)
+        if part.due is None:
+            if now - part.started >= STEADY_AFTER:
+                part.delay = FIRST_DELAY
+            part.due = now + part.delay
+            say(f"{part.name} (pid {part.proc.pid}) exited with code {part.proc.returncode}; starting it again in "
+                f"{part.delay:.0f} s (see {self.state}/logs/{part.name}.log)")
+            part.delay = min(part.delay * 2, MAX_DELAY)
+        elif now >= part.due:
+            self.spawn(part)
+            part.restarts += 1
+            say(f"{part.name} started again (pid {part.proc.pid}, restart {part.restarts})")
+
+    @staticmethod
+    def kill(proc: subprocess.Popen) -> None:
+        try:
+            os.killpg(proc.pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+        proc.wait(timeout=10)
+
+    def write_state(self) -> None:
+        state = {
+            "pid": os.getpid(),
+            "servers": {s.name: {"pid": s.pid, "restarts": s.restarts} for s in self.servers},
+            "parts": {p.name: {"kind": p.kind, "pid": p.proc.pid if p.proc and p.proc.poll() is None else None,
+                               "restarts": p.restarts} for p in self.parts},
+        }
+        text = json.dumps(state, indent=1)
+        if text != self._written:
+            tmp = self.state / "run.json.tmp"
+            tmp.write_text(text)
+            os.replace(tmp, self.state / "run.json")
+            self._written = text
+
+    # -- stopping ----------------------------------------------------------
+    def stop(self) -> None:
+        """Parts first, all at once (SIGTERM, SIGKILL after STOP_TIMEOUT),
+        then the servers in reverse order. Never raises, always ends."""
+        self.interruptible = False
+        running = [p.proc for p in self.parts if p.proc is not None and p.proc.poll() is None]
+        for proc in running:
+            try:
+                os.killpg(proc.pid, signal.SIGTERM)
+            except ProcessLookupError:
+                pass
+        deadline = time.monotonic() + STOP_TIMEOUT
+        for proc in running:
+            try:
+                proc.wait(timeout=max(0.1, deadline - time.monotonic()))
+            except subprocess.TimeoutExpired:
+                say(f"pid {proc.pid} did not stop within {STOP_TIMEOUT:.0f} s: killing it")
+                self.kill(proc)
+        for srv in reversed(self.servers):
+            try:
+                srv.server.stop()
+            except Exception as exc:
+                say(f"stopping {srv.name} failed ({exc!r}); killing it")
+                try:
+                    srv.server.stop(hard=True)
+                except Exception:
+                    pass
+        self.parts.clear()
+        self.servers.clear()
+        (self.state / "run.json").unlink(missing_ok=True)
+
+
+def running_supervisor(state: Path) -> int | None:
+    """The pid of a `kezek run` on this state folder, if one is alive."""
+    try:
+        pid = int((state / "run.pid").read_text().strip())
+        cmdline = Path(f"/proc/{pid}/cmdline").read_bytes()
+    except (OSError, ValueError):
+        return None
+    return pid if b"kezek" in cmdline else None
 
 
 def main(argv: list[str]) -> int:
@@ -162,14 +385,11 @@ def main(argv: list[str]) -> int:
     settings = Settings()
     settings.state_dir.mkdir(parents=True, exist_ok=True)
     pid_file = settings.state_dir / "run.pid"
-    stopping = {"flag": False}
-
-    def request_stop(*_):
-        stopping["flag"] = True
-
-    signal.signal(signal.SIGINT, request_stop)
-    signal.signal(signal.SIGTERM, request_stop)
+    if (other := running_supervisor(settings.state_dir.resolve())) is not None:
+        raise SystemExit(f"kezek is already running (pid {other}); stop it with `make stop`")
     sup = Supervisor(settings, postgres=args.postgres)
+    signal.signal(signal.SIGINT, sup.request_stop)
+    signal.signal(signal.SIGTERM, sup.request_stop)
     rc = 0
     try:
         pid_file.write_text(str(os.getpid()))
@@ -180,8 +400,12 @@ def main(argv: list[str]) -> int:
         if not args.no_demo:
             sup.load_demo_data()
         sup.print_urls()
-        rc = sup.watch(lambda: stopping["flag"])
+        rc = sup.watch()
+    except StopRequested:
+        pass
     finally:
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
+        signal.signal(signal.SIGTERM, signal.SIG_IGN)
         say("stopping")
         sup.stop()
         pid_file.unlink(missing_ok=True)

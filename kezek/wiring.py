@@ -13,6 +13,13 @@ from types import ModuleType
 from kezek.settings import SERVICES, Settings
 
 
+# Who talks to Temporal besides the worker (kezek/health.py checks it for
+# them): the HTTP processes of these services act on referral workflows
+# while they answer a request; the queue's background jobs start them.
+API_USES_TEMPORAL = ("gateway", "verification")
+JOBS_USE_TEMPORAL = ("queue",)
+
+
 def optional_module(name: str) -> ModuleType | None:
     try:
         return importlib.import_module(name)
@@ -38,16 +45,16 @@ def create_app(service: str, settings: Settings):
     return factory(settings)
 
 
-def consumers(settings: Settings) -> list:
-    return [c for s in SERVICES if (build := _part(s, "consumers", "build_consumers")) for c in build(settings)]
+def consumers(settings: Settings, services: tuple[str, ...] = SERVICES) -> list:
+    return [c for s in services if (build := _part(s, "consumers", "build_consumers")) for c in build(settings)]
 
 
 def activities(settings: Settings) -> list:
     return [a for s in SERVICES if (build := _part(s, "activities", "build_activities")) for a in build(settings)]
 
 
-def jobs(settings: Settings) -> list:
-    return [j for s in SERVICES if (build := _part(s, "jobs", "build_jobs")) for j in build(settings)]
+def jobs(settings: Settings, services: tuple[str, ...] = SERVICES) -> list:
+    return [j for s in services if (build := _part(s, "jobs", "build_jobs")) for j in build(settings)]
 
 
 def has_workflows() -> bool:
@@ -60,5 +67,15 @@ def public_contract() -> ModuleType | None:
     return optional_module("services.gateway.public.contract")
 
 
-def outboxes() -> list[tuple[str, object]]:
-    return [(s, ob) for s in SERVICES if (ob := _part(s, "models", "outbox")) is not None]
+def services_with_background() -> list[str]:
+    """Services with Kafka consumers or background jobs: `kezek consume
+    --service NAME` runs them, one process per service."""
+    return [s for s in SERVICES if _part(s, "consumers", "build_consumers") or _part(s, "jobs", "build_jobs")]
+
+
+def services_with_activities() -> list[str]:
+    return [s for s in SERVICES if _part(s, "activities", "build_activities")]
+
+
+def outboxes(services: tuple[str, ...] = SERVICES) -> list[tuple[str, object]]:
+    return [(s, ob) for s in services if (ob := _part(s, "models", "outbox")) is not None]

@@ -20,6 +20,9 @@ from temporalio.worker.workflow_sandbox import SandboxedWorkflowRunner, SandboxR
 
 from kezek import calendar as kcal
 from kezek import connections, wiring
+from kezek.commands.background import add_name_option, heartbeat_of
+from kezek.db import make_engine
+from kezek.health import HEARTBEAT_SECONDS, database_check, run_checks, temporal_check_async, write_heartbeat
 from kezek.logging import configure_logging, get_logger
 from kezek.settings import Settings
 from workflows.contracts import TASK_QUEUE
@@ -65,8 +68,34 @@ def build_worker(client: Client, activities: Iterable[Callable[..., Any]], *,
     return Worker(client, task_queue=task_queue, workflows=WORKFLOWS, activities=list(activities), **options)
 
 
-async def serve(settings: Settings) -> None:
-    """Runs the worker with every service's activities until SIGINT/SIGTERM."""
+async def heartbeat(settings: Settings, name: str, client: Client, running: asyncio.Task,
+                    stop: asyncio.Event) -> None:
+    """The worker's heartbeat (kezek.health): its databases and Temporal,
+    every few seconds, until it stops."""
+    path = heartbeat_of(settings, name)
+    databases = [(f"database:{s}", database_check(make_engine(settings.database_url_for(s))))
+                 for s in wiring.services_with_activities()]
+    try:
+        while not stop.is_set():
+            checks = await asyncio.to_thread(run_checks, databases)
+            try:
+                await temporal_check_async(client)
+                checks["temporal"] = "ok"
+            except Exception as exc:
+                checks["temporal"] = repr(exc)[:300]
+            await asyncio.to_thread(write_heartbeat, path, loops={"worker": not running.done()}, checks=checks)
+            try:
+                await asyncio.wait_for(stop.wait(), HEARTBEAT_SECONDS)
+            except TimeoutError:
+                pass
+    finally:
+        path.unlink(missing_ok=True)
+
+
+async def serve(settings: Settings, name: str = "worker") -> None:
+    """Runs the worker with every service's activities until SIGINT/SIGTERM;
+    a worker that fails on its own ends the process with an error, so that
+    its supervisor starts it again."""
     log = get_logger(__name__)
     client = await Client.connect(settings.temporal_address, namespace=settings.temporal_namespace,
                                   data_converter=pydantic_data_converter, **connections.temporal())
@@ -75,18 +104,31 @@ async def serve(settings: Settings) -> None:
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, stop.set)
-    async with worker:
-        log.info("worker.started", task_queue=settings.temporal_task_queue, address=settings.temporal_address)
-        await stop.wait()
+    running = asyncio.create_task(worker.run())
+    beat = asyncio.create_task(heartbeat(settings, name, client, running, stop))
+    log.info("worker.started", task_queue=settings.temporal_task_queue, address=settings.temporal_address)
+    stopped = asyncio.create_task(stop.wait())
+    await asyncio.wait({running, stopped}, return_when=asyncio.FIRST_COMPLETED)
+    stop.set()
+    if not running.done():
+        await worker.shutdown()
+    await beat
+    await running   # a worker that failed on its own raises here
     log.info("worker.stopped")
 
 
 def main(argv: list[str]) -> int:
     """`kezek worker`: the Temporal worker for the referral workflows, with
-    the activities of every service that owns some (see kezek.wiring)."""
-    argparse.ArgumentParser(prog="kezek worker", description=main.__doc__).parse_args(argv)
+    the activities of every service that owns some (see kezek.wiring). Run
+    as many as you like on one task queue: Temporal spreads the workflow and
+    activity tasks among them, and gives a task a dead worker held to
+    another when its timeout ends."""
+    p = argparse.ArgumentParser(prog="kezek worker", description=main.__doc__)
+    add_name_option(p, "worker")
+    args = p.parse_args(argv)
+    name = args.name or "worker"
     settings = Settings()
-    configure_logging(settings.log_level, settings.log_json, service="worker")
+    configure_logging(settings.log_level, settings.log_json, service=name)
     connections.configure(settings)
-    asyncio.run(serve(settings))
+    asyncio.run(serve(settings, name))
     return 0

@@ -1,22 +1,39 @@
-"""Runs loops in threads until SIGINT/SIGTERM, then stops them together."""
+"""Runs loops in threads until SIGINT/SIGTERM, then stops them together;
+writes the process's heartbeat (kezek.health) meanwhile."""
 from __future__ import annotations
 
+import argparse
 import signal
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
+from pathlib import Path
 
+from kezek.health import Check, Heartbeat, heartbeat_path
 from kezek.logging import get_logger
 
 log = get_logger(__name__)
 
+Loop = Callable[[threading.Event], None]
 
-def run_loops(loops: list[tuple[str, Callable[[threading.Event], None]]]) -> int:
+
+def add_name_option(parser: argparse.ArgumentParser, default: str) -> None:
+    parser.add_argument("--name", help="this process's name, unique among the running parts: its heartbeat is "
+                                       f"<state_dir>/health/NAME.json (default: {default})")
+
+
+def run_loops(loops: list[tuple[str, Loop]], *, heartbeat: Path | None = None,
+              checks: Iterable[tuple[str, Check]] = ()) -> int:
+    """Returns 0 when asked to stop, 1 when a loop died (the process then
+    exits, and its supervisor starts it again)."""
     stop = threading.Event()
     for sig in (signal.SIGINT, signal.SIGTERM):
         signal.signal(sig, lambda *_: stop.set())
     threads = [threading.Thread(target=fn, args=(stop,), name=name, daemon=True) for name, fn in loops]
     for t in threads:
         t.start()
+    if heartbeat is not None:
+        beat = Heartbeat(heartbeat, checks, lambda: {t.name: t.is_alive() for t in threads})
+        threading.Thread(target=beat.run, args=(stop,), name="heartbeat", daemon=True).start()
     log.info("loops.started", loops=[name for name, _ in loops])
     while not stop.is_set():
         stop.wait(0.5)
@@ -29,4 +46,10 @@ def run_loops(loops: list[tuple[str, Callable[[threading.Event], None]]]) -> int
             return 1
     for t in threads:
         t.join(timeout=10)
+    if heartbeat is not None:
+        heartbeat.unlink(missing_ok=True)
     return 0
+
+
+def heartbeat_of(settings, name: str) -> Path:
+    return heartbeat_path(settings.state_dir, name)

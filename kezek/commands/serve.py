@@ -6,6 +6,7 @@ import argparse
 import uvicorn
 
 from kezek import connections, wiring
+from kezek.health import api_checks
 from kezek.logging import configure_logging
 from kezek.settings import SERVICES, Settings
 
@@ -19,6 +20,9 @@ def main(argv: list[str]) -> int:
     configure_logging(settings.log_level, settings.log_json, service=args.service)
     connections.configure(settings)
     app = wiring.create_app(args.service, settings)
+    # /ready runs the app's own checks (its database) and those of what else
+    # this process talks to (kezek.health).
+    app.state.ready_checks = [*app.state.ready_checks, *api_checks(args.service, settings)]
     uvicorn.run(app, host=settings.host, port=args.port or settings.port_of(args.service),
                 log_config=None, access_log=False, timeout_graceful_shutdown=5)
     return 0

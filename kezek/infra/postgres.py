@@ -5,6 +5,7 @@ from __future__ import annotations
 import glob
 import os
 import shutil
+import signal
 import subprocess
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -63,6 +64,37 @@ class PostgresCluster:
         wait_until(self.ready, timeout, "PostgreSQL")
         return self
 
-    def stop(self) -> None:
-        subprocess.run(_as_owner([str(pg_bin() / "pg_ctl"), "-D", str(self.data_dir), "-m", "fast", "-w", "stop"]),
-                       capture_output=True)
+    @property
+    def pid(self) -> int | None:
+        """The postmaster's pid while it runs (pg_ctl leaves it running on
+        its own, so this is how a supervisor watches it)."""
+        try:
+            pid = int((self.data_dir / "postmaster.pid").read_text().split("\n", 1)[0])
+            os.kill(pid, 0)
+        except (OSError, ValueError):
+            return None
+        return pid
+
+    def alive(self) -> bool:
+        return self.pid is not None
+
+    def stop(self, hard: bool = False, timeout: float = 30) -> None:
+        """A fast shutdown (sessions ended, no waiting for clients), then
+        immediate (at once when `hard`), then SIGKILL: it always ends."""
+        for mode in ("immediate",) if hard else ("fast", "immediate"):
+            pid = self.pid
+            if pid is None:
+                return
+            try:
+                subprocess.run(_as_owner([str(pg_bin() / "pg_ctl"), "-D", str(self.data_dir), "-m", mode,
+                                          "-w", "-t", str(int(timeout)), "stop"]),
+                               capture_output=True, timeout=timeout + 10)
+            except subprocess.TimeoutExpired:
+                pass
+        pid = self.pid
+        if pid is not None:
+            try:
+                os.kill(pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+            wait_until(lambda: self.pid is None, 10, "PostgreSQL to end")

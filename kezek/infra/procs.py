@@ -21,6 +21,17 @@ def port_open(port: int, host: str = "127.0.0.1") -> bool:
         return s.connect_ex((host, port)) == 0
 
 
+def die_with_parent() -> None:
+    """A `preexec_fn`: the child gets SIGTERM when the thread that started
+    it ends (Linux's parent-death signal), so a supervisor or a test run
+    killed with -9 leaves no server behind. Start servers from the main
+    thread, which ends only with the process."""
+    import ctypes
+
+    PR_SET_PDEATHSIG = 1
+    ctypes.CDLL(None, use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGTERM)
+
+
 def wait_until(check: Callable[[], bool], timeout: float, what: str, proc: subprocess.Popen | None = None) -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
@@ -33,16 +44,19 @@ def wait_until(check: Callable[[], bool], timeout: float, what: str, proc: subpr
 
 
 def stop_process(proc: subprocess.Popen | None, timeout: float = 15, hard: bool = False) -> None:
-    """Stops a process started in its own session (and its children)."""
+    """Stops a process started in its own session (and its children):
+    SIGTERM, then SIGKILL to the whole group after `timeout`. It always ends."""
     if proc is None or proc.poll() is not None:
         return
-    sig = signal.SIGKILL if hard else signal.SIGTERM
     try:
-        os.killpg(proc.pid, sig)
+        os.killpg(proc.pid, signal.SIGKILL if hard else signal.SIGTERM)
     except ProcessLookupError:
-        return
+        pass
     try:
         proc.wait(timeout=timeout)
     except subprocess.TimeoutExpired:
-        os.killpg(proc.pid, signal.SIGKILL)
+        try:
+            os.killpg(proc.pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
         proc.wait(timeout=10)

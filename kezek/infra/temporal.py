@@ -10,7 +10,7 @@ import sysconfig
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from kezek.infra.procs import free_port, port_open, stop_process, wait_until
+from kezek.infra.procs import die_with_parent, free_port, port_open, stop_process, wait_until
 
 
 def _wheel_executable(dist: str, name: str) -> Path:
@@ -73,11 +73,20 @@ class TemporalDevServer:
     def start(self, timeout: float = 60) -> "TemporalDevServer":
         self.state_dir.mkdir(parents=True, exist_ok=True)
         log = open(self.state_dir / "temporal.log", "ab")
-        self.proc = subprocess.Popen(self.command(), stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+        self.proc = subprocess.Popen(self.command(), stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
+                                     preexec_fn=die_with_parent)
+        log.close()
         wait_until(self.healthy, timeout, "Temporal dev server", self.proc)
         if self.ui_port:
             wait_until(lambda: port_open(self.ui_port), timeout, "Temporal UI", self.proc)
         return self
+
+    def alive(self) -> bool:
+        return self.proc is not None and self.proc.poll() is None
+
+    @property
+    def pid(self) -> int | None:
+        return self.proc.pid if self.alive() else None
 
     def stop(self, hard: bool = False) -> None:
         stop_process(self.proc, hard=hard)

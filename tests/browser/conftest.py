@@ -175,7 +175,7 @@ class Portal:
             found.update(r.json() if r.status_code == 200 else {})
             return bool(found)
 
-        wait_until(joined, timeout, f"queue entry of {child_pin}; consumers log:\n{self.log('consumers')}")
+        wait_until(joined, timeout, f"queue entry of {child_pin}; consume-queue log:\n{self.log('consume-queue')}")
         return found
 
     def entry(self, application_id: str) -> dict:
@@ -220,7 +220,7 @@ class Portal:
             return any(e["action"] == "referral.issued" for e in trail)
 
         wait_until(recorded, timeout, f"referral workflow of {application_id}; worker log:\n{self.log('worker')}\n"
-                                      f"consumers log:\n{self.log('consumers')}")
+                                      f"consume-queue log:\n{self.log('consume-queue')}")
         return self.entry(application_id)["referral"]
 
 

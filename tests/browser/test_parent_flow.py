@@ -266,7 +266,7 @@ def test_voucher_applicant_sees_the_district_commissions_decision(portal, commis
             break
         page.wait_for_timeout(300)
         page.reload()
-    assert voucher.get_attribute("data-voucher") == "approved", portal.log("consumers")
+    assert voucher.get_attribute("data-voucher") == "approved", portal.log("consume-gateway")
     assert f"решение № {number} от " in voucher.inner_text()
     assert "Государство оплачивает место полностью" in voucher.inner_text()
     shot("voucher-approved")

@@ -1,0 +1,102 @@
+"""The supervisor's rules on stand-in processes (the whole system killed
+part by part is tests/e2e/test_supervision.py): a part that exits is started
+again after a pause that doubles while it keeps failing, and a part that
+stops beating is killed and started again."""
+from __future__ import annotations
+
+import json
+import subprocess
+import time
+
+import pytest
+
+from kezek import supervisor as sup
+from kezek.health import heartbeat_path
+from kezek.settings import Settings
+
+
+class Clock:
+    def __init__(self):
+        self.now = 1000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+@pytest.fixture
+def supervisor(tmp_path, monkeypatch):
+    clock = Clock()
+    monkeypatch.setattr(sup.time, "monotonic", clock)
+    s = sup.Supervisor(Settings(_env_file=None, state_dir=tmp_path), postgres=False)
+    spawned: list[sup.Part] = []
+
+    def spawn(part: sup.Part, command=("true",)) -> None:
+        part.proc = subprocess.Popen(list(part.args) or list(command), start_new_session=True)
+        part.started = clock()
+        part.due = part.unwell_since = None
+        spawned.append(part)
+
+    monkeypatch.setattr(s, "spawn", spawn)
+    s.clock, s.spawned = clock, spawned
+    yield s
+    for part in spawned:
+        if part.proc.poll() is None:
+            part.proc.kill()
+            part.proc.wait()
+
+
+def test_a_part_that_keeps_exiting_is_started_again_after_a_pause_that_doubles(supervisor, capsys):
+    part = sup.Part("relay", "relay", ["false"])
+    supervisor.spawn(part)
+    pauses = []
+    for _ in range(7):
+        part.proc.wait()
+        supervisor.tend_part(part)              # notices the exit, schedules the start
+        pauses.append(part.due - supervisor.clock())
+        supervisor.clock.now = part.due
+        supervisor.tend_part(part)              # starts it again
+    assert pauses == [1, 2, 4, 8, 16, 30, 30]
+    assert part.restarts == 7
+    assert "relay (pid" in capsys.readouterr().out
+
+
+def test_a_part_that_ran_steadily_is_started_again_at_once(supervisor):
+    part = sup.Part("worker", "worker", ["false"], delay=16)
+    supervisor.spawn(part)
+    part.proc.wait()
+    supervisor.clock.now += sup.STEADY_AFTER
+    supervisor.tend_part(part)
+    assert part.due - supervisor.clock() == sup.FIRST_DELAY
+
+
+def beat(state, name: str, pid: int, age: float) -> None:
+    path = heartbeat_path(state, name)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps({"pid": pid, "time": time.time() - age, "status": "ok", "loops": {}, "checks": {}}))
+
+
+def test_a_part_whose_heartbeat_went_stale_is_killed_and_started_again(supervisor, tmp_path):
+    part = sup.Part("consume-queue", "consumer", ["sleep", "600"])
+    supervisor.spawn(part)
+    hung = part.proc
+    beat(tmp_path, "consume-queue", hung.pid, age=1)
+    supervisor.clock.now += sup.START_GRACE + 1
+    supervisor.tend_part(part)
+    assert part.unwell_since is None and hung.poll() is None, "a fresh heartbeat: well"
+    beat(tmp_path, "consume-queue", hung.pid, age=sup.STALE_AFTER_SECONDS + 1)
+    supervisor.clock.now += sup.CHECK_EVERY
+    supervisor.tend_part(part)
+    assert part.unwell_since is not None and hung.poll() is None, "stale, but not for long yet"
+    supervisor.clock.now += sup.HUNG_AFTER
+    supervisor.tend_part(part)
+    assert hung.poll() is not None, "hung for HUNG_AFTER: killed"
+    supervisor.clock.now = part.due
+    supervisor.tend_part(part)
+    assert part.proc is not hung and part.proc.poll() is None and part.restarts == 1
+
+
+def test_a_heartbeat_left_by_the_previous_process_does_not_count(supervisor, tmp_path):
+    part = sup.Part("relay", "relay", ["sleep", "600"])
+    supervisor.spawn(part)
+    beat(tmp_path, "relay", part.proc.pid + 1, age=0)
+    assert supervisor.well(part) is None
