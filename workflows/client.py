@@ -23,15 +23,26 @@ from workflows import contracts as c
 
 
 class ReferralRefused(Exception):
-    """The act is not allowed; `reason` says why. `closed` is set when the
-    referral's workflow has ended (or never existed), with its last `state`
-    when that is known, so the caller can bring its own view up to date."""
+    """The act is not allowed; `reason` says why in English, `code` and
+    `params` (workflows/rules.TEXTS) when the rules gave one, for pages in the
+    reader's language. `closed` is set when the referral's workflow has ended
+    (or never existed), with its last `state` when that is known, so the
+    caller can bring its own view up to date."""
 
-    def __init__(self, reason: str, *, closed: bool = False, state: str | None = None) -> None:
+    def __init__(self, reason: str, *, closed: bool = False, state: str | None = None, code: str | None = None,
+                 params: dict[str, str] | None = None) -> None:
         super().__init__(reason)
         self.reason = reason
         self.closed = closed
         self.state = state
+        self.code = code if code is not None else getattr(reason, "code", None)
+        self.params = params if params is not None else dict(getattr(reason, "params", {}))
+
+    @classmethod
+    def of(cls, cause: ApplicationError) -> "ReferralRefused":
+        """The workflow's refusal, with the code its details carry."""
+        details = cause.details[0] if cause.details and isinstance(cause.details[0], dict) else {}
+        return cls(cause.message, code=details.get("code"), params=details.get("params") or {})
 
 
 class ReferralUnavailable(Exception):
@@ -54,7 +65,7 @@ async def act(client: Client, referral_id: str, update: str, req: c.Act) -> c.Ac
     except WorkflowUpdateFailedError as e:
         cause = e.cause
         if isinstance(cause, ApplicationError) and cause.type == c.REFUSED:
-            raise ReferralRefused(cause.message) from None
+            raise ReferralRefused.of(cause) from None
         raise
     except RPCError as e:
         if e.status != RPCStatusCode.NOT_FOUND:
@@ -130,8 +141,9 @@ class LazyClient:
                 handle.execute_update(name, act, id=update_id, result_type=c.ActResult), self.timeout)
         except WorkflowUpdateFailedError as exc:
             cause = exc.cause
-            raise ReferralRefused(cause.message if isinstance(cause, ApplicationError)
-                                  else str(cause or exc)) from exc
+            if isinstance(cause, ApplicationError):
+                raise ReferralRefused.of(cause) from exc
+            raise ReferralRefused(str(cause or exc)) from exc
         except RPCError as exc:
             if exc.status != RPCStatusCode.NOT_FOUND:
                 raise ReferralUnavailable(str(exc)) from exc

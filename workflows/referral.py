@@ -78,8 +78,10 @@ MAX_CLOCK_SKEW = timedelta(minutes=1)
 MAX_ACT_DELAY = timedelta(minutes=15)
 
 
-def _refuse(reason: str) -> ApplicationError:
-    return ApplicationError(reason, type=c.REFUSED, non_retryable=True)
+def _refuse(why: rules.Refusal) -> ApplicationError:
+    """The refusal's English words, and its code and parameters as the
+    error's details (pages say them in the reader's language)."""
+    return ApplicationError(str(why), {"code": why.code, "params": why.params}, type=c.REFUSED, non_retryable=True)
 
 
 _fmt = rules.fmt_moment
@@ -352,9 +354,9 @@ class ReferralWorkflow:
             return now
         at = self._cal.local(act.acted_at)
         if at > now + MAX_CLOCK_SKEW:
-            raise _refuse(f"acted_at {_fmt(at)} is in the future")
+            raise _refuse(rules.Refusal("acted_at_in_future", at=_fmt(at)))
         if at < now - MAX_ACT_DELAY:
-            raise _refuse(f"acted_at {_fmt(at)} is too far in the past")
+            raise _refuse(rules.Refusal("acted_at_too_old", at=_fmt(at)))
         return at
 
     def _validate_act(self, req: c.Act, act: Act, certificate_issued: date | None = None) -> datetime:

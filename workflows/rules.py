@@ -42,6 +42,7 @@ from datetime import date, datetime, timedelta
 from enum import StrEnum
 from typing import TYPE_CHECKING, Protocol
 
+from kezek import refusals
 from kezek.categories import GENERAL
 
 if TYPE_CHECKING:  # passed in: this module needs only its methods
@@ -308,29 +309,75 @@ def fmt_moment(moment: datetime | None) -> str:
     return moment.replace(tzinfo=None).isoformat(timespec="seconds") if moment else "-"
 
 
+# The English text of every refusal, by code (kezek.refusals): what API
+# clients and logs read. Pages say the code in the reader's language.
+TEXTS: dict[str, str] = {
+    "referral_enrolled": "the child is already enrolled",
+    "referral_cancelled": "the referral was cancelled",
+    "referral_privilege_rejected": "the privilege was rejected and the referral closed",
+    "referral_stoplisted": "the referral expired at {closed_at}; the child is on the stop-list until {stoplist_until}",
+    "referral_expired": "the referral expired at {closed_at}",
+    "referral_closed": "cannot {what}: {reason}",
+    "acted_before_issue": "acted_at {at} is before the referral was issued",
+    "acted_at_in_future": "acted_at {at} is in the future",
+    "acted_at_too_old": "acted_at {at} is too far in the past",
+    "window_ended": "cannot {what}: the window ended at {deadline}",
+    "certificate_date_in_future": "the certificate's issue date {issued} is in the future",
+    "general_has_no_privilege": "category {category!r} has no privilege to reject",
+    "no_confirmation_window": "category {category!r} has no confirmation window",
+    "already_confirmed": "the privilege is already confirmed",
+    "extend_no_confirmation_window": ("only the confirmation window can be extended, and "
+                                      "category {category!r} has no confirmation window"),
+    "extend_already_confirmed": "only the confirmation window can be extended, and the privilege is already confirmed",
+    "already_extended": "the referral has already been extended once",
+    "not_extension_day": ("an extension may be asked for only on the last working day of the "
+                          "confirmation window, {extension_day}, not on {day}"),
+    "enrol_before_confirmation": ("enrolment before the privilege is confirmed is refused: the privilege "
+                                  "must first be confirmed at the Department of Education"),
+    "not_a_persons_act": "{what} is the clock's, not a person's act",
+}
+
+
+refusals.catalogue("referral", TEXTS)
+
+
+class Refusal(str):
+    """Why an act is refused: the English words (it is a str, as the
+    workflow and API clients have always given it), with a stable `code`
+    (a key of TEXTS) and the `params` of its message, so that pages say it
+    in the reader's language."""
+
+    code: str
+    params: dict[str, str]
+
+    def __new__(cls, code: str, **params: object) -> "Refusal":
+        values = {k: str(v) for k, v in params.items()}
+        self = super().__new__(cls, TEXTS[code].format(**values))
+        self.code, self.params = code, values
+        return self
+
+
+_CLOSED = {S.ENROLLED: "referral_enrolled", S.CANCELLED: "referral_cancelled",
+           S.PRIVILEGE_REJECTED: "referral_privilege_rejected", S.PAUSED: "referral_stoplisted"}
+
+
 def closed_reason(state: ReferralState, closed_at: datetime | None,
-                  stoplist_until: datetime | None = None) -> str:
+                  stoplist_until: datetime | None = None) -> Refusal:
     """Why nothing can be done any more with a referral in `state`."""
-    if state is S.ENROLLED:
-        return "the child is already enrolled"
-    if state is S.CANCELLED:
-        return "the referral was cancelled"
-    if state is S.PRIVILEGE_REJECTED:
-        return "the privilege was rejected and the referral closed"
-    if state is S.PAUSED:
-        return (f"the referral expired at {fmt_moment(closed_at)}; the child is on the stop-list "
-                f"until {fmt_moment(stoplist_until)}")
-    return f"the referral expired at {fmt_moment(closed_at)}"
+    return Refusal(_CLOSED.get(state, "referral_expired"), closed_at=fmt_moment(closed_at),
+                   stoplist_until=fmt_moment(stoplist_until))
 
 
-def closed_refusal(act: Act, r: Standing) -> str | None:
+def closed_refusal(act: Act, r: Standing) -> Refusal | None:
     """Every act is refused once the referral has closed."""
     if r.state in LIVE_STATES:
         return None
-    return f"cannot {act.what}: {closed_reason(r.state, r.closed_at, r.stoplist_until)}"
+    reason = closed_reason(r.state, r.closed_at, r.stoplist_until)
+    return Refusal("referral_closed", act=act.value, what=act.what, reason=reason, state=r.state.value,
+                   closed_at=fmt_moment(r.closed_at), stoplist_until=fmt_moment(r.stoplist_until))
 
 
-def refusal(act: Act, r: Standing, at: datetime, certificate_issued: date | None = None) -> str | None:
+def refusal(act: Act, r: Standing, at: datetime, certificate_issued: date | None = None) -> Refusal | None:
     """Why a person's `act` at the local moment `at` is refused, in the
     words the person is shown; None when the rules allow it. A certificate
     out of date is not a refusal (see `certificate_out_of_date`)."""
@@ -338,38 +385,38 @@ def refusal(act: Act, r: Standing, at: datetime, certificate_issued: date | None
     if why:
         return why
     if at < r.issued_at:
-        return f"acted_at {fmt_moment(at)} is before the referral was issued"
+        return Refusal("acted_before_issue", at=fmt_moment(at))
     if r.deadline is not None and at >= r.deadline:
-        return f"cannot {act.what}: the window ended at {fmt_moment(r.deadline)}"
+        return Refusal("window_ended", act=act.value, what=act.what, deadline=fmt_moment(r.deadline))
     if act is Act.CONFIRM:
         if r.state is not S.AWAITING_CONFIRMATION:
             return _no_confirmation_window(r)
         if certificate_issued is not None and certificate_issued > at.date():
-            return f"the certificate's issue date {certificate_issued} is in the future"
+            return Refusal("certificate_date_in_future", issued=certificate_issued)
     elif act is Act.REJECT:
         # Not confirmed in the confirmation window, or found false later (a
         # confirmed privilege, or a category the system checks itself): the
         # referral it obtained is given up and the child joins the general queue.
         if r.category == GENERAL:
-            return f"category {GENERAL!r} has no privilege to reject"
+            return Refusal("general_has_no_privilege", category=GENERAL)
     elif act is Act.EXTEND:
         if r.state is not S.AWAITING_CONFIRMATION:
-            return "only the confirmation window can be extended, and " + _no_confirmation_window(r)
+            return _no_confirmation_window(r, extending=True)
         if r.extended:
-            return "the referral has already been extended once"
+            return Refusal("already_extended")
         if at.date() != r.extension_day:
-            return (f"an extension may be asked for only on the last working day of the "
-                    f"confirmation window, {r.extension_day}, not on {at.date()}")
+            return Refusal("not_extension_day", extension_day=r.extension_day, day=at.date())
     elif act is Act.ENROL:
         if r.state is S.AWAITING_CONFIRMATION:
-            return ("enrolment before the privilege is confirmed is refused: the privilege "
-                    "must first be confirmed at the Department of Education")
+            return Refusal("enrol_before_confirmation")
     elif act is not Act.CANCEL:
-        return f"{act.what} is the clock's, not a person's act"
+        return Refusal("not_a_persons_act", act=act.value, what=act.what)
     return None
 
 
-def _no_confirmation_window(r: Standing) -> str:
+def _no_confirmation_window(r: Standing, *, extending: bool = False) -> Refusal:
+    prefix = "extend_" if extending else ""
     if not r.needs_confirmation:
-        return f"category {r.category!r} has no confirmation window"
-    return "the privilege is already confirmed"
+        return Refusal(f"{prefix}no_confirmation_window", category=r.category)
+    return Refusal(f"{prefix}already_confirmed")
+

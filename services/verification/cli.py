@@ -10,6 +10,7 @@ import getpass
 import os
 import sys
 
+from kezek import refusals
 from kezek.migrations import upgrade
 from services.verification import domain as d
 
@@ -40,7 +41,7 @@ def main(argv: list[str]) -> int:
         staff_id = service.staff.add(args.login, args.name, args.role, args.district, password, args.locale)
     except d.Refused as exc:
         for e in exc.errors:
-            print(f"kezek staff-add: {e.field}: {e.code} {dict(e.params) or ''}".rstrip(), file=sys.stderr)
+            print(f"kezek staff-add: {e.field}: {refusals.english(e.code, dict(e.params)) or e.code}", file=sys.stderr)
         return 2
     finally:
         service.close()

@@ -1,7 +1,8 @@
 """The rules of the Department of Education's verification work (DOMAIN.md
 section 4): who may see and do what, when a certificate is in date, which
 scans are accepted, what a caseworker may do with a case, the abuse pattern,
-and the voucher commission's decisions. Standard library and the referral's rules only, no I/O.
+and the voucher commission's decisions. Standard library, the referral's
+rules and the core's refusal catalogue only, no I/O.
 
 Refusals carry a field and a stable code; the pages translate the code into
 the caseworker's language (templates/_messages.html), never this module.
@@ -13,6 +14,8 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta
 from enum import StrEnum
+
+from kezek import refusals
 
 from workflows.rules import DEFAULTS, certificate_in_date, certificate_valid_until
 
@@ -35,6 +38,36 @@ class Refused(Exception):
     def __init__(self, errors: Iterable[FieldError]):
         self.errors = tuple(errors)
         super().__init__("; ".join(f"{e.field}: {e.code}" for e in self.errors))
+
+
+# The English text of every refusal this service gives, by code (the core's
+# catalogue, kezek.refusals): for logs and the command line. The pages say
+# each code in the reader's language (templates/_messages.html).
+TEXTS: dict[str, str] = {
+    "required": "is required",
+    "too_long": "is too long (at most {max} characters)",
+    "choice": "is not one of the allowed values",
+    "date_format": "must be a date, for example 01.03.2027",
+    "date_in_future": "cannot be in the future",
+    "date_too_old": "is more than a year ago",
+    "date_before_start": "is before the start date",
+    "scan_type": "must be a PDF, JPEG or PNG file",
+    "scan_too_large": "is larger than {max_mb} MB",
+    "certificate_missing": "record the certificate first",
+    "certificate_out_of_date": "is out of date (it was valid up to and including {until}); ask for a fresh one",
+    "certificate_in_date": "is in date (valid up to and including {until}); confirm or reject instead",
+    "case_closed": "is no longer waiting for confirmation ({state})",
+    "documents_missing": "not all required documents are checked",
+    "already_decided": "has already been decided",
+    "login_failed": "wrong login or password",
+    "login_throttled": "too many wrong passwords from this computer; try again in {seconds} seconds",
+    "invalid_characters": "contains characters that are not allowed",
+    "csrf": "has expired; open the page again",
+    "login_format": "3 to 40 small Latin letters, digits, dots, dashes or underscores",
+    "login_taken": "is taken",
+    "password_too_short": "must have at least {min} characters",
+}
+refusals.catalogue("verification", TEXTS)
 
 
 def err(field_: str, code: str, **params: object) -> FieldError:

@@ -48,6 +48,17 @@ def _fmt_moment(value: datetime | None, lang: str) -> str:
     return format_datetime(value, "dd.MM.yyyy HH:mm", tzinfo=value.tzinfo, locale=lang)
 
 
+def _fmt_iso(value: str | None, lang: str) -> str:
+    """A moment or a day as a refusal's parameters carry it (ISO, local time)."""
+    try:
+        moment = datetime.fromisoformat(str(value))
+    except ValueError:
+        return str(value or "—")
+    if len(str(value)) == 10:
+        return _fmt_date(moment.date(), lang)
+    return _fmt_moment(moment, lang)
+
+
 class Pages:
     """One Jinja2 environment per language."""
 
@@ -62,6 +73,7 @@ class Pages:
             env.install_gettext_translations(Translations.load(str(mo_dir), [lang], DOMAIN), newstyle=True)
             env.filters["d"] = lambda v, form="dd.MM.yyyy", _l=lang: _fmt_date(v, _l, form)
             env.filters["dt"] = lambda v, _l=lang: _fmt_moment(v, _l)
+            env.filters["moment"] = lambda v, _l=lang: _fmt_iso(v, _l)
             env.globals.update(lang=lang, languages=LANGUAGE_NAMES, static_version=static_version)
             self.envs[lang] = env
 

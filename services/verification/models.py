@@ -179,7 +179,9 @@ class Decision(Base):
     outcome: Mapped[str] = mapped_column(sa.String(20))         # accepted | refused
     result_event: Mapped[str | None] = mapped_column(sa.String(100), nullable=True)
     reason: Mapped[str | None] = mapped_column(sa.String(500), nullable=True)
-    refusal: Mapped[str | None] = mapped_column(sa.String(1000), nullable=True)
+    refusal: Mapped[str | None] = mapped_column(sa.String(1000), nullable=True)     # the workflow's words
+    refusal_code: Mapped[str | None] = mapped_column(sa.String(60), nullable=True)  # and its code, for pages
+    refusal_params: Mapped[dict | None] = mapped_column(nullable=True)
     certificate_id: Mapped[str | None] = mapped_column(sa.String(36), nullable=True)
     staff_id: Mapped[str] = mapped_column(sa.String(36))
     nonce: Mapped[str] = mapped_column(sa.String(64), unique=True)

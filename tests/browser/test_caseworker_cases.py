@@ -151,7 +151,7 @@ def test_the_workflows_refusal_is_shown_to_the_caseworker(page, caseworker_site,
         site.queue.publish_cancellations = True
     outcome = page.locator("#outcome")
     expect(outcome).to_contain_text("Направление отказало: подтвердить льготу")
-    expect(outcome).to_contain_text("the referral is already closed: cancelled")
+    expect(outcome).to_contain_text("направление уже закрыто (отменено родителем)")     # the reader's language
     # The page now says what the workflow knows, and the worklist drops the case.
     expect(page.locator("dd").first).to_have_text("отменено родителем")
     expect(page.get_by_role("button", name="Подтвердить льготу")).to_have_count(0)

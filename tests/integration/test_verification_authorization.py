@@ -11,6 +11,7 @@ from fastapi.testclient import TestClient
 from kezek.db import make_engine, make_session_factory
 from kezek.migrations import upgrade
 from services.verification.api import create_app
+from workflows import rules
 from services.verification.bootstrap import build_ingest
 from services.verification.settings import VerificationSettings
 from tests.fakes.verification import (
@@ -225,3 +226,17 @@ def test_a_forwarded_address_from_an_untrusted_peer_is_not_believed(site):
         client.headers["X-Forwarded-For"] = f"198.51.100.{n}"
         statuses.append(client.post("/login", data={"login": "rotated", "password": "wrong", "next": "/"}).status_code)
     assert statuses == [401] * 4 + [429, 429]
+
+
+def test_the_workflows_refusal_is_said_in_the_caseworkers_language(site):
+    app, fake = site
+    aida = client_for(app, "aida", "ky")
+    fake.refuse = rules.Refusal("window_ended", act="confirm_privilege", what="confirm the privilege",
+                                deadline="2027-03-10T00:00:00")
+    try:
+        r = aida.post("/cases/r-a/confirm", data={"csrf": csrf_of(aida, "/cases/r-a"), "nonce": "late-1"},
+                      follow_redirects=True)
+    finally:
+        fake.refuse = None
+    assert r.status_code == 200 and "ырастоо мөөнөтү 10.03.2027 00:00 аяктаган" in r.text
+    assert "the window ended" not in r.text

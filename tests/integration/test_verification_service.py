@@ -15,6 +15,7 @@ from kezek.db import make_engine, make_session_factory
 from kezek.events import Event, new_event, validate
 from kezek.migrations import upgrade
 from services.verification import domain as d
+from workflows import rules
 from services.verification.models import (
     AbuseCase, Applicant, Certificate, Scan, Staff, VoucherApplication, audit_trail, outbox,
 )
@@ -260,14 +261,17 @@ def test_reject_needs_a_reason_and_sends_it_to_the_workflow(env):
     assert env.fake.calls[0][2].reason == "not employed by a special state body"
 
 
-def test_a_workflow_refusal_is_returned_with_its_reason_and_recorded(env):
+def test_a_workflow_refusal_is_returned_with_its_reason_and_code_and_recorded(env):
     seed_case(env)
     record(env)
-    env.fake.refuse = "cannot confirm the privilege: the referral was cancelled"
+    env.fake.refuse = rules.Refusal("referral_closed", act="confirm_privilege", what="confirm the privilege",
+                                    reason="the referral was cancelled", state="cancelled")
     out = run(env.service.cases.decide(env.staff.aida, "r1", "confirm", nonce="n3"))
     assert not out.accepted and out.refusal == "cannot confirm the privilege: the referral was cancelled"
+    assert out.refusal_code == "referral_closed" and out.refusal_params["state"] == "cancelled"
     case = env.service.cases.case(env.staff.aida, "r1")
     assert case["decisions"][0]["refusal"] == out.refusal and case["decisions"][0]["nonce"] == "n3"
+    assert case["decisions"][0]["refusal_code"] == "referral_closed"
     assert audit(env, "case.confirm")[-1].outcome == "refused"
     assert outbox_events(env, "verification.decision_recorded.v1") == []
 
@@ -333,7 +337,8 @@ def test_taking_cancelling_and_taking_again_raises_one_abuse_case_and_revoking_r
     with pytest.raises(Forbidden):                                   # caseworkers see, do not resolve
         run(env.service.abuse.revoke(env.staff.aida, case["id"], "false certificate"))
     out = run(env.service.abuse.revoke(env.staff.chynara, case["id"], "the certificate was forged"))
-    assert out == {"referral_rejected": True, "referral_id": "r3", "refusal": None}
+    assert out == {"referral_rejected": True, "referral_id": "r3", "refusal": None, "refusal_code": None,
+                   "refusal_params": {}}
     assert env.fake.calls[-1][:2] == ("reject", "r3")
     [rev] = outbox_events(env, "verification.privilege_revoked.v1")
     assert rev.data["application_id"] == "a1" and rev.data["to_category"] == "general"

@@ -160,6 +160,18 @@ async def test_certificate_dated_in_the_future_is_refused(referral):
     assert "in the future" in reason
 
 
+async def test_a_refusal_reaches_the_caller_with_its_code_and_parameters(referral):
+    """Pages say a refusal in the reader's language: the code and its
+    parameters travel with the English words."""
+    r = await referral(issued=(2027, 3, 1, 10, 0), **PRIVILEGED)
+    await r.advance_to(r.local(2027, 3, 3, 12))
+    with pytest.raises(client.ReferralRefused) as e:
+        await client.act(r.env.client, r.referral_id, c.CONFIRM_PRIVILEGE,
+                         c.ConfirmPrivilege(certificate_issued=date(2027, 3, 4)))
+    assert e.value.code == "certificate_date_in_future" and e.value.params == {"issued": "2027-03-04"}
+    assert e.value.reason == "the certificate's issue date 2027-03-04 is in the future"
+
+
 async def test_rejected_privilege_returns_place_and_child_goes_to_general_queue(referral):
     r = await referral(issued=(2027, 3, 1, 10, 0), **PRIVILEGED)
     res = await r.act(c.REJECT_PRIVILEGE, c.RejectPrivilege(reason="no such employee", actor="caseworker:7"),

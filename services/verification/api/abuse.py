@@ -21,10 +21,10 @@ def abuse_list(render: Render, service: Service, staff: CurrentStaff, status: st
 
 
 def abuse_page(render: Render, service: Service, staff, case_id: str, *, status: int = 200,
-               result: str | None = None, refusal: str | None = None, **ctx) -> HTMLResponse:
+               result: str | None = None, outcome: dict | None = None, **ctx) -> HTMLResponse:
     ctx.setdefault("form", {"reason": ""})
     return render("abuse_case.html", status=status, section="abuse", case=service.abuse.case(staff, case_id),
-                  result=result or render.request.query_params.get("result"), refusal=refusal, **ctx)
+                  result=result or render.request.query_params.get("result"), outcome=outcome, **ctx)
 
 
 @router.get("/abuse/{case_id}", dependencies=[VIEW])
@@ -39,7 +39,7 @@ async def resolve_abuse(render: Render, service: Service, staff: CurrentStaff, c
         if form.get("resolution") == "revoke":
             outcome = await service.abuse.revoke(staff, case_id, reason)
             if outcome["refusal"]:
-                return abuse_page(render, service, staff, case_id, result="revoked", refusal=outcome["refusal"])
+                return abuse_page(render, service, staff, case_id, result="revoked", outcome=outcome)
             return RedirectResponse(f"/abuse/{case_id}?result=revoked", status_code=303)
         service.abuse.dismiss(staff, case_id, reason)
     except d.Refused as exc:

@@ -19,6 +19,7 @@ from services.verification import domain as d
 from services.verification.models import AbuseCase, Applicant, Referral, outbox
 from services.verification.readmodel.ingest import apply_state
 from services.verification.readmodel.views import full_name
+from services.verification.usecases.cases import refusal_of
 from services.verification.usecases.context import Context, StaffView
 from workflows import contracts as wc
 from workflows.client import ReferralRefused
@@ -85,7 +86,7 @@ class Abuse:
         """Revokes the child's privilege; answers whether a live referral was
         rejected, and the workflow's refusal when it had closed meanwhile."""
         ctx = await asyncio.to_thread(self._prepare_revocation, actor, case_id, reason)
-        rejected, refusal = False, None
+        rejected, refused = False, None
         if ctx["referral_id"]:
             referrals = self.ctx.referrals
             try:
@@ -95,8 +96,8 @@ class Abuse:
                 rejected = True
             except ReferralRefused as exc:
                 # The referral closed meanwhile; the event still revokes the privilege.
-                refusal = exc.reason
-        return await asyncio.to_thread(self._record_revocation, actor, case_id, ctx, rejected, refusal)
+                refused = exc
+        return await asyncio.to_thread(self._record_revocation, actor, case_id, ctx, rejected, refused)
 
     def _prepare_revocation(self, actor: StaffView, case_id: str, reason: str) -> dict:
         with self.ctx.tx(actor) as s:
@@ -109,7 +110,7 @@ class Abuse:
                     "from_category": (current.category if current else None) or PRIVILEGED}
 
     def _record_revocation(self, actor: StaffView, case_id: str, ctx: dict, rejected: bool,
-                           refusal: str | None) -> dict:
+                           refused: ReferralRefused | None) -> dict:
         now = self.ctx.now()
         with unit_of_work(self.ctx.sessions) as s:
             case = s.get(AbuseCase, case_id, with_for_update=True)
@@ -131,8 +132,10 @@ class Abuse:
             }, time=now)
             self.ctx.audit(s, actor, "abuse.revoke", subject_type="abuse_case", subject_id=case_id,
                            district=ctx["district"], referral_id=ctx["referral_id"], referral_rejected=rejected,
-                           refusal=refusal, reason=ctx["reason"])
-        return {"referral_rejected": rejected, "referral_id": ctx["referral_id"], "refusal": refusal}
+                           refusal=refused and refused.reason, reason=ctx["reason"])
+        code, params = refusal_of(refused) if refused else (None, {})
+        return {"referral_rejected": rejected, "referral_id": ctx["referral_id"],
+                "refusal": refused and refused.reason, "refusal_code": code, "refusal_params": params}
 
     def dismiss(self, actor: StaffView, case_id: str, note: str) -> None:
         with self.ctx.tx(actor) as s:

@@ -36,7 +36,23 @@ class DecisionOutcome:
     state: str | None = None
     deadline: datetime | None = None
     refusal: str | None = None
+    refusal_code: str | None = None
+    refusal_params: dict | None = None
     repeated: bool = False
+
+
+def refusal_of(exc: ReferralRefused) -> tuple[str | None, dict]:
+    """The workflow's refusal as a code with parameters for the pages: its
+    own, or, for a referral found closed, this service's `case_closed`."""
+    if exc.code:
+        return exc.code, dict(exc.params)
+    if exc.state:
+        return "case_closed", {"state": exc.state}
+    return None, {}
+
+
+def _refusal_view(x: Decision) -> dict:
+    return {"refusal": x.refusal, "refusal_code": x.refusal_code, "refusal_params": x.refusal_params or {}}
 
 
 def load_case(ctx: Context, s: Session, actor: StaffView, referral_id: str, action: str,
@@ -97,7 +113,7 @@ class Cases:
                 "certificates": [ctx.views.certificate_view(c, today) for c in certs],
                 "decisions": [{"nonce": x.nonce, "action": x.action, "outcome": x.outcome,
                                "accepted": x.outcome == "accepted", "result_event": x.result_event,
-                               "reason": x.reason, "refusal": x.refusal, "at": ctx.local(x.at),
+                               "reason": x.reason, "at": ctx.local(x.at), **_refusal_view(x),
                                "by": staff_names.get(x.staff_id, x.staff_id)} for x in decisions],
                 "timeline": self._timeline(s, referral_id, certs, decisions, staff_names),
                 "earlier": [h for h in history if h["referral_id"] != ref.referral_id],
@@ -123,7 +139,7 @@ class Cases:
         return sorted(
             [{"at": local(e.at), "kind": "event", "type": e.type, "reason": e.reason} for e in events]
             + [{"at": local(x.at), "kind": "decision", "action": x.action, "outcome": x.outcome,
-                "result_event": x.result_event, "refusal": x.refusal, "reason": x.reason,
+                "result_event": x.result_event, "reason": x.reason, **_refusal_view(x),
                 "by": staff_names.get(x.staff_id, x.staff_id)} for x in decisions]
             + [{"at": local(c.recorded_at), "kind": "certificate", "organisation": c.organisation,
                 "number": c.number, "issued_on": c.issued_on,
@@ -158,9 +174,9 @@ class Cases:
                     referral_id, wc.ConfirmPrivilege(acted_at=acted_at, actor=actor_ref,
                                                      certificate_issued=ctx["certificate_issued"]), update_id)
         except ReferralRefused as exc:
-            await asyncio.to_thread(self._record_refusal, actor, referral_id, action, reason, nonce, exc.reason, ctx,
-                                    exc.state)
-            return DecisionOutcome(False, action.value, refusal=exc.reason)
+            await asyncio.to_thread(self._record_refusal, actor, referral_id, action, reason, nonce, exc, ctx)
+            code, params = refusal_of(exc)
+            return DecisionOutcome(False, action.value, refusal=exc.reason, refusal_code=code, refusal_params=params)
         except ReferralUnavailable as exc:
             await asyncio.to_thread(self._record_failure, actor, referral_id, action, str(exc), ctx)
             raise
@@ -177,7 +193,8 @@ class Cases:
             if done is not None:
                 # The same form sent twice: one act.
                 return DecisionOutcome(done.outcome == "accepted", done.action, done.result_event,
-                                       ref.state, utc(ref.deadline), done.refusal, repeated=True), {}
+                                       ref.state, utc(ref.deadline), done.refusal, done.refusal_code,
+                                       done.refusal_params, repeated=True), {}
             cert = ctx.views.latest_certificates(s, [referral_id]).get(referral_id)
             d.check_action(action, ref.state, d.Certificate(cert.issued_on) if cert else None, today,
                            reason, ctx.policy.certificate_valid_days)
@@ -214,20 +231,23 @@ class Cases:
                                result.reason)
 
     def _record_refusal(self, actor: StaffView, referral_id: str, action: d.Action, reason: str, nonce: str,
-                        refusal: str, ctx: dict, closed_state: str | None = None) -> None:
+                        refused: ReferralRefused, ctx: dict) -> None:
         now = self.ctx.now()
+        code, params = refusal_of(refused)
         with unit_of_work(self.ctx.sessions) as s:
-            if closed_state in CLOSED_STATES:
+            if refused.state in CLOSED_STATES:
                 # The workflow knows first: the referral closed while its fact
                 # was still on the way to this service.
                 ref = s.get(Referral, referral_id)
                 if ref is not None:
-                    apply_state(ref, closed_state, at=now)
+                    apply_state(ref, refused.state, at=now)
             s.add(Decision(id=str(uuid.uuid4()), referral_id=referral_id, action=action.value, outcome="refused",
-                           result_event=None, reason=reason or None, refusal=refusal[:1000],
+                           result_event=None, reason=reason or None, refusal=refused.reason[:1000],
+                           refusal_code=code, refusal_params=params or None,
                            certificate_id=ctx["certificate_id"], staff_id=actor.id, nonce=nonce, at=now))
             self.ctx.audit(s, actor, f"case.{action.value}", subject_type="referral", subject_id=referral_id,
-                           district=ctx["district"], outcome="refused", refusal=refusal[:500])
+                           district=ctx["district"], outcome="refused", refusal=refused.reason[:500],
+                           refusal_code=code)
 
     def _record_failure(self, actor: StaffView, referral_id: str, action: d.Action, error: str, ctx: dict) -> None:
         with unit_of_work(self.ctx.sessions) as s:
