@@ -17,6 +17,7 @@ from fastapi.responses import JSONResponse
 from fastapi.staticfiles import StaticFiles
 
 from kezek.settings import Settings
+from kezek.trust import ServiceKeys
 from kezek.web import create_service_app, database_check
 from kezek.db import make_engine, make_session_factory
 from services.gateway import history, i18n, views, vouchers
@@ -55,6 +56,7 @@ class Gateway:
                                                transport=t.get("registration"))
         self.queue = QueueClient(settings.queue_url or settings.url_of("queue"), transport=t.get("queue"))
         self.notifications = NotificationsClient(settings.notifications_url or settings.url_of("notifications"),
+                                                 keys=ServiceKeys.from_settings(settings),
                                                  transport=t.get("notifications"))
         self.engine = make_engine(settings.database_url_for("gateway"))
         self.sessions = make_session_factory(self.engine)

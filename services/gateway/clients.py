@@ -8,7 +8,10 @@ from typing import Any
 import httpx
 import structlog
 
+from kezek.client import ServiceClient as SignedServiceClient
 from kezek.client import UpstreamError  # noqa: F401  (one error type for every upstream call)
+from kezek.client import seg
+from kezek.trust import ServiceKeys, parent_principal
 
 
 class ServiceClient:
@@ -147,17 +150,28 @@ class QueueClient(ServiceClient):
                                json={"reason": "asked by the parent"}, headers={"x-actor": actor})
 
 
-class NotificationsClient(ServiceClient):
+class NotificationsClient(SignedServiceClient):
+    """services/notifications/api/inbox.py, called as the signed-in parent
+    (a service token for `parent:<account>`): notifications answers only
+    that parent's inbox."""
+
+    def __init__(self, base_url: str, *, keys: ServiceKeys, transport: httpx.AsyncBaseTransport | None = None,
+                 timeout: float = 10.0):
+        super().__init__(base_url, keys=keys, caller="gateway", audience="notifications", transport=transport,
+                         timeout=timeout)
+
     async def inbox(self, parent_id: str) -> list[dict]:
-        """services/notifications/api.py: {"parent_id", "unread", "messages": [...]}."""
-        found = await self.call("GET", f"/api/v1/notifications/inbox/{parent_id}", ok_missing=True)
+        """{"parent_id", "unread", "messages": [...]}: the messages."""
+        found = await self.call("GET", f"/api/v1/notifications/inbox/{seg(parent_id)}",
+                                actor=parent_principal(parent_id), ok_missing=True)
         if isinstance(found, dict):
             found = found.get("messages", [])
         return found or []
 
     async def mark_read(self, parent_id: str, message_id: str) -> None:
         try:
-            await self.call("POST", f"/api/v1/notifications/inbox/{parent_id}/{message_id}/read")
+            await self.call("POST", f"/api/v1/notifications/inbox/{seg(parent_id)}/{seg(message_id)}/read",
+                            actor=parent_principal(parent_id))
         except UpstreamError as exc:
             if exc.status == 404:   # not in this parent's inbox, whoever's it is
                 raise UpstreamError(404, [{"field": "notification", "code": "not_found"}]) from exc

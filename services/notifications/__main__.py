@@ -59,7 +59,7 @@ def main(argv: list[str] | None = None) -> int:
     for t in threads:
         t.start()
     try:
-        uvicorn.run(create_app(settings, service), host=settings.host, port=args.port or settings.notifications_port,
+        uvicorn.run(create_app(settings, service, extra), host=settings.host, port=args.port or settings.notifications_port,
                     log_config=None, access_log=False, timeout_graceful_shutdown=5)
     finally:
         stop.set()

@@ -2,7 +2,9 @@
 and the tests: real servers on loopback that record what they receive and
 fail on demand. The SMS gateway behaves like a real one in the two ways that
 matter here: it drops a repeated Idempotency-Key, and it posts a delivery
-receipt to the `callback_url` of each accepted SMS."""
+receipt to the `callback_url` of each accepted SMS, signed the way a
+provider signs them (signature.py) with `receipt_secret`: by default the
+secret a development service derives from the default secret key."""
 from __future__ import annotations
 
 import json
@@ -16,6 +18,9 @@ from email.policy import default as default_policy
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import httpx
+
+from kezek.settings import DEV_SECRET
+from services.notifications import signature
 
 
 @dataclass
@@ -33,6 +38,8 @@ class DevSmsGateway:
     host: str = "127.0.0.1"
     port: int = 0
     receipts: bool = True            # post delivery receipts to callback_url
+    receipt_secret: bytes = field(default_factory=lambda: signature.development_secret(DEV_SECRET))
+    signature_header: str = signature.DEFAULT_HEADER
     requests: list[SmsRequest] = field(default_factory=list)   # every request, repeats included
     accepted: dict[str, SmsRequest] = field(default_factory=dict)  # by Idempotency-Key
     _fail: list[int] = field(default_factory=list)
@@ -103,10 +110,14 @@ class DevSmsGateway:
         return self
 
     def _receipt(self, url: str, provider_id: str, req: SmsRequest) -> None:
+        body = json.dumps({"id": provider_id, "reference": req.reference, "status": "delivered"}).encode()
         for _ in range(240):  # the service may be restarting: try for two minutes, like a real gateway
             try:
-                r = httpx.post(url, json={"id": provider_id, "reference": req.reference, "status": "delivered"},
-                               timeout=5)
+                # Signed afresh for each try, as a provider does: a retry is
+                # not a replay, and its timestamp stays current.
+                signed = signature.sign(self.receipt_secret, body, int(time.time()))
+                r = httpx.post(url, content=body, timeout=5, headers={
+                    "Content-Type": "application/json", self.signature_header: signed})
                 if r.status_code < 500:
                     return
             except httpx.HTTPError:

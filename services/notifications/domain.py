@@ -320,6 +320,19 @@ def may_move(current: Status, new: Status) -> bool:
     return _ORDER[new] > _ORDER[current]
 
 
+def why_not_again(status: Status, kind: str, expires_at: datetime | None, now: datetime) -> str | None:
+    """An operator may send a failed message again (a fresh schedule), but
+    not a code or a one-time link (its text is gone once it fails) nor one
+    past its expiry. The refusal's code, or None when it may."""
+    if status is not Status.FAILED:
+        return "retry_not_failed"
+    if kind in SECRET_KINDS:
+        return "retry_secret_gone"
+    if expired(expires_at, now):
+        return "retry_expired"
+    return None
+
+
 # ---------------------------------------------------------------- SMS size
 
 # GSM 03.38 default alphabet (ESC excluded) and the extension table, whose

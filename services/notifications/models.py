@@ -12,6 +12,7 @@ from datetime import datetime
 import sqlalchemy as sa
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
+from kezek.audit import AuditTrail
 from kezek.outbox import Outbox
 
 
@@ -20,6 +21,8 @@ class Base(DeclarativeBase):
 
 
 outbox = Outbox(Base.metadata, source="notifications")
+# Every state change of a message, with the verified actor (kezek/audit.py).
+audit = AuditTrail(Base.metadata)
 
 
 class Message(Base):
@@ -104,3 +107,12 @@ class ParkedEvent(Base):
     application_id: Mapped[str] = mapped_column(sa.String(100), index=True)
     payload: Mapped[str] = mapped_column(sa.Text)
     parked_at: Mapped[datetime]
+
+
+class ReceiptSignature(Base):
+    """A delivery receipt's signature, seen once: the same signed receipt
+    sent again within its time window is a replay. Rows older than the
+    window are pruned (a stale timestamp is refused before it gets here)."""
+    __tablename__ = "receipt_signatures"
+    digest: Mapped[str] = mapped_column(sa.String(64), primary_key=True)
+    signed_at: Mapped[datetime] = mapped_column(index=True)

@@ -5,7 +5,7 @@ from datetime import timedelta
 from typing import Literal
 from zoneinfo import ZoneInfo
 
-from pydantic import SecretStr
+from pydantic import Field, SecretStr
 from pydantic_settings import SettingsConfigDict
 
 from kezek.db import make_engine, make_session_factory
@@ -15,6 +15,7 @@ from services.notifications.domain import DEFAULT_RETRY, TIMEZONES, URGENT_RETRY
 from services.notifications.jobs import Dispatcher
 from services.notifications.sealed import opening_sealed_fields
 from services.notifications.service import NotificationService
+from services.notifications.signature import DEFAULT_HEADER, DEFAULT_TOLERANCE, development_secret
 
 
 class NotificationSettings(KezekSettings):
@@ -32,6 +33,14 @@ class NotificationSettings(KezekSettings):
     cabinet_url: str = ""
     # Where the SMS gateway posts receipts; default: this service's API.
     receipt_url: str = ""
+    # Receipts are signed by the provider (signature.py): the shared secret
+    # (required in production; elsewhere derived from KEZEK_SECRET_KEY), the
+    # previous one during a rotation, the header it comes in, and how far
+    # its timestamp may lie from now.
+    sms_receipt_secret: SecretStr = SecretStr("")
+    sms_receipt_previous_secret: SecretStr = SecretStr("")
+    sms_receipt_signature_header: str = Field(DEFAULT_HEADER, pattern=r"^[A-Za-z0-9-]{1,64}$")
+    sms_receipt_tolerance_seconds: int = Field(DEFAULT_TOLERANCE, ge=30, le=3600)
     idle_sleep: float = 0.25
     batch: int = 10
     lease_seconds: float = 120
@@ -44,6 +53,19 @@ class NotificationSettings(KezekSettings):
 
 def timezone_of(settings: Settings, extra: NotificationSettings | None = None) -> ZoneInfo:
     return ZoneInfo((extra and extra.timezone) or TIMEZONES[settings.country])
+
+
+def receipt_secrets(settings: Settings, extra: NotificationSettings | None = None) -> list[bytes]:
+    """The secrets a receipt's signature may be made with, newest first."""
+    extra = extra or NotificationSettings()
+    own = extra.sms_receipt_secret.get_secret_value()
+    previous = extra.sms_receipt_previous_secret.get_secret_value()
+    if not own:
+        if settings.env == "production":
+            raise ValueError("KEZEK_NOTIFICATIONS_SMS_RECEIPT_SECRET (or _FILE) must be set in production: "
+                             "the SMS provider signs its delivery receipts with it")
+        return [development_secret(settings.secret_key.get_secret_value())]
+    return [own.encode()] + ([previous.encode()] if previous else [])
 
 
 _engines: dict[str, object] = {}

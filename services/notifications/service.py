@@ -9,7 +9,13 @@ also writes its notification.* events to the outbox.
   idempotency key.
 - `claim_due` / `record_attempt` / `record_receipt`: the dispatcher's steps
   around a send (which happens outside any transaction).
+- `send_again`: an operator sends a failed message again.
 - queries for the operator view and the parent's inbox.
+
+Every move of a message's status is recorded in the audit trail with the
+verified actor: the service itself (`SYSTEM`) when it queues, sends, retries
+or gives up, the SMS provider for a signed receipt, the parent for a read
+mark, the operator for a retry.
 """
 from __future__ import annotations
 
@@ -25,10 +31,13 @@ from sqlalchemy.orm import Session, sessionmaker
 from kezek.db import unit_of_work
 from kezek.events import Event, new_event, schema_for
 from kezek.logging import get_logger
+from kezek.problems import DomainError
+from kezek.trust import Principal, service_principal
 from services.notifications import domain as d
 from services.notifications.models import (
-    Contact, DeadLetter, KnownApplication, KnownReferral, Message, ParkedEvent, outbox,
+    Contact, DeadLetter, KnownApplication, KnownReferral, Message, ParkedEvent, ReceiptSignature, audit, outbox,
 )
+from services.notifications.signature import Signed
 from services.notifications.rendering import Renderer, template_values
 
 log = get_logger(__name__)
@@ -44,6 +53,14 @@ CONSUMED_TYPES = frozenset(d.RULES) | frozenset(CONTACT_EVENTS)
 ACTIVITY_CONSUMER = "notifications.notify_parent"
 # Fields the workflow sends as local wall time without an offset.
 _LOCAL_TIMES = ("deadline", "stoplist_until")
+# Who acts when nobody asked: the consumer, the activity, the dispatcher.
+SYSTEM = service_principal("notifications")
+# The SMS provider, known by the signature of its receipts (signature.py).
+SMS_PROVIDER = Principal(actor="provider:sms", role="provider", via="notifications")
+
+
+class ReceiptReplayed(Exception):
+    """A signed receipt taken before, sent again."""
 
 
 def utcnow() -> datetime:
@@ -181,7 +198,7 @@ class NotificationService:
             log.error("notifications.render_failed", kind=planned.kind.value, locale=planned.locale, error=repr(exc))
             session.add(msg)
             self._queued_event(session, msg, now)
-            self._fail(session, msg, f"render failed: {exc!r}", now)
+            self._fail(session, msg, f"render failed: {exc!r}", now, SYSTEM)
             return
         msg.subject, msg.body = rendered.subject, rendered.body
         if rendered.sms:
@@ -194,6 +211,7 @@ class NotificationService:
         session.add(msg)
         session.flush()  # the next SMS to this phone in this transaction must see this slot taken
         self._queued_event(session, msg, release)
+        _audit(session, SYSTEM, "notification.queued", msg, release_at=release.isoformat())
 
     def _queued_event(self, session: Session, msg: Message, release: datetime) -> None:
         data = {**self._event_data(msg), "locale": msg.locale, "release_at": release.isoformat()}
@@ -352,17 +370,14 @@ class NotificationService:
                 m.next_attempt_at = d.release_at(d.Channel(m.channel), result.next_attempt_at, self.tz,
                                                  urgent=m.urgent)
                 log.info("notifications.retry", message_id=m.id, attempts=m.attempts, error=attempt.error)
+                _audit(s, SYSTEM, "notification.retry_scheduled", m, attempts=m.attempts,
+                       error=(attempt.error or "")[:300], next_attempt_at=m.next_attempt_at.isoformat())
             elif result.status is d.Status.FAILED:
-                self._fail(s, m, attempt.error or attempt.outcome.value, now)
+                self._fail(s, m, attempt.error or attempt.outcome.value, now, SYSTEM)
             else:
-                m.next_attempt_at = None
-                m.sent_at = now
-                m.status = d.Status.SENT.value
-                outbox.add(s, "notification.sent.v1", m.id, {**self._event_data(m), "attempts": m.attempts,
-                                                               **({"segments": m.sms_segments}
-                                                                  if m.sms_segments is not None else {})})
+                self._sent(s, m, now, SYSTEM, segments=m.sms_segments)
                 if result.status is d.Status.DELIVERED:
-                    self._delivered(s, m, now)
+                    self._delivered(s, m, now, SYSTEM)
             return d.Status(m.status)
 
     def give_up_expired(self, mid: str) -> None:
@@ -370,14 +385,19 @@ class NotificationService:
         with unit_of_work(self.sessions) as s:
             m = s.get(Message, mid, with_for_update=True)
             if m.status == d.Status.SENDING.value:
-                self._fail(s, m, "expired before it could be sent", now)
+                self._fail(s, m, "expired before it could be sent", now, SYSTEM)
 
     def record_receipt(self, *, message_id: str | None = None, provider_ref: str | None = None,
-                       delivered: bool, error: str | None = None) -> bool:
+                       delivered: bool, error: str | None = None, signed: Signed | None = None,
+                       window: int = 300) -> bool:
         """A delivery receipt from the SMS gateway; False if no such message.
-        Repeated and late receipts change nothing."""
+        Repeated and late receipts change nothing. `signed`: its signature,
+        taken once (ReceiptReplayed the second time) in the same transaction
+        as its effect, so a receipt whose effect rolls back may come again."""
         now = self.clock()
         with unit_of_work(self.sessions) as s:
+            if signed is not None:
+                _take_signature(s, signed, window)
             m = s.get(Message, message_id, with_for_update=True) if message_id else None
             if m is None and provider_ref:
                 m = s.scalars(sa.select(Message).where(Message.provider_ref == provider_ref)
@@ -392,31 +412,66 @@ class NotificationService:
                 if m.sent_at is None:
                     # The receipt overtook our record of the send (or we died
                     # before writing it): the receipt proves the send.
-                    m.sent_at = now
-                    outbox.add(s, "notification.sent.v1", m.id, {**self._event_data(m), "attempts": m.attempts})
-                self._delivered(s, m, now)
+                    self._sent(s, m, now, SMS_PROVIDER, keep_status=True)
+                self._delivered(s, m, now, SMS_PROVIDER)
             else:
                 # The gateway has already tried the handset; another attempt
                 # from us would risk a duplicate for the parent.
-                self._fail(s, m, f"undelivered: {error or 'no reason given'}", now)
+                self._fail(s, m, f"undelivered: {error or 'no reason given'}", now, SMS_PROVIDER)
             return True
+
+    def send_again(self, mid: str, who: Principal) -> Message:
+        """An operator sends a failed message again, on a fresh schedule
+        (quiet hours and the phone's rate limit apply as to a new one)."""
+        now = self.clock()
+        with unit_of_work(self.sessions) as s:
+            m = s.get(Message, mid, with_for_update=True)
+            if m is None:
+                raise DomainError("message_not_found", field="message_id", status_code=404)
+            refusal = d.why_not_again(d.Status(m.status), m.kind, aware(m.expires_at), now)
+            if refusal:
+                expires = aware(m.expires_at)
+                raise DomainError(refusal, field="message_id", params={
+                    "status": m.status, "expires_at": expires.isoformat() if expires else None})
+            channel = d.Channel(m.channel)
+            release = d.schedule(channel, now, self.tz, urgent=m.urgent, limits=self.limits,
+                                 sms_sent_at=self._sms_slots(s, m.address, now) if channel is d.Channel.SMS else ())
+            before = m.attempts
+            m.status, m.attempts, m.next_attempt_at, m.failed_at = d.Status.QUEUED.value, 0, release, None
+            s.execute(sa.delete(DeadLetter).where(DeadLetter.message_id == m.id))
+            self._queued_event(s, m, release)
+            _audit(s, who, "notification.retried", m, attempts_before=before, release_at=release.isoformat())
+            s.flush()
+            s.expunge(m)
+            return m
 
     @staticmethod
     def _forget_secret(m: Message) -> None:
         if m.kind in d.SECRET_KINDS:
             m.subject, m.body = d.REDACTED, d.REDACTED
 
-    def _delivered(self, s: Session, m: Message, now: datetime) -> None:
+    def _sent(self, s: Session, m: Message, now: datetime, who: Principal, *, segments: int | None = None,
+              keep_status: bool = False) -> None:
+        m.sent_at, m.next_attempt_at = now, None
+        if not keep_status:
+            m.status = d.Status.SENT.value
+        outbox.add(s, "notification.sent.v1", m.id, {**self._event_data(m), "attempts": m.attempts,
+                                                       **({"segments": segments} if segments is not None else {})})
+        _audit(s, who, "notification.sent", m, attempts=m.attempts)
+
+    def _delivered(self, s: Session, m: Message, now: datetime, who: Principal) -> None:
         m.status, m.delivered_at, m.next_attempt_at = d.Status.DELIVERED.value, now, None
         outbox.add(s, "notification.delivered.v1", m.id, {**self._event_data(m), "attempts": m.attempts})
+        _audit(s, who, "notification.delivered", m, attempts=m.attempts)
 
-    def _fail(self, s: Session, m: Message, reason: str, now: datetime) -> None:
+    def _fail(self, s: Session, m: Message, reason: str, now: datetime, who: Principal) -> None:
         self._forget_secret(m)
         m.status, m.failed_at, m.next_attempt_at, m.lease_until = d.Status.FAILED.value, now, None, None
         m.last_error = reason
         s.merge(DeadLetter(message_id=m.id, reason=reason[:2000], attempts=m.attempts, created_at=now))
         outbox.add(s, "notification.failed.v1", m.id, {**self._event_data(m), "attempts": m.attempts,
                                                          "reason": reason[:500]})
+        _audit(s, who, "notification.dead_lettered", m, attempts=m.attempts, reason=reason[:300])
         log.warning("notifications.dead_lettered", message_id=m.id, reason=reason, attempts=m.attempts)
 
     # ------------------------------------------------------------ reading
@@ -445,10 +500,17 @@ class NotificationService:
         with self.sessions() as s:
             return s.get(Message, mid)
 
-    def dead_letters(self, limit: int = 100) -> list[tuple[Message, DeadLetter]]:
+    def dead_letters(self, limit: int = 100, offset: int = 0) -> list[tuple[Message, DeadLetter]]:
         with self.sessions() as s:
             return list(s.execute(sa.select(Message, DeadLetter).join(DeadLetter, DeadLetter.message_id == Message.id)
-                                  .order_by(DeadLetter.created_at.desc()).limit(limit)).tuples())
+                                  .order_by(DeadLetter.created_at.desc(), Message.id)
+                                  .limit(limit).offset(offset)))
+
+    def audit_trail(self, *, message_id: str | None = None, actor: str | None = None, after_id: int = 0,
+                    limit: int = 200) -> list[dict]:
+        with self.sessions() as s:
+            return audit.trail(s, subject=f"message:{message_id}" if message_id else None, actor=actor,
+                               after_id=after_id, limit=limit)
 
     def inbox(self, parent_id: str, *, unread_only: bool = False, limit: int = 50) -> list[Message]:
         query = sa.select(Message).where(Message.channel == d.Channel.INAPP.value, Message.parent_id == parent_id,
@@ -464,25 +526,50 @@ class NotificationService:
                 Message.channel == d.Channel.INAPP.value, Message.parent_id == parent_id,
                 Message.status == d.Status.DELIVERED.value, Message.read_at.is_(None)))
 
-    def mark_read(self, parent_id: str, mid: str) -> bool:
+    def mark_read(self, parent_id: str, mid: str, who: Principal) -> bool:
         """False if the message is not in this parent's inbox."""
         with unit_of_work(self.sessions) as s:
             m = s.get(Message, mid, with_for_update=True)
             if m is None or m.parent_id != parent_id or m.channel != d.Channel.INAPP.value:
                 return False
-            m.read_at = m.read_at or self.clock()
+            if m.read_at is None:
+                m.read_at = self.clock()
+                _audit(s, who, "notification.read", m)
             return True
+
+
+def _audit(session: Session, who: Principal, action: str, m: Message, **details: Any) -> None:
+    """One move of a message, for the audit trail: no address, no text."""
+    audit.record(session, who, action, f"message:{m.id}",
+                 details={"kind": m.kind, "channel": m.channel, "status": m.status, **details})
+
+
+def _take_signature(session: Session, signed: Signed, window: int) -> None:
+    """Remembers a receipt's signature for its window; ReceiptReplayed if it
+    was taken before. Signatures past the window can no longer be replayed
+    (they are stale), so they are forgotten here. This receipt's own time
+    (checked against the clock on arrival) is the measure of 'past'."""
+    signed_at = datetime.fromtimestamp(signed.at, UTC)
+    session.execute(sa.delete(ReceiptSignature).where(
+        ReceiptSignature.signed_at < signed_at - timedelta(seconds=2 * window)))
+    taken = session.execute(_insert(session, ReceiptSignature).values(digest=signed.digest, signed_at=signed_at)
+                            .on_conflict_do_nothing(index_elements=["digest"]))
+    if taken.rowcount == 0:
+        raise ReceiptReplayed(signed.digest)
+
+
+def _insert(session: Session, model):
+    if session.get_bind().dialect.name == "postgresql":
+        from sqlalchemy.dialects.postgresql import insert
+    else:
+        from sqlalchemy.dialects.sqlite import insert
+    return insert(model)
 
 
 def _upsert(session: Session, model, values: dict, keys: list[str], insert_only: dict | None = None) -> None:
     """Insert or update by key in one statement (two consumers may see the
     same parent at once)."""
-    dialect = session.get_bind().dialect.name
-    if dialect == "postgresql":
-        from sqlalchemy.dialects.postgresql import insert
-    else:
-        from sqlalchemy.dialects.sqlite import insert
-    stmt = insert(model).values(**values, **(insert_only or {}))
+    stmt = _insert(session, model).values(**values, **(insert_only or {}))
     updates = {k: stmt.excluded[k] for k in values if k not in keys}
     session.execute(stmt.on_conflict_do_update(index_elements=keys, set_=updates) if updates
                     else stmt.on_conflict_do_nothing(index_elements=keys))

@@ -33,6 +33,7 @@ from kezek.events import Event, new_event
 from kezek.infra.kafka import ensure_topics
 from kezek.infra.procs import free_port, wait_until
 from kezek.relay import make_producer
+from kezek.trust import ServiceKeys, parent_principal, staff_principal
 from services.notifications.channels import smtp_message_id
 from services.notifications.consumers import topics
 from services.notifications.devservers import DevSmsGateway, DevSmtpServer
@@ -47,6 +48,21 @@ CABINET = "https://kezek.example/cabinet"
 LOCALES = ("ky", "ru", "kk", "en")
 NAMES = {"ky": "№12 «Күн»", "ru": "№7 «Солнышко»", "kk": "№3 «Балдырған»", "en": "No 5 Sun"}
 FINAL = {"email": "sent", "sms": "delivered", "inapp": "delivered"}
+# The service process and this test agree on these: service tokens derived
+# from the secret key, and the secret the SMS gateway signs receipts with.
+SECRET_KEY = "integration-secret-key-" + "k" * 16
+KEYS = ServiceKeys.derived(SECRET_KEY)
+RECEIPT_SECRET = b"integration-receipt-secret-" + b"r" * 16
+
+
+def as_parent(parent_id: str) -> dict:
+    token = KEYS.sign("gateway", "notifications", parent_principal(parent_id))
+    return {"authorization": f"Bearer {token}"}
+
+
+def as_operator() -> dict:
+    token = KEYS.sign("verification", "notifications", staff_principal(1, "operator"))
+    return {"authorization": f"Bearer {token}"}
 
 
 def midday_zone() -> ZoneInfo:
@@ -66,7 +82,7 @@ class Stack:
     port: int = field(default_factory=free_port)
     tz: ZoneInfo = field(default_factory=midday_zone)
     smtp: DevSmtpServer = field(default_factory=lambda: DevSmtpServer().start())
-    gateway: DevSmsGateway = field(default_factory=lambda: DevSmsGateway().start())
+    gateway: DevSmsGateway = field(default_factory=lambda: DevSmsGateway(receipt_secret=RECEIPT_SECRET).start())
     # Seconds, not minutes: the gateway outages below last a few seconds.
     retry_delays: str = "[0.5, 1, 1, 2, 2, 2, 2, 2]"
     proc: subprocess.Popen | None = None
@@ -88,6 +104,8 @@ class Stack:
                 # What a killed process had in flight is sent again after the lease.
                 "KEZEK_NOTIFICATIONS_LEASE_SECONDS": "5", "KEZEK_NOTIFICATIONS_BATCH": "2",
                 "KEZEK_NOTIFICATIONS_RETRY_DELAYS": self.retry_delays,
+                "KEZEK_SECRET_KEY": SECRET_KEY, "KEZEK_SERVICE_KEYS_DIR": "",
+                "KEZEK_NOTIFICATIONS_SMS_RECEIPT_SECRET": RECEIPT_SECRET.decode(),
                 "KEZEK_STATE_DIR": str(self.workdir)}
 
     @property
@@ -309,7 +327,8 @@ def assert_exactly_once(stack: Stack, expected: dict[str, Expected], kills: int 
     # In the cabinet's inbox, through the API.
     inapp = [x for x in expected.values() if x.channel is Channel.INAPP]
     for parent in {x.address for x in inapp}:
-        box = httpx.get(f"{stack.api}/inbox/{parent}", params={"limit": 200}, timeout=10).json()
+        box = httpx.get(f"{stack.api}/inbox/{parent}", params={"limit": 200}, headers=as_parent(parent),
+                        timeout=10).json()
         want = sorted((x.id, x.body) for x in inapp if x.address == parent)
         assert sorted((m["id"], m["text"]) for m in box["messages"]) == want
 
@@ -426,7 +445,7 @@ def test_sms_is_dead_lettered_when_the_gateway_never_recovers(kafka_bootstrap, m
     wait_until(lambda: sms() and sms()[0].status == "failed", 60, "the SMS dead-lettered")
     [m] = sms()
     assert m.attempts == 9 and len(stack.gateway.requests) == 9   # 1 + 8 retries
-    dead = httpx.get(f"{stack.api}/dead-letters", timeout=10).json()
+    dead = httpx.get(f"{stack.api}/dead-letters", headers=as_operator(), timeout=10).json()
     assert [d["message"]["id"] for d in dead] == [m.id] and "503" in dead[0]["reason"]
     wait_until(lambda: stack.outbox_pending() == 0, 60, "notifications outbox drained")
     failed = [e for e in stack.notification_events() if e["type"] == "notification.failed.v1"]

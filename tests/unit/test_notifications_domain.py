@@ -272,3 +272,14 @@ def test_phones_are_normalised_to_e164_so_each_has_one_rate_limit_bucket(raw, e1
 def test_a_phone_outside_kyrgyzstan_and_kazakhstan_is_refused():
     with pytest.raises(InvalidPhone):
         normalize_phone("+1 202 555 0100")
+
+
+def test_only_a_failed_message_that_held_no_secret_and_has_not_expired_may_be_sent_again():
+    from services.notifications.domain import why_not_again
+
+    now = datetime(2027, 3, 1, 5, tzinfo=UTC)
+    assert why_not_again(Status.FAILED, "referral_issued", None, now) is None
+    assert why_not_again(Status.FAILED, "referral_issued", now + timedelta(hours=1), now) is None
+    assert why_not_again(Status.SENT, "referral_issued", None, now) == "retry_not_failed"
+    assert why_not_again(Status.FAILED, "email_code", None, now) == "retry_secret_gone"
+    assert why_not_again(Status.FAILED, "deadline_near", now, now) == "retry_expired"

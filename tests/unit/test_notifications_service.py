@@ -15,6 +15,7 @@ import sqlalchemy as sa
 from kezek.db import make_engine, make_session_factory, unit_of_work
 from kezek.events import new_event
 from kezek.migrations import upgrade
+from kezek.trust import parent_principal
 from services.notifications.domain import DEFAULT_RETRY, Channel, Outcome
 from services.notifications.jobs import Dispatcher
 from services.notifications.models import DeadLetter, Message, ParkedEvent, outbox
@@ -327,8 +328,8 @@ def test_inapp_message_is_in_the_parents_inbox_once_delivered_and_can_be_read(se
     dispatch(service, Scripted(Channel.INAPP, then=Outcome.DELIVERED))
     [item] = service.inbox("p1")
     assert item.kind == "application_received" and service.unread("p1") == 1
-    assert not service.mark_read("someone-else", item.id)
-    assert service.mark_read("p1", item.id) and service.unread("p1") == 0
+    assert not service.mark_read("someone-else", item.id, who=parent_principal("someone-else"))
+    assert service.mark_read("p1", item.id, who=parent_principal("p1")) and service.unread("p1") == 0
 
 
 # ------------------------------------------------------------ top ten

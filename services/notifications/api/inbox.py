@@ -1,0 +1,49 @@
+"""The parent's inbox, for the cabinet: the gateway calls as the parent it
+signed in (a service token with `parent:<account>`), and a parent reaches
+only their own. Another family's inbox or message is simply not found."""
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Annotated
+
+from fastapi import APIRouter, Query
+from pydantic import BaseModel
+
+from kezek.trust import FAMILY, Access, allow, parent
+from kezek.web import DomainError
+from services.notifications.api.common import PREFIX, MessageId, ParentId, Service
+from services.notifications.service import aware
+
+router = APIRouter(prefix=PREFIX, tags=["inbox"])
+
+
+class InboxItem(BaseModel):
+    id: str
+    kind: str
+    title: str | None
+    text: str
+    created_at: datetime
+    read: bool
+
+
+class Inbox(BaseModel):
+    parent_id: str
+    unread: int
+    messages: list[InboxItem]
+
+
+@router.get("/inbox/{parent_id}", response_model=Inbox, summary="The parent's in-app messages")
+def inbox(service: Service, parent_id: ParentId, access: Access = allow(parent()), unread_only: bool = False,
+          limit: Annotated[int, Query(ge=1, le=200)] = 50):
+    access.check(family=parent_id)
+    rows = service.inbox(parent_id, unread_only=unread_only, limit=limit)
+    return Inbox(parent_id=parent_id, unread=service.unread(parent_id), messages=[
+        InboxItem(id=m.id, kind=m.kind, title=m.subject, text=m.body, created_at=aware(m.created_at),
+                  read=m.read_at is not None) for m in rows])
+
+
+@router.post("/inbox/{parent_id}/{message_id}/read", status_code=204, summary="The parent has read a message")
+def mark_read(service: Service, parent_id: ParentId, message_id: MessageId, access: Access = allow(parent())):
+    access.check(family=parent_id)
+    if not service.mark_read(access.within(FAMILY), message_id, who=access.principal):
+        raise DomainError("message_not_found", field="message_id", status_code=404)

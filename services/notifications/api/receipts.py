@@ -1,0 +1,76 @@
+"""Delivery receipts from the SMS provider. The provider has no service
+token: the route is public, and a receipt counts only with the provider's
+signature (signature.py): unsigned, forged, stale or replayed receipts are
+refused (401) and change nothing."""
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from typing import Annotated, Literal
+
+from fastapi import APIRouter, Depends, Request
+from pydantic import BaseModel, Field, model_validator
+
+from kezek.trust import PUBLIC
+from kezek.web import DomainError, Problem
+from services.notifications import signature
+from services.notifications.api.common import PREFIX, Service
+from services.notifications.service import ReceiptReplayed
+
+router = APIRouter(prefix=PREFIX, tags=["receipts"])
+
+
+@dataclass(frozen=True)
+class ReceiptKeys:
+    """How this service checks receipts (runtime.receipt_secrets and the
+    KEZEK_NOTIFICATIONS_SMS_RECEIPT_* settings)."""
+
+    secrets: tuple[bytes, ...]
+    header: str = signature.DEFAULT_HEADER
+    tolerance: int = signature.DEFAULT_TOLERANCE
+
+
+class ReceiptRefused(Problem):
+    status = 401
+    code = "receipt_signature_invalid"
+    title = "The receipt is not signed by the SMS provider"
+
+
+class Receipt(BaseModel):
+    """A delivery receipt: `reference` is our message id, `id` the gateway's."""
+    id: str | None = Field(default=None, max_length=200)
+    reference: str | None = Field(default=None, max_length=36)
+    status: Literal["delivered", "failed", "undelivered", "rejected", "expired"]
+    error: str | None = Field(default=None, max_length=500)
+
+    @model_validator(mode="after")
+    def _names_a_message(self) -> "Receipt":
+        if not (self.id or self.reference):
+            raise ValueError("id or reference is required")
+        return self
+
+
+async def signed_by_provider(request: Request) -> signature.Signed:
+    """The receipt's signature, checked before its body is looked at."""
+    keys: ReceiptKeys = request.app.state.receipt_keys
+    try:
+        return signature.verify(request.headers.get(keys.header), await request.body(), keys.secrets,
+                                now=time.time(), tolerance=keys.tolerance)
+    except signature.BadSignature as exc:
+        raise ReceiptRefused(exc.code, field=keys.header, params={"tolerance": keys.tolerance}) from None
+
+
+@router.post("/sms/receipts", status_code=204, dependencies=[PUBLIC],
+             summary="Delivery receipts, signed by the SMS provider (header and scheme: see the README)",
+             responses={401: {"description": "Unsigned, forged, stale or replayed"}})
+def sms_receipt(request: Request, service: Service, receipt: Receipt,
+                signed: Annotated[signature.Signed, Depends(signed_by_provider)]):
+    keys: ReceiptKeys = request.app.state.receipt_keys
+    try:
+        found = service.record_receipt(message_id=receipt.reference, provider_ref=receipt.id,
+                                       delivered=receipt.status == "delivered", error=receipt.error or receipt.status,
+                                       signed=signed, window=keys.tolerance)
+    except ReceiptReplayed:
+        raise ReceiptRefused("receipt_replayed", field=keys.header) from None
+    if not found:
+        raise DomainError("receipt_message_unknown", field="reference", status_code=404)
