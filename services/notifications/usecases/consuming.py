@@ -1,0 +1,225 @@
+"""Consuming facts: the Kafka consumer's handler and the workflow's
+notify_parent activity. Contacts and referral facts are remembered, then one
+message per channel is made (queued, or dead-lettered if its template
+fails); an event whose parent is not known yet is parked until it is."""
+from __future__ import annotations
+
+import uuid
+from datetime import datetime, tzinfo
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.orm import Session, sessionmaker
+
+from kezek.db import unit_of_work
+from kezek.events import Event, new_event, schema_for
+from kezek.logging import get_logger
+from services.notifications import domain as d
+from services.notifications.models import Contact, KnownApplication, KnownReferral, Message, ParkedEvent, outbox
+from services.notifications.rendering import Renderer, template_values
+from services.notifications.usecases import moves
+from services.notifications.usecases.common import MESSAGE_NS, SYSTEM, message_id, upsert, when
+
+log = get_logger("services.notifications.service")
+
+REFERRAL_FACTS = ("kindergarten_id", "kindergarten_name", "kindergarten_address", "office_address",
+                  "needs_confirmation")
+CONTACT_EVENTS = ("application.received.v1", "account.activation_issued.v1")
+CONSUMED_TYPES = frozenset(d.RULES) | frozenset(CONTACT_EVENTS)
+# The activity's claims in processed_events, apart from the Kafka consumer's.
+ACTIVITY_CONSUMER = "notifications.notify_parent"
+# Fields the workflow sends as local wall time without an offset.
+_LOCAL_TIMES = ("deadline", "stoplist_until")
+
+
+class Consuming:
+    """Part of NotificationService (service.py): what it needs from it."""
+
+    sessions: sessionmaker[Session]
+    tz: tzinfo
+    cabinet_url: str
+    renderer: Renderer
+    limits: tuple[d.RateLimit, ...]
+    clock: Any
+
+    def handle(self, session: Session, event: Event) -> None:
+        """One event: at most one message per channel (the caller's claim of
+        the event id and this work commit together)."""
+        self._remember(session, event)
+        if event.type in d.RULES:
+            self._notify(session, event)
+        if event.type == "application.received.v1":
+            self._replay_parked(session, event.data["application_id"])
+
+    def notify_parent(self, *, key: str, kind: str, referral_id: str, application_id: str,
+                      parent_id: str | None, at: datetime, data: dict) -> bool:
+        """The workflow's command to tell the parent about `kind`. Messages
+        only for kinds in `domain.ACTIVITY_KINDS` (the others are told from
+        their Kafka fact: acknowledged here, so never twice). Once per `key`:
+        the key's claim and the messages commit together, and the message ids
+        derive from the key as well. True if messages were made (or parked)."""
+        if not d.told_by_activity(kind):
+            log.info("notifications.activity_acknowledged", kind=kind, referral_id=referral_id)
+            return False
+        event_id = str(uuid.uuid5(MESSAGE_NS, f"activity:{key}"))
+        allowed = schema_for(kind).get("properties", {})
+        fields = {**data, "referral_id": referral_id, "application_id": application_id,
+                  **({"parent_id": parent_id} if parent_id else {})}
+        clean = {k: self._local_time(v) if k in _LOCAL_TIMES else v
+                 for k, v in fields.items() if k in allowed and v not in (None, "-")}
+        event = new_event(kind, f"referral:{referral_id}", clean, source="notifications", time=at,
+                          event_id=event_id)
+        with unit_of_work(self.sessions) as s:
+            if not outbox.claim(s, ACTIVITY_CONSUMER, event_id):
+                return False
+            self.handle(s, event)
+            return True
+
+    def _local_time(self, value: Any) -> Any:
+        """The workflow writes deadlines as local wall time without an offset."""
+        when = datetime.fromisoformat(str(value).replace("Z", "+00:00"))
+        return (when if when.tzinfo else when.replace(tzinfo=self.tz)).isoformat()
+
+    def _notify(self, session: Session, event: Event) -> None:
+        data = event.data
+        recipient = self._recipient(session, event)
+        if recipient is None:
+            session.merge(ParkedEvent(event_id=event.id, application_id=data["application_id"],
+                                      payload=event.to_json(), parked_at=self.clock()))
+            log.info("notifications.parked", application_id=data["application_id"])
+            return
+        if event.type == "application.position_changed.v1" and not self._top_ten_news(session, data):
+            return
+        if event.type == "application.received.v1" and data.get("imported"):
+            return  # the old portal told the parent; the contacts are what counts
+        facts = self._referral_facts(session, data)
+        values = template_values({**facts, **data}, occurred_at=event.time, tz=self.tz,
+                                 cabinet_url=self.cabinet_url)
+        for planned in d.plan_messages(event.type, recipient, event.time):
+            self._create(session, event, planned, recipient, values)
+
+    def _create(self, session: Session, event: Event, planned: d.PlannedMessage,
+                recipient: d.Recipient, values: dict) -> None:
+        now = self.clock()
+        data = event.data
+        rule = d.RULES[event.type]
+        mid = message_id(event.id, planned.channel)
+        if session.get(Message, mid) is not None:
+            return
+        expires = (when(data.get("expires_at")) or planned.expires_at) if rule.ttl else None
+        msg = Message(
+            id=mid, source_event_id=event.id, source_event_type=event.type, kind=planned.kind.value,
+            channel=planned.channel.value, parent_id=recipient.parent_id,
+            application_id=data.get("application_id"), referral_id=data.get("referral_id"),
+            address=planned.address, locale=planned.locale, urgent=planned.urgent,
+            attempts=0, expires_at=expires, created_at=now, body="",
+        )
+        try:
+            rendered = self.renderer.render(planned.kind, planned.locale, planned.channel, values)
+        except Exception as exc:  # a template bug must not lose the event silently
+            log.error("notifications.render_failed", kind=planned.kind.value, locale=planned.locale, error=repr(exc))
+            session.add(msg)
+            moves.queued(session, msg, now)
+            moves.fail(session, msg, f"render failed: {exc!r}", now, SYSTEM)
+            return
+        msg.subject, msg.body = rendered.subject, rendered.body
+        if rendered.sms:
+            msg.sms_encoding, msg.sms_segments = rendered.sms.encoding, rendered.sms.segments
+        release = d.schedule(planned.channel, now, self.tz, urgent=planned.urgent,
+                             sms_sent_at=moves.sms_slots(session, planned.address, now, self.limits)
+                             if planned.channel is d.Channel.SMS else (),
+                             limits=self.limits)
+        msg.status, msg.next_attempt_at = d.Status.QUEUED.value, release
+        session.add(msg)
+        session.flush()  # the next SMS to this phone in this transaction must see this slot taken
+        moves.queued(session, msg, release)
+        moves.audited(session, SYSTEM, "notification.queued", msg, release_at=release.isoformat())
+
+    def _recipient(self, session: Session, event: Event) -> d.Recipient | None:
+        data = event.data
+        if event.type in ("registration.email_code_issued.v1", "account.activation_issued.v1"):
+            return d.Recipient(email=data["email"], locale=d.choose_locale(data.get("locale")))
+        if event.type == "application.received.v1":
+            return d.Recipient(parent_id=data["parent_id"], email=data.get("email"),
+                               phone=self._phone(data.get("phone")), locale=d.choose_locale(data.get("locale")))
+        # The application's own received event brings the contacts it was
+        # filed with; until it has come (topics interleave freely) an account
+        # activation may have made a contact with no phone, and telling the
+        # parent from that would silently drop the SMS. So: park until then.
+        app = session.get(KnownApplication, data["application_id"])
+        if app is None:
+            return None
+        parent_id = data.get("parent_id") or app.parent_id
+        contact = session.get(Contact, parent_id)
+        if contact is None:
+            return None
+        return d.Recipient(parent_id=parent_id, email=contact.email, phone=self._phone(contact.phone),
+                           locale=contact.locale)
+
+    @staticmethod
+    def _phone(raw: str | None) -> str | None:
+        if not raw:
+            return None
+        try:
+            return d.normalize_phone(raw)
+        except d.InvalidPhone:
+            log.warning("notifications.phone_unusable")
+            return None
+
+    def _remember(self, session: Session, event: Event) -> None:
+        data, now = event.data, self.clock()
+        if event.type == "application.received.v1":
+            upsert(session, Contact, {"parent_id": data["parent_id"], "email": data.get("email"),
+                                       "phone": data.get("phone"), "locale": d.choose_locale(data.get("locale")),
+                                       "updated_at": now}, ["parent_id"])
+            upsert(session, KnownApplication, {"application_id": data["application_id"],
+                                                "parent_id": data["parent_id"], "imported": bool(data.get("imported"))},
+                    ["application_id"], insert_only={"top_ten_told": False})
+        elif event.type == "account.activation_issued.v1":
+            upsert(session, Contact, {"parent_id": data["parent_id"], "email": data["email"],
+                                       "locale": d.choose_locale(data.get("locale")), "updated_at": now},
+                    ["parent_id"], insert_only={"phone": None})
+        if event.type.startswith("referral.") and data.get("referral_id"):
+            known = session.get(KnownReferral, data["referral_id"], with_for_update=True)
+            facts = dict(known.facts) if known else {}
+            facts.update({k: data[k] for k in REFERRAL_FACTS if k in data})
+            if event.type == "referral.privilege_confirmed.v1":
+                facts["needs_confirmation"] = False  # the enrolment window follows
+            if known is None:
+                session.add(KnownReferral(referral_id=data["referral_id"], application_id=data["application_id"],
+                                          facts=facts))
+            else:
+                known.facts = facts
+
+    def _referral_facts(self, session: Session, data: dict) -> dict:
+        if not data.get("referral_id"):
+            return {}
+        known = session.get(KnownReferral, data["referral_id"])
+        facts = dict(known.facts) if known else {}
+        if "window" in data:
+            # What this event is about decides the window, not what came before.
+            facts.pop("needs_confirmation", None)
+        return facts
+
+    def _top_ten_news(self, session: Session, data: dict) -> bool:
+        app = session.get(KnownApplication, data["application_id"], with_for_update=True)
+        if app is None:
+            return False
+        previous = data.get("previous_position", app.last_position)
+        if previous is None and app.imported:
+            # The first position of a child moved from the old portal is the
+            # one the parent already knew: telling every such parent at once
+            # on the day of the move would be a flood, not news.
+            previous = app.last_position if app.last_position is not None else data["position"]
+        news = d.reached_top_ten(previous, data["position"], app.top_ten_told)
+        app.last_position = data["position"]
+        app.top_ten_told = app.top_ten_told or news
+        return news
+
+    def _replay_parked(self, session: Session, application_id: str) -> None:
+        parked = session.scalars(sa.select(ParkedEvent).where(ParkedEvent.application_id == application_id)
+                                 .order_by(ParkedEvent.parked_at)).all()
+        for row in parked:
+            session.delete(row)
+            session.flush()
+            self._notify(session, Event.from_json(row.payload))

@@ -1,0 +1,171 @@
+"""Dispatching: the dispatcher's steps around a send (which happens
+outside any transaction), the SMS provider's signed receipts, and an
+operator's retry of a failed message."""
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta, tzinfo
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.orm import Session, sessionmaker
+
+from kezek.db import unit_of_work
+from kezek.logging import get_logger
+from kezek.problems import DomainError
+from kezek.trust import Principal
+from services.notifications import domain as d
+from services.notifications.models import DeadLetter, Message, ReceiptSignature
+from services.notifications.signature import Signed
+from services.notifications.usecases import moves
+from services.notifications.usecases.common import SMS_PROVIDER, SYSTEM, Attempt, Outgoing, aware, insert_for
+
+log = get_logger("services.notifications.service")
+
+
+class ReceiptReplayed(Exception):
+    """A signed receipt taken before, sent again."""
+
+
+class Dispatching:
+    """Part of NotificationService (service.py): what it needs from it."""
+
+    sessions: sessionmaker[Session]
+    tz: tzinfo
+    limits: tuple[d.RateLimit, ...]
+    retry: d.RetryPolicy
+    urgent_retry: d.RetryPolicy
+    clock: Any
+
+    def claim_due(self, channels: tuple[d.Channel, ...] | None = None, limit: int = 20,
+                  lease: timedelta = timedelta(minutes=2)) -> list[Outgoing]:
+        """Takes due messages for sending. A lease, not a lock held over the
+        send: if this process dies mid-send, the message is claimed again once
+        the lease ends (and the provider drops the repeat by message id)."""
+        now = self.clock()
+        due = sa.or_(
+            sa.and_(Message.status == d.Status.QUEUED.value, Message.next_attempt_at <= now),
+            sa.and_(Message.status == d.Status.SENDING.value, Message.lease_until < now),
+        )
+        query = sa.select(Message).where(due)
+        if channels:
+            query = query.where(Message.channel.in_([c.value for c in channels]))
+        query = (query.order_by(Message.urgent.desc(), Message.next_attempt_at)
+                 .limit(limit).with_for_update(skip_locked=True))
+        with unit_of_work(self.sessions) as s:
+            out = []
+            for m in s.scalars(query):
+                m.status, m.lease_until = d.Status.SENDING.value, now + lease
+                out.append(Outgoing(m.id, d.Channel(m.channel), m.address, m.locale, m.subject, m.body,
+                                    m.urgent, aware(m.expires_at), m.attempts))
+            return out
+
+    def record_attempt(self, mid: str, attempt: Attempt) -> d.Status:
+        now = self.clock()
+        with unit_of_work(self.sessions) as s:
+            m = s.get(Message, mid, with_for_update=True)
+            if m.status != d.Status.SENDING.value:
+                # A receipt overtook our own record of the send: keep its status.
+                if attempt.outcome in (d.Outcome.SENT, d.Outcome.DELIVERED):
+                    m.sent_at = m.sent_at or now
+                    m.provider_ref = m.provider_ref or attempt.provider_ref
+                return d.Status(m.status)
+            result = d.after_attempt(attempt.outcome, m.attempts, now, self.urgent_retry if m.urgent else self.retry, m.id,
+                                     expires_at=aware(m.expires_at))
+            m.attempts, m.lease_until, m.last_error = result.attempts, None, attempt.error
+            if attempt.provider_ref:
+                m.provider_ref = attempt.provider_ref
+            if result.status is not d.Status.QUEUED:
+                moves.forget_secret(m)
+            if result.status is d.Status.QUEUED:
+                m.status = d.Status.QUEUED.value
+                m.next_attempt_at = d.release_at(d.Channel(m.channel), result.next_attempt_at, self.tz,
+                                                 urgent=m.urgent)
+                log.info("notifications.retry", message_id=m.id, attempts=m.attempts, error=attempt.error)
+                moves.audited(s, SYSTEM, "notification.retry_scheduled", m, attempts=m.attempts,
+                       error=(attempt.error or "")[:300], next_attempt_at=m.next_attempt_at.isoformat())
+            elif result.status is d.Status.FAILED:
+                moves.fail(s, m, attempt.error or attempt.outcome.value, now, SYSTEM)
+            else:
+                moves.sent(s, m, now, SYSTEM, segments=m.sms_segments)
+                if result.status is d.Status.DELIVERED:
+                    moves.delivered(s, m, now, SYSTEM)
+            return d.Status(m.status)
+
+    def give_up_expired(self, mid: str) -> None:
+        now = self.clock()
+        with unit_of_work(self.sessions) as s:
+            m = s.get(Message, mid, with_for_update=True)
+            if m.status == d.Status.SENDING.value:
+                moves.fail(s, m, "expired before it could be sent", now, SYSTEM)
+
+    def record_receipt(self, *, message_id: str | None = None, provider_ref: str | None = None,
+                       delivered: bool, error: str | None = None, signed: Signed | None = None,
+                       window: int = 300) -> bool:
+        """A delivery receipt from the SMS gateway; False if no such message.
+        Repeated and late receipts change nothing. `signed`: its signature,
+        taken once (ReceiptReplayed the second time) in the same transaction
+        as its effect, so a receipt whose effect rolls back may come again."""
+        now = self.clock()
+        with unit_of_work(self.sessions) as s:
+            if signed is not None:
+                take_signature(s, signed, window)
+            m = s.get(Message, message_id, with_for_update=True) if message_id else None
+            if m is None and provider_ref:
+                m = s.scalars(sa.select(Message).where(Message.provider_ref == provider_ref)
+                              .with_for_update()).first()
+            if m is None:
+                return False
+            new = d.Status.DELIVERED if delivered else d.Status.FAILED
+            if not d.may_move(d.Status(m.status), new):
+                return True
+            m.lease_until = None
+            if delivered:
+                if m.sent_at is None:
+                    # The receipt overtook our record of the send (or we died
+                    # before writing it): the receipt proves the send.
+                    moves.sent(s, m, now, SMS_PROVIDER, keep_status=True)
+                moves.delivered(s, m, now, SMS_PROVIDER)
+            else:
+                # The gateway has already tried the handset; another attempt
+                # from us would risk a duplicate for the parent.
+                moves.fail(s, m, f"undelivered: {error or 'no reason given'}", now, SMS_PROVIDER)
+            return True
+
+    def send_again(self, mid: str, who: Principal) -> Message:
+        """An operator sends a failed message again, on a fresh schedule
+        (quiet hours and the phone's rate limit apply as to a new one)."""
+        now = self.clock()
+        with unit_of_work(self.sessions) as s:
+            m = s.get(Message, mid, with_for_update=True)
+            if m is None:
+                raise DomainError("message_not_found", field="message_id", status_code=404)
+            refusal = d.why_not_again(d.Status(m.status), m.kind, aware(m.expires_at), now)
+            if refusal:
+                expires = aware(m.expires_at)
+                raise DomainError(refusal, field="message_id", params={
+                    "status": m.status, "expires_at": expires.isoformat() if expires else None})
+            channel = d.Channel(m.channel)
+            release = d.schedule(channel, now, self.tz, urgent=m.urgent, limits=self.limits,
+                                 sms_sent_at=moves.sms_slots(s, m.address, now, self.limits) if channel is d.Channel.SMS else ())
+            before = m.attempts
+            m.status, m.attempts, m.next_attempt_at, m.failed_at = d.Status.QUEUED.value, 0, release, None
+            s.execute(sa.delete(DeadLetter).where(DeadLetter.message_id == m.id))
+            moves.queued(s, m, release)
+            moves.audited(s, who, "notification.retried", m, attempts_before=before, release_at=release.isoformat())
+            s.flush()
+            s.expunge(m)
+            return m
+
+
+def take_signature(session: Session, signed: Signed, window: int) -> None:
+    """Remembers a receipt's signature for its window; ReceiptReplayed if it
+    was taken before. Signatures past the window can no longer be replayed
+    (they are stale), so they are forgotten here. This receipt's own time
+    (checked against the clock on arrival) is the measure of 'past'."""
+    signed_at = datetime.fromtimestamp(signed.at, UTC)
+    session.execute(sa.delete(ReceiptSignature).where(
+        ReceiptSignature.signed_at < signed_at - timedelta(seconds=2 * window)))
+    taken = session.execute(insert_for(session, ReceiptSignature).values(digest=signed.digest, signed_at=signed_at)
+                            .on_conflict_do_nothing(index_elements=["digest"]))
+    if taken.rowcount == 0:
+        raise ReceiptReplayed(signed.digest)

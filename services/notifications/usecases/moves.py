@@ -1,0 +1,82 @@
+"""The moves of a message's status, each with its fact on the outbox and
+its row in the audit trail (the verified actor, never an address or a
+text): one place for what every use case does when a message is queued,
+sent, delivered or given up (domain.py says which moves may happen)."""
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.orm import Session
+
+from kezek.logging import get_logger
+from kezek.trust import Principal
+from services.notifications import domain as d
+from services.notifications.models import DeadLetter, Message, audit, outbox
+from services.notifications.usecases.common import aware
+
+log = get_logger("services.notifications.service")
+
+
+def event_data(msg: Message) -> dict:
+    return {"message_id": msg.id, "channel": msg.channel, "kind": msg.kind,
+            "source_event_id": msg.source_event_id, "source_event_type": msg.source_event_type,
+            "parent_id": msg.parent_id}
+
+
+def audited(session: Session, who: Principal, action: str, m: Message, **details: Any) -> None:
+    """One move of a message, for the audit trail: no address, no text."""
+    audit.record(session, who, action, f"message:{m.id}",
+                 details={"kind": m.kind, "channel": m.channel, "status": m.status, **details})
+
+
+def queued(session: Session, msg: Message, release: datetime) -> None:
+    data = {**event_data(msg), "locale": msg.locale, "release_at": release.isoformat()}
+    if msg.sms_segments is not None:
+        data.update(segments=msg.sms_segments, encoding=msg.sms_encoding)
+    outbox.add(session, "notification.queued.v1", msg.id, data)
+
+
+def sms_slots(session: Session, phone: str, now: datetime, limits: tuple[d.RateLimit, ...]) -> list[datetime]:
+    """Send times taken on this phone: sent ones and those scheduled, so
+    that a burst of events spreads out instead of all taking one slot."""
+    horizon = now - max(limit.window for limit in limits)
+    when = sa.func.coalesce(Message.sent_at, Message.next_attempt_at)
+    rows = session.scalars(sa.select(when).where(
+        Message.channel == d.Channel.SMS.value, Message.address == phone,
+        Message.status != d.Status.FAILED.value, when > horizon))
+    return [aware(t) for t in rows]
+
+
+def forget_secret(m: Message) -> None:
+    if m.kind in d.SECRET_KINDS:
+        m.subject, m.body = d.REDACTED, d.REDACTED
+
+
+def sent(s: Session, m: Message, now: datetime, who: Principal, *, segments: int | None = None,
+         keep_status: bool = False) -> None:
+    m.sent_at, m.next_attempt_at = now, None
+    if not keep_status:
+        m.status = d.Status.SENT.value
+    outbox.add(s, "notification.sent.v1", m.id, {**event_data(m), "attempts": m.attempts,
+                                                   **({"segments": segments} if segments is not None else {})})
+    audited(s, who, "notification.sent", m, attempts=m.attempts)
+
+
+def delivered(s: Session, m: Message, now: datetime, who: Principal) -> None:
+    m.status, m.delivered_at, m.next_attempt_at = d.Status.DELIVERED.value, now, None
+    outbox.add(s, "notification.delivered.v1", m.id, {**event_data(m), "attempts": m.attempts})
+    audited(s, who, "notification.delivered", m, attempts=m.attempts)
+
+
+def fail(s: Session, m: Message, reason: str, now: datetime, who: Principal) -> None:
+    """Given up: kept as a dead letter with why, for an operator."""
+    forget_secret(m)
+    m.status, m.failed_at, m.next_attempt_at, m.lease_until = d.Status.FAILED.value, now, None, None
+    m.last_error = reason
+    s.merge(DeadLetter(message_id=m.id, reason=reason[:2000], attempts=m.attempts, created_at=now))
+    outbox.add(s, "notification.failed.v1", m.id, {**event_data(m), "attempts": m.attempts,
+                                                     "reason": reason[:500]})
+    audited(s, who, "notification.dead_lettered", m, attempts=m.attempts, reason=reason[:300])
+    log.warning("notifications.dead_lettered", message_id=m.id, reason=reason, attempts=m.attempts)

@@ -1,0 +1,82 @@
+"""Reading: the operators' views (messages, dead letters, the audit
+trail) and the parent's inbox, with its one write, the read mark."""
+from __future__ import annotations
+
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.orm import Session, sessionmaker
+
+from kezek.db import unit_of_work
+from kezek.trust import Principal
+from services.notifications import domain as d
+from services.notifications.models import DeadLetter, Message, audit
+from services.notifications.usecases import moves
+
+
+class Reading:
+    """Part of NotificationService (service.py): what it needs from it."""
+
+    sessions: sessionmaker[Session]
+    clock: Any
+
+    def messages(self, *, parent_id: str | None = None, status: str | None = None,
+                 event_type: str | None = None, kind: str | None = None, channel: str | None = None,
+                 limit: int = 100, offset: int = 0) -> list[Message]:
+        query = sa.select(Message)
+        if parent_id:
+            query = query.where(Message.parent_id == parent_id)
+        if status:
+            # `sending` is a lease, not a state anyone outside should see.
+            wanted = [status, d.Status.SENDING.value] if status == d.Status.QUEUED.value else [status]
+            query = query.where(Message.status.in_(wanted))
+        if event_type:
+            query = query.where(Message.source_event_type == event_type)
+        if kind:
+            query = query.where(Message.kind == kind)
+        if channel:
+            query = query.where(Message.channel == channel)
+        query = query.order_by(Message.created_at.desc(), Message.id).limit(limit).offset(offset)
+        with self.sessions() as s:
+            return list(s.scalars(query))
+
+    def message(self, mid: str) -> Message | None:
+        with self.sessions() as s:
+            return s.get(Message, mid)
+
+    def dead_letters(self, limit: int = 100, offset: int = 0) -> list[tuple[Message, DeadLetter]]:
+        with self.sessions() as s:
+            return list(s.execute(sa.select(Message, DeadLetter).join(DeadLetter, DeadLetter.message_id == Message.id)
+                                  .order_by(DeadLetter.created_at.desc(), Message.id)
+                                  .limit(limit).offset(offset)))
+
+    def audit_trail(self, *, message_id: str | None = None, actor: str | None = None, after_id: int = 0,
+                    limit: int = 200) -> list[dict]:
+        with self.sessions() as s:
+            return audit.trail(s, subject=f"message:{message_id}" if message_id else None, actor=actor,
+                               after_id=after_id, limit=limit)
+
+    def inbox(self, parent_id: str, *, unread_only: bool = False, limit: int = 50) -> list[Message]:
+        query = sa.select(Message).where(Message.channel == d.Channel.INAPP.value, Message.parent_id == parent_id,
+                                         Message.status == d.Status.DELIVERED.value)
+        if unread_only:
+            query = query.where(Message.read_at.is_(None))
+        with self.sessions() as s:
+            return list(s.scalars(query.order_by(Message.created_at.desc(), Message.id).limit(limit)))
+
+    def unread(self, parent_id: str) -> int:
+        with self.sessions() as s:
+            return s.scalar(sa.select(sa.func.count()).select_from(Message).where(
+                Message.channel == d.Channel.INAPP.value, Message.parent_id == parent_id,
+                Message.status == d.Status.DELIVERED.value, Message.read_at.is_(None)))
+
+    def mark_read(self, parent_id: str, mid: str, who: Principal) -> bool:
+        """False if the message is not in this parent's inbox."""
+        with unit_of_work(self.sessions) as s:
+            m = s.get(Message, mid, with_for_update=True)
+            if m is None or m.parent_id != parent_id or m.channel != d.Channel.INAPP.value:
+                return False
+            if m.read_at is None:
+                m.read_at = self.clock()
+                moves.audited(s, who, "notification.read", m)
+            return True
