@@ -321,7 +321,8 @@ def test_compose_topology_registers_a_child_and_reaches_a_referral_and_an_sms(tm
     # The operator's mail relay and SMS provider: outside every container,
     # at addresses of their own.
     net = f"127.{random.randint(100, 250)}.{random.randint(0, 250)}"
-    smtp, sms = DevSmtpServer(host=f"{net}.2").start(), DevSmsGateway(host=f"{net}.3").start()
+    smtp = DevSmtpServer(host=f"{net}.2").start()
+    sms = DevSmsGateway(host=f"{net}.3", receipt_secret=(secrets / "sms_receipt_secret").read_bytes()).start()
     config = compose_config(tmp_path, {
         "KEZEK_SECRETS": str(secrets), "KEZEK_PORTAL_DOMAIN": PORTAL, "KEZEK_STAFF_DOMAIN": STAFF,
         "SMTP_HOST": smtp.host, "SMTP_PORT": str(smtp.port), "SMS_GATEWAY_URL": sms.url})
