@@ -1,6 +1,20 @@
 """The outbox relay: publishes a service's outbox rows to Kafka, then marks
 them sent. At least once: a crash between the broker's ack and the mark
-sends a row again, and consumers drop the repeat by event id."""
+sends a row again, and consumers drop the repeat by event id.
+
+Any number of relays may run on one outbox (on PostgreSQL). Each claims the
+rows it publishes (`FOR UPDATE SKIP LOCKED`, held until they are marked), so
+two relays do not send the same rows; a relay that dies loses its claim with
+its connection, and the rows are sent by another. One aggregate's events
+stay in order across relays: a relay publishes a row only when every earlier
+unsent row of its key (its subject, which is also the Kafka key, so one
+partition) is in its own batch, ahead of it. Rows of a key that another
+relay holds wait for the next round. So whoever publishes an event has
+published, or found already in Kafka, each earlier event of its aggregate,
+and a consumer that drops repeats sees every aggregate's events in order.
+
+On SQLite (one machine, one writer) a relay reads without claiming: run one
+(two would send each row twice, still in order per key)."""
 from __future__ import annotations
 
 import threading
@@ -50,36 +64,62 @@ class OutboxRelay:
     def topic_for(self, event_type: str) -> str:
         return f"{self.topic_prefix}.{aggregate_of(event_type)}"
 
-    def _pending(self) -> list[sa.Row]:
+    def _claim(self, session: Session) -> list[sa.Row]:
+        """The next batch this relay may publish, in seq order, claimed in
+        the caller's transaction on PostgreSQL."""
         t = self.outbox.table
-        with self.sessions() as session:
-            return list(session.execute(
-                sa.select(t.c.seq, t.c.type, t.c.subject, t.c.payload)
-                .where(t.c.sent_at.is_(None)).order_by(t.c.seq).limit(self.batch_size)
-            ))
+        query = (sa.select(t.c.seq, t.c.type, t.c.subject, t.c.payload)
+                 .where(t.c.sent_at.is_(None)).order_by(t.c.seq).limit(self.batch_size))
+        if session.get_bind().dialect.name != "postgresql":
+            return list(session.execute(query))
+        rows = list(session.execute(query.with_for_update(skip_locked=True)))
+        if not rows:
+            return rows
+        # Unsent rows before ours that are not ours: another relay holds
+        # them (or they committed after our read). Our rows of their keys
+        # must wait, or they could overtake them.
+        ours = {r.seq for r in rows}
+        ahead: dict[str, int] = {}
+        for seq, subject in session.execute(sa.select(t.c.seq, t.c.subject)
+                                            .where(t.c.sent_at.is_(None), t.c.seq < rows[-1].seq)):
+            if seq not in ours and seq < ahead.get(subject, seq + 1):
+                ahead[subject] = seq
+        return [r for r in rows if r.subject not in ahead or r.seq < ahead[r.subject]]
 
     def relay_once(self) -> int:
         """Publishes one batch; returns how many rows it marked sent."""
-        rows = self._pending()
-        if not rows:
-            return 0
+        with self.sessions() as session:
+            if session.get_bind().dialect.name == "postgresql":
+                with session.begin():   # the claim holds until the rows are marked
+                    rows = self._claim(session)
+                    if rows:
+                        self._publish(rows)
+                        self._mark(session, rows)
+            else:
+                with session.begin():   # SQLite: never hold its one write lock over a send
+                    rows = self._claim(session)
+                if rows:
+                    self._publish(rows)
+                    with session.begin():
+                        self._mark(session, rows)
+        if rows:
+            EVENTS_RELAYED.labels(source=self.outbox.source).inc(len(rows))
+        return len(rows)
+
+    def _mark(self, session: Session, rows: list[sa.Row]) -> None:
+        t = self.outbox.table
+        session.execute(t.update().where(t.c.seq.in_([r.seq for r in rows])).values(sent_at=datetime.now(UTC)))
+
+    def _publish(self, rows: list[sa.Row]) -> None:
+        """Sends the rows in order and waits for every ack (acks=all, an
+        idempotent producer: no reordering within a partition, even on
+        retries). A failed send raises, and no row of the batch is marked."""
         if self._producer is None:
             self._producer = make_producer(self.bootstrap)
-        # Send the batch in order and wait for every ack before marking any
-        # row: a failed send leaves the whole batch for the next round.
-        futures = [
-            self._producer.send(self.topic_for(r.type), key=r.subject, value=r.payload) for r in rows
-        ]
+        futures = [self._producer.send(self.topic_for(r.type), key=r.subject, value=r.payload) for r in rows]
         self._producer.flush(timeout=30)
         for f in futures:
             f.get(timeout=30)
-        t = self.outbox.table
-        with self.sessions() as session, session.begin():
-            session.execute(
-                t.update().where(t.c.seq.in_([r.seq for r in rows])).values(sent_at=datetime.now(UTC))
-            )
-        EVENTS_RELAYED.labels(source=self.outbox.source).inc(len(rows))
-        return len(rows)
 
     def run(self, stop: threading.Event, idle_sleep: float = 0.2) -> None:
         backoff = 0.5

@@ -39,7 +39,7 @@ from pathlib import Path
 import httpx
 
 from kezek import wiring
-from kezek.events import aggregates
+from kezek.commands.topics import PUBLIC_TOPIC_SUFFIX, all_topics
 from kezek.health import STALE_AFTER_SECONDS, heartbeat_age, heartbeat_path, read_heartbeat
 from kezek.infra.kafka import KafkaBroker, ensure_topics
 from kezek.infra.postgres import PostgresCluster
@@ -48,7 +48,7 @@ from kezek.infra.temporal import TemporalDevServer
 from kezek.migrations import migration_services, upgrade
 from kezek.settings import Settings
 
-PUBLIC_TOPIC_SUFFIX = "public.v1"
+__all__ = ["PUBLIC_TOPIC_SUFFIX", "Supervisor", "main"]
 
 FIRST_DELAY = 1.0           # before a part that exited starts again
 MAX_DELAY = 30.0
@@ -136,8 +136,7 @@ class Supervisor:
         self.servers.append(Server("kafka", kafka))
         kafka.start()
         self.env.update(KEZEK_KAFKA_REPLICATION_FACTOR="1", KEZEK_KAFKA_MIN_INSYNC_REPLICAS="1")
-        topics = [s.topic(a) for a in aggregates()] + [s.topic(PUBLIC_TOPIC_SUFFIX)]
-        ensure_topics(s.kafka_bootstrap, topics, partitions=s.kafka_partitions, replication_factor=1,
+        ensure_topics(s.kafka_bootstrap, all_topics(s), partitions=s.kafka_partitions, replication_factor=1,
                       min_insync_replicas=1)
         if self.use_postgres:
             self.state.chmod(0o755)

@@ -1,0 +1,159 @@
+"""Several relays on one outbox, on real PostgreSQL and Kafka: each row is
+published once while they run (they claim rows), a relay that fails
+mid-batch loses its claim to another, and one aggregate's events reach the
+topic in order whatever the relays do: a consumer that drops repeats sees
+0, 1, 2 ... for every key."""
+from __future__ import annotations
+
+import random
+import threading
+import uuid
+
+import pytest
+import sqlalchemy as sa
+from sqlalchemy.orm import DeclarativeBase
+
+from kezek.db import make_engine, make_session_factory, unit_of_work
+from kezek.events import Event
+from kezek.infra.kafka import ensure_topics
+from kezek.outbox import Outbox
+from kezek.relay import OutboxRelay
+from services.gateway.public.tools import read_topic
+
+pytestmark = pytest.mark.integration
+
+KEYS = 30
+PER_KEY = 20
+
+
+class Base(DeclarativeBase):
+    pass
+
+
+outbox = Outbox(Base.metadata, source="relaytest")
+
+
+@pytest.fixture
+def env(pg_url, kafka_bootstrap):
+    engine = make_engine(pg_url("relays"))
+    Base.metadata.create_all(engine)
+    prefix = f"r{uuid.uuid4().hex[:8]}"
+    ensure_topics(kafka_bootstrap, [f"{prefix}.backbone"], partitions=3)
+    sessions = make_session_factory(engine)
+    # Events of 30 aggregates, interleaved at random, 0..19 each.
+    order = [k for k in range(KEYS) for _ in range(PER_KEY)]
+    random.Random(14).shuffle(order)
+    written = {k: 0 for k in range(KEYS)}
+    with unit_of_work(sessions) as s:
+        for k in order:
+            outbox.add(s, "backbone.probe.v1", f"agg-{k}", {"probe_id": f"agg-{k}", "note": str(written[k])})
+            written[k] += 1
+    yield sessions, kafka_bootstrap, prefix
+    engine.dispose()
+
+
+def relay(env, batch_size: int = 16, cls=OutboxRelay) -> OutboxRelay:
+    sessions, bootstrap, prefix = env
+    return cls(sessions, outbox, bootstrap, prefix, batch_size=batch_size)
+
+
+def unsent(env) -> int:
+    with env[0]() as s:
+        return outbox.pending(s)
+
+
+def topic(env) -> list[Event]:
+    _, bootstrap, prefix = env
+    return [Event.from_json(r.value) for r in read_topic(bootstrap, f"{prefix}.backbone", timeout=60)]
+
+
+def first_seen_in_order(events: list[Event]) -> dict[str, list[int]]:
+    """What a consumer that drops repeats by event id sees, per key (one
+    key is one partition, read in offset order)."""
+    seen, out = set(), {}
+    for e in events:
+        if e.id not in seen:
+            seen.add(e.id)
+            out.setdefault(e.subject, []).append(int(e.data["note"]))
+    return out
+
+
+def drain(*relays: OutboxRelay, env) -> None:
+    def run(r: OutboxRelay) -> None:
+        while unsent(env):
+            r.relay_once()
+
+    threads = [threading.Thread(target=run, args=(r,)) for r in relays]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(timeout=120)
+    for r in relays:
+        r.close()
+
+
+def test_two_relays_publish_every_row_once_and_each_aggregate_in_order(env):
+    drain(relay(env), relay(env), env=env)
+    events = topic(env)
+    assert len(events) == KEYS * PER_KEY == len({e.id for e in events}), "each row once"
+    assert first_seen_in_order(events) == {f"agg-{k}": list(range(PER_KEY)) for k in range(KEYS)}
+
+
+class Held(OutboxRelay):
+    """A relay that has claimed its batch and is slow to send it."""
+
+    def __init__(self, *a, **kw):
+        super().__init__(*a, **kw)
+        self.claimed = threading.Event()
+        self.go = threading.Event()
+        self.batch: list = []
+
+    def _publish(self, rows):
+        self.batch = rows
+        self.claimed.set()
+        assert self.go.wait(60)
+        super()._publish(rows)
+
+
+def test_a_relay_never_overtakes_the_rows_another_relay_holds(env):
+    slow = relay(env, batch_size=40, cls=Held)
+    holder = threading.Thread(target=slow.relay_once)
+    holder.start()
+    assert slow.claimed.wait(60)
+    held_keys = {r.subject for r in slow.batch}
+    other = relay(env, batch_size=40)
+    sent = other.relay_once()
+    with env[0]() as s:
+        marked = s.execute(sa.select(outbox.table.c.seq, outbox.table.c.subject)
+                           .where(outbox.table.c.sent_at.is_not(None))).all()
+    assert sent == len(marked) > 0
+    assert not {subject for _, subject in marked} & held_keys, \
+        "no row of a key the slow relay holds, nor any later one of it"
+    assert not {seq for seq, _ in marked} & {r.seq for r in slow.batch}
+    slow.go.set()
+    holder.join(timeout=60)
+    drain(slow, other, env=env)
+    events = topic(env)
+    assert len(events) == len({e.id for e in events}) == KEYS * PER_KEY
+    assert first_seen_in_order(events) == {f"agg-{k}": list(range(PER_KEY)) for k in range(KEYS)}
+
+
+class DiesAfterSending(OutboxRelay):
+    """Publishes its batch, then dies before marking it (a kill -9 between
+    the broker's acks and the database commit): its claim goes with it."""
+
+    def _mark(self, session, rows):
+        raise ConnectionError("killed")
+
+
+def test_a_relay_that_dies_after_sending_loses_its_claim_and_order_still_holds(env):
+    dying = relay(env, batch_size=50, cls=DiesAfterSending)
+    with pytest.raises(ConnectionError):
+        dying.relay_once()
+    dying.close()
+    assert unsent(env) == KEYS * PER_KEY, "nothing marked: the claim is gone"
+    drain(relay(env), relay(env), env=env)
+    events = topic(env)
+    assert len({e.id for e in events}) == KEYS * PER_KEY, "nothing lost"
+    assert len(events) == KEYS * PER_KEY + 50, "the dead relay's batch went out twice"
+    assert first_seen_in_order(events) == {f"agg-{k}": list(range(PER_KEY)) for k in range(KEYS)}
