@@ -16,6 +16,7 @@ import sqlalchemy as sa
 from sqlalchemy.dialects import postgresql
 from sqlalchemy.orm import DeclarativeBase, Mapped, declared_attr, mapped_column
 
+from kezek.audit import AuditTrail
 from kezek.outbox import Outbox
 
 
@@ -24,6 +25,8 @@ class Base(DeclarativeBase):
 
 
 outbox = Outbox(Base.metadata, source="queue")
+# Every state change and every staff look, with the verified actor (kezek/audit.py).
+audit_trail = AuditTrail(Base.metadata)
 
 BigId = sa.BigInteger().with_variant(sa.Integer, "sqlite")  # SQLite autoincrements only INTEGER keys
 # Kindergarten ids, best first. A text array on PostgreSQL (GIN-indexed for
@@ -206,19 +209,6 @@ class AllocationRecord(Base):
     inputs: Mapped[dict]
 
     __table_args__ = (sa.Index("ix_allocation_audit_application", "application_id"),)
-
-
-class AuditEntry(Base):
-    """Every state change, with who or what caused it."""
-    __tablename__ = "audit_log"
-    id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
-    at: Mapped[datetime]
-    actor: Mapped[str] = mapped_column(sa.String(100))  # "user:<id>", "system:allocator", "workflow:referral-7"
-    action: Mapped[str] = mapped_column(sa.String(60))
-    subject: Mapped[str] = mapped_column(sa.String(200))
-    details: Mapped[dict] = mapped_column(default=dict)
-
-    __table_args__ = (sa.Index("ix_audit_subject", "subject", "id"),)
 
 
 class PolicyVersion(Base):

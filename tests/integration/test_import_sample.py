@@ -30,7 +30,7 @@ ROOT = Path(__file__).resolve().parents[2]
 SAMPLE = ROOT / "examples" / "import" / "sample.json"
 SAMPLE_CSV = ROOT / "examples" / "import" / "sample-csv"
 TABLES = ("applications", "kindergartens", "places", "place_publications", "referrals", "allocation_runs", "outbox",
-          "audit_log")
+          "audit_trail")
 
 
 def counts(engine) -> dict[str, int]:

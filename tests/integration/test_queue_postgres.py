@@ -24,7 +24,7 @@ pytestmark = pytest.mark.integration
 NOW = datetime(2027, 3, 1, 4, 0, tzinfo=UTC)
 KGS = ("sun", "moon", "star", "sky", "sea")
 TABLES = ("allocation_audit", "referrals", "allocation_runs", "allocation_requests", "place_publications",
-          "places", "applications", "audit_log", "outbox", "processed_events")
+          "places", "applications", "audit_trail", "outbox", "processed_events")
 
 
 @pytest.fixture(scope="module")

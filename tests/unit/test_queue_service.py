@@ -391,7 +391,7 @@ def cmd(cid, *, serial, cat="general", prefs=("sun",), qd="2026-01-10T10:00:00+0
 def table_counts(svc) -> dict[str, int]:
     with svc.sessions() as s:
         return {t: s.scalar(sa.text(f"SELECT count(*) FROM {t}"))
-                for t in ("applications", "outbox", "audit_log", "allocation_requests")}
+                for t in ("applications", "outbox", "audit_trail", "allocation_requests")}
 
 
 def test_batch_join_refuses_rows_one_by_one_with_their_reason_and_queues_the_rest(svc):
@@ -414,7 +414,7 @@ def test_batch_join_refuses_rows_one_by_one_with_their_reason_and_queues_the_res
     assert svc.views.application("b1")["queue_date"] == datetime(2025, 5, 5, 3, 30, 0, 123456, tzinfo=UTC)
     after = table_counts(svc)
     assert after["applications"] - before["applications"] == 2
-    assert after["audit_log"] - before["audit_log"] == 2 and after["allocation_requests"] - before["allocation_requests"] == 1
+    assert after["audit_trail"] - before["audit_trail"] == 2 and after["allocation_requests"] - before["allocation_requests"] == 1
     queued = [e["data"]["application_id"] for e in events(svc, "application.queued.v1")]
     assert queued == ["already", "b1", "b6"]
 
@@ -486,3 +486,29 @@ def test_batch_publication_publishes_each_pool_with_its_event_and_refuses_bad_on
                  for e in events(svc, "place.published.v1")]
     assert published == [("sun", 1, 1), ("sun", 2, 3), ("moon", 3, 3), ("sun", 1, 1)]
     assert svc.audit.check_register() == []
+
+
+def test_the_audit_log_moves_to_the_one_audit_model_keeping_every_row(tmp_path):
+    from kezek.migrations import alembic_config
+    from alembic import command
+
+    url = f"sqlite:///{tmp_path / 'old.db'}"
+    upgrade("queue", url, "queue_0007_positions")
+    engine = make_engine(url)
+    with engine.begin() as c:
+        for actor, action in (("parent:7", "application.removed"), ("admin:1", "policy.changed"),
+                              ("system:allocator", "allocation.run")):
+            c.execute(sa.text("INSERT INTO audit_log (at, actor, action, subject, details) "
+                              "VALUES ('2026-01-01 00:00:00', :a, :n, 's', '{\"k\": 1}')"), {"a": actor, "n": action})
+    upgrade("queue", url)
+    with engine.connect() as c:
+        rows = c.execute(sa.text("SELECT id, actor, actor_role, action, kind, outcome, details FROM audit_trail "
+                                 "ORDER BY id")).all()
+    assert [(r.id, r.actor, r.actor_role, r.kind, r.outcome) for r in rows] == [
+        (1, "parent:7", "parent", "act", "ok"), (2, "admin:1", "admin", "act", "ok"),
+        (3, "system:allocator", "service", "act", "ok")]
+    assert json.loads(rows[0].details) == {"k": 1}
+    command.downgrade(alembic_config("queue", url), "queue_0007_positions")
+    with engine.connect() as c:
+        assert c.execute(sa.text("SELECT count(*) FROM audit_log")).scalar() == 3
+    engine.dispose()

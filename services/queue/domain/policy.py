@@ -49,7 +49,7 @@ class Policy:
     country: str = "KG"
 
     def __post_init__(self) -> None:
-        cats = tuple(c if isinstance(c, Category) else Category(**c) for c in self.categories)
+        cats = _categories(self.categories)
         object.__setattr__(self, "categories", cats)
         codes = [c.code for c in cats]
         if len(set(codes)) != len(codes):
@@ -64,13 +64,13 @@ class Policy:
         general_rank = next(c.rank for c in cats if c.code == GENERAL)
         if any(c.rank > general_rank for c in cats):
             raise _invalid("policy_general_not_last", "categories")
-        if self.min_age_years < 0 or self.min_age_years > 7:
+        if not _whole(self.min_age_years) or not 0 <= self.min_age_years <= 7:
             raise _invalid("policy_min_age_out_of_range", "min_age_years")
         for name in _DAYS:
             value = getattr(self, name)
-            if not isinstance(value, int) or isinstance(value, bool) or value < 0 or value > 366:
+            if not _whole(value) or value < 0 or value > 366:
                 raise _invalid("policy_days_out_of_range", name)
-        if self.country not in ("KG", "KZ"):
+        if not isinstance(self.country, str) or self.country not in ("KG", "KZ"):
             raise _invalid("policy_country_unknown", "country")
 
     def category(self, code: str, *, field: str = "category") -> Category:
@@ -102,6 +102,24 @@ class Policy:
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> "Policy":
         return cls().replace(**dict(data))
+
+
+def _whole(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def _categories(given: Any) -> tuple[Category, ...]:
+    """Categories as given by an administrator (or stored): each a code, a
+    whole-number rank and whether a caseworker confirms it."""
+    try:
+        cats = tuple(c if isinstance(c, Category) else Category(**c) for c in given)
+    except TypeError:
+        raise _invalid("policy_category_bad", "categories") from None
+    for c in cats:
+        if not isinstance(c.code, str) or not _whole(c.rank) or not 0 <= c.rank <= 1_000_000 \
+                or not isinstance(c.needs_confirmation, bool):
+            raise _invalid("policy_category_bad", "categories")
+    return cats
 
 
 DEFAULT_POLICY = Policy()

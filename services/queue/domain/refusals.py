@@ -56,6 +56,8 @@ TEXTS: dict[str, str] = {
     # policy
     "policy_reason_missing": "a policy change needs a reason",
     "policy_field_unknown": "policy.{name}: unknown policy field; known: {known}",
+    "policy_category_bad": ("policy.categories: each category needs a code, a whole-number rank from 0 to "
+                            "1000000 and needs_confirmation true or false"),
     "policy_category_codes_repeated": "policy.categories: category codes must be unique",
     "policy_category_code_bad": "policy.categories: bad category code {code!r}",
     "policy_general_missing": "policy.categories: the 'general' category is required",

@@ -10,6 +10,7 @@ from services.queue.domain.allocation import replay
 from services.queue.domain.ranking import PlaceKey
 from services.queue.domain.policy import Policy
 from services.queue.store import audit, invariants, runs
+from kezek.trust import Principal
 from services.queue.usecases.work import Context
 
 
@@ -20,6 +21,11 @@ class Audit:
     def trail(self, subject: str | None = None, *, limit: int = 200, after_id: int = 0) -> list[dict]:
         with self.ctx.read() as w:
             return audit.trail(w.s, subject, limit=limit, after_id=after_id)
+
+    def look(self, who: Principal, action: str, subject: str, *, why: str | None = None) -> None:
+        """A member of staff looked at a child's data: recorded, in its own transaction."""
+        with self.ctx.uow() as w:
+            audit.look(w.s, w.now(), who, action, subject, why)
 
     def allocation_records(self, app_id: str) -> list[dict]:
         """Each referral the child got, with the inputs that decided it."""

@@ -19,7 +19,7 @@ from services.queue.domain.refusals import NotFound, Refused
 from services.queue.models import Application
 from services.queue.store import entries as store, kindergartens
 from services.queue.store.times import aware, utc
-from services.queue.usecases.work import Context, UnitOfWork
+from services.queue.usecases.work import Actor, Context, UnitOfWork
 
 log = get_logger(__name__)
 
@@ -28,7 +28,7 @@ class Entries:
     def __init__(self, ctx: Context):
         self.ctx = ctx
 
-    def join(self, cmd: JoinQueue, *, actor: str, source_event_id: str | None = None) -> str:
+    def join(self, cmd: JoinQueue, *, actor: Actor, source_event_id: str | None = None) -> str:
         """A new queue entry; its id (the same one again for a repeat of the same submission)."""
         with self.ctx.uow() as w:
             return join(w, cmd, actor=actor, source_event_id=source_event_id)
@@ -57,7 +57,7 @@ class Entries:
                 "application_id": cmd.application_id, "parent_id": cmd.parent_id,
                 "field": exc.field or "", "reason": exc.message, "code": exc.code, "params": exc.params})
 
-    def remove(self, app_id: str, *, actor: str, reason: str = "") -> None:
+    def remove(self, app_id: str, *, actor: Actor, reason: str = "") -> None:
         """The entry leaves at once; joining again starts a new queue date."""
         with self.ctx.uow() as w:
             app = store.lock(w.s, app_id)
@@ -75,7 +75,7 @@ class Entries:
             w.audit(actor, "application.removed", f"application:{app_id}", {"reason": reason})
             w.entry_moved(app.cohort, app.preferences)
 
-    def set_preferences(self, app_id: str, preferences: Iterable[str], *, actor: str) -> None:
+    def set_preferences(self, app_id: str, preferences: Iterable[str], *, actor: Actor) -> None:
         prefs = list(preferences)
         with self.ctx.uow() as w:
             app = store.lock(w.s, app_id)
@@ -88,7 +88,7 @@ class Entries:
             w.request_allocation(f"application {app_id} changed preferences")
             w.entry_moved(app.cohort, before, prefs)
 
-    def revoke_privilege(self, app_id: str, *, actor: str, reason: str) -> None:
+    def revoke_privilege(self, app_id: str, *, actor: Actor, reason: str) -> None:
         """A privilege found false: the child returns to the general queue
         with its queue date (no referral involved)."""
         with self.ctx.uow() as w:
@@ -114,7 +114,7 @@ class Entries:
         to_general(self.ctx.within(s), app, actor=f"event:{event.id}", reason=data["reason"], at=utc(at))
 
 
-def join(w: UnitOfWork, cmd: JoinQueue, *, actor: str, source_event_id: str | None) -> str:
+def join(w: UnitOfWork, cmd: JoinQueue, *, actor: Actor, source_event_id: str | None) -> str:
     s = w.s
     policy, _ = w.policy()
     if cmd.application_id:
@@ -151,7 +151,7 @@ def queued_audit(cmd: JoinQueue, queue_date: datetime) -> dict:
     return {"category": cmd.category, "queue_date": queue_date.isoformat(), "preferences": list(cmd.preferences)}
 
 
-def to_general(w: UnitOfWork, app: Application, *, actor: str, reason: str | None, at: datetime) -> bool:
+def to_general(w: UnitOfWork, app: Application, *, actor: Actor, reason: str | None, at: datetime) -> bool:
     """The child loses its privilege and waits in the general queue with its
     queue date (a privilege rejected or found false). False if it was general."""
     if app.category == GENERAL:

@@ -19,10 +19,10 @@ from services.queue.domain.imports import check_imported_referral
 from services.queue.domain.places import check_publication
 from services.queue.domain.refusals import Refused
 from services.queue.models import OPEN_POOL, Kindergarten
-from services.queue.store import audit, entries, kindergartens, places, referrals, runs
+from services.queue.store import entries, kindergartens, places, referrals, runs
 from services.queue.store.times import aware, utc
 from services.queue.usecases.entries import queued_audit, queued_data
-from services.queue.usecases.work import Context, UnitOfWork
+from services.queue.usecases.work import Actor, Context, UnitOfWork, name
 
 
 @dataclass(frozen=True)
@@ -36,7 +36,7 @@ class Imports:
     def __init__(self, ctx: Context):
         self.ctx = ctx
 
-    def join_many(self, cmds: list[JoinQueue], *, actor: str, dry_run: bool = False) -> list[Joined | Refused]:
+    def join_many(self, cmds: list[JoinQueue], *, actor: Actor, dry_run: bool = False) -> list[Joined | Refused]:
         """Many queue entries in one transaction, with the rules of
         `Entries.join` for each: one live entry per child PIN, the given queue
         date kept, an application.queued event and an audit row each. A row
@@ -54,7 +54,7 @@ class Imports:
         # again, that row is refused like any other.
         return self.ctx.retried(attempt, on=(IntegrityError,), attempts=3)
 
-    def _join_many(self, w: UnitOfWork, cmds: list[JoinQueue], *, actor: str,
+    def _join_many(self, w: UnitOfWork, cmds: list[JoinQueue], *, actor: Actor,
                    write: bool) -> list[Joined | Refused]:
         out: list[Joined | Refused | None] = [None] * len(cmds)
         now = w.now()
@@ -90,19 +90,19 @@ class Imports:
             out[i] = Joined(app_id, True)
             rows.append(entries.new_row(cmd, app_id, birth, queue_date, policy, now))
             events.append((f"application:{app_id}", queued_data(cmd, app_id, birth, queue_date)))
-            audits.append({"at": now, "actor": actor, "action": "application.queued",
-                           "subject": f"application:{app_id}", "details": queued_audit(cmd, queue_date)})
+            audits.append({"action": "application.queued", "subject": f"application:{app_id}",
+                           "details": queued_audit(cmd, queue_date)})
         if rows and write:
             entries.insert_many(w.s, rows)
             w.emit_many("application.queued.v1", events, time=now)
-            audit.record_many(w.s, audits)
+            w.audit_many(actor, audits, at=now)
             w.request_allocation(f"{len(rows)} applications joined")
             w.positions_moved({(r["cohort"], k) for r in rows for k in r["preferences"]})
         return out  # type: ignore[return-value]
 
     def referral(self, *, referral_id: str, application_id: str, kindergarten: str, cohort: int, language: str,
                  category: str, for_category: str | None, state: str, issued_at: datetime, deadline: datetime,
-                 needs_confirmation: bool, actor: str, extended: bool = False,
+                 needs_confirmation: bool, actor: Actor, extended: bool = False,
                  confirmed_at: datetime | None = None) -> bool:
         """One live referral moved from a previous system; see `referrals_many`.
         False if it was imported before."""
@@ -115,7 +115,7 @@ class Imports:
             raise got
         return got
 
-    def referrals_many(self, items: list[ImportReferral], *, actor: str) -> list[bool | Refused]:
+    def referrals_many(self, items: list[ImportReferral], *, actor: Actor) -> list[bool | Refused]:
         """Live referrals moved from a previous system (the Balalyk
         migration), in one transaction: each held place joins the register
         as held, each entry becomes referred, and the workflow starter
@@ -129,7 +129,7 @@ class Imports:
         # of this batch was; checked again, it is seen.
         return self.ctx.retried(attempt, on=(IntegrityError,), attempts=3)
 
-    def _referrals_many(self, w: UnitOfWork, items: list[ImportReferral], *, actor: str) -> list[bool | Refused]:
+    def _referrals_many(self, w: UnitOfWork, items: list[ImportReferral], *, actor: Actor) -> list[bool | Refused]:
         out: list[bool | Refused] = []
         now = w.now()
         policy, version = w.policy()
@@ -160,7 +160,7 @@ class Imports:
         return out
 
     def _hold_imported(self, w: UnitOfWork, accepted: list[ImportReferral], apps: dict[str, Any],
-                       kgs: dict[str, Kindergarten], *, actor: str, now: datetime, policy_record: dict) -> None:
+                       kgs: dict[str, Kindergarten], *, actor: Actor, now: datetime, policy_record: dict) -> None:
         def key(it: ImportReferral) -> tuple:
             return (it.kindergarten, it.cohort, it.language, it.for_category or OPEN_POOL)
         pools = {k: places.pool(w.s, k[0], k[1], k[2], k[3] or None, create=True)
@@ -168,11 +168,11 @@ class Imports:
         for k, n in Counter(key(it) for it in accepted).items():
             pools[k].held += n
         places.add_publications(w.s, [places.publication(
-            it.kindergarten, it.cohort, it.language, it.for_category, 1, publish_at=now, actor=actor, now=now,
+            it.kindergarten, it.cohort, it.language, it.for_category, 1, publish_at=now, actor=name(actor), now=now,
             published=True) for it in accepted])
         # One "run" per importer and day holds the imported referrals: they
         # were allocated elsewhere, so it records no inputs to recompute.
-        run_id = runs.import_run(w.s, f"import by {actor}"[:200], now, policy_record)
+        run_id = runs.import_run(w.s, f"import by {name(actor)}"[:200], now, policy_record)
         w.s.flush()
         rows = []
         for it in accepted:
@@ -190,19 +190,19 @@ class Imports:
         # They leave the waiting: those behind them move up.
         w.positions_moved({(apps[it.application_id].cohort, k) for it in accepted
                            for k in apps[it.application_id].preferences})
-        audit.record_many(w.s, [
-            dict(at=now, actor=actor, action="referral.imported", subject=f"application:{it.application_id}",
+        w.audit_many(actor, [
+            dict(action="referral.imported", subject=f"application:{it.application_id}",
                  details={"referral_id": ids[it.referral_id], "external_id": it.referral_id,
                           "kindergarten": it.kindergarten, "state": it.state,
                           "deadline": utc(it.deadline).isoformat(), "extended": it.extended,
                           "confirmed_at": utc(it.confirmed_at).isoformat() if it.confirmed_at else None})
-            for it in accepted])
+            for it in accepted], at=now)
         w.emit_many("referral.imported.v1", [
             (f"referral:{ids[it.referral_id]}",
              imported_data(ids[it.referral_id], it, apps[it.application_id], kgs[it.kindergarten]))
             for it in accepted], time=now)
 
-    def publish_places_many(self, pubs: list[PublishPlaces], *, actor: str) -> list[bool | Refused]:
+    def publish_places_many(self, pubs: list[PublishPlaces], *, actor: Actor) -> list[bool | Refused]:
         """Free places published now for many pools at once, in one
         transaction, each with its place.published event and audit row:
         True for each publication made, or its refusal (the others go on)."""
@@ -226,7 +226,7 @@ class Imports:
                 self._publish_many(w, ok, actor=actor, now=now)
         return out
 
-    def _publish_many(self, w: UnitOfWork, ok: list[PublishPlaces], *, actor: str, now: datetime) -> None:
+    def _publish_many(self, w: UnitOfWork, ok: list[PublishPlaces], *, actor: Actor, now: datetime) -> None:
         def key(x: PublishPlaces) -> tuple:
             return (x.kindergarten, x.cohort, x.language, x.for_category or OPEN_POOL)
         kids = sorted({x.kindergarten for x in ok})
@@ -240,7 +240,7 @@ class Imports:
             added[key(x)] += x.count
         places.add_free(w.s, {have[k][0]: n for k, n in added.items()})
         pub_ids = places.add_publications(w.s, [places.publication(
-            x.kindergarten, x.cohort, x.language, x.for_category, x.count, publish_at=now, actor=actor, now=now,
+            x.kindergarten, x.cohort, x.language, x.for_category, x.count, publish_at=now, actor=name(actor), now=now,
             published=True) for x in ok])
         free = {k: have[k][1] for k in added}
         events, audits = [], []
@@ -249,11 +249,11 @@ class Imports:
             subject = f"place:{x.kindergarten}/{x.cohort}/{x.language}"
             events.append((subject, {"kindergarten_id": x.kindergarten, "cohort": x.cohort, "language": x.language,
                                      "for_category": x.for_category, "count": x.count, "free": free[key(x)]}))
-            audits.append(dict(at=now, actor=actor, action="place.published", subject=subject, details={
+            audits.append(dict(action="place.published", subject=subject, details={
                 "count": x.count, "for_category": x.for_category, "publication": pub_id, "free": free[key(x)]}))
         w.emit_many("place.published.v1", events, time=now)
-        audit.record_many(w.s, audits)
-        w.request_allocation(f"{sum(added.values())} places published by {actor}"[:200])
+        w.audit_many(actor, audits, at=now)
+        w.request_allocation(f"{sum(added.values())} places published by {name(actor)}"[:200])
 
 
 def imported_data(rid: int, it: ImportReferral, app: Any, kg: Kindergarten) -> dict:

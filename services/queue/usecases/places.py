@@ -10,14 +10,14 @@ from services.queue.domain.refusals import Refused
 from services.queue.models import Publication
 from services.queue.store import kindergartens, places as store
 from services.queue.store.times import utc
-from services.queue.usecases.work import Context, UnitOfWork
+from services.queue.usecases.work import Actor, Context, UnitOfWork, name
 
 
 class Places:
     def __init__(self, ctx: Context):
         self.ctx = ctx
 
-    def publish(self, kg: str, cohort: int, language: str, count: int, *, actor: str,
+    def publish(self, kg: str, cohort: int, language: str, count: int, *, actor: Actor,
                 for_category: str | None = None, publish_at: datetime | None = None) -> dict:
         """Free places for a kindergarten, cohort and language, optionally
         reserved for one category, now or on a schedule."""
@@ -26,7 +26,7 @@ class Places:
             check_places(w, kg, cohort, language, count, for_category)
             when = utc(publish_at) if publish_at else now
             pub = Publication(**store.publication(kg, cohort, language, for_category, count, publish_at=when,
-                                                  actor=actor, now=now, published=False))
+                                                  actor=name(actor), now=now, published=False))
             w.s.add(pub)
             w.s.flush()
             if when <= now:
@@ -47,7 +47,7 @@ class Places:
                 publish_now(w, pub, now)
             return len(due)
 
-    def withdraw(self, kg: str, cohort: int, language: str, count: int, *, actor: str,
+    def withdraw(self, kg: str, cohort: int, language: str, count: int, *, actor: Actor,
                  for_category: str | None = None) -> dict:
         """Takes away free places only; never a held one."""
         now = self.ctx.now()
@@ -59,7 +59,7 @@ class Places:
                 raise Refused("withdraw_more_than_free", field="count", free=free)
             pool.free -= count
             w.s.add(Publication(**store.publication(kg, cohort, language, for_category, -count, publish_at=now,
-                                                    actor=actor, now=now, published=True)))
+                                                    actor=name(actor), now=now, published=True)))
             w.emit("place.withdrawn.v1", f"place:{kg}/{cohort}/{language}", {
                 "kindergarten_id": kg, "cohort": cohort, "language": language, "for_category": for_category,
                 "count": count, "free": pool.free}, time=now)

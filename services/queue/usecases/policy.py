@@ -8,7 +8,7 @@ from typing import Any
 from services.queue.domain.policy import Policy
 from services.queue.domain.refusals import Invalid, Refused
 from services.queue.store import entries, policies
-from services.queue.usecases.work import Context
+from services.queue.usecases.work import Actor, Context, name
 
 
 class Policies:
@@ -19,7 +19,7 @@ class Policies:
         with self.ctx.read() as w:
             return w.policy()
 
-    def change(self, changes: dict[str, Any], *, actor: str, reason: str) -> tuple[Policy, int]:
+    def change(self, changes: dict[str, Any], *, actor: Actor, reason: str) -> tuple[Policy, int]:
         """A new policy version; the old ones stay, and the change is audited."""
         if not reason or not reason.strip():
             raise Invalid("policy_reason_missing", field="reason")
@@ -30,7 +30,7 @@ class Policies:
             in_use = entries.category_in_use(w.s, removed)
             if in_use:
                 raise Refused("category_in_use", field="categories", category=in_use)
-            version = policies.add(w.s, new, at=w.now(), actor=actor, reason=reason.strip())
+            version = policies.add(w.s, new, at=w.now(), actor=name(actor), reason=reason.strip())
             before, after = current.to_dict(), new.to_dict()
             diff = {k: {"from": before[k], "to": after[k]} for k in after if before.get(k) != after[k]}
             w.audit(actor, "policy.changed", f"policy:{version}", {"changes": diff, "reason": reason})

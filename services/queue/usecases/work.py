@@ -17,6 +17,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from kezek import calendar as kcal
 from kezek.logging import get_logger
+from kezek.trust import PARENT, SERVICE, STAFF_ROLES, Principal, parent_principal
 from services.queue.domain.policy import Policy
 from services.queue.models import outbox
 from services.queue.store import audit, marks, policies
@@ -25,11 +26,35 @@ from services.queue.store.times import utc
 
 log = get_logger(__name__)
 T = TypeVar("T")
+# Who acts: a verified principal (from a service token), or the name of the
+# queue's own cause of a change (its allocator, a consumed event, an import,
+# a referral workflow's act) when the queue acts for itself.
+Actor = Principal | str
 
 # A concurrent change won: a CHECK or unique index refused the write (also
 # through the raw driver, which the bulk writes on PostgreSQL use), a
 # deadlock or serialization failure, or a child changed since it was read.
 RETRYABLE = (IntegrityError, OperationalError, StaleRead, psycopg.IntegrityError, psycopg.OperationalError)
+
+
+def principal(actor: Actor) -> Principal:
+    """The actor as the audit trail records it. A name is the queue's own
+    cause ("system:allocator", "event:<id>", "import:<source>") or an actor a
+    referral workflow reports ("parent:<id>" as the gateway verified it, a
+    staff role, "system" for its timers)."""
+    if isinstance(actor, Principal):
+        return actor
+    role, _, ident = actor.partition(":")
+    if role == PARENT and ident:
+        return parent_principal(ident)
+    if role in STAFF_ROLES and ident:
+        return Principal(actor=actor, role=role)
+    return Principal(actor=actor, role=SERVICE)
+
+
+def name(actor: Actor) -> str:
+    """The actor as a row other than the audit trail keeps it."""
+    return actor if isinstance(actor, str) else actor.actor
 
 
 class Context:
@@ -105,9 +130,13 @@ class UnitOfWork:
             self._policy = policies.current(self.s, self.ctx.country)
         return self._policy
 
-    def audit(self, actor: str, action: str, subject: str, details: dict | None = None,
+    def audit(self, actor: Actor, action: str, subject: str, details: dict | None = None,
               at: datetime | None = None) -> None:
-        audit.record(self.s, at or self.now(), actor, action, subject, details)
+        audit.record(self.s, at or self.now(), principal(actor), action, subject, details)
+
+    def audit_many(self, actor: Actor, rows: list[dict], at: datetime | None = None) -> None:
+        """Rows of action, subject and details, all by one actor."""
+        audit.record_many(self.s, at or self.now(), principal(actor), rows)
 
     def emit(self, event_type: str, subject: str, data: dict[str, Any], *, time: datetime | None = None) -> None:
         outbox.add(self.s, event_type, subject, data, time=time)
