@@ -1,18 +1,19 @@
 """Demo data for `make run`: kindergartens in Bishkek and Osh, a few hundred
 children already in the queue, and some free places, loaded through the
-queue service's API like any administrator would. Deterministic and
+queue service's API like any administrator would (from the console: the
+`cli` caller's token, acting for an administrator). Deterministic and
 idempotent: a second run adds nothing."""
 from __future__ import annotations
 
 import random
 from datetime import UTC, date, datetime, timedelta
 
-import httpx
-
 from kezek.categories import EXTRAORDINARY, GENERAL, PRIVILEGED
+from kezek.client import SyncServiceClient, UpstreamError
 from kezek.settings import Settings
+from kezek.trust import ServiceKeys, staff_principal
 
-ADMIN = {"X-Actor": "admin:demo"}
+ADMIN = staff_principal("demo", "admin")
 
 # (id, name, district, address, lat, lon, languages)
 KINDERGARTENS = [
@@ -63,24 +64,32 @@ def children(rng: random.Random) -> list[dict]:
 
 def load(settings: Settings) -> str:
     rng = random.Random(2027)
-    base = f"{settings.url_of('queue')}/api/v1"
+    queue = SyncServiceClient(settings.url_of("queue"), keys=ServiceKeys.from_settings(settings), caller="cli",
+                              audience="queue", timeout=30)
+
+    def call(method: str, path: str, **kw):
+        return queue.call(method, f"/api/v1{path}", actor=ADMIN, **kw)
+
     created = published = 0
-    with httpx.Client(base_url=base, headers=ADMIN, timeout=30) as http:
+    try:
         for kid, name, district, address, lat, lon, languages in KINDERGARTENS:
-            http.put(f"/kindergartens/{kid}", json={"name": name, "district": district, "address": address,
-                                                    "lat": lat, "lon": lon, "languages": languages}).raise_for_status()
+            call("PUT", f"/kindergartens/{kid}", json={"name": name, "district": district, "address": address,
+                                                       "lat": lat, "lon": lon, "languages": languages})
         for child in children(rng):
-            r = http.post("/queue-entries", json=child)
-            if r.status_code == 201:
+            try:
+                call("POST", "/queue-entries", json=child)
                 created += 1
-            elif r.status_code != 409:  # 409: already in the queue from an earlier run
-                raise RuntimeError(f"demo child {child['application_id']} refused: {r.text}")
+            except UpstreamError as exc:
+                if exc.status != 409:  # 409: already in the queue from an earlier run
+                    raise RuntimeError(f"demo child {child['application_id']} refused: {exc.detail}") from exc
         for kid, *_rest, languages in KINDERGARTENS:
-            if http.get(f"/kindergartens/{kid}/places").json():
+            if call("GET", f"/kindergartens/{kid}/places"):
                 continue
             for cohort in (2022, 2023):
-                http.post(f"/kindergartens/{kid}/places",
-                          json={"cohort": cohort, "language": languages[0], "count": 2}).raise_for_status()
+                call("POST", f"/kindergartens/{kid}/places", json={"cohort": cohort, "language": languages[0],
+                                                                   "count": 2})
                 published += 2
+    finally:
+        queue.close()
     return (f"demo data: {len(KINDERGARTENS)} kindergartens, {created} children joined the queue, "
             f"{published} places published")

@@ -17,7 +17,7 @@ from fastapi.responses import JSONResponse
 from fastapi.staticfiles import StaticFiles
 
 from kezek.settings import Settings
-from kezek.trust import ServiceKeys
+from kezek.trust import ServiceKeys, parent_principal
 from kezek.web import create_service_app, database_check
 from kezek.db import make_engine, make_session_factory
 from services.gateway import history, i18n, views, vouchers
@@ -54,7 +54,8 @@ class Gateway:
         self.settings = settings
         self.registration = RegistrationClient(settings.registration_url or settings.url_of("registration"),
                                                transport=t.get("registration"))
-        self.queue = QueueClient(settings.queue_url or settings.url_of("queue"), transport=t.get("queue"))
+        self.queue = QueueClient(settings.queue_url or settings.url_of("queue"), transport=t.get("queue"),
+                                 keys=ServiceKeys.from_settings(settings))
         self.notifications = NotificationsClient(settings.notifications_url or settings.url_of("notifications"),
                                                  keys=ServiceKeys.from_settings(settings),
                                                  transport=t.get("notifications"))
@@ -90,6 +91,7 @@ class Gateway:
         account only; the queue is asked about those ids and no others."""
         me = await self.registration.me(token)
         apps = me["applications"]
+        parent = parent_principal(me["account"]["id"])
 
         names = await self.kindergarten_names()
 
@@ -98,9 +100,9 @@ class Gateway:
         async def queue_side(app: dict) -> dict:
             out = {"queue": None, "referrals": [], "queue_error": None}
             try:
-                raw = await self.queue.application(app["id"])
+                raw = await self.queue.application(app["id"], parent)
                 if raw is not None:
-                    positions = None if "positions" in raw else await self.queue.positions(app["id"])
+                    positions = None if "positions" in raw else await self.queue.positions(app["id"], parent)
                     out["queue"] = views.entry(raw, positions, names)
                     first = next((p for p in out["queue"]["positions"] if p.get("position")), None)
                     if not out["queue"]["history"]:

@@ -11,7 +11,7 @@ import structlog
 from kezek.client import ServiceClient as SignedServiceClient
 from kezek.client import UpstreamError  # noqa: F401  (one error type for every upstream call)
 from kezek.client import seg
-from kezek.trust import ServiceKeys, parent_principal
+from kezek.trust import Principal, ServiceKeys, parent_principal
 
 
 class ServiceClient:
@@ -124,10 +124,15 @@ class RegistrationClient(ServiceClient):
         return await self.call("POST", "/api/v1/sso/tunduk/finish", json={"state": state, "code": code, "kind": kind})
 
 
-class QueueClient(ServiceClient):
-    """The queue service's API (services/queue/api.py). The gateway asks only
-    about applications it has already checked belong to the parent, and
-    names the parent as the actor of every change."""
+class QueueClient(SignedServiceClient):
+    """The queue service's API (services/queue/api/), with the gateway's
+    service token. The gateway asks only about applications it has already
+    checked belong to the parent, and acts and reads as that parent."""
+
+    def __init__(self, base_url: str, *, keys: ServiceKeys, transport: httpx.AsyncBaseTransport | None = None,
+                 timeout: float = 10.0):
+        super().__init__(base_url, keys=keys, caller="gateway", audience="queue", transport=transport,
+                         timeout=timeout)
 
     async def kindergartens(self) -> list[dict]:
         found = await self.call("GET", "/api/v1/kindergartens")
@@ -137,17 +142,21 @@ class QueueClient(ServiceClient):
         """{"version", "policy": {"categories": [{"code", "rank", ...}], ...}}."""
         return await self.call("GET", "/api/v1/policy")
 
-    async def application(self, application_id: str) -> dict | None:
+    async def application(self, application_id: str, parent: Principal) -> dict | None:
         """The queue entry (with its live referral); None until the queue has
         taken application.submitted.v1 in."""
-        return await self.call("GET", f"/api/v1/queue-entries/{application_id}", ok_missing=True)
+        return await self.call("GET", f"/api/v1/queue-entries/{seg(application_id)}", actor=parent,
+                               ok_missing=True)
 
-    async def positions(self, application_id: str) -> list[dict]:
-        return await self.call("GET", f"/api/v1/queue-entries/{application_id}/positions", ok_missing=True) or []
+    async def positions(self, application_id: str, parent: Principal) -> list[dict]:
+        return await self.call("GET", f"/api/v1/queue-entries/{seg(application_id)}/positions",
+                               actor=parent, ok_missing=True) or []
 
     async def remove(self, application_id: str, actor: str):
-        return await self.call("POST", f"/api/v1/queue-entries/{application_id}/removal",
-                               json={"reason": "asked by the parent"}, headers={"x-actor": actor})
+        """`actor`: "parent:<account>", as the gateway verified the session."""
+        return await self.call("POST", f"/api/v1/queue-entries/{seg(application_id)}/removal",
+                               json={"reason": "asked by the parent"},
+                               actor=parent_principal(actor.removeprefix("parent:")))
 
 
 class NotificationsClient(SignedServiceClient):

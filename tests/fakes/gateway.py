@@ -136,10 +136,23 @@ class FakeQueue:
             if e is None:
                 return missing("application_id")
             e["status"] = "removed"
-            self.removed_by[application_id] = request.headers.get("x-actor", "")
+            self.removed_by[application_id] = _token_subject(request)
             return {**e, "referral": None}
 
         return app
+
+
+def _token_subject(request: Request) -> str:
+    """The actor a service token names (`sub`), as the real queue reads it
+    once the token is verified; the stand-in only reads it."""
+    import base64
+
+    token = request.headers.get("authorization", "").partition(" ")[2]
+    try:
+        payload = token.split(".")[1]
+        return json.loads(base64.urlsafe_b64decode(payload + "=" * (-len(payload) % 4)))["sub"]
+    except (IndexError, ValueError, KeyError):
+        return ""
 
 
 class FakeReferrals:

@@ -8,6 +8,7 @@ from fastapi.testclient import TestClient
 
 from kezek.migrations import upgrade
 from kezek.settings import Settings
+from tests.fakes.tokens import Callers
 from tests.fakes.gateway import Stack
 
 PASSWORD = "a long enough password"
@@ -21,11 +22,12 @@ def world(tmp_path_factory):
     settings = Settings(state_dir=state, env="test")
     upgrade("queue", settings.database_url_for("queue"))
     queue = queue_app(settings)
+    queue.state.callers = Callers(settings, "queue")
     stack = Stack(state, queue_app=queue, rate_limit_per_minute=100_000)
     with TestClient(queue) as q:
         for kid, name, lat, lon in (("bsk-12", "№12 «Солнышко»", 42.8752, 74.6012),
                                     ("bsk-7", "№7 «Айгерим»", 42.8695, 74.5950)):
-            r = q.put(f"/api/v1/kindergartens/{kid}", headers={"x-actor": "admin:test"}, json={
+            r = q.put(f"/api/v1/kindergartens/{kid}", headers=queue.state.callers.admin(), json={
                 "name": name, "district": "41711210000000", "address": "Бишкек", "lat": lat, "lon": lon,
                 "languages": ["ru", "ky"]})
             assert r.status_code in (200, 201), r.text
@@ -35,7 +37,7 @@ def world(tmp_path_factory):
 def join_queue(queue, submitted: dict) -> None:
     """What the queue's consumer of application.submitted.v1 does, through its API."""
     with TestClient(queue) as q:
-        r = q.post("/api/v1/queue-entries", headers={"x-actor": "event:test"}, json={
+        r = q.post("/api/v1/queue-entries", headers=queue.state.callers.service("registration"), json={
             "application_id": submitted["application_id"], "pin": submitted["child_pin"],
             "surname": submitted["child_surname"], "name": submitted["child_name"],
             "birth_date": submitted["child_birth_date"], "category": submitted["category"],
@@ -86,8 +88,12 @@ def test_cabinet_shows_the_real_queue_entry_positions_and_removes_it(world):
         after = c.get("/api/v1/me", headers=h).json()["applications"][0]
         assert after["status"] == "removed" and after["queue"]["status"] == "removed"
         with TestClient(queue) as q:
-            trail = q.get(f"/api/v1/queue-entries/{app['id']}/audit").json()
-        assert any(str(e.get("actor", "")).startswith("parent:") for e in trail)
+            trail = q.get(f"/api/v1/queue-entries/{app['id']}/audit",
+                          headers=queue.state.callers.staff(9, "operator")).json()
+        [removed] = [e for e in trail if e["action"] == "application.removed"]
+        # The verified parent, as the gateway vouched for the session: no name the caller asserted.
+        assert removed["actor"].startswith("parent:") and removed["actor_role"] == "parent"
+        assert removed["via"] == "gateway"
 
 
 def test_position_changes_from_the_queue_draw_the_chart(world):

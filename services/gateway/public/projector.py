@@ -13,18 +13,18 @@ import time
 import uuid
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
-from urllib.parse import quote
 
-import httpx
 
 import sqlalchemy as sa
 from sqlalchemy.orm import Session, sessionmaker
 
+from kezek.client import SyncServiceClient, UpstreamError, seg
 from kezek.consumer import IdempotentConsumer
 from kezek.events import Event
 from kezek.infra.kafka import ensure_topics
 from kezek.logging import get_logger
 from kezek.relay import OutboxRelay
+from kezek.trust import ServiceKeys
 from services.gateway.models import outbox as gateway_outbox
 from services.gateway.public.models import (
     ParkedEvent, PublicChild, PublicKindergarten, PublicReferral, public_outbox,
@@ -43,19 +43,20 @@ _NAMESPACE = uuid.UUID("0b5e7a52-8c1e-4d0e-9a57-6b1f3f5c2d11")
 KindergartenDirectory = Callable[[str], "str | None"]  # kindergarten id -> district
 
 
-def queue_directory(queue_url: str, timeout: float = 2.0) -> KindergartenDirectory:
+def queue_directory(queue_url: str, keys: ServiceKeys, timeout: float = 2.0) -> KindergartenDirectory:
     """Districts of kindergartens from the queue service's register (the
-    queue publishes no kindergarten events); public reference data."""
+    queue publishes no kindergarten events), asked with the gateway's own
+    service token."""
     missing: dict[str, float] = {}  # a queue that is down is asked again a minute later, not per event
+    queue = SyncServiceClient(queue_url, keys=keys, caller="gateway", audience="queue", timeout=timeout)
 
     def district(kindergarten_id: str) -> str | None:
         if time.monotonic() - missing.get(kindergarten_id, -1e9) < 60:
             return None
         try:
-            r = httpx.get(f"{queue_url.rstrip('/')}/api/v1/kindergartens/{quote(kindergarten_id, safe='')}",
-                          timeout=timeout)
-            found = r.json().get("district") if r.status_code == 200 else None
-        except (httpx.HTTPError, ValueError, AttributeError):
+            found = (queue.call("GET", f"/api/v1/kindergartens/{seg(kindergarten_id)}", ok_missing=True)
+                     or {}).get("district")
+        except (UpstreamError, ValueError, AttributeError):
             found = None
         if found is None:
             missing[kindergarten_id] = time.monotonic()

@@ -6,6 +6,7 @@ import threading
 
 from kezek.db import make_engine, make_session_factory
 from kezek.settings import Settings
+from kezek.trust import ServiceKeys
 from services.gateway.public.config import public_settings
 from services.gateway.public.projector import (
     INTERNAL_AGGREGATES, Projector, PublicRelay, queue_directory, run_projector,
@@ -18,7 +19,8 @@ class PublicRuntime:
         self.engine = make_engine(database_url or self.settings.database_url_for("gateway"))
         self.sessions = make_session_factory(self.engine)
         self.projector = Projector(self.settings.pseudonym_key.get_secret_value().encode(), self.settings.country,
-                                   directory=queue_directory(self.settings.url_of("queue")))
+                                   directory=queue_directory(self.settings.url_of("queue"),
+                                                             ServiceKeys.from_settings(self.settings)))
 
     @property
     def internal_topics(self) -> list[str]:
