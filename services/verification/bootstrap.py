@@ -58,8 +58,7 @@ def build(settings: Settings | None = None, *, sessions: sessionmaker[Session] |
     policy = policy_of(settings)
     engine = None
     if sessions is None:
-        engine = make_engine(settings.database_url_for("verification"))
-        sessions = make_session_factory(engine)
+        engine, sessions = database(settings)
     if referrals is None:
         referrals = TemporalReferrals(settings.temporal_address, settings.temporal_namespace)
     ctx = Context(sessions, policy=policy, referrals=referrals, clock=clock or now_utc)
@@ -68,6 +67,12 @@ def build(settings: Settings | None = None, *, sessions: sessionmaker[Session] |
         staff=StaffAccounts(ctx, hasher=hasher, secret=settings.secret_key.get_secret_value().encode()),
         cases=Cases(ctx), certificates=Certificates(ctx), abuse=Abuse(ctx), vouchers=Vouchers(ctx),
         audit=AuditSearch(ctx), ctx=ctx, engine=engine)
+
+
+def database(settings: Settings) -> tuple[Engine, sessionmaker[Session]]:
+    """The service's own database (kezek_verification, or its SQLite file)."""
+    engine = make_engine(as_settings(settings).database_url_for("verification"))
+    return engine, make_session_factory(engine)
 
 
 def build_ingest(settings: Settings | None = None, *, clock: Callable[[], datetime] | None = None) -> Ingest:

@@ -3,21 +3,18 @@ referrals (queue), consumed idempotently into this service's read model."""
 from __future__ import annotations
 
 from kezek.consumer import IdempotentConsumer
-from kezek.db import make_engine, make_session_factory
 from kezek.settings import Settings
-from services.verification.bootstrap import build_ingest
+from services.verification.bootstrap import build_ingest, database
 from services.verification.models import outbox
 from services.verification.readmodel.ingest import APPLICATION_EVENTS, REFERRAL_EVENTS
-from services.verification.settings import as_settings
 
 CONSUMER = "verification.read_model"
 
 
 def build_consumers(settings: Settings) -> list[IdempotentConsumer]:
-    vsettings = as_settings(settings)
-    sessions = make_session_factory(make_engine(vsettings.database_url_for("verification")))
+    _engine, sessions = database(settings)
     return [IdempotentConsumer(
         name=CONSUMER, topics=[settings.topic("application"), settings.topic("referral")],
         bootstrap=settings.kafka_bootstrap, sessions=sessions, outbox=outbox,
-        handle=build_ingest(vsettings), types=[*APPLICATION_EVENTS, *REFERRAL_EVENTS],
+        handle=build_ingest(settings), types=[*APPLICATION_EVENTS, *REFERRAL_EVENTS],
     )]

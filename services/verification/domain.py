@@ -123,8 +123,19 @@ def can(role: Role | str, permission: Permission) -> bool:
     return permission in PERMISSIONS.get(Role(role), frozenset())
 
 
+class Scope(StrEnum):
+    """What part of the data a role reaches."""
+
+    DISTRICT = "district"      # the member of staff's own district
+    ALL = "all"                # every district
+
+
+SCOPES: Mapping[Role, Scope] = {Role.CASEWORKER: Scope.DISTRICT, Role.SUPERVISOR: Scope.DISTRICT,
+                                Role.COMMISSION: Scope.DISTRICT, Role.ADMIN: Scope.ALL, Role.OPERATOR: Scope.ALL}
+
+
 def all_districts(role: Role | str) -> bool:
-    return Role(role) in (Role.ADMIN, Role.OPERATOR)
+    return SCOPES[Role(role)] is Scope.ALL
 
 
 def sees_district(role: Role | str, own_district: str, district: str | None) -> bool:

@@ -35,8 +35,11 @@ class CsrfFailed(Exception):
 
 # ------------------------------------------------------------ who may
 
+_SCOPES = {d.Scope.DISTRICT: trust.DISTRICT, d.Scope.ALL: trust.ANY}
+
+
 def _grant(role: d.Role) -> trust.Grant:
-    return trust.Grant(role.value, trust.ANY if d.all_districts(role) else trust.DISTRICT)
+    return trust.Grant(role.value, _SCOPES[d.SCOPES[role]])
 
 
 def requires(permission: d.Permission) -> Any:

@@ -89,18 +89,18 @@ def downgrade() -> None:
     if not postgres:
         op.execute("DROP TRIGGER IF EXISTS audit_trail_no_delete")
     drop_audit_table(op)
+    # The old table's triggers, as migration 0002 made them.
+    row, statement = ("FOR EACH ROW EXECUTE FUNCTION verification_audit_append_only()",
+                      "FOR EACH STATEMENT EXECUTE FUNCTION verification_audit_append_only()")
+    triggers = {"append_only": ("UPDATE OR DELETE", row), "no_truncate": ("TRUNCATE", statement)} if postgres else {
+        f"no_{verb.lower()}": (verb, f"BEGIN SELECT RAISE(ABORT, 'audit_log is append-only: {verb} refused'); END")
+        for verb in ("UPDATE", "DELETE")}
     if postgres:
         op.execute("CREATE OR REPLACE FUNCTION verification_audit_append_only() RETURNS trigger AS $$ BEGIN "
                    "RAISE EXCEPTION 'audit_log is append-only: % refused', TG_OP USING ERRCODE = "
                    "'insufficient_privilege'; END $$ LANGUAGE plpgsql")
-        op.execute("CREATE TRIGGER audit_log_append_only BEFORE UPDATE OR DELETE ON audit_log "
-                   "FOR EACH ROW EXECUTE FUNCTION verification_audit_append_only()")
-        op.execute("CREATE TRIGGER audit_log_no_truncate BEFORE TRUNCATE ON audit_log "
-                   "FOR EACH STATEMENT EXECUTE FUNCTION verification_audit_append_only()")
-    else:
-        for verb in ("UPDATE", "DELETE"):
-            op.execute(f"CREATE TRIGGER audit_log_no_{verb.lower()} BEFORE {verb} ON audit_log "
-                       f"BEGIN SELECT RAISE(ABORT, 'audit_log is append-only: {verb} refused'); END")
+    for name, (verbs, body) in triggers.items():
+        op.execute(f"CREATE TRIGGER audit_log_{name} BEFORE {verbs} ON audit_log {body}")
 
 
 def _old_entry(r) -> dict:
