@@ -112,7 +112,8 @@ def _fuzz(service: str, stack, mode: str, tmp_path: Path) -> dict:
            "--url", base, "-n", EXAMPLES, "--checks", CHECKS, "--phases", "examples,coverage,fuzzing",
            "--seed", "20261205", "--no-color", "--workers", "1", "--request-timeout", "30",
            "--generation-database", "none", "--report", "json", "--report-json-path", str(report)]
-    done = subprocess.run(cmd, env=env, cwd=ROOT, capture_output=True, text=True, timeout=900)
+    # (in the test's own folder: schemathesis keeps a cache of crashes where it runs)
+    done = subprocess.run(cmd, env=env, cwd=tmp_path, capture_output=True, text=True, timeout=900)
     if not report.exists():
         pytest.fail(f"schemathesis made no report:\n{done.stdout[-4000:]}\n{done.stderr[-2000:]}")
     r = json.loads(report.read_text())
