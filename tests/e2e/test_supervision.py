@@ -20,9 +20,12 @@ import httpx
 import pytest
 import sqlalchemy as sa
 
+from kezek.client import SyncServiceClient, UpstreamError
 from kezek.demo import ADMIN
 from kezek.health import kafka_check, read_heartbeat, heartbeat_path, temporal_check
 from kezek.infra.procs import free_port, port_open
+from kezek.settings import Settings
+from kezek.trust import ServiceKeys
 
 pytestmark = pytest.mark.integration
 
@@ -112,34 +115,52 @@ class System:
                               capture_output=True, text=True, timeout=200)
 
 
-def queue_api(system: System, method: str, path: str, **kw) -> httpx.Response:
-    return httpx.request(method, f"{system.url('queue')}/api/v1{path}", headers=ADMIN, timeout=30, **kw)
+class QueueAdmin:
+    """An administrator acting through the queue's API, from the console (as
+    the demo loader does: the `cli` caller's token, development keys)."""
+
+    def __init__(self, url: str):
+        self.client = SyncServiceClient(url, keys=ServiceKeys.from_settings(Settings(_env_file=None)),
+                                        caller="cli", audience="queue", timeout=30)
+
+    def __call__(self, method: str, path: str, **kw):
+        return self.client.call(method, f"/api/v1{path}", actor=ADMIN, **kw)
+
+    def close(self) -> None:
+        self.client.close()
 
 
-def join_children(system: System) -> None:
-    queue_api(system, "PUT", f"/kindergartens/{KG}", json={
-        "name": "Ясли-сад № 1", "district": "Bishkek/Leninsky", "address": "ул. Токтогула, 1",
-        "lat": 42.87, "lon": 74.59, "languages": ["ky"]}).raise_for_status()
-    for n in range(CHILDREN):
-        birth = datetime(COHORT, 1, 1) + timedelta(days=10 * n)
-        queue_api(system, "POST", "/queue-entries", json={
-            "application_id": f"sup-{n}", "pin": f"2{birth:%d%m%Y}{20000 + n:05d}", "surname": "Асанов",
-            "name": "Айбек", "category": "general", "language": "ky", "preferences": [KG], "locale": "ky",
-            "queue_date": (datetime.now(UTC) - timedelta(days=100 - n)).isoformat(),
-        }).raise_for_status()
+def join_children(queue: QueueAdmin, kindergartens: list[str], children: int, prefix: str = "sup",
+                  cohort: int = COHORT) -> list[str]:
+    for kg in kindergartens:
+        queue("PUT", f"/kindergartens/{kg}", json={
+            "name": f"Ясли-сад {kg}", "district": "Bishkek/Leninsky", "address": "ул. Токтогула, 1",
+            "lat": 42.87, "lon": 74.59, "languages": ["ky"]})
+    ids = []
+    for n in range(children):
+        birth = datetime(cohort, 1, 1) + timedelta(days=7 * n)
+        ids.append(f"{prefix}-{n}")
+        queue("POST", "/queue-entries", json={
+            "application_id": ids[-1], "pin": f"2{birth:%d%m%Y}{20000 + n:05d}", "surname": "Асанов",
+            "name": "Айбек", "category": "general", "language": "ky", "preferences": kindergartens,
+            "locale": "ky", "parent_id": f"parent-{ids[-1]}",
+            "queue_date": (datetime.now(UTC) - timedelta(days=300 - n)).isoformat(),
+        })
+    return ids
 
 
-def publish_place(system: System) -> None:
+def publish_place(queue: QueueAdmin, kg: str = KG, cohort: int = COHORT) -> None:
     """One free place; the queue service may still be reconnecting to its
     database, so an answer that says nothing was done is asked again."""
     def published() -> bool:
-        r = queue_api(system, "POST", f"/kindergartens/{KG}/places", json={"cohort": COHORT, "language": "ky",
-                                                                             "count": 1})
-        if r.status_code >= 500 or r.status_code == 409:
-            return False
-        r.raise_for_status()
+        try:
+            queue("POST", f"/kindergartens/{kg}/places", json={"cohort": cohort, "language": "ky", "count": 1})
+        except UpstreamError as exc:
+            if exc.status >= 500:
+                return False
+            raise
         return True
-    wait(published, "a place published")
+    wait(published, "a place published", fail_fast=UpstreamError)
 
 
 def referral_facts(system: System) -> tuple[list, dict, dict]:
@@ -195,8 +216,9 @@ def test_each_part_killed_is_restarted_and_nothing_is_lost_then_stop_ends_everyt
     recovered: dict[str, float] = {}
     try:
         system.start()
-        join_children(system)
-        publish_place(system)
+        queue = QueueAdmin(system.url("queue"))
+        join_children(queue, [KG], CHILDREN)
+        publish_place(queue)
         # Every kind of part killed with -9 by its pid while work is in
         # flight, in three rounds: our processes together, then Kafka and
         # Temporal together, then PostgreSQL. A place is published in each
@@ -209,14 +231,14 @@ def test_each_part_killed_is_restarted_and_nothing_is_lost_then_stop_ends_everyt
                 os.kill(pid, signal.SIGKILL)
             killed = time.monotonic()
             if "kafka" in round_:
-                publish_place(system)   # the API takes it; its events wait in the outbox
+                publish_place(queue)   # the API takes it; its events wait in the outbox
                 places += 1
             for name in round_:
                 wait(lambda: system.pid(name) not in (None, before[name]), f"{name} started again")
                 wait(lambda: system.well(name), f"{name} well again")
                 recovered[name] = round(time.monotonic() - killed, 1)
             if "kafka" not in round_:
-                publish_place(system)
+                publish_place(queue)
                 places += 1
 
         # Nothing lost: each place went to one child, each referral's
