@@ -165,8 +165,12 @@ class Supervisor:
             return base if n == 1 else f"{base}-{i}"
 
         parts = [Part(service, "service", ["serve", service]) for service in wiring.services_with_api()]
-        for i in range(1, s.run_relays + 1):
-            name = numbered("relay", s.run_relays, i)
+        relays = s.run_relays
+        if relays > 1 and not self.env.get("KEZEK_DATABASE_URL", s.database_url).startswith("postgresql"):
+            say(f"KEZEK_RUN_RELAYS={relays} needs PostgreSQL (relays claim rows there): starting one relay")
+            relays = 1
+        for i in range(1, relays + 1):
+            name = numbered("relay", relays, i)
             parts.append(Part(name, "relay", ["relay", "--name", name]))
         for service in wiring.services_with_background():
             for i in range(1, s.run_consumers_per_service + 1):

@@ -6,11 +6,13 @@ from __future__ import annotations
 
 import json
 import subprocess
+import sys
 import time
 
 import pytest
 
 from kezek import supervisor as sup
+from kezek.commands import stop as stop_command
 from kezek.health import heartbeat_path
 from kezek.settings import Settings
 
@@ -100,3 +102,58 @@ def test_a_heartbeat_left_by_the_previous_process_does_not_count(supervisor, tmp
     supervisor.spawn(part)
     beat(tmp_path, "relay", part.proc.pid + 1, age=0)
     assert supervisor.well(part) is None
+
+
+def test_a_part_dies_with_the_supervisor_even_when_it_is_killed_with_minus_9(tmp_path):
+    """The parent-death signal: nothing of ours outlives `kezek run`."""
+    pid_file = tmp_path / "part.pid"
+    supervisor_stand_in = subprocess.Popen([sys.executable, "-c", f"""
+import subprocess, sys, time
+from kezek.infra.procs import die_with_parent
+part = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(600)"], preexec_fn=die_with_parent)
+open({str(pid_file)!r}, "w").write(str(part.pid))
+time.sleep(600)
+"""])
+    deadline = time.monotonic() + 30
+    while not pid_file.exists() or not pid_file.read_text():
+        assert time.monotonic() < deadline
+        time.sleep(0.05)
+    part = int(pid_file.read_text())
+    supervisor_stand_in.kill()
+    supervisor_stand_in.wait()
+    while stop_command.alive(part):
+        assert time.monotonic() < deadline, "the part outlived its supervisor"
+        time.sleep(0.05)
+
+
+def test_stop_kills_what_a_dead_supervisor_left_running(tmp_path, monkeypatch, capsys):
+    monkeypatch.setenv("KEZEK_STATE_DIR", str(tmp_path))
+    gone = subprocess.Popen(["true"])
+    gone.wait()
+    left = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(600)", str(tmp_path)])
+    try:
+        (tmp_path / "run.pid").write_text(str(gone.pid))
+        (tmp_path / "run.json").write_text(json.dumps({"pid": gone.pid, "servers": {"kafka": {"pid": left.pid}},
+                                                       "parts": {"relay": {"pid": None}}}))
+        assert stop_command.main([]) == 0
+        assert left.wait(timeout=10) == -9
+        assert not (tmp_path / "run.pid").exists() and not (tmp_path / "run.json").exists()
+        assert f"pids {left.pid}" in capsys.readouterr().out
+    finally:
+        if left.poll() is None:
+            left.kill()
+
+
+def test_kezek_run_plans_a_consumer_process_per_service_and_the_replicas_asked_for(tmp_path, monkeypatch):
+    monkeypatch.delenv("KEZEK_DATABASE_URL", raising=False)
+    pg = Settings(_env_file=None, state_dir=tmp_path, database_url="postgresql+psycopg://k@db/kezek",
+                  run_relays=2, run_consumers_per_service=2, run_workers=3)
+    names = [p.name for p in sup.Supervisor(pg, postgres=False).plan()]
+    assert [n for n in names if n.startswith("relay")] == ["relay-1", "relay-2"]
+    assert [n for n in names if n.startswith("worker")] == ["worker-1", "worker-2", "worker-3"]
+    for service in ("registration", "queue", "verification", "notifications", "gateway"):
+        assert {f"consume-{service}-1", f"consume-{service}-2", service} <= set(names)
+    sqlite = Settings(_env_file=None, state_dir=tmp_path, run_relays=2)
+    plan = sup.Supervisor(sqlite, postgres=False).plan()
+    assert [p.name for p in plan if p.kind == "relay"] == ["relay"], "relays claim rows only on PostgreSQL"
+    assert ["consume", "--service", "queue", "--name", "consume-queue"] in [p.args for p in plan]
