@@ -1,5 +1,5 @@
 # The two commands: `make run` (the whole system locally) and `make test`.
-.PHONY: setup run test stop bench clean lock
+.PHONY: setup run test test-fast stop bench clean lock
 
 setup:
 	@bash deploy/local/bootstrap.sh
@@ -16,6 +16,13 @@ stop:
 test: setup
 	.venv/bin/python -m pytest --ignore=tests/browser $(PYTEST_ARGS)
 	.venv/bin/python -m pytest tests/browser $(PYTEST_ARGS)
+
+# The pure and SQLite tests, in two processes: no Kafka, Temporal, PostgreSQL
+# nor Chromium. A test that starts a server is marked `integration` (by the
+# fixture that starts it, tests/conftest.py, or by hand where it starts one
+# itself) and runs only in `make test`.
+test-fast: setup
+	.venv/bin/python -m pytest -n 2 -m "not integration" --ignore=tests/browser $(PYTEST_ARGS)
 
 bench: setup
 	.venv/bin/python bench/allocation.py --children 100000 --kindergartens 1200 --places 5000

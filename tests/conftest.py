@@ -1,7 +1,11 @@
 """Real servers for the suite, started once per session and only when a test
-asks for them: a Kafka broker, a Temporal dev server, a PostgreSQL cluster.
-Nothing is mocked and nothing is skipped: if a server cannot start, the
-tests that need it fail."""
+asks for them: a Kafka broker, a Temporal dev server, Temporal's
+time-skipping test server, a PostgreSQL cluster. Nothing is mocked and
+nothing is skipped: if a server cannot start, the tests that need it fail.
+
+A test that uses one of these fixtures (directly or through another) is
+marked `integration`; `make test-fast` runs the others (`-m "not
+integration"`: the pure and SQLite tests)."""
 from __future__ import annotations
 
 import os
@@ -12,11 +16,22 @@ from pathlib import Path
 
 import pytest
 
+from temporalio.contrib.pydantic import pydantic_data_converter
+from temporalio.testing import WorkflowEnvironment
+
 from kezek.infra.kafka import KafkaBroker
 from kezek.infra.postgres import PostgresCluster
-from kezek.infra.temporal import TemporalDevServer
+from kezek.infra.temporal import TemporalDevServer, test_server_path
 
 ARTIFACTS = Path(__file__).parent / "artifacts"
+# The fixtures that start a server (tests/browser adds Chromium's).
+SERVER_FIXTURES = {"kafka_broker", "private_kafka", "temporal_dev", "temporal_test_env", "pg_cluster", "chromium"}
+
+
+def pytest_collection_modifyitems(config, items):
+    for item in items:
+        if SERVER_FIXTURES.intersection(getattr(item, "fixturenames", ())):
+            item.add_marker(pytest.mark.integration)
 
 
 @pytest.fixture(scope="session")
@@ -54,6 +69,15 @@ def temporal_dev(infra_dir):
     server = TemporalDevServer(infra_dir / "temporal").start()
     yield server
     server.stop()
+
+
+@pytest.fixture(scope="session")
+async def temporal_test_env():
+    """Temporal's time-skipping test server, with the contracts' converter."""
+    e = await WorkflowEnvironment.start_time_skipping(
+        test_server_existing_path=str(test_server_path()), data_converter=pydantic_data_converter)
+    yield e
+    await e.shutdown()
 
 
 @pytest.fixture(scope="session")

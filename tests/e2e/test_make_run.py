@@ -14,6 +14,8 @@ import pytest
 
 from kezek.infra.procs import free_port, port_open
 
+pytestmark = pytest.mark.integration   # `make run` starts every server
+
 pytestmark = pytest.mark.integration
 
 

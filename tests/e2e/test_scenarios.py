@@ -28,6 +28,9 @@ def test_every_rule_of_domain_section_4_has_an_example_scenario():
         assert p.with_suffix(".jsonl").exists(), f"{p.name} has no expected output"
 
 
+# A scenario that runs (not refused as invalid) starts Temporal's
+# time-skipping server: marked `integration` by hand, as no fixture starts it.
+@pytest.mark.integration
 @pytest.mark.parametrize("scenario", SCENARIOS, ids=lambda p: p.stem)
 def test_example_scenario_prints_its_expected_output(scenario):
     out = io.StringIO()
@@ -36,6 +39,7 @@ def test_example_scenario_prints_its_expected_output(scenario):
     assert out.getvalue() == expected
 
 
+@pytest.mark.integration
 @pytest.mark.parametrize("sandbox", ["full"])
 def test_scenario_gives_the_same_output_with_the_workflow_sandbox_of_production(sandbox):
     scenario = EXAMPLES / "04_certificate_out_of_date.yaml"
@@ -140,6 +144,7 @@ def test_invalid_yaml_and_json_exit_2_naming_the_line(tmp_path, capsys):
     assert "bad.json:3:" in err and "not valid JSON" in err
 
 
+@pytest.mark.integration
 def test_kezek_scenario_command_prints_json_lines_and_exits_0():
     example = EXAMPLES / "01_general_enrolment.yaml"
     r = subprocess.run([sys.executable, "-m", "kezek.cli", "scenario", str(example)], capture_output=True,
@@ -159,6 +164,7 @@ def test_kezek_scenario_command_exits_2_with_the_line_on_stderr(tmp_path):
     assert f"{bad}:15: steps[1].child: unknown child alias 'bob'" in r.stderr
 
 
+@pytest.mark.integration
 def test_a_busy_year_prints_the_same_lines_on_every_run(tmp_path):
     # Many workflows act at the same moments; their lines must not depend on
     # which one the server happens to run first.

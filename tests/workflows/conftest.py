@@ -13,11 +13,9 @@ import pytest
 from temporalio import activity
 from temporalio.exceptions import ApplicationError
 from temporalio.client import WorkflowHandle
-from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.testing import WorkflowEnvironment
 
 from kezek import calendar as kcal
-from kezek.infra.temporal import test_server_path
 from workflows import client
 from workflows import contracts as c
 from workflows.referral import ReferralWorkflow
@@ -25,11 +23,8 @@ from workflows.worker import build_worker
 
 
 @pytest.fixture(scope="session")
-async def env():
-    e = await WorkflowEnvironment.start_time_skipping(
-        test_server_existing_path=str(test_server_path()), data_converter=pydantic_data_converter)
-    yield e
-    await e.shutdown()
+def env(temporal_test_env):
+    return temporal_test_env
 
 
 @dataclass

@@ -14,6 +14,8 @@ import uuid
 from datetime import datetime, timedelta
 from pathlib import Path
 
+import pytest
+
 from kezek import calendar as kcal
 from kezek.infra.temporal import TemporalDevServer
 from workflows import client
@@ -51,6 +53,7 @@ async def wait_for(check, timeout: float, what: str):
     raise AssertionError(f"timed out waiting for {what}")
 
 
+@pytest.mark.integration   # starts a Temporal dev server of its own, and restarts it
 async def test_referral_deadline_survives_worker_kill_and_server_restart_and_fires_once(tmp_path):
     os.chmod(tmp_path, 0o755)
     server = TemporalDevServer(state_dir=tmp_path / "temporal").start()
