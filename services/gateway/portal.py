@@ -4,7 +4,7 @@ status, an error summary and the message next to each field it names."""
 from __future__ import annotations
 
 import secrets
-from datetime import date, datetime, timedelta, tzinfo
+from datetime import date, datetime, tzinfo
 from pathlib import Path
 from typing import Any
 from urllib.parse import quote
@@ -18,6 +18,7 @@ from services.gateway.charts import position_chart
 from services.gateway.clients import UpstreamError
 from services.gateway.geo import project, ring_radii
 from services.gateway.messages import describe
+from workflows import rules
 
 TEMPLATES = Path(__file__).parent / "templates"
 SESSION_COOKIE = "kezek_session"
@@ -72,7 +73,7 @@ def _format_deadline(value: Any, tz: tzinfo) -> str:
     00:00 of the next: the parent is shown the last day itself."""
     moment = _moment(value, tz) if value else None
     if isinstance(moment, datetime) and (moment.hour, moment.minute, moment.second) == (0, 0, 0):
-        return (moment - timedelta(days=1)).strftime("%d.%m.%Y")
+        return rules.last_day(moment).strftime("%d.%m.%Y")
     return _format_day(value, tz)
 
 
