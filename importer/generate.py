@@ -15,6 +15,8 @@ from datetime import UTC, datetime, timedelta, timezone
 from pathlib import Path
 
 from importer.export import Export, write_csv_dir, write_json
+from kezek.categories import EXTRAORDINARY, GENERAL, PRIVILEGED
+from workflows import rules
 
 BISHKEK = timezone(timedelta(hours=6))
 DISTRICTS = ["41711100000000", "41711200000000", "41711300000000", "41711400000000", "41721000000000",
@@ -22,7 +24,7 @@ DISTRICTS = ["41711100000000", "41711200000000", "41711300000000", "417114000000
 SURNAMES = ["Асанов", "Токтогулов", "Садыров", "Жээнбеков", "Абдыкадыров", "Бакиев", "Осмонов", "Мамытов",
             "Ismailov", "Kurmanbekov"]
 NAMES = ["Айбек", "Нурсултан", "Эрлан", "Бакыт", "Азамат", "Айгерим", "Айпери", "Жылдыз", "Нургуль", "Aidana"]
-CATEGORIES = ["general"] * 17 + ["privileged"] * 2 + ["extraordinary"]
+CATEGORIES = [GENERAL] * 17 + [PRIVILEGED] * 2 + [EXTRAORDINARY]
 STREETS = ["Токтогула", "Киевская", "Манаса", "Ахунбаева", "Чуй"]
 
 
@@ -77,18 +79,19 @@ def generate(applications: int = 2000, kindergartens: int = 40, seed: int = 7,
                 "cohort": birth.year, "language": lang, "category": "general",
                 "state": "awaiting_enrolment", "issued_at": issued.isoformat(),
                 "deadline": deadline.isoformat(), "needs_confirmation": "false"}
-            if ex["applications"][-1]["category"] == "extraordinary":
+            if ex["applications"][-1]["category"] == EXTRAORDINARY:
                 # The privilege must be confirmed: some wait for it, some of
                 # them with the extension used, some were confirmed and wait
                 # for enrolment. Derived from n: the random stream stays as it was.
-                referral.update(category="extraordinary", needs_confirmation="true", extended="false")
+                referral.update(category=EXTRAORDINARY, needs_confirmation="true", extended="false")
                 kind = (n // 25) % 3
                 if kind == 0:
                     referral["confirmed_at"] = (issued + (now - issued) / 2).replace(microsecond=0).isoformat()
                 else:
-                    referral["state"] = "awaiting_confirmation"
+                    referral["state"] = rules.S.AWAITING_CONFIRMATION.value
                     if kind == 1:
-                        referral.update(extended="true", deadline=(deadline + timedelta(days=30)).isoformat())
+                        referral.update(extended="true",
+                                        deadline=rules.extended_deadline(deadline, rules.DEFAULTS).isoformat())
             ex["referrals"].append(referral)
         elif status == "enrolled":
             ex["referrals"].append({
