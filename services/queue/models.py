@@ -33,8 +33,11 @@ BigId = sa.BigInteger().with_variant(sa.Integer, "sqlite")  # SQLite autoincreme
 # "who lists this kindergarten"), JSON elsewhere.
 Preferences = sa.JSON().with_variant(postgresql.ARRAY(sa.String(100)), "postgresql")
 
-STATUSES = ("queued", "referred", "enrolled", "paused", "removed")
-NOT_REMOVED = sa.text("status <> 'removed'")
+STATUSES = ("queued", "referred", "enrolled", "paused", "removed", "left")
+# An entry that is closed frees its child's PIN: removed from the queue, or
+# left the kindergarten it was enrolled in (joining again starts a new queue date).
+CLOSED = ("removed", "left")
+NOT_REMOVED = sa.text("status NOT IN ('removed','left')")
 LIVE = sa.text("status = 'live'")
 OPEN_POOL = ""  # places.for_category of places any category may take
 
@@ -49,6 +52,8 @@ class Kindergarten(Base):
     lon: Mapped[float | None] = mapped_column(sa.Float, nullable=True)
     languages: Mapped[list] = mapped_column(default=list)
     created_at: Mapped[datetime]
+    # Closed by its district office: no places, no preferences (usecases/kindergartens.py).
+    closed_at: Mapped[datetime | None] = mapped_column(nullable=True)
 
 
 class Application(Base):
@@ -76,12 +81,14 @@ class Application(Base):
     updated_at: Mapped[datetime]
     removed_at: Mapped[datetime | None] = mapped_column(nullable=True)
     removal_reason: Mapped[str | None] = mapped_column(sa.String(200), nullable=True)
+    left_at: Mapped[datetime | None] = mapped_column(nullable=True)   # left the kindergarten it was enrolled in
 
     __table_args__ = (
-        sa.CheckConstraint("status IN ('queued','referred','enrolled','paused','removed')", name="ck_applications_status"),
+        sa.CheckConstraint("status IN ('queued','referred','enrolled','paused','removed','left')",
+                           name="ck_applications_status"),
         sa.CheckConstraint("status <> 'paused' OR paused_until IS NOT NULL", name="ck_applications_paused_until"),
-        # One queue entry per child, whoever registers it; a removed entry
-        # frees the PIN, and joining again starts a new queue date.
+        # One queue entry per child, whoever registers it; a closed entry
+        # (removed, left) frees the PIN, and joining again starts a new queue date.
         sa.Index("uq_applications_pin_live", "pin", unique=True,
                  postgresql_where=NOT_REMOVED, sqlite_where=NOT_REMOVED),
         sa.Index("ix_applications_group", "cohort", "language", "status"),
@@ -131,6 +138,9 @@ class Publication(_OfPool, Base):
     published_at: Mapped[datetime | None] = mapped_column(nullable=True)
     actor: Mapped[str] = mapped_column(sa.String(100))
     created_at: Mapped[datetime]
+    # A scheduled publication called off before its moment.
+    cancelled_at: Mapped[datetime | None] = mapped_column(nullable=True)
+    cancelled_by: Mapped[str | None] = mapped_column(sa.String(100), nullable=True)
 
     __table_args__ = (
         sa.CheckConstraint("count <> 0", name="ck_publications_count"),

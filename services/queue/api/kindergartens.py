@@ -1,25 +1,28 @@
 """Kindergartens and their places: read by any verified caller; created and
-renamed by administrators; places published and withdrawn by an
-administrator, the kindergarten's staff, or its district's officers."""
+edited by administrators and by a district office in its own district;
+places published and withdrawn by an administrator, the kindergarten's
+staff, or its district's officers."""
 from __future__ import annotations
 
 from typing import Annotated
 
 from fastapi import APIRouter, Query
 
-from kezek.trust import Access
+from kezek.trust import DISTRICT, Access
 from services.queue.api import access as can
 from services.queue.api.deps import PREFIX, QueueDep
-from services.queue.api.models import (Kindergarten, KindergartenIn, KgId, PlacePool, PublishIn, Published,
-                                           Scheduled, Text, WithdrawIn)
+from services.queue.api.models import (Kindergarten, KindergartenIn, KgId, PlacePool, PublishIn, Published, Text,
+                                       WithdrawIn)
+from services.queue.domain.refusals import NotAllowed
 
 router = APIRouter(prefix=PREFIX)
 
 
 @router.get("/kindergartens", response_model=list[Kindergarten], tags=["kindergartens"])
 def list_kindergartens(queue: QueueDep, access: Access = can.READ,
-                       district: Annotated[Text | None, Query(max_length=100)] = None):
-    return queue.kindergartens.list(district)
+                       district: Annotated[Text | None, Query(max_length=100)] = None,
+                       closed: Annotated[bool, Query(description="closed ones too")] = False):
+    return queue.kindergartens.list(district, closed=closed)
 
 
 @router.get("/kindergartens/{kindergarten}", response_model=Kindergarten, tags=["kindergartens"])
@@ -28,8 +31,15 @@ def get_kindergarten(queue: QueueDep, kindergarten: KgId, access: Access = can.R
 
 
 @router.put("/kindergartens/{kindergarten}", response_model=Kindergarten, tags=["kindergartens"],
-            summary="Create or update a kindergarten (administrators)")
-def put_kindergarten(queue: QueueDep, kindergarten: KgId, body: KindergartenIn, access: Access = can.ADMIN):
+            summary="Create or update a kindergarten (administrators; a district office in its district)")
+def put_kindergarten(queue: QueueDep, kindergarten: KgId, body: KindergartenIn, access: Access = can.MANAGE):
+    if access.grant is not None and access.grant.scope == DISTRICT:
+        # A district office neither creates nor moves a kindergarten outside its district.
+        if body.district != access.principal.district:
+            raise NotAllowed("district_not_yours", field="district")
+        known = queue.kindergartens.districts({kindergarten})
+        if kindergarten in known:
+            access.check(district=known[kindergarten])
     return queue.kindergartens.save({"id": kindergarten, **body.model_dump()}, actor=access.principal)
 
 
@@ -59,12 +69,6 @@ def withdraw_places(queue: QueueDep, kindergarten: KgId, body: WithdrawIn, acces
 def places(queue: QueueDep, access: Access = can.READ,
            kindergarten: Annotated[Text | None, Query(max_length=100)] = None):
     return queue.views.places(kindergarten)
-
-
-@router.get("/places/scheduled", response_model=list[Scheduled], tags=["places"],
-            summary="Publications waiting for their moment")
-def scheduled(queue: QueueDep, access: Access = can.READ):
-    return queue.views.scheduled_publications()
 
 
 def _may_publish(queue, access: Access, kindergarten: str) -> None:

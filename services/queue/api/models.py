@@ -36,6 +36,21 @@ class KindergartenIn(_In):
 
 class Kindergarten(KindergartenIn):
     id: str
+    closed_at: datetime | None = Field(None, description="closed by its district office: no places, no preferences")
+
+
+class CloseIn(_In):
+    reason: Text = Field("", max_length=200)
+
+
+class LeaveIn(_In):
+    reason: Text = Field("", max_length=200, description="why the child left (moved, school ...)")
+
+
+class District(BaseModel):
+    district: str
+    kindergartens: int
+    open: int
 
 
 class WithdrawIn(_In):
@@ -74,6 +89,73 @@ class Scheduled(BaseModel):
     for_category: str | None
     count: int
     publish_at: datetime
+    status: str = Field("scheduled", description="scheduled | published | cancelled")
+    published_at: datetime | None = None
+    cancelled_at: datetime | None = None
+
+
+class StaffReferral(BaseModel):
+    """A referral to a kindergarten as its staff see it: with the child, for the enrolment."""
+    id: int
+    application_id: str
+    kindergarten: str
+    cohort: int
+    language: str
+    for_category: str | None
+    category: str
+    needs_confirmation: bool
+    status: str = Field(description="live | enrolled | ended")
+    state: str = Field(description="the workflow's state: awaiting_confirmation, awaiting_enrolment, enrolled ...")
+    outcome: str | None
+    issued_at: datetime
+    deadline: datetime | None
+    ended_at: datetime | None
+    left_at: datetime | None
+    entry_status: str
+    child: str = Field(description="full name")
+    pin: str
+    birth_date: date
+    parent_id: str | None
+
+
+class WaitingGroup(BaseModel):
+    cohort: int
+    language: str
+    children: int
+
+
+class PlaceFigures(BaseModel):
+    free: int
+    held: int
+    taken: int
+    published: int = Field(description="places published this month")
+    withdrawn: int = Field(description="free places withdrawn this month")
+
+
+class ReferralFigures(BaseModel):
+    issued: int
+    enrolled: int
+    expired: int
+    cancelled: int
+    rejected: int = Field(description="privilege not confirmed or found false")
+    left: int = Field(description="enrolled children who left this month")
+
+
+class Figures(BaseModel):
+    district: str | None = Field(description="null: every district together")
+    month: str
+    kindergartens: int = Field(description="open kindergartens")
+    waiting: list[WaitingGroup]
+    waiting_total: int
+    median_days_waiting: float | None
+    places: PlaceFigures
+    referrals: ReferralFigures
+
+
+class Overview(BaseModel):
+    month: str
+    total: Figures
+    districts: list[Figures]
 
 
 Preferences = list[Annotated[str, Field(min_length=1, max_length=100, pattern=NO_CONTROL)]]
@@ -109,7 +191,7 @@ class ReferralOut(BaseModel):
 
 class QueueEntry(BaseModel):
     id: str
-    status: str = Field(description="queued | referred | enrolled | paused | removed")
+    status: str = Field(description="queued | referred | enrolled | paused | removed | left")
     category: str
     claimed_category: str
     queue_date: datetime
@@ -118,6 +200,7 @@ class QueueEntry(BaseModel):
     language: str
     preferences: list[str]
     paused_until: datetime | None
+    left_at: datetime | None = Field(None, description="when the child left the kindergarten it was enrolled in")
     parent_id: str | None
     child: str = Field(description="masked name")
     referral: ReferralOut | None = None

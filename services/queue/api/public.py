@@ -1,4 +1,5 @@
-"""The anonymised public queue: anyone, without sign-in (DOMAIN.md section 3)."""
+"""The anonymised public queue and the published figures: anyone, without
+sign-in (DOMAIN.md sections 3 and 7); no personal data."""
 from __future__ import annotations
 
 from typing import Annotated
@@ -7,7 +8,7 @@ from fastapi import APIRouter, Path, Query
 
 from kezek.trust import PUBLIC
 from services.queue.api.deps import PREFIX, QueueDep
-from services.queue.api.models import KgId, PublicQueue
+from services.queue.api.models import NO_CONTROL, Figures, KgId, Overview, PublicQueue
 
 router = APIRouter(prefix=PREFIX, tags=["public"])
 
@@ -19,3 +20,19 @@ def public_queue(queue: QueueDep, kindergarten: KgId, cohort: Annotated[int, Pat
                  limit: Annotated[int, Query(ge=1, le=500)] = 100,
                  offset: Annotated[int, Query(ge=0, le=10_000_000)] = 0):
     return queue.views.public_queue(kindergarten, cohort, language, limit=limit, offset=offset)
+
+
+Month = Annotated[str | None, Query(pattern=r"^\d{4}-(0[1-9]|1[0-2])$", description="YYYY-MM; this month if omitted")]
+
+
+@router.get("/public/figures", response_model=Overview, dependencies=[PUBLIC],
+            summary="The figures of the country and of each district for a month")
+def figures(queue: QueueDep, month: Month = None):
+    return queue.figures.overview(month)
+
+
+@router.get("/public/figures/{district}", response_model=Figures, dependencies=[PUBLIC],
+            summary="The figures of one district for a month")
+def district_figures(queue: QueueDep, district: Annotated[str, Path(min_length=1, max_length=100, pattern=NO_CONTROL)],
+                     month: Month = None):
+    return queue.figures.of(district, month)

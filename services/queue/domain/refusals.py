@@ -45,6 +45,19 @@ TEXTS: dict[str, str] = {
     "referral_outcome_unknown": "unknown outcome {outcome!r}",
     "referral_ended": "referral {referral_id} is {status} ({outcome}); its place cannot be returned",
     "enrolment_referral_not_live": "referral {referral_id} is {status}; enrolment refused",
+    # kindergartens and district offices
+    "leave_not_enrolled": "only an enrolled child can leave a kindergarten (the entry is {status})",
+    "child_not_enrolled_here": "no child {application_id!r} is enrolled in kindergarten {kindergarten!r}",
+    "kindergarten_closed": "kindergarten {kindergarten!r} is closed",
+    "kindergarten_not_empty": ("kindergarten {kindergarten!r} still has {held} held and {enrolled} taken places; "
+                               "the referrals must end and the enrolled children leave before it closes"),
+    "kindergarten_language_in_use": ("kindergarten {kindergarten!r} has places in {language!r} and keeps "
+                                     "teaching in it"),
+    "district_not_yours": "a district office manages the kindergartens of its own district only",
+    "referral_not_here": "no referral {referral_id!r} to kindergarten {kindergarten!r}",
+    "publication_unknown": "no scheduled publication {publication}",
+    "publication_not_scheduled": "publication {publication} is no longer waiting ({status})",
+    "month_format": "month must be YYYY-MM",
     # imports
     "import_not_live": "only live referrals are imported, not {state!r}",
     "import_nothing_to_confirm": ("only a referral whose privilege must be confirmed has a confirmation window to "
@@ -105,6 +118,12 @@ class Invalid(Refused):
 
 class NotFound(Refused):
     status_code = 404
+
+
+class NotAllowed(Refused):
+    """The caller's scope does not reach it (a district office outside its district)."""
+
+    status_code = 403
 
 
 class UnknownCategory(Invalid, KeyError):

@@ -14,7 +14,7 @@ from services.queue.domain.entries import mask_name
 from services.queue.domain.policy import Policy
 from services.queue.domain.ranking import Applicant
 from services.queue.domain.refusals import NotFound
-from services.queue.models import Application, Referral
+from services.queue.models import CLOSED, Application, Referral
 from services.queue.store import chunks
 from services.queue.store.times import aware
 
@@ -33,8 +33,8 @@ def lock(s: Session, app_id: str, *, lock: bool = True) -> Application:
 
 
 def id_of_pin(s: Session, pin: str) -> str | None:
-    """The entry of a child PIN (one per child, removed ones aside)."""
-    row = s.execute(sa.select(A.c.id).where(A.c.pin == pin, A.c.status != "removed")).first()
+    """The entry of a child PIN (one per child, closed ones aside)."""
+    row = s.execute(sa.select(A.c.id).where(A.c.pin == pin, A.c.status.notin_(CLOSED))).first()
     return row[0] if row else None
 
 
@@ -48,7 +48,7 @@ def pins_of(s: Session, ids: list[str]) -> dict[str, str]:
 def live_pins(s: Session, pins: list[str]) -> set[str]:
     taken: set[str] = set()
     for part in chunks(pins, 5000):
-        taken.update(s.scalars(sa.select(A.c.pin).where(A.c.pin.in_(part), A.c.status != "removed")))
+        taken.update(s.scalars(sa.select(A.c.pin).where(A.c.pin.in_(part), A.c.status.notin_(CLOSED))))
     return taken
 
 
@@ -73,15 +73,19 @@ def insert_many(s: Session, rows: list[dict]) -> None:
     s.execute(sa.insert(A), rows)
 
 
+def lists_any(s: Session, kgs: Iterable[str]):
+    """The condition: the entry lists any of these kindergartens."""
+    if s.get_bind().dialect.name == "postgresql":
+        return A.c.preferences.op("&&")(sa.cast(sa.literal(list(kgs), postgresql.ARRAY(sa.String(100))),
+                                                postgresql.ARRAY(sa.String(100))))
+    return sa.text("EXISTS (SELECT 1 FROM json_each(applications.preferences) AS je "
+                   "WHERE je.value IN (SELECT value FROM json_each(:kg_prefs)))"
+                   ).bindparams(kg_prefs=json.dumps(list(kgs)))
+
+
 def competitors(s: Session, kgs: list[str], cohort: int, language: str | None = None):
     """Waiting children of a cohort who list any of the kindergartens."""
-    if s.get_bind().dialect.name == "postgresql":
-        lists = A.c.preferences.op("&&")(sa.cast(sa.literal(list(kgs), postgresql.ARRAY(sa.String(100))),
-                                                 postgresql.ARRAY(sa.String(100))))
-    else:
-        lists = sa.text("EXISTS (SELECT 1 FROM json_each(applications.preferences) AS je "
-                        "WHERE je.value IN (SELECT value FROM json_each(:kg_prefs)))"
-                        ).bindparams(kg_prefs=json.dumps(list(kgs)))
+    lists = lists_any(s, kgs)
     q = sa.select(A.c.id, A.c.birth_date, A.c.category, A.c.queue_date, A.c.language, A.c.preferences,
                   A.c.surname, A.c.name, A.c.patronymic).where(A.c.status == "queued", A.c.cohort == cohort, lists)
     if language is not None:
@@ -93,7 +97,7 @@ def category_in_use(s: Session, categories: set[str]) -> str | None:
     """One of these categories that an entry still has, if any."""
     if not categories:
         return None
-    row = s.execute(sa.select(A.c.category).where(A.c.category.in_(categories), A.c.status != "removed")
+    row = s.execute(sa.select(A.c.category).where(A.c.category.in_(categories), A.c.status.notin_(CLOSED))
                     .limit(1)).first()
     return row[0] if row else None
 
@@ -136,6 +140,7 @@ def view(a: Application) -> dict:
     return {"id": a.id, "status": a.status, "category": a.category, "claimed_category": a.claimed_category,
             "queue_date": aware(a.queue_date), "cohort": a.cohort, "birth_date": a.birth_date,
             "language": a.language, "preferences": list(a.preferences), "paused_until": aware(a.paused_until),
+            "left_at": aware(a.left_at),
             "parent_id": a.parent_id, "child": mask_name(a.surname, a.name, a.patronymic)}
 
 
@@ -163,3 +168,10 @@ def views_with_referrals(s: Session, app_ids: Iterable[str]) -> dict[str, dict]:
         for ref in refs:  # the newest last, as `view_with_referral` shows it
             out[ref["application_id"]]["referral"] = referral_view(ref)
     return out
+
+
+def listing(s: Session, kg: str) -> list[Application]:
+    """Open entries (not removed, enrolled or left) that list `kg`, locked in id order."""
+    q = (sa.select(Application).where(Application.status.in_(("queued", "paused", "referred")),
+                                      lists_any(s, [kg])).order_by(Application.id).with_for_update())
+    return list(s.scalars(q))

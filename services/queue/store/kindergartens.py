@@ -10,6 +10,7 @@ from sqlalchemy.orm import Session
 
 from services.queue.domain.refusals import NotFound
 from services.queue.models import Kindergarten
+from services.queue.store.times import aware
 
 FIELDS = ("name", "district", "address", "lat", "lon", "languages")
 
@@ -25,8 +26,8 @@ def save(s: Session, kid: str, values: dict[str, Any], now: datetime) -> bool:
     return False
 
 
-def get(s: Session, kid: str) -> Kindergarten:
-    row = s.get(Kindergarten, kid)
+def get(s: Session, kid: str, *, lock: bool = False) -> Kindergarten:
+    row = s.get(Kindergarten, kid, with_for_update=lock)
     if row is None:
         raise NotFound("kindergarten_unknown", field="kindergarten", kindergarten=kid)
     return row
@@ -37,14 +38,17 @@ def many(s: Session, kids: Iterable[str]) -> dict[str, Kindergarten]:
 
 
 def languages(s: Session, kids: Iterable[str]) -> dict[str, list[str]]:
-    """What each of these kindergartens teaches in (an empty list: any); unknown ones are left out."""
-    return {k.id: list(k.languages or []) for k in many(s, kids).values()}
+    """What each of these kindergartens teaches in (an empty list: any);
+    unknown and closed ones are left out: no child may list them."""
+    return {k.id: list(k.languages or []) for k in many(s, kids).values() if k.closed_at is None}
 
 
-def listed(s: Session, district: str | None = None) -> list[dict]:
+def listed(s: Session, district: str | None = None, *, closed: bool = False) -> list[dict]:
     q = sa.select(Kindergarten).order_by(Kindergarten.id)
     if district:
         q = q.where(Kindergarten.district == district)
+    if not closed:
+        q = q.where(Kindergarten.closed_at.is_(None))
     return [view(k) for k in s.scalars(q)]
 
 
@@ -54,4 +58,4 @@ def names(s: Session) -> dict[str, str]:
 
 def view(k: Kindergarten) -> dict:
     return {"id": k.id, "name": k.name, "district": k.district, "address": k.address, "lat": k.lat,
-            "lon": k.lon, "languages": list(k.languages or [])}
+            "lon": k.lon, "languages": list(k.languages or []), "closed_at": aware(k.closed_at)}

@@ -96,7 +96,8 @@ def add_publications(s: Session, rows: list[dict]) -> list[int]:
 
 
 def due(s: Session, now: datetime) -> list[Publication]:
-    q = (sa.select(Publication).where(Publication.published_at.is_(None), Publication.publish_at <= now)
+    q = (sa.select(Publication).where(Publication.published_at.is_(None), Publication.cancelled_at.is_(None),
+                                      Publication.publish_at <= now)
          .order_by(Publication.id).limit(100).with_for_update(skip_locked=True))
     return list(s.scalars(q))
 
@@ -128,8 +129,43 @@ def group_views(s: Session, kg: str, cohort: int, language: str) -> list[dict]:
                                                   P.c.language == language))]
 
 
-def scheduled(s: Session) -> list[dict]:
-    q = sa.select(Publication).where(Publication.published_at.is_(None)).order_by(Publication.publish_at)
-    return [{"publication": p.id, "kindergarten": p.kindergarten_id, "cohort": p.cohort,
-             "language": p.language, "for_category": p.for_category or None, "count": p.count,
-             "publish_at": aware(p.publish_at)} for p in s.scalars(q)]
+def scheduled(s: Session, kgs: Iterable[str] | None = None) -> list[dict]:
+    """Publications waiting for their moment (of these kindergartens)."""
+    q = (sa.select(Publication).where(Publication.published_at.is_(None), Publication.cancelled_at.is_(None))
+         .order_by(Publication.publish_at, Publication.id))
+    if kgs is not None:
+        q = q.where(Publication.kindergarten_id.in_(list(kgs)))
+    return [publication_view(p) for p in s.scalars(q)]
+
+
+def publication_view(p: Publication) -> dict:
+    status = ("cancelled" if p.cancelled_at is not None else "published" if p.published_at is not None
+              else "scheduled")
+    return {"publication": p.id, "kindergarten": p.kindergarten_id, "cohort": p.cohort,
+            "language": p.language, "for_category": p.for_category or None, "count": p.count,
+            "publish_at": aware(p.publish_at), "status": status, "actor": p.actor,
+            "published_at": aware(p.published_at), "cancelled_at": aware(p.cancelled_at)}
+
+
+def free_taken(s: Session, pool_id: int) -> int:
+    """A taken place is free again (its child left); the pool's free places after it."""
+    return s.execute(sa.update(P).where(P.c.id == pool_id)
+                     .values(enrolled=P.c.enrolled - 1, free=P.c.free + 1).returning(P.c.free)).scalar_one()
+
+
+def lock_pool_rows(s: Session, kg: str) -> list[PlacePool]:
+    """Every pool of a kindergarten, locked in id order (the allocation's order)."""
+    return list(s.scalars(sa.select(PlacePool).where(PlacePool.kindergarten_id == kg)
+                          .order_by(PlacePool.id).with_for_update()))
+
+
+def scheduled_one(s: Session, publication_id: int, *, lock: bool = False) -> Publication | None:
+    q = sa.select(Publication).where(Publication.id == publication_id)
+    return s.scalars(q.with_for_update() if lock else q).one_or_none()
+
+
+def cancel_scheduled_of(s: Session, kg: str, actor: str, now: datetime) -> int:
+    """Calls off every publication of `kg` still waiting for its moment."""
+    return s.execute(sa.update(PUB).where(PUB.c.kindergarten_id == kg, PUB.c.published_at.is_(None),
+                                          PUB.c.cancelled_at.is_(None))
+                     .values(cancelled_at=now, cancelled_by=actor)).rowcount

@@ -61,3 +61,14 @@ def unstarted(s: Session, limit: int):
 def mark_started(s: Session, referral_id: int, at: datetime) -> None:
     s.execute(sa.update(R).where(R.c.id == referral_id, R.c.workflow_started_at.is_(None))
               .values(workflow_started_at=at))
+
+
+def placement(s: Session, app_id: str, kindergarten: str | None = None) -> Referral | None:
+    """The referral by which the child was enrolled (or had been, before it
+    left), the newest first, locked; of one kindergarten if named."""
+    q = (sa.select(Referral).where(Referral.application_id == app_id,
+                                   sa.or_(Referral.status == "enrolled", Referral.outcome == "left"))
+         .order_by(Referral.id.desc()).limit(1).with_for_update())
+    if kindergarten is not None:
+        q = q.where(Referral.kindergarten_id == kindergarten)
+    return s.scalars(q).one_or_none()

@@ -8,8 +8,11 @@ its events, audit rows and the marks that wake the allocator.
 - positions.py         application.position_changed for the children who moved
 - referral_effects.py  the ReferralWorkflow's effects: place returned, stop-list, enrolment
 - imports.py           the move from the old portal, in batches
+- leaving.py           an enrolled child leaves: the place is free at once, the allocation runs
+- placements.py        the referrals to a kindergarten and its children, for its staff
+- figures.py           the published figures of a district or the country
 - policy.py            the policy's versions
-- kindergartens.py     the kindergartens
+- kindergartens.py     the kindergartens: created, edited, closed
 - views.py             entries, positions with why, the public queue, the register
 - audit.py             the audit trail, runs and their replay, the invariants
 
@@ -26,8 +29,11 @@ from sqlalchemy.orm import Session, sessionmaker
 from services.queue.usecases.allocation import Allocator
 from services.queue.usecases.audit import Audit
 from services.queue.usecases.entries import Entries
+from services.queue.usecases.figures import Figures
 from services.queue.usecases.imports import Imports
 from services.queue.usecases.kindergartens import Kindergartens
+from services.queue.usecases.leaving import Leaving
+from services.queue.usecases.placements import Placements
 from services.queue.usecases.places import Places
 from services.queue.usecases.policy import Policies
 from services.queue.usecases.positions import Positions
@@ -52,6 +58,9 @@ class Queue:
         self.referrals = ReferralEffects(self.ctx)
         self.imports = Imports(self.ctx)
         self.views = Views(self.ctx)
+        self.leaving = Leaving(self.ctx)
+        self.placements = Placements(self.ctx)
+        self.figures = Figures(self.ctx)
         self.audit = Audit(self.ctx)
 
     @property

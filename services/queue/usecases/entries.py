@@ -16,7 +16,7 @@ from services.queue.domain.commands import JoinQueue
 from services.queue.domain.entries import check_entry, check_preferences
 from services.queue.domain.policy import GENERAL
 from services.queue.domain.refusals import NotFound, Refused
-from services.queue.models import Application
+from services.queue.models import CLOSED, Application
 from services.queue.store import entries as store, kindergartens
 from services.queue.store.times import aware, utc
 from services.queue.usecases.work import Actor, Context, UnitOfWork
@@ -61,8 +61,8 @@ class Entries:
         """The entry leaves at once; joining again starts a new queue date."""
         with self.ctx.uow() as w:
             app = store.lock(w.s, app_id)
-            if app.status == "removed":
-                return
+            if app.status in CLOSED:
+                return      # removed already, or left its kindergarten: nothing waits
             if app.status == "referred":
                 raise Refused("entry_holds_referral", field="application_id")
             if app.status == "enrolled":

@@ -6,7 +6,7 @@ from __future__ import annotations
 from datetime import datetime
 
 from services.queue.domain.places import check_publication
-from services.queue.domain.refusals import Refused
+from services.queue.domain.refusals import NotFound, Refused
 from services.queue.models import Publication
 from services.queue.store import kindergartens, places as store
 from services.queue.store.times import utc
@@ -47,6 +47,29 @@ class Places:
                 publish_now(w, pub, now)
             return len(due)
 
+    def cancel(self, publication_id: int, *, actor: Actor) -> dict:
+        """Calls off a publication still waiting for its moment."""
+        with self.ctx.uow() as w:
+            pub = store.scheduled_one(w.s, publication_id, lock=True)
+            if pub is None:
+                raise NotFound("publication_unknown", field="publication", publication=publication_id)
+            view = store.publication_view(pub)
+            if view["status"] != "scheduled":
+                raise Refused("publication_not_scheduled", field="publication", publication=publication_id,
+                              status=view["status"])
+            pub.cancelled_at, pub.cancelled_by = w.now(), name(actor)
+            w.audit(actor, "place.schedule_cancelled", f"place:{pub.kindergarten_id}/{pub.cohort}/{pub.language}",
+                    {"publication": pub.id, "count": pub.count, "for_category": pub.for_category or None,
+                     "publish_at": view["publish_at"].isoformat()})
+            return store.publication_view(pub)
+
+    def publication(self, publication_id: int) -> dict:
+        with self.ctx.read() as w:
+            pub = store.scheduled_one(w.s, publication_id)
+            if pub is None:
+                raise NotFound("publication_unknown", field="publication", publication=publication_id)
+            return store.publication_view(pub)
+
     def withdraw(self, kg: str, cohort: int, language: str, count: int, *, actor: Actor,
                  for_category: str | None = None) -> dict:
         """Takes away free places only; never a held one."""
@@ -69,9 +92,11 @@ class Places:
 
 
 def check_places(w: UnitOfWork, kg: str, cohort: int, language: str, count: int, for_category: str | None) -> None:
-    """A known kindergarten teaching in the language, 1 to 10,000 places,
+    """A known open kindergarten teaching in the language, 1 to 10,000 places,
     a preschool birth year, a known category to reserve them for."""
     policy, _ = w.policy()
+    if kindergartens.get(w.s, kg).closed_at is not None:
+        raise Refused("kindergarten_closed", field="kindergarten", kindergarten=kg)
     check_publication(kg, kindergartens.languages(w.s, [kg]).get(kg), language, count, cohort, for_category, policy,
                       w.ctx.today(policy).year)
 

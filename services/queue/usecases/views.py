@@ -6,6 +6,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 
 from services.queue.domain.entries import mask_name
+from services.queue.domain.placement import Scheduled, schedule_key
 from services.queue.domain.positions import PositionExplanation, explain_position
 from services.queue.domain.ranking import rank_key, reached_min_age
 from services.queue.domain.refusals import NotFound
@@ -75,6 +76,16 @@ class Views:
         with self.ctx.read() as w:
             return places.register(w.s, kg)
 
-    def scheduled_publications(self) -> list[dict]:
+    def scheduled_publications(self, district: str | None = None, kindergarten: str | None = None) -> list[dict]:
+        """The publications to come, in the schedule's order (domain/placement.py:
+        by moment, then the older birth year and the higher-ranked category first)."""
         with self.ctx.read() as w:
-            return places.scheduled(w.s)
+            policy, _ = w.policy()
+            kgs = None
+            if district is not None:
+                kgs = [k["id"] for k in kindergartens.listed(w.s, district, closed=True)]
+            if kindergarten is not None:
+                kgs = [k for k in (kgs if kgs is not None else [kindergarten]) if k == kindergarten]
+            found = places.scheduled(w.s, kgs)
+            return sorted(found, key=lambda p: schedule_key(Scheduled(
+                p["publish_at"], p["cohort"], p["for_category"], p["kindergarten"], p["language"]), policy))
