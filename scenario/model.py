@@ -28,6 +28,7 @@ STEP_FIELDS: dict[str, tuple[set[str], set[str]]] = {
     "cancel_referral": ({"child"}, set()),
     "enrol": ({"child"}, set()),
     "remove_from_queue": ({"child"}, set()),
+    "leave": ({"child"}, set()),
 }
 TOP_FIELDS = {"country", "start", "until", "policy", "kindergartens", "children", "steps"}
 KINDERGARTEN_FIELDS = {"id", "name", "district", "address", "languages"}

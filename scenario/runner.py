@@ -33,6 +33,8 @@ from kezek.infra.temporal import test_server_path
 from scenario.model import Scenario, Step
 from scenario.world import Cause, Child, Referral, World, line_rank, local_iso
 from services.queue import domain
+from services.queue.domain.placement import check_can_leave
+from services.queue.domain.refusals import Refused
 from workflows import client as wf_client
 from workflows import contracts as c
 from workflows.worker import build_worker, sandbox_runner
@@ -346,8 +348,16 @@ class Runner:
             w.free[pool] -= step.places
             return
         assert child is not None
+        if step.do == "leave":
+            try:
+                check_can_leave(child.status)
+            except Refused as exc:
+                refuse(exc.message)
+                return
+            w.leave(child, at, cause)
+            return
         if step.do == "apply":
-            if child.status in ("absent", "removed"):
+            if child.status in ("absent", "removed", "left"):
                 child.status, child.queue_date = "queued", at
                 child.category, child.preferences = child.spec.category, list(child.spec.preferences)
                 child.kindergarten = None
@@ -359,7 +369,7 @@ class Runner:
                 refuse(f"{child.alias} is already in the queue (PIN {child.spec.pin})")
             return
         if step.do == "remove_from_queue":
-            if child.status in ("absent", "removed"):
+            if child.status in ("absent", "removed", "left"):
                 refuse(f"{child.alias} is not in the queue")
                 return
             if child.status == "enrolled":

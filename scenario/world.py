@@ -50,7 +50,7 @@ class Child:
     category: str
     preferences: list[str]
     queue_date: datetime | None = None       # aware, local
-    status: str = "absent"                   # absent | queued | referred | enrolled | paused | removed
+    status: str = "absent"                   # absent | queued | referred | enrolled | paused | removed | left
     kindergarten: str | None = None
     referral: "Referral | None" = None       # the latest one (its workflow may still run)
     referrals: int = 0
@@ -195,6 +195,18 @@ class World:
         self.referrals[ref.id] = ref
         child.referral, child.status, child.kindergarten = ref, "referred", place.kindergarten
         return ref
+
+    def leave(self, child: Child, at: datetime, cause: Cause) -> None:
+        """The enrolled child leaves (the `leave` step, as the queue's
+        usecases/leaving.py does it): the place it took is free again in the
+        pool it came from, and the child's application is closed."""
+        ref = child.referral
+        assert ref is not None and child.status == "enrolled"
+        self.enrolled[ref.place] -= 1
+        self.free[(ref.place, ref.for_category)] += 1
+        child.status, child.kindergarten = "left", None
+        self.line(cause, at, "place.freed", **self._place_fields(ref))
+        self.line(cause, at, "application.left", child=child.alias, kindergarten=ref.place.kindergarten)
 
     def _once(self, call: c.ActivityCall) -> bool:
         if call.idempotency_key in self._applied:
