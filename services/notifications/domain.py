@@ -37,6 +37,7 @@ class Kind(StrEnum):
     STOPLIST_ENDED = "stoplist_ended"
     TOP_TEN_REACHED = "top_ten_reached"
     VOUCHER_DECIDED = "voucher_decided"
+    SIGN_IN_FAILED = "sign_in_failed"
 
 
 class Status(StrEnum):
@@ -92,6 +93,9 @@ RULES: dict[str, Rule] = {
     "application.received.v1": Rule(Kind.APPLICATION_RECEIVED, _QUIET),
     "account.activation_issued.v1": Rule(Kind.ACCOUNT_ACTIVATION, (Channel.EMAIL,), ttl=timedelta(days=2),
                                          secret=True),
+    # Wrong passwords for the account are being slowed (registration): its
+    # owner is told, at most once a day.
+    "account.sign_in_failed.v1": Rule(Kind.SIGN_IN_FAILED, (Channel.EMAIL,), ttl=timedelta(days=1)),
     "referral.issued.v1": Rule(Kind.REFERRAL_ISSUED, _ALL),
     "referral.privilege_confirmed.v1": Rule(Kind.PRIVILEGE_CONFIRMED, _ALL),
     "referral.privilege_rejected.v1": Rule(Kind.PRIVILEGE_REJECTED, _ALL),

@@ -99,6 +99,7 @@ def template_values(data: dict[str, Any], *, occurred_at: datetime, tz: tzinfo, 
         "decision": data.get("decision"),
         "benefit_type": data.get("benefit_type"),
         "decision_number": data.get("decision_number"),
+        "failures": data.get("failures"),
     }
 
 

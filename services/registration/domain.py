@@ -497,9 +497,6 @@ class Draft:
 
 ACTIVATION_TTL = timedelta(days=3)
 SESSION_TTL = timedelta(hours=12)
-LOGIN_MAX_FAILURES = 5
-LOGIN_WINDOW = timedelta(minutes=15)
-LOGIN_LOCKOUT = timedelta(minutes=15)
 MIN_PASSWORD_LENGTH = 10
 ACTIVATION_RESEND_AFTER = timedelta(seconds=60)
 ACTIVATION_MAX_PER_HOUR = 5
@@ -523,19 +520,6 @@ def check_new_password(password: str, login: str, field_: str = "password") -> N
         raise RegistrationRefused([_err(field_, "password_too_short", min=MIN_PASSWORD_LENGTH)])
     if p.lower() in (login or "").lower() or len(set(p)) < 4:
         raise RegistrationRefused([_err(field_, "password_too_weak")])
-
-
-def login_locked_until(failures: Iterable[datetime], now: datetime) -> datetime | None:
-    """Throttling: LOGIN_MAX_FAILURES failed logins within LOGIN_WINDOW lock
-    the login for LOGIN_LOCKOUT after the last failure."""
-    recent = sorted(t for t in failures if now - t < LOGIN_WINDOW + LOGIN_LOCKOUT)
-    for i in range(len(recent) - LOGIN_MAX_FAILURES + 1):
-        window = recent[i:i + LOGIN_MAX_FAILURES]
-        if window[-1] - window[0] < LOGIN_WINDOW:
-            until = window[-1] + LOGIN_LOCKOUT
-            if until > now:
-                return until
-    return None
 
 
 def activation_link_allowed(issued: Iterable[datetime], now: datetime) -> bool:

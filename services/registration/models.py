@@ -11,7 +11,9 @@ from datetime import date, datetime
 import sqlalchemy as sa
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
+from kezek.audit import AuditTrail
 from kezek.outbox import Outbox
+from kezek.ratelimit import RateLimits
 
 
 class Base(DeclarativeBase):
@@ -19,6 +21,8 @@ class Base(DeclarativeBase):
 
 
 outbox = Outbox(Base.metadata, source="registration")
+trail = AuditTrail(Base.metadata)
+rate_limits = RateLimits.table_in(Base.metadata)
 
 LIVE = sa.text("status NOT IN ('removed', 'refused')")
 
@@ -101,11 +105,32 @@ class Session(Base):
     revoked_at: Mapped[datetime | None] = mapped_column(nullable=True)
 
 
-class LoginFailure(Base):
-    __tablename__ = "login_failures"
+class SignInFailure(Base):
+    """Wrong passwords counted under one key (services/registration/limits.py):
+    a SHA-256 of the login and client, of the client, or of the login."""
+    __tablename__ = "sign_in_failures"
+    key: Mapped[str] = mapped_column(sa.String(64), primary_key=True)
+    count: Mapped[int] = mapped_column(default=0)
+    last_at: Mapped[datetime | None] = mapped_column(nullable=True)
+    noticed_at: Mapped[datetime | None] = mapped_column(nullable=True)   # the owner was told (login keys)
+
+
+class SignInClient(Base):
+    """A client (its address, hashed) an account signed in from: the owner's
+    usual clients are not slowed by wrong passwords others give."""
+    __tablename__ = "sign_in_clients"
+    account_id: Mapped[str] = mapped_column(sa.ForeignKey("accounts.id"), primary_key=True)
+    client_hash: Mapped[str] = mapped_column(sa.String(64), primary_key=True)
+    last_at: Mapped[datetime]
+
+
+class CodeSend(Base):
+    """One e-mail code sent: limits per address and per client across drafts."""
+    __tablename__ = "code_sends"
     id: Mapped[int] = mapped_column(sa.Integer, primary_key=True, autoincrement=True)
-    login: Mapped[str] = mapped_column(sa.String(254), index=True)
-    at: Mapped[datetime]
+    address_hash: Mapped[str] = mapped_column(sa.String(64), index=True)
+    client_hash: Mapped[str] = mapped_column(sa.String(64), index=True)
+    at: Mapped[datetime] = mapped_column(index=True)
 
 
 class OidcRequest(Base):

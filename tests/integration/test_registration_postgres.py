@@ -94,3 +94,70 @@ def test_a_removed_child_may_be_registered_again(svc):
     service.mark_removed(first.application_id)
     again = service.submit(ready_draft(service, engine, "again@example.kg"), CONFIRM)
     assert again.application_id != first.application_id
+
+
+def signed_up(service: RegistrationService, engine, email: str) -> None:
+    service.submit(ready_draft(service, engine, email), CONFIRM)
+    with engine.connect() as c:
+        payload = c.execute(sa.text("SELECT payload FROM outbox WHERE type = 'account.activation_issued.v1' "
+                                    "ORDER BY seq DESC LIMIT 1")).scalar_one()
+    url = service.sealer.open("account.activation_issued.v1", "activation_url",
+                              json.loads(payload)["data"]["sealed"]["activation_url"])
+    service.activate(url.split("token=")[1], "a long enough password")
+
+
+def in_parallel(n: int, act) -> list:
+    barrier = threading.Barrier(n)
+    out: list = []
+
+    def run(i: int) -> None:
+        barrier.wait()
+        try:
+            out.append(act(i))
+        except Exception as exc:     # the refusals are the outcome here
+            out.append(exc)
+
+    threads = [threading.Thread(target=run, args=(i,)) for i in range(n)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(timeout=60)
+    return out
+
+
+def test_parallel_wrong_passwords_are_each_counted_on_postgres(svc):
+    from services.registration.service import Caller
+
+    service, engine = svc
+    signed_up(service, engine, "guessed@example.kg")
+    guesser = Caller(client="203.0.113.77")
+    outcomes = in_parallel(8, lambda _i: service.login("guessed@example.kg", "wrong", by=guesser))
+    codes = sorted(o.code for o in outcomes)
+    assert set(codes) <= {"login_failed", "login_throttled"} and codes.count("login_failed") >= 4
+    with engine.connect() as c:
+        counted = c.execute(sa.text("SELECT max(count) FROM sign_in_failures")).scalar_one()
+    assert counted == codes.count("login_failed")        # none lost to a race
+
+
+def test_two_drafts_sending_to_one_address_at_once_send_one_code_on_postgres(svc):
+    service, engine = svc
+    drafts = []
+    for i in range(2):
+        token = service.start_draft("ru")
+        service.save_child(token, {**CHILD, "pin": f"2150620240050{i}"})
+        service.save_parent(token, {**PARENT, "email": "one-mailbox@example.kg"})
+        drafts.append(token)
+    outcomes = in_parallel(2, lambda i: service.request_code(drafts[i]))
+    assert sum(isinstance(o, dict) for o in outcomes) == 1
+    assert [o.errors[0].code for o in outcomes if isinstance(o, RegistrationRefused)] == ["code_resend_too_soon"]
+
+
+def test_rate_limits_shared_by_replicas_count_every_request_on_postgres(pg_url):
+    from kezek.ratelimit import RateLimits
+    from services.registration.models import rate_limits
+
+    url = pg_url("limits")
+    upgrade("registration", url)
+    replicas = [RateLimits(make_engine(url), rate_limits) for _ in range(2)]
+    waits = in_parallel(12, lambda i: replicas[i % 2].hit("address:198.51.100.1", limit=7, window=3600))
+    assert sum(1 for w in waits if w == 0) == 7 and all(w > 0 for w in waits if w)

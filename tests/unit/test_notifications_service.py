@@ -434,3 +434,12 @@ def test_events_overtaking_the_application_wait_for_its_phone_even_if_the_accoun
     [sms] = messages(service, kind="referral_issued", channel="sms")
     assert sms.address == "+996700123456"
     assert {m.channel for m in messages(service, kind="voucher_decided")} == {"email", "inapp"}
+
+
+def test_the_owner_is_told_by_e_mail_of_wrong_passwords_for_the_account(service):
+    consume(service, ev("account.sign_in_failed.v1", {
+        "parent_id": "p9", "email": "p9@example.kg", "locale": "ky", "failures": 3,
+        "at": "2027-03-01T05:00:00Z"}, subject="p9"))
+    [mail] = messages(service, kind="sign_in_failed")
+    assert (mail.channel, mail.address) == ("email", "p9@example.kg")
+    assert "3 жолу" in mail.body and "бөгөттөлгөн жок" in mail.body

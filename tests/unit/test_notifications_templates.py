@@ -21,13 +21,13 @@ LONG = {
     "stoplist_until": "2027-03-18T04:00:00Z", "position": 7, "code": "482913",
     "expires_at": "2027-03-01T04:10:00Z", "activation_url": "https://kezek.kg/activate/abc",
     "child_name": "Айбек", "reason": "справка просрочена", "working_days_left": 2,
-    "decision": "approved", "benefit_type": "partial", "decision_number": 1234,
+    "decision": "approved", "benefit_type": "partial", "decision_number": 1234, "failures": 12,
 }
 SAMPLE = {"referral_id": "r1", "application_id": "a1", "parent_id": "p1", "kindergarten_id": "k-17",
           "deadline": "2027-03-08T18:00:00Z", "position": 3, "code": "482913", "email": "a@example.kg",
           "expires_at": "2027-03-01T04:10:00Z", "activation_url": "https://kezek.kg/activate/abc",
           "locale": "ru", "decision": "rejected", "decision_number": 7,
-          "decided_at": "2027-03-01T04:00:00Z"}
+          "decided_at": "2027-03-01T04:00:00Z", "failures": 3, "at": "2027-03-01T04:00:00Z"}
 KIND_EVENT = {rule.kind: event_type for event_type, rule in RULES.items()}
 
 

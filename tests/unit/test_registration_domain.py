@@ -7,6 +7,7 @@ import pytest
 
 from kezek import pin
 from services.registration import domain as d
+from services.registration import limits as lim
 
 TODAY = date(2026, 11, 23)
 NOW = datetime(2026, 11, 23, 10, 0, tzinfo=UTC)
@@ -238,14 +239,48 @@ def test_short_or_trivial_password_refused():
     d.check_new_password("correct horse battery", "aigul@example.kg")
 
 
-def test_login_locked_after_5_failures_in_15_minutes():
-    fails = [NOW + timedelta(minutes=i) for i in range(4)]
-    assert d.login_locked_until(fails, NOW + timedelta(minutes=5)) is None
-    fails.append(NOW + timedelta(minutes=4))
-    assert d.login_locked_until(fails, NOW + timedelta(minutes=5)) == NOW + timedelta(minutes=19)
-    assert d.login_locked_until(fails, NOW + timedelta(minutes=20)) is None
+# --- abuse limits (services/registration/limits.py) ---------------------------------
+
+def test_a_guessers_waits_double_after_the_free_attempts_up_to_fifteen_minutes():
+    assert [lim.wait_after(n, 3).total_seconds() for n in range(1, 8)] == [0, 0, 0, 2, 4, 8, 16]
+    assert lim.wait_after(40, 3) == lim.LONGEST_WAIT
 
 
-def test_failures_spread_over_more_than_15_minutes_do_not_lock():
-    fails = [NOW + timedelta(minutes=5 * i) for i in range(5)]
-    assert d.login_locked_until(fails, NOW + timedelta(minutes=21)) is None
+def test_wrong_passwords_of_others_never_slow_the_owners_usual_client():
+    many = lim.Failures(50, NOW)          # from many clients: a distributed guesser
+    counts = lim.SignInCounts(login=many)
+    assert lim.sign_in_wait(counts, NOW, usual_client=True) == timedelta(0)
+    assert lim.sign_in_wait(counts, NOW, usual_client=False) == lim.LONGEST_WAIT
+
+
+def test_wrong_passwords_are_forgotten_after_a_day():
+    counts = lim.SignInCounts(login_and_client=lim.Failures(9, NOW))
+    assert lim.sign_in_wait(counts, NOW + timedelta(minutes=1), usual_client=True) > timedelta(0)
+    assert lim.sign_in_wait(counts, NOW + timedelta(days=1), usual_client=True) == timedelta(0)
+    assert lim.Failures(9, NOW).one_more(NOW + timedelta(days=1)) == lim.Failures(1, NOW + timedelta(days=1))
+
+
+def test_the_owner_is_told_when_guesses_start_to_be_slowed_at_most_once_a_day():
+    assert not lim.notice_due(lim.Failures(2, NOW), None, NOW)
+    assert lim.notice_due(lim.Failures(3, NOW), None, NOW)
+    assert not lim.notice_due(lim.Failures(9, NOW), NOW - timedelta(hours=23), NOW)
+    assert lim.notice_due(lim.Failures(9, NOW), NOW - timedelta(days=1), NOW)
+
+
+def test_codes_to_one_address_are_limited_whatever_the_draft():
+    limits = lim.Limits(codes_per_address_per_hour=5, codes_per_client_per_hour=30)
+    assert lim.code_send_refusal([], [], NOW, limits) is None
+    too_soon = lim.code_send_refusal([NOW - timedelta(seconds=10)], [], NOW, limits)
+    assert (too_soon.field, too_soon.code, dict(too_soon.params)) == (
+        "parent.email", "code_resend_too_soon", {"seconds": "51"})
+    five = [NOW - timedelta(minutes=10 * i + 2) for i in range(5)]
+    assert lim.code_send_refusal(five, five, NOW, limits).code == "code_too_many_sends"
+    assert lim.code_send_refusal(five[:4], five[:4], NOW, limits) is None
+
+
+def test_codes_from_one_client_are_limited_whatever_the_address():
+    limits = lim.Limits(codes_per_address_per_hour=5, codes_per_client_per_hour=30)
+    thirty = [NOW - timedelta(minutes=1 + i) for i in range(30)]
+    refusal = lim.code_send_refusal([], thirty, NOW, limits)
+    assert refusal.code == "code_too_many_sends" and int(dict(refusal.params)["seconds"]) <= 60 * 31
+    assert lim.code_send_refusal([], thirty[:29], NOW, limits) is None

@@ -16,7 +16,7 @@ from kezek.migrations import upgrade
 from services.registration.address import ReferenceAddressRegistry
 from services.registration.domain import RegistrationRefused
 from services.registration.sealing import Sealer, Unsealable
-from services.registration.service import RegistrationService, Unauthorized
+from services.registration.service import Caller, RegistrationService, Unauthorized
 
 CHILD = {"pin": "21506202400011", "surname": "Асанов", "name": "Айбек"}
 PARENT = {
@@ -67,6 +67,7 @@ def events(engine, event_type: str | None = None) -> list[dict]:
 
 
 def filled(svc, engine, child=CHILD, parent=PARENT) -> str:
+    svc.clock.now += timedelta(minutes=1)   # one code a minute to an address
     token = svc.start_draft("ky")
     svc.save_child(token, child)
     svc.save_parent(token, parent)
@@ -172,19 +173,81 @@ def test_activation_link_expires_after_three_days(env):
     assert exc.value.errors[0].code == "activation_invalid"
 
 
-def test_login_lock_lifts_after_fifteen_minutes(env):
-    svc, engine, clock = env
+def signed_up(svc, engine) -> str:
     svc.submit(filled(svc, engine), CONFIRM)
-    svc.activate(events(engine, "account.activation_issued.v1")[0]["data"]["activation_url"].split("=")[1], PASSWORD)
-    for _ in range(5):
-        with pytest.raises(Unauthorized):
-            svc.login(PARENT["email"], "wrong")
+    link = events(engine, "account.activation_issued.v1")[-1]["data"]["activation_url"].split("=")[1]
+    return svc.activate(link, PASSWORD)
+
+
+GUESSER, OWNER = Caller(client="203.0.113.7"), Caller(client="198.51.100.2")
+
+
+def refused_login(svc, password: str, by: Caller) -> Unauthorized:
     with pytest.raises(Unauthorized) as exc:
-        svc.login(PARENT["email"], PASSWORD)
-    assert exc.value.code == "login_locked"
-    clock.now += timedelta(minutes=16)
-    token, _ = svc.login(PARENT["email"].upper(), PASSWORD)
+        svc.login(PARENT["email"], password, by=by)
+    return exc.value
+
+
+def test_wrong_passwords_slow_the_guesser_and_never_lock_the_account(env):
+    svc, engine, clock = env
+    signed_up(svc, engine)
+    assert [refused_login(svc, "wrong", GUESSER).code for _ in range(4)] == ["login_failed"] * 4
+    # Slowed, not locked: even the right password waits its turn, then is heard.
+    slowed = refused_login(svc, PASSWORD, GUESSER)
+    assert (slowed.code, slowed.retry_after) == ("login_throttled", 2)
+    clock.now += timedelta(seconds=2)
+    token, _ = svc.login(PARENT["email"].upper(), PASSWORD, by=GUESSER)
     assert svc.identify(token).account_id
+
+
+def test_a_guesser_never_keeps_the_owner_out(env):
+    svc, engine, clock = env
+    signed_up(svc, engine)
+    svc.login(PARENT["email"], PASSWORD, by=OWNER)          # the owner's usual client
+    waits = []
+    for _ in range(20):
+        failure = refused_login(svc, "wrong", GUESSER)
+        if failure.code == "login_throttled":
+            waits.append(failure.retry_after)
+            clock.now += timedelta(seconds=failure.retry_after)
+    assert waits == [2, 4, 8, 16, 32, 64, 128, 256]
+    # Many other clients guess too: a new client is slowed, the owner's is not.
+    for n in range(12):
+        refused_login(svc, "wrong", Caller(client=f"192.0.2.{n}"))
+    assert refused_login(svc, "wrong", Caller(client="192.0.2.200")).code == "login_throttled"
+    token, _ = svc.login(PARENT["email"], PASSWORD, by=OWNER)
+    assert svc.identify(token).account_id
+
+
+def test_the_owner_is_told_of_wrong_passwords_by_e_mail_at_most_once_a_day(env):
+    svc, engine, clock = env
+    account = signed_up(svc, engine)
+    for _ in range(2):
+        refused_login(svc, "wrong", GUESSER)
+    assert events(engine, "account.sign_in_failed.v1") == []
+    refused_login(svc, "wrong", GUESSER)
+    [told] = [e["data"] for e in events(engine, "account.sign_in_failed.v1")]
+    assert told["parent_id"] == account and told["email"] == PARENT["email"] and told["failures"] == 3
+    assert "password" not in json.dumps(told) and GUESSER.client not in json.dumps(told)
+    clock.now += timedelta(seconds=2)
+    refused_login(svc, "wrong", GUESSER)
+    assert len(events(engine, "account.sign_in_failed.v1")) == 1
+    clock.now += timedelta(days=1)
+    for _ in range(3):
+        refused_login(svc, "wrong", Caller(client="192.0.2.1"))
+    assert len(events(engine, "account.sign_in_failed.v1")) == 2
+
+
+def test_unknown_logins_are_answered_like_known_ones(env):
+    svc, engine, _ = env
+    signed_up(svc, engine)
+    for login in (PARENT["email"], "nobody@example.kg"):
+        codes = []
+        for _ in range(5):
+            with pytest.raises(Unauthorized) as exc:
+                svc.login(login, "wrong", by=GUESSER if login == PARENT["email"] else OWNER)
+            codes.append(exc.value.code)
+        assert codes == ["login_failed"] * 4 + ["login_throttled"]
 
 
 def test_a_session_ends_after_twelve_hours(env):

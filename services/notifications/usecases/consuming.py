@@ -137,7 +137,8 @@ class Consuming:
 
     def _recipient(self, session: Session, event: Event) -> d.Recipient | None:
         data = event.data
-        if event.type in ("registration.email_code_issued.v1", "account.activation_issued.v1"):
+        if event.type in ("registration.email_code_issued.v1", "account.activation_issued.v1",
+                          "account.sign_in_failed.v1"):
             return d.Recipient(email=data["email"], locale=d.choose_locale(data.get("locale")))
         if event.type == "application.received.v1":
             return d.Recipient(parent_id=data["parent_id"], email=data.get("email"),

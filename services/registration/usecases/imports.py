@@ -1,0 +1,225 @@
+"""Parents' accounts and their children's applications moved from the old
+portal (`kezek import`): checked by the rules of a normal registration,
+created once (idempotent), nothing sent to the parents, each record in the
+audit trail."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import UTC, date, datetime
+
+import sqlalchemy as sa
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session
+
+from kezek.db import unit_of_work
+from kezek.events import new_event
+from services.registration import domain as d
+from services.registration.models import Account, Application, outbox, trail
+from services.registration.usecases.context import ITSELF, TIMEZONES, Caller, Context, refuse
+
+
+@dataclass(frozen=True)
+class ImportAccount:
+    """A parent's account as a previous system kept it."""
+    id: str              # Kezek's id for it, derived from the old id (the queue entries' parent_id)
+    email: str
+    pin: str
+    surname: str
+    name: str
+    phone: str
+    patronymic: str | None = None
+    locale: str = "ru"
+
+
+@dataclass(frozen=True)
+class ImportApplication:
+    """A child's application as a previous system kept it, already in the
+    queue under the same id (the queue's entry), for the parent's cabinet."""
+    id: str              # the queue entry's id
+    account_id: str      # the imported parent's account
+    child_pin: str
+    surname: str
+    name: str
+    birth_date: date
+    category: str
+    language: str
+    queue_date: datetime
+    patronymic: str | None = None
+    preferences: tuple[str, ...] = ()
+
+
+class Imports(Context):
+    def import_accounts(self, accounts: list[ImportAccount], *, dry_run: bool = False,
+                        by: Caller = ITSELF) -> list[bool | d.RegistrationRefused]:
+        """Parents' accounts moved from a previous system, in one transaction:
+        created without a password and not activated; the parent asks for an
+        activation link by e-mail (`resend_activation`), so nothing is sent
+        to hundreds of thousands of parents at once. Per account, in order:
+        True if created, False if it was imported before, or the refusal
+        (the others go on). `dry_run`: check only, write nothing."""
+        for attempt in range(3):
+            try:
+                if dry_run:
+                    with self.sessions() as s:   # closed without a commit
+                        return self._import_accounts(s, accounts, by)
+                with unit_of_work(self.sessions) as s:
+                    return self._import_accounts(s, accounts, by)
+            except IntegrityError:
+                # An account with one of these e-mails was created meanwhile:
+                # nothing of this batch was written; checked again, it is seen.
+                if attempt == 2:
+                    raise
+        raise AssertionError("unreachable")
+
+    def _import_accounts(self, s: Session, accounts: list[ImportAccount],
+                         by: Caller) -> list[bool | d.RegistrationRefused]:
+        now = self.clock()
+        today = now.astimezone(TIMEZONES.get(self.country, UTC)).date()
+        out: list[bool | d.RegistrationRefused] = []
+        checked: list[d.ImportedAccount | None] = []
+        for a in accounts:
+            try:
+                checked.append(d.validate_imported_account(
+                    {"surname": a.surname, "name": a.name, "patronymic": a.patronymic, "pin": a.pin,
+                     "phone": a.phone, "email": a.email}, self.country, today))
+            except d.RegistrationRefused as e:
+                checked.append(None)
+                out.append(e)
+                continue
+            out.append(True)
+        ids = [a.id for a in accounts]
+        emails = [c.email for c in checked if c is not None]
+        by_id, by_email = {}, {}
+        for i in range(0, len(ids), 5000):
+            by_id.update(s.execute(sa.select(Account.id, Account.email).where(Account.id.in_(ids[i:i + 5000]))).all())
+        for i in range(0, len(emails), 5000):
+            by_email.update(s.execute(sa.select(Account.email, Account.id)
+                                      .where(Account.email.in_(emails[i:i + 5000]))).all())
+        rows = []
+        for i, (a, c) in enumerate(zip(accounts, checked)):
+            if c is None:
+                continue
+            if len(a.id) > 36:
+                out[i] = refuse("parent.id", "id_too_long")
+            elif a.id in by_id:
+                out[i] = False if by_id[a.id] == c.email else refuse("parent.id", "account_id_taken")
+            elif c.email in by_email:  # another account has this e-mail (in Kezek, or earlier in the batch)
+                out[i] = refuse("parent.email", "email_taken")
+            else:
+                by_id[a.id], by_email[c.email] = c.email, a.id
+                rows.append(dict(id=a.id, email=c.email, password_hash=None, pin=c.pin, surname=c.surname,
+                                 name=c.name, patronymic=c.patronymic, phone=c.phone, locale=a.locale,
+                                 created_at=now, activated_at=None))
+        if rows:
+            s.execute(sa.insert(Account.__table__), rows)
+            trail.record_many(s, by.principal, [{"action": "account.imported", "subject": f"account:{r['id']}"}
+                                                for r in rows], at=now)
+        return out
+
+    def import_applications(self, applications: list[ImportApplication], *, dry_run: bool = False,
+                            accounts_to_come: frozenset[str] = frozenset(),
+                            by: Caller = ITSELF) -> list[bool | d.RegistrationRefused]:
+        """Children's applications moved from a previous system, for their
+        parents' cabinets, in one transaction: the same ids as the queue's
+        entries, linked to the imported parents' accounts. Nothing is sent:
+        no application.submitted (the queue has the entry from the import;
+        nothing may be queued twice); application.received, marked
+        `imported`, gives the parent's contacts to the services that tell
+        the parent of the referral's deadlines (no receipt is sent). Per application, in
+        order: True if recorded, False if recorded before, or the refusal
+        (the others go on). `dry_run`: check only, write nothing;
+        `accounts_to_come`: accounts the same dry run would have created."""
+        for attempt in range(3):
+            try:
+                if dry_run:
+                    with self.sessions() as s:   # closed without a commit
+                        return self._import_applications(s, applications, accounts_to_come, by, write=False)
+                with unit_of_work(self.sessions) as s:
+                    return self._import_applications(s, applications, frozenset(), by, write=True)
+            except IntegrityError:
+                # A parent submitted one of these children meanwhile: nothing of
+                # this batch was written; checked again, that child is refused.
+                if attempt == 2:
+                    raise
+        raise AssertionError("unreachable")
+
+    def _import_applications(self, s: Session, applications: list[ImportApplication],
+                             accounts_to_come: frozenset[str], by: Caller,
+                             write: bool) -> list[bool | d.RegistrationRefused]:
+        today = self.today()
+        out: list[bool | d.RegistrationRefused] = []
+        checked: list[d.ChildStep | None] = []
+        for a in applications:
+            try:
+                checked.append(d.validate_imported_child(
+                    {"pin": a.child_pin, "surname": a.surname, "name": a.name, "patronymic": a.patronymic,
+                     "birth_date": a.birth_date}, self.country, today))
+                out.append(True)
+            except d.RegistrationRefused as e:
+                checked.append(None)
+                out.append(e)
+
+        def chunks(values: list[str]):
+            values = list(dict.fromkeys(values))
+            return (values[i:i + 5000] for i in range(0, len(values), 5000))
+
+        ids = [a.id for a in applications]
+        pins = [c.pin for c in checked if c is not None]
+        known, accounts, live = {}, {}, {}
+        for part in chunks(ids):
+            known.update((r.id, (r.account_id, r.child_pin)) for r in s.execute(
+                sa.select(Application.id, Application.account_id, Application.child_pin)
+                .where(Application.id.in_(part))))
+        for part in chunks([a.account_id for a in applications]):
+            accounts.update((r.id, r) for r in s.scalars(sa.select(Account).where(Account.id.in_(part))))
+        for part in chunks(pins):
+            live.update(s.execute(sa.select(Application.child_pin, Application.id).where(
+                Application.child_pin.in_(part), Application.status.not_in(("removed", "refused")))).all())
+        rows = []
+        for i, (a, c) in enumerate(zip(applications, checked)):
+            if c is None:
+                continue
+            if len(a.id) > 36:
+                out[i] = refuse("application.id", "id_too_long")
+            elif a.id in known:
+                out[i] = False if known[a.id] == (a.account_id, c.pin) else refuse("application.id",
+                                                                                   "application_id_taken")
+            elif a.account_id not in accounts and a.account_id not in accounts_to_come:
+                out[i] = refuse("parent.id", "account_unknown")
+            elif c.pin in live:   # in Kezek already, or earlier in the batch
+                out[i] = refuse("child.pin", "child_already_registered")
+            else:
+                known[a.id], live[c.pin] = (a.account_id, c.pin), a.id
+                acc = accounts.get(a.account_id)
+                rows.append(dict(
+                    id=a.id, account_id=a.account_id, country=self.country, child_pin=c.pin,
+                    child_surname=c.surname, child_name=c.name, child_patronymic=c.patronymic,
+                    child_birth_date=c.birth_date, child_sex=c.sex,
+                    parent={"surname": acc.surname, "name": acc.name, "patronymic": acc.patronymic,
+                            "pin": acc.pin} if acc else {},
+                    # The old portal's export has no address: the cabinet has
+                    # no map for this child until one is known.
+                    address={}, phone=acc.phone if acc else "", email=acc.email if acc else "",
+                    category=a.category, language=a.language, preferences=list(a.preferences),
+                    status="submitted", submitted_at=a.queue_date))
+        if rows and write:
+            s.execute(sa.insert(Application.__table__), rows)
+            s.execute(sa.insert(outbox.table), [self._imported_received(r, accounts.get(r["account_id"]))
+                                                for r in rows])
+            trail.record_many(s, by.principal, [{"action": "application.imported", "subject": f"application:{r['id']}",
+                                                 "details": {"account": r["account_id"]}} for r in rows])
+        return out
+
+    def _imported_received(self, row: dict, account: Account | None) -> dict:
+        now = self.clock()
+        data = {"application_id": row["id"], "parent_id": row["account_id"],
+                "locale": account.locale if account else "ru", "child_name": row["child_name"],
+                "queue_date": row["submitted_at"].isoformat(), "category": row["category"], "imported": True}
+        if row["email"]:
+            data["email"] = row["email"]
+        if row["phone"]:
+            data["phone"] = row["phone"]
+        event = new_event("application.received.v1", row["id"], data, source=outbox.source, time=now)
+        return {"event_id": event.id, "type": event.type, "subject": event.subject, "payload": event.to_json(),
+                "created_at": now}
+
