@@ -19,6 +19,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "scenario": ("scenario.cli", "run a scenario file on a simulated clock; prints JSON Lines"),
     "staff-add": ("services.verification.cli",
                   "create a staff account (caseworker, supervisor, commission, admin, operator)"),
+    "webhooks": ("services.gateway.public.cli", "the public stream's webhooks: list, create, pause, retry ... (as an admin)"),
     "queue-replay": ("services.queue.cli", "recompute every allocation from its recorded inputs and compare"),
     "schemas-lock": ("kezek.events.compat", "freeze the event schemas after additive changes (refuses breaking ones)"),
     "import": ("importer.run", "import the old portal's export (JSON or CSV folder); --dry-run"),

@@ -53,6 +53,7 @@ FIELD_LABELS = {
     "provider": N_("Tunduk sign-in"),
     "referral": N_("Direction"),
     "application": N_("Application"),
+    "application_id": N_("Application"),
     "request": N_("Request"),
 }
 
@@ -92,6 +93,8 @@ ERRORS = {
     "code_too_many_attempts": N_("too many wrong attempts. Ask for a new code."),
     "too_many_preferences": N_("choose at most %(max)s kindergartens."),
     "duplicate_preference": N_("the same kindergarten is chosen twice."),
+    "kindergarten_unknown": N_("kindergarten %(kindergarten)s is not in the register of kindergartens; "
+                               "choose one from the list."),
     "agreement_required": N_("tick the box to accept the user agreement."),
     "step_not_done": N_("fill in this step first."),
     "draft_already_submitted": N_("this application has already been submitted."),
@@ -100,12 +103,19 @@ ERRORS = {
     "password_too_weak": N_("this password is too easy to guess."),
     "password_mismatch": N_("the two passwords differ."),
     "login_failed": N_("wrong login or password."),
-    "login_locked": N_("too many failed attempts; try again in 15 minutes."),
+    "login_throttled": N_("too many wrong passwords from this device; try again in %(seconds)s seconds. "
+                          "The account is not locked."),
     "session_invalid": N_("please log in again."),
     "sso_unavailable": N_("sign-in through Tunduk is not available now."),
     "sso_failed": N_("sign-in through Tunduk failed; try again."),
     "sso_no_application": N_("no application was submitted with your PIN. Submit an application first."),
+    # The queue's refusals a parent's act can meet (services/queue refusals).
+    "pin_taken": N_("this child is already in the queue. A child can be registered only once."),
+    "entry_holds_referral": N_("the child holds a direction: cancel the direction first."),
+    "entry_enrolled": N_("the child is already enrolled in a kindergarten."),
+    "entry_unknown": N_("this application is not in the queue."),
     "not_found": N_("not found."),
+    "forbidden": N_("this is not allowed for you."),
     "rate_limited": N_("too many requests; wait a minute and try again."),
     "unavailable": N_("the service is temporarily unavailable; try again later."),
     "refused": N_("the request was refused."),

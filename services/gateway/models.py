@@ -1,7 +1,9 @@
 """The gateway service's tables. Its database is its own (kezek_gateway)."""
 from sqlalchemy.orm import DeclarativeBase
 
+from kezek.audit import AuditTrail
 from kezek.outbox import Outbox
+from kezek.ratelimit import RateLimits
 
 
 class Base(DeclarativeBase):
@@ -9,6 +11,8 @@ class Base(DeclarativeBase):
 
 
 outbox = Outbox(Base.metadata, source="gateway")
+trail = AuditTrail(Base.metadata)
+rate_limits = RateLimits.table_in(Base.metadata)   # shared by every gateway replica
 
 
 from datetime import datetime  # noqa: E402

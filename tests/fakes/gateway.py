@@ -112,6 +112,11 @@ class FakeQueue:
         def kindergartens():
             return KINDERGARTENS
 
+        @app.get("/api/v1/kindergartens/{kindergarten_id}")
+        def kindergarten(kindergarten_id: str):
+            found = next((k for k in KINDERGARTENS if k["id"] == kindergarten_id), None)
+            return found if found is not None else missing("kindergarten")
+
         @app.get("/api/v1/policy")
         def policy():
             return {"version": 1, "policy": {"categories": [
@@ -229,6 +234,14 @@ class FakeInbox:
              "text": body, "read": False})
 
 
+def sync_transport(app) -> "httpx.BaseTransport":
+    """A blocking transport to an ASGI app (registration's client of the
+    queue is not async): the one Starlette's test client uses."""
+    from starlette.testclient import TestClient
+
+    return TestClient(app)._transport
+
+
 class Stack:
     """Registration (real, on SQLite), the gateway (real) and the stand-ins,
     wired in one process through ASGI transports."""
@@ -242,14 +255,20 @@ class Stack:
         from services.gateway.api import GatewaySettings, create_app as gateway_app
         from services.registration.api import RegistrationSettings, create_app as registration_app
 
+        # One test client makes every request: the limits per client are the
+        # concern of the tests that set them.
+        settings_overrides = {"codes_per_client_per_hour": 10_000, "registration_requests_per_client": 100_000,
+                              "rate_limit_per_address_per_minute": 100_000, **settings_overrides}
         self.settings = GatewaySettings(state_dir=state_dir, env="test", **settings_overrides)
         upgrade("registration", self.settings.database_url_for("registration"))
         upgrade("gateway", self.settings.database_url_for("gateway"))
-        # Cheap argon2 parameters: the tests prove the flow, not the cost.
-        self.registration = registration_app(RegistrationSettings(state_dir=state_dir, env="test"),
-                                             hasher=PasswordHasher(time_cost=1, memory_cost=8192, parallelism=1))
         self.queue = FakeQueue(*([queue_categories] if queue_categories else []))
         self.inbox = FakeInbox()
+        # Cheap argon2 parameters: the tests prove the flow, not the cost.
+        self.registration = registration_app(
+            RegistrationSettings(state_dir=state_dir, env="test", **settings_overrides),
+            hasher=PasswordHasher(time_cost=1, memory_cost=8192, parallelism=1),
+            queue_transport=sync_transport(queue_app or self.queue.app))
         self.gateway = gateway_app(self.settings, transports={
             "registration": httpx.ASGITransport(app=self.registration),
             "queue": httpx.ASGITransport(app=queue_app or self.queue.app),

@@ -12,12 +12,14 @@ import uuid
 from collections import Counter
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
+import httpx
 import pytest
 from fastapi.testclient import TestClient
 
 from kezek.db import unit_of_work
 from kezek.migrations import upgrade
 from kezek.relay import wait_until_relayed
+from kezek.trust import Principal, ServiceKeys, service_token_authenticator
 from kezek.web import create_service_app
 from services.gateway.public import router
 from services.gateway.public.api import PublicContext
@@ -27,7 +29,19 @@ from services.gateway.public.runtime import PublicRuntime
 from services.gateway.public.webhooks import SIGNATURE_HEADER, backoff, verify
 
 pytestmark = pytest.mark.integration
-TOKEN = "admin-token-for-tests"
+
+
+class Administrator(httpx.Auth):
+    """A fresh token of the `kezek` command acting for an administrator on
+    every request (a token lives a minute)."""
+
+    def __init__(self, keys: ServiceKeys):
+        self.keys = keys
+
+    def auth_flow(self, request):
+        token = self.keys.sign("cli", "gateway", Principal(actor="admin:tests", role="admin"))
+        request.headers["authorization"] = f"Bearer {token}"
+        yield request
 
 
 class Receiver:
@@ -80,14 +94,17 @@ def env(pg_url, kafka_bootstrap):
     url = pg_url("gateway")
     upgrade("gateway", url)
     settings = PublicSettings(env="test", kafka_bootstrap=kafka_bootstrap, kafka_topic_prefix=f"w{uuid.uuid4().hex[:8]}",
-                              admin_token=TOKEN, webhook_backoff_seconds=0.2, webhook_max_attempts=3,
+                              webhook_backoff_seconds=0.2, webhook_max_attempts=3,
                               webhook_timeout_seconds=5)
     rt = PublicRuntime(settings, database_url=url)
-    app = create_service_app("gateway")
+    keys = ServiceKeys.from_settings(settings)
+    app = create_service_app("gateway", authenticate=service_token_authenticator(keys, "gateway"))
     app.include_router(router)
     app.state.public = PublicContext(settings, database_url=url)
     receiver = Receiver()
-    yield rt, TestClient(app, headers={"X-Admin-Token": TOKEN}), receiver
+    admin = TestClient(app)
+    admin.auth = Administrator(keys)
+    yield rt, admin, receiver
     receiver.close()
     app.state.public.engine.dispose()
     rt.engine.dispose()

@@ -54,12 +54,57 @@ def test_internal_schemas_are_not_served_as_public():
     assert r.status_code == 404 and r.json()["errors"][0]["field"] == "type"
 
 
-def test_admin_api_refuses_without_the_admin_token():
-    c = client()
+def admin_app(tmp_path):
+    import sqlalchemy as sa
+
+    from kezek.migrations import upgrade
+    from kezek.trust import ServiceKeys, service_token_authenticator
     from services.gateway.public.api import PublicContext
     from services.gateway.public.config import PublicSettings
-    c.app.state.public = PublicContext(PublicSettings(admin_token="s3cret", state_dir="/tmp"),
-                                       database_url="sqlite://")
-    assert c.get("/api/v1/public/admin/webhooks").status_code == 403
-    r = c.get("/api/v1/public/admin/webhooks", headers={"X-Admin-Token": "wrong"})
-    assert r.status_code == 403 and r.json()["errors"][0]["field"] == "X-Admin-Token"
+
+    settings = PublicSettings(_env_file=None, state_dir=tmp_path, env="test")
+    upgrade("gateway", settings.database_url_for("gateway"))
+    keys = ServiceKeys.from_settings(settings)
+    app = create_service_app("gateway", authenticate=service_token_authenticator(keys, "gateway"))
+    app.include_router(router)
+    app.state.public = PublicContext(settings)
+    return app, settings, keys, lambda sql: app.state.public.engine.connect().execute(sa.text(sql)).all()
+
+
+def test_webhooks_admin_refuses_anyone_but_an_administrator(tmp_path):
+    from kezek.trust import ServiceKeys, parent_principal, staff_principal
+
+    app, _settings, keys, _sql = admin_app(tmp_path)
+    c = TestClient(app)
+    assert c.get("/api/v1/public/admin/webhooks").status_code == 401
+    for caller, actor in (("gateway", parent_principal("p1")), ("queue", None),
+                          ("verification", staff_principal(3, "caseworker", district="D"))):
+        token = keys.sign(caller, "gateway", actor)
+        r = c.get("/api/v1/public/admin/webhooks", headers={"authorization": f"Bearer {token}"})
+        assert r.status_code == 403, caller
+    forged = ServiceKeys.derived("not the deployment's secret")     # a key the gateway does not know
+    token = forged.sign("cli", "gateway", staff_principal("x", "admin"))
+    assert c.get("/api/v1/public/admin/webhooks", headers={"authorization": f"Bearer {token}"}).status_code == 401
+    for_queue = keys.sign("cli", "queue", staff_principal("x", "admin"))
+    assert c.get("/api/v1/public/admin/webhooks", headers={"authorization": f"Bearer {for_queue}"}).status_code == 401
+
+
+def test_an_administrator_manages_webhooks_with_the_kezek_command_and_is_audited(tmp_path, capsys):
+    import json
+
+    from services.gateway.public import cli
+    from tests.fakes.gateway import sync_transport
+
+    app, settings, _keys, sql = admin_app(tmp_path)
+    transport = sync_transport(app)
+    assert cli.main(["--as", "aida", "create", "https://example.org/hook", "public.referral.issued.v1"],
+                    settings=settings, transport=transport) == 0
+    created = json.loads(capsys.readouterr().out)
+    assert created["secret"] and created["event_types"] == ["public.referral.issued.v1"]
+    assert cli.main(["--as", "aida", "pause", created["id"]], settings=settings, transport=transport) == 0
+    assert json.loads(capsys.readouterr().out)["active"] is False
+    assert cli.main(["--as", "aida", "get", "no/such"], settings=settings, transport=transport) == 1
+    trail = sql("SELECT actor, actor_role, via, action, subject FROM audit_trail ORDER BY id")
+    assert [tuple(r) for r in trail] == [
+        ("admin:aida", "admin", "cli", "webhook.created", f"webhook:{created['id']}"),
+        ("admin:aida", "admin", "cli", "webhook.changed", f"webhook:{created['id']}")]

@@ -11,7 +11,7 @@ from fastapi.testclient import TestClient
 
 from kezek.migrations import upgrade
 from kezek.trust import ServiceKeys, parent_principal
-from services.gateway.testing import FakeQueue, sync_transport
+from tests.fakes.gateway import FakeQueue, sync_transport
 from services.registration.api import RegistrationSettings, create_app
 from tests.unit.test_registration_service import CHILD, CONFIRM, PARENT, PASSWORD
 

@@ -203,7 +203,7 @@ def test_env_example_is_generated_from_the_settings_classes():
 
 def test_env_example_lists_every_setting_of_every_service():
     text = example()
-    for var in ("KEZEK_SECRET_KEY=", "KEZEK_QUEUE_URL=", "KEZEK_COOKIE_SECURE=", "KEZEK_ADMIN_TOKEN=",
+    for var in ("KEZEK_SECRET_KEY=", "KEZEK_QUEUE_URL=", "KEZEK_COOKIE_SECURE=", "KEZEK_TRUSTED_PROXIES=",
                 "KEZEK_NOTIFICATIONS_SMS_TOKEN=", "KEZEK_TUNDUK_CLIENT_SECRET=", "KEZEK_KAFKA_SASL_PASSWORD=",
                 "KEZEK_TEMPORAL_API_KEY=", "# KEZEK_VERIFICATION_COOKIE_SECURE="):
         assert var in text, var

@@ -17,10 +17,7 @@ from kezek.trust import (
 
 # A service still outside the boundary is listed here until its routes are
 # under it; the xfail is strict, so converting one fails until it is dropped.
-NOT_YET = {
-    "gateway": "issue 13: the gateway's routes are not under the boundary yet",
-    "registration": "issue 13: registration's routes are not under the boundary yet",
-}
+NOT_YET: dict[str, str] = {}
 
 SERVICES = [pytest.param(s, marks=pytest.mark.xfail(strict=True, reason=NOT_YET[s])) if s in NOT_YET else s
             for s in wiring.services_with_api()]

@@ -1,24 +1,32 @@
-"""Routes of the public stream: its contract (open to all) and the webhook
-administration (admin token in `X-Admin-Token`)."""
+"""Routes of the public stream: its contract (open to anyone) and the webhook
+administration, for an administrator only: a service token of the `kezek`
+command acting for an admin (`kezek webhooks ...`, services/gateway/public/
+cli.py), or of the staff pages for a signed-in admin. Every change an
+administrator makes is in the audit trail with that verified actor."""
 from __future__ import annotations
 
-import hmac
 from datetime import datetime
 from typing import Annotated, Literal
 
 import sqlalchemy as sa
-from fastapi import APIRouter, Depends, Header, Query, Request
+from fastapi import APIRouter, Depends, Query, Request
 from fastapi.responses import JSONResponse, Response
 from pydantic import BaseModel, Field
+from sqlalchemy.orm import Session
 
 from kezek.db import make_engine, make_session_factory, unit_of_work
+from kezek.trust import PUBLIC, Access, allow, staff
 from kezek.web import DomainError
+from services.gateway.models import trail
 from services.gateway.public import contract, webhooks
 from services.gateway.public.config import PublicSettings, public_settings
 from services.gateway.public.models import WebhookAttempt, WebhookDelivery, WebhookReplay, WebhookSubscription
 from services.gateway.public.projection import public_types
 
-router = APIRouter(prefix="/api/v1/public")
+PREFIX = "/api/v1/public"
+contract_router = APIRouter(prefix=PREFIX, dependencies=[PUBLIC])
+ADMIN_ONLY = allow(staff("admin"))
+admin_router = APIRouter(prefix=PREFIX, dependencies=[ADMIN_ONLY])
 
 
 class PublicContext:
@@ -43,31 +51,34 @@ def context(request: Request) -> PublicContext:
 Ctx = Annotated[PublicContext, Depends(context)]
 
 
-def admin(ctx: Ctx, x_admin_token: Annotated[str, Header(description="the admin token")] = "") -> PublicContext:
-    expected = ctx.settings.admin_token.get_secret_value()
-    if not expected or not hmac.compare_digest(expected.encode(), x_admin_token.encode()):
-        raise DomainError("X-Admin-Token: missing or wrong", field="X-Admin-Token", status_code=403)
-    return ctx
+class AdminContext:
+    """The router's context and the administrator acting (verified)."""
+
+    def __init__(self, ctx: Ctx, access: Access = ADMIN_ONLY):
+        self.settings, self.sessions, self.access = ctx.settings, ctx.sessions, access
+
+    def audit(self, s: Session, action: str, subject: str, **details) -> None:
+        trail.record(s, self.access.principal, action, subject, details=details)
 
 
-Admin = Annotated[PublicContext, Depends(admin)]
+Admin = Annotated[AdminContext, Depends(AdminContext)]
 
 # ---------------------------------------------------------------- contract
 
 
-@router.get("/asyncapi.yaml", tags=["public stream"], summary="The AsyncAPI 3 document of kezek.public.v1")
+@contract_router.get("/asyncapi.yaml", tags=["public stream"], summary="The AsyncAPI 3 document of kezek.public.v1")
 def asyncapi() -> Response:
     path = contract.ASYNCAPI_PATH
     text = path.read_text() if path.is_file() else contract.asyncapi_yaml()
     return Response(text, media_type="application/yaml")
 
 
-@router.get("/schemas", tags=["public stream"], summary="The public event types")
+@contract_router.get("/schemas", tags=["public stream"], summary="The public event types")
 def schema_list() -> dict:
     return {"types": public_types(), "schema_url": "/api/v1/public/schemas/{type}.json"}
 
 
-@router.get("/schemas/{event_type}.json", tags=["public stream"], summary="JSON Schema of one public event type")
+@contract_router.get("/schemas/{event_type}.json", tags=["public stream"], summary="JSON Schema of one public event type")
 def schema(event_type: str) -> JSONResponse:
     try:
         return JSONResponse(contract.public_schema(event_type), media_type="application/schema+json")
@@ -121,27 +132,28 @@ def _replay(r: WebhookReplay) -> dict:
             "status": r.status, "requested_at": _iso(r.requested_at), "done_at": _iso(r.done_at), "queued": r.queued}
 
 
-@router.post("/admin/webhooks", status_code=201, tags=["webhooks"],
+@admin_router.post("/admin/webhooks", status_code=201, tags=["webhooks"],
              summary="Register a URL for public event types; the answer carries the signing secret once")
 def create_webhook(body: NewSubscription, ctx: Admin) -> dict:
     with unit_of_work(ctx.sessions) as s:
         sub = webhooks.create_subscription(s, body.url, body.event_types, body.description, ctx.settings.env)
+        ctx.audit(s, "webhook.created", f"webhook:{sub.id}", url=sub.url, event_types=sub.event_types)
         return _subscription(sub, secret=True)
 
 
-@router.get("/admin/webhooks", tags=["webhooks"])
+@admin_router.get("/admin/webhooks", tags=["webhooks"])
 def list_webhooks(ctx: Admin) -> list[dict]:
     with ctx.sessions() as s:
         return [_subscription(x) for x in s.scalars(sa.select(WebhookSubscription).order_by(WebhookSubscription.created_at))]
 
 
-@router.get("/admin/webhooks/{subscription_id}", tags=["webhooks"])
+@admin_router.get("/admin/webhooks/{subscription_id}", tags=["webhooks"])
 def get_webhook(subscription_id: str, ctx: Admin) -> dict:
     with ctx.sessions() as s:
         return _subscription(webhooks.get_subscription(s, subscription_id))
 
 
-@router.patch("/admin/webhooks/{subscription_id}", tags=["webhooks"], summary="Change the URL, types, or pause")
+@admin_router.patch("/admin/webhooks/{subscription_id}", tags=["webhooks"], summary="Change the URL, types, or pause")
 def change_webhook(subscription_id: str, body: SubscriptionChange, ctx: Admin) -> dict:
     with unit_of_work(ctx.sessions) as s:
         sub = webhooks.get_subscription(s, subscription_id)
@@ -153,10 +165,11 @@ def change_webhook(subscription_id: str, body: SubscriptionChange, ctx: Admin) -
             sub.description = body.description
         if body.active is not None:
             sub.active = body.active
+        ctx.audit(s, "webhook.changed", f"webhook:{sub.id}", **body.model_dump(exclude_none=True))
         return _subscription(sub)
 
 
-@router.delete("/admin/webhooks/{subscription_id}", status_code=204, tags=["webhooks"])
+@admin_router.delete("/admin/webhooks/{subscription_id}", status_code=204, tags=["webhooks"])
 def delete_webhook(subscription_id: str, ctx: Admin) -> Response:
     with unit_of_work(ctx.sessions) as s:
         sub = webhooks.get_subscription(s, subscription_id)
@@ -166,10 +179,11 @@ def delete_webhook(subscription_id: str, ctx: Admin) -> Response:
         s.execute(sa.delete(WebhookDelivery).where(WebhookDelivery.subscription_id == sub.id))
         s.execute(sa.delete(WebhookReplay).where(WebhookReplay.subscription_id == sub.id))
         s.delete(sub)
+        ctx.audit(s, "webhook.deleted", f"webhook:{subscription_id}")
     return Response(status_code=204)
 
 
-@router.get("/admin/webhooks/{subscription_id}/deliveries", tags=["webhooks"], summary="The delivery log")
+@admin_router.get("/admin/webhooks/{subscription_id}/deliveries", tags=["webhooks"], summary="The delivery log")
 def deliveries(subscription_id: str, ctx: Admin,
                status: Literal["pending", "delivered", "dead", "skipped"] | None = None,
                after_id: Annotated[int, Query(ge=0)] = 0, limit: Annotated[int, Query(ge=1, le=1000)] = 100) -> list[dict]:
@@ -182,7 +196,7 @@ def deliveries(subscription_id: str, ctx: Admin,
         return [_delivery(d) for d in s.scalars(q.order_by(WebhookDelivery.id).limit(limit))]
 
 
-@router.get("/admin/webhooks/deliveries/{delivery_id}", tags=["webhooks"], summary="One delivery with every attempt")
+@admin_router.get("/admin/webhooks/deliveries/{delivery_id}", tags=["webhooks"], summary="One delivery with every attempt")
 def delivery(delivery_id: int, ctx: Admin) -> dict:
     with ctx.sessions() as s:
         d = webhooks.get_delivery(s, delivery_id)
@@ -192,30 +206,34 @@ def delivery(delivery_id: int, ctx: Admin) -> dict:
                                          "error": a.error, "duration_ms": a.duration_ms} for a in attempts]}
 
 
-@router.post("/admin/webhooks/deliveries/{delivery_id}/retry", tags=["webhooks"],
+@admin_router.post("/admin/webhooks/deliveries/{delivery_id}/retry", tags=["webhooks"],
              summary="Try a dead delivery again (it keeps its place in its subject's order)")
 def retry(delivery_id: int, ctx: Admin) -> dict:
     with unit_of_work(ctx.sessions) as s:
+        ctx.audit(s, "webhook.delivery_retried", f"delivery:{delivery_id}")
         return _delivery(webhooks.retry_delivery(s, delivery_id))
 
 
-@router.post("/admin/webhooks/deliveries/{delivery_id}/skip", tags=["webhooks"],
+@admin_router.post("/admin/webhooks/deliveries/{delivery_id}/skip", tags=["webhooks"],
              summary="Give up a delivery so the later ones of its subject go out")
 def skip(delivery_id: int, ctx: Admin) -> dict:
     with unit_of_work(ctx.sessions) as s:
+        ctx.audit(s, "webhook.delivery_skipped", f"delivery:{delivery_id}")
         return _delivery(webhooks.skip_delivery(s, delivery_id))
 
 
-@router.post("/admin/webhooks/{subscription_id}/replay", status_code=202, tags=["webhooks"],
+@admin_router.post("/admin/webhooks/{subscription_id}/replay", status_code=202, tags=["webhooks"],
              summary="Deliver the stream again from an offset (the dispatcher reads it up to its current end)")
 def replay(subscription_id: str, body: ReplayRequest, ctx: Admin) -> dict:
     with unit_of_work(ctx.sessions) as s:
         r = webhooks.request_replay(s, subscription_id, body.from_offset, body.partition)
         s.flush()
+        ctx.audit(s, "webhook.replay_requested", f"webhook:{subscription_id}", replay=r.id,
+                  from_offset=body.from_offset, partition=body.partition)
         return _replay(r)
 
 
-@router.get("/admin/webhooks/{subscription_id}/replays", tags=["webhooks"])
+@admin_router.get("/admin/webhooks/{subscription_id}/replays", tags=["webhooks"])
 def replays(subscription_id: str, ctx: Admin) -> list[dict]:
     with ctx.sessions() as s:
         webhooks.get_subscription(s, subscription_id)

@@ -2,8 +2,6 @@
 what only they need (each `KEZEK_<NAME>` in the environment)."""
 from __future__ import annotations
 
-from pydantic import SecretStr
-
 from kezek.settings import Settings
 
 PUBLIC_TOPIC_SUFFIX = "public.v1"
@@ -12,8 +10,6 @@ PUBLIC_TOPIC_SUFFIX = "public.v1"
 class PublicSettings(Settings):
     """The shared settings plus the public stream's and the webhooks'."""
 
-    # Empty: the admin API answers 403 to everyone.
-    admin_token: SecretStr = SecretStr("")
     webhook_max_attempts: int = 12          # then the delivery is dead and blocks its subject
     webhook_backoff_seconds: float = 2.0    # first retry; doubles each time
     webhook_backoff_max_seconds: float = 3600.0

@@ -1,0 +1,109 @@
+"""The gateway's context: what every route shares (the clients of the
+services behind it, the referral workflows, its database, the catalogs of
+the portal, the shared rate limits), built once by `build` and kept on the
+app (`request.app.state.gateway`)."""
+from __future__ import annotations
+
+import hashlib
+import hmac
+import time
+from zoneinfo import ZoneInfo
+
+import httpx
+
+from kezek.client import ServiceClient
+from kezek.db import make_engine, make_session_factory
+from kezek.ratelimit import RateLimits
+from kezek.trust import ServiceKeys
+from services.gateway import i18n, views
+from services.gateway.clients import NotificationsClient, QueueClient, RegistrationClient, UpstreamError
+from services.gateway.geo import nearest
+from services.gateway.models import rate_limits
+from services.gateway.referrals import Referrals, TemporalReferrals
+from services.gateway.settings import GatewaySettings
+
+
+class Gateway:
+    def __init__(self, settings: GatewaySettings, *, keys: ServiceKeys,
+                 transports: dict[str, httpx.AsyncBaseTransport] | None = None,
+                 referrals: Referrals | None = None):
+        t = transports or {}
+        self.settings = settings
+        self.keys = keys
+        self.referrals = referrals or TemporalReferrals(settings.temporal_address, settings.temporal_namespace)
+        self.tz = ZoneInfo({"KG": "Asia/Bishkek", "KZ": "Asia/Almaty"}[settings.country])
+
+        def client(service: str, timeout: float = 10.0) -> ServiceClient:
+            return ServiceClient(settings.url_of(service), keys=keys, caller="gateway", audience=service,
+                                 transport=t.get(service), timeout=timeout)
+
+        self.registration = RegistrationClient(client("registration"))
+        self.queue = QueueClient(client("queue"))
+        self.notifications = NotificationsClient(client("notifications"))
+        self.engine = make_engine(settings.database_url_for("gateway"))
+        self.sessions = make_session_factory(self.engine)
+        self.limits = RateLimits(self.engine, rate_limits)
+        self.mo_dir = settings.state_dir / "locale"
+        i18n.compile_catalogs(self.mo_dir)
+        self.secret = settings.secret_key.get_secret_value().encode()
+        self._kindergartens: tuple[float, list[dict]] | None = None
+        self._categories: tuple[float, list[str]] | None = None
+        self._address_tree: tuple[float, list[dict]] | None = None
+
+    def gettext(self, lang: str):
+        return i18n.translations(str(self.mo_dir), lang).gettext
+
+    def csrf(self, token: str) -> str:
+        """The form token of a draft or a session: an HMAC of its secret."""
+        return hmac.new(self.secret, f"csrf\x00{token}".encode(), hashlib.sha256).hexdigest()[:32]
+
+    def check_csrf(self, token: str, given: str) -> bool:
+        return bool(token) and hmac.compare_digest(self.csrf(token), given or "")
+
+    async def aclose(self):
+        for c in (self.registration, self.queue, self.notifications):
+            await c.http.aclose()
+        self.engine.dispose()
+
+    # --- reference data, kept a while ----------------------------------------
+
+    async def categories(self) -> list[str]:
+        """The categories a parent may choose: those the queue's policy ranks
+        (so the voucher programme is offered only where an administrator
+        runs it), in the portal's order. Without the queue's answer, the
+        ones every policy has."""
+        now = time.monotonic()
+        if self._categories is None or self._categories[0] < now:
+            try:
+                found = await self.queue.policy()
+                known = {c["code"] for c in found["policy"]["categories"]}
+            except (UpstreamError, KeyError, TypeError):
+                return list(views.ALWAYS_OFFERED)
+            self._categories = (now + 60, [c for c in views.CATEGORIES if c in known])
+        return self._categories[1]
+
+    async def kindergartens(self) -> list[dict]:
+        # The list changes rarely and every cabinet page needs it: a minute.
+        now = time.monotonic()
+        if self._kindergartens is None or self._kindergartens[0] < now:
+            self._kindergartens = (now + 60, await self.queue.kindergartens())
+        return self._kindergartens[1]
+
+    async def kindergarten_names(self) -> dict[str, str]:
+        try:
+            return {str(k.get("id")): k.get("name") or str(k.get("id")) for k in await self.kindergartens()}
+        except UpstreamError:
+            return {}
+
+    async def nearby(self, lat, lon, limit: int = 10) -> tuple[list[dict], bool]:
+        try:
+            return nearest(await self.kindergartens(), lat, lon, limit), True
+        except UpstreamError:
+            return [], False
+
+    async def address_tree(self) -> list[dict]:
+        # The registry's tree changes rarely; keep it for ten minutes.
+        now = time.monotonic()
+        if self._address_tree is None or self._address_tree[0] < now:
+            self._address_tree = (now + 600, await self.registration.address_tree())
+        return self._address_tree[1]

@@ -1,0 +1,100 @@
+"""How the gateway answers what went wrong, in the reader's language: the
+JSON API with RFC 9457 problem details whose messages are translated
+(`errors[].message` is "Label: message"), the portal with a page. A refusal
+of a service keeps its status and fields; an outage of a service or of
+Temporal is 503 with Retry-After, never a 500. A page that needs a signed-in
+parent sends an anonymous visitor to the login page."""
+from __future__ import annotations
+
+from fastapi import FastAPI, Request
+from fastapi.responses import JSONResponse, Response
+
+from kezek.problems import PROBLEM_JSON, RETRY_AFTER_OUTAGE
+from kezek.trust import Forbidden, Unauthenticated
+from services.gateway import i18n
+from services.gateway.clients import UpstreamError
+from services.gateway.context import Gateway
+from services.gateway.messages import describe
+from services.gateway.portal.pages import LANG_COOKIE, Page, Redirect, errors_of, redirect, status_of
+from services.gateway.sessions import SESSION_COOKIE
+
+TITLES = {401: "Unauthenticated", 403: "Forbidden", 404: "Not found", 409: "Refused by the rules",
+          422: "Invalid input", 429: "Too many requests", 503: "Temporarily unavailable"}
+
+
+def is_page(request: Request) -> bool:
+    return not request.url.path.startswith("/api/")
+
+
+def reader_language(request: Request, gw: Gateway) -> str:
+    return i18n.pick_language(request.query_params.get("lang"), request.cookies.get(LANG_COOKIE),
+                              request.headers.get("accept-language"), gw.settings.country)
+
+
+def problem(status: int, errors: list[dict], headers: dict | None = None, instance: str = "") -> JSONResponse:
+    """Problem details whose errors are already described (messages.describe)."""
+    code = errors[0]["code"] if errors and errors[0].get("code") else "refused"
+    body = {"type": f"urn:kezek:problem:{code}", "title": TITLES.get(status, "Error"), "status": status,
+            "code": code, "detail": "; ".join(e["text"] for e in errors),
+            "errors": [{"field": e["field"], "code": e["code"], "message": e["text"], "params": e.get("params", {})}
+                       for e in errors]}
+    if instance:
+        body["instance"] = instance
+    return JSONResponse(body, status_code=status, headers=headers, media_type=PROBLEM_JSON)
+
+
+def answer(request: Request, status: int, errors: list[dict], headers: dict | None = None) -> Response:
+    gw: Gateway = request.app.state.gateway
+    if is_page(request):
+        page = Page(request, gw, reader_language(request, gw))("error.html", status, errors)
+        page.headers.update(headers or {})
+        return page
+    return problem(status, errors, headers, request.url.path)
+
+
+def too_many(request: Request, retry_after: float) -> Response:
+    gw: Gateway = request.app.state.gateway
+    errors = [describe({"field": "request", "code": "rate_limited"}, gw.gettext(reader_language(request, gw)))]
+    return answer(request, 429, errors, {"Retry-After": str(max(1, int(retry_after + 0.999)))})
+
+
+async def upstream_answer(request: Request, exc: UpstreamError) -> Response:
+    gw: Gateway = request.app.state.gateway
+    status = status_of(exc)
+    if status == 401 and is_page(request):
+        return to_login()
+    headers = {"WWW-Authenticate": "Bearer"} if status == 401 else None
+    if status in (429, 503):
+        seconds = next((e.get("params", {}).get("seconds") for e in exc.errors
+                        if e.get("params", {}).get("seconds")), None)
+        headers = {"Retry-After": str(seconds or (60 if status == 429 else RETRY_AFTER_OUTAGE))}
+    return answer(request, status, errors_of(exc, gw.gettext(reader_language(request, gw))), headers)
+
+
+def install(app: FastAPI) -> None:
+    app.add_exception_handler(UpstreamError, upstream_answer)
+
+    @app.exception_handler(Unauthenticated)
+    async def unauthenticated(request: Request, exc: Unauthenticated):
+        gw: Gateway = request.app.state.gateway
+        if is_page(request):
+            return to_login()
+        errors = [describe({"field": "session", "code": "session_invalid"},
+                           gw.gettext(reader_language(request, gw)))]
+        return problem(401, errors, {"WWW-Authenticate": "Bearer"}, request.url.path)
+
+    @app.exception_handler(Forbidden)
+    async def forbidden(request: Request, exc: Forbidden):
+        gw: Gateway = request.app.state.gateway
+        errors = [describe({"field": "request", "code": "forbidden"}, gw.gettext(reader_language(request, gw)))]
+        return answer(request, 403, errors)
+
+    @app.exception_handler(Redirect)
+    async def redirected(_request: Request, exc: Redirect):
+        return redirect(exc.url)
+
+
+def to_login() -> Response:
+    resp = redirect("/login")
+    resp.delete_cookie(SESSION_COOKIE, path="/")
+    return resp

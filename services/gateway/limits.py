@@ -1,0 +1,92 @@
+"""Rate limits of the gateway, in the store every replica shares (its
+database, kezek/ratelimit.py), keyed by the verified identity where there is
+one (`parent:<account>`, an admin) and by the client's address otherwise. A
+random bearer is no identity: it is counted against its address, and so is
+each session lookup the gateway has not cached (a flood of invented tokens
+cannot make the gateway ask registration more than the address may).
+
+The client's address is the peer's, unless the peer is one of the trusted
+proxies (`KEZEK_TRUSTED_PROXIES`): then it is the last address in
+X-Forwarded-For that no trusted proxy wrote. A header from anyone else is
+ignored, so a client cannot choose the address it is counted under."""
+from __future__ import annotations
+
+import asyncio
+import ipaddress
+from dataclasses import dataclass
+
+from fastapi import Request
+
+from kezek.ratelimit import RateLimits
+from kezek.trust import authenticate
+from services.gateway.clients import CLIENT
+from services.gateway.sessions import Sessions, session_secret
+
+# Neither the parents' nor anyone's work: never limited.
+EXEMPT = ("/static/", "/health", "/ready", "/metrics", "/api/docs", "/api/openapi.json")
+
+
+class TrustedProxies:
+    def __init__(self, spec: str = ""):
+        self.networks = [ipaddress.ip_network(part.strip(), strict=False) for part in spec.split(",")
+                         if part.strip()]
+
+    def trusted(self, address: str) -> bool:
+        try:
+            ip = ipaddress.ip_address(address)
+        except ValueError:
+            return False
+        return any(ip in net for net in self.networks)
+
+    def client(self, request: Request) -> str:
+        peer = request.client.host if request.client else ""
+        if not self.networks or not self.trusted(peer):
+            return peer or "unknown"
+        hops = [h.strip() for value in request.headers.getlist("x-forwarded-for")
+                for h in value.split(",") if h.strip()]
+        for hop in reversed(hops):
+            if not self.trusted(hop):
+                return hop[:64]
+        return hops[0][:64] if hops else peer
+
+
+@dataclass
+class Allowance:
+    per_identity: int
+    per_address: int
+
+
+class GatewayLimits:
+    def __init__(self, store: RateLimits, sessions: Sessions, proxies: TrustedProxies, allowance: Allowance):
+        self.store, self.sessions, self.proxies, self.allowance = store, sessions, proxies, allowance
+
+    async def check(self, request: Request) -> float:
+        """Counts the request; 0.0 when it may go on, else the seconds to
+        wait. Authenticates the caller on the way (cached on the request)."""
+        client = self.proxies.client(request)
+        request.state.client = client
+        CLIENT.set(client)
+        if request.url.path.startswith(EXEMPT):
+            return 0.0
+        by_address = f"address:{client}"
+        counted = None
+        secret = session_secret(request)
+        if secret and not self.sessions.cached(secret):
+            counted = by_address
+            wait = await self.hit(by_address, self.allowance.per_address)
+            if wait:
+                return wait
+        principal = await authenticate(request)
+        key, limit = ((principal.actor, self.allowance.per_identity) if principal.authenticated
+                      else (by_address, self.allowance.per_address))
+        return 0.0 if key == counted else await self.hit(key, limit)
+
+    async def hit(self, key: str, limit: int, window: int = 60) -> float:
+        return await asyncio.to_thread(self.store.hit, key, limit, window)
+
+
+async def activation_wait(request: Request, gw) -> float:
+    """Activation links asked for from one client: a burst, then about one
+    a minute (registration limits the links per account too)."""
+    burst = gw.settings.activation_requests_burst
+    return await asyncio.to_thread(gw.limits.hit, f"activation:{request.state.client}", burst, burst * 60)

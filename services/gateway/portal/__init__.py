@@ -1,0 +1,7 @@
+"""The parents' portal: server-rendered pages in the parent's language.
+`apply` (home and the application), `signin` (sign-in, activation, single
+sign-on), `cabinet` (the signed-in parent's own); `pages` holds what they
+share (dependencies, rendering)."""
+from services.gateway.portal import apply, cabinet, signin
+
+routers = (apply.router, signin.router, cabinet.router)

@@ -1,0 +1,127 @@
+"""The personal cabinet (DOMAIN.md section 2 point 8): the signed-in parent's
+own data, children, queue positions, referrals with the buttons the rules
+allow, notifications and the map. Every route is the verified parent's
+(`allow(parent())`: an anonymous visitor goes to the login page); every form
+carries a token derived from the session (CSRF); what is not the parent's
+own is "not found" (services/gateway/cabinet.py)."""
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import APIRouter, Depends, Request
+from fastapi.responses import HTMLResponse
+
+from kezek.trust import Access, Principal, allow, parent
+from services.gateway import cabinet as c
+from services.gateway.charts import position_chart
+from services.gateway.clients import UpstreamError
+from services.gateway.geo import project, ring_radii
+from services.gateway.portal.pages import Form, Gw, Redirect, Render, redirect
+from services.gateway.sessions import SESSION_COOKIE
+
+PARENT_ONLY = allow(parent())
+router = APIRouter(include_in_schema=False, dependencies=[PARENT_ONLY])
+
+
+def the_parent(access: Access = PARENT_ONLY) -> Principal:
+    return access.principal
+
+
+Parent = Annotated[Principal, Depends(the_parent)]
+
+
+def session_csrf(request: Request, gw: Gw) -> str:
+    return gw.csrf(request.cookies.get(SESSION_COOKIE, ""))
+
+
+Csrf = Annotated[str, Depends(session_csrf)]
+
+
+async def checked(request: Request, gw: Gw, form: Form) -> dict[str, str]:
+    """The posted form, if it carries the session's CSRF token; else back to
+    the cabinet, nothing changed."""
+    if not gw.check_csrf(request.cookies.get(SESSION_COOKIE, ""), form.pop("csrf", "")):
+        raise Redirect("/cabinet")
+    return form
+
+
+Checked = Annotated[dict[str, str], Depends(checked)]
+
+
+@router.get("/cabinet", response_class=HTMLResponse)
+async def cabinet(render: Render, gw: Gw, who: Parent, csrf: Csrf, done: str = ""):
+    me = await c.children(gw, who)
+    for app in me["applications"]:
+        app["chart"] = position_chart((app.get("queue") or {}).get("history") or [])
+    inbox, inbox_ok = await c.inbox(gw, who)
+    home = next((a["address"] for a in me["applications"] if a.get("address", {}).get("lat")), None)
+    kgs, kgs_ok = await gw.nearby(home["lat"], home["lon"], 10) if home else ([], True)
+    map_ = None
+    if home and kgs:
+        centre, points, scale = project((home["lat"], home["lon"]), kgs)
+        map_ = {"home": centre, "points": points, "rings": ring_radii(scale), "size": 320}
+    return render("cabinet.html", me=me, inbox=inbox, inbox_ok=inbox_ok, kindergartens=kgs,
+                  kindergartens_ok=kgs_ok, map=map_, csrf=csrf, done=done, home=home)
+
+
+async def confirmation(render: Render, gw, who: Principal, kind: str, target_id: str, csrf: str,
+                       exc: UpstreamError | None = None) -> HTMLResponse:
+    """The page that asks before an act that cannot be undone ("cancel" a
+    referral, "remove" an application), again with the refusal if it failed."""
+    if kind == "remove":
+        subject = {"application": await c.own_application(gw, who, target_id)}
+    else:
+        app, referral = await c.own_referral(gw, who, target_id, kind)
+        subject = {"application": app, "referral": referral}
+    page = dict(kind=kind, target_id=target_id, csrf=csrf, **subject)
+    return render.refused("confirm_action.html", exc, **page) if exc else render("confirm_action.html", **page)
+
+
+# --- "Cancel direction", "Extend direction" ---------------------------------------
+
+@router.get("/cabinet/referrals/{referral_id}/cancel", response_class=HTMLResponse)
+async def cancel_page(referral_id: str, render: Render, gw: Gw, who: Parent, csrf: Csrf):
+    return await confirmation(render, gw, who, "cancel", referral_id, csrf)
+
+
+@router.post("/cabinet/referrals/{referral_id}/cancel", response_class=HTMLResponse)
+async def cancel_post(referral_id: str, render: Render, gw: Gw, who: Parent, csrf: Csrf, _form: Checked):
+    try:
+        await c.act_on_referral(gw, who, referral_id, "cancel")
+    except (c.NotYours, c.NotAllowedNow):
+        raise
+    except UpstreamError as exc:
+        return await confirmation(render, gw, who, "cancel", referral_id, csrf, exc)
+    return redirect("/cabinet?done=cancelled#directions")
+
+
+@router.post("/cabinet/referrals/{referral_id}/extend", response_class=HTMLResponse)
+async def extend_post(referral_id: str, gw: Gw, who: Parent, _form: Checked):
+    await c.act_on_referral(gw, who, referral_id, "extend")
+    return redirect("/cabinet?done=extended#directions")
+
+
+# --- notifications ------------------------------------------------------------------
+
+@router.post("/cabinet/notifications/{message_id}/read", response_class=HTMLResponse)
+async def notification_read(message_id: str, gw: Gw, who: Parent, _form: Checked):
+    await gw.notifications.mark_read(who, message_id)
+    return redirect("/cabinet#h-notes")
+
+
+# --- "Remove from queue" --------------------------------------------------------------
+
+@router.get("/cabinet/applications/{application_id}/remove", response_class=HTMLResponse)
+async def remove_page(application_id: str, render: Render, gw: Gw, who: Parent, csrf: Csrf):
+    return await confirmation(render, gw, who, "remove", application_id, csrf)
+
+
+@router.post("/cabinet/applications/{application_id}/remove", response_class=HTMLResponse)
+async def remove_post(application_id: str, render: Render, gw: Gw, who: Parent, csrf: Csrf, _form: Checked):
+    try:
+        await c.remove_application(gw, who, application_id)
+    except c.NotYours:
+        raise
+    except UpstreamError as exc:
+        return await confirmation(render, gw, who, "remove", application_id, csrf, exc)
+    return redirect("/cabinet?done=removed")

@@ -1,0 +1,163 @@
+"""What every page of the portal shares, as dependencies: the gateway's
+context (`Gw`), the reader's language (`Lang`), the renderer of templates in
+that language (`Render`), the posted form (`Form`), and the redirect a
+dependency may answer with (`Redirect`). Forms post back to their page; a
+refusal re-renders it with a 4xx, an error summary and the message at each
+field it names."""
+from __future__ import annotations
+
+from datetime import date, datetime, tzinfo
+from pathlib import Path
+from typing import Annotated, Any
+
+import jinja2
+from fastapi import Depends, Request
+from fastapi.responses import HTMLResponse, RedirectResponse
+
+from kezek.trust import PARENT
+from services.gateway import i18n
+from services.gateway.clients import UpstreamError
+from services.gateway.context import Gateway
+from services.gateway.messages import describe
+from workflows import rules
+
+TEMPLATES = Path(__file__).parent.parent / "templates"
+LANG_COOKIE = "kezek_lang"
+YEAR = 365 * 86400
+
+
+class Redirect(Exception):
+    """Answered with a 303 to `url` (a step not reached yet, a stale form)."""
+
+    def __init__(self, url: str):
+        super().__init__(url)
+        self.url = url
+
+
+def redirect(url: str) -> RedirectResponse:
+    return RedirectResponse(url, status_code=303)
+
+
+def get_gateway(request: Request) -> Gateway:
+    return request.app.state.gateway
+
+
+Gw = Annotated[Gateway, Depends(get_gateway)]
+
+
+def language(request: Request) -> str:
+    gw: Gateway = request.app.state.gateway
+    return i18n.pick_language(request.query_params.get("lang"), request.cookies.get(LANG_COOKIE),
+                              request.headers.get("accept-language"), gw.settings.country)
+
+
+Lang = Annotated[str, Depends(language)]
+
+
+async def read_form(request: Request) -> dict[str, str]:
+    data = await request.form()
+    return {k: (v if isinstance(v, str) else "") for k, v in data.multi_items()}
+
+
+Form = Annotated[dict[str, str], Depends(read_form)]
+
+
+# ------------------------------------------------------------- rendering
+
+_environments: dict[tuple[str, str], jinja2.Environment] = {}
+
+
+def environment(gw: Gateway, lang: str) -> jinja2.Environment:
+    key = (str(gw.mo_dir), lang)
+    env = _environments.get(key)
+    if env is None:
+        env = jinja2.Environment(loader=jinja2.FileSystemLoader(TEMPLATES), autoescape=True,
+                                 extensions=["jinja2.ext.i18n"], trim_blocks=True, lstrip_blocks=True)
+        env.install_gettext_translations(i18n.translations(str(gw.mo_dir), lang), newstyle=True)
+        env.filters["km"] = lambda m: f"{m / 1000:.1f}".replace(".", "," if lang != "en" else ".")
+        env.filters["day"] = lambda value: format_day(value, gw.tz)
+        env.filters["deadline"] = lambda value: format_deadline(value, gw.tz)
+        env.filters["date"] = lambda value: format_date(value, gw.tz)
+        _environments[key] = env
+    return env
+
+
+class Page:
+    """Renders a template in the reader's language, for one request."""
+
+    def __init__(self, request: Request, gw: Gw, lang: Lang):
+        self.request, self.gw, self.lang = request, gw, lang
+
+    def __call__(self, name: str, status: int = 200, errors: list[dict] | None = None, **ctx) -> HTMLResponse:
+        by_field: dict[str, str] = {}
+        for e in errors or []:
+            by_field.setdefault(e["field"], e["message"])
+        principal = getattr(self.request.state, "principal", None)
+        html = environment(self.gw, self.lang).get_template(name).render(
+            lang=self.lang, languages=i18n.LANGUAGE_NAMES, path=self.request.url.path, errors=errors or [],
+            field_errors=by_field, logged_in=principal is not None and principal.role == PARENT,
+            request_id=None, **ctx)
+        resp = HTMLResponse(html, status_code=status)
+        if self.request.query_params.get("lang") in i18n.LANGUAGES:
+            resp.set_cookie(LANG_COOKIE, self.lang, max_age=YEAR, samesite="lax", secure=self.gw.settings.cookie_secure)
+        return resp
+
+    def described(self, *errors: dict) -> list[dict]:
+        return [describe(e, self.gw.gettext(self.lang)) for e in errors]
+
+    def refused(self, name: str, exc: UpstreamError, **ctx) -> HTMLResponse:
+        """The page again, with what the service refused at each field."""
+        return self(name, status_of(exc), errors_of(exc, self.gw.gettext(self.lang)), **ctx)
+
+
+def status_of(exc: UpstreamError) -> int:
+    return 503 if exc.status >= 500 else exc.status
+
+
+def errors_of(exc: UpstreamError, gettext) -> list[dict]:
+    """A service's refusal in the reader's words; an outage is 'unavailable'."""
+    if exc.status >= 500:
+        return [describe({"field": "request", "code": "unavailable"}, gettext)]
+    return [describe(e, gettext) for e in exc.errors] or [
+        describe({"field": "request", "code": exc.code or "refused", "message": exc.detail}, gettext)]
+
+
+Render = Annotated[Page, Depends(Page)]
+
+
+# ------------------------------------------------------- dates on the pages
+
+def _moment(value: Any, tz: tzinfo) -> datetime | date | None:
+    """A moment in the parents' local time (the services speak UTC), or a bare date."""
+    try:
+        dt = datetime.fromisoformat(str(value).replace("Z", "+00:00"))
+    except ValueError:
+        try:
+            return date.fromisoformat(str(value))
+        except ValueError:
+            return None
+    return dt.astimezone(tz) if dt.tzinfo else dt
+
+
+def format_day(value: Any, tz: tzinfo) -> str:
+    if not value:
+        return ""
+    moment = _moment(value, tz)
+    if not isinstance(moment, datetime):
+        return moment.strftime("%d.%m.%Y") if moment else str(value)
+    return moment.strftime("%d.%m.%Y %H:%M") if (moment.hour, moment.minute) != (0, 0) \
+        else moment.strftime("%d.%m.%Y")
+
+
+def format_date(value: Any, tz: tzinfo) -> str:
+    moment = _moment(value, tz) if value else None
+    return moment.strftime("%d.%m.%Y") if moment else ""
+
+
+def format_deadline(value: Any, tz: tzinfo) -> str:
+    """A window ends at 24:00 of its last day, which the services write as
+    00:00 of the next: the parent is shown the last day itself."""
+    moment = _moment(value, tz) if value else None
+    if isinstance(moment, datetime) and (moment.hour, moment.minute, moment.second) == (0, 0, 0):
+        return rules.last_day(moment).strftime("%d.%m.%Y")
+    return format_day(value, tz)

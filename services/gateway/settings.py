@@ -1,0 +1,33 @@
+"""The gateway's settings: the shared ones plus what only it needs."""
+from __future__ import annotations
+
+from kezek.settings import Settings
+
+
+class GatewaySettings(Settings):
+    """The shared settings plus what only the gateway needs."""
+
+    public_url: str = ""                 # how parents reach the portal (links in e-mails)
+    cookie_secure: bool = True           # browsers keep Secure cookies on http://localhost too
+    # Requests a minute: per signed-in parent (a family's app polling its
+    # cabinet every few seconds stays far below) and per client address
+    # for everyone else; beyond: 429 with Retry-After.
+    rate_limit_per_minute: int = 300
+    rate_limit_per_address_per_minute: int = 300
+    # Asking for an activation link, per client: a burst of 5, then one a
+    # minute (the registration service also limits the links per account).
+    activation_requests_burst: int = 5
+    # Addresses (or CIDR ranges) of the reverse proxies in front of the
+    # gateway, comma-separated: only their X-Forwarded-For is believed.
+    trusted_proxies: str = ""
+    # A session's lookup in registration is reused this long (a revoked
+    # session may still open pages on another replica for this long).
+    session_cache_seconds: float = 5.0
+
+
+def gateway_settings(settings: Settings | None) -> GatewaySettings:
+    if settings is None:
+        return GatewaySettings()
+    if isinstance(settings, GatewaySettings):
+        return settings
+    return GatewaySettings(**settings.model_dump())
