@@ -25,7 +25,6 @@ for name in secret_key pseudonym_key postgres_password temporal_db_password \
 done
 new sms_token ""        # the SMS provider's token, if it wants one
 new sms_receipt_secret  # the SMS provider signs delivery receipts with it: give it to the provider
-new admin_token ""      # the public webhooks' admin API; empty: closed
 if [ ! -e "$dir/tls_cert.pem" ]; then
   portal=${KEZEK_PORTAL_DOMAIN:-portal.localhost}
   staff=${KEZEK_STAFF_DOMAIN:-staff.localhost}
