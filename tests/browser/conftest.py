@@ -33,7 +33,23 @@ from tests.fakes.gateway import KINDERGARTENS
 
 CHROMIUM_ARGS = ["--no-sandbox", "--disable-background-networking", "--disable-component-update",
                  "--no-first-run"]
-ADMIN = {"x-actor": "admin:browser-tests"}
+
+
+class Administrator(httpx.Auth):
+    """An administrator's acts as the `kezek` command makes them: a fresh
+    service token of the console (`cli`) acting for an admin on each request."""
+
+    def __init__(self, settings: Settings):
+        from kezek.trust import ServiceKeys
+
+        self.keys = ServiceKeys.from_settings(settings)
+
+    def auth_flow(self, request):
+        from kezek.trust import staff_principal
+
+        token = self.keys.sign("cli", "queue", staff_principal("browser-tests", "admin"))
+        request.headers["authorization"] = f"Bearer {token}"
+        yield request
 
 
 class Mailbox:
@@ -116,7 +132,8 @@ class Portal:
         self.mailbox = Mailbox()
         self.smtp = Controller(self.mailbox, hostname="127.0.0.1", port=self.smtp_port)
         self.supervisor = Supervisor(self.settings, postgres=False)
-        self.queue = httpx.Client(base_url=self.settings.url_of("queue"), headers=ADMIN, timeout=30)
+        self.queue = httpx.Client(base_url=self.settings.url_of("queue"), auth=Administrator(self.settings),
+                                  timeout=30)
 
     def child_env(self) -> dict[str, str]:
         s = self.settings

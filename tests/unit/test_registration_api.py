@@ -33,7 +33,6 @@ def as_(caller: str = "gateway", actor=None, audience: str = "registration", cli
     return headers
 
 
-GATEWAY = as_()
 
 
 def events(c: TestClient, event_type: str) -> list[dict]:
@@ -47,13 +46,13 @@ def events(c: TestClient, event_type: str) -> list[dict]:
 
 def submitted(c: TestClient, pin: str, email: str) -> tuple[str, str]:
     """A whole application through the API as the gateway; (application, account)."""
-    t = c.post("/api/v1/drafts", json={"locale": "ru"}, headers=GATEWAY).json()["draft"]
-    assert c.put(f"/api/v1/drafts/{t}/child", json={**CHILD, "pin": pin}, headers=GATEWAY).status_code == 200
-    assert c.put(f"/api/v1/drafts/{t}/parent", json={**PARENT, "email": email}, headers=GATEWAY).status_code == 200
-    assert c.post(f"/api/v1/drafts/{t}/email-code", headers=GATEWAY).status_code == 202
+    t = c.post("/api/v1/drafts", json={"locale": "ru"}, headers=as_()).json()["draft"]
+    assert c.put(f"/api/v1/drafts/{t}/child", json={**CHILD, "pin": pin}, headers=as_()).status_code == 200
+    assert c.put(f"/api/v1/drafts/{t}/parent", json={**PARENT, "email": email}, headers=as_()).status_code == 200
+    assert c.post(f"/api/v1/drafts/{t}/email-code", headers=as_()).status_code == 202
     code = [e["code"] for e in events(c, "registration.email_code_issued.v1") if e["email"] == email][-1]
-    assert c.post(f"/api/v1/drafts/{t}/email-code/verify", json={"code": code}, headers=GATEWAY).status_code == 200
-    r = c.post(f"/api/v1/drafts/{t}/submit", json=CONFIRM, headers=GATEWAY)
+    assert c.post(f"/api/v1/drafts/{t}/email-code/verify", json={"code": code}, headers=as_()).status_code == 200
+    r = c.post(f"/api/v1/drafts/{t}/submit", json=CONFIRM, headers=as_())
     assert r.status_code == 201, r.text
     account = [e["parent_id"] for e in events(c, "application.received.v1")][-1]
     return r.json()["application_id"], account
@@ -73,7 +72,7 @@ def test_calls_without_a_service_token_or_with_a_forged_one_are_refused(api):
     # Only the gateway speaks for a parent; the queue may not, nor act here itself.
     assert api.get("/api/v1/me", headers=as_("queue", parent_principal("p1"))).status_code == 401
     assert api.post("/api/v1/drafts", json={}, headers=as_("queue")).status_code == 403
-    assert api.get("/api/v1/me", headers=GATEWAY).status_code == 403
+    assert api.get("/api/v1/me", headers=as_()).status_code == 403
 
 
 def test_a_parent_sees_and_touches_only_their_own_applications(api):
@@ -92,18 +91,18 @@ def test_a_parent_sees_and_touches_only_their_own_applications(api):
 def test_sessions_are_looked_up_and_ended_with_the_secret_in_the_body(api):
     _, account = submitted(api, "21506202400403", "session@example.kg")
     link = events(api, "account.activation_issued.v1")[-1]["activation_url"].split("token=")[1]
-    assert api.post("/api/v1/activation/check", json={"token": link}, headers=GATEWAY).json() == {
+    assert api.post("/api/v1/activation/check", json={"token": link}, headers=as_()).json() == {
         "email": "session@example.kg"}
-    assert api.post("/api/v1/activation", json={"token": link, "password": PASSWORD}, headers=GATEWAY).status_code == 200
+    assert api.post("/api/v1/activation", json={"token": link, "password": PASSWORD}, headers=as_()).status_code == 200
     token = api.post("/api/v1/sessions", json={"login": "session@example.kg", "password": PASSWORD},
-                     headers=GATEWAY).json()["token"]
-    found = api.post("/api/v1/sessions/lookup", json={"token": token}, headers=GATEWAY)
+                     headers=as_()).json()["token"]
+    found = api.post("/api/v1/sessions/lookup", json={"token": token}, headers=as_())
     assert found.status_code == 200 and found.json()["account_id"] == account
     # Another family cannot end this session; its owner can.
     api.post("/api/v1/sessions/end", json={"token": token}, headers=as_(actor=parent_principal("someone")))
-    assert api.post("/api/v1/sessions/lookup", json={"token": token}, headers=GATEWAY).status_code == 200
+    assert api.post("/api/v1/sessions/lookup", json={"token": token}, headers=as_()).status_code == 200
     api.post("/api/v1/sessions/end", json={"token": token}, headers=as_(actor=parent_principal(account)))
-    r = api.post("/api/v1/sessions/lookup", json={"token": token}, headers=GATEWAY)
+    r = api.post("/api/v1/sessions/lookup", json={"token": token}, headers=as_())
     assert r.status_code == 401 and r.json()["errors"][0]["field"] == "session"
 
 
