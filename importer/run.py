@@ -113,7 +113,6 @@ class Importer:
 
     def run(self, plan: p.Plan, source: str) -> Report:
         from importer.speed import cache_event_validation
-        from services.queue.domain import ImportReferral, JoinQueue, PublishPlaces, Refused
 
         cache_event_validation()
         started = time.perf_counter()
@@ -123,8 +122,20 @@ class Importer:
             report.refuse(note)
         for note in plan.skipped:
             report.skip(note)
+        self._kindergartens(plan, report, actor)
+        parents = self._parents(plan, report)
+        # Entries in batches (one transaction and a few bulk statements each),
+        # then the live referrals, then the places: no free place is in the
+        # register while the children who may want it are still coming in.
+        joined = self._applications(plan, report, actor)
+        self._cabinets(plan, report, joined, parents)
+        in_register = self._referrals(plan, report, actor, joined)
+        self._places(plan, report, actor, in_register)
+        report.seconds = time.perf_counter() - started
+        return report
 
-        # Kindergartens: created, updated when the export differs, else unchanged.
+    def _kindergartens(self, plan: p.Plan, report: Report, actor: str) -> None:
+        """Created, updated when the export differs, else unchanged."""
         existing = {k["id"]: k for k in self.q.kindergartens.list()}
         task = self._task("kindergartens", len(plan.kindergartens))
         for kg in plan.kindergartens:
@@ -138,13 +149,11 @@ class Importer:
                 report.add("kindergartens", "created" if have is None else "updated")
             self._advance(task)
 
-        parents = self._parents(plan, report)
+    def _applications(self, plan: p.Plan, report: Report, actor: str) -> set[str]:
+        """The queue entries, in parallel batches; the ids that joined."""
+        from services.queue.domain import JoinQueue, Refused
 
-        # Entries in batches (one transaction and a few bulk statements each),
-        # then the live referrals, then the places: no free place is in the
-        # register while the children who may want it are still coming in.
         apps = plan.applications
-        by_id = {a.id: a for a in apps}
         task = self._task("applications", len(apps))
 
         def batch(part: list[p.Application]) -> list[tuple[str, p.Note | None]]:
@@ -164,21 +173,30 @@ class Importer:
                     out.append(("created" if g.created else "unchanged", None))
             return out
 
-        parts = [apps[i:i + self.batch] for i in range(0, len(apps), self.batch)]
         joined: set[str] = set()
+        for part, outcomes in self._batches(apps, batch):
+            for a, (outcome, note) in zip(part, outcomes):
+                if note is not None:
+                    report.refuse(note)
+                else:
+                    report.add("applications", outcome)
+                    joined.add(a.id)
+            self._advance(task, len(part))
+        return joined
+
+    def _batches(self, items: list, fn):
+        """(part, fn(part)) for each batch of items, computed in parallel."""
+        parts = [items[i:i + self.batch] for i in range(0, len(items), self.batch)]
         with ThreadPoolExecutor(max_workers=max(1, self.workers)) as pool:
-            for part, outcomes in zip(parts, pool.map(batch, parts)):
-                for a, (outcome, note) in zip(part, outcomes):
-                    if note is not None:
-                        report.refuse(note)
-                    else:
-                        report.add("applications", outcome)
-                        joined.add(a.id)
-                self._advance(task, len(part))
+            yield from zip(parts, pool.map(fn, parts))
 
-        self._cabinets(plan, report, joined, parents)
+    def _referrals(self, plan: p.Plan, report: Report, actor: str, joined: set[str]) -> Counter:
+        """The live referrals whose application joined; the places they
+        hold, per pool."""
+        from services.queue.domain import ImportReferral, Refused
 
-        in_register: Counter = Counter()   # imported referrals holding a place, per pool
+        by_id = {a.id: a for a in plan.applications}
+        in_register: Counter = Counter()
         task = self._task("referrals", len(plan.referrals))
         ready = []
         for r in plan.referrals:
@@ -198,23 +216,24 @@ class Importer:
                 issued_at=r.issued_at, deadline=r.deadline, needs_confirmation=r.needs_confirmation,
                 extended=r.extended, confirmed_at=r.confirmed_at) for r in part], actor=actor)
 
-        parts = [ready[i:i + self.batch] for i in range(0, len(ready), self.batch)]
-        with ThreadPoolExecutor(max_workers=max(1, self.workers)) as pool:
-            for part, outcomes in zip(parts, pool.map(referrals, parts)):
-                for r, got in zip(part, outcomes):
-                    if isinstance(got, Refused):
-                        report.refuse(p.Note("referrals", r.old_id, got.message))
-                        continue
-                    report.add("referrals", "created" if got else "unchanged")
-                    if not self.dry_run:
-                        in_register[(r.kindergarten, r.cohort, r.language, r.for_category)] += 1
-                self._advance(task, len(part))
+        for part, outcomes in self._batches(ready, referrals):
+            for r, got in zip(part, outcomes):
+                if isinstance(got, Refused):
+                    report.refuse(p.Note("referrals", r.old_id, got.message))
+                    continue
+                report.add("referrals", "created" if got else "unchanged")
+                if not self.dry_run:
+                    in_register[(r.kindergarten, r.cohort, r.language, r.for_category)] += 1
+            self._advance(task, len(part))
+        return in_register
 
-        # Places: published up to the export's count of free places, on top of
-        # the places the imported referrals hold, so a second run adds none.
+    def _places(self, plan: p.Plan, report: Report, actor: str, in_register: Counter) -> None:
+        """Published up to the export's count of free places, on top of the
+        places the imported referrals hold, so a second run adds none."""
+        from services.queue.domain import PublishPlaces, Refused
+
         held = {(r["kindergarten"], r["cohort"], r["language"], r["for_category"]): r["free"] + r["held"] + r["enrolled"]
                 for r in self.q.views.places()}
-
         task = self._task("places", len(plan.places))
         wanted: list[tuple[p.Places, int]] = []
         for pool in plan.places:
@@ -243,9 +262,6 @@ class Importer:
                 else:
                     report.add("places", "created")
             self._advance(task, len(part))
-        report.seconds = time.perf_counter() - started
-        return report
-
 
     def _parents(self, plan: p.Plan, report: Report) -> dict[str, bool]:
         """Parents' accounts, through the registration service: without a
