@@ -226,7 +226,7 @@ def parse(text: str) -> Scenario:
 
 def _policy(node: _Node | None, country: str) -> Policy:
     fields = {"min_age_years", "confirm_working_days", "enrol_working_days", "certificate_valid_days",
-              "extension_days", "stoplist_days", "categories"}
+              "extension_days", "stoplist_days", "school_age_years", "categories"}
     overrides: dict[str, Any] = {"country": country}
     if node is None or node.is_null():
         return Policy(country=country)

@@ -10,8 +10,9 @@ the moments are the steps, every day's 00:00 (allocation: birthdays), and
 the deadlines and stop-list ends that the workflows report.
 
 Order at one moment (SCENARIOS.md): windows that end expire, then stop-lists
-that end are lifted, then allocation, then each step in file order followed
-by allocation. The workflows run concurrently; their output lines are
+that end are lifted, then (at 00:00) the children who reach school age leave
+the queue, then allocation, then each step in file order followed by
+allocation. The workflows run concurrently; their output lines are
 collected per cause and printed in that order.
 """
 from __future__ import annotations
@@ -30,6 +31,7 @@ from temporalio.worker import UnsandboxedWorkflowRunner
 
 from kezek import calendar as kcal
 from kezek.infra.temporal import test_server_path
+from scenario import ageing
 from scenario.model import Scenario, Step
 from scenario.world import Cause, Child, Referral, World, line_rank, local_iso
 from services.queue import domain
@@ -199,6 +201,7 @@ class Runner:
                           if not r.live and r.stoplist_until == moment), key=lambda r: r.seq)
         if not (expiring or lifting or steps):
             if day_start:
+                self._age_out(moment)
                 await self._allocate(moment, None)  # birthdays; moves the clock only if it issues
                 await self._settle()
             return
@@ -224,6 +227,8 @@ class Runner:
                 self.stats.in_timers += time.perf_counter() - t
             for cause in causes:
                 self._flush(cause)
+        if day_start:
+            self._age_out(moment)
         if expiring or lifting or day_start:
             await self._allocate(moment, None)
         # 3. the steps, each followed by allocation.
@@ -277,6 +282,13 @@ class Runner:
         task = self._issuing.get(ref.id)
         if task is not None:
             await task
+
+    def _age_out(self, moment: datetime) -> None:
+        """00:00: the children who reach school age today leave the queue
+        (after the moment's expiries and stop-lists, before its allocation)."""
+        cause = Cause(step=None)
+        if ageing.age_out_due(self.world, moment, cause):
+            self._flush(cause)
 
     # ------------------------------------------------------- allocation
 
@@ -348,6 +360,9 @@ class Runner:
             w.free[pool] -= step.places
             return
         assert child is not None
+        if child.status == ageing.AGED_OUT and step.do in ("apply", "remove_from_queue"):
+            refuse(f"{child.alias} has reached school age and left the queue")
+            return
         if step.do == "leave":
             try:
                 check_can_leave(child.status)

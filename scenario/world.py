@@ -18,6 +18,7 @@ from typing import Any
 from temporalio import activity
 
 from kezek.calendar import WorkingCalendar
+from scenario import ageing
 from scenario.model import ChildSpec, Scenario
 from services.queue.domain import Applicant, PlaceKey
 from workflows import contracts as c
@@ -50,7 +51,7 @@ class Child:
     category: str
     preferences: list[str]
     queue_date: datetime | None = None       # aware, local
-    status: str = "absent"                   # absent | queued | referred | enrolled | paused | removed | left
+    status: str = "absent"                   # absent | queued | referred | enrolled | paused | removed | left | aged_out
     kindergarten: str | None = None
     referral: "Referral | None" = None       # the latest one (its workflow may still run)
     referrals: int = 0
@@ -238,34 +239,41 @@ class World:
         self._done(call.referral_id, call.event)
 
     @activity.defn(name=c.RETURN_PLACE)
-    async def return_place(self, call: c.ReturnPlace) -> None:
+    async def return_place(self, call: c.ReturnPlace) -> c.PlaceReturned:
         entered = await self._enter(call)
+        child = self.referrals[call.referral_id].child
         if entered:
             ref, cause = entered
             ref.live, ref.deadline = False, None
             self.held[ref.place] -= 1
             self.free[(ref.place, ref.for_category)] += 1
-            child = ref.child
             # As the queue service does, in the same change as the place is
             # freed: an expired referral's child is paused at once and a
-            # rejected privilege is gone, so the place cannot go back to it.
-            if child.status == "referred":
+            # rejected privilege is gone, so the place cannot go back to it;
+            # a child past school age leaves the queue instead.
+            aged = child.status == "referred" and ageing.leaves_queue(self, child, call.at)
+            if child.status == "referred" and not aged:
                 child.status = "paused" if call.outcome == "expired" else "queued"
                 child.kindergarten = None
-            if call.outcome == "privilege_rejected" and child.category != "general":
+            if call.outcome == "privilege_rejected" and child.category != "general" and not aged:
                 child.category = "general"
                 child.changed()
-            if call.drop_preference and ref.place.kindergarten in child.preferences:
+            if call.drop_preference and ref.place.kindergarten in child.preferences and not aged:
                 child.preferences.remove(ref.place.kindergarten)
                 child.changed()
             self.line(cause, call.at, f"referral.{call.outcome}", **self._place_fields(ref), reason=call.reason)
             self.line(cause, call.at, "place.returned", **self._place_fields(ref))
+            if aged:
+                ageing.age_out(self, child, cause, call.at)
+                if call.outcome == "expired":
+                    self._done(call.referral_id, "paused")  # the expiry goes no further
         self._done(call.referral_id, "place.returned")
+        return c.PlaceReturned(applied=entered is not None, aged_out=child.status == ageing.AGED_OUT)
 
     @activity.defn(name=c.RETURN_TO_GENERAL_QUEUE)
     async def return_to_general_queue(self, call: c.ReturnToGeneralQueue) -> None:
         entered = await self._enter(call)
-        if entered:
+        if entered and entered[0].child.status != ageing.AGED_OUT:
             ref, cause = entered
             ref.child.category = "general"
             ref.child.changed()
@@ -290,8 +298,11 @@ class World:
         if entered:
             ref, cause = entered
             ref.stoplist_until = None
-            # A child removed from the queue meanwhile stays removed.
-            if ref.child.status == "paused":
+            # A child removed from the queue meanwhile stays removed; one
+            # past school age leaves instead of coming back.
+            if ref.child.status == "paused" and ageing.leaves_queue(self, ref.child, call.at):
+                ageing.age_out(self, ref.child, cause, call.at)
+            elif ref.child.status == "paused":
                 ref.child.status = "queued"
                 self.line(cause, call.at, "application.resumed", child=ref.child.alias)
         self._done(call.referral_id, "resumed")

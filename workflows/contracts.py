@@ -226,6 +226,17 @@ class ReturnPlace(ActivityCall):
     reason: str | None = None
 
 
+class PlaceReturned(_Model):
+    """What the queue answers ReturnPlace with. `aged_out`: the child had
+    reached school age when the referral ended, so it left the queue
+    instead of going back to it or on the stop-list (DOMAIN.md section 3);
+    the workflow then puts it on no stop-list. (Workflows that started
+    before AGED_OUT_PATCH ignore the answer.)"""
+
+    applied: bool            # False: this key's effect was applied before
+    aged_out: bool = False
+
+
 class ReturnToGeneralQueue(ActivityCall):
     """The privilege is gone: the child is ranked in the general queue by its
     original queue date."""

@@ -35,7 +35,8 @@ tests/workflows/test_replay.py replays. Once no workflow that started before
 the change is open (at most a window plus the stop-list plus an extension,
 about two months), replace `patched` with `workflow.deprecate_patch`, and a
 release later drop the old branch. Example: the deadline reminder
-(REMINDER_PATCH): histories v1-* were recorded before it, v2-* after.
+(REMINDER_PATCH): histories v1-* were recorded before it, v2-* after; the
+expiry of a child past school age (AGED_OUT_PATCH): v3-* after.
 """
 from __future__ import annotations
 
@@ -73,6 +74,12 @@ NOTIFY_CALL = dict(
 # after the first release.
 REMINDER_PATCH = "deadline-reminder"
 
+# A child who has reached school age when its referral expires leaves the
+# queue (the queue decides, and says so in return_place's answer): no
+# stop-list, nothing to resume. Added after the reminder; histories v1-*
+# and v2-* replay without it.
+AGED_OUT_PATCH = "aged-out-no-stoplist"
+
 # How far an act's `acted_at` may differ from the workflow's clock.
 MAX_CLOCK_SKEW = timedelta(minutes=1)
 MAX_ACT_DELAY = timedelta(minutes=15)
@@ -85,6 +92,12 @@ def _refuse(why: rules.Refusal) -> ApplicationError:
 
 
 _fmt = rules.fmt_moment
+
+
+def _aged_out(returned: object) -> bool:
+    """The queue's answer to ReturnPlace (c.PlaceReturned, as JSON) says the
+    child left the queue; an older queue answered a bare bool."""
+    return isinstance(returned, dict) and returned.get("aged_out") is True
 
 
 @workflow.defn(name=c.WORKFLOW_TYPE)
@@ -206,8 +219,14 @@ class ReferralWorkflow:
         # The queue pauses the child in the same transaction as it frees the
         # place (outcome "expired"), so the place cannot go straight back to
         # it; the stop-list call then sets the exact end.
-        await self._queue(c.RETURN_PLACE, "expired:return_place", c.ReturnPlace,
-                          at=deadline, place=self._place, outcome="expired")
+        returned = await self._queue(c.RETURN_PLACE, "expired:return_place", c.ReturnPlace,
+                                     at=deadline, place=self._place, outcome="expired")
+        if workflow.patched(AGED_OUT_PATCH) and _aged_out(returned):
+            # The child reached school age: it left the queue instead.
+            self._close(Act.EXPIRE, deadline)
+            self._busy = False
+            self._notify("expired", "referral.expired.v1", deadline, aged_out=True)
+            return
         await self._queue(c.PUT_ON_STOPLIST, "expired:stoplist", c.PutOnStoplist, at=deadline, until=until)
         self._state, self._stoplist_until, self._closed_at = rules.after(self._state, Act.EXPIRE), until, deadline
         self._deadline = None
@@ -397,10 +416,10 @@ class ReferralWorkflow:
     def _key(self, step: str) -> str:
         return f"{workflow.info().workflow_id}:{step}"
 
-    async def _queue(self, name: str, step: str, model: type[c.ActivityCall], **fields) -> None:
+    async def _queue(self, name: str, step: str, model: type[c.ActivityCall], **fields) -> object:
         payload = model(idempotency_key=self._key(step), referral_id=self._in.referral_id,
                         application_id=self._in.application_id, **fields)
-        await workflow.execute_activity(name, payload, activity_id=step, **QUEUE_CALL)
+        return await workflow.execute_activity(name, payload, activity_id=step, **QUEUE_CALL)
 
     async def _record(self, step: str, event: str, at: datetime, *, state: S | None = None,
                       deadline: datetime | None = None, **fields) -> None:

@@ -23,6 +23,7 @@ stateDiagram-v2
     awaiting_confirmation --> paused: expire (window ends; stop-list)
     awaiting_enrolment --> paused: expire (window ends; stop-list)
     paused --> resumed: lift_stoplist (stoplist_days later)
+    paused --> [*]: the child reached school age and left the queue (no stop-list)
     enrolled --> [*]
     cancelled --> [*]
     privilege_rejected --> [*]
@@ -174,6 +175,11 @@ class Windows:
     extension_days: int = 30           # the one extension of a confirmation window, calendar days
     stoplist_days: int = 10            # no new referral after an expiry, calendar days
     reminder_working_days: int = 2     # the parent is reminded when this many working days are left
+    # Not a window but the queue's other age bound (DOMAIN.md section 3): a
+    # waiting child leaves the queue at 00:00 of the birthday on which it
+    # reaches this age; a referral that ends without enrolment after that
+    # birthday sends it out of the queue, not back into it.
+    school_age_years: int = 7
 
 
 DEFAULTS = Windows()
@@ -363,9 +369,13 @@ _CLOSED = {S.ENROLLED: "referral_enrolled", S.CANCELLED: "referral_cancelled",
 
 def closed_reason(state: ReferralState, closed_at: datetime | None,
                   stoplist_until: datetime | None = None) -> Refusal:
-    """Why nothing can be done any more with a referral in `state`."""
-    return Refusal(_CLOSED.get(state, "referral_expired"), closed_at=fmt_moment(closed_at),
-                   stoplist_until=fmt_moment(stoplist_until))
+    """Why nothing can be done any more with a referral in `state`. An
+    expired referral whose child went on no stop-list (it had reached school
+    age and left the queue) simply expired."""
+    code = _CLOSED.get(state, "referral_expired")
+    if state == S.PAUSED and stoplist_until is None:
+        code = "referral_expired"
+    return Refusal(code, closed_at=fmt_moment(closed_at), stoplist_until=fmt_moment(stoplist_until))
 
 
 def closed_refusal(act: Act, r: Standing) -> Refusal | None:

@@ -38,6 +38,7 @@ class Kind(StrEnum):
     TOP_TEN_REACHED = "top_ten_reached"
     VOUCHER_DECIDED = "voucher_decided"
     SIGN_IN_FAILED = "sign_in_failed"
+    AGED_OUT = "aged_out"
 
 
 class Status(StrEnum):
@@ -106,6 +107,8 @@ RULES: dict[str, Rule] = {
     "referral.expired.v1": Rule(Kind.REFERRAL_EXPIRED, _ALL),
     "application.resumed.v1": Rule(Kind.STOPLIST_ENDED, _QUIET),
     "application.position_changed.v1": Rule(Kind.TOP_TEN_REACHED, _QUIET),
+    # The child reached school age and left the queue: nothing to do, no SMS.
+    "application.aged_out.v1": Rule(Kind.AGED_OUT, _QUIET),
     # A commission's decision on state funding of a private place: no deadline runs.
     "verification.voucher_decided.v1": Rule(Kind.VOUCHER_DECIDED, _QUIET),
 }

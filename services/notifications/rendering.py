@@ -100,6 +100,10 @@ def template_values(data: dict[str, Any], *, occurred_at: datetime, tz: tzinfo, 
         "benefit_type": data.get("benefit_type"),
         "decision_number": data.get("decision_number"),
         "failures": data.get("failures"),
+        # The child reached school age and left the queue (application.aged_out,
+        # or a referral that ended after that birthday).
+        "aged_out": bool(data.get("aged_out")),
+        "school_age": data.get("school_age_years"),
     }
 
 

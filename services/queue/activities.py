@@ -49,9 +49,12 @@ class QueueActivities:
                 self.record_enrolment, self.record_referral]
 
     @activity.defn(name=c.RETURN_PLACE)
-    async def return_place(self, call: c.ReturnPlace) -> bool:
-        return await _apply(self.effects.return_place, call, outcome=call.outcome,
-                            drop_preference=call.drop_preference, reason=call.reason)
+    async def return_place(self, call: c.ReturnPlace) -> c.PlaceReturned:
+        applied = await _apply(self.effects.return_place, call, outcome=call.outcome,
+                               drop_preference=call.drop_preference, reason=call.reason)
+        # Read after the commit, so a retry of an applied call answers alike.
+        status = await asyncio.to_thread(self.effects.entry_status, call.application_id)
+        return c.PlaceReturned(applied=applied, aged_out=status == "aged_out")
 
     @activity.defn(name=c.RETURN_TO_GENERAL_QUEUE)
     async def return_to_general_queue(self, call: c.ReturnToGeneralQueue) -> bool:

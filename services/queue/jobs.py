@@ -1,7 +1,8 @@
 """The queue's background loops (run by `kezek consume`): the allocator,
 which allocates as soon as something asked for it and keeps the calendar's
-triggers (scheduled places, ended stop-lists, local midnight), and the
-starter of referral workflows."""
+triggers (scheduled places, ended stop-lists, local midnight: children who
+turn 2 become eligible, children who reach school age leave the queue), and
+the starter of referral workflows."""
 from __future__ import annotations
 
 import threading
@@ -27,6 +28,7 @@ class Allocator:
         q = self.queue
         q.places.publish_due()
         q.referrals.lift_due_stoplists()
+        q.ageing.daily()
         q.allocation.request_daily()
         run = q.allocation.process_requests()
         return len(run.issued) if run else 0

@@ -33,11 +33,15 @@ BigId = sa.BigInteger().with_variant(sa.Integer, "sqlite")  # SQLite autoincreme
 # "who lists this kindergarten"), JSON elsewhere.
 Preferences = sa.JSON().with_variant(postgresql.ARRAY(sa.String(100)), "postgresql")
 
-STATUSES = ("queued", "referred", "enrolled", "paused", "removed", "left")
+STATUSES = ("queued", "referred", "enrolled", "paused", "removed", "left", "aged_out")
 # An entry that is closed frees its child's PIN: removed from the queue, or
 # left the kindergarten it was enrolled in (joining again starts a new queue date).
+# (A child who reached school age, aged_out, keeps its PIN taken: a new
+# entry would only leave again at the next midnight.)
 CLOSED = ("removed", "left")
 NOT_REMOVED = sa.text("status NOT IN ('removed','left')")
+# Children waiting in the queue: they leave it at their school-age birthday.
+WAITING = sa.text("status IN ('queued', 'paused')")
 LIVE = sa.text("status = 'live'")
 OPEN_POOL = ""  # places.for_category of places any category may take
 
@@ -84,7 +88,7 @@ class Application(Base):
     left_at: Mapped[datetime | None] = mapped_column(nullable=True)   # left the kindergarten it was enrolled in
 
     __table_args__ = (
-        sa.CheckConstraint("status IN ('queued','referred','enrolled','paused','removed','left')",
+        sa.CheckConstraint("status IN ('queued','referred','enrolled','paused','removed','left','aged_out')",
                            name="ck_applications_status"),
         sa.CheckConstraint("status <> 'paused' OR paused_until IS NOT NULL", name="ck_applications_paused_until"),
         # One queue entry per child, whoever registers it; a closed entry
@@ -95,6 +99,9 @@ class Application(Base):
         sa.Index("ix_applications_paused", "paused_until",
                  postgresql_where=sa.text("status = 'paused'"), sqlite_where=sa.text("status = 'paused'")),
         sa.Index("ix_applications_prefs", "preferences", postgresql_using="gin"),
+        # The daily ageing-out job's range scan (domain/ageing.py): waiting
+        # children only, so it reads the day's birthdays and nothing else.
+        sa.Index("ix_applications_school_age", "birth_date", postgresql_where=WAITING, sqlite_where=WAITING),
     )
 
 

@@ -22,7 +22,8 @@ def test_every_rule_of_domain_section_4_has_an_example_scenario():
     names = {p.stem for p in SCENARIOS}
     for rule in ("general_enrolment", "expiry_stoplist_resume", "privilege_confirmed", "certificate_out_of_date",
                  "privilege_rejected", "extension", "cancel_next_preference", "no_child_passed_over",
-                 "min_age_midnight_birthday", "withdraw_places", "holidays_kg", "holidays_kz", "child_leaves"):
+                 "min_age_midnight_birthday", "withdraw_places", "holidays_kg", "holidays_kz", "child_leaves",
+                 "aged_out"):
         assert any(n.endswith(rule) for n in names), rule
     for p in SCENARIOS:
         assert p.with_suffix(".jsonl").exists(), f"{p.name} has no expected output"
@@ -54,7 +55,7 @@ def test_output_lines_follow_the_spec_field_for_field():
               "referral.certificate_requested", "referral.privilege_rejected", "referral.extended",
               "referral.cancelled", "referral.expired", "referral.enrolled",
               "application.returned_to_general_queue", "application.paused", "application.resumed",
-              "application.removed", "application.left", "place.returned", "place.freed", "step.refused"}
+              "application.removed", "application.left", "application.aged_out", "place.returned", "place.freed", "step.refused"}
     seen = set()
     for expected in EXAMPLES.glob("*.jsonl"):
         lines = [json.loads(x) for x in expected.read_text().splitlines()]
@@ -62,7 +63,7 @@ def test_output_lines_follow_the_spec_field_for_field():
         assert list(final) == ["event", "at", "children", "places"] and final["event"] == "final"
         for child in final["children"].values():
             assert set(child) == {"status", "kindergarten", "position"}
-            assert child["status"] in {"queued", "referred", "enrolled", "paused", "removed", "left"}
+            assert child["status"] in {"queued", "referred", "enrolled", "paused", "removed", "left", "aged_out"}
             assert child["position"] is None or child["status"] == "queued"
             assert child["kindergarten"] is None or child["status"] in ("referred", "enrolled")
         for place in final["places"].values():

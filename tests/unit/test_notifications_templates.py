@@ -27,7 +27,8 @@ SAMPLE = {"referral_id": "r1", "application_id": "a1", "parent_id": "p1", "kinde
           "deadline": "2027-03-08T18:00:00Z", "position": 3, "code": "482913", "email": "a@example.kg",
           "expires_at": "2027-03-01T04:10:00Z", "activation_url": "https://kezek.kg/activate/abc",
           "locale": "ru", "decision": "rejected", "decision_number": 7,
-          "decided_at": "2027-03-01T04:00:00Z", "failures": 3, "at": "2027-03-01T04:00:00Z"}
+          "decided_at": "2027-03-01T04:00:00Z", "failures": 3, "at": "2027-03-01T04:00:00Z",
+          "aged_out_at": "2027-03-01T18:00:00Z", "school_age_years": 7}
 KIND_EVENT = {rule.kind: event_type for event_type, rule in RULES.items()}
 
 

@@ -33,6 +33,10 @@ class FakeServices:
 
     calls: list[tuple[str, c.ActivityCall]] = field(default_factory=list)
     notifications_down: bool = False
+    # The queue answers that the child left the queue for school age when
+    # its place came back (c.PlaceReturned); otherwise it answers nothing,
+    # as the queue did before AGED_OUT_PATCH.
+    child_aged_out: bool = False
 
     def named(self, name: str) -> list:
         return [p for n, p in self.calls if n == name]
@@ -53,10 +57,12 @@ class FakeServices:
 
     def activities(self) -> list:
         calls = self.calls
+        aged_out = self.child_aged_out
 
         @activity.defn(name=c.RETURN_PLACE)
-        async def return_place(p: c.ReturnPlace) -> None:
+        async def return_place(p: c.ReturnPlace) -> c.PlaceReturned | None:
             calls.append((c.RETURN_PLACE, p))
+            return c.PlaceReturned(applied=True, aged_out=True) if aged_out else None
 
         @activity.defn(name=c.RETURN_TO_GENERAL_QUEUE)
         async def return_to_general_queue(p: c.ReturnToGeneralQueue) -> None:
@@ -140,8 +146,8 @@ async def referral(env):
     async with contextlib.AsyncExitStack() as stack:
         async def start(*, issued: tuple, country: str = "KG", category: str = "general",
                         needs_confirmation: bool = False, notifications_down: bool = False,
-                        now: tuple | None = None, **fields) -> Referral:
-            fakes = FakeServices(notifications_down=notifications_down)
+                        now: tuple | None = None, child_aged_out: bool = False, **fields) -> Referral:
+            fakes = FakeServices(notifications_down=notifications_down, child_aged_out=child_aged_out)
             task_queue = f"referrals-{uuid.uuid4().hex[:10]}"
             await stack.enter_async_context(
                 build_worker(env.client, fakes.activities(), task_queue=task_queue))

@@ -28,7 +28,7 @@ def history(path: Path) -> WorkflowHistory:
 def test_histories_of_every_path_are_recorded():
     names = {p.stem.split("-", 1)[1] for p in HISTORIES}
     assert {"general-enrolled", "general-expired-stoplist-resumed", "privileged-rejected", "general-cancelled",
-            "privileged-certificate-extended-confirmed-enrolled"} <= names
+            "privileged-certificate-extended-confirmed-enrolled", "general-expired-aged-out"} <= names
 
 
 @pytest.mark.parametrize("path", HISTORIES, ids=lambda p: p.stem)

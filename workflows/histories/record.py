@@ -32,13 +32,18 @@ from workflows import contracts as c  # noqa: E402
 from workflows.worker import build_worker  # noqa: E402
 
 HERE = Path(__file__).parent
+# The queue answers that this child left the queue for school age when its
+# place came back (c.PlaceReturned); every other call is answered with nothing.
+AGED_OUT_APPLICATION = "app-aged-out"
 
 
 def fakes() -> list:
     out = []
     for name in c.QUEUE_ACTIVITIES + c.NOTIFICATION_ACTIVITIES:
         @activity.defn(name=name)
-        async def fake(call: dict) -> None:
+        async def fake(call: dict, name: str = name) -> dict | None:
+            if name == c.RETURN_PLACE and call.get("application_id") == AGED_OUT_APPLICATION:
+                return c.PlaceReturned(applied=True, aged_out=True).model_dump()
             return None
         out.append(fake)
     return out
@@ -50,7 +55,8 @@ async def record(env: WorkflowEnvironment, task_queue: str, name: str, issued: d
     issued = issued.replace(tzinfo=cal.tz)
     offset = issued - await env.get_current_time()
     referral_id = name
-    inp = c.ReferralInput(referral_id=referral_id, application_id="app-1", kindergarten="sun", cohort=2024,
+    application_id = fields.pop("application_id", "app-1")
+    inp = c.ReferralInput(referral_id=referral_id, application_id=application_id, kindergarten="sun", cohort=2024,
                           language="ru", issued_at=issued, clock_offset=offset, **fields)
     handle = await client.issue(env.client, inp, task_queue=task_queue)
     for at, update, req in acts:
@@ -84,6 +90,9 @@ PATHS = {
         (datetime(2027, 3, 4, 15), c.REJECT_PRIVILEGE, c.RejectPrivilege(reason="no record"))]),
     "general-cancelled": (datetime(2027, 3, 1, 10), GENERAL, [
         (datetime(2027, 3, 2, 9), c.CANCEL, c.CancelReferral())]),
+    # Since AGED_OUT_PATCH (v3): expired after the school-age birthday, no stop-list.
+    "general-expired-aged-out": (datetime(2026, 3, 20, 10),
+                                 dict(GENERAL, country="KZ", application_id=AGED_OUT_APPLICATION), []),
 }
 
 

@@ -193,6 +193,7 @@ APPLICATION_STATE = {
     "application.removed.v1": "public.application.removed.v1",
     "application.resumed.v1": "public.application.resumed.v1",
     "application.paused.v1": "public.application.paused.v1",
+    "application.aged_out.v1": "public.application.aged_out.v1",
 }
 APPLICATION_GENERAL = ("application.returned_to_general_queue.v1",)
 REFERRAL_TYPES = {

@@ -1,6 +1,6 @@
 """The policy: the rules an administrator may change without a code change
 (categories with their rank and whether a caseworker confirms them, the
-minimum age, the referral windows, the stop-list, the country)."""
+minimum age and school age, the referral windows, the stop-list, the country)."""
 from __future__ import annotations
 
 import dataclasses
@@ -46,6 +46,8 @@ class Policy:
     certificate_valid_days: int = WINDOWS.certificate_valid_days
     extension_days: int = WINDOWS.extension_days
     stoplist_days: int = WINDOWS.stoplist_days
+    # A waiting child leaves the queue at 00:00 of this birthday (domain/ageing.py).
+    school_age_years: int = WINDOWS.school_age_years
     country: str = "KG"
 
     def __post_init__(self) -> None:
@@ -66,6 +68,8 @@ class Policy:
             raise _invalid("policy_general_not_last", "categories")
         if not _whole(self.min_age_years) or not 0 <= self.min_age_years <= 7:
             raise _invalid("policy_min_age_out_of_range", "min_age_years")
+        if not _whole(self.school_age_years) or not self.min_age_years < self.school_age_years <= 10:
+            raise _invalid("policy_school_age_out_of_range", "school_age_years", min_age_years=self.min_age_years)
         for name in _DAYS:
             value = getattr(self, name)
             if not _whole(value) or value < 0 or value > 366:

@@ -47,17 +47,37 @@ def rank_key(a: Applicant, policy: Policy) -> tuple:
     return (policy.category(a.category).rank, a.queue_date, a.child_id)
 
 
-def min_age_date(birth_date: date, policy: Policy) -> date:
-    """The first day on which the child has `min_age_years` full years.
+def birthday_of_age(birth_date: date, years: int) -> date:
+    """The first day on which a child born on `birth_date` has `years` full years.
 
     Born on 29 February: CIS civil codes end a term in years that falls in a
     month without the corresponding day on that month's last day, so in a
     common year the birthday counts as 28 February."""
-    year = birth_date.year + policy.min_age_years
+    year = birth_date.year + years
     try:
         return birth_date.replace(year=year)
     except ValueError:
         return date(year, 2, 28)
+
+
+def latest_birth_date_of_age(on: date, years: int) -> date:
+    """Children born on or before this day have `years` full years on `on`:
+    the same rule as `birthday_of_age`, as a bound a query can use."""
+    year = on.year - years
+    try:
+        bound = on.replace(year=year)
+    except ValueError:  # `on` is 29 February: born up to 29 Feb of a leap year
+        bound = date(year, 2, 28)
+    if on.month == 2 and on.day == 28 and _is_leap(year) and not _is_leap(on.year):
+        # Born on 29 February of a leap year: its birthday in a common year
+        # is 28 February (see birthday_of_age).
+        bound = date(year, 2, 29)
+    return bound
+
+
+def min_age_date(birth_date: date, policy: Policy) -> date:
+    """The first day on which the child has `min_age_years` full years."""
+    return birthday_of_age(birth_date, policy.min_age_years)
 
 
 def reached_min_age(birth_date: date, on: date, policy: Policy) -> bool:
@@ -66,18 +86,8 @@ def reached_min_age(birth_date: date, on: date, policy: Policy) -> bool:
 
 
 def latest_eligible_birth_date(on: date, policy: Policy) -> date:
-    """Children born on or before this day have reached the minimum age on
-    `on`: the same rule as `reached_min_age`, as a bound a query can use."""
-    year = on.year - policy.min_age_years
-    try:
-        bound = on.replace(year=year)
-    except ValueError:  # `on` is 29 February: born up to 29 Feb of a leap year
-        bound = date(year, 2, 28)
-    if on.month == 2 and on.day == 28 and _is_leap(year) and not _is_leap(on.year):
-        # Born on 29 February of a leap year: its birthday in a common year
-        # is 28 February (see min_age_date).
-        bound = date(year, 2, 29)
-    return bound
+    """Children born on or before this day have reached the minimum age on `on`."""
+    return latest_birth_date_of_age(on, policy.min_age_years)
 
 
 def _is_leap(year: int) -> bool:

@@ -34,6 +34,7 @@ TEXTS: dict[str, str] = {
     "entry_unknown_pin": "no queue entry for this PIN",
     "entry_holds_referral": "the child holds a referral: cancel it first",
     "entry_enrolled": "the child is enrolled",
+    "entry_aged_out": "the child has reached school age and has left the queue",
     "stoplist_refused": "the entry is {status}; it cannot go on the stop-list",
     # places
     "count_out_of_range": "count must be a whole number from 1 to 10000",
@@ -76,6 +77,8 @@ TEXTS: dict[str, str] = {
     "policy_general_missing": "policy.categories: the 'general' category is required",
     "policy_general_not_last": "policy.categories: no category may rank after 'general'",
     "policy_min_age_out_of_range": "policy.min_age_years: must be between 0 and 7",
+    "policy_school_age_out_of_range": ("policy.school_age_years: must be a whole number of years above "
+                                       "min_age_years ({min_age_years}) and at most 10"),
     "policy_days_out_of_range": "policy.{name}: must be a whole number of days between 0 and 366",
     "policy_country_unknown": "policy.country: must be KG or KZ",
     "category_in_use": "category {category!r} is still used by queue entries",

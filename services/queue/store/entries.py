@@ -14,7 +14,7 @@ from services.queue.domain.entries import mask_name
 from services.queue.domain.policy import Policy
 from services.queue.domain.ranking import Applicant
 from services.queue.domain.refusals import NotFound
-from services.queue.models import CLOSED, Application, Referral
+from services.queue.models import CLOSED, WAITING, Application, Referral
 from services.queue.store import chunks
 from services.queue.store.times import aware
 
@@ -175,3 +175,22 @@ def listing(s: Session, kg: str) -> list[Application]:
     q = (sa.select(Application).where(Application.status.in_(("queued", "paused", "referred")),
                                       lists_any(s, [kg])).order_by(Application.id).with_for_update())
     return list(s.scalars(q))
+
+
+# ------------------------------------------------------------ ageing out
+
+
+def due_school_age(s: Session, cutoff: date, limit: int):
+    """Waiting children born on or before `cutoff` (they have reached school
+    age), locked (others' locks skipped): a range of the partial index
+    ix_applications_school_age, which holds only waiting children."""
+    q = (sa.select(A.c.id, A.c.parent_id, A.c.cohort, A.c.category, A.c.birth_date, A.c.preferences, A.c.status,
+                   A.c.created_at)
+         .where(WAITING, A.c.birth_date <= cutoff)
+         .order_by(A.c.birth_date, A.c.id).limit(limit).with_for_update(skip_locked=True))
+    return s.execute(q).all()
+
+
+def set_aged_out(s: Session, ids: list[str], now: datetime) -> None:
+    for part in chunks(ids, 5000):
+        s.execute(sa.update(A).where(A.c.id.in_(part)).values(status="aged_out", paused_until=None, updated_at=now))

@@ -7,6 +7,8 @@ its events, audit rows and the marks that wake the allocator.
 - allocation.py        the allocator's run: serial dictatorship, referrals, the run's record
 - positions.py         application.position_changed for the children who moved
 - referral_effects.py  the ReferralWorkflow's effects: place returned, stop-list, enrolment
+- ageing.py            children who reach school age leave the queue (the daily job, and after a referral)
+- closing.py           application.closed: an application's life in the queue ended
 - imports.py           the move from the old portal, in batches
 - leaving.py           an enrolled child leaves: the place is free at once, the allocation runs
 - placements.py        the referrals to a kindergarten and its children, for its staff
@@ -26,6 +28,7 @@ from datetime import UTC, datetime
 
 from sqlalchemy.orm import Session, sessionmaker
 
+from services.queue.usecases.ageing import Ageing
 from services.queue.usecases.allocation import Allocator
 from services.queue.usecases.audit import Audit
 from services.queue.usecases.entries import Entries
@@ -56,6 +59,7 @@ class Queue:
         self.positions = Positions(self.ctx)
         self.allocation = Allocator(self.ctx, self.positions)
         self.referrals = ReferralEffects(self.ctx)
+        self.ageing = Ageing(self.ctx)
         self.imports = Imports(self.ctx)
         self.views = Views(self.ctx)
         self.leaving = Leaving(self.ctx)

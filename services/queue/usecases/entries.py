@@ -19,6 +19,7 @@ from services.queue.domain.refusals import NotFound, Refused
 from services.queue.models import CLOSED, Application
 from services.queue.store import entries as store, kindergartens
 from services.queue.store.times import aware, utc
+from services.queue.usecases.closing import closed
 from services.queue.usecases.work import Actor, Context, UnitOfWork
 
 log = get_logger(__name__)
@@ -56,6 +57,8 @@ class Entries:
             w.emit("application.refused.v1", f"application:{cmd.application_id}", {
                 "application_id": cmd.application_id, "parent_id": cmd.parent_id,
                 "field": exc.field or "", "reason": exc.message, "code": exc.code, "params": exc.params})
+            if exc.code != "application_id_taken":  # that id is another child's live entry
+                closed(w, cmd.application_id, cmd.parent_id, "refused", w.now())
 
     def remove(self, app_id: str, *, actor: Actor, reason: str = "") -> None:
         """The entry leaves at once; joining again starts a new queue date."""
@@ -67,11 +70,14 @@ class Entries:
                 raise Refused("entry_holds_referral", field="application_id")
             if app.status == "enrolled":
                 raise Refused("entry_enrolled", field="application_id")
+            if app.status == "aged_out":
+                raise Refused("entry_aged_out", field="application_id")
             now = w.now()
             app.status, app.removed_at, app.paused_until = "removed", now, None
             app.removal_reason, app.updated_at = (reason or "")[:200] or None, now
             w.emit("application.removed.v1", f"application:{app_id}", {
                 "application_id": app_id, "parent_id": app.parent_id, "reason": reason or ""}, time=now)
+            closed(w, app_id, app.parent_id, "removed", now)
             w.audit(actor, "application.removed", f"application:{app_id}", {"reason": reason})
             w.entry_moved(app.cohort, app.preferences)
 

@@ -14,6 +14,8 @@ from services.queue.domain.refusals import Invalid, Refused
 from services.queue.models import Application, Referral, outbox
 from services.queue.store import entries, places, referrals
 from services.queue.store.times import aware, utc
+from services.queue.usecases.ageing import age_out, leaves_queue
+from services.queue.usecases.closing import closed
 from services.queue.usecases.entries import to_general
 from services.queue.usecases.work import Context, UnitOfWork
 from workflows import rules
@@ -47,7 +49,8 @@ class ReferralEffects:
         from. The child's entry changes in the same transaction, so no
         allocation can see it half-way: cancelled -> waiting (without that
         kindergarten if asked), expired -> on the stop-list, privilege
-        rejected -> waiting in the general queue."""
+        rejected -> waiting in the general queue; and a child who has
+        reached school age by then leaves the queue (usecases/ageing.py)."""
         if outcome not in rules.STATE_AFTER_RETURN:
             raise Invalid("referral_outcome_unknown", field="outcome", outcome=outcome)
         at = utc(at)
@@ -63,22 +66,27 @@ class ReferralEffects:
             places.release(w.s, ref.place_id)
             app = entries.lock(w.s, ref.application_id)
             w.entry_moved(app.cohort, app.preferences)  # back among the waiting (or paused)
-            if outcome == "cancelled":
-                if drop_preference:
-                    app.preferences = [k for k in app.preferences if k != ref.kindergarten_id]
-                app.status = "queued"
-            elif outcome == "expired":
-                # Put on the stop-list at once (the workflow's next call sets
-                # the exact end): in between, no allocation may pick the child.
-                app.status, app.paused_until = "paused", rules.stoplist_end(at, policy)
-            else:
-                app.status = "queued"
-                to_general(w, app, actor=actor, reason=reason, at=at)
+            # Ended on or after the school-age birthday: the child leaves the
+            # queue instead of returning to it or going on the stop-list.
+            aged = leaves_queue(w, app, at)
+            if not aged:
+                if outcome == "cancelled":
+                    if drop_preference:
+                        app.preferences = [k for k in app.preferences if k != ref.kindergarten_id]
+                    app.status = "queued"
+                elif outcome == "expired":
+                    # Put on the stop-list at once (the workflow's next call sets
+                    # the exact end): in between, no allocation may pick the child.
+                    app.status, app.paused_until = "paused", rules.stoplist_end(at, policy)
+                else:
+                    app.status = "queued"
+                    to_general(w, app, actor=actor, reason=reason, at=at)
             app.updated_at = w.now()
             place = f"place:{ref.kindergarten_id}/{ref.cohort}/{ref.language}"
+            stoplist = outcome == "expired" and not aged
             w.emit(f"referral.{outcome}.v1", f"referral:{ref.id}", referrals.event_data(
                 w.s, ref, app, reason=None if outcome == "expired" else reason,
-                stoplist_until=app.paused_until.isoformat() if outcome == "expired" else None), time=at)
+                stoplist_until=app.paused_until.isoformat() if stoplist else None, aged_out=aged or None), time=at)
             w.emit("place.returned.v1", place, {
                 "kindergarten_id": ref.kindergarten_id, "cohort": ref.cohort, "language": ref.language,
                 "for_category": ref.for_category or None, "referral_id": str(ref.id), "reason": outcome}, time=at)
@@ -86,6 +94,8 @@ class ReferralEffects:
                     {"referral_id": ref.id, "kindergarten": ref.kindergarten_id, "reason": reason,
                      "drop_preference": drop_preference}, at=at)
             w.audit(actor, "place.returned", place, {"referral_id": ref.id, "reason": outcome}, at=at)
+            if aged:
+                age_out(w, app, at=at, referral_id=ref.id)
             w.request_allocation(f"place returned by referral {ref.id}")
             return True
 
@@ -95,6 +105,8 @@ class ReferralEffects:
             if not _claimed(w, key):
                 return False
             app = entries.lock(w.s, application_id)
+            if app.status == "aged_out":
+                return True  # it left the queue when its referral ended: no queue to return to
             # Usually already done by return_place in the same act; then a no-op.
             to_general(w, app, actor=actor, reason=reason, at=utc(at))
             return True
@@ -105,6 +117,10 @@ class ReferralEffects:
             if not _claimed(w, key):
                 return False
             app = entries.lock(w.s, application_id)
+            if app.status == "aged_out":
+                # A workflow that started before it read return_place's answer
+                # (AGED_OUT_PATCH) still asks: the child has left the queue.
+                return False
             if app.status not in ("paused", "queued"):
                 raise Refused("stoplist_refused", field="application_id", status=app.status)
             app.status, app.paused_until, app.updated_at = "paused", utc(until), w.now()
@@ -145,6 +161,7 @@ class ReferralEffects:
             app = entries.lock(w.s, ref.application_id)
             app.status, app.updated_at = "enrolled", w.now()
             w.emit("referral.enrolled.v1", f"referral:{ref.id}", referrals.event_data(w.s, ref, app), time=at)
+            closed(w, app.id, app.parent_id, "enrolled", at)
             w.audit(actor, "referral.enrolled", f"application:{app.id}",
                     {"referral_id": ref.id, "kindergarten": ref.kindergarten_id}, at=at)
             return True
@@ -182,6 +199,12 @@ class ReferralEffects:
                     {"referral_id": ref.id, "state": state, "deadline": extra["deadline"], "reason": reason}, at=at)
             return True
 
+    def entry_status(self, application_id: str) -> str:
+        """The entry's status now: the workflow asks after a place returned
+        whether the child left the queue ("aged_out") instead of waiting."""
+        with self.ctx.read() as w:
+            return entries.lock(w.s, application_id, lock=False).status
+
     # ------------------------------------------------ workflows to start
 
     def unstarted(self, limit: int = 100) -> list[dict]:
@@ -211,6 +234,10 @@ class ReferralEffects:
 def _resume(w: UnitOfWork, app: Application, *, actor: str, at: datetime) -> bool:
     if app.status != "paused":
         return False  # already lifted (by the other of the two paths)
+    if leaves_queue(w, app, at):
+        # The stop-list ends on or after the school-age birthday: out, not back.
+        age_out(w, app, at=at)
+        return True
     app.status, app.paused_until, app.updated_at = "queued", None, w.now()
     w.emit("application.resumed.v1", f"application:{app.id}",
            {"application_id": app.id, **({"parent_id": app.parent_id} if app.parent_id else {})}, time=at)
