@@ -191,7 +191,7 @@ class ReferralOut(BaseModel):
 
 class QueueEntry(BaseModel):
     id: str
-    status: str = Field(description="queued | referred | enrolled | paused | removed | left")
+    status: str = Field(description="queued | referred | enrolled | paused | removed | left | aged_out")
     category: str
     claimed_category: str
     queue_date: datetime

@@ -7,6 +7,7 @@ from __future__ import annotations
 from services.queue.domain.placement import check_can_leave
 from services.queue.domain.refusals import NotFound
 from services.queue.store import entries, places, referrals
+from services.queue.usecases.closing import closed
 from services.queue.usecases.work import Actor, Context
 
 
@@ -42,6 +43,7 @@ class Leaving:
             w.emit("application.left.v1", f"application:{app.id}", {
                 "application_id": app.id, "parent_id": app.parent_id, "kindergarten_id": kg,
                 "referral_id": str(ref.id), "left_at": now.isoformat(), "reason": reason}, time=now)
+            closed(w, app.id, app.parent_id, "left", now)
             w.audit(actor, "application.left", f"application:{app.id}",
                     {"kindergarten": kg, "referral_id": ref.id, "reason": reason or None})
             w.audit(actor, "place.freed", place, {"referral_id": ref.id, "free": free, "for_category": cat})
