@@ -123,3 +123,38 @@ def test_positions_the_parent_saw_are_kept_when_they_change(world):
     history.seen(gw.sessions, "app-x", "bsk-12", 5)
     history.seen(gw.sessions, "app-x", "bsk-12", 3)
     assert [p["position"] for p in history.points(gw.sessions, "app-x")] == [5, 3]
+
+
+def test_the_queues_refusal_reaches_the_parent_in_the_pages_language(world):
+    import re
+
+    stack, queue = world
+    with TestClient(stack.gateway, base_url="https://testserver") as c:
+        t = c.post("/api/v1/drafts", json={"locale": "ru"}).json()["draft"]
+        c.put(f"/api/v1/drafts/{t}/child", json={"pin": "21506202400012", "surname": "Асанов", "name": "Бакыт"})
+        c.put(f"/api/v1/drafts/{t}/parent", json={
+            "role": "mother", "surname": "Асанова", "name": "Айгүл", "pin": "11203199000124",
+            "document_type": "id_card", "document_number": "ID1234568", "document_issued_on": "2020-05-01",
+            "address": {"region": "41711000000000", "district": "41711210000000",
+                        "settlement": "41711000000001", "street": "Киевская", "house": "1"},
+            "phone": "+996555123457", "email": "held@example.kg"})
+        c.post(f"/api/v1/drafts/{t}/email-code")
+        c.post(f"/api/v1/drafts/{t}/email-code/verify", json={"code": stack.last_code("held@example.kg")})
+        assert c.post(f"/api/v1/drafts/{t}/submit", json={"category": "general", "language": "ru",
+                                                           "preferences": ["bsk-7"], "agreement": True}).status_code == 201
+        c.post("/api/v1/activation", json={"token": stack.last_activation_token("held@example.kg"),
+                                           "password": PASSWORD})
+        join_queue(queue, stack.events("application.submitted.v1")[-1])
+        with TestClient(queue) as q:     # a free place: the child gets a referral at once
+            r = q.post("/api/v1/kindergartens/bsk-7/places", headers=queue.state.callers.admin(),
+                       json={"cohort": 2024, "language": "ru", "count": 1})
+            assert r.status_code == 201, r.text
+        queue.state.queue.allocation.process_requests()     # what the allocator's loop does
+        c.cookies.set("kezek_lang", "ru")
+        c.post("/login", data={"login": "held@example.kg", "password": PASSWORD})
+        app_id = stack.events("application.submitted.v1")[-1]["application_id"]
+        page = c.get(f"/cabinet/applications/{app_id}/remove")
+        token = re.search(r'name="csrf" value="([^"]+)"', page.text).group(1)
+        r = c.post(f"/cabinet/applications/{app_id}/remove", data={"csrf": token})
+    assert r.status_code == 409
+    assert "у ребёнка есть направление: сначала отмените направление." in r.text

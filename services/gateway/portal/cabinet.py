@@ -77,6 +77,19 @@ async def confirmation(render: Render, gw, who: Principal, kind: str, target_id:
     return render.refused("confirm_action.html", exc, **page) if exc else render("confirm_action.html", **page)
 
 
+async def confirmed(render: Render, gw, who: Principal, kind: str, target_id: str, csrf: str, act,
+                    done: str) -> HTMLResponse:
+    """The act, once asked; a refusal shows the question again with why
+    (what is not the parent's own, or not allowed now, is an error page)."""
+    try:
+        await act
+    except (c.NotYours, c.NotAllowedNow):
+        raise
+    except UpstreamError as exc:
+        return await confirmation(render, gw, who, kind, target_id, csrf, exc)
+    return redirect(done)
+
+
 # --- "Cancel direction", "Extend direction" ---------------------------------------
 
 @router.get("/cabinet/referrals/{referral_id}/cancel", response_class=HTMLResponse)
@@ -86,13 +99,8 @@ async def cancel_page(referral_id: str, render: Render, gw: Gw, who: Parent, csr
 
 @router.post("/cabinet/referrals/{referral_id}/cancel", response_class=HTMLResponse)
 async def cancel_post(referral_id: str, render: Render, gw: Gw, who: Parent, csrf: Csrf, _form: Checked):
-    try:
-        await c.act_on_referral(gw, who, referral_id, "cancel")
-    except (c.NotYours, c.NotAllowedNow):
-        raise
-    except UpstreamError as exc:
-        return await confirmation(render, gw, who, "cancel", referral_id, csrf, exc)
-    return redirect("/cabinet?done=cancelled#directions")
+    return await confirmed(render, gw, who, "cancel", referral_id, csrf,
+                           c.act_on_referral(gw, who, referral_id, "cancel"), "/cabinet?done=cancelled#directions")
 
 
 @router.post("/cabinet/referrals/{referral_id}/extend", response_class=HTMLResponse)
@@ -118,10 +126,5 @@ async def remove_page(application_id: str, render: Render, gw: Gw, who: Parent, 
 
 @router.post("/cabinet/applications/{application_id}/remove", response_class=HTMLResponse)
 async def remove_post(application_id: str, render: Render, gw: Gw, who: Parent, csrf: Csrf, _form: Checked):
-    try:
-        await c.remove_application(gw, who, application_id)
-    except c.NotYours:
-        raise
-    except UpstreamError as exc:
-        return await confirmation(render, gw, who, "remove", application_id, csrf, exc)
-    return redirect("/cabinet?done=removed")
+    return await confirmed(render, gw, who, "remove", application_id, csrf,
+                           c.remove_application(gw, who, application_id), "/cabinet?done=removed")

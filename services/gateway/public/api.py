@@ -209,17 +209,19 @@ def delivery(delivery_id: int, ctx: Admin) -> dict:
 @admin_router.post("/admin/webhooks/deliveries/{delivery_id}/retry", tags=["webhooks"],
              summary="Try a dead delivery again (it keeps its place in its subject's order)")
 def retry(delivery_id: int, ctx: Admin) -> dict:
-    with unit_of_work(ctx.sessions) as s:
-        ctx.audit(s, "webhook.delivery_retried", f"delivery:{delivery_id}")
-        return _delivery(webhooks.retry_delivery(s, delivery_id))
+    return _settle(ctx, delivery_id, webhooks.retry_delivery, "webhook.delivery_retried")
 
 
 @admin_router.post("/admin/webhooks/deliveries/{delivery_id}/skip", tags=["webhooks"],
              summary="Give up a delivery so the later ones of its subject go out")
 def skip(delivery_id: int, ctx: Admin) -> dict:
+    return _settle(ctx, delivery_id, webhooks.skip_delivery, "webhook.delivery_skipped")
+
+
+def _settle(ctx: AdminContext, delivery_id: int, settle, action: str) -> dict:
     with unit_of_work(ctx.sessions) as s:
-        ctx.audit(s, "webhook.delivery_skipped", f"delivery:{delivery_id}")
-        return _delivery(webhooks.skip_delivery(s, delivery_id))
+        ctx.audit(s, action, f"delivery:{delivery_id}")
+        return _delivery(settle(s, delivery_id))
 
 
 @admin_router.post("/admin/webhooks/{subscription_id}/replay", status_code=202, tags=["webhooks"],
