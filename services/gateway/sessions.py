@@ -58,10 +58,6 @@ class Sessions:
         secret = session_secret(request)
         return await self.parent(secret) if secret else None
 
-    def cached(self, secret: str) -> bool:
-        hit = self._cache.get(_key(secret))
-        return hit is not None and hit[0] > self.clock()
-
     async def parent(self, secret: str) -> Principal | None:
         key = _key(secret)
         now = self.clock()

@@ -198,6 +198,27 @@ def test_a_signed_in_parent_is_limited_by_identity_not_by_address(tmp_path):
     assert 429 in codes and codes.count(200) <= 12
 
 
+def test_families_behind_one_address_each_have_their_own_allowance(tmp_path):
+    stack = limited_stack(tmp_path, rate_limit_per_address_per_minute=20)
+    bearers = []
+    for n, email in enumerate(("carrier-a@example.kg", "carrier-b@example.kg")):
+        with TestClient(stack.gateway, base_url="https://testserver", client=(f"198.51.100.{n + 1}", 1)) as c:
+            token, _ = register(c, stack, child={**CHILD, "pin": f"2150620240021{n}"},
+                                parent={**PARENT, "email": email, "pin": f"1120319900013{n}"})
+            bearers.append(token)
+    with TestClient(stack.gateway, base_url="https://testserver", client=("203.0.113.200", 1)) as shared:
+        codes = [shared.get("/api/v1/me", headers={"authorization": f"Bearer {bearers[n % 2]}"}).status_code
+                 for n in range(30)]
+        assert codes == [200] * 30
+        guesses = [shared.get("/api/v1/me", headers={"authorization": f"Bearer {uuid.uuid4().hex}"}).status_code
+                   for _ in range(22)]
+        assert guesses[:20] == [401] * 20 and guesses[20:] == [429, 429]
+        # The guesser's address is over; the families' sessions still open,
+        # even when they must be looked up again.
+        stack.gateway.state.gateway.parents._cache.clear()
+        assert shared.get("/api/v1/me", headers={"authorization": f"Bearer {bearers[0]}"}).status_code == 200
+
+
 def test_every_429_says_when_to_try_again_in_the_readers_language(tmp_path):
     stack = limited_stack(tmp_path, rate_limit_per_address_per_minute=2)
     with TestClient(stack.gateway, base_url="https://testserver") as c:

@@ -133,6 +133,10 @@ def test_registration_limits_its_callers_per_client_per_draft_and_per_account(tm
     assert codes == [200] * 4 + [429] * 2
     r = c.get("/api/v1/address/regions", headers=one)
     assert r.headers["retry-after"] and r.json()["errors"][0]["field"] == "request"
+    # Families behind that address are counted by their accounts, and their
+    # sessions are still looked up.
+    assert c.get("/api/v1/me", headers=as_(actor=parent_principal("behind"), client="203.0.113.1")).status_code == 404
+    assert c.post("/api/v1/sessions/lookup", json={"token": "x"}, headers=one).status_code == 401
     t = c.post("/api/v1/drafts", json={}, headers=as_(client="203.0.113.2")).json()["draft"]
     codes = [c.get(f"/api/v1/drafts/{t}", headers=as_(client=f"203.0.113.{10 + n}")).status_code for n in range(5)]
     assert codes == [200] * 3 + [429] * 2

@@ -36,16 +36,21 @@ def _client(request: Request) -> str:
 def caller(request: Request) -> Caller:
     """The verified principal (the route's permission set it) and the
     client; each call is counted against the service's rate limits: per
-    client, per signed-in account, and per draft on a draft's routes."""
+    signed-in account, else per client, and per draft on a draft's routes."""
     principal = getattr(request.state, "principal", None) or ANONYMOUS
     client = _client(request)
     limits: RateLimits = request.app.state.rate_limits
     settings: RegistrationSettings = request.app.state.settings
     checks = []
-    if client:
-        checks.append((f"client:{client}", settings.registration_requests_per_client))
     if principal.role == PARENT:
+        # A signed-in parent counts against the account, not the address:
+        # many families share one carrier's address.
         checks.append((f"account:{principal.family}", settings.registration_requests_per_account))
+    elif client and request.url.path != "/api/v1/sessions/lookup":
+        # (Session lookups are bounded by the gateway, per address for the
+        # ones that fail; counting valid ones here would limit the families
+        # behind one address together.)
+        checks.append((f"client:{client}", settings.registration_requests_per_client))
     token = request.path_params.get("token")
     if token and request.url.path.startswith("/api/v1/drafts/"):
         from services.registration.domain import token_hash
