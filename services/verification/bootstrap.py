@@ -22,6 +22,8 @@ from services.verification.usecases.audit import AuditSearch
 from services.verification.usecases.cases import Cases
 from services.verification.usecases.certificates import Certificates
 from services.verification.usecases.context import Context, StaffView, now_utc
+from services.verification.usecases.districts import DistrictOffice
+from services.verification.usecases.kindergartens import KindergartenDesk
 from services.verification.usecases.staff import StaffAccounts
 from services.verification.usecases.vouchers import Vouchers
 
@@ -39,6 +41,8 @@ class Verification:
     vouchers: Vouchers
     audit: AuditSearch
     ctx: Context
+    kindergartens: KindergartenDesk
+    districts: DistrictOffice
     engine: Engine | None = None      # set when built here from the settings' URL
 
     def audit_denied(self, actor: StaffView, subject: str) -> None:
@@ -51,9 +55,10 @@ class Verification:
 
 def build(settings: Settings | None = None, *, sessions: sessionmaker[Session] | None = None,
           referrals: ReferralCommands | None = None, clock: Callable[[], datetime] | None = None,
-          hasher: PasswordHasher | None = None) -> Verification:
-    """The service from its settings; `sessions`, `referrals`, `clock` and
-    `hasher` replace what the settings would give (tests)."""
+          hasher: PasswordHasher | None = None, queue=None) -> Verification:
+    """The service from its settings; `sessions`, `referrals`, `clock`,
+    `hasher` and `queue` (the queue's API, services/verification/queue.py)
+    replace what the settings would give (tests)."""
     settings = as_settings(settings)
     policy = policy_of(settings)
     engine = None
@@ -62,11 +67,17 @@ def build(settings: Settings | None = None, *, sessions: sessionmaker[Session] |
     if referrals is None:
         referrals = TemporalReferrals(settings.temporal_address, settings.temporal_namespace)
     ctx = Context(sessions, policy=policy, referrals=referrals, clock=clock or now_utc)
+    if queue is None:
+        from kezek.trust import ServiceKeys
+        from services.verification.queue import QueueDesk
+
+        queue = QueueDesk(settings.url_of("queue"), ServiceKeys.from_settings(settings))
     return Verification(
         policy=policy, sessions=sessions,
         staff=StaffAccounts(ctx, hasher=hasher, secret=settings.secret_key.get_secret_value().encode()),
         cases=Cases(ctx), certificates=Certificates(ctx), abuse=Abuse(ctx), vouchers=Vouchers(ctx),
-        audit=AuditSearch(ctx), ctx=ctx, engine=engine)
+        audit=AuditSearch(ctx), ctx=ctx, kindergartens=KindergartenDesk(ctx, queue),
+        districts=DistrictOffice(ctx, queue), engine=engine)
 
 
 def database(settings: Settings) -> tuple[Engine, sessionmaker[Session]]:

@@ -1,7 +1,9 @@
-"""The rules of the Department of Education's verification work (DOMAIN.md
-section 4): who may see and do what, when a certificate is in date, which
-scans are accepted, what a caseworker may do with a case, the abuse pattern,
-and the voucher commission's decisions. Standard library, the referral's
+"""The rules of the staff pages (DOMAIN.md sections 1, 4 and 7): who may see
+and do what (caseworkers, supervisors, the voucher commission, kindergarten
+staff, district officers, administrators, operators), when a certificate is
+in date, which scans are accepted, what a caseworker may do with a case, the
+abuse pattern, the voucher commission's decisions, and what a kindergarten's
+or a district office's form must hold. Standard library, the referral's
 rules and the core's refusal catalogue only, no I/O.
 
 Refusals carry a field and a stable code; the pages translate the code into
@@ -66,6 +68,17 @@ TEXTS: dict[str, str] = {
     "login_format": "3 to 40 small Latin letters, digits, dots, dashes or underscores",
     "login_taken": "is taken",
     "password_too_short": "must have at least {min} characters",
+    # kindergartens and district offices (issue 19)
+    "kindergarten_unknown": "no kindergarten {kindergarten!r}",
+    "district_unknown": "no district {district!r} in the register of kindergartens",
+    "scope_unchecked": "the queue did not answer, so the scope cannot be checked ({detail})",
+    "number_range": "must be a whole number from {min} to {max}",
+    "time_format": "must be a time, for example 09:30",
+    "moment_in_past": "is in the past",
+    "id_taken": "is taken",
+    "kindergarten_id_format": "2 to 100 Latin letters, digits, dots, dashes or underscores",
+    "coordinate": "must be a number from {min} to {max}",
+    "month_format": "month must be YYYY-MM",
 }
 refusals.catalogue("verification", TEXTS)
 
@@ -86,6 +99,8 @@ class Role(StrEnum):
     CASEWORKER = "caseworker"
     SUPERVISOR = "supervisor"      # district supervisor
     COMMISSION = "commission"      # member of the district voucher commission
+    KINDERGARTEN = "kindergarten"  # the head or admissions clerk of one kindergarten
+    DISTRICT = "district"          # a district education officer: the district's kindergartens
     ADMIN = "admin"
     OPERATOR = "operator"          # runs the system: reads the audit log, decides nothing
 
@@ -99,17 +114,31 @@ class Permission(StrEnum):
     VOUCHER_VIEW = "voucher.view"
     VOUCHER_DECIDE = "voucher.decide"
     AUDIT_SEARCH = "audit.search"
+    KG_VIEW = "kindergarten.view"          # a kindergarten's groups, referrals and children
+    KG_PLACES = "kindergarten.places"      # publish and withdraw its free places, call off its scheduled ones
+    KG_ENROL = "kindergarten.enrol"        # record an enrolment, a family declining in person, a child leaving
+    DISTRICT_VIEW = "district.view"        # the district's kindergartens, publication schedule and figures
+    DISTRICT_MANAGE = "district.manage"    # create, edit and close the district's kindergartens
+    DISTRICT_SCHEDULE = "district.schedule"  # put places on the publication schedule, call them off
 
 
 P = Permission
 PERMISSIONS: Mapping[Role, frozenset[Permission]] = {
     Role.CASEWORKER: frozenset({P.WORKLIST, P.CASE_VIEW, P.CASE_ACT, P.ABUSE_VIEW}),
     Role.SUPERVISOR: frozenset({P.WORKLIST, P.CASE_VIEW, P.CASE_ACT, P.ABUSE_VIEW, P.ABUSE_RESOLVE,
-                                P.AUDIT_SEARCH}),
+                                P.AUDIT_SEARCH, P.DISTRICT_VIEW}),
     Role.COMMISSION: frozenset({P.VOUCHER_VIEW, P.VOUCHER_DECIDE}),
+    # A kindergarten records what happens at its door: the places it has
+    # free, the families who come (or decline), the children who leave.
+    Role.KINDERGARTEN: frozenset({P.KG_VIEW, P.KG_PLACES, P.KG_ENROL}),
+    # The district office runs the district's kindergartens and their
+    # schedule; enrolments are the kindergartens' own acts.
+    Role.DISTRICT: frozenset({P.KG_VIEW, P.KG_PLACES, P.DISTRICT_VIEW, P.DISTRICT_MANAGE, P.DISTRICT_SCHEDULE}),
     # Administrators oversee every district but decide nothing: decisions
-    # belong to the district's caseworkers, supervisor and commission.
-    Role.ADMIN: frozenset({P.WORKLIST, P.CASE_VIEW, P.ABUSE_VIEW, P.VOUCHER_VIEW, P.AUDIT_SEARCH}),
+    # belong to the district's caseworkers, supervisor and commission, the
+    # kindergartens and the district office.
+    Role.ADMIN: frozenset({P.WORKLIST, P.CASE_VIEW, P.ABUSE_VIEW, P.VOUCHER_VIEW, P.AUDIT_SEARCH, P.KG_VIEW,
+                           P.DISTRICT_VIEW}),
     Role.OPERATOR: frozenset({P.AUDIT_SEARCH}),
 }
 
@@ -126,16 +155,31 @@ def can(role: Role | str, permission: Permission) -> bool:
 class Scope(StrEnum):
     """What part of the data a role reaches."""
 
+    KINDERGARTEN = "kindergarten"  # the member of staff's own kindergarten
     DISTRICT = "district"      # the member of staff's own district
     ALL = "all"                # every district
 
 
 SCOPES: Mapping[Role, Scope] = {Role.CASEWORKER: Scope.DISTRICT, Role.SUPERVISOR: Scope.DISTRICT,
-                                Role.COMMISSION: Scope.DISTRICT, Role.ADMIN: Scope.ALL, Role.OPERATOR: Scope.ALL}
+                                Role.COMMISSION: Scope.DISTRICT, Role.KINDERGARTEN: Scope.KINDERGARTEN,
+                                Role.DISTRICT: Scope.DISTRICT, Role.ADMIN: Scope.ALL, Role.OPERATOR: Scope.ALL}
 
 
 def all_districts(role: Role | str) -> bool:
     return SCOPES[Role(role)] is Scope.ALL
+
+
+def reaches(role: Role | str, own_kindergarten: str, own_district: str, kindergarten: str,
+            district: str | None) -> bool:
+    """Whether a kindergarten (of `district`) lies in the role's scope: its
+    own kindergarten for a kindergarten's staff, its district's for a
+    district's staff, every one for an administrator."""
+    scope = SCOPES[Role(role)]
+    if scope is Scope.ALL:
+        return True
+    if scope is Scope.KINDERGARTEN:
+        return bool(own_kindergarten) and own_kindergarten == kindergarten
+    return bool(own_district) and own_district == district
 
 
 def sees_district(role: Role | str, own_district: str, district: str | None) -> bool:
@@ -148,12 +192,16 @@ def sees_district(role: Role | str, own_district: str, district: str | None) -> 
 
 # ------------------------------------------------------------ staff accounts
 
+STAFF_LANGUAGES = ("ru", "ky", "kk")     # the staff pages' languages; Russian first
 LOGIN_RE = re.compile(r"^[a-z0-9][a-z0-9._-]{2,39}$")
 MIN_PASSWORD = 10
 SESSION_TTL = timedelta(hours=9)      # one working day; a session never outlives it
 
 
-def validate_staff(login: str, full_name: str, role: str, district: str, password: str) -> None:
+def validate_staff(login: str, full_name: str, role: str, district: str, password: str,
+                   kindergarten: str = "") -> None:
+    """An account's own fields; whether its kindergarten or district exists
+    is the queue's to say (usecases/staff.py asks it)."""
     errors: list[FieldError] = []
     if not LOGIN_RE.match(login or ""):
         errors.append(err("login", "login_format"))
@@ -161,6 +209,9 @@ def validate_staff(login: str, full_name: str, role: str, district: str, passwor
         errors.append(err("full_name", "required"))
     if role not in {r.value for r in Role}:
         errors.append(err("role", "choice"))
+    elif SCOPES[Role(role)] is Scope.KINDERGARTEN:
+        if not (kindergarten or "").strip():
+            errors.append(err("kindergarten", "required"))
     elif not all_districts(role) and not (district or "").strip():
         errors.append(err("district", "required"))
     if len(password or "") < MIN_PASSWORD:
@@ -535,3 +586,129 @@ def parse_audit_query(params: Mapping[str, str]) -> AuditQuery:
                       action=(params.get("action") or "").strip()[:40],
                       subject=(params.get("subject") or "").strip()[:100],
                       date_from=dates["date_from"], date_to=dates["date_to"])
+
+
+# ------------------------------------------- kindergartens and district offices
+# The forms of the kindergarten and district pages (issue 19). The rules of
+# places, the schedule and closing are the queue's (services/queue/domain/);
+# these only make sure a form says something the queue can be asked.
+
+MONTH_RE = re.compile(r"^\d{4}-(0[1-9]|1[0-2])$")
+KINDERGARTEN_ID_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{1,99}$")
+LANGUAGE_RE = re.compile(r"^[a-z]{2,5}$")
+# Languages a kindergarten may teach in, as the forms offer them.
+TAUGHT_LANGUAGES = ("ky", "ru", "kk", "uz", "tg", "en")
+MAX_PLACES = 10_000
+
+
+def _whole(raw: str, name: str, low: int, high: int, errors: list[FieldError]) -> int | None:
+    raw = (raw or "").strip()
+    if not raw:
+        errors.append(err(name, "required"))
+        return None
+    if not raw.isdigit() or not low <= int(raw) <= high:
+        errors.append(err(name, "number_range", min=low, max=high))
+        return None
+    return int(raw)
+
+
+def parse_time(raw: str) -> tuple[int, int] | None:
+    try:
+        moment = datetime.strptime((raw or "").strip(), "%H:%M")
+    except ValueError:
+        return None
+    return moment.hour, moment.minute
+
+
+@dataclass(frozen=True)
+class PlacesForm:
+    cohort: int
+    language: str
+    count: int
+    for_category: str | None
+    publish_on: date | None = None          # local date and time of a scheduled publication
+    publish_time: tuple[int, int] | None = None
+
+
+def validate_places(form: Mapping[str, str], this_year: int, *, languages: Iterable[str], categories: Iterable[str],
+                    scheduled: bool = False, today: date | None = None) -> PlacesForm:
+    """Places to publish (now or, `scheduled`, at a local date and time) or
+    to withdraw: a preschool birth year, a language the kindergarten teaches
+    in, a number of places, optionally the one category that may take them."""
+    errors: list[FieldError] = []
+    cohort = _whole(form.get("cohort", ""), "cohort", this_year - 8, this_year, errors)
+    language = (form.get("language") or "").strip()
+    taught = list(languages)
+    if not language:
+        errors.append(err("language", "required"))
+    elif not LANGUAGE_RE.match(language) or (taught and language not in taught):
+        errors.append(err("language", "choice"))
+    count = _whole(form.get("count", ""), "count", 1, MAX_PLACES, errors)
+    category = (form.get("for_category") or "").strip() or None
+    if category is not None and category not in set(categories):
+        errors.append(err("for_category", "choice"))
+    on, at = None, None
+    if scheduled:
+        raw = (form.get("publish_on") or "").strip()
+        on = parse_date(raw) if raw else None
+        if not raw:
+            errors.append(err("publish_on", "required"))
+        elif on is None:
+            errors.append(err("publish_on", "date_format"))
+        elif today is not None and on < today:
+            errors.append(err("publish_on", "moment_in_past"))
+        at = parse_time(form.get("publish_time") or "")
+        if at is None:
+            errors.append(err("publish_time", "time_format"))
+    _raise_if(errors)
+    assert cohort is not None and count is not None
+    return PlacesForm(cohort, language, count, category, on, at)
+
+
+def validate_reason(raw: str, name: str = "reason", most: int = 200) -> str:
+    reason = " ".join((raw or "").split())
+    if len(reason) > most:
+        raise Refused([err(name, "too_long", max=most)])
+    return reason
+
+
+def validate_kindergarten(form: Mapping[str, str], languages: Iterable[str], district: str, *,
+                          new: bool) -> dict:
+    """A kindergarten of the district: its id (when created), name, address,
+    position on the map (optional) and the languages it teaches in."""
+    errors: list[FieldError] = []
+    out: dict = {"district": district}
+    if new:
+        kid = (form.get("id") or "").strip()
+        if not KINDERGARTEN_ID_RE.match(kid):
+            errors.append(err("id", "kindergarten_id_format"))
+        out["id"] = kid
+    name = " ".join((form.get("name") or "").split())
+    if not name:
+        errors.append(err("name", "required"))
+    elif len(name) > 200:
+        errors.append(err("name", "too_long", max=200))
+    address = " ".join((form.get("address") or "").split())
+    if len(address) > 200:
+        errors.append(err("address", "too_long", max=200))
+    out.update(name=name, address=address)
+    for key, low, high in (("lat", -90, 90), ("lon", -180, 180)):
+        raw = (form.get(key) or "").strip().replace(",", ".")
+        if not raw:
+            out[key] = None
+            continue
+        try:
+            value = float(raw)
+        except ValueError:
+            value = None
+        if value is None or not low <= value <= high:
+            errors.append(err(key, "coordinate", min=low, max=high))
+        out[key] = value
+    chosen = [lang for lang in languages if lang]
+    if not chosen:
+        errors.append(err("languages", "required"))
+    elif any(lang not in TAUGHT_LANGUAGES for lang in chosen) or len(set(chosen)) != len(chosen):
+        errors.append(err("languages", "choice"))
+    out["languages"] = chosen
+    _raise_if(errors)
+    return out

@@ -1,4 +1,4 @@
-"""The caseworkers' pages in Russian and Kyrgyz: gettext catalogs
+"""The staff pages in Russian, Kyrgyz and Kazakh: gettext catalogs
 (`locale/<lang>/LC_MESSAGES/messages.po`, the source) compiled to .mo files
 under the state folder when missing or older than their .po, and one Jinja2
 environment per language with those translations installed. Every text a
@@ -13,13 +13,14 @@ from babel.support import Translations
 from jinja2 import Environment, FileSystemLoader, StrictUndefined, select_autoescape
 
 from kezek import i18n
+from services.verification.domain import STAFF_LANGUAGES
 
 HERE = Path(__file__).parent
 LOCALE_DIR = HERE / "locale"
 TEMPLATES = HERE / "templates"
 DOMAIN = "messages"
-LANGUAGES = ("ru", "ky")
-LANGUAGE_NAMES = {"ru": "Русский", "ky": "Кыргызча"}
+LANGUAGES = STAFF_LANGUAGES
+LANGUAGE_NAMES = {"ru": "Русский", "ky": "Кыргызча", "kk": "Қазақша"}
 DEFAULT = "ru"
 
 
@@ -37,6 +38,8 @@ def pick_language(requested: str | None, cookie: str | None, preferred: str | No
 def _fmt_date(value: date | None, lang: str, form: str = "dd.MM.yyyy") -> str:
     if value is None:
         return "—"
+    if isinstance(value, str):          # a day as another service's JSON carries it
+        value = date.fromisoformat(value[:10])
     if isinstance(value, datetime):
         value = value.date()
     return format_date(value, form, locale=lang)

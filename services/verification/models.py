@@ -68,6 +68,7 @@ class Staff(Base):
     full_name: Mapped[str] = mapped_column(sa.String(200))
     role: Mapped[str] = mapped_column(sa.String(20))
     district: Mapped[str] = mapped_column(sa.String(100), default="")
+    kindergarten: Mapped[str] = mapped_column(sa.String(100), default="", server_default="")  # kindergarten staff
     locale: Mapped[str] = mapped_column(sa.String(5), default="ru")
     active: Mapped[bool] = mapped_column(default=True)
     # Wrong passwords since the last sign-in, told to the owner at the next.

@@ -1,7 +1,9 @@
-"""The caseworker's acts reach the referral through its workflow's updates
-(workflows/contracts.py): confirm_privilege, reject_privilege. The workflow
-validates each one against its own clock and state; its refusal reason comes
-back to the caseworker as it was given."""
+"""The staff's acts reach the referral through its workflow's updates
+(workflows/contracts.py): a caseworker's confirm_privilege and
+reject_privilege, a kindergarten's enrol and cancel (a family that declined
+the place in person ends it as a parent's cancel does). The workflow
+validates each one against its own clock and state; its refusal comes back
+with its code and parameters, for the page's language."""
 from __future__ import annotations
 
 from datetime import timedelta
@@ -16,6 +18,10 @@ class ReferralCommands(Protocol):
 
     async def reject(self, referral_id: str, act: c.RejectPrivilege, update_id: str) -> c.ActResult: ...
 
+    async def enrol(self, referral_id: str, act: c.RecordEnrolment, update_id: str) -> c.ActResult: ...
+
+    async def cancel(self, referral_id: str, act: c.CancelReferral, update_id: str) -> c.ActResult: ...
+
 
 class TemporalReferrals:
     """ReferralCommands over a Temporal client, connected on first use (so the
@@ -29,6 +35,12 @@ class TemporalReferrals:
 
     async def reject(self, referral_id: str, act: c.RejectPrivilege, update_id: str) -> c.ActResult:
         return await self.temporal.update(referral_id, c.REJECT_PRIVILEGE, act, update_id=update_id)
+
+    async def enrol(self, referral_id: str, act: c.RecordEnrolment, update_id: str) -> c.ActResult:
+        return await self.temporal.update(referral_id, c.ENROL, act, update_id=update_id)
+
+    async def cancel(self, referral_id: str, act: c.CancelReferral, update_id: str) -> c.ActResult:
+        return await self.temporal.update(referral_id, c.CANCEL, act, update_id=update_id)
 
     async def status(self, referral_id: str) -> c.ReferralStatus:
         return await self.temporal.status(referral_id)

@@ -116,6 +116,32 @@ class FakeReferrals:
         return c.ActResult(event="referral.privilege_rejected", state=c.ReferralState.PRIVILEGE_REJECTED,
                            reason=act.reason or None)
 
+    async def enrol(self, referral_id: str, act: c.RecordEnrolment, update_id: str) -> c.ActResult:
+        self.calls.append(("enrol", referral_id, act, update_id))
+        if self.refuse:
+            raise ReferralRefused(self.refuse)
+        return c.ActResult(event="referral.enrolled", state=c.ReferralState.ENROLLED)
+
+    async def cancel(self, referral_id: str, act: c.CancelReferral, update_id: str) -> c.ActResult:
+        self.calls.append(("cancel", referral_id, act, update_id))
+        if self.refuse:
+            raise ReferralRefused(self.refuse)
+        return c.ActResult(event="referral.cancelled", state=c.ReferralState.CANCELLED)
+
+
+@dataclass
+class FakeDirectory:
+    """The queue's register as `kezek staff-add` asks it: kindergarten -> district."""
+
+    kindergartens: dict[str, str] = field(default_factory=dict)
+
+    def kindergarten(self, kindergarten: str) -> dict | None:
+        district = self.kindergartens.get(kindergarten)
+        return None if district is None else {"id": kindergarten, "district": district}
+
+    def district_exists(self, district: str) -> bool:
+        return district in self.kindergartens.values()
+
 
 def new_id(prefix: str) -> str:
     return f"{prefix}-{uuid.uuid4().hex[:8]}"

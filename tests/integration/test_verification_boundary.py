@@ -15,12 +15,18 @@ from kezek.db import ensure_database, make_engine, make_session_factory
 from kezek.infra.procs import free_port
 from kezek.migrations import upgrade
 from kezek.trust import declared_routes
+import httpx
+
+from kezek.trust import ServiceKeys
+from services.queue.api import create_app as queue_app
+from services.queue.usecases import Queue
 from services.verification.api import create_app
+from services.verification.queue import QueueDesk
 from services.verification.bootstrap import build_ingest
 from services.verification.models import Staff, audit_trail
 from services.verification.settings import VerificationSettings
 from tests.fakes.verification import (
-    DISTRICT_A, PASSWORD, FakeReferrals, application_received, application_submitted, deliver, referral_issued,
+    DISTRICT_A, PASSWORD, FakeDirectory, FakeReferrals, application_received, application_submitted, deliver, referral_issued,
 )
 
 pytestmark = pytest.mark.integration
@@ -28,11 +34,18 @@ pytestmark = pytest.mark.integration
 NOW = datetime(2027, 3, 10, 5, 0, tzinfo=UTC)
 FAST = PasswordHasher(time_cost=1, memory_cost=1024, parallelism=1)
 STAFF = {"caseworker": ("aida", "ru"), "supervisor": ("chynara", "ru"), "commission": ("emil", "ky"),
-         "admin": ("root", "ru"), "operator": ("olga", "ky")}
+         "kindergarten": ("kamila", "kk"), "district": ("daniyar", "ru"), "admin": ("root", "ru"),
+         "operator": ("olga", "ky")}
 ALL = frozenset(STAFF)
 CASE = frozenset({"caseworker", "supervisor", "admin"})
 ACT = frozenset({"caseworker", "supervisor"})
 VOUCHER = frozenset({"commission", "admin"})
+KG_VIEW = frozenset({"kindergarten", "district", "admin"})
+KG_PLACES = frozenset({"kindergarten", "district"})
+KG_ENROL = frozenset({"kindergarten"})
+DISTRICT_VIEW = frozenset({"district", "supervisor", "admin"})
+DISTRICT_ACTS = frozenset({"district"})
+KINDERGARTEN = "kg-sun"
 
 # The route x role matrix of the staff app: who may open each page or send
 # each form. Public: the login page, the language switch, and the skeleton's
@@ -57,9 +70,29 @@ MATRIX = {
     ("GET", "/vouchers/{application_id}/decision"): VOUCHER,
     ("POST", "/vouchers/{application_id}/decide"): frozenset({"commission"}),
     ("GET", "/audit"): frozenset({"supervisor", "admin", "operator"}),
+    ("GET", "/kindergarten"): KG_VIEW,
+    ("GET", "/kindergartens/{kg}"): KG_VIEW,
+    ("POST", "/kindergartens/{kg}/places"): KG_PLACES,
+    ("POST", "/kindergartens/{kg}/places/withdrawal"): KG_PLACES,
+    ("POST", "/kindergartens/{kg}/publications/{publication}/cancel"): KG_PLACES,
+    ("POST", "/kindergartens/{kg}/referrals/{referral_id}/enrolment"): KG_ENROL,
+    ("POST", "/kindergartens/{kg}/referrals/{referral_id}/declined"): KG_ENROL,
+    ("POST", "/kindergartens/{kg}/children/{application_id}/leaving"): KG_ENROL,
+    ("GET", "/district"): DISTRICT_VIEW,
+    ("GET", "/districts"): DISTRICT_VIEW,
+    ("GET", "/districts/{district}"): DISTRICT_VIEW,
+    ("POST", "/districts/{district}/kindergartens"): DISTRICT_ACTS,
+    ("GET", "/districts/{district}/kindergartens/{kg}/edit"): DISTRICT_ACTS,
+    ("POST", "/districts/{district}/kindergartens/{kg}/edit"): DISTRICT_ACTS,
+    ("POST", "/districts/{district}/kindergartens/{kg}/closure"): DISTRICT_ACTS,
+    ("GET", "/districts/{district}/schedule"): DISTRICT_VIEW,
+    ("POST", "/districts/{district}/schedule"): DISTRICT_ACTS,
+    ("POST", "/districts/{district}/schedule/{publication}/cancel"): DISTRICT_ACTS,
+    ("GET", "/districts/{district}/figures"): DISTRICT_VIEW,
     ("POST", "/logout"): ALL,
 }
-WRONG_ROLE = {"ru": "Ваша роль этого не позволяет.", "ky": "Сиздин ролуңуз буга уруксат бербейт."}
+WRONG_ROLE = {"ru": "Ваша роль этого не позволяет.", "ky": "Сиздин ролуңуз буга уруксат бербейт.",
+              "kk": "Сіздің рөліңіз бұған рұқсат бермейді."}
 
 
 @pytest.fixture(scope="module")
@@ -70,10 +103,21 @@ def site(pg_cluster, tmp_path_factory):
     url = settings.database_url_for("verification")
     ensure_database(url)
     upgrade("verification", url)
-    app = create_app(settings, referrals=FakeReferrals(), clock=lambda: NOW, hasher=FAST)
+    # The queue behind the kindergarten and district pages: its app in process, over HTTP with tokens.
+    qurl = f"sqlite:///{settings.state_dir / 'queue.db'}"
+    upgrade("queue", qurl)
+    queue = Queue(make_session_factory(make_engine(qurl)), clock=lambda: NOW)
+    queue.kindergartens.save({"id": KINDERGARTEN, "name": "Sun", "district": DISTRICT_A, "languages": ["ru"]},
+                             actor="admin:1")
+    keys = ServiceKeys.from_settings(settings)
+    desk = QueueDesk("http://queue", keys, transport=httpx.ASGITransport(app=queue_app(settings, queue=queue,
+                                                                                        keys=keys)))
+    app = create_app(settings, referrals=FakeReferrals(), clock=lambda: NOW, hasher=FAST, queue=desk)
     service = app.state.service
+    directory = FakeDirectory({KINDERGARTEN: DISTRICT_A})
     for role, (login, locale) in STAFF.items():
-        service.staff.add(login, login.title(), role, DISTRICT_A, PASSWORD, locale)
+        service.staff.add(login, login.title(), role, DISTRICT_A, PASSWORD, locale,
+                          kindergarten=KINDERGARTEN if role == "kindergarten" else "", directory=directory)
     engine = make_engine(url)
     sessions, ingest = make_session_factory(engine), build_ingest(clock=lambda: NOW)
     deliver(sessions, ingest, application_submitted("a-a", pin="10103202300011", district=DISTRICT_A))
@@ -94,6 +138,7 @@ def signed_in(app, role: str) -> tuple[TestClient, str]:
 
 
 def url_of(path: str) -> str:
+    path = path.replace("{kg}", KINDERGARTEN).replace("{district}", DISTRICT_A)
     return re.sub(r"\{[^}]+\}", "r-a", path)
 
 
@@ -146,7 +191,7 @@ def test_bad_form_input_never_gives_a_5xx(site):
     over-long values."""
     app, _ = site
     answers: list[tuple[str, str, int]] = []
-    for role in ("caseworker", "supervisor", "commission"):
+    for role in ("caseworker", "supervisor", "commission", "kindergarten", "district"):
         client, csrf = signed_in(app, role)
         for (method, path), roles in MATRIX.items():
             if role not in roles or path == "/logout":
@@ -155,7 +200,11 @@ def test_bad_form_input_never_gives_a_5xx(site):
             for value in ODD:
                 fields = {"csrf": csrf, "nonce": value, "reason": value, "organisation": value, "number": value,
                           "issued_on": value, "decision": value, "benefit_type": value, "documents": [value],
-                          "members": [value], "resolution": value, value[:20] or "x": value}
+                          "members": [value], "resolution": value, value[:20] or "x": value,
+                          "cohort": value, "language": value, "count": value, "for_category": value, "when": value,
+                          "publish_on": value, "publish_time": value, "kindergarten": value, "id": value,
+                          "name": value, "address": value, "lat": value, "lon": value, "languages": [value],
+                          "month": value}
                 if method == "POST":
                     r = client.post(target, data=fields)
                 else:

@@ -1,4 +1,4 @@
-"""The caseworkers' web UI: server-rendered pages in Russian and Kyrgyz,
+"""The staff pages: server-rendered, in Russian, Kyrgyz and Kazakh,
 behind a staff session (argon2 passwords, an HttpOnly cookie, a CSRF token
 in every form). Every route declares its permission (pages.py: the roles of
 domain.PERMISSIONS, in their scope); the session cookie is this app's
@@ -7,7 +7,9 @@ render its answer; refusals re-render the form with the field named in the
 caseworker's language.
 
 Routers per page group: signin.py, cases.py (worklist and cases), abuse.py,
-vouchers.py, audit.py; what they depend on is in pages.py."""
+vouchers.py, audit.py, kindergartens.py (a kindergarten's places, referrals
+and children), districts.py (a district office's kindergartens, schedule and
+figures); what they depend on is in pages.py."""
 from __future__ import annotations
 
 import hashlib
@@ -19,14 +21,15 @@ from fastapi.staticfiles import StaticFiles
 from kezek.settings import Settings
 from kezek.web import create_service_app, database_check
 from services.verification import bootstrap
-from services.verification.api import abuse, audit, cases, signin, vouchers
+from services.verification.api import abuse, audit, cases, districts, kindergartens, signin, vouchers
 from services.verification.api.pages import clean_query, install_error_pages, staff_session
 from services.verification.i18n import Pages
 from services.verification.referrals import ReferralCommands
 from services.verification.settings import as_settings
 
 HERE = Path(__file__).resolve().parent.parent
-ROUTERS = (signin.router, cases.router, abuse.router, vouchers.router, audit.router)
+ROUTERS = (signin.router, cases.router, abuse.router, vouchers.router, audit.router, kindergartens.router,
+           districts.router)
 
 
 def _static_version() -> str:
@@ -37,9 +40,9 @@ def _static_version() -> str:
 
 
 def create_app(settings: Settings | None = None, *, referrals: ReferralCommands | None = None,
-               clock=None, hasher=None) -> FastAPI:
+               clock=None, hasher=None, queue=None) -> FastAPI:
     settings = as_settings(settings)
-    service = bootstrap.build(settings, referrals=referrals, clock=clock, hasher=hasher)
+    service = bootstrap.build(settings, referrals=referrals, clock=clock, hasher=hasher, queue=queue)
     # A certificate's form carries its scan: the body limit leaves room for
     # it, so that an oversize scan is refused on the page, naming the field.
     max_body = max(settings.max_body_bytes, 2 * service.policy.max_scan_bytes + 1024 * 1024)

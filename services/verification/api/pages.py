@@ -22,6 +22,7 @@ from services.verification import domain as d
 from services.verification.bootstrap import Verification
 from services.verification.i18n import Pages, pick_language
 from services.verification.usecases.context import Forbidden, NotFound, StaffView, Unauthenticated
+from services.verification.usecases.desk import QueueUnavailable
 from workflows.client import ReferralUnavailable
 
 COOKIE = "kezek_staff"
@@ -35,7 +36,7 @@ class CsrfFailed(Exception):
 
 # ------------------------------------------------------------ who may
 
-_SCOPES = {d.Scope.DISTRICT: trust.DISTRICT, d.Scope.ALL: trust.ANY}
+_SCOPES = {d.Scope.KINDERGARTEN: trust.KINDERGARTEN, d.Scope.DISTRICT: trust.DISTRICT, d.Scope.ALL: trust.ANY}
 
 
 def _grant(role: d.Role) -> trust.Grant:
@@ -44,7 +45,9 @@ def _grant(role: d.Role) -> trust.Grant:
 
 def requires(permission: d.Permission) -> Any:
     """The route's permission: every role the domain gives `permission`,
-    in its scope (its district, or all of them)."""
+    in its scope (its kindergarten, its district, or all of them). A route
+    that takes it as `access: trust.Access = requires(...)` keeps a record
+    within the scope with `access.check(kindergarten=..., district=...)`."""
     return trust.allow(*(_grant(r) for r in d.Role if d.can(r, permission)))
 
 
@@ -60,7 +63,7 @@ def staff_session(request: Request) -> trust.Principal | None:
     except Unauthenticated:
         return None
     request.state.staff, request.state.token = staff, token
-    return trust.staff_principal(staff.id, staff.role.value, district=staff.district or None)
+    return staff.principal
 
 
 # ------------------------------------------------------------ dependencies
@@ -261,7 +264,9 @@ def install_error_pages(app: FastAPI) -> None:
 
     @app.exception_handler(NotFound)
     async def not_found(request: Request, _exc: NotFound):
-        return page_of(request).error("not_found", 404)
+        path = request.url.path
+        kind = "not_found_here" if path.startswith(("/kindergarten", "/district")) else "not_found"
+        return page_of(request).error(kind, 404)
 
     @app.exception_handler(Forbidden)
     async def forbidden(request: Request, _exc: Forbidden):
@@ -274,3 +279,7 @@ def install_error_pages(app: FastAPI) -> None:
     @app.exception_handler(ReferralUnavailable)
     async def unavailable(request: Request, _exc: ReferralUnavailable):
         return page_of(request).error("unavailable", 503, back=_parent(request), headers={"Retry-After": "30"})
+
+    @app.exception_handler(QueueUnavailable)
+    async def queue_unavailable(request: Request, _exc: QueueUnavailable):
+        return page_of(request).error("queue_unavailable", 503, back=_parent(request), headers={"Retry-After": "30"})

@@ -20,6 +20,7 @@ YEAR = 365 * 86400
 
 
 FIRST_PAGES = ((d.Permission.WORKLIST, "/worklist"), (d.Permission.VOUCHER_VIEW, "/vouchers"),
+               (d.Permission.KG_ENROL, "/kindergarten"), (d.Permission.DISTRICT_MANAGE, "/district"),
                (d.Permission.AUDIT_SEARCH, "/audit"))
 
 

@@ -67,18 +67,20 @@ class StaffView:
     role: d.Role
     district: str
     locale: str
+    kindergarten: str = ""          # kindergarten staff: the one kindergarten
 
     def can(self, permission: d.Permission) -> bool:
         return d.can(self.role, permission)
 
     @property
     def principal(self) -> trust.Principal:
-        """The actor the audit trail records."""
-        return trust.staff_principal(self.id, self.role.value, district=self.district or None)
+        """The actor the audit trail records (and the other services are told of)."""
+        return trust.staff_principal(self.id, self.role.value, district=self.district or None,
+                                     kindergarten=self.kindergarten or None)
 
     @classmethod
     def of(cls, s: Staff) -> "StaffView":
-        return cls(s.id, s.login, s.full_name, d.Role(s.role), s.district, s.locale)
+        return cls(s.id, s.login, s.full_name, d.Role(s.role), s.district, s.locale, s.kindergarten or "")
 
 
 def now_utc() -> datetime:

@@ -11,6 +11,7 @@ import math
 import secrets
 import uuid
 from datetime import datetime
+from typing import Protocol
 
 import sqlalchemy as sa
 from argon2 import PasswordHasher
@@ -35,6 +36,42 @@ def token_hash(token: str) -> str:
     return hashlib.sha256(token.encode()).hexdigest()
 
 
+class ScopeDirectory(Protocol):
+    """Which kindergartens and districts exist (the queue's register)."""
+
+    def kindergarten(self, kindergarten: str) -> dict | None: ...
+
+    def district_exists(self, district: str) -> bool: ...
+
+
+class ScopeUnchecked(Exception):
+    """The directory did not answer."""
+
+
+def _check_kindergarten(directory: ScopeDirectory | None, kindergarten: str) -> str:
+    """The district of an existing kindergarten; refused naming it otherwise."""
+    try:
+        found = directory.kindergarten(kindergarten) if directory is not None else None
+    except ScopeUnchecked as exc:
+        raise d.Refused([d.err("kindergarten", "scope_unchecked", detail=str(exc))]) from None
+    if directory is None:
+        raise d.Refused([d.err("kindergarten", "scope_unchecked", detail="no register to ask")])
+    if found is None:
+        raise d.Refused([d.err("kindergarten", "kindergarten_unknown", kindergarten=kindergarten)])
+    return str(found["district"])
+
+
+def _check_district(directory: ScopeDirectory | None, district: str) -> None:
+    if directory is None:
+        raise d.Refused([d.err("district", "scope_unchecked", detail="no register to ask")])
+    try:
+        known = directory.district_exists(district)
+    except ScopeUnchecked as exc:
+        raise d.Refused([d.err("district", "scope_unchecked", detail=str(exc))]) from None
+    if not known:
+        raise d.Refused([d.err("district", "district_unknown", district=district)])
+
+
 def _failures(row: SignInFailure) -> d.Failures:
     return d.Failures(row.count, utc(row.last_at))
 
@@ -48,21 +85,33 @@ class StaffAccounts:
         # answer takes as long as for a known login.
         self._dummy_hash = self.hasher.hash(secrets.token_hex(8))
 
-    def add(self, login: str, full_name: str, role: str, district: str, password: str, locale: str = "ru") -> str:
+    def add(self, login: str, full_name: str, role: str, district: str, password: str, locale: str = "ru", *,
+            kindergarten: str = "", directory: ScopeDirectory | None = None) -> str:
+        """A new account. A kindergarten's staff name an existing kindergarten
+        (the account takes its district), a district officer an existing
+        district: `directory` (the queue) says which exist."""
         login = (login or "").strip().lower()
-        d.validate_staff(login, full_name, role, district, password)
-        if locale not in ("ru", "ky"):
+        kindergarten = (kindergarten or "").strip()
+        d.validate_staff(login, full_name, role, district, password, kindergarten)
+        if locale not in d.STAFF_LANGUAGES:
             raise d.Refused([d.err("locale", "choice")])
+        scope = d.SCOPES[d.Role(role)]
+        if scope is d.Scope.KINDERGARTEN:
+            district = _check_kindergarten(directory, kindergarten)
+        else:
+            kindergarten = ""
+            if d.Role(role) is d.Role.DISTRICT:
+                _check_district(directory, district.strip())
         staff_id = str(uuid.uuid4())
         try:
             with unit_of_work(self.ctx.sessions) as s:
                 s.add(Staff(id=staff_id, login=login, password_hash=self.hasher.hash(password),
                             full_name=full_name.strip(), role=role,
-                            district="" if d.all_districts(role) else district.strip(),
+                            district="" if d.all_districts(role) else district.strip(), kindergarten=kindergarten,
                             locale=locale, active=True, failed_logins=0, created_at=self.ctx.now()))
                 s.flush()
                 self.ctx.audit(s, CONSOLE, "staff.add", subject_type="staff", subject_id=staff_id,
-                               district=district, login_added=login, role=role)
+                               district=district, login_added=login, role=role, kindergarten=kindergarten or None)
         except IntegrityError:
             raise d.Refused([d.err("login", "login_taken")]) from None
         return staff_id
