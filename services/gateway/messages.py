@@ -114,6 +114,14 @@ ERRORS = {
     "entry_holds_referral": N_("the child holds a direction: cancel the direction first."),
     "entry_enrolled": N_("the child is already enrolled in a kindergarten."),
     "entry_unknown": N_("this application is not in the queue."),
+    # The referral workflow's refusals of a parent's act (workflows/rules.py).
+    "referral_closed": N_("this direction is no longer open."),
+    "window_ended": N_("the time for this has run out."),
+    "already_extended": N_("the direction has already been extended once."),
+    "not_extension_day": N_("an extension may be asked for only on the last working day of the confirmation "
+                            "window."),
+    "extend_no_confirmation_window": N_("only the time for confirming a privilege can be extended."),
+    "extend_already_confirmed": N_("only the time for confirming a privilege can be extended."),
     "not_found": N_("not found."),
     "forbidden": N_("this is not allowed for you."),
     "rate_limited": N_("too many requests; wait a minute and try again."),

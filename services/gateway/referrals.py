@@ -19,8 +19,11 @@ class Referrals(Protocol):
     async def extend(self, referral_id: str, actor: str) -> dict: ...
 
 
-def refused(reason: str, status: int = 409) -> UpstreamError:
-    return UpstreamError(status, [{"field": "referral", "code": "", "message": reason}], reason)
+def refused(reason: str, status: int = 409, code: str = "", params: dict | None = None) -> UpstreamError:
+    """The workflow's refusal: its code and parameters for the pages (in the
+    reader's language, services/gateway/messages.py), its words for the rest."""
+    return UpstreamError(status, [{"field": "referral", "code": code, "params": dict(params or {}),
+                                   "message": reason}], reason, code)
 
 
 class TemporalReferrals:
@@ -50,8 +53,8 @@ class TemporalReferrals:
             result = await self.temporal.update(referral_id, name, act)
         except ReferralRefused as exc:
             if exc.closed:
-                raise refused("this direction is no longer open", 404) from exc
-            raise refused(exc.reason) from exc
+                raise refused("this direction is no longer open", 404, "referral_closed") from exc
+            raise refused(exc.reason, code=exc.code or "", params=exc.params) from exc
         except ReferralUnavailable as exc:
             raise UpstreamError(503, detail=str(exc)) from exc
         return result.model_dump(mode="json")

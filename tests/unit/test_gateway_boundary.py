@@ -166,7 +166,7 @@ def test_an_outage_of_notifications_or_temporal_is_a_503_with_retry_after(tmp_pa
         assert r.status_code == 503 and int(r.headers["retry-after"]) >= 1
         stack.gateway.state.gateway.referrals = TemporalReferrals("127.0.0.1:9")
         r = c.post(f"/api/v1/me/referrals/{ref['referral_id']}/cancel", headers=h)
-        assert r.status_code in (409, 503) and r.status_code != 500
+        assert r.status_code == 503 and int(r.headers["retry-after"]) >= 1, r.text
 
 
 # --- rate limits -------------------------------------------------------------------------
@@ -289,3 +289,29 @@ def test_one_client_sends_a_limited_number_of_codes_whatever_the_addresses(tmp_p
         other.put(f"/api/v1/drafts/{t}/child", json={**CHILD, "pin": "21506202400320"})
         other.put(f"/api/v1/drafts/{t}/parent", json={**PARENT, "email": "elsewhere@example.kg"})
         assert other.post(f"/api/v1/drafts/{t}/email-code").status_code == 202
+
+
+def test_the_workflows_refusal_reaches_the_page_in_the_parents_language(tmp_path):
+    from services.gateway.referrals import refused
+    from tests.unit.test_gateway_portal import activate_and_login, apply, browser
+
+    stack = Stack(tmp_path)
+    fake = stack.queue.workflows
+
+    class WindowEnded:
+        """The referral's workflow, whose window ended a moment ago."""
+
+        status = fake.status
+
+        async def cancel(self, referral_id: str, actor: str) -> dict:
+            raise refused("cannot cancel the referral: the window ended at 2027-03-08T00:00:00",
+                          code="window_ended", params={"deadline": "2027-03-08T00:00:00"})
+
+    c = browser(stack, "ky")
+    apply(c, stack, "21506202400209", "window@example.kg")
+    activate_and_login(c, stack, "window@example.kg")
+    ref = stack.queue.publish_place(list(stack.queue.entries)[-1])
+    stack.gateway.state.gateway.referrals = WindowEnded()
+    page = c.get(f"/cabinet/referrals/{ref['referral_id']}/cancel")
+    r = c.post(f"/cabinet/referrals/{ref['referral_id']}/cancel", data={"csrf": csrf(page.text)})
+    assert r.status_code == 409 and "буга мөөнөт бүттү." in r.text and "window ended" not in r.text
