@@ -1,13 +1,19 @@
-"""Demo data for `make run`: kindergartens in Bishkek and Osh, a few hundred
-children already in the queue, and some free places, loaded through the
-queue service's API like any administrator would (from the console: the
-`cli` caller's token, acting for an administrator). Deterministic and
-idempotent: a second run adds nothing."""
+"""Demo data for `make run`: kindergartens in Bishkek and Osh (their districts
+by territory code, as the address registry and the staff have them), a few
+hundred children already in the queue, some free places (so referrals are
+waiting at the kindergartens) and a publication on the district's schedule,
+loaded through the queue service's API like any administrator would (from
+the console: the `cli` caller's token, acting for an administrator); then
+each service's own demo part (`services/<name>/demo.py: load(settings)`,
+e.g. the staff accounts of every role). Deterministic and idempotent: a
+second run adds nothing."""
 from __future__ import annotations
 
 import random
+from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
 
+from kezek import calendar as kcal, wiring
 from kezek.categories import EXTRAORDINARY, GENERAL, PRIVILEGED
 from kezek.client import SyncServiceClient, UpstreamError
 from kezek.settings import Settings
@@ -15,17 +21,23 @@ from kezek.trust import ServiceKeys, staff_principal
 
 ADMIN = staff_principal("demo", "admin")
 
+# Districts by their territory code (SOATE), as the address registry has them.
+LENINSKY, OKTYABRSKY, PERVOMAISKY, SVERDLOVSKY, OSH = (
+    "41711210000000", "41711220000000", "41711230000000", "41711240000000", "41721200000000")
 # (id, name, district, address, lat, lon, languages)
 KINDERGARTENS = [
-    ("bishkek-12", "Ясли-сад № 12 «Балажан»", "Bishkek/Leninsky", "ул. Токтогула, 125", 42.8702, 74.5887, ["ky", "ru"]),
-    ("bishkek-37", "Ясли-сад № 37 «Күн нуру»", "Bishkek/Oktyabrsky", "ул. Ахунбаева, 98", 42.8415, 74.6180, ["ky", "ru"]),
-    ("bishkek-81", "Ясли-сад № 81 «Айгөлек»", "Bishkek/Pervomaysky", "ул. Московская, 201", 42.8720, 74.6040, ["ru"]),
-    ("bishkek-104", "Ясли-сад № 104 «Жылдызча»", "Bishkek/Sverdlovsky", "мкр. Джал, 23", 42.8290, 74.5740, ["ky"]),
-    ("bishkek-150", "Ясли-сад № 150 «Ак-Бата»", "Bishkek/Sverdlovsky", "ул. Ибраимова, 40", 42.8850, 74.6200, ["ky", "ru"]),
-    ("osh-5", "Ясли-сад № 5 «Нурбакыт»", "Osh/Osh", "ул. Ленина, 290", 40.5283, 72.7985, ["ky", "ru"]),
-    ("osh-19", "Ясли-сад № 19 «Сулайман»", "Osh/Osh", "ул. Курманжан Датка, 120", 40.5140, 72.8160, ["ky", "uz"]),
-    ("osh-44", "Ясли-сад № 44 «Бакыт»", "Osh/Osh", "ул. Масалиева, 12", 40.5390, 72.7850, ["ky", "ru"]),
+    ("bishkek-12", "Ясли-сад № 12 «Балажан»", LENINSKY, "ул. Токтогула, 125", 42.8702, 74.5887, ["ky", "ru"]),
+    ("bishkek-37", "Ясли-сад № 37 «Күн нуру»", OKTYABRSKY, "ул. Ахунбаева, 98", 42.8415, 74.6180, ["ky", "ru"]),
+    ("bishkek-81", "Ясли-сад № 81 «Айгөлек»", PERVOMAISKY, "ул. Московская, 201", 42.8720, 74.6040, ["ru"]),
+    ("bishkek-104", "Ясли-сад № 104 «Жылдызча»", SVERDLOVSKY, "мкр. Джал, 23", 42.8290, 74.5740, ["ky"]),
+    ("bishkek-150", "Ясли-сад № 150 «Ак-Бата»", SVERDLOVSKY, "ул. Ибраимова, 40", 42.8850, 74.6200, ["ky", "ru"]),
+    ("osh-5", "Ясли-сад № 5 «Нурбакыт»", OSH, "ул. Ленина, 290", 40.5283, 72.7985, ["ky", "ru"]),
+    ("osh-19", "Ясли-сад № 19 «Сулайман»", OSH, "ул. Курманжан Датка, 120", 40.5140, 72.8160, ["ky", "uz"]),
+    ("osh-44", "Ясли-сад № 44 «Бакыт»", OSH, "ул. Масалиева, 12", 40.5390, 72.7850, ["ky", "ru"]),
 ]
+# On the district's schedule: places of bishkek-12 tomorrow at 09:00 (the
+# district office finds them on its schedule and may call them off).
+SCHEDULED = ("bishkek-12", 2023, "ru", 3)
 SURNAMES = ["Асанов", "Токтогулов", "Жумабеков", "Исаков", "Садыков", "Мамытов", "Осмонов", "Ибраимов",
             "Абдыкадыров", "Кадыров", "Иванов", "Ким", "Юсупов", "Бекмуратов"]
 NAMES = ["Айбек", "Дана", "Нурай", "Тимур", "Айсулуу", "Эрлан", "Алина", "Бекзат", "Мээрим", "Санжар",
@@ -62,7 +74,16 @@ def children(rng: random.Random) -> list[dict]:
     return out
 
 
-def load(settings: Settings) -> str:
+@dataclass
+class Demo:
+    """What the demo loaded: a summary line, and what each service wants
+    printed beside its address (the staff pages: the demo logins)."""
+
+    summary: str
+    notes: dict[str, list[str]] = field(default_factory=dict)
+
+
+def load(settings: Settings) -> Demo:
     rng = random.Random(2027)
     queue = SyncServiceClient(settings.url_of("queue"), keys=ServiceKeys.from_settings(settings), caller="cli",
                               audience="queue", timeout=30)
@@ -70,7 +91,7 @@ def load(settings: Settings) -> str:
     def call(method: str, path: str, **kw):
         return queue.call(method, f"/api/v1{path}", actor=ADMIN, **kw)
 
-    created = published = 0
+    created = published = scheduled = 0
     try:
         for kid, name, district, address, lat, lon, languages in KINDERGARTENS:
             call("PUT", f"/kindergartens/{kid}", json={"name": name, "district": district, "address": address,
@@ -89,7 +110,18 @@ def load(settings: Settings) -> str:
                 call("POST", f"/kindergartens/{kid}/places", json={"cohort": cohort, "language": languages[0],
                                                                    "count": 2})
                 published += 2
+        kid, cohort, language, count = SCHEDULED
+        if not call("GET", "/places/scheduled", params={"kindergarten": kid}):
+            cal = kcal.calendar(settings.country)
+            tomorrow = cal.local_date(datetime.now(UTC)) + timedelta(days=1)
+            at = cal.start_of_day(tomorrow) + timedelta(hours=9)
+            call("POST", f"/kindergartens/{kid}/places", json={"cohort": cohort, "language": language,
+                                                               "count": count, "publish_at": at.isoformat()})
+            scheduled = count
     finally:
         queue.close()
-    return (f"demo data: {len(KINDERGARTENS)} kindergartens, {created} children joined the queue, "
-            f"{published} places published")
+    demo = Demo(f"demo data: {len(KINDERGARTENS)} kindergartens, {created} children joined the queue, "
+                f"{published} places published, {scheduled} on the schedule")
+    for service, part in wiring.demo_parts():
+        demo.notes[service] = part(settings)
+    return demo

@@ -108,6 +108,7 @@ class Supervisor:
         self.interruptible = True
         self.stopping = False
         self._written = ""
+        self.demo_notes: dict[str, list[str]] = {}   # printed beside each service's address
 
     # -- signals -----------------------------------------------------------
     def request_stop(self, *_) -> None:
@@ -223,7 +224,9 @@ class Supervisor:
     def load_demo_data(self) -> None:
         demo = wiring.optional_module("kezek.demo")
         if demo is not None:
-            say(demo.load(self.settings_for_children()))
+            loaded = demo.load(self.settings_for_children())
+            say(loaded.summary)
+            self.demo_notes = loaded.notes
 
     def settings_for_children(self) -> Settings:
         return Settings(database_url=self.env.get("KEZEK_DATABASE_URL", ""), state_dir=self.state)
@@ -235,16 +238,19 @@ class Supervisor:
         rows = [
             ("gateway", "Parent portal", f"{s.url_of('gateway')}/"),
             ("gateway", "API docs", f"{s.url_of('gateway')}/api/docs"),
-            ("verification", "Caseworker UI", f"{s.url_of('verification')}/"),
+            ("verification", "Staff pages", f"{s.url_of('verification')}/"),
             ("queue", "Queue API docs", f"{s.url_of('queue')}/docs"),
             ("registration", "Registration API docs", f"{s.url_of('registration')}/docs"),
             ("notifications", "Notifications API docs", f"{s.url_of('notifications')}/docs"),
             (None, "Temporal UI", f"http://{s.host}:{s.temporal_ui_port}/"),
         ]
+        notes = dict(self.demo_notes)
         for service, label, url in rows:
             if service is not None and service not in serving:
                 continue
             print(f"  {label:<24} {url}", flush=True)
+            for line in notes.pop(service, []):
+                print(f"    {line}", flush=True)
         say(f"logs in {self.state}/logs; stop with Ctrl-C or `make stop`")
 
     # -- watching ----------------------------------------------------------

@@ -79,3 +79,9 @@ def services_with_activities() -> list[str]:
 
 def outboxes(services: tuple[str, ...] = SERVICES) -> list[tuple[str, object]]:
     return [(s, ob) for s in services if (ob := _part(s, "models", "outbox")) is not None]
+
+
+def demo_parts() -> list[tuple[str, object]]:
+    """Each service's own demo data for `make run` (`demo.load(settings)`,
+    answering the lines to print beside its address)."""
+    return [(s, load) for s in SERVICES if (load := _part(s, "demo", "load")) is not None]

@@ -52,12 +52,23 @@ def test_run_starts_everything_prints_answering_urls_and_stops_cleanly_on_ctrl_c
         output = "".join(lines)
         assert "Kezek is running" in output, output
         urls = re.findall(r"^\s+[\w ]+?\s+(http://\S+)$", output, re.M)
-        for label in ("Parent portal", "API docs", "Caseworker UI", "Temporal UI"):
+        for label in ("Parent portal", "API docs", "Staff pages", "Temporal UI"):
             assert any(label in line for line in lines), f"{label} missing from:\n{output}"
         assert re.search(r"demo data: 8 kindergartens, 300 children joined the queue", output), output
         for url in urls:
             r = httpx.get(url, timeout=10, follow_redirects=True)
             assert r.status_code == 200, f"{url} answered {r.status_code}"
+        # The demo staff printed beside the staff pages sign in, each role landing on its first page.
+        password = re.search(r"demo staff, password (\S+):", output).group(1)
+        staff_url = re.search(r"Staff pages\s+(http://\S+)", output).group(1)
+        landing = {"kg-bishkek-12": "/kindergarten", "district-leninsky": "/district",
+                   "caseworker-leninsky": "/worklist", "operator": "/audit"}
+        for login, first_page in landing.items():
+            assert re.search(rf"^\s+{login}\s", output, re.M), f"{login} not printed:\n{output}"
+            with httpx.Client(base_url=staff_url, timeout=10) as staff:
+                r = staff.post("/login", data={"login": login, "password": password, "next": "/"})
+                assert r.status_code == 303, (login, r.status_code)
+                assert staff.get("/").headers["location"] == first_page, login
     finally:
         proc.send_signal(signal.SIGINT)
         rest, _ = proc.communicate(timeout=120)
