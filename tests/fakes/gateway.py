@@ -275,6 +275,13 @@ class Stack:
             "notifications": httpx.ASGITransport(app=self.inbox.app),
         }, referrals=self.queue.workflows)
 
+    def freeze_limits(self, at: float = 1_800_000_010.0) -> "Stack":
+        """Every rate-limit window of this stack stays the one around `at`:
+        a test of a limit never straddles a window's edge."""
+        self.gateway.state.gateway.limits.clock = lambda: at
+        self.registration.state.rate_limits.clock = lambda: at
+        return self
+
     def events(self, event_type: str) -> list[dict]:
         """Registration's outbox as the notifications service reads it (sealed fields opened)."""
         with self.registration.state.engine.connect() as conn:

@@ -172,7 +172,8 @@ def test_an_outage_of_notifications_or_temporal_is_a_503_with_retry_after(tmp_pa
 # --- rate limits -------------------------------------------------------------------------
 
 def limited_stack(tmp_path, **limits) -> Stack:
-    return Stack(tmp_path, **{"rate_limit_per_minute": 1000, "rate_limit_per_address_per_minute": 1000, **limits})
+    return Stack(tmp_path, **{"rate_limit_per_minute": 1000, "rate_limit_per_address_per_minute": 1000,
+                              **limits}).freeze_limits()
 
 
 def test_rotating_random_bearers_do_not_escape_the_limit_of_their_address(tmp_path):
@@ -252,6 +253,7 @@ def test_limits_are_shared_by_every_gateway_replica(tmp_path):
 
     first = limited_stack(tmp_path, rate_limit_per_address_per_minute=4)
     second = create_app(first.settings, transports={"registration": httpx.ASGITransport(app=first.registration)})
+    second.state.gateway.limits.clock = first.gateway.state.gateway.limits.clock
     with TestClient(first.gateway, base_url="https://testserver") as a, \
             TestClient(second, base_url="https://testserver") as b:
         codes = [(a if n % 2 else b).get("/api/v1/address/regions").status_code for n in range(6)]
