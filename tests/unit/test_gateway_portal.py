@@ -357,6 +357,19 @@ def test_another_familys_pages_are_not_found(stack):
     assert "21506202400021" not in html and f"/referrals/{ref['referral_id']}/" not in html
 
 
+def test_a_child_who_aged_out_or_left_is_named_so_and_offers_no_removal(stack):
+    c = browser(stack, "ru")
+    apply(c, stack, "21506202400034", "aged@example.kg")
+    activate_and_login(c, stack, "aged@example.kg")
+    app_id = list(stack.queue.entries)[-1]
+    for status, words in (("aged_out", "Выбыл из очереди: достиг школьного возраста"),
+                          ("left", "Выбыл из детского сада")):
+        stack.queue.entries[app_id]["status"] = status
+        page = c.get("/cabinet").text
+        assert f'data-status="{status}"' in page and words in page
+        assert f"/cabinet/applications/{app_id}/remove" not in page
+
+
 def test_cabinet_without_a_session_goes_to_login(stack):
     assert browser(stack).get("/cabinet").url.path == "/login"
 
