@@ -8,11 +8,11 @@ from __future__ import annotations
 from datetime import date, datetime
 from pathlib import Path
 
-from babel.dates import format_date, format_datetime
 from babel.support import Translations
 from jinja2 import Environment, FileSystemLoader, StrictUndefined, select_autoescape
 
 from kezek import i18n
+from kezek.formatting import Formats
 from services.verification.domain import STAFF_LANGUAGES
 
 HERE = Path(__file__).parent
@@ -35,31 +35,19 @@ def pick_language(requested: str | None, cookie: str | None, preferred: str | No
     return DEFAULT
 
 
-def _fmt_date(value: date | None, lang: str, form: str = "dd.MM.yyyy") -> str:
+def _fmt_date(value: date | str | None, fmt: Formats, form: str | None = None) -> str:
+    """A day (a moment's own day: the staff pages show moments as stored)."""
     if value is None:
         return "—"
-    if isinstance(value, str):          # a day as another service's JSON carries it
-        value = date.fromisoformat(value[:10])
-    if isinstance(value, datetime):
-        value = value.date()
-    return format_date(value, form, locale=lang)
+    return fmt.long_day(value) if form == "long" else fmt.date(value)
 
 
-def _fmt_moment(value: datetime | None, lang: str) -> str:
+def _fmt_moment(value: datetime | str | None, fmt: Formats) -> str:
+    """A moment or a day as the pages and a refusal's parameters carry it."""
     if value is None:
         return "—"
-    return format_datetime(value, "dd.MM.yyyy HH:mm", tzinfo=value.tzinfo, locale=lang)
-
-
-def _fmt_iso(value: str | None, lang: str) -> str:
-    """A moment or a day as a refusal's parameters carry it (ISO, local time)."""
-    try:
-        moment = datetime.fromisoformat(str(value))
-    except ValueError:
-        return str(value or "—")
-    if len(str(value)) == 10:
-        return _fmt_date(moment.date(), lang)
-    return _fmt_moment(moment, lang)
+    shown = fmt.moment(value)
+    return shown or str(value)
 
 
 class Pages:
@@ -74,9 +62,10 @@ class Pages:
                               extensions=["jinja2.ext.i18n"], undefined=StrictUndefined,
                               trim_blocks=True, lstrip_blocks=True)
             env.install_gettext_translations(Translations.load(str(mo_dir), [lang], DOMAIN), newstyle=True)
-            env.filters["d"] = lambda v, form="dd.MM.yyyy", _l=lang: _fmt_date(v, _l, form)
-            env.filters["dt"] = lambda v, _l=lang: _fmt_moment(v, _l)
-            env.filters["moment"] = lambda v, _l=lang: _fmt_iso(v, _l)
+            fmt = Formats(lang)
+            env.filters["d"] = lambda v, form=None, _f=fmt: _fmt_date(v, _f, form)
+            env.filters["dt"] = lambda v, _f=fmt: _fmt_moment(v, _f)
+            env.filters["moment"] = lambda v, _f=fmt: _fmt_moment(v, _f)
             env.globals.update(lang=lang, languages=LANGUAGE_NAMES, static_version=static_version)
             self.envs[lang] = env
 

@@ -6,7 +6,7 @@ refusal re-renders it with a 4xx, an error summary and the message at each
 field it names."""
 from __future__ import annotations
 
-from datetime import date, datetime, tzinfo
+from datetime import datetime, time
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -14,6 +14,7 @@ import jinja2
 from fastapi import Depends, Request
 from fastapi.responses import HTMLResponse, RedirectResponse
 
+from kezek.formatting import Formats, parse_moment
 from kezek.trust import PARENT
 from services.gateway import i18n
 from services.gateway.clients import UpstreamError
@@ -74,10 +75,9 @@ def environment(gw: Gateway, lang: str) -> jinja2.Environment:
         env = jinja2.Environment(loader=jinja2.FileSystemLoader(TEMPLATES), autoescape=True,
                                  extensions=["jinja2.ext.i18n"], trim_blocks=True, lstrip_blocks=True)
         env.install_gettext_translations(i18n.translations(str(gw.mo_dir), lang), newstyle=True)
-        env.filters["km"] = lambda m: f"{m / 1000:.1f}".replace(".", "," if lang != "en" else ".")
-        env.filters["day"] = lambda value: format_day(value, gw.tz)
-        env.filters["deadline"] = lambda value: format_deadline(value, gw.tz)
-        env.filters["date"] = lambda value: format_date(value, gw.tz)
+        fmt = formats(gw, lang)
+        env.filters.update(fmt.filters())
+        env.filters["deadline"] = lambda value: format_deadline(value, fmt)
         _environments[key] = env
     return env
 
@@ -127,37 +127,15 @@ Render = Annotated[Page, Depends(Page)]
 
 # ------------------------------------------------------- dates on the pages
 
-def _moment(value: Any, tz: tzinfo) -> datetime | date | None:
-    """A moment in the parents' local time (the services speak UTC), or a bare date."""
-    try:
-        dt = datetime.fromisoformat(str(value).replace("Z", "+00:00"))
-    except ValueError:
-        try:
-            return date.fromisoformat(str(value))
-        except ValueError:
-            return None
-    return dt.astimezone(tz) if dt.tzinfo else dt
+def formats(gw: Gateway, lang: str) -> Formats:
+    """Dates and numbers in the reader's language and the country's time zone."""
+    return Formats(lang, gw.tz)
 
 
-def format_day(value: Any, tz: tzinfo) -> str:
-    if not value:
-        return ""
-    moment = _moment(value, tz)
-    if not isinstance(moment, datetime):
-        return moment.strftime("%d.%m.%Y") if moment else str(value)
-    return moment.strftime("%d.%m.%Y %H:%M") if (moment.hour, moment.minute) != (0, 0) \
-        else moment.strftime("%d.%m.%Y")
-
-
-def format_date(value: Any, tz: tzinfo) -> str:
-    moment = _moment(value, tz) if value else None
-    return moment.strftime("%d.%m.%Y") if moment else ""
-
-
-def format_deadline(value: Any, tz: tzinfo) -> str:
+def format_deadline(value: Any, fmt: Formats) -> str:
     """A window ends at 24:00 of its last day, which the services write as
     00:00 of the next: the parent is shown the last day itself."""
-    moment = _moment(value, tz) if value else None
-    if isinstance(moment, datetime) and (moment.hour, moment.minute, moment.second) == (0, 0, 0):
-        return rules.last_day(moment).strftime("%d.%m.%Y")
-    return format_day(value, tz)
+    moment = parse_moment(value, fmt.tz)
+    if isinstance(moment, datetime) and moment.time() == time(0):
+        return fmt.date(rules.last_day(moment))
+    return fmt.day(value)
