@@ -7,8 +7,8 @@ the use cases load the counts and save what these functions return.
   an hour, whatever the draft, and one client (the address the request came
   from) asks for at most `codes_per_client_per_hour` codes an hour: eight new
   drafts cannot send eight codes to one mailbox.
-- Sign-in: wrong passwords slow the guesser, never lock the account. They
-  are counted per login and client (a guesser's own attempts), per client
+- Sign-in (the shared rule: kezek/throttle.py): wrong passwords slow the
+  guesser, never lock the account. They are counted per login and client (a guesser's own attempts), per client
   across logins (one client trying many accounts), and per login across
   clients (many clients trying one account). After the free ones each
   further attempt waits twice as long as the one before, up to
@@ -22,6 +22,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
+from kezek import throttle
 from services.registration.domain import CODE_RESEND_AFTER, FieldError
 
 
@@ -56,43 +57,11 @@ def code_send_refusal(to_address: list[datetime], from_client: list[datetime], n
 FREE_PER_LOGIN_AND_CLIENT = 3
 FREE_PER_CLIENT = 20          # a public service centre or an office shares one address
 FREE_PER_LOGIN = 10           # from clients the owner never signed in from
-FIRST_WAIT = timedelta(seconds=2)
-LONGEST_WAIT = timedelta(minutes=15)
-FAILURES_FORGOTTEN_AFTER = timedelta(days=1)
+LONGEST_WAIT = throttle.LONGEST_WAIT
+FAILURES_FORGOTTEN_AFTER = throttle.FORGOTTEN_AFTER
 NOTICE_EVERY = timedelta(days=1)
-
-
-@dataclass(frozen=True)
-class Failures:
-    """Wrong passwords counted under one key, and when the last one came."""
-
-    count: int = 0
-    last_at: datetime | None = None
-
-    def current(self, now: datetime) -> int:
-        if self.last_at is None or now - self.last_at >= FAILURES_FORGOTTEN_AFTER:
-            return 0
-        return self.count
-
-    def one_more(self, now: datetime) -> "Failures":
-        return Failures(self.current(now) + 1, now)
-
-
-def wait_after(failures: int, free: int) -> timedelta:
-    """The wait before the next attempt once `failures` wrong passwords were
-    counted: none for the first `free`, then FIRST_WAIT doubling each time,
-    never longer than LONGEST_WAIT."""
-    beyond = failures - free
-    if beyond <= 0:
-        return timedelta(0)
-    return min(FIRST_WAIT * 2 ** min(beyond - 1, 20), LONGEST_WAIT)
-
-
-def _wait(f: Failures, free: int, now: datetime) -> timedelta:
-    count = f.current(now)
-    if not count or f.last_at is None:
-        return timedelta(0)
-    return max(timedelta(0), f.last_at + wait_after(count, free) - now)
+Failures = throttle.Failures
+wait_after = throttle.wait_after
 
 
 @dataclass(frozen=True)
@@ -105,10 +74,10 @@ class SignInCounts:
 def sign_in_wait(counts: SignInCounts, now: datetime, *, usual_client: bool) -> timedelta:
     """How long from `now` until the next attempt is heard (zero: now).
     `usual_client`: the owner signed in from this client before."""
-    waits = [_wait(counts.login_and_client, FREE_PER_LOGIN_AND_CLIENT, now),
-             _wait(counts.client, FREE_PER_CLIENT, now)]
+    waits = [throttle.wait(counts.login_and_client, FREE_PER_LOGIN_AND_CLIENT, now),
+             throttle.wait(counts.client, FREE_PER_CLIENT, now)]
     if not usual_client:
-        waits.append(_wait(counts.login, FREE_PER_LOGIN, now))
+        waits.append(throttle.wait(counts.login, FREE_PER_LOGIN, now))
     return max(waits)
 
 

@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from datetime import date, datetime, timedelta
 from enum import StrEnum
 
-from kezek import refusals
+from kezek import refusals, throttle
 
 from workflows.rules import DEFAULTS, certificate_in_date, certificate_valid_until
 
@@ -228,45 +228,17 @@ def validate_staff(login: str, full_name: str, role: str, district: str, passwor
 # told of the wrong passwords at their next sign-in.
 FREE_FAILURES = 3                 # per account and client
 FREE_FAILURES_PER_CLIENT = 20     # per client, whatever the account (an office shares its address)
-FIRST_WAIT = timedelta(seconds=2)
-LONGEST_WAIT = timedelta(minutes=15)
-FAILURES_FORGOTTEN_AFTER = timedelta(days=1)
-
-
-@dataclass(frozen=True)
-class Failures:
-    """Wrong passwords counted under one key, and when the last one came."""
-
-    count: int = 0
-    last_at: datetime | None = None
-
-
-def _current(f: Failures, now: datetime) -> int:
-    if f.last_at is None or now - f.last_at >= FAILURES_FORGOTTEN_AFTER:
-        return 0
-    return f.count
-
-
-def wait_after(failures: int, free: int) -> timedelta:
-    """The wait before the next attempt once `failures` wrong passwords were
-    counted: none for the first `free`, then FIRST_WAIT doubling each time,
-    never longer than LONGEST_WAIT."""
-    beyond = failures - free
-    if beyond <= 0:
-        return timedelta(0)
-    return min(FIRST_WAIT * 2 ** min(beyond - 1, 20), LONGEST_WAIT)
-
-
-def sign_in_wait(f: Failures, free: int, now: datetime) -> timedelta:
-    """How long from `now` until the next attempt is heard (zero: now)."""
-    count = _current(f, now)
-    if not count or f.last_at is None:
-        return timedelta(0)
-    return max(timedelta(0), f.last_at + wait_after(count, free) - now)
+# The rule itself is the one every sign-in shares (kezek/throttle.py).
+FIRST_WAIT = throttle.FIRST_WAIT
+LONGEST_WAIT = throttle.LONGEST_WAIT
+FAILURES_FORGOTTEN_AFTER = throttle.FORGOTTEN_AFTER
+Failures = throttle.Failures
+wait_after = throttle.wait_after
+sign_in_wait = throttle.wait
 
 
 def one_more_failure(f: Failures, now: datetime) -> Failures:
-    return Failures(_current(f, now) + 1, now)
+    return f.one_more(now)
 
 
 # -------------------------------------------------------------- certificates
