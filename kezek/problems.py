@@ -101,6 +101,14 @@ class NotFound(Problem):
     title = "Not found"
 
 
+class Internal(Problem):
+    """A bug: logged with the request id, which the answer names."""
+
+    status = 500
+    code = "internal"
+    title = "Internal error"
+
+
 class Unavailable(Problem):
     """A dependency (database, broker, Temporal) does not answer."""
 

@@ -26,7 +26,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from kezek.logging import get_logger
 from kezek.metrics import LATENCY, REQUESTS
 from kezek.problems import (  # noqa: F401  (re-exported: the services' one import)
-    PROBLEM_JSON, PROBLEM_RESPONSES, RETRY_AFTER_OUTAGE, DomainError, InvalidInput, NotFound, Problem,
+    PROBLEM_JSON, PROBLEM_RESPONSES, RETRY_AFTER_OUTAGE, DomainError, Internal, InvalidInput, NotFound, Problem,
     ProblemModel, TooLarge, TooManyRequests, Unavailable, field_errors, problem_response,
 )
 from kezek.trust import PUBLIC
@@ -120,6 +120,7 @@ def create_service_app(service: str, *, title: str | None = None, version: str =
         request_id = request.headers.get("x-request-id") or str(uuid.uuid4())
         if len(request_id) > 100 or not _path_is_clean(request_id):
             request_id = str(uuid.uuid4())
+        request.state.request_id = request_id      # for pages that name it (an error to quote)
         structlog.contextvars.clear_contextvars()
         structlog.contextvars.bind_contextvars(request_id=request_id, service=service)
         started = time.perf_counter()
@@ -155,6 +156,12 @@ def create_service_app(service: str, *, title: str | None = None, version: str =
     async def database_error(request: Request, exc: sa_exc.SQLAlchemyError):
         return problem_response(database_problem(exc), request.url.path)
 
+    @app.exception_handler(Exception)
+    async def bug(request: Request, exc: Exception):
+        # Starlette logs the exception and re-raises it after this answer.
+        reference = getattr(request.state, "request_id", None)
+        return problem_response(Internal(detail=f"internal error (request {reference})"), request.url.path)
+
     @app.get("/health", tags=["operations"], summary="Liveness: the process answers", dependencies=[PUBLIC])
     async def health():
         return {"status": "ok", "service": service}
@@ -186,7 +193,7 @@ def database_problem(exc: sa_exc.SQLAlchemyError) -> Problem:
         log.warning("web.database_unavailable", error=repr(exc)[:300])
         return Unavailable(detail="the database does not answer; try again shortly")
     log.exception("web.database_error")
-    return Problem("internal", status=500, detail="internal error")
+    return Internal(detail="internal error")
 
 
 _HTTP_CODES = {404: "not_found", 405: "method_not_allowed", 401: "unauthenticated", 403: "forbidden",

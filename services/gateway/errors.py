@@ -1,22 +1,31 @@
 """How the gateway answers what went wrong, in the reader's language: the
 JSON API with RFC 9457 problem details whose messages are translated
-(`errors[].message` is "Label: message"), the portal with a page. A refusal
-of a service keeps its status and fields; an outage of a service or of
-Temporal is 503 with Retry-After, never a 500. A page that needs a signed-in
-parent sends an anonymous visitor to the login page."""
+(`errors[].message` is "Label: message"), the portal with a page in its
+layout (an unknown address, a wrong method, bad query parameters, too many
+requests, an outage, a bug: 404, 405, 422, 429, 503, 500). A refusal of a
+service keeps its status and fields; an outage of a service or of Temporal
+is 503 with Retry-After, never a 500. A page that needs a signed-in parent
+sends an anonymous visitor to the login page."""
 from __future__ import annotations
 
 from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response
+from sqlalchemy import exc as sa_exc
+from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from kezek.problems import PROBLEM_JSON, RETRY_AFTER_OUTAGE
+from kezek.logging import get_logger
+from kezek.problems import PROBLEM_JSON, RETRY_AFTER_OUTAGE, Problem
 from kezek.trust import Forbidden, Unauthenticated
+from kezek.web import database_problem
 from services.gateway import i18n
 from services.gateway.clients import UpstreamError
 from services.gateway.context import Gateway
 from services.gateway.messages import describe
 from services.gateway.portal.pages import LANG_COOKIE, Page, Redirect, errors_of, redirect, status_of
 from services.gateway.sessions import SESSION_COOKIE
+
+log = get_logger(__name__)
 
 TITLES = {401: "Unauthenticated", 403: "Forbidden", 404: "Not found", 409: "Refused by the rules",
           422: "Invalid input", 429: "Too many requests", 503: "Temporarily unavailable"}
@@ -44,12 +53,21 @@ def problem(status: int, errors: list[dict], headers: dict | None = None, instan
 
 
 def answer(request: Request, status: int, errors: list[dict], headers: dict | None = None) -> Response:
-    gw: Gateway = request.app.state.gateway
     if is_page(request):
-        page = Page(request, gw, reader_language(request, gw))("error.html", status, errors)
-        page.headers.update(headers or {})
-        return page
+        return error_page(request, status, errors, headers)
     return problem(status, errors, headers, request.url.path)
+
+
+def error_page(request: Request, status: int, errors: list[dict] | None = None,
+               headers: dict | None = None) -> Response:
+    """The portal's error page: the layout, the reader's language, what
+    happened in words for the status, and the request id to quote."""
+    gw: Gateway = request.app.state.gateway
+    reference = getattr(request.state, "request_id", None)
+    page = Page(request, gw, reader_language(request, gw))("error.html", status, errors or [], http_status=status,
+                                                           reference=reference)
+    page.headers.update(headers or {})
+    return page
 
 
 def too_many(request: Request, retry_after: float) -> Response:
@@ -73,6 +91,47 @@ async def upstream_answer(request: Request, exc: UpstreamError) -> Response:
 
 def install(app: FastAPI) -> None:
     app.add_exception_handler(UpstreamError, upstream_answer)
+    skeleton = dict(app.exception_handlers)     # kezek.web's problem details, kept for the JSON API
+
+    def pages_or_problems(kind):
+        fallback = skeleton[kind]
+
+        def decorate(on_page):
+            async def handler(request: Request, exc):
+                if not is_page(request):
+                    return await fallback(request, exc)
+                return on_page(request, exc)
+
+            app.add_exception_handler(kind, handler)
+            return on_page
+        return decorate
+
+    @pages_or_problems(StarletteHTTPException)
+    def http_error(request: Request, exc: StarletteHTTPException):
+        return error_page(request, exc.status_code, headers=getattr(exc, "headers", None))
+
+    @pages_or_problems(RequestValidationError)
+    def invalid_query(request: Request, _exc: RequestValidationError):
+        # A page's address with a query it cannot read (?new=x): the page does not exist as asked.
+        return error_page(request, 404)
+
+    @pages_or_problems(Problem)
+    def skeleton_problem(request: Request, exc: Problem):
+        return error_page(request, exc.status, headers=exc.headers or None)
+
+    @pages_or_problems(sa_exc.SQLAlchemyError)
+    def database(request: Request, exc: sa_exc.SQLAlchemyError):
+        found = database_problem(exc)
+        return error_page(request, found.status, headers=found.headers or None)
+
+    @app.exception_handler(Exception)
+    async def bug(request: Request, exc: Exception):
+        # Starlette logs and re-raises it after this answer; the reader gets
+        # a page (or problem details) with the request id to quote.
+        log.error("gateway.unhandled", error=repr(exc)[:300], path=request.url.path)
+        if is_page(request):
+            return error_page(request, 500)
+        return await skeleton[Exception](request, exc)
 
     @app.exception_handler(Unauthenticated)
     async def unauthenticated(request: Request, exc: Unauthenticated):

@@ -97,3 +97,17 @@ def test_every_service_documents_the_problem_responses():
     spec = make_app().openapi()
     assert "ProblemModel" in spec["components"]["schemas"]
     assert "application/problem+json" in spec["paths"]["/children"]["post"]["responses"]["409"]["content"]
+
+
+def test_a_bug_is_a_500_problem_naming_the_request_id():
+    from kezek.web import create_service_app
+
+    app = create_service_app("probe")
+
+    @app.get("/boom", dependencies=[PUBLIC])
+    def boom():
+        raise RuntimeError("a bug")
+
+    r = TestClient(app, raise_server_exceptions=False).get("/boom", headers={"x-request-id": "req-9"})
+    assert r.status_code == 500 and r.headers["content-type"] == "application/problem+json"
+    assert r.json()["code"] == "internal" and "req-9" in r.json()["detail"] and "RuntimeError" not in r.text

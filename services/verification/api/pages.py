@@ -204,7 +204,7 @@ Render = Annotated[Page, Depends(page_of)]
 
 # ------------------------------------------------------------ refusals as pages
 
-_KIND_OF_STATUS = {400: "bad_request", 403: "forbidden", 404: "not_found", 405: "not_found",
+_KIND_OF_STATUS = {400: "bad_request", 403: "forbidden", 404: "not_found", 405: "wrong_method",
                    413: "too_large", 422: "bad_request", 429: "rate_limited", 503: "unavailable"}
 
 
@@ -255,8 +255,15 @@ def install_error_pages(app: FastAPI) -> None:
 
     @app.exception_handler(StarletteHTTPException)
     async def http_error(request: Request, exc: StarletteHTTPException):
-        return page_of(request).error(_KIND_OF_STATUS.get(exc.status_code, "error"), exc.status_code,
-                                      headers=getattr(exc, "headers", None))
+        # The router's own 404 is an address with no page, not a record out of reach.
+        kind = "no_page" if exc.status_code == 404 else _KIND_OF_STATUS.get(exc.status_code, "error")
+        return page_of(request).error(kind, exc.status_code, headers=getattr(exc, "headers", None))
+
+    @app.exception_handler(Exception)
+    async def bug(request: Request, exc: Exception):
+        # Starlette logs and re-raises it after this answer; the page names
+        # the request id to quote.
+        return page_of(request).error("internal", 500, reference=getattr(request.state, "request_id", None))
 
     @app.exception_handler(Unauthenticated)
     async def no_session(request: Request, _exc: Unauthenticated):
