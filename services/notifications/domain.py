@@ -1,5 +1,6 @@
 """Notification rules: which event tells the parent what, on which channels,
-and when a message may go out. Pure functions and dataclasses, stdlib only.
+and when a message may go out. Pure functions and dataclasses: the standard
+library and the core's rules (kezek/contacts.py) only.
 
 Vocabulary: an *event* (a fact from another service) yields one *message* per
 *channel* (sms, email, inapp). A message is *due* at a moment; quiet hours and
@@ -14,6 +15,8 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, time, timedelta, tzinfo
 from enum import StrEnum
+
+from kezek import contacts
 
 
 class Channel(StrEnum):
@@ -411,15 +414,9 @@ class InvalidPhone(ValueError):
 
 
 def normalize_phone(raw: str) -> str:
-    """+996 (Kyrgyzstan, 9 digits after the code) or +7 (Kazakhstan, 10
-    digits) in E.164, so that one phone has one rate-limit bucket."""
-    digits = "".join(c for c in raw if c.isdigit())
-    if digits.startswith("996") and len(digits) == 12:
-        return "+" + digits
-    if digits.startswith("7") and len(digits) == 11:
-        return "+" + digits
-    if digits.startswith("8") and len(digits) == 11:  # Kazakh trunk prefix
-        return "+7" + digits[1:]
-    if digits.startswith("0") and len(digits) == 10:  # Kyrgyz trunk prefix
-        return "+996" + digits[1:]
-    raise InvalidPhone(f"phone {raw!r} is not a +996 or +7 number")
+    """A Kyrgyz (+996) or Kazakh (+7) mobile number in E.164 (the core's
+    rule, kezek/contacts.py), so that one phone has one rate-limit bucket."""
+    try:
+        return contacts.phone_e164(raw)
+    except contacts.ContactError:
+        raise InvalidPhone(f"phone {raw!r} is not a +996 or +7 mobile number") from None

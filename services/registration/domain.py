@@ -1,6 +1,7 @@
 """The registration rules of DOMAIN.md section 2 (the Balalyk parent flow).
 
-Pure functions and dataclasses, standard library only. Every refusal is a
+Pure functions and dataclasses: the standard library and the core's rules
+(kezek/pin.py, kezek/contacts.py) only. Every refusal is a
 `FieldError`: the field it concerns and a stable code; the gateway turns the
 code into a sentence in the parent's language (see its gettext catalogs).
 """
@@ -15,6 +16,7 @@ from datetime import date, datetime, timedelta
 from typing import Iterable
 
 from kezek import categories as kcat
+from kezek import contacts as kcontacts
 from kezek import pin as kpin
 
 # --- errors -----------------------------------------------------------------
@@ -69,47 +71,26 @@ def age_in_full_years(born: date, on: date) -> int:
 
 # --- contacts ----------------------------------------------------------------
 
-_PHONE_RULES = {
-    # country code, national significant number length
-    "996": 9,   # Kyrgyzstan: +996 XXX XXX XXX
-    "7": 10,    # Kazakhstan: +7 7XX XXX XX XX
-}
-
+# The rules are the core's (kezek/contacts.py: phonenumbers and
+# email-validator); here a refusal becomes a field error.
 
 def normalize_phone(raw: str, field_: str = "phone") -> str:
-    """A Kyrgyz (+996, 9 digits) or Kazakh (+7, 10 digits) mobile number in
-    E.164. Local forms are accepted: 0XXXXXXXXX (KG) and 8XXXXXXXXXX (KZ)."""
-    s = re.sub(r"[\s\-().]", "", raw or "")
-    if not s:
-        raise RegistrationRefused([_err(field_, "required")])
-    if s.startswith("+"):
-        s = s[1:]
-    elif len(s) == 10 and s.startswith("0"):
-        s = "996" + s[1:]
-    elif len(s) == 11 and s.startswith("8"):
-        s = "7" + s[1:]
-    if not s.isdigit():
-        raise RegistrationRefused([_err(field_, "phone_format")])
-    for cc, length in _PHONE_RULES.items():
-        if s.startswith(cc) and len(s) == len(cc) + length:
-            if cc == "7" and s[1] not in "67":
-                break  # +7 9.. is Russia, not Kazakhstan
-            return "+" + s
-    raise RegistrationRefused([_err(field_, "phone_format")])
-
-
-_EMAIL = re.compile(r"^[A-Za-z0-9.!#$%&'*+/=?^_`{|}~-]+@[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?"
-                    r"(?:\.[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?)+$")
+    """A Kyrgyz (+996) or Kazakh (+7) mobile number in E.164, from any of
+    the forms people write it in (+996 555 123 456, 0555 12-34-56,
+    8 701 123 45 67 ...)."""
+    try:
+        return kcontacts.phone_e164(raw)
+    except kcontacts.ContactError as e:
+        raise RegistrationRefused([_err(field_, e.code)]) from None
 
 
 def normalize_email(raw: str, field_: str = "email") -> str:
-    s = (raw or "").strip()
-    if not s:
-        raise RegistrationRefused([_err(field_, "required")])
-    if len(s) > 254 or not _EMAIL.match(s):
-        raise RegistrationRefused([_err(field_, "email_format")])
-    local, _, domain = s.rpartition("@")
-    return f"{local}@{domain.lower()}"
+    """The address with its domain in lower case; refused by its syntax only
+    (no DNS lookup)."""
+    try:
+        return kcontacts.email_address(raw)
+    except kcontacts.ContactError as e:
+        raise RegistrationRefused([_err(field_, e.code)]) from None
 
 
 # --- the e-mail code ----------------------------------------------------------

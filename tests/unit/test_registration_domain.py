@@ -51,14 +51,15 @@ def test_a_refused_pin_says_how_many_digits():
 @pytest.mark.parametrize("raw,e164", [
     ("+996 555 123 456", "+996555123456"), ("996555123456", "+996555123456"),
     ("0555 12-34-56", "+996555123456"), ("+7 (701) 123-45-67", "+77011234567"),
-    ("87011234567", "+77011234567"),
+    ("87011234567", "+77011234567"), ("00996 555 123456", "+996555123456"), ("8 (747) 123 45 67", "+77471234567"),
 ])
 def test_phone_accepts_kyrgyz_and_kazakh_numbers(raw, e164):
     assert d.normalize_phone(raw) == e164
 
 
-@pytest.mark.parametrize("raw", ["+99655512345", "+9965551234567", "+79161234567", "+1 202 555 0100", "phone"])
-def test_phone_outside_plus996_and_plus7_refused(raw):
+@pytest.mark.parametrize("raw", ["+99655512345", "+9965551234567", "+79161234567", "+1 202 555 0100", "phone",
+                                 "+996 312 123456"])
+def test_phone_outside_plus996_and_plus7_mobiles_refused(raw):
     with pytest.raises(d.RegistrationRefused) as exc:
         d.normalize_phone(raw)
     assert codes(exc) == [("phone", "phone_format")]
