@@ -135,6 +135,16 @@ class QueueClient:
         return await self.call("GET", f"/api/v1/queue-entries/{seg(application_id)}/positions", who,
                                ok_missing=True) or []
 
+    async def public_queue(self, kindergarten: str, cohort: int, language: str, *, offset: int = 0,
+                           limit: int = 100) -> dict:
+        """The anonymised queue of a kindergarten, cohort and language (public)."""
+        return await self.call("GET", f"/api/v1/public/queues/{seg(kindergarten)}/{int(cohort)}/{seg(language)}",
+                               params={"offset": offset, "limit": limit})
+
+    async def figures(self, month: str | None = None) -> dict:
+        """The country's and each district's published figures (public)."""
+        return await self.call("GET", "/api/v1/public/figures", params={"month": month} if month else None)
+
     async def remove(self, who: Principal, application_id: str):
         return await self.call("POST", f"/api/v1/queue-entries/{seg(application_id)}/removal", who,
                                json={"reason": "asked by the parent"})

@@ -52,7 +52,8 @@ def referral(r: dict, names: dict[str, str], status: dict | None = None, today: 
 def entry(raw: dict, positions: list[dict] | None, names: dict[str, str]) -> dict:
     found = raw.get("positions") if positions is None else positions
     return {"status": raw.get("status"), "category": raw.get("category"), "queue_date": raw.get("queue_date"),
-            "paused_until": raw.get("paused_until"), "history": raw.get("history") or [],
+            "paused_until": raw.get("paused_until"), "left_at": raw.get("left_at"), "cohort": raw.get("cohort"),
+            "language": raw.get("language"), "history": raw.get("history") or [],
             "positions": [position(p, names) for p in (found or [])]}
 
 

@@ -329,3 +329,13 @@ def test_published_figures_need_no_sign_in(api, svc):
     districts = api.get("/api/v1/districts", headers=officer(api)).json()
     assert districts == [{"district": LENINSKY, "kindergartens": 2, "open": 2},
                          {"district": OKTYABRSKY, "kindergartens": 1, "open": 1}]
+
+
+def test_the_public_list_shows_the_cabinet_s_position_beside_the_number_in_its_language(svc):
+    join(svc, "ru-first", lang="ru", qd="2026-01-01T10:00:00+06:00")
+    join(svc, "ky-second", lang="ky", qd="2026-02-01T10:00:00+06:00")
+    join(svc, "ru-third", lang="ru", qd="2026-03-01T10:00:00+06:00")
+    public = svc.views.public_queue("sun", 2024, "ru")
+    assert [(e["number"], e["position"]) for e in public["entries"]] == [(1, 1), (2, 3)]
+    [cabinet] = svc.views.positions("ru-third")
+    assert cabinet.position == public["entries"][1]["position"] == 3

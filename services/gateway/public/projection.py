@@ -194,6 +194,7 @@ APPLICATION_STATE = {
     "application.resumed.v1": "public.application.resumed.v1",
     "application.paused.v1": "public.application.paused.v1",
     "application.aged_out.v1": "public.application.aged_out.v1",
+    "application.left.v1": "public.application.left.v1",
 }
 APPLICATION_GENERAL = ("application.returned_to_general_queue.v1",)
 REFERRAL_TYPES = {
@@ -204,7 +205,8 @@ REFERRAL_TYPES = {
 # The state a fact leaves the referral in, when the fact does not say (the
 # referral's rules: workflows/rules.py).
 REFERRAL_STATE = {fact.removeprefix("referral."): state.value for fact, state in rules.STATE_AFTER_FACT.items()}
-PLACE_TYPES = {f"place.{name}.v1": f"public.place.{name}.v1" for name in ("published", "withdrawn", "returned")}
+PLACE_TYPES = {f"place.{name}.v1": f"public.place.{name}.v1"
+               for name in ("published", "withdrawn", "returned", "freed")}
 VALID_STATES = {state.value for state in rules.ReferralState}
 
 
@@ -302,9 +304,10 @@ def _application_state(event_type, data, lookup, names, country) -> Outcome:
     until = clean_moment(data.get("until")) if event_type == "application.paused.v1" else None
     if event_type == "application.paused.v1" and until is None:
         return Outcome(skipped="stop-list end missing or malformed")
+    left = clean_kindergarten(data.get("kindergarten_id")) if event_type == "application.left.v1" else None
     return Outcome(facts=[PublicFact(APPLICATION_STATE[event_type], child.child_ref, _compact({
         "child_ref": child.child_ref, "cohort": child.cohort, "category": child.category, "district": child.district,
-        "until": until,
+        "until": until, "kindergarten_id": left,
     }))])
 
 

@@ -232,7 +232,9 @@ class Position(BaseModel):
 
 
 class PublicEntry(BaseModel):
-    number: int
+    number: int = Field(description="1-based, among the waiting children of this cohort and language")
+    position: int = Field(description="the position the parent's cabinet shows: among the waiting children of "
+                                      "the cohort who list this kindergarten, in every language")
     child: str = Field(description="masked name")
     queue_date: datetime
     category: str

@@ -53,15 +53,21 @@ class Views:
 
     def public_queue(self, kg: str, cohort: int, language: str, *, limit: int = 100, offset: int = 0) -> dict:
         """The anonymised queue of one kindergarten, cohort and language:
-        masked names, queue date and category, in rank order."""
+        masked names, queue date and category, in rank order; with each
+        child's number in this language and its position as the parent's
+        cabinet shows it (among the cohort's children of every language)."""
         with self.ctx.read() as w:
             policy, _ = w.policy()
             kindergartens.get(w.s, kg)
-            rows = entries.competitors(w.s, [kg], cohort, language)
-            ranked = sorted(rows, key=lambda r: rank_key(entries.applicant(r), policy))
+            # The cabinet's position counts every language (domain/positions.py);
+            # places are per language, so the list is, and shows both numbers.
+            every = sorted(entries.competitors(w.s, [kg], cohort), key=lambda r: rank_key(entries.applicant(r), policy))
+            position = {r.id: i + 1 for i, r in enumerate(every)}
+            ranked = [r for r in every if r.language == language]
             on = self.ctx.today(policy)
             shown = [{
                 "number": offset + i + 1,
+                "position": position[r.id],
                 "child": mask_name(r.surname, r.name, r.patronymic),
                 "queue_date": aware(r.queue_date),
                 "category": r.category,
