@@ -286,7 +286,7 @@ def test_the_schedule_page_lists_older_birth_years_and_the_extraordinary_right_f
         assert r.status_code == 303, text(r)
     page = text(officer.get(f"/districts/{DISTRICT_A}/schedule"))
     assert "старшие годы рождения" in page
-    rows = re.findall(r"<tr><td>02\.03\.2027 09:00</td><td>(\d{4})</td> ?<td>([^<]+)</td>", page)
+    rows = re.findall(r"<tr><td>02\.03\.2027,? 09:00</td><td>(\d{4})</td> ?<td>([^<]+)</td>", page)
     assert [(y, c.strip()) for y, c in rows] == [("2023", "открыты для всех"), ("2024", "только внеочередное право"),
                                                  ("2024", "открыты для всех")]
     r = officer.post(f"/districts/{DISTRICT_A}/schedule", data={
