@@ -9,7 +9,12 @@ every child's first position, then measures:
 - ageing out, day by day: the job at 00:00 of `--days` following days, each
   reading only that day's birthdays through the partial index
   ix_applications_school_age (the plan is printed), then the publication of
-  the positions of the pools those children waited in.
+  the positions of the pools those children waited in;
+- retention (the queue's job; kezek/retention.py): `--closed` of the children
+  are made closed applications (removed) at moments spread over the last
+  four years, each with three audit rows holding the family's words; then
+  the dry run, the first run (everything past the 3 years of `removed`)
+  and `--days` daily runs, each anonymising that day's share.
 
 The last line printed is one JSON object with the figures.
 
@@ -40,7 +45,9 @@ from kezek import calendar as kcal  # noqa: E402
 from kezek.db import ensure_database, make_engine, make_session_factory  # noqa: E402
 from kezek.infra.postgres import PostgresCluster  # noqa: E402
 from kezek.migrations import upgrade  # noqa: E402
+from kezek.retention import RetentionPolicy  # noqa: E402
 from services.queue.domain.ageing import latest_school_age_birth_date  # noqa: E402
+from services.queue.retention import retention_job  # noqa: E402
 from services.queue.usecases import Queue  # noqa: E402
 
 
@@ -98,12 +105,77 @@ def ageing(svc: Queue, engine, clock: Clock, days: int) -> dict:
             "day_positions_seconds_median": round(statistics.median(d["positions_seconds"] for d in per_day), 3)}
 
 
+def close_history(engine, share: float, seed: int) -> int:
+    """Makes `share` of the waiting children closed applications (removed)
+    at moments over the four years before the run, with the audit rows a
+    removal leaves (the family's words in them)."""
+    with engine.begin() as c:
+        c.execute(sa.text("SELECT setseed(:s)"), {"s": (seed % 1000) / 1000})
+        c.execute(sa.text(
+            "CREATE TEMP TABLE closing ON COMMIT DROP AS SELECT id, parent_id, "
+            "CAST(:now AS timestamptz) - random() * interval '1461 days' AS at "
+            "FROM applications WHERE status = 'queued' AND random() < :share"), {"now": NOW, "share": share})
+        n = c.execute(sa.text("UPDATE applications a SET status = 'removed', removed_at = k.at, "
+                              "removal_reason = 'moved to ' || a.name || ', ' || a.surname FROM closing k "
+                              "WHERE a.id = k.id")).rowcount
+        c.execute(sa.text("INSERT INTO retention_clock (application_id, parent_id, outcome, closed_at) "
+                          "SELECT id, parent_id, 'removed', at FROM closing"))
+        c.execute(sa.text(
+            "INSERT INTO audit_trail (at, kind, actor, actor_role, action, subject, outcome, details) "
+            "SELECT k.at, 'act', 'parent:' || k.parent_id, 'parent', x.action, 'application:' || k.id, 'ok', "
+            "CAST(x.details AS json) FROM closing k CROSS JOIN (VALUES "
+            "('application.queued', '{\"category\": \"general\", \"preferences\": [\"k00001\"]}'), "
+            "('application.preferences_changed', '{\"from\": [\"k00001\"], \"to\": [\"k00002\"]}'), "
+            "('application.removed', '{\"reason\": \"moved to Osh, Lenina 5, flat 7\"}')) AS x(action, details)"))
+    with engine.connect().execution_options(isolation_level="AUTOCOMMIT") as c:
+        c.execute(sa.text("VACUUM ANALYZE"))
+    return n
+
+
+def retention(engine, clock: Clock, days: int, share: float, seed: int) -> dict:
+    t = time.perf_counter()
+    closed = close_history(engine, share, seed)
+    say(f"retention: {closed} closed applications over four years (3 audit rows each) in "
+        f"{time.perf_counter() - t:.1f} s")
+    job = retention_job(make_session_factory(engine), RetentionPolicy(), now=clock)
+    clock.at = NOW
+    t = time.perf_counter()
+    dry = job.run(dry_run=True).as_dict()
+    dry_seconds = round(time.perf_counter() - t, 2)
+    say(f"retention dry run: {dry['applications']} due ({dry['by_outcome']}) in {dry_seconds} s")
+    t = time.perf_counter()
+    first = job.run().as_dict()
+    first_seconds = round(time.perf_counter() - t, 2)
+    say(f"retention, first run: {first['applications']} anonymised in {first_seconds} s")
+    with engine.connect().execution_options(isolation_level="AUTOCOMMIT") as c:
+        c.execute(sa.text("VACUUM ANALYZE"))
+    per_day = []
+    for i in range(1, days + 1):
+        clock.at = NOW + timedelta(days=i)
+        t = time.perf_counter()
+        r = job.run().as_dict()
+        per_day.append({"children": r["applications"], "seconds": round(time.perf_counter() - t, 3)})
+        say(f"retention day +{i}: {r['applications']} anonymised in {per_day[-1]['seconds']} s")
+    with engine.connect() as c:
+        left = c.execute(sa.text("SELECT count(*) FROM audit_trail WHERE details::text LIKE '%Lenina%' "
+                                 "AND subject IN (SELECT 'application:' || application_id FROM retention_clock "
+                                 "WHERE anonymised_at IS NOT NULL)")).scalar()
+    assert left == 0, f"{left} audit rows of anonymised applications still hold the family's words"
+    return {"closed": closed, "dry_run_seconds": dry_seconds, "dry_run_due": dry["applications"],
+            "first_run": {"seconds": first_seconds, "children": first["applications"]}, "days": per_day,
+            "day_seconds_median": round(statistics.median(d["seconds"] for d in per_day), 3),
+            "day_children_median": statistics.median(d["children"] for d in per_day)}
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--children", type=int, default=1_000_000)
     ap.add_argument("--kindergartens", type=int, default=12_000)
     ap.add_argument("--places", type=int, default=50_000)
     ap.add_argument("--days", type=int, default=7, help="consecutive days of the daily ageing job")
+    ap.add_argument("--closed", type=float, default=0.3, help="share of the children made closed applications")
+    ap.add_argument("--no-ageing", action="store_true")
+    ap.add_argument("--no-retention", action="store_true")
     ap.add_argument("--seed", type=int, default=2027)
     ap.add_argument("--dir", type=Path, default=None, help="cluster folder (default: a temporary one)")
     args = ap.parse_args(argv)
@@ -127,12 +199,15 @@ def main(argv: list[str] | None = None) -> int:
         say(f"{args.children} children loaded in {time.perf_counter() - t:.1f} s; first positions ...")
         clock = Clock(NOW)
         svc = Queue(make_session_factory(engine), clock=clock)
-        initial = publish_positions(svc, engine, everything=True)
-        say(f"positions: {initial['events']} events in {initial['seconds']} s")
-        with engine.connect().execution_options(isolation_level="AUTOCOMMIT") as c:
-            c.execute(sa.text("VACUUM ANALYZE"))
-        result = {"children": args.children, "kindergartens": args.kindergartens,
-                  "ageing": ageing(svc, engine, clock, args.days)}
+        result = {"children": args.children, "kindergartens": args.kindergartens}
+        if not args.no_ageing:
+            initial = publish_positions(svc, engine, everything=True)
+            say(f"positions: {initial['events']} events in {initial['seconds']} s")
+            with engine.connect().execution_options(isolation_level="AUTOCOMMIT") as c:
+                c.execute(sa.text("VACUUM ANALYZE"))
+            result["ageing"] = ageing(svc, engine, clock, args.days)
+        if not args.no_retention:
+            result["retention"] = retention(engine, clock, args.days, args.closed, args.seed)
         engine.dispose()
     finally:
         cluster.stop()

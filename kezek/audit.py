@@ -16,10 +16,16 @@ the attempt must not.
 
 On PostgreSQL the table is append-only: a trigger refuses DELETE, and UPDATE
 unless the session set `kezek.audit_rewrite` to `on` (what the retention
-job does to anonymise the details of closed applications).
+job does to anonymise the details of closed applications). That is the one
+rewrite path, `AuditTrail.rewrite`: it opens the gate for its own
+transaction only (`set_config(..., true)`; on SQLite, where a service's
+triggers refuse UPDATE, a row of `audit_rewrite_open` that it removes
+again), rewrites the `details` of the rows of the subjects it is given and
+nothing else (who, what, when and the outcome stay), and closes the gate.
 """
 from __future__ import annotations
 
+from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any
 
@@ -28,6 +34,11 @@ import structlog
 from sqlalchemy.orm import Session
 
 from kezek.trust import Principal
+
+# SQLite: while this table has a row, a service's append-only triggers let
+# an UPDATE through (the rewrite path below adds and removes the row in its
+# own transaction).
+REWRITE_GATE = "audit_rewrite_open"
 
 ACT = "act"       # a state change
 LOOK = "look"     # a staff look at personal data
@@ -123,6 +134,34 @@ class AuditTrail:
         return dict(at=at or datetime.now(UTC), kind=kind, actor=who.actor, actor_role=who.role, via=who.via,
                     action=action, subject=subject, district=district or who.district, outcome=outcome,
                     reason=reason, details=details or {}, request_id=request_id)
+
+    def rewrite(self, session: Session, subjects: list[str], scrub: Callable[[Any], Any]) -> int:
+        """The explicit rewrite path (the retention job's): the details of the
+        rows about `subjects`, passed through `scrub`; the rest of each row
+        stays. In the caller's transaction; returns the rows rewritten."""
+        if not subjects:
+            return 0
+        t = self.table
+        postgres = session.get_bind().dialect.name == "postgresql"
+        gate = not postgres and bool(session.execute(sa.text(
+            "SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = :n"), {"n": REWRITE_GATE}).first())
+        if postgres:
+            session.execute(sa.text("SELECT set_config('kezek.audit_rewrite', 'on', true)"))
+        elif gate:
+            session.execute(sa.text(f"INSERT INTO {REWRITE_GATE} (opened) VALUES (1)"))
+        changed = []
+        for part in range(0, len(subjects), 1000):
+            rows = session.execute(sa.select(t.c.id, t.c.details).where(
+                t.c.subject.in_(subjects[part:part + 1000]))).all()
+            changed += [{"row_id": i, "new": scrub(d)} for i, d in rows if scrub(d) != d]
+        if changed:
+            session.execute(t.update().where(t.c.id == sa.bindparam("row_id")).values(details=sa.bindparam("new")),
+                            changed)
+        if postgres:
+            session.execute(sa.text("SELECT set_config('kezek.audit_rewrite', 'off', true)"))
+        elif gate:
+            session.execute(sa.text(f"DELETE FROM {REWRITE_GATE}"))
+        return len(changed)
 
     def trail(self, session: Session, *, subject: str | None = None, actor: str | None = None,
               kind: str | None = None, after_id: int = 0, limit: int = 200) -> list[dict]:

@@ -20,6 +20,8 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "staff-add": ("services.verification.cli",
                   "create a staff account (caseworker, supervisor, commission, admin, operator)"),
     "webhooks": ("services.gateway.public.cli", "the public stream's webhooks: list, create, pause, retry ... (as an admin)"),
+    "retention": ("kezek.commands.retention",
+                  "anonymise closed applications whose retention period ended, per service (--dry-run: report)"),
     "queue-replay": ("services.queue.cli", "recompute every allocation from its recorded inputs and compare"),
     "schemas-lock": ("kezek.events.compat", "freeze the event schemas after additive changes (refuses breaking ones)"),
     "import": ("importer.run", "import the old portal's export (JSON or CSV folder); --dry-run"),

@@ -11,7 +11,7 @@ import os
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import SecretStr, model_validator
+from pydantic import SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 from pydantic_settings.exceptions import SettingsError
 from sqlalchemy.engine import make_url
@@ -161,6 +161,21 @@ class Settings(KezekSettings):
     service_keys_dir: str = ""
     # The largest request body a service parses (413 beyond it).
     max_body_bytes: int = 1024 * 1024
+    # How long each service keeps a closed application's personal data, in days per outcome, as a
+    # JSON object (kezek/retention.py), e.g. {"removed": 730}; outcomes not named keep their defaults:
+    # refused 365, removed 1095, aged_out 1095, left 1095, enrolled 1826
+    retention_days: str = ""
+
+    @field_validator("retention_days")
+    @classmethod
+    def _retention_days(cls, raw: str) -> str:
+        from kezek.retention import RetentionPolicy
+        RetentionPolicy.from_setting(raw)   # a bad value is refused at start-up, naming the field
+        return raw
+
+    def retention(self):
+        from kezek.retention import RetentionPolicy
+        return RetentionPolicy.from_setting(self.retention_days)
 
     @model_validator(mode="after")
     def _refuse_unsafe_production(self) -> "Settings":

@@ -1,6 +1,7 @@
 """Finds each service's parts by convention (see README, "Wiring"):
 `api.create_app`, `consumers.build_consumers`, `activities.build_activities`,
-`jobs.build_jobs`, `models.outbox`. A service without a part simply has none.
+`jobs.build_jobs`, `retention.build_retention`, `models.outbox`. A service
+without a part simply has none.
 
 The core imports no service: this module (and the `kezek` command table,
 kezek/cli.py) name them by module name only, so the services depend on the
@@ -55,6 +56,11 @@ def activities(settings: Settings) -> list:
 
 def jobs(settings: Settings, services: tuple[str, ...] = SERVICES) -> list:
     return [j for s in services if (build := _part(s, "jobs", "build_jobs")) for j in build(settings)]
+
+
+def retention_jobs(settings: Settings, services: tuple[str, ...] = SERVICES) -> list:
+    """Each service's retention job (`services/<name>/retention.py: build_retention`)."""
+    return [build(settings) for s in services if (build := _part(s, "retention", "build_retention"))]
 
 
 def has_workflows() -> bool:

@@ -4,6 +4,7 @@ from sqlalchemy.orm import DeclarativeBase
 from kezek.audit import AuditTrail
 from kezek.outbox import Outbox
 from kezek.ratelimit import RateLimits
+from kezek.retention import RetentionClock
 
 
 class Base(DeclarativeBase):
@@ -13,6 +14,7 @@ class Base(DeclarativeBase):
 outbox = Outbox(Base.metadata, source="gateway")
 trail = AuditTrail(Base.metadata)
 rate_limits = RateLimits.table_in(Base.metadata)   # shared by every gateway replica
+retention_clock = RetentionClock(Base.metadata)    # when each closed application closed (kezek/retention.py)
 
 
 from datetime import datetime  # noqa: E402

@@ -16,10 +16,12 @@ from kezek import connections
 from kezek.logging import configure_logging, get_logger
 from kezek.migrations import upgrade
 from kezek.relay import OutboxRelay
+from kezek.retention import daily_loop
 from kezek.settings import Settings
 from services.notifications.api import create_app
 from services.notifications.consumers import make_consumer, topics
 from services.notifications.models import outbox
+from services.notifications.retention import retention_job
 from services.notifications.runtime import NotificationSettings, build_dispatchers, build_service
 
 log = get_logger("services.notifications")
@@ -30,7 +32,8 @@ def consume_forever(service, settings: Settings, stop: threading.Event) -> None:
     while not stop.is_set():
         try:
             ensure_topics(settings.kafka_bootstrap, topics(settings.kafka_topic_prefix))
-            consumer = make_consumer(service, settings.kafka_bootstrap, settings.kafka_topic_prefix)
+            consumer = make_consumer(service, settings.kafka_bootstrap, settings.kafka_topic_prefix,
+                                     retention=retention_job(service.sessions, settings.retention()))
         except Exception as exc:
             log.warning("notifications.consumer_start_failed", error=repr(exc))
             stop.wait(1)
@@ -55,6 +58,7 @@ def main(argv: list[str] | None = None) -> int:
     loops = [("notifications-consumer", lambda s: consume_forever(service, settings, s)),
              ("notifications-relay", relay.run)]
     loops += [(d.__name__, d) for d in build_dispatchers(settings, extra)]
+    loops.append(("notifications-retention", daily_loop(retention_job(service.sessions, settings.retention()))))
     threads = [threading.Thread(target=fn, args=(stop,), name=name, daemon=True) for name, fn in loops]
     for t in threads:
         t.start()

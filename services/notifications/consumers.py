@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from kezek.consumer import IdempotentConsumer
 from kezek.events import aggregate_of
+from kezek.retention import CLOSED, ERASURE_GRANTED, RetentionJob
 from services.notifications.models import outbox
 from services.notifications.service import CONSUMED_TYPES, NotificationService
 
@@ -20,14 +21,28 @@ def topics(prefix: str) -> list[str]:
 KAFKA_CONFIG = dict(max_poll_records=50, max_poll_interval_ms=30_000)
 
 
-def make_consumer(service: NotificationService, bootstrap: str, prefix: str = "kezek",
-                  **kafka_config) -> IdempotentConsumer:
+def make_consumer(service: NotificationService, bootstrap: str, prefix: str = "kezek", *,
+                  retention: RetentionJob | None = None, **kafka_config) -> IdempotentConsumer:
+    """The messages' facts; and, with `retention`, the closing of an
+    application (this service's retention clock) and a granted erasure."""
+    def handle(s, event) -> None:
+        if event.type == CLOSED:
+            retention.closed(s, event)
+        elif event.type == ERASURE_GRANTED:
+            retention.erasure_granted(s, event)
+        else:
+            service.handle(s, event)
+
+    types = CONSUMED_TYPES | ({CLOSED, ERASURE_GRANTED} if retention is not None else set())
     return IdempotentConsumer(name=CONSUMER_NAME, topics=topics(prefix), bootstrap=bootstrap,
-                              sessions=service.sessions, outbox=outbox, handle=service.handle,
-                              types=CONSUMED_TYPES, **{**KAFKA_CONFIG, **kafka_config})
+                              sessions=service.sessions, outbox=outbox, handle=handle,
+                              types=types, **{**KAFKA_CONFIG, **kafka_config})
 
 
 def build_consumers(settings) -> list[IdempotentConsumer]:
+    from services.notifications.retention import retention_job
     from services.notifications.runtime import build_service
 
-    return [make_consumer(build_service(settings), settings.kafka_bootstrap, settings.kafka_topic_prefix)]
+    service = build_service(settings)
+    return [make_consumer(service, settings.kafka_bootstrap, settings.kafka_topic_prefix,
+                          retention=retention_job(service.sessions, settings.retention()))]

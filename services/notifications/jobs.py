@@ -55,10 +55,12 @@ class Dispatcher:
         self.transport.close()
 
 
-def build_jobs(settings) -> list[Dispatcher]:
+def build_jobs(settings) -> list:
+    from kezek.retention import daily_loop
+    from services.notifications.retention import build_retention
     from services.notifications.runtime import build_dispatchers
 
-    return build_dispatchers(settings)
+    return [*build_dispatchers(settings), daily_loop(build_retention(settings))]
 
 
 def run_all(dispatchers: Iterable[Dispatcher], stop: threading.Event) -> list[threading.Thread]:

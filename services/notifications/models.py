@@ -13,6 +13,7 @@ import sqlalchemy as sa
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
 from kezek.audit import AuditTrail
+from kezek.retention import RetentionClock
 from kezek.outbox import Outbox
 
 
@@ -23,6 +24,8 @@ class Base(DeclarativeBase):
 outbox = Outbox(Base.metadata, source="notifications")
 # Every state change of a message, with the verified actor (kezek/audit.py).
 audit = AuditTrail(Base.metadata)
+# When each closed application closed and how (kezek/retention.py).
+retention_clock = RetentionClock(Base.metadata)
 
 
 class Message(Base):

@@ -45,11 +45,13 @@ class Allocator:
 
 
 def build_jobs(settings) -> list:
+    from kezek.retention import daily_loop
     from services.queue.activities import WorkflowStarter
+    from services.queue.retention import build_retention
     from services.queue.runtime import build_queue
 
     allocator = Allocator(build_queue(settings))
     allocator.queue.wake_with(allocator.wake.set)
     starter = WorkflowStarter(build_queue(settings), address=settings.temporal_address,
                               namespace=settings.temporal_namespace, task_queue=settings.temporal_task_queue)
-    return [allocator, starter]
+    return [allocator, starter, daily_loop(build_retention(settings))]

@@ -18,6 +18,7 @@ from sqlalchemy.orm import DeclarativeBase, Mapped, declared_attr, mapped_column
 
 from kezek.audit import AuditTrail
 from kezek.outbox import Outbox
+from kezek.retention import RetentionClock
 
 
 class Base(DeclarativeBase):
@@ -27,6 +28,8 @@ class Base(DeclarativeBase):
 outbox = Outbox(Base.metadata, source="queue")
 # Every state change and every staff look, with the verified actor (kezek/audit.py).
 audit_trail = AuditTrail(Base.metadata)
+# When each closed application closed and how (kezek/retention.py).
+retention_clock = RetentionClock(Base.metadata)
 
 BigId = sa.BigInteger().with_variant(sa.Integer, "sqlite")  # SQLite autoincrements only INTEGER keys
 # Kindergarten ids, best first. A text array on PostgreSQL (GIN-indexed for

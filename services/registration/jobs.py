@@ -27,4 +27,7 @@ def build_jobs(settings) -> list:
                 log.warning("registration.scrub_failed", error=repr(exc))
 
     scrub_loop.__name__ = "registration-scrub"
-    return [scrub_loop]
+    from kezek.retention import daily_loop
+    from services.registration.retention import retention_job
+
+    return [scrub_loop, daily_loop(retention_job(service.sessions, settings.retention()))]

@@ -13,6 +13,7 @@ from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
 from kezek.audit import AuditTrail
 from kezek.outbox import Outbox
+from kezek.retention import RetentionClock
 from kezek.ratelimit import RateLimits
 
 
@@ -22,6 +23,8 @@ class Base(DeclarativeBase):
 
 outbox = Outbox(Base.metadata, source="registration")
 trail = AuditTrail(Base.metadata)
+# When each closed application closed and how (kezek/retention.py).
+retention_clock = RetentionClock(Base.metadata)
 rate_limits = RateLimits.table_in(Base.metadata)
 
 LIVE = sa.text("status NOT IN ('removed', 'refused')")

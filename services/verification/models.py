@@ -22,6 +22,7 @@ from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
 from kezek.audit import AuditTrail
 from kezek.outbox import Outbox
+from kezek.retention import RetentionClock
 
 
 def utc(moment: datetime | None) -> datetime | None:
@@ -56,6 +57,7 @@ class Base(DeclarativeBase):
 
 outbox = Outbox(Base.metadata, source="verification")
 audit_trail = AuditTrail(Base.metadata)     # kezek/audit.py: the one audit model of every service
+retention_clock = RetentionClock(Base.metadata)   # kezek/retention.py: when each closed application closed
 
 SEQ = sa.BigInteger().with_variant(sa.Integer, "sqlite")
 

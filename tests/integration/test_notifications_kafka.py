@@ -233,6 +233,10 @@ def parent_events(i: int, locale: str, run: str) -> list[Event]:
         e("verification.voucher_decided.v1", a, {"application_id": a, "parent_id": p, "decision": "approved",
                                                  "benefit_type": "full", "reason": "", "decision_number": 100 + i,
                                                  "decided_at": now.isoformat()}),
+        e("account.sign_in_failed.v1", p, {"parent_id": p, "email": email, "locale": locale, "failures": 4,
+                                           "at": now.isoformat()}),
+        e("application.aged_out.v1", a, {"application_id": a, "parent_id": p, "cohort": 2020,
+                                         "aged_out_at": now.isoformat(), "school_age_years": 7}),
     ]
     return events
 
@@ -260,7 +264,8 @@ def expected_messages(events: list[Event], tz: ZoneInfo) -> dict[str, Expected]:
     out = {}
     for e in events:
         rule = RULES[e.type]
-        if e.type in ("registration.email_code_issued.v1", "account.activation_issued.v1"):
+        if e.type in ("registration.email_code_issued.v1", "account.activation_issued.v1",
+                      "account.sign_in_failed.v1"):
             who = {"email": e.data["email"], "locale": e.data["locale"]}
         else:
             who = {**contacts[parents[e.data["application_id"]]]}

@@ -8,6 +8,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 from datetime import datetime
 
+from services.queue.models import retention_clock
 from services.queue.store.times import utc
 from services.queue.usecases.work import UnitOfWork
 
@@ -22,10 +23,15 @@ def closed_data(app_id: str, parent_id: str | None, outcome: str, at: datetime) 
 
 
 def closed(w: UnitOfWork, app_id: str, parent_id: str | None, outcome: str, at: datetime) -> None:
+    """The fact, and the queue's own retention clock (the queue is the
+    service that decides the closing, so it does not wait for its own fact)."""
     w.emit(CLOSED, f"application:{app_id}", closed_data(app_id, parent_id, outcome, at), time=at)
+    retention_clock.closed(w.s, [(app_id, parent_id, outcome, at)])
 
 
 def closed_many(w: UnitOfWork, rows: Iterable[tuple[str, str | None, datetime]], outcome: str) -> int:
     """(application id, parent id, closed at) of many applications closed one way."""
+    rows = list(rows)
+    retention_clock.closed(w.s, [(app_id, parent_id, outcome, at) for app_id, parent_id, at in rows])
     return w.emit_many(CLOSED, ((f"application:{app_id}", closed_data(app_id, parent_id, outcome, at))
                                 for app_id, parent_id, at in rows))
