@@ -5,15 +5,15 @@ while `audit_rewrite_open` has a row, which `AuditTrail.rewrite` (the
 retention job) adds and removes in its own transaction. PostgreSQL has its
 gate already (kezek.audit_rewrite).
 
-Revision ID: verification_0006
-Revises: verification_0005_refusals
+Revision ID: verification_0007
+Revises: verification_0006_kindergarten
 """
 from alembic import op
 
 from kezek.retention import create_retention_table, drop_retention_table
 
-revision = "verification_0006"
-down_revision = "verification_0005_refusals"
+revision = "verification_0007"
+down_revision = "verification_0006_kindergarten"
 branch_labels = None
 depends_on = None
 
