@@ -2,7 +2,8 @@
 
 `create_service_app` gives each app: request ids bound to the logs; /health
 (alive), /ready (its dependencies answer) and /metrics (Prometheus), public by
-design; the authenticator that `kezek.trust.allow` asks who is calling; a
+design; its API documentation (Swagger UI at /docs, ReDoc at /redoc) served
+with the assets of a package, so it opens without internet; the authenticator that `kezek.trust.allow` asks who is calling; a
 size limit on request bodies (413 before anything is parsed); control
 characters in a path refused (400); and one error shape, RFC 9457 problem
 details (`kezek.problems`). Bad input is a 4xx naming the field, never a 500;
@@ -10,14 +11,18 @@ a database that does not answer is a 503 with Retry-After.
 """
 from __future__ import annotations
 
+import importlib.util
 import time
 import uuid
+from pathlib import Path
 from collections.abc import Callable, Iterable
 
 import structlog
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import JSONResponse, PlainTextResponse
+from fastapi.openapi.docs import get_redoc_html, get_swagger_ui_html
+from fastapi.responses import HTMLResponse, JSONResponse, PlainTextResponse
+from fastapi.staticfiles import StaticFiles
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from sqlalchemy import exc as sa_exc
 from starlette.exceptions import HTTPException as StarletteHTTPException
@@ -36,6 +41,8 @@ log = get_logger(__name__)
 ReadyCheck = Callable[[], None]  # raises when the dependency is not ready
 
 DEFAULT_MAX_BODY = 1024 * 1024
+# The documentation pages' scripts and styles, from a package (no CDN).
+DOCS_ASSETS = str(Path(importlib.util.find_spec("fastapi_offline").origin).parent / "static")
 _DB_OUTAGE = (sa_exc.OperationalError, sa_exc.InterfaceError, sa_exc.DisconnectionError, sa_exc.TimeoutError)
 
 
@@ -109,7 +116,11 @@ def create_service_app(service: str, *, title: str | None = None, version: str =
     async) returns the verified `kezek.trust.Principal` or None; every route
     declares its permission with `kezek.trust.allow` or `PUBLIC`."""
     fastapi_kwargs.setdefault("responses", PROBLEM_RESPONSES)
-    app = FastAPI(title=title or f"Kezek {service}", version=version, **fastapi_kwargs)
+    docs_url = fastapi_kwargs.pop("docs_url", "/docs")
+    redoc_url = fastapi_kwargs.pop("redoc_url", "/redoc")
+    app = FastAPI(title=title or f"Kezek {service}", version=version, docs_url=None, redoc_url=None,
+                  **fastapi_kwargs)
+    offline_docs(app, docs_url, redoc_url)
     app.state.ready_checks = list(ready_checks)
     app.state.authenticate = authenticate
     app.state.service_name = service
@@ -184,6 +195,39 @@ def create_service_app(service: str, *, title: str | None = None, version: str =
         return PlainTextResponse(generate_latest(), media_type=CONTENT_TYPE_LATEST)
 
     return app
+
+
+def offline_docs(app: FastAPI, docs_url: str | None, redoc_url: str | None) -> None:
+    """Swagger UI at `docs_url` and ReDoc at `redoc_url` with their scripts
+    and styles from the fastapi-offline package (Swagger UI 5, which reads
+    FastAPI's OpenAPI 3.1, and ReDoc 2), served under `<docs_url>/assets`:
+    no CDN, no web fonts. The pages' own inline script needs a CSP exception
+    where an app sets one (the gateway's security headers)."""
+    if not (docs_url or redoc_url) or not app.openapi_url:
+        return
+    assets = f"{(docs_url or redoc_url).rstrip('/')}/assets"
+    app.mount(assets, StaticFiles(directory=DOCS_ASSETS), name="docs-assets")
+    openapi_url = app.openapi_url
+
+    if docs_url:
+        async def swagger_ui(request: Request) -> HTMLResponse:
+            root = request.scope.get("root_path", "")
+            return get_swagger_ui_html(
+                openapi_url=f"{root}{openapi_url}", title=f"{app.title} · Swagger UI",
+                swagger_js_url=f"{root}{assets}/swagger-ui-bundle.js", swagger_css_url=f"{root}{assets}/swagger-ui.css",
+                swagger_favicon_url=f"{root}{assets}/favicon.png",
+                swagger_ui_parameters={"persistAuthorization": True, "displayRequestDuration": True})
+
+        app.add_api_route(docs_url, swagger_ui, methods=["GET"], include_in_schema=False, dependencies=[PUBLIC])
+
+    if redoc_url:
+        async def redoc(request: Request) -> HTMLResponse:
+            root = request.scope.get("root_path", "")
+            return get_redoc_html(openapi_url=f"{root}{openapi_url}", title=f"{app.title} · ReDoc",
+                                  redoc_js_url=f"{root}{assets}/redoc.standalone.js",
+                                  redoc_favicon_url=f"{root}{assets}/favicon.png", with_google_fonts=False)
+
+        app.add_api_route(redoc_url, redoc, methods=["GET"], include_in_schema=False, dependencies=[PUBLIC])
 
 
 def database_problem(exc: sa_exc.SQLAlchemyError) -> Problem:

@@ -4,7 +4,7 @@ the public stream's contract and its webhooks administration. Every route
 declares who may use it (kezek/trust.py); `create_app` wires the skeleton
 (kezek/web.py), the authenticator (sessions.py), the shared rate limits
 (limits.py), the error answers in the reader's language (errors.py) and the
-routers. OpenAPI at /api/docs."""
+routers. OpenAPI at /api/docs (Swagger UI) and /api/redoc (ReDoc), offline."""
 from __future__ import annotations
 
 from contextlib import asynccontextmanager
@@ -58,7 +58,7 @@ def create_app(settings: Settings | None = None, *, transports: dict[str, httpx.
     app = create_service_app("gateway", title="Kezek parents' API", description=DESCRIPTION,
                              ready_checks=[("database", database_check(gw.engine))],
                              authenticate=gw.parents.authenticate, max_body_bytes=settings.max_body_bytes,
-                             docs_url="/api/docs", openapi_url="/api/openapi.json", redoc_url=None,
+                             docs_url="/api/docs", openapi_url="/api/openapi.json", redoc_url="/api/redoc",
                              lifespan=lifespan)
     app.state.gateway = gw
     app.mount("/static", StaticFiles(directory=STATIC_DIR), name="static")
@@ -96,7 +96,7 @@ def security_headers(response, path: str, public_url: str) -> None:
     response.headers.setdefault("X-Content-Type-Options", "nosniff")
     response.headers.setdefault("Referrer-Policy", "no-referrer")   # activation links carry a token
     response.headers.setdefault("X-Frame-Options", "DENY")
-    if not path.startswith("/api/docs"):
+    if not path.startswith(("/api/docs", "/api/redoc")):      # their pages run an inline script
         response.headers.setdefault(
             "Content-Security-Policy",
             "default-src 'self'; img-src 'self' data:; style-src 'self'; script-src 'self'; "
