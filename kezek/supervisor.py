@@ -237,7 +237,8 @@ class Supervisor:
         serving = set(wiring.services_with_api())
         rows = [
             ("gateway", "Parent portal", f"{s.url_of('gateway')}/"),
-            ("gateway", "API docs", f"{s.url_of('gateway')}/api/docs"),
+            ("gateway", "API docs", f"{s.url_of('gateway')}/api/docs  (ReDoc: /api/redoc)"),
+            ("gateway", "Event catalogue", f"{s.url_of('gateway')}/events"),
             ("verification", "Staff pages", f"{s.url_of('verification')}/"),
             ("queue", "Queue API docs", f"{s.url_of('queue')}/docs"),
             ("registration", "Registration API docs", f"{s.url_of('registration')}/docs"),

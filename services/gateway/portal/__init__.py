@@ -1,8 +1,8 @@
 """The parents' portal: server-rendered pages in the parent's language.
 `apply` (home and the application), `signin` (sign-in, activation, single
 sign-on), `cabinet` (the signed-in parent's own), `open_queue` (the
-anonymised queue and the figures, open to all); `pages` holds what they
-share (dependencies, rendering)."""
-from services.gateway.portal import apply, cabinet, open_queue, signin
+anonymised queue and the figures, open to all), `events` (the event
+catalogue); `pages` holds what they share (dependencies, rendering)."""
+from services.gateway.portal import apply, cabinet, events, open_queue, signin
 
-routers = (apply.router, signin.router, cabinet.router, open_queue.router)
+routers = (apply.router, signin.router, cabinet.router, open_queue.router, events.router)

@@ -67,10 +67,13 @@ Admin = Annotated[AdminContext, Depends(AdminContext)]
 
 
 @contract_router.get("/asyncapi.yaml", tags=["public stream"], summary="The AsyncAPI 3 document of kezek.public.v1")
-def asyncapi() -> Response:
+def asyncapi(request: Request) -> Response:
     path = contract.ASYNCAPI_PATH
     text = path.read_text() if path.is_file() else contract.asyncapi_yaml()
-    return Response(text, media_type="application/yaml")
+    # A browser would save application/yaml as a file: it gets the same text to read.
+    browser = "text/html" in request.headers.get("accept", "")
+    return Response(text, media_type="text/plain; charset=utf-8" if browser else "application/yaml",
+                    headers={"Vary": "Accept", "Content-Disposition": 'inline; filename="asyncapi.yaml"'})
 
 
 @contract_router.get("/schemas", tags=["public stream"], summary="The public event types")
