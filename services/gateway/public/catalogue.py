@@ -28,6 +28,8 @@ EVENTS: dict[str, str] = {
     "account.activation_issued.v1": N_("A one-time link to set the password of a parent's cabinet was issued."),
     "account.sign_in_failed.v1": N_("Wrong passwords were given for a parent's account; the owner is told."),
     "application.aged_out.v1": N_("A waiting child reached school age and left the queue."),
+    "application.erasure_granted.v1": N_("The family's erasure request was granted: every service anonymises "
+                                         "the application's data now."),
     "application.closed.v1": N_("An application's life in the queue ended; the retention clock starts."),
     "application.left.v1": N_("An enrolled child left the kindergarten; the application is closed."),
     "application.paused.v1": N_("After an expired direction the child is on the stop-list for a while."),
@@ -134,6 +136,7 @@ FIELDS: dict[str, str] = {
     "for_category": N_("only this category may take the places"),
     "free": N_("free places of the pool afterwards"),
     "from_category": N_("the category before the change"),
+    "granted_at": N_("when it was granted"),
     "imported": N_("moved from the previous system"),
     "in_date": N_("whether the certificate was in date"),
     "issued_at": N_("when it was issued"),
