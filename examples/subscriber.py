@@ -7,10 +7,15 @@ live count of published places and issued referrals per district:
     python subscriber.py --bootstrap broker:9092
     python subscriber.py --bootstrap 127.0.0.1:9092 --from-beginning --idle-exit 5
 
-Every message is a CloudEvents 1.0 JSON envelope; `type` says what happened
+Every message is a CloudEvents 1.0 envelope by the CloudEvents Kafka binding,
+in structured mode: the value is the JSON envelope and the `content-type`
+header is `application/cloudevents+json; charset=UTF-8` (`envelope()` below
+also reads the binary mode, `ce_*` headers and the data as the value, should
+a relay ever send it). `type` says what happened
 (`public.place.published.v1`, `public.referral.issued.v1`, ...) and `data`
-follows the JSON Schema served at /api/v1/public/schemas/<type>.json. No
-personal data: children appear only as pseudonymous `child_ref`s.
+follows the JSON Schema its `dataschema` names (served by the gateway at
+/api/v1/public/schemas/<type>.json). No personal data: children appear only
+as pseudonymous `child_ref`s.
 Deduplicate on the envelope's `id` (delivery is at least once), and ignore
 properties you do not know (new ones may appear within a version).
 """
@@ -28,6 +33,21 @@ from kafka import KafkaConsumer
 PLACE_DELTAS = {"public.place.published.v1": +1, "public.place.withdrawn.v1": -1}
 # A referral moved from the old portal counts like one issued here.
 REFERRALS_ISSUED = ("public.referral.issued.v1", "public.referral.imported.v1")
+
+
+def envelope(value: bytes, headers: list[tuple[str, bytes]] | None) -> dict:
+    """The CloudEvents envelope of one record, by the Kafka binding's rules."""
+    by_name = {name.lower(): raw or b"" for name, raw in headers or ()}
+    if any(name.startswith("ce_") for name in by_name):           # binary mode
+        event = {name[3:]: raw.decode("utf-8") for name, raw in by_name.items() if name.startswith("ce_")}
+        if "content-type" in by_name:
+            event["datacontenttype"] = by_name["content-type"].decode("utf-8")
+        event["data"] = json.loads(value.decode("utf-8"))
+        return event
+    content_type = by_name.get("content-type", b"application/cloudevents+json").decode("latin-1")
+    if not content_type.lower().startswith("application/cloudevents+json"):
+        raise ValueError(f"not a CloudEvent: content-type {content_type}")
+    return json.loads(value.decode("utf-8"))                    # structured mode
 
 
 class Counts:
@@ -76,7 +96,6 @@ def main(argv: list[str] | None = None) -> int:
         group_id=args.group,
         auto_offset_reset="earliest" if (args.from_beginning or args.group is None) else "latest",
         enable_auto_commit=args.group is not None,
-        value_deserializer=lambda raw: json.loads(raw.decode("utf-8")),
     )
     stop = False
 
@@ -93,7 +112,7 @@ def main(argv: list[str] | None = None) -> int:
             changed = False
             for records in consumer.poll(timeout_ms=500).values():
                 for record in records:
-                    changed |= counts.add(record.value)
+                    changed |= counts.add(envelope(record.value, record.headers))
                     last_event = time.monotonic()
             if changed:
                 print(f"\n[{time.strftime('%H:%M:%S')}]\n{counts.table()}", flush=True)

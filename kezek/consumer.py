@@ -16,7 +16,7 @@ from kafka.structs import OffsetAndMetadata
 from sqlalchemy.orm import Session, sessionmaker
 
 from kezek import connections
-from kezek.events import Event
+from kezek.events import Event, binding
 from kezek.logging import get_logger
 from kezek.metrics import EVENTS_CONSUMED
 from kezek.outbox import Outbox
@@ -53,9 +53,10 @@ class IdempotentConsumer:
         self.consumer = KafkaConsumer(**config)
         self.consumer.subscribe(self.topics)
 
-    def process(self, raw: bytes) -> bool:
-        """Applies one message; False when it was a repeat (or not for us)."""
-        event = Event.from_json(raw)
+    def process(self, raw: bytes, headers=None, key: bytes | None = None) -> bool:
+        """Applies one message (either mode of the CloudEvents Kafka binding,
+        kezek/events/binding.py); False when it was a repeat (or not for us)."""
+        event = binding.event_of(raw, headers, key)
         if self.types is not None and event.type not in self.types:
             return False
         with structlog.contextvars.bound_contextvars(event_id=event.id, event_type=event.type, consumer=self.name):
@@ -78,7 +79,7 @@ class IdempotentConsumer:
             done = None
             try:
                 for record in records:
-                    if self.process(record.value):
+                    if self.process(record.value, record.headers, record.key):
                         handled += 1
                     done = record.offset
             except Exception:

@@ -17,7 +17,7 @@ import pydantic_core
 import sqlalchemy as sa
 from sqlalchemy.orm import Session
 
-from kezek.events import Event, new_event, validate_data
+from kezek.events import Event, dataschema_for, new_event, validate_data
 
 _CHUNK = 5000  # rows per INSERT where there is no COPY
 
@@ -29,9 +29,11 @@ class Outbox:
         self.processed = sa.Table("processed_events", metadata, *_processed_columns())
 
     def add(self, session: Session, event_type: str, subject: str, data: dict[str, Any],
-            *, time: datetime | None = None, event_id: str | None = None) -> Event:
-        """Records an event in the caller's transaction; it is validated first."""
-        event = new_event(event_type, subject, data, source=self.source, time=time, event_id=event_id)
+            *, time: datetime | None = None, event_id: str | None = None, schema_base: str | None = None) -> Event:
+        """Records an event in the caller's transaction; it is validated first.
+        `schema_base`: where readers fetch its schema (kezek.events.dataschema_for)."""
+        event = new_event(event_type, subject, data, source=self.source, time=time, event_id=event_id,
+                          schema_base=schema_base)
         session.execute(self.table.insert().values(
             event_id=event.id, type=event.type, subject=event.subject,
             payload=event.to_json(), created_at=datetime.now(UTC),
@@ -39,7 +41,7 @@ class Outbox:
         return event
 
     def add_many(self, session: Session, event_type: str, items: Iterable[tuple[str, dict[str, Any]]],
-                 *, time: datetime | None = None) -> int:
+                 *, time: datetime | None = None, schema_base: str | None = None) -> int:
         """Many events of one type, as (subject, data), in the caller's
         transaction: each is validated against its schema as it is written,
         and an invalid one raises InvalidEvent, so the transaction writes
@@ -48,7 +50,7 @@ class Outbox:
         at = time or datetime.now(UTC)
         head = {"specversion": "1.0", "id": "", "source": f"/kezek/{self.source}", "type": event_type, "time": at,
                 "subject": "", "datacontenttype": "application/json",
-                "dataschema": f"https://kezek.example/schemas/{event_type}.json", "data": None}
+                "dataschema": dataschema_for(event_type, schema_base), "data": None}
         created = datetime.now(UTC)
 
         def rows():

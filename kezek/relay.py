@@ -27,7 +27,7 @@ from kafka.serializer import DefaultSerializer
 from sqlalchemy.orm import Session, sessionmaker
 
 from kezek import connections
-from kezek.events import aggregate_of
+from kezek.events import aggregate_of, binding
 from kezek.logging import get_logger
 from kezek.metrics import EVENTS_RELAYED, RELAY_ERRORS
 from kezek.outbox import Outbox
@@ -116,7 +116,9 @@ class OutboxRelay:
         retries). A failed send raises, and no row of the batch is marked."""
         if self._producer is None:
             self._producer = make_producer(self.bootstrap)
-        futures = [self._producer.send(self.topic_for(r.type), key=r.subject, value=r.payload) for r in rows]
+        # Structured mode of the CloudEvents Kafka binding: the payload is the envelope.
+        futures = [self._producer.send(self.topic_for(r.type), key=r.subject, value=r.payload, headers=binding.HEADERS)
+                   for r in rows]
         self._producer.flush(timeout=30)
         for f in futures:
             f.get(timeout=30)

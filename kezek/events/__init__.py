@@ -6,6 +6,12 @@ its first word is the aggregate, which names the Kafka topic
 (`kezek.referral`), and `subject` (the aggregate id) is the message key, so
 the events of one aggregate stay in order. Each type has a JSON Schema in
 `schemas/<type>.json`; an event whose data does not match is never written.
+
+`dataschema` says where a reader finds that schema: for the public stream's
+events the gateway's URL (`<KEZEK_EVENT_SCHEMA_URL>/<type>.json`, by default
+the portal's `/api/v1/public/schemas`), for internal events a name in this
+repository (`urn:kezek:event-schema:<type>`), which nothing outside fetches.
+On Kafka, records follow the CloudEvents Kafka binding (`binding.py`).
 """
 from __future__ import annotations
 
@@ -106,15 +112,23 @@ def validate_data(event_type: str, data: dict[str, Any]) -> None:
         validate(Event(source="-", type=event_type, time=datetime.now(UTC), subject="-", data=data))
 
 
+def dataschema_for(event_type: str, schema_base: str | None = None) -> str:
+    """Where the schema of `event_type` is: `<schema_base>/<type>.json`, or
+    the repository's name for it when there is no base."""
+    if schema_base:
+        return f"{schema_base.rstrip('/')}/{event_type}.json"
+    return f"urn:kezek:event-schema:{event_type}"
+
+
 def new_event(event_type: str, subject: str, data: dict[str, Any], *, source: str,
-              time: datetime | None = None, event_id: str | None = None) -> Event:
+              time: datetime | None = None, event_id: str | None = None, schema_base: str | None = None) -> Event:
     event = Event(
         id=event_id or str(uuid.uuid4()),
         source=f"/kezek/{source}",
         type=event_type,
         time=time or datetime.now(UTC),
         subject=subject,
-        dataschema=f"https://kezek.example/schemas/{event_type}.json",
+        dataschema=dataschema_for(event_type, schema_base),
         data=data,
     )
     validate(event)

@@ -72,7 +72,7 @@ def test_example_subscriber_prints_live_counts_of_places_and_referrals_per_distr
     assert "district" in out.stdout and "referrals" in out.stdout
 
 
-def test_kcat_reads_the_public_topic_and_every_message_matches_its_schema(stream):
+def test_kcat_reads_the_public_topic_and_every_message_matches_its_schema_and_the_kafka_binding(stream):
     assert Path(KCAT).exists(), "kcat is installed by deploy/local/bootstrap.sh"
     out = subprocess.run(
         [KCAT, "-C", "-b", stream.kafka_bootstrap, "-t", stream.topic("public.v1"), "-o", "beginning", "-e", "-q",
@@ -88,6 +88,8 @@ def test_kcat_reads_the_public_topic_and_every_message_matches_its_schema(stream
         jsonschema.validate(event, schema_for("envelope"), format_checker=FORMATS)
         jsonschema.validate(event["data"], schema_for(event["type"]), format_checker=FORMATS)
         assert event["type"].startswith("public.") and m["key"] == event["subject"]
+        # The CloudEvents Kafka binding, structured mode.
+        assert m["headers"] == ["content-type", "application/cloudevents+json; charset=UTF-8"]
         types.add(event["type"])
     assert types == {"public.place.published.v1", "public.place.withdrawn.v1", "public.application.queued.v1",
                      "public.referral.issued.v1", "public.referral.expired.v1"}

@@ -5,6 +5,7 @@ ever comes (an imported entry is released by the sweep)."""
 from __future__ import annotations
 
 import functools
+import json
 import tempfile
 import uuid
 from datetime import UTC, datetime, timedelta
@@ -177,6 +178,15 @@ def test_events_parked_before_their_child_is_known_are_each_published_once(gatew
     assert gateway.parked() == 0
     published = gateway.published_ids()
     assert sorted(published) == sorted(expected_ids(history))
+
+
+def test_public_events_name_their_schema_where_the_gateway_serves_it(gateway):
+    gateway.projector.schema_base = "https://portal.example.kg/api/v1/public/schemas"
+    gateway.deliver(place("published"))
+    with gateway.sessions() as s:
+        payloads = [json.loads(p) for p in s.scalars(sa.select(public_outbox.table.c.payload))]
+    assert [p["dataschema"] for p in payloads] == [
+        "https://portal.example.kg/api/v1/public/schemas/public.place.published.v1.json"]
 
 
 # ------------------------------------------------------- the property test

@@ -15,6 +15,13 @@ class PublicSettings(Settings):
     webhook_backoff_max_seconds: float = 3600.0
     webhook_timeout_seconds: float = 10.0
     webhook_concurrency: int = 8
+    # Where subscribers fetch a public event's JSON Schema: the envelope's
+    # dataschema is <this>/<type>.json. Empty: <public URL>/api/v1/public/schemas
+    event_schema_url: str = ""
+
+    @property
+    def event_schema_base(self) -> str:
+        return (self.event_schema_url or f"{self.portal_url()}/api/v1/public/schemas").rstrip("/")
 
     @property
     def public_topic(self) -> str:

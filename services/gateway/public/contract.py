@@ -23,10 +23,12 @@ VERSIONING = """\
 ## Versioning rules
 
 - The topic is `kezek.public.v1`; every message is a CloudEvents 1.0 envelope
-  (structured JSON) whose `type` names the event and its version
-  (`public.referral.issued.v1`). The message key is the envelope's `subject`
-  (the pseudonymous child, or the kindergarten for places), so one subject's
-  events stay in order.
+  whose `type` names the event and its version (`public.referral.issued.v1`),
+  by the CloudEvents Kafka binding in structured mode: the value is the JSON
+  envelope, the header `content-type` is `application/cloudevents+json;
+  charset=UTF-8`. The message key is the envelope's `subject` (the
+  pseudonymous child, or the kindergarten for places), so one subject's
+  events stay in order. `dataschema` is the URL of the type's JSON Schema.
 - Within a version, changes are additive only: a new optional property, a
   wider type, a new enum value, a looser limit. Consumers must ignore
   properties they do not know.
@@ -92,6 +94,9 @@ def render_asyncapi() -> dict:
             "title": t,
             "summary": schema.get("description", ""),
             "contentType": "application/cloudevents+json",
+            "headers": {"type": "object", "properties": {"content-type": {
+                "const": "application/cloudevents+json; charset=UTF-8",
+                "description": "the CloudEvents Kafka binding's structured mode"}}},
             "bindings": {"kafka": {"key": {"type": "string", "description": "the envelope's subject"},
                                    "bindingVersion": "0.5.0"}},
             "payload": payload,

@@ -96,8 +96,10 @@ def public_event_id(internal_id: str, public_type: str, index: int) -> str:
 
 class Projector:
     def __init__(self, pseudonym_key: bytes, country: str = "KG", *,
-                 directory: KindergartenDirectory | None = None, park_grace: timedelta = timedelta(minutes=2)):
+                 directory: KindergartenDirectory | None = None, park_grace: timedelta = timedelta(minutes=2),
+                 schema_base: str | None = None):
         self.names = Pseudonyms(pseudonym_key)
+        self.schema_base = schema_base  # the envelopes' dataschema: <base>/<type>.json
         self.country = country
         self.directory = directory
         self.park_grace = park_grace
@@ -127,7 +129,7 @@ class Projector:
                                          cohort=f.cohort, category=f.category, language=f.language))
         for i, fact in enumerate(outcome.facts):
             public_outbox.add(session, fact.type, fact.subject, fact.data, time=event.time,
-                              event_id=public_event_id(event.id, fact.type, i))
+                              event_id=public_event_id(event.id, fact.type, i), schema_base=self.schema_base)
         if outcome.skipped and not outcome.facts:
             log.debug("public.skipped", reason=outcome.skipped)
         if outcome.learned_child:

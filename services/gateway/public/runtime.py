@@ -20,7 +20,8 @@ class PublicRuntime:
         self.sessions = make_session_factory(self.engine)
         self.projector = Projector(self.settings.pseudonym_key.get_secret_value().encode(), self.settings.country,
                                    directory=queue_directory(self.settings.url_of("queue"),
-                                                             ServiceKeys.from_settings(self.settings)))
+                                                             ServiceKeys.from_settings(self.settings)),
+                                   schema_base=self.settings.event_schema_base)
 
     @property
     def internal_topics(self) -> list[str]:
