@@ -66,7 +66,18 @@ Admin = Annotated[AdminContext, Depends(AdminContext)]
 # ---------------------------------------------------------------- contract
 
 
-@contract_router.get("/asyncapi.yaml", tags=["public stream"], summary="The AsyncAPI 3 document of kezek.public.v1")
+class YamlResponse(Response):
+    media_type = "application/yaml"
+
+
+class JsonSchemaResponse(JSONResponse):
+    media_type = "application/schema+json"
+
+
+@contract_router.get("/asyncapi.yaml", tags=["public stream"], response_class=YamlResponse,
+                     responses={200: {"content": {"text/plain": {"schema": {"type": "string"}}},
+                                      "description": "YAML; as text/plain to a browser"}},
+                     summary="The AsyncAPI 3 document of kezek.public.v1")
 def asyncapi(request: Request) -> Response:
     path = contract.ASYNCAPI_PATH
     text = path.read_text() if path.is_file() else contract.asyncapi_yaml()
@@ -81,10 +92,11 @@ def schema_list() -> dict:
     return {"types": public_types(), "schema_url": "/api/v1/public/schemas/{type}.json"}
 
 
-@contract_router.get("/schemas/{event_type}.json", tags=["public stream"], summary="JSON Schema of one public event type")
+@contract_router.get("/schemas/{event_type}.json", tags=["public stream"], response_class=JsonSchemaResponse,
+                     summary="JSON Schema of one public event type")
 def schema(event_type: str) -> JSONResponse:
     try:
-        return JSONResponse(contract.public_schema(event_type), media_type="application/schema+json")
+        return JsonSchemaResponse(contract.public_schema(event_type))
     except KeyError:
         raise DomainError(f"type: {event_type!r} is not a public event type", field="type", status_code=404) from None
 
