@@ -41,7 +41,8 @@ def referral(r: dict, names: dict[str, str], status: dict | None = None, today: 
         if live and status and status.get("window") == "confirmation" and not status.get("extended") \
                 and today and status.get("extension_day") == today:
             actions.append("extend")
-    deadline = (status or {}).get("deadline") or r.get("deadline")
+    # A closed referral (enrolled, cancelled ...) has no deadline left to show.
+    deadline = ((status or {}).get("deadline") or r.get("deadline")) if live else None
     return {"referral_id": str(r.get("referral_id") or r.get("id")), "kindergarten_id": kg,
             "kindergarten_name": r.get("kindergarten_name") or names.get(kg) or kg, "status": state,
             "stage": (status or {}).get("window") or r.get("stage")

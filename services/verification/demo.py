@@ -13,17 +13,18 @@ from kezek.trust import ServiceKeys
 from services.verification import domain as d
 
 PASSWORD = "kezek-demo-2027"
-# login, full name, role, district, kindergarten, language of the pages
+# login, full name (in Latin letters: the module carries no text of the pages), role, district,
+# kindergarten, language of the pages
 STAFF = (
-    ("kg-bishkek-12", "Айгүл Садыкова", "kindergarten", "", "bishkek-12", "ky"),
-    ("kg-osh-5", "Нилуфар Юсупова", "kindergarten", "", "osh-5", "ru"),
-    ("district-leninsky", "Бакыт Осмонов", "district", LENINSKY, "", "ru"),
-    ("district-osh", "Дилноза Ибраимова", "district", OSH, "", "ky"),
-    ("caseworker-leninsky", "Аида Асанова", "caseworker", LENINSKY, "", "ru"),
-    ("supervisor-leninsky", "Чынара Токтосунова", "supervisor", LENINSKY, "", "ru"),
-    ("commission-leninsky", "Эмиль Жумабеков", "commission", LENINSKY, "", "ky"),
-    ("admin", "Администратор", "admin", "", "", "ru"),
-    ("operator", "Оператор", "operator", "", "", "ru"),
+    ("kg-bishkek-12", "Aigul Sadykova", "kindergarten", "", "bishkek-12", "ky"),
+    ("kg-osh-5", "Nilufar Yusupova", "kindergarten", "", "osh-5", "ru"),
+    ("district-leninsky", "Bakyt Osmonov", "district", LENINSKY, "", "ru"),
+    ("district-osh", "Dilnoza Ibraimova", "district", OSH, "", "ky"),
+    ("caseworker-leninsky", "Aida Asanova", "caseworker", LENINSKY, "", "ru"),
+    ("supervisor-leninsky", "Chynara Toktosunova", "supervisor", LENINSKY, "", "ru"),
+    ("commission-leninsky", "Emil Zhumabekov", "commission", LENINSKY, "", "ky"),
+    ("admin", "Administrator", "admin", "", "", "ru"),
+    ("operator", "Operator", "operator", "", "", "ru"),
 )
 
 

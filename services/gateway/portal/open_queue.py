@@ -19,6 +19,7 @@ from services.gateway.portal.pages import Gw, Lang, Render
 
 router = APIRouter(include_in_schema=False, dependencies=[PUBLIC])
 PAGE = 100
+CHART = {"width": 600, "label_width": 240}     # room for a district's or a figure's name in every language
 MONTH = re.compile(r"^\d{4}-(0[1-9]|1[0-2])$")
 
 
@@ -83,9 +84,10 @@ async def figures(render: Render, gw: Gw, lang: Lang, month: str = ""):
                   districts=[{**d, "name": names.get(d["district"], d["district"])} for d in found["districts"]],
                   charts={
                       "waiting": charts.bars([(f"{w['cohort']} · {w['language']}", w["children"], "waiting")
-                                              for w in total["waiting"]]),
+                                              for w in total["waiting"]], **CHART),
                       "districts": charts.bars([(names.get(d["district"], d["district"]), d["waiting_total"],
-                                                 "waiting") for d in found["districts"]], label_width=170),
+                                                 "waiting") for d in found["districts"]], **CHART),
                       "referrals": charts.bars([(k, total["referrals"][k], k) for k in
-                                                ("issued", "enrolled", "expired", "cancelled", "rejected", "left")]),
+                                                ("issued", "enrolled", "expired", "cancelled", "rejected", "left")],
+                                               **CHART),
                   })

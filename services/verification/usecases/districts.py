@@ -105,7 +105,7 @@ class DistrictOffice(Desk):
                            "name": names.get(x["kindergarten"], x["kindergarten"])} for x in scheduled],
             "kindergartens": [k for k in kgs if not k.get("closed_at")],
             "categories": sorted(rank, key=lambda c: rank[c]),
-            "cohorts": list(range(today.year - 8, today.year + 1)),
+            "cohorts": list(range(today.year - 8, today.year + 1)), "default_cohort": today.year - 3,
             "teaches": sorted({lang for k in kgs for lang in (k["languages"] or d.TAUGHT_LANGUAGES)}),
             "can_schedule": actor.can(P.DISTRICT_SCHEDULE),
         }
@@ -150,14 +150,15 @@ def figure_charts(f: dict) -> dict:
     """The three charts of a district's (or the country's) figures: waiting
     children by birth year and language, the register of places, and how
     the month's referrals ended."""
+    size = {"width": 560, "label_width": 220}
     waiting = charts.bars([(f"{w['cohort']} · {w['language']}", w["children"], f"lang-{w['language']}")
-                           for w in f["waiting"]])
+                           for w in f["waiting"]], **size)
     places = charts.bars([("free", f["places"]["free"], "free"), ("held", f["places"]["held"], "held"),
                           ("taken", f["places"]["taken"], "taken"),
-                          ("published", f["places"]["published"], "published")])
+                          ("published", f["places"]["published"], "published")], **size)
     r = f["referrals"]
     referrals = charts.bars([(k, r[k], k) for k in ("issued", "enrolled", "expired", "cancelled", "rejected",
-                                                    "left")])
+                                                    "left")], **size)
     return {"waiting": waiting, "places": places, "referrals": referrals}
 
 

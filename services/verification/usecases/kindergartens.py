@@ -80,7 +80,7 @@ class KindergartenDesk(Desk):
                      if c["outcome"] == "left"],
             "scheduled": [{**x, "publish_at": self.ctx.local(_moment(x["publish_at"]))} for x in scheduled],
             "categories": [c["code"] for c in policy["categories"]],
-            "cohorts": list(range(today.year, today.year - 9, -1)),
+            "cohorts": list(range(today.year, today.year - 9, -1)), "default_cohort": today.year - 3,
             "teaches": found["languages"] or list(d.TAUGHT_LANGUAGES),
             "can_publish": actor.can(P.KG_PLACES) and not found.get("closed_at"),
             "can_enrol": actor.can(P.KG_ENROL),
