@@ -1,8 +1,9 @@
 """Single sign-on through the national identity provider (Tunduk ESI), against
 a small OpenID Connect provider that the test starts on a local port: the
 authorization code flow with PKCE, the ID token checked by its signature,
-issuer, audience, expiry and nonce, and the account found by the parent PIN
-the provider vouches for."""
+issuer, audience, expiry, nonce and algorithm, keys fetched again when the
+provider rotates them, and the account found by the parent PIN the provider
+vouches for (the relying party is kezek/oidc.py, on Authlib)."""
 from __future__ import annotations
 
 import base64
@@ -13,13 +14,13 @@ import time
 from urllib.parse import parse_qs, urlencode, urlparse
 
 import httpx
-import jwt
 import pytest
 import uvicorn
-from cryptography.hazmat.primitives.asymmetric import rsa
 from fastapi import FastAPI, Form, Header, Request
 from fastapi.responses import JSONResponse, RedirectResponse
 from fastapi.testclient import TestClient
+from joserfc import jwt
+from joserfc.jwk import OctKey, RSAKey
 
 from kezek.infra.procs import free_port, wait_until
 from tests.fakes.gateway import Stack
@@ -36,10 +37,11 @@ class LocalOidcProvider:
     def __init__(self):
         self.port = free_port()
         self.issuer = f"http://127.0.0.1:{self.port}"
-        self.key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
-        self.other_key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+        self.key = RSAKey.generate_key(2048, parameters={"kid": "k1", "use": "sig", "alg": "RS256"})
+        self.other_key = RSAKey.generate_key(2048, parameters={"kid": "k1"})
         self.person = {"sub": "tunduk-0001", "pin": PARENT_PIN, "given_name": "Айгүл"}
         self.tamper: str | None = None
+        self.jwks_fetched = 0
         self.codes: dict[str, dict] = {}
         self.app = self._app()
 
@@ -55,8 +57,8 @@ class LocalOidcProvider:
 
         @app.get("/jwks")
         def jwks():
-            jwk = jwt.algorithms.RSAAlgorithm.to_jwk(self.key.public_key(), as_dict=True)
-            return {"keys": [{**jwk, "kid": "k1", "use": "sig", "alg": "RS256"}]}
+            self.jwks_fetched += 1
+            return {"keys": [self.key.as_dict(private=False)]}
 
         @app.get("/authorize")
         def authorize(request: Request):
@@ -82,7 +84,7 @@ class LocalOidcProvider:
             now = int(time.time())
             claims = {"iss": self.issuer, "aud": CLIENT_ID, "iat": now, "exp": now + 300,
                       "nonce": grant["nonce"], **grant["person"]}
-            key = self.key
+            key, alg = self.key, "RS256"
             if self.tamper == "nonce":
                 claims["nonce"] = "someone-elses"
             elif self.tamper == "aud":
@@ -91,7 +93,12 @@ class LocalOidcProvider:
                 claims["iat"], claims["exp"] = now - 3600, now - 1800
             elif self.tamper == "key":
                 key = self.other_key
-            id_token = jwt.encode(claims, key, algorithm="RS256", headers={"kid": "k1"})
+            elif self.tamper == "iss":
+                claims["iss"] = "https://impostor.example"
+            elif self.tamper == "hmac":       # signed with a secret anyone may hold: the client's own
+                key, alg = OctKey.import_key(CLIENT_SECRET.encode()), "HS256"
+            header = {"alg": alg, "kid": key.kid or "k1"}
+            id_token = jwt.encode(header, claims, key, algorithms=[alg])
             return {"access_token": secrets.token_urlsafe(16), "token_type": "Bearer", "id_token": id_token}
 
         return app
@@ -170,7 +177,7 @@ def test_tunduk_sign_in_opens_the_cabinet_of_the_parent_with_that_pin(stack, pro
         assert page.status_code == 200 and "Асанов Айбек" in page.text
 
 
-@pytest.mark.parametrize("tamper", ["nonce", "aud", "expired", "key"])
+@pytest.mark.parametrize("tamper", ["nonce", "aud", "expired", "key", "iss", "hmac"])
 def test_an_id_token_that_does_not_prove_the_person_is_refused(stack, provider, tamper):
     provider.tamper = tamper
     try:
@@ -182,6 +189,19 @@ def test_an_id_token_that_does_not_prove_the_person_is_refused(stack, provider, 
             assert c.get("/cabinet").url.path == "/login"
     finally:
         provider.tamper = None
+
+
+def test_keys_the_provider_rotated_are_fetched_again_and_sign_in_goes_on(stack, provider):
+    old = provider.key
+    provider.key = RSAKey.generate_key(2048, parameters={"kid": "k2", "use": "sig", "alg": "RS256"})
+    fetched = provider.jwks_fetched
+    try:
+        with TestClient(stack.gateway, base_url="https://testserver") as c:
+            r = sign_in(c)
+            assert r.status_code == 303 and r.headers["location"] == "/cabinet"
+        assert provider.jwks_fetched == fetched + 1
+    finally:
+        provider.key = old
 
 
 def test_a_person_without_an_application_is_told_to_apply_first(stack, provider):

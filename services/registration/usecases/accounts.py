@@ -24,7 +24,7 @@ from services.registration.models import (
     Account, ActivationToken, Application, CodeSend, OidcRequest, Session as SessionRow, SignInClient, SignInFailure,
     outbox,
 )
-from services.registration.oidc import OidcError, new_pkce
+from services.registration.oidc import OidcError, new_verifier
 from services.registration.usecases.context import ITSELF, Caller, Context, NotFound, Unauthorized, aware, refuse
 
 ACTIVATION_ISSUED = "account.activation_issued.v1"
@@ -310,13 +310,15 @@ class Accounts(Context):
     def oidc_start(self, redirect_uri: str) -> str:
         if self.oidc is None:
             raise refuse("provider", "sso_unavailable")
-        state, nonce = d.new_token(), d.new_token()
-        verifier, challenge = new_pkce()
+        state, nonce, verifier = d.new_token(), d.new_token(), new_verifier()
         with unit_of_work(self.sessions) as s:
             s.add(OidcRequest(state=state, nonce=nonce, code_verifier=verifier, redirect_uri=redirect_uri,
                               created_at=self.clock()))
-        return self.oidc.authorize_url(state=state, nonce=nonce, code_challenge=challenge,
-                                       redirect_uri=redirect_uri)
+        try:
+            return self.oidc.authorize_url(state=state, nonce=nonce, code_verifier=verifier,
+                                           redirect_uri=redirect_uri)
+        except OidcError as exc:
+            raise refuse("provider", "sso_unavailable") from exc
 
     def oidc_finish(self, state: str, code: str, kind: str = "cookie", *,
                     by: Caller = ITSELF) -> tuple[str, Identity]:
