@@ -52,6 +52,7 @@ from kezek.infra.kafka import KafkaBroker
 from kezek.infra.postgres import PostgresCluster
 from kezek.infra.procs import free_port, port_open, wait_until
 from kezek.infra.temporal import TemporalDevServer, cli_path
+from kezek.trust import ServiceKeys, staff_principal
 from services.notifications.devservers import DevSmsGateway, DevSmtpServer
 
 pytestmark = pytest.mark.integration
@@ -381,8 +382,16 @@ def test_compose_topology_registers_a_child_and_reaches_a_referral_and_an_sms(tm
         def call(method, path, **kw):
             return portal.request(method, path, extensions={"sni_hostname": PORTAL}, **kw)
 
-        queue = httpx.Client(base_url=f"http://{topo.addresses['queue']}:8002/api/v1",
-                             headers={"X-Actor": "admin:topology"}, timeout=30)
+        # The operator's console (the `cli` caller, acting for an administrator)
+        # with the deployment's own keys, a fresh token per request.
+        keys = ServiceKeys.from_folder(secrets / "service-keys")
+
+        def as_admin(request: httpx.Request) -> httpx.Request:
+            token = keys.sign("cli", "queue", staff_principal("topology", "admin"))
+            request.headers["Authorization"] = f"Bearer {token}"
+            return request
+
+        queue = httpx.Client(base_url=f"http://{topo.addresses['queue']}:8002/api/v1", auth=as_admin, timeout=30)
         queue.put("/kindergartens/top-1", json={"name": "№1 «Топология»", "district": "Bishkek/Leninsky",
                                                 "address": "Киевская 1", "lat": 42.87, "lon": 74.59,
                                                 "languages": ["ru"]}).raise_for_status()

@@ -39,10 +39,21 @@ def as_parent(parent_id: str) -> dict:
     return bearer("gateway", parent_principal(parent_id))
 
 
-OPERATOR = bearer("verification", staff_principal(6, "operator"))
-ADMIN_AT_CONSOLE = bearer("cli", staff_principal("console", "admin"))
-CASEWORKER = bearer("verification", staff_principal(1, "caseworker", district="Bishkek/Leninsky"))
-A_SERVICE = bearer("queue")
+# Made at each call: a token lives a minute, a long run outlives one made at import.
+def OPERATOR() -> dict:
+    return bearer("verification", staff_principal(6, "operator"))
+
+
+def ADMIN_AT_CONSOLE() -> dict:
+    return bearer("cli", staff_principal("console", "admin"))
+
+
+def CASEWORKER() -> dict:
+    return bearer("verification", staff_principal(1, "caseworker", district="Bishkek/Leninsky"))
+
+
+def A_SERVICE() -> dict:
+    return bearer("queue")
 
 
 def signed(payload: dict, *, at: float | None = None, secret: bytes = RECEIPT_SECRET) -> dict:
@@ -66,20 +77,20 @@ def client(service, clock, tmp_path):
 
 def sent_sms(client, service) -> dict:
     dispatch(service, Scripted(Channel.SMS))
-    [sms] = client.get(f"{API}/messages", params={"channel": "sms"}, headers=OPERATOR).json()
+    [sms] = client.get(f"{API}/messages", params={"channel": "sms"}, headers=OPERATOR()).json()
     assert sms["status"] == "sent"
     return sms
 
 
 def trail(client, message_id: str) -> list[tuple[str, str]]:
-    rows = client.get(f"{API}/audit", params={"message_id": message_id}, headers=OPERATOR).json()
+    rows = client.get(f"{API}/audit", params={"message_id": message_id}, headers=OPERATOR()).json()
     return [(r["action"], r["actor"]) for r in rows]
 
 
 # ------------------------------------------------------------ the operators' views
 
 def test_operator_sees_a_parents_messages_by_status_and_event(client):
-    get = lambda **p: client.get(f"{API}/messages", params=p, headers=OPERATOR).json()  # noqa: E731
+    get = lambda **p: client.get(f"{API}/messages", params=p, headers=OPERATOR()).json()  # noqa: E731
     assert {(m["kind"], m["channel"]) for m in get(parent_id="p1")} == {
         ("application_received", "email"), ("application_received", "inapp"),
         ("referral_issued", "sms"), ("referral_issued", "email"), ("referral_issued", "inapp")}
@@ -90,21 +101,21 @@ def test_operator_sees_a_parents_messages_by_status_and_event(client):
 
 
 def test_operator_view_masks_contacts_and_hides_codes(client):
-    [sms] = client.get(f"{API}/messages", params={"channel": "sms"}, headers=OPERATOR).json()
+    [sms] = client.get(f"{API}/messages", params={"channel": "sms"}, headers=OPERATOR()).json()
     assert sms["address"].startswith("+99670") and "123" not in sms["address"][6:-3]
-    [code] = client.get(f"{API}/messages", params={"kind": "email_code"}, headers=OPERATOR).json()
+    [code] = client.get(f"{API}/messages", params={"kind": "email_code"}, headers=OPERATOR()).json()
     assert "482913" not in code["body"] and code["address"] == "n***@example.kg"
 
 
 def test_operator_views_are_open_to_an_admin_at_the_console(client):
-    assert client.get(f"{API}/dead-letters", headers=ADMIN_AT_CONSOLE).status_code == 200
-    assert len(client.get(f"{API}/messages", headers=ADMIN_AT_CONSOLE).json()) == 8
+    assert client.get(f"{API}/dead-letters", headers=ADMIN_AT_CONSOLE()).status_code == 200
+    assert len(client.get(f"{API}/messages", headers=ADMIN_AT_CONSOLE()).json()) == 8
 
 
 @pytest.mark.parametrize("who", ["parent", "service", "caseworker", "anonymous"])
 @pytest.mark.parametrize("path", ["/messages", "/dead-letters", "/audit", "/messages/x"])
 def test_operator_views_are_refused_to_parents_services_and_other_staff(client, who, path):
-    headers = {"parent": as_parent("p1"), "service": A_SERVICE, "caseworker": CASEWORKER, "anonymous": {}}[who]
+    headers = {"parent": as_parent("p1"), "service": A_SERVICE(), "caseworker": CASEWORKER(), "anonymous": {}}[who]
     r = client.get(f"{API}{path}", headers=headers)
     assert r.status_code == (401 if who == "anonymous" else 403)
     assert r.headers["content-type"].startswith("application/problem+json")
@@ -115,7 +126,7 @@ def test_a_retry_is_refused_to_a_parent(client):
 
 
 def test_a_wrong_filter_is_refused_naming_the_field(client):
-    r = client.get(f"{API}/messages", params={"status": "lost"}, headers=OPERATOR)
+    r = client.get(f"{API}/messages", params={"status": "lost"}, headers=OPERATOR())
     assert r.status_code == 422 and r.json()["errors"][0]["field"] == "status"
 
 
@@ -128,12 +139,12 @@ def test_a_wrong_filter_is_refused_naming_the_field(client):
     ("/messages", {"parent_id": "p\x001"}, "parent_id"),
 ])
 def test_out_of_range_numbers_and_odd_strings_are_422_naming_the_field(client, path, params, field):
-    r = client.get(f"{API}{path}", params=params, headers=OPERATOR)
+    r = client.get(f"{API}{path}", params=params, headers=OPERATOR())
     assert r.status_code == 422 and [e["field"] for e in r.json()["errors"]] == [field]
 
 
 def test_an_unknown_message_is_404_with_a_code(client):
-    r = client.get(f"{API}/messages/nope", headers=OPERATOR)
+    r = client.get(f"{API}/messages/nope", headers=OPERATOR())
     assert r.status_code == 404 and r.json()["code"] == "message_not_found"
     assert r.json()["errors"][0]["field"] == "message_id"
 
@@ -160,8 +171,8 @@ def test_a_parent_marks_only_their_own_messages_read(client):
 
 
 def test_the_inbox_is_refused_to_operators_services_and_anonymous_callers(client):
-    assert client.get(f"{API}/inbox/p1", headers=OPERATOR).status_code == 403
-    assert client.get(f"{API}/inbox/p1", headers=A_SERVICE).status_code == 403
+    assert client.get(f"{API}/inbox/p1", headers=OPERATOR()).status_code == 403
+    assert client.get(f"{API}/inbox/p1", headers=A_SERVICE()).status_code == 403
     assert client.get(f"{API}/inbox/p1").status_code == 401
     forged = {"authorization": "Bearer " + KEYS.sign("gateway", "queue", parent_principal("p1"))}
     assert client.get(f"{API}/inbox/p1", headers=forged).status_code == 401    # a token for another service
@@ -183,7 +194,7 @@ def test_an_authentic_receipt_marks_the_sms_delivered_and_is_audited_as_the_prov
     sms = sent_sms(client, service)
     r = client.post(f"{API}/sms/receipts", **signed({"reference": sms["id"], "status": "delivered"}))
     assert r.status_code == 204
-    assert client.get(f"{API}/messages/{sms['id']}", headers=OPERATOR).json()["status"] == "delivered"
+    assert client.get(f"{API}/messages/{sms['id']}", headers=OPERATOR()).json()["status"] == "delivered"
     assert trail(client, sms["id"])[-1] == ("notification.delivered", "provider:sms")
 
 
@@ -200,7 +211,7 @@ def test_a_forged_receipt_is_refused_and_changes_nothing(client, service, forger
         call["content"] = json.dumps(receipt).encode()
     r = client.post(f"{API}/sms/receipts", **call)
     assert r.status_code == 401 and r.json()["code"].startswith("receipt_")
-    assert client.get(f"{API}/messages/{sms['id']}", headers=OPERATOR).json()["status"] == "sent"
+    assert client.get(f"{API}/messages/{sms['id']}", headers=OPERATOR()).json()["status"] == "sent"
     assert ("notification.delivered", "provider:sms") not in trail(client, sms["id"])
 
 
@@ -236,13 +247,13 @@ def test_an_operator_sends_a_dead_letter_again_and_the_retry_is_audited(client, 
     sms = sent_sms(client, service)
     undelivered = signed({"reference": sms["id"], "status": "undelivered"})
     assert client.post(f"{API}/sms/receipts", **undelivered).status_code == 204
-    assert [d["message"]["id"] for d in client.get(f"{API}/dead-letters", headers=OPERATOR).json()] == [sms["id"]]
-    r = client.post(f"{API}/messages/{sms['id']}/retry", headers=OPERATOR)
+    assert [d["message"]["id"] for d in client.get(f"{API}/dead-letters", headers=OPERATOR()).json()] == [sms["id"]]
+    r = client.post(f"{API}/messages/{sms['id']}/retry", headers=OPERATOR())
     assert r.status_code == 200 and r.json()["status"] == "queued" and r.json()["attempts"] == 0
-    assert client.get(f"{API}/dead-letters", headers=OPERATOR).json() == []
+    assert client.get(f"{API}/dead-letters", headers=OPERATOR()).json() == []
     assert trail(client, sms["id"])[-2:] == [("notification.dead_lettered", "provider:sms"),
                                              ("notification.retried", "staff:6")]
-    again = client.post(f"{API}/messages/{sms['id']}/retry", headers=OPERATOR)
+    again = client.post(f"{API}/messages/{sms['id']}/retry", headers=OPERATOR())
     assert again.status_code == 409 and again.json()["code"] == "retry_not_failed"
 
 
@@ -252,8 +263,8 @@ def test_a_code_is_never_sent_again_after_it_failed(client, service, clock):
         "expires_at": (clock.now + timedelta(minutes=10)).isoformat()}))
     dispatch(service, Scripted(Channel.EMAIL, then=Outcome.PERMANENT))
     [code] = client.get(f"{API}/messages", params={"kind": "email_code", "status": "failed"},
-                        headers=OPERATOR).json()
-    r = client.post(f"{API}/messages/{code['id']}/retry", headers=ADMIN_AT_CONSOLE)
+                        headers=OPERATOR()).json()
+    r = client.post(f"{API}/messages/{code['id']}/retry", headers=ADMIN_AT_CONSOLE())
     assert r.status_code == 409 and r.json()["code"] == "retry_secret_gone"
 
 
@@ -268,7 +279,7 @@ def test_the_database_down_is_a_503_with_retry_after(tmp_path):
     engine = make_engine(f"postgresql+psycopg://kezek@127.0.0.1:{free_port()}/kezek_notifications")
     down = NotificationService(make_session_factory(engine), tz=TZ, cabinet_url="https://kezek.kg/cabinet")
     with TestClient(create_app(Settings(_env_file=None, state_dir=tmp_path), service=down)) as c:
-        for method, path, headers in (("GET", "/messages", OPERATOR), ("GET", "/inbox/p1", as_parent("p1")),
+        for method, path, headers in (("GET", "/messages", OPERATOR()), ("GET", "/inbox/p1", as_parent("p1")),
                                       ("POST", "/inbox/p1/m1/read", as_parent("p1"))):
             r = c.request(method, f"{API}{path}", headers=headers)
             assert r.status_code == 503 and int(r.headers["retry-after"]) > 0, (path, r.text)
