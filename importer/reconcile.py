@@ -10,7 +10,8 @@ state.
 Positions are compared for every child (from the entries the queue holds,
 ranked by the queue's own rules) and, for a sample, also as the queue
 service itself explains them (`--sample`, `--all`). Exit 1 on any
-difference, each listed with its reason."""
+difference, each listed with its reason. Each step's progress is shown on
+stderr while it runs (rich), the result on stdout."""
 from __future__ import annotations
 
 import argparse
@@ -20,6 +21,12 @@ import sys
 from dataclasses import dataclass, field
 from datetime import date, datetime
 from pathlib import Path
+
+from rich.console import Console
+from rich.progress import (
+    BarColumn, MofNCompleteColumn, Progress, SpinnerColumn, TaskID, TextColumn, TimeElapsedColumn,
+    TimeRemainingColumn,
+)
 
 from importer import plan as p
 from importer.export import ExportError, read
@@ -56,15 +63,40 @@ def _same_moment(a, b: datetime) -> bool:
     return isinstance(a, datetime) and a == b
 
 
-def reconcile(service, plan: p.Plan, policy, *, sample: int | None = 200, seed: int = 1) -> Reconciliation:
+class _Steps:
+    """The steps' progress on a rich Progress (stderr), or nothing."""
 
+    def __init__(self, progress: Progress | None):
+        self.progress = progress
+
+    def start(self, name: str, total: int | None) -> TaskID | None:
+        return self.progress.add_task(name, total=total) if self.progress else None
+
+    def advance(self, task: TaskID | None, n: int = 1) -> None:
+        if self.progress and task is not None:
+            self.progress.advance(task, n)
+
+    def done(self, task: TaskID | None) -> None:
+        if self.progress and task is not None:
+            total = self.progress.tasks[task].total if task in self.progress.task_ids else None
+            self.progress.update(task, total=total or 1, completed=total or 1)
+
+
+def reconcile(service, plan: p.Plan, policy, *, sample: int | None = 200, seed: int = 1,
+              progress: Progress | None = None) -> Reconciliation:
+    steps = _Steps(progress)
     out = Reconciliation()
     live = {r.application_id: r for r in plan.referrals}
     held: list[p.Application] = []
     views: dict[str, dict] = {}
+    reading = steps.start("queue entries", len(plan.applications))
     for i in range(0, len(plan.applications), 2000):
-        views.update(service.views.applications_many([a.id for a in plan.applications[i:i + 2000]]))
+        chunk = [a.id for a in plan.applications[i:i + 2000]]
+        views.update(service.views.applications_many(chunk))
+        steps.advance(reading, len(chunk))
+    comparing = steps.start("compared", len(plan.applications))
     for app in plan.applications:
+        steps.advance(comparing)
         out.applications += 1
         view = views.get(app.id)
         if view is None:
@@ -103,8 +135,10 @@ def reconcile(service, plan: p.Plan, policy, *, sample: int | None = 200, seed: 
             elif ref.get("state") != r.state:
                 out.differ("referral_state", r.old_id, f"queue has {ref.get('state')}, export says {r.state}")
 
+    ranking = steps.start("positions", None)
     expected = p.expected_positions(plan.applications, policy, referred=set(live))
     actual = p.expected_positions(held, policy)
+    steps.done(ranking)
     for app_id, want in expected.items():
         if app_id in actual:
             out.positions_checked += 1
@@ -113,7 +147,9 @@ def reconcile(service, plan: p.Plan, policy, *, sample: int | None = 200, seed: 
     ids = sorted(set(expected) & set(actual))
     if sample is not None and sample < len(ids):
         ids = random.Random(seed).sample(ids, sample)
+    asking = steps.start("asked the queue", len(ids))
     for app_id in ids:
+        steps.advance(asking)
         explained = service.views.positions(app_id)
         have = explained[0].position if explained else None
         out.positions_by_service += 1
@@ -135,14 +171,21 @@ def main(argv: list[str]) -> int:
 
     from kezek.settings import Settings
 
-    try:
-        export = read(args.file)
-    except ExportError as exc:
-        print(f"kezek reconcile: {exc}", file=sys.stderr)
-        return 2
-    service = build_queue(Settings())
-    policy = policy_of(service)
-    result = reconcile(service, p.make_plan(export, policy), policy, sample=None if args.all else args.sample)
+    console = Console(stderr=True)
+    with Progress(SpinnerColumn(), TextColumn("{task.description:<16}"), BarColumn(), MofNCompleteColumn(),
+                  TimeElapsedColumn(), TimeRemainingColumn(), console=console, transient=False) as progress:
+        reading = progress.add_task("export", total=None)
+        try:
+            export = read(args.file)
+        except ExportError as exc:
+            progress.stop()
+            console.print(f"[red]kezek reconcile: {exc}[/red]")
+            return 2
+        service = build_queue(Settings())
+        policy = policy_of(service)
+        plan = p.make_plan(export, policy)
+        progress.update(reading, total=1, completed=1)
+        result = reconcile(service, plan, policy, sample=None if args.all else args.sample, progress=progress)
     for diff in result.differences[:50]:
         print(f"DIFFERENT {diff['kind']} {diff['row']}: {diff['detail']}")
     if len(result.differences) > 50:

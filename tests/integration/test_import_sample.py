@@ -266,3 +266,5 @@ def test_kezek_import_and_reconcile_commands_on_a_csv_export(tmp_path):
     out, summary = run("reconcile", str(export), "--json")
     assert summary["positions_checked"] == report["counts"]["applications"]["created"] - summary["referrals"]
     assert summary["ok"] and out.returncode == 0, summary
+    for step in ("export", "queue entries", "compared", "positions", "asked the queue"):
+        assert step in out.stderr, f"reconcile shows its step {step!r} while it runs"
