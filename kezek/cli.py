@@ -26,6 +26,8 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "schemas-lock": ("kezek.events.compat", "freeze the event schemas after additive changes (refuses breaking ones)"),
     "import": ("importer.run", "import the old portal's export (JSON or CSV folder); --dry-run"),
     "reconcile": ("importer.reconcile", "prove an import lost nothing: queue dates, positions, referral deadlines"),
+    "mailbox": ("services.notifications.mailbox",
+                "development only: an SMTP server and SMS gateway whose messages a page shows (kezek run starts it)"),
     "settings-example": ("kezek.commands.settings_example", "print .env.example: every setting, its default and meaning"),
 }
 

@@ -145,6 +145,9 @@ class Settings(KezekSettings):
     smtp_port: int = 8025
     # HTTP SMS gateway; empty: SMS are written to the console channel (refused in production)
     sms_gateway_url: str = ""
+    # The development mailbox's page and SMS gateway (`kezek run` starts it with SMTP on smtp_port
+    # and points e-mail and SMS at it); refused in production
+    mailbox_port: int = 8005
     # How many relays, consumer processes per service and workflow workers `kezek run` starts
     run_relays: int = 1
     run_consumers_per_service: int = 1

@@ -109,6 +109,13 @@ class Supervisor:
         self.stopping = False
         self._written = ""
         self.demo_notes: dict[str, list[str]] = {}   # printed beside each service's address
+        # Development only (the tests wire their own SMTP server; production sends for real).
+        self.mailbox = settings.env == "development" and wiring.optional_module("services.notifications.mailbox")
+        if self.mailbox:
+            # E-mail and SMS go to the development mailbox, whose page shows them
+            # (unless the operator pointed them elsewhere).
+            self.env.setdefault("KEZEK_SMS_GATEWAY_URL", f"http://{settings.host}:{settings.mailbox_port}/send")
+            self.env.setdefault("KEZEK_NOTIFICATIONS_EMAIL_TRANSPORT", "smtp")
 
     # -- signals -----------------------------------------------------------
     def request_stop(self, *_) -> None:
@@ -121,7 +128,9 @@ class Supervisor:
         s = self.settings
         t_host, _, t_port = s.temporal_address.rpartition(":")
         k_host, _, k_port = s.kafka_bootstrap.rpartition(":")
-        for port, what in ((int(t_port), "Temporal"), (int(k_port), "Kafka"), (s.gateway_port, "the gateway")):
+        for port, what in ((int(t_port), "Temporal"), (int(k_port), "Kafka"), (s.gateway_port, "the gateway"),
+                           *(((s.mailbox_port, "the mailbox"), (s.smtp_port, "the mailbox's SMTP"))
+                             if self.mailbox else ())):
             if port_open(port):
                 raise SystemExit(f"port {port} for {what} is taken: is kezek already running? (make stop)")
         say(f"starting Temporal dev server on {s.temporal_address} (UI :{s.temporal_ui_port})")
@@ -166,6 +175,8 @@ class Supervisor:
             return base if n == 1 else f"{base}-{i}"
 
         parts = [Part(service, "service", ["serve", service]) for service in wiring.services_with_api()]
+        if self.mailbox:
+            parts.append(Part("mailbox", "service", ["mailbox"]))
         relays = s.run_relays
         if relays > 1 and not self.env.get("KEZEK_DATABASE_URL", s.database_url).startswith("postgresql"):
             say(f"KEZEK_RUN_RELAYS={relays} needs PostgreSQL (relays claim rows there): starting one relay")
@@ -234,11 +245,13 @@ class Supervisor:
     def print_urls(self) -> None:
         s = self.settings
         say("Kezek is running. Open:")
-        serving = set(wiring.services_with_api())
+        serving = set(wiring.services_with_api()) | ({"mailbox"} if self.mailbox else set())
         rows = [
             ("gateway", "Parent portal", f"{s.url_of('gateway')}/"),
-            ("gateway", "API docs", f"{s.url_of('gateway')}/api/docs  (ReDoc: /api/redoc)"),
+            ("gateway", "API docs", f"{s.url_of('gateway')}/api/docs"),
+            ("gateway", "ReDoc API docs", f"{s.url_of('gateway')}/api/redoc"),
             ("gateway", "Event catalogue", f"{s.url_of('gateway')}/events"),
+            ("mailbox", "Mailbox", f"{s.url_of('mailbox')}/"),
             ("verification", "Staff pages", f"{s.url_of('verification')}/"),
             ("queue", "Queue API docs", f"{s.url_of('queue')}/docs"),
             ("registration", "Registration API docs", f"{s.url_of('registration')}/docs"),
@@ -246,6 +259,8 @@ class Supervisor:
             (None, "Temporal UI", f"http://{s.host}:{s.temporal_ui_port}/"),
         ]
         notes = dict(self.demo_notes)
+        notes.setdefault("mailbox", [f"every e-mail (SMTP {s.smtp_host}:{s.smtp_port}) and SMS sent in development, "
+                                     "newest first: e-mail codes and activation links are a click away"])
         for service, label, url in rows:
             if service is not None and service not in serving:
                 continue

@@ -4,7 +4,11 @@ fail on demand. The SMS gateway behaves like a real one in the two ways that
 matter here: it drops a repeated Idempotency-Key, and it posts a delivery
 receipt to the `callback_url` of each accepted SMS, signed the way a
 provider signs them (signature.py) with `receipt_secret`: by default the
-secret a development service derives from the default secret key."""
+secret a development service derives from the default secret key.
+
+Given a `Mailbox` (mailbox.py), both record what they accept there, and the
+SMS gateway's HTTP server also answers GET / with the mailbox's page (what
+`kezek mailbox` runs for `kezek run`)."""
 from __future__ import annotations
 
 import json
@@ -40,6 +44,7 @@ class DevSmsGateway:
     receipts: bool = True            # post delivery receipts to callback_url
     receipt_secret: bytes = field(default_factory=lambda: signature.development_secret(DEV_SECRET))
     signature_header: str = signature.DEFAULT_HEADER
+    mailbox: object = None           # a mailbox.Mailbox: accepted SMS recorded there, its page at GET /
     requests: list[SmsRequest] = field(default_factory=list)   # every request, repeats included
     accepted: dict[str, SmsRequest] = field(default_factory=dict)  # by Idempotency-Key
     _fail: list[int] = field(default_factory=list)
@@ -72,6 +77,24 @@ class DevSmsGateway:
             def log_message(self, *args):  # quiet
                 pass
 
+            def do_GET(self):
+                from services.notifications import mailbox as mb
+
+                path, query = mb.query_of(self.path)
+                if path == "/health":
+                    return self._answer(200, {"status": "ok", "service": "mailbox"})
+                if path != "/" or gateway.mailbox is None:
+                    return self._answer(404, {"error": "not found"})
+                channel = (query.get("channel") or [None])[0]
+                text = mb.page(gateway.mailbox, mb.pick_language(query, self.headers.get("Accept-Language", "")),
+                               channel if channel in ("email", "sms") else None).encode()
+                self.send_response(200)
+                self.send_header("Content-Type", "text/html; charset=utf-8")
+                self.send_header("Content-Length", str(len(text)))
+                self.send_header("Cache-Control", "no-store")
+                self.end_headers()
+                self.wfile.write(text)
+
             def do_POST(self):
                 raw = self.rfile.read(int(self.headers.get("Content-Length") or 0))
                 try:
@@ -86,6 +109,8 @@ class DevSmsGateway:
                     if status is None:
                         first = req.key not in gateway.accepted
                         gateway.accepted.setdefault(req.key, req)
+                        if first and gateway.mailbox is not None:
+                            gateway.mailbox.add("sms", req.to, req.text)
                 if status is not None:
                     return self._answer(status, {"error": "gateway failure on demand"})
                 provider_id = f"gw-{req.key}"
@@ -138,6 +163,7 @@ class DevSmtpServer:
     host: str = "127.0.0.1"
     port: int = 0
     messages: list[EmailMessage] = field(default_factory=list)
+    mailbox: object = None           # a mailbox.Mailbox: every accepted letter recorded there
     _fail: list[str] = field(default_factory=list)
     _controller: object = None
 
@@ -158,7 +184,14 @@ class DevSmtpServer:
             async def handle_DATA(self, _server, _session, envelope):
                 if server._fail:
                     return server._fail.pop(0)
-                server.messages.append(message_from_bytes(envelope.content, policy=default_policy))
+                message = message_from_bytes(envelope.content, policy=default_policy)
+                server.messages.append(message)
+                if server.mailbox is not None:
+                    body = message.get_body(("plain",))
+                    server.mailbox.add("email", str(message["To"] or ", ".join(envelope.rcpt_tos)),
+                                       body.get_content() if body is not None else "",
+                                       subject=str(message["Subject"] or ""),
+                                       locale=str(message["Content-Language"] or ""))
                 return "250 OK"
 
         self.port = self.port or free_port()

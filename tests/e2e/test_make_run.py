@@ -36,7 +36,7 @@ def test_run_starts_everything_prints_answering_urls_and_stops_cleanly_on_ctrl_c
                KEZEK_KAFKA_BOOTSTRAP=f"127.0.0.1:{kafka}",
                KEZEK_LOG_LEVEL="WARNING",
                **{f"KEZEK_{s.upper()}_PORT": str(free_port())
-                  for s in ("gateway", "registration", "queue", "verification", "notifications")})
+                  for s in ("gateway", "registration", "queue", "verification", "notifications", "mailbox", "smtp")})
     proc = subprocess.Popen([sys.executable, "-m", "kezek.cli", "run"], env=env, cwd=tmp_path,
                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     lines: list[str] = []
@@ -52,7 +52,7 @@ def test_run_starts_everything_prints_answering_urls_and_stops_cleanly_on_ctrl_c
         output = "".join(lines)
         assert "Kezek is running" in output, output
         urls = re.findall(r"^\s+[\w ]+?\s+(http://\S+)$", output, re.M)
-        for label in ("Parent portal", "API docs", "Staff pages", "Temporal UI"):
+        for label in ("Parent portal", "API docs", "Event catalogue", "Mailbox", "Staff pages", "Temporal UI"):
             assert any(label in line for line in lines), f"{label} missing from:\n{output}"
         assert re.search(r"demo data: 8 kindergartens, 300 children joined the queue", output), output
         for url in urls:
