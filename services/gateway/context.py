@@ -47,7 +47,7 @@ class Gateway:
         i18n.compile_catalogs(self.mo_dir)
         self.secret = settings.secret_key.get_secret_value().encode()
         self._kindergartens: tuple[float, list[dict]] | None = None
-        self._categories: tuple[float, list[str]] | None = None
+        self._categories: tuple[float, dict[str, bool]] | None = None
         self._address_tree: tuple[float, list[dict]] | None = None
 
     def gettext(self, lang: str):
@@ -72,14 +72,21 @@ class Gateway:
         (so the voucher programme is offered only where an administrator
         runs it), in the portal's order. Without the queue's answer, the
         ones every policy has."""
+        return list(await self.category_checks())
+
+    async def category_checks(self) -> dict[str, bool]:
+        """The categories a parent may choose (as `categories`), each with
+        whether a caseworker must confirm it (the policy's
+        `needs_confirmation`): what the pages explain. Without the queue's
+        answer, the defaults of every policy."""
         now = time.monotonic()
         if self._categories is None or self._categories[0] < now:
             try:
                 found = await self.queue.policy()
-                known = {c["code"] for c in found["policy"]["categories"]}
+                checks = {c["code"]: bool(c.get("needs_confirmation")) for c in found["policy"]["categories"]}
             except (UpstreamError, KeyError, TypeError):
-                return list(views.ALWAYS_OFFERED)
-            self._categories = (now + 60, [c for c in views.CATEGORIES if c in known])
+                return {c: c in views.CONFIRMED_BY_DEFAULT for c in views.ALWAYS_OFFERED}
+            self._categories = (now + 60, {c: checks[c] for c in views.CATEGORIES if c in checks})
         return self._categories[1]
 
     async def kindergartens(self) -> list[dict]:

@@ -59,6 +59,7 @@ FIELD_LABELS = {
 
 ERRORS = {
     "required": N_("this field is required."),
+    "too_long": N_("too long: at most %(max)s characters (you entered %(length)s)."),
     "pin_format": N_("must have %(length)s digits."),
     "pin_sex_digit": N_("must start with 1 (female) or 2 (male)."),
     "pin_impossible_date": N_("digits 2 to 9 must be a real date of birth (DDMMYYYY)."),

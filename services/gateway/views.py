@@ -5,12 +5,14 @@ position explanations (`ahead_by_category`, `ahead_same_category_earlier`)
 are brought to one shape here, so the templates and the mobile API see one."""
 from __future__ import annotations
 
-from kezek.categories import ALWAYS_OFFERED, KNOWN  # noqa: F401 (the portal's api asks views)
+from kezek.categories import ALWAYS_OFFERED, DEFAULT_RANKING, KNOWN  # noqa: F401 (the portal's api asks views)
 from workflows.rules import LIVE_STATES
 
 # The categories the portal can name, in the order it offers them; the queue's
 # policy says which of them run (the voucher programme only in some places).
 CATEGORIES = KNOWN
+# Those a caseworker confirms when the queue's policy cannot be read.
+CONFIRMED_BY_DEFAULT = frozenset(code for code, _rank, needs in DEFAULT_RANKING if needs)
 
 
 def position(p: dict, names: dict[str, str]) -> dict:

@@ -16,6 +16,7 @@ from datetime import date, datetime, timedelta
 from typing import Iterable
 
 from kezek import categories as kcat
+from kezek import lengths
 from kezek import contacts as kcontacts
 from kezek import pin as kpin
 
@@ -59,10 +60,24 @@ PersonalNumber = kpin.PersonalNumber
 def parse_personal_number(raw: str, country: str, today: date, field_: str = "pin") -> PersonalNumber:
     """The child's or parent's PIN (KG) or IIN (KZ) as typed (spaces and
     dashes allowed); refused naming `field_`."""
+    _refuse_if_too_long(field_, raw)
     try:
         return kpin.parse(kpin.digits_only(raw), "KZ" if country == "KZ" else "KG", today)
     except kpin.PinError as e:
         raise RegistrationRefused([_err(field_, e.code, **e.params)]) from None
+
+
+def too_long(field_: str, raw: str | None) -> FieldError | None:
+    """A text longer than the limit the pages state (kezek/lengths.py): the
+    refusal names the limit."""
+    if lengths.too_long(field_, raw):
+        return _err(field_, "too_long", max=lengths.limit(field_), length=len(raw or ""))
+    return None
+
+
+def _refuse_if_too_long(field_: str, raw: str | None) -> None:
+    if (long := too_long(field_, raw)) is not None:
+        raise RegistrationRefused([long])
 
 
 def age_in_full_years(born: date, on: date) -> int:
@@ -78,6 +93,7 @@ def normalize_phone(raw: str, field_: str = "phone") -> str:
     """A Kyrgyz (+996) or Kazakh (+7) mobile number in E.164, from any of
     the forms people write it in (+996 555 123 456, 0555 12-34-56,
     8 701 123 45 67 ...)."""
+    _refuse_if_too_long(field_, raw)
     try:
         return kcontacts.phone_e164(raw)
     except kcontacts.ContactError as e:
@@ -87,6 +103,7 @@ def normalize_phone(raw: str, field_: str = "phone") -> str:
 def normalize_email(raw: str, field_: str = "email") -> str:
     """The address with its domain in lower case; refused by its syntax only
     (no DNS lookup)."""
+    _refuse_if_too_long(field_, (raw or "").strip())
     try:
         return kcontacts.email_address(raw)
     except kcontacts.ContactError as e:
@@ -197,7 +214,10 @@ def check_name(raw: str | None, field_: str, errors: list[FieldError], required:
         if required:
             errors.append(_err(field_, "required"))
         return None
-    if len(s) > 60 or not _NAME.match(s):
+    if (long := too_long(field_, s)) is not None:
+        errors.append(long)
+        return None
+    if not _NAME.match(s):
         errors.append(_err(field_, "name_format"))
         return None
     return s
@@ -335,6 +355,8 @@ def validate_parent(data: dict, country: str, today: date, child_pin: str | None
         errors.append(_err("parent.document_type", "required" if not doc_type else "choice"))
     elif not doc_number:
         errors.append(_err("parent.document_number", "required"))
+    elif (long := too_long("parent.document_number", doc_number)) is not None:
+        errors.append(long)
     elif not _DOCUMENT_NUMBER[doc_type].match(doc_number):
         errors.append(_err("parent.document_number", f"document_number_{doc_type}"))
     issued: date | None = None
@@ -353,11 +375,14 @@ def validate_parent(data: dict, country: str, today: date, child_pin: str | None
     for part in ("region", "district", "settlement", "street", "house"):
         if not str(a.get(part) or "").strip():
             errors.append(_err(f"address.{part}", "required"))
+    for part in ("street", "house", "flat"):
+        if (long := too_long(f"address.{part}", str(a.get(part) or "").strip())) is not None:
+            errors.append(long)
     house = str(a.get("house") or "").strip()
-    if house and not re.fullmatch(r"[0-9A-Za-zА-Яа-яЁё/\-]{1,10}", house):
+    if house and not lengths.too_long("address.house", house) and not re.fullmatch(r"[0-9A-Za-zА-Яа-яЁё/\-]{1,10}", house):
         errors.append(_err("address.house", "house_format"))
     flat = str(a.get("flat") or "").strip() or None
-    if flat and not re.fullmatch(r"[0-9A-Za-zА-Яа-я\-]{1,6}", flat):
+    if flat and not lengths.too_long("address.flat", flat) and not re.fullmatch(r"[0-9A-Za-zА-Яа-я\-]{1,6}", flat):
         errors.append(_err("address.flat", "flat_format"))
     if not any(e.field.startswith("address.") for e in errors):
         address = Address(str(a["region"]).strip(), str(a["district"]).strip(),
@@ -499,6 +524,7 @@ def check_new_password(password: str, login: str, field_: str = "password") -> N
         raise RegistrationRefused([_err(field_, "required")])
     if len(p) < MIN_PASSWORD_LENGTH:
         raise RegistrationRefused([_err(field_, "password_too_short", min=MIN_PASSWORD_LENGTH)])
+    _refuse_if_too_long(field_, p)
     if p.lower() in (login or "").lower() or len(set(p)) < 4:
         raise RegistrationRefused([_err(field_, "password_too_weak")])
 

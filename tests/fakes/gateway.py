@@ -41,6 +41,7 @@ class FakeQueue:
     def __init__(self, categories: tuple[str, ...] = (EXTRAORDINARY, PRIVILEGED, GENERAL, VOUCHER),
                  country: str = "KG"):
         self.categories = categories
+        self.confirmed = {EXTRAORDINARY}       # the categories a caseworker confirms (the policy's)
         self.calendar = kcal.calendar(country)
         self.entries: dict[str, dict] = {}
         self.referrals: dict[str, dict] = {}
@@ -121,7 +122,7 @@ class FakeQueue:
         def policy():
             return {"version": 1, "policy": {"categories": [
                 {"code": c, "rank": 100 if c in ("general", "voucher") else 10 * i,
-                 "needs_confirmation": c == "extraordinary"} for i, c in enumerate(self.categories)]}}
+                 "needs_confirmation": c in self.confirmed} for i, c in enumerate(self.categories)]}}
 
         @app.get("/api/v1/queue-entries/{application_id}")
         def entry(application_id: str):

@@ -101,9 +101,15 @@ async def apply(request: Request, gw: Gw, lang: Lang):
 
 # --- step 1: the child ------------------------------------------------------------
 
+async def categories_ctx(gw) -> dict:
+    """Who qualifies for each category, and which a caseworker confirms."""
+    checks = await gw.category_checks()
+    return {"categories": list(checks), "confirmed_by": checks}
+
+
 @router.get("/apply/child", response_class=HTMLResponse)
-async def child_page(render: Render, draft: Annotated[Draft, draft_at("child")]):
-    return render("apply_child.html", values=draft.data["child"], **draft.ctx())
+async def child_page(render: Render, gw: Gw, draft: Annotated[Draft, draft_at("child")]):
+    return render("apply_child.html", values=draft.data["child"], **draft.ctx(), **(await categories_ctx(gw)))
 
 
 @router.post("/apply/child", response_class=HTMLResponse)
@@ -112,7 +118,7 @@ async def child_post(render: Render, gw: Gw, draft: Annotated[Draft, draft_at("c
     try:
         await gw.registration.save_child(draft.token, values)
     except UpstreamError as exc:
-        return render.refused("apply_child.html", exc, values=values, **draft.ctx())
+        return render.refused("apply_child.html", exc, values=values, **draft.ctx(), **(await categories_ctx(gw)))
     return redirect("/apply/parent")
 
 
@@ -173,7 +179,8 @@ async def contacts_post(render: Render, gw: Gw, lang: Lang, draft: Annotated[Dra
 async def confirm_ctx(gw, draft: Draft) -> dict:
     addr = draft.data.get("address") or {}
     kgs, ok = await gw.nearby(addr.get("lat"), addr.get("lon"), 30)
-    return {"kindergartens": kgs, "kindergartens_ok": ok, "categories": await gw.categories(),
+    checks = await gw.category_checks()
+    return {"kindergartens": kgs, "kindergartens_ok": ok, "categories": list(checks), "confirmed_by": checks,
             "instruction_languages": INSTRUCTION_LANGUAGES, **draft.ctx()}
 
 

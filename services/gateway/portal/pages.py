@@ -15,6 +15,7 @@ from fastapi import Depends, Request
 from fastapi.responses import HTMLResponse, RedirectResponse
 
 from kezek.formatting import Formats, parse_moment
+from kezek import lengths
 from kezek.trust import PARENT
 from services.gateway import i18n
 from services.gateway.clients import UpstreamError
@@ -75,6 +76,7 @@ def environment(gw: Gateway, lang: str) -> jinja2.Environment:
         env = jinja2.Environment(loader=jinja2.FileSystemLoader(TEMPLATES), autoescape=True,
                                  extensions=["jinja2.ext.i18n"], trim_blocks=True, lstrip_blocks=True)
         env.install_gettext_translations(i18n.translations(str(gw.mo_dir), lang), newstyle=True)
+        env.globals["limits"] = lengths.MAX_LENGTH     # each input's maxlength: what the services check
         fmt = formats(gw, lang)
         env.filters.update(fmt.filters())
         env.filters["deadline"] = lambda value: format_deadline(value, fmt)

@@ -12,7 +12,9 @@ from services.registration.api.deps import GATEWAY, By, Svc
 
 router = APIRouter(prefix="/api/v1/drafts", tags=["application"], dependencies=[allow(GATEWAY)])
 Token = Annotated[str, Path(max_length=200, description="the draft's token")]
-Text = Annotated[str, Field(max_length=200)]
+# Wide enough that the rules' own limits (kezek/lengths.py) refuse a long
+# value with `too_long`, naming the field and the limit.
+Text = Annotated[str, Field(max_length=100_000)]
 
 
 class _In(BaseModel):

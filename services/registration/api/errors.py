@@ -16,7 +16,8 @@ from services.registration.service import NotFound, Unauthorized
 # unknown kindergarten too) whose wording differs, so these stay out of the
 # process-wide catalogue of kezek.refusals, which holds one text per code.
 MESSAGES = {
-    "required": "is required", "pin_format": "must have {length} digits",
+    "required": "is required", "too_long": "is too long: at most {max} characters",
+    "pin_format": "must have {length} digits",
     "pin_sex_digit": "must start with 1 (female) or 2 (male)",
     "pin_impossible_date": "does not contain a real birth date",
     "pin_future_date": "contains a birth date in the future",
