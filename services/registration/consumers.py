@@ -1,5 +1,6 @@
 """What registration hears from the queue: an application removed or
-refused there stops holding its child's PIN here; an application that
+refused there, or whose enrolled child left its kindergarten, stops holding
+its child's PIN here; an application that
 closed starts registration's own retention clock (kezek/retention.py), and
 a family's granted erasure anonymises registration's data of it at once."""
 from __future__ import annotations
@@ -9,7 +10,7 @@ from kezek.retention import CLOSED, ERASURE_GRANTED, RetentionJob
 from services.registration.models import outbox
 
 CONSUMER_NAME = "registration"
-CONSUMED_TYPES = ("application.removed.v1", "application.refused.v1", CLOSED, ERASURE_GRANTED)
+CONSUMED_TYPES = ("application.removed.v1", "application.refused.v1", "application.left.v1", CLOSED, ERASURE_GRANTED)
 
 
 def make_consumer(service, bootstrap: str, prefix: str = "kezek", *, retention: RetentionJob | None = None,

@@ -27,7 +27,10 @@ trail = AuditTrail(Base.metadata)
 retention_clock = RetentionClock(Base.metadata)
 rate_limits = RateLimits.table_in(Base.metadata)
 
-LIVE = sa.text("status NOT IN ('removed', 'refused')")
+# An application no longer holds its child's PIN once the queue removed or
+# refused it, or the child left the kindergarten it was enrolled in.
+CLOSED = ("removed", "refused", "left")
+LIVE = sa.text("status NOT IN ('removed', 'refused', 'left')")
 
 
 class Draft(Base):

@@ -21,6 +21,7 @@ from kezek.trust import Principal, parent_principal
 from services.registration import domain as d
 from services.registration import limits as lim
 from services.registration.models import (
+    CLOSED,
     Account, ActivationToken, Application, CodeSend, OidcRequest, Session as SessionRow, SignInClient, SignInFailure,
     outbox,
 )
@@ -263,16 +264,18 @@ class Accounts(Context):
     @staticmethod
     def _set_status(s: Session, application_id: str, status: str) -> bool:
         app = s.get(Application, application_id)
-        if app is not None and app.status not in ("removed", "refused"):
+        if app is not None and app.status not in CLOSED:
             app.status = status
             return True
         return False
 
     def handle_queue_event(self, s: Session, event) -> None:
         """The queue's word on an application, in the consumer's transaction:
-        removed (by the parent or an administrator) or refused (the child
-        was already in the queue, e.g. registered in the old system)."""
-        status = {"application.removed.v1": "removed", "application.refused.v1": "refused"}.get(event.type)
+        removed (by the parent or an administrator), refused (the child
+        was already in the queue, e.g. registered in the old system), or the
+        enrolled child left its kindergarten: the PIN is free again."""
+        status = {"application.removed.v1": "removed", "application.refused.v1": "refused",
+                  "application.left.v1": "left"}.get(event.type)
         app_id = event.data.get("application_id")
         if status and self._set_status(s, app_id, status):
             self.audit(s, ITSELF, f"application.{status}", f"application:{app_id}", event=event.id)

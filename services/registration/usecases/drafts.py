@@ -19,7 +19,7 @@ from sqlalchemy.orm import Session
 from kezek.db import unit_of_work
 from services.registration import domain as d
 from services.registration import limits as lim
-from services.registration.models import Account, Application, CodeSend, Draft, outbox
+from services.registration.models import CLOSED, Account, Application, CodeSend, Draft, outbox
 from services.registration.usecases.context import ITSELF, Caller, Context, NotFound, aware, refuse
 
 CODE_ISSUED = "registration.email_code_issued.v1"
@@ -95,7 +95,7 @@ class Drafts(Context):
     def _refuse_known_child(s: Session, pin: str) -> None:
         live = s.scalar(sa.select(sa.func.count()).select_from(Application)
                         .where(Application.child_pin == pin,
-                               Application.status.not_in(("removed", "refused"))))
+                               Application.status.not_in(CLOSED)))
         if live:
             raise refuse("child.pin", "child_already_registered")
 

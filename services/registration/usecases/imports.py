@@ -14,7 +14,7 @@ from sqlalchemy.orm import Session
 from kezek.db import unit_of_work
 from kezek.events import new_event
 from services.registration import domain as d
-from services.registration.models import Account, Application, outbox, trail
+from services.registration.models import CLOSED, Account, Application, outbox, trail
 from services.registration.usecases.context import ITSELF, TIMEZONES, Caller, Context, refuse
 
 
@@ -174,7 +174,7 @@ class Imports(Context):
             accounts.update((r.id, r) for r in s.scalars(sa.select(Account).where(Account.id.in_(part))))
         for part in chunks(pins):
             live.update(s.execute(sa.select(Application.child_pin, Application.id).where(
-                Application.child_pin.in_(part), Application.status.not_in(("removed", "refused")))).all())
+                Application.child_pin.in_(part), Application.status.not_in(CLOSED))).all())
         rows = []
         for i, (a, c) in enumerate(zip(applications, checked)):
             if c is None:
