@@ -86,7 +86,8 @@ async def upstream_answer(request: Request, exc: UpstreamError) -> Response:
         seconds = next((e.get("params", {}).get("seconds") for e in exc.errors
                         if e.get("params", {}).get("seconds")), None)
         headers = {"Retry-After": str(seconds or (60 if status == 429 else RETRY_AFTER_OUTAGE))}
-    return answer(request, status, errors_of(exc, gw.gettext(reader_language(request, gw))), headers)
+    return answer(request, status, errors_of(exc, gw.gettext(reader_language(request, gw)), gw.settings.country),
+                  headers)
 
 
 def install(app: FastAPI) -> None:

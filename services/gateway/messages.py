@@ -75,6 +75,9 @@ ERRORS = {
     "document_number_id_card": N_("an ID card number looks like ID1234567."),
     "document_number_passport": N_("a passport number looks like AN1234567."),
     "document_number_other": N_("use 5 to 20 letters or digits."),
+    "document_number_id_card_kz": N_("an identity card number has 9 digits, for example 012345678."),
+    "document_number_passport_kz": N_("a passport number looks like N12345678."),
+    "iin_century_digit": N_("the 7th digit (century and sex) must be 1 to 6."),
     "parent_too_young": N_("the person who applies must be at least 14 years old."),
     "parent_pin_is_child_pin": N_("this is the child's PIN; enter your own."),
     "house_format": N_("enter the house number, for example 12 or 12A."),
@@ -131,13 +134,22 @@ ERRORS = {
 }
 
 
-def describe(error: dict, translate: Callable[[str], str]) -> dict:
+# In Kazakhstan the personal number is the IIN (12 digits).
+FIELD_LABELS_KZ = {
+    "child.pin": N_("Child's individual identification number (IIN)"),
+    "parent.pin": N_("Your individual identification number (IIN)"),
+    "pin": N_("Your individual identification number (IIN)"),
+}
+
+
+def describe(error: dict, translate: Callable[[str], str], country: str = "KG") -> dict:
     """One field error from a service, in the parent's language:
     {"field", "label", "message", "text"} where text is "Label: message"."""
     field = str(error.get("field") or "request")
     code = str(error.get("code") or "")
     params = error.get("params") or {}
-    label = translate(FIELD_LABELS.get(field) or FIELD_LABELS.get(field.split(".")[0]) or FIELD_LABELS["request"])
+    labels = {**FIELD_LABELS, **FIELD_LABELS_KZ} if country == "KZ" else FIELD_LABELS
+    label = translate(labels.get(field) or labels.get(field.split(".")[0]) or labels["request"])
     if code in ERRORS:
         try:
             message = translate(ERRORS[code]) % params

@@ -1,8 +1,11 @@
 """The address registry adapter (DOMAIN.md section 2, step 3).
 
 `AddressRegistry` is the interface; `ReferenceAddressRegistry` answers from
-the reference data shipped in `reference/address_kg.json`. A real registry
-(the state address bureau) is plugged in by implementing the same methods.
+the reference data shipped with the project for the configured country
+(kezek/reference/address_kg.json: Kyrgyz regions, Bishkek and Osh streets;
+address_kz.json: Astana and Almaty, their districts and streets, in Kazakh
+and Russian). A real registry (the state address bureau) is plugged in by
+implementing the same methods.
 """
 from __future__ import annotations
 
@@ -13,9 +16,11 @@ from functools import cached_property
 from pathlib import Path
 from typing import Protocol
 
+from kezek import territories
 from services.registration.domain import Address, FieldError, RegistrationRefused
 
-REFERENCE_FILE = Path(__file__).parent / "reference" / "address_kg.json"
+REFERENCE_FILE = territories.reference_file("KG")
+LANGUAGES = ("ky", "kk", "ru", "en")
 
 
 @dataclass(frozen=True)
@@ -26,7 +31,7 @@ class Place:
     lon: float | None = None
 
     def name(self, lang: str) -> str:
-        return self.names.get(lang) or self.names.get("ru") or next(iter(self.names.values()))
+        return territories.name_in(self.names, lang)
 
     def as_dict(self, lang: str | None = None) -> dict:
         out: dict = {"code": self.code, "names": self.names}
@@ -59,7 +64,7 @@ class ResolvedAddress:
             "region": self.region.code, "district": self.district.code,
             "settlement": self.settlement.code, "street": self.street.code,
             "house": self.house, "flat": self.flat, "lat": self.lat, "lon": self.lon,
-            "names": {lang: self.line(lang) for lang in ("ky", "ru", "en")},
+            "names": {lang: self.line(lang) for lang in LANGUAGES},
         }
 
     def line(self, lang: str) -> str:
@@ -83,7 +88,8 @@ class AddressRegistry(Protocol):
 
 
 _STREET_WORDS = re.compile(
-    r"\b(ул|улица|пр|пр-т|проспект|проспекти|бульвар|бульвары|б-р|көчөсү|көч|street|st|avenue|ave|boulevard)\b\.?",
+    r"\b(ул|улица|пр|пр-т|проспект|проспекти|бульвар|бульвары|б-р|көчөсү|көч|көшесі|көш|даңғылы|даңғ|"
+    r"street|st|avenue|ave|boulevard)\b\.?",
     re.IGNORECASE)
 
 
@@ -96,8 +102,8 @@ def street_key(name: str) -> str:
 
 
 class ReferenceAddressRegistry:
-    def __init__(self, path: Path = REFERENCE_FILE):
-        self.path = path
+    def __init__(self, path: Path | None = None, *, country: str = "KG"):
+        self.path = path or territories.reference_file(country)
 
     @cached_property
     def _data(self) -> dict:
@@ -105,7 +111,7 @@ class ReferenceAddressRegistry:
 
     @staticmethod
     def _place(raw: dict) -> Place:
-        return Place(raw["code"], {k: raw[k] for k in ("ky", "ru", "en") if k in raw},
+        return Place(raw["code"], {k: raw[k] for k in LANGUAGES if k in raw},
                      raw.get("lat"), raw.get("lon"))
 
     @cached_property

@@ -33,7 +33,7 @@ def build(settings: Settings | None = None, *, registry: AddressRegistry | None 
                               caller="registration", audience="queue", transport=queue_transport, timeout=5.0)
     extra = {k: v for k, v in (("clock", clock), ("hasher", hasher)) if v is not None}
     return RegistrationService(
-        make_session_factory(engine), registry or ReferenceAddressRegistry(),
+        make_session_factory(engine), registry or ReferenceAddressRegistry(country=settings.country),
         code_key=settings.secret_key.get_secret_value().encode(), country=settings.country,
         public_url=settings.public_url or settings.url_of("gateway"), oidc=oidc,
         kindergartens=QueueKindergartens(queue),

@@ -199,6 +199,8 @@ _DOCUMENT_NUMBER = {
     "passport": re.compile(r"^A[NC]\d{7}$"),  # KG passport, e.g. AN1234567
     "other": re.compile(r"^[A-Z0-9]{5,20}$"),
 }
+# Kazakhstan: an identity card has 9 digits, a passport N and 8 digits.
+_DOCUMENT_NUMBER_KZ = {**_DOCUMENT_NUMBER, "id_card": re.compile(r"^\d{9}$"), "passport": re.compile(r"^N\d{8}$")}
 LANGUAGES = ("ky", "ru", "kk", "en")
 INSTRUCTION_LANGUAGES = ("ky", "ru", "kk", "uz", "en")
 # "voucher": the voucher programme (state financing of a place in a private
@@ -357,7 +359,10 @@ def validate_parent(data: dict, country: str, today: date, child_pin: str | None
         errors.append(_err("parent.document_number", "required"))
     elif (long := too_long("parent.document_number", doc_number)) is not None:
         errors.append(long)
-    elif not _DOCUMENT_NUMBER[doc_type].match(doc_number):
+    elif country == "KZ" and not _DOCUMENT_NUMBER_KZ[doc_type].match(doc_number):
+        errors.append(_err("parent.document_number", f"document_number_{doc_type}"
+                           + ("_kz" if doc_type != "other" else "")))
+    elif country != "KZ" and not _DOCUMENT_NUMBER[doc_type].match(doc_number):
         errors.append(_err("parent.document_number", f"document_number_{doc_type}"))
     issued: date | None = None
     raw_issued = data.get("document_issued_on")

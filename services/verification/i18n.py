@@ -11,7 +11,7 @@ from pathlib import Path
 from babel.support import Translations
 from jinja2 import Environment, FileSystemLoader, StrictUndefined, select_autoescape
 
-from kezek import i18n
+from kezek import i18n, territories
 from kezek.formatting import Formats
 from services.verification.domain import STAFF_LANGUAGES
 
@@ -66,6 +66,7 @@ class Pages:
             env.filters["d"] = lambda v, form=None, _f=fmt: _fmt_date(v, _f, form)
             env.filters["dt"] = lambda v, _f=fmt: _fmt_moment(v, _f)
             env.filters["moment"] = lambda v, _f=fmt: _fmt_moment(v, _f)
+            env.filters["district"] = lambda code, _l=lang: territories.district_name(code, _l)
             env.globals.update(lang=lang, languages=LANGUAGE_NAMES, static_version=static_version)
             self.envs[lang] = env
 

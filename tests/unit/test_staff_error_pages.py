@@ -58,3 +58,12 @@ def test_a_bug_is_a_500_page_with_the_request_id_to_quote(app):
     r = client(app, "kk").get("/boom", headers={"x-request-id": "req-77"})
     assert r.status_code == 500 and r.headers["content-type"].startswith("text/html")
     assert "Қате тіркелді" in r.text and "req-77" in r.text and "RuntimeError" not in r.text
+
+
+@pytest.mark.parametrize("lang,name", [("ru", "Ленинский район"), ("ky", "Ленин району"), ("kk", "Ленинский район")])
+def test_the_staff_header_names_the_district_instead_of_its_code(app, lang, name):
+    c = client(app, lang)
+    assert c.post("/login", data={"login": "aida", "password": PASSWORD, "next": "/"}).status_code == 303
+    html = c.get("/worklist").text
+    who = html[html.index('class="who"'):][:400]
+    assert name in who and f'title="{DISTRICT_A}"' in who and f">{DISTRICT_A}<" not in html

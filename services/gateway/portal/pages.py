@@ -77,6 +77,7 @@ def environment(gw: Gateway, lang: str) -> jinja2.Environment:
                                  extensions=["jinja2.ext.i18n"], trim_blocks=True, lstrip_blocks=True)
         env.install_gettext_translations(i18n.translations(str(gw.mo_dir), lang), newstyle=True)
         env.globals["limits"] = lengths.MAX_LENGTH     # each input's maxlength: what the services check
+        env.globals["country"] = gw.settings.country    # KG: PIN, +996; KZ: IIN, +7
         fmt = formats(gw, lang)
         env.filters.update(fmt.filters())
         env.filters["deadline"] = lambda value: format_deadline(value, fmt)
@@ -105,22 +106,23 @@ class Page:
         return resp
 
     def described(self, *errors: dict) -> list[dict]:
-        return [describe(e, self.gw.gettext(self.lang)) for e in errors]
+        return [describe(e, self.gw.gettext(self.lang), self.gw.settings.country) for e in errors]
 
     def refused(self, name: str, exc: UpstreamError, **ctx) -> HTMLResponse:
         """The page again, with what the service refused at each field."""
-        return self(name, status_of(exc), errors_of(exc, self.gw.gettext(self.lang)), **ctx)
+        return self(name, status_of(exc), errors_of(exc, self.gw.gettext(self.lang), self.gw.settings.country),
+                    **ctx)
 
 
 def status_of(exc: UpstreamError) -> int:
     return 503 if exc.status >= 500 else exc.status
 
 
-def errors_of(exc: UpstreamError, gettext) -> list[dict]:
+def errors_of(exc: UpstreamError, gettext, country: str = "KG") -> list[dict]:
     """A service's refusal in the reader's words; an outage is 'unavailable'."""
     if exc.status >= 500:
         return [describe({"field": "request", "code": "unavailable"}, gettext)]
-    return [describe(e, gettext) for e in exc.errors] or [
+    return [describe(e, gettext, country) for e in exc.errors] or [
         describe({"field": "request", "code": exc.code or "refused", "message": exc.detail}, gettext)]
 
 
