@@ -102,8 +102,9 @@ async def remove_application(gw: Gateway, who: Principal, application_id: str) -
     await gw.registration.mark_removed(who, application_id)
 
 
-async def inbox(gw: Gateway, who: Principal) -> tuple[list[dict], bool]:
+async def inbox(gw: Gateway, who: Principal, lang: str | None = None) -> tuple[list[dict], bool]:
+    """The parent's messages, each in `lang` (the reader's language)."""
     try:
-        return await gw.notifications.inbox(who), True
+        return await gw.notifications.inbox(who, lang), True
     except UpstreamError:
         return [], False

@@ -157,10 +157,11 @@ class NotificationsClient:
     def __init__(self, http: ServiceClient):
         self.http = http
 
-    async def inbox(self, who: Principal) -> list[dict]:
-        """services/notifications/api.py: {"parent_id", "unread", "messages": [...]}."""
+    async def inbox(self, who: Principal, lang: str | None = None) -> list[dict]:
+        """services/notifications/api.py: {"parent_id", "unread", "messages": [...]}, each
+        message in `lang` (the reader's) when given."""
         found = await self.http.call("GET", f"/api/v1/notifications/inbox/{seg(who.family)}", actor=who,
-                                     ok_missing=True)
+                                     ok_missing=True, params={"lang": lang} if lang else None)
         if isinstance(found, dict):
             found = found.get("messages", [])
         return found or []

@@ -142,9 +142,12 @@ async def me(gw: Gw, who: Parent):
     return await c.children(gw, who)
 
 
-@cabinet.get("/me/notifications", tags=["cabinet"])
-async def notifications(gw: Gw, who: Parent):
-    return await gw.notifications.inbox(who)
+@cabinet.get("/me/notifications", tags=["cabinet"],
+             summary="The parent's messages, each in the language of Accept-Language (or ?lang=)")
+async def notifications(request: Request, gw: Gw, who: Parent):
+    from services.gateway.errors import reader_language
+
+    return await gw.notifications.inbox(who, reader_language(request, gw))
 
 
 @cabinet.post("/me/notifications/{message_id}/read", status_code=204, tags=["cabinet"],

@@ -49,6 +49,10 @@ class Message(Base):
     locale: Mapped[str] = mapped_column(sa.String(5))
     subject: Mapped[str | None] = mapped_column(sa.Text, nullable=True)
     body: Mapped[str] = mapped_column(sa.Text)
+    # In-app messages: the kind's parameters (JSON: the event's data and what
+    # was known of its referral, and when it happened), rendered again in the
+    # reader's language when the inbox is read.
+    params: Mapped[str | None] = mapped_column(sa.Text, nullable=True)
     sms_encoding: Mapped[str | None] = mapped_column(sa.String(6), nullable=True)
     sms_segments: Mapped[int | None] = mapped_column(nullable=True)
     urgent: Mapped[bool] = mapped_column(default=False)

@@ -4,6 +4,7 @@
 local time zone."""
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass
 from datetime import date, datetime, tzinfo
 from pathlib import Path
@@ -107,6 +108,17 @@ def template_values(data: dict[str, Any], *, occurred_at: datetime, tz: tzinfo, 
     }
 
 
+# What an in-app message keeps to be rendered again (the template values'
+# inputs, never a code or a link: those go by e-mail only).
+_NOT_KEPT = ("code", "activation_url", "sealed", "email", "phone")
+
+
+def stored_params(data: dict[str, Any], occurred_at: datetime) -> str:
+    """The inputs of `template_values`, as JSON, for `render_again`."""
+    kept = {k: v for k, v in data.items() if k not in _NOT_KEPT}
+    return json.dumps({"data": kept, "occurred_at": occurred_at.isoformat()}, default=str, ensure_ascii=False)
+
+
 class Renderer:
     def __init__(self, tz: tzinfo, directory: Path = TEMPLATES):
         self.tz = tz
@@ -125,6 +137,13 @@ class Renderer:
         template = self.env.get_template(f"{kind.value}/{locale}.j2")
         ctx = template.new_context({**values, "locale": locale, "tz": self.tz})
         return "".join(template.blocks[block](ctx)).strip()
+
+    def render_again(self, kind: Kind, locale: str, params: str, cabinet_url: str) -> Rendered:
+        """An in-app message in another language, from its stored parameters."""
+        stored = json.loads(params)
+        values = template_values(stored["data"], occurred_at=datetime.fromisoformat(stored["occurred_at"]),
+                                 tz=self.tz, cabinet_url=cabinet_url)
+        return self.render(kind, locale, Channel.INAPP, values)
 
     def render(self, kind: Kind, locale: str, channel: Channel, values: dict[str, Any]) -> Rendered:
         if channel is Channel.SMS:

@@ -214,10 +214,12 @@ class FakeReferrals:
 class FakeInbox:
     def __init__(self):
         self.messages: dict[str, list[dict]] = {}
+        self.asked_in: list[str | None] = []     # the language each read asked for
         self.app = FastAPI()
 
         @self.app.get("/api/v1/notifications/inbox/{parent_id}")
-        def inbox(parent_id: str):
+        def inbox(parent_id: str, lang: str | None = None):
+            self.asked_in.append(lang)
             items = self.messages.get(parent_id, [])
             return {"parent_id": parent_id, "unread": sum(not m["read"] for m in items), "messages": items}
 

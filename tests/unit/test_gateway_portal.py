@@ -224,6 +224,7 @@ def test_a_notification_is_marked_read_from_the_cabinet(stack):
     [message_id] = [m["id"] for m in stack.inbox.messages[parent_id]]
     page = c.get("/cabinet").text
     assert f'data-message="{message_id}"' in page and 'class="unread"' in page and "Отметить как прочитанное" in page
+    assert stack.inbox.asked_in[-1] == "ru"         # messages rendered in the reader's language
     c.post(f"/cabinet/notifications/{message_id}/read", data={"csrf": "forged"})
     assert stack.inbox.messages[parent_id][0]["read"] is False            # no CSRF token, no change
     r = c.post(f"/cabinet/notifications/{message_id}/read", data={"csrf": csrf(page)})

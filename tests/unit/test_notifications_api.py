@@ -286,3 +286,27 @@ def test_the_database_down_is_a_503_with_retry_after(tmp_path):
         receipt = c.post(f"{API}/sms/receipts", **signed({"reference": "m1", "status": "delivered"}))
         assert receipt.status_code == 503
     engine.dispose()
+
+
+@pytest.mark.parametrize("lang,words", [
+    ("kk", "жолдама"), ("en", "referral"), ("ky", "жолдомо")])
+def test_the_inbox_renders_each_message_in_the_readers_language(client, lang, words):
+    sent_in_russian = client.get(f"{API}/inbox/p1", headers=as_parent("p1")).json()["messages"]
+    issued_ru = next(m for m in sent_in_russian if m["kind"] == "referral_issued")
+    assert "направлени" in (issued_ru["title"] + issued_ru["text"]).lower()
+    read = client.get(f"{API}/inbox/p1", params={"lang": lang}, headers=as_parent("p1")).json()["messages"]
+    issued = next(m for m in read if m["kind"] == "referral_issued")
+    text = (issued["title"] + " " + issued["text"]).lower()
+    assert words in text and "направлени" not in text
+    assert [m["id"] for m in read] == [m["id"] for m in sent_in_russian]
+
+
+def test_an_inbox_message_without_stored_parameters_is_shown_as_sent(client, service):
+    import sqlalchemy as sa
+
+    from services.notifications.models import Message
+
+    with service.sessions.begin() as s:
+        s.execute(sa.update(Message).where(Message.channel == "inapp").values(params=None))
+    read = client.get(f"{API}/inbox/p1", params={"lang": "kk"}, headers=as_parent("p1")).json()["messages"]
+    assert any("направлени" in (m["title"] + m["text"]).lower() for m in read)

@@ -53,7 +53,7 @@ async def cabinet(render: Render, gw: Gw, who: Parent, csrf: Csrf, done: str = "
     me = await c.children(gw, who)
     for app in me["applications"]:
         app["chart"] = position_chart((app.get("queue") or {}).get("history") or [])
-    inbox, inbox_ok = await c.inbox(gw, who)
+    inbox, inbox_ok = await c.inbox(gw, who, render.lang)
     home = next((a["address"] for a in me["applications"] if a.get("address", {}).get("lat")), None)
     kgs, kgs_ok = await gw.nearby(home["lat"], home["lon"], 10) if home else ([], True)
     map_ = None

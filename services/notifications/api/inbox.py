@@ -34,12 +34,17 @@ class Inbox(BaseModel):
 
 @router.get("/inbox/{parent_id}", response_model=Inbox, summary="The parent's in-app messages")
 def inbox(service: Service, parent_id: ParentId, access: Access = allow(parent()), unread_only: bool = False,
-          limit: Annotated[int, Query(ge=1, le=200)] = 50):
+          limit: Annotated[int, Query(ge=1, le=200)] = 50,
+          lang: Annotated[str | None, Query(pattern="^[a-z]{2}$",
+                                            description="the reader's language: messages are rendered in it")] = None):
     access.check(family=parent_id)
     rows = service.inbox(parent_id, unread_only=unread_only, limit=limit)
-    return Inbox(parent_id=parent_id, unread=service.unread(parent_id), messages=[
-        InboxItem(id=m.id, kind=m.kind, title=m.subject, text=m.body, created_at=aware(m.created_at),
-                  read=m.read_at is not None) for m in rows])
+    items = []
+    for m in rows:
+        title, text = service.in_language(m, lang)
+        items.append(InboxItem(id=m.id, kind=m.kind, title=title, text=text, created_at=aware(m.created_at),
+                               read=m.read_at is not None))
+    return Inbox(parent_id=parent_id, unread=service.unread(parent_id), messages=items)
 
 
 @router.post("/inbox/{parent_id}/{message_id}/read", status_code=204, summary="The parent has read a message")

@@ -16,7 +16,7 @@ from kezek.events import Event, new_event, schema_for
 from kezek.logging import get_logger
 from services.notifications import domain as d
 from services.notifications.models import Contact, KnownApplication, KnownReferral, Message, ParkedEvent, outbox
-from services.notifications.rendering import Renderer, template_values
+from services.notifications.rendering import Renderer, stored_params, template_values
 from services.notifications.usecases import moves
 from services.notifications.usecases.common import MESSAGE_NS, SYSTEM, message_id, upsert, when
 
@@ -95,11 +95,13 @@ class Consuming:
         facts = self._referral_facts(session, data)
         values = template_values({**facts, **data}, occurred_at=event.time, tz=self.tz,
                                  cabinet_url=self.cabinet_url)
+        params = stored_params({**facts, **data}, event.time)
         for planned in d.plan_messages(event.type, recipient, event.time):
-            self._create(session, event, planned, recipient, values)
+            self._create(session, event, planned, recipient, values,
+                         params if planned.channel is d.Channel.INAPP else None)
 
     def _create(self, session: Session, event: Event, planned: d.PlannedMessage,
-                recipient: d.Recipient, values: dict) -> None:
+                recipient: d.Recipient, values: dict, params: str | None = None) -> None:
         now = self.clock()
         data = event.data
         rule = d.RULES[event.type]
@@ -112,7 +114,7 @@ class Consuming:
             channel=planned.channel.value, parent_id=recipient.parent_id,
             application_id=data.get("application_id"), referral_id=data.get("referral_id"),
             address=planned.address, locale=planned.locale, urgent=planned.urgent,
-            attempts=0, expires_at=expires, created_at=now, body="",
+            attempts=0, expires_at=expires, created_at=now, body="", params=params,
         )
         try:
             rendered = self.renderer.render(planned.kind, planned.locale, planned.channel, values)

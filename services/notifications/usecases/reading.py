@@ -8,10 +8,13 @@ import sqlalchemy as sa
 from sqlalchemy.orm import Session, sessionmaker
 
 from kezek.db import unit_of_work
+from kezek.logging import get_logger
 from kezek.trust import Principal
 from services.notifications import domain as d
 from services.notifications.models import DeadLetter, Message, audit
 from services.notifications.usecases import moves
+
+log = get_logger(__name__)
 
 
 class Reading:
@@ -19,6 +22,8 @@ class Reading:
 
     sessions: sessionmaker[Session]
     clock: Any
+    renderer: Any
+    cabinet_url: str
 
     def messages(self, *, parent_id: str | None = None, status: str | None = None,
                  event_type: str | None = None, kind: str | None = None, channel: str | None = None,
@@ -55,6 +60,19 @@ class Reading:
         with self.sessions() as s:
             return audit.trail(s, subject=f"message:{message_id}" if message_id else None, actor=actor,
                                after_id=after_id, limit=limit)
+
+    def in_language(self, message: Message, lang: str | None) -> tuple[str | None, str]:
+        """An in-app message's title and text in `lang`: rendered again from
+        its kind and stored parameters (the parent reads the cabinet in
+        another language than the one it was sent in), else as stored."""
+        if not lang or lang == message.locale or not message.params or lang not in d.LOCALES:
+            return message.subject, message.body
+        try:
+            again = self.renderer.render_again(d.Kind(message.kind), lang, message.params, self.cabinet_url)
+        except Exception as exc:   # a message written before a template changed: as it was sent
+            log.warning("notifications.render_again_failed", message_id=message.id, lang=lang, error=repr(exc))
+            return message.subject, message.body
+        return again.subject, again.body
 
     def inbox(self, parent_id: str, *, unread_only: bool = False, limit: int = 50) -> list[Message]:
         query = sa.select(Message).where(Message.channel == d.Channel.INAPP.value, Message.parent_id == parent_id,
