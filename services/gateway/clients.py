@@ -100,6 +100,10 @@ class RegistrationClient:
     async def mark_removed(self, who: Principal, application_id: str):
         return await self.call("POST", f"/me/applications/{seg(application_id)}/removed", who)
 
+    async def family_copy(self, who: Principal) -> dict:
+        """Everything registration holds about the parent's account."""
+        return await self.call("GET", "/me/copy", who)
+
     async def sso_start(self, redirect_uri: str):
         return await self.call("POST", "/sso/tunduk/start", json={"redirect_uri": redirect_uri})
 
@@ -149,6 +153,16 @@ class QueueClient:
         return await self.call("POST", f"/api/v1/queue-entries/{seg(application_id)}/removal", who,
                                json={"reason": "asked by the parent"})
 
+    async def family_copy(self, who: Principal, application_id: str) -> dict | None:
+        """Everything the queue holds about the application (None: nothing)."""
+        return await self.call("GET", f"/api/v1/queue-entries/{seg(application_id)}/family-copy", who,
+                               ok_missing=True)
+
+    async def erase(self, who: Principal, application_id: str) -> dict:
+        """The family's request to erase a closed application: the queue
+        decides (409 with the legal reason's code when it must keep it)."""
+        return await self.call("POST", f"/api/v1/queue-entries/{seg(application_id)}/erasure", who)
+
 
 class NotificationsClient:
     """The parent's inbox in the notifications service, asked as the parent
@@ -166,6 +180,10 @@ class NotificationsClient:
             found = found.get("messages", [])
         return found or []
 
+    async def family_copy(self, who: Principal) -> dict:
+        """The family's contacts and every message on every channel."""
+        return await self.http.call("GET", f"/api/v1/notifications/families/{seg(who.family)}/copy", actor=who)
+
     async def mark_read(self, who: Principal, message_id: str) -> None:
         try:
             await self.http.call("POST", f"/api/v1/notifications/inbox/{seg(who.family)}/{seg(message_id)}/read",
@@ -174,3 +192,13 @@ class NotificationsClient:
             if exc.status == 404:   # not in this parent's inbox, whoever's it is
                 raise UpstreamError(404, [{"field": "notification", "code": "not_found"}]) from exc
             raise
+
+
+class VerificationClient:
+    """What verification holds about the family, asked as the parent."""
+
+    def __init__(self, http: ServiceClient):
+        self.http = http
+
+    async def family_copy(self, who: Principal) -> dict:
+        return await self.http.call("GET", f"/api/v1/families/{seg(who.family)}/copy", actor=who)

@@ -16,7 +16,8 @@ from kezek.db import make_engine, make_session_factory
 from kezek.ratelimit import RateLimits
 from kezek.trust import ServiceKeys
 from services.gateway import i18n, views
-from services.gateway.clients import NotificationsClient, QueueClient, RegistrationClient, UpstreamError
+from services.gateway.clients import (NotificationsClient, QueueClient, RegistrationClient, UpstreamError,
+                                     VerificationClient)
 from services.gateway.geo import nearest
 from services.gateway.models import rate_limits
 from services.gateway.referrals import Referrals, TemporalReferrals
@@ -40,6 +41,7 @@ class Gateway:
         self.registration = RegistrationClient(client("registration"))
         self.queue = QueueClient(client("queue"))
         self.notifications = NotificationsClient(client("notifications"))
+        self.verification = VerificationClient(client("verification"))
         self.engine = make_engine(settings.database_url_for("gateway"))
         self.sessions = make_session_factory(self.engine)
         self.limits = RateLimits(self.engine, rate_limits)
@@ -61,7 +63,7 @@ class Gateway:
         return bool(token) and hmac.compare_digest(self.csrf(token), given or "")
 
     async def aclose(self):
-        for c in (self.registration, self.queue, self.notifications):
+        for c in (self.registration, self.queue, self.notifications, self.verification):
             await c.http.aclose()
         self.engine.dispose()
 

@@ -11,6 +11,7 @@ from fastapi import APIRouter, Body, Depends, Query, Request, Response
 
 from kezek.trust import PUBLIC, Access, Principal, allow, parent
 from services.gateway import cabinet as c
+from services.gateway import family
 from services.gateway.clients import UpstreamError
 from services.gateway.context import Gateway
 from services.gateway.geo import nearest
@@ -181,6 +182,19 @@ async def extend(referral_id: str, gw: Gw, who: Parent):
 async def remove(application_id: str, gw: Gw, who: Parent):
     await c.remove_application(gw, who, application_id)
     return {"status": "removed"}
+
+
+@cabinet.get("/me/data", tags=["cabinet"],
+             summary="Everything Kezek holds about the family (the family's own copy), from every service")
+async def family_data(gw: Gw, who: Parent):
+    return await family.copy(gw, who)
+
+
+@cabinet.post("/me/applications/{application_id}/erasure", tags=["cabinet"],
+              summary="Erase a closed application: granted, or 409 with the legal reason to keep it")
+async def erasure(application_id: str, gw: Gw, who: Parent):
+    await c.own_application(gw, who, application_id)
+    return await family.erase(gw, who, application_id)
 
 
 routers = (anyone, cabinet)

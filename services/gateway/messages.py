@@ -118,6 +118,16 @@ ERRORS = {
     "entry_holds_referral": N_("the child holds a direction: cancel the direction first."),
     "entry_enrolled": N_("the child is already enrolled in a kindergarten."),
     "entry_unknown": N_("this application is not in the queue."),
+    # Why an erasure is refused: the legal reason to keep the records (services/queue/domain/erasure.py).
+    "erasure_in_queue": N_("the child is in the queue: its data keeps the place and the queue date. Remove the "
+                           "application from the queue first, then ask again."),
+    "erasure_holds_referral": N_("the child holds a direction: the kindergarten keeps the place for it in its records "
+                                 "until the direction ends."),
+    "erasure_enrolled": N_("the child is enrolled: the kindergarten must keep the enrolment record while the child "
+                           "attends and for the period the law sets after it leaves."),
+    "erasure_within_retention": N_("the record of a child who had a place must be kept until %(until)s; it is "
+                                   "anonymised then without a request."),
+    "erasure_not_closed": N_("the application is still being processed; nothing can be erased yet."),
     # The referral workflow's refusals of a parent's act (workflows/rules.py).
     "referral_closed": N_("this direction is no longer open."),
     "window_ended": N_("the time for this has run out."),

@@ -9,4 +9,4 @@ from services.queue.usecases import Queue
 
 def build_queue(settings: Settings, **kwargs) -> Queue:
     engine = make_engine(settings.database_url_for("queue"))
-    return Queue(make_session_factory(engine), country=settings.country, **kwargs)
+    return Queue(make_session_factory(engine), country=settings.country, retention=settings.retention(), **kwargs)

@@ -16,8 +16,10 @@ from services.registration.usecases.context import (  # noqa: F401
     ITSELF, Caller, KindergartenCheck, NotFound, Unauthorized, aware, refuse,
 )
 from services.registration.usecases.drafts import CODE_ISSUED, Drafts, Submitted  # noqa: F401
+from services.registration.usecases.family import Family
 from services.registration.usecases.imports import ImportAccount, ImportApplication, Imports  # noqa: F401
 
 
-class RegistrationService(Drafts, Accounts, Imports):
-    """Drafts and submission, accounts and sessions, imports: one context."""
+class RegistrationService(Drafts, Accounts, Imports, Family):
+    """Drafts and submission, accounts and sessions, imports, the family's
+    own copy: one context."""

@@ -22,6 +22,7 @@ from services.verification.usecases.audit import AuditSearch
 from services.verification.usecases.cases import Cases
 from services.verification.usecases.certificates import Certificates
 from services.verification.usecases.context import Context, StaffView, now_utc
+from services.verification.usecases.family import Family
 from services.verification.usecases.districts import DistrictOffice
 from services.verification.usecases.kindergartens import KindergartenDesk
 from services.verification.usecases.staff import StaffAccounts
@@ -40,6 +41,7 @@ class Verification:
     abuse: Abuse
     vouchers: Vouchers
     audit: AuditSearch
+    family: Family
     ctx: Context
     kindergartens: KindergartenDesk
     districts: DistrictOffice
@@ -76,7 +78,7 @@ def build(settings: Settings | None = None, *, sessions: sessionmaker[Session] |
         policy=policy, sessions=sessions,
         staff=StaffAccounts(ctx, hasher=hasher, secret=settings.secret_key.get_secret_value().encode()),
         cases=Cases(ctx), certificates=Certificates(ctx), abuse=Abuse(ctx), vouchers=Vouchers(ctx),
-        audit=AuditSearch(ctx), ctx=ctx, kindergartens=KindergartenDesk(ctx, queue),
+        audit=AuditSearch(ctx), family=Family(ctx), ctx=ctx, kindergartens=KindergartenDesk(ctx, queue),
         districts=DistrictOffice(ctx, queue), engine=engine)
 
 

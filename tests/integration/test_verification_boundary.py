@@ -91,6 +91,9 @@ MATRIX = {
     ("GET", "/districts/{district}/figures"): DISTRICT_VIEW,
     ("POST", "/logout"): ALL,
 }
+# The one internal route (issue 20): the family's own copy, for the gateway
+# acting for a parent with a service token; no staff session reaches it.
+INTERNAL = {("GET", "/api/v1/families/{parent_id}/copy")}
 WRONG_ROLE = {"ru": "Ваша роль этого не позволяет.", "ky": "Сиздин ролуңуз буга уруксат бербейт.",
               "kk": "Сіздің рөліңіз бұған рұқсат бермейді."}
 
@@ -145,9 +148,33 @@ def url_of(path: str) -> str:
 def test_every_route_of_the_staff_app_is_in_the_matrix_or_public(site):
     app, _ = site
     declared = {(m, p): perm for p, methods, perm in declared_routes(app) for m in methods - {"HEAD"}}
-    assert set(declared) == set(MATRIX) | PUBLIC
+    assert set(declared) == set(MATRIX) | PUBLIC | INTERNAL
     assert all(perm is not None for perm in declared.values())
     assert {k for k, perm in declared.items() if perm.public} == PUBLIC
+
+
+def test_the_familys_copy_answers_its_parent_by_service_token_and_no_one_else(site):
+    from kezek.trust import parent_principal, staff_principal
+
+    app, _ = site
+    keys = ServiceKeys.from_settings(VerificationSettings(_env_file=None, env="test"))   # the site's: derived alike
+    client = TestClient(app, follow_redirects=False, raise_server_exceptions=False)
+    path = "/api/v1/families/parent-1/copy"
+
+    def bearer(caller, who):
+        return {"authorization": f"Bearer {keys.sign(caller, 'verification', who)}"}
+    r = client.get(path, headers=bearer("gateway", parent_principal("parent-1")))
+    assert r.status_code == 200, r.text
+    [applicant] = r.json()["applicants"]
+    assert applicant["application_id"] == "a-a" and applicant["child_pin"] == "10103202300011"
+    assert client.get("/api/v1/families/someone/copy",
+                      headers=bearer("gateway", parent_principal("someone"))).json()["applicants"] == []
+    assert client.get(path, headers=bearer("gateway", parent_principal("other"))).status_code == 404
+    assert client.get(path).status_code in (303, 401)
+    assert client.get(path, headers=bearer("verification", staff_principal(1, "caseworker",
+                                                                            district=DISTRICT_A))).status_code == 403
+    caseworker, _ = signed_in(app, "caseworker")
+    assert caseworker.get(path).status_code == 403
 
 
 def test_every_non_public_route_sends_an_anonymous_caller_to_the_login_page(site):

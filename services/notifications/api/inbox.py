@@ -52,3 +52,10 @@ def mark_read(service: Service, parent_id: ParentId, message_id: MessageId, acce
     access.check(family=parent_id)
     if not service.mark_read(access.within(FAMILY), message_id, who=access.principal):
         raise DomainError("message_not_found", field="message_id", status_code=404)
+
+
+@router.get("/families/{parent_id}/copy", summary="Everything this service holds about the parent's family: "
+                                                  "contacts and every message on every channel")
+def family_copy(service: Service, parent_id: ParentId, access: Access = allow(parent())) -> dict:
+    access.check(family=parent_id)
+    return service.family_copy(parent_id)

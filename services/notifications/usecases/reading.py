@@ -11,8 +11,9 @@ from kezek.db import unit_of_work
 from kezek.logging import get_logger
 from kezek.trust import Principal
 from services.notifications import domain as d
-from services.notifications.models import DeadLetter, Message, audit
+from services.notifications.models import Contact, DeadLetter, KnownApplication, Message, audit
 from services.notifications.usecases import moves
+from services.notifications.usecases.common import aware
 
 log = get_logger(__name__)
 
@@ -81,6 +82,31 @@ class Reading:
             query = query.where(Message.read_at.is_(None))
         with self.sessions() as s:
             return list(s.scalars(query.order_by(Message.created_at.desc(), Message.id).limit(limit)))
+
+    def family_copy(self, parent_id: str) -> dict:
+        """Everything this service holds about the parent's family: the
+        contacts it writes to, and every message about the family on every
+        channel (codes and links stay hidden: they were removed once sent)."""
+        with self.sessions() as s:
+            apps = list(s.scalars(sa.select(KnownApplication.application_id)
+                                  .where(KnownApplication.parent_id == parent_id)))
+            rows = s.scalars(sa.select(Message).where(sa.or_(Message.parent_id == parent_id,
+                                                             Message.application_id.in_(apps)))
+                             .order_by(Message.created_at, Message.id)).all()
+            contact = s.get(Contact, parent_id)
+
+            def when(t):
+                return aware(t).isoformat() if t else None
+            return {
+                "contacts": {"email": contact.email, "phone": contact.phone, "locale": contact.locale}
+                if contact else None,
+                "messages": [{"id": m.id, "kind": m.kind, "channel": m.channel, "address": m.address,
+                              "application_id": m.application_id, "referral_id": m.referral_id, "locale": m.locale,
+                              "subject": m.subject, "text": m.body, "status": m.status,
+                              "created_at": when(m.created_at), "sent_at": when(m.sent_at),
+                              "delivered_at": when(m.delivered_at), "failed_at": when(m.failed_at),
+                              "read_at": when(m.read_at)} for m in rows],
+            }
 
     def unread(self, parent_id: str) -> int:
         with self.sessions() as s:

@@ -12,7 +12,8 @@ endpoint: it is never started by a person.
 
 Routers per resource: kindergartens.py (and places), districts.py (districts,
 closing, the publication schedule), placements.py (a kindergarten's
-referrals and children, a child leaving), entries.py, public.py (the
+referrals and children, a child leaving), entries.py, family.py (the
+family's own copy, its erasure request), public.py (the
 anonymised queue, the figures), audit.py (trail, runs, replay), policy.py;
 models.py holds the bodies.
 """
@@ -23,13 +24,13 @@ from fastapi import Depends, FastAPI, Request
 from kezek.settings import Settings
 from kezek.trust import ServiceKeys, service_token_authenticator
 from kezek.web import DomainError, create_service_app, database_check, problem_response
-from services.queue.api import audit, districts, entries, kindergartens, placements, policy, public
+from services.queue.api import audit, districts, entries, family, kindergartens, placements, policy, public
 from services.queue.api.deps import clean_query
 from services.queue.domain.refusals import DomainError as RuleBroken, Refused
 from services.queue.usecases import Queue
 
-ROUTERS = (kindergartens.router, districts.router, placements.router, entries.router, public.router, audit.router,
-           policy.router)
+ROUTERS = (kindergartens.router, districts.router, placements.router, entries.router, family.router, public.router,
+           audit.router, policy.router)
 
 
 def create_app(settings: Settings, queue: Queue | None = None, *, keys: ServiceKeys | None = None) -> FastAPI:

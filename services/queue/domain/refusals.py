@@ -36,6 +36,16 @@ TEXTS: dict[str, str] = {
     "entry_enrolled": "the child is enrolled",
     "entry_aged_out": "the child has reached school age and has left the queue",
     "stoplist_refused": "the entry is {status}; it cannot go on the stop-list",
+    # erasure at the family's request (domain/erasure.py): the legal reason to keep the data
+    "erasure_in_queue": ("the child is in the queue: its data keeps its place and queue date; remove the "
+                         "application from the queue first, then ask again"),
+    "erasure_holds_referral": ("the child holds a referral: the place is held for it in a kindergarten's records "
+                               "until the referral ends"),
+    "erasure_enrolled": ("the child is enrolled: the kindergarten must keep its enrolment record while the child "
+                         "attends and for the retention period after it leaves"),
+    "erasure_within_retention": ("the record of a child who had a place is kept until {until} (the retention "
+                                 "period of '{outcome}'); it is anonymised then without a request"),
+    "erasure_not_closed": "the application has not closed; nothing can be erased yet",
     # places
     "count_out_of_range": "count must be a whole number from 1 to 10000",
     "cohort_not_preschool": "cohort {cohort} is not a birth year of preschool children",

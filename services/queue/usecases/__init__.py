@@ -9,6 +9,7 @@ its events, audit rows and the marks that wake the allocator.
 - referral_effects.py  the ReferralWorkflow's effects: place returned, stop-list, enrolment
 - ageing.py            children who reach school age leave the queue (the daily job, and after a referral)
 - closing.py           application.closed: an application's life in the queue ended
+- family.py            the family's own copy of what the queue holds; its request to erase a closed application
 - imports.py           the move from the old portal, in batches
 - leaving.py           an enrolled child leaves: the place is free at once, the allocation runs
 - placements.py        the referrals to a kindergarten and its children, for its staff
@@ -28,10 +29,13 @@ from datetime import UTC, datetime
 
 from sqlalchemy.orm import Session, sessionmaker
 
+from kezek.retention import RetentionPolicy
+
 from services.queue.usecases.ageing import Ageing
 from services.queue.usecases.allocation import Allocator
 from services.queue.usecases.audit import Audit
 from services.queue.usecases.entries import Entries
+from services.queue.usecases.family import Family
 from services.queue.usecases.figures import Figures
 from services.queue.usecases.imports import Imports
 from services.queue.usecases.kindergartens import Kindergartens
@@ -50,7 +54,8 @@ class Queue:
 
     def __init__(self, sessions: sessionmaker[Session], *, country: str = "KG",
                  clock: Callable[[], datetime] = lambda: datetime.now(UTC),
-                 on_allocation_requested: Callable[[], None] | None = None):
+                 on_allocation_requested: Callable[[], None] | None = None,
+                 retention: RetentionPolicy | None = None):
         self.ctx = Context(sessions, country=country, clock=clock, on_allocation_requested=on_allocation_requested)
         self.policy = Policies(self.ctx)
         self.kindergartens = Kindergartens(self.ctx)
@@ -60,6 +65,7 @@ class Queue:
         self.allocation = Allocator(self.ctx, self.positions)
         self.referrals = ReferralEffects(self.ctx)
         self.ageing = Ageing(self.ctx)
+        self.family = Family(self.ctx, retention)
         self.imports = Imports(self.ctx)
         self.views = Views(self.ctx)
         self.leaving = Leaving(self.ctx)

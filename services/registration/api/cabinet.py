@@ -18,6 +18,11 @@ def me(access: Parent, svc: Svc, _by: By):
     return svc.profile(access.principal.family)
 
 
+@router.get("/copy", summary="Everything registration holds about the parent's own account, for the family's copy")
+def family_copy(access: Parent, svc: Svc, _by: By):
+    return svc.family_copy(access.principal.family)
+
+
 @router.post("/applications/{application_id}/removed", status_code=204,
              summary="The child left the queue at the parent's request: its PIN is free again")
 def removed(application_id: Annotated[str, Path(max_length=100)], access: Parent, svc: Svc, by: By):

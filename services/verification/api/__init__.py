@@ -9,7 +9,9 @@ caseworker's language.
 Routers per page group: signin.py, cases.py (worklist and cases), abuse.py,
 vouchers.py, audit.py, kindergartens.py (a kindergarten's places, referrals
 and children), districts.py (a district office's kindergartens, schedule and
-figures); what they depend on is in pages.py."""
+figures), family.py (the one internal route: the family's own copy, for the
+gateway acting for a parent, by service token); what they depend on is in
+pages.py."""
 from __future__ import annotations
 
 import hashlib
@@ -19,9 +21,10 @@ from fastapi import Depends, FastAPI, Request
 from fastapi.staticfiles import StaticFiles
 
 from kezek.settings import Settings
+from kezek.trust import ServiceKeys, service_token_authenticator
 from kezek.web import create_service_app, database_check
 from services.verification import bootstrap
-from services.verification.api import abuse, audit, cases, districts, kindergartens, signin, vouchers
+from services.verification.api import abuse, audit, cases, districts, family, kindergartens, signin, vouchers
 from services.verification.api.pages import clean_query, install_error_pages, staff_session
 from services.verification.i18n import Pages
 from services.verification.referrals import ReferralCommands
@@ -29,7 +32,7 @@ from services.verification.settings import as_settings
 
 HERE = Path(__file__).resolve().parent.parent
 ROUTERS = (signin.router, cases.router, abuse.router, vouchers.router, audit.router, kindergartens.router,
-           districts.router)
+           districts.router, family.router)
 
 
 def _static_version() -> str:
@@ -39,8 +42,21 @@ def _static_version() -> str:
     return h.hexdigest()[:10]
 
 
+def authenticator(keys: ServiceKeys):
+    """The staff session cookie, or (for the one internal route, family.py)
+    a service token made for verification: a request that carries an
+    Authorization header is judged by its token alone."""
+    tokens = service_token_authenticator(keys, "verification")
+
+    def authenticate(request: Request):
+        if request.headers.get("authorization"):
+            return tokens(request)
+        return staff_session(request)
+    return authenticate
+
+
 def create_app(settings: Settings | None = None, *, referrals: ReferralCommands | None = None,
-               clock=None, hasher=None, queue=None) -> FastAPI:
+               clock=None, hasher=None, queue=None, keys: ServiceKeys | None = None) -> FastAPI:
     settings = as_settings(settings)
     service = bootstrap.build(settings, referrals=referrals, clock=clock, hasher=hasher, queue=queue)
     # A certificate's form carries its scan: the body limit leaves room for
@@ -48,7 +64,8 @@ def create_app(settings: Settings | None = None, *, referrals: ReferralCommands 
     max_body = max(settings.max_body_bytes, 2 * service.policy.max_scan_bytes + 1024 * 1024)
     app = create_service_app("verification", title="Kezek verification", max_body_bytes=max_body,
                              ready_checks=[("database", database_check(service.engine))],
-                             authenticate=staff_session, dependencies=[Depends(clean_query)])
+                             authenticate=authenticator(keys or ServiceKeys.from_settings(settings)),
+                             dependencies=[Depends(clean_query)])
     app.state.service = service
     app.state.engine = service.engine
     app.state.pages = Pages(settings.state_dir, _static_version())

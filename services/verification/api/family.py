@@ -1,0 +1,21 @@
+"""The one internal route of the staff pages' service: the family's own
+copy of what verification holds (usecases/family.py), asked by the gateway
+for the parent it signed in (a service token with `parent:<account>`);
+another family's is simply nothing of theirs."""
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import APIRouter, Path
+
+from kezek import trust
+from services.verification.api.pages import Service
+
+router = APIRouter(prefix="/api/v1", tags=["family"])
+ParentId = Annotated[str, Path(min_length=1, max_length=100, pattern=r"^[^\x00-\x1f\x7f]*$")]
+
+
+@router.get("/families/{parent_id}/copy", summary="What verification holds about the parent's applications")
+def family_copy(service: Service, parent_id: ParentId, access: trust.Access = trust.allow(trust.parent())) -> dict:
+    access.check(family=parent_id)
+    return service.family.copy(parent_id)
