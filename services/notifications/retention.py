@@ -1,7 +1,8 @@
 """The notifications service's data of closed applications, anonymised when
 the retention policy says (kezek/retention.py): each message about the
 application keeps its row (kind, channel, language, status, moments,
-attempts) and loses its address, subject, text and error; events parked
+attempts) and loses its address, subject, text, the parameters it is
+rendered again from, and its error; events parked
 for it go. The parent's contacts (e-mail, phone) and the messages sent to
 the parent alone (activation link, codes, sign-in warnings) go with the
 parent's last application this service knows."""
@@ -17,11 +18,11 @@ from kezek.retention import ANONYMISED, Closed, RetentionJob, RetentionPolicy
 from services.notifications.models import (Contact, DeadLetter, KnownApplication, Message, ParkedEvent, audit,
                                            retention_clock)
 
-BLANK = dict(address="", subject=None, body="", last_error=None)
+BLANK = dict(address="", subject=None, body="", params=None, last_error=None)
 
 
 class NotificationsAnonymiser:
-    fields = ("messages.address", "messages.subject", "messages.body", "messages.last_error",
+    fields = ("messages.address", "messages.subject", "messages.body", "messages.params", "messages.last_error",
               "dead_letters.reason", "parked_events (deleted)",
               "contacts.email, contacts.phone (with the parent's last application)",
               "messages to the parent alone (with the parent's last application)", "audit_trail.details")

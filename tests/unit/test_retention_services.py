@@ -248,7 +248,9 @@ def test_notifications_blank_the_messages_and_forget_the_contacts_with_the_last_
     job.run()
     with sessions() as s:
         m = s.scalars(sa.select(Message).where(Message.application_id == "a1")).first()
-        assert (m.address, m.body, m.subject) == ("", "", None) and m.kind == "application_received"
+        assert (m.address, m.body, m.subject, m.params) == ("", "", None, None) and m.kind == "application_received"
+        assert "Айбек" in (s.scalars(sa.select(Message.params).where(Message.application_id == "a2",
+                                                                      Message.channel == "inapp")).first() or "")
         assert "Айбек" in s.scalars(sa.select(Message.body).where(Message.application_id == "a2")).first()
         assert s.get(Contact, "acc-1").email == "aigul@example.kg"
     consume(job, closed_event("a2"))
