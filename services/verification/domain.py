@@ -565,7 +565,7 @@ def parse_audit_query(params: Mapping[str, str]) -> AuditQuery:
 # places, the schedule and closing are the queue's (services/queue/domain/);
 # these only make sure a form says something the queue can be asked.
 
-MONTH_RE = re.compile(r"^\d{4}-(0[1-9]|1[0-2])$")
+MONTH_RE = re.compile(r"^(19[7-9]|2[01]\d)\d-(0[1-9]|1[0-2])$")   # 1970-01 to 2199-12
 KINDERGARTEN_ID_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{1,99}$")
 LANGUAGE_RE = re.compile(r"^[a-z]{2,5}$")
 # Languages a kindergarten may teach in, as the forms offer them.

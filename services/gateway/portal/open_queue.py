@@ -20,7 +20,7 @@ from services.gateway.portal.pages import Gw, Lang, Render
 router = APIRouter(include_in_schema=False, dependencies=[PUBLIC])
 PAGE = 100
 CHART = {"width": 600, "label_width": 240}     # room for a district's or a figure's name in every language
-MONTH = re.compile(r"^\d{4}-(0[1-9]|1[0-2])$")
+MONTH = re.compile(r"^(19[7-9]|2[01]\d)\d-(0[1-9]|1[0-2])$")     # 1970-01 to 2199-12
 
 
 async def district_names(gw: Gw, lang: str) -> dict[str, str]:

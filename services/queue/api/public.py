@@ -22,7 +22,8 @@ def public_queue(queue: QueueDep, kindergarten: KgId, cohort: Annotated[int, Pat
     return queue.views.public_queue(kindergarten, cohort, language, limit=limit, offset=offset)
 
 
-Month = Annotated[str | None, Query(pattern=r"^\d{4}-(0[1-9]|1[0-2])$", description="YYYY-MM; this month if omitted")]
+Month = Annotated[str | None, Query(pattern=r"^(19[7-9]|2[01]\d)\d-(0[1-9]|1[0-2])$",
+                                    description="YYYY-MM (1970-01 to 2199-12); this month if omitted")]
 
 
 @router.get("/public/figures", response_model=Overview, dependencies=[PUBLIC],

@@ -13,7 +13,7 @@ from services.queue.domain.refusals import Invalid
 from services.queue.store import figures as store
 from services.queue.usecases.work import Context
 
-MONTH = re.compile(r"^(\d{4})-(0[1-9]|1[0-2])$")
+MONTH = re.compile(r"^((?:19[7-9]|2[01]\d)\d)-(0[1-9]|1[0-2])$")   # 1970-01 to 2199-12
 
 
 def month_bounds(month: date, country: str) -> tuple[datetime, datetime]:
