@@ -3,7 +3,8 @@ server must not hold up SMS), and records each attempt."""
 from __future__ import annotations
 
 import threading
-from collections.abc import Iterable
+import time
+from collections.abc import Callable, Iterable
 from datetime import timedelta
 
 from kezek.logging import get_logger
@@ -16,7 +17,8 @@ log = get_logger(__name__)
 
 class Dispatcher:
     def __init__(self, service: NotificationService, transport: Transport, *, batch: int = 10,
-                 idle_sleep: float = 0.25, lease: timedelta = timedelta(minutes=2)):
+                 idle_sleep: float = 0.25, lease: timedelta = timedelta(minutes=2),
+                 sleep: Callable[[float], None] = time.sleep):
         self.service = service
         self.transport = transport
         self.batch = batch
@@ -24,6 +26,7 @@ class Dispatcher:
         # crash, what was in flight waits this long before it is sent again.
         self.lease = lease
         self.idle_sleep = idle_sleep
+        self.sleep = sleep
         self.__name__ = f"notifications-dispatch-{transport.channel.value}"
 
     @property
@@ -32,6 +35,7 @@ class Dispatcher:
 
     def run_once(self) -> int:
         """Sends what is due now; returns how many attempts were made."""
+        leased_until = time.monotonic() + self.lease.total_seconds()
         claimed = self.service.claim_due((self.channel,), limit=self.batch, lease=self.lease)
         for msg in claimed:
             if expired(msg.expires_at, self.service.clock()):
@@ -41,8 +45,28 @@ class Dispatcher:
                 attempt = self.transport.send(msg)
             except Exception as exc:  # a transport bug is a failed attempt, not a dead loop
                 attempt = Attempt(Outcome.TRANSIENT, error=f"transport raised {exc!r}")
-            self.service.record_attempt(msg.id, attempt)
+            self.record(msg.id, attempt, leased_until)
         return len(claimed)
+
+    def record(self, message_id: str, attempt: Attempt, leased_until: float) -> None:
+        """Records what the provider answered, asking the database again
+        while it is away. Once a send happened, only this process knows it:
+        giving up would leave the message to be claimed and sent again when
+        its lease ends (a mail server cannot drop the repeat). So it keeps
+        trying for as long as the lease holds; past it, another dispatcher
+        may take the message, and the record is left to that one."""
+        pause = 0.5
+        while True:
+            try:
+                self.service.record_attempt(message_id, attempt)
+                return
+            except Exception as exc:
+                if time.monotonic() + pause >= leased_until - 5:
+                    raise
+                log.warning("notifications.record_failed", message_id=message_id, error=repr(exc)[:300],
+                            retry_in=pause)
+                self.sleep(pause)
+                pause = min(pause * 2, 5.0)
 
     def __call__(self, stop: threading.Event) -> None:
         while not stop.is_set():

@@ -283,6 +283,27 @@ def test_a_message_whose_sender_died_mid_send_is_claimed_again_after_the_lease(s
     assert again.id == claimed.id
 
 
+def test_a_send_the_database_could_not_record_is_recorded_when_it_answers_and_never_sent_twice(service, clock,
+                                                                                              monkeypatch):
+    consume(service, received(locale="ru"))
+    record = service.record_attempt
+    failures = [sa.exc.OperationalError("UPDATE messages", {}, ConnectionError("the database died"))] * 2
+
+    def flaky(mid, attempt):
+        if failures:
+            raise failures.pop()
+        return record(mid, attempt)
+
+    monkeypatch.setattr(service, "record_attempt", flaky)
+    email = Scripted(Channel.EMAIL)
+    Dispatcher(service, email, sleep=lambda _s: None).run_once()
+    [m] = messages(service, channel="email")
+    assert m.status == "sent" and not failures
+    clock.advance(minutes=3)                                # past the lease: nothing to send again
+    Dispatcher(service, email, sleep=lambda _s: None).run_once()
+    assert len(email.sent) == 1
+
+
 # ------------------------------------------------------------ statuses and receipts
 
 def test_receipt_marks_sms_delivered_and_repeats_change_nothing(service):
