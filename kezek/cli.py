@@ -16,6 +16,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "consume": ("kezek.commands.consume", "run the services' Kafka consumers and background jobs (--service NAME)"),
     "worker": ("workflows.worker", "run the Temporal worker (referral workflows and activities)"),
     "health": ("kezek.commands.health", "is a relay, consumer or worker well? (reads its heartbeat; exit 0 or 1)"),
+    "status": ("kezek.commands.status", "the health of every part and the lags: outbox backlogs, consumer groups"),
     "scenario": ("scenario.cli", "run a scenario file on a simulated clock; prints JSON Lines"),
     "staff-add": ("services.verification.cli",
                   "create a staff account (caseworker, supervisor, commission, admin, operator)"),

@@ -57,6 +57,7 @@ STOP_TIMEOUT = 10.0         # SIGTERM, then SIGKILL
 START_GRACE = 120.0         # a new part may take this long to answer or beat
 HUNG_AFTER = 60.0           # unwell this long after the grace: killed and started again
 CHECK_EVERY = 5.0
+RUN_ENV = ("KEZEK_DATABASE_URL", "KEZEK_STATE_DIR", "KEZEK_KAFKA_REPLICATION_FACTOR", "KEZEK_KAFKA_MIN_INSYNC_REPLICAS")
 
 
 def say(msg: str) -> None:
@@ -348,6 +349,8 @@ class Supervisor:
     def write_state(self) -> None:
         state = {
             "pid": os.getpid(),
+            # What the parts were given beyond the shell's settings (`kezek status` reads it).
+            "env": {k: self.env[k] for k in RUN_ENV if k in self.env and self.env[k] != os.environ.get(k)},
             "servers": {s.name: {"pid": s.pid, "restarts": s.restarts} for s in self.servers},
             "parts": {p.name: {"kind": p.kind, "pid": p.proc.pid if p.proc and p.proc.poll() is None else None,
                                "restarts": p.restarts} for p in self.parts},
