@@ -408,6 +408,8 @@ class Workload:
             try:
                 self.register()
             except Exception as exc:
+                if self.stop.is_set():
+                    break                # cut short by the end of the run, not failed
                 self.tally.add("registrations_failed")
                 say(f"a registration failed: {exc!r}"[:300])
 
@@ -523,10 +525,12 @@ class Workload:
 
     def import_batch(self, batch: int, end: float) -> None:
         """A few children of the old portal: two waiting, three with a live
-        referral whose deadline falls 2.5-5 minutes ahead (before the run ends)."""
+        referral whose deadline falls 4-7 minutes ahead (before the run ends:
+        an import waits while PostgreSQL is down, and refuses a referral whose
+        deadline has passed)."""
         now = datetime.now(UTC)
         latest = now + timedelta(seconds=max(0.0, end - time.monotonic() - DEADLINE_GRACE))
-        if latest - now < timedelta(seconds=150):
+        if latest - now < timedelta(seconds=240):
             return
         ex = {"source": "balalyk", "country": "KG", "kindergartens": [
             {"id": kg, "name": f"Балдар бакчасы {kg}", "district": "Bishkek/Leninsky", "address": "ул. Токтогула, 1",
@@ -553,7 +557,7 @@ class Workload:
                                        "language": language, "preferences": prefs,
                                        "status": "referred" if referred else "queued"})
             if referred:
-                deadline = min(latest, now + timedelta(seconds=self.rnd.uniform(150, 300)))
+                deadline = min(latest, now + timedelta(seconds=self.rnd.uniform(240, 420)))
                 ex["referrals"].append({
                     "id": f"chaos-r{n}", "application_id": app_id, "kindergarten": prefs[0], "cohort": str(cohort),
                     "language": language, "category": "general", "state": "awaiting_enrolment",
@@ -1001,7 +1005,7 @@ def main() -> int:
         workload.setup()
         chaos = Chaos(system, random.Random(rnd.random()))
         threads = [threading.Thread(target=workload.parents, args=(i,), daemon=True) for i in range(args.parents)]
-        threads += [threading.Thread(target=workload.imports, args=(60, until), daemon=True),
+        threads += [threading.Thread(target=workload.imports, args=(45, until), daemon=True),
                     threading.Thread(target=workload.district, args=(4,), daemon=True),
                     threading.Thread(target=workload.caseworker, args=(5,), daemon=True),
                     threading.Thread(target=workload.kindergartens, args=(8,), daemon=True),

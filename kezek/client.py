@@ -2,7 +2,8 @@
 token (kezek.trust) naming the caller, the called service and the verified
 actor the caller acts for, plus the request id for the logs. Answers other
 than success become `UpstreamError`s: a refusal keeps its status and field
-errors, an outage (no answer, 5xx) is a 503.
+errors, an outage (no answer, 5xx) is a 503. Each call is a client span and
+carries its trace (`traceparent`) to the called service (kezek.tracing).
 
 Path parameters are quoted with `seg()`: a value with a slash, a control
 character or odd bytes stays one path segment and never reaches the other
@@ -16,7 +17,9 @@ from urllib.parse import quote
 
 import httpx
 import structlog
+from opentelemetry.trace import SpanKind
 
+from kezek import tracing
 from kezek.trust import Principal, ServiceKeys
 
 # A token is valid for a minute; reuse it for half of that.
@@ -65,7 +68,14 @@ def _headers(tokens: _Tokens, actor: Principal | None, extra: dict | None) -> di
     if request_id:
         headers["x-request-id"] = request_id
     headers["authorization"] = tokens.header(actor)
+    headers.update(tracing.current_context())   # the call's span, as the called service's parent
     return headers
+
+
+def _span(method: str, base_url: str, path: str, audience: str):
+    """A client span around one call to another service (kezek.tracing)."""
+    return tracing.tracer().start_as_current_span(f"{method} {audience}", kind=SpanKind.CLIENT, attributes={
+        "http.request.method": method, "server.address": base_url, "url.path": path, "peer.service": audience})
 
 
 def _answer(r: httpx.Response, ok_missing: bool) -> Any:
@@ -105,12 +115,14 @@ class ServiceClient:
 
     async def call(self, method: str, path: str, *, actor: Principal | None = None, json: Any = None,
                    params: dict | None = None, ok_missing: bool = False, headers: dict | None = None) -> Any:
-        try:
-            r = await self._open().request(method, path, json=json, params=params,
-                                           headers=_headers(self._tokens, actor, headers))
-        except httpx.HTTPError as exc:
-            raise UpstreamError(503, detail=f"{self._config['base_url']}: {exc.__class__.__name__}") from exc
-        return _answer(r, ok_missing)
+        with _span(method, self._config["base_url"], path, self._tokens.audience) as span:
+            try:
+                r = await self._open().request(method, path, json=json, params=params,
+                                               headers=_headers(self._tokens, actor, headers))
+            except httpx.HTTPError as exc:
+                raise UpstreamError(503, detail=f"{self._config['base_url']}: {exc.__class__.__name__}") from exc
+            span.set_attribute("http.response.status_code", r.status_code)
+            return _answer(r, ok_missing)
 
 
 class SyncServiceClient:
@@ -127,9 +139,11 @@ class SyncServiceClient:
 
     def call(self, method: str, path: str, *, actor: Principal | None = None, json: Any = None,
              params: dict | None = None, ok_missing: bool = False, headers: dict | None = None) -> Any:
-        try:
-            r = self.http.request(method, path, json=json, params=params,
-                                  headers=_headers(self._tokens, actor, headers))
-        except httpx.HTTPError as exc:
-            raise UpstreamError(503, detail=f"{self.base_url}: {exc.__class__.__name__}") from exc
-        return _answer(r, ok_missing)
+        with _span(method, self.base_url, path, self._tokens.audience) as span:
+            try:
+                r = self.http.request(method, path, json=json, params=params,
+                                      headers=_headers(self._tokens, actor, headers))
+            except httpx.HTTPError as exc:
+                raise UpstreamError(503, detail=f"{self.base_url}: {exc.__class__.__name__}") from exc
+            span.set_attribute("http.response.status_code", r.status_code)
+            return _answer(r, ok_missing)

@@ -1,5 +1,5 @@
 """How this process reaches Kafka and Temporal beyond their addresses: TLS,
-SASL and API keys. Set once at start-up from the settings (`configure`,
+SASL and API keys (and, for Temporal, the tracing interceptor). Set once at start-up from the settings (`configure`,
 beside `configure_logging`), read by every client factory, so that no
 producer, consumer, admin client or Temporal client is left in plain text
 when the deployment asks for more."""
@@ -24,5 +24,8 @@ def kafka(**overrides: Any) -> dict[str, Any]:
 
 
 def temporal(**overrides: Any) -> dict[str, Any]:
-    """Options for `temporalio.client.Client.connect`."""
-    return {**_temporal, **overrides}
+    """Options for `temporalio.client.Client.connect`, with the tracing
+    interceptor (kezek.tracing) that every client and worker carries."""
+    from kezek.tracing import temporal_interceptors
+
+    return {**_temporal, "interceptors": temporal_interceptors(), **overrides}

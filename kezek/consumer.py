@@ -8,6 +8,7 @@ recorded id makes the second delivery a no-op: exactly one effect per event.
 from __future__ import annotations
 
 import threading
+import time
 from collections.abc import Callable, Iterable
 
 import structlog
@@ -15,10 +16,10 @@ from kafka import KafkaConsumer, TopicPartition
 from kafka.structs import OffsetAndMetadata
 from sqlalchemy.orm import Session, sessionmaker
 
-from kezek import connections
+from kezek import connections, tracing
 from kezek.events import Event, binding
 from kezek.logging import get_logger
-from kezek.metrics import EVENTS_CONSUMED
+from kezek.metrics import CONSUMER_ERRORS, CONSUMER_LAG, EVENTS_CONSUMED
 from kezek.outbox import Outbox
 
 log = get_logger(__name__)
@@ -52,6 +53,7 @@ class IdempotentConsumer:
         config.update(kafka_config)
         self.consumer = KafkaConsumer(**config)
         self.consumer.subscribe(self.topics)
+        self._measured = 0.0
 
     def process(self, raw: bytes, headers=None, key: bytes | None = None) -> bool:
         """Applies one message (either mode of the CloudEvents Kafka binding,
@@ -59,10 +61,15 @@ class IdempotentConsumer:
         event = binding.event_of(raw, headers, key)
         if self.types is not None and event.type not in self.types:
             return False
-        with structlog.contextvars.bound_contextvars(event_id=event.id, event_type=event.type, consumer=self.name):
+        with structlog.contextvars.bound_contextvars(event_id=event.id, event_type=event.type, consumer=self.name), \
+                tracing.continued(event.trace, f"{self.name} process {event.type}", attributes={
+                    "messaging.system": "kafka", "messaging.operation.type": "process",
+                    "messaging.consumer.group.name": self.name, "messaging.message.id": event.id,
+                    "cloudevents.event_type": event.type, "cloudevents.event_subject": event.subject}) as span:
             with self.sessions() as session, session.begin():
                 if not self.outbox.claim(session, self.name, event.id):
                     log.info("consumer.duplicate_dropped")
+                    span.set_attribute("kezek.duplicate", True)
                     return False
                 self.handle(session, event)
             EVENTS_CONSUMED.labels(consumer=self.name, type=event.type).inc()
@@ -94,13 +101,34 @@ class IdempotentConsumer:
                 if done is not None:
                     # After the database commits, never before.
                     self.consumer.commit({TopicPartition(tp.topic, tp.partition): OffsetAndMetadata(done + 1, "", -1)})
+        if time.monotonic() - self._measured >= 5:
+            self._measured = time.monotonic()
+            self.measure_lag()
         return handled
+
+    def measure_lag(self) -> None:
+        """This replica's lag per topic: on each partition assigned to it,
+        the broker's last offset (as of the last fetch) minus the next one
+        to handle. No network call; a partition not fetched yet counts 0."""
+        lag = dict.fromkeys(self.topics, 0)
+        # The consumer's own record of its position (KafkaConsumer.position
+        # may ask the coordinator, which this must never wait on).
+        state = self.consumer._subscription
+        for tp in self.consumer.assignment():
+            high = self.consumer.highwater(tp)
+            if high is None or not state.has_valid_position(tp):
+                continue
+            position = state.position(tp)
+            lag[tp.topic] = lag.get(tp.topic, 0) + max(0, high - getattr(position, "offset", position))
+        for topic, n in lag.items():
+            CONSUMER_LAG.labels(consumer=self.name, topic=topic).set(n)
 
     def run(self, stop: threading.Event) -> None:
         while not stop.is_set():
             try:
                 self.poll_once()
             except Exception as exc:
+                CONSUMER_ERRORS.labels(consumer=self.name).inc()
                 log.warning("consumer.poll_failed", consumer=self.name, error=repr(exc))
                 stop.wait(1)
         self.close()

@@ -152,8 +152,11 @@ def heartbeat_path(state_dir: Path, name: str) -> Path:
     return heartbeat_dir(state_dir) / f"{name}.json"
 
 
-def write_heartbeat(path: Path, *, loops: dict[str, bool], checks: dict[str, str]) -> dict:
+def write_heartbeat(path: Path, *, loops: dict[str, bool], checks: dict[str, str],
+                    extra: dict | None = None) -> dict:
+    """`extra`: what else a reader may want (the process's metrics ports)."""
     report = {
+        **(extra or {}),
         "pid": os.getpid(),
         "time": time.time(),
         "status": "ok" if all(loops.values()) and all(v == "ok" for v in checks.values()) else "failing",
@@ -186,14 +189,15 @@ class Heartbeat:
     and the file's age says so)."""
 
     def __init__(self, path: Path, checks: Iterable[tuple[str, Check]], loops: Callable[[], dict[str, bool]],
-                 every: float = HEARTBEAT_SECONDS):
+                 every: float = HEARTBEAT_SECONDS, extra: dict | None = None):
         self.path = Path(path)
+        self.extra = extra
         self.checks = list(checks)
         self.loops = loops
         self.every = every
 
     def beat(self) -> dict:
-        return write_heartbeat(self.path, loops=self.loops(), checks=run_checks(self.checks))
+        return write_heartbeat(self.path, loops=self.loops(), checks=run_checks(self.checks), extra=self.extra)
 
     def run(self, stop: threading.Event) -> None:
         while not stop.is_set():

@@ -18,11 +18,15 @@ import sqlalchemy as sa
 from sqlalchemy.orm import Session
 
 from kezek.events import Event, dataschema_for, new_event, validate_data
+from kezek.tracing import current_context
 
 _CHUNK = 5000  # rows per INSERT where there is no COPY
 
 
 class Outbox:
+    # Events carry the trace of the act that wrote them (kezek.tracing).
+    carries_trace = True
+
     def __init__(self, metadata: sa.MetaData, source: str):
         self.source = source
         self.table = sa.Table("outbox", metadata, *_outbox_columns(), _unsent_index())
@@ -31,9 +35,11 @@ class Outbox:
     def add(self, session: Session, event_type: str, subject: str, data: dict[str, Any],
             *, time: datetime | None = None, event_id: str | None = None, schema_base: str | None = None) -> Event:
         """Records an event in the caller's transaction; it is validated first.
-        `schema_base`: where readers fetch its schema (kezek.events.dataschema_for)."""
+        `schema_base`: where readers fetch its schema (kezek.events.dataschema_for).
+        It carries the current trace (kezek.tracing) unless this outbox's
+        events are for outside readers."""
         event = new_event(event_type, subject, data, source=self.source, time=time, event_id=event_id,
-                          schema_base=schema_base)
+                          schema_base=schema_base, trace=current_context() if self.carries_trace else None)
         session.execute(self.table.insert().values(
             event_id=event.id, type=event.type, subject=event.subject,
             payload=event.to_json(), created_at=datetime.now(UTC),
@@ -50,7 +56,8 @@ class Outbox:
         at = time or datetime.now(UTC)
         head = {"specversion": "1.0", "id": "", "source": f"/kezek/{self.source}", "type": event_type, "time": at,
                 "subject": "", "datacontenttype": "application/json",
-                "dataschema": dataschema_for(event_type, schema_base), "data": None}
+                "dataschema": dataschema_for(event_type, schema_base), "data": None,
+                **(current_context() if self.carries_trace else {})}
         created = datetime.now(UTC)
 
         def rows():

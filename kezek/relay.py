@@ -17,6 +17,7 @@ On SQLite (one machine, one writer) a relay reads without claiming: run one
 (two would send each row twice, still in order per key)."""
 from __future__ import annotations
 
+import re
 import threading
 import time
 from datetime import UTC, datetime
@@ -24,15 +25,19 @@ from datetime import UTC, datetime
 import sqlalchemy as sa
 from kafka import KafkaProducer
 from kafka.serializer import DefaultSerializer
+from opentelemetry.trace import SpanKind
 from sqlalchemy.orm import Session, sessionmaker
 
-from kezek import connections
+from kezek import connections, tracing
 from kezek.events import aggregate_of, binding
 from kezek.logging import get_logger
-from kezek.metrics import EVENTS_RELAYED, RELAY_ERRORS
+from kezek.lags import outbox_backlog
+from kezek.metrics import EVENTS_RELAYED, OUTBOX_OLDEST, OUTBOX_UNSENT, RELAY_ERRORS
 from kezek.outbox import Outbox
 
 log = get_logger(__name__)
+
+_TRACEPARENT = re.compile(r'"traceparent":"([0-9a-f]{2}-[0-9a-f]{32}-[0-9a-f]{16}-[0-9a-f]{2})"')
 
 
 def make_producer(bootstrap: str, **overrides) -> KafkaProducer:
@@ -122,11 +127,37 @@ class OutboxRelay:
         self._producer.flush(timeout=30)
         for f in futures:
             f.get(timeout=30)
+        self._traced(rows)
 
-    def run(self, stop: threading.Event, idle_sleep: float = 0.2) -> None:
+    def _traced(self, rows: list[sa.Row]) -> None:
+        """A producer span in each event's trace, once Kafka has it (the
+        event carries its traceparent: the consumer continues from there)."""
+        for r in rows:
+            found = _TRACEPARENT.search(r.payload)
+            if found is None:
+                continue
+            with tracing.continued({"traceparent": found.group(1)}, f"send {self.topic_for(r.type)}",
+                                   kind=SpanKind.PRODUCER, attributes={
+                                       "messaging.system": "kafka", "messaging.operation.type": "send",
+                                       "messaging.destination.name": self.topic_for(r.type),
+                                       "messaging.kafka.message.key": r.subject, "cloudevents.event_type": r.type}):
+                pass
+
+    def measure(self) -> None:
+        """The outbox's backlog for the metrics: unsent rows, oldest age."""
+        with self.sessions() as session:
+            backlog = outbox_backlog(session.connection(), self.outbox.table.name)
+        OUTBOX_UNSENT.labels(source=self.outbox.source).set(backlog.unsent)
+        OUTBOX_OLDEST.labels(source=self.outbox.source).set(backlog.oldest_seconds)
+
+    def run(self, stop: threading.Event, idle_sleep: float = 0.2, measure_every: float = 5.0) -> None:
         backoff = 0.5
+        measured = 0.0
         while not stop.is_set():
             try:
+                if time.monotonic() - measured >= measure_every:
+                    measured = time.monotonic()
+                    self.measure()
                 sent = self.relay_once()
                 backoff = 0.5
                 if sent == 0:

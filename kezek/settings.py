@@ -11,7 +11,7 @@ import os
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import SecretStr, field_validator, model_validator
+from pydantic import Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 from pydantic_settings.exceptions import SettingsError
 from sqlalchemy.engine import make_url
@@ -155,6 +155,20 @@ class Settings(KezekSettings):
     # The port of the local PostgreSQL that `kezek run --postgres` starts
     postgres_port: int = 55432
     log_level: str = "INFO"
+    # Prometheus metrics of a process without an HTTP API (relay, consumers,
+    # worker): served on host:metrics_port at /metrics; 0: none. The HTTP
+    # services serve theirs on their own port (/metrics)
+    metrics_port: int = 0
+    # The Temporal SDK's own metrics of a worker (task slots, poll and
+    # schedule-to-start latencies), Prometheus on host:temporal_metrics_port; 0: none
+    temporal_metrics_port: int = 0
+    # OpenTelemetry traces, sent by OTLP over HTTP to this collector (e.g.
+    # http://otel-collector:4318); empty: no traces are exported
+    otlp_endpoint: str = ""
+    # Headers for the collector, "key=value,key=value" (an API key)
+    otlp_headers: SecretStr = SecretStr("")
+    # The share of traces kept, 0.0-1.0, decided at the first service (parent-based after that)
+    trace_sample_ratio: float = Field(1.0, ge=0.0, le=1.0)
     # JSON logs (structlog); false: human-readable console lines
     log_json: bool = True
     # Service identity (kezek/trust.py): a folder with <service>.pem (the

@@ -43,7 +43,7 @@ from kezek.commands.topics import PUBLIC_TOPIC_SUFFIX, all_topics
 from kezek.health import STALE_AFTER_SECONDS, heartbeat_age, heartbeat_path, read_heartbeat
 from kezek.infra.kafka import KafkaBroker, ensure_topics
 from kezek.infra.postgres import PostgresCluster
-from kezek.infra.procs import die_with_parent, port_open, wait_until
+from kezek.infra.procs import die_with_parent, free_port, port_open, wait_until
 from kezek.infra.temporal import TemporalDevServer
 from kezek.migrations import migration_services, upgrade
 from kezek.settings import Settings
@@ -81,6 +81,7 @@ class Part:
     due: float | None = None   # when it starts again, once it has exited
     unwell_since: float | None = None
     checked: float = 0.0
+    env: dict[str, str] = field(default_factory=dict)   # its own settings (metrics ports)
 
 
 @dataclass
@@ -189,15 +190,37 @@ class Supervisor:
             for i in range(1, s.run_consumers_per_service + 1):
                 name = numbered(f"consume-{service}", s.run_consumers_per_service, i)
                 parts.append(Part(name, "consumer", ["consume", "--service", service, "--name", name]))
+        ports = self.metrics_ports()
         if wiring.has_workflows():
             for i in range(1, s.run_workers + 1):
                 name = numbered("worker", s.run_workers, i)
-                parts.append(Part(name, "worker", ["worker", "--name", name]))
+                parts.append(Part(name, "worker", ["worker", "--name", name],
+                                  env={"KEZEK_TEMPORAL_METRICS_PORT": str(next(ports))}))
+        # Each process without an HTTP API serves its metrics on a port of its own.
+        for part in parts:
+            if part.kind != "service":
+                part.env["KEZEK_METRICS_PORT"] = str(next(ports))
         return parts
+
+    def metrics_ports(self):
+        """Free ports, none of them one that a server or service of ours is
+        about to take (a free port is only free until someone binds it)."""
+        s = self.settings
+        taken = {s.port_of(service) for service in wiring.services_with_api()}
+        taken |= {s.temporal_ui_port, s.postgres_port}
+        for address in (s.temporal_address, s.kafka_bootstrap):
+            port = int(address.rsplit(":", 1)[1])
+            taken |= {port, port + 1}
+        while True:
+            port = free_port()
+            if port not in taken:
+                taken.add(port)
+                yield port
 
     def spawn(self, part: Part) -> None:
         log = open(self.state / "logs" / f"{part.name}.log", "ab")
-        part.proc = subprocess.Popen([sys.executable, "-m", "kezek.cli", *part.args], env=self.env, stdout=log,
+        part.proc = subprocess.Popen([sys.executable, "-m", "kezek.cli", *part.args], env={**self.env, **part.env},
+                                     stdout=log,
                                      stderr=subprocess.STDOUT, start_new_session=True, preexec_fn=die_with_parent)
         log.close()
         part.started = time.monotonic()
@@ -353,7 +376,9 @@ class Supervisor:
             "env": {k: self.env[k] for k in RUN_ENV if k in self.env and self.env[k] != os.environ.get(k)},
             "servers": {s.name: {"pid": s.pid, "restarts": s.restarts} for s in self.servers},
             "parts": {p.name: {"kind": p.kind, "pid": p.proc.pid if p.proc and p.proc.poll() is None else None,
-                               "restarts": p.restarts} for p in self.parts},
+                               "restarts": p.restarts,
+                               **{k.removeprefix("KEZEK_").lower(): int(v) for k, v in p.env.items()
+                                  if k.endswith("METRICS_PORT")}} for p in self.parts},
         }
         text = json.dumps(state, indent=1)
         if text != self._written:

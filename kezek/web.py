@@ -102,6 +102,10 @@ class _BodyTooLarge(Exception):
     pass
 
 
+def _probe(scope) -> bool:
+    return scope.get("path") in ("/health", "/ready", "/metrics")
+
+
 def _path_is_clean(path: str) -> bool:
     return not any(ord(ch) < 0x20 or ord(ch) == 0x7F for ch in path)
 
@@ -118,6 +122,9 @@ def create_service_app(service: str, *, title: str | None = None, version: str =
     fastapi_kwargs.setdefault("responses", PROBLEM_RESPONSES)
     docs_url = fastapi_kwargs.pop("docs_url", "/docs")
     redoc_url = fastapi_kwargs.pop("redoc_url", "/redoc")
+    # FastAPI's own OpenTelemetry: a server span per request under the
+    # caller's traceparent (kezek.tracing); the probes make none.
+    fastapi_kwargs.setdefault("telemetry", {"exclude": _probe})
     app = FastAPI(title=title or f"Kezek {service}", version=version, docs_url=None, redoc_url=None,
                   **fastapi_kwargs)
     offline_docs(app, docs_url, redoc_url)

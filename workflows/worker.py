@@ -15,11 +15,12 @@ from typing import Any
 
 from temporalio.client import Client
 from temporalio.contrib.pydantic import pydantic_data_converter
+from temporalio.runtime import PrometheusConfig, Runtime, TelemetryConfig
 from temporalio.worker import Worker
 from temporalio.worker.workflow_sandbox import SandboxedWorkflowRunner, SandboxRestrictions
 
 from kezek import calendar as kcal
-from kezek import connections, wiring
+from kezek import connections, metrics, tracing, wiring
 from kezek.commands.background import add_name_option, heartbeat_of
 from kezek.db import make_engine
 from kezek.health import HEARTBEAT_SECONDS, database_check, run_checks, temporal_check_async, write_heartbeat
@@ -32,9 +33,10 @@ WORKFLOWS = [ReferralWorkflow]
 
 # Modules the sandbox shares with the host instead of re-importing them for
 # every workflow run: pure code (the calendar and its holiday tables, the
-# pydantic contracts) that is deterministic and slow to import.
+# pydantic contracts) that is deterministic and slow to import; and
+# OpenTelemetry, whose context the tracing interceptor must share with the host.
 PASSTHROUGH = ("kezek", "workflows.contracts", "holidays", "yaml", "pydantic", "pydantic_core",
-               "annotated_types", "typing_extensions")
+               "annotated_types", "typing_extensions", "opentelemetry")
 
 
 def sandbox_runner(*, passthrough_all: bool = False) -> SandboxedWorkflowRunner:
@@ -69,7 +71,7 @@ def build_worker(client: Client, activities: Iterable[Callable[..., Any]], *,
 
 
 async def heartbeat(settings: Settings, name: str, client: Client, running: asyncio.Task,
-                    stop: asyncio.Event) -> None:
+                    stop: asyncio.Event, extra: dict | None = None) -> None:
     """The worker's heartbeat (kezek.health): its databases and Temporal,
     every few seconds, until it stops."""
     path = heartbeat_of(settings, name)
@@ -83,7 +85,8 @@ async def heartbeat(settings: Settings, name: str, client: Client, running: asyn
                 checks["temporal"] = "ok"
             except Exception as exc:
                 checks["temporal"] = repr(exc)[:300]
-            await asyncio.to_thread(write_heartbeat, path, loops={"worker": not running.done()}, checks=checks)
+            await asyncio.to_thread(write_heartbeat, path, loops={"worker": not running.done()}, checks=checks,
+                                    extra=extra)
             try:
                 await asyncio.wait_for(stop.wait(), HEARTBEAT_SECONDS)
             except TimeoutError:
@@ -92,20 +95,35 @@ async def heartbeat(settings: Settings, name: str, client: Client, running: asyn
         path.unlink(missing_ok=True)
 
 
+def sdk_runtime(settings: Settings) -> Runtime | None:
+    """A runtime whose Temporal SDK metrics (task slots, pollers, schedule-to-
+    start and execution latencies, sticky cache) Prometheus reads on
+    host:temporal_metrics_port; None (the default runtime, no metrics) when 0."""
+    if not settings.temporal_metrics_port:
+        return None
+    return Runtime(telemetry=TelemetryConfig(metrics=PrometheusConfig(
+        bind_address=f"{settings.host}:{settings.temporal_metrics_port}")))
+
+
 async def serve(settings: Settings, name: str = "worker") -> None:
     """Runs the worker with every service's activities until SIGINT/SIGTERM;
     a worker that fails on its own ends the process with an error, so that
     its supervisor starts it again."""
     log = get_logger(__name__)
+    ports = {"metrics_port": metrics.serve(settings.metrics_port, settings.host)}
+    runtime = sdk_runtime(settings)
+    if runtime is not None:
+        ports["temporal_metrics_port"] = settings.temporal_metrics_port
     client = await Client.connect(settings.temporal_address, namespace=settings.temporal_namespace,
-                                  data_converter=pydantic_data_converter, **connections.temporal())
+                                  data_converter=pydantic_data_converter, runtime=runtime, **connections.temporal())
     worker = build_worker(client, task_queue=settings.temporal_task_queue, activities=wiring.activities(settings))
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, stop.set)
     running = asyncio.create_task(worker.run())
-    beat = asyncio.create_task(heartbeat(settings, name, client, running, stop))
+    beat = asyncio.create_task(heartbeat(settings, name, client, running, stop,
+                                         {k: v for k, v in ports.items() if v}))
     log.info("worker.started", task_queue=settings.temporal_task_queue, address=settings.temporal_address)
     stopped = asyncio.create_task(stop.wait())
     await asyncio.wait({running, stopped}, return_when=asyncio.FIRST_COMPLETED)
@@ -130,5 +148,6 @@ def main(argv: list[str]) -> int:
     settings = Settings()
     configure_logging(settings.log_level, settings.log_json, service=name)
     connections.configure(settings)
+    tracing.configure(settings, name)
     asyncio.run(serve(settings, name))
     return 0

@@ -1,5 +1,6 @@
 """Runs loops in threads until SIGINT/SIGTERM, then stops them together;
-writes the process's heartbeat (kezek.health) meanwhile."""
+writes the process's heartbeat (kezek.health) and serves its metrics
+(kezek.metrics, on KEZEK_METRICS_PORT) meanwhile."""
 from __future__ import annotations
 
 import argparse
@@ -8,6 +9,7 @@ import threading
 from collections.abc import Callable, Iterable
 from pathlib import Path
 
+from kezek import metrics
 from kezek.health import Check, Heartbeat, heartbeat_path
 from kezek.logging import get_logger
 
@@ -22,17 +24,19 @@ def add_name_option(parser: argparse.ArgumentParser, default: str) -> None:
 
 
 def run_loops(loops: list[tuple[str, Loop]], *, heartbeat: Path | None = None,
-              checks: Iterable[tuple[str, Check]] = ()) -> int:
+              checks: Iterable[tuple[str, Check]] = (), settings=None) -> int:
     """Returns 0 when asked to stop, 1 when a loop died (the process then
     exits, and its supervisor starts it again)."""
     stop = threading.Event()
+    served = metrics.serve(settings.metrics_port, settings.host) if settings is not None else None
     for sig in (signal.SIGINT, signal.SIGTERM):
         signal.signal(sig, lambda *_: stop.set())
     threads = [threading.Thread(target=fn, args=(stop,), name=name, daemon=True) for name, fn in loops]
     for t in threads:
         t.start()
     if heartbeat is not None:
-        beat = Heartbeat(heartbeat, checks, lambda: {t.name: t.is_alive() for t in threads})
+        beat = Heartbeat(heartbeat, checks, lambda: {t.name: t.is_alive() for t in threads},
+                         extra={"metrics_port": served} if served else None)
         threading.Thread(target=beat.run, args=(stop,), name="heartbeat", daemon=True).start()
     log.info("loops.started", loops=[name for name, _ in loops])
     while not stop.is_set():

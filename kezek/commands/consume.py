@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import argparse
 
-from kezek import connections, wiring
+from kezek import connections, tracing, wiring
 from kezek.commands.background import add_name_option, heartbeat_of, run_loops
 from kezek.db import make_engine
 from kezek.health import database_check, kafka_check, temporal_check
@@ -29,6 +29,7 @@ def main(argv: list[str]) -> int:
     settings = Settings()
     configure_logging(settings.log_level, settings.log_json, service=name)
     connections.configure(settings)
+    tracing.configure(settings, name)
     loops = [(c.name, c.run) for c in wiring.consumers(settings, services)]
     loops += [(getattr(j, "__name__", repr(j)), j) for j in wiring.jobs(settings, services)]
     if not loops:
@@ -38,4 +39,4 @@ def main(argv: list[str]) -> int:
     checks.append(("kafka", kafka_check(settings.kafka_bootstrap)))
     if set(wiring.JOBS_USE_TEMPORAL) & set(services):
         checks.append(("temporal", temporal_check(settings.temporal_address, settings.temporal_namespace)))
-    return run_loops(loops, heartbeat=heartbeat_of(settings, name), checks=checks)
+    return run_loops(loops, heartbeat=heartbeat_of(settings, name), checks=checks, settings=settings)

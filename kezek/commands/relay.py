@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import argparse
 
-from kezek import connections, wiring
+from kezek import connections, tracing, wiring
 from kezek.commands.background import add_name_option, heartbeat_of, run_loops
 from kezek.db import make_engine, make_session_factory
 from kezek.health import database_check, kafka_check
@@ -27,6 +27,7 @@ def main(argv: list[str]) -> int:
     settings = Settings()
     configure_logging(settings.log_level, settings.log_json, service=name)
     connections.configure(settings)
+    tracing.configure(settings, name)
     loops, checks = [], []
     for service, outbox in wiring.outboxes(tuple(args.service or SERVICES)):
         engine = make_engine(settings.database_url_for(service))
@@ -35,4 +36,4 @@ def main(argv: list[str]) -> int:
         loops.append((f"relay-{service}", relay.run))
         checks.append((f"database:{service}", database_check(engine)))
     checks.append(("kafka", kafka_check(settings.kafka_bootstrap)))
-    return run_loops(loops, heartbeat=heartbeat_of(settings, name), checks=checks)
+    return run_loops(loops, heartbeat=heartbeat_of(settings, name), checks=checks, settings=settings)

@@ -5,7 +5,7 @@ import argparse
 
 import uvicorn
 
-from kezek import connections, wiring
+from kezek import connections, tracing, wiring
 from kezek.health import api_checks
 from kezek.logging import configure_logging
 from kezek.settings import SERVICES, Settings
@@ -19,6 +19,7 @@ def main(argv: list[str]) -> int:
     settings = Settings()
     configure_logging(settings.log_level, settings.log_json, service=args.service)
     connections.configure(settings)
+    tracing.configure(settings, args.service)
     app = wiring.create_app(args.service, settings)
     # /ready runs the app's own checks (its database) and those of what else
     # this process talks to (kezek.health).

@@ -1,9 +1,9 @@
 """`kezek status`: the health of every part and how far behind the backbone is.
 
 - parts: the HTTP services' /ready (with what failed), the heartbeats of the
-  relays, consumer processes and workers (age, failed checks), and, under
-  `kezek run`, the pid and restarts of each part and of Kafka, Temporal and
-  PostgreSQL from <state_dir>/run.json;
+  relays, consumer processes and workers (age, failed checks, metrics
+  ports), and, under `kezek run`, the pid and restarts of each part and of
+  Kafka, Temporal and PostgreSQL from <state_dir>/run.json;
 - lags: each outbox's unsent rows and the age of the oldest (per service,
   and the public stream's), and each consumer group's lag (events on its
   topics it has not committed).
@@ -68,8 +68,9 @@ def heartbeat_state(state: Path, name: str) -> dict:
         out["failed"] = failed
     if dead:
         out["dead_loops"] = dead
-    if report.get("metrics_port"):
-        out["metrics_port"] = report["metrics_port"]
+    for port in ("metrics_port", "temporal_metrics_port"):
+        if report.get(port):
+            out[port] = report[port]
     return out
 
 
@@ -94,8 +95,9 @@ def parts(settings: Settings, state: Path, run: dict) -> dict[str, dict]:
         if name in out:
             out[name].setdefault("pid", info.get("pid"))
             out[name]["restarts"] = info.get("restarts", 0)
-            if info.get("metrics_port"):
-                out[name].setdefault("metrics_port", info["metrics_port"])
+            for port in ("metrics_port", "temporal_metrics_port"):
+                if info.get(port):
+                    out[name].setdefault(port, info[port])
     return out
 
 
@@ -139,7 +141,7 @@ def render(report: dict) -> str:
     for name, p in report["parts"].items():
         mark = "ok " if p["well"] else "BAD"
         extra = []
-        for key in ("pid", "restarts", "age_seconds", "metrics_port"):
+        for key in ("pid", "restarts", "age_seconds", "metrics_port", "temporal_metrics_port"):
             if p.get(key) is not None:
                 extra.append(f"{key}={p[key]}")
         for key in ("failed", "dead_loops", "detail"):

@@ -46,17 +46,32 @@ class Event(BaseModel):
     datacontenttype: Literal["application/json"] = "application/json"
     dataschema: str | None = None
     data: dict[str, Any]
+    # CloudEvents' distributed-tracing extension (W3C Trace Context): the
+    # trace of the act that wrote the event, continued by its consumers
+    # (kezek.tracing). Absent outside a trace.
+    traceparent: str | None = None
+    tracestate: str | None = None
 
     @property
     def aggregate(self) -> str:
         return aggregate_of(self.type)
 
     def to_json(self) -> str:
-        return self.model_dump_json()
+        # Extension attributes appear only when set: an envelope without a
+        # trace is byte for byte what it was before they existed.
+        unset = {k for k in _EXTENSIONS if getattr(self, k) is None}
+        return self.model_dump_json(exclude=unset or None)
+
+    @property
+    def trace(self) -> dict[str, str | None]:
+        return {"traceparent": self.traceparent, "tracestate": self.tracestate}
 
     @classmethod
     def from_json(cls, raw: str | bytes) -> "Event":
         return cls.model_validate_json(raw)
+
+
+_EXTENSIONS = ("traceparent", "tracestate")
 
 
 def aggregate_of(event_type: str) -> str:
@@ -121,7 +136,8 @@ def dataschema_for(event_type: str, schema_base: str | None = None) -> str:
 
 
 def new_event(event_type: str, subject: str, data: dict[str, Any], *, source: str,
-              time: datetime | None = None, event_id: str | None = None, schema_base: str | None = None) -> Event:
+              time: datetime | None = None, event_id: str | None = None, schema_base: str | None = None,
+              trace: dict[str, str] | None = None) -> Event:
     event = Event(
         id=event_id or str(uuid.uuid4()),
         source=f"/kezek/{source}",
@@ -130,6 +146,7 @@ def new_event(event_type: str, subject: str, data: dict[str, Any], *, source: st
         subject=subject,
         dataschema=dataschema_for(event_type, schema_base),
         data=data,
+        **(trace or {}),
     )
     validate(event)
     return event

@@ -7,10 +7,15 @@ import time
 from collections.abc import Callable, Iterable
 from datetime import timedelta
 
+import sqlalchemy as sa
+
 from kezek.logging import get_logger
+from kezek.metrics import NOTIFICATIONS_DEAD, NOTIFICATIONS_WAITING, PARKED, PARKED_OLDEST
 from services.notifications.channels import Transport
-from services.notifications.domain import Channel, Outcome, expired
+from services.notifications.domain import Channel, Outcome, Status, expired
+from services.notifications.models import DeadLetter, Message, ParkedEvent
 from services.notifications.service import Attempt, NotificationService
+from services.notifications.usecases.common import aware
 
 log = get_logger(__name__)
 
@@ -68,9 +73,27 @@ class Dispatcher:
                 self.sleep(pause)
                 pause = min(pause * 2, 5.0)
 
-    def __call__(self, stop: threading.Event) -> None:
+    def measure(self) -> None:
+        """The metrics an operator watches: this channel's messages waiting,
+        the dead letters, the events parked until their application is known."""
+        waiting = (Status.QUEUED.value, Status.SENDING.value)
+        with self.service.sessions() as s:
+            NOTIFICATIONS_WAITING.labels(channel=self.channel.value).set(s.scalar(
+                sa.select(sa.func.count()).select_from(Message)
+                .where(Message.channel == self.channel.value, Message.status.in_(waiting))))
+            NOTIFICATIONS_DEAD.set(s.scalar(sa.select(sa.func.count()).select_from(DeadLetter)))
+            parked, oldest = s.execute(sa.select(sa.func.count(), sa.func.min(ParkedEvent.parked_at))).one()
+        PARKED.labels(service="notifications").set(parked)
+        PARKED_OLDEST.labels(service="notifications").set(
+            (self.service.clock() - aware(oldest)).total_seconds() if oldest else 0)
+
+    def __call__(self, stop: threading.Event, measure_every: float = 15.0) -> None:
+        measured = 0.0
         while not stop.is_set():
             try:
+                if time.monotonic() - measured >= measure_every:
+                    measured = time.monotonic()
+                    self.measure()
                 if self.run_once() == 0:
                     stop.wait(self.idle_sleep)
             except Exception as exc:  # the database may be away for a moment

@@ -6,8 +6,10 @@ the starter of referral workflows."""
 from __future__ import annotations
 
 import threading
+import time
 
 from kezek.logging import get_logger
+from kezek.metrics import ALLOCATION_REFERRALS, ALLOCATION_SECONDS
 from services.queue.usecases import Queue
 
 log = get_logger(__name__)
@@ -30,8 +32,13 @@ class Allocator:
         q.referrals.lift_due_stoplists()
         q.ageing.daily()
         q.allocation.request_daily()
+        started = time.perf_counter()
         run = q.allocation.process_requests()
-        return len(run.issued) if run else 0
+        if run is None:
+            return 0
+        ALLOCATION_SECONDS.observe(time.perf_counter() - started)
+        ALLOCATION_REFERRALS.inc(len(run.issued))
+        return len(run.issued)
 
     def __call__(self, stop: threading.Event) -> None:
         while not stop.is_set():

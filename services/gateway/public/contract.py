@@ -81,6 +81,9 @@ def _embedded(schema: dict) -> dict:
 def render_asyncapi() -> dict:
     types = public_types()
     envelope = _embedded(schema_for("envelope"))
+    # The tracing extension is for Kezek's own events: public ones carry none.
+    for internal in ("traceparent", "tracestate"):
+        envelope["properties"].pop(internal, None)
     messages, schemas = {}, {}
     for t in types:
         schema = schema_for(t)

@@ -21,7 +21,10 @@ When = sa.DateTime(timezone=True)
 class PublicOutbox(Outbox):
     """The Outbox contract on a table of its own, so the generic relay of
     the gateway's outbox never sends public events to an internal topic.
-    Deduplication shares the gateway's processed_events."""
+    Deduplication shares the gateway's processed_events. Public events carry
+    no trace of ours: the contract is theirs (docs/events/asyncapi.yaml)."""
+
+    carries_trace = False
 
     def __init__(self, metadata: sa.MetaData, source: str, processed: sa.Table):
         self.source = source

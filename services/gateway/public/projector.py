@@ -23,6 +23,7 @@ from kezek.consumer import IdempotentConsumer
 from kezek.events import Event
 from kezek.infra.kafka import ensure_topics
 from kezek.logging import get_logger
+from kezek.metrics import PARKED, PARKED_OLDEST
 from kezek.relay import OutboxRelay
 from kezek.trust import ServiceKeys
 from services.gateway.models import outbox as gateway_outbox
@@ -199,6 +200,15 @@ def make_consumer(sessions: sessionmaker[Session], projector: Projector, bootstr
                               outbox=gateway_outbox, handle=projector.handle, **kafka_config)
 
 
+def measure_parked(session: Session) -> None:
+    """The metrics: events parked until their child is known, and the oldest's age."""
+    parked, oldest = session.execute(sa.select(sa.func.count(), sa.func.min(ParkedEvent.parked_at))).one()
+    if oldest is not None and oldest.tzinfo is None:
+        oldest = oldest.replace(tzinfo=UTC)
+    PARKED.labels(service="gateway").set(parked)
+    PARKED_OLDEST.labels(service="gateway").set((datetime.now(UTC) - oldest).total_seconds() if oldest else 0)
+
+
 def run_projector(stop: threading.Event, sessions: sessionmaker[Session], projector: Projector, bootstrap: str,
                   topics: list[str]) -> None:
     """The background loop: waits for the broker, then consumes until stopped."""
@@ -219,6 +229,7 @@ def run_projector(stop: threading.Event, sessions: sessionmaker[Session], projec
                 if time.monotonic() - last_sweep > 10:
                     with sessions() as session, session.begin():
                         projector.sweep(session)
+                        measure_parked(session)
                     last_sweep = time.monotonic()
             except Exception as exc:
                 log.warning("public.projector_poll_failed", error=repr(exc))
