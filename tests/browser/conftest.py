@@ -115,7 +115,7 @@ def register_namespace(address: str, namespace: str) -> None:
 
 
 class Portal:
-    def __init__(self, workdir: Path, bootstrap: str, temporal_address: str):
+    def __init__(self, workdir: Path, bootstrap: str, temporal_address: str, country: str = "KG"):
         self.workdir = workdir
         self.prefix = f"b{uuid.uuid4().hex[:8]}"
         ports = {f"{s}_port": free_port() for s in SERVICES}
@@ -123,7 +123,7 @@ class Portal:
         # Outside development, with a key of its own: the sealed e-mail codes
         # and links must open with the deployment's key, not the default one.
         self.settings = Settings(
-            env="test", state_dir=workdir, database_url="", kafka_bootstrap=bootstrap,
+            env="test", country=country, state_dir=workdir, database_url="", kafka_bootstrap=bootstrap,
             kafka_topic_prefix=self.prefix, temporal_address=temporal_address, temporal_namespace=self.prefix,
             smtp_host="127.0.0.1", smtp_port=self.smtp_port, log_json=True,
             secret_key=f"browser-walk-{uuid.uuid4().hex}", **ports)
@@ -138,7 +138,7 @@ class Portal:
     def child_env(self) -> dict[str, str]:
         s = self.settings
         env = {f"KEZEK_{name.upper()}": str(getattr(s, name)) for name in (
-            "env", "state_dir", "database_url", "kafka_bootstrap", "kafka_topic_prefix", "temporal_address",
+            "env", "country", "state_dir", "database_url", "kafka_bootstrap", "kafka_topic_prefix", "temporal_address",
             "temporal_namespace", "smtp_host", "smtp_port", *(f"{svc}_port" for svc in SERVICES))}
         return {**env, "KEZEK_SECRET_KEY": s.secret_key.get_secret_value(), "KEZEK_PUBLIC_URL": self.url,
                 "KEZEK_RATE_LIMIT_PER_MINUTE": "100000", "KEZEK_LOG_LEVEL": "INFO",

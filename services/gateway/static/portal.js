@@ -12,7 +12,11 @@ document.addEventListener("DOMContentLoaded", function () {
         group.disabled = !show;
       });
       var sel = child.selectedOptions[0];
-      if (sel && sel.parentElement.tagName === "OPTGROUP" && sel.parentElement.disabled) child.value = "";
+      if (sel && sel.parentElement.tagName === "OPTGROUP" && sel.parentElement.disabled) {
+        // Districts of one city share its settlement: keep the value, in the group now shown.
+        var same = child.querySelector('optgroup:not([disabled]) option[value="' + CSS.escape(sel.value) + '"]');
+        if (same) same.selected = true; else child.value = "";
+      }
       child.dispatchEvent(new Event("narrowed"));
     }
     parent.addEventListener("change", narrow);
