@@ -80,7 +80,7 @@ def test_caseworker_confirms_a_privilege_and_the_parents_referral_moves_to_enrol
     parent = site.wait_parent_state(rid, "awaiting_enrolment")
     assert parent.deadline == status.enrolment_deadline
     assert any(k.endswith("privilege_confirmed:record") for k in parent.events)
-    deadline = status.enrolment_deadline.strftime("%d.%m.%Y %H:%M")
+    deadline = status.enrolment_deadline.strftime("%d.%m.%Y, %H:%M")   # as Russian readers write it (Babel)
     expect(page.locator("#outcome")).to_contain_text(deadline)
     page.screenshot(path=str(caseworker_screenshots / "caseworker_confirmed.png"), full_page=True)
     page.get_by_role("link", name="Рабочий список").first.click()
