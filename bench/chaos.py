@@ -122,7 +122,8 @@ class System:
             KEZEK_RUN_RELAYS=str(args.relays), KEZEK_RUN_CONSUMERS_PER_SERVICE=str(args.consumers),
             KEZEK_RUN_WORKERS=str(args.workers), KEZEK_SMTP_PORT=str(smtp_port), KEZEK_SMS_GATEWAY_URL=sms_url,
             KEZEK_NOTIFICATIONS_EMAIL_TRANSPORT="smtp", KEZEK_NOTIFICATIONS_SMS_TRANSPORT="http",
-            KEZEK_NOTIFICATIONS_TIMEZONE=midday_zone(), KEZEK_ENV="development",
+            # "test": kezek run starts no development mailbox; this benchmark has its own.
+            KEZEK_NOTIFICATIONS_TIMEZONE=midday_zone(), KEZEK_ENV="test",
             **{f"KEZEK_{s.upper()}_PORT": str(p) for s, p in self.ports.items()})
         self.env.pop("KEZEK_DATABASE_URL", None)
         self.database_url = f"postgresql+psycopg://postgres@127.0.0.1:{self.pg}/kezek"

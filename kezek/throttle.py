@@ -48,6 +48,9 @@ def wait_after(failures: int, free: int) -> timedelta:
 def wait(f: Failures, free: int, now: datetime) -> timedelta:
     """How long from `now` until the next attempt is heard (zero: now)."""
     count = f.current(now)
-    if not count or f.last_at is None:
+    after = wait_after(count, free)
+    if not count or f.last_at is None or not after:
+        # (a free attempt is heard even when a parallel one, begun later,
+        # was counted first: its last_at may lie after this `now`)
         return timedelta(0)
-    return max(timedelta(0), f.last_at + wait_after(count, free) - now)
+    return max(timedelta(0), f.last_at + after - now)

@@ -49,9 +49,10 @@ KINDERGARTEN = "kg-sun"
 
 # The route x role matrix of the staff app: who may open each page or send
 # each form. Public: the login page, the language switch, and the skeleton's
-# /health, /ready, /metrics (and the static files, a mount).
+# /health, /ready, /metrics, the API documentation of its one internal
+# route (/docs, /redoc; the static files, a mount).
 PUBLIC = {("GET", "/login"), ("POST", "/login"), ("GET", "/language"),
-          ("GET", "/health"), ("GET", "/ready"), ("GET", "/metrics")}
+          ("GET", "/health"), ("GET", "/ready"), ("GET", "/metrics"), ("GET", "/docs"), ("GET", "/redoc")}
 MATRIX = {
     ("GET", "/"): ALL,
     ("GET", "/login/notice"): ALL,
@@ -153,7 +154,7 @@ def test_every_route_of_the_staff_app_is_in_the_matrix_or_public(site):
     assert {k for k, perm in declared.items() if perm.public} == PUBLIC
 
 
-def test_the_familys_copy_answers_its_parent_by_service_token_and_no_one_else(site):
+def test_the_familys_copy_answers_its_parent_by_service_token_and_no_one_else_in_json(site):
     from kezek.trust import parent_principal, staff_principal
 
     app, _ = site
@@ -170,7 +171,10 @@ def test_the_familys_copy_answers_its_parent_by_service_token_and_no_one_else(si
     assert client.get("/api/v1/families/someone/copy",
                       headers=bearer("gateway", parent_principal("someone"))).json()["applicants"] == []
     assert client.get(path, headers=bearer("gateway", parent_principal("other"))).status_code == 404
-    assert client.get(path).status_code in (303, 401)
+    # a caller of the API gets JSON problem details, never the login page
+    anonymous = client.get(path)
+    assert anonymous.status_code == 401 and anonymous.headers["content-type"] == "application/problem+json"
+    assert client.get("/api/v1/nothing").headers["content-type"] == "application/problem+json"
     assert client.get(path, headers=bearer("verification", staff_principal(1, "caseworker",
                                                                             district=DISTRICT_A))).status_code == 403
     caseworker, _ = signed_in(app, "caseworker")

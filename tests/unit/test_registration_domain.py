@@ -254,6 +254,16 @@ def test_wrong_passwords_of_others_never_slow_the_owners_usual_client():
     assert lim.sign_in_wait(counts, NOW, usual_client=False) == lim.LONGEST_WAIT
 
 
+def test_a_free_attempt_is_heard_even_when_a_parallel_one_was_counted_after_it_began():
+    # the parallel attempt, begun a moment later, was counted first
+    counts = lim.SignInCounts(login_and_client=lim.Failures(2, NOW + timedelta(milliseconds=5)))
+    assert lim.sign_in_wait(counts, NOW, usual_client=False) == timedelta(0)
+    counts = lim.SignInCounts(login_and_client=lim.Failures(3, NOW + timedelta(milliseconds=5)))
+    assert lim.sign_in_wait(counts, NOW, usual_client=False) == timedelta(0)
+    counts = lim.SignInCounts(login_and_client=lim.Failures(4, NOW + timedelta(milliseconds=5)))
+    assert lim.sign_in_wait(counts, NOW, usual_client=False) > timedelta(seconds=2)
+
+
 def test_wrong_passwords_are_forgotten_after_a_day():
     counts = lim.SignInCounts(login_and_client=lim.Failures(9, NOW))
     assert lim.sign_in_wait(counts, NOW + timedelta(minutes=1), usual_client=True) > timedelta(0)

@@ -347,6 +347,8 @@ ENVELOPE = {
     "datacontenttype": N_("always application/json"),
     "dataschema": N_("the JSON Schema of data"),
     "data": N_("the fields listed for each type below"),
+    "traceparent": N_("internal events only: the trace of the act that wrote the event (W3C traceparent)"),
+    "tracestate": N_("internal events only: the trace state that goes with traceparent"),
 }
 
 

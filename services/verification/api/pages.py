@@ -16,7 +16,7 @@ from starlette.datastructures import FormData, UploadFile
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from kezek import trust
-from kezek.problems import InvalidInput, Problem, TooLarge
+from kezek.problems import InvalidInput, Problem, TooLarge, problem_response
 from kezek.web import database_problem
 from services.verification import domain as d
 from services.verification.bootstrap import Verification
@@ -215,7 +215,11 @@ def _parent(request: Request) -> str:
 def problem_page(request: Request, problem: Problem) -> Response:
     """A problem of the skeleton (kezek.problems, kezek.trust) as a page:
     no session sends a person to the login page, the rest is an error page
-    in their language with the problem's status and headers."""
+    in their language with the problem's status and headers. Under /api/
+    (the one internal route, api/family.py) a caller is a service: it gets
+    the skeleton's JSON problem details, as every other service answers."""
+    if _is_api(request):
+        return problem_response(problem, request.url.path)
     if isinstance(problem, trust.Unauthenticated):
         return to_login(request)
     kind = _KIND_OF_STATUS.get(problem.status, "error")
@@ -226,6 +230,10 @@ def problem_page(request: Request, problem: Problem) -> Response:
     errors = [e for e in problem.errors() if e["field"] != "scan"]
     return page_of(request).error(kind, problem.status, back=_parent(request), headers=problem.headers or None,
                                   errors=errors)
+
+
+def _is_api(request: Request) -> bool:
+    return request.url.path.startswith("/api/")
 
 
 def to_login(request: Request) -> RedirectResponse:
@@ -256,6 +264,10 @@ def install_error_pages(app: FastAPI) -> None:
     @app.exception_handler(StarletteHTTPException)
     async def http_error(request: Request, exc: StarletteHTTPException):
         # The router's own 404 is an address with no page, not a record out of reach.
+        if _is_api(request):
+            return problem_response(Problem("not_found" if exc.status_code == 404 else "http_error",
+                                            status=exc.status_code, detail=str(exc.detail),
+                                            headers=getattr(exc, "headers", None)), request.url.path)
         kind = "no_page" if exc.status_code == 404 else _KIND_OF_STATUS.get(exc.status_code, "error")
         return page_of(request).error(kind, exc.status_code, headers=getattr(exc, "headers", None))
 
