@@ -1,0 +1,166 @@
+"""The gateway under parents and visitors (issue 15): req/s, p50 and p99 of
+the parent's main read and two pages, at 1, 8, 32 and 64 clients.
+
+    .venv/bin/python bench/gateway_load.py                              # 100,000 children
+    .venv/bin/python bench/gateway_load.py --children 5000 --seconds 8  # a quick look
+
+The whole of Kezek runs as `kezek run --postgres` runs it (bench/system.py:
+PostgreSQL, Kafka, the Temporal dev server, the five services, relays,
+consumers, the worker, on free ports in a temporary folder; only its own
+processes are stopped). A queue of `--children` children comes in through
+`kezek import` of a generated export of the old portal (bench/queue_data.py),
+the system takes in what that sets off, then `--parents` parents are signed
+in through the gateway (real bearer tokens and session cookies).
+
+Then, for each endpoint and each concurrency, locust (bench/load.py, a
+process of its own) runs `--seconds` after `--warmup` with that many users,
+each sending its next request when the last is answered:
+
+- `me`: GET /api/v1/me with a parent's bearer (a parent's app, JSON);
+- `cabinet`: GET /cabinet with the parent's session cookie (the page);
+- `queue`: GET /queue/<kindergarten>?cohort=&language= (the public queue page).
+
+Rate limits are the production defaults (300 a minute per signed-in parent,
+300 a minute per address), with the gateway behind a trusted proxy so that
+every client is counted under its own address and each request is one of
+many families: a 429 would be counted as an error, not hidden.
+
+Prints a table (req/s, p50, p99, errors, the 1-minute load average) and
+writes bench/results/gateway_load-<time>.json and .png (latency against
+concurrency); the last line is one JSON object.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import signal
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+import load as loadgen  # noqa: E402
+from queue_data import Watch, load, make_export, public_pools, run_import, say, settle, sign_in_parents  # noqa: E402
+from system import System  # noqa: E402
+
+RESULTS = Path(__file__).resolve().parent / "results"
+
+
+def plot(results: dict, path: Path, title: str) -> None:
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, (ax, bx) = plt.subplots(1, 2, figsize=(11, 4.2))
+    for endpoint, rows in results.items():
+        xs = [r["users"] for r in rows]
+        ax.plot(xs, [r["p50_ms"] for r in rows], marker="o", label=f"{endpoint} p50")
+        ax.plot(xs, [r["p99_ms"] for r in rows], marker="x", linestyle="--", label=f"{endpoint} p99")
+        bx.plot(xs, [r["per_second"] for r in rows], marker="o", label=endpoint)
+    ax.set_xscale("log", base=2)
+    ax.set_yscale("log")
+    ax.set_xlabel("concurrent clients")
+    ax.set_ylabel("latency, ms")
+    ax.axhline(100, color="grey", linewidth=0.8, linestyle=":")
+    ax.legend(fontsize=7)
+    ax.grid(alpha=0.3)
+    bx.set_xscale("log", base=2)
+    bx.set_xlabel("concurrent clients")
+    bx.set_ylabel("requests per second")
+    bx.axhline(400, color="grey", linewidth=0.8, linestyle=":")
+    bx.legend(fontsize=7)
+    bx.grid(alpha=0.3)
+    fig.suptitle(title, fontsize=9)
+    fig.tight_layout()
+    fig.savefig(path, dpi=90)
+    plt.close(fig)
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
+                                 formatter_class=argparse.RawDescriptionHelpFormatter, epilog=__doc__)
+    ap.add_argument("--children", type=int, default=100_000)
+    ap.add_argument("--kindergartens", type=int, default=0, help="default: one per 170 children")
+    ap.add_argument("--parents", type=int, default=100, help="parents signed in (their tokens are shared out)")
+    ap.add_argument("--clients", default="1,8,32,64", help="concurrencies, comma-separated")
+    ap.add_argument("--endpoints", default=",".join(loadgen.ENDPOINTS))
+    ap.add_argument("--seconds", type=float, default=20)
+    ap.add_argument("--warmup", type=float, default=3)
+    ap.add_argument("--seed", type=int, default=15)
+    ap.add_argument("--dir", type=Path, help="keep the system's folder here (default: a temporary one)")
+    args = ap.parse_args(argv)
+    clients = [int(c) for c in args.clients.split(",")]
+    endpoints = [e for e in args.endpoints.split(",") if e]
+    kgs = args.kindergartens or max(20, args.children // 170)
+
+    base = args.dir or Path(tempfile.mkdtemp(prefix="kezek-gwload-"))
+    base.mkdir(parents=True, exist_ok=True)
+    os.chmod(base, 0o755)
+    figures: dict = {"benchmark": "gateway_load", "children": args.children, "kindergartens": kgs,
+                     "parents": args.parents, "seconds": args.seconds, "cpus": os.cpu_count(),
+                     "when": time.strftime("%Y-%m-%d %H:%M"), "load_start": load()}
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))    # stop the system on the way out
+    kezek = System(base / "kezek", log=say)
+    watch = None
+    results: dict[str, list[dict]] = {}
+    try:
+        t = time.monotonic()
+        kezek.start()
+        figures["start_s"] = round(time.monotonic() - t, 1)
+        watch = Watch(kezek)
+        say(f"generating an export of {args.children:,} children, {kgs:,} kindergartens ...")
+        export = base / "export.json"
+        make_export(export, args.children, kgs, args.seed)
+        t = time.monotonic()
+        report = run_import(kezek, export)
+        figures["import_s"] = round(time.monotonic() - t, 1)
+        figures["imported"] = {k: v.get("created", 0) for k, v in report.get("counts", {}).items()
+                               if isinstance(v, dict)}
+        say(f"imported in {figures['import_s']} s; waiting for the system to take it in ...")
+        figures["settle_s"] = round(settle(watch, 7200, "after the import"), 1)
+        t = time.monotonic()
+        tokens = sign_in_parents(kezek, watch, args.parents, args.seed)
+        figures["sign_in_s"] = round(time.monotonic() - t, 1)
+        spec = {"tokens": tokens, "pools": public_pools(watch)}
+        settle(watch, 600, "after signing in")
+        say(f"{len(tokens)} parents signed in, {len(spec['pools'])} public pools; load {load()}")
+        for endpoint in endpoints:
+            for users in clients:
+                before = load()
+                r = loadgen.run(kezek.url("gateway"), endpoint, spec, users=users, seconds=args.seconds,
+                                warmup=args.warmup)
+                r.update(load_before=before, load_after=load())
+                r.pop("statuses", None) if not r["errors"] else None
+                results.setdefault(endpoint, []).append(r)
+                say(f"{endpoint:8} {users:3} clients: {r['per_second']:7.1f} req/s  p50 {r['p50_ms']:7.1f} ms  "
+                    f"p99 {r['p99_ms']:7.1f} ms  errors {r['errors']}  load {before}-{r['load_after']}")
+    finally:
+        if watch is not None:
+            watch.close()
+        kezek.stop()
+        if args.dir is None:
+            shutil.rmtree(base, ignore_errors=True)
+    figures.update(results=results, load_end=load())
+    print(f"\n{'endpoint':<10} {'clients':>7} {'req/s':>8} {'p50 ms':>8} {'p99 ms':>8} {'errors':>7}  load")
+    for endpoint, rows in results.items():
+        for r in rows:
+            print(f"{endpoint:<10} {r['users']:>7} {r['per_second']:>8} {r['p50_ms']:>8} {r['p99_ms']:>8} "
+                  f"{r['errors']:>7}  {r['load_before']}-{r['load_after']}")
+    RESULTS.mkdir(exist_ok=True)
+    stamp = time.strftime("%Y%m%d-%H%M%S")
+    (RESULTS / f"gateway_load-{stamp}.json").write_text(json.dumps(figures, indent=1))
+    plot(results, RESULTS / f"gateway_load-{stamp}.png",
+         f"gateway at {args.children:,} children ({figures['when']}, load {figures['load_start']}-"
+         f"{figures['load_end']}, 2 cores shared)")
+    figures["plot"] = f"bench/results/gateway_load-{stamp}.png"
+    print(json.dumps(figures))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,213 @@
+"""A queue in a running Kezek (bench/system.py), built fast, and what a
+benchmark reads of the system: shared by bench/gateway_load.py and
+bench/distribution_day.py.
+
+- `make_export` + `run_import`: a generated export of the old portal
+  (importer.generate, no bad rows, every child waiting, no places or
+  referrals) moved in with `kezek import`, the path a real queue takes
+  (parents' accounts, queue entries, the children in the cabinets);
+- `Watch.idle` / `settle`: every outbox sent, no position marks or
+  allocation requests left, every consumer group at the end of its topics;
+- `sign_in_parents`: real bearer tokens of parents from that queue (an
+  activation link asked for, the password set with it, a session opened
+  through the gateway's POST /api/v1/sessions, as the parents' app does).
+"""
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import time
+from datetime import datetime
+from pathlib import Path
+
+import httpx
+import sqlalchemy as sa
+
+from system import System
+
+PASSWORD = "Distribution-day-2027"
+
+
+def say(*args) -> None:
+    print(f"[{time.strftime('%H:%M:%S')}]", *args, file=sys.stderr, flush=True)
+
+
+def load() -> float:
+    return round(os.getloadavg()[0], 2)
+
+
+# ------------------------------------------------------------------ the queue
+
+def make_export(path: Path, children: int, kindergartens: int, seed: int) -> None:
+    """A clean export of the old portal: every child waiting, no referral
+    and no free place yet (the places come on the day)."""
+    from importer.export import write_json
+    from importer.generate import BISHKEK, generate
+
+    export = generate(children, kindergartens, seed, now=datetime.now(BISHKEK), bad=False)
+    export.rows["places"] = []
+    export.rows["referrals"] = []
+    for app in export["applications"]:
+        app["status"] = "queued"
+    write_json(export, path)
+
+
+def run_import(kezek: System, export: Path) -> dict:
+    r = subprocess.run([sys.executable, "-m", "kezek.cli", "import", str(export), "--json"], cwd=kezek.state.parent,
+                       env=kezek.command_env, capture_output=True, text=True)
+    if r.returncode != 0:
+        raise RuntimeError(f"kezek import failed: {r.stderr[-2000:]}")
+    return json.loads(r.stdout.strip().splitlines()[-1])
+
+
+class Watch:
+    """What the benchmark reads of the running system (its databases, Kafka)."""
+
+    def __init__(self, kezek: System):
+        from kezek.db import make_engine
+
+        self.kezek = kezek
+        self.engines = {s: make_engine(kezek.db_url(s), pool_size=2) for s in
+                        ("queue", "registration", "verification", "notifications", "gateway")}
+        self._admin = None
+        self._consumer = None
+
+    def scalar(self, service: str, sql: str, **params):
+        with self.engines[service].connect() as c:
+            return c.execute(sa.text(sql), params).scalar()
+
+    def row(self, service: str, sql: str, **params):
+        with self.engines[service].connect() as c:
+            return c.execute(sa.text(sql), params).one()
+
+    def unsent(self) -> dict[str, int]:
+        return {s: self.scalar(s, "SELECT count(*) FROM outbox WHERE sent_at IS NULL") for s in self.engines}
+
+    def outbox_totals(self) -> dict[str, tuple[int, int]]:
+        """(highest seq, unsent) of each outbox."""
+        out = {}
+        for s in self.engines:
+            top, unsent = self.row(s, "SELECT coalesce(max(seq), 0), (SELECT count(*) FROM outbox "
+                                      "WHERE sent_at IS NULL) FROM outbox")
+            out[s] = (int(top), int(unsent))
+        return out
+
+    def kafka(self):
+        from kafka import KafkaConsumer
+        from kafka.admin import KafkaAdminClient
+
+        if self._admin is None:
+            self._admin = KafkaAdminClient(bootstrap_servers=self.kezek.kafka, request_timeout_ms=20_000)
+            self._consumer = KafkaConsumer(bootstrap_servers=self.kezek.kafka, request_timeout_ms=20_000)
+        return self._admin, self._consumer
+
+    def lags(self) -> dict[str, dict[str, int]]:
+        """Per consumer group and topic: (events committed, events behind)."""
+        admin, consumer = self.kafka()
+        out: dict[str, dict[str, int]] = {}
+        groups = [g.get("group_id") if isinstance(g, dict) else g[0] for g in admin.list_groups()]
+        committed_all = admin.list_group_offsets(groups) if groups else {}
+        tps = {tp for offsets in committed_all.values() for tp in offsets}
+        ends: dict = {}
+        for topic in {tp.topic for tp in tps}:
+            # one topic at a time: a partition without a leader for a moment
+            # (a topic just made) fails only its own topic's answer
+            try:
+                ends.update(consumer.end_offsets([tp for tp in tps if tp.topic == topic]))
+            except Exception:
+                ends.update({tp: 1 << 62 for tp in tps if tp.topic == topic})   # unknown: not idle
+        for g, offsets in committed_all.items():
+            for tp, om in offsets.items():
+                slot = out.setdefault(g, {}).setdefault(tp.topic, [0, 0])
+                slot[0] += max(om.offset, 0)
+                slot[1] += max(ends.get(tp, 0) - max(om.offset, 0), 0)
+        return {g: {t: tuple(v) for t, v in topics.items()} for g, topics in out.items()}
+
+    def idle(self) -> tuple[bool, str]:
+        unsent = self.unsent()
+        if any(unsent.values()):
+            return False, f"unsent {unsent}"
+        marks = self.scalar("queue", "SELECT count(*) FROM position_changes")
+        requests = self.scalar("queue", "SELECT count(*) FROM allocation_requests WHERE done_at IS NULL")
+        if marks or requests:
+            return False, f"queue: {marks} position marks, {requests} allocation requests"
+        behind = {g: sum(v[1] for v in t.values()) for g, t in self.lags().items()}
+        behind = {g: n for g, n in behind.items() if n}
+        if behind:
+            return False, f"consumers behind {behind}"
+        return True, ""
+
+    def close(self) -> None:
+        for e in self.engines.values():
+            e.dispose()
+        for c in (self._admin, self._consumer):
+            if c is not None:
+                c.close()
+
+
+def settle(watch: Watch, timeout: float, what: str) -> float:
+    t = time.monotonic()
+    last = 0.0
+    while True:
+        ok, why = watch.idle()
+        if ok:
+            return time.monotonic() - t
+        if time.monotonic() - t > timeout:
+            raise TimeoutError(f"{what}: not idle after {timeout:.0f} s ({why})")
+        if time.monotonic() - last > 30:
+            say(f"  {what}: waiting, {why}")
+            last = time.monotonic()
+        time.sleep(2)
+
+
+# ------------------------------------------------------------------ parents
+
+def sign_in_parents(kezek: System, watch: Watch, n: int, seed: int) -> list[str]:
+    """Bearer tokens of `n` parents of the queue, each from the gateway's
+    POST /api/v1/sessions after its account was activated: the activation
+    links asked for by registration's own use case (as the portal's "send me
+    the link" does), read back from its outbox (sealed there, opened with
+    the deployment's key), the passwords set with them."""
+    if n <= 0:
+        return []
+    from services.registration import bootstrap
+    from services.registration.sealing import Sealer
+
+    settings = kezek.settings
+    reg = bootstrap.build(settings)
+    sealer = Sealer(settings.secret_key.get_secret_value().encode())
+    kind = "account.activation_issued.v1"
+    with watch.engines["registration"].connect() as c:
+        emails = [r[0] for r in c.execute(sa.text(
+            "SELECT email FROM accounts WHERE email IS NOT NULL AND password_hash IS NULL "
+            "ORDER BY md5(id || :s) LIMIT :n"), {"s": str(seed), "n": n})]
+        seq0 = c.execute(sa.text("SELECT coalesce(max(seq), 0) FROM outbox")).scalar()
+    for email in emails:
+        reg.resend_activation(email)
+    with watch.engines["registration"].connect() as c:
+        payloads = c.execute(sa.text("SELECT payload FROM outbox WHERE type = :t AND seq > :s"),
+                             {"t": kind, "s": seq0}).scalars().all()
+    links = {}
+    for p in payloads:
+        data = sealer.opened(kind, json.loads(p)["data"])
+        links[data["email"]] = data["activation_url"].split("token=", 1)[1]
+    tokens = []
+    with httpx.Client(base_url=kezek.url("gateway"), timeout=60) as http:
+        for i, email in enumerate(emails):
+            reg.activate(links[email], PASSWORD)
+            r = http.post("/api/v1/sessions", json={"login": email, "password": PASSWORD},
+                          headers={"x-forwarded-for": f"10.200.{i >> 8 & 255}.{i & 255}"})
+            r.raise_for_status()
+            tokens.append(r.json()["token"])
+    return tokens
+
+
+def public_pools(watch: Watch, n: int = 200) -> list[tuple[str, int, str]]:
+    """(kindergarten, cohort, language) of the busiest pools of the queue:
+    the public queue pages visitors open."""
+    with watch.engines["queue"].connect() as c:
+        return [tuple(r) for r in c.execute(sa.text(
+            "SELECT preferences[1], cohort, language FROM applications WHERE status = 'queued' "
+            "GROUP BY 1, 2, 3 ORDER BY count(*) DESC, 1, 2, 3 LIMIT :n"), {"n": n})]

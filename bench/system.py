@@ -1,0 +1,151 @@
+"""The whole of Kezek for a benchmark, started as `kezek run --postgres`
+starts it (kezek/supervisor.py): the Temporal dev server, a Kafka broker
+and a PostgreSQL cluster, every database migrated, the five services, the
+relays, a consumer process per service and the workflow workers, each its
+own process, supervised. Everything in a temporary folder on free ports, so
+a benchmark never meets a `make run` or another benchmark on this machine.
+
+    with System(Path(tmp), relays=2) as kezek:
+        kezek.url("gateway"), kezek.db_url("queue"), kezek.settings ...
+
+The development SMS gateway (services/notifications/devservers.py) runs in
+the benchmark's own process, so the benchmark sees each SMS as it is
+accepted; the notifications service sends to it over HTTP.
+"""
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Mapping
+from pathlib import Path
+
+import httpx
+
+ROOT = Path(__file__).resolve().parents[1]
+SERVICES = ("gateway", "registration", "queue", "verification", "notifications")
+
+
+def _two_free_ports() -> int:
+    """A port whose next one is free too (Kafka's controller listens there)."""
+    from kezek.infra.procs import free_port, port_open
+
+    while True:
+        port = free_port()
+        if not port_open(port + 1) and port + 1 < 65535:
+            return port
+
+
+class System:
+    def __init__(self, state: Path, *, relays: int = 1, consumers_per_service: int = 1, workers: int = 1,
+                 sms_gateway_url: str = "", env: Mapping[str, str] | None = None, log=print):
+        from kezek.infra.procs import free_port
+
+        self.state = state
+        self.log = log
+        self.ports = {s: free_port() for s in SERVICES}
+        self.pg_port = free_port()
+        self.kafka_port = _two_free_ports()
+        self.temporal_port = free_port()
+        self.env = {k: v for k, v in os.environ.items() if not k.startswith("KEZEK_")}
+        self.env.update({
+            "KEZEK_STATE_DIR": str(state), "KEZEK_ENV": "development", "KEZEK_HOST": "127.0.0.1",
+            "KEZEK_POSTGRES_PORT": str(self.pg_port), "KEZEK_KAFKA_BOOTSTRAP": f"127.0.0.1:{self.kafka_port}",
+            "KEZEK_TEMPORAL_ADDRESS": f"127.0.0.1:{self.temporal_port}",
+            "KEZEK_TEMPORAL_UI_PORT": str(free_port()), "KEZEK_RUN_RELAYS": str(relays),
+            "KEZEK_RUN_CONSUMERS_PER_SERVICE": str(consumers_per_service), "KEZEK_RUN_WORKERS": str(workers),
+            "KEZEK_MAILBOX_PORT": str(free_port()), "KEZEK_SMTP_PORT": str(free_port()),
+            # The gateway behind a load balancer, as in production: each client
+            # counted under its own address (bench/load.py sends X-Forwarded-For).
+            "KEZEK_TRUSTED_PROXIES": "127.0.0.1", "PYTHONUNBUFFERED": "1",
+            **{f"KEZEK_{s.upper()}_PORT": str(p) for s, p in self.ports.items()},
+        })
+        if sms_gateway_url:
+            self.env["KEZEK_SMS_GATEWAY_URL"] = sms_gateway_url
+        self.env.update(env or {})
+        self.proc: subprocess.Popen | None = None
+
+    # -- where things are -------------------------------------------------------
+    def url(self, service: str) -> str:
+        return f"http://127.0.0.1:{self.ports[service]}"
+
+    def db_url(self, service: str) -> str:
+        return f"postgresql+psycopg://postgres@127.0.0.1:{self.pg_port}/kezek_{service}"
+
+    @property
+    def command_env(self) -> dict[str, str]:
+        """The environment of a `kezek` command run against this system (as
+        the supervisor gives its parts)."""
+        return {**self.env, "KEZEK_DATABASE_URL": f"postgresql+psycopg://postgres@127.0.0.1:{self.pg_port}/kezek"}
+
+    @property
+    def kafka(self) -> str:
+        return f"127.0.0.1:{self.kafka_port}"
+
+    @property
+    def settings(self):
+        """The settings every part runs with (for use cases the benchmark calls in process)."""
+        from kezek.settings import Settings
+
+        saved = dict(os.environ)
+        try:
+            os.environ.update({k: v for k, v in self.env.items() if k.startswith("KEZEK_")})
+            return Settings(database_url=f"postgresql+psycopg://postgres@127.0.0.1:{self.pg_port}/kezek")
+        finally:
+            os.environ.clear()
+            os.environ.update(saved)
+
+    def parts(self) -> dict:
+        try:
+            return json.loads((self.state / "run.json").read_text()).get("parts", {})
+        except (OSError, ValueError):
+            return {}
+
+    # -- life ---------------------------------------------------------------------
+    def __enter__(self) -> "System":
+        # A benchmark stopped with SIGTERM still stops the system (finally blocks run).
+        signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
+        self.start()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.stop()
+
+    def start(self, timeout: float = 600) -> None:
+        self.state.mkdir(parents=True, exist_ok=True)
+        os.chmod(self.state, 0o755)
+        from kezek.infra.procs import die_with_parent
+
+        out = open(self.state / "supervisor.log", "ab")
+        # The supervisor stops everything when the benchmark ends, however it ends.
+        self.proc = subprocess.Popen([sys.executable, "-m", "kezek.cli", "run", "--postgres", "--no-demo"],
+                                     cwd=self.state, env=self.env, stdout=out, stderr=subprocess.STDOUT,
+                                     start_new_session=True, preexec_fn=die_with_parent)
+        out.close()
+        t = time.monotonic()
+        while b"Kezek is running" not in (self.state / "supervisor.log").read_bytes():
+            if self.proc.poll() is not None:
+                raise RuntimeError(f"kezek run exited ({self.proc.returncode}); see {self.state}/supervisor.log")
+            if time.monotonic() - t > timeout:
+                raise TimeoutError(f"kezek run not up after {timeout:.0f} s; see {self.state}/supervisor.log")
+            time.sleep(0.5)
+        self.log(f"kezek run up in {time.monotonic() - t:.1f} s: {', '.join(self.parts())}")
+
+    def healthy(self) -> bool:
+        try:
+            return all(httpx.get(f"{self.url(s)}/health", timeout=5).status_code == 200 for s in SERVICES)
+        except httpx.HTTPError:
+            return False
+
+    def stop(self) -> None:
+        if self.proc is None or self.proc.poll() is not None:
+            return
+        os.killpg(self.proc.pid, signal.SIGTERM)     # the supervisor stops its parts, then the servers
+        try:
+            self.proc.wait(timeout=120)
+        except subprocess.TimeoutExpired:
+            os.killpg(self.proc.pid, signal.SIGKILL)
+            self.proc.wait(timeout=10)
