@@ -10,35 +10,23 @@ from datetime import UTC, datetime, timedelta
 import pytest
 import sqlalchemy as sa
 
-from kezek.db import make_engine, make_session_factory
-from kezek.migrations import upgrade
+from kezek.db import make_session_factory
 from kezek.retention import ANONYMISED, RetentionPolicy, anonymous_pin
 from services.queue.domain import JoinQueue
 from services.queue.retention import retention_job
 from services.queue.usecases import Queue
+from tests.builders import Clock, kindergarten, migrated
 
 pytestmark = pytest.mark.integration
 START = datetime(2027, 3, 1, 4, tzinfo=UTC)
 
 
-class Clock:
-    def __init__(self, t):
-        self.t = t
-
-    def __call__(self):
-        return self.t
-
-
 def test_retention_on_postgresql_rewrites_the_audit_only_through_its_gate_and_replay_matches(pg_url):
-    url = pg_url("retention_queue")
-    upgrade("queue", url)
-    engine = make_engine(url)
-    try:
+    with migrated("queue", pg_url("retention_queue")) as engine:
         clock = Clock(START)
         sessions = make_session_factory(engine)
         queue = Queue(sessions, clock=clock)
-        queue.kindergartens.save({"id": "sun", "name": "Sun", "district": "Leninsky", "languages": ["ru"]},
-                                 actor="admin:1")
+        queue.kindergartens.save(kindergarten("sun", district="Leninsky"), actor="admin:1")
         for i in range(1, 4):
             queue.entries.join(JoinQueue(
                 application_id=f"a{i}", pin=f"2150620240000{i}", surname="Asanov", name="Aibek", category="general",
@@ -53,7 +41,7 @@ def test_retention_on_postgresql_rewrites_the_audit_only_through_its_gate_and_re
             with sessions.begin() as s:
                 s.execute(sa.text("UPDATE audit_trail SET details = '{}'"))
 
-        clock.t = START + timedelta(days=2000)
+        clock.now = START + timedelta(days=2000)
         report = retention_job(sessions, RetentionPolicy(), now=clock).run()
         assert report.by_outcome == {"enrolled": 1, "removed": 1}
         with engine.connect() as c:
@@ -68,5 +56,3 @@ def test_retention_on_postgresql_rewrites_the_audit_only_through_its_gate_and_re
             with sessions.begin() as s:
                 s.execute(sa.text("UPDATE audit_trail SET details = '{}'"))
         assert all(r["matches"] for r in queue.audit.replay())
-    finally:
-        engine.dispose()

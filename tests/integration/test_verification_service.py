@@ -11,9 +11,8 @@ from argon2 import PasswordHasher
 import sqlalchemy as sa
 from sqlalchemy.exc import DatabaseError
 
-from kezek.db import make_engine, make_session_factory
+from kezek.db import make_session_factory
 from kezek.events import Event, new_event, validate
-from kezek.migrations import upgrade
 from services.verification import domain as d
 from workflows import rules
 from services.verification.models import (
@@ -22,6 +21,7 @@ from services.verification.models import (
 from services.verification import bootstrap
 from services.verification.readmodel.ingest import Ingest
 from services.verification.usecases.context import Forbidden, NotFound, Throttled, Unauthenticated
+from tests.builders import Clock, migrated, sqlite_url
 from tests.fakes.verification import (
     DISTRICT_A, DISTRICT_B, PASSWORD, PDF, PNG, FakeReferrals, application_received, application_submitted, deliver,
     referral_closed, referral_fact, referral_issued,
@@ -33,34 +33,23 @@ NOW = datetime(2027, 3, 10, 5, 0, tzinfo=UTC)        # Wednesday 10:00 in Bishke
 TODAY = date(2027, 3, 10)
 
 
-class Clock:
-    def __init__(self, now: datetime):
-        self.now = now
-
-    def __call__(self) -> datetime:
-        return self.now
-
-
 @pytest.fixture
 def env(tmp_path):
-    url = f"sqlite:///{tmp_path / 'verification.db'}"
-    upgrade("verification", url)
-    engine = make_engine(url)
-    sessions = make_session_factory(engine)
-    clock = Clock(NOW)
-    fake = FakeReferrals()
-    service = bootstrap.build(sessions=sessions, referrals=fake, clock=clock, hasher=FAST_HASHER)
-    ingest = bootstrap.build_ingest(clock=clock)
-    ids = {}
-    for login, role, district in (("aida", "caseworker", DISTRICT_A), ("bakyt", "caseworker", DISTRICT_B),
-                                  ("chynara", "supervisor", DISTRICT_A), ("dinara", "supervisor", DISTRICT_B),
-                                  ("emil", "commission", DISTRICT_A), ("farida", "commission", DISTRICT_A),
-                                  ("gulnara", "commission", DISTRICT_B), ("root", "admin", "")):
-        ids[login] = service.staff.add(login, login.title(), role, district, PASSWORD)
-    staff = SimpleNamespace(**{login: service.staff.login(login, PASSWORD)[1] for login in ids})
-    yield SimpleNamespace(service=service, sessions=sessions, ingest=ingest, fake=fake, clock=clock, staff=staff,
-                          deliver=lambda ev: deliver(sessions, ingest, ev))
-    engine.dispose()
+    with migrated("verification", sqlite_url(tmp_path, "verification")) as engine:
+        sessions = make_session_factory(engine)
+        clock = Clock(NOW)
+        fake = FakeReferrals()
+        service = bootstrap.build(sessions=sessions, referrals=fake, clock=clock, hasher=FAST_HASHER)
+        ingest = bootstrap.build_ingest(clock=clock)
+        ids = {}
+        for login, role, district in (("aida", "caseworker", DISTRICT_A), ("bakyt", "caseworker", DISTRICT_B),
+                                      ("chynara", "supervisor", DISTRICT_A), ("dinara", "supervisor", DISTRICT_B),
+                                      ("emil", "commission", DISTRICT_A), ("farida", "commission", DISTRICT_A),
+                                      ("gulnara", "commission", DISTRICT_B), ("root", "admin", "")):
+            ids[login] = service.staff.add(login, login.title(), role, district, PASSWORD)
+        staff = SimpleNamespace(**{login: service.staff.login(login, PASSWORD)[1] for login in ids})
+        yield SimpleNamespace(service=service, sessions=sessions, ingest=ingest, fake=fake, clock=clock, staff=staff,
+                              deliver=lambda ev: deliver(sessions, ingest, ev))
 
 
 def seed_case(env, rid="r1", app="a1", pin="10103202300011", district=DISTRICT_A, deadline_days=3,

@@ -11,27 +11,15 @@ from datetime import UTC, date, datetime, timedelta
 
 import pytest
 import sqlalchemy as sa
-from fastapi.testclient import TestClient
 
 from kezek.db import make_engine, make_session_factory, unit_of_work
 from kezek.migrations import upgrade
 from kezek.retention import ANONYMISED, ERASURE_GRANTED, anonymous_pin
-from kezek.settings import Settings
-from services.queue.api import create_app
 from services.queue.domain.erasure import erasure_refusal
 from services.queue.models import outbox
-from services.queue.usecases import Queue
-from tests.fakes.tokens import Callers
+from tests.builders import Clock, queue_api, sqlite_queue
 
 NOW = datetime(2027, 3, 1, 4, tzinfo=UTC)
-
-
-class Clock:
-    def __init__(self, t):
-        self.t = t
-
-    def __call__(self):
-        return self.t
 
 
 # ------------------------------------------------------------------ the rule
@@ -61,14 +49,9 @@ def test_a_left_childs_record_may_be_erased_once_its_period_is_over():
 
 @pytest.fixture
 def client(tmp_path):
-    url = f"sqlite:///{tmp_path / 'queue.db'}"
-    upgrade("queue", url)
-    engine = make_engine(url)
     clock = Clock(NOW)
-    service = Queue(make_session_factory(engine), clock=clock)
-    settings = Settings(state_dir=tmp_path)
-    with TestClient(create_app(settings, queue=service)) as c:
-        c.service, c.clock, c.as_ = service, clock, Callers(settings, "queue")
+    with sqlite_queue(tmp_path, clock, kindergartens=()) as service, queue_api(tmp_path, service) as c:
+        c.clock = clock
         c.put("/api/v1/kindergartens/sun", headers=c.as_.admin(),
               json={"name": "Sun", "district": "Leninsky", "languages": ["ru"]})
         for app_id, pin in (("a1", "21506202400011"), ("a2", "21506202400012")):
@@ -77,7 +60,6 @@ def client(tmp_path):
                 "preferences": ["sun"], "parent_id": "p1"})
             assert r.status_code == 201, r.text
         yield c
-    engine.dispose()
 
 
 def events(c, type_):
@@ -120,7 +102,7 @@ def test_erasure_of_a_child_in_the_queue_is_refused_with_the_reason_and_recorded
 
 def test_erasure_of_a_removed_application_anonymises_it_at_once_and_tells_every_service(client):
     client.post("/api/v1/queue-entries/a1/removal", headers=client.as_.parent("p1"), json={"reason": "moved"})
-    client.clock.t = NOW + timedelta(days=2)
+    client.clock.now = NOW + timedelta(days=2)
     r = client.post("/api/v1/queue-entries/a1/erasure", headers=client.as_.parent("p1"))
     assert r.status_code == 200, r.text
     assert r.json()["erased"] is True

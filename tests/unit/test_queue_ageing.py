@@ -12,25 +12,15 @@ import pytest
 import sqlalchemy as sa
 from hypothesis import given, strategies as st
 
-from kezek.db import make_engine, make_session_factory
-from kezek.migrations import upgrade
 from services.queue.domain import JoinQueue, Policy, Refused
 from services.queue.domain.ageing import latest_school_age_birth_date, reached_school_age, school_age_date
 from services.queue.domain.refusals import Invalid
 from services.queue.models import outbox
-from services.queue.usecases import Queue
 from workflows import rules
+from tests.builders import Clock, kindergarten, sqlite_queue
 
 BIRTHDAY_MIDNIGHT = datetime(2027, 3, 1, 18, tzinfo=UTC)  # 2027-03-02 00:00 in Bishkek
 POLICY = Policy()
-
-
-class Clock:
-    def __init__(self, t: datetime):
-        self.t = t
-
-    def __call__(self) -> datetime:
-        return self.t
 
 
 @pytest.fixture
@@ -40,15 +30,8 @@ def clock():
 
 @pytest.fixture
 def svc(tmp_path, clock):
-    url = f"sqlite:///{tmp_path / 'queue.db'}"
-    upgrade("queue", url)
-    engine = make_engine(url)
-    service = Queue(make_session_factory(engine), clock=clock)
-    for kid in ("sun", "moon"):
-        service.kindergartens.save({"id": kid, "name": kid.title(), "district": "Bishkek/Leninsky",
-                                    "languages": ["ru", "ky"]}, actor="admin:1")
-    yield service
-    engine.dispose()
+    with sqlite_queue(tmp_path, clock, [kindergarten(kid, languages=["ru", "ky"]) for kid in ("sun", "moon")]) as service:
+        yield service
 
 
 def join(svc, cid, *, born="2020-03-02", serial=1, cat="general", qd="2025-01-10T10:00:00+06:00", prefs=("sun",)):
@@ -111,9 +94,9 @@ def test_school_age_is_policy_seven_by_default_and_must_be_above_the_minimum_age
 
 def test_waiting_child_leaves_the_queue_at_0000_local_time_of_its_seventh_birthday(svc, clock):
     join(svc, "a1")
-    clock.t = BIRTHDAY_MIDNIGHT - timedelta(seconds=1)
+    clock.now = BIRTHDAY_MIDNIGHT - timedelta(seconds=1)
     assert svc.ageing.age_out_due() == 0 and status(svc, "a1") == "queued"
-    clock.t = BIRTHDAY_MIDNIGHT
+    clock.now = BIRTHDAY_MIDNIGHT
     assert svc.ageing.age_out_due() == 1
     assert status(svc, "a1") == "aged_out"
     [aged] = events(svc, "application.aged_out.v1")
@@ -128,12 +111,12 @@ def test_waiting_child_leaves_the_queue_at_0000_local_time_of_its_seventh_birthd
 
 def test_a_child_on_the_stoplist_at_its_birthday_leaves_too_and_its_stoplist_end_does_not_bring_it_back(svc, clock):
     ref = refer(svc)
-    svc.referrals.return_place(key="k1", referral_id=ref, application_id="a1", at=clock.t, outcome="expired")
-    until = clock.t + timedelta(days=10)
-    svc.referrals.put_on_stoplist(key="k2", referral_id=ref, application_id="a1", at=clock.t, until=until)
-    clock.t = BIRTHDAY_MIDNIGHT
+    svc.referrals.return_place(key="k1", referral_id=ref, application_id="a1", at=clock.now, outcome="expired")
+    until = clock.now + timedelta(days=10)
+    svc.referrals.put_on_stoplist(key="k2", referral_id=ref, application_id="a1", at=clock.now, until=until)
+    clock.now = BIRTHDAY_MIDNIGHT
     assert svc.ageing.age_out_due() == 1 and status(svc, "a1") == "aged_out"
-    clock.t = until
+    clock.now = until
     assert svc.referrals.lift_due_stoplists() == 0
     svc.referrals.lift_stoplist(key="k3", referral_id=ref, application_id="a1", at=until)
     assert status(svc, "a1") == "aged_out" and events(svc, "application.resumed.v1") == []
@@ -141,10 +124,10 @@ def test_a_child_on_the_stoplist_at_its_birthday_leaves_too_and_its_stoplist_end
 
 def test_a_stoplist_that_ends_after_the_birthday_sends_the_child_out_not_back(svc, clock):
     ref = refer(svc)
-    svc.referrals.return_place(key="k1", referral_id=ref, application_id="a1", at=clock.t, outcome="expired")
-    svc.referrals.put_on_stoplist(key="k2", referral_id=ref, application_id="a1", at=clock.t,
+    svc.referrals.return_place(key="k1", referral_id=ref, application_id="a1", at=clock.now, outcome="expired")
+    svc.referrals.put_on_stoplist(key="k2", referral_id=ref, application_id="a1", at=clock.now,
                                   until=BIRTHDAY_MIDNIGHT + timedelta(days=3))
-    clock.t = BIRTHDAY_MIDNIGHT + timedelta(days=3)   # the daily job did not run meanwhile
+    clock.now = BIRTHDAY_MIDNIGHT + timedelta(days=3)   # the daily job did not run meanwhile
     assert svc.referrals.lift_due_stoplists() == 1
     assert status(svc, "a1") == "aged_out" and events(svc, "application.resumed.v1") == []
 
@@ -152,11 +135,11 @@ def test_a_stoplist_that_ends_after_the_birthday_sends_the_child_out_not_back(sv
 def test_the_job_runs_once_a_local_day_and_catches_up_a_day_it_missed(svc, clock):
     join(svc, "a1")
     join(svc, "a2", born="2020-03-03", serial=2)
-    clock.t = BIRTHDAY_MIDNIGHT + timedelta(hours=1)
+    clock.now = BIRTHDAY_MIDNIGHT + timedelta(hours=1)
     assert svc.ageing.daily() == 1
     join(svc, "late", born="2019-01-01", serial=3)   # joined already older: caught at the next day's run
     assert svc.ageing.daily() == 0
-    clock.t = BIRTHDAY_MIDNIGHT + timedelta(days=2)
+    clock.now = BIRTHDAY_MIDNIGHT + timedelta(days=2)
     assert svc.ageing.daily() == 2
     assert {status(svc, c) for c in ("a1", "a2", "late")} == {"aged_out"}
     late = [e for e in events(svc, "application.aged_out.v1") if e["application_id"] == "late"][0]
@@ -174,7 +157,7 @@ def test_the_job_reads_the_days_birthdays_through_the_index_not_the_queue(svc):
 def test_children_behind_an_aged_out_child_move_up(svc, clock):
     join(svc, "old", qd="2025-01-01T10:00:00+06:00")
     join(svc, "young", born="2023-05-05", serial=2, qd="2025-02-01T10:00:00+06:00")
-    clock.t = BIRTHDAY_MIDNIGHT
+    clock.now = BIRTHDAY_MIDNIGHT
     svc.ageing.age_out_due()
     assert [p.position for p in svc.views.positions("young")] == [1]
     svc.positions.publish()
@@ -184,7 +167,7 @@ def test_children_behind_an_aged_out_child_move_up(svc, clock):
 
 def test_an_aged_out_entry_cannot_be_removed_or_change_preferences(svc, clock):
     join(svc, "a1")
-    clock.t = BIRTHDAY_MIDNIGHT
+    clock.now = BIRTHDAY_MIDNIGHT
     svc.ageing.age_out_due()
     with pytest.raises(Refused) as exc:
         svc.entries.remove("a1", actor="parent:1")
@@ -198,33 +181,33 @@ def test_an_aged_out_entry_cannot_be_removed_or_change_preferences(svc, clock):
 
 def test_a_child_holding_a_live_referral_keeps_it_at_its_birthday(svc, clock):
     refer(svc)
-    clock.t = BIRTHDAY_MIDNIGHT
+    clock.now = BIRTHDAY_MIDNIGHT
     assert svc.ageing.age_out_due() == 0
     assert status(svc, "a1") == "referred"
 
 
 def test_referral_expired_after_the_birthday_sends_the_child_out_instead_of_onto_the_stoplist(svc, clock):
     ref = refer(svc)
-    clock.t = BIRTHDAY_MIDNIGHT + timedelta(days=2)
-    svc.referrals.return_place(key="k1", referral_id=ref, application_id="a1", at=clock.t, outcome="expired")
+    clock.now = BIRTHDAY_MIDNIGHT + timedelta(days=2)
+    svc.referrals.return_place(key="k1", referral_id=ref, application_id="a1", at=clock.now, outcome="expired")
     app = svc.views.application("a1")
     assert app["status"] == "aged_out" and app["paused_until"] is None
     [expired] = events(svc, "referral.expired.v1")
     assert expired["aged_out"] is True and "stoplist_until" not in expired
     [aged] = events(svc, "application.aged_out.v1")
-    assert aged["referral_id"] == ref and aged["aged_out_at"] == clock.t.isoformat()
+    assert aged["referral_id"] == ref and aged["aged_out_at"] == clock.now.isoformat()
     assert svc.referrals.entry_status("a1") == "aged_out"
     # A workflow older than the change still asks for the stop-list: nothing happens.
-    assert svc.referrals.put_on_stoplist(key="k2", referral_id=ref, application_id="a1", at=clock.t,
-                                         until=clock.t + timedelta(days=10)) is False
+    assert svc.referrals.put_on_stoplist(key="k2", referral_id=ref, application_id="a1", at=clock.now,
+                                         until=clock.now + timedelta(days=10)) is False
     assert status(svc, "a1") == "aged_out" and events(svc, "application.paused.v1") == []
     assert svc.views.places("sun")[0]["free"] == 1 and svc.audit.check_register() == []
 
 
 def test_referral_cancelled_after_the_birthday_sends_the_child_out_instead_of_back_into_the_queue(svc, clock):
     ref = refer(svc, prefs=("sun", "moon"))
-    clock.t = BIRTHDAY_MIDNIGHT
-    svc.referrals.return_place(key="k1", referral_id=ref, application_id="a1", at=clock.t, outcome="cancelled",
+    clock.now = BIRTHDAY_MIDNIGHT
+    svc.referrals.return_place(key="k1", referral_id=ref, application_id="a1", at=clock.now, outcome="cancelled",
                                drop_preference=True, actor="parent:1")
     assert status(svc, "a1") == "aged_out"
     assert [e["outcome"] for e in events(svc, "application.closed.v1")] == ["aged_out"]
@@ -232,10 +215,10 @@ def test_referral_cancelled_after_the_birthday_sends_the_child_out_instead_of_ba
 
 def test_privilege_rejected_after_the_birthday_sends_the_child_out_not_to_the_general_queue(svc, clock):
     ref = refer(svc, cat="extraordinary")
-    clock.t = BIRTHDAY_MIDNIGHT + timedelta(hours=5)
-    svc.referrals.return_place(key="k1", referral_id=ref, application_id="a1", at=clock.t,
+    clock.now = BIRTHDAY_MIDNIGHT + timedelta(hours=5)
+    svc.referrals.return_place(key="k1", referral_id=ref, application_id="a1", at=clock.now,
                                outcome="privilege_rejected", reason="no certificate")
-    svc.referrals.return_to_general_queue(key="k2", referral_id=ref, application_id="a1", at=clock.t,
+    svc.referrals.return_to_general_queue(key="k2", referral_id=ref, application_id="a1", at=clock.now,
                                           from_category="extraordinary")
     assert status(svc, "a1") == "aged_out"
     assert events(svc, "application.returned_to_general_queue.v1") == []
@@ -243,15 +226,15 @@ def test_privilege_rejected_after_the_birthday_sends_the_child_out_not_to_the_ge
 
 def test_referral_ended_the_day_before_the_birthday_returns_the_child_as_usual(svc, clock):
     ref = refer(svc)
-    clock.t = BIRTHDAY_MIDNIGHT - timedelta(minutes=1)
-    svc.referrals.return_place(key="k1", referral_id=ref, application_id="a1", at=clock.t, outcome="cancelled")
+    clock.now = BIRTHDAY_MIDNIGHT - timedelta(minutes=1)
+    svc.referrals.return_place(key="k1", referral_id=ref, application_id="a1", at=clock.now, outcome="cancelled")
     assert status(svc, "a1") == "queued"
 
 
 def test_enrolment_after_the_birthday_is_an_enrolment(svc, clock):
     ref = refer(svc)
-    clock.t = BIRTHDAY_MIDNIGHT + timedelta(days=1)
-    svc.referrals.record_enrolment(key="k1", referral_id=ref, application_id="a1", at=clock.t)
+    clock.now = BIRTHDAY_MIDNIGHT + timedelta(days=1)
+    svc.referrals.record_enrolment(key="k1", referral_id=ref, application_id="a1", at=clock.now)
     assert status(svc, "a1") == "enrolled"
     assert [e["outcome"] for e in events(svc, "application.closed.v1")] == ["enrolled"]
 
@@ -263,7 +246,7 @@ def test_removal_closes_the_application(svc, clock):
     join(svc, "a1")
     svc.entries.remove("a1", actor="parent:1", reason="moved away")
     assert events(svc, "application.closed.v1") == [
-        {"application_id": "a1", "parent_id": "parent-a1", "outcome": "removed", "closed_at": clock.t.isoformat()}]
+        {"application_id": "a1", "parent_id": "parent-a1", "outcome": "removed", "closed_at": clock.now.isoformat()}]
 
 
 def test_a_refused_application_is_closed_but_a_taken_id_closes_nobody_elses(svc, clock):
@@ -275,7 +258,7 @@ def test_a_refused_application_is_closed_but_a_taken_id_closes_nobody_elses(svc,
         return new_event("application.submitted.v1", f"application:{app_id}", {
             "application_id": app_id, "child_pin": f"202032020{serial:05d}", "child_surname": "Asanov",
             "child_name": "Aibek", "child_birth_date": "2020-03-02", "category": "general", "language": "ru",
-            "preferences": ["sun"], "queue_date": clock.t.isoformat(), "parent_id": "p2", "country": "KG",
+            "preferences": ["sun"], "queue_date": clock.now.isoformat(), "parent_id": "p2", "country": "KG",
             "locale": "ru"}, source="registration")
 
     with svc.sessions() as s, s.begin():

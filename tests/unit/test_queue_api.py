@@ -9,10 +9,10 @@ import pytest
 from fastapi.testclient import TestClient
 
 from kezek.db import make_engine, make_session_factory
-from kezek.migrations import upgrade
 from kezek.settings import Settings
 from services.queue.api import create_app
 from services.queue.usecases import Queue
+from tests.builders import queue_api, sqlite_queue
 from tests.fakes.tokens import Callers
 
 NOW = datetime(2027, 3, 1, 4, 0, tzinfo=UTC)
@@ -20,21 +20,12 @@ NOW = datetime(2027, 3, 1, 4, 0, tzinfo=UTC)
 
 @pytest.fixture
 def client(tmp_path):
-    url = f"sqlite:///{tmp_path / 'queue.db'}"
-    upgrade("queue", url)
-    engine = make_engine(url)
-    service = Queue(make_session_factory(engine), clock=lambda: NOW)
-    settings = Settings(state_dir=tmp_path)
-    app = create_app(settings, queue=service)
-    with TestClient(app) as c:
-        c.service = service
-        c.as_ = Callers(settings, "queue")
+    with sqlite_queue(tmp_path, lambda: NOW, kindergartens=()) as service, queue_api(tmp_path, service) as c:
         for kid, district in (("sun", "Leninsky"), ("moon", "Oktyabrsky")):
             r = c.put(f"/api/v1/kindergartens/{kid}", headers=c.as_.admin(), json={
                 "name": kid.title(), "district": district, "address": "Street 1", "languages": ["ru", "ky"]})
             assert r.status_code == 200, r.text
         yield c
-    engine.dispose()
 
 
 def join(c, pin="21506202400011", **kw):

@@ -10,27 +10,13 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 import sqlalchemy as sa
-from fastapi.testclient import TestClient
 
-from kezek.db import make_engine, make_session_factory
-from kezek.migrations import upgrade
-from kezek.settings import Settings
-from services.queue.api import create_app
 from services.queue.domain import JoinQueue, NotFound, Refused
 from services.queue.models import audit_trail, outbox
 from services.queue.store import invariants
-from services.queue.usecases import Queue
-from tests.fakes.tokens import Callers
+from tests.builders import Clock, kindergarten, queue_api, sqlite_queue
 
 LENINSKY, OKTYABRSKY = "41711210000000", "41711220000000"
-
-
-class Clock:
-    def __init__(self, t: datetime):
-        self.t = t
-
-    def __call__(self) -> datetime:
-        return self.t
 
 
 @pytest.fixture
@@ -40,22 +26,15 @@ def clock():
 
 @pytest.fixture
 def svc(tmp_path, clock):
-    url = f"sqlite:///{tmp_path / 'queue.db'}"
-    upgrade("queue", url)
-    engine = make_engine(url)
-    service = Queue(make_session_factory(engine), clock=clock)
-    for kid, district in (("sun", LENINSKY), ("moon", LENINSKY), ("star", OKTYABRSKY)):
-        service.kindergartens.save({"id": kid, "name": kid.title(), "district": district, "address": "1",
-                                    "languages": ["ru", "ky"]}, actor="admin:1")
-    yield service
-    engine.dispose()
+    with sqlite_queue(tmp_path, clock, [kindergarten(kid, district=district, address="1", languages=["ru", "ky"])
+                                        for kid, district in (("sun", LENINSKY), ("moon", LENINSKY),
+                                                              ("star", OKTYABRSKY))]) as service:
+        yield service
 
 
 @pytest.fixture
 def api(svc, tmp_path):
-    settings = Settings(state_dir=tmp_path)
-    with TestClient(create_app(settings, queue=svc)) as c:
-        c.as_ = Callers(settings, "queue")
+    with queue_api(tmp_path, svc) as c:
         yield c
 
 
@@ -77,7 +56,7 @@ def enrolled_child(svc, clock, cid="a1", kg="sun"):
     svc.places.publish(kg, 2024, "ru", 1, actor="kindergarten:1")
     [issued] = svc.allocation.process_requests().issued
     svc.referrals.record_enrolment(key=f"{cid}:enrol", referral_id=str(issued.referral_id), application_id=cid,
-                                   at=clock.t)
+                                   at=clock.now)
     return issued
 
 
@@ -108,7 +87,7 @@ def test_child_who_leaves_frees_the_place_and_the_next_child_in_line_gets_it(svc
     join(svc, "next", qd="2026-05-01T10:00:00+06:00", serial=2)
     assert svc.allocation.process_requests().issued == []     # nothing free while the place is taken
     left = svc.leaving.leave("a1", actor="kindergarten:k1", kindergarten="sun", reason="moved to Osh")
-    assert left["status"] == "left" and left["left_at"] == clock.t and left["referral"] is None
+    assert left["status"] == "left" and left["left_at"] == clock.now and left["referral"] is None
     [freed] = events(svc, "place.freed.v1")
     assert freed["kindergarten_id"] == "sun" and freed["free"] == 1 and freed["cohort"] == 2024
     [gone] = events(svc, "application.left.v1")
@@ -148,9 +127,9 @@ def test_a_child_who_left_may_join_the_queue_again_with_a_new_queue_date(svc, cl
         join(svc, "a1-twin", serial=serial_of("a1"))        # enrolled: one entry per child
     assert taken.value.code == "pin_taken"
     svc.leaving.leave("a1", actor="admin:1")
-    clock.t += timedelta(days=3)
-    again = svc.views.application(join(svc, "a1-again", serial=serial_of("a1"), qd=clock.t.isoformat()))
-    assert again["status"] == "queued" and again["queue_date"] == clock.t
+    clock.now += timedelta(days=3)
+    again = svc.views.application(join(svc, "a1-again", serial=serial_of("a1"), qd=clock.now.isoformat()))
+    assert again["status"] == "queued" and again["queue_date"] == clock.now
 
 
 # ------------------------------------------------------------ closing
@@ -168,16 +147,16 @@ def test_a_kindergarten_closes_only_when_nothing_is_held_or_taken_there(svc, clo
 def test_closing_withdraws_free_places_calls_off_the_schedule_and_leaves_the_preferences(svc, clock):
     join(svc, "a1", prefs=("moon", "sun"), born="2023-06-15")
     svc.places.publish("moon", 2024, "ru", 3, actor="district:d1")
-    svc.places.publish("moon", 2024, "ky", 2, actor="district:d1", publish_at=clock.t + timedelta(days=2))
+    svc.places.publish("moon", 2024, "ky", 2, actor="district:d1", publish_at=clock.now + timedelta(days=2))
     closed = svc.kindergartens.close("moon", actor="district:d1", reason="the building is condemned")
-    assert closed["closed_at"] == clock.t
+    assert closed["closed_at"] == clock.now
     assert [p["free"] for p in svc.views.places("moon")] == [0]
     assert svc.views.scheduled_publications(kindergarten="moon") == []
     assert [e["count"] for e in events(svc, "place.withdrawn.v1")] == [3]
     assert svc.views.application("a1")["preferences"] == ["sun"]
     [audit] = trail(svc, "kindergarten.closed")
     assert audit["details"]["withdrawn"] == 3 and audit["details"]["preferences_dropped"] == 1
-    clock.t += timedelta(days=3)
+    clock.now += timedelta(days=3)
     assert svc.places.publish_due() == 0                    # the called-off publication never comes
 
 
@@ -208,20 +187,20 @@ def test_a_kindergarten_keeps_teaching_in_the_languages_it_has_places_in(svc):
 
 
 def test_a_scheduled_publication_can_be_called_off_only_before_its_moment(svc, clock):
-    later = svc.places.publish("sun", 2024, "ru", 2, actor="district:d1", publish_at=clock.t + timedelta(hours=1))
+    later = svc.places.publish("sun", 2024, "ru", 2, actor="district:d1", publish_at=clock.now + timedelta(hours=1))
     now = svc.places.publish("sun", 2024, "ru", 1, actor="district:d1")
     cancelled = svc.places.cancel(later["publication"], actor="district:d1")
     assert cancelled["status"] == "cancelled"
     with pytest.raises(Refused) as exc:
         svc.places.cancel(now["publication"], actor="district:d1")
     assert exc.value.code == "publication_not_scheduled" and exc.value.params["status"] == "published"
-    clock.t += timedelta(hours=2)
+    clock.now += timedelta(hours=2)
     assert svc.places.publish_due() == 0
     assert svc.views.places("sun")[0]["free"] == 1
 
 
 def test_the_schedule_lists_older_birth_years_and_the_extraordinary_right_first_at_one_moment(svc, clock):
-    at = clock.t + timedelta(days=1)
+    at = clock.now + timedelta(days=1)
     for kg, cohort, cat in (("sun", 2024, None), ("moon", 2023, None), ("sun", 2024, "extraordinary"),
                             ("star", 2022, "privileged")):
         svc.places.publish(kg, cohort, "ru", 1, actor="admin:1", publish_at=at, for_category=cat)
@@ -241,7 +220,7 @@ def test_district_figures_count_the_waiting_the_register_and_the_month_s_referra
     svc.places.publish("sun", 2024, "ru", 1, actor="district:d1")
     [issued] = svc.allocation.process_requests().issued
     svc.referrals.return_place(key="k", referral_id=str(issued.referral_id), application_id=issued.application_id,
-                               at=clock.t, outcome="cancelled", drop_preference=True)
+                               at=clock.now, outcome="cancelled", drop_preference=True)
     leninsky = svc.figures.of(LENINSKY)
     assert leninsky["month"] == "2027-03" and leninsky["kindergartens"] == 2
     assert leninsky["waiting"] == [{"cohort": 2024, "language": "ru", "children": 1}]
@@ -264,8 +243,8 @@ def test_kindergarten_staff_see_their_referrals_nearest_deadline_first_and_the_l
     refs = svc.allocation.process_requests().issued
     for i, ref in enumerate(refs):
         svc.referrals.record_referral(key=f"k{i}", referral_id=str(ref.referral_id),
-                                      application_id=ref.application_id, at=clock.t, event="referral.issued",
-                                      state="awaiting_enrolment", deadline=clock.t + timedelta(days=9 - i))
+                                      application_id=ref.application_id, at=clock.now, event="referral.issued",
+                                      state="awaiting_enrolment", deadline=clock.now + timedelta(days=9 - i))
     r = api.get("/api/v1/kindergartens/sun/referrals", headers=kg_staff(api))
     assert r.status_code == 200, r.text
     assert [x["application_id"] for x in r.json()] == ["a2", "a1"]
@@ -305,7 +284,7 @@ def test_a_district_office_manages_the_kindergartens_of_its_own_district_only(ap
 
 
 def test_the_schedule_and_its_cancellation_through_the_api(api, svc, clock):
-    later = (clock.t + timedelta(days=1)).isoformat()
+    later = (clock.now + timedelta(days=1)).isoformat()
     r = api.post("/api/v1/kindergartens/sun/places", headers=officer(api),
                  json={"cohort": 2023, "language": "ky", "count": 2, "publish_at": later})
     assert r.status_code == 201 and r.json()["published"] is False

@@ -13,12 +13,11 @@ from zoneinfo import ZoneInfo
 import pytest
 import sqlalchemy as sa
 
-from kezek.db import make_engine, make_session_factory, unit_of_work
+from kezek.db import make_session_factory, unit_of_work
 from kezek.events import Event, new_event
-from kezek.migrations import upgrade
 from services.queue.models import outbox
 from services.queue.domain import JoinQueue
-from services.queue.usecases import Queue
+from tests.builders import migrated, sqlite_queue, sqlite_url
 
 NOW = datetime(2027, 3, 1, 4, 0, tzinfo=UTC)
 CHANGED = "application.position_changed.v1"
@@ -26,15 +25,8 @@ CHANGED = "application.position_changed.v1"
 
 @pytest.fixture
 def svc(tmp_path):
-    url = f"sqlite:///{tmp_path / 'queue.db'}"
-    upgrade("queue", url)
-    engine = make_engine(url)
-    service = Queue(make_session_factory(engine), clock=lambda: NOW)
-    for kid in ("sun", "moon"):
-        service.kindergartens.save({"id": kid, "name": kid.title(), "district": "Bishkek/Leninsky",
-                                   "languages": ["ru"]}, actor="admin:1")
-    yield service
-    engine.dispose()
+    with sqlite_queue(tmp_path, lambda: NOW) as service:
+        yield service
 
 
 def join(svc, cid, day, *, prefs=("sun",), cat="general", born="2024-06-15"):
@@ -145,12 +137,9 @@ def test_every_position_event_matches_its_schema(queue):
 def notifications(tmp_path):
     from services.notifications.service import NotificationService
 
-    path = tmp_path / "notifications.db"
-    upgrade("notifications", f"sqlite:///{path}")
-    engine = make_engine(f"sqlite:///{path}")
-    yield NotificationService(make_session_factory(engine), tz=ZoneInfo("Asia/Bishkek"),
-                              cabinet_url="https://kezek.kg/cabinet", clock=lambda: NOW)
-    engine.dispose()
+    with migrated("notifications", sqlite_url(tmp_path, "notifications")) as engine:
+        yield NotificationService(make_session_factory(engine), tz=ZoneInfo("Asia/Bishkek"),
+                                  cabinet_url="https://kezek.kg/cabinet", clock=lambda: NOW)
 
 
 def deliver(notifications, queue_svc) -> None:

@@ -9,28 +9,19 @@ from datetime import UTC, datetime
 import pytest
 import sqlalchemy as sa
 
-from kezek.db import make_engine, make_session_factory
 from kezek.events import new_event
-from kezek.migrations import upgrade
 from services.queue.consumers import PRIVILEGE_REVOKED
 from services.queue.models import outbox
 from services.queue.domain import JoinQueue
-from services.queue.usecases import Queue
+from tests.builders import sqlite_queue
 
 NOW = datetime(2027, 3, 1, 4, 0, tzinfo=UTC)
 
 
 @pytest.fixture
 def svc(tmp_path):
-    url = f"sqlite:///{tmp_path / 'queue.db'}"
-    upgrade("queue", url)
-    engine = make_engine(url)
-    service = Queue(make_session_factory(engine), clock=lambda: NOW)
-    for kid in ("sun", "moon"):
-        service.kindergartens.save({"id": kid, "name": kid.title(), "district": "Bishkek/Leninsky",
-                                   "languages": ["ru"]}, actor="admin:1")
-    yield service
-    engine.dispose()
+    with sqlite_queue(tmp_path, lambda: NOW) as service:
+        yield service
 
 
 def join(svc, cid, *, cat="general", qd="2026-01-10T10:00:00+06:00", serial=1):

@@ -8,22 +8,11 @@ from datetime import UTC, date, datetime, timedelta
 import pytest
 import sqlalchemy as sa
 
-from kezek.db import make_engine, make_session_factory
+from kezek.db import make_engine
 from kezek.migrations import upgrade
 from services.queue.models import outbox
 from services.queue.domain import JoinQueue, NotFound, Refused
-from services.queue.usecases import Queue
-
-
-class Clock:
-    def __init__(self, t: datetime):
-        self.t = t
-
-    def __call__(self) -> datetime:
-        return self.t
-
-    def advance(self, **kw) -> None:
-        self.t += timedelta(**kw)
+from tests.builders import Clock, kindergarten, sqlite_queue
 
 
 @pytest.fixture
@@ -33,17 +22,12 @@ def clock():
 
 @pytest.fixture
 def svc(tmp_path, clock):
-    url = f"sqlite:///{tmp_path / 'queue.db'}"
-    upgrade("queue", url)
-    engine = make_engine(url)
     woke = []
-    service = Queue(make_session_factory(engine), clock=clock, on_allocation_requested=lambda: woke.append(1))
-    service.woke = woke
-    for kid in ("sun", "moon", "star"):
-        service.kindergartens.save({"id": kid, "name": kid.title(), "district": "Bishkek/Leninsky",
-                                   "address": f"{kid} street 1", "languages": ["ru", "ky"]}, actor="admin:1")
-    yield service
-    engine.dispose()
+    with sqlite_queue(tmp_path, clock, [kindergarten(kid, address=f"{kid} street 1", languages=["ru", "ky"])
+                                        for kid in ("sun", "moon", "star")],
+                      on_allocation_requested=lambda: woke.append(1)) as service:
+        service.woke = woke
+        yield service
 
 
 def pin(born: str, serial: int) -> str:
@@ -85,7 +69,7 @@ def test_rejoining_after_removal_starts_a_new_queue_date(svc, clock):
     clock.advance(days=3)
     again = svc.views.application(svc.entries.join(JoinQueue(pin=pin("2024-06-15", 7), surname="A", name="B", category="general",
                                      language="ru", preferences=("sun",)), actor="parent:1"))
-    assert again["queue_date"] == clock.t and again["id"] != "a1"
+    assert again["queue_date"] == clock.now and again["id"] != "a1"
 
 
 def test_pin_that_contradicts_the_birth_date_is_refused_naming_the_field(svc):
@@ -123,7 +107,7 @@ def test_child_under_two_waits_until_the_midnight_of_its_birthday(svc, clock):
     join(svc, "young", born="2025-03-03")
     svc.places.publish("sun", 2025, "ru", 1, actor="kg:sun")
     assert svc.allocation.process_requests().issued == []
-    clock.t = datetime(2027, 3, 2, 18, 0, tzinfo=UTC)   # 00:00 on 3 March in Bishkek
+    clock.now = datetime(2027, 3, 2, 18, 0, tzinfo=UTC)   # 00:00 on 3 March in Bishkek
     assert svc.allocation.request_daily()
     assert not svc.allocation.request_daily()              # once a day
     assert [i.application_id for i in svc.allocation.process_requests().issued] == ["young"]
@@ -131,7 +115,7 @@ def test_child_under_two_waits_until_the_midnight_of_its_birthday(svc, clock):
 
 def test_scheduled_places_are_published_when_their_moment_comes(svc, clock):
     join(svc, "a1")
-    svc.places.publish("sun", 2024, "ru", 2, actor="kg:sun", publish_at=clock.t + timedelta(hours=2))
+    svc.places.publish("sun", 2024, "ru", 2, actor="kg:sun", publish_at=clock.now + timedelta(hours=2))
     assert svc.places.publish_due() == 0
     assert svc.views.places("sun") == []
     clock.advance(hours=2)
@@ -167,7 +151,7 @@ def test_cancelled_referral_returns_the_place_and_drops_that_kindergarten(svc, c
     ref = _refer(svc, prefs=("sun", "moon"))
     join(svc, "next", qd="2026-06-01T00:00:00+06:00")
     assert svc.referrals.return_place(key="referral-1:cancel", referral_id=str(ref.referral_id), application_id="a1",
-                            at=clock.t, outcome="cancelled", drop_preference=True, actor="parent:1")
+                            at=clock.now, outcome="cancelled", drop_preference=True, actor="parent:1")
     app = svc.views.application("a1")
     assert app["status"] == "queued" and app["preferences"] == ["moon"]
     assert [i.application_id for i in svc.allocation.process_requests().issued] == ["next"]
@@ -178,7 +162,7 @@ def test_cancelled_referral_returns_the_place_and_drops_that_kindergarten(svc, c
 def test_activity_applied_twice_with_one_key_has_one_effect(svc, clock):
     ref = _refer(svc)
     call = dict(key="referral-1:expired:return_place", referral_id=str(ref.referral_id), application_id="a1",
-                at=clock.t, outcome="expired")
+                at=clock.now, outcome="expired")
     assert svc.referrals.return_place(**call)
     assert not svc.referrals.return_place(**call)
     assert svc.views.places("sun")[0]["free"] == 1
@@ -187,11 +171,11 @@ def test_activity_applied_twice_with_one_key_has_one_effect(svc, clock):
 
 def test_expired_referral_puts_the_child_on_the_stoplist_until_it_ends(svc, clock):
     ref = _refer(svc)
-    svc.referrals.return_place(key="k1", referral_id=str(ref.referral_id), application_id="a1", at=clock.t, outcome="expired")
-    until = clock.t + timedelta(days=10)
-    svc.referrals.put_on_stoplist(key="k2", referral_id=str(ref.referral_id), application_id="a1", at=clock.t, until=until)
+    svc.referrals.return_place(key="k1", referral_id=str(ref.referral_id), application_id="a1", at=clock.now, outcome="expired")
+    until = clock.now + timedelta(days=10)
+    svc.referrals.put_on_stoplist(key="k2", referral_id=str(ref.referral_id), application_id="a1", at=clock.now, until=until)
     assert svc.allocation.process_requests().issued == []     # the place waits: the only child is paused
-    clock.t = until
+    clock.now = until
     assert svc.referrals.lift_due_stoplists() == 1
     assert not svc.referrals.lift_stoplist(key="k3", referral_id=None, application_id="a1", at=until) or \
         svc.views.application("a1")["status"] != "paused"
@@ -202,9 +186,9 @@ def test_expired_referral_puts_the_child_on_the_stoplist_until_it_ends(svc, cloc
 def test_rejected_privilege_returns_the_child_to_the_general_queue_with_its_queue_date(svc, clock):
     ref = _refer(svc, cat="extraordinary", qd="2026-03-01T00:00:00+06:00")
     join(svc, "older", qd="2026-01-01T00:00:00+06:00")
-    svc.referrals.return_place(key="k1", referral_id=str(ref.referral_id), application_id="a1", at=clock.t,
+    svc.referrals.return_place(key="k1", referral_id=str(ref.referral_id), application_id="a1", at=clock.now,
                      outcome="privilege_rejected", reason="no certificate")
-    svc.referrals.return_to_general_queue(key="k2", referral_id=str(ref.referral_id), application_id="a1", at=clock.t,
+    svc.referrals.return_to_general_queue(key="k2", referral_id=str(ref.referral_id), application_id="a1", at=clock.now,
                                 from_category="extraordinary")
     app = svc.views.application("a1")
     assert app["category"] == "general" and app["claimed_category"] == "extraordinary"
@@ -215,12 +199,12 @@ def test_rejected_privilege_returns_the_child_to_the_general_queue_with_its_queu
 
 def test_enrolment_takes_the_place_for_good(svc, clock):
     ref = _refer(svc)
-    svc.referrals.record_enrolment(key="k", referral_id=str(ref.referral_id), application_id="a1", at=clock.t)
+    svc.referrals.record_enrolment(key="k", referral_id=str(ref.referral_id), application_id="a1", at=clock.now)
     assert svc.views.places("sun")[0] | {} == {"kindergarten": "sun", "cohort": 2024, "language": "ru",
                                           "for_category": None, "free": 0, "held": 0, "enrolled": 1}
     assert svc.views.application("a1")["status"] == "enrolled"
     with pytest.raises(Refused):
-        svc.referrals.record_enrolment(key="k-again", referral_id=str(ref.referral_id), application_id="a1", at=clock.t)
+        svc.referrals.record_enrolment(key="k-again", referral_id=str(ref.referral_id), application_id="a1", at=clock.now)
 
 
 def test_referral_issued_fact_is_published_when_the_workflow_records_it(svc, clock):
@@ -228,7 +212,7 @@ def test_referral_issued_fact_is_published_when_the_workflow_records_it(svc, clo
     [pending] = svc.referrals.unstarted()
     assert pending["referral_id"] == str(ref.referral_id) and pending["needs_confirmation"] is False
     deadline = datetime(2027, 3, 10, 0, 0, tzinfo=UTC)
-    svc.referrals.record_referral(key="k", referral_id=str(ref.referral_id), application_id="a1", at=clock.t,
+    svc.referrals.record_referral(key="k", referral_id=str(ref.referral_id), application_id="a1", at=clock.now,
                         event="referral.issued", state="awaiting_enrolment", deadline=deadline)
     [ev] = events(svc, "referral.issued.v1")
     assert ev["data"]["kindergarten_id"] == "sun" and ev["data"]["deadline"].startswith("2027-03-10")
@@ -335,8 +319,8 @@ def test_submitted_application_joins_and_a_second_one_for_the_pin_is_refused_wit
 def test_imported_live_referral_holds_its_place_once_and_waits_for_its_workflow(svc, clock):
     join(svc, "old-1", prefs=("sun", "moon"))
     call = dict(referral_id="balalyk-r1", application_id="old-1", kindergarten="moon", cohort=2024, language="ru",
-                category="general", for_category=None, state="awaiting_enrolment", issued_at=clock.t - timedelta(days=2),
-                deadline=clock.t + timedelta(days=5), needs_confirmation=False, actor="import:balalyk")
+                category="general", for_category=None, state="awaiting_enrolment", issued_at=clock.now - timedelta(days=2),
+                deadline=clock.now + timedelta(days=5), needs_confirmation=False, actor="import:balalyk")
     assert svc.imports.referral(**call)
     assert not svc.imports.referral(**call)
     # Once, and as an import (no referral.issued: the parent heard of it from the old portal).
@@ -350,8 +334,8 @@ def test_imported_live_referral_holds_its_place_once_and_waits_for_its_workflow(
     assert app["status"] == "referred" and app["referral"]["kindergarten"] == "moon"
     assert [(p["kindergarten"], p["free"], p["held"]) for p in svc.views.places()] == [("moon", 0, 1)]
     [pending] = svc.referrals.unstarted()
-    assert pending["application_id"] == "old-1" and pending["issued_at"] == clock.t - timedelta(days=2)
-    assert pending["resume"] == {"state": "awaiting_enrolment", "deadline": clock.t + timedelta(days=5),
+    assert pending["application_id"] == "old-1" and pending["issued_at"] == clock.now - timedelta(days=2)
+    assert pending["resume"] == {"state": "awaiting_enrolment", "deadline": clock.now + timedelta(days=5),
                                  "extended": False, "confirmed_at": None}
     assert svc.audit.check_register() == [] and all(r["matches"] for r in svc.audit.replay())
 
@@ -360,11 +344,11 @@ def test_imported_referral_is_resumed_with_its_recorded_deadline_and_used_extens
     from services.queue.activities import referral_input
 
     join(svc, "old-2", cat="extraordinary", prefs=("sun",))
-    deadline = clock.t + timedelta(days=20)
+    deadline = clock.now + timedelta(days=20)
     assert svc.imports.referral(
         referral_id="balalyk-r2", application_id="old-2", kindergarten="sun", cohort=2024, language="ru",
         category="extraordinary", for_category=None, state="awaiting_confirmation",
-        issued_at=clock.t - timedelta(days=12), deadline=deadline, needs_confirmation=True, extended=True,
+        issued_at=clock.now - timedelta(days=12), deadline=deadline, needs_confirmation=True, extended=True,
         actor="import:balalyk")
     [pending] = svc.referrals.unstarted()
     inp = referral_input(pending)
@@ -378,7 +362,7 @@ def test_imported_referral_without_a_privilege_to_confirm_cannot_wait_for_confir
         svc.imports.referral(
             referral_id="balalyk-r3", application_id="old-3", kindergarten="sun", cohort=2024, language="ru",
             category="general", for_category=None, state="awaiting_confirmation",
-            issued_at=clock.t - timedelta(days=1), deadline=clock.t + timedelta(days=5), needs_confirmation=False,
+            issued_at=clock.now - timedelta(days=1), deadline=clock.now + timedelta(days=5), needs_confirmation=False,
             actor="import:balalyk")
     assert svc.views.application("old-3")["status"] == "queued" and svc.views.places() == []
 
@@ -455,7 +439,7 @@ def test_batch_referral_import_refuses_items_one_by_one_and_imports_each_once(sv
     def item(rid, app, **kw):
         fields = dict(referral_id=rid, application_id=app, kindergarten="sun", cohort=2024, language="ru",
                       category="general", for_category=None, state="awaiting_enrolment",
-                      issued_at=clock.t - timedelta(days=1), deadline=clock.t + timedelta(days=6),
+                      issued_at=clock.now - timedelta(days=1), deadline=clock.now + timedelta(days=6),
                       needs_confirmation=False)
         return ImportReferral(**{**fields, **kw})
     batch = [item("r1", "f1"), item("r2", "nobody"), item("r3", "f1"), item("r4", "f2", state="enrolled"),

@@ -10,13 +10,13 @@ import pytest
 import sqlalchemy as sa
 from argon2 import PasswordHasher
 
-from kezek.db import make_engine, make_session_factory
+from kezek.db import make_session_factory
 from kezek.events import validate, Event
-from kezek.migrations import upgrade
 from services.registration.address import ReferenceAddressRegistry
 from services.registration.domain import RegistrationRefused
 from services.registration.sealing import Sealer, Unsealable
 from services.registration.service import Caller, RegistrationService, Unauthorized
+from tests.builders import Clock, migrated, sqlite_url
 
 CHILD = {"pin": "21506202400011", "surname": "Асанов", "name": "Айбек"}
 PARENT = {
@@ -30,24 +30,13 @@ CONFIRM = {"category": "extraordinary", "language": "ky", "preferences": ["osh-3
 PASSWORD = "a long enough password"
 
 
-class Clock:
-    def __init__(self):
-        self.now = datetime(2026, 11, 23, 9, 0, tzinfo=UTC)
-
-    def __call__(self):
-        return self.now
-
-
 @pytest.fixture
 def env(tmp_path):
-    url = f"sqlite:///{tmp_path / 'registration.db'}"
-    upgrade("registration", url)
-    engine = make_engine(url)
-    clock = Clock()
-    svc = RegistrationService(make_session_factory(engine), ReferenceAddressRegistry(), code_key=b"k",
-                              clock=clock, hasher=PasswordHasher(time_cost=1, memory_cost=8192, parallelism=1))
-    yield svc, engine, clock
-    engine.dispose()
+    with migrated("registration", sqlite_url(tmp_path, "registration")) as engine:
+        clock = Clock(datetime(2026, 11, 23, 9, 0, tzinfo=UTC))
+        svc = RegistrationService(make_session_factory(engine), ReferenceAddressRegistry(), code_key=b"k",
+                                  clock=clock, hasher=PasswordHasher(time_cost=1, memory_cost=8192, parallelism=1))
+        yield svc, engine, clock
 
 
 def rows(engine, sql: str) -> list:

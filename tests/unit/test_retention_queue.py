@@ -15,24 +15,14 @@ from pathlib import Path
 import pytest
 import sqlalchemy as sa
 
-from kezek.db import make_engine, make_session_factory
-from kezek.migrations import upgrade
 from kezek.retention import (ANONYMISED, DEFAULT_DAYS, RetentionPolicy, RetentionPolicyError, anonymous_pin,
                              scrub)
 from services.queue.domain import JoinQueue
 from services.queue.retention import retention_job
-from services.queue.usecases import Queue
+from tests.builders import Clock, kindergarten, sqlite_queue, sqlite_url
 
 ROOT = Path(__file__).resolve().parents[2]
 START = datetime(2027, 3, 1, 4, tzinfo=UTC)
-
-
-class Clock:
-    def __init__(self, t):
-        self.t = t
-
-    def __call__(self):
-        return self.t
 
 
 # ---------------------------------------------------------------- the policy
@@ -70,17 +60,9 @@ def test_scrubbed_audit_details_keep_what_happened_and_lose_the_familys_words():
 
 @pytest.fixture
 def world(tmp_path):
-    url = f"sqlite:///{tmp_path / 'queue.db'}"
-    upgrade("queue", url)
-    engine = make_engine(url)
     clock = Clock(START)
-    sessions = make_session_factory(engine)
-    queue = Queue(sessions, clock=clock)
-    queue.kindergartens.save({"id": "sun", "name": "Sun", "district": "Leninsky", "languages": ["ru"]},
-                             actor="admin:1")
-    job = retention_job(sessions, RetentionPolicy(), now=clock)
-    yield queue, job, clock, url
-    engine.dispose()
+    with sqlite_queue(tmp_path, clock, [kindergarten("sun", district="Leninsky")]) as queue:
+        yield queue, retention_job(queue.sessions, RetentionPolicy(), now=clock), clock, sqlite_url(tmp_path, "queue")
 
 
 def join(queue, cid, serial, qd="2026-01-10T10:00:00+06:00"):
@@ -100,10 +82,10 @@ def test_a_removed_entry_is_kept_three_years_then_anonymised_in_place_and_audite
     queue, job, clock, _ = world
     join(queue, "a1", 1)
     queue.entries.remove("a1", actor="parent:1", reason="moved to Osh, Lenina 5")
-    clock.t = START + timedelta(days=1094)
+    clock.now = START + timedelta(days=1094)
     assert job.run().by_outcome == {}
     assert row(queue, "a1")["pin"] == "21506202400001"
-    clock.t = START + timedelta(days=1095)
+    clock.now = START + timedelta(days=1095)
     report = job.run()
     assert report.by_outcome == {"removed": 1} and report.tables == {"applications": 1}
     r = row(queue, "a1")
@@ -126,7 +108,7 @@ def test_a_dry_run_reports_per_outcome_and_changes_nothing(world):
     join(queue, "a1", 1)
     join(queue, "a2", 2)
     queue.entries.remove("a1", actor="parent:1")
-    clock.t = START + timedelta(days=2000)
+    clock.now = START + timedelta(days=2000)
     report = job.run(dry_run=True).as_dict()
     assert report["by_outcome"] == {"removed": 1} and report["applications"] == 1
     assert "applications.pin" in report["fields"]
@@ -137,7 +119,7 @@ def test_a_changed_policy_applies_to_applications_already_closed(world):
     queue, job, clock, _ = world
     join(queue, "a1", 1)
     queue.entries.remove("a1", actor="parent:1")
-    clock.t = START + timedelta(days=31)
+    clock.now = START + timedelta(days=31)
     assert job.run().by_outcome == {}
     job.policy = RetentionPolicy.from_setting('{"removed": 30}')
     assert job.run().by_outcome == {"removed": 1}
@@ -149,11 +131,11 @@ def test_enrolment_then_leaving_restarts_the_clock_from_the_leaving(world):
     queue.places.publish("sun", 2024, "ru", 1, actor="kg:sun")
     [issued] = queue.allocation.process_requests().issued
     queue.referrals.record_enrolment(key="k1", referral_id=str(issued.referral_id), application_id="a1", at=START)
-    clock.t = START + timedelta(days=1800)
+    clock.now = START + timedelta(days=1800)
     queue.leaving.leave("a1", actor="kindergarten:sun")
-    clock.t = START + timedelta(days=1830)            # past the enrolment's 5 years, not the leaving's 3
+    clock.now = START + timedelta(days=1830)            # past the enrolment's 5 years, not the leaving's 3
     assert job.run().by_outcome == {}
-    clock.t = START + timedelta(days=1800 + 1095)
+    clock.now = START + timedelta(days=1800 + 1095)
     assert job.run().by_outcome == {"left": 1}
 
 
@@ -168,7 +150,7 @@ def test_the_allocation_record_still_replays_after_anonymisation(world):
                                          application_id=ref.application_id, at=START)
     for i in (3, 4):
         queue.entries.remove(f"a{i}", actor="parent:1")
-    clock.t = START + timedelta(days=2000)
+    clock.now = START + timedelta(days=2000)
     assert job.run().by_outcome == {"enrolled": 2, "removed": 2}
     assert [r["matches"] for r in queue.audit.replay()] == [True]
     with queue.sessions() as s:
@@ -180,7 +162,7 @@ def test_the_allocation_record_still_replays_after_anonymisation(world):
 def test_kezek_retention_dry_run_prints_what_would_be_anonymised_per_service_and_outcome(world, tmp_path):
     queue, job, clock, url = world
     join(queue, "a1", 1, qd="2020-01-10T10:00:00+06:00")
-    clock.t = datetime(2021, 1, 1, tzinfo=UTC)
+    clock.now = datetime(2021, 1, 1, tzinfo=UTC)
     queue.entries.remove("a1", actor="parent:1")
     env = {**os.environ, "KEZEK_STATE_DIR": str(tmp_path), "KEZEK_DATABASE_URL": "", "KEZEK_ENV": "test"}
     out = subprocess.run([sys.executable, "-m", "kezek.cli", "retention", "--dry-run", "--service", "queue"],

@@ -4,27 +4,20 @@ its own clock, and anonymises its own data in place when its period ends,
 audited; a granted erasure does the same at once."""
 from __future__ import annotations
 
+from contextlib import ExitStack
 from datetime import UTC, date, datetime, timedelta
 from zoneinfo import ZoneInfo
 
 import pytest
 import sqlalchemy as sa
 
-from kezek.db import make_engine, make_session_factory, unit_of_work
+from kezek.db import make_session_factory, unit_of_work
 from kezek.events import new_event
-from kezek.migrations import upgrade
 from kezek.retention import ANONYMISED, CLOSED, ERASURE_GRANTED, anonymous_pin
+from tests.builders import Clock, migrated, sqlite_url
 
 CLOSED_AT = datetime(2027, 3, 1, 4, tzinfo=UTC)
 LATER = CLOSED_AT + timedelta(days=1095)
-
-
-class Clock:
-    def __init__(self, t):
-        self.t = t
-
-    def __call__(self):
-        return self.t
 
 
 def closed_event(app_id="a1", parent="acc-1", outcome="removed"):
@@ -39,11 +32,13 @@ def erasure_event(app_id="a1", parent="acc-1", outcome="removed"):
         "granted_at": (CLOSED_AT + timedelta(days=2)).isoformat()}, source="queue")
 
 
-def database(tmp_path, service):
-    url = f"sqlite:///{tmp_path / f'{service}.db'}"
-    upgrade(service, url)
-    engine = make_engine(url)
-    return engine, make_session_factory(engine)
+@pytest.fixture
+def database(tmp_path):
+    """Opens a service's migrated SQLite database (its sessions), closed after the test."""
+    with ExitStack() as opened:
+        def open_(service):
+            return make_session_factory(opened.enter_context(migrated(service, sqlite_url(tmp_path, service))))
+        yield open_
 
 
 def consume(job, event):
@@ -51,15 +46,23 @@ def consume(job, event):
         (job.closed if event.type == CLOSED else job.erasure_granted)(s, event)
 
 
+def run_after(job, clock, *events, at=LATER):
+    """The job's run at `at`, once it has heard `events`."""
+    for event in events:
+        consume(job, event)
+    clock.now = at
+    return job.run()
+
+
 # ------------------------------------------------------------- registration
 
 
 @pytest.fixture
-def registration(tmp_path):
+def registration(database):
     from services.registration.models import Account, Application, Draft, Session
     from services.registration.retention import retention_job
 
-    engine, sessions = database(tmp_path, "registration")
+    sessions = database("registration")
     clock = Clock(CLOSED_AT)
     with unit_of_work(sessions) as s:
         s.add(Account(id="acc-1", email="aigul@example.kg", pin="12345678901234", surname="Asanova",
@@ -79,17 +82,14 @@ def registration(tmp_path):
                     application_id="a1", created_at=CLOSED_AT, updated_at=CLOSED_AT))
         s.add(Session(token_hash="s1", account_id="acc-1", kind="cookie", via="password", created_at=CLOSED_AT,
                       expires_at=CLOSED_AT + timedelta(days=1)))
-    yield retention_job(sessions, now=clock), clock, sessions
-    engine.dispose()
+    return retention_job(sessions, now=clock), clock, sessions
 
 
 def test_registration_anonymises_the_application_and_keeps_the_account_while_another_is_open(registration):
     from services.registration.models import Account, Application, Draft
 
     job, clock, sessions = registration
-    consume(job, closed_event("a1"))
-    clock.t = LATER
-    assert job.run().by_outcome == {"removed": 1}
+    assert run_after(job, clock, closed_event("a1")).by_outcome == {"removed": 1}
     with sessions() as s:
         a = s.get(Application, "a1")
         assert (a.child_pin, a.child_surname, a.child_name, a.child_patronymic, a.child_sex) == (
@@ -106,10 +106,7 @@ def test_registration_anonymises_the_account_with_the_parents_last_application(r
     from services.registration.models import Account, Session
 
     job, clock, sessions = registration
-    consume(job, closed_event("a1"))
-    consume(job, closed_event("a2", outcome="aged_out"))
-    clock.t = LATER
-    report = job.run()
+    report = run_after(job, clock, closed_event("a1"), closed_event("a2", outcome="aged_out"))
     assert report.by_outcome == {"removed": 1, "aged_out": 1} and report.tables["accounts"] == 1
     with sessions() as s:
         acc = s.get(Account, "acc-1")
@@ -135,12 +132,12 @@ def test_a_granted_erasure_anonymises_at_once_and_is_audited_as_one(registration
 
 
 @pytest.fixture
-def verification(tmp_path):
+def verification(database):
     from services.verification.bootstrap import build_ingest
     from services.verification.models import Certificate, Scan
     from services.verification.retention import retention_job
 
-    engine, sessions = database(tmp_path, "verification")
+    sessions = database("verification")
     clock = Clock(CLOSED_AT)
     ingest = build_ingest()
     events = [
@@ -173,17 +170,14 @@ def verification(tmp_path):
         s.add(Certificate(id="c3", referral_id="99", organisation="Military unit 123", number="N-57",
                           issued_on=date(2026, 1, 20), scan_sha256="e" * 64, scan_name="same.pdf",
                           recorded_by="staff-1", recorded_at=CLOSED_AT))
-    yield retention_job(sessions, now=clock), clock, sessions
-    engine.dispose()
+    return retention_job(sessions, now=clock), clock, sessions
 
 
 def test_verification_anonymises_the_case_and_blanks_the_scans_no_kept_case_shows(verification):
     from services.verification.models import Applicant, Certificate, Scan
 
     job, clock, sessions = verification
-    consume(job, closed_event("a1", outcome="aged_out"))
-    clock.t = LATER
-    assert job.run().by_outcome == {"aged_out": 1}
+    assert run_after(job, clock, closed_event("a1", outcome="aged_out")).by_outcome == {"aged_out": 1}
     with sessions() as s:
         a = s.get(Applicant, "a1")
         assert (a.child_pin, a.child_surname, a.parent_phone, a.parent_email) == (
@@ -221,11 +215,11 @@ def test_verifications_audit_trail_is_rewritten_only_through_its_gate(verificati
 
 
 @pytest.fixture
-def notifications(tmp_path):
+def notifications(database):
     from services.notifications.retention import retention_job
     from services.notifications.service import NotificationService
 
-    engine, sessions = database(tmp_path, "notifications")
+    sessions = database("notifications")
     clock = Clock(CLOSED_AT)
     service = NotificationService(sessions, tz=ZoneInfo("Asia/Bishkek"), cabinet_url="https://kezek.kg/cabinet",
                                   clock=clock)
@@ -235,17 +229,14 @@ def notifications(tmp_path):
                 "application_id": app_id, "parent_id": "acc-1", "locale": "ru", "email": "aigul@example.kg",
                 "phone": "+996700123456", "queue_date": "2026-01-10T04:00:00Z", "child_name": "Айбек"},
                 source="registration"))
-    yield retention_job(sessions, now=clock), clock, sessions
-    engine.dispose()
+    return retention_job(sessions, now=clock), clock, sessions
 
 
 def test_notifications_blank_the_messages_and_forget_the_contacts_with_the_last_application(notifications):
     from services.notifications.models import Contact, Message
 
     job, clock, sessions = notifications
-    consume(job, closed_event("a1"))
-    clock.t = LATER
-    job.run()
+    run_after(job, clock, closed_event("a1"))
     with sessions() as s:
         m = s.scalars(sa.select(Message).where(Message.application_id == "a1")).first()
         assert (m.address, m.body, m.subject, m.params) == ("", "", None, None) and m.kind == "application_received"
@@ -253,9 +244,7 @@ def test_notifications_blank_the_messages_and_forget_the_contacts_with_the_last_
                                                                       Message.channel == "inapp")).first() or "")
         assert "Айбек" in s.scalars(sa.select(Message.body).where(Message.application_id == "a2")).first()
         assert s.get(Contact, "acc-1").email == "aigul@example.kg"
-    consume(job, closed_event("a2"))
-    clock.t = LATER + timedelta(days=1)
-    job.run()
+    run_after(job, clock, closed_event("a2"), at=LATER + timedelta(days=1))
     with sessions() as s:
         c = s.get(Contact, "acc-1")
         assert (c.email, c.phone) == (None, None)
@@ -264,12 +253,12 @@ def test_notifications_blank_the_messages_and_forget_the_contacts_with_the_last_
 # ------------------------------------------------------------------ gateway
 
 
-def test_the_gateway_forgets_the_chart_the_voucher_reason_and_the_projections_keys(tmp_path):
+def test_the_gateway_forgets_the_chart_the_voucher_reason_and_the_projections_keys(database):
     from services.gateway.models import PositionPoint, VoucherDecision
     from services.gateway.public.models import PublicChild
     from services.gateway.retention import retention_job
 
-    engine, sessions = database(tmp_path, "gateway")
+    sessions = database("gateway")
     with unit_of_work(sessions) as s:
         s.add(PositionPoint(event_id="e1", application_id="a1", kindergarten_id="sun", position=3, at=CLOSED_AT))
         s.add(PositionPoint(event_id="e2", application_id="b1", kindergarten_id="sun", position=4, at=CLOSED_AT))
@@ -278,12 +267,9 @@ def test_the_gateway_forgets_the_chart_the_voucher_reason_and_the_projections_ke
         s.add(PublicChild(application_id="a1", child_ref="f" * 32, cohort=2024))
     clock = Clock(CLOSED_AT)
     job = retention_job(sessions, now=clock)
-    consume(job, closed_event("a1"))
-    clock.t = LATER
-    report = job.run()
+    report = run_after(job, clock, closed_event("a1"))
     assert report.tables == {"position_points": 1, "voucher_decisions": 1, "public_children": 1}
     with sessions() as s:
         assert [p.application_id for p in s.scalars(sa.select(PositionPoint))] == ["b1"]
         v = s.get(VoucherDecision, "a1")
         assert (v.decision, v.reason) == ("rejected", "")
-    engine.dispose()
