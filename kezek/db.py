@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from contextlib import contextmanager
+from datetime import UTC, datetime
 
 import sqlalchemy as sa
 from sqlalchemy import event
@@ -47,28 +48,45 @@ def unit_of_work(sessions: sessionmaker[Session]) -> Iterator[Session]:
         yield session
 
 
-def ensure_database(url: str) -> None:
-    """Creates a PostgreSQL database if it is missing (SQLite creates itself)."""
+@contextmanager
+def _postgres_admin(url: str) -> Iterator[tuple[sa.Connection, str] | None]:
+    """A connection to the cluster's `postgres` database and the name `url`
+    names; None for SQLite, whose file creates itself."""
     u = make_url(url)
     if u.get_backend_name() != "postgresql":
+        yield None
         return
     admin = sa.create_engine(u.set(database="postgres"), isolation_level="AUTOCOMMIT")
     try:
         with admin.connect() as conn:
-            exists = conn.execute(sa.text("SELECT 1 FROM pg_database WHERE datname = :n"), {"n": u.database}).scalar()
-            if not exists:
-                conn.execute(sa.text(f'CREATE DATABASE "{u.database}"'))
+            yield conn, u.database
     finally:
         admin.dispose()
+
+
+def ensure_database(url: str) -> None:
+    """Creates a PostgreSQL database if it is missing (SQLite creates itself)."""
+    with _postgres_admin(url) as admin:
+        if admin is not None:
+            conn, name = admin
+            if not conn.execute(sa.text("SELECT 1 FROM pg_database WHERE datname = :n"), {"n": name}).scalar():
+                conn.execute(sa.text(f'CREATE DATABASE "{name}"'))
 
 
 def drop_database(url: str) -> None:
-    u = make_url(url)
-    if u.get_backend_name() != "postgresql":
-        return
-    admin = sa.create_engine(u.set(database="postgres"), isolation_level="AUTOCOMMIT")
-    try:
-        with admin.connect() as conn:
-            conn.execute(sa.text(f'DROP DATABASE IF EXISTS "{u.database}" WITH (FORCE)'))
-    finally:
-        admin.dispose()
+    with _postgres_admin(url) as admin:
+        if admin is not None:
+            conn, name = admin
+            conn.execute(sa.text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+
+
+def aware(t: datetime | None) -> datetime | None:
+    """SQLite hands back naive datetimes; every moment stored is UTC."""
+    return t.replace(tzinfo=UTC) if t is not None and t.tzinfo is None else t
+
+
+def utc(t: datetime) -> datetime:
+    """A moment as stored: UTC (SQLite keeps the wall time it is given)."""
+    if t.tzinfo is None:
+        raise ValueError("a moment must carry its time zone")
+    return t.astimezone(UTC)

@@ -44,6 +44,7 @@ from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session, sessionmaker
 
 from kezek.audit import AuditTrail
+from kezek.db import aware, utc
 from kezek.logging import get_logger
 from kezek.trust import SERVICE, Principal
 
@@ -175,17 +176,6 @@ class Closed:
     erasure: bool = False
 
 
-def _aware(t: datetime | None) -> datetime | None:
-    return t.replace(tzinfo=UTC) if t is not None and t.tzinfo is None else t
-
-
-def _utc(t: datetime) -> datetime:
-    """Stored as UTC (SQLite keeps the wall time it is given)."""
-    if t.tzinfo is None:
-        raise ValueError("a moment must carry its time zone")
-    return t.astimezone(UTC)
-
-
 def _insert(s: Session):
     return postgresql.insert if s.get_bind().dialect.name == "postgresql" else sqlite.insert
 
@@ -204,7 +194,7 @@ class RetentionClock:
         """(application id, parent id, outcome, closed at) of applications
         that closed; a later closing (enrolled, then left) restarts the
         clock; an anonymised application stays as it is."""
-        values = [{"application_id": a, "parent_id": p, "outcome": o, "closed_at": _utc(c)} for a, p, o, c in rows]
+        values = [{"application_id": a, "parent_id": p, "outcome": o, "closed_at": utc(c)} for a, p, o, c in rows]
         if not values:
             return
         t = self.table
@@ -221,7 +211,7 @@ class RetentionClock:
         """Applications whose period ended (or whose erasure was granted),
         oldest first, locked (others' locks skipped)."""
         t = self.table
-        now = _utc(now)
+        now = utc(now)
         ended = [sa.and_(t.c.outcome == o, t.c.closed_at <= now - policy.period(o)) for o in OUTCOMES]
         ended.append(sa.and_(t.c.outcome.not_in(OUTCOMES), t.c.closed_at <= now - policy.period("")))
         q = (sa.select(t).where(t.c.anonymised_at.is_(None),
@@ -232,8 +222,8 @@ class RetentionClock:
         out = []
         for r in s.execute(q):
             erasure = r.erasure_requested_at is not None
-            closed_at = _aware(r.closed_at)
-            due_at = _aware(r.erasure_requested_at) if erasure else policy.due_at(r.outcome, closed_at)
+            closed_at = aware(r.closed_at)
+            due_at = aware(r.erasure_requested_at) if erasure else policy.due_at(r.outcome, closed_at)
             out.append(Closed(r.application_id, r.parent_id, r.outcome, closed_at, due_at, erasure))
         return out
 
@@ -242,7 +232,7 @@ class RetentionClock:
         return dict(row) if row else None
 
     def mark(self, s: Session, ids: list[str], at: datetime) -> None:
-        s.execute(sa.update(self.table).where(self.table.c.application_id.in_(ids)).values(anonymised_at=_utc(at)))
+        s.execute(sa.update(self.table).where(self.table.c.application_id.in_(ids)).values(anonymised_at=utc(at)))
 
     def anonymised(self, s: Session, ids: Iterable[str]) -> set[str]:
         """Of these applications, the ones already anonymised here."""
@@ -255,10 +245,10 @@ class RetentionClock:
         (the row is made if this service had not heard of the closing yet)."""
         t = self.table
         stmt = _insert(s)(t).values(application_id=closed.application_id, parent_id=closed.parent_id,
-                                    outcome=closed.outcome, closed_at=_utc(closed.closed_at),
-                                    erasure_requested_at=_utc(at))
+                                    outcome=closed.outcome, closed_at=utc(closed.closed_at),
+                                    erasure_requested_at=utc(at))
         s.execute(stmt.on_conflict_do_update(index_elements=[t.c.application_id],
-                                             set_={"erasure_requested_at": _utc(at)},
+                                             set_={"erasure_requested_at": utc(at)},
                                              where=t.c.anonymised_at.is_(None)))
 
 
@@ -376,6 +366,28 @@ class RetentionJob:
         """application.erasure_granted.v1, in the consumer's transaction."""
         d = event.data
         self.erase(s, d["application_id"], d.get("parent_id"), d["outcome"], datetime.fromisoformat(d["closed_at"]))
+
+
+@dataclass(frozen=True)
+class ServiceRetention:
+    """What one service keeps of a family: its retention clock, its audit
+    trail and how it anonymises; makes that service's job."""
+
+    service: str
+    clock: RetentionClock
+    trail: AuditTrail
+    anonymiser: Anonymiser
+
+    def job(self, sessions: sessionmaker[Session], policy: RetentionPolicy | None = None,
+            now: Callable[[], datetime] = lambda: datetime.now(UTC)) -> RetentionJob:
+        return RetentionJob(self.service, sessions, self.clock, self.trail, self.anonymiser, policy, now)
+
+    def job_on_own_database(self, settings) -> RetentionJob:
+        """The daily job on the service's database, with the deployment's policy."""
+        from kezek.db import make_engine, make_session_factory
+
+        return self.job(make_session_factory(make_engine(settings.database_url_for(self.service))),
+                        settings.retention())
 
 
 def daily_loop(job: RetentionJob, *, poll: float = 600.0) -> Callable:

@@ -6,14 +6,13 @@ refs the application had (the published public events carry pseudonyms
 only and stay as published)."""
 from __future__ import annotations
 
-from collections.abc import Callable
-from datetime import UTC, datetime
+from datetime import datetime
 
 import sqlalchemy as sa
-from sqlalchemy.orm import Session, sessionmaker
+from sqlalchemy.orm import Session
 
 from kezek.consumer import IdempotentConsumer
-from kezek.retention import CLOSED, ERASURE_GRANTED, Closed, RetentionJob, RetentionPolicy
+from kezek.retention import CLOSED, ERASURE_GRANTED, Closed, RetentionJob, ServiceRetention
 from services.gateway.models import PositionPoint, VoucherDecision, outbox, retention_clock, trail
 from services.gateway.public.models import ParkedEvent, PublicChild, PublicReferral
 
@@ -38,16 +37,9 @@ class GatewayAnonymiser:
         return {k: v for k, v in n.items() if v}, [f"application:{i}" for i in ids]
 
 
-def retention_job(sessions: sessionmaker[Session], policy: RetentionPolicy | None = None,
-                  now: Callable[[], datetime] = lambda: datetime.now(UTC)) -> RetentionJob:
-    return RetentionJob("gateway", sessions, retention_clock, trail, GatewayAnonymiser(), policy, now)
-
-
-def build_retention(settings) -> RetentionJob:
-    from kezek.db import make_engine, make_session_factory
-
-    return retention_job(make_session_factory(make_engine(settings.database_url_for("gateway"))),
-                         settings.retention())
+RETENTION = ServiceRetention("gateway", retention_clock, trail, GatewayAnonymiser())
+retention_job = RETENTION.job
+build_retention = RETENTION.job_on_own_database
 
 
 def make_consumer(job: RetentionJob, bootstrap: str, prefix: str = "kezek", **kafka_config) -> IdempotentConsumer:

@@ -5,12 +5,13 @@ application, idempotent by event id) and shows the parent those of their
 own applications."""
 from __future__ import annotations
 
-from datetime import UTC, datetime
+from datetime import datetime
 
 import sqlalchemy as sa
 from sqlalchemy.orm import Session, sessionmaker
 
 from kezek.consumer import IdempotentConsumer
+from kezek.db import aware
 from services.gateway.models import VoucherDecision, outbox
 
 CONSUMER_NAME = "gateway-vouchers"
@@ -22,16 +23,12 @@ def record(session: Session, event) -> None:
     data = event.data
     decided_at = datetime.fromisoformat(data["decided_at"].replace("Z", "+00:00"))
     known = session.get(VoucherDecision, data["application_id"], with_for_update=True)
-    if known is not None and _aware(known.decided_at) > decided_at:
+    if known is not None and aware(known.decided_at) > decided_at:
         return   # a redelivered older decision never hides a newer one
     session.merge(VoucherDecision(
         application_id=data["application_id"], event_id=event.id, decision=data["decision"],
         decision_number=int(data["decision_number"]), benefit_type=data.get("benefit_type"),
         reason=data.get("reason") or "", decided_at=decided_at))
-
-
-def _aware(t: datetime) -> datetime:
-    return t if t.tzinfo else t.replace(tzinfo=UTC)
 
 
 def decisions(sessions: sessionmaker[Session], application_ids: list[str]) -> dict[str, dict]:
@@ -42,7 +39,7 @@ def decisions(sessions: sessionmaker[Session], application_ids: list[str]) -> di
         rows = s.scalars(sa.select(VoucherDecision).where(VoucherDecision.application_id.in_(application_ids)))
         return {r.application_id: {"status": r.decision, "decision_number": r.decision_number,
                                    "benefit_type": r.benefit_type, "reason": r.reason or None,
-                                   "decided_at": _aware(r.decided_at).isoformat()} for r in rows}
+                                   "decided_at": aware(r.decided_at).isoformat()} for r in rows}
 
 
 def view(app: dict, decided: dict | None) -> dict | None:

@@ -8,13 +8,12 @@ the parent alone (activation link, codes, sign-in warnings) go with the
 parent's last application this service knows."""
 from __future__ import annotations
 
-from collections.abc import Callable
-from datetime import UTC, datetime
+from datetime import datetime
 
 import sqlalchemy as sa
-from sqlalchemy.orm import Session, sessionmaker
+from sqlalchemy.orm import Session
 
-from kezek.retention import ANONYMISED, Closed, RetentionJob, RetentionPolicy
+from kezek.retention import ANONYMISED, Closed, RetentionJob, ServiceRetention
 from services.notifications.models import (Contact, DeadLetter, KnownApplication, Message, ParkedEvent, audit,
                                            retention_clock)
 
@@ -58,9 +57,8 @@ class NotificationsAnonymiser:
         return sorted(parents - open_parents)
 
 
-def retention_job(sessions: sessionmaker[Session], policy: RetentionPolicy | None = None,
-                  now: Callable[[], datetime] = lambda: datetime.now(UTC)) -> RetentionJob:
-    return RetentionJob("notifications", sessions, retention_clock, audit, NotificationsAnonymiser(), policy, now)
+RETENTION = ServiceRetention("notifications", retention_clock, audit, NotificationsAnonymiser())
+retention_job = RETENTION.job
 
 
 def build_retention(settings) -> RetentionJob:

@@ -8,13 +8,12 @@ application id, and the inputs that decided (category, queue date, birth
 date, preferences), so `kezek queue-replay` still matches afterwards."""
 from __future__ import annotations
 
-from collections.abc import Callable
-from datetime import UTC, date, datetime
+from datetime import date, datetime
 
 import sqlalchemy as sa
-from sqlalchemy.orm import Session, sessionmaker
+from sqlalchemy.orm import Session
 
-from kezek.retention import ANONYMISED, Closed, RetentionJob, RetentionPolicy, anonymous_pin
+from kezek.retention import ANONYMISED, Closed, ServiceRetention, anonymous_pin
 from services.queue.models import Application, audit_trail, retention_clock
 
 A = Application.__table__
@@ -36,13 +35,6 @@ class QueueAnonymiser:
         return {"applications": len(cohorts)}, [f"application:{i}" for i in ids]
 
 
-def retention_job(sessions: sessionmaker[Session], policy: RetentionPolicy | None = None,
-                  now: Callable[[], datetime] = lambda: datetime.now(UTC)) -> RetentionJob:
-    return RetentionJob("queue", sessions, retention_clock, audit_trail, QueueAnonymiser(), policy, now)
-
-
-def build_retention(settings) -> RetentionJob:
-    from kezek.db import make_engine, make_session_factory
-
-    return retention_job(make_session_factory(make_engine(settings.database_url_for("queue"))),
-                         settings.retention())
+RETENTION = ServiceRetention("queue", retention_clock, audit_trail, QueueAnonymiser())
+retention_job = RETENTION.job
+build_retention = RETENTION.job_on_own_database

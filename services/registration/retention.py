@@ -9,14 +9,12 @@ link and password go, and its sessions, activation links and known
 clients with them (nobody can sign in to it again)."""
 from __future__ import annotations
 
-from collections.abc import Callable
-from datetime import UTC, datetime
+from datetime import datetime
 
 import sqlalchemy as sa
-from sqlalchemy.orm import Session, sessionmaker
+from sqlalchemy.orm import Session
 
-from kezek.retention import (ANONYMISED, Closed, RetentionJob, RetentionPolicy, anonymous_pin,
-                             coarse_birth_date)
+from kezek.retention import ANONYMISED, Closed, ServiceRetention, anonymous_pin, coarse_birth_date
 from services.registration.models import (Account, ActivationToken, Application, Draft, Session as SignIn,
                                           SignInClient, retention_clock, trail)
 
@@ -70,13 +68,6 @@ class RegistrationAnonymiser:
         return list(s.scalars(sa.select(Account).where(Account.id.in_(keep)))) if keep else []
 
 
-def retention_job(sessions: sessionmaker[Session], policy: RetentionPolicy | None = None,
-                  now: Callable[[], datetime] = lambda: datetime.now(UTC)) -> RetentionJob:
-    return RetentionJob("registration", sessions, retention_clock, trail, RegistrationAnonymiser(), policy, now)
-
-
-def build_retention(settings) -> RetentionJob:
-    from kezek.db import make_engine, make_session_factory
-
-    return retention_job(make_session_factory(make_engine(settings.database_url_for("registration"))),
-                         settings.retention())
+RETENTION = ServiceRetention("registration", retention_clock, trail, RegistrationAnonymiser())
+retention_job = RETENTION.job
+build_retention = RETENTION.job_on_own_database

@@ -9,14 +9,12 @@ voucher decisions go. Who decided what, when and with which outcome stays
 (the decisions, the audit trail's rows)."""
 from __future__ import annotations
 
-from collections.abc import Callable
-from datetime import UTC, datetime
+from datetime import datetime
 
 import sqlalchemy as sa
-from sqlalchemy.orm import Session, sessionmaker
+from sqlalchemy.orm import Session
 
-from kezek.retention import (ANONYMISED, Closed, RetentionJob, RetentionPolicy, anonymous_pin,
-                             coarse_birth_date)
+from kezek.retention import ANONYMISED, Closed, RetentionJob, ServiceRetention, anonymous_pin, coarse_birth_date
 from services.verification.models import (AbuseCase, Applicant, Certificate, Decision, Referral, ReferralEvent, Scan,
                                           VoucherDecision, audit_trail, retention_clock)
 
@@ -78,10 +76,8 @@ class VerificationAnonymiser:
         return s.execute(sa.update(Scan).where(Scan.sha256.in_(gone)).values(data=b"", size=0)).rowcount
 
 
-def retention_job(sessions: sessionmaker[Session], policy: RetentionPolicy | None = None,
-                  now: Callable[[], datetime] = lambda: datetime.now(UTC)) -> RetentionJob:
-    return RetentionJob("verification", sessions, retention_clock, audit_trail, VerificationAnonymiser(), policy,
-                        now)
+RETENTION = ServiceRetention("verification", retention_clock, audit_trail, VerificationAnonymiser())
+retention_job = RETENTION.job
 
 
 def build_retention(settings) -> RetentionJob:

@@ -10,6 +10,7 @@ from typing import Any
 
 from sqlalchemy.orm import Session
 
+from kezek.db import aware
 from kezek.trust import Principal, service_principal
 from services.notifications import domain as d
 
@@ -24,13 +25,6 @@ SMS_PROVIDER = Principal(actor="provider:sms", role="provider", via="notificatio
 
 def utcnow() -> datetime:
     return datetime.now(UTC)
-
-
-def aware(value: datetime | None) -> datetime | None:
-    """SQLite hands back naive datetimes; everything stored is UTC."""
-    if value is not None and value.tzinfo is None:
-        return value.replace(tzinfo=UTC)
-    return value
 
 
 def when(value: Any) -> datetime | None:

@@ -10,6 +10,7 @@ from zoneinfo import ZoneInfo
 from argon2 import PasswordHasher
 from sqlalchemy.orm import Session, sessionmaker
 
+from kezek.db import aware
 from kezek.trust import Principal, service_principal
 from services.registration import domain as d
 from services.registration.address import AddressRegistry
@@ -19,11 +20,6 @@ from services.registration.oidc import OidcProvider
 from services.registration.sealing import Sealer
 
 TIMEZONES = {"KG": ZoneInfo("Asia/Bishkek"), "KZ": ZoneInfo("Asia/Almaty")}
-
-
-def aware(t: datetime | None) -> datetime | None:
-    """SQLite hands back naive datetimes; everything here is UTC."""
-    return t.replace(tzinfo=UTC) if t is not None and t.tzinfo is None else t
 
 
 def refuse(field_: str, code: str, **params) -> d.RegistrationRefused:
