@@ -41,7 +41,7 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 from fastapi import Depends, Request
-from fastapi.security import APIKeyCookie, HTTPBearer
+from fastapi.security import HTTPBearer
 from fastapi.security.base import SecurityBase
 from joserfc import jws, jwt
 from joserfc.errors import JoseError
@@ -240,7 +240,14 @@ class Access:
 
 Authenticate = Callable[[Request], "Principal | None | Awaitable[Principal | None]"]
 
-BEARER = HTTPBearer(auto_error=False, description="A service token (internal APIs) or a parent's session token")
+# How the OpenAPI documents say a caller proves itself (Swagger UI's
+# "Authorize"). Internal APIs take a service token; the gateway's JSON API
+# declares the parent's session token instead (services/gateway/jsonapi.py).
+BEARER = HTTPBearer(
+    auto_error=False, scheme_name="ServiceToken", bearerFormat="JWT",
+    description="A service token: a JWT signed (EdDSA) by the calling service's key for this service (`aud`), "
+                "valid for a minute, naming the verified actor in `sub` (`parent:<account>`, `staff:<id>`, "
+                "`service:<name>`); made by kezek/client.py.")
 
 
 class Permission:
@@ -252,10 +259,13 @@ class Permission:
         self.public = public
         if not public and not self.grants:
             raise ValueError("a non-public route needs at least one grant")
-        scheme = scheme or BEARER
-
-        async def dependency(request: Request, _credentials=Depends(scheme)) -> Access:
-            return await self.decide(request)
+        if public:
+            # No security requirement in the OpenAPI document: nothing to show.
+            async def dependency(request: Request) -> Access:
+                return await self.decide(request)
+        else:
+            async def dependency(request: Request, _credentials=Depends(scheme or BEARER)) -> Access:
+                return await self.decide(request)
 
         dependency.permission = self  # type: ignore[attr-defined]
         self.dependency = dependency
@@ -284,8 +294,7 @@ def allow(*grants: Grant | tuple[Grant, ...], scheme: SecurityBase | None = None
     return Depends(Permission(flat, scheme=scheme).dependency)
 
 
-PUBLIC_PERMISSION = Permission((), public=True, scheme=APIKeyCookie(name="_public", auto_error=False,
-                                                                      description="no sign-in needed"))
+PUBLIC_PERMISSION = Permission((), public=True)
 PUBLIC: Any = Depends(PUBLIC_PERMISSION.dependency)
 
 

@@ -16,6 +16,7 @@ import time
 import uuid
 from pathlib import Path
 from collections.abc import Callable, Iterable
+from typing import Literal
 
 import structlog
 from fastapi import FastAPI, Request
@@ -24,6 +25,7 @@ from fastapi.openapi.docs import get_redoc_html, get_swagger_ui_html
 from fastapi.responses import HTMLResponse, JSONResponse, PlainTextResponse
 from fastapi.staticfiles import StaticFiles
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from pydantic import BaseModel, ConfigDict
 from sqlalchemy import exc as sa_exc
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
@@ -112,6 +114,31 @@ def _path_is_clean(path: str) -> bool:
 
 # --------------------------------------------------------------------- app
 
+class Health(BaseModel):
+    """The process answers."""
+    model_config = ConfigDict(json_schema_extra={"examples": [{"status": "ok", "service": "queue"}]})
+    status: Literal["ok"]
+    service: str
+
+
+class Ready(BaseModel):
+    """Every server this service uses answers."""
+    model_config = ConfigDict(json_schema_extra={"examples": [
+        {"status": "ready", "service": "gateway", "checks": ["database", "temporal"]}]})
+    status: Literal["ready"]
+    service: str
+    checks: list[str]
+
+
+class NotReady(BaseModel):
+    """Which servers do not answer, and why."""
+    model_config = ConfigDict(json_schema_extra={"examples": [
+        {"status": "unavailable", "service": "gateway", "failed": {"temporal": "TimeoutError()"}}]})
+    status: Literal["unavailable"]
+    service: str
+    failed: dict[str, str]
+
+
 def create_service_app(service: str, *, title: str | None = None, version: str = "1.0.0",
                        ready_checks: Iterable[tuple[str, ReadyCheck]] = (),
                        authenticate: Callable | None = None, max_body_bytes: int = DEFAULT_MAX_BODY,
@@ -180,11 +207,14 @@ def create_service_app(service: str, *, title: str | None = None, version: str =
         reference = getattr(request.state, "request_id", None)
         return problem_response(Internal(detail=f"internal error (request {reference})"), request.url.path)
 
-    @app.get("/health", tags=["operations"], summary="Liveness: the process answers", dependencies=[PUBLIC])
+    @app.get("/health", tags=["operations"], summary="Liveness: the process answers", dependencies=[PUBLIC],
+             response_model=Health)
     async def health():
         return {"status": "ok", "service": service}
 
-    @app.get("/ready", tags=["operations"], summary="Readiness: every dependency answers", dependencies=[PUBLIC])
+    @app.get("/ready", tags=["operations"], summary="Readiness: every dependency answers", dependencies=[PUBLIC],
+             response_model=Ready, responses={503: {"model": NotReady, "description": "A dependency does not answer "
+                                                    "(see Retry-After)"}})
     def ready():
         failed = {}
         for name, check in app.state.ready_checks:

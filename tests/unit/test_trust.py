@@ -201,5 +201,9 @@ def test_every_route_declares_its_permission_or_is_found_out():
 
 def test_the_openapi_declares_the_bearer_scheme_on_guarded_routes():
     spec = make_app().openapi()
-    assert "HTTPBearer" in spec["components"]["securitySchemes"]
-    assert spec["paths"]["/entries/{family}"]["get"]["security"] == [{"HTTPBearer": []}]
+    scheme = spec["components"]["securitySchemes"]["ServiceToken"]
+    assert scheme["type"] == "http" and scheme["scheme"] == "bearer" and scheme["bearerFormat"] == "JWT"
+    assert spec["paths"]["/entries/{family}"]["get"]["security"] == [{"ServiceToken": []}]
+    # A public route asks for nothing (no placeholder scheme in "Authorize").
+    assert "security" not in spec["paths"]["/public"]["get"]
+    assert set(spec["components"]["securitySchemes"]) == {"ServiceToken"}

@@ -8,6 +8,7 @@ from typing import Annotated, Literal
 from fastapi import Depends, Path, Query, Request
 from pydantic import BaseModel
 
+from kezek.openapi import example
 from services.notifications.domain import REDACTED, SECRET_KINDS
 from services.notifications.models import Message
 from services.notifications.service import NotificationService, aware
@@ -46,6 +47,15 @@ def _mask(channel: str, address: str) -> str:
 
 
 class MessageOut(BaseModel):
+    model_config = example(id="5b0e2c1a-7d7e-4c55-9a43-2f1c3b9d4e01", parent_id="acc-9c1e", application_id="app-1f3a",
+                           referral_id="7", event_id="0f9e6a42-3c1d-4b9a-8d7e-1a2b3c4d5e6f",
+                           event_type="referral.issued.v1", kind="referral_issued", channel="sms",
+                           address="+99655****456", locale="ky", subject=None,
+                           body="Kezek: Айбек «Ак-Бата» бала бакчасына жолдомо алды. 10-мартка чейин кабыл алыңыз.",
+                           sms_segments=2, sms_encoding="UCS-2", status="delivered", attempts=1, next_attempt_at=None,
+                           last_error=None, created_at="2027-03-01T09:00:06+06:00",
+                           sent_at="2027-03-01T09:00:07+06:00", delivered_at="2027-03-01T09:00:12+06:00",
+                           failed_at=None)
     id: str
     parent_id: str | None
     application_id: str | None

@@ -9,6 +9,7 @@ from typing import Annotated
 from fastapi import APIRouter, Query
 from pydantic import BaseModel
 
+from kezek.openapi import example
 from kezek.trust import FAMILY, Access, allow, parent
 from kezek.web import DomainError
 from services.notifications.api.common import PREFIX, MessageId, ParentId, Service
@@ -18,6 +19,9 @@ router = APIRouter(prefix=PREFIX, tags=["inbox"])
 
 
 class InboxItem(BaseModel):
+    model_config = example(id="5b0e2c1a-7d7e-4c55-9a43-2f1c3b9d4e02", kind="referral_issued", title="Жолдомо",
+                           text="Айбек «Ак-Бата» бала бакчасына жолдомо алды.",
+                           created_at="2027-03-01T09:00:06+06:00", read=False)
     id: str
     kind: str
     title: str | None
@@ -27,6 +31,8 @@ class InboxItem(BaseModel):
 
 
 class Inbox(BaseModel):
+    model_config = example(parent_id="acc-9c1e", unread=1,
+                           messages=[{"id": "5b0e2c1a-7d7e-4c55-9a43-2f1c3b9d4e02", "kind": "referral_issued", "title": "Жолдомо", "text": "Айбек «Ак-Бата» бала бакчасына жолдомо алды.", "created_at": "2027-03-01T09:00:06+06:00", "read": False}])
     parent_id: str
     unread: int
     messages: list[InboxItem]

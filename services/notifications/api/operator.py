@@ -10,6 +10,7 @@ from typing import Annotated, Any, Literal
 from fastapi import APIRouter, Query
 from pydantic import BaseModel
 
+from kezek.openapi import example
 from kezek.trust import Access, allow, staff
 from kezek.web import DomainError
 from services.notifications.api.common import (
@@ -22,6 +23,10 @@ router = APIRouter(prefix=PREFIX, tags=["operators"])
 
 
 class DeadLetterOut(BaseModel):
+    model_config = example(message={**MessageOut.model_json_schema()["examples"][0], "status": "failed",
+                                    "attempts": 12, "delivered_at": None, "failed_at": "2027-03-02T09:00:00+06:00"},
+                           reason="the SMS provider refused the number 12 times", attempts=12,
+                           at="2027-03-02T09:00:00+06:00")
     message: MessageOut
     reason: str
     attempts: int
@@ -29,6 +34,10 @@ class DeadLetterOut(BaseModel):
 
 
 class AuditRecord(BaseModel):
+    model_config = example(id=3301, at="2027-03-01T09:00:12+06:00", kind="act", actor="provider:sms",
+                           actor_role="provider", via=None, action="message.delivered",
+                           subject="message:5b0e2c1a-7d7e-4c55-9a43-2f1c3b9d4e01", outcome="ok",
+                           details={"channel": "sms"}, request_id="c7d3e9f0-1a2b-4c5d-8e9f-0a1b2c3d4e5f")
     id: int
     at: str
     kind: str

@@ -11,6 +11,7 @@ from typing import Annotated, Literal
 from fastapi import APIRouter, Depends, Request
 from pydantic import BaseModel, Field, model_validator
 
+from kezek.openapi import example
 from kezek.trust import PUBLIC
 from kezek.web import DomainError, Problem
 from services.notifications import signature
@@ -38,6 +39,8 @@ class ReceiptRefused(Problem):
 
 class Receipt(BaseModel):
     """A delivery receipt: `reference` is our message id, `id` the gateway's."""
+    model_config = example(id="smsc-88412", reference="5b0e2c1a-7d7e-4c55-9a43-2f1c3b9d4e01", status="delivered",
+                           error=None)
     id: str | None = Field(default=None, max_length=200)
     reference: str | None = Field(default=None, max_length=36)
     status: Literal["delivered", "failed", "undelivered", "rejected", "expired"]

@@ -9,7 +9,9 @@ from typing import Annotated, Any
 from fastapi import Path
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
 
+from kezek.openapi import example
 from services.queue.domain.entries import MAX_PREFERENCES
+from kezek.openapi import example
 
 NO_CONTROL = r"^[^\x00-\x1f\x7f]*$"
 Text = Annotated[str, Field(pattern=NO_CONTROL)]
@@ -21,11 +23,21 @@ Pin = Annotated[str, Field(pattern=r"^([0-9]{14}|[0-9]{12})$", description="KG P
 Id = Annotated[int, Field(ge=0, le=2**62)]      # row ids: within every database's integer
 
 
+_FIGURES = {
+    "district": "41711210000000", "month": "2027-03", "kindergartens": 47,
+    "waiting": [{"cohort": 2023, "language": "ky", "children": 412}], "waiting_total": 1530,
+    "median_days_waiting": 214.5, "places": {"free": 31, "held": 12, "taken": 2040, "published": 45, "withdrawn": 2},
+    "referrals": {"issued": 44, "enrolled": 30, "expired": 3, "cancelled": 2, "rejected": 1, "left": 6},
+}
+
+
 class _In(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
 
 class KindergartenIn(_In):
+    model_config = example(name="Ак-Бата", district="41711210000000", address="Бишкек, ул. Киевская 1", lat=42.8746,
+                           lon=74.5698, languages=["ky", "ru"])
     name: Text = Field(min_length=1, max_length=200)
     district: Text = Field(min_length=1, max_length=100)
     address: Text = Field("", max_length=200)
@@ -35,25 +47,31 @@ class KindergartenIn(_In):
 
 
 class Kindergarten(KindergartenIn):
+    model_config = example(id="bsk-12", name="Ак-Бата", district="41711210000000", address="Бишкек, ул. Киевская 1",
+                           lat=42.8746, lon=74.5698, languages=["ky", "ru"], closed_at=None)
     id: str
     closed_at: datetime | None = Field(None, description="closed by its district office: no places, no preferences")
 
 
 class CloseIn(_In):
+    model_config = example(reason="the building is closed for repair")
     reason: Text = Field("", max_length=200)
 
 
 class LeaveIn(_In):
+    model_config = example(reason="the family moved to Osh")
     reason: Text = Field("", max_length=200, description="why the child left (moved, school ...)")
 
 
 class District(BaseModel):
+    model_config = example(district="41711210000000", kindergartens=48, open=47)
     district: str
     kindergartens: int
     open: int
 
 
 class WithdrawIn(_In):
+    model_config = example(cohort=2023, language="ky", count=2, for_category=None)
     cohort: Cohort
     language: Lang
     count: int = Field(ge=1, le=10_000)
@@ -62,10 +80,14 @@ class WithdrawIn(_In):
 
 
 class PublishIn(WithdrawIn):
+    model_config = example(cohort=2023, language="ky", count=5, for_category=None,
+                           publish_at="2027-03-01T09:00:00+06:00")
     publish_at: AwareDatetime | None = Field(None, description="publish later, on this schedule")
 
 
 class PlacePool(BaseModel):
+    model_config = example(kindergarten="bsk-12", cohort=2023, language="ky", for_category=None, free=3, held=2,
+                           enrolled=20)
     kindergarten: str
     cohort: int
     language: str
@@ -76,12 +98,17 @@ class PlacePool(BaseModel):
 
 
 class Published(PlacePool):
+    model_config = example(kindergarten="bsk-12", cohort=2023, language="ky", for_category=None, free=8, held=2,
+                           enrolled=20, publication=41, published=True, publish_at="2027-03-01T09:00:00+06:00")
     publication: int
     published: bool
     publish_at: datetime
 
 
 class Scheduled(BaseModel):
+    model_config = example(publication=41, kindergarten="bsk-12", cohort=2023, language="ky", for_category=None,
+                           count=5, publish_at="2027-03-01T09:00:00+06:00", status="scheduled", published_at=None,
+                           cancelled_at=None)
     publication: int
     kindergarten: str
     cohort: int
@@ -96,6 +123,12 @@ class Scheduled(BaseModel):
 
 class StaffReferral(BaseModel):
     """A referral to a kindergarten as its staff see it: with the child, for the enrolment."""
+    model_config = example(id=7, application_id="app-1f3a", kindergarten="bsk-12", cohort=2023, language="ky",
+                           for_category=None, category="general", needs_confirmation=False, status="live",
+                           state="awaiting_enrolment", outcome=None, issued_at="2027-03-01T09:00:05+06:00",
+                           deadline="2027-03-11T00:00:00+06:00", ended_at=None, left_at=None, entry_status="referred",
+                           child="Асанов Айбек Русланович", pin="21506202300011", birth_date="2023-06-15",
+                           parent_id="acc-9c1e")
     id: int
     application_id: str
     kindergarten: str
@@ -119,12 +152,14 @@ class StaffReferral(BaseModel):
 
 
 class WaitingGroup(BaseModel):
+    model_config = example(cohort=2023, language="ky", children=412)
     cohort: int
     language: str
     children: int
 
 
 class PlaceFigures(BaseModel):
+    model_config = example(free=31, held=12, taken=2040, published=45, withdrawn=2)
     free: int
     held: int
     taken: int
@@ -133,6 +168,7 @@ class PlaceFigures(BaseModel):
 
 
 class ReferralFigures(BaseModel):
+    model_config = example(issued=44, enrolled=30, expired=3, cancelled=2, rejected=1, left=6)
     issued: int
     enrolled: int
     expired: int
@@ -142,6 +178,7 @@ class ReferralFigures(BaseModel):
 
 
 class Figures(BaseModel):
+    model_config = example(_FIGURES)
     district: str | None = Field(description="null: every district together")
     month: str
     kindergartens: int = Field(description="open kindergartens")
@@ -153,6 +190,7 @@ class Figures(BaseModel):
 
 
 class Overview(BaseModel):
+    model_config = example(month="2027-03", total={**_FIGURES, "district": None}, districts=[_FIGURES])
     month: str
     total: Figures
     districts: list[Figures]
@@ -162,6 +200,9 @@ Preferences = list[Annotated[str, Field(min_length=1, max_length=100, pattern=NO
 
 
 class JoinIn(_In):
+    model_config = example(pin="21506202300011", surname="Асанов", name="Айбек", patronymic="Русланович",
+                           birth_date="2023-06-15", category="general", language="ky",
+                           preferences=["bsk-12", "bsk-7"], parent_id="acc-9c1e", locale="ky")
     pin: Pin
     surname: Text = Field(min_length=1, max_length=60)
     name: Text = Field(min_length=1, max_length=60)
@@ -178,6 +219,9 @@ class JoinIn(_In):
 
 
 class ReferralOut(BaseModel):
+    model_config = example(id=7, kindergarten="bsk-12", cohort=2023, language="ky", status="live",
+                           state="awaiting_enrolment", issued_at="2027-03-01T09:00:05+06:00",
+                           deadline="2027-03-11T00:00:00+06:00", needs_confirmation=False)
     id: int
     kindergarten: str
     cohort: int
@@ -190,6 +234,10 @@ class ReferralOut(BaseModel):
 
 
 class QueueEntry(BaseModel):
+    model_config = example(id="app-1f3a", status="queued", category="general", claimed_category="general",
+                           queue_date="2026-11-20T10:15:00+06:00", cohort=2023, birth_date="2023-06-15",
+                           language="ky", preferences=["bsk-12", "bsk-7"], paused_until=None, left_at=None,
+                           parent_id="acc-9c1e", child="Асанов А. Р.", referral=None)
     id: str
     status: str = Field(description="queued | referred | enrolled | paused | removed | left | aged_out")
     category: str
@@ -207,18 +255,25 @@ class QueueEntry(BaseModel):
 
 
 class RemoveIn(_In):
+    model_config = example(reason="the family withdrew the application")
     reason: Text = Field("", max_length=200)
 
 
 class PreferencesIn(_In):
+    model_config = example(preferences=["bsk-7", "bsk-12"])
     preferences: Preferences = Field(min_length=1, max_length=MAX_PREFERENCES)
 
 
 class RevokeIn(_In):
+    model_config = example(reason="the certificate was found false (decision 17 of 24.11.2026)")
     reason: Text = Field(min_length=1, max_length=500)
 
 
 class Position(BaseModel):
+    model_config = example(kindergarten="bsk-12", cohort=2023, position=14, ahead=13,
+                           ahead_by_category={"privileged": 4}, ahead_same_category_earlier=9, ahead_same_moment=0,
+                           category="general", queue_date="2026-11-20T10:15:00+06:00",
+                           explanation="4 children ahead by category, 9 of the same category registered earlier")
     kindergarten: str
     cohort: int
     position: int = Field(description="1-based, among waiting children of the cohort who list this kindergarten")
@@ -232,6 +287,8 @@ class Position(BaseModel):
 
 
 class PublicEntry(BaseModel):
+    model_config = example(number=1, position=1, child="Асанов А. Р.", queue_date="2026-11-20T10:15:00+06:00",
+                           category="general", preference=1, eligible_today=True)
     number: int = Field(description="1-based, among the waiting children of this cohort and language")
     position: int = Field(description="the position the parent's cabinet shows: among the waiting children of "
                                       "the cohort who list this kindergarten, in every language")
@@ -243,6 +300,7 @@ class PublicEntry(BaseModel):
 
 
 class PublicPool(BaseModel):
+    model_config = example(for_category=None, free=3, held=2, enrolled=20)
     for_category: str | None
     free: int
     held: int
@@ -250,6 +308,11 @@ class PublicPool(BaseModel):
 
 
 class PublicQueue(BaseModel):
+    model_config = example(kindergarten="bsk-12", cohort=2023, language="ky", total=1,
+                           places=[{"for_category": None, "free": 3, "held": 2, "enrolled": 20}],
+                           entries=[{"number": 1, "position": 1, "child": "Асанов А. Р.",
+                                     "queue_date": "2026-11-20T10:15:00+06:00", "category": "general",
+                                     "preference": 1, "eligible_today": True}])
     kindergarten: str
     cohort: int
     language: str
@@ -259,6 +322,10 @@ class PublicQueue(BaseModel):
 
 
 class AuditRecord(BaseModel):
+    model_config = example(id=1201, at="2027-03-01T09:00:05+06:00", kind="act", actor="staff:12",
+                           actor_role="kindergarten", via="verification", action="places.published",
+                           subject="kindergarten:bsk-12", outcome="ok", reason=None,
+                           details={"cohort": 2023, "language": "ky", "count": 5})
     id: int
     at: datetime
     kind: str = Field(description="act: a state change; look: a member of staff looked at a child's data")
@@ -274,6 +341,9 @@ class AuditRecord(BaseModel):
 
 
 class AllocationRecord(BaseModel):
+    model_config = example(run_id=88, referral_id=7, kindergarten="bsk-12", cohort=2023, language="ky",
+                           for_category=None, preference_index=0,
+                           inputs={"category": "general", "queue_date": "2026-11-20T10:15:00+06:00"})
     run_id: int
     referral_id: int
     kindergarten: str
@@ -285,6 +355,9 @@ class AllocationRecord(BaseModel):
 
 
 class Run(BaseModel):
+    model_config = example(run_id=88, started_at="2027-03-01T09:00:00+06:00", finished_at="2027-03-01T09:00:02+06:00",
+                           on="2027-03-01", trigger="places.published", candidates=1530, allocated=5,
+                           digest="9f2c41d0")
     run_id: int
     started_at: datetime
     finished_at: datetime | None
@@ -296,6 +369,7 @@ class Run(BaseModel):
 
 
 class Replay(BaseModel):
+    model_config = example(run_id=88, on="2027-03-01", allocations=5, candidates=1530, matches=True, problems=[])
     run_id: int
     on: str
     allocations: int
@@ -305,16 +379,21 @@ class Replay(BaseModel):
 
 
 class PolicyIn(_In):
+    model_config = example(changes={"stoplist_days": 14}, reason="order 112 of the ministry, 1 March 2027")
     changes: dict[str, Any] = Field(description="policy fields to change, e.g. {\"stoplist_days\": 14}")
     reason: Text = Field(min_length=1, max_length=500)
 
 
 class PolicyOut(BaseModel):
+    model_config = example(version=3, policy={"stoplist_days": 14, "school_age_years": 7})
     version: int | None
     policy: dict[str, Any]
 
 
 class PolicyVersion(BaseModel):
+    model_config = example(version=3, policy={"stoplist_days": 14, "school_age_years": 7},
+                           changed_at="2027-03-01T09:00:00+06:00", actor="staff:1",
+                           reason="order 112 of the ministry, 1 March 2027")
     version: int
     policy: dict[str, Any]
     changed_at: datetime

@@ -5,6 +5,7 @@ from typing import Annotated
 
 from fastapi import APIRouter, Path, Query
 
+from kezek.contracts.registration import Place, RegionTree
 from kezek.trust import allow
 from services.registration.api.deps import GATEWAY, By, Svc
 
@@ -12,12 +13,13 @@ router = APIRouter(prefix="/api/v1/address", tags=["address"], dependencies=[all
 Code = Annotated[str, Path(max_length=50)]
 
 
-@router.get("/regions")
+@router.get("/regions", response_model=list[Place], response_model_exclude_unset=True)
 def regions(svc: Svc, _by: By):
     return [p.as_dict() for p in svc.registry.regions()]
 
 
-@router.get("/tree", summary="Regions, districts, settlements and known streets, for forms without scripts")
+@router.get("/tree", summary="Regions, districts, settlements and known streets, for forms without scripts",
+            response_model=list[RegionTree], response_model_exclude_unset=True)
 def tree(svc: Svc, _by: By):
     reg = svc.registry
     return [{**r.as_dict(), "districts": [{**d_.as_dict(), "settlements": [
@@ -25,16 +27,16 @@ def tree(svc: Svc, _by: By):
         for s in reg.settlements(d_.code)]} for d_ in reg.districts(r.code)]} for r in reg.regions()]
 
 
-@router.get("/regions/{region}/districts")
+@router.get("/regions/{region}/districts", response_model=list[Place], response_model_exclude_unset=True)
 def districts(region: Code, svc: Svc, _by: By):
     return [p.as_dict() for p in svc.registry.districts(region)]
 
 
-@router.get("/districts/{district}/settlements")
+@router.get("/districts/{district}/settlements", response_model=list[Place], response_model_exclude_unset=True)
 def settlements(district: Code, svc: Svc, _by: By):
     return [p.as_dict() for p in svc.registry.settlements(district)]
 
 
-@router.get("/settlements/{settlement}/streets")
+@router.get("/settlements/{settlement}/streets", response_model=list[Place], response_model_exclude_unset=True)
 def streets(settlement: Code, svc: Svc, _by: By, q: Annotated[str, Query(max_length=100)] = ""):
     return [p.as_dict() for p in svc.registry.streets(settlement, q)]

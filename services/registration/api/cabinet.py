@@ -6,6 +6,7 @@ from typing import Annotated
 
 from fastapi import APIRouter, Path, Response
 
+from kezek.contracts.registration import Profile
 from kezek.trust import Access, OutOfScope, allow
 from services.registration.api.deps import FAMILY, By, Svc
 
@@ -13,7 +14,8 @@ router = APIRouter(prefix="/api/v1/me", tags=["cabinet"])
 Parent = Annotated[Access, allow(FAMILY)]
 
 
-@router.get("", summary="The parent's account and applications")
+@router.get("", summary="The parent's account and applications", response_model=Profile,
+            response_model_exclude_unset=True)
 def me(access: Parent, svc: Svc, _by: By):
     return svc.profile(access.principal.family)
 
