@@ -6,13 +6,18 @@
 """
 from __future__ import annotations
 
-from typing import Any
+from typing import Annotated, Any
 
-from pydantic import ConfigDict
+from pydantic import ConfigDict, Field
 
-__all__ = ["example"]
+__all__ = ["Moment", "example"]
 
 
 def example(_extra: dict[str, Any] | None = None, **fields: Any) -> ConfigDict:
     """A model's config with one example (merged into the config it inherits)."""
     return ConfigDict(json_schema_extra={"examples": [{**(_extra or {}), **fields}]})
+
+
+# A moment as a service wrote it (ISO 8601 text, kept as it is when an answer
+# is passed on), documented as a date-time.
+Moment = Annotated[str, Field(json_schema_extra={"format": "date-time"})]

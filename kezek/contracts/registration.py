@@ -13,12 +13,11 @@ Answers allow properties added later; a route that passes them on sets
 """
 from __future__ import annotations
 
-from datetime import datetime
 from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from kezek.openapi import example
+from kezek.openapi import Moment, example
 
 # Wide enough that the rules' own limits (kezek/lengths.py) refuse a long
 # value with `too_long`, naming the field and the limit.
@@ -27,6 +26,21 @@ Text = Annotated[str, Field(max_length=100_000)]
 
 class _In(BaseModel):
     model_config = ConfigDict(extra="ignore")
+
+
+# A body's keys are the fields of one step: an error at `pin` of the child
+# step is the field `child.pin` (the names the portal and the codes use).
+STEP_FIELDS = {"/child": "child.", "/parent": "parent."}
+
+
+def step_fields(route_path: str, errors: list[dict]) -> list[dict]:
+    """Field errors of a body (kezek.problems.field_errors) named as the steps name them."""
+    prefix = next((p for end, p in STEP_FIELDS.items() if route_path.endswith(end)), "")
+    for e in errors:
+        if prefix and not e["field"].startswith(("address", "(body)")):
+            e["message"] = prefix + e["message"]
+            e["field"] = prefix + e["field"]
+    return errors
 
 
 class _Out(BaseModel):
@@ -197,7 +211,7 @@ class NewDraft(Draft):
 class CodeSent(_Out):
     model_config = example(email="aigul@example.kg", expires_at="2027-03-01T09:10:00+06:00")
     email: str
-    expires_at: datetime
+    expires_at: Moment
 
 
 class SubmittedApplication(_Out):
@@ -268,14 +282,14 @@ class Session(_Out):
     model_config = example(token="ses_5Jm...0Pz", account_id="acc-9c1e", expires_at="2027-03-01T21:00:00+06:00")
     token: str
     account_id: str
-    expires_at: datetime
+    expires_at: Moment
 
 
 class SessionFound(_Out):
     model_config = example(account_id="acc-9c1e", kind="bearer", expires_at="2027-03-01T21:00:00+06:00")
     account_id: str
     kind: str
-    expires_at: datetime
+    expires_at: Moment
 
 
 class AuthorizeAt(_Out):
@@ -304,7 +318,7 @@ class ApplicationRecord(_Out):
     preferences: list[str] = Field(default_factory=list)
     address: ResolvedAddress | None = None
     status: str | None = None
-    submitted_at: datetime | None = None
+    submitted_at: Moment | None = None
 
 
 class Profile(_Out):

@@ -14,8 +14,9 @@ from fastapi.responses import JSONResponse, Response
 from sqlalchemy import exc as sa_exc
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
+from kezek.contracts.registration import step_fields
 from kezek.logging import get_logger
-from kezek.problems import PROBLEM_JSON, RETRY_AFTER_OUTAGE, Problem
+from kezek.problems import PROBLEM_JSON, RETRY_AFTER_OUTAGE, Problem, field_errors
 from kezek.trust import Forbidden, Unauthenticated
 from kezek.web import database_problem
 from services.gateway import i18n
@@ -90,6 +91,9 @@ async def upstream_answer(request: Request, exc: UpstreamError) -> Response:
                   headers)
 
 
+REGISTRATION_BODIES = ("/api/v1/drafts", "/api/v1/activation", "/api/v1/sessions")
+
+
 def install(app: FastAPI) -> None:
     app.add_exception_handler(UpstreamError, upstream_answer)
     skeleton = dict(app.exception_handlers)     # kezek.web's problem details, kept for the JSON API
@@ -110,6 +114,19 @@ def install(app: FastAPI) -> None:
     @pages_or_problems(StarletteHTTPException)
     def http_error(request: Request, exc: StarletteHTTPException):
         return error_page(request, exc.status_code, headers=getattr(exc, "headers", None))
+
+    invalid_input = skeleton[RequestValidationError]
+
+    async def invalid_body(request: Request, exc: RequestValidationError):
+        # The application's and the accounts' bodies are registration's
+        # (kezek/contracts/registration.py): refused here as registration
+        # refuses them, field for field, in the reader's language.
+        route = getattr(request.scope.get("route"), "path", "")
+        if is_page(request) or not route.startswith(REGISTRATION_BODIES):
+            return await invalid_input(request, exc)
+        return await upstream_answer(request, UpstreamError(422, step_fields(route, field_errors(exc))))
+
+    skeleton[RequestValidationError] = invalid_body
 
     @pages_or_problems(RequestValidationError)
     def invalid_query(request: Request, _exc: RequestValidationError):

@@ -15,6 +15,7 @@ from pydantic import BaseModel, Field
 from sqlalchemy.orm import Session
 
 from kezek.db import make_engine, make_session_factory, unit_of_work
+from kezek.openapi import Moment, example
 from kezek.trust import PUBLIC, Access, allow, staff
 from kezek.web import DomainError
 from services.gateway.models import trail
@@ -66,6 +67,13 @@ Admin = Annotated[AdminContext, Depends(AdminContext)]
 # ---------------------------------------------------------------- contract
 
 
+class SchemaList(BaseModel):
+    model_config = example(types=["public.place.published.v1", "public.referral.issued.v1"],
+                           schema_url="/api/v1/public/schemas/{type}.json")
+    types: list[str]
+    schema_url: str
+
+
 class YamlResponse(Response):
     media_type = "application/yaml"
 
@@ -87,7 +95,7 @@ def asyncapi(request: Request) -> Response:
                     headers={"Vary": "Accept", "Content-Disposition": 'inline; filename="asyncapi.yaml"'})
 
 
-@contract_router.get("/schemas", tags=["public stream"], summary="The public event types")
+@contract_router.get("/schemas", tags=["public stream"], summary="The public event types", response_model=SchemaList)
 def schema_list() -> dict:
     return {"types": public_types(), "schema_url": "/api/v1/public/schemas/{type}.json"}
 
@@ -105,12 +113,15 @@ def schema(event_type: str) -> JSONResponse:
 
 
 class NewSubscription(BaseModel):
+    model_config = example(url="https://stat.example.kg/kezek/events", event_types=["public.referral.issued.v1"],
+                           description="the statistics office's counts")
     url: str = Field(min_length=1, max_length=2000)
     event_types: list[str] = Field(min_length=1, max_length=50)
     description: str = Field("", max_length=500)
 
 
 class SubscriptionChange(BaseModel):
+    model_config = example(active=False)
     url: str | None = Field(None, min_length=1, max_length=2000)
     event_types: list[str] | None = Field(None, min_length=1, max_length=50)
     description: str | None = Field(None, max_length=500)
@@ -118,8 +129,72 @@ class SubscriptionChange(BaseModel):
 
 
 class ReplayRequest(BaseModel):
+    model_config = example(from_offset=1200, partition=0)
     from_offset: int = Field(ge=0, description="first offset to deliver again (0: the whole retained topic)")
     partition: int | None = Field(None, ge=0, description="one partition; omitted: every partition")
+
+
+class Subscription(BaseModel):
+    model_config = example(id="wh_3f9a", url="https://stat.example.kg/kezek/events",
+                           event_types=["public.referral.issued.v1"], description="the statistics office's counts",
+                           active=True, created_at="2027-03-01T09:00:00+00:00")
+    id: str
+    url: str
+    event_types: list[str]
+    description: str | None
+    active: bool
+    created_at: Moment
+    secret: str | None = Field(None, description="the signing secret: in the answer that creates it, only")
+
+
+class Delivery(BaseModel):
+    model_config = example(id=5512, subscription_id="wh_3f9a", generation=0,
+                           event_id="2a1c9e6e-5f1b-4a8e-9d1c-7b3e2f4a5c6d", event_type="public.referral.issued.v1",
+                           subject="c_8f2e", partition=0, offset=1201, status="delivered", attempts=1,
+                           next_attempt_at=None, last_status_code=200, last_error=None,
+                           created_at="2027-03-01T09:00:06+00:00", delivered_at="2027-03-01T09:00:07+00:00")
+    id: int
+    subscription_id: str
+    generation: int
+    event_id: str
+    event_type: str
+    subject: str
+    partition: int
+    offset: int
+    status: str = Field(description="pending | delivered | dead | skipped")
+    attempts: int
+    next_attempt_at: Moment | None
+    last_status_code: int | None
+    last_error: str | None
+    created_at: Moment | None
+    delivered_at: Moment | None
+
+
+class Attempt(BaseModel):
+    attempt: int
+    at: Moment | None
+    status_code: int | None
+    error: str | None
+    duration_ms: int | None
+
+
+class DeliveryLog(Delivery):
+    model_config = example({**Delivery.model_json_schema()["examples"][0], "log": [
+        {"attempt": 1, "at": "2027-03-01T09:00:07+00:00", "status_code": 200, "error": None, "duration_ms": 84}]})
+    log: list[Attempt]
+
+
+class Replay(BaseModel):
+    model_config = example(id=3, subscription_id="wh_3f9a", partition=0, from_offset=1200, status="requested",
+                           requested_at="2027-03-02T08:00:00+00:00", done_at=None, queued=0)
+    id: int
+    subscription_id: str
+    partition: int | None
+    from_offset: int
+    status: str
+    requested_at: Moment | None
+    done_at: Moment | None
+    queued: int | None
 
 
 def _subscription(s: WebhookSubscription, secret: bool = False) -> dict:
@@ -148,7 +223,8 @@ def _replay(r: WebhookReplay) -> dict:
 
 
 @admin_router.post("/admin/webhooks", status_code=201, tags=["webhooks"],
-             summary="Register a URL for public event types; the answer carries the signing secret once")
+             summary="Register a URL for public event types; the answer carries the signing secret once",
+             response_model=Subscription, response_model_exclude_unset=True)
 def create_webhook(body: NewSubscription, ctx: Admin) -> dict:
     with unit_of_work(ctx.sessions) as s:
         sub = webhooks.create_subscription(s, body.url, body.event_types, body.description, ctx.settings.env)
@@ -156,19 +232,22 @@ def create_webhook(body: NewSubscription, ctx: Admin) -> dict:
         return _subscription(sub, secret=True)
 
 
-@admin_router.get("/admin/webhooks", tags=["webhooks"])
+@admin_router.get("/admin/webhooks", tags=["webhooks"], response_model=list[Subscription],
+                  response_model_exclude_unset=True)
 def list_webhooks(ctx: Admin) -> list[dict]:
     with ctx.sessions() as s:
         return [_subscription(x) for x in s.scalars(sa.select(WebhookSubscription).order_by(WebhookSubscription.created_at))]
 
 
-@admin_router.get("/admin/webhooks/{subscription_id}", tags=["webhooks"])
+@admin_router.get("/admin/webhooks/{subscription_id}", tags=["webhooks"], response_model=Subscription,
+                  response_model_exclude_unset=True)
 def get_webhook(subscription_id: str, ctx: Admin) -> dict:
     with ctx.sessions() as s:
         return _subscription(webhooks.get_subscription(s, subscription_id))
 
 
-@admin_router.patch("/admin/webhooks/{subscription_id}", tags=["webhooks"], summary="Change the URL, types, or pause")
+@admin_router.patch("/admin/webhooks/{subscription_id}", tags=["webhooks"], summary="Change the URL, types, or pause",
+                    response_model=Subscription, response_model_exclude_unset=True)
 def change_webhook(subscription_id: str, body: SubscriptionChange, ctx: Admin) -> dict:
     with unit_of_work(ctx.sessions) as s:
         sub = webhooks.get_subscription(s, subscription_id)
@@ -198,7 +277,8 @@ def delete_webhook(subscription_id: str, ctx: Admin) -> Response:
     return Response(status_code=204)
 
 
-@admin_router.get("/admin/webhooks/{subscription_id}/deliveries", tags=["webhooks"], summary="The delivery log")
+@admin_router.get("/admin/webhooks/{subscription_id}/deliveries", tags=["webhooks"], summary="The delivery log",
+                  response_model=list[Delivery])
 def deliveries(subscription_id: str, ctx: Admin,
                status: Literal["pending", "delivered", "dead", "skipped"] | None = None,
                after_id: Annotated[int, Query(ge=0)] = 0, limit: Annotated[int, Query(ge=1, le=1000)] = 100) -> list[dict]:
@@ -211,7 +291,8 @@ def deliveries(subscription_id: str, ctx: Admin,
         return [_delivery(d) for d in s.scalars(q.order_by(WebhookDelivery.id).limit(limit))]
 
 
-@admin_router.get("/admin/webhooks/deliveries/{delivery_id}", tags=["webhooks"], summary="One delivery with every attempt")
+@admin_router.get("/admin/webhooks/deliveries/{delivery_id}", tags=["webhooks"], summary="One delivery with every attempt",
+                  response_model=DeliveryLog)
 def delivery(delivery_id: int, ctx: Admin) -> dict:
     with ctx.sessions() as s:
         d = webhooks.get_delivery(s, delivery_id)
@@ -222,13 +303,13 @@ def delivery(delivery_id: int, ctx: Admin) -> dict:
 
 
 @admin_router.post("/admin/webhooks/deliveries/{delivery_id}/retry", tags=["webhooks"],
-             summary="Try a dead delivery again (it keeps its place in its subject's order)")
+             summary="Try a dead delivery again (it keeps its place in its subject's order)", response_model=Delivery)
 def retry(delivery_id: int, ctx: Admin) -> dict:
     return _settle(ctx, delivery_id, webhooks.retry_delivery, "webhook.delivery_retried")
 
 
 @admin_router.post("/admin/webhooks/deliveries/{delivery_id}/skip", tags=["webhooks"],
-             summary="Give up a delivery so the later ones of its subject go out")
+             summary="Give up a delivery so the later ones of its subject go out", response_model=Delivery)
 def skip(delivery_id: int, ctx: Admin) -> dict:
     return _settle(ctx, delivery_id, webhooks.skip_delivery, "webhook.delivery_skipped")
 
@@ -240,7 +321,8 @@ def _settle(ctx: AdminContext, delivery_id: int, settle, action: str) -> dict:
 
 
 @admin_router.post("/admin/webhooks/{subscription_id}/replay", status_code=202, tags=["webhooks"],
-             summary="Deliver the stream again from an offset (the dispatcher reads it up to its current end)")
+             summary="Deliver the stream again from an offset (the dispatcher reads it up to its current end)",
+             response_model=Replay)
 def replay(subscription_id: str, body: ReplayRequest, ctx: Admin) -> dict:
     with unit_of_work(ctx.sessions) as s:
         r = webhooks.request_replay(s, subscription_id, body.from_offset, body.partition)
@@ -250,7 +332,7 @@ def replay(subscription_id: str, body: ReplayRequest, ctx: Admin) -> dict:
         return _replay(r)
 
 
-@admin_router.get("/admin/webhooks/{subscription_id}/replays", tags=["webhooks"])
+@admin_router.get("/admin/webhooks/{subscription_id}/replays", tags=["webhooks"], response_model=list[Replay])
 def replays(subscription_id: str, ctx: Admin) -> list[dict]:
     with ctx.sessions() as s:
         webhooks.get_subscription(s, subscription_id)

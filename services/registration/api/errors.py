@@ -6,6 +6,7 @@ from __future__ import annotations
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 
+from kezek.contracts.registration import step_fields
 from kezek.problems import InvalidInput, Problem, TooManyRequests, field_errors, problem_response
 from kezek.trust import Unauthenticated
 from services.registration import domain as d
@@ -62,9 +63,6 @@ MESSAGES = {
 THROTTLE_CODES = {"code_resend_too_soon", "code_too_many_sends", "code_too_many_attempts"}
 CONFLICT_CODES = {"child_already_registered", "draft_already_submitted"}
 
-# A body's keys are the fields of one step: an error at `pin` of the child
-# step is the field `child.pin` (the names the portal and the codes use).
-FIELD_PREFIX = {"/child": "child.", "/parent": "parent."}
 
 
 def describe(e: d.FieldError) -> dict:
@@ -114,12 +112,6 @@ def install(app: FastAPI) -> None:
 
     @app.exception_handler(RequestValidationError)
     async def invalid_input(request: Request, exc: RequestValidationError):
-        route = getattr(request.scope.get("route"), "path", "")
-        prefix = next((p for end, p in FIELD_PREFIX.items() if route.endswith(end)), "")
-        errors = field_errors(exc)
-        for e in errors:
-            if prefix and not e["field"].startswith(("address", "(body)")):
-                e["message"] = prefix + e["message"]
-                e["field"] = prefix + e["field"]
+        errors = step_fields(getattr(request.scope.get("route"), "path", ""), field_errors(exc))
         problem = InvalidInput(detail="; ".join(e["message"] for e in errors), errors=errors)
         return problem_response(problem, request.url.path)
