@@ -5,7 +5,7 @@ cli.py), or of the staff pages for a signed-in admin. Every change an
 administrator makes is in the audit trail with that verified actor."""
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Annotated, Literal
 
 import sqlalchemy as sa
@@ -83,7 +83,9 @@ class JsonSchemaResponse(JSONResponse):
 
 
 @contract_router.get("/asyncapi.yaml", tags=["public stream"], response_class=YamlResponse,
-                     responses={200: {"content": {"text/plain": {"schema": {"type": "string"}}},
+                     responses={200: {"content": {"application/yaml": {"schema": {
+                                          "type": "object", "description": "the AsyncAPI 3 document"}},
+                                      "text/plain": {"schema": {"type": "string"}}},
                                       "description": "YAML; as text/plain to a browser"}},
                      summary="The AsyncAPI 3 document of kezek.public.v1")
 def asyncapi(request: Request) -> Response:
@@ -199,14 +201,17 @@ class Replay(BaseModel):
 
 def _subscription(s: WebhookSubscription, secret: bool = False) -> dict:
     out = {"id": s.id, "url": s.url, "event_types": s.event_types, "description": s.description,
-           "active": s.active, "created_at": s.created_at.isoformat()}
+           "active": s.active, "created_at": _iso(s.created_at)}
     if secret:
         out["secret"] = s.secret
     return out
 
 
 def _iso(value: datetime | None) -> str | None:
-    return value.isoformat() if value else None
+    """A moment with its offset (SQLite hands back UTC moments without one)."""
+    if value is None:
+        return None
+    return (value if value.tzinfo else value.replace(tzinfo=UTC)).isoformat()
 
 
 def _delivery(d: WebhookDelivery) -> dict:
