@@ -11,6 +11,7 @@ from fastapi import APIRouter, Depends, Query, Request, Response
 from pydantic import Field
 
 from kezek.contracts import registration as reg
+from kezek.contracts.family import Erasure, FamilyCopy
 from kezek.trust import PUBLIC, Access, Principal, allow, parent
 from services.gateway import apimodels as m
 from services.gateway import cabinet as c
@@ -206,13 +207,15 @@ async def remove(application_id: str, gw: Gw, who: Parent):
 
 
 @cabinet.get("/me/data", tags=["cabinet"],
-             summary="Everything Kezek holds about the family (the family's own copy), from every service")
+             summary="Everything Kezek holds about the family (the family's own copy), from every service",
+             response_model=FamilyCopy, **KEEP)
 async def family_data(gw: Gw, who: Parent):
     return await family.copy(gw, who)
 
 
 @cabinet.post("/me/applications/{application_id}/erasure", tags=["cabinet"],
-              summary="Erase a closed application: granted, or 409 with the legal reason to keep it")
+              summary="Erase a closed application: granted, or 409 with the legal reason to keep it",
+              response_model=Erasure)
 async def erasure(application_id: str, gw: Gw, who: Parent):
     await c.own_application(gw, who, application_id)
     return await family.erase(gw, who, application_id)

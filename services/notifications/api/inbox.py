@@ -9,6 +9,7 @@ from typing import Annotated
 from fastapi import APIRouter, Query
 from pydantic import BaseModel
 
+from kezek.contracts.family import NotificationsCopy
 from kezek.openapi import example
 from kezek.trust import FAMILY, Access, allow, parent
 from kezek.web import DomainError
@@ -61,7 +62,8 @@ def mark_read(service: Service, parent_id: ParentId, message_id: MessageId, acce
 
 
 @router.get("/families/{parent_id}/copy", summary="Everything this service holds about the parent's family: "
-                                                  "contacts and every message on every channel")
-def family_copy(service: Service, parent_id: ParentId, access: Access = allow(parent())) -> dict:
+                                                  "contacts and every message on every channel",
+            response_model=NotificationsCopy, response_model_exclude_unset=True)
+def family_copy(service: Service, parent_id: ParentId, access: Access = allow(parent())):
     access.check(family=parent_id)
     return service.family_copy(parent_id)

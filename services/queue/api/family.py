@@ -9,7 +9,8 @@ from fastapi import APIRouter
 
 from kezek.trust import Access, OutOfScope, allow, parent
 from services.queue.api.deps import PREFIX, QueueDep
-from services.queue.api.models import EntryId, Erasure
+from kezek.contracts.family import Erasure, QueueCopy
+from services.queue.api.models import EntryId
 from services.queue.usecases import Queue
 
 router = APIRouter(prefix=PREFIX, tags=["family"])
@@ -25,8 +26,9 @@ def _own(queue: Queue, access: Access, application_id: str) -> None:
 
 @router.get("/queue-entries/{application_id}/family-copy",
             summary="Everything the queue holds about the family's application: entry, referrals, positions, "
-                    "allocations, its history of acts, retention")
-def family_copy(queue: QueueDep, application_id: EntryId, access: Access = FAMILY_ONLY) -> dict:
+                    "allocations, its history of acts, retention",
+            response_model=QueueCopy, response_model_exclude_unset=True)
+def family_copy(queue: QueueDep, application_id: EntryId, access: Access = FAMILY_ONLY):
     _own(queue, access, application_id)
     return queue.family.copy(application_id)
 

@@ -399,9 +399,3 @@ class PolicyVersion(BaseModel):
     changed_at: datetime
     actor: str
     reason: str
-
-
-class Erasure(BaseModel):
-    application_id: str
-    erased: bool = Field(description="true: every service anonymises its data of the application (now, or already did)")
-    anonymised_at: str | None = None

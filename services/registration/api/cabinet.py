@@ -6,6 +6,7 @@ from typing import Annotated
 
 from fastapi import APIRouter, Path, Response
 
+from kezek.contracts.family import RegistrationCopy
 from kezek.contracts.registration import Profile
 from kezek.trust import Access, OutOfScope, allow
 from services.registration.api.deps import FAMILY, By, Svc
@@ -20,7 +21,8 @@ def me(access: Parent, svc: Svc, _by: By):
     return svc.profile(access.principal.family)
 
 
-@router.get("/copy", summary="Everything registration holds about the parent's own account, for the family's copy")
+@router.get("/copy", summary="Everything registration holds about the parent's own account, for the family's copy",
+            response_model=RegistrationCopy, response_model_exclude_unset=True)
 def family_copy(access: Parent, svc: Svc, _by: By):
     return svc.family_copy(access.principal.family)
 

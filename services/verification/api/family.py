@@ -9,13 +9,15 @@ from typing import Annotated
 from fastapi import APIRouter, Path
 
 from kezek import trust
+from kezek.contracts.family import VerificationCopy
 from services.verification.api.pages import Service
 
 router = APIRouter(prefix="/api/v1", tags=["family"])
 ParentId = Annotated[str, Path(min_length=1, max_length=100, pattern=r"^[^\x00-\x1f\x7f]*$")]
 
 
-@router.get("/families/{parent_id}/copy", summary="What verification holds about the parent's applications")
-def family_copy(service: Service, parent_id: ParentId, access: trust.Access = trust.allow(trust.parent())) -> dict:
+@router.get("/families/{parent_id}/copy", summary="What verification holds about the parent's applications",
+            response_model=VerificationCopy, response_model_exclude_unset=True)
+def family_copy(service: Service, parent_id: ParentId, access: trust.Access = trust.allow(trust.parent())):
     access.check(family=parent_id)
     return service.family.copy(parent_id)
