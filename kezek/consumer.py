@@ -1,9 +1,19 @@
 """Idempotent Kafka consumers.
 
-Each message is handled in one database transaction that also records its
+Each message is handled in a database transaction that also records its
 event id in `processed_events`; the Kafka offset is committed only after
 that transaction commits. A crash in between redelivers the message, and the
 recorded id makes the second delivery a no-op: exactly one effect per event.
+
+The records of one poll and partition are handled in one transaction, in
+their order (a national allocation sends hundreds of thousands of position
+events through every consumer of `kezek.application`: one commit per event
+held them up for minutes). If that transaction fails, nothing of it took
+effect: the partition is rewound to its first record and handled record by
+record up to the end of that batch, so a record that keeps failing stops
+its partition where it stands, as it always did, and the records before it
+take effect. A record of a type the consumer does not take is recognised
+without building the event.
 """
 from __future__ import annotations
 
@@ -25,6 +35,7 @@ from kezek.outbox import Outbox
 log = get_logger(__name__)
 
 Handler = Callable[[Session, Event], None]
+MAX_POLL_RECORDS = 500
 
 
 class IdempotentConsumer:
@@ -42,7 +53,6 @@ class IdempotentConsumer:
             group_id=name,
             enable_auto_commit=False,
             auto_offset_reset="earliest",
-            max_poll_records=100,
             # A consumer that lost its broker rejoins its group within this
             # bound instead of the 5-minute default.
             max_poll_interval_ms=30_000,
@@ -50,22 +60,40 @@ class IdempotentConsumer:
             session_timeout_ms=10_000,
             heartbeat_interval_ms=3_000,
         )
+        config.setdefault("max_poll_records", MAX_POLL_RECORDS)
         config.update(kafka_config)
         self.consumer = KafkaConsumer(**config)
         self.consumer.subscribe(self.topics)
         self._measured = 0.0
+        # partition -> last offset of a batch that failed: handled record by record up to it
+        self._careful: dict[TopicPartition, int] = {}
+
+    def _event(self, raw: bytes, headers=None, key: bytes | None = None) -> Event | None:
+        """The record's event, or None when its type is not one this consumer
+        takes (told from the type alone, without building the event)."""
+        if self.types is not None:
+            peeked = binding.type_of(raw, headers)
+            if peeked is not None and peeked not in self.types:
+                return None
+        event = binding.event_of(raw, headers, key)
+        if self.types is not None and event.type not in self.types:
+            return None
+        return event
+
+    def _span(self, event: Event):
+        return tracing.continued(event.trace, f"{self.name} process {event.type}", attributes={
+            "messaging.system": "kafka", "messaging.operation.type": "process",
+            "messaging.consumer.group.name": self.name, "messaging.message.id": event.id,
+            "cloudevents.event_type": event.type, "cloudevents.event_subject": event.subject})
 
     def process(self, raw: bytes, headers=None, key: bytes | None = None) -> bool:
         """Applies one message (either mode of the CloudEvents Kafka binding,
         kezek/events/binding.py); False when it was a repeat (or not for us)."""
-        event = binding.event_of(raw, headers, key)
-        if self.types is not None and event.type not in self.types:
+        event = self._event(raw, headers, key)
+        if event is None:
             return False
         with structlog.contextvars.bound_contextvars(event_id=event.id, event_type=event.type, consumer=self.name), \
-                tracing.continued(event.trace, f"{self.name} process {event.type}", attributes={
-                    "messaging.system": "kafka", "messaging.operation.type": "process",
-                    "messaging.consumer.group.name": self.name, "messaging.message.id": event.id,
-                    "cloudevents.event_type": event.type, "cloudevents.event_subject": event.subject}) as span:
+                self._span(event) as span:
             with self.sessions() as session, session.begin():
                 if not self.outbox.claim(session, self.name, event.id):
                     log.info("consumer.duplicate_dropped")
@@ -73,26 +101,63 @@ class IdempotentConsumer:
                     return False
                 self.handle(session, event)
             EVENTS_CONSUMED.labels(consumer=self.name, type=event.type).inc()
-            log.info("consumer.handled")
+            log.debug("consumer.handled")
             return True
 
+    def process_batch(self, records) -> int:
+        """Applies the records of one partition, in order, in one
+        transaction; how many took effect (repeats and other types none)."""
+        events = [e for e in (self._event(r.value, r.headers, r.key) for r in records) if e is not None]
+        if not events:
+            return 0
+        handled = []
+        with self.sessions() as session, session.begin():
+            fresh = self.outbox.claim_many(session, self.name, [e.id for e in events])
+            for event in events:
+                if event.id not in fresh:
+                    continue
+                fresh.discard(event.id)        # the same event twice in one batch takes effect once
+                with structlog.contextvars.bound_contextvars(event_id=event.id, event_type=event.type,
+                                                             consumer=self.name), self._span(event):
+                    self.handle(session, event)
+                handled.append(event)
+        for event in handled:
+            EVENTS_CONSUMED.labels(consumer=self.name, type=event.type).inc()
+        if handled or len(events) > len(handled):
+            log.info("consumer.handled", consumer=self.name, events=len(handled),
+                     duplicates_dropped=len(events) - len(handled))
+        return len(handled)
+
     def poll_once(self, timeout_ms: int = 500) -> int:
-        """Handles one poll's records. A handler failure rewinds its partition
-        to the failed record, so it is tried again, never skipped; offsets
-        are committed only for records whose transaction committed."""
+        """Handles one poll's records, each partition's in one transaction
+        (record by record after a failed batch, see the module's doc). A
+        failure rewinds its partition, so the records are tried again, never
+        skipped; offsets are committed only for records whose transaction
+        committed."""
         handled = 0
         batches = list(self.consumer.poll(timeout_ms=timeout_ms).items())
         for i, (tp, records) in enumerate(batches):
             done = None
+            careful = self._careful.get(tp)
             try:
-                for record in records:
-                    if self.process(record.value, record.headers, record.key):
-                        handled += 1
-                    done = record.offset
+                if careful is None:
+                    handled += self.process_batch(records)
+                    done = records[-1].offset
+                else:
+                    for record in records:
+                        if self.process(record.value, record.headers, record.key):
+                            handled += 1
+                        done = record.offset
+                        if done >= careful:
+                            # past the failed batch; the rest of this
+                            # poll one by one too (simple, and rare)
+                            self._careful.pop(tp, None)
             except Exception:
+                if careful is None and done is None:
+                    self._careful[tp] = records[-1].offset
                 # The fetch position is past every record this poll returned:
-                # rewind this partition to the failed record and the others
-                # of the batch to their first unhandled one.
+                # rewind this partition to its first unhandled record and the
+                # others of the poll to their first one.
                 self.consumer.seek(tp, records[0].offset if done is None else done + 1)
                 for later_tp, later_records in batches[i + 1:]:
                     self.consumer.seek(later_tp, later_records[0].offset)

@@ -102,6 +102,20 @@ class Outbox:
         # RETURNING, not rowcount: psycopg reports -1 for this statement.
         return session.execute(stmt).first() is not None
 
+    def claim_many(self, session: Session, consumer: str, event_ids: list[str]) -> set[str]:
+        """`claim` for a batch, in one statement: the ids not processed before."""
+        if not event_ids:
+            return set()
+        if session.get_bind().dialect.name == "postgresql":
+            from sqlalchemy.dialects.postgresql import insert
+        else:
+            from sqlalchemy.dialects.sqlite import insert
+        now = datetime.now(UTC)
+        stmt = insert(self.processed).values([{"consumer": consumer, "event_id": e, "processed_at": now}
+                                              for e in dict.fromkeys(event_ids)])
+        stmt = stmt.on_conflict_do_nothing().returning(self.processed.c.event_id)
+        return {row[0] for row in session.execute(stmt)}
+
     def pending(self, session: Session) -> int:
         return session.execute(
             sa.select(sa.func.count()).select_from(self.table).where(self.table.c.sent_at.is_(None))

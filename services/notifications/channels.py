@@ -81,6 +81,9 @@ class HttpSms:
     to this service's API (`callback_url`)."""
 
     channel = Channel.SMS
+    # Sends may overlap (httpx.Client is thread-safe; each has its own
+    # Idempotency-Key): the dispatcher keeps several in flight.
+    concurrent = True
 
     def __init__(self, url: str, *, sender: str = "Kezek", token: str | None = None, timeout: float = 10,
                  callback_url: str | None = None):

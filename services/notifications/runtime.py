@@ -43,6 +43,9 @@ class NotificationSettings(KezekSettings):
     sms_receipt_tolerance_seconds: int = Field(DEFAULT_TOLERANCE, ge=30, le=3600)
     idle_sleep: float = 0.25
     batch: int = 10
+    # Sends in flight at once on a channel whose transport allows it (SMS
+    # over HTTP); the batch claimed is at least this many.
+    concurrency: int = 16
     lease_seconds: float = 120
     # Overrides, mostly for tests and odd deployments: the parents' time zone
     # (default: the country's), the database, the retry schedule in seconds.
@@ -107,5 +110,9 @@ def build_transports(settings: Settings, extra: NotificationSettings | None = No
 def build_dispatchers(settings: Settings, extra: NotificationSettings | None = None) -> list[Dispatcher]:
     extra = extra or NotificationSettings()
     service = build_service(settings, extra)
+    # Overlapping sends record their outcomes at once: PostgreSQL's business
+    # (SQLite, one writer, takes them one at a time).
+    postgres = service.sessions.kw["bind"].dialect.name == "postgresql"
     return [Dispatcher(service, t, idle_sleep=extra.idle_sleep, batch=extra.batch,
-                       lease=timedelta(seconds=extra.lease_seconds)) for t in build_transports(settings, extra)]
+                       lease=timedelta(seconds=extra.lease_seconds), concurrency=extra.concurrency if postgres else 1)
+            for t in build_transports(settings, extra)]

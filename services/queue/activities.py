@@ -93,16 +93,22 @@ class WorkflowStarter:
     """Starts the ReferralWorkflow of every referral that has none yet.
 
     The allocation commits its referrals first; this starts their workflows
-    afterwards and marks them started. A crash in between starts them again:
-    the workflow id `referral-<id>` makes the second start a no-op."""
+    afterwards, `concurrency` at a time (each start is a round trip to
+    Temporal: one after another, a national run's tens of thousands would
+    take minutes), and marks a batch started in one transaction. A crash in
+    between starts them again: the workflow id `referral-<id>` makes the
+    second start a no-op. Several starters (several `kezek consume` of the
+    queue) may take the same referrals; the second start is that no-op."""
 
     def __init__(self, queue: Queue, *, address: str, namespace: str = "default",
-                 task_queue: str = c.TASK_QUEUE, batch: int = 100, idle_sleep: float = 0.25):
+                 task_queue: str = c.TASK_QUEUE, batch: int = 500, concurrency: int = 50,
+                 idle_sleep: float = 0.25):
         self.effects = queue.referrals
         self.address = address
         self.namespace = namespace
         self.task_queue = task_queue
         self.batch = batch
+        self.concurrency = concurrency
         self.idle_sleep = idle_sleep
         self.__name__ = "queue-workflow-starter"
 
@@ -110,15 +116,26 @@ class WorkflowStarter:
         from temporalio.exceptions import WorkflowAlreadyStartedError
 
         pending = await asyncio.to_thread(self.effects.unstarted, self.batch)
-        for p in pending:
+        gate = asyncio.Semaphore(self.concurrency)
+
+        async def start(p: dict) -> str | None:
             wid = c.workflow_id(p["referral_id"])
-            try:
-                await client.start_workflow(c.WORKFLOW_TYPE, referral_input(p), id=wid, task_queue=self.task_queue,
-                                            execution_timeout=timedelta(days=400))
-                log.info("referral.workflow_started", workflow_id=wid)
-            except WorkflowAlreadyStartedError:
-                log.info("referral.workflow_already_started", workflow_id=wid)
-            await asyncio.to_thread(self.effects.mark_started, p["referral_id"])
+            async with gate:
+                try:
+                    await client.start_workflow(c.WORKFLOW_TYPE, referral_input(p), id=wid,
+                                                task_queue=self.task_queue, execution_timeout=timedelta(days=400))
+                    log.info("referral.workflow_started", workflow_id=wid)
+                except WorkflowAlreadyStartedError:
+                    log.info("referral.workflow_already_started", workflow_id=wid)
+            return p["referral_id"]
+
+        outcomes = await asyncio.gather(*(start(p) for p in pending), return_exceptions=True)
+        started = [o for o in outcomes if isinstance(o, str)]
+        if started:
+            await asyncio.to_thread(self.effects.mark_started_many, started)
+        failed = [o for o in outcomes if isinstance(o, BaseException)]
+        if failed:       # Temporal away for a moment: the rest wait for the next round
+            raise failed[0]
         return len(pending)
 
     async def _run(self, stop: threading.Event) -> None:

@@ -215,3 +215,56 @@ def test_consumer_retries_a_record_whose_handler_failed_instead_of_skipping_it(k
     assert failures == 1
     assert attempts.count(failing) == 2, "the failed record is handled again"
     assert receipts(receiver, failing) == 1 and receipts(receiver, following) == 1
+
+
+def test_a_batch_takes_each_event_once_and_stops_its_partition_at_a_record_that_keeps_failing(kafka_bootstrap,
+                                                                                                databases):
+    """The records of one poll are handled in one transaction; when it fails,
+    the records before the failing one still take effect (one by one), the
+    failing one stops its partition (nothing after it is handled, its offset
+    is never committed), and an event delivered twice takes effect once."""
+    from kafka import KafkaProducer
+    from kafka.admin import KafkaAdminClient
+
+    from kezek.events import new_event
+
+    _, receiver = databases
+    topic = f"kezek.backbone-batch-{uuid.uuid4().hex[:6]}"
+    ensure_topics(kafka_bootstrap, [topic], partitions=1)
+    events = [new_event("backbone.probe.v1", f"p{i}", {"probe_id": f"p{i}-{uuid.uuid4().hex[:8]}", "note": str(i)},
+                        source="sender") for i in range(5)]
+    first, second, poison, after = events[0], events[1], events[2], events[3]
+    producer = KafkaProducer(bootstrap_servers=kafka_bootstrap)
+    for event in (first, second, second, poison, after):
+        producer.send(topic, event.to_json().encode(), key=b"one-partition")
+    producer.flush()
+    producer.close()
+
+    def handle(session, event):
+        if event.id == poison.id:
+            raise ValueError("this record cannot be handled")
+        record_receipt(session, event)
+
+    group = f"batch-{uuid.uuid4().hex[:6]}"
+    consumer = IdempotentConsumer(name=group, topics=[topic], bootstrap=kafka_bootstrap, sessions=receiver,
+                                  outbox=receiver_outbox, handle=handle)
+    failures = 0
+    for _ in range(60):
+        try:
+            consumer.poll_once(timeout_ms=300)
+        except ValueError:
+            failures += 1
+        if failures >= 3:
+            break
+    consumer.close()
+    assert failures >= 3, "the failing record is tried again, never skipped"
+    assert receipts(receiver, first.data["probe_id"]) == 1
+    assert receipts(receiver, second.data["probe_id"]) == 1, "delivered twice, takes effect once"
+    assert receipts(receiver, poison.data["probe_id"]) == 0
+    assert receipts(receiver, after.data["probe_id"]) == 0, "nothing after the failing record is handled"
+    admin = KafkaAdminClient(bootstrap_servers=kafka_bootstrap)
+    try:
+        committed = admin.list_group_offsets([group])[group]
+    finally:
+        admin.close()
+    assert [om.offset for om in committed.values()] == [3], "committed up to the failing record, not past it"

@@ -464,3 +464,36 @@ def test_the_owner_is_told_by_e_mail_of_wrong_passwords_for_the_account(service)
     [mail] = messages(service, kind="sign_in_failed")
     assert (mail.channel, mail.address) == ("email", "p9@example.kg")
     assert "3 жолу" in mail.body and "бөгөттөлгөн жок" in mail.body
+
+
+def test_sms_over_http_are_sent_several_at_once_each_once_and_recorded(service):
+    """A transport that allows it has several sends in flight at once (the
+    barrier lets none through until four are waiting: one after another it
+    would break); every message is still sent once and recorded as sent."""
+    import threading
+
+    for i in range(8):
+        consume(service, received(app=f"a{i}", parent=f"p{i}", phone=f"+99670012{i:04d}"))
+        consume(service, issued(app=f"a{i}", ref=f"r{i}"))
+
+    class Overlapping(Scripted):
+        concurrent = True
+
+        def __init__(self):
+            super().__init__(Channel.SMS)
+            self.together = threading.Barrier(4, timeout=30)
+            self.lock = threading.Lock()
+
+        def send(self, msg):
+            self.together.wait()
+            with self.lock:
+                return super().send(msg)
+
+    sms = Overlapping()
+    dispatcher = Dispatcher(service, sms, batch=8, concurrency=4)
+    assert dispatcher.run_once() == 8
+    assert sorted(m.id for m in sms.sent) == sorted(m.id for m in messages(service, channel="sms"))
+    assert len({m.id for m in sms.sent}) == 8
+    assert {m.status for m in messages(service, channel="sms")} == {"sent"}
+    # A transport that does not say so is sent to one message at a time.
+    assert Dispatcher(service, Scripted(Channel.EMAIL), concurrency=4).concurrency == 1

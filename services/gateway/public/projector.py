@@ -37,6 +37,7 @@ from services.gateway.public.projection import (
 log = get_logger(__name__)
 
 CONSUMER_NAME = "gateway-public-projector"
+SWEEP_BATCH = 200     # parked entries released per sweep, between two polls
 INTERNAL_AGGREGATES = ("application", "referral", "place")
 _NAMESPACE = uuid.UUID("0b5e7a52-8c1e-4d0e-9a57-6b1f3f5c2d11")
 
@@ -150,12 +151,15 @@ class Projector:
                     setattr(row, name, getattr(c, name))
         session.flush()
 
-    def sweep(self, session: Session, now: datetime | None = None) -> int:
+    def sweep(self, session: Session, now: datetime | None = None, limit: int = SWEEP_BATCH) -> int:
         """Entries whose child's PIN never came (moved in by an import) get a
-        ref of their own after the grace period, and their events go out."""
+        ref of their own after the grace period, and their events go out:
+        at most `limit` entries per call (an import parks thousands, and the
+        consumer waits while the sweep runs)."""
         cutoff = (now or datetime.now(UTC)) - self.park_grace
         waiting = session.scalars(sa.select(ParkedEvent.application_id).where(ParkedEvent.parked_at <= cutoff)
-                                  .group_by(ParkedEvent.application_id).order_by(sa.func.min(ParkedEvent.seq))).all()
+                                  .group_by(ParkedEvent.application_id).order_by(sa.func.min(ParkedEvent.seq))
+                                  .limit(limit)).all()
         for application_id in waiting:
             if session.get(PublicChild, application_id) is None:
                 self._learn_child(session, application_id, Child(self.names.entry(application_id)))
@@ -228,9 +232,10 @@ def run_projector(stop: threading.Event, sessions: sessionmaker[Session], projec
                 consumer.poll_once()
                 if time.monotonic() - last_sweep > 10:
                     with sessions() as session, session.begin():
-                        projector.sweep(session)
+                        swept = projector.sweep(session)
                         measure_parked(session)
-                    last_sweep = time.monotonic()
+                    if swept < SWEEP_BATCH:       # else the rest after the next poll
+                        last_sweep = time.monotonic()
             except Exception as exc:
                 log.warning("public.projector_poll_failed", error=repr(exc))
                 stop.wait(1)

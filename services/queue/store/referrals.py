@@ -63,6 +63,12 @@ def mark_started(s: Session, referral_id: int, at: datetime) -> None:
               .values(workflow_started_at=at))
 
 
+def mark_started_many(s: Session, referral_ids: list[int], at: datetime) -> None:
+    if referral_ids:
+        s.execute(sa.update(R).where(R.c.id.in_(referral_ids), R.c.workflow_started_at.is_(None))
+                  .values(workflow_started_at=at))
+
+
 def placement(s: Session, app_id: str, kindergarten: str | None = None) -> Referral | None:
     """The referral by which the child was enrolled (or had been, before it
     left), the newest first, locked; of one kindergarten if named."""

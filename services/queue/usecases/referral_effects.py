@@ -227,8 +227,11 @@ class ReferralEffects:
             } for r in referrals.unstarted(w.s, limit)]
 
     def mark_started(self, referral_id: int | str) -> None:
+        self.mark_started_many([referral_id])
+
+    def mark_started_many(self, referral_ids: list[int | str]) -> None:
         with self.ctx.uow() as w:
-            referrals.mark_started(w.s, int(referral_id), w.now())
+            referrals.mark_started_many(w.s, sorted(int(r) for r in referral_ids), w.now())
 
 
 def _resume(w: UnitOfWork, app: Application, *, actor: str, at: datetime) -> bool:
