@@ -10,6 +10,8 @@ parked events, the allocator its runs. docs/operations.md says what to alert
 on."""
 from __future__ import annotations
 
+import time
+
 from prometheus_client import Counter, Gauge, Histogram, start_http_server
 
 from kezek.logging import get_logger
@@ -57,3 +59,19 @@ def serve(port: int, host: str = "127.0.0.1") -> int | None:
         log.error("metrics.port_unavailable", port=port, host=host, error=repr(exc))
         return None
     return port
+
+
+class Every:
+    """How often a loop measures what it exports: `due()` is true at most
+    once per `seconds` (the first call is due)."""
+
+    def __init__(self, seconds: float):
+        self.seconds = seconds
+        self._last: float | None = None
+
+    def due(self) -> bool:
+        now = time.monotonic()
+        if self._last is not None and now - self._last < self.seconds:
+            return False
+        self._last = now
+        return True

@@ -32,7 +32,7 @@ from kezek import connections, tracing
 from kezek.events import aggregate_of, binding
 from kezek.logging import get_logger
 from kezek.lags import outbox_backlog
-from kezek.metrics import EVENTS_RELAYED, OUTBOX_OLDEST, OUTBOX_UNSENT, RELAY_ERRORS
+from kezek.metrics import EVENTS_RELAYED, OUTBOX_OLDEST, OUTBOX_UNSENT, RELAY_ERRORS, Every
 from kezek.outbox import Outbox
 
 log = get_logger(__name__)
@@ -152,11 +152,10 @@ class OutboxRelay:
 
     def run(self, stop: threading.Event, idle_sleep: float = 0.2, measure_every: float = 5.0) -> None:
         backoff = 0.5
-        measured = 0.0
+        measuring = Every(measure_every)
         while not stop.is_set():
             try:
-                if time.monotonic() - measured >= measure_every:
-                    measured = time.monotonic()
+                if measuring.due():
                     self.measure()
                 sent = self.relay_once()
                 backoff = 0.5

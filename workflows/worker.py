@@ -20,11 +20,11 @@ from temporalio.worker import Worker
 from temporalio.worker.workflow_sandbox import SandboxedWorkflowRunner, SandboxRestrictions
 
 from kezek import calendar as kcal
-from kezek import connections, metrics, tracing, wiring
-from kezek.commands.background import add_name_option, heartbeat_of
+from kezek import connections, metrics, wiring
+from kezek.commands.background import add_name_option, heartbeat_of, started
 from kezek.db import make_engine
 from kezek.health import HEARTBEAT_SECONDS, database_check, run_checks, temporal_check_async, write_heartbeat
-from kezek.logging import configure_logging, get_logger
+from kezek.logging import get_logger
 from kezek.settings import Settings
 from workflows.contracts import TASK_QUEUE
 from workflows.referral import ReferralWorkflow
@@ -145,9 +145,5 @@ def main(argv: list[str]) -> int:
     add_name_option(p, "worker")
     args = p.parse_args(argv)
     name = args.name or "worker"
-    settings = Settings()
-    configure_logging(settings.log_level, settings.log_json, service=name)
-    connections.configure(settings)
-    tracing.configure(settings, name)
-    asyncio.run(serve(settings, name))
+    asyncio.run(serve(started(name), name))
     return 0

@@ -23,6 +23,32 @@ def add_name_option(parser: argparse.ArgumentParser, default: str) -> None:
                                        f"<state_dir>/health/NAME.json (default: {default})")
 
 
+def services_parser(prog: str, doc: str, what: str, default_name: str) -> argparse.ArgumentParser:
+    """The options of a process that runs `what` of every service, or of
+    those named with --service."""
+    from kezek.settings import SERVICES
+
+    p = argparse.ArgumentParser(prog=prog, description=doc, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--service", action="append", choices=SERVICES,
+                   help=f"only this service's {what} (repeatable; default: every service's)")
+    add_name_option(p, default_name)
+    return p
+
+
+def started(name: str):
+    """The settings of the background process `name`, with its logging,
+    shared connections and tracing set up."""
+    from kezek import connections, tracing
+    from kezek.logging import configure_logging
+    from kezek.settings import Settings
+
+    settings = Settings()
+    configure_logging(settings.log_level, settings.log_json, service=name)
+    connections.configure(settings)
+    tracing.configure(settings, name)
+    return settings
+
+
 def run_loops(loops: list[tuple[str, Loop]], *, heartbeat: Path | None = None,
               checks: Iterable[tuple[str, Check]] = (), settings=None) -> int:
     """Returns 0 when asked to stop, 1 when a loop died (the process then

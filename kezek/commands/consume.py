@@ -7,29 +7,18 @@ a consumer share its consumer group, which spreads the partitions among
 them, and the jobs claim their work (see each service's jobs.py)."""
 from __future__ import annotations
 
-import argparse
-
-from kezek import connections, tracing, wiring
-from kezek.commands.background import add_name_option, heartbeat_of, run_loops
+from kezek import wiring
+from kezek.commands.background import heartbeat_of, run_loops, services_parser, started
 from kezek.db import make_engine
 from kezek.health import database_check, kafka_check, temporal_check
-from kezek.logging import configure_logging
-from kezek.settings import SERVICES, Settings
+from kezek.settings import SERVICES
 
 
 def main(argv: list[str]) -> int:
-    p = argparse.ArgumentParser(prog="kezek consume", description=__doc__,
-                                formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--service", action="append", choices=SERVICES,
-                   help="only this service's consumers and jobs (repeatable; default: every service's)")
-    add_name_option(p, "consume-SERVICE, or consume for every service")
-    args = p.parse_args(argv)
+    args = services_parser("kezek consume", __doc__, "consumers and jobs", "consume-SERVICE, or consume for every service").parse_args(argv)
     services = tuple(args.service or SERVICES)
     name = args.name or (f"consume-{services[0]}" if len(services) == 1 else "consume")
-    settings = Settings()
-    configure_logging(settings.log_level, settings.log_json, service=name)
-    connections.configure(settings)
-    tracing.configure(settings, name)
+    settings = started(name)
     loops = [(c.name, c.run) for c in wiring.consumers(settings, services)]
     loops += [(getattr(j, "__name__", repr(j)), j) for j in wiring.jobs(settings, services)]
     if not loops:

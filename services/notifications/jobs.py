@@ -11,7 +11,7 @@ from datetime import timedelta
 import sqlalchemy as sa
 
 from kezek.logging import get_logger
-from kezek.metrics import NOTIFICATIONS_DEAD, NOTIFICATIONS_WAITING, PARKED, PARKED_OLDEST
+from kezek.metrics import NOTIFICATIONS_DEAD, NOTIFICATIONS_WAITING, PARKED, PARKED_OLDEST, Every
 from services.notifications.channels import Transport
 from services.notifications.domain import Channel, Outcome, Status, expired
 from services.notifications.models import DeadLetter, Message, ParkedEvent
@@ -103,11 +103,10 @@ class Dispatcher:
             (self.service.clock() - aware(oldest)).total_seconds() if oldest else 0)
 
     def __call__(self, stop: threading.Event, measure_every: float = 15.0) -> None:
-        measured = 0.0
+        measuring = Every(measure_every)
         while not stop.is_set():
             try:
-                if time.monotonic() - measured >= measure_every:
-                    measured = time.monotonic()
+                if measuring.due():
                     self.measure()
                 if self.run_once() == 0:
                     stop.wait(self.idle_sleep)
