@@ -5,6 +5,7 @@ in tests), so compiled files are never committed."""
 from __future__ import annotations
 
 import os
+from collections.abc import Collection
 from pathlib import Path
 
 from babel.messages.mofile import write_mo
@@ -32,3 +33,17 @@ def compile_catalogs(src_dir: Path, out_dir: Path, domain: str = DOMAIN) -> list
         tmp.replace(mo)
         written.append(mo)
     return written
+
+
+def negotiate(offered: Collection[str], *chosen: str | None, accept: str | None = None, default: str) -> str:
+    """The reader's language: the first of `chosen` (the address's ?lang=, the
+    cookie ...) that is offered, else the first offered tag of the browser's
+    Accept-Language, else `default`."""
+    for candidate in chosen:
+        if candidate in offered:
+            return candidate
+    for part in (accept or "").split(","):
+        tag = part.split(";")[0].strip().lower()[:2]
+        if tag in offered:
+            return tag
+    return default

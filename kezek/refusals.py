@@ -15,7 +15,8 @@ never shows an English sentence.
 from __future__ import annotations
 
 import re
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
 from typing import Any
 
 _CODE = re.compile(r"^[a-z][a-z0-9_]{1,62}$")
@@ -70,3 +71,25 @@ def english(code: str, params: Mapping[str, Any] | None = None) -> str | None:
         return text.format(**dict(params or {}))
     except (KeyError, IndexError, ValueError):
         return text
+
+
+@dataclass(frozen=True)
+class FieldError:
+    """One broken rule of a form: the field (a dotted path, e.g.
+    "child.pin"), the refusal's code and the parameters of its message."""
+
+    field: str
+    code: str
+    params: tuple[tuple[str, str], ...] = ()
+
+    def as_dict(self) -> dict:
+        return {"field": self.field, "code": self.code, "params": dict(self.params)}
+
+
+class FieldsRefused(Exception):
+    """One or more fields break a rule; nothing was written. Each service
+    refuses with its own subclass."""
+
+    def __init__(self, errors: Iterable[FieldError]):
+        self.errors = tuple(errors)
+        super().__init__("; ".join(f"{e.field}: {e.code}" for e in self.errors))

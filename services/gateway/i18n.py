@@ -37,11 +37,4 @@ def translations(mo_dir: str, lang: str) -> NullTranslations:
 
 
 def pick_language(requested: str | None, cookie: str | None, accept: str | None, country: str) -> str:
-    for candidate in (requested, cookie):
-        if candidate in LANGUAGES:
-            return candidate
-    for part in (accept or "").split(","):
-        tag = part.split(";")[0].strip().lower()[:2]
-        if tag in LANGUAGES:
-            return tag
-    return DEFAULT.get(country, "ru")
+    return i18n.negotiate(LANGUAGES, requested, cookie, accept=accept, default=DEFAULT.get(country, "ru"))

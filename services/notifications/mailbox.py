@@ -22,6 +22,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import parse_qs, urlparse
 
+from kezek.i18n import negotiate
+
 KEEP = 500           # the page shows the newest; the file is cut back to them now and then
 LANGUAGES = ("ky", "ru", "kk", "en")
 
@@ -121,14 +123,7 @@ def linked(text: str) -> str:
 
 
 def pick_language(query: dict, accept: str) -> str:
-    asked = (query.get("lang") or [""])[0]
-    if asked in LANGUAGES:
-        return asked
-    for part in (accept or "").split(","):
-        tag = part.split(";")[0].strip().lower()[:2]
-        if tag in LANGUAGES:
-            return tag
-    return "ru"
+    return negotiate(LANGUAGES, (query.get("lang") or [""])[0], accept=accept, default="ru")
 
 
 def page(mailbox: Mailbox, lang: str, channel: str | None = None) -> str:

@@ -19,26 +19,13 @@ from kezek import categories as kcat
 from kezek import lengths
 from kezek import contacts as kcontacts
 from kezek import pin as kpin
+from kezek.refusals import FieldError, FieldsRefused
 
 # --- errors -----------------------------------------------------------------
 
 
-@dataclass(frozen=True)
-class FieldError:
-    field: str            # dotted path of the form field, e.g. "child.pin"
-    code: str             # stable machine code, e.g. "pin_future_date"
-    params: tuple[tuple[str, str], ...] = ()
-
-    def as_dict(self) -> dict:
-        return {"field": self.field, "code": self.code, "params": dict(self.params)}
-
-
-class RegistrationRefused(Exception):
-    """One or more fields break a rule; nothing was written."""
-
-    def __init__(self, errors: Iterable[FieldError]):
-        self.errors = tuple(errors)
-        super().__init__("; ".join(f"{e.field}: {e.code}" for e in self.errors))
+class RegistrationRefused(FieldsRefused):
+    """One or more fields of the application break a rule; nothing was written."""
 
 
 def _err(field_: str, code: str, **params: object) -> FieldError:
@@ -235,18 +222,23 @@ class ChildStep:
     sex: str | None
 
 
-def validate_child(data: dict, country: str, today: date) -> ChildStep:
-    """Step 1. The birth date comes from the PIN (KG); for a Kazakh IIN the
-    decoded date is a hint that the parent may correct."""
-    errors: list[FieldError] = []
+def _child_identity(data: dict, country: str, today: date, errors: list[FieldError]):
+    """The child's PIN and names by the rules of step 1; what breaks one goes to `errors`."""
     pn: PersonalNumber | None = None
     try:
         pn = parse_personal_number(data.get("pin", ""), country, today, "child.pin")
     except RegistrationRefused as e:
         errors.extend(e.errors)
-    surname = check_name(data.get("surname"), "child.surname", errors)
-    name = check_name(data.get("name"), "child.name", errors)
-    patronymic = check_name(data.get("patronymic"), "child.patronymic", errors, required=False)
+    return (pn, check_name(data.get("surname"), "child.surname", errors),
+            check_name(data.get("name"), "child.name", errors),
+            check_name(data.get("patronymic"), "child.patronymic", errors, required=False))
+
+
+def validate_child(data: dict, country: str, today: date) -> ChildStep:
+    """Step 1. The birth date comes from the PIN (KG); for a Kazakh IIN the
+    decoded date is a hint that the parent may correct."""
+    errors: list[FieldError] = []
+    pn, surname, name, patronymic = _child_identity(data, country, today, errors)
     born = pn.birth_date if pn else None
     given = data.get("birth_date")
     if given:
@@ -277,14 +269,7 @@ def validate_imported_child(data: dict, country: str, today: date) -> ChildStep:
     already taken in: PIN, names and birth date by the rules of step 1, but
     not the age limit (the queue keeps such a child with its queue date)."""
     errors: list[FieldError] = []
-    pn: PersonalNumber | None = None
-    try:
-        pn = parse_personal_number(data.get("pin", ""), country, today, "child.pin")
-    except RegistrationRefused as e:
-        errors.extend(e.errors)
-    surname = check_name(data.get("surname"), "child.surname", errors)
-    name = check_name(data.get("name"), "child.name", errors)
-    patronymic = check_name(data.get("patronymic"), "child.patronymic", errors, required=False)
+    pn, surname, name, patronymic = _child_identity(data, country, today, errors)
     given = data.get("birth_date")
     born = given if isinstance(given, date) else None
     if given and born is None:

@@ -18,28 +18,15 @@ from datetime import date, datetime, timedelta
 from enum import StrEnum
 
 from kezek import refusals, throttle
+from kezek.refusals import FieldError, FieldsRefused
 
 from workflows.rules import DEFAULTS, certificate_in_date, certificate_valid_until
 
 # ------------------------------------------------------------------ errors
 
 
-@dataclass(frozen=True)
-class FieldError:
-    field: str                                 # the form field, e.g. "issued_on"
-    code: str                                  # stable machine code, e.g. "date_in_future"
-    params: tuple[tuple[str, str], ...] = ()
-
-    def as_dict(self) -> dict:
-        return {"field": self.field, "code": self.code, "params": dict(self.params)}
-
-
-class Refused(Exception):
-    """One or more fields break a rule; nothing was written."""
-
-    def __init__(self, errors: Iterable[FieldError]):
-        self.errors = tuple(errors)
-        super().__init__("; ".join(f"{e.field}: {e.code}" for e in self.errors))
+class Refused(FieldsRefused):
+    """One or more fields of a caseworker's form break a rule; nothing was written."""
 
 
 # The English text of every refusal this service gives, by code (the core's

@@ -29,10 +29,7 @@ def compile_catalogs(out_dir: Path, src_dir: Path = LOCALE_DIR) -> list[Path]:
 
 
 def pick_language(requested: str | None, cookie: str | None, preferred: str | None) -> str:
-    for candidate in (requested, cookie, preferred):
-        if candidate in LANGUAGES:
-            return candidate
-    return DEFAULT
+    return i18n.negotiate(LANGUAGES, requested, cookie, preferred, default=DEFAULT)
 
 
 def _fmt_date(value: date | str | None, fmt: Formats, form: str | None = None) -> str:

@@ -26,7 +26,7 @@ from services.registration.models import (
     outbox,
 )
 from services.registration.oidc import OidcError, new_verifier
-from services.registration.usecases.context import ITSELF, Caller, Context, NotFound, Unauthorized, aware, refuse
+from services.registration.usecases.context import ITSELF, Caller, Context, Unauthorized, aware, family_of, refuse
 
 ACTIVATION_ISSUED = "account.activation_issued.v1"
 SIGN_IN_FAILED = "account.sign_in_failed.v1"
@@ -227,11 +227,7 @@ class Accounts(Context):
         """The parent's own data and children. Only ever by the account id of
         the verified parent: there is no way to ask for another family's."""
         with self.sessions() as s:
-            account = s.get(Account, account_id)
-            if account is None:
-                raise NotFound("account")
-            apps = s.scalars(sa.select(Application).where(Application.account_id == account_id)
-                             .order_by(Application.submitted_at)).all()
+            account, apps = family_of(s, account_id)
             return {
                 "account": {"id": account.id, "email": account.email, "surname": account.surname,
                             "name": account.name, "patronymic": account.patronymic,

@@ -7,6 +7,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, date, datetime
 from zoneinfo import ZoneInfo
 
+import sqlalchemy as sa
 from argon2 import PasswordHasher
 from sqlalchemy.orm import Session, sessionmaker
 
@@ -15,7 +16,7 @@ from kezek.trust import Principal, service_principal
 from services.registration import domain as d
 from services.registration.address import AddressRegistry
 from services.registration.limits import Limits
-from services.registration.models import trail
+from services.registration.models import Account, Application, trail
 from services.registration.oidc import OidcProvider
 from services.registration.sealing import Sealer
 
@@ -28,6 +29,15 @@ def refuse(field_: str, code: str, **params) -> d.RegistrationRefused:
 
 class NotFound(Exception):
     pass
+
+
+def family_of(s: Session, account_id: str):
+    """The parent's account and its applications, oldest first."""
+    account = s.get(Account, account_id)
+    if account is None:
+        raise NotFound("account")
+    return account, s.scalars(sa.select(Application).where(Application.account_id == account_id)
+                              .order_by(Application.submitted_at)).all()
 
 
 class Unauthorized(Exception):

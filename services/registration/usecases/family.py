@@ -8,8 +8,8 @@ from __future__ import annotations
 import sqlalchemy as sa
 
 from kezek.audit import ACT
-from services.registration.models import Account, Application, retention_clock, trail
-from services.registration.usecases.context import Context, NotFound, aware
+from services.registration.models import retention_clock, trail
+from services.registration.usecases.context import Context, aware, family_of
 
 
 def _plain(value):
@@ -21,11 +21,7 @@ class Family(Context):
     def family_copy(self, account_id: str) -> dict:
         """Only ever for the verified parent's own account."""
         with self.sessions() as s:
-            account = s.get(Account, account_id)
-            if account is None:
-                raise NotFound("account")
-            apps = s.scalars(sa.select(Application).where(Application.account_id == account_id)
-                             .order_by(Application.submitted_at)).all()
+            account, apps = family_of(s, account_id)
             subjects = [f"account:{account_id}"] + [f"application:{a.id}" for a in apps]
             t = trail.table
             acts = s.execute(sa.select(t).where(t.c.subject.in_(subjects), t.c.kind == ACT)
