@@ -6,13 +6,14 @@ from __future__ import annotations
 
 import json
 import random
+import uuid
 from datetime import UTC, date, datetime, timedelta
 
 import pytest
 import sqlalchemy as sa
 
 from kezek.db import make_engine, make_session_factory
-from kezek.events import Event, validate
+from kezek.events import Event, dataschema_for, validate
 from kezek.migrations import upgrade
 from services.queue.models import outbox
 from services.queue.domain import JoinQueue
@@ -32,10 +33,16 @@ def published(svc: Queue, after: int = 0) -> tuple[dict[str, int], int, list[dic
                          .where(outbox.table.c.type == CHANGED).order_by(outbox.table.c.seq)).all()
     last: dict[str, int] = {}
     new = []
+    ids = set()
     for seq, payload in rows:
         event = Event.from_json(payload)
         validate(event)
+        # Built by the database (Outbox.add_from_query): the envelope the
+        # service's other events carry, an id of its own each.
         assert event.subject == f"application:{event.data['application_id']}"
+        assert (event.source, event.type, event.dataschema) == ("/kezek/queue", CHANGED, dataschema_for(CHANGED))
+        assert event.id not in ids and str(uuid.UUID(event.id)) == event.id
+        ids.add(event.id)
         last[event.data["application_id"]] = event.data["position"]
         if seq > after:
             new.append(event.data)
