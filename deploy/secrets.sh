@@ -23,6 +23,13 @@ for name in secret_key pseudonym_key postgres_password temporal_db_password \
             db_notifications_password db_gateway_password; do
   new "$name"
 done
+# Data keys: personal data at rest (kezek/sealing.py), one per service that
+# holds it, as kid:key (what `kezek keys data-key KID` prints). Never in a
+# backup of the databases: keep them apart (docs/operations.md).
+data_key() { printf '%s:%s' "$(date +%Y)a" "$(head -c 32 /dev/urandom | base64 | tr '+/' '-_' | tr -d '=\n')"; }
+for service in registration queue verification notifications; do
+  new "data_keys_$service" "$(data_key)"
+done
 new sms_token ""        # the SMS provider's token, if it wants one
 new sms_receipt_secret  # the SMS provider signs delivery receipts with it: give it to the provider
 if [ ! -e "$dir/tls_cert.pem" ]; then

@@ -349,11 +349,11 @@ def build_queue(settings):
 
 
 def build_registration(settings):
-    from kezek.db import make_engine, make_session_factory
+    from kezek.db import make_session_factory, service_engine
     from services.registration.address import ReferenceAddressRegistry
     from services.registration.service import RegistrationService
 
-    engine = make_engine(settings.database_url_for("registration"))
+    engine = service_engine(settings, "registration")
     return RegistrationService(make_session_factory(engine), ReferenceAddressRegistry(),
                                code_key=settings.secret_key.get_secret_value().encode(), country=settings.country)
 

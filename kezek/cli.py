@@ -8,8 +8,9 @@ import sys
 COMMANDS: dict[str, tuple[str, str]] = {
     "run": ("kezek.supervisor", "start the whole system locally (make run)"),
     "stop": ("kezek.commands.stop", "stop a running `kezek run`"),
-    "keys": ("kezek.commands.keys", "service identity keys: `keys generate DIR` writes a key per service and jwks.json"),
+    "keys": ("kezek.commands.keys", "keys: `keys generate DIR` (service identity, jwks.json), `keys data-key KID` (personal data at rest)"),
     "migrate": ("kezek.commands.migrate", "run every service's database migrations"),
+    "rekey": ("kezek.commands.rekey", "move sealed personal data and files to the current data key (--check counts)"),
     "serve": ("kezek.commands.serve", "serve one service's HTTP API"),
     "topics": ("kezek.commands.topics", "create the Kafka topics: partitions, replication factor, min ISR from settings"),
     "relay": ("kezek.commands.relay", "publish every service's outbox to Kafka (run several on PostgreSQL)"),

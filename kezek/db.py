@@ -12,8 +12,27 @@ from sqlalchemy import event
 from sqlalchemy.engine import Engine, make_url
 from sqlalchemy.orm import Session, sessionmaker
 
+from kezek import sealing
 
-def make_engine(url: str, **kwargs) -> Engine:
+
+def make_engine(url: str, *, keyring: sealing.Keyring | None = None, **kwargs) -> Engine:
+    """An engine whose sealed columns use `keyring` (the service's,
+    `Settings.keyring_for`); without one, the development ring when a
+    sealed column is first used (refused in production)."""
+    engine = _engine(url, **kwargs)
+    sealing.attach(engine, keyring)
+    return engine
+
+
+def service_engine(settings, service: str, *, url: str | None = None, **kwargs) -> Engine:
+    """The engine of `service`'s own database with its key ring (kezek/sealing.py)."""
+    from kezek.settings import SEALING_SERVICES
+
+    ring = settings.keyring_for(service) if service in SEALING_SERVICES else None
+    return make_engine(url or settings.database_url_for(service), keyring=ring, **kwargs)
+
+
+def _engine(url: str, **kwargs) -> Engine:
     if url.startswith("sqlite"):
         engine = sa.create_engine(url, connect_args={"check_same_thread": False, "timeout": 30}, **kwargs)
 

@@ -5,6 +5,11 @@ transaction as the state change they describe, so a change and its events
 commit or roll back together. The relay publishes them afterwards, at least
 once; consumers deduplicate by event id (`processed_events`) in the same
 transaction as their effect.
+
+The payload of an event that carries personal data (a PIN, a name, a
+contact: `kezek.events.carries_personal_data`) is sealed at rest with the
+service's key ring (kezek/sealing.py) and opened when it is read, so the
+table keeps none in clear; Kafka's internal topics carry it as it is.
 """
 from __future__ import annotations
 
@@ -18,8 +23,32 @@ import pydantic_core
 import sqlalchemy as sa
 from sqlalchemy.orm import Session
 
-from kezek.events import Event, dataschema_for, new_event, validate_data
+from kezek.events import Event, carries_personal_data, dataschema_for, new_event, validate_data
 from kezek.tracing import current_context
+from kezek.sealing import Keyring, Sealed, ring_of
+
+PURPOSE = "outbox payload"
+
+
+class Payload(Sealed):
+    """An outbox payload: JSON, or sealed when its event carries personal
+    data (the writer seals it: a COPY passes no column type). Read back in
+    clear either way."""
+
+    cache_ok = True
+
+    def __init__(self):
+        super().__init__(PURPOSE)
+
+    def process_bind_param(self, value, dialect):
+        return value
+
+    def process_result_value(self, value, dialect):
+        return super().process_result_value(value, dialect) if Keyring.is_sealed(value) else value
+
+
+def sealed_payload(ring: Keyring, event_type: str, payload: str) -> str:
+    return ring.seal(payload, PURPOSE) if carries_personal_data(event_type) else payload
 
 _CHUNK = 5000  # rows per INSERT where there is no COPY
 SAMPLE_CHECKED = 1000  # rows of a server-built batch read back and validated
@@ -58,7 +87,7 @@ class Outbox:
                           schema_base=schema_base, trace=current_context() if self.carries_trace else None)
         session.execute(self.table.insert().values(
             event_id=event.id, type=event.type, subject=event.subject,
-            payload=event.to_json(), created_at=datetime.now(UTC),
+            payload=sealed_payload(ring_of(session), event.type, event.to_json()), created_at=datetime.now(UTC),
         ))
         return event
 
@@ -75,6 +104,7 @@ class Outbox:
                 "dataschema": dataschema_for(event_type, schema_base), "data": None,
                 **(current_context() if self.carries_trace else {})}
         created = datetime.now(UTC)
+        ring = ring_of(session) if carries_personal_data(event_type) else None
 
         def rows():
             for subject, data in items:
@@ -82,7 +112,7 @@ class Outbox:
                 event_id = str(uuid.uuid4())
                 # The envelope Event.to_json() writes, field for field.
                 payload = pydantic_core.to_json({**head, "id": event_id, "subject": subject, "data": data}).decode()
-                yield event_id, event_type, subject, payload, created
+                yield event_id, event_type, subject, ring.seal(payload, PURPOSE) if ring else payload, created
 
         n = 0
         if session.get_bind().dialect.name == "postgresql":
@@ -117,7 +147,10 @@ class Outbox:
         Every row comes from one expression over typed columns, so the
         first `check` rows written are read back and validated against the
         schema; one invalid raises InvalidEvent and the caller's transaction
-        writes none of them. Returns how many."""
+        writes none of them. Returns how many. Refused for an event that
+        carries personal data: PostgreSQL cannot seal it (kezek/sealing.py)."""
+        if carries_personal_data(event_type):
+            raise ValueError(f"{event_type} carries personal data: add it through Python, which seals it")
         at = time or datetime.now(UTC)
         prefix, start = batch_ids()
         head = {"_ob_source": f"/kezek/{self.source}", "_ob_type": event_type,
@@ -186,13 +219,23 @@ class Outbox:
         ).scalar_one()
 
 
+def payloads(bind, event_type: str | None = None) -> list[str]:
+    """The payloads of a service's outbox in order, opened (tools and tests)."""
+    t = sa.Table("outbox", sa.MetaData(), *_outbox_columns())
+    q = sa.select(t.c.payload).order_by(t.c.seq)
+    if event_type:
+        q = q.where(t.c.type == event_type)
+    with bind.connect() as conn:
+        return list(conn.scalars(q))
+
+
 def _outbox_columns() -> list[sa.Column]:
     return [
         sa.Column("seq", sa.BigInteger().with_variant(sa.Integer, "sqlite"), primary_key=True, autoincrement=True),
         sa.Column("event_id", sa.String(36), nullable=False, unique=True),
         sa.Column("type", sa.String(100), nullable=False),
         sa.Column("subject", sa.String(200), nullable=False),
-        sa.Column("payload", sa.Text, nullable=False),
+        sa.Column("payload", Payload(), nullable=False),
         sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
         sa.Column("sent_at", sa.DateTime(timezone=True), nullable=True),
     ]

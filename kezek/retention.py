@@ -384,10 +384,9 @@ class ServiceRetention:
 
     def job_on_own_database(self, settings) -> RetentionJob:
         """The daily job on the service's database, with the deployment's policy."""
-        from kezek.db import make_engine, make_session_factory
+        from kezek.db import make_session_factory, service_engine
 
-        return self.job(make_session_factory(make_engine(settings.database_url_for(self.service))),
-                        settings.retention())
+        return self.job(make_session_factory(service_engine(settings, self.service)), settings.retention())
 
 
 def daily_loop(job: RetentionJob, *, poll: float = 600.0) -> Callable:

@@ -9,14 +9,19 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 from pydantic import Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 from pydantic_settings.exceptions import SettingsError
 from sqlalchemy.engine import make_url
 
+if TYPE_CHECKING:
+    from kezek.sealing import Keyring
+
 SERVICES = ("registration", "queue", "verification", "notifications", "gateway")
+# The services that hold personal data, sealed with their data keys (the gateway keeps none).
+SEALING_SERVICES = ("registration", "queue", "verification", "notifications")
 DEV_SECRET = "dev-only-insecure-secret"
 # Passwords an operator may have left from an example; refused in production.
 WELL_KNOWN_PASSWORDS = {"postgres", "password", "secret", "kezek", "changeme", "admin", "temporal", DEV_SECRET}
@@ -193,6 +198,17 @@ class Settings(KezekSettings):
     def retention(self):
         from kezek.retention import RetentionPolicy
         return RetentionPolicy.from_setting(self.retention_days)
+    # Keys that seal personal data at rest (kezek/sealing.py): `kid:key`
+    # entries (32 random bytes, base64url; `kezek keys data-key KID` prints
+    # one), separated by spaces or commas; the first seals, every one opens.
+    # Rotate: put a new key first, run `kezek rekey`, then drop the old one.
+    # Empty: a development key (refused in production). Never in a backup.
+    data_keys: SecretStr = SecretStr("")
+    # One service's own keys instead of KEZEK_DATA_KEYS (each process then holds only its own)
+    registration_data_keys: SecretStr = SecretStr("")
+    queue_data_keys: SecretStr = SecretStr("")
+    verification_data_keys: SecretStr = SecretStr("")
+    notifications_data_keys: SecretStr = SecretStr("")
 
     @model_validator(mode="after")
     def _refuse_unsafe_production(self) -> "Settings":
@@ -216,6 +232,21 @@ class Settings(KezekSettings):
         if password and not url.password:
             url = url.set(password=password)
         return url.render_as_string(hide_password=False)
+
+    def keyring_for(self, service: str) -> "Keyring":
+        """The keys that seal `service`'s personal data (its own setting, else the shared one)."""
+        from kezek.sealing import Keyring
+
+        from kezek.sealing import KeyringError
+
+        text = (getattr(self, f"{service}_data_keys", None) or SecretStr("")).get_secret_value()
+        text = text or self.data_keys.get_secret_value()
+        if text.strip():
+            return Keyring.parse(text)
+        if self.env == "production":
+            raise KeyringError(f"KEZEK_{service.upper()}_DATA_KEYS or KEZEK_DATA_KEYS must be set in production "
+                               "(personal data is sealed with it; kezek keys data-key KID)")
+        return Keyring.development()
 
     def port_of(self, service: str) -> int:
         return getattr(self, f"{service}_port")
@@ -293,7 +324,26 @@ def production_problems(s: BaseSettings) -> list[str]:
         problems.append("KEZEK_PUBLIC_URL must be the portal's https:// address (links in e-mails carry tokens)")
     if getattr(s, "kafka_security_protocol", "").startswith("SASL_") and not s.kafka_sasl_password.get_secret_value():
         problems.append("KEZEK_KAFKA_SASL_PASSWORD must be set with a SASL protocol")
+    if "data_keys" in type(s).model_fields:
+        problems += _data_key_problems(s)
     if "service_keys_dir" in type(s).model_fields and not s.service_keys_dir:
         # Keys derived from one shared secret would let any service sign as any other.
         problems.append("KEZEK_SERVICE_KEYS_DIR must be set (kezek keys generate DIR)")
+    return problems
+
+
+def _data_key_problems(s: BaseSettings) -> list[str]:
+    """Keys that are set must be well formed. Which process needs which keys
+    is known only when it builds a service's engine (`keyring_for` refuses
+    the development key in production there, at start-up)."""
+    from kezek.sealing import Keyring, KeyringError
+
+    problems = []
+    for name in ("data_keys", *(f"{svc}_data_keys" for svc in SEALING_SERVICES)):
+        text = getattr(s, name).get_secret_value()
+        if text.strip():
+            try:
+                Keyring.parse(text)
+            except KeyringError as exc:
+                problems.append(f"KEZEK_{name.upper()}: {exc}")
     return problems

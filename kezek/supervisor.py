@@ -166,7 +166,7 @@ class Supervisor:
     def migrate(self) -> None:
         settings = self.settings_for_children()
         for service in migration_services():
-            upgrade(service, settings.database_url_for(service))
+            upgrade(service, settings.database_url_for(service), settings=settings)
         say(f"migrated {', '.join(migration_services())}")
 
     # -- our own processes -------------------------------------------------

@@ -1,7 +1,8 @@
 """Finds each service's parts by convention (see README, "Wiring"):
 `api.create_app`, `consumers.build_consumers`, `activities.build_activities`,
-`jobs.build_jobs`, `retention.build_retention`, `models.outbox`. A service
-without a part simply has none.
+`jobs.build_jobs`, `retention.build_retention`, `models.outbox`,
+`models.Base` (its tables), `files.build_files` (its sealed file store). A
+service without a part simply has none.
 
 The core imports no service: this module (and the `kezek` command table,
 kezek/cli.py) name them by module name only, so the services depend on the
@@ -61,6 +62,18 @@ def jobs(settings: Settings, services: tuple[str, ...] = SERVICES) -> list:
 def retention_jobs(settings: Settings, services: tuple[str, ...] = SERVICES) -> list:
     """Each service's retention job (`services/<name>/retention.py: build_retention`)."""
     return [build(settings) for s in services if (build := _part(s, "retention", "build_retention"))]
+
+
+def metadata(service: str):
+    """The service's tables (`models.Base.metadata`)."""
+    base = _part(service, "models", "Base")
+    return base.metadata if base is not None else None
+
+
+def files(service: str, settings: Settings):
+    """The service's sealed file store, if it keeps files (`files.build_files`)."""
+    build = _part(service, "files", "build_files")
+    return build(settings) if build else None
 
 
 def has_workflows() -> bool:

@@ -22,7 +22,7 @@ from temporalio.worker.workflow_sandbox import SandboxedWorkflowRunner, SandboxR
 from kezek import calendar as kcal
 from kezek import connections, metrics, wiring
 from kezek.commands.background import add_name_option, heartbeat_of, started
-from kezek.db import make_engine
+from kezek.db import service_engine
 from kezek.health import HEARTBEAT_SECONDS, database_check, run_checks, temporal_check_async, write_heartbeat
 from kezek.logging import get_logger
 from kezek.settings import Settings
@@ -75,7 +75,7 @@ async def heartbeat(settings: Settings, name: str, client: Client, running: asyn
     """The worker's heartbeat (kezek.health): its databases and Temporal,
     every few seconds, until it stops."""
     path = heartbeat_of(settings, name)
-    databases = [(f"database:{s}", database_check(make_engine(settings.database_url_for(s))))
+    databases = [(f"database:{s}", database_check(service_engine(settings, s)))
                  for s in wiring.services_with_activities()]
     try:
         while not stop.is_set():

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from kezek import wiring
 from kezek.commands.background import heartbeat_of, run_loops, services_parser, started
-from kezek.db import make_engine
+from kezek.db import service_engine
 from kezek.health import database_check, kafka_check, temporal_check
 from kezek.settings import SERVICES
 
@@ -23,7 +23,7 @@ def main(argv: list[str]) -> int:
     loops += [(getattr(j, "__name__", repr(j)), j) for j in wiring.jobs(settings, services)]
     if not loops:
         return 0
-    checks = [(f"database:{s}", database_check(make_engine(settings.database_url_for(s))))
+    checks = [(f"database:{s}", database_check(service_engine(settings, s)))
               for s in services if s in wiring.services_with_background()]
     checks.append(("kafka", kafka_check(settings.kafka_bootstrap)))
     if set(wiring.JOBS_USE_TEMPORAL) & set(services):

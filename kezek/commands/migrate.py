@@ -14,6 +14,6 @@ def main(argv: list[str]) -> int:
     settings = Settings()
     settings.state_dir.mkdir(parents=True, exist_ok=True)
     for service in args.services or migration_services():
-        upgrade(service, settings.database_url_for(service))
+        upgrade(service, settings.database_url_for(service), settings=settings)
         print(f"migrated {service}")
     return 0

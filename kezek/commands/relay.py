@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from kezek import wiring
 from kezek.commands.background import heartbeat_of, run_loops, services_parser, started
-from kezek.db import make_engine, make_session_factory
+from kezek.db import make_session_factory, service_engine
 from kezek.health import database_check, kafka_check
 from kezek.relay import OutboxRelay
 from kezek.settings import SERVICES
@@ -19,7 +19,7 @@ def main(argv: list[str]) -> int:
     settings = started(name)
     loops, checks = [], []
     for service, outbox in wiring.outboxes(tuple(args.service or SERVICES)):
-        engine = make_engine(settings.database_url_for(service))
+        engine = service_engine(settings, service)
         relay = OutboxRelay(make_session_factory(engine), outbox, settings.kafka_bootstrap,
                             settings.kafka_topic_prefix)
         loops.append((f"relay-{service}", relay.run))

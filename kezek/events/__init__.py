@@ -86,6 +86,17 @@ def schema_for(event_type: str) -> dict:
     return json.loads(path.read_text())
 
 
+# Fields that name or reach a person. An event type whose schema has any of
+# them carries personal data: its outbox row is sealed at rest (kezek/outbox.py).
+PERSONAL_FIELDS = frozenset({"child_pin", "child_surname", "child_name", "child_patronymic", "parent_pin",
+                             "document_number", "email", "phone", "sealed"})
+
+
+@functools.cache
+def carries_personal_data(event_type: str) -> bool:
+    return bool(PERSONAL_FIELDS & set(schema_for(event_type).get("properties", {})))
+
+
 def known_types() -> list[str]:
     return sorted(p.stem for p in SCHEMA_DIR.glob("*.json") if p.stem != "envelope")
 

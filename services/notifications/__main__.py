@@ -51,7 +51,7 @@ def main(argv: list[str] | None = None) -> int:
     connections.configure(settings)
     logging.getLogger("httpx").setLevel(logging.WARNING)  # a line per SMS sent is noise
     if args.migrate:
-        upgrade("notifications", extra.database_url or settings.database_url_for("notifications"))
+        upgrade("notifications", extra.database_url or settings.database_url_for("notifications"), settings=settings)
     service = build_service(settings, extra)
     stop = threading.Event()
     relay = OutboxRelay(service.sessions, outbox, settings.kafka_bootstrap, settings.kafka_topic_prefix)

@@ -4,6 +4,11 @@
 the record the operator and the parent's inbox read. Contacts and what is
 known of applications and referrals are kept from the events that carry
 them, so that a later event naming only an application reaches its parent.
+
+Sealed at rest (kezek/sealing.py): the parents' phones and e-mails, each
+message's address (with its lookup hash, on which the SMS pacing per phone
+works), subject and text (they name the child and may carry a one-time
+link), and parked events.
 """
 from __future__ import annotations
 
@@ -13,14 +18,16 @@ import sqlalchemy as sa
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
 from kezek.audit import AuditTrail
+from kezek.outbox import Outbox, Payload
 from kezek.retention import RetentionClock
-from kezek.outbox import Outbox
+from kezek.sealing import Sealed, keep_lookup_hashes
 
 
 class Base(DeclarativeBase):
     type_annotation_map = {datetime: sa.DateTime(timezone=True), dict: sa.JSON}
 
 
+keep_lookup_hashes(Base)
 outbox = Outbox(Base.metadata, source="notifications")
 # Every state change of a message, with the verified actor (kezek/audit.py).
 audit = AuditTrail(Base.metadata)
@@ -35,7 +42,7 @@ class Message(Base):
         sa.UniqueConstraint("source_event_id", "channel", name="uq_messages_event_channel"),
         sa.Index("ix_messages_due", "status", "next_attempt_at"),
         sa.Index("ix_messages_parent", "parent_id", "created_at"),
-        sa.Index("ix_messages_address", "channel", "address", "created_at"),
+        sa.Index("ix_messages_address", "channel", "address_hash", "created_at"),
     )
     id: Mapped[str] = mapped_column(sa.String(36), primary_key=True)
     source_event_id: Mapped[str] = mapped_column(sa.String(36))
@@ -45,14 +52,15 @@ class Message(Base):
     parent_id: Mapped[str | None] = mapped_column(sa.String(100), nullable=True)
     application_id: Mapped[str | None] = mapped_column(sa.String(100), nullable=True)
     referral_id: Mapped[str | None] = mapped_column(sa.String(100), nullable=True)
-    address: Mapped[str] = mapped_column(sa.String(254))    # phone, e-mail or parent id (inbox)
+    address: Mapped[str] = mapped_column(Sealed("message_address", hashed_as="address"))  # phone, e-mail or parent id (inbox)
+    address_hash: Mapped[str] = mapped_column(sa.String(64))
     locale: Mapped[str] = mapped_column(sa.String(5))
-    subject: Mapped[str | None] = mapped_column(sa.Text, nullable=True)
-    body: Mapped[str] = mapped_column(sa.Text)
+    subject: Mapped[str | None] = mapped_column(Sealed("message_subject"), nullable=True)
+    body: Mapped[str] = mapped_column(Sealed("message_body"))
     # In-app messages: the kind's parameters (JSON: the event's data and what
     # was known of its referral, and when it happened), rendered again in the
     # reader's language when the inbox is read.
-    params: Mapped[str | None] = mapped_column(sa.Text, nullable=True)
+    params: Mapped[str | None] = mapped_column(Sealed("message_params"), nullable=True)
     sms_encoding: Mapped[str | None] = mapped_column(sa.String(6), nullable=True)
     sms_segments: Mapped[int | None] = mapped_column(nullable=True)
     urgent: Mapped[bool] = mapped_column(default=False)
@@ -82,8 +90,8 @@ class DeadLetter(Base):
 class Contact(Base):
     __tablename__ = "contacts"
     parent_id: Mapped[str] = mapped_column(sa.String(100), primary_key=True)
-    email: Mapped[str | None] = mapped_column(sa.String(254), nullable=True)
-    phone: Mapped[str | None] = mapped_column(sa.String(16), nullable=True)
+    email: Mapped[str | None] = mapped_column(Sealed("parent_email"), nullable=True)
+    phone: Mapped[str | None] = mapped_column(Sealed("parent_phone"), nullable=True)
     locale: Mapped[str] = mapped_column(sa.String(5))
     updated_at: Mapped[datetime]
 
@@ -112,7 +120,7 @@ class ParkedEvent(Base):
     __tablename__ = "parked_events"
     event_id: Mapped[str] = mapped_column(sa.String(36), primary_key=True)
     application_id: Mapped[str] = mapped_column(sa.String(100), index=True)
-    payload: Mapped[str] = mapped_column(sa.Text)
+    payload: Mapped[str] = mapped_column(Payload())      # sealed when the event carries personal data
     parked_at: Mapped[datetime]
 
 

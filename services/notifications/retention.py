@@ -17,7 +17,7 @@ from kezek.retention import ANONYMISED, Closed, RetentionJob, ServiceRetention
 from services.notifications.models import (Contact, DeadLetter, KnownApplication, Message, ParkedEvent, audit,
                                            retention_clock)
 
-BLANK = dict(address="", subject=None, body="", params=None, last_error=None)
+BLANK = dict(address="", address_hash="", subject=None, body="", params=None, last_error=None)
 
 
 class NotificationsAnonymiser:

@@ -8,7 +8,7 @@ from zoneinfo import ZoneInfo
 from pydantic import Field, SecretStr
 from pydantic_settings import SettingsConfigDict
 
-from kezek.db import make_engine, make_session_factory
+from kezek.db import make_session_factory, service_engine
 from kezek.settings import KezekSettings, Settings
 from services.notifications.channels import Console, HttpSms, InAppInbox, SmtpEmail, Transport
 from services.notifications.domain import DEFAULT_RETRY, TIMEZONES, URGENT_RETRY, Channel, RetryPolicy
@@ -79,7 +79,7 @@ def build_service(settings: Settings, extra: NotificationSettings | None = None)
     url = extra.database_url or settings.database_url_for("notifications")
     # One engine per database per process: the API, the consumer and the
     # dispatchers share its pool.
-    engine = _engines.get(url) or _engines.setdefault(url, make_engine(url))
+    engine = _engines.get(url) or _engines.setdefault(url, service_engine(settings, "notifications", url=url))
     retry = RetryPolicy(tuple(timedelta(seconds=s) for s in extra.retry_delays)) if extra.retry_delays else None
     service = NotificationService(make_session_factory(engine), tz=timezone_of(settings, extra),
                                   cabinet_url=extra.cabinet_url or f"{settings.portal_url()}/cabinet",

@@ -16,12 +16,12 @@ def main(argv: list[str]) -> int:
     ap.add_argument("--json", action="store_true", help="one JSON object per run")
     args = ap.parse_args(argv)
 
-    from kezek.db import make_engine, make_session_factory
+    from kezek.db import make_session_factory, service_engine
     from kezek.settings import Settings
     from services.queue.usecases import Queue
 
     settings = Settings()
-    engine = make_engine(args.database_url or settings.database_url_for("queue"))
+    engine = service_engine(settings, "queue", url=args.database_url or None)
     try:
         queue = Queue(make_session_factory(engine), country=settings.country)
         reports = queue.audit.replay(args.run)

@@ -3,7 +3,9 @@
 The invariants of DOMAIN.md section 6 are enforced here as well as in the
 code, so that two allocations running at once cannot break them:
 - one live referral per child: a partial unique index on referrals;
-- one queue entry per child PIN: a partial unique index on applications;
+- one queue entry per child PIN: a partial unique index on the PIN's lookup
+  hash (the PIN and the child's names are sealed at rest, kezek/sealing.py;
+  the public queue shows the masked name kept beside them);
 - a place is free, held or enrolled, never two at once: counters per place
   pool with CHECK constraints, changed only under the pool's row lock in the
   same transaction as the referral rows they count.
@@ -19,12 +21,14 @@ from sqlalchemy.orm import DeclarativeBase, Mapped, declared_attr, mapped_column
 from kezek.audit import AuditTrail
 from kezek.outbox import Outbox
 from kezek.retention import RetentionClock
+from kezek.sealing import Sealed, keep_lookup_hashes
 
 
 class Base(DeclarativeBase):
     type_annotation_map = {datetime: sa.DateTime(timezone=True), dict: sa.JSON, list: sa.JSON}
 
 
+keep_lookup_hashes(Base)
 outbox = Outbox(Base.metadata, source="queue")
 # Every state change and every staff look, with the verified actor (kezek/audit.py).
 audit_trail = AuditTrail(Base.metadata)
@@ -67,12 +71,15 @@ class Application(Base):
     """A child's queue entry; the queue date is kept forever."""
     __tablename__ = "applications"
     id: Mapped[str] = mapped_column(sa.String(100), primary_key=True)
-    pin: Mapped[str] = mapped_column(sa.String(14))
+    pin: Mapped[str] = mapped_column(Sealed("child_pin", hashed_as="pin"))
+    pin_hash: Mapped[str] = mapped_column(sa.String(64))
     parent_id: Mapped[str | None] = mapped_column(sa.String(100), nullable=True)
     country: Mapped[str] = mapped_column(sa.String(2), default="KG")
-    surname: Mapped[str] = mapped_column(sa.String(60))
-    name: Mapped[str] = mapped_column(sa.String(60))
-    patronymic: Mapped[str | None] = mapped_column(sa.String(60), nullable=True)
+    surname: Mapped[str] = mapped_column(Sealed("child_surname"))
+    name: Mapped[str] = mapped_column(Sealed("child_name"))
+    patronymic: Mapped[str | None] = mapped_column(Sealed("child_patronymic"), nullable=True)
+    # What the public queue shows ("A***** A."): published anyway, so kept in clear.
+    masked_name: Mapped[str] = mapped_column(sa.String(80), default="")
     birth_date: Mapped[date] = mapped_column(sa.Date)
     cohort: Mapped[int] = mapped_column(sa.Integer)  # birth year, kept for the indexes
     category: Mapped[str] = mapped_column(sa.String(50))
@@ -96,7 +103,7 @@ class Application(Base):
         sa.CheckConstraint("status <> 'paused' OR paused_until IS NOT NULL", name="ck_applications_paused_until"),
         # One queue entry per child, whoever registers it; a closed entry
         # (removed, left) frees the PIN, and joining again starts a new queue date.
-        sa.Index("uq_applications_pin_live", "pin", unique=True,
+        sa.Index("uq_applications_pin_live", "pin_hash", unique=True,
                  postgresql_where=NOT_REMOVED, sqlite_where=NOT_REMOVED),
         sa.Index("ix_applications_group", "cohort", "language", "status"),
         sa.Index("ix_applications_paused", "paused_until",

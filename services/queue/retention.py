@@ -14,6 +14,7 @@ import sqlalchemy as sa
 from sqlalchemy.orm import Session
 
 from kezek.retention import ANONYMISED, Closed, ServiceRetention, anonymous_pin
+from kezek.sealing import ring_of
 from services.queue.models import Application, audit_trail, retention_clock
 
 A = Application.__table__
@@ -27,11 +28,15 @@ class QueueAnonymiser:
         ids = [c.application_id for c in closed]
         cohorts = dict(s.execute(sa.select(A.c.id, A.c.cohort).where(A.c.id.in_(ids))).all())
         if cohorts:
+            # Sealed columns: the pseudonym is sealed like any value, and its
+            # lookup hash replaces the PIN's (kezek/sealing.py).
+            ring = ring_of(s)
             s.execute(A.update().where(A.c.id == sa.bindparam("app_id")).values(
-                pin=sa.bindparam("anon_pin"), surname=ANONYMISED, name=ANONYMISED, patronymic=None,
-                birth_date=sa.bindparam("year"), removal_reason=None), [
-                {"app_id": i, "anon_pin": anonymous_pin(i), "year": date(cohort, 1, 1)}
-                for i, cohort in cohorts.items()])
+                pin=sa.bindparam("anon_pin"), pin_hash=sa.bindparam("anon_hash"), surname=ANONYMISED,
+                name=ANONYMISED, patronymic=None, masked_name="", birth_date=sa.bindparam("year"),
+                removal_reason=None), [
+                {"app_id": i, "anon_pin": anonymous_pin(i), "anon_hash": ring.lookup("pin", anonymous_pin(i)),
+                 "year": date(cohort, 1, 1)} for i, cohort in cohorts.items()])
         return {"applications": len(cohorts)}, [f"application:{i}" for i in ids]
 
 

@@ -9,7 +9,7 @@ import httpx
 from argon2 import PasswordHasher
 
 from kezek.client import SyncServiceClient
-from kezek.db import make_engine, make_session_factory
+from kezek.db import make_session_factory, service_engine
 from kezek.settings import Settings
 from kezek.trust import ServiceKeys
 from services.registration.address import AddressRegistry, ReferenceAddressRegistry
@@ -25,7 +25,7 @@ def build(settings: Settings | None = None, *, registry: AddressRegistry | None 
           hasher: PasswordHasher | None = None, queue_transport: httpx.BaseTransport | None = None,
           keys: ServiceKeys | None = None) -> RegistrationService:
     settings = registration_settings(settings)
-    engine = make_engine(settings.database_url_for("registration"))
+    engine = service_engine(settings, "registration")
     if oidc is None and settings.tunduk_issuer:
         oidc = OidcProvider(settings.tunduk_issuer, settings.tunduk_client_id,
                             settings.tunduk_client_secret.get_secret_value(), pin_claim=settings.tunduk_pin_claim)

@@ -3,6 +3,15 @@
 Secrets are never stored as given: drafts, activation links and sessions are
 keyed by a SHA-256 of their random token, e-mail codes by a keyed hash,
 passwords by argon2.
+
+Personal data is sealed at rest (kezek/sealing.py): PINs (the child's and the
+parent's, each with its lookup hash: one live application per child is a
+unique index on the hash, the national sign-in finds the parent by it), the
+identity document and everything else of the parent (the `parent` JSON),
+names, address, phones and e-mails (the account's e-mail with its lookup
+hash: it is the login), and the drafts' steps. What stays in clear is what
+queries need and names nobody: ids, dates, status, category, language,
+preferences, the country.
 """
 from __future__ import annotations
 
@@ -15,12 +24,14 @@ from kezek.audit import AuditTrail
 from kezek.outbox import Outbox
 from kezek.retention import RetentionClock
 from kezek.ratelimit import RateLimits
+from kezek.sealing import Sealed, SealedJSON, keep_lookup_hashes
 
 
 class Base(DeclarativeBase):
     type_annotation_map = {datetime: sa.DateTime(timezone=True), dict: sa.JSON, list: sa.JSON}
 
 
+keep_lookup_hashes(Base)
 outbox = Outbox(Base.metadata, source="registration")
 trail = AuditTrail(Base.metadata)
 # When each closed application closed and how (kezek/retention.py).
@@ -39,11 +50,11 @@ class Draft(Base):
     token_hash: Mapped[str] = mapped_column(sa.String(64), primary_key=True)
     country: Mapped[str] = mapped_column(sa.String(2))
     locale: Mapped[str] = mapped_column(sa.String(5))
-    child: Mapped[dict] = mapped_column(default=dict)
-    parent: Mapped[dict] = mapped_column(default=dict)
-    address: Mapped[dict] = mapped_column(default=dict)     # resolved by the registry
-    email_code: Mapped[dict | None] = mapped_column(sa.JSON, nullable=True)
-    email_verified: Mapped[str | None] = mapped_column(sa.String(254), nullable=True)
+    child: Mapped[dict] = mapped_column(SealedJSON("draft_child"), default=dict)
+    parent: Mapped[dict] = mapped_column(SealedJSON("draft_parent"), default=dict)
+    address: Mapped[dict] = mapped_column(SealedJSON("draft_address"), default=dict)     # resolved by the registry
+    email_code: Mapped[dict | None] = mapped_column(SealedJSON("draft_email_code"), nullable=True)
+    email_verified: Mapped[str | None] = mapped_column(Sealed("draft_email_verified"), nullable=True)
     application_id: Mapped[str | None] = mapped_column(sa.String(36), nullable=True)
     created_at: Mapped[datetime]
     updated_at: Mapped[datetime]
@@ -51,14 +62,17 @@ class Draft(Base):
 
 class Account(Base):
     __tablename__ = "accounts"
+    __table_args__ = (sa.Index("ux_accounts_email_hash", "email_hash", unique=True),)
     id: Mapped[str] = mapped_column(sa.String(36), primary_key=True)
-    email: Mapped[str] = mapped_column(sa.String(254), unique=True)
+    email: Mapped[str] = mapped_column(Sealed("account_email", hashed_as="email"))
+    email_hash: Mapped[str] = mapped_column(sa.String(64))     # of the e-mail in lower case: unique
     password_hash: Mapped[str | None] = mapped_column(sa.String(200), nullable=True)
-    pin: Mapped[str] = mapped_column(sa.String(14), index=True)
-    surname: Mapped[str] = mapped_column(sa.String(60))
-    name: Mapped[str] = mapped_column(sa.String(60))
-    patronymic: Mapped[str | None] = mapped_column(sa.String(60), nullable=True)
-    phone: Mapped[str] = mapped_column(sa.String(16))
+    pin: Mapped[str] = mapped_column(Sealed("parent_pin", hashed_as="pin"))
+    pin_hash: Mapped[str] = mapped_column(sa.String(64), index=True)   # ix_accounts_pin_hash
+    surname: Mapped[str] = mapped_column(Sealed("parent_surname"))
+    name: Mapped[str] = mapped_column(Sealed("parent_name"))
+    patronymic: Mapped[str | None] = mapped_column(Sealed("parent_patronymic"), nullable=True)
+    phone: Mapped[str] = mapped_column(Sealed("parent_phone"))
     locale: Mapped[str] = mapped_column(sa.String(5))
     tunduk_sub: Mapped[str | None] = mapped_column(sa.String(200), unique=True, nullable=True)
     created_at: Mapped[datetime]
@@ -77,22 +91,23 @@ class Application(Base):
     __tablename__ = "applications"
     __table_args__ = (
         # DOMAIN.md section 3: one queue entry per child, whoever applies.
-        sa.Index("ux_applications_live_child_pin", "child_pin", unique=True,
+        sa.Index("ux_applications_live_child_pin", "child_pin_hash", unique=True,
                  postgresql_where=LIVE, sqlite_where=LIVE),
     )
     id: Mapped[str] = mapped_column(sa.String(36), primary_key=True)
     account_id: Mapped[str] = mapped_column(sa.ForeignKey("accounts.id"), index=True)
     country: Mapped[str] = mapped_column(sa.String(2))
-    child_pin: Mapped[str] = mapped_column(sa.String(14))
-    child_surname: Mapped[str] = mapped_column(sa.String(60))
-    child_name: Mapped[str] = mapped_column(sa.String(60))
-    child_patronymic: Mapped[str | None] = mapped_column(sa.String(60), nullable=True)
+    child_pin: Mapped[str] = mapped_column(Sealed("child_pin", hashed_as="pin"))
+    child_pin_hash: Mapped[str] = mapped_column(sa.String(64))
+    child_surname: Mapped[str] = mapped_column(Sealed("child_surname"))
+    child_name: Mapped[str] = mapped_column(Sealed("child_name"))
+    child_patronymic: Mapped[str | None] = mapped_column(Sealed("child_patronymic"), nullable=True)
     child_birth_date: Mapped[date] = mapped_column(sa.Date)
     child_sex: Mapped[str | None] = mapped_column(sa.String(6), nullable=True)
-    parent: Mapped[dict]          # role, names, PIN, identity document
-    address: Mapped[dict]         # codes, house, flat, coordinates, names
-    phone: Mapped[str] = mapped_column(sa.String(16))
-    email: Mapped[str] = mapped_column(sa.String(254))
+    parent: Mapped[dict] = mapped_column(SealedJSON("application_parent"))    # role, names, PIN, identity document
+    address: Mapped[dict] = mapped_column(SealedJSON("application_address"))  # codes, house, flat, coordinates, names
+    phone: Mapped[str] = mapped_column(Sealed("parent_phone"))
+    email: Mapped[str] = mapped_column(Sealed("parent_email"))
     category: Mapped[str] = mapped_column(sa.String(50))
     language: Mapped[str] = mapped_column(sa.String(5))
     preferences: Mapped[list]

@@ -10,7 +10,7 @@ the importer use; its parts live in `usecases/`."""
 from __future__ import annotations
 
 from services.registration.usecases.accounts import (  # noqa: F401  (the service's vocabulary)
-    ACTIVATION_ISSUED, REDACTED, SECRET_EVENTS, SIGN_IN_FAILED, Accounts, Identity, redact,
+    ACTIVATION_ISSUED, SECRET_EVENTS, SIGN_IN_FAILED, Accounts, Identity,
 )
 from services.registration.usecases.context import (  # noqa: F401
     ITSELF, Caller, KindergartenCheck, NotFound, Unauthorized, aware, refuse,

@@ -11,7 +11,8 @@ from argon2 import PasswordHasher
 from sqlalchemy.engine import Engine
 from sqlalchemy.orm import Session, sessionmaker
 
-from kezek.db import make_engine, make_session_factory
+from kezek.db import make_session_factory, service_engine
+from kezek.files import SealedFiles
 from kezek.settings import Settings
 from services.verification import domain as d
 from services.verification.readmodel.ingest import Ingest
@@ -57,10 +58,10 @@ class Verification:
 
 def build(settings: Settings | None = None, *, sessions: sessionmaker[Session] | None = None,
           referrals: ReferralCommands | None = None, clock: Callable[[], datetime] | None = None,
-          hasher: PasswordHasher | None = None, queue=None) -> Verification:
+          hasher: PasswordHasher | None = None, queue=None, files: SealedFiles | None = None) -> Verification:
     """The service from its settings; `sessions`, `referrals`, `clock`,
-    `hasher` and `queue` (the queue's API, services/verification/queue.py)
-    replace what the settings would give (tests)."""
+    `hasher`, `queue` (the queue's API, services/verification/queue.py) and
+    `files` (where scans are kept) replace what the settings would give (tests)."""
     settings = as_settings(settings)
     policy = policy_of(settings)
     engine = None
@@ -68,7 +69,8 @@ def build(settings: Settings | None = None, *, sessions: sessionmaker[Session] |
         engine, sessions = database(settings)
     if referrals is None:
         referrals = TemporalReferrals(settings.temporal_address, settings.temporal_namespace)
-    ctx = Context(sessions, policy=policy, referrals=referrals, clock=clock or now_utc)
+    ctx = Context(sessions, policy=policy, referrals=referrals, clock=clock or now_utc,
+                  files=files or scan_files(settings))
     if queue is None:
         from kezek.trust import ServiceKeys
         from services.verification.queue import QueueDesk
@@ -84,8 +86,15 @@ def build(settings: Settings | None = None, *, sessions: sessionmaker[Session] |
 
 def database(settings: Settings) -> tuple[Engine, sessionmaker[Session]]:
     """The service's own database (kezek_verification, or its SQLite file)."""
-    engine = make_engine(as_settings(settings).database_url_for("verification"))
+    engine = service_engine(as_settings(settings), "verification")
     return engine, make_session_factory(engine)
+
+
+def scan_files(settings: Settings) -> SealedFiles:
+    """Where the scans are kept, sealed with the service's keys."""
+    from services.verification.files import build_files
+
+    return build_files(settings)
 
 
 def build_ingest(settings: Settings | None = None, *, clock: Callable[[], datetime] | None = None) -> Ingest:

@@ -41,7 +41,7 @@ def main(argv: list[str]) -> int:
     else:
         password = os.environ.get("KEZEK_STAFF_PASSWORD") or getpass.getpass("password: ")
     url = settings.database_url_for("verification")
-    upgrade("verification", url)
+    upgrade("verification", url, settings=settings)
     service = bootstrap.build(settings)
     directory = QueueDirectory(settings.url_of("queue"), ServiceKeys.from_settings(settings))
     try:

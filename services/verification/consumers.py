@@ -8,7 +8,7 @@ from __future__ import annotations
 from kezek.consumer import IdempotentConsumer
 from kezek.retention import CLOSED, ERASURE_GRANTED, RetentionJob
 from kezek.settings import Settings
-from services.verification.bootstrap import build_ingest, database
+from services.verification.bootstrap import build_ingest, database, scan_files
 from services.verification.models import outbox
 from services.verification.readmodel.ingest import APPLICATION_EVENTS, REFERRAL_EVENTS, Ingest
 from services.verification.retention import retention_job
@@ -32,6 +32,6 @@ def build_consumers(settings: Settings) -> list[IdempotentConsumer]:
     return [IdempotentConsumer(
         name=CONSUMER, topics=[settings.topic("application"), settings.topic("referral")],
         bootstrap=settings.kafka_bootstrap, sessions=sessions, outbox=outbox,
-        handle=handler(build_ingest(settings), retention_job(sessions, settings.retention())),
+        handle=handler(build_ingest(settings), retention_job(sessions, scan_files(settings), settings.retention())),
         types=[*APPLICATION_EVENTS, *REFERRAL_EVENTS, CLOSED, ERASURE_GRANTED],
     )]

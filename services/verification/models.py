@@ -7,6 +7,11 @@
   history (from referral.*). The queue service stays the system of record.
 - The department's own records: certificates and their scans (by SHA-256),
   decisions, abuse cases, voucher applications and commission decisions.
+- Personal data sealed at rest (kezek/sealing.py): the child's PIN (with its
+  lookup hash, `child_pin_hash`, which the searches and the one-open-abuse-
+  case index use), names, the parent's phone and e-mail, the certificate's
+  number and organisation. Scans are sealed files in the service's file
+  store (kezek/files.py), never in these tables: `scans` keeps their names.
 - The audit trail (kezek/audit.py, `audit_trail`): append-only; the
   migrations install triggers that refuse DELETE and UPDATE on it (and
   TRUNCATE on PostgreSQL, where only the retention job may rewrite).
@@ -23,6 +28,7 @@ from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 from kezek.audit import AuditTrail
 from kezek.outbox import Outbox
 from kezek.retention import RetentionClock
+from kezek.sealing import Sealed, keep_lookup_hashes
 
 
 def utc(moment: datetime | None) -> datetime | None:
@@ -55,6 +61,7 @@ class Base(DeclarativeBase):
     type_annotation_map = {datetime: UTCDateTime(), dict: sa.JSON, list: sa.JSON}
 
 
+keep_lookup_hashes(Base)
 outbox = Outbox(Base.metadata, source="verification")
 audit_trail = AuditTrail(Base.metadata)     # kezek/audit.py: the one audit model of every service
 retention_clock = RetentionClock(Base.metadata)   # kezek/retention.py: when each closed application closed
@@ -101,14 +108,15 @@ class Applicant(Base):
     """A child's application as the registration service announced it."""
     __tablename__ = "applicants"
     application_id: Mapped[str] = mapped_column(sa.String(100), primary_key=True)
-    child_pin: Mapped[str | None] = mapped_column(sa.String(14), index=True, nullable=True)
-    child_surname: Mapped[str | None] = mapped_column(sa.String(60), nullable=True)
-    child_name: Mapped[str | None] = mapped_column(sa.String(60), nullable=True)
-    child_patronymic: Mapped[str | None] = mapped_column(sa.String(60), nullable=True)
+    child_pin: Mapped[str | None] = mapped_column(Sealed("child_pin", hashed_as="pin"), nullable=True)
+    child_pin_hash: Mapped[str | None] = mapped_column(sa.String(64), index=True, nullable=True)
+    child_surname: Mapped[str | None] = mapped_column(Sealed("child_surname"), nullable=True)
+    child_name: Mapped[str | None] = mapped_column(Sealed("child_name"), nullable=True)
+    child_patronymic: Mapped[str | None] = mapped_column(Sealed("child_patronymic"), nullable=True)
     child_birth_date: Mapped[date | None] = mapped_column(nullable=True)
     parent_id: Mapped[str | None] = mapped_column(sa.String(100), nullable=True)
-    parent_phone: Mapped[str | None] = mapped_column(sa.String(20), nullable=True)
-    parent_email: Mapped[str | None] = mapped_column(sa.String(254), nullable=True)
+    parent_phone: Mapped[str | None] = mapped_column(Sealed("parent_phone"), nullable=True)
+    parent_email: Mapped[str | None] = mapped_column(Sealed("parent_email"), nullable=True)
     country: Mapped[str | None] = mapped_column(sa.String(2), nullable=True)
     region: Mapped[str | None] = mapped_column(sa.String(20), nullable=True)
     district: Mapped[str | None] = mapped_column(sa.String(100), index=True, nullable=True)
@@ -150,12 +158,13 @@ class ReferralEvent(Base):
 
 
 class Scan(Base):
-    """An uploaded scan, stored once per content (its SHA-256)."""
+    """An uploaded scan, stored once per content (its SHA-256), sealed in the
+    file store under `file_name`."""
     __tablename__ = "scans"
     sha256: Mapped[str] = mapped_column(sa.String(64), primary_key=True)
     content_type: Mapped[str] = mapped_column(sa.String(50))
     size: Mapped[int]
-    data: Mapped[bytes] = mapped_column(sa.LargeBinary)
+    file_name: Mapped[str] = mapped_column(sa.String(100))
     stored_at: Mapped[datetime]
 
 
@@ -164,11 +173,11 @@ class Certificate(Base):
     __tablename__ = "certificates"
     id: Mapped[str] = mapped_column(sa.String(36), primary_key=True)
     referral_id: Mapped[str] = mapped_column(sa.String(100), index=True)
-    organisation: Mapped[str] = mapped_column(sa.String(200))
-    number: Mapped[str] = mapped_column(sa.String(50))
+    organisation: Mapped[str] = mapped_column(Sealed("certificate_organisation"))   # the parent's employer
+    number: Mapped[str] = mapped_column(Sealed("certificate_number"))
     issued_on: Mapped[date]
     scan_sha256: Mapped[str] = mapped_column(sa.ForeignKey("scans.sha256"))
-    scan_name: Mapped[str] = mapped_column(sa.String(200), default="")
+    scan_name: Mapped[str] = mapped_column(Sealed("scan_name"), default="")   # as uploaded: may name the family
     recorded_by: Mapped[str] = mapped_column(sa.String(36))
     recorded_at: Mapped[datetime]
 
@@ -194,11 +203,12 @@ class Decision(Base):
 class AbuseCase(Base):
     __tablename__ = "abuse_cases"
     # At most one open case per child.
-    __table_args__ = (sa.Index("ux_abuse_cases_open_child", "child_pin", unique=True,
+    __table_args__ = (sa.Index("ux_abuse_cases_open_child", "child_pin_hash", unique=True,
                                postgresql_where=sa.text("status = 'open'"),
                                sqlite_where=sa.text("status = 'open'")),)
     id: Mapped[str] = mapped_column(sa.String(36), primary_key=True)
-    child_pin: Mapped[str] = mapped_column(sa.String(14), index=True)
+    child_pin: Mapped[str] = mapped_column(Sealed("child_pin", hashed_as="pin"))
+    child_pin_hash: Mapped[str] = mapped_column(sa.String(64), index=True)
     application_id: Mapped[str] = mapped_column(sa.String(100))
     district: Mapped[str | None] = mapped_column(sa.String(100), index=True, nullable=True)
     rule: Mapped[str] = mapped_column(sa.String(60))

@@ -9,22 +9,29 @@ voucher decisions go. Who decided what, when and with which outcome stays
 (the decisions, the audit trail's rows)."""
 from __future__ import annotations
 
-from datetime import datetime
+from collections.abc import Callable
+from datetime import UTC, datetime
 
 import sqlalchemy as sa
-from sqlalchemy.orm import Session
+from sqlalchemy.orm import Session, sessionmaker
 
-from kezek.retention import ANONYMISED, Closed, RetentionJob, ServiceRetention, anonymous_pin, coarse_birth_date
+from kezek.files import SealedFiles
+from kezek.retention import ANONYMISED, Closed, RetentionJob, RetentionPolicy, anonymous_pin, coarse_birth_date
 from services.verification.models import (AbuseCase, Applicant, Certificate, Decision, Referral, ReferralEvent, Scan,
                                           VoucherDecision, audit_trail, retention_clock)
 
 
 class VerificationAnonymiser:
+    """`files`: where the scans are kept (a scan is deleted from there)."""
+
+    def __init__(self, files: SealedFiles):
+        self.files = files
+
     fields = ("applicants.child_pin", "applicants.child_surname", "applicants.child_name",
               "applicants.child_patronymic", "applicants.child_birth_date (year kept)", "applicants.parent_phone",
               "applicants.parent_email", "referrals.reason", "referral_events.reason", "decisions.reason",
               "certificates.organisation", "certificates.number", "certificates.scan_name",
-              "scans.data (the certificate scan)", "abuse_cases.child_pin", "abuse_cases.resolution",
+              "the scan's file (deleted from the file store)", "abuse_cases.child_pin", "abuse_cases.resolution",
               "voucher_decisions.reason", "voucher_decisions.documents", "audit_trail.details")
 
     def anonymise(self, s: Session, closed: list[Closed], at: datetime) -> tuple[dict[str, int], list[str]]:
@@ -61,27 +68,34 @@ class VerificationAnonymiser:
                     + [f"referral:{r}" for r in refs] + [f"abuse_case:{c.id}" for c in cases])
         return {k: v for k, v in n.items() if v}, subjects
 
-    @staticmethod
-    def _scans(s: Session, shas: set[str], refs: set[str]) -> int:
-        """Blanks the scans only these referrals' certificates use (a sibling's
-        still kept application may show the same file)."""
+    def _scans(self, s: Session, shas: set[str], refs: set[str]) -> int:
+        """Deletes the scans only these referrals' certificates use (a
+        sibling's still kept application may show the same file)."""
         if not shas:
             return 0
-        shared = set(s.scalars(sa.select(Certificate.scan_sha256).where(
-            Certificate.scan_sha256.in_(shas), Certificate.referral_id.not_in(refs),
-            Certificate.organisation != ANONYMISED)))
-        gone = shas - shared
-        if not gone:
-            return 0
-        return s.execute(sa.update(Scan).where(Scan.sha256.in_(gone)).values(data=b"", size=0)).rowcount
+        others = s.execute(sa.select(Certificate.scan_sha256, Referral.application_id)
+                           .outerjoin(Referral, Referral.referral_id == Certificate.referral_id)
+                           .where(Certificate.scan_sha256.in_(shas), Certificate.referral_id.not_in(refs))).all()
+        done = retention_clock.anonymised(s, [a for _, a in others])
+        gone = shas - {sha for sha, app in others if app is None or app not in done}
+        scans = list(s.scalars(sa.select(Scan).where(Scan.sha256.in_(gone), Scan.size > 0))) if gone else []
+        for scan in scans:
+            # Deleted before the commit: a rollback leaves a row whose file is
+            # gone, which the next run finds again (size > 0) and finishes.
+            self.files.delete(scan.file_name)
+            scan.size = 0
+        return len(scans)
 
 
-RETENTION = ServiceRetention("verification", retention_clock, audit_trail, VerificationAnonymiser())
-retention_job = RETENTION.job
+def retention_job(sessions: sessionmaker[Session], files: SealedFiles, policy: RetentionPolicy | None = None,
+                  now: Callable[[], datetime] = lambda: datetime.now(UTC)) -> RetentionJob:
+    """Verification's job: its anonymiser deletes scans from the file store too."""
+    return RetentionJob("verification", sessions, retention_clock, audit_trail, VerificationAnonymiser(files),
+                        policy, now)
 
 
 def build_retention(settings) -> RetentionJob:
-    from services.verification.bootstrap import database
+    from services.verification.bootstrap import database, scan_files
 
     _engine, sessions = database(settings)
-    return retention_job(sessions, settings.retention())
+    return retention_job(sessions, scan_files(settings), settings.retention())

@@ -19,6 +19,13 @@ class VerificationSettings(Settings):
     # Addresses of the reverse proxies in front of the staff pages, whose
     # X-Forwarded-For names the client (sign-in throttling is per client).
     verification_trusted_proxies: list[str] = []
+    # Where certificate scans are kept, sealed (kezek/files.py): empty, a
+    # folder under the state folder (files/verification); or a folder or
+    # file:///path. Back it up with the database.
+    verification_file_store: str = ""
+
+    def file_store_default(self):
+        return self.state_dir / "files" / "verification"
 
     @property
     def cookie_secure(self) -> bool:

@@ -16,6 +16,7 @@ from fastapi.responses import JSONResponse
 
 from kezek import calendar as kcal
 from kezek.categories import EXTRAORDINARY, GENERAL, PRIVILEGED, VOUCHER
+from kezek.outbox import payloads
 from workflows import rules
 
 KINDERGARTENS = [
@@ -65,9 +66,8 @@ class FakeQueue:
 
     def feed_from_outbox(self, engine: sa.Engine) -> int:
         """Reads registration's outbox like the relay and consumer would."""
-        with engine.connect() as conn:
-            rows = conn.execute(sa.text("SELECT payload FROM outbox WHERE type = 'application.submitted.v1'")).all()
-        for (payload,) in rows:
+        rows = payloads(engine, "application.submitted.v1")
+        for payload in rows:
             self.submitted(json.loads(payload)["data"])
         return len(rows)
 
@@ -287,11 +287,9 @@ class Stack:
 
     def events(self, event_type: str) -> list[dict]:
         """Registration's outbox as the notifications service reads it (sealed fields opened)."""
-        with self.registration.state.engine.connect() as conn:
-            rows = conn.execute(sa.text("SELECT payload FROM outbox WHERE type = :t ORDER BY seq"),
-                                {"t": event_type}).all()
         sealer = self.registration.state.service.sealer
-        return [sealer.opened(event_type, json.loads(p)["data"]) for (p,) in rows]
+        return [sealer.opened(event_type, json.loads(p)["data"])
+                for p in payloads(self.registration.state.engine, event_type)]
 
     def last_code(self, email: str) -> str:
         return [e["code"] for e in self.events("registration.email_code_issued.v1") if e["email"] == email][-1]

@@ -22,6 +22,7 @@ from importer.generate import generate
 from importer.reconcile import reconcile
 from importer.run import Importer
 from kezek.migrations import upgrade
+from kezek.outbox import payloads
 from services.queue.domain import Policy
 from services.queue.usecases import Queue
 
@@ -156,8 +157,7 @@ def test_imported_parent_sees_each_of_their_queued_children_and_no_other(importe
     with reg_engine.connect() as conn:
         # No application.submitted (queued once); each moved application's
         # contacts go to notifications, marked imported, once.
-        received = [json.loads(p) for (p,) in conn.execute(sa.text("SELECT payload FROM outbox WHERE type = "
-                                                                    "'application.received.v1'"))]
+        received = [json.loads(p) for p in payloads(reg_engine, "application.received.v1")]
         assert conn.scalar(sa.text("SELECT count(*) FROM outbox")) == len(received)
         assert sorted(e["data"]["application_id"] for e in received) == sorted(
             a_id for ids in by_parent.values() for a_id in ids)

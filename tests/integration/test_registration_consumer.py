@@ -15,6 +15,7 @@ from kezek.events import new_event
 from kezek.infra.kafka import ensure_topics
 from kezek.infra.procs import wait_until
 from kezek.migrations import upgrade
+from kezek.outbox import payloads
 from kezek.relay import make_producer
 from services.registration.address import ReferenceAddressRegistry
 from services.registration.consumers import make_consumer
@@ -39,8 +40,7 @@ def test_removed_in_the_queue_frees_the_pin_exactly_once(kafka_bootstrap, tmp_pa
         "address": {"region": "41711000000000", "district": "41711210000000", "settlement": "41711000000001",
                     "street": "Киевская", "house": "12"}, "phone": "+996555123456", "email": "a@example.kg"})
     svc.request_code(token)
-    with engine.connect() as c:
-        sealed = json.loads(c.execute(sa.text("SELECT payload FROM outbox ORDER BY seq DESC")).first()[0])["data"]["sealed"]
+    sealed = json.loads(payloads(engine)[-1])["data"]["sealed"]
     code = svc.sealer.open("registration.email_code_issued.v1", "code", sealed["code"])
     svc.verify_code(token, code)
     done = svc.submit(token, {"category": "general", "language": "ru", "preferences": ["k1"], "agreement": True})

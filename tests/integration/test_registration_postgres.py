@@ -12,6 +12,7 @@ from argon2 import PasswordHasher
 
 from kezek.db import make_engine, make_session_factory
 from kezek.migrations import upgrade
+from kezek.outbox import payloads
 from services.registration.address import ReferenceAddressRegistry
 from services.registration.domain import RegistrationRefused
 from services.registration.limits import FREE_PER_LOGIN_AND_CLIENT
@@ -45,11 +46,9 @@ def ready_draft(svc: RegistrationService, engine, email: str) -> str:
     svc.save_child(token, CHILD)
     svc.save_parent(token, {**PARENT, "email": email})
     svc.request_code(token)
-    with engine.connect() as c:
-        code = [svc.sealer.open("registration.email_code_issued.v1", "code", json.loads(p)["data"]["sealed"]["code"])
-                for (p,) in c.execute(sa.text(
-                    "SELECT payload FROM outbox WHERE type = 'registration.email_code_issued.v1' ORDER BY seq"))
-                if json.loads(p)["data"]["email"] == email][-1]
+    code = [svc.sealer.open("registration.email_code_issued.v1", "code", json.loads(p)["data"]["sealed"]["code"])
+            for p in payloads(engine, "registration.email_code_issued.v1")
+            if json.loads(p)["data"]["email"] == email][-1]
     svc.verify_code(token, code)
     return token
 
@@ -99,9 +98,7 @@ def test_a_removed_child_may_be_registered_again(svc):
 
 def signed_up(service: RegistrationService, engine, email: str) -> None:
     service.submit(ready_draft(service, engine, email), CONFIRM)
-    with engine.connect() as c:
-        payload = c.execute(sa.text("SELECT payload FROM outbox WHERE type = 'account.activation_issued.v1' "
-                                    "ORDER BY seq DESC LIMIT 1")).scalar_one()
+    payload = payloads(engine, "account.activation_issued.v1")[-1]
     url = service.sealer.open("account.activation_issued.v1", "activation_url",
                               json.loads(payload)["data"]["sealed"]["activation_url"])
     service.activate(url.split("token=")[1], "a long enough password")

@@ -13,6 +13,7 @@ import sqlalchemy as sa
 from kezek.db import make_session_factory
 from kezek.retention import ANONYMISED, RetentionPolicy, anonymous_pin
 from services.queue.domain import JoinQueue
+from services.queue.models import Application
 from services.queue.retention import retention_job
 from services.queue.usecases import Queue
 from tests.builders import Clock, kindergarten, migrated
@@ -45,7 +46,7 @@ def test_retention_on_postgresql_rewrites_the_audit_only_through_its_gate_and_re
         report = retention_job(sessions, RetentionPolicy(), now=clock).run()
         assert report.by_outcome == {"enrolled": 1, "removed": 1}
         with engine.connect() as c:
-            pins = dict(c.execute(sa.text("SELECT id, pin FROM applications")).all())
+            pins = dict(c.execute(sa.select(Application.id, Application.pin)).all())
             assert pins == {"a1": anonymous_pin("a1"), "a2": anonymous_pin("a2"), "a3": "21506202400003"}
             reason = c.execute(sa.text("SELECT details->>'reason' FROM audit_trail WHERE subject = 'application:a2' "
                                        "AND action = 'application.removed'")).scalar_one()

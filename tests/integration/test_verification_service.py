@@ -13,6 +13,8 @@ from sqlalchemy.exc import DatabaseError
 
 from kezek.db import make_session_factory
 from kezek.events import Event, new_event, validate
+from kezek.files import FolderStore, SealedFiles
+from kezek.sealing import Keyring
 from services.verification import domain as d
 from workflows import rules
 from services.verification.models import (
@@ -39,7 +41,8 @@ def env(tmp_path):
         sessions = make_session_factory(engine)
         clock = Clock(NOW)
         fake = FakeReferrals()
-        service = bootstrap.build(sessions=sessions, referrals=fake, clock=clock, hasher=FAST_HASHER)
+        service = bootstrap.build(sessions=sessions, referrals=fake, clock=clock, hasher=FAST_HASHER,
+                                  files=SealedFiles(FolderStore(tmp_path / "files"), Keyring.development()))
         ingest = bootstrap.build_ingest(clock=clock)
         ids = {}
         for login, role, district in (("aida", "caseworker", DISTRICT_A), ("bakyt", "caseworker", DISTRICT_B),

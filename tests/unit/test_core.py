@@ -18,7 +18,7 @@ def test_production_refuses_the_default_secrets():
 def test_production_accepts_real_secrets():
     s = Settings(_env_file=None, env="production", secret_key="a" * 32, pseudonym_key="b" * 32,
                  database_url="postgresql+psycopg://k@db:5432/kezek", public_url="https://kezek.example",
-                 service_keys_dir="/run/secrets/kezek-keys")
+                 service_keys_dir="/run/secrets/kezek-keys", data_keys="2027a:" + "A" * 43)
     assert s.env == "production"
 
 

@@ -38,10 +38,10 @@ def as_(caller: str = "gateway", actor=None, audience: str = "registration", cli
 def events(c: TestClient, event_type: str) -> list[dict]:
     import json
 
-    with c.app.state.engine.connect() as conn:
-        rows = conn.execute(sa.text("SELECT payload FROM outbox WHERE type = :t ORDER BY seq"),
-                            {"t": event_type}).all()
-    return [c.app.state.service.sealer.opened(event_type, json.loads(p)["data"]) for (p,) in rows]
+    from kezek.outbox import payloads
+
+    return [c.app.state.service.sealer.opened(event_type, json.loads(p)["data"])
+            for p in payloads(c.app.state.engine, event_type)]
 
 
 def submitted(c: TestClient, pin: str, email: str) -> tuple[str, str]:

@@ -12,8 +12,10 @@ from argon2 import PasswordHasher
 
 from kezek.db import make_session_factory
 from kezek.events import validate, Event
+from kezek.outbox import payloads
 from services.registration.address import ReferenceAddressRegistry
 from services.registration.domain import RegistrationRefused
+from services.registration.models import Account, Draft
 from services.registration.sealing import Sealer, Unsealable
 from services.registration.service import Caller, RegistrationService, Unauthorized
 from tests.builders import Clock, migrated, sqlite_url
@@ -45,8 +47,7 @@ def rows(engine, sql: str) -> list:
 
 
 def raw_events(engine, event_type: str | None = None) -> list[dict]:
-    q = "SELECT payload FROM outbox" + (f" WHERE type = '{event_type}'" if event_type else "") + " ORDER BY seq"
-    return [json.loads(p) for (p,) in rows(engine, q)]
+    return [json.loads(p) for p in payloads(engine, event_type)]
 
 
 def events(engine, event_type: str | None = None) -> list[dict]:
@@ -260,8 +261,9 @@ def test_a_wrong_code_attempt_is_counted_even_though_refused(env):
     wrong = "000000" if right != "000000" else "111111"
     with pytest.raises(RegistrationRefused):
         svc.verify_code(token, wrong)
-    [(state,)] = rows(engine, "SELECT email_code FROM drafts")
-    assert json.loads(state)["attempts"] == 1
+    with engine.connect() as c:
+        [state] = c.scalars(sa.select(Draft.email_code)).all()
+    assert state["attempts"] == 1
 
 
 def test_code_expires_in_ten_minutes_in_the_service_too(env):
@@ -305,7 +307,7 @@ def test_sent_codes_and_activation_links_are_scrubbed_from_the_outbox(env):
     with engine.begin() as c:
         c.execute(sa.text("UPDATE outbox SET sent_at = CURRENT_TIMESTAMP"))
     assert svc.scrub_sent_secrets() == 2 and svc.scrub_sent_secrets() == 0
-    dump = "\n".join(p for (p,) in rows(engine, "SELECT payload FROM outbox"))
+    dump = "\n".join(payloads(engine))
     assert sealed and all(token not in dump for s in sealed for token in s.values())
     assert events(engine, "application.submitted.v1")[0]["data"]["child_pin"] == CHILD["pin"]
 
@@ -315,7 +317,7 @@ def test_e_mail_codes_and_activation_links_leave_only_sealed(env):
     svc.submit(filled(svc, engine), CONFIRM)
     code = events(engine, "registration.email_code_issued.v1")[0]["data"]["code"]
     link = events(engine, "account.activation_issued.v1")[0]["data"]["activation_url"]
-    dump = "\n".join(p for (p,) in rows(engine, "SELECT payload FROM outbox"))
+    dump = "\n".join(payloads(engine))
     assert code not in dump and link.split("token=")[1] not in dump and "activation_url\": \"http" not in dump
     for e in raw_events(engine):
         validate(Event.model_validate(e))         # the schemas take the sealed form
@@ -361,7 +363,9 @@ def test_imported_parent_account_has_no_password_until_the_parent_activates_it(e
     assert (got[1].errors[0].field, got[1].errors[0].code) == ("parent.email", "email_format")
     assert (got[2].errors[0].field, got[2].errors[0].code) == ("parent.email", "email_taken")
     assert svc.import_accounts(batch[:1]) == [False], "imported once"
-    assert rows(engine, "SELECT id, email, phone, password_hash FROM accounts") == [
+    with engine.connect() as c:
+        got = c.execute(sa.select(Account.id, Account.email, Account.phone, Account.password_hash)).all()
+    assert got == [
         ("balalyk-parent-p1", "Parent1@example.kg", "+996555123456", None)]
     assert raw_events(engine) == [], "nothing is sent to the parents at import"
     with pytest.raises(Unauthorized):

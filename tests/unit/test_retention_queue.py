@@ -18,6 +18,7 @@ import sqlalchemy as sa
 from kezek.retention import (ANONYMISED, DEFAULT_DAYS, RetentionPolicy, RetentionPolicyError, anonymous_pin,
                              scrub)
 from services.queue.domain import JoinQueue
+from services.queue.models import Application
 from services.queue.retention import retention_job
 from tests.builders import Clock, kindergarten, sqlite_queue, sqlite_url
 
@@ -74,8 +75,10 @@ def join(queue, cid, serial, qd="2026-01-10T10:00:00+06:00"):
 
 def row(queue, cid):
     with queue.sessions() as s:
-        return s.execute(sa.text("SELECT pin, surname, name, patronymic, birth_date, removal_reason, cohort, "
-                                 "category, status FROM applications WHERE id = :i"), {"i": cid}).mappings().one()
+        A = Application.__table__      # read through the sealed columns' type: in clear
+        return s.execute(sa.select(A.c.pin, A.c.surname, A.c.name, A.c.patronymic, A.c.birth_date,
+                                   A.c.removal_reason, A.c.cohort, A.c.category, A.c.status)
+                         .where(A.c.id == cid)).mappings().one()
 
 
 def test_a_removed_entry_is_kept_three_years_then_anonymised_in_place_and_audited(world):

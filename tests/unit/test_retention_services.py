@@ -13,7 +13,9 @@ import sqlalchemy as sa
 
 from kezek.db import make_session_factory, unit_of_work
 from kezek.events import new_event
+from kezek.files import FolderStore, SealedFiles
 from kezek.retention import ANONYMISED, CLOSED, ERASURE_GRANTED, anonymous_pin
+from kezek.sealing import Keyring
 from tests.builders import Clock, migrated, sqlite_url
 
 CLOSED_AT = datetime(2027, 3, 1, 4, tzinfo=UTC)
@@ -132,12 +134,13 @@ def test_a_granted_erasure_anonymises_at_once_and_is_audited_as_one(registration
 
 
 @pytest.fixture
-def verification(database):
+def verification(database, tmp_path):
     from services.verification.bootstrap import build_ingest
     from services.verification.models import Certificate, Scan
     from services.verification.retention import retention_job
 
     sessions = database("verification")
+    files = SealedFiles(FolderStore(tmp_path / "files"), Keyring.development())
     clock = Clock(CLOSED_AT)
     ingest = build_ingest()
     events = [
@@ -158,7 +161,9 @@ def verification(database):
         for e in events:
             ingest(s, e)
         for sha, ref in (("f" * 64, "7"), ("e" * 64, "7")):
-            s.add(Scan(sha256=sha, content_type="application/pdf", size=4, data=b"%PDF", stored_at=CLOSED_AT))
+            files.put(f"scans/{sha[:8]}", b"%PDF")
+            s.add(Scan(sha256=sha, content_type="application/pdf", size=4, file_name=f"scans/{sha[:8]}",
+                       stored_at=CLOSED_AT))
         s.flush()
         s.add(Certificate(id="c1", referral_id="7", organisation="Military unit 123", number="N-55",
                           issued_on=date(2026, 1, 20), scan_sha256="f" * 64, scan_name="certificate.pdf",
@@ -170,13 +175,13 @@ def verification(database):
         s.add(Certificate(id="c3", referral_id="99", organisation="Military unit 123", number="N-57",
                           issued_on=date(2026, 1, 20), scan_sha256="e" * 64, scan_name="same.pdf",
                           recorded_by="staff-1", recorded_at=CLOSED_AT))
-    return retention_job(sessions, now=clock), clock, sessions
+    return retention_job(sessions, files, now=clock), clock, sessions, files
 
 
 def test_verification_anonymises_the_case_and_blanks_the_scans_no_kept_case_shows(verification):
     from services.verification.models import Applicant, Certificate, Scan
 
-    job, clock, sessions = verification
+    job, clock, sessions, files = verification
     assert run_after(job, clock, closed_event("a1", outcome="aged_out")).by_outcome == {"aged_out": 1}
     with sessions() as s:
         a = s.get(Applicant, "a1")
@@ -185,8 +190,8 @@ def test_verification_anonymises_the_case_and_blanks_the_scans_no_kept_case_show
         assert a.child_birth_date == date(2024, 1, 1) and a.category == "extraordinary"
         c1 = s.get(Certificate, "c1")
         assert (c1.organisation, c1.number, c1.scan_name) == (ANONYMISED, ANONYMISED, "")
-        assert s.get(Scan, "f" * 64).data == b""
-        assert s.get(Scan, "e" * 64).data == b"%PDF"          # c3 (another child's, kept) shows it
+        assert s.get(Scan, "f" * 64).size == 0 and not files.store.exists("scans/ffffffff")
+        assert files.get("scans/eeeeeeee") == b"%PDF"          # c3 (another child's, kept) shows it
         assert s.get(Certificate, "c3").number == "N-57"
 
 
@@ -194,7 +199,7 @@ def test_verifications_audit_trail_is_rewritten_only_through_its_gate(verificati
     from services.verification.models import audit_trail
     from kezek.trust import Principal
 
-    job, clock, sessions = verification
+    job, clock, sessions, _files = verification
     with unit_of_work(sessions) as s:
         audit_trail.record(s, Principal(actor="staff:1", role="caseworker"), "case.viewed", "referral:7",
                            details={"reason": "parent Asanova called", "state": "awaiting_confirmation"})

@@ -18,7 +18,8 @@ ROOT = Path(__file__).resolve().parents[2]
 PG = "postgresql+psycopg://kezek@db:5432/kezek"
 GOOD = dict(_env_file=None, env="production", secret_key="s" * 40, pseudonym_key="p" * 40,
             database_url="postgresql+psycopg://kezek_{service}@db:5432/kezek_{service}",
-            public_url="https://kezek.example", service_keys_dir="/run/secrets/kezek-keys")
+            public_url="https://kezek.example", service_keys_dir="/run/secrets/kezek-keys",
+            data_keys="2027a:" + "A" * 43)
 
 
 @pytest.fixture
@@ -101,10 +102,21 @@ def test_production_accepts_a_complete_configuration():
     (dict(service_keys_dir=""), "KEZEK_SERVICE_KEYS_DIR must be set"),
     (dict(public_url=""), "KEZEK_PUBLIC_URL"),
     (dict(kafka_security_protocol="SASL_SSL"), "KEZEK_KAFKA_SASL_PASSWORD"),
+    (dict(data_keys="2027a:short"), "KEZEK_DATA_KEYS: key '2027a'"),
+    (dict(queue_data_keys="q"), "KEZEK_QUEUE_DATA_KEYS: "),
 ])
 def test_production_refuses_development_secrets_and_unsafe_defaults(change, complaint):
     with pytest.raises(ValidationError, match=complaint):
         Settings(**{**GOOD, **change})
+
+
+def test_production_refuses_to_seal_a_services_data_without_its_keys():
+    from kezek.sealing import KeyringError
+
+    s = Settings(**{**GOOD, "data_keys": ""}, queue_data_keys="q1:" + "B" * 43)
+    assert s.keyring_for("queue").current == "q1"
+    with pytest.raises(KeyringError, match="KEZEK_VERIFICATION_DATA_KEYS or KEZEK_DATA_KEYS must be set"):
+        s.keyring_for("verification")
 
 
 def test_production_refuses_cookies_without_secure():

@@ -14,6 +14,8 @@ from sqlalchemy.orm import Session, sessionmaker
 from kezek.db import unit_of_work
 from kezek.events import Event, new_event, schema_for
 from kezek.logging import get_logger
+from kezek.outbox import sealed_payload
+from kezek.sealing import ring_of
 from services.notifications import domain as d
 from services.notifications.models import Contact, KnownApplication, KnownReferral, Message, ParkedEvent, outbox
 from services.notifications.rendering import Renderer, stored_params, template_values
@@ -85,7 +87,8 @@ class Consuming:
         recipient = self._recipient(session, event)
         if recipient is None:
             session.merge(ParkedEvent(event_id=event.id, application_id=data["application_id"],
-                                      payload=event.to_json(), parked_at=self.clock()))
+                                      payload=sealed_payload(ring_of(session), event.type, event.to_json()),
+                                      parked_at=self.clock()))
             log.info("notifications.parked", application_id=data["application_id"])
             return
         if event.type == "application.position_changed.v1" and not self._top_ten_news(session, data):

@@ -11,6 +11,7 @@ import sqlalchemy as sa
 from sqlalchemy.orm import Session
 
 from kezek.logging import get_logger
+from kezek.sealing import ring_of
 from kezek.trust import Principal
 from services.notifications import domain as d
 from services.notifications.models import DeadLetter, Message, audit, outbox
@@ -44,7 +45,8 @@ def sms_slots(session: Session, phone: str, now: datetime, limits: tuple[d.RateL
     horizon = now - max(limit.window for limit in limits)
     when = sa.func.coalesce(Message.sent_at, Message.next_attempt_at)
     rows = session.scalars(sa.select(when).where(
-        Message.channel == d.Channel.SMS.value, Message.address == phone,
+        Message.channel == d.Channel.SMS.value,
+        Message.address_hash.in_(ring_of(session).lookups("address", phone)),
         Message.status != d.Status.FAILED.value, when > horizon))
     return [aware(t) for t in rows]
 

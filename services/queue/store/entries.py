@@ -9,6 +9,7 @@ import sqlalchemy as sa
 from sqlalchemy.dialects import postgresql
 from sqlalchemy.orm import Session
 
+from kezek.sealing import ring_of
 from services.queue.domain.commands import JoinQueue
 from services.queue.domain.entries import mask_name
 from services.queue.domain.policy import Policy
@@ -33,8 +34,10 @@ def lock(s: Session, app_id: str, *, lock: bool = True) -> Application:
 
 
 def id_of_pin(s: Session, pin: str) -> str | None:
-    """The entry of a child PIN (one per child, closed ones aside)."""
-    row = s.execute(sa.select(A.c.id).where(A.c.pin == pin, A.c.status.notin_(CLOSED))).first()
+    """The entry of a child PIN (one per child, closed ones aside), found
+    by the PIN's lookup hash under every key of the ring."""
+    row = s.execute(sa.select(A.c.id).where(A.c.pin_hash.in_(ring_of(s).lookups("pin", pin)),
+                                            A.c.status.notin_(CLOSED))).first()
     return row[0] if row else None
 
 
@@ -46,17 +49,22 @@ def pins_of(s: Session, ids: list[str]) -> dict[str, str]:
 
 
 def live_pins(s: Session, pins: list[str]) -> set[str]:
+    """Those of `pins` a live entry holds."""
+    ring = ring_of(s)
+    by_hash = {h: p for p in set(pins) for h in ring.lookups("pin", p)}
     taken: set[str] = set()
-    for part in chunks(pins, 5000):
-        taken.update(s.scalars(sa.select(A.c.pin).where(A.c.pin.in_(part), A.c.status.notin_(CLOSED))))
+    for part in chunks(list(by_hash), 5000):
+        taken.update(by_hash[h] for h in s.scalars(sa.select(A.c.pin_hash).where(A.c.pin_hash.in_(part),
+                                                                              A.c.status.notin_(CLOSED))))
     return taken
 
 
 def new_row(cmd: JoinQueue, app_id: str, birth: date, queue_date: datetime, policy: Policy, now: datetime) -> dict:
+    surname, name, patronymic = cmd.surname.strip(), cmd.name.strip(), (cmd.patronymic or "").strip() or None
     return dict(
         id=app_id, pin=cmd.pin, parent_id=cmd.parent_id, country=policy.country,
-        surname=cmd.surname.strip(), name=cmd.name.strip(),
-        patronymic=(cmd.patronymic or "").strip() or None, birth_date=birth, cohort=birth.year,
+        surname=surname, name=name, patronymic=patronymic, masked_name=mask_name(surname, name, patronymic),
+        birth_date=birth, cohort=birth.year,
         category=cmd.category, claimed_category=cmd.category, queue_date=queue_date,
         language=cmd.language, preferences=list(cmd.preferences), locale=cmd.locale, status="queued",
         created_at=now, updated_at=now)
@@ -70,7 +78,8 @@ def insert(s: Session, row: dict, *, source_event_id: str | None) -> None:
 
 
 def insert_many(s: Session, rows: list[dict]) -> None:
-    s.execute(sa.insert(A), rows)
+    ring = ring_of(s)
+    s.execute(sa.insert(A), [{**r, "pin_hash": ring.lookup("pin", r["pin"])} for r in rows])
 
 
 def lists_any(s: Session, kgs: Iterable[str]):
@@ -87,7 +96,7 @@ def competitors(s: Session, kgs: list[str], cohort: int, language: str | None = 
     """Waiting children of a cohort who list any of the kindergartens."""
     lists = lists_any(s, kgs)
     q = sa.select(A.c.id, A.c.birth_date, A.c.category, A.c.queue_date, A.c.language, A.c.preferences,
-                  A.c.surname, A.c.name, A.c.patronymic).where(A.c.status == "queued", A.c.cohort == cohort, lists)
+                  A.c.masked_name).where(A.c.status == "queued", A.c.cohort == cohort, lists)
     if language is not None:
         q = q.where(A.c.language == language)
     return s.execute(q).all()
@@ -140,8 +149,7 @@ def view(a: Application) -> dict:
     return {"id": a.id, "status": a.status, "category": a.category, "claimed_category": a.claimed_category,
             "queue_date": aware(a.queue_date), "cohort": a.cohort, "birth_date": a.birth_date,
             "language": a.language, "preferences": list(a.preferences), "paused_until": aware(a.paused_until),
-            "left_at": aware(a.left_at),
-            "parent_id": a.parent_id, "child": mask_name(a.surname, a.name, a.patronymic)}
+            "left_at": aware(a.left_at), "parent_id": a.parent_id, "child": a.masked_name}
 
 
 def referral_view(r) -> dict:

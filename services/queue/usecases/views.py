@@ -5,7 +5,6 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 
-from services.queue.domain.entries import mask_name
 from services.queue.domain.placement import Scheduled, schedule_key
 from services.queue.domain.positions import PositionExplanation, explain_position
 from services.queue.domain.ranking import rank_key, reached_min_age
@@ -68,7 +67,7 @@ class Views:
             shown = [{
                 "number": offset + i + 1,
                 "position": position[r.id],
-                "child": mask_name(r.surname, r.name, r.patronymic),
+                "child": r.masked_name,
                 "queue_date": aware(r.queue_date),
                 "category": r.category,
                 "preference": list(r.preferences).index(kg) + 1,

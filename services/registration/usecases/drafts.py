@@ -17,6 +17,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from kezek.db import unit_of_work
+from kezek.sealing import ring_of
 from services.registration import domain as d
 from services.registration import limits as lim
 from services.registration.models import CLOSED, Account, Application, CodeSend, Draft, outbox
@@ -94,7 +95,7 @@ class Drafts(Context):
     @staticmethod
     def _refuse_known_child(s: Session, pin: str) -> None:
         live = s.scalar(sa.select(sa.func.count()).select_from(Application)
-                        .where(Application.child_pin == pin,
+                        .where(Application.child_pin_hash.in_(ring_of(s).lookups("pin", pin)),
                                Application.status.not_in(CLOSED)))
         if live:
             raise refuse("child.pin", "child_already_registered")
@@ -220,8 +221,8 @@ class Drafts(Context):
 
     def _account_for(self, s: Session, draft: Draft, now: datetime) -> tuple[Account, bool]:
         parent = draft.parent
-        account = s.scalars(sa.select(Account).where(Account.email == parent["email"])
-                            .with_for_update()).one_or_none()
+        same_email = Account.email_hash.in_(ring_of(s).lookups("email", parent["email"]))
+        account = s.scalars(sa.select(Account).where(same_email).with_for_update()).one_or_none()
         if account is not None:
             return account, False
         account = Account(id=str(uuid.uuid4()), email=parent["email"], pin=parent["pin"],

@@ -13,6 +13,8 @@ from sqlalchemy.orm import Session
 
 from kezek.db import unit_of_work
 from kezek.events import new_event
+from kezek.outbox import sealed_payload
+from kezek.sealing import Keyring, ring_of
 from services.registration import domain as d
 from services.registration.models import CLOSED, Account, Application, outbox, trail
 from services.registration.usecases.context import ITSELF, TIMEZONES, Caller, Context, refuse
@@ -92,9 +94,12 @@ class Imports(Context):
         by_id, by_email = {}, {}
         for i in range(0, len(ids), 5000):
             by_id.update(s.execute(sa.select(Account.id, Account.email).where(Account.id.in_(ids[i:i + 5000]))).all())
-        for i in range(0, len(emails), 5000):
-            by_email.update(s.execute(sa.select(Account.email, Account.id)
-                                      .where(Account.email.in_(emails[i:i + 5000]))).all())
+        ring = ring_of(s)
+        email_of = {h: e for e in set(emails) for h in ring.lookups("email", e)}
+        hashes = list(email_of)
+        for i in range(0, len(hashes), 5000):
+            by_email.update((email_of[h], i_) for h, i_ in s.execute(
+                sa.select(Account.email_hash, Account.id).where(Account.email_hash.in_(hashes[i:i + 5000]))))
         rows = []
         for i, (a, c) in enumerate(zip(accounts, checked)):
             if c is None:
@@ -107,7 +112,8 @@ class Imports(Context):
                 out[i] = refuse("parent.email", "email_taken")
             else:
                 by_id[a.id], by_email[c.email] = c.email, a.id
-                rows.append(dict(id=a.id, email=c.email, password_hash=None, pin=c.pin, surname=c.surname,
+                rows.append(dict(id=a.id, email=c.email, email_hash=ring.lookup("email", c.email), password_hash=None,
+                                 pin=c.pin, pin_hash=ring.lookup("pin", c.pin), surname=c.surname,
                                  name=c.name, patronymic=c.patronymic, phone=c.phone, locale=a.locale,
                                  created_at=now, activated_at=None))
         if rows:
@@ -172,9 +178,12 @@ class Imports(Context):
                 .where(Application.id.in_(part))))
         for part in chunks([a.account_id for a in applications]):
             accounts.update((r.id, r) for r in s.scalars(sa.select(Account).where(Account.id.in_(part))))
-        for part in chunks(pins):
-            live.update(s.execute(sa.select(Application.child_pin, Application.id).where(
-                Application.child_pin.in_(part), Application.status.not_in(CLOSED))).all())
+        ring = ring_of(s)
+        pin_of = {h: p for p in set(pins) for h in ring.lookups("pin", p)}
+        for part in chunks(list(pin_of)):
+            live.update((pin_of[h], i_) for h, i_ in s.execute(
+                sa.select(Application.child_pin_hash, Application.id).where(
+                    Application.child_pin_hash.in_(part), Application.status.not_in(CLOSED))))
         rows = []
         for i, (a, c) in enumerate(zip(applications, checked)):
             if c is None:
@@ -193,7 +202,8 @@ class Imports(Context):
                 acc = accounts.get(a.account_id)
                 rows.append(dict(
                     id=a.id, account_id=a.account_id, country=self.country, child_pin=c.pin,
-                    child_surname=c.surname, child_name=c.name, child_patronymic=c.patronymic,
+                    child_pin_hash=ring.lookup("pin", c.pin), child_surname=c.surname, child_name=c.name,
+                    child_patronymic=c.patronymic,
                     child_birth_date=c.birth_date, child_sex=c.sex,
                     parent={"surname": acc.surname, "name": acc.name, "patronymic": acc.patronymic,
                             "pin": acc.pin} if acc else {},
@@ -204,13 +214,13 @@ class Imports(Context):
                     status="submitted", submitted_at=a.queue_date))
         if rows and write:
             s.execute(sa.insert(Application.__table__), rows)
-            s.execute(sa.insert(outbox.table), [self._imported_received(r, accounts.get(r["account_id"]))
+            s.execute(sa.insert(outbox.table), [self._imported_received(ring, r, accounts.get(r["account_id"]))
                                                 for r in rows])
             trail.record_many(s, by.principal, [{"action": "application.imported", "subject": f"application:{r['id']}",
                                                  "details": {"account": r["account_id"]}} for r in rows])
         return out
 
-    def _imported_received(self, row: dict, account: Account | None) -> dict:
+    def _imported_received(self, ring: Keyring, row: dict, account: Account | None) -> dict:
         now = self.clock()
         data = {"application_id": row["id"], "parent_id": row["account_id"],
                 "locale": account.locale if account else "ru", "child_name": row["child_name"],
@@ -220,6 +230,6 @@ class Imports(Context):
         if row["phone"]:
             data["phone"] = row["phone"]
         event = new_event("application.received.v1", row["id"], data, source=outbox.source, time=now)
-        return {"event_id": event.id, "type": event.type, "subject": event.subject, "payload": event.to_json(),
-                "created_at": now}
+        return {"event_id": event.id, "type": event.type, "subject": event.subject,
+                "payload": sealed_payload(ring, event.type, event.to_json()), "created_at": now}
 

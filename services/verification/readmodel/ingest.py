@@ -24,6 +24,7 @@ from services.verification.models import (
     AbuseCase, Applicant, Referral, ReferralEvent, VoucherApplication, audit_trail, outbox, utc,
 )
 from kezek.categories import GENERAL
+from services.verification.readmodel.views import pin_hashes
 from workflows import rules
 
 log = get_logger(__name__)
@@ -180,7 +181,7 @@ class Ingest:
     def _detect(self, s: Session, pin: str, application_id: str, event: Event) -> None:
         rows = s.execute(
             sa.select(Referral).join(Applicant, Applicant.application_id == Referral.application_id)
-            .where(Applicant.child_pin == pin)).scalars().all()
+            .where(Applicant.child_pin_hash.in_(pin_hashes(s, [pin])))).scalars().all()
         if not rows:
             return
         history = [d.PastReferral(r.referral_id, r.application_id, _privileged(r), utc(r.issued_at) or event.time,
@@ -188,7 +189,8 @@ class Ingest:
         finding = d.detect_abuse(history, self.clock(), self.policy.abuse)
         if finding is None:
             return
-        if s.scalars(sa.select(AbuseCase.id).where(AbuseCase.child_pin == pin, AbuseCase.status == "open")).first():
+        if s.scalars(sa.select(AbuseCase.id).where(AbuseCase.child_pin_hash.in_(pin_hashes(s, [pin])),
+                                                   AbuseCase.status == "open")).first():
             return
         app = s.get(Applicant, application_id)
         case_id = str(uuid.uuid4())

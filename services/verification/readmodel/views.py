@@ -12,9 +12,17 @@ import sqlalchemy as sa
 from sqlalchemy.orm import Session
 
 from kezek.calendar import WorkingCalendar
+from kezek.sealing import ring_of
 from services.verification import domain as d
 from services.verification.models import AbuseCase, Applicant, Certificate, Referral, utc
 from workflows import rules
+
+
+def pin_hashes(s: Session, pins: Iterable[str]) -> list[str]:
+    """What a search for these PINs compares `child_pin_hash` with: their
+    hashes under every key (rows not yet moved to the current key match too)."""
+    ring = ring_of(s)
+    return [h for p in set(pins) if p for h in ring.lookups("pin", p)]
 
 
 def full_name(a: Applicant | None) -> str:
@@ -80,7 +88,7 @@ class Views:
         rows = s.execute(
             sa.select(Referral, Applicant.child_pin)
             .join(Applicant, Applicant.application_id == Referral.application_id)
-            .where(Applicant.child_pin.in_(pins))
+            .where(Applicant.child_pin_hash.in_(pin_hashes(s, pins)))
             .order_by(Referral.issued_at, Referral.referral_id)).all()
         out: dict[str, list[dict]] = {}
         for ref, pin in rows:
@@ -99,7 +107,8 @@ class Views:
         if not pins:
             return {}
         return dict(s.execute(sa.select(AbuseCase.child_pin, AbuseCase.id)
-                              .where(AbuseCase.child_pin.in_(pins), AbuseCase.status == "open")).all())
+                              .where(AbuseCase.child_pin_hash.in_(pin_hashes(s, pins)),
+                                     AbuseCase.status == "open")).all())
 
     @staticmethod
     def latest_certificates(s: Session, referral_ids: Iterable[str]) -> dict[str, Certificate]:
@@ -116,7 +125,7 @@ class Views:
     def live_privileged_referral(s: Session, pin: str) -> Referral | None:
         return s.scalars(
             sa.select(Referral).join(Applicant, Applicant.application_id == Referral.application_id)
-            .where(Applicant.child_pin == pin, Referral.state == d.OPEN_STATE)
+            .where(Applicant.child_pin_hash.in_(pin_hashes(s, [pin])), Referral.state == d.OPEN_STATE)
             .order_by(Referral.issued_at.desc())).first()
 
     def certificate_view(self, cert: Certificate | None, today: date) -> dict | None:

@@ -18,7 +18,7 @@ from kezek.db import unit_of_work
 from services.verification import domain as d
 from services.verification.models import AbuseCase, Applicant, Referral, outbox
 from services.verification.readmodel.ingest import apply_state
-from services.verification.readmodel.views import full_name
+from services.verification.readmodel.views import full_name, pin_hashes
 from services.verification.usecases.cases import refusal_of
 from services.verification.usecases.context import Context, StaffView
 from workflows import contracts as wc
@@ -103,7 +103,8 @@ class Abuse:
         with self.ctx.tx(actor) as s:
             case, text = self._open(s, actor, case_id, "abuse.revoke", reason)
             live = self.ctx.views.live_privileged_referral(s, case.child_pin)
-            current = s.scalars(sa.select(Applicant).where(Applicant.child_pin == case.child_pin)
+            current = s.scalars(sa.select(Applicant)
+                                .where(Applicant.child_pin_hash.in_(pin_hashes(s, [case.child_pin])))
                                 .order_by(Applicant.queue_date.desc())).first()
             return {"reason": text, "district": case.district, "referral_id": live.referral_id if live else None,
                     "application_id": current.application_id if current else case.application_id,
@@ -118,7 +119,8 @@ class Abuse:
             case.status, case.resolved_by, case.resolved_at = "revoked", actor.id, now
             case.resolution = ctx["reason"]
             case.rejected_referral_id = ctx["referral_id"] if rejected else None
-            for app in s.scalars(sa.select(Applicant).where(Applicant.child_pin == case.child_pin)):
+            same_child = Applicant.child_pin_hash.in_(pin_hashes(s, [case.child_pin]))
+            for app in s.scalars(sa.select(Applicant).where(same_child)):
                 app.category = "general"
             if rejected:
                 ref = s.get(Referral, ctx["referral_id"])

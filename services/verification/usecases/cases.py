@@ -22,7 +22,7 @@ from services.verification.models import (
     AbuseCase, Applicant, Certificate, Decision, Referral, ReferralEvent, Staff, outbox, utc,
 )
 from services.verification.readmodel.ingest import CLOSED_STATES, apply_state
-from services.verification.readmodel.views import contacts
+from services.verification.readmodel.views import contacts, pin_hashes
 from services.verification.usecases.context import Context, StaffView
 from workflows import contracts as wc
 from workflows.client import ReferralRefused, ReferralUnavailable
@@ -97,7 +97,7 @@ class Cases:
             decisions = list(s.scalars(sa.select(Decision).where(Decision.referral_id == referral_id)
                                        .order_by(Decision.at.desc())))
             staff_names = dict(s.execute(sa.select(Staff.id, Staff.full_name)).all())
-            abuse = list(s.scalars(sa.select(AbuseCase).where(AbuseCase.child_pin == pin)
+            abuse = list(s.scalars(sa.select(AbuseCase).where(AbuseCase.child_pin_hash.in_(pin_hashes(s, [pin])))
                                    .order_by(AbuseCase.opened_at.desc()))) if pin else []
             history = ctx.views.history(s, [pin] if pin else []).get(pin, [])
             latest = ctx.views.certificate_view(certs[0], today) if certs else None

@@ -1,7 +1,8 @@
 """Certificates and scans: the caseworker records the certificate from the
-place of work with its scan (PDF, JPEG or PNG, stored once per SHA-256), and
-opens the scan again later. Whether the certificate is in date is the rule of
-domain.certificate_in_date."""
+place of work with its scan (PDF, JPEG or PNG, stored once per SHA-256,
+sealed in the file store, never in a table), and opens the scan again later
+(a look, recorded with why). Whether the certificate is in date is the rule
+of domain.certificate_in_date."""
 from __future__ import annotations
 
 import hashlib
@@ -29,7 +30,11 @@ class Certificates:
             data, kind = self._checked(organisation, number, issued_on, scan, today)
             sha = hashlib.sha256(scan).hexdigest()
             if s.get(Scan, sha) is None:
-                s.add(Scan(sha256=sha, content_type=kind.content_type, size=len(scan), data=scan,
+                # The file first: a crash before the commit leaves an unreferenced
+                # file (harmless), never a row without its file.
+                name = f"scans/{uuid.uuid4()}"
+                ctx.files.put(name, scan, content_type=kind.content_type)
+                s.add(Scan(sha256=sha, content_type=kind.content_type, size=len(scan), file_name=name,
                            stored_at=ctx.now()))
                 s.flush()
             cert = Certificate(id=str(uuid.uuid4()), referral_id=ref.referral_id,
@@ -79,5 +84,6 @@ class Certificates:
             scan = s.get(Scan, cert.scan_sha256)
             assert scan is not None
             ctx.audit(s, actor, "scan.view", subject_type="referral", subject_id=referral_id,
-                      district=app.district if app else None, certificate_id=certificate_id)
-            return scan.data, scan.content_type, scan.sha256
+                      district=app.district if app else None, certificate_id=certificate_id,
+                      application_id=ref.application_id)
+            return ctx.files.get(scan.file_name), scan.content_type, scan.sha256

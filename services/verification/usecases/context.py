@@ -19,6 +19,7 @@ from kezek import calendar as kcal
 from kezek import trust
 from kezek.audit import ACT, LOOK
 from kezek.db import unit_of_work
+from kezek.files import SealedFiles
 from services.verification import domain as d
 from services.verification.models import Staff, audit_trail, utc
 from services.verification.readmodel.views import Views
@@ -90,10 +91,11 @@ def now_utc() -> datetime:
 class Context:
     """The service's dependencies, shared by its use cases."""
 
-    def __init__(self, sessions: sessionmaker[Session], *, policy: d.VerificationPolicy,
+    def __init__(self, sessions: sessionmaker[Session], *, policy: d.VerificationPolicy, files: SealedFiles,
                  referrals: ReferralCommands | None = None, clock: Callable[[], datetime] = now_utc):
         self.sessions = sessions
         self.policy = policy
+        self.files = files
         self._referrals = referrals
         self.clock = clock
         self.cal = kcal.calendar(policy.country)
