@@ -83,10 +83,20 @@ class OutboxRelay:
         # Unsent rows before ours that are not ours: another relay holds
         # them (or they committed after our read). Our rows of their keys
         # must wait, or they could overtake them.
+        # Read in seq order with a limit, so that PostgreSQL walks the unsent
+        # rows' index from its start (with only a bound, a generic plan
+        # scanned the whole outbox: 1.4 s a batch behind a 500,000-row
+        # backlog). Past the limit (other relays hold many rows), our rows
+        # beyond what was read wait for the next round.
         ours = {r.seq for r in rows}
+        limit = 4 * self.batch_size
+        before = session.execute(sa.select(t.c.seq, t.c.subject)
+                                 .where(t.c.sent_at.is_(None), t.c.seq < rows[-1].seq)
+                                 .order_by(t.c.seq).limit(limit)).all()
+        if len(before) == limit:
+            rows = [r for r in rows if r.seq <= before[-1].seq]
         ahead: dict[str, int] = {}
-        for seq, subject in session.execute(sa.select(t.c.seq, t.c.subject)
-                                            .where(t.c.sent_at.is_(None), t.c.seq < rows[-1].seq)):
+        for seq, subject in before:
             if seq not in ours and seq < ahead.get(subject, seq + 1):
                 ahead[subject] = seq
         return [r for r in rows if r.subject not in ahead or r.seq < ahead[r.subject]]

@@ -138,6 +138,25 @@ def test_a_relay_never_overtakes_the_rows_another_relay_holds(env):
     assert first_seen_in_order(events) == {f"agg-{k}": list(range(PER_KEY)) for k in range(KEYS)}
 
 
+def test_a_relay_behind_more_held_rows_than_it_reads_waits_instead_of_overtaking(env):
+    """A relay reads the unsent rows before its batch up to a limit (four
+    batches); when another relay holds more than that, it cannot know their
+    keys, so its batch waits for the next round."""
+    slow = relay(env, batch_size=40, cls=Held)
+    holder = threading.Thread(target=slow.relay_once)
+    holder.start()
+    assert slow.claimed.wait(60)
+    other = relay(env, batch_size=5)          # reads 20 rows before its own, fewer than the 40 held
+    assert other.relay_once() == 0
+    assert unsent(env) == KEYS * PER_KEY
+    slow.go.set()
+    holder.join(timeout=60)
+    drain(slow, other, env=env)
+    events = topic(env)
+    assert len(events) == len({e.id for e in events}) == KEYS * PER_KEY
+    assert first_seen_in_order(events) == {f"agg-{k}": list(range(PER_KEY)) for k in range(KEYS)}
+
+
 class DiesAfterSending(OutboxRelay):
     """Publishes its batch, then dies before marking it (a kill -9 between
     the broker's acks and the database commit): its claim goes with it."""
