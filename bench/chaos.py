@@ -67,6 +67,7 @@ from kezek.health import heartbeat_path, kafka_check, read_heartbeat, temporal_c
 from kezek.infra.procs import free_port, port_open  # noqa: E402
 from kezek.settings import SERVICES, Settings  # noqa: E402
 from kezek.trust import ServiceKeys  # noqa: E402
+from services.queue.store.invariants import POOL_BOOKS  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 KINDERGARTENS = [f"chaos-kg-{i}" for i in range(1, 7)]
@@ -885,14 +886,7 @@ def invariants(system: System, workload: Workload) -> dict:
     out["duplicate_effects"] = dup
 
     # places_held_twice and the pools' books.
-    pools = system.rows("queue", """
-        SELECT p.id, p.free, p.held, p.enrolled,
-               (SELECT coalesce(sum(count), 0) FROM place_publications u
-                 WHERE u.kindergarten_id = p.kindergarten_id AND u.cohort = p.cohort AND u.language = p.language
-                   AND u.for_category = p.for_category AND u.published_at IS NOT NULL) AS published,
-               (SELECT count(*) FROM referrals r WHERE r.place_id = p.id AND r.status = 'live') AS live,
-               (SELECT count(*) FROM referrals r WHERE r.place_id = p.id AND r.status = 'enrolled') AS taken
-          FROM places p""")
+    pools = system.rows("queue", POOL_BOOKS)
     out["places_held_twice"] = sum(max(0, p.live + p.taken - p.published) for p in pools)
     out["pools_unbalanced"] = sum(1 for p in pools if p.free < 0 or p.free + p.held + p.enrolled != p.published
                                   or (p.held, p.enrolled) != (p.live, p.taken))

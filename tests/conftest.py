@@ -44,11 +44,17 @@ def infra_dir():
     shutil.rmtree(path, ignore_errors=True)
 
 
+def running(server, hard: bool = False):
+    """A fixture's life of a server of kezek.infra: started, then stopped
+    when its last test is done."""
+    started = server.start()
+    yield started
+    started.stop(hard=hard)
+
+
 @pytest.fixture(scope="session")
 def kafka_broker(infra_dir):
-    broker = KafkaBroker(infra_dir / "kafka").start()
-    yield broker
-    broker.stop()
+    yield from running(KafkaBroker(infra_dir / "kafka"))
 
 
 @pytest.fixture(scope="session")
@@ -59,16 +65,12 @@ def kafka_bootstrap(kafka_broker) -> str:
 @pytest.fixture
 def private_kafka(infra_dir):
     """A broker of the test's own, for tests that stop and restart it."""
-    broker = KafkaBroker(infra_dir / f"kafka-{uuid.uuid4().hex[:8]}").start()
-    yield broker
-    broker.stop(hard=True)
+    yield from running(KafkaBroker(infra_dir / f"kafka-{uuid.uuid4().hex[:8]}"), hard=True)
 
 
 @pytest.fixture(scope="session")
 def temporal_dev(infra_dir):
-    server = TemporalDevServer(infra_dir / "temporal").start()
-    yield server
-    server.stop()
+    yield from running(TemporalDevServer(infra_dir / "temporal"))
 
 
 @pytest.fixture(scope="session")
@@ -82,9 +84,7 @@ async def temporal_test_env():
 
 @pytest.fixture(scope="session")
 def pg_cluster(infra_dir):
-    cluster = PostgresCluster(infra_dir / "pg", durable=False).start()
-    yield cluster
-    cluster.stop()
+    yield from running(PostgresCluster(infra_dir / "pg", durable=False))
 
 
 @pytest.fixture

@@ -6,7 +6,7 @@ import signal
 import socket
 import subprocess
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 
 
 def free_port() -> int:
@@ -60,3 +60,18 @@ def stop_process(proc: subprocess.Popen | None, timeout: float = 15, hard: bool 
         except ProcessLookupError:
             pass
         proc.wait(timeout=10)
+
+
+def stop_processes(procs: Iterable[subprocess.Popen], timeout: float = 15) -> None:
+    """Stops processes started in their own sessions together: SIGTERM to
+    every group first, so that they stop side by side, then each as
+    `stop_process` does."""
+    procs = list(procs)
+    for proc in procs:
+        if proc.poll() is None:
+            try:
+                os.killpg(proc.pid, signal.SIGTERM)
+            except ProcessLookupError:
+                pass
+    for proc in procs:
+        stop_process(proc, timeout)

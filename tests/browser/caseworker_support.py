@@ -6,13 +6,12 @@ the parent's cabinet shows it and publishes the referral facts into the
 verification read model, as the queue's outbox, Kafka and the consumer do.
 
 Import the fixtures into a test module:
-    from caseworker_support import caseworker_site, caseworker_browser  # noqa: F401
+    from caseworker_support import caseworker_page, caseworker_site  # noqa: F401
 """
 from __future__ import annotations
 
 import asyncio
 import threading
-import time
 import uuid
 from collections.abc import Coroutine
 from dataclasses import dataclass, field
@@ -33,14 +32,13 @@ from kezek.migrations import upgrade
 from services.verification.api import create_app
 from services.verification.bootstrap import build_ingest
 from services.verification.settings import VerificationSettings
+from tests.fakes.activities import stand_in
 from tests.fakes.verification import (
     DISTRICT_A, DISTRICT_B, PASSWORD, application_received, application_submitted, deliver, referral_fact,
 )
 from workflows import contracts as c
 from workflows.worker import build_worker, connect
 
-CHROMIUM_ARGS = ["--no-sandbox", "--disable-background-networking", "--disable-component-update",
-                 "--no-first-run"]
 STAFF = (("aida", "Аида Асанова", "caseworker", DISTRICT_A), ("bakyt", "Бакыт Бекмуратов", "caseworker", DISTRICT_B),
          ("chynara", "Чынара Токтосунова", "supervisor", DISTRICT_A),
          ("emil", "Эмиль Жумабеков", "commission", DISTRICT_A), ("farida", "Фарида Исакова", "commission", DISTRICT_A))
@@ -121,24 +119,8 @@ class QueueStandIn:
             with q.lock:
                 q.general_queue[p.application_id] = p.from_category
 
-        @activity.defn(name=c.PUT_ON_STOPLIST)
-        async def put_on_stoplist(p: c.PutOnStoplist) -> None:
-            pass
-
-        @activity.defn(name=c.LIFT_STOPLIST)
-        async def lift_stoplist(p: c.LiftStoplist) -> None:
-            pass
-
-        @activity.defn(name=c.RECORD_ENROLMENT)
-        async def record_enrolment(p: c.RecordEnrolmentCall) -> None:
-            pass
-
-        @activity.defn(name=c.NOTIFY_PARENT)
-        async def notify_parent(p: c.NotifyParent) -> None:
-            pass
-
-        return [record_referral, return_place, return_to_general_queue, put_on_stoplist, lift_stoplist,
-                record_enrolment, notify_parent]
+        return [record_referral, return_place, return_to_general_queue,
+                *map(stand_in, (c.PUT_ON_STOPLIST, c.LIFT_STOPLIST, c.RECORD_ENROLMENT, c.NOTIFY_PARENT))]
 
 
 class CaseworkerSite:
@@ -250,30 +232,19 @@ def caseworker_site(temporal_dev, tmp_path_factory):
     site.stop()
 
 
-@pytest.fixture(scope="module")
-def caseworker_browser():
-    from playwright.sync_api import sync_playwright
-
-    # Debian's Chromium; Playwright never downloads a browser here.
-    with sync_playwright() as pw:
-        browser = pw.chromium.launch(executable_path="/usr/bin/chromium", args=CHROMIUM_ARGS, headless=True)
-        yield browser
-        browser.close()
+@pytest.fixture
+def caseworker_page(chromium, caseworker_site):
+    """A fresh page of a staff member's desktop browser (in Russian)."""
+    context = chromium.new_context(viewport={"width": 1280, "height": 900}, locale="ru-RU")
+    context.set_default_timeout(15_000)
+    yield context.new_page()
+    context.close()
 
 
 def pdf_scan(directory: Path) -> Path:
     path = directory / "spravka.pdf"
     path.write_bytes(b"%PDF-1.4\n1 0 obj<</Type/Catalog>>endobj\ntrailer<</Root 1 0 R>>\n%%EOF\n")
     return path
-
-
-def wait_for(predicate, timeout: float = 10, what: str = "condition") -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if predicate():
-            return
-        time.sleep(0.1)
-    raise AssertionError(f"timed out waiting for {what}")
 
 
 @pytest.fixture(scope="module")

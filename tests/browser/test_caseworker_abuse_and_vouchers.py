@@ -10,7 +10,7 @@ from datetime import UTC, datetime, timedelta
 import pytest
 import sqlalchemy as sa
 from caseworker_support import (  # noqa: F401
-    caseworker_browser, caseworker_screenshots, caseworker_site,
+    caseworker_page, caseworker_screenshots, caseworker_site,
 )
 from playwright.sync_api import Page, expect
 
@@ -25,12 +25,8 @@ pytestmark = pytest.mark.integration
 
 
 @pytest.fixture
-def page(caseworker_browser, caseworker_site):
-    context = caseworker_browser.new_context(viewport={"width": 1280, "height": 900}, locale="ru-RU")
-    context.set_default_timeout(15_000)
-    p = context.new_page()
-    yield p
-    context.close()
+def page(caseworker_page):
+    return caseworker_page
 
 
 def log_in(page: Page, site, login: str) -> None:

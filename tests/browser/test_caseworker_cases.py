@@ -12,7 +12,7 @@ from playwright.sync_api import Page, expect
 
 from tests.fakes.verification import PASSWORD
 from caseworker_support import (  # noqa: F401
-    caseworker_browser, caseworker_screenshots, caseworker_site, pdf_scan,
+    caseworker_page, caseworker_screenshots, caseworker_site, pdf_scan,
 )
 from workflows.contracts import ReferralState
 
@@ -20,13 +20,9 @@ pytestmark = pytest.mark.integration
 
 
 @pytest.fixture
-def page(caseworker_browser, caseworker_site):
-    context = caseworker_browser.new_context(viewport={"width": 1280, "height": 900}, locale="ru-RU")
-    context.set_default_timeout(15_000)
-    p = context.new_page()
-    p.goto(f"{caseworker_site.url}/login")
-    yield p
-    context.close()
+def page(caseworker_page, caseworker_site):
+    caseworker_page.goto(f"{caseworker_site.url}/login")
+    return caseworker_page
 
 
 def log_in(page: Page, login: str = "aida") -> None:

@@ -32,7 +32,6 @@ import os
 import random
 import re
 import shutil
-import signal
 import ssl
 import subprocess
 import sys
@@ -50,7 +49,7 @@ from packaging.utils import canonicalize_name
 
 from kezek.infra.kafka import KafkaBroker
 from kezek.infra.postgres import PostgresCluster
-from kezek.infra.procs import free_port, port_open, wait_until
+from kezek.infra.procs import free_port, port_open, stop_processes, wait_until
 from kezek.infra.temporal import TemporalDevServer, cli_path
 from kezek.trust import ServiceKeys, staff_principal
 from services.notifications.devservers import DevSmsGateway, DevSmtpServer
@@ -237,15 +236,7 @@ class Topology:
         return "\n".join(path.read_text(errors="replace").splitlines()[-lines:]) if path.exists() else ""
 
     def stop(self) -> None:
-        for proc in self.procs.values():
-            if proc.poll() is None:
-                os.killpg(proc.pid, signal.SIGTERM)
-        for proc in self.procs.values():
-            try:
-                proc.wait(timeout=20)
-            except subprocess.TimeoutExpired:
-                os.killpg(proc.pid, signal.SIGKILL)
-                proc.wait()
+        stop_processes(self.procs.values(), timeout=20)
 
 
 def compose_config(tmp: Path, variables: dict[str, str]) -> dict:

@@ -278,6 +278,16 @@ class Stack:
             "notifications": httpx.ASGITransport(app=self.inbox.app),
         }, referrals=self.queue.workflows)
 
+    def browser(self, lang: str | None = None, **options):
+        """A parent's browser on the portal (HTTPS), reading `lang` (the
+        language cookie) when one is given."""
+        from starlette.testclient import TestClient
+
+        c = TestClient(self.gateway, base_url="https://testserver", **options)
+        if lang:
+            c.cookies.set("kezek_lang", lang)
+        return c
+
     def freeze_limits(self, at: float = 1_800_000_010.0) -> "Stack":
         """Every rate-limit window of this stack stays the one around `at`:
         a test of a limit never straddles a window's edge."""
@@ -297,3 +307,16 @@ class Stack:
     def last_activation_token(self, email: str) -> str:
         url = [e["activation_url"] for e in self.events("account.activation_issued.v1") if e["email"] == email][-1]
         return url.split("token=", 1)[1]
+
+
+def real_queue(state_dir):
+    """The queue service's API in process, on its database under
+    `state_dir`, and the callers a test signs as to reach it."""
+    from kezek.migrations import upgrade
+    from kezek.settings import Settings
+    from services.queue.api import create_app
+    from tests.fakes.tokens import Callers
+
+    settings = Settings(state_dir=state_dir, env="test")
+    upgrade("queue", settings.database_url_for("queue"))
+    return create_app(settings), Callers(settings, "queue")

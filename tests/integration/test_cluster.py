@@ -36,10 +36,11 @@ from kezek.commands import topics as topics_command
 from kezek.db import make_engine, make_session_factory, unit_of_work
 from kezek.health import heartbeat_path, read_heartbeat
 from kezek.infra.kafka import KafkaCluster
-from kezek.infra.procs import free_port
+from kezek.infra.procs import free_port, stop_processes
 from kezek.infra.temporal import TemporalDevServer
 from kezek.migrations import migration_services, upgrade
 from kezek.settings import SERVICES, Settings
+from services.queue.store.invariants import POOL_BOOKS
 from tests.e2e.test_supervision import QueueAdmin, join_children, publish_place, wait
 from workflows import contracts as c
 
@@ -149,15 +150,7 @@ class Deployment:
         return make_engine(self.settings.database_url_for(service))
 
     def stop(self) -> None:
-        for proc in self.procs.values():
-            if proc.poll() is None:
-                os.killpg(proc.pid, signal.SIGTERM)
-        for proc in self.procs.values():
-            try:
-                proc.wait(timeout=15)
-            except subprocess.TimeoutExpired:
-                os.killpg(proc.pid, signal.SIGKILL)
-                proc.wait()
+        stop_processes(self.procs.values(), timeout=15)
         self.temporal.stop()
         self.kafka.stop(hard=True)
 
@@ -293,14 +286,7 @@ def test_kezek_on_a_three_broker_cluster_loses_nothing_and_does_nothing_twice_wh
                                     "GROUP BY application_id HAVING count(*) > 1")
         # Pools balanced: what was published is free, held or taken, and held
         # and taken places are the live and enrolled referrals.
-        pools = rows(d, "queue", """
-            SELECT p.id, p.free, p.held, p.enrolled,
-                   (SELECT coalesce(sum(count), 0) FROM place_publications u
-                     WHERE u.kindergarten_id = p.kindergarten_id AND u.cohort = p.cohort AND u.language = p.language
-                       AND u.for_category = p.for_category AND u.published_at IS NOT NULL) AS published,
-                   (SELECT count(*) FROM referrals r WHERE r.place_id = p.id AND r.status = 'live') AS live,
-                   (SELECT count(*) FROM referrals r WHERE r.place_id = p.id AND r.status = 'enrolled') AS taken
-              FROM places p""")
+        pools = rows(d, "queue", POOL_BOOKS)
         assert sum(p.published for p in pools) == PUBLISHES
         for p in pools:
             assert p.free + p.held + p.enrolled == p.published, p

@@ -4,7 +4,6 @@ once, on PostgreSQL."""
 from __future__ import annotations
 
 import threading
-import time
 import uuid
 from datetime import UTC, datetime
 
@@ -14,6 +13,7 @@ import sqlalchemy as sa
 from kezek.db import make_engine, make_session_factory
 from kezek.events import new_event
 from kezek.infra.kafka import ensure_topics
+from kezek.infra.procs import wait_until
 from kezek.migrations import upgrade
 from kezek.relay import make_producer
 from services.queue.consumers import PRIVILEGE_REVOKED, make_revocation_consumer
@@ -22,15 +22,6 @@ from services.queue.domain import JoinQueue
 from services.queue.usecases import Queue
 
 pytestmark = pytest.mark.integration
-
-
-def wait_for(check, timeout: float = 60, what: str = "condition"):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if check():
-            return
-        time.sleep(0.2)
-    raise AssertionError(f"timed out waiting for {what}")
 
 
 def handled(service: Queue, event_id: str) -> bool:
@@ -74,10 +65,10 @@ def test_privilege_revoked_on_kafka_moves_the_queue_entry_to_the_general_queue_o
     thread = threading.Thread(target=consumer.run, args=(stop,), daemon=True)
     thread.start()
     try:
-        wait_for(lambda: service.views.application("a1")["category"] == "general", what="the revocation applied")
+        wait_until(lambda: service.views.application("a1")["category"] == "general", 60, "the revocation applied")
         app = service.views.application("a1")
         assert app["queue_date"] == datetime(2026, 1, 10, 4, tzinfo=UTC)
-        wait_for(lambda: handled(service, last.id), what="every message handled")
+        wait_until(lambda: handled(service, last.id), 60, "every message handled")
     finally:
         stop.set()
         thread.join(10)

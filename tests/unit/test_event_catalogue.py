@@ -50,8 +50,7 @@ def test_each_type_names_its_topic_and_whether_it_is_public():
 
 @pytest.mark.parametrize("lang", ["ky", "ru", "kk", "en"])
 def test_the_catalogue_page_shows_every_type_in_the_readers_language(stack, lang):
-    c = TestClient(stack.gateway, base_url="https://testserver")
-    c.cookies.set("kezek_lang", lang)
+    c = stack.browser(lang)
     home = c.get("/")
     assert 'href="/events"' in home.text and 'href="/api/docs"' in home.text
     r = c.get("/events")

@@ -12,7 +12,7 @@ from fastapi.testclient import TestClient
 
 from tests.fakes.gateway import Stack
 from services.registration.service import ImportAccount, ImportApplication
-from tests.unit.test_gateway_portal import PASSWORD, browser, errors
+from tests.unit.test_gateway_portal import PASSWORD, errors
 
 IMPORTED = "imported.parent@example.kg"
 
@@ -42,7 +42,7 @@ def links_to(stack, email: str) -> int:
 @pytest.mark.parametrize("lang, words", [("ky", "Активдештирүү шилтемесин алыңыз"),
                                          ("ru", "Получите ссылку для активации")])
 def test_login_page_leads_to_the_activation_link_request(stack, lang, words):
-    c = browser(stack, lang)
+    c = stack.browser(lang)
     r = c.get("/login")
     assert 'href="/activate/request"' in r.text and words in r.text
     r = c.get("/activate/request")
@@ -50,7 +50,7 @@ def test_login_page_leads_to_the_activation_link_request(stack, lang, words):
 
 
 def test_activation_link_request_answers_the_same_whether_or_not_the_address_has_an_account(stack):
-    c = browser(stack, "ru")
+    c = stack.browser("ru")
     before = links_to(stack, IMPORTED)
     known = c.post("/activate/request", data={"email": IMPORTED})
     unknown = c.post("/activate/request", data={"email": "nobody.here@example.kg"})
@@ -61,20 +61,20 @@ def test_activation_link_request_answers_the_same_whether_or_not_the_address_has
 
 
 def test_activation_link_request_names_the_field_in_the_parents_language(stack):
-    c = browser(stack, "ru")
+    c = stack.browser("ru")
     r = c.post("/activate/request", data={"email": "not an address"})
     assert r.status_code == 422
     assert errors(r.text) == [("f-email", "Электронная почта: введите адрес электронной почты, например "
                                           "name@example.kg.")]
     assert 'value="not an address"' in r.text
-    r = browser(stack, "ky").post("/activate/request", data={"email": ""})
+    r = stack.browser("ky").post("/activate/request", data={"email": ""})
     assert r.status_code == 422
     assert errors(r.text) == [("f-email", "Электрондук почта: бул талааны толтуруу милдеттүү.")]
 
 
 def test_activation_link_requests_are_limited_per_client(tmp_path):
     s = Stack(tmp_path, rate_limit_per_minute=100_000, activation_requests_burst=2).freeze_limits()
-    c = browser(s, "ru")
+    c = s.browser("ru")
     assert [c.post("/activate/request", data={"email": f"a{i}@example.kg"}).status_code for i in range(3)] == \
         [200, 200, 429]
     r = c.post("/activate/request", data={"email": "a@example.kg"})
@@ -93,12 +93,12 @@ def test_api_activation_link_request_answers_the_same_for_any_address(stack):
 
 
 def test_expired_activation_link_page_offers_a_new_link(stack):
-    r = browser(stack, "ru").get("/activate?token=not-a-real-token")
+    r = stack.browser("ru").get("/activate?token=not-a-real-token")
     assert r.status_code == 422 and 'href="/activate/request"' in r.text
 
 
 def test_imported_parent_activates_from_the_requested_link_and_sees_the_child_in_the_cabinet(stack):
-    c = browser(stack, "ru")
+    c = stack.browser("ru")
     c.post("/activate/request", data={"email": IMPORTED})
     token = stack.last_activation_token(IMPORTED)
     r = c.post("/activate", data={"token": token, "email": IMPORTED, "password": PASSWORD, "password2": PASSWORD})

@@ -25,12 +25,6 @@ def stack(tmp_path_factory):
     return Stack(tmp_path_factory.mktemp("gw"), rate_limit_per_minute=100_000)
 
 
-@pytest.fixture
-def api(stack):
-    with TestClient(stack.gateway, base_url="https://testserver") as c:
-        yield c
-
-
 def draft(api, lang="en") -> str:
     r = api.post("/api/v1/drafts", json={"locale": lang})
     assert r.status_code == 201

@@ -21,12 +21,6 @@ def stack(tmp_path_factory):
     return Stack(tmp_path_factory.mktemp("boundary"), rate_limit_per_minute=100_000)
 
 
-@pytest.fixture
-def api(stack):
-    with TestClient(stack.gateway, base_url="https://testserver") as c:
-        yield c
-
-
 def filled_draft(api, stack, pin: str) -> str:
     email = f"{uuid.uuid4().hex[:10]}@example.kg"
     t = draft(api)
@@ -295,7 +289,7 @@ def test_one_client_sends_a_limited_number_of_codes_whatever_the_addresses(tmp_p
 
 def test_the_workflows_refusal_reaches_the_page_in_the_parents_language(tmp_path):
     from services.gateway.referrals import refused
-    from tests.unit.test_gateway_portal import activate_and_login, apply, browser
+    from tests.unit.test_gateway_portal import activate_and_login, apply
 
     stack = Stack(tmp_path)
     fake = stack.queue.workflows
@@ -309,7 +303,7 @@ def test_the_workflows_refusal_reaches_the_page_in_the_parents_language(tmp_path
             raise refused("cannot cancel the referral: the window ended at 2027-03-08T00:00:00",
                           code="window_ended", params={"deadline": "2027-03-08T00:00:00"})
 
-    c = browser(stack, "ky")
+    c = stack.browser("ky")
     apply(c, stack, "21506202400209", "window@example.kg")
     activate_and_login(c, stack, "window@example.kg")
     ref = stack.queue.publish_place(list(stack.queue.entries)[-1])

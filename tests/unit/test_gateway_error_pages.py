@@ -35,9 +35,7 @@ def stack(tmp_path_factory):
 
 
 def reader(stack, lang: str) -> TestClient:
-    c = TestClient(stack.gateway, base_url="https://testserver", raise_server_exceptions=False)
-    c.cookies.set("kezek_lang", lang)
-    return c
+    return stack.browser(lang, raise_server_exceptions=False)
 
 
 def is_portal_page(r: httpx.Response, lang: str, heading: str) -> bool:

@@ -12,23 +12,15 @@ from datetime import UTC, datetime
 import pytest
 from fastapi.testclient import TestClient
 
-from kezek.migrations import upgrade
-from kezek.settings import Settings
-from tests.fakes.gateway import Stack
-from tests.fakes.tokens import Callers
+from tests.fakes.gateway import Stack, real_queue
 
 LENINSKY = "41711210000000"
 
 
 @pytest.fixture(scope="module")
 def world(tmp_path_factory):
-    from services.queue.api import create_app as queue_app
-
     state = tmp_path_factory.mktemp("open-queue")
-    settings = Settings(state_dir=state, env="test")
-    upgrade("queue", settings.database_url_for("queue"))
-    queue = queue_app(settings)
-    callers = Callers(settings, "queue")
+    queue, callers = real_queue(state)
     stack = Stack(state, queue_app=queue, rate_limit_per_minute=100_000)
     with TestClient(queue) as q:
         r = q.put("/api/v1/kindergartens/bsk-12", headers=callers.admin(), json={
@@ -46,16 +38,10 @@ def world(tmp_path_factory):
     return stack
 
 
-def visitor(stack, lang: str) -> TestClient:
-    c = TestClient(stack.gateway, base_url="https://testserver")
-    c.cookies.set("kezek_lang", lang)
-    return c
-
-
 @pytest.mark.parametrize("lang,title", [("ky", "Баарына ачык кезек"), ("ru", "Очередь для всех"),
                                         ("kk", "Барлығына ашық кезек"), ("en", "The queue, open to all")])
 def test_the_home_page_links_the_queue_open_to_all_in_every_language(world, lang, title):
-    c = visitor(world, lang)
+    c = world.browser(lang)
     home = c.get("/")
     assert title in home.text and 'href="/queue"' in home.text and 'href="/figures"' in home.text
     r = c.get("/queue")
@@ -64,7 +50,7 @@ def test_the_home_page_links_the_queue_open_to_all_in_every_language(world, lang
 
 
 def test_the_list_masks_names_and_shows_the_cabinet_s_position_beside_the_number_in_its_language(world):
-    r = visitor(world, "ru").get("/queue/bsk-12", params={"cohort": "2022", "language": "ru"})
+    r = world.browser("ru").get("/queue/bsk-12", params={"cohort": "2022", "language": "ru"})
     assert r.status_code == 200, r.text
     rows = re.findall(r"<tr><td>(\d+)</td><td>(\d+)</td><td>([^<]+)</td><td>([^<]+)</td>", r.text)
     # the extraordinary child (Kyrgyz) is first in the cabinet; in the Russian list the number restarts
@@ -77,13 +63,13 @@ def test_the_list_masks_names_and_shows_the_cabinet_s_position_beside_the_number
 def test_a_parent_s_cabinet_position_is_the_one_the_public_list_shows(world):
     from services.queue.api.models import PublicEntry  # noqa: F401 (the contract's field)
 
-    r = visitor(world, "en").get("/queue/bsk-12", params={"cohort": "2022", "language": "ky"})
+    r = world.browser("en").get("/queue/bsk-12", params={"cohort": "2022", "language": "ky"})
     [(number, position)] = re.findall(r"<tr><td>(\d+)</td><td>(\d+)</td>", r.text)
     assert (number, position) == ("1", "1")
 
 
 def test_an_unknown_kindergarten_is_a_404_page_and_odd_input_no_5xx(world):
-    c = visitor(world, "ky")
+    c = world.browser("ky")
     assert c.get("/queue/nowhere").status_code == 404
     for params in ({"cohort": "1900", "language": "ru"}, {"cohort": "x", "language": "zz"},
                    {"cohort": "2022", "language": "ru", "page": "-1"}, {"cohort": "2022", "language": "ru", "page": "9" * 30}):
@@ -93,6 +79,6 @@ def test_an_unknown_kindergarten_is_a_404_page_and_odd_input_no_5xx(world):
 
 @pytest.mark.parametrize("lang", ["ky", "ru", "kk", "en"])
 def test_the_figures_of_the_city_and_districts_are_public_with_charts(world, lang):
-    r = visitor(world, lang).get("/figures")
+    r = world.browser(lang).get("/figures")
     assert r.status_code == 200 and r.text.count("<svg") == 3 and "<script>" not in r.text
     assert re.search(r"<td>3</td>", r.text)                      # three children waiting in the district

@@ -30,12 +30,6 @@ def stack(tmp_path_factory):
     return Stack(tmp_path_factory.mktemp("portal"), rate_limit_per_minute=100_000)
 
 
-def browser(stack, lang="ky") -> TestClient:
-    c = TestClient(stack.gateway, base_url="https://testserver")
-    c.cookies.set("kezek_lang", lang)
-    return c
-
-
 def csrf(html: str) -> str:
     return re.search(r'name="csrf" value="([^"]+)"', html).group(1)
 
@@ -72,7 +66,7 @@ def activate_and_login(c: TestClient, stack: Stack, email: str) -> None:
 # --- language and wording -----------------------------------------------------------
 
 def test_application_pages_use_the_balalyk_kyrgyz_wording(stack):
-    c = browser(stack, "ky")
+    c = stack.browser("ky")
     r = c.get("/apply", follow_redirects=True)
     assert '<html lang="ky">' in r.text
     for words in ("Бала жөнүндө маалымат", "Баланын жеке идентификациялык номери (ПИН)", "Алга"):
@@ -86,20 +80,20 @@ def test_application_pages_use_the_balalyk_kyrgyz_wording(stack):
 
 
 def test_russian_pages_when_the_parent_chooses_russian(stack):
-    c = browser(stack, "en")
+    c = stack.browser("en")
     r = c.get("/lang/ru?next=/login")
     assert r.url.path == "/login" and '<html lang="ru">' in r.text
     assert "Родителям" in r.text and "Войти через ЕСИ Тундук" in r.text
 
 
 def test_language_switch_refuses_to_redirect_elsewhere(stack):
-    c = browser(stack)
+    c = stack.browser("ky")
     r = c.get("/lang/ru?next=//evil.example/", follow_redirects=False)
     assert r.headers["location"] == "/"
 
 
 def test_every_error_names_the_field_in_the_parents_language(stack):
-    c = browser(stack, "ru")
+    c = stack.browser("ru")
     r = c.get("/apply", follow_redirects=True)
     r = c.post("/apply/child", data={"csrf": csrf(r.text), "pin": "23102202400011", "surname": "", "name": "А1"})
     assert r.status_code == 422
@@ -113,7 +107,7 @@ def test_every_error_names_the_field_in_the_parents_language(stack):
 
 
 def test_unknown_street_page_advises_the_public_service_centre(stack):
-    c = browser(stack, "ky")
+    c = stack.browser("ky")
     r = c.get("/apply", follow_redirects=True)
     token = csrf(r.text)
     c.post("/apply/child", data={"csrf": token, "pin": "21506202400012", "surname": "Асанов", "name": "Айбек"})
@@ -125,7 +119,7 @@ def test_unknown_street_page_advises_the_public_service_centre(stack):
 
 
 def test_a_form_without_its_csrf_token_changes_nothing(stack):
-    c = browser(stack)
+    c = stack.browser("ky")
     c.get("/apply")
     r = c.post("/apply/child", data={"pin": "21506202400013", "surname": "Асанов", "name": "Айбек"})
     assert r.url.path == "/apply/child"
@@ -133,13 +127,13 @@ def test_a_form_without_its_csrf_token_changes_nothing(stack):
 
 
 def test_draft_survives_a_closed_browser(stack):
-    first = browser(stack)
+    first = stack.browser("ky")
     r = first.get("/apply", follow_redirects=True)
     first.post("/apply/child", data={"csrf": csrf(r.text), "pin": "21506202400014", "surname": "Асанов",
                                       "name": "Айбек"})
     kept = first.cookies.get("kezek_draft")
     first.close()
-    again = browser(stack)
+    again = stack.browser("ky")
     again.cookies.set("kezek_draft", kept)
     r = again.get("/apply")
     assert r.url.path == "/apply/parent"
@@ -148,14 +142,14 @@ def test_draft_survives_a_closed_browser(stack):
 
 
 def test_draft_cookie_is_persistent_httponly_and_secure(stack):
-    c = browser(stack)
+    c = stack.browser("ky")
     r = c.get("/apply", follow_redirects=False)
     cookie = r.headers["set-cookie"]
     assert "kezek_draft=" in cookie and "HttpOnly" in cookie and "Secure" in cookie and "Max-Age=2592000" in cookie
 
 
 def test_later_steps_cannot_be_opened_early(stack):
-    c = browser(stack)
+    c = stack.browser("ky")
     c.get("/apply")
     assert c.get("/apply/confirm").url.path == "/apply/child"
 
@@ -180,7 +174,7 @@ class _Inputs(HTMLParser):
 
 @pytest.mark.parametrize("path", ["/apply/child", "/apply/parent", "/login"])
 def test_every_field_has_a_label(stack, path):
-    c = browser(stack)
+    c = stack.browser("ky")
     r = c.get("/apply", follow_redirects=True)
     if path == "/apply/parent":
         c.post("/apply/child", data={"csrf": csrf(r.text), "pin": "21506202400015", "surname": "Асанов",
@@ -193,7 +187,7 @@ def test_every_field_has_a_label(stack, path):
 
 
 def test_pages_forbid_framing_and_foreign_scripts(stack):
-    r = browser(stack).get("/")
+    r = stack.browser("ky").get("/")
     assert "script-src 'self'" in r.headers["content-security-policy"]
     assert r.headers["x-frame-options"] == "DENY" and r.headers["referrer-policy"] == "no-referrer"
 
@@ -201,7 +195,7 @@ def test_pages_forbid_framing_and_foreign_scripts(stack):
 # --- the cabinet -----------------------------------------------------------------------
 
 def test_cabinet_shows_status_position_chart_and_map(stack):
-    c = browser(stack, "ru")
+    c = stack.browser("ru")
     apply(c, stack, "21506202400016", "cabinet@example.kg")
     activate_and_login(c, stack, "cabinet@example.kg")
     r = c.get("/cabinet")
@@ -216,7 +210,7 @@ def test_cabinet_shows_status_position_chart_and_map(stack):
 
 
 def test_a_notification_is_marked_read_from_the_cabinet(stack):
-    c = browser(stack, "ru")
+    c = stack.browser("ru")
     apply(c, stack, "21506202400029", "inbox@example.kg")
     activate_and_login(c, stack, "inbox@example.kg")
     parent_id = stack.events("application.received.v1")[-1]["parent_id"]
@@ -236,7 +230,7 @@ def test_a_notification_is_marked_read_from_the_cabinet(stack):
 
 def confirm_page(stack: Stack, pin: str, email: str) -> str:
     """Step 3 of a draft whose earlier steps the registration service took directly."""
-    c = browser(stack, "ru")
+    c = stack.browser("ru")
     c.get("/apply")
     draft, service = c.cookies.get("kezek_draft"), stack.registration.state.service
     service.save_child(draft, {"pin": pin, "surname": "Асанов", "name": "Айбек"})
@@ -261,7 +255,7 @@ def test_cabinet_shows_the_voucher_commissions_decision(stack):
     from kezek.events import new_event
     from services.gateway import vouchers
 
-    c = browser(stack, "ru")
+    c = stack.browser("ru")
     apply(c, stack, "21506202400033", "voucher@example.kg", category="voucher")
     activate_and_login(c, stack, "voucher@example.kg")
     app_id = list(stack.queue.entries)[-1]
@@ -285,7 +279,7 @@ def test_cabinet_shows_the_voucher_commissions_decision(stack):
 
 
 def test_session_cookie_is_httponly_and_secure(stack):
-    c = browser(stack)
+    c = stack.browser("ky")
     apply(c, stack, "21506202400017", "cookie@example.kg")
     token = stack.last_activation_token("cookie@example.kg")
     c.post("/activate", data={"token": token, "email": "cookie@example.kg", "password": PASSWORD,
@@ -297,7 +291,7 @@ def test_session_cookie_is_httponly_and_secure(stack):
 
 
 def test_directions_show_only_the_buttons_the_rules_allow(stack):
-    c = browser(stack, "ky")
+    c = stack.browser("ky")
     apply(c, stack, "21506202400018", "buttons@example.kg")
     activate_and_login(c, stack, "buttons@example.kg")
     app_id = next(a for a, e in stack.queue.entries.items() if e["queue_date"] ==
@@ -318,7 +312,7 @@ def test_directions_show_only_the_buttons_the_rules_allow(stack):
 
 
 def test_cancel_direction_asks_first_then_keeps_the_child_queued(stack):
-    c = browser(stack, "ru")
+    c = stack.browser("ru")
     apply(c, stack, "21506202400019", "cancel@example.kg")
     activate_and_login(c, stack, "cancel@example.kg")
     app_id = list(stack.queue.entries)[-1]
@@ -330,7 +324,7 @@ def test_cancel_direction_asks_first_then_keeps_the_child_queued(stack):
 
 
 def test_remove_from_queue_warns_before_it_acts(stack):
-    c = browser(stack, "ky")
+    c = stack.browser("ky")
     apply(c, stack, "21506202400020", "leave@example.kg")
     activate_and_login(c, stack, "leave@example.kg")
     app_id = list(stack.queue.entries)[-1]
@@ -342,11 +336,11 @@ def test_remove_from_queue_warns_before_it_acts(stack):
 
 
 def test_another_familys_pages_are_not_found(stack):
-    owner = browser(stack)
+    owner = stack.browser("ky")
     apply(owner, stack, "21506202400021", "owner@example.kg")
     app_id = list(stack.queue.entries)[-1]
     ref = stack.queue.publish_place(app_id)
-    intruder = browser(stack)
+    intruder = stack.browser("ky")
     apply(intruder, stack, "21506202400022", "intruder@example.kg")
     activate_and_login(intruder, stack, "intruder@example.kg")
     assert intruder.get(f"/cabinet/referrals/{ref['referral_id']}/cancel").status_code == 404
@@ -359,7 +353,7 @@ def test_another_familys_pages_are_not_found(stack):
 
 
 def test_a_child_who_aged_out_or_left_is_named_so_and_offers_no_removal(stack):
-    c = browser(stack, "ru")
+    c = stack.browser("ru")
     apply(c, stack, "21506202400034", "aged@example.kg")
     activate_and_login(c, stack, "aged@example.kg")
     app_id = list(stack.queue.entries)[-1]
@@ -372,7 +366,7 @@ def test_a_child_who_aged_out_or_left_is_named_so_and_offers_no_removal(stack):
 
 
 def test_cabinet_without_a_session_goes_to_login(stack):
-    assert browser(stack).get("/cabinet").url.path == "/login"
+    assert stack.browser("ky").get("/cabinet").url.path == "/login"
 
 
 # --- catalogs ---------------------------------------------------------------------------

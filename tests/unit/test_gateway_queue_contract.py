@@ -6,23 +6,16 @@ from __future__ import annotations
 import pytest
 from fastapi.testclient import TestClient
 
-from kezek.migrations import upgrade
-from kezek.settings import Settings
-from tests.fakes.tokens import Callers
-from tests.fakes.gateway import Stack
+from tests.fakes.gateway import Stack, real_queue
 
 PASSWORD = "a long enough password"
 
 
 @pytest.fixture(scope="module")
 def world(tmp_path_factory):
-    from services.queue.api import create_app as queue_app
-
     state = tmp_path_factory.mktemp("contract")
-    settings = Settings(state_dir=state, env="test")
-    upgrade("queue", settings.database_url_for("queue"))
-    queue = queue_app(settings)
-    queue.state.callers = Callers(settings, "queue")
+    queue, callers = real_queue(state)
+    queue.state.callers = callers
     stack = Stack(state, queue_app=queue, rate_limit_per_minute=100_000)
     with TestClient(queue) as q:
         for kid, name, lat, lon in (("bsk-12", "№12 «Солнышко»", 42.8752, 74.6012),

@@ -8,7 +8,6 @@ from __future__ import annotations
 import re
 
 import pytest
-from fastapi.testclient import TestClient
 
 from kezek import territories
 from services.registration.address import ReferenceAddressRegistry, street_key
@@ -30,12 +29,6 @@ FAMILY = {
 @pytest.fixture(scope="module")
 def stack(tmp_path_factory):
     return Stack(tmp_path_factory.mktemp("kz"), country="KZ", rate_limit_per_minute=100_000)
-
-
-def reader(stack, lang="kk") -> TestClient:
-    c = TestClient(stack.gateway, base_url="https://testserver")
-    c.cookies.set("kezek_lang", lang)
-    return c
 
 
 def test_the_registry_knows_astana_and_almaty_in_kazakh_and_russian():
@@ -60,7 +53,7 @@ def test_every_service_can_name_a_district_in_the_readers_language():
 
 
 def test_a_family_registers_in_kazakh_with_an_iin_and_an_almaty_address(stack):
-    c = reader(stack, "kk")
+    c = stack.browser("kk")
     r = c.get("/apply", follow_redirects=True)
     assert "Баланың жеке сәйкестендіру нөмірі (ЖСН)" in r.text and "12 цифр" in r.text
     token = csrf(r.text)
@@ -89,7 +82,7 @@ def test_a_family_registers_in_kazakh_with_an_iin_and_an_almaty_address(stack):
 
 
 def test_a_kyrgyz_document_number_is_refused_in_kazakhstan_in_kazakh(stack):
-    c = reader(stack, "kk")
+    c = stack.browser("kk")
     token = csrf(c.get("/apply", follow_redirects=True).text)
     c.post("/apply/child", data={"csrf": token, "pin": "220901610008", "surname": "Сейітова", "name": "Аружан"})
     r = c.post("/apply/parent", data={"csrf": token, **FAMILY, "document_number": "ID1234567",

@@ -88,8 +88,7 @@ PORTAL_LANGUAGES = ("ky", "ru", "kk", "en")
 def portal(tmp_path_factory):
     """A family that applied, signed in, holds a direction and has a message."""
     stack = Stack(tmp_path_factory.mktemp("languages"), rate_limit_per_minute=100_000)
-    c = TestClient(stack.gateway, base_url="https://testserver", raise_server_exceptions=False)
-    c.cookies.set("kezek_lang", "ru")
+    c = stack.browser("ru", raise_server_exceptions=False)
     apply(c, stack, "21506202400311", "languages@example.kg")
     activate_and_login(c, stack, "languages@example.kg")
     received = stack.events("application.received.v1")[-1]

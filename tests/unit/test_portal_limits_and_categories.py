@@ -26,12 +26,6 @@ def stack(tmp_path_factory):
     return Stack(tmp_path_factory.mktemp("limits"), rate_limit_per_minute=100_000)
 
 
-def browser(stack, lang="ru") -> TestClient:
-    c = TestClient(stack.gateway, base_url="https://testserver")
-    c.cookies.set("kezek_lang", lang)
-    return c
-
-
 def inputs(html: str) -> list[str]:
     return [tag for tag in re.findall(r"<input\b[^>]*>", html, re.S)
             if not re.search(r'type="(hidden|radio|checkbox)"', tag)]
@@ -48,7 +42,7 @@ def to_confirm_step(c: TestClient, stack: Stack, pin: str, email: str) -> str:
 
 
 def test_every_text_input_carries_the_limit_the_service_checks(stack):
-    c = browser(stack)
+    c = stack.browser("ru")
     pages = [c.get("/apply", follow_redirects=True).text]
     token = csrf(pages[0])
     c.post("/apply/child", data={"csrf": token, "pin": "21506202400101", "surname": "Асанов", "name": "Айбек"})
@@ -69,7 +63,7 @@ def test_every_text_input_carries_the_limit_the_service_checks(stack):
 
 
 def test_a_ten_thousand_character_name_is_refused_naming_the_limit(stack):
-    c = browser(stack, "ru")
+    c = stack.browser("ru")
     token = csrf(c.get("/apply", follow_redirects=True).text)
     r = c.post("/apply/child", data={"csrf": token, "pin": "21506202400102", "surname": "Асанов",
                                      "name": "А" * 10_000})
@@ -86,7 +80,7 @@ def test_the_rules_refuse_a_long_value_with_its_limit():
 
 
 def test_the_confirmation_explains_each_category_by_the_policy(stack):
-    html = to_confirm_step(browser(stack, "ru"), stack, "21506202400103", "cats@example.kg")
+    html = to_confirm_step(stack.browser("ru"), stack, "21506202400103", "cats@example.kg")
     hints = dict(re.findall(r'<p class="hint category-hint" id="cat-(\w+)-hint"[^>]*>(.*?)</p>', html, re.S))
     assert set(hints) >= {"general", "privileged", "extraordinary"}
     assert CONFIRM_NEEDED in hints["extraordinary"] and NO_DOCUMENTS not in hints["extraordinary"]
@@ -98,11 +92,11 @@ def test_the_confirmation_explains_each_category_by_the_policy(stack):
 def test_a_policy_that_confirms_another_category_changes_what_the_page_says(tmp_path):
     stack = Stack(tmp_path)
     stack.queue.confirmed = {"extraordinary", "privileged"}
-    html = to_confirm_step(browser(stack, "ru"), stack, "21506202400104", "cats2@example.kg")
+    html = to_confirm_step(stack.browser("ru"), stack, "21506202400104", "cats2@example.kg")
     hint = re.search(r'id="cat-privileged-hint"[^>]*>(.*?)</p>', html, re.S).group(1)
     assert CONFIRM_NEEDED in hint
 
 
 def test_the_first_step_says_who_has_a_privilege(stack):
-    html = browser(stack, "kk").get("/apply", follow_redirects=True).text
+    html = stack.browser("kk").get("/apply", follow_redirects=True).text
     assert "Кімде жеңілдік бар? Кезек санаттары" in html and 'data-category="extraordinary"' in html

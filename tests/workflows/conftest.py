@@ -16,6 +16,7 @@ from temporalio.client import WorkflowHandle
 from temporalio.testing import WorkflowEnvironment
 
 from kezek import calendar as kcal
+from tests.fakes.activities import stand_in
 from workflows import client
 from workflows import contracts as c
 from workflows.referral import ReferralWorkflow
@@ -64,26 +65,6 @@ class FakeServices:
             calls.append((c.RETURN_PLACE, p))
             return c.PlaceReturned(applied=True, aged_out=True) if aged_out else None
 
-        @activity.defn(name=c.RETURN_TO_GENERAL_QUEUE)
-        async def return_to_general_queue(p: c.ReturnToGeneralQueue) -> None:
-            calls.append((c.RETURN_TO_GENERAL_QUEUE, p))
-
-        @activity.defn(name=c.PUT_ON_STOPLIST)
-        async def put_on_stoplist(p: c.PutOnStoplist) -> None:
-            calls.append((c.PUT_ON_STOPLIST, p))
-
-        @activity.defn(name=c.LIFT_STOPLIST)
-        async def lift_stoplist(p: c.LiftStoplist) -> None:
-            calls.append((c.LIFT_STOPLIST, p))
-
-        @activity.defn(name=c.RECORD_ENROLMENT)
-        async def record_enrolment(p: c.RecordEnrolmentCall) -> None:
-            calls.append((c.RECORD_ENROLMENT, p))
-
-        @activity.defn(name=c.RECORD_REFERRAL)
-        async def record_referral(p: c.RecordReferral) -> None:
-            calls.append((c.RECORD_REFERRAL, p))
-
         down = self.notifications_down
 
         @activity.defn(name=c.NOTIFY_PARENT)
@@ -92,8 +73,8 @@ class FakeServices:
                 raise ApplicationError("SMS gateway refused", non_retryable=True)
             calls.append((c.NOTIFY_PARENT, p))
 
-        return [return_place, return_to_general_queue, put_on_stoplist, lift_stoplist,
-                record_enrolment, record_referral, notify_parent]
+        return [return_place, notify_parent, *(stand_in(name, calls) for name in (
+            c.RETURN_TO_GENERAL_QUEUE, c.PUT_ON_STOPLIST, c.LIFT_STOPLIST, c.RECORD_ENROLMENT, c.RECORD_REFERRAL))]
 
 
 @dataclass

@@ -10,6 +10,17 @@ from services.queue.models import Application, PlacePool, Referral
 
 A, P, R = Application.__table__, PlacePool.__table__, Referral.__table__
 
+# Each pool's books beside what they should show (PostgreSQL; for whole-system
+# checks): the places published for it, and its live and enrolled referrals.
+POOL_BOOKS = """
+    SELECT p.id, p.free, p.held, p.enrolled,
+           (SELECT coalesce(sum(count), 0) FROM place_publications u
+             WHERE u.kindergarten_id = p.kindergarten_id AND u.cohort = p.cohort AND u.language = p.language
+               AND u.for_category = p.for_category AND u.published_at IS NOT NULL) AS published,
+           (SELECT count(*) FROM referrals r WHERE r.place_id = p.id AND r.status = 'live') AS live,
+           (SELECT count(*) FROM referrals r WHERE r.place_id = p.id AND r.status = 'enrolled') AS taken
+      FROM places p"""
+
 
 def problems(s: Session) -> list[str]:
     found = []
