@@ -32,7 +32,6 @@ import random
 import shutil
 import statistics
 import sys
-import tempfile
 import time
 from collections import Counter
 from datetime import UTC, date, datetime, timedelta
@@ -43,7 +42,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 import sqlalchemy as sa  # noqa: E402
 
 from kezek.db import ensure_database, make_engine, make_session_factory  # noqa: E402
-from kezek.infra.postgres import PostgresCluster  # noqa: E402
+from kezek.infra.postgres import BENCHMARK_SETTINGS, PostgresCluster, open_temp_folder  # noqa: E402
 from kezek.migrations import upgrade  # noqa: E402
 from services.queue import domain as d  # noqa: E402
 from services.queue.usecases import Queue  # noqa: E402
@@ -275,11 +274,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--dir", type=Path, default=None, help="cluster folder (default: a temporary one)")
     args = ap.parse_args(argv)
 
-    base = args.dir or Path(tempfile.mkdtemp(prefix="kezek-bench-"))
-    os.chmod(base, 0o755)
-    cluster = PostgresCluster(base / "pg", durable=False, settings={
-        "shared_buffers": "1GB", "work_mem": "64MB", "maintenance_work_mem": "512MB",
-        "max_wal_size": "8GB", "checkpoint_timeout": "30min", "jit": "off"})
+    base = args.dir or open_temp_folder("kezek-bench-")
+    cluster = PostgresCluster(base / "pg", durable=False, settings=BENCHMARK_SETTINGS)
     result: dict = {}
     load_start = round(os.getloadavg()[0], 1)
     try:

@@ -29,7 +29,6 @@ import os
 import shutil
 import statistics
 import sys
-import tempfile
 import time
 from datetime import timedelta
 from pathlib import Path
@@ -43,7 +42,7 @@ import sqlalchemy as sa  # noqa: E402
 from allocation import NOW, generate, publish_positions, say  # noqa: E402
 from kezek import calendar as kcal  # noqa: E402
 from kezek.db import ensure_database, make_engine, make_session_factory  # noqa: E402
-from kezek.infra.postgres import PostgresCluster  # noqa: E402
+from kezek.infra.postgres import BENCHMARK_SETTINGS, PostgresCluster, open_temp_folder  # noqa: E402
 from kezek.migrations import upgrade  # noqa: E402
 from kezek.retention import RetentionPolicy  # noqa: E402
 from services.queue.domain.ageing import latest_school_age_birth_date  # noqa: E402
@@ -180,11 +179,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--dir", type=Path, default=None, help="cluster folder (default: a temporary one)")
     args = ap.parse_args(argv)
 
-    base = args.dir or Path(tempfile.mkdtemp(prefix="kezek-bench-daily-"))
-    os.chmod(base, 0o755)
-    cluster = PostgresCluster(base / "pg", durable=False, settings={
-        "shared_buffers": "1GB", "work_mem": "64MB", "maintenance_work_mem": "512MB",
-        "max_wal_size": "8GB", "checkpoint_timeout": "30min", "jit": "off"})
+    base = args.dir or open_temp_folder("kezek-bench-daily-")
+    cluster = PostgresCluster(base / "pg", durable=False, settings=BENCHMARK_SETTINGS)
     load_start = round(os.getloadavg()[0], 1)
     result: dict = {}
     try:

@@ -195,6 +195,16 @@ class Settings(KezekSettings):
         RetentionPolicy.from_setting(raw)   # a bad value is refused at start-up, naming the field
         return raw
 
+    @classmethod
+    def of(cls, settings: Settings | None):
+        """`settings` as this class (a service's settings extend the shared
+        ones); from the environment when None."""
+        if settings is None:
+            return cls()
+        if isinstance(settings, cls):
+            return settings
+        return cls(**settings.model_dump())
+
     def retention(self):
         from kezek.retention import RetentionPolicy
         return RetentionPolicy.from_setting(self.retention_days)

@@ -8,9 +8,7 @@ marked `integration`; `make test-fast` runs the others (`-m "not
 integration"`: the pure and SQLite tests)."""
 from __future__ import annotations
 
-import os
 import shutil
-import tempfile
 import uuid
 from pathlib import Path
 
@@ -20,7 +18,7 @@ from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.testing import WorkflowEnvironment
 
 from kezek.infra.kafka import KafkaBroker
-from kezek.infra.postgres import PostgresCluster
+from kezek.infra.postgres import PostgresCluster, open_temp_folder
 from kezek.infra.temporal import TemporalDevServer, test_server_path
 
 ARTIFACTS = Path(__file__).parent / "artifacts"
@@ -38,8 +36,7 @@ def pytest_collection_modifyitems(config, items):
 def infra_dir():
     # Under /tmp with open permissions: PostgreSQL runs as `postgres` when
     # the suite runs as root, and must reach its folder.
-    path = Path(tempfile.mkdtemp(prefix="kezek-test-"))
-    os.chmod(path, 0o755)
+    path = open_temp_folder("kezek-test-")
     yield path
     shutil.rmtree(path, ignore_errors=True)
 

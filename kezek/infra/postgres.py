@@ -7,6 +7,7 @@ import os
 import shutil
 import signal
 import subprocess
+import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -18,6 +19,19 @@ def pg_bin() -> Path:
     if not found:
         raise FileNotFoundError("PostgreSQL server not installed: run deploy/local/bootstrap.sh")
     return Path(found[-1])
+
+
+# A benchmark's cluster, sized for a large queue in memory.
+BENCHMARK_SETTINGS = {"shared_buffers": "1GB", "work_mem": "64MB", "maintenance_work_mem": "512MB",
+                      "max_wal_size": "8GB", "checkpoint_timeout": "30min", "jit": "off"}
+
+
+def open_temp_folder(prefix: str) -> Path:
+    """A new folder under /tmp that the `postgres` user can reach too (the
+    server runs as that user when we are root)."""
+    path = Path(tempfile.mkdtemp(prefix=prefix))
+    os.chmod(path, 0o755)
+    return path
 
 
 def _as_owner(cmd: list[str]) -> list[str]:

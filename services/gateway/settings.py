@@ -25,9 +25,4 @@ class GatewaySettings(Settings):
     session_cache_seconds: float = 5.0
 
 
-def gateway_settings(settings: Settings | None) -> GatewaySettings:
-    if settings is None:
-        return GatewaySettings()
-    if isinstance(settings, GatewaySettings):
-        return settings
-    return GatewaySettings(**settings.model_dump())
+gateway_settings = GatewaySettings.of

@@ -24,9 +24,4 @@ class RegistrationSettings(Settings):
     codes_per_client_per_hour: int = 30
 
 
-def registration_settings(settings: Settings | None) -> RegistrationSettings:
-    if settings is None:
-        return RegistrationSettings()
-    if isinstance(settings, RegistrationSettings):
-        return settings
-    return RegistrationSettings(**settings.model_dump())
+registration_settings = RegistrationSettings.of

@@ -44,8 +44,4 @@ def policy_of(settings: VerificationSettings) -> d.VerificationPolicy:
     )
 
 
-def as_settings(settings: Settings | None) -> VerificationSettings:
-    settings = settings or VerificationSettings()
-    if not isinstance(settings, VerificationSettings):
-        settings = VerificationSettings(**settings.model_dump())
-    return settings
+as_settings = VerificationSettings.of

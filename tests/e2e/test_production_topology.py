@@ -35,7 +35,6 @@ import shutil
 import ssl
 import subprocess
 import sys
-import tempfile
 import time
 import zipfile
 from dataclasses import dataclass, field
@@ -48,7 +47,7 @@ import yaml
 from packaging.utils import canonicalize_name
 
 from kezek.infra.kafka import KafkaBroker
-from kezek.infra.postgres import PostgresCluster
+from kezek.infra.postgres import PostgresCluster, open_temp_folder
 from kezek.infra.procs import free_port, port_open, stop_processes, wait_until
 from kezek.infra.temporal import TemporalDevServer, cli_path
 from kezek.trust import ServiceKeys, staff_principal
@@ -290,8 +289,7 @@ def start_proxy(topo: Topology) -> subprocess.Popen:
 @pytest.fixture
 def tmp_path():
     # Under /tmp and open to other users: PostgreSQL and the image's user must reach it.
-    path = Path(tempfile.mkdtemp(prefix="kezek-topology-"))
-    os.chmod(path, 0o755)
+    path = open_temp_folder("kezek-topology-")
     yield path
     shutil.rmtree(path, ignore_errors=True)
 

@@ -11,7 +11,6 @@ import shutil
 import signal
 import subprocess
 import sys
-import tempfile
 import time
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -23,6 +22,7 @@ import sqlalchemy as sa
 from kezek.client import SyncServiceClient, UpstreamError
 from kezek.demo import ADMIN
 from kezek.health import kafka_check, read_heartbeat, heartbeat_path, temporal_check
+from kezek.infra.postgres import open_temp_folder
 from kezek.infra.procs import free_port, port_open
 from kezek.settings import Settings
 from kezek.trust import ServiceKeys
@@ -205,8 +205,7 @@ def workflow_answers(system: System, referral_id: int) -> bool:
 def folder():
     """Not pytest's tmp_path: another pytest run on this machine may clean
     old numbered folders away while this long test still runs in one."""
-    path = Path(tempfile.mkdtemp(prefix="kezek-supervision-"))
-    os.chmod(path, 0o755)
+    path = open_temp_folder("kezek-supervision-")
     yield path
     shutil.rmtree(path, ignore_errors=True)
 

@@ -150,3 +150,23 @@ def new_id(prefix: str) -> str:
 PDF = b"%PDF-1.4\n1 0 obj<</Type/Catalog/Pages 2 0 R>>endobj 2 0 obj<</Type/Pages/Kids[]/Count 0>>endobj\n" \
       b"trailer<</Root 1 0 R>>\n%%EOF\n"
 PNG = b"\x89PNG\r\n\x1a\n" + b"\x00" * 64
+
+
+def staff_site(state_dir, staff=(), **options):
+    """The staff pages (the verification service's app) on their own
+    database under `state_dir`, the referral workflow faked, with these
+    (login, role, district) accounts, each with PASSWORD. Cheap password
+    hashes: the tests prove the pages, not argon2's cost."""
+    from argon2 import PasswordHasher
+
+    from kezek.migrations import upgrade
+    from services.verification.api import create_app
+    from services.verification.settings import VerificationSettings
+
+    settings = VerificationSettings(state_dir=state_dir, env="test")
+    upgrade("verification", settings.database_url_for("verification"))
+    app = create_app(settings, **{"referrals": FakeReferrals(), **options},
+                     hasher=PasswordHasher(time_cost=1, memory_cost=1024, parallelism=1))
+    for login, role, district in staff:
+        app.state.service.staff.add(login, login.title(), role, district, PASSWORD)
+    return app

@@ -22,7 +22,6 @@ import shutil
 import signal
 import subprocess
 import sys
-import tempfile
 import time
 import uuid
 from pathlib import Path
@@ -36,6 +35,7 @@ from kezek.commands import topics as topics_command
 from kezek.db import make_engine, make_session_factory, unit_of_work
 from kezek.health import heartbeat_path, read_heartbeat
 from kezek.infra.kafka import KafkaCluster
+from kezek.infra.postgres import open_temp_folder
 from kezek.infra.procs import free_port, stop_processes
 from kezek.infra.temporal import TemporalDevServer
 from kezek.migrations import migration_services, upgrade
@@ -55,8 +55,7 @@ PARTITIONS = 4
 
 @pytest.fixture
 def folder():
-    path = Path(tempfile.mkdtemp(prefix="kezek-cluster-"))
-    os.chmod(path, 0o755)
+    path = open_temp_folder("kezek-cluster-")
     yield path
     shutil.rmtree(path, ignore_errors=True)
 

@@ -88,6 +88,16 @@ def make_consumer(bootstrap, sessions, name="receiver-probes"):
                               outbox=receiver_outbox, handle=record_receipt)
 
 
+def processed_until_one_poll_brings_some(consumer, polls: int = 40) -> list[bool]:
+    """What `consumer.process` answered for each record of the first poll that brought any."""
+    for _ in range(polls):
+        done = [consumer.process(record.value)
+                for records in consumer.consumer.poll(timeout_ms=500).values() for record in records]
+        if done:
+            return done
+    return []
+
+
 def test_one_state_change_is_one_event_consumed_once_across_broker_restart_and_consumer_crash(private_kafka, databases):
     sender, receiver = databases
     ensure_topics(private_kafka.bootstrap, [TOPIC])
@@ -114,25 +124,13 @@ def test_one_state_change_is_one_event_consumed_once_across_broker_restart_and_c
     # The consumer commits its database transaction, then dies before it
     # commits the offset: the broker delivers the event again.
     first = make_consumer(private_kafka.bootstrap, receiver)
-    delivered = []
-    for _ in range(40):
-        for records in first.consumer.poll(timeout_ms=500).values():
-            for record in records:
-                delivered.append(first.process(record.value))
-        if delivered:
-            break
+    delivered = processed_until_one_poll_brings_some(first)
     first.consumer.close(autocommit=False)
     assert delivered == [True]
     assert receipts(receiver, probe_id) == 1
 
     second = make_consumer(private_kafka.bootstrap, receiver)
-    redelivered = []
-    for _ in range(40):
-        for records in second.consumer.poll(timeout_ms=500).values():
-            for record in records:
-                redelivered.append(second.process(record.value))
-        if redelivered:
-            break
+    redelivered = processed_until_one_poll_brings_some(second)
     second.close()
     assert redelivered == [False], "the redelivered event must be recognised as a repeat"
     assert receipts(receiver, probe_id) == 1

@@ -142,21 +142,11 @@ STAFF_LANGUAGES = ("ru", "ky", "kk")
 
 @pytest.fixture(scope="module")
 def staff_app(tmp_path_factory):
-    from argon2 import PasswordHasher
+    from tests.fakes.verification import DISTRICT_A, PASSWORD, staff_site
 
-    from kezek.migrations import upgrade
-    from services.verification.api import create_app
-    from services.verification.settings import VerificationSettings
-    from tests.fakes.verification import DISTRICT_A, PASSWORD, FakeReferrals
-
-    settings = VerificationSettings(state_dir=tmp_path_factory.mktemp("staff-languages"), env="test")
-    upgrade("verification", settings.database_url_for("verification"))
-    app = create_app(settings, referrals=FakeReferrals(),
-                     hasher=PasswordHasher(time_cost=1, memory_cost=1024, parallelism=1))
-    for login, role in (("aida", "caseworker"), ("chynara", "supervisor"), ("emil", "commission"),
-                        ("root", "admin")):
-        app.state.service.staff.add(login, login.title(), role, DISTRICT_A if role != "admin" else "", PASSWORD)
-    return app, PASSWORD
+    return staff_site(tmp_path_factory.mktemp("staff-languages"), (
+        ("aida", "caseworker", DISTRICT_A), ("chynara", "supervisor", DISTRICT_A),
+        ("emil", "commission", DISTRICT_A), ("root", "admin", ""))), PASSWORD
 
 
 @pytest.mark.parametrize("lang", STAFF_LANGUAGES)

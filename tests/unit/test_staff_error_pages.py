@@ -4,14 +4,10 @@ or a bare "Internal Server Error"."""
 from __future__ import annotations
 
 import pytest
-from argon2 import PasswordHasher
 from fastapi.testclient import TestClient
 
-from kezek.migrations import upgrade
 from kezek.trust import PUBLIC
-from services.verification.api import create_app
-from services.verification.settings import VerificationSettings
-from tests.fakes.verification import DISTRICT_A, PASSWORD, FakeReferrals
+from tests.fakes.verification import DISTRICT_A, PASSWORD, staff_site
 
 HEADINGS = {
     404: {"ru": "Страница не найдена", "ky": "Барак табылган жок", "kk": "Бет табылмады"},
@@ -22,11 +18,7 @@ HEADINGS = {
 
 @pytest.fixture(scope="module")
 def app(tmp_path_factory):
-    settings = VerificationSettings(state_dir=tmp_path_factory.mktemp("staff"), env="test")
-    upgrade("verification", settings.database_url_for("verification"))
-    app = create_app(settings, referrals=FakeReferrals(),
-                     hasher=PasswordHasher(time_cost=1, memory_cost=1024, parallelism=1))
-    app.state.service.staff.add("aida", "Аида", "caseworker", DISTRICT_A, PASSWORD)
+    app = staff_site(tmp_path_factory.mktemp("staff"), [("aida", "caseworker", DISTRICT_A)])
 
     async def boom():
         raise RuntimeError("a bug")
