@@ -240,6 +240,17 @@ class RetentionClock:
         return set(s.scalars(sa.select(self.table.c.application_id).where(
             self.table.c.application_id.in_(ids), self.table.c.anonymised_at.is_not(None)))) if ids else set()
 
+    def owners_done(self, s: Session, owner_column, application_column, owners: set[str],
+                    now_done: set[str]) -> set[str]:
+        """Of these owners (a parent, an account), the ones every application
+        of whom is anonymised here once `now_done` are: what is theirs alone
+        may go too."""
+        if not owners:
+            return set()
+        owned = s.execute(sa.select(owner_column, application_column).where(owner_column.in_(owners))).all()
+        done = now_done | self.anonymised(s, [app for _, app in owned])
+        return owners - {owner for owner, app in owned if app not in done}
+
     def request_erasure(self, s: Session, closed: Closed, at: datetime) -> None:
         """The family's erasure of a closed application was granted: due now
         (the row is made if this service had not heard of the closing yet)."""

@@ -48,7 +48,7 @@ from joserfc.errors import JoseError
 from joserfc.jwk import KeySet, OKPKey
 
 from kezek.settings import SERVICES, Settings
-from kezek.problems import Problem
+from kezek.problems import NotFound, Problem
 
 ALG = "Ed25519"
 TOKEN_SECONDS = 60
@@ -143,12 +143,9 @@ class Forbidden(Problem):
     title = "Not allowed for this role"
 
 
-class OutOfScope(Problem):
-    """Another family's, kindergarten's or district's record: not disclosed."""
-
-    status = 404
-    code = "not_found"
-    title = "Not found"
+class OutOfScope(NotFound):
+    """Another family's, kindergarten's or district's record: not disclosed,
+    so answered as one that does not exist."""
 
 
 # -------------------------------------------------------------------- grants

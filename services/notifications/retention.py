@@ -48,13 +48,8 @@ class NotificationsAnonymiser:
     def _parents_done(s: Session, parents: set[str], now_done: set[str]) -> list[str]:
         """The parents every application of whom (that this service knows) is
         anonymised once these are."""
-        if not parents:
-            return []
-        known = s.execute(sa.select(KnownApplication.parent_id, KnownApplication.application_id)
-                          .where(KnownApplication.parent_id.in_(parents))).all()
-        done = now_done | retention_clock.anonymised(s, [a for _, a in known])
-        open_parents = {p for p, a in known if a not in done}
-        return sorted(parents - open_parents)
+        return sorted(retention_clock.owners_done(s, KnownApplication.parent_id, KnownApplication.application_id,
+                                                  parents, now_done))
 
 
 RETENTION = ServiceRetention("notifications", retention_clock, audit, NotificationsAnonymiser())

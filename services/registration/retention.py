@@ -58,13 +58,7 @@ class RegistrationAnonymiser:
     @staticmethod
     def _accounts_done(s: Session, account_ids: set[str], now_done: set[str]) -> list[Account]:
         """The accounts whose every application is anonymised once these are."""
-        if not account_ids:
-            return []
-        owned = s.execute(sa.select(Application.account_id, Application.id)
-                          .where(Application.account_id.in_(account_ids))).all()
-        done = now_done | retention_clock.anonymised(s, [i for _, i in owned])
-        open_accounts = {acc for acc, app in owned if app not in done}
-        keep = account_ids - open_accounts
+        keep = retention_clock.owners_done(s, Application.account_id, Application.id, account_ids, now_done)
         return list(s.scalars(sa.select(Account).where(Account.id.in_(keep)))) if keep else []
 
 
