@@ -358,3 +358,16 @@ class Erasure(BaseModel):
     application_id: str
     erased: bool = Field(description="true: every service anonymises its data of the application (now, or already did)")
     anonymised_at: Moment | None = None
+
+
+class FamilyLook(_Out):
+    """A member of staff's look at the family's data, as the family is told
+    of it (DOMAIN.md section 7): when, the role and the office, what; never who."""
+    model_config = example(at="2026-12-05T11:00:00+00:00", role="caseworker", office="41711210000000",
+                           what="case.view", application_id="app-1f3a", service="verification")
+    at: Moment
+    role: str
+    office: str = Field("", description="the kindergarten or district the member of staff works for")
+    what: str = Field(description="the kind of look, e.g. case.view, scan.view, application.viewed")
+    application_id: str | None = None
+    service: str = Field("", description="the service that recorded the look: queue or verification")

@@ -158,6 +158,10 @@ class QueueClient:
         return await self.call("GET", f"/api/v1/queue-entries/{seg(application_id)}/family-copy", who,
                                ok_missing=True)
 
+    async def family_looks(self, who: Principal) -> list[dict]:
+        """The staff looks the queue recorded at the family's entries (no staff names)."""
+        return await self.call("GET", f"/api/v1/families/{seg(who.family)}/looks", who)
+
     async def erase(self, who: Principal, application_id: str) -> dict:
         """The family's request to erase a closed application: the queue
         decides (409 with the legal reason's code when it must keep it)."""
@@ -202,3 +206,7 @@ class VerificationClient:
 
     async def family_copy(self, who: Principal) -> dict:
         return await self.http.call("GET", f"/api/v1/families/{seg(who.family)}/copy", actor=who)
+
+    async def family_looks(self, who: Principal) -> list[dict]:
+        """The staff looks verification recorded at the family's cases (no staff names)."""
+        return await self.http.call("GET", f"/api/v1/families/{seg(who.family)}/looks", actor=who)

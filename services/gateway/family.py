@@ -2,7 +2,9 @@
 the signed-in parent's family, gathered from each service over its internal
 API with a service token acting as that parent (family scope: no service
 answers about another family), and the family's request to erase a closed
-application (the queue decides: kezek/retention.py).
+application (the queue decides: kezek/retention.py); and which offices
+looked at the family's data (`looks`: the queue's and verification's
+records of staff looks, when, the role and the office, never who).
 
 The copy is complete or it is not given: a service that does not answer is
 a 503, never a copy with a part silently missing. Each download is recorded
@@ -87,3 +89,11 @@ async def erase(gw: Gateway, who: Principal, application_id: str) -> dict:
     """The family's request: the queue decides and tells every service; a
     refusal comes back with its legal reason (UpstreamError, 409)."""
     return await gw.queue.erase(who, application_id)
+
+
+async def looks(gw: Gateway, who: Principal) -> list[dict]:
+    """Every staff look at the family's data the services recorded, newest first."""
+    queue, verification = await asyncio.gather(gw.queue.family_looks(who), gw.verification.family_looks(who))
+    found = [{**x, "service": x.get("service") or name} for name, part in
+             (("queue", queue), ("verification", verification)) for x in part or []]
+    return sorted(found, key=lambda x: x["at"], reverse=True)

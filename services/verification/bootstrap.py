@@ -25,6 +25,7 @@ from services.verification.usecases.certificates import Certificates
 from services.verification.usecases.context import Context, StaffView, now_utc
 from services.verification.usecases.family import Family
 from services.verification.usecases.districts import DistrictOffice
+from services.verification.usecases.children import Children
 from services.verification.usecases.kindergartens import KindergartenDesk
 from services.verification.usecases.staff import StaffAccounts
 from services.verification.usecases.vouchers import Vouchers
@@ -46,6 +47,7 @@ class Verification:
     ctx: Context
     kindergartens: KindergartenDesk
     districts: DistrictOffice
+    children: Children
     engine: Engine | None = None      # set when built here from the settings' URL
 
     def audit_denied(self, actor: StaffView, subject: str) -> None:
@@ -81,6 +83,7 @@ def build(settings: Settings | None = None, *, sessions: sessionmaker[Session] |
         staff=StaffAccounts(ctx, hasher=hasher, secret=settings.secret_key.get_secret_value().encode()),
         cases=Cases(ctx), certificates=Certificates(ctx), abuse=Abuse(ctx), vouchers=Vouchers(ctx),
         audit=AuditSearch(ctx), family=Family(ctx), ctx=ctx, kindergartens=KindergartenDesk(ctx, queue),
+        children=Children(ctx, queue),
         districts=DistrictOffice(ctx, queue), engine=engine)
 
 

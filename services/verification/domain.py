@@ -107,13 +107,15 @@ class Permission(StrEnum):
     DISTRICT_VIEW = "district.view"        # the district's kindergartens, publication schedule and figures
     DISTRICT_MANAGE = "district.manage"    # create, edit and close the district's kindergartens
     DISTRICT_SCHEDULE = "district.schedule"  # put places on the publication schedule, call them off
+    CHILD_SEARCH = "child.search"          # find a child by PIN, saying why (kezek/looks.py)
+    LOOKS_VIEW = "looks.view"              # who looked at a child's data
 
 
 P = Permission
 PERMISSIONS: Mapping[Role, frozenset[Permission]] = {
-    Role.CASEWORKER: frozenset({P.WORKLIST, P.CASE_VIEW, P.CASE_ACT, P.ABUSE_VIEW}),
+    Role.CASEWORKER: frozenset({P.WORKLIST, P.CASE_VIEW, P.CASE_ACT, P.ABUSE_VIEW, P.CHILD_SEARCH}),
     Role.SUPERVISOR: frozenset({P.WORKLIST, P.CASE_VIEW, P.CASE_ACT, P.ABUSE_VIEW, P.ABUSE_RESOLVE,
-                                P.AUDIT_SEARCH, P.DISTRICT_VIEW}),
+                                P.AUDIT_SEARCH, P.DISTRICT_VIEW, P.CHILD_SEARCH, P.LOOKS_VIEW}),
     Role.COMMISSION: frozenset({P.VOUCHER_VIEW, P.VOUCHER_DECIDE}),
     # A kindergarten records what happens at its door: the places it has
     # free, the families who come (or decline), the children who leave.
@@ -125,14 +127,14 @@ PERMISSIONS: Mapping[Role, frozenset[Permission]] = {
     # belong to the district's caseworkers, supervisor and commission, the
     # kindergartens and the district office.
     Role.ADMIN: frozenset({P.WORKLIST, P.CASE_VIEW, P.ABUSE_VIEW, P.VOUCHER_VIEW, P.AUDIT_SEARCH, P.KG_VIEW,
-                           P.DISTRICT_VIEW}),
+                           P.DISTRICT_VIEW, P.CHILD_SEARCH, P.LOOKS_VIEW}),
     Role.OPERATOR: frozenset({P.AUDIT_SEARCH}),
 }
 
 
 # What only looks at personal data, as the audit trail tells looks from acts.
 LOOKS = frozenset({"worklist.view", "case.view", "scan.view", "abuse.list", "abuse.view", "voucher.list",
-                   "voucher.view", "voucher.print", "audit.search"})
+                   "voucher.view", "voucher.print", "audit.search", "child.search", "child.looks"})
 
 
 def can(role: Role | str, permission: Permission) -> bool:

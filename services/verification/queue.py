@@ -73,6 +73,12 @@ class QueueDesk:
 
     # ---- referrals and children (personal data: the queue records the look)
 
+    async def entry_looks(self, actor: Principal, application_id: str) -> list[dict]:
+        """The staff looks the queue recorded at a child's entry (a supervisor's list)."""
+        rows = await self._call("GET", f"/queue-entries/{seg(application_id)}/audit", actor,
+                                params={"limit": 1000})
+        return [r for r in rows if r.get("kind") == "look"]
+
     async def referrals(self, actor: Principal, kg: str, status: str = "live") -> list[dict]:
         return await self._call("GET", f"/kindergartens/{seg(kg)}/referrals", actor, params={"status": status})
 

@@ -188,7 +188,8 @@ class Portal:
         found: dict = {}
 
         def joined() -> bool:
-            r = self.queue.get("/api/v1/queue-entries", params={"pin": child_pin})
+            r = self.queue.post("/api/v1/queue-entries/search", json={"pin": child_pin, "purpose": "other",
+                                                                     "note": "browser test"})
             found.update(r.json() if r.status_code == 200 else {})
             return bool(found)
 

@@ -95,6 +95,7 @@ def test_a_family_downloads_its_data_and_erasure_is_refused_while_queued_then_gr
     assert "/cabinet" not in page.url
     shot("cannot-sign-in")
     # The queue's entry: its PIN is gone (no entry is found by it), its row stays.
-    assert portal.queue.get("/api/v1/queue-entries", params={"pin": FAMILY["child_pin"]}).status_code == 404
+    assert portal.queue.post("/api/v1/queue-entries/search", json={
+        "pin": FAMILY["child_pin"], "purpose": "other", "note": "browser test"}).status_code == 404
     assert portal.entry(entry["id"])["status"] == "removed"
     walk.close()

@@ -48,6 +48,7 @@ class FakeQueue:
         self.referrals: dict[str, dict] = {}
         self.removed_by: dict[str, str] = {}
         self.workflows = FakeReferrals(self)
+        self.looks: dict[str, list[dict]] = {}    # staff looks at a family's entries, as the family is told
         self.app = self._build()
 
     def submitted(self, data: dict) -> None:
@@ -108,6 +109,10 @@ class FakeQueue:
         def missing(what: str):
             return JSONResponse({"detail": f"{what} not found", "errors": [{"field": what, "message": "not found"}]},
                                 status_code=404)
+
+        @app.get("/api/v1/families/{parent_id}/looks")
+        def family_looks(parent_id: str):
+            return self.looks.get(parent_id, [])
 
         @app.get("/api/v1/kindergartens")
         def kindergartens():
@@ -237,6 +242,22 @@ class FakeInbox:
              "text": body, "read": False})
 
 
+class FakeVerification:
+    """The staff service's internal routes the cabinet asks: which offices
+    looked at the family's cases."""
+
+    def __init__(self):
+        self.looks: dict[str, list[dict]] = {}
+        self.failing = False
+        self.app = FastAPI()
+
+        @self.app.get("/api/v1/families/{parent_id}/looks")
+        def family_looks(parent_id: str):
+            if self.failing:
+                return JSONResponse({"detail": "down"}, status_code=503)
+            return self.looks.get(parent_id, [])
+
+
 def sync_transport(app) -> "httpx.BaseTransport":
     """A blocking transport to an ASGI app (registration's client of the
     queue is not async): the one Starlette's test client uses."""
@@ -267,6 +288,7 @@ class Stack:
         upgrade("gateway", self.settings.database_url_for("gateway"))
         self.queue = FakeQueue(*([queue_categories] if queue_categories else []))
         self.inbox = FakeInbox()
+        self.verification = FakeVerification()
         # Cheap argon2 parameters: the tests prove the flow, not the cost.
         self.registration = registration_app(
             RegistrationSettings(state_dir=state_dir, env="test", **settings_overrides),
@@ -276,6 +298,7 @@ class Stack:
             "registration": httpx.ASGITransport(app=self.registration),
             "queue": httpx.ASGITransport(app=queue_app or self.queue.app),
             "notifications": httpx.ASGITransport(app=self.inbox.app),
+            "verification": httpx.ASGITransport(app=self.verification.app),
         }, referrals=self.queue.workflows)
 
     def browser(self, lang: str | None = None, **options):

@@ -16,6 +16,7 @@ from kezek.infra.procs import free_port
 from kezek.migrations import upgrade
 from kezek.trust import declared_routes
 import httpx
+import sqlalchemy as sa
 
 from kezek.trust import ServiceKeys
 from services.queue.api import create_app as queue_app
@@ -79,6 +80,9 @@ MATRIX = {
     ("POST", "/kindergartens/{kg}/referrals/{referral_id}/enrolment"): KG_ENROL,
     ("POST", "/kindergartens/{kg}/referrals/{referral_id}/declined"): KG_ENROL,
     ("POST", "/kindergartens/{kg}/children/{application_id}/leaving"): KG_ENROL,
+    ("GET", "/children"): CASE,
+    ("POST", "/children"): CASE,
+    ("GET", "/children/{application_id}/looks"): frozenset({"supervisor", "admin"}),
     ("GET", "/district"): DISTRICT_VIEW,
     ("GET", "/districts"): DISTRICT_VIEW,
     ("GET", "/districts/{district}"): DISTRICT_VIEW,
@@ -92,9 +96,10 @@ MATRIX = {
     ("GET", "/districts/{district}/figures"): DISTRICT_VIEW,
     ("POST", "/logout"): ALL,
 }
-# The one internal route (issue 20): the family's own copy, for the gateway
-# acting for a parent with a service token; no staff session reaches it.
-INTERNAL = {("GET", "/api/v1/families/{parent_id}/copy")}
+# The internal routes (issue 20): the family's own copy and which offices
+# looked at its data, for the gateway acting for a parent with a service
+# token; no staff session reaches them.
+INTERNAL = {("GET", "/api/v1/families/{parent_id}/copy"), ("GET", "/api/v1/families/{parent_id}/looks")}
 WRONG_ROLE = {"ru": "Ваша роль этого не позволяет.", "ky": "Сиздин ролуңуз буга уруксат бербейт.",
               "kk": "Сіздің рөліңіз бұған рұқсат бермейді."}
 
@@ -179,6 +184,48 @@ def test_the_familys_copy_answers_its_parent_by_service_token_and_no_one_else_in
                                                                             district=DISTRICT_A))).status_code == 403
     caseworker, _ = signed_in(app, "caseworker")
     assert caseworker.get(path).status_code == 403
+
+
+def test_every_look_at_a_childs_data_is_listed_for_the_supervisor_and_told_to_the_family(site):
+    from kezek.trust import parent_principal
+
+    app, sessions = site
+    caseworker, csrf = signed_in(app, "caseworker")
+    assert caseworker.get("/cases/r-a").status_code == 200
+    # A search by PIN says why first: refused without a purpose, or without the request's reference.
+    for form, field in (({"pin": "10103202300011"}, "purpose"),
+                        ({"pin": "10103202300011", "purpose": "official_request"}, "note")):
+        r = caseworker.post("/children", data={"csrf": csrf, **form})
+        assert r.status_code == 422 and f'aria-describedby="e-{field}"' in r.text, field
+    found = caseworker.post("/children", data={"csrf": csrf, "pin": "10103202300011",
+                                               "purpose": "official_request", "note": "court 12/3"})
+    assert found.status_code == 200 and "10103202300011" in found.text and "/cases/r-a" in found.text
+    supervisor, _ = signed_in(app, "supervisor")
+    page = supervisor.get("/children/a-a/looks")
+    assert page.status_code == 200, page.text
+    rows = [r for r in page.text.split("<tr>")[2:]]
+    assert any("aida" in r and "court 12/3" in r and "нашёл ребёнка по ПИН" in r for r in rows), page.text
+    assert any("aida" in r and "открыл дело" in r and "работа по делу" in r for r in rows)
+    t = audit_trail.table
+    with sessions() as s:
+        looked = s.execute(sa.select(t.c.action, t.c.actor, t.c.reason, t.c.kind).where(
+            t.c.subject == "application:a-a", t.c.action.in_(("child.search", "child.looks")))).all()
+    assert {(a, k) for a, _, _, k in looked} == {("child.search", "look"), ("child.looks", "look")}
+    assert ("child.search", "official_request: court 12/3") in {(a, why) for a, _, why, _ in looked}
+    # The family is told which offices looked, never who.
+    keys = ServiceKeys.from_settings(VerificationSettings(_env_file=None, env="test"))
+    client = TestClient(app, raise_server_exceptions=False)
+
+    def bearer(who):
+        return {"authorization": f"Bearer {keys.sign('gateway', 'verification', parent_principal(who))}"}
+    told = client.get("/api/v1/families/parent-1/looks", headers=bearer("parent-1"))
+    assert told.status_code == 200, told.text
+    assert {(x["role"], x["office"], x["what"]) for x in told.json()} >= {
+        ("caseworker", DISTRICT_A, "case.view"), ("caseworker", DISTRICT_A, "child.search"),
+        ("supervisor", DISTRICT_A, "child.looks")}
+    assert "aida" not in told.text and "staff:" not in told.text
+    assert client.get("/api/v1/families/parent-1/looks", headers=bearer("other")).status_code == 404
+    assert caseworker.get("/api/v1/families/parent-1/looks").status_code == 403
 
 
 def test_every_non_public_route_sends_an_anonymous_caller_to_the_login_page(site):

@@ -94,6 +94,11 @@ def portal(tmp_path_factory):
     received = stack.events("application.received.v1")[-1]
     stack.inbox.add(received["parent_id"], "Kezek", title="Kezek")
     referral = stack.queue.publish_place(received["application_id"], needs_confirmation=True)
+    stack.verification.looks[received["parent_id"]] = [
+        {"at": "2027-03-01T05:00:00+00:00", "role": role, "office": "41711210000000", "what": what,
+         "application_id": received["application_id"], "service": "verification"}
+        for role, what in (("caseworker", "case.view"), ("caseworker", "scan.view"), ("supervisor", "child.looks"),
+                           ("kindergarten", "kindergarten.children_viewed"), ("admin", "something.new"))]
     return stack, c, received["application_id"], referral["referral_id"]
 
 
@@ -112,6 +117,7 @@ def portal_pages(stack: Stack, c: TestClient, application_id: str, referral_id: 
                                          "name": "Айбек"})
     pages["/apply/parent"] = anonymous.get("/apply/parent").text
     pages["/cabinet"] = c.get("/cabinet").text
+    pages["/cabinet/looks"] = c.get("/cabinet/looks").text
     pages["cancel"] = c.get(f"/cabinet/referrals/{referral_id}/cancel").text
     pages["remove"] = c.get(f"/cabinet/applications/{application_id}/remove").text
     return pages
@@ -157,7 +163,7 @@ def test_every_staff_page_shows_nothing_of_another_language(staff_app, lang):
     anonymous.cookies.set("kezek_lang", lang)
     pages["/login"] = anonymous.get("/login").text
     pages["404"] = anonymous.get("/no/such/page").text
-    for login, paths in (("aida", ("/worklist", "/vouchers")), ("chynara", ("/abuse", "/worklist")),
+    for login, paths in (("aida", ("/worklist", "/vouchers", "/children")), ("chynara", ("/abuse", "/worklist")),
                          ("emil", ("/vouchers",)), ("root", ("/audit",))):
         c = TestClient(app, follow_redirects=False, raise_server_exceptions=False)
         c.cookies.set("kezek_lang", lang)

@@ -205,20 +205,39 @@ def test_scoped_callers_reach_only_their_family_kindergarten_or_district(client)
                        json={"reason": "forged"}).status_code == 404
 
 
-def test_the_audit_records_the_verified_actor_and_each_staff_look(client):
+def test_the_audit_records_the_verified_actor_and_each_staff_look_with_why(client):
     entry = join(client).json()
-    found = client.get("/api/v1/queue-entries", params={"pin": "21506202400011"},
-                       headers=client.as_.staff(1, "caseworker", district="Leninsky"))
+    caseworker = client.as_.staff(1, "caseworker", district="Leninsky")
+    without_why = client.post("/api/v1/queue-entries/search", headers=caseworker, json={"pin": "21506202400011"})
+    assert without_why.status_code == 422 and without_why.json()["errors"][0]["field"].endswith("purpose")
+    no_reference = client.post("/api/v1/queue-entries/search", headers=caseworker,
+                               json={"pin": "21506202400011", "purpose": "official_request"})
+    assert no_reference.status_code == 422 and no_reference.json()["errors"][0]["field"] == "note"
+    found = client.post("/api/v1/queue-entries/search", headers=caseworker,
+                        json={"pin": "21506202400011", "purpose": "official_request", "note": "court 12/3"})
     assert found.json()["id"] == entry["id"]
+    client.get(f"/api/v1/queue-entries/{entry['id']}", headers=caseworker)
     client.post(f"/api/v1/queue-entries/{entry['id']}/removal", headers=client.as_.parent("p1"), json={"reason": "x"})
     trail = client.get(f"/api/v1/queue-entries/{entry['id']}/audit", headers=client.as_.staff(6, "operator")).json()
     by_action = {e["action"]: e for e in trail}
     queued, removed = by_action["application.queued"], by_action["application.removed"]
     assert (queued["actor"], queued["actor_role"], queued["via"]) == ("service:registration", "service", None)
     assert (removed["actor"], removed["actor_role"], removed["via"]) == ("parent:p1", "parent", "gateway")
-    looked = by_action["application.viewed"]
-    assert (looked["kind"], looked["actor"], looked["actor_role"], looked["reason"]) == (
-        "look", "staff:1", "caseworker", "found by PIN")
+    looked = [e for e in trail if e["action"] == "application.viewed"]
+    assert [(e["kind"], e["actor"], e["actor_role"], e["reason"]) for e in looked] == [
+        ("look", "staff:1", "caseworker", "official_request: court 12/3"),
+        ("look", "staff:1", "caseworker", "work:entry")]
+    assert looked[0]["details"] == {"office": "Leninsky"}
+
+
+def test_a_family_is_told_which_offices_looked_at_its_entries_and_no_other_familys(client):
+    entry = join(client).json()
+    client.get(f"/api/v1/queue-entries/{entry['id']}", headers=client.as_.staff(1, "caseworker", district="Leninsky"))
+    told = client.get("/api/v1/families/p1/looks", headers=client.as_.parent("p1"))
+    assert [(x["role"], x["office"], x["what"], x["application_id"]) for x in told.json()] == [
+        ("caseworker", "Leninsky", "application.viewed", entry["id"])]
+    assert "staff:1" not in told.text
+    assert client.get("/api/v1/families/p1/looks", headers=client.as_.parent("p2")).status_code == 404
 
 
 @pytest.mark.parametrize("method,path,body", [

@@ -2,7 +2,8 @@
 page of everything Kezek holds about the family (printable, so it can be
 saved as a PDF), the same as a JSON file to download, and the request to
 erase a closed application (asked first; granted, or refused with the
-legal reason in the parent's language). The verified parent's only."""
+legal reason in the parent's language), and which offices looked at the
+family's data. The verified parent's only."""
 from __future__ import annotations
 
 import json
@@ -10,6 +11,7 @@ import json
 from fastapi import APIRouter
 from fastapi.responses import HTMLResponse, Response
 
+from kezek.territories import district_name
 from services.gateway import cabinet as c
 from services.gateway import family
 from services.gateway.clients import UpstreamError
@@ -22,6 +24,13 @@ router = APIRouter(include_in_schema=False, dependencies=[PARENT_ONLY])
 @router.get("/cabinet/data", response_class=HTMLResponse)
 async def data_page(render: Render, gw: Gw, who: Parent):
     return render("family_copy.html", copy=await family.copy(gw, who))
+
+
+@router.get("/cabinet/looks", response_class=HTMLResponse)
+async def looks_page(render: Render, gw: Gw, who: Parent):
+    found = [{**x, "office_name": district_name(x.get("office"), render.lang) if x.get("office") else "—"}
+             for x in await family.looks(gw, who)]
+    return render("family_looks.html", looks=found)
 
 
 @router.get("/cabinet/data.json")

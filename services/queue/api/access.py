@@ -13,6 +13,7 @@ route that loads a child's entry checks its scope with `entry_in_scope`.
 | FAMILY_ACTS   | the parent of the family; an administrator                          |
 | REVOKE        | a supervisor, for a child of the district                           |
 | AUDIT         | administrators, operators, supervisors                              |
+| FAMILY_LOOKS  | the parent of the family (which offices looked at its entries)      |
 | PLACEMENTS    | a kindergarten's staff, its district's officers, admin: its referrals and children (audited looks), a child leaving |
 | MANAGE        | an administrator; a district officer for its district: kindergartens created, edited, closed |
 """
@@ -35,6 +36,7 @@ FIND_BY_PIN = allow(*_STAFF_IN_SCOPE)
 FAMILY_ACTS = allow(parent(), staff("admin"))
 REVOKE = allow(staff("supervisor", scope=DISTRICT))
 AUDIT = allow(staff("admin", "operator", "supervisor"))
+FAMILY_LOOKS = allow(parent())
 PLACEMENTS = allow(staff("admin"), staff("kindergarten", scope=KINDERGARTEN), staff("district", scope=DISTRICT))
 MANAGE = allow(staff("admin"), staff("district", scope=DISTRICT))
 STAFF_LOOKS = frozenset(STAFF_ROLES)

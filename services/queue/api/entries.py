@@ -8,14 +8,17 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Annotated
 
-from fastapi import APIRouter, Query
+from fastapi import APIRouter, Path
 
+from kezek import looks
 from kezek.trust import Access
 from services.queue.api import access as can
 from services.queue.api.deps import PREFIX, QueueDep
-from services.queue.api.models import (AllocationRecord, EntryId, JoinIn, Pin, Position, PreferencesIn,
-                                           QueueEntry, RemoveIn, RevokeIn)
+from kezek.contracts.family import FamilyLook
+from services.queue.api.models import (AllocationRecord, EntryId, FindIn, JoinIn, Position,
+                                       PreferencesIn, QueueEntry, RemoveIn, RevokeIn)
 from services.queue.domain.commands import JoinQueue
+from services.queue.domain.refusals import Invalid
 from services.queue.usecases import Queue
 
 router = APIRouter(prefix=PREFIX, tags=["queue"])
@@ -32,9 +35,22 @@ def join(queue: QueueDep, body: JoinIn, access: Access = can.JOIN):
     return queue.views.application(app_id)
 
 
-@router.get("/queue-entries", response_model=QueueEntry, summary="Find the entry of a child PIN (staff, audited)")
-def find_entry(queue: QueueDep, pin: Annotated[Pin, Query()], access: Access = can.FIND_BY_PIN):
-    return _looked_at(queue, access, queue.views.application_by_pin(pin), why="found by PIN")
+@router.post("/queue-entries/search", response_model=QueueEntry,
+             summary="Find the entry of a child PIN (staff, saying why; the look is recorded)")
+def find_entry(queue: QueueDep, body: FindIn, access: Access = can.FIND_BY_PIN):
+    problems = looks.purpose_problems(body.purpose, body.note)
+    if problems:
+        raise Invalid(problems[0].code, field=problems[0].field, **problems[0].params)
+    return _looked_at(queue, access, queue.views.application_by_pin(body.pin),
+                      why=looks.search_reason(body.purpose, body.note))
+
+
+@router.get("/families/{parent_id}/looks", response_model=list[FamilyLook], tags=["audit"],
+            summary="Which offices looked at the family's entries (the parent, through the gateway)")
+def family_looks(queue: QueueDep, parent_id: Annotated[str, Path(min_length=1, max_length=100)],
+                 access: Access = can.FAMILY_LOOKS):
+    access.check(family=parent_id)
+    return queue.audit.family_looks(parent_id)
 
 
 @router.get("/queue-entries/{application_id}", response_model=QueueEntry)
@@ -94,8 +110,10 @@ def _in_scope(queue: Queue, access: Access, entry: dict) -> dict:
 
 def _looked_at(queue: Queue, access: Access, entry: dict, why: str | None = None) -> dict:
     """The entry, if the caller may see it; a member of staff's look is
-    recorded in the audit trail (DOMAIN.md section 7)."""
+    recorded in the audit trail with why (DOMAIN.md section 7): a search's
+    purpose, or the entry lying in the office's own scope."""
     _in_scope(queue, access, entry)
     if access.principal.role in can.STAFF_LOOKS:
-        queue.audit.look(access.principal, "application.viewed", f"application:{entry['id']}", why=why)
+        queue.audit.look(access.principal, "application.viewed", f"application:{entry['id']}",
+                         why=why or looks.work("entry"))
     return entry

@@ -4,7 +4,7 @@ and PostgreSQL refuses a NUL outright."""
 from __future__ import annotations
 
 from datetime import date, datetime
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 from fastapi import Path
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
@@ -252,6 +252,16 @@ class QueueEntry(BaseModel):
     parent_id: str | None
     child: str = Field(description="masked name")
     referral: ReferralOut | None = None
+
+
+class FindIn(_In):
+    """A search by PIN says why (kezek/looks.py); the PIN travels in the
+    body, never in a URL (access logs keep URLs)."""
+    pin: Pin
+    purpose: Literal["parent_visit", "document_check", "abuse_check", "official_request", "other"] = Field(
+        description="why the member of staff looks the child up")
+    note: Text = Field("", max_length=200,
+                       description="the request's reference (official_request), or the purpose (other)")
 
 
 class RemoveIn(_In):

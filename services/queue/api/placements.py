@@ -6,6 +6,7 @@ from typing import Annotated
 
 from fastapi import APIRouter, Path, Query
 
+from kezek import looks
 from kezek.trust import Access
 from services.queue.api import access as can
 from services.queue.api.deps import PREFIX, QueueDep
@@ -27,8 +28,10 @@ def referrals(queue: QueueDep, kindergarten: KgId, access: Access = can.PLACEMEN
               status: Annotated[str, Query(pattern="^(live|ended)$")] = "live"):
     _in_scope(queue, access, kindergarten)
     found = queue.placements.referrals(kindergarten, live=status == "live")
-    queue.audit.look(access.principal, "kindergarten.referrals_viewed", f"kindergarten:{kindergarten}",
-                     why=f"{status} referrals ({len(found)})")
+    # A look at each child listed (the kindergarten's own work), so that every
+    # child's and family's list of looks holds it (DOMAIN.md section 7).
+    queue.audit.looks(access.principal, "kindergarten.referrals_viewed",
+                      [f"application:{r['application_id']}" for r in found], why=looks.work("kindergarten"))
     return found
 
 
@@ -37,7 +40,7 @@ def referral(queue: QueueDep, kindergarten: KgId, referral_id: ReferralId, acces
     _in_scope(queue, access, kindergarten)
     found = queue.placements.referral(kindergarten, referral_id)
     queue.audit.look(access.principal, "referral.viewed", f"application:{found['application_id']}",
-                     why=f"referral {referral_id} to {kindergarten}")
+                     why=looks.work("kindergarten"))
     return found
 
 
@@ -46,8 +49,8 @@ def referral(queue: QueueDep, kindergarten: KgId, referral_id: ReferralId, acces
 def children(queue: QueueDep, kindergarten: KgId, access: Access = can.PLACEMENTS):
     _in_scope(queue, access, kindergarten)
     found = queue.placements.children(kindergarten)
-    queue.audit.look(access.principal, "kindergarten.children_viewed", f"kindergarten:{kindergarten}",
-                     why=f"enrolled children ({len(found)})")
+    queue.audit.looks(access.principal, "kindergarten.children_viewed",
+                      [f"application:{r['application_id']}" for r in found], why=looks.work("kindergarten"))
     return found
 
 

@@ -32,6 +32,7 @@ TEXTS: dict[str, str] = {
     "kindergarten_language": "kindergarten {kindergarten!r} does not teach in {language!r} (it teaches in {languages})",
     "entry_unknown": "no queue entry {application_id!r}",
     "entry_unknown_pin": "no queue entry for this PIN",
+    "note_required": "note: say why (a request's reference, or what it is for)",
     "entry_holds_referral": "the child holds a referral: cancel it first",
     "entry_enrolled": "the child is enrolled",
     "entry_aged_out": "the child has reached school age and has left the queue",

@@ -27,6 +27,18 @@ class Audit:
         with self.ctx.uow() as w:
             audit.look(w.s, w.now(), who, action, subject, why)
 
+    def looks(self, who: Principal, action: str, subjects: list[str], *, why: str | None = None) -> None:
+        """One look at many children (a kindergarten's list): one record per child."""
+        if subjects:
+            with self.ctx.uow() as w:
+                audit.looks(w.s, w.now(), who, action, subjects, why)
+
+    def family_looks(self, parent_id: str) -> list[dict]:
+        """The staff looks at the family's entries, newest first, as the
+        family is told of them: when, the role and the office, what."""
+        with self.ctx.read() as w:
+            return audit.family_looks(w.s, parent_id)
+
     def allocation_records(self, app_id: str) -> list[dict]:
         """Each referral the child got, with the inputs that decided it."""
         with self.ctx.read() as w:

@@ -9,9 +9,10 @@ caseworker's language.
 Routers per page group: signin.py, cases.py (worklist and cases), abuse.py,
 vouchers.py, audit.py, kindergartens.py (a kindergarten's places, referrals
 and children), districts.py (a district office's kindergartens, schedule and
-figures), family.py (the one internal route: the family's own copy, for the
-gateway acting for a parent, by service token); what they depend on is in
-pages.py."""
+figures), children.py (the search by PIN and who looked at a child),
+family.py (the internal routes: the family's own copy and which offices
+looked at its data, for the gateway acting for a parent, by service token);
+what they depend on is in pages.py."""
 from __future__ import annotations
 
 import hashlib
@@ -24,15 +25,16 @@ from kezek.settings import Settings
 from kezek.trust import ServiceKeys, service_token_authenticator
 from kezek.web import create_service_app, database_check
 from services.verification import bootstrap
-from services.verification.api import abuse, audit, cases, districts, family, kindergartens, signin, vouchers
+from services.verification.api import (abuse, audit, cases, children, districts, family, kindergartens, signin,
+                                       vouchers)
 from services.verification.api.pages import clean_query, install_error_pages, staff_session
 from services.verification.i18n import Pages
 from services.verification.referrals import ReferralCommands
 from services.verification.settings import as_settings
 
 HERE = Path(__file__).resolve().parent.parent
-ROUTERS = (signin.router, cases.router, abuse.router, vouchers.router, audit.router, kindergartens.router,
-           districts.router, family.router)
+ROUTERS = (signin.router, cases.router, children.router, abuse.router, vouchers.router, audit.router,
+           kindergartens.router, districts.router, family.router)
 
 
 def _static_version() -> str:

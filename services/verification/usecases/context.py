@@ -21,6 +21,7 @@ from kezek.audit import ACT, LOOK
 from kezek.db import unit_of_work
 from kezek.files import SealedFiles
 from services.verification import domain as d
+from services.verification.looking import look_reason
 from services.verification.models import Staff, audit_trail, utc
 from services.verification.readmodel.views import Views
 from services.verification.referrals import ReferralCommands
@@ -121,14 +122,18 @@ class Context:
     # ------------------------------------------------------------ audit and access
 
     def audit(self, s: Session, who: StaffView | trust.Principal, action: str, *, subject_type: str = "",
-              subject_id: str = "", district: str | None = None, outcome: str = "ok", **details: Any) -> None:
+              subject_id: str = "", district: str | None = None, outcome: str = "ok", why: str | None = None,
+              **details: Any) -> None:
         """One entry of the audit trail (kezek/audit.py), in the transaction
-        of what it records: the verified actor, a look (domain.LOOKS) or an
-        act, on `<subject_type>:<subject_id>`."""
+        of what it records: the verified actor, a look (domain.LOOKS, with
+        why: looking.look_reason unless given) or an act, on
+        `<subject_type>:<subject_id>`."""
         principal = who.principal if isinstance(who, StaffView) else who
         subject = f"{subject_type}:{subject_id}" if subject_type else subject_id
+        look = action in d.LOOKS
         audit_trail.record(s, principal, action, subject[:200], district=district or None, outcome=outcome,
-                           kind=LOOK if action in d.LOOKS else ACT, at=self.now().astimezone(UTC),
+                           kind=LOOK if look else ACT, at=self.now().astimezone(UTC),
+                           reason=(why or look_reason(action)) if look else why,
                            details={k: v for k, v in details.items() if v is not None})
 
     def record_denied(self, actor: StaffView, subject: str) -> None:
