@@ -11,6 +11,8 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "keys": ("kezek.commands.keys", "keys: `keys generate DIR` (service identity, jwks.json), `keys data-key KID` (personal data at rest)"),
     "migrate": ("kezek.commands.migrate", "run every service's database migrations"),
     "rekey": ("kezek.commands.rekey", "move sealed personal data and files to the current data key (--check counts)"),
+    "backup": ("kezek.commands.backup", "back up every service's database, their sealed files and Temporal's (DIR)"),
+    "restore": ("kezek.commands.restore", "restore a `kezek backup` folder into a fresh deployment (same data keys)"),
     "serve": ("kezek.commands.serve", "serve one service's HTTP API"),
     "topics": ("kezek.commands.topics", "create the Kafka topics: partitions, replication factor, min ISR from settings"),
     "relay": ("kezek.commands.relay", "publish every service's outbox to Kafka (run several on PostgreSQL)"),
