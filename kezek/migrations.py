@@ -41,11 +41,13 @@ def downgrade(service: str, url: str, revision: str, *, settings=None) -> None:
 
 
 def configured(service: str, url: str, settings=None) -> Config:
-    from kezek.settings import Settings
+    from kezek.settings import SEALING_SERVICES, Settings
 
     cfg = alembic_config(service, url)
     cfg.attributes["settings"] = settings or Settings()
-    cfg.attributes["keyring"] = cfg.attributes["settings"].keyring_for(service)
+    # Only a service that seals personal data has (and needs) data keys.
+    cfg.attributes["keyring"] = (cfg.attributes["settings"].keyring_for(service)
+                                 if service in SEALING_SERVICES else None)
     return cfg
 
 

@@ -128,3 +128,13 @@ def test_development_key_when_none_is_set():
 def test_malformed_keys_are_refused(text, problem):
     with pytest.raises(KeyringError, match=problem):
         Keyring.parse(text)
+
+
+def test_in_production_only_the_services_that_seal_need_data_keys_to_migrate(tmp_path):
+    from kezek.migrations import configured
+
+    production = Settings(_env_file=None, state_dir=tmp_path).model_copy(update={"env": "production"})
+    url = f"sqlite:///{tmp_path / 'x.db'}"
+    assert configured("gateway", url, production).attributes["keyring"] is None
+    with pytest.raises(KeyringError):
+        configured("queue", url, production)
