@@ -42,6 +42,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 import sqlalchemy as sa  # noqa: E402
 
 from kezek.db import ensure_database, make_engine, make_session_factory  # noqa: E402
+from kezek.sealing import ring_of  # noqa: E402
 from kezek.infra.postgres import BENCHMARK_SETTINGS, PostgresCluster, open_temp_folder  # noqa: E402
 from kezek.migrations import upgrade  # noqa: E402
 from services.queue import domain as d  # noqa: E402
@@ -101,6 +102,16 @@ def generate(engine, *, children: int, kindergartens: int, places: int, seed: in
         by_district = [kg_ids[i::districts] for i in range(districts)]
 
         serials: Counter = Counter()
+        # The queue keeps a child's PIN and names sealed, the PIN with its
+        # lookup hash (kezek/sealing.py): COPY writes what the ORM would.
+        ring = ring_of(engine)
+        names = {}
+
+        def sealed_name(text: str, purpose: str) -> str:
+            if (text, purpose) not in names:
+                names[text, purpose] = ring.seal(text, purpose)
+            return names[text, purpose]
+
         first_day, span = date(cohorts[0], 1, 1), (date(cohorts[-1], 12, 31) - date(cohorts[0], 1, 1)).days
 
         def applications():
@@ -115,10 +126,12 @@ def generate(engine, *, children: int, kindergartens: int, places: int, seed: in
                 qd = qd.replace(microsecond=rnd.randrange(1_000_000))
                 prefs = rnd.sample(by_district[rnd.randrange(districts)], 3)
                 cat = _pick(rnd, CATEGORIES)
-                yield (f"a{n:07d}\t{pin}\tp{n}\tKG\tSurname{n % 997}\tName{n % 113}\t\\N\t{born}\t{born.year}\t"
+                yield (f"a{n:07d}\t{ring.seal(pin, 'child_pin')}\t{ring.lookup('pin', pin)}\tp{n}\tKG\t"
+                       f"{sealed_name(f'Surname{n % 997}', 'child_surname')}\t{sealed_name(f'Name{n % 113}', 'child_name')}"
+                       f"\t\\N\t{born}\t{born.year}\t"
                        f"{cat}\t{cat}\t{qd.isoformat()}\t{_pick(rnd, LANGUAGES)}\t{{{','.join(prefs)}}}\tru\tqueued\t"
                        f"{created}\t{created}\n")
-        _copy(conn, "applications", ["id", "pin", "parent_id", "country", "surname", "name", "patronymic",
+        _copy(conn, "applications", ["id", "pin", "pin_hash", "parent_id", "country", "surname", "name", "patronymic",
                                      "birth_date", "cohort", "category", "claimed_category", "queue_date", "language",
                                      "preferences", "locale", "status", "created_at", "updated_at"], applications())
 
