@@ -115,7 +115,10 @@ def register_namespace(address: str, namespace: str) -> None:
 
 
 class Portal:
-    def __init__(self, workdir: Path, bootstrap: str, temporal_address: str, country: str = "KG"):
+    def __init__(self, workdir: Path, bootstrap: str, temporal_address: str, country: str = "KG",
+                 database_url: str = ""):
+        """`database_url`: empty for SQLite files in `workdir`; a PostgreSQL
+        URL with `{service}` for a database per service."""
         self.workdir = workdir
         self.prefix = f"b{uuid.uuid4().hex[:8]}"
         ports = {f"{s}_port": free_port() for s in SERVICES}
@@ -123,7 +126,7 @@ class Portal:
         # Outside development, with a key of its own: the sealed e-mail codes
         # and links must open with the deployment's key, not the default one.
         self.settings = Settings(
-            env="test", country=country, state_dir=workdir, database_url="", kafka_bootstrap=bootstrap,
+            env="test", country=country, state_dir=workdir, database_url=database_url, kafka_bootstrap=bootstrap,
             kafka_topic_prefix=self.prefix, temporal_address=temporal_address, temporal_namespace=self.prefix,
             smtp_host="127.0.0.1", smtp_port=self.smtp_port, log_json=True,
             secret_key=f"browser-walk-{uuid.uuid4().hex}", **ports)
@@ -264,9 +267,7 @@ class Commission:
         self.service.close()
 
 
-@pytest.fixture(scope="module")
-def portal(kafka_bootstrap, temporal_dev, tmp_path_factory):
-    p = Portal(tmp_path_factory.mktemp("portal"), kafka_bootstrap, temporal_dev.address)
+def _running(p: Portal):
     try:
         p.start()
     except BaseException:
@@ -274,6 +275,20 @@ def portal(kafka_bootstrap, temporal_dev, tmp_path_factory):
         raise
     yield p
     p.stop()
+
+
+@pytest.fixture(scope="module")
+def portal(kafka_bootstrap, temporal_dev, tmp_path_factory):
+    yield from _running(Portal(tmp_path_factory.mktemp("portal"), kafka_bootstrap, temporal_dev.address))
+
+
+@pytest.fixture(scope="module")
+def portal_on_postgres(kafka_bootstrap, temporal_dev, pg_cluster, tmp_path_factory):
+    """The whole system on PostgreSQL, a database per service, as a
+    deployment runs it: the same tables, locks and indexes as production."""
+    database = pg_cluster.url(f"p{uuid.uuid4().hex[:8]}_{{service}}")
+    yield from _running(Portal(tmp_path_factory.mktemp("portal"), kafka_bootstrap, temporal_dev.address,
+                               database_url=database))
 
 
 @pytest.fixture

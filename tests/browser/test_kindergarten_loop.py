@@ -1,6 +1,6 @@
 """The loop of issue 19 in headless Chromium, in Kyrgyz and in Russian,
-against the whole system as `make run` wires it (tests/browser/conftest.py:
-every service, Kafka, the real ReferralWorkflow on Temporal): staff made by
+against the whole system as `kezek run --postgres` wires it (tests/browser/conftest.py:
+every service on PostgreSQL, Kafka, the real ReferralWorkflow on Temporal): staff made by
 `kezek staff-add` (the kindergarten checked against the queue's register); a
 district officer puts a place on the schedule; at that moment the allocation
 issues the direction and the parent sees it in the cabinet; the
@@ -111,6 +111,12 @@ def queue_join(portal, application_id: str, pin: str, case: dict) -> None:
 
 def referral_of(portal, application_id: str) -> dict | None:
     return portal.entry(application_id).get("referral")
+
+
+@pytest.fixture(scope="module")
+def portal(portal_on_postgres):
+    """The loop on PostgreSQL, as a deployment runs it."""
+    return portal_on_postgres
 
 
 @pytest.mark.parametrize("lang", ["ky", "ru"])
