@@ -10,12 +10,15 @@ run: setup
 stop:
 	@.venv/bin/kezek stop
 
-# Chromium tests run in a process of their own: Playwright's sync API leaves
+# Chromium tests run in processes of their own: Playwright's sync API leaves
 # an event loop running in the main thread, which breaks every later
-# asyncio.run() in the same process.
+# asyncio.run() in the same process. Each part runs in two worker processes,
+# a test file in one of them (its module fixtures start once); each worker
+# starts the servers its tests need on its own ports and folders, as two
+# runs on one machine would.
 test: setup
-	.venv/bin/python -m pytest --ignore=tests/browser $(PYTEST_ARGS)
-	.venv/bin/python -m pytest tests/browser $(PYTEST_ARGS)
+	.venv/bin/python -m pytest -n 2 --dist loadfile --ignore=tests/browser $(PYTEST_ARGS)
+	.venv/bin/python -m pytest -n 2 --dist loadfile tests/browser $(PYTEST_ARGS)
 
 # The pure and SQLite tests, in two processes: no Kafka, Temporal, PostgreSQL
 # nor Chromium. A test that starts a server is marked `integration` (by the
