@@ -141,6 +141,25 @@ class FakeQueue:
             e = self.entries.get(application_id)
             return missing("application_id") if e is None else self._positions(e)
 
+        @app.get("/api/v1/public/figures")
+        def figures(month: str | None = None):
+            from services.queue.api.models import Overview
+
+            return Overview.model_config["json_schema_extra"]["examples"][0] | ({"month": month} if month else {})
+
+        @app.get("/api/v1/queue-entries/{application_id}/family-copy")
+        def family_copy(application_id: str):
+            e = self.entries.get(application_id)
+            if e is None:
+                return missing("application_id")
+            refs = [{k: v for k, v in r.items() if k not in ("kindergarten", "referral_id")}
+                    | {"kindergarten_id": r["kindergarten"]}
+                    for r in self.referrals.values() if r["application_id"] == application_id]
+            return {"entry": e, "referrals": refs, "published_position": None, "allocations": [],
+                    "history": [], "retention": None,
+                    "positions": [{"kindergarten": p["kindergarten"], "position": p["position"],
+                                   "explanation": p["explanation"]} for p in self._positions(e)]}
+
         @app.post("/api/v1/queue-entries/{application_id}/removal")
         def remove(application_id: str, request: Request):
             e = self.entries.get(application_id)
@@ -236,6 +255,12 @@ class FakeInbox:
                                      "errors": [{"field": "message_id", "message": "not found"}]}, status_code=404)
             found[0]["read"] = True
 
+        @self.app.get("/api/v1/notifications/families/{parent_id}/copy")
+        def family_copy(parent_id: str):
+            return {"contacts": None, "messages": [
+                {"id": m["id"], "kind": m["kind"], "channel": "inapp", "subject": m["title"], "text": m["text"],
+                 "status": "delivered", "created_at": m["created_at"]} for m in self.messages.get(parent_id, [])]}
+
     def add(self, parent_id: str, body: str, title: str | None = None) -> None:
         self.messages.setdefault(parent_id, []).append(
             {"id": str(uuid.uuid4()), "kind": "info", "created_at": datetime.now(UTC).isoformat(), "title": title,
@@ -256,6 +281,12 @@ class FakeVerification:
             if self.failing:
                 return JSONResponse({"detail": "down"}, status_code=503)
             return self.looks.get(parent_id, [])
+
+        @self.app.get("/api/v1/families/{parent_id}/copy")
+        def family_copy(parent_id: str):
+            # What verification holds: nothing, for a family no caseworker has seen.
+            return {"applicants": [], "referrals": [], "certificates": [], "decisions": [], "vouchers": [],
+                    "history": []}
 
 
 def sync_transport(app) -> "httpx.BaseTransport":

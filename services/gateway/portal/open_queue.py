@@ -80,10 +80,13 @@ async def figures(render: Render, gw: Gw, lang: Lang, month: str = ""):
         months.append(f"{y:04d}-{m:02d}")
         y, m = (y - 1, 12) if m == 1 else (y, m - 1)
     total = found["total"]
+    _ = gw.gettext(lang)
+    language = {"ky": _("Kyrgyz"), "ru": _("Russian"), "kk": _("Kazakh"), "uz": _("Uzbek"), "tg": _("Tajik"),
+                "en": _("English")}
     return render("figures.html", month=found["month"], months=months, total=total,
                   districts=[{**d, "name": names.get(d["district"], d["district"])} for d in found["districts"]],
                   charts={
-                      "waiting": charts.bars([(f"{w['cohort']} · {w['language']}", w["children"], "waiting")
+                      "waiting": charts.bars([(f"{w['cohort']} · {language.get(w['language'], w['language'])}", w["children"], "waiting")
                                               for w in total["waiting"]], **CHART),
                       "districts": charts.bars([(names.get(d["district"], d["district"]), d["waiting_total"],
                                                  "waiting") for d in found["districts"]], **CHART),
