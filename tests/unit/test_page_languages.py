@@ -185,3 +185,18 @@ def test_the_english_catalog_of_the_portal_holds_every_message():
     with (GATEWAY / "en" / "LC_MESSAGES" / "messages.po").open("rb") as f:
         catalog = read_po(f)
     assert used_msgids() - {m.id for m in catalog if m.id} == set()
+
+
+def test_every_catalog_of_every_service_is_well_formed():
+    """A catalog entry broken by hand (a msgid without its msgstr) is not
+    read with a warning and a message lost: it fails here."""
+    from babel.messages.pofile import PoFileError
+
+    catalogs = sorted(Path(__file__).resolve().parents[2].glob("services/*/locale/*/LC_MESSAGES/*.po"))
+    assert len(catalogs) >= 7
+    for path in catalogs:
+        with path.open("rb") as f:
+            try:
+                read_po(f, abort_invalid=True)
+            except PoFileError as exc:
+                raise AssertionError(f"{path}: {exc}") from exc
