@@ -184,7 +184,9 @@ class Shooter:
         self.lang = lang
         self.context = chromium.new_context(viewport={"width": width, "height": 900}, locale=lang)
         self.page = self.context.new_page()
-        self.page.set_default_timeout(20_000)
+        # Generous: the pages are quick, but the machine running the suite
+        # may be shared and busy (Swagger UI renders the whole API document).
+        self.page.set_default_timeout(60_000)
         self.leaks: dict[str, list[str]] = {}
 
     def shot(self, name: str, languages=PORTAL_LANGUAGES, locale_dir: Path | None = GATEWAY, check: bool = True,
@@ -304,10 +306,10 @@ def test_every_portal_page_in_every_language(portal, chromium, lang):
         s.shot("error-405")
         # The API docs: rendered by their own scripts, served by the gateway (no internet here).
         page.goto(f"{url}/api/docs")
-        page.wait_for_selector(".swagger-ui .info .title", timeout=30_000)
+        page.wait_for_selector(".swagger-ui .info .title", timeout=90_000)
         s.shot("api-docs-swagger", check=False, full=False)
         page.goto(f"{url}/api/redoc")
-        page.wait_for_selector("redoc h1, .api-content h1", timeout=30_000)
+        page.wait_for_selector("redoc h1, .api-content h1", timeout=90_000)
         s.shot("api-docs-redoc", check=False, full=False)
     finally:
         s.close()
