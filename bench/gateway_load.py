@@ -125,6 +125,8 @@ def main(argv: list[str] | None = None) -> int:
         figures["settle_s"] = round(settle(watch, 7200, "after the import"), 1)
         t = time.monotonic()
         tokens = sign_in_parents(kezek, watch, args.parents, args.seed)
+        if not tokens:
+            raise SystemExit("no parent could be signed in")
         figures["sign_in_s"] = round(time.monotonic() - t, 1)
         spec = {"tokens": tokens, "pools": public_pools(watch)}
         settle(watch, 600, "after signing in")
@@ -137,8 +139,8 @@ def main(argv: list[str] | None = None) -> int:
                 r.update(load_before=before, load_after=load())
                 r.pop("statuses", None) if not r["errors"] else None
                 results.setdefault(endpoint, []).append(r)
-                say(f"{endpoint:8} {users:3} clients: {r['per_second']:7.1f} req/s  p50 {r['p50_ms']:7.1f} ms  "
-                    f"p99 {r['p99_ms']:7.1f} ms  errors {r['errors']}  load {before}-{r['load_after']}")
+                say(f"{endpoint:8} {users:3} clients: {r['per_second']} req/s  p50 {r['p50_ms']} ms  "
+                    f"p99 {r['p99_ms']} ms  errors {r['errors']}  load {before}-{r['load_after']}")
     finally:
         if watch is not None:
             watch.close()
