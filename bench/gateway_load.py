@@ -151,7 +151,7 @@ def main(argv: list[str] | None = None) -> int:
     print(f"\n{'endpoint':<10} {'clients':>7} {'req/s':>8} {'p50 ms':>8} {'p99 ms':>8} {'errors':>7}  load")
     for endpoint, rows in results.items():
         for r in rows:
-            print(f"{endpoint:<10} {r['users']:>7} {r['per_second']:>8} {r['p50_ms']:>8} {r['p99_ms']:>8} "
+            print(f"{endpoint:<10} {r['users']:>7} {r['per_second']!s:>8} {r['p50_ms']!s:>8} {r['p99_ms']!s:>8} "
                   f"{r['errors']:>7}  {r['load_before']}-{r['load_after']}")
     RESULTS.mkdir(exist_ok=True)
     stamp = time.strftime("%Y%m%d-%H%M%S")
