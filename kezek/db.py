@@ -26,10 +26,8 @@ def make_engine(url: str, *, keyring: sealing.Keyring | None = None, **kwargs) -
 
 def service_engine(settings, service: str, *, url: str | None = None, **kwargs) -> Engine:
     """The engine of `service`'s own database with its key ring (kezek/sealing.py)."""
-    from kezek.settings import SEALING_SERVICES
-
-    ring = settings.keyring_for(service) if service in SEALING_SERVICES else None
-    return make_engine(url or settings.database_url_for(service), keyring=ring, **kwargs)
+    return make_engine(url or settings.database_url_for(service), keyring=settings.sealing_keyring(service),
+                       **kwargs)
 
 
 def _engine(url: str, **kwargs) -> Engine:

@@ -41,13 +41,11 @@ def downgrade(service: str, url: str, revision: str, *, settings=None) -> None:
 
 
 def configured(service: str, url: str, settings=None) -> Config:
-    from kezek.settings import SEALING_SERVICES, Settings
+    from kezek.settings import Settings
 
     cfg = alembic_config(service, url)
     cfg.attributes["settings"] = settings or Settings()
-    # Only a service that seals personal data has (and needs) data keys.
-    cfg.attributes["keyring"] = (cfg.attributes["settings"].keyring_for(service)
-                                 if service in SEALING_SERVICES else None)
+    cfg.attributes["keyring"] = cfg.attributes["settings"].sealing_keyring(service)
     return cfg
 
 

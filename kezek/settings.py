@@ -258,6 +258,11 @@ class Settings(KezekSettings):
                                "(personal data is sealed with it; kezek keys data-key KID)")
         return Keyring.development()
 
+    def sealing_keyring(self, service: str) -> "Keyring | None":
+        """The key ring of a service that seals personal data
+        (SEALING_SERVICES); None for one that holds none and needs no keys."""
+        return self.keyring_for(service) if service in SEALING_SERVICES else None
+
     def port_of(self, service: str) -> int:
         return getattr(self, f"{service}_port")
 
