@@ -66,6 +66,11 @@ class Dispatcher:
             attempt = self.transport.send(msg)
         except Exception as exc:  # a transport bug is a failed attempt, not a dead loop
             attempt = Attempt(Outcome.TRANSIENT, error=f"transport raised {exc!r}")
+        if attempt.outcome is Outcome.SENT:     # handed to a provider (in-app delivery repeats harmlessly)
+            try:
+                self.service.note_accepted(msg.id, attempt.provider_ref)
+            except Exception as exc:  # the database is away: the record below waits for it
+                log.warning("notifications.accept_note_failed", message_id=msg.id, error=repr(exc)[:300])
         self.record(msg.id, attempt, leased_until)
 
     def record(self, message_id: str, attempt: Attempt, leased_until: float) -> None:

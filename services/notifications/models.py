@@ -73,6 +73,9 @@ class Message(Base):
     last_error: Mapped[str | None] = mapped_column(sa.Text, nullable=True)
     created_at: Mapped[datetime]
     sent_at: Mapped[datetime | None] = mapped_column(nullable=True)
+    # The provider's acceptance, written alone the moment it answers: a send
+    # known before its record is whole (dispatching.note_accepted).
+    accepted_at: Mapped[datetime | None] = mapped_column(nullable=True)
     delivered_at: Mapped[datetime | None] = mapped_column(nullable=True)
     failed_at: Mapped[datetime | None] = mapped_column(nullable=True)
     read_at: Mapped[datetime | None] = mapped_column(nullable=True)

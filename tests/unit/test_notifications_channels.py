@@ -62,6 +62,27 @@ def test_permanent_smtp_refusal_is_not_retried(smtp):
     assert SmtpEmail("127.0.0.1", smtp.port, "noreply@kezek.kg").send(outgoing()).outcome is Outcome.PERMANENT
 
 
+def test_email_transport_keeps_its_connection_and_comes_back_after_the_server_dropped_it(smtp):
+    transport = SmtpEmail("127.0.0.1", smtp.port, "noreply@kezek.kg")
+    first = transport.send(outgoing(mid="7d1e5a8e-0000-4000-8000-000000000001"))
+    kept = transport._smtp
+    second = transport.send(outgoing(mid="7d1e5a8e-0000-4000-8000-000000000002"))
+    assert first.outcome is second.outcome is Outcome.SENT and transport._smtp is kept
+    kept.sock.close()                                       # the server closed an idle connection
+    assert transport.send(outgoing(mid="7d1e5a8e-0000-4000-8000-000000000003")).outcome is Outcome.SENT
+    transport.close()
+    assert [m["Message-ID"][1:37] for m in smtp.messages] == [
+        f"7d1e5a8e-0000-4000-8000-00000000000{i}" for i in (1, 2, 3)]
+
+
+def test_email_refused_once_leaves_the_connection_usable_for_the_next(smtp):
+    smtp.fail_next(1)
+    transport = SmtpEmail("127.0.0.1", smtp.port, "noreply@kezek.kg")
+    assert transport.send(outgoing()).outcome is Outcome.TRANSIENT
+    assert transport.send(outgoing()).outcome is Outcome.SENT and len(smtp.messages) == 1
+    transport.close()
+
+
 def test_mail_server_down_is_worth_a_retry():
     attempt = SmtpEmail("127.0.0.1", free_port(), "noreply@kezek.kg", timeout=2).send(outgoing())
     assert attempt.outcome is Outcome.TRANSIENT and attempt.error

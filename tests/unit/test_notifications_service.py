@@ -304,6 +304,38 @@ def test_a_send_the_database_could_not_record_is_recorded_when_it_answers_and_ne
     assert len(email.sent) == 1
 
 
+def test_a_send_accepted_before_its_sender_died_is_recorded_after_the_lease_never_sent_again(service, clock,
+                                                                                            monkeypatch):
+    consume(service, received(locale="ru"))
+
+    class Died(BaseException):
+        """kill -9 between the provider's acceptance and the record."""
+
+    def dies(mid, attempt):
+        raise Died
+    monkeypatch.setattr(service, "record_attempt", dies)
+    email = Scripted(Channel.EMAIL)
+    with pytest.raises(Died):
+        Dispatcher(service, email).run_once()
+    monkeypatch.undo()
+    assert len(email.sent) == 1
+    clock.advance(minutes=3)                                # the lease has ended
+    Dispatcher(service, email).run_once()
+    assert len(email.sent) == 1                             # recorded, not sent again
+    [m] = messages(service, channel="email")
+    assert m.status == "sent" and m.attempts == 1 and m.accepted_at is not None
+    assert [t for t, _d in outbox_events(service)].count("notification.sent.v1") == 1
+
+
+def test_a_send_never_accepted_before_its_sender_died_is_sent_again_after_the_lease(service, clock):
+    consume(service, received(locale="ru"))
+    service.claim_due((Channel.EMAIL,))                     # claimed, then the process died before the answer
+    clock.advance(minutes=3)
+    email = Scripted(Channel.EMAIL)
+    Dispatcher(service, email).run_once()
+    assert len(email.sent) == 1 and messages(service, channel="email")[0].status == "sent"
+
+
 # ------------------------------------------------------------ statuses and receipts
 
 def test_receipt_marks_sms_delivered_and_repeats_change_nothing(service):

@@ -40,7 +40,8 @@ class Dispatching:
                   lease: timedelta = timedelta(minutes=2)) -> list[Outgoing]:
         """Takes due messages for sending. A lease, not a lock held over the
         send: if this process dies mid-send, the message is claimed again once
-        the lease ends (and the provider drops the repeat by message id)."""
+        the lease ends (the SMS gateway drops the repeat by its idempotency
+        key; a message the provider had accepted is recorded, not sent)."""
         now = self.clock()
         due = sa.or_(
             sa.and_(Message.status == d.Status.QUEUED.value, Message.next_attempt_at <= now),
@@ -54,42 +55,64 @@ class Dispatching:
         with unit_of_work(self.sessions) as s:
             out = []
             for m in s.scalars(query):
+                if m.status == d.Status.SENDING.value and m.accepted_at is not None:
+                    # Its dispatcher died after the provider accepted it and
+                    # before the record was whole: record it, never send again.
+                    log.info("notifications.accepted_recorded", message_id=m.id)
+                    self._settle(s, m, Attempt(d.Outcome.SENT, provider_ref=m.provider_ref), now)
+                    continue
                 m.status, m.lease_until = d.Status.SENDING.value, now + lease
                 out.append(Outgoing(m.id, d.Channel(m.channel), m.address, m.locale, m.subject, m.body,
                                     m.urgent, aware(m.expires_at), m.attempts))
             return out
 
+    def note_accepted(self, mid: str, provider_ref: str | None) -> None:
+        """The provider has just accepted the message: one short statement,
+        committed before anything else, so that the time in which a dead
+        dispatcher leaves a sent message looking unsent is as short as the
+        database allows (a mail server has no idempotency key to fall back
+        on). `record_attempt` then writes the rest; if this process dies
+        first, `claim_due` finishes the record instead of sending again."""
+        with unit_of_work(self.sessions) as s:
+            s.execute(sa.update(Message)
+                      .where(Message.id == mid, Message.status == d.Status.SENDING.value)
+                      .values(accepted_at=self.clock(),
+                              provider_ref=sa.func.coalesce(Message.provider_ref, provider_ref)))
+
     def record_attempt(self, mid: str, attempt: Attempt) -> d.Status:
         now = self.clock()
         with unit_of_work(self.sessions) as s:
-            m = s.get(Message, mid, with_for_update=True)
-            if m.status != d.Status.SENDING.value:
-                # A receipt overtook our own record of the send: keep its status.
-                if attempt.outcome in (d.Outcome.SENT, d.Outcome.DELIVERED):
-                    m.sent_at = m.sent_at or now
-                    m.provider_ref = m.provider_ref or attempt.provider_ref
-                return d.Status(m.status)
-            result = d.after_attempt(attempt.outcome, m.attempts, now, self.urgent_retry if m.urgent else self.retry, m.id,
-                                     expires_at=aware(m.expires_at))
-            m.attempts, m.lease_until, m.last_error = result.attempts, None, attempt.error
-            if attempt.provider_ref:
-                m.provider_ref = attempt.provider_ref
-            if result.status is not d.Status.QUEUED:
-                moves.forget_secret(m)
-            if result.status is d.Status.QUEUED:
-                m.status = d.Status.QUEUED.value
-                m.next_attempt_at = d.release_at(d.Channel(m.channel), result.next_attempt_at, self.tz,
-                                                 urgent=m.urgent)
-                log.info("notifications.retry", message_id=m.id, attempts=m.attempts, error=attempt.error)
-                moves.audited(s, SYSTEM, "notification.retry_scheduled", m, attempts=m.attempts,
-                       error=(attempt.error or "")[:300], next_attempt_at=m.next_attempt_at.isoformat())
-            elif result.status is d.Status.FAILED:
-                moves.fail(s, m, attempt.error or attempt.outcome.value, now, SYSTEM)
-            else:
-                moves.sent(s, m, now, SYSTEM, segments=m.sms_segments)
-                if result.status is d.Status.DELIVERED:
-                    moves.delivered(s, m, now, SYSTEM)
+            return self._settle(s, s.get(Message, mid, with_for_update=True), attempt, now)
+
+    def _settle(self, s: Session, m: Message, attempt: Attempt, now: datetime) -> d.Status:
+        """What an attempt's outcome makes of the message (its row locked)."""
+        if m.status != d.Status.SENDING.value:
+            # A receipt overtook our own record of the send: keep its status.
+            if attempt.outcome in (d.Outcome.SENT, d.Outcome.DELIVERED):
+                m.sent_at = m.sent_at or now
+                m.provider_ref = m.provider_ref or attempt.provider_ref
             return d.Status(m.status)
+        result = d.after_attempt(attempt.outcome, m.attempts, now, self.urgent_retry if m.urgent else self.retry, m.id,
+                                 expires_at=aware(m.expires_at))
+        m.attempts, m.lease_until, m.last_error = result.attempts, None, attempt.error
+        if attempt.provider_ref:
+            m.provider_ref = attempt.provider_ref
+        if result.status is not d.Status.QUEUED:
+            moves.forget_secret(m)
+        if result.status is d.Status.QUEUED:
+            m.status = d.Status.QUEUED.value
+            m.next_attempt_at = d.release_at(d.Channel(m.channel), result.next_attempt_at, self.tz,
+                                             urgent=m.urgent)
+            log.info("notifications.retry", message_id=m.id, attempts=m.attempts, error=attempt.error)
+            moves.audited(s, SYSTEM, "notification.retry_scheduled", m, attempts=m.attempts,
+                          error=(attempt.error or "")[:300], next_attempt_at=m.next_attempt_at.isoformat())
+        elif result.status is d.Status.FAILED:
+            moves.fail(s, m, attempt.error or attempt.outcome.value, now, SYSTEM)
+        else:
+            moves.sent(s, m, now, SYSTEM, segments=m.sms_segments)
+            if result.status is d.Status.DELIVERED:
+                moves.delivered(s, m, now, SYSTEM)
+        return d.Status(m.status)
 
     def give_up_expired(self, mid: str) -> None:
         now = self.clock()
@@ -149,6 +172,7 @@ class Dispatching:
                                  sms_sent_at=moves.sms_slots(s, m.address, now, self.limits) if channel is d.Channel.SMS else ())
             before = m.attempts
             m.status, m.attempts, m.next_attempt_at, m.failed_at = d.Status.QUEUED.value, 0, release, None
+            m.accepted_at = None
             s.execute(sa.delete(DeadLetter).where(DeadLetter.message_id == m.id))
             moves.queued(s, m, release)
             moves.audited(s, who, "notification.retried", m, attempts_before=before, release_at=release.isoformat())
