@@ -52,6 +52,7 @@ class Receiver:
         self.refusals: Counter = Counter()   # event id -> how many more times to refuse
         self.always_refuse: set[str] = set()  # subjects
         self.requests = 0
+        self.delay = 0.0                      # seconds each answer takes
         self.lock = threading.Lock()
         receiver = self
 
@@ -59,6 +60,7 @@ class Receiver:
             def do_POST(self):
                 body = self.rfile.read(int(self.headers["Content-Length"]))
                 event = json.loads(body)
+                time.sleep(receiver.delay)
                 with receiver.lock:
                     receiver.requests += 1
                     refuse = event["subject"] in receiver.always_refuse or receiver.refusals[event["id"]] > 0
@@ -176,6 +178,33 @@ def test_deliveries_are_signed_retried_and_in_order_per_subject_and_a_failure_bl
     detail = api.get(f"/api/v1/public/admin/webhooks/deliveries/{first['id']}").json()
     assert [x["status_code"] for x in detail["log"]] == [500, 500, 204]
     assert detail["attempts"] == 3 and first["partition"] >= 0 and first["offset"] >= 0
+
+
+def test_two_gateway_replicas_deliver_each_event_once_and_in_order_per_subject(env):
+    rt, api, receiver = env
+    receiver.delay = 0.05
+    r = api.post("/api/v1/public/admin/webhooks", json={"url": receiver.url, "event_types": ["public.place.published.v1"]})
+    assert r.status_code == 201
+    events = [(f"kg-{i % 4}", f"kg-{i % 4}") for i in range(12)]
+    ids = publish_public(rt, events)
+    first, second = rt.dispatcher(), rt.dispatcher()
+    consumer = first.make_consumer()
+    try:
+        deadline = time.monotonic() + 60
+        while len({d for d in receiver.ids()}) < 12 and time.monotonic() < deadline:
+            first.ingest_once(consumer, timeout_ms=200)
+            replicas = [threading.Thread(target=dsp.deliver_once) for dsp in (first, second)]
+            for t in replicas:
+                t.start()
+            for t in replicas:
+                t.join()
+    finally:
+        consumer.close()
+        first.close()
+        second.close()
+    assert receiver.requests == 12 and sorted(receiver.ids()) == sorted(ids)
+    for subject in {s for s, _ in events}:
+        assert receiver.ids(subject) == [i for i, (s, _) in zip(ids, events) if s == subject]
 
 
 def test_dead_delivery_holds_its_subject_until_skipped_and_replay_delivers_again_from_an_offset(env):

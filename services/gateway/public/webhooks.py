@@ -303,7 +303,7 @@ class Dispatcher:
         return list(session.scalars(
             sa.select(d).join(WebhookSubscription, WebhookSubscription.id == d.subscription_id)
             .where(d.status == "pending", d.next_attempt_at <= now, WebhookSubscription.active, ~blocked)
-            .order_by(d.id).limit(limit)
+            .order_by(d.id).limit(limit).with_for_update(of=d, skip_locked=True)
         ))
 
     def _post(self, url: str, secret: str, d: WebhookDelivery) -> Result:
@@ -332,13 +332,34 @@ class Dispatcher:
             self._http = httpx.Client(timeout=self.settings.webhook_timeout_seconds, follow_redirects=False)
         return self._http
 
-    def deliver_once(self) -> int:
-        """Sends every due delivery (one per subject at a time); returns how many were tried."""
-        now = datetime.now(UTC)
-        with self.sessions() as session:
-            batch = self.due(session, now)
+    def claim(self, now: datetime) -> tuple[list[WebhookDelivery], dict[str, WebhookSubscription]]:
+        """Takes the due deliveries for this process: each is leased by
+        moving its next attempt past the time a send can take, in a
+        conditional update, so that another gateway replica neither sees it
+        due nor can take it meanwhile (its rows are skipped while locked on
+        PostgreSQL; on SQLite the update of a row taken first changes
+        nothing). If this process dies mid-send, the lease ends and the
+        delivery is tried again (receivers drop a repeat by Kezek-Event-Id)."""
+        lease_end = now + timedelta(seconds=self.settings.webhook_timeout_seconds + 30)
+        with self.sessions() as session, session.begin():
+            batch = []
+            for d in self.due(session, now):
+                taken = session.execute(
+                    sa.update(WebhookDelivery)
+                    .where(WebhookDelivery.id == d.id, WebhookDelivery.status == "pending",
+                           WebhookDelivery.next_attempt_at <= now)
+                    .values(next_attempt_at=lease_end)
+                    .execution_options(synchronize_session=False))
+                if taken.rowcount == 1:
+                    batch.append(d)
             subs = {s.id: s for s in session.scalars(sa.select(WebhookSubscription).where(
                 WebhookSubscription.id.in_({d.subscription_id for d in batch})))}
+            session.expunge_all()     # read after the commit, as they were when taken
+        return batch, subs
+
+    def deliver_once(self) -> int:
+        """Sends every due delivery (one per subject at a time); returns how many were tried."""
+        batch, subs = self.claim(datetime.now(UTC))
         if not batch:
             return 0
         if self._pool is None:
