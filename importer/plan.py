@@ -69,21 +69,10 @@ class Application:
 
 
 @dataclass(frozen=True)
-class Referral:
-    id: str
-    old_id: str
-    application_id: str
-    kindergarten: str
-    cohort: int
-    language: str
-    category: str
-    for_category: str | None
-    state: str
-    issued_at: datetime
-    deadline: datetime
-    needs_confirmation: bool
-    extended: bool = False                 # the one extension of the confirmation window is used
-    confirmed_at: datetime | None = None   # the privilege was confirmed then
+class Referral(d.ImportReferral):
+    """A live referral as the queue imports it (referral_id: "<source>-<old id>"),
+    with its id in the export."""
+    old_id: str = field(kw_only=True)
 
 
 @dataclass(frozen=True)
@@ -353,7 +342,8 @@ class _Planner:
     def _referral(self, row: dict, old: str, state: str, app: Application) -> Referral:
         issued, deadline = self._moments(row)
         return Referral(
-            id=f"{self.source}-{old}", old_id=old, application_id=app.id, kindergarten=_text(row, "kindergarten"),
+            referral_id=f"{self.source}-{old}", old_id=old, application_id=app.id,
+            kindergarten=_text(row, "kindergarten"),
             cohort=_int(row.get("cohort")) or app.birth_date.year, language=_text(row, "language") or app.language,
             category=_text(row, "category") or app.category, for_category=None, state=state,
             issued_at=issued, deadline=deadline, needs_confirmation=_flag(row.get("needs_confirmation")),

@@ -193,7 +193,7 @@ class Importer:
     def _referrals(self, plan: p.Plan, report: Report, actor: str, joined: set[str]) -> Counter:
         """The live referrals whose application joined; the places they
         hold, per pool."""
-        from services.queue.domain import ImportReferral, Refused
+        from services.queue.domain import Refused
 
         by_id = {a.id: a for a in plan.applications}
         in_register: Counter = Counter()
@@ -210,11 +210,7 @@ class Importer:
         def referrals(part: list[p.Referral]) -> list:
             if self.dry_run:
                 return [True] * len(part)
-            return self.q.imports.referrals_many([ImportReferral(
-                referral_id=r.id, application_id=r.application_id, kindergarten=r.kindergarten, cohort=r.cohort,
-                language=r.language, category=r.category, for_category=r.for_category, state=r.state,
-                issued_at=r.issued_at, deadline=r.deadline, needs_confirmation=r.needs_confirmation,
-                extended=r.extended, confirmed_at=r.confirmed_at) for r in part], actor=actor)
+            return self.q.imports.referrals_many(part, actor=actor)
 
         for part, outcomes in self._batches(ready, referrals):
             for r, got in zip(part, outcomes):

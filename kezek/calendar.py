@@ -109,7 +109,7 @@ class WorkingCalendar:
     def __post_init__(self) -> None:
         if self.country not in TIMEZONES:
             raise CalendarError(f"unknown country {self.country!r}; known: {', '.join(TIMEZONES)}")
-        self.tz = ZoneInfo(TIMEZONES[self.country])
+        self.tz = timezone(self.country)
         self._override = {o.day: o.working for o in self.overrides}
         # Cached per instance (not functools on methods, which would keep
         # every calendar alive): deadlines are asked for again and again.
@@ -263,7 +263,10 @@ def calendar(country: str = "KG", overrides_file: Path | None = None) -> Working
 
 
 def timezone(country: str) -> ZoneInfo:
-    return calendar(country).tz
+    """The country's time zone: TIMEZONES is the one table of them."""
+    if country not in TIMEZONES:
+        raise CalendarError(f"unknown country {country!r}; known: {', '.join(TIMEZONES)}")
+    return ZoneInfo(TIMEZONES[country])
 
 
 def is_working_day(day: date, country: str = "KG") -> bool:

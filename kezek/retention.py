@@ -378,6 +378,22 @@ class RetentionJob:
         d = event.data
         self.erase(s, d["application_id"], d.get("parent_id"), d["outcome"], datetime.fromisoformat(d["closed_at"]))
 
+    def route(self, s: Session, event) -> None:
+        """application.closed.v1 or application.erasure_granted.v1."""
+        (self.closed if event.type == CLOSED else self.erasure_granted)(s, event)
+
+
+def with_retention(handle: Callable, retention: RetentionJob | None) -> Callable:
+    """A consumer's handler: the closing of an application and a family's
+    granted erasure go to the service's retention job (without one, they
+    are passed over), every other event to `handle`."""
+    def routed(s: Session, event) -> None:
+        if event.type not in (CLOSED, ERASURE_GRANTED):
+            handle(s, event)
+        elif retention is not None:
+            retention.route(s, event)
+    return routed
+
 
 @dataclass(frozen=True)
 class ServiceRetention:

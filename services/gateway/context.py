@@ -7,10 +7,10 @@ from __future__ import annotations
 import hashlib
 import hmac
 import time
-from zoneinfo import ZoneInfo
 
 import httpx
 
+from kezek.calendar import timezone
 from kezek.client import ServiceClient
 from kezek.db import make_engine, make_session_factory
 from kezek.ratelimit import RateLimits
@@ -32,7 +32,7 @@ class Gateway:
         self.settings = settings
         self.keys = keys
         self.referrals = referrals or TemporalReferrals(settings.temporal_address, settings.temporal_namespace)
-        self.tz = ZoneInfo({"KG": "Asia/Bishkek", "KZ": "Asia/Almaty"}[settings.country])
+        self.tz = timezone(settings.country)
 
         def client(service: str, timeout: float = 10.0) -> ServiceClient:
             return ServiceClient(settings.url_of(service), keys=keys, caller="gateway", audience=service,

@@ -1,20 +1,16 @@
 """The gateway service's tables. Its database is its own (kezek_gateway)."""
 from sqlalchemy.orm import DeclarativeBase
 
-from kezek.audit import AuditTrail
-from kezek.outbox import Outbox
 from kezek.ratelimit import RateLimits
-from kezek.retention import RetentionClock
+from kezek.tables import service_tables
 
 
 class Base(DeclarativeBase):
     pass
 
 
-outbox = Outbox(Base.metadata, source="gateway")
-trail = AuditTrail(Base.metadata)
+outbox, trail, retention_clock = service_tables(Base, "gateway")
 rate_limits = RateLimits.table_in(Base.metadata)   # shared by every gateway replica
-retention_clock = RetentionClock(Base.metadata)    # when each closed application closed (kezek/retention.py)
 
 
 from datetime import datetime  # noqa: E402

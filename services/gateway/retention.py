@@ -44,9 +44,6 @@ build_retention = RETENTION.job_on_own_database
 
 def make_consumer(job: RetentionJob, bootstrap: str, prefix: str = "kezek", **kafka_config) -> IdempotentConsumer:
     """application.closed (the gateway's retention clock) and a granted erasure."""
-    def handle(s, event) -> None:
-        (job.closed if event.type == CLOSED else job.erasure_granted)(s, event)
-
     return IdempotentConsumer(name=CONSUMER_NAME, topics=[f"{prefix}.application"], bootstrap=bootstrap,
-                              sessions=job.sessions, outbox=outbox, handle=handle, types=(CLOSED, ERASURE_GRANTED),
+                              sessions=job.sessions, outbox=outbox, handle=job.route, types=(CLOSED, ERASURE_GRANTED),
                               **kafka_config)

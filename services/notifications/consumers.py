@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from kezek.consumer import IdempotentConsumer
 from kezek.events import aggregate_of
-from kezek.retention import CLOSED, ERASURE_GRANTED, RetentionJob
+from kezek.retention import CLOSED, ERASURE_GRANTED, RetentionJob, with_retention
 from services.notifications.models import outbox
 from services.notifications.service import CONSUMED_TYPES, NotificationService
 
@@ -25,17 +25,9 @@ def make_consumer(service: NotificationService, bootstrap: str, prefix: str = "k
                   retention: RetentionJob | None = None, **kafka_config) -> IdempotentConsumer:
     """The messages' facts; and, with `retention`, the closing of an
     application (this service's retention clock) and a granted erasure."""
-    def handle(s, event) -> None:
-        if event.type == CLOSED:
-            retention.closed(s, event)
-        elif event.type == ERASURE_GRANTED:
-            retention.erasure_granted(s, event)
-        else:
-            service.handle(s, event)
-
     types = CONSUMED_TYPES | ({CLOSED, ERASURE_GRANTED} if retention is not None else set())
     return IdempotentConsumer(name=CONSUMER_NAME, topics=topics(prefix), bootstrap=bootstrap,
-                              sessions=service.sessions, outbox=outbox, handle=handle,
+                              sessions=service.sessions, outbox=outbox, handle=with_retention(service.handle, retention),
                               types=types, **{**KAFKA_CONFIG, **kafka_config})
 
 

@@ -58,9 +58,6 @@ LOCALES = ("ky", "ru", "kk", "en")
 FALLBACK_LOCALE = "ru"
 _LOCALE_ALIASES = {"kg": "ky", "kz": "kk", "kaz": "kk", "kir": "ky", "rus": "ru", "eng": "en"}
 
-TIMEZONES = {"KG": "Asia/Bishkek", "KZ": "Asia/Almaty"}
-
-
 def choose_locale(preferred: str | None) -> str:
     """The parent's language as one of LOCALES ('ru-KG' -> 'ru', 'kz' -> 'kk')."""
     if not preferred:

@@ -17,22 +17,17 @@ from datetime import datetime
 import sqlalchemy as sa
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
-from kezek.audit import AuditTrail
-from kezek.outbox import Outbox, Payload
-from kezek.retention import RetentionClock
-from kezek.sealing import Sealed, keep_lookup_hashes
+from kezek.outbox import Payload
+from kezek.sealing import Sealed
+from kezek.tables import TYPE_MAP, service_tables
 
 
 class Base(DeclarativeBase):
-    type_annotation_map = {datetime: sa.DateTime(timezone=True), dict: sa.JSON}
+    type_annotation_map = TYPE_MAP
 
 
-keep_lookup_hashes(Base)
-outbox = Outbox(Base.metadata, source="notifications")
-# Every state change of a message, with the verified actor (kezek/audit.py).
-audit = AuditTrail(Base.metadata)
-# When each closed application closed and how (kezek/retention.py).
-retention_clock = RetentionClock(Base.metadata)
+# The audit trail: every state change of a message, with the verified actor.
+outbox, audit, retention_clock = service_tables(Base, "notifications")
 
 
 class Message(Base):

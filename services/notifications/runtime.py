@@ -8,10 +8,11 @@ from zoneinfo import ZoneInfo
 from pydantic import Field, SecretStr
 from pydantic_settings import SettingsConfigDict
 
+from kezek.calendar import timezone
 from kezek.db import make_session_factory, service_engine
 from kezek.settings import KezekSettings, Settings
 from services.notifications.channels import Console, HttpSms, InAppInbox, SmtpEmail, Transport
-from services.notifications.domain import DEFAULT_RETRY, TIMEZONES, URGENT_RETRY, Channel, RetryPolicy
+from services.notifications.domain import DEFAULT_RETRY, URGENT_RETRY, Channel, RetryPolicy
 from services.notifications.jobs import Dispatcher
 from services.notifications.sealed import opening_sealed_fields
 from services.notifications.service import NotificationService
@@ -55,7 +56,7 @@ class NotificationSettings(KezekSettings):
 
 
 def timezone_of(settings: Settings, extra: NotificationSettings | None = None) -> ZoneInfo:
-    return ZoneInfo((extra and extra.timezone) or TIMEZONES[settings.country])
+    return ZoneInfo(extra.timezone) if extra and extra.timezone else timezone(settings.country)
 
 
 def receipt_secrets(settings: Settings, extra: NotificationSettings | None = None) -> list[bytes]:

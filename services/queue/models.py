@@ -18,22 +18,16 @@ import sqlalchemy as sa
 from sqlalchemy.dialects import postgresql
 from sqlalchemy.orm import DeclarativeBase, Mapped, declared_attr, mapped_column
 
-from kezek.audit import AuditTrail
-from kezek.outbox import Outbox
-from kezek.retention import RetentionClock
-from kezek.sealing import Sealed, keep_lookup_hashes
+from kezek.sealing import Sealed
+from kezek.tables import TYPE_MAP, service_tables
 
 
 class Base(DeclarativeBase):
-    type_annotation_map = {datetime: sa.DateTime(timezone=True), dict: sa.JSON, list: sa.JSON}
+    type_annotation_map = TYPE_MAP
 
 
-keep_lookup_hashes(Base)
-outbox = Outbox(Base.metadata, source="queue")
-# Every state change and every staff look, with the verified actor (kezek/audit.py).
-audit_trail = AuditTrail(Base.metadata)
-# When each closed application closed and how (kezek/retention.py).
-retention_clock = RetentionClock(Base.metadata)
+# The audit trail: every state change and every staff look, with the verified actor.
+outbox, audit_trail, retention_clock = service_tables(Base, "queue")
 
 BigId = sa.BigInteger().with_variant(sa.Integer, "sqlite")  # SQLite autoincrements only INTEGER keys
 # Kindergarten ids, best first. A text array on PostgreSQL (GIN-indexed for

@@ -6,7 +6,7 @@ a family's granted erasure anonymises registration's data of it at once."""
 from __future__ import annotations
 
 from kezek.consumer import IdempotentConsumer
-from kezek.retention import CLOSED, ERASURE_GRANTED, RetentionJob
+from kezek.retention import CLOSED, ERASURE_GRANTED, RetentionJob, with_retention
 from services.registration.models import outbox
 
 CONSUMER_NAME = "registration"
@@ -15,18 +15,8 @@ CONSUMED_TYPES = ("application.removed.v1", "application.refused.v1", "applicati
 
 def make_consumer(service, bootstrap: str, prefix: str = "kezek", *, retention: RetentionJob | None = None,
                   **kafka_config) -> IdempotentConsumer:
-    def handle(s, event) -> None:
-        if event.type == CLOSED:
-            if retention is not None:
-                retention.closed(s, event)
-        elif event.type == ERASURE_GRANTED:
-            if retention is not None:
-                retention.erasure_granted(s, event)
-        else:
-            service.handle_queue_event(s, event)
-
     return IdempotentConsumer(name=CONSUMER_NAME, topics=[f"{prefix}.application"], bootstrap=bootstrap,
-                              sessions=service.sessions, outbox=outbox, handle=handle,
+                              sessions=service.sessions, outbox=outbox, handle=with_retention(service.handle_queue_event, retention),
                               types=CONSUMED_TYPES, **kafka_config)
 
 

@@ -20,22 +20,16 @@ from datetime import date, datetime
 import sqlalchemy as sa
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
-from kezek.audit import AuditTrail
-from kezek.outbox import Outbox
-from kezek.retention import RetentionClock
 from kezek.ratelimit import RateLimits
-from kezek.sealing import Sealed, SealedJSON, keep_lookup_hashes
+from kezek.sealing import Sealed, SealedJSON
+from kezek.tables import TYPE_MAP, service_tables
 
 
 class Base(DeclarativeBase):
-    type_annotation_map = {datetime: sa.DateTime(timezone=True), dict: sa.JSON, list: sa.JSON}
+    type_annotation_map = TYPE_MAP
 
 
-keep_lookup_hashes(Base)
-outbox = Outbox(Base.metadata, source="registration")
-trail = AuditTrail(Base.metadata)
-# When each closed application closed and how (kezek/retention.py).
-retention_clock = RetentionClock(Base.metadata)
+outbox, trail, retention_clock = service_tables(Base, "registration")
 rate_limits = RateLimits.table_in(Base.metadata)
 
 # An application no longer holds its child's PIN once the queue removed or

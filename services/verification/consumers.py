@@ -6,25 +6,14 @@ anonymises verification's data of it at once."""
 from __future__ import annotations
 
 from kezek.consumer import IdempotentConsumer
-from kezek.retention import CLOSED, ERASURE_GRANTED, RetentionJob
+from kezek.retention import CLOSED, ERASURE_GRANTED, with_retention
 from kezek.settings import Settings
 from services.verification.bootstrap import build_ingest, database, scan_files
 from services.verification.models import outbox
-from services.verification.readmodel.ingest import APPLICATION_EVENTS, REFERRAL_EVENTS, Ingest
+from services.verification.readmodel.ingest import APPLICATION_EVENTS, REFERRAL_EVENTS
 from services.verification.retention import retention_job
 
 CONSUMER = "verification.read_model"
-
-
-def handler(ingest: Ingest, retention: RetentionJob):
-    def handle(s, event) -> None:
-        if event.type == CLOSED:
-            retention.closed(s, event)
-        elif event.type == ERASURE_GRANTED:
-            retention.erasure_granted(s, event)
-        else:
-            ingest(s, event)
-    return handle
 
 
 def build_consumers(settings: Settings) -> list[IdempotentConsumer]:
@@ -32,6 +21,6 @@ def build_consumers(settings: Settings) -> list[IdempotentConsumer]:
     return [IdempotentConsumer(
         name=CONSUMER, topics=[settings.topic("application"), settings.topic("referral")],
         bootstrap=settings.kafka_bootstrap, sessions=sessions, outbox=outbox,
-        handle=handler(build_ingest(settings), retention_job(sessions, scan_files(settings), settings.retention())),
+        handle=with_retention(build_ingest(settings), retention_job(sessions, scan_files(settings), settings.retention())),
         types=[*APPLICATION_EVENTS, *REFERRAL_EVENTS, CLOSED, ERASURE_GRANTED],
     )]

@@ -25,10 +25,8 @@ from datetime import UTC, date, datetime
 import sqlalchemy as sa
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
-from kezek.audit import AuditTrail
-from kezek.outbox import Outbox
-from kezek.retention import RetentionClock
-from kezek.sealing import Sealed, keep_lookup_hashes
+from kezek.sealing import Sealed
+from kezek.tables import TYPE_MAP, service_tables
 
 
 def utc(moment: datetime | None) -> datetime | None:
@@ -58,13 +56,10 @@ class UTCDateTime(sa.types.TypeDecorator):
 
 
 class Base(DeclarativeBase):
-    type_annotation_map = {datetime: UTCDateTime(), dict: sa.JSON, list: sa.JSON}
+    type_annotation_map = {**TYPE_MAP, datetime: UTCDateTime()}
 
 
-keep_lookup_hashes(Base)
-outbox = Outbox(Base.metadata, source="verification")
-audit_trail = AuditTrail(Base.metadata)     # kezek/audit.py: the one audit model of every service
-retention_clock = RetentionClock(Base.metadata)   # kezek/retention.py: when each closed application closed
+outbox, audit_trail, retention_clock = service_tables(Base, "verification")
 
 SEQ = sa.BigInteger().with_variant(sa.Integer, "sqlite")
 

@@ -201,7 +201,7 @@ def test_reconcile_notices_a_referral_deadline_that_moved(pg_url):
     assert plan.referrals and reconcile(service, plan, policy, sample=None).ok
     with engine.begin() as c:
         c.execute(sa.text("UPDATE referrals SET deadline = deadline + interval '1 day' WHERE external_id = :i"),
-                  {"i": plan.referrals[0].id})
+                  {"i": plan.referrals[0].referral_id})
     [diff] = reconcile(service, plan, policy, sample=None).differences
     assert diff["kind"] == "referral_deadline" and diff["row"] == plan.referrals[0].old_id
     engine.dispose()

@@ -5,12 +5,12 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime
-from zoneinfo import ZoneInfo
 
 import sqlalchemy as sa
 from argon2 import PasswordHasher
 from sqlalchemy.orm import Session, sessionmaker
 
+from kezek.calendar import timezone
 from kezek.db import aware
 from kezek.trust import Principal, service_principal
 from services.registration import domain as d
@@ -19,9 +19,6 @@ from services.registration.limits import Limits
 from services.registration.models import Account, Application, trail
 from services.registration.oidc import OidcProvider
 from services.registration.sealing import Sealer
-
-TIMEZONES = {"KG": ZoneInfo("Asia/Bishkek"), "KZ": ZoneInfo("Asia/Almaty")}
-
 
 def refuse(field_: str, code: str, **params) -> d.RegistrationRefused:
     return d.RegistrationRefused([d.FieldError(field_, code, tuple((k, str(v)) for k, v in params.items()))])
@@ -96,7 +93,7 @@ class Context:
         self._dummy_hash = self.hasher.hash(d.new_token())
 
     def today(self) -> date:
-        return self.clock().astimezone(TIMEZONES[self.country]).date()
+        return self.clock().astimezone(timezone(self.country)).date()
 
     def audit(self, s: Session, by: Caller, action: str, subject: str, *, outcome: str = "ok",
               who: Principal | None = None, **details) -> None:

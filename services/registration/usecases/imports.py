@@ -5,19 +5,20 @@ audit trail."""
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import UTC, date, datetime
+from datetime import date, datetime
 
 import sqlalchemy as sa
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
+from kezek.calendar import timezone
 from kezek.db import unit_of_work
 from kezek.events import new_event
 from kezek.outbox import sealed_payload
 from kezek.sealing import Keyring, ring_of
 from services.registration import domain as d
 from services.registration.models import CLOSED, Account, Application, outbox, trail
-from services.registration.usecases.context import ITSELF, TIMEZONES, Caller, Context, refuse
+from services.registration.usecases.context import ITSELF, Caller, Context, refuse
 
 
 @dataclass(frozen=True)
@@ -76,7 +77,7 @@ class Imports(Context):
     def _import_accounts(self, s: Session, accounts: list[ImportAccount],
                          by: Caller) -> list[bool | d.RegistrationRefused]:
         now = self.clock()
-        today = now.astimezone(TIMEZONES.get(self.country, UTC)).date()
+        today = now.astimezone(timezone(self.country)).date()
         out: list[bool | d.RegistrationRefused] = []
         checked: list[d.ImportedAccount | None] = []
         for a in accounts:

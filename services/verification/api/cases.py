@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import uuid
 from fastapi import APIRouter
-from fastapi.responses import HTMLResponse, RedirectResponse, Response
+from fastapi.responses import HTMLResponse, Response
 from starlette.datastructures import FormData, UploadFile
 
 from services.verification import domain as d
-from services.verification.api.pages import CheckedForm, CurrentStaff, Render, ScanForm, Service, errors_of, requires
+from services.verification.api.pages import CheckedForm, CurrentStaff, Render, ScanForm, Service, acted, requires
 from services.verification.usecases.context import StaffView
 
 router = APIRouter(include_in_schema=False, default_response_class=HTMLResponse)
@@ -59,23 +59,20 @@ async def record_certificate(render: Render, service: Service, staff: CurrentSta
         data = await upload.read(service.policy.max_scan_bytes + 1)
         name = upload.filename or ""
     values = {k: str(form.get(k) or "") for k in CERTIFICATE_FIELDS}
-    try:
-        service.certificates.record(staff, referral_id, scan=data, scan_name=name, **values)
-    except d.Refused as exc:
-        return case_page(render, service, staff, referral_id, status=422, errors=errors_of(exc), form=values)
-    return RedirectResponse(f"/cases/{referral_id}?recorded=1#h-cert", status_code=303)
+    return await acted(lambda: service.certificates.record(staff, referral_id, scan=data, scan_name=name, **values),
+                       f"/cases/{referral_id}?recorded=1#h-cert",
+                       lambda errors: case_page(render, service, staff, referral_id, status=422, errors=errors,
+                                                form=values))
 
 
 async def act(render: Render, service: Service, staff: StaffView, referral_id: str, form: FormData,
               action: d.Action):
     reason = str(form.get("reason") or "")
     nonce = str(form.get("nonce") or "")[:64] or uuid.uuid4().hex
-    try:
-        await service.cases.decide(staff, referral_id, action, reason=reason, nonce=nonce)
-    except d.Refused as exc:
-        return case_page(render, service, staff, referral_id, status=422, errors=errors_of(exc),
-                         form={"reason": reason})
-    return RedirectResponse(f"/cases/{referral_id}?done={nonce}#outcome", status_code=303)
+    return await acted(lambda: service.cases.decide(staff, referral_id, action, reason=reason, nonce=nonce),
+                       f"/cases/{referral_id}?done={nonce}#outcome",
+                       lambda errors: case_page(render, service, staff, referral_id, status=422, errors=errors,
+                                                form={"reason": reason}))
 
 
 @router.post("/cases/{referral_id}/confirm", dependencies=[ACT])

@@ -7,7 +7,7 @@ from fastapi import APIRouter
 from fastapi.responses import HTMLResponse, RedirectResponse
 
 from services.verification import domain as d
-from services.verification.api.pages import CheckedForm, CurrentStaff, Render, Service, errors_of, requires
+from services.verification.api.pages import CheckedForm, CurrentStaff, Render, Service, acted, errors_of, requires
 from kezek.problems import InvalidInput
 from services.verification.usecases.context import StaffView
 
@@ -52,12 +52,10 @@ def _kg_form(form) -> tuple[dict, list[str]]:
 @router.post("/districts/{district}/kindergartens", dependencies=[MANAGE])
 async def create(render: Render, service: Service, staff: CurrentStaff, district: str, form: CheckedForm):
     values, languages = _kg_form(form)
-    try:
-        await service.districts.create(staff, district, values, languages)
-    except d.Refused as exc:
-        return await district_page(render, service, staff, district, status=422, errors=errors_of(exc),
-                                   form={**values, "languages": languages}, which="create")
-    return RedirectResponse(f"/districts/{district}?done=created", status_code=303)
+    return await acted(lambda: service.districts.create(staff, district, values, languages),
+                       f"/districts/{district}?done=created",
+                       lambda errors: district_page(render, service, staff, district, status=422, errors=errors,
+                                                    form={**values, "languages": languages}, which="create"))
 
 
 @router.get("/districts/{district}/kindergartens/{kg}/edit", dependencies=[MANAGE])
@@ -83,12 +81,10 @@ async def edit(render: Render, service: Service, staff: CurrentStaff, district: 
 
 @router.post("/districts/{district}/kindergartens/{kg}/closure", dependencies=[MANAGE])
 async def close(render: Render, service: Service, staff: CurrentStaff, district: str, kg: str, form: CheckedForm):
-    try:
-        await service.districts.close(staff, district, kg, str(form.get("reason") or ""))
-    except d.Refused as exc:
-        return await district_page(render, service, staff, district, status=409,
-                                   errors=[{**e, "kindergarten": kg} for e in errors_of(exc)], which="close")
-    return RedirectResponse(f"/districts/{district}?done=closed", status_code=303)
+    return await acted(lambda: service.districts.close(staff, district, kg, str(form.get("reason") or "")),
+                       f"/districts/{district}?done=closed",
+                       lambda errors: district_page(render, service, staff, district, status=409,
+                                                    errors=[{**e, "kindergarten": kg} for e in errors], which="close"))
 
 
 # ------------------------------------------------------------ the schedule
@@ -109,21 +105,18 @@ async def schedule(render: Render, service: Service, staff: CurrentStaff, distri
 @router.post("/districts/{district}/schedule", dependencies=[SCHEDULE])
 async def schedule_places(render: Render, service: Service, staff: CurrentStaff, district: str, form: CheckedForm):
     values = {k: str(form.get(k) or "") for k in SCHEDULE_FIELDS}
-    try:
-        await service.districts.schedule_places(staff, district, values)
-    except d.Refused as exc:
-        return await schedule_page(render, service, staff, district, status=422, errors=errors_of(exc), form=values)
-    return RedirectResponse(f"/districts/{district}/schedule?done=scheduled", status_code=303)
+    return await acted(lambda: service.districts.schedule_places(staff, district, values),
+                       f"/districts/{district}/schedule?done=scheduled",
+                       lambda errors: schedule_page(render, service, staff, district, status=422, errors=errors,
+                                                    form=values))
 
 
 @router.post("/districts/{district}/schedule/{publication}/cancel", dependencies=[SCHEDULE])
 async def cancel(render: Render, service: Service, staff: CurrentStaff, district: str, publication: int,
                  _form: CheckedForm):
-    try:
-        await service.districts.cancel(staff, district, publication)
-    except d.Refused as exc:
-        return await schedule_page(render, service, staff, district, status=409, errors=errors_of(exc))
-    return RedirectResponse(f"/districts/{district}/schedule?done=cancelled", status_code=303)
+    return await acted(lambda: service.districts.cancel(staff, district, publication),
+                       f"/districts/{district}/schedule?done=cancelled",
+                       lambda errors: schedule_page(render, service, staff, district, status=409, errors=errors))
 
 
 # ------------------------------------------------------------ figures

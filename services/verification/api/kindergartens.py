@@ -10,7 +10,7 @@ from fastapi import APIRouter
 from fastapi.responses import HTMLResponse, RedirectResponse
 
 from services.verification import domain as d
-from services.verification.api.pages import CheckedForm, CurrentStaff, Render, Service, errors_of, requires
+from services.verification.api.pages import CheckedForm, CurrentStaff, Render, Service, acted, errors_of, requires
 from services.verification.usecases.context import StaffView
 from services.verification.usecases.kindergartens import ActOutcome
 
@@ -65,22 +65,18 @@ async def publish(render: Render, service: Service, staff: CurrentStaff, kg: str
 @router.post("/kindergartens/{kg}/places/withdrawal", dependencies=[PLACES])
 async def withdraw(render: Render, service: Service, staff: CurrentStaff, kg: str, form: CheckedForm):
     values = _fields(form)
-    try:
-        await service.kindergartens.withdraw(staff, kg, values)
-    except d.Refused as exc:
-        return await page(render, service, staff, kg, status=422, errors=errors_of(exc), form=values,
-                          which="withdraw")
-    return RedirectResponse(f"/kindergartens/{kg}?done=withdrawn#places", status_code=303)
+    return await acted(lambda: service.kindergartens.withdraw(staff, kg, values),
+                       f"/kindergartens/{kg}?done=withdrawn#places",
+                       lambda errors: page(render, service, staff, kg, status=422, errors=errors, form=values,
+                                           which="withdraw"))
 
 
 @router.post("/kindergartens/{kg}/publications/{publication}/cancel", dependencies=[PLACES])
 async def cancel_publication(render: Render, service: Service, staff: CurrentStaff, kg: str, publication: int,
                              _form: CheckedForm):
-    try:
-        await service.kindergartens.cancel_publication(staff, kg, publication)
-    except d.Refused as exc:
-        return await page(render, service, staff, kg, status=409, errors=errors_of(exc), which="schedule")
-    return RedirectResponse(f"/kindergartens/{kg}?done=cancelled#places", status_code=303)
+    return await acted(lambda: service.kindergartens.cancel_publication(staff, kg, publication),
+                       f"/kindergartens/{kg}?done=cancelled#places",
+                       lambda errors: page(render, service, staff, kg, status=409, errors=errors, which="schedule"))
 
 
 async def _referral_act(render: Render, service: Service, staff: StaffView, kg: str, outcome: ActOutcome):
@@ -110,9 +106,7 @@ async def declined(render: Render, service: Service, staff: CurrentStaff, kg: st
 @router.post("/kindergartens/{kg}/children/{application_id}/leaving", dependencies=[ENROL])
 async def leave(render: Render, service: Service, staff: CurrentStaff, kg: str, application_id: str,
                 form: CheckedForm):
-    try:
-        await service.kindergartens.leave(staff, kg, application_id, str(form.get("reason") or ""))
-    except d.Refused as exc:
-        return await page(render, service, staff, kg, status=409, errors=errors_of(exc), which="leave")
-    return RedirectResponse(f"/kindergartens/{kg}?done=left#children", status_code=303)
+    return await acted(lambda: service.kindergartens.leave(staff, kg, application_id, str(form.get("reason") or "")),
+                       f"/kindergartens/{kg}?done=left#children",
+                       lambda errors: page(render, service, staff, kg, status=409, errors=errors, which="leave"))
 

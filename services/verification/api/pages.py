@@ -6,6 +6,8 @@ characters no text may hold, and the page renderer in the reader's language.
 Refusals and outages become pages here, in one place."""
 from __future__ import annotations
 
+import inspect
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Annotated, Any
 
@@ -157,6 +159,19 @@ def safe_next(target: str | None) -> str:
 
 def errors_of(exc: d.Refused) -> list[dict]:
     return [e.as_dict() for e in exc.errors]
+
+
+async def acted(act: Callable[[], Any], done: str, refused: Callable[[list[dict]], Any]) -> Response:
+    """A form's act: done, a redirect (303) to `done`; refused, the form's
+    page again, made by `refused` from the refusal's errors."""
+    try:
+        result = act()
+        if inspect.isawaitable(result):
+            await result
+    except d.Refused as exc:
+        page = refused(errors_of(exc))
+        return await page if inspect.isawaitable(page) else page
+    return RedirectResponse(done, status_code=303)
 
 
 # ------------------------------------------------------------ rendering

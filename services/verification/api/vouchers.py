@@ -3,10 +3,10 @@ and its printable record."""
 from __future__ import annotations
 
 from fastapi import APIRouter
-from fastapi.responses import HTMLResponse, RedirectResponse
+from fastapi.responses import HTMLResponse
 
 from services.verification import domain as d
-from services.verification.api.pages import CheckedForm, CurrentStaff, Render, Service, errors_of, requires
+from services.verification.api.pages import CheckedForm, CurrentStaff, Render, Service, acted, requires
 from services.verification.usecases.context import NotFound, StaffView
 
 router = APIRouter(include_in_schema=False, default_response_class=HTMLResponse)
@@ -40,11 +40,10 @@ async def decide_voucher(render: Render, service: Service, staff: CurrentStaff, 
     values = {"decision": str(form.get("decision") or ""), "benefit_type": str(form.get("benefit_type") or ""),
               "documents": [str(x) for x in form.getlist("documents")], "reason": str(form.get("reason") or ""),
               "members": [str(x) for x in form.getlist("members")]}
-    try:
-        service.vouchers.decide(staff, application_id, **values)
-    except d.Refused as exc:
-        return voucher_page(render, service, staff, application_id, status=422, errors=errors_of(exc), form=values)
-    return RedirectResponse(f"/vouchers/{application_id}/decision", status_code=303)
+    return await acted(lambda: service.vouchers.decide(staff, application_id, **values),
+                       f"/vouchers/{application_id}/decision",
+                       lambda errors: voucher_page(render, service, staff, application_id, status=422, errors=errors,
+                                                   form=values))
 
 
 @router.get("/vouchers/{application_id}/decision",
