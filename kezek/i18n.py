@@ -4,6 +4,8 @@ state folder when they are missing or older than their .po (at start-up and
 in tests), so compiled files are never committed."""
 from __future__ import annotations
 
+import functools
+import io
 import os
 from collections.abc import Collection
 from pathlib import Path
@@ -22,17 +24,26 @@ def compile_catalogs(src_dir: Path, out_dir: Path, domain: str = DOMAIN) -> list
         mo = out_dir / lang / "LC_MESSAGES" / f"{domain}.mo"
         if mo.exists() and mo.stat().st_mtime >= po.stat().st_mtime:
             continue
-        with po.open("rb") as f:
-            catalog = read_po(f, locale=lang.replace("-", "_"), domain=domain)
+        compiled = _compiled(po, po.stat().st_mtime, lang, domain)
         mo.parent.mkdir(parents=True, exist_ok=True)
         # Two processes starting at once each write their own file, then
         # swap it in whole: a reader never sees half a catalogue.
-        tmp = mo.with_name(f"{domain}.{os.getpid()}.{id(catalog)}.tmp")
-        with tmp.open("wb") as f:
-            write_mo(f, catalog, use_fuzzy=False)
+        tmp = mo.with_name(f"{domain}.{os.getpid()}.{id(compiled)}.tmp")
+        tmp.write_bytes(compiled)
         tmp.replace(mo)
         written.append(mo)
     return written
+
+
+@functools.cache
+def _compiled(po: Path, mtime: float, lang: str, domain: str) -> bytes:
+    """The .mo of one .po as it was at `mtime`: parsed once a process (a
+    process that builds several apps, the tests, writes it for each)."""
+    with po.open("rb") as f:
+        catalog = read_po(f, locale=lang.replace("-", "_"), domain=domain)
+    out = io.BytesIO()
+    write_mo(out, catalog, use_fuzzy=False)
+    return out.getvalue()
 
 
 def negotiate(offered: Collection[str], *chosen: str | None, accept: str | None = None, default: str) -> str:

@@ -12,7 +12,7 @@ from fastapi.testclient import TestClient
 from sqlalchemy.engine import Engine
 
 from kezek.db import make_engine, make_session_factory
-from kezek.migrations import upgrade
+from tests.migrated import upgrade
 from kezek.settings import Settings
 from tests.fakes.tokens import Callers
 

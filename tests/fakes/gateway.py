@@ -306,7 +306,7 @@ class Stack:
         import httpx
         from argon2 import PasswordHasher
 
-        from kezek.migrations import upgrade
+        from tests.migrated import upgrade
         from services.gateway.api import GatewaySettings, create_app as gateway_app
         from services.registration.api import RegistrationSettings, create_app as registration_app
 
@@ -366,7 +366,7 @@ class Stack:
 def real_queue(state_dir):
     """The queue service's API in process, on its database under
     `state_dir`, and the callers a test signs as to reach it."""
-    from kezek.migrations import upgrade
+    from tests.migrated import upgrade
     from kezek.settings import Settings
     from services.queue.api import create_app
     from tests.fakes.tokens import Callers

@@ -159,7 +159,7 @@ def staff_site(state_dir, staff=(), **options):
     hashes: the tests prove the pages, not argon2's cost."""
     from argon2 import PasswordHasher
 
-    from kezek.migrations import upgrade
+    from tests.migrated import upgrade
     from services.verification.api import create_app
     from services.verification.settings import VerificationSettings
 

@@ -17,7 +17,7 @@ from fastapi.testclient import TestClient
 
 from kezek.db import make_engine, make_session_factory
 from kezek.infra.procs import free_port
-from kezek.migrations import upgrade
+from tests.migrated import upgrade
 from kezek.trust import ServiceKeys
 from services.queue.api import create_app as queue_app
 from services.queue.domain import JoinQueue

@@ -9,7 +9,7 @@ from argon2 import PasswordHasher
 from fastapi.testclient import TestClient
 
 from kezek.db import make_engine, make_session_factory
-from kezek.migrations import upgrade
+from tests.migrated import upgrade
 from services.verification.api import create_app
 from workflows import rules
 from services.verification.bootstrap import build_ingest

@@ -17,7 +17,8 @@ DOCS = {"gateway": ("/api/docs", "/api/redoc")}
 
 @pytest.fixture(scope="module")
 def apps(tmp_path_factory):
-    from kezek.migrations import migration_services, upgrade
+    from kezek.migrations import migration_services
+    from tests.migrated import upgrade
 
     settings = Settings(_env_file=None, state_dir=tmp_path_factory.mktemp("docs"))
     for service in migration_services():

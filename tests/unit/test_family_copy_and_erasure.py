@@ -13,7 +13,7 @@ import pytest
 import sqlalchemy as sa
 
 from kezek.db import make_engine, make_session_factory, unit_of_work
-from kezek.migrations import upgrade
+from tests.migrated import upgrade
 from kezek.retention import ANONYMISED, ERASURE_GRANTED, anonymous_pin
 from services.queue.domain.erasure import erasure_refusal
 from services.queue.models import outbox

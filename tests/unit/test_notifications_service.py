@@ -14,7 +14,7 @@ import sqlalchemy as sa
 
 from kezek.db import make_engine, make_session_factory, unit_of_work
 from kezek.events import new_event
-from kezek.migrations import upgrade
+from tests.migrated import upgrade
 from kezek.trust import parent_principal
 from services.notifications.domain import DEFAULT_RETRY, Channel, Outcome
 from services.notifications.jobs import Dispatcher

@@ -57,7 +57,7 @@ def test_internal_schemas_are_not_served_as_public():
 def admin_app(tmp_path):
     import sqlalchemy as sa
 
-    from kezek.migrations import upgrade
+    from tests.migrated import upgrade
     from kezek.trust import ServiceKeys, service_token_authenticator
     from services.gateway.public.api import PublicContext
     from services.gateway.public.config import PublicSettings

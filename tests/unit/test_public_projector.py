@@ -18,7 +18,7 @@ from hypothesis import strategies as st
 
 from kezek.db import make_engine, make_session_factory
 from kezek.events import Event, new_event
-from kezek.migrations import upgrade
+from tests.migrated import upgrade
 from services.gateway.models import outbox as gateway_outbox
 from services.gateway.public.models import ParkedEvent, public_outbox
 from services.gateway.public.projector import Projector, public_event_id

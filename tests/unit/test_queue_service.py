@@ -9,7 +9,7 @@ import pytest
 import sqlalchemy as sa
 
 from kezek.db import make_engine
-from kezek.migrations import upgrade
+from tests.migrated import upgrade
 from services.queue.models import outbox
 from services.queue.domain import JoinQueue, NotFound, Refused
 from tests.builders import Clock, kindergarten, sqlite_queue

@@ -9,7 +9,7 @@ import sqlalchemy as sa
 from argon2 import PasswordHasher
 from fastapi.testclient import TestClient
 
-from kezek.migrations import upgrade
+from tests.migrated import upgrade
 from kezek.trust import ServiceKeys, parent_principal
 from tests.fakes.gateway import FakeQueue, sync_transport
 from services.registration.api import RegistrationSettings, create_app

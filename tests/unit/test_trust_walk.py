@@ -39,7 +39,8 @@ CANDIDATES: list[Principal] = [
 def apps(tmp_path_factory):
     state = tmp_path_factory.mktemp("walk")
     settings = Settings(_env_file=None, state_dir=state)
-    from kezek.migrations import migration_services, upgrade
+    from kezek.migrations import migration_services
+    from tests.migrated import upgrade
 
     for service in migration_services():
         upgrade(service, settings.database_url_for(service))
