@@ -1,5 +1,6 @@
 """Request rate limits in a store every replica of a service shares: its own
-database. One row per key and window, one upsert per request:
+database. One row per key and window, one upsert per request (or, with
+`flush_seconds`, per key and flush):
 
     limits = RateLimits(engine, RateLimits.table_in(metadata))
     wait = limits.hit("parent:42", limit=300)       # 0.0, or seconds to wait
@@ -12,6 +13,14 @@ limit in the current window is answered from memory, so a flood from one
 key costs the database nothing more. Old windows are deleted now and then
 by whichever replica comes first. The table is created by a migration with
 `create_rate_limit_table(op)`.
+
+With `flush_seconds` (the gateway's, where every request is counted), a
+replica counts in memory and adds its counts to the shared rows in one
+transaction at most that often: a key is judged by the shared count as of
+the last flush plus what this replica counted since. One replica alone is
+exact; with several, a key may pass the limit by what the others counted
+within `flush_seconds`. A key reaching its limit here is flushed at once,
+so the shared count is exact before anyone is refused.
 """
 from __future__ import annotations
 
@@ -49,10 +58,15 @@ def _key(key: str) -> str:
 
 
 class RateLimits:
-    def __init__(self, engine: sa.Engine, table: sa.Table, *, clock: Callable[[], float] = time.time):
+    def __init__(self, engine: sa.Engine, table: sa.Table, *, clock: Callable[[], float] = time.time,
+                 flush_seconds: float = 0.0):
         self.engine = engine
         self.table = table
         self.clock = clock
+        self.flush_seconds = flush_seconds
+        # (key, window start) -> [shared count at the last flush, counted here since]
+        self._counts: dict[tuple[str, int], list[int]] = {}
+        self._flushed_at = clock()
         self._insert = postgresql.insert if engine.dialect.name == "postgresql" else sqlite.insert
         self._over: dict[str, tuple[int, int]] = {}     # key -> (window start, limit) known exceeded
         self._lock = threading.Lock()
@@ -72,12 +86,11 @@ class RateLimits:
         with self._lock:
             if self._over.get(key, (None, None)) == (start, limit):
                 return left
-        t = self.table
-        stmt = self._insert(t).values(key=key, window_start=start, hits=cost)
-        stmt = stmt.on_conflict_do_update(index_elements=[t.c.key, t.c.window_start],
-                                          set_={"hits": t.c.hits + cost}).returning(t.c.hits)
-        with self.engine.begin() as conn:
-            hits = conn.execute(stmt).scalar_one()
+        if self.flush_seconds > 0:
+            hits = self._count(key, start, limit, cost, now)
+        else:
+            with self.engine.begin() as conn:
+                hits = self._add(conn, key, start, cost)
         self._sweep(now)
         if hits <= limit:
             return 0.0
@@ -86,6 +99,57 @@ class RateLimits:
                 self._over = {k: v for k, v in self._over.items() if v[0] == start}
             self._over[key] = (start, limit)
         return left
+
+    def _add(self, conn, key: str, start: int, cost: int) -> int:
+        t = self.table
+        stmt = self._insert(t).values(key=key, window_start=start, hits=cost)
+        stmt = stmt.on_conflict_do_update(index_elements=[t.c.key, t.c.window_start],
+                                          set_={"hits": t.c.hits + cost}).returning(t.c.hits)
+        return conn.execute(stmt).scalar_one()
+
+    def _count(self, key: str, start: int, limit: int, cost: int, now: float) -> int:
+        """Counted in memory; flushed when due or when the key nears its limit."""
+        with self._lock:
+            known = self._counts.setdefault((key, start), [0, 0])
+            known[1] += cost
+            estimate = known[0] + known[1]
+            due = now - self._flushed_at >= self.flush_seconds or estimate >= limit
+        if not due:
+            return estimate
+        self.flush(now)
+        with self._lock:
+            known = self._counts.get((key, start))
+            return known[0] + known[1] if known else estimate
+
+    def flush_due(self) -> bool:
+        """Whether the next hit may touch the database (a caller off the
+        event loop's thread need not move when it does not)."""
+        return self.flush_seconds <= 0 or self.clock() - self._flushed_at >= self.flush_seconds
+
+    def flush(self, now: float | None = None) -> None:
+        """Adds what this replica counted to the shared rows and learns the
+        shared counts (a hit reaching its limit does it at once)."""
+        now = self.clock() if now is None else now
+        with self._lock:
+            self._flushed_at = now
+            pending = [(k, s, c[1]) for (k, s), c in self._counts.items() if c[1]]
+            for k, s, n in pending:
+                self._counts[(k, s)][1] -= n
+        totals = {}
+        try:
+            with self.engine.begin() as conn:
+                for k, s, n in sorted(pending):
+                    totals[(k, s)] = self._add(conn, k, s, n)
+        except Exception:
+            with self._lock:      # counted again at the next flush, never lost
+                for k, s, n in pending:
+                    self._counts.setdefault((k, s), [0, 0])[1] += n
+            raise
+        with self._lock:
+            for ks, total in totals.items():
+                self._counts.setdefault(ks, [0, 0])[0] = total
+            # Windows of the last hour are kept (the longest any caller counts).
+            self._counts = {ks: c for ks, c in self._counts.items() if c[1] or ks[1] + _KEEP_SECONDS > now}
 
     def _sweep(self, now: float) -> None:
         with self._lock:

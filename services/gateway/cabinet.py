@@ -8,8 +8,8 @@ from __future__ import annotations
 import asyncio
 from datetime import datetime
 
-from kezek.trust import Principal
-from services.gateway import history, views, vouchers
+from kezek.trust import Principal, authenticate
+from services.gateway import history, readmodel, views, vouchers
 from services.gateway.clients import UpstreamError
 from services.gateway.context import Gateway
 
@@ -28,42 +28,113 @@ class NotAllowedNow(UpstreamError):
         super().__init__(409, [{"field": "referral", "code": "refused"}])
 
 
-async def children(gw: Gateway, who: Principal) -> dict:
+async def children(gw: Gateway, who: Principal, *, fresh: bool = False) -> dict:
     """The parent's own data and children, each with its queue entry and
-    referrals."""
+    referrals: from the cabinet's read model (services/gateway/readmodel.py)
+    when no event has changed the family since the services were last
+    asked, else from the services (`fresh`: always from the services, as
+    every act checks)."""
+    rm = gw.cabinet
+    family = who.family or who.actor
+    copy = None
+    if rm.enabled and not fresh:
+        copy = await asyncio.to_thread(rm.current, family)
+    if copy is None:
+        copy = await _ask_services(gw, who, family)
+        if rm.enabled and _keepable(copy):
+            rm.keep(family, copy)
+    return await _render(gw, copy)
+
+
+async def _ask_services(gw: Gateway, who: Principal, family: str) -> readmodel.Copy:
+    """What the services say now, with the counters read before asking them
+    (an event consumed meanwhile makes the copy stale at once)."""
+    rm = gw.cabinet
+    stamps = await asyncio.to_thread(readmodel.versions, gw.sessions, [readmodel.parent_key(family)]) \
+        if rm.enabled else {}
     me = await gw.registration.me(who)
-    apps = me["applications"]
-    names = await gw.kindergarten_names()
-    today = datetime.now(gw.tz).date().isoformat()
-    sides = await asyncio.gather(*(_queue_side(gw, who, a, names, today) for a in apps))
-    decided = await asyncio.to_thread(vouchers.decisions, gw.sessions, [a["id"] for a in apps])
-    for app, side in zip(apps, sides):
-        app.update(side)
-        app["voucher"] = vouchers.view(app, decided.get(app["id"]))
-    return me
+    ids = [a["id"] for a in me["applications"]]
+    if rm.enabled:
+        stamps.update(await asyncio.to_thread(readmodel.versions, gw.sessions, map(readmodel.application_key, ids)))
+    parts = await asyncio.gather(*(_queue_part(gw, who, a) for a in me["applications"]))
+    decided = await asyncio.to_thread(vouchers.decisions, gw.sessions, ids)
+    return readmodel.Copy(at=rm.clock(), stamps=stamps, me=me, parts=dict(zip(ids, parts)), decided=decided)
 
 
-async def _queue_side(gw: Gateway, who: Principal, app: dict, names: dict[str, str], today: str) -> dict:
-    out = {"queue": None, "referrals": [], "queue_error": None}
+def _keepable(copy: readmodel.Copy) -> bool:
+    """A copy with a service's outage in it (a queue entry not read, a live
+    referral's workflow not asked) is not kept: the next read asks again."""
+    return all(p["error"] is None and not (p["live"] is not None and p["status"] is None)
+               for p in copy.parts.values())
+
+
+async def _queue_part(gw: Gateway, who: Principal, app: dict) -> dict:
+    """The queue's side of one application, as the services answer it."""
+    part = {"raw": None, "positions": None, "history": None, "live": None, "status": None, "error": None}
     try:
         raw = await gw.queue.application(who, app["id"])
         if raw is None:
-            return out
-        positions = None if "positions" in raw else await gw.queue.positions(who, app["id"])
-        out["queue"] = views.entry(raw, positions, names)
-        if not out["queue"]["history"]:
-            first = next((p for p in out["queue"]["positions"] if p.get("position")), None)
+            return part
+        part["raw"] = raw
+        part["positions"] = None if "positions" in raw else await gw.queue.positions(who, app["id"])
+        if not raw.get("history"):
+            found = raw.get("positions") if part["positions"] is None else part["positions"]
+            first = next((p for p in found or [] if p.get("position")), None)
             if first is not None:
-                await asyncio.to_thread(history.seen, gw.sessions, app["id"], first["kindergarten_id"],
+                await asyncio.to_thread(history.seen, gw.sessions, app["id"],
+                                        str(first.get("kindergarten_id") or first.get("kindergarten") or ""),
                                         int(first["position"]))
-            out["queue"]["history"] = await asyncio.to_thread(history.points, gw.sessions, app["id"])
+            part["history"] = await asyncio.to_thread(history.points, gw.sessions, app["id"])
         live = views.live_referral(raw)
         if live is not None:
-            status = await gw.referrals.status(str(live.get("referral_id") or live.get("id")))
-            out["referrals"] = [views.referral(live, names, status, today)]
+            part["live"] = live
+            part["status"] = await gw.referrals.status(str(live.get("referral_id") or live.get("id")))
     except UpstreamError as exc:
-        out["queue_error"] = "unavailable" if exc.status >= 500 else "refused"
-    return out
+        part.update(raw=None, error="unavailable" if exc.status >= 500 else "refused")
+    return part
+
+
+async def _render(gw: Gateway, copy: readmodel.Copy) -> dict:
+    """The cabinet from what the services said: the reader's day and the
+    kindergartens' names are those of now."""
+    names = await gw.kindergarten_names()
+    today = datetime.now(gw.tz).date().isoformat()
+    apps = []
+    for app in copy.me["applications"]:
+        part = copy.parts.get(app["id"])
+        side = {"queue": None, "referrals": [], "queue_error": None}
+        if part is not None and part["error"] is not None:
+            side["queue_error"] = part["error"]
+        elif part is not None and part["raw"] is not None:
+            queue = views.entry(part["raw"], part["positions"], names)
+            if not queue["history"] and part["history"] is not None:
+                queue["history"] = part["history"]
+            side["queue"] = queue
+            if part["live"] is not None:
+                side["referrals"] = [views.referral(part["live"], names, part["status"], today)]
+        out = {**app, **side}
+        out["voucher"] = vouchers.view(out, copy.decided.get(app["id"]))
+        apps.append(out)
+    return {**copy.me, "applications": apps}
+
+
+async def submitted(gw: Gateway, request) -> None:
+    """An application was just submitted: if a parent is signed in on this
+    browser or app, their cabinet is read from the services next time, so
+    the new child is there before registration's event arrives."""
+    who = await authenticate(request)
+    if who.authenticated and who.family:
+        await asyncio.to_thread(changed, gw, who)
+
+
+def changed(gw: Gateway, who: Principal | None = None, application_id: str | None = None) -> None:
+    """The gateway has just acted for the family (blocking: call it in a
+    thread): its cabinet is read from the services next time."""
+    if not gw.cabinet.enabled:
+        return
+    keys = ([readmodel.parent_key(who.family or who.actor)] if who is not None else []) \
+        + ([readmodel.application_key(application_id)] if application_id else [])
+    readmodel.bump_now(gw.sessions, keys)
 
 
 async def own_application(gw: Gateway, who: Principal, application_id: str) -> dict:
@@ -78,7 +149,7 @@ async def own_referral(gw: Gateway, who: Principal, referral_id: str, action: st
     """The application and referral, if the referral is the parent's own and
     the rules allow `action` on it now (else 404, or 409 for an act the
     rules refuse)."""
-    me = await children(gw, who)
+    me = await children(gw, who, fresh=True)
     for app in me["applications"]:
         for r in app["referrals"]:
             if str(r.get("referral_id") or r.get("id")) == referral_id:
@@ -91,15 +162,21 @@ async def own_referral(gw: Gateway, who: Principal, referral_id: str, action: st
 async def act_on_referral(gw: Gateway, who: Principal, referral_id: str, action: str) -> dict:
     """Cancel or extend: the referral's workflow decides (its refusal comes
     back in its own words); the parent is the verified actor."""
-    await own_referral(gw, who, referral_id, action)
+    app, _ = await own_referral(gw, who, referral_id, action)
     act = gw.referrals.cancel if action == "cancel" else gw.referrals.extend
-    return await act(referral_id, who.actor)
+    try:
+        return await act(referral_id, who.actor)
+    finally:
+        await asyncio.to_thread(changed, gw, who, app["id"])
 
 
 async def remove_application(gw: Gateway, who: Principal, application_id: str) -> None:
     await own_application(gw, who, application_id)
-    await gw.queue.remove(who, application_id)
-    await gw.registration.mark_removed(who, application_id)
+    try:
+        await gw.queue.remove(who, application_id)
+        await gw.registration.mark_removed(who, application_id)
+    finally:
+        await asyncio.to_thread(changed, gw, who, application_id)
 
 
 async def inbox(gw: Gateway, who: Principal, lang: str | None = None) -> tuple[list[dict], bool]:

@@ -20,6 +20,7 @@ from services.gateway.clients import (NotificationsClient, QueueClient, Registra
                                      VerificationClient)
 from services.gateway.geo import nearest
 from services.gateway.models import rate_limits
+from services.gateway.readmodel import CabinetReadModel
 from services.gateway.referrals import Referrals, TemporalReferrals
 from services.gateway.settings import GatewaySettings
 
@@ -44,7 +45,8 @@ class Gateway:
         self.verification = VerificationClient(client("verification"))
         self.engine = make_engine(settings.database_url_for("gateway"))
         self.sessions = make_session_factory(self.engine)
-        self.limits = RateLimits(self.engine, rate_limits)
+        self.limits = RateLimits(self.engine, rate_limits, flush_seconds=settings.rate_limit_flush_seconds)
+        self.cabinet = CabinetReadModel(self.sessions, settings.cabinet_snapshot_seconds)
         self.mo_dir = settings.state_dir / "locale"
         i18n.compile_catalogs(self.mo_dir)
         self.secret = settings.secret_key.get_secret_value().encode()

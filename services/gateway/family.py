@@ -88,7 +88,12 @@ async def copy(gw: Gateway, who: Principal) -> dict:
 async def erase(gw: Gateway, who: Principal, application_id: str) -> dict:
     """The family's request: the queue decides and tells every service; a
     refusal comes back with its legal reason (UpstreamError, 409)."""
-    return await gw.queue.erase(who, application_id)
+    from services.gateway.cabinet import changed
+
+    try:
+        return await gw.queue.erase(who, application_id)
+    finally:
+        await asyncio.to_thread(changed, gw, who, application_id)
 
 
 async def looks(gw: Gateway, who: Principal) -> list[dict]:

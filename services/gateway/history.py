@@ -10,6 +10,7 @@ import sqlalchemy as sa
 from sqlalchemy.orm import Session, sessionmaker
 
 from kezek.consumer import IdempotentConsumer
+from services.gateway import readmodel
 from services.gateway.models import PositionPoint, outbox
 
 CONSUMER_NAME = "gateway-cabinet"
@@ -21,6 +22,7 @@ def record(session: Session, event) -> None:
     session.merge(PositionPoint(event_id=event.id, application_id=data["application_id"],
                                 kindergarten_id=data.get("kindergarten_id"), position=int(data["position"]),
                                 at=event.time))
+    readmodel.bump(session, [readmodel.application_key(data["application_id"])])   # the chart the copy holds
 
 
 def seen(sessions: sessionmaker[Session], application_id: str, kindergarten_id: str | None, position: int) -> None:

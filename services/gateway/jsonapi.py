@@ -104,8 +104,10 @@ async def categories(gw: Gw):
 
 @anyone.post("/drafts/{draft}/submit", status_code=201, tags=["application"], summary="Step 3: submit",
              response_model=reg.SubmittedApplication, **KEEP)
-async def submit(draft: str, body: reg.ConfirmIn, gw: Gw):
-    return await gw.registration.submit(draft, body.model_dump(exclude_unset=True))
+async def submit(draft: str, body: reg.ConfirmIn, gw: Gw, request: Request):
+    done = await gw.registration.submit(draft, body.model_dump(exclude_unset=True))
+    await c.submitted(gw, request)
+    return done
 
 
 @anyone.post("/activation", tags=["accounts"], summary="Set the password with the one-time link's token",

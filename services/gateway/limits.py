@@ -78,7 +78,11 @@ class GatewayLimits:
         return await self.hit(f"address:{client}", self.allowance.per_address)
 
     async def hit(self, key: str, limit: int, window: int = 60) -> float:
-        return await asyncio.to_thread(self.store.hit, key, limit, window)
+        if self.store.flush_due():
+            return await asyncio.to_thread(self.store.hit, key, limit, window)
+        # Counted in memory, on the loop's thread (only a key reaching its
+        # limit touches the database then).
+        return self.store.hit(key, limit, window)
 
 
 async def activation_wait(request: Request, gw) -> float:

@@ -43,3 +43,14 @@ class VoucherDecision(Base):
     benefit_type: Mapped[str | None] = mapped_column(sa.String(30), nullable=True)
     reason: Mapped[str] = mapped_column(sa.String(500), default="")
     decided_at: Mapped[datetime] = mapped_column(sa.DateTime(timezone=True))
+
+
+class CabinetStamp(Base):
+    """How many times something a family's cabinet shows has changed, as the
+    events tell (services/gateway/readmodel.py): one row per `parent:<id>`
+    and per `application:<id>`, bumped by every event naming it. No
+    personal data: the cabinet itself is kept in memory, checked against
+    these counters on every read."""
+    __tablename__ = "cabinet_stamps"
+    key: Mapped[str] = mapped_column(sa.String(120), primary_key=True)
+    version: Mapped[int] = mapped_column(sa.BigInteger)

@@ -23,6 +23,16 @@ class GatewaySettings(Settings):
     # A session's lookup in registration is reused this long (a revoked
     # session may still open pages on another replica for this long).
     session_cache_seconds: float = 5.0
+    # The cabinet's read model (readmodel.py): a family's cabinet as the
+    # services last said it answers `/me` and the cabinet page while no event
+    # has changed it, for at most this long (what no event announces is at
+    # most this old). 0: always ask the services (as a gateway whose
+    # consumers do not run must).
+    cabinet_snapshot_seconds: float = 60.0
+    # The rate limits' counts reach the shared table in batches, at most
+    # this long after the requests (kezek/ratelimit.py); 0: one upsert per
+    # request.
+    rate_limit_flush_seconds: float = 1.0
 
 
 gateway_settings = GatewaySettings.of

@@ -12,6 +12,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from kezek.consumer import IdempotentConsumer
 from kezek.db import aware
+from services.gateway import readmodel
 from services.gateway.models import VoucherDecision, outbox
 
 CONSUMER_NAME = "gateway-vouchers"
@@ -29,6 +30,7 @@ def record(session: Session, event) -> None:
         application_id=data["application_id"], event_id=event.id, decision=data["decision"],
         decision_number=int(data["decision_number"]), benefit_type=data.get("benefit_type"),
         reason=data.get("reason") or "", decided_at=decided_at))
+    readmodel.bump(session, [readmodel.application_key(data["application_id"])])   # the decision the copy holds
 
 
 def decisions(sessions: sessionmaker[Session], application_ids: list[str]) -> dict[str, dict]:

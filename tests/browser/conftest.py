@@ -146,7 +146,11 @@ class Portal:
         return {**env, "KEZEK_SECRET_KEY": s.secret_key.get_secret_value(), "KEZEK_PUBLIC_URL": self.url,
                 "KEZEK_RATE_LIMIT_PER_MINUTE": "100000", "KEZEK_LOG_LEVEL": "INFO",
                 "KEZEK_NOTIFICATIONS_EMAIL_TRANSPORT": "smtp", "KEZEK_NOTIFICATIONS_SMS_TRANSPORT": "console",
-                "KEZEK_NOTIFICATIONS_CABINET_URL": f"{self.url}/cabinet", "KEZEK_NOTIFICATIONS_IDLE_SLEEP": "0.1"}
+                "KEZEK_NOTIFICATIONS_CABINET_URL": f"{self.url}/cabinet", "KEZEK_NOTIFICATIONS_IDLE_SLEEP": "0.1",
+                # The walks reload the cabinet the moment a clerk has acted,
+                # before the act's event can reach the gateway: they read the
+                # services (the read model's lag is tests/unit/test_cabinet_readmodel.py's).
+                "KEZEK_CABINET_SNAPSHOT_SECONDS": "0"}
 
     def start(self) -> "Portal":
         self.smtp.start()

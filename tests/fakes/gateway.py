@@ -312,8 +312,13 @@ class Stack:
 
         # One test client makes every request: the limits per client are the
         # concern of the tests that set them.
+        # No consumer of the gateway runs here to keep the cabinet's read model
+        # (tests change the stand-ins directly): the cabinet asks the services,
+        # as a gateway without its consumers must. tests/unit/test_cabinet_readmodel.py
+        # turns it on and delivers the events.
         settings_overrides = {"codes_per_client_per_hour": 10_000, "registration_requests_per_client": 100_000,
-                              "rate_limit_per_address_per_minute": 100_000, **settings_overrides}
+                              "rate_limit_per_address_per_minute": 100_000, "cabinet_snapshot_seconds": 0,
+                              **settings_overrides}
         self.settings = GatewaySettings(state_dir=state_dir, env="test", **settings_overrides)
         upgrade("registration", self.settings.database_url_for("registration"))
         upgrade("gateway", self.settings.database_url_for("gateway"))

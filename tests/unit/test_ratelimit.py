@@ -57,3 +57,31 @@ def test_long_keys_are_kept_short_and_distinct(tmp_path):
     assert limits.hit("x" * 500 + "2", 1) == 0.0
     with engine.connect() as c:
         assert all(len(k) <= 100 for (k,) in c.execute(sa.text(f"SELECT key FROM {TABLE}")))
+
+
+def shared_hits(engine, key: str) -> int:
+    with engine.connect() as c:
+        return c.execute(sa.text(f"SELECT coalesce(sum(hits), 0) FROM {TABLE} WHERE key = :k"), {"k": key}).scalar()
+
+
+def test_batched_counts_reach_the_database_once_a_flush_is_due(tmp_path):
+    clock = Clock()
+    first, engine = store(tmp_path, clock)
+    limits = RateLimits(engine, first.table, clock=clock, flush_seconds=1.0)
+    assert [limits.hit("parent:1", 300) for _ in range(50)] == [0.0] * 50
+    assert shared_hits(engine, "parent:1") == 0                # counted in memory only
+    clock.now += 1
+    assert limits.hit("parent:1", 300) == 0.0                  # due: the 51 reach the shared row
+    assert shared_hits(engine, "parent:1") == 51
+
+
+def test_batched_counting_refuses_at_the_limit_exactly_and_sees_other_replicas_after_a_flush(tmp_path):
+    clock = Clock()
+    first, engine = store(tmp_path, clock)
+    a = RateLimits(engine, first.table, clock=clock, flush_seconds=1.0)
+    b = RateLimits(engine, first.table, clock=clock, flush_seconds=1.0)
+    assert [a.hit("parent:2", 5) for _ in range(5)] == [0.0] * 5
+    assert a.hit("parent:2", 5) > 0                             # the sixth, on the replica that counted
+    assert shared_hits(engine, "parent:2") == 6                 # reaching the limit flushed at once
+    clock.now += 1
+    assert b.hit("parent:2", 5) > 0                             # the other replica learns it at its flush

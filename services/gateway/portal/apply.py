@@ -12,7 +12,7 @@ from fastapi.responses import HTMLResponse, Response
 
 from kezek.trust import PUBLIC
 from services.gateway.clients import UpstreamError
-from services.gateway import i18n
+from services.gateway import cabinet, i18n
 from services.gateway.portal.pages import LANG_COOKIE, YEAR, Form, Gw, Lang, Redirect, Render, redirect
 
 router = APIRouter(include_in_schema=False, dependencies=[PUBLIC])
@@ -200,6 +200,7 @@ async def confirm_post(render: Render, gw: Gw, draft: Annotated[Draft, draft_at(
         done = await gw.registration.submit(draft.token, body)
     except UpstreamError as exc:
         return render.refused("apply_confirm.html", exc, values=values, **(await confirm_ctx(gw, draft)))
+    await cabinet.submitted(gw, render.request)
     resp = redirect(f"/apply/done?new={1 if done.get('new_account') else 0}")
     resp.delete_cookie(DRAFT_COOKIE, path="/")
     return resp

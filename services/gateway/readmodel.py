@@ -1,0 +1,169 @@
+"""The cabinet's read model (issue 15): `/api/v1/me` and the cabinet page
+answered from the gateway itself, not by asking registration, the queue
+(once per child) and Temporal (once per live referral) on every request.
+
+What the services said about a family (registration's `/me`, each
+application's queue entry and positions, its position history and voucher
+decision, the status of its live referral) is kept per family in the
+gateway's memory, with the versions it was read at. The versions live in the
+gateway's database (`cabinet_stamps`: one counter per `parent:<id>` and per
+`application:<id>`, no personal data) and are bumped by every event that
+names the family or one of its applications (`STAMPED`, consumed by
+`make_consumer`), and by the gateway's own acts (cancel, extend, remove,
+erase, a signed-in parent's submission). A read costs one query: the
+family's counters; when they are those the copy was read at, and it is
+younger than `KEZEK_CABINET_SNAPSHOT_SECONDS`, the copy answers, else the
+services are asked again and the copy replaced.
+
+Why it says what the services say once the events are consumed: every
+service writes its event in the transaction that changes its state (the
+outbox), so when the event is consumed the change is committed. A copy
+records the counters read *before* asking the services; an event consumed
+after that read changes the counter, so the copy is not used again; an event
+consumed before it was committed before the services were asked, so the
+copy already shows its change. A bump only ever invalidates, so events
+arriving out of order, twice (the consumers are at least once) or for a
+family never read change nothing but the next read's cost. What no event
+announces (a change of the account's e-mail, the breakdown of the children
+ahead when the position stays) is at most `KEZEK_CABINET_SNAPSHOT_SECONDS`
+old. The pieces that depend on the reader's moment (today's extension day,
+kindergarten names) are worked out on every read from the kept answers.
+
+Personal data stays out of the gateway's database: the copies live in the
+memory of each gateway process (at most `CAPACITY` families, the oldest
+dropped first), as the session lookups already do."""
+from __future__ import annotations
+
+import threading
+import time
+from collections import OrderedDict
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+
+import sqlalchemy as sa
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.orm import Session, sessionmaker
+
+from kezek.consumer import IdempotentConsumer
+from services.gateway.models import CabinetStamp, outbox
+
+CONSUMER_NAME = "gateway-cabinet-stamps"
+CAPACITY = 20_000
+# Every event that may change what a family's cabinet shows: registration's
+# account and applications, the queue's entries and referrals, the
+# referral workflows' acts and verification's decisions. Each names the
+# parent and/or the application.
+STAMPED = (
+    "application.submitted.v1", "application.received.v1", "application.refused.v1", "application.queued.v1",
+    "application.position_changed.v1", "application.paused.v1", "application.resumed.v1",
+    "application.left.v1", "application.removed.v1", "application.aged_out.v1",
+    "application.returned_to_general_queue.v1", "application.closed.v1", "application.erasure_granted.v1",
+    "referral.issued.v1", "referral.imported.v1", "referral.extended.v1", "referral.cancelled.v1",
+    "referral.enrolled.v1", "referral.expired.v1", "referral.certificate_requested.v1",
+    "referral.privilege_confirmed.v1", "referral.privilege_rejected.v1", "referral.deadline_approaching.v1",
+    "verification.voucher_decided.v1", "verification.decision_recorded.v1",
+    "verification.privilege_revoked.v1", "verification.certificate_recorded.v1",
+)
+TOPICS = ("application", "referral", "verification")
+# Events on those topics that name a family or an application but change
+# nothing the cabinet shows (a caseworker's flag: what the queue does about
+# it comes with the queue's own events).
+UNSHOWN = ("verification.abuse_flagged.v1",)
+
+
+def parent_key(parent_id: str) -> str:
+    return f"parent:{parent_id}"[:120]
+
+
+def application_key(application_id: str) -> str:
+    return f"application:{application_id}"[:120]
+
+
+def keys_of(data: dict) -> list[str]:
+    keys = []
+    if data.get("parent_id"):
+        keys.append(parent_key(str(data["parent_id"])))
+    if data.get("application_id"):
+        keys.append(application_key(str(data["application_id"])))
+    return keys
+
+
+def bump(session: Session, keys: Iterable[str]) -> None:
+    """Something these keys name has changed: in the caller's transaction
+    (the event's, or the act's), so a copy read before it is not used again."""
+    t = CabinetStamp.__table__
+    insert = postgresql.insert if session.get_bind().dialect.name == "postgresql" else sqlite.insert
+    for key in sorted(set(keys)):     # one order for every writer: no deadlock between consumers
+        stmt = insert(t).values(key=key, version=1)
+        session.execute(stmt.on_conflict_do_update(index_elements=[t.c.key], set_={"version": t.c.version + 1}))
+
+
+def record(session: Session, event) -> None:
+    bump(session, keys_of(event.data))
+
+
+def bump_now(sessions: sessionmaker[Session], keys: Iterable[str]) -> None:
+    with sessions() as s, s.begin():
+        bump(s, keys)
+
+
+def versions(sessions: sessionmaker[Session], keys: Iterable[str]) -> dict[str, int]:
+    """The counters of these keys (0 for a key no event has named)."""
+    keys = list(keys)
+    with sessions() as s:
+        found = dict(s.execute(sa.select(CabinetStamp.key, CabinetStamp.version)
+                               .where(CabinetStamp.key.in_(keys))).all()) if keys else {}
+    return {k: int(found.get(k, 0)) for k in keys}
+
+
+@dataclass
+class Copy:
+    """What the services said of one family, and the counters read before asking."""
+    at: float
+    stamps: dict[str, int]
+    me: dict                                      # registration's /me
+    parts: dict[str, dict] = field(default_factory=dict)   # per application: the queue side, raw
+    decided: dict[str, dict] = field(default_factory=dict)  # per application: the voucher decision
+
+
+class CabinetReadModel:
+    def __init__(self, sessions: sessionmaker[Session], max_age: float, *, capacity: int = CAPACITY,
+                 clock: Callable[[], float] = time.monotonic):
+        self.sessions = sessions
+        self.max_age = max_age
+        self.capacity = capacity
+        self.clock = clock
+        self._copies: OrderedDict[str, Copy] = OrderedDict()
+        self._lock = threading.Lock()
+
+    @property
+    def enabled(self) -> bool:
+        return self.max_age > 0
+
+    def current(self, family: str) -> Copy | None:
+        """The family's copy if no event has changed it since it was read
+        (blocking: one query; call it in a thread)."""
+        with self._lock:
+            copy = self._copies.get(family)
+        if copy is None or self.clock() - copy.at >= self.max_age:
+            return None
+        if versions(self.sessions, copy.stamps) != copy.stamps:
+            return None
+        return copy
+
+    def keep(self, family: str, copy: Copy) -> None:
+        with self._lock:
+            self._copies[family] = copy
+            self._copies.move_to_end(family)
+            while len(self._copies) > self.capacity:
+                self._copies.popitem(last=False)
+
+    def forget(self, family: str) -> None:
+        with self._lock:
+            self._copies.pop(family, None)
+
+
+def make_consumer(sessions: sessionmaker[Session], bootstrap: str, prefix: str = "kezek",
+                  **kafka_config) -> IdempotentConsumer:
+    return IdempotentConsumer(name=CONSUMER_NAME, topics=[f"{prefix}.{t}" for t in TOPICS], bootstrap=bootstrap,
+                              sessions=sessions, outbox=outbox, handle=record, types=STAMPED, **kafka_config)
