@@ -92,6 +92,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--seconds", type=float, default=20)
     ap.add_argument("--warmup", type=float, default=3)
     ap.add_argument("--seed", type=int, default=15)
+    ap.add_argument("--gateway-workers", type=int, default=1,
+                    help="worker processes of the gateway (KEZEK_GATEWAY_WORKERS)")
     ap.add_argument("--dir", type=Path, help="keep the system's folder here (default: a temporary one)")
     args = ap.parse_args(argv)
     clients = [int(c) for c in args.clients.split(",")]
@@ -102,10 +104,10 @@ def main(argv: list[str] | None = None) -> int:
     base.mkdir(parents=True, exist_ok=True)
     os.chmod(base, 0o755)
     figures: dict = {"benchmark": "gateway_load", "children": args.children, "kindergartens": kgs,
-                     "parents": args.parents, "seconds": args.seconds, "cpus": os.cpu_count(),
+                     "parents": args.parents, "seconds": args.seconds, "gateway_workers": args.gateway_workers, "cpus": os.cpu_count(),
                      "when": time.strftime("%Y-%m-%d %H:%M"), "load_start": load()}
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))    # stop the system on the way out
-    kezek = System(base / "kezek", log=say)
+    kezek = System(base / "kezek", log=say, env={"KEZEK_GATEWAY_WORKERS": str(args.gateway_workers)})
     watch = None
     results: dict[str, list[dict]] = {}
     try:

@@ -1,7 +1,10 @@
-"""`kezek serve SERVICE`: one service's HTTP API under uvicorn."""
+"""`kezek serve SERVICE`: one service's HTTP API under uvicorn. The gateway,
+where every parent's request lands, may run several worker processes on
+one port (`KEZEK_GATEWAY_WORKERS`); each builds its own app."""
 from __future__ import annotations
 
 import argparse
+import os
 
 import uvicorn
 
@@ -17,13 +20,37 @@ def main(argv: list[str]) -> int:
     p.add_argument("--port", type=int, help="default: KEZEK_<SERVICE>_PORT")
     args = p.parse_args(argv)
     settings = Settings()
-    configure_logging(settings.log_level, settings.log_json, service=args.service)
+    workers = _workers(args.service)
+    options = dict(host=settings.host, port=args.port or settings.port_of(args.service),
+                   log_config=None, access_log=False, timeout_graceful_shutdown=5)
+    if workers > 1:
+        os.environ[_SERVICE] = args.service
+        uvicorn.run("kezek.commands.serve:app", factory=True, workers=workers, **options)
+    else:
+        uvicorn.run(app(args.service), **options)
+    return 0
+
+
+_SERVICE = "KEZEK_SERVE_SERVICE"
+
+
+def _workers(service: str) -> int:
+    if service != "gateway":
+        return 1
+    from services.gateway.settings import GatewaySettings
+
+    return max(1, GatewaySettings().gateway_workers)
+
+
+def app(service: str | None = None):
+    """The service's app as one process serves it (every worker calls this)."""
+    service = service or os.environ[_SERVICE]
+    settings = Settings()
+    configure_logging(settings.log_level, settings.log_json, service=service)
     connections.configure(settings)
-    tracing.configure(settings, args.service)
-    app = wiring.create_app(args.service, settings)
+    tracing.configure(settings, service)
+    built = wiring.create_app(service, settings)
     # /ready runs the app's own checks (its database) and those of what else
     # this process talks to (kezek.health).
-    app.state.ready_checks = [*app.state.ready_checks, *api_checks(args.service, settings)]
-    uvicorn.run(app, host=settings.host, port=args.port or settings.port_of(args.service),
-                log_config=None, access_log=False, timeout_graceful_shutdown=5)
-    return 0
+    built.state.ready_checks = [*built.state.ready_checks, *api_checks(service, settings)]
+    return built

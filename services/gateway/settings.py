@@ -33,6 +33,9 @@ class GatewaySettings(Settings):
     # this long after the requests (kezek/ratelimit.py); 0: one upsert per
     # request.
     rate_limit_flush_seconds: float = 1.0
+    # Worker processes of `kezek serve gateway` on its one port (each with
+    # its own copies of the cabinets and session lookups); 1 in development.
+    gateway_workers: int = 1
 
 
 gateway_settings = GatewaySettings.of
