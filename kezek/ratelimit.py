@@ -87,11 +87,11 @@ class RateLimits:
             if self._over.get(key, (None, None)) == (start, limit):
                 return left
         if self.flush_seconds > 0:
-            hits = self._count(key, start, limit, cost, now)
+            hits = self._count(key, start, limit, cost, now)      # old windows are swept by the flushes
         else:
             with self.engine.begin() as conn:
                 hits = self._add(conn, key, start, cost)
-        self._sweep(now)
+            self._sweep(now)
         if hits <= limit:
             return 0.0
         with self._lock:
@@ -145,6 +145,7 @@ class RateLimits:
                 for k, s, n in pending:
                     self._counts.setdefault((k, s), [0, 0])[1] += n
             raise
+        self._sweep(now)
         with self._lock:
             for ks, total in totals.items():
                 self._counts.setdefault(ks, [0, 0])[0] = total
