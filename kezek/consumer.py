@@ -13,7 +13,9 @@ effect: the partition is rewound to its first record and handled record by
 record up to the end of that batch, so a record that keeps failing stops
 its partition where it stands, as it always did, and the records before it
 take effect. A record of a type the consumer does not take is recognised
-without building the event.
+without building the event. A consumer may `prepare` a batch (its fresh
+events, in the batch's transaction, before the first is handled): read in
+one statement each what its handler would read event by event.
 """
 from __future__ import annotations
 
@@ -35,14 +37,16 @@ from kezek.outbox import Outbox
 log = get_logger(__name__)
 
 Handler = Callable[[Session, Event], None]
+Preparer = Callable[[Session, list[Event]], None]
 MAX_POLL_RECORDS = 500
 
 
 class IdempotentConsumer:
     def __init__(self, *, name: str, topics: Iterable[str], bootstrap: str,
                  sessions: sessionmaker[Session], outbox: Outbox, handle: Handler,
-                 types: Iterable[str] | None = None, **kafka_config):
+                 types: Iterable[str] | None = None, prepare: Preparer | None = None, **kafka_config):
         self.name = name
+        self.prepare = prepare
         self.topics = list(topics)
         self.sessions = sessions
         self.outbox = outbox
@@ -113,6 +117,8 @@ class IdempotentConsumer:
         handled = []
         with self.sessions() as session, session.begin():
             fresh = self.outbox.claim_many(session, self.name, [e.id for e in events])
+            if self.prepare is not None and fresh:
+                self.prepare(session, [e for e in events if e.id in fresh])
             for event in events:
                 if event.id not in fresh:
                     continue

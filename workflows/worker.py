@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import importlib.util
 import signal
 from collections.abc import Callable, Iterable
 from typing import Any
@@ -33,17 +34,44 @@ WORKFLOWS = [ReferralWorkflow]
 
 # Modules the sandbox shares with the host instead of re-importing them for
 # every workflow run: pure code (the calendar and its holiday tables, the
-# pydantic contracts) that is deterministic and slow to import; and
-# OpenTelemetry, whose context the tracing interceptor must share with the host.
-PASSTHROUGH = ("kezek", "workflows.contracts", "holidays", "yaml", "pydantic", "pydantic_core",
-               "annotated_types", "typing_extensions", "opentelemetry")
+# pydantic contracts, the referral rules) that is deterministic and slow to
+# import; and OpenTelemetry, whose context the tracing interceptor must share
+# with the host. The workflow's own module (workflows.referral) is not shared:
+# the sandbox's checks on calls such as datetime.now() hold only for modules
+# it imports itself (a shared module calls the real datetime).
+PASSTHROUGH = ("kezek", "workflows.contracts", "workflows.rules", "holidays", "yaml", "pydantic",
+               "pydantic_core", "annotated_types", "typing_extensions", "opentelemetry")
+# The modules the sandbox imports anew for every workflow it runs.
+SANDBOXED = ("workflows/__init__.py", "workflows/referral.py")
+
+
+def compile_sandboxed() -> None:
+    """Writes the bytecode of the modules the sandbox imports for every
+    workflow run, when it is missing: under PYTHONDONTWRITEBYTECODE (set in
+    development and in the image) with no .pyc beside the source (an editable
+    install), each run compiled workflows/referral.py from source, most of a
+    workflow's start. A wheel installed by pip has its bytecode already; code
+    that cannot be written to is left as it is."""
+    import py_compile
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[1]
+    for name in SANDBOXED:
+        source = root / name
+        try:
+            cached = Path(importlib.util.cache_from_source(str(source)))
+            if not cached.exists() or cached.stat().st_mtime < source.stat().st_mtime:
+                py_compile.compile(str(source), cfile=str(cached), doraise=True)
+        except (OSError, py_compile.PyCompileError, NotImplementedError):
+            pass
 
 
 def sandbox_runner(*, passthrough_all: bool = False) -> SandboxedWorkflowRunner:
     """The workflow sandbox. `passthrough_all` shares every module with the
-    host instead of re-importing the workflow's modules for each run (much
-    faster to start a workflow) while keeping the checks on calls such as
-    datetime.now(); the scenario runner uses it to start thousands."""
+    host instead of re-importing the workflow's modules for each run (faster
+    to start a workflow, but the workflow's module then calls the real
+    datetime.now() and the like unchecked); the scenario runner uses it to
+    start thousands."""
     restrictions = SandboxRestrictions.default.with_passthrough_modules(*PASSTHROUGH)
     if passthrough_all:
         restrictions = restrictions.with_passthrough_all_modules()
@@ -66,6 +94,7 @@ def build_worker(client: Client, activities: Iterable[Callable[..., Any]], *,
     # Holiday tables and decrees are loaded here, outside the sandbox.
     for country in kcal.TIMEZONES:
         kcal.calendar(country)
+    compile_sandboxed()
     options.setdefault("workflow_runner", sandbox_runner())
     return Worker(client, task_queue=task_queue, workflows=WORKFLOWS, activities=list(activities), **options)
 

@@ -17,8 +17,10 @@ def topics(prefix: str) -> list[str]:
 
 # A rebalance waits up to the members' max poll interval for a member that
 # is gone (a crashed process, a broker restarted under it): 5 minutes by
-# default. Small batches keep a poll well under the shorter limit.
-KAFKA_CONFIG = dict(max_poll_records=50, max_poll_interval_ms=30_000)
+# default. Batches of 200 keep a poll well under the shorter limit: position
+# events (most of a distribution day's) are read for a batch at once
+# (NotificationService.prepare), a few milliseconds each.
+KAFKA_CONFIG = dict(max_poll_records=200, max_poll_interval_ms=30_000)
 
 
 def make_consumer(service: NotificationService, bootstrap: str, prefix: str = "kezek", *,
@@ -28,7 +30,7 @@ def make_consumer(service: NotificationService, bootstrap: str, prefix: str = "k
     types = CONSUMED_TYPES | ({CLOSED, ERASURE_GRANTED} if retention is not None else set())
     return IdempotentConsumer(name=CONSUMER_NAME, topics=topics(prefix), bootstrap=bootstrap,
                               sessions=service.sessions, outbox=outbox, handle=with_retention(service.handle, retention),
-                              types=types, **{**KAFKA_CONFIG, **kafka_config})
+                              types=types, prepare=service.prepare, **{**KAFKA_CONFIG, **kafka_config})
 
 
 def build_consumers(settings) -> list[IdempotentConsumer]:

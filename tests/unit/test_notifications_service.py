@@ -400,6 +400,39 @@ def test_top_ten_is_announced_once(service):
     assert len(messages(service, kind="top_ten_reached", channel="email")) == 1
 
 
+def consume_batch(service, events) -> None:
+    """What the idempotent consumer does with one poll of a partition: the
+    events claimed, read for together (`prepare`), handled in order, one
+    transaction."""
+    with unit_of_work(service.sessions) as s:
+        fresh = outbox.claim_many(s, "notifications", [e.id for e in events])
+        service.prepare(s, [e for e in events if e.id in fresh])
+        for e in events:
+            if e.id in fresh:
+                service.handle(s, e)
+
+
+def test_a_batch_read_together_tells_what_its_events_one_by_one_tell(service):
+    consume(service, received(app="a1", parent="p1", locale="ru"))
+    consume(service, received(app="a2", parent="p2", locale="ru"))
+
+    def moved(app, prev, pos):
+        return ev("application.position_changed.v1", {"application_id": app, "position": pos,
+                                                      "previous_position": prev})
+    consume_batch(service, [
+        moved("a1", 14, 11), moved("a1", 11, 9), moved("a1", 9, 12), moved("a1", 12, 8),   # news once
+        moved("a2", 30, 25),                                    # no news
+        moved("a9", 20, 5),                                     # not known yet: parked
+        received(app="a3", parent="p3", locale="ru"), moved("a3", 12, 7),   # known within the batch
+    ])
+    told = {m.application_id for m in messages(service, kind="top_ten_reached", channel="email")}
+    assert len(messages(service, kind="top_ten_reached", channel="email")) == 2 and told == {"a1", "a3"}
+    with service.sessions() as s:
+        assert [p.application_id for p in s.scalars(sa.select(ParkedEvent))] == ["a9"]
+    consume(service, received(app="a9", parent="p9", locale="ru"))      # the parked news is told then
+    assert len(messages(service, kind="top_ten_reached", application_id="a9", channel="email")) == 1
+
+
 def imported(app="a1", parent="p1", locale="ru"):
     event = received(app=app, parent=parent, locale=locale)
     return ev("application.received.v1", {**event.data, "imported": True})

@@ -30,6 +30,8 @@ CONTACT_EVENTS = ("application.received.v1", "account.activation_issued.v1")
 CONSUMED_TYPES = frozenset(d.RULES) | frozenset(CONTACT_EVENTS)
 # The activity's claims in processed_events, apart from the Kafka consumer's.
 ACTIVITY_CONSUMER = "notifications.notify_parent"
+# session.info key of what `prepare` read for a batch.
+_PREPARED = "notifications.prepared"
 # Fields the workflow sends as local wall time without an offset.
 _LOCAL_TIMES = ("deadline", "stoplist_until")
 
@@ -43,6 +45,29 @@ class Consuming:
     renderer: Renderer
     limits: tuple[d.RateLimit, ...]
     clock: Any
+
+    def prepare(self, session: Session, events: list[Event]) -> None:
+        """Before a batch of the consumer's events (one transaction): the
+        known applications its events name, locked in one statement, and
+        which of their parents have contacts, so that a position event that
+        is no news (nearly every one on a distribution day) costs its row's
+        update and nothing else. Only a cache: `handle` reads what is not
+        here, and an application whose received event is in the batch is
+        left out (that event rewrites its row)."""
+        received = {e.data.get("application_id") for e in events if e.type == "application.received.v1"}
+        ids = sorted({aid for e in events if e.type in d.RULES and e.type != "application.received.v1"
+                      and (aid := e.data.get("application_id")) and aid not in received})
+        if not ids:
+            return
+        apps = session.scalars(sa.select(KnownApplication).where(KnownApplication.application_id.in_(ids))
+                               .order_by(KnownApplication.application_id).with_for_update()).all()
+        parents = {a.parent_id for a in apps} | {e.data["parent_id"] for e in events if e.data.get("parent_id")}
+        contacts = set(session.scalars(sa.select(Contact.parent_id).where(Contact.parent_id.in_(sorted(parents)))))
+        session.info[_PREPARED] = ({a.application_id for a in apps}, contacts)
+
+    def _prepared(self, session: Session) -> tuple[set[str], set[str]]:
+        """(applications locked by `prepare`, parents known to have a contact)."""
+        return session.info.get(_PREPARED, (set(), set()))
 
     def handle(self, session: Session, event: Event) -> None:
         """One event: at most one message per channel (the caller's claim of
@@ -84,14 +109,17 @@ class Consuming:
 
     def _notify(self, session: Session, event: Event) -> None:
         data = event.data
+        if event.type == "application.position_changed.v1":
+            # Whether the parent can be told, without opening the contact
+            # (sealed at rest): most position events are no news.
+            if not self._reachable(session, data):
+                self._park(session, event)
+                return
+            if not self._top_ten_news(session, data):
+                return
         recipient = self._recipient(session, event)
         if recipient is None:
-            session.merge(ParkedEvent(event_id=event.id, application_id=data["application_id"],
-                                      payload=sealed_payload(ring_of(session), event.type, event.to_json()),
-                                      parked_at=self.clock()))
-            log.info("notifications.parked", application_id=data["application_id"])
-            return
-        if event.type == "application.position_changed.v1" and not self._top_ten_news(session, data):
+            self._park(session, event)
             return
         if event.type == "application.received.v1" and data.get("imported"):
             return  # the old portal told the parent; the contacts are what counts
@@ -102,6 +130,26 @@ class Consuming:
         for planned in d.plan_messages(event.type, recipient, event.time):
             self._create(session, event, planned, recipient, values,
                          params if planned.channel is d.Channel.INAPP else None)
+
+    def _park(self, session: Session, event: Event) -> None:
+        """Kept until the application's received event brings its parent."""
+        application_id = event.data["application_id"]
+        session.merge(ParkedEvent(event_id=event.id, application_id=application_id,
+                                  payload=sealed_payload(ring_of(session), event.type, event.to_json()),
+                                  parked_at=self.clock()))
+        log.info("notifications.parked", application_id=application_id)
+
+    def _reachable(self, session: Session, data: dict) -> bool:
+        """`_recipient` would find the parent (the application known, its
+        parent's contact there), told without reading the contact."""
+        app = session.get(KnownApplication, data["application_id"])
+        if app is None:
+            return False
+        parent_id = data.get("parent_id") or app.parent_id
+        if parent_id in self._prepared(session)[1]:
+            return True
+        return session.scalar(sa.select(sa.func.count()).select_from(Contact)
+                              .where(Contact.parent_id == parent_id)) > 0
 
     def _create(self, session: Session, event: Event, planned: d.PlannedMessage,
                 recipient: d.Recipient, values: dict, params: str | None = None) -> None:
@@ -208,7 +256,8 @@ class Consuming:
         return facts
 
     def _top_ten_news(self, session: Session, data: dict) -> bool:
-        app = session.get(KnownApplication, data["application_id"], with_for_update=True)
+        locked = data["application_id"] in self._prepared(session)[0]
+        app = session.get(KnownApplication, data["application_id"], with_for_update=not locked)
         if app is None:
             return False
         previous = data.get("previous_position", app.last_position)
