@@ -18,7 +18,10 @@ each sending its next request when the last is answered:
 
 - `me`: GET /api/v1/me with a parent's bearer (a parent's app, JSON);
 - `cabinet`: GET /cabinet with the parent's session cookie (the page);
-- `queue`: GET /queue/<kindergarten>?cohort=&language= (the public queue page).
+- `queue`: GET /queue/<kindergarten>?cohort=&language= (the public queue page);
+- `register`: a parent's whole application through the JSON API, the e-mail
+  code read from the development mailbox (bench/load.py): submissions per
+  second, and the time from the new draft to the accepted submission.
 
 Rate limits are the production defaults (300 a minute per signed-in parent,
 300 a minute per address), with the gateway behind a trusted proxy so that
@@ -130,7 +133,8 @@ def main(argv: list[str] | None = None) -> int:
         if not tokens:
             raise SystemExit("no parent could be signed in")
         figures["sign_in_s"] = round(time.monotonic() - t, 1)
-        spec = {"tokens": tokens, "pools": public_pools(watch)}
+        spec = {"tokens": tokens, "pools": public_pools(watch),
+                "mailbox": str(kezek.state / "mailbox" / "messages.jsonl")}
         settle(watch, 600, "after signing in")
         say(f"{len(tokens)} parents signed in, {len(spec['pools'])} public pools; load {load()}")
         for endpoint in endpoints:

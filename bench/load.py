@@ -19,6 +19,20 @@ the session cookie, the page), `queue` (GET /queue/<kindergarten>?cohort=&
 language=, the public queue page). Each user sends its next request when
 the last one is answered (a closed loop: `users` is the concurrency).
 
+`register` is the parent's whole application through the gateway's JSON
+API: a draft, the child, the parent with address and contacts, "Get code",
+the code read from the e-mail the system sent (the development mailbox's
+file, `spec["mailbox"]`, which the locust process tails), the code entered,
+the submission, for a child born in the cohort of one of `spec["pools"]`
+who asks for its kindergarten in its language. A user does not sit idle
+while its code travels through the outbox, Kafka, notifications and the
+mail server: it starts the next application (up to `REGISTER_IN_FLIGHT`
+drafts in flight) and submits each as soon as its code is there, so
+`users` stays the number of concurrent HTTP clients. Its figures are per
+submission: submissions per second, and p50/p99 of the time from the new
+draft to the answered submission; `request_p50_ms`/`request_p99_ms` are
+those of the single requests.
+
 Run as a script it is the locust process: it reads the spec, runs until
 `--seconds` have passed or `--stop-file` exists, and writes every request
 (start, seconds, status) to `--out`.
@@ -34,7 +48,11 @@ import tempfile
 import time
 from pathlib import Path
 
-ENDPOINTS = ("me", "cabinet", "queue")
+ENDPOINTS = ("me", "cabinet", "queue", "register")
+REGISTER_IN_FLIGHT = 4      # drafts a registering client has waiting for their code
+# A parent's address in the reference data every development system loads (Bishkek, Leninsky district).
+ADDRESS = {"region": "41711000000000", "district": "41711210000000", "settlement": "41711000000001",
+           "street": "улица Киевская", "house": "12"}
 
 
 # ------------------------------------------------------------------ the caller's side
@@ -89,7 +107,13 @@ class Load:
         data = json.loads(self.out.read_text())
         self.samples = data["samples"]
         t0 = data["started"] + self.warmup
-        return figures([s for s in self.samples if s[0] >= t0], max(data["ended"] - t0, 1e-9), self.users)
+        out = figures([s for s in self.samples if s[0] >= t0], max(data["ended"] - t0, 1e-9), self.users)
+        if data.get("requests"):
+            times = sorted(r[1] for r in data["requests"] if r[0] >= t0)
+            out.update(request_p50_ms=round(percentile(times, 0.50) * 1000, 1),
+                       request_p99_ms=round(percentile(times, 0.99) * 1000, 1),
+                       request_errors=sum(1 for r in data["requests"] if r[0] >= t0 and r[2] >= 400 or r[2] == 0))
+        return out
 
 
 def percentile(sorted_values: list[float], q: float) -> float:
@@ -100,14 +124,15 @@ def percentile(sorted_values: list[float], q: float) -> float:
 
 
 def figures(samples: list, seconds: float, users: int) -> dict:
-    """req/s (answered, any status), p50/p99 in ms, errors (not 200)."""
+    """req/s (answered, any status), p50/p99 in ms, errors (not 200, or not
+    201 for a submission)."""
     times = sorted(s[1] for s in samples)
     return {"users": users, "requests": len(samples), "seconds": round(seconds, 1),
             "per_second": round(len(samples) / seconds, 1) if seconds else None,
             "p50_ms": round(percentile(times, 0.50) * 1000, 1) if times else None,
             "p99_ms": round(percentile(times, 0.99) * 1000, 1) if times else None,
             "mean_ms": round(statistics.fmean(times) * 1000, 1) if times else None,
-            "errors": sum(1 for s in samples if s[2] != 200),
+            "errors": sum(1 for s in samples if s[2] not in (200, 201)),
             "statuses": {str(k): v for k, v in sorted(_count(s[2] for s in samples).items())}}
 
 
@@ -171,13 +196,18 @@ def _locust_main(argv: list[str]) -> int:
                     r.failure(f"status {r.status_code}")
 
     samples: list[tuple[float, float, int]] = []
+    requests: list[tuple[float, float, int]] = []     # register: the single requests of the flows
 
     def on_request(request_type, name, response_time, response_length, response=None, exception=None,
                    start_time=None, **_):
         status = getattr(response, "status_code", 0) if exception is None or response is not None else 0
-        samples.append((start_time or time.time() - response_time / 1000, response_time / 1000, status or 0))
+        sample = (start_time or time.time() - response_time / 1000, response_time / 1000, status or 0)
+        (samples if request_type == "FLOW" or args.endpoint != "register" else requests).append(sample)
 
-    env = Environment(user_classes=[Reader], host=args.host)
+    users = [Reader]
+    if args.endpoint == "register":
+        users = [_registrant(args.host, FastHttpUser, task, constant, gevent, spec, counter, rnd)]
+    env = Environment(user_classes=users, host=args.host)
     env.events.request.add_listener(on_request)
     runner = env.create_local_runner()
     started = time.time()
@@ -188,8 +218,110 @@ def _locust_main(argv: list[str]) -> int:
         gevent.sleep(0.2)
     ended = time.time()
     runner.quit()
-    args.out.write_text(json.dumps({"started": started, "ended": ended, "samples": samples}))
+    args.out.write_text(json.dumps({"started": started, "ended": ended, "samples": samples, "requests": requests}))
     return 0
+
+
+def _registrant(host: str, FastHttpUser, task, constant, gevent, spec: dict, counter, rnd):
+    """The locust user of `register` (see the module's text)."""
+    import collections
+    import re
+    from datetime import date, timedelta
+    from types import SimpleNamespace
+
+    pools, mailbox = spec["pools"], Path(spec["mailbox"])
+    codes: dict[str, str] = {}
+    code = re.compile(r"(?<![\d/=?&.-])(\d{6})(?![\d/])")
+
+    def tail_mailbox():
+        """Every e-mail code the mail server received, by address."""
+        offset = 0
+        while True:
+            if mailbox.exists():
+                with mailbox.open("rb") as f:
+                    f.seek(offset)
+                    chunk = f.read()
+                end = chunk.rfind(b"\n") + 1
+                offset += end
+                for line in chunk[:end].splitlines():
+                    letter = json.loads(line)
+                    found = code.search(letter.get("body", "")) if letter.get("channel") == "email" else None
+                    if found:
+                        codes[letter["to"]] = found.group(1)
+            gevent.sleep(0.05)
+
+    gevent.spawn(tail_mailbox)
+
+    class Registrant(FastHttpUser):
+        wait_time = constant(0)
+        network_timeout = 60.0
+        connection_timeout = 60.0
+
+        def on_start(self):
+            self.waiting: collections.deque = collections.deque()   # (draft, e-mail, address, started, pool)
+
+        def call(self, method: str, path: str, name: str, ok: int, address: str, body: dict | None = None):
+            headers = {"x-forwarded-for": address, "accept-language": "ru"}
+            with self.client.request(method, path, json=body, headers=headers, name=name,
+                                     catch_response=True) as r:
+                if r.status_code != ok:
+                    r.failure(f"{name}: {r.status_code} {r.text[:200]}")
+                    return None
+                return r.json() if r.text else {}
+
+        @task
+        def step(self):
+            ready = next((w for w in self.waiting if w[1] in codes), None)
+            if ready is not None:
+                self.waiting.remove(ready)
+                self.finish(*ready)
+            elif len(self.waiting) < REGISTER_IN_FLIGHT:
+                self.begin()
+            else:
+                gevent.sleep(0.02)
+
+        def begin(self):
+            n = next(counter) + 100_000 * (os.getpid() % 100)
+            address = f"10.{100 + (n >> 16) % 100}.{(n >> 8) & 255}.{n & 255}"
+            kg, cohort, language = rnd.choice(pools)
+            born = date(cohort, 1, 1) + timedelta(days=rnd.randrange(330))
+            email = f"bench-{os.getpid()}-{n}@registration.example.kg"
+            started = time.time()
+            draft = self.call("POST", "/api/v1/drafts", "/drafts", 201, address, {"locale": "ru"})
+            if draft is None:
+                return
+            d = draft["draft"]
+            steps = [
+                ("PUT", f"/api/v1/drafts/{d}/child", "/drafts/{d}/child", 200,
+                 {"pin": f"{rnd.choice('12')}{born:%d%m%Y}{50_000 + n % 50_000:05d}", "surname": "Асанов",
+                  "name": "Айбек"}),
+                ("PUT", f"/api/v1/drafts/{d}/parent", "/drafts/{d}/parent", 200,
+                 {"role": "mother", "surname": "Асанова", "name": "Айгүл", "pin": f"21203199{n % 1_000_000:06d}",
+                  "document_type": "id_card", "document_number": f"ID{n:07d}", "document_issued_on": "2020-05-01",
+                  "address": ADDRESS,
+                  "phone": f"+996555{n % 1_000_000:06d}", "email": email}),
+                ("POST", f"/api/v1/drafts/{d}/email-code", "/drafts/{d}/email-code", 202, {"locale": "ru"}),
+            ]
+            for method, path, name, ok, body in steps:
+                if self.call(method, path, name, ok, address, body) is None:
+                    return
+            self.waiting.append((d, email, address, started, (kg, cohort, language)))
+
+        def finish(self, d, email, address, started, pool):
+            kg, _cohort, language = pool
+            if self.call("POST", f"/api/v1/drafts/{d}/email-code/verify", "/drafts/{d}/email-code/verify", 200,
+                         address, {"code": codes[email]}) is None:
+                return
+            done = self.call("POST", f"/api/v1/drafts/{d}/submit", "/drafts/{d}/submit", 201, address,
+                             {"category": "general", "language": language, "preferences": [kg], "agreement": True})
+            self.environment.events.request.fire(
+                request_type="FLOW", name="registration", response_time=(time.time() - started) * 1000,
+                response_length=0, response=SimpleNamespace(status_code=201 if done is not None else 0),
+                exception=None if done is not None else RuntimeError("refused"),
+                start_time=started, context={})
+
+    Registrant.host = host
+    return Registrant
 
 
 if __name__ == "__main__":
