@@ -1,5 +1,5 @@
-"""What many tests build the same way: a clock the test moves, a service's
-migrated database, the queue's use cases over SQLite with a few
+"""What many tests build the same way: a family applying (a mother in
+Bishkek and her son), a clock the test moves, a service's migrated database, the queue's use cases over SQLite with a few
 kindergartens, and the queue's API in front of them."""
 from __future__ import annotations
 
@@ -15,6 +15,16 @@ from kezek.db import make_engine, make_session_factory
 from tests.migrated import upgrade
 from kezek.settings import Settings
 from tests.fakes.tokens import Callers
+
+
+CHILD = {"pin": "21506202400011", "surname": "Асанов", "name": "Айбек"}
+MOTHER = {
+    "role": "mother", "surname": "Асанова", "name": "Айгүл", "pin": "11203199000123",
+    "document_type": "id_card", "document_number": "ID1234567", "document_issued_on": "2020-05-01",
+    "address": {"region": "41711000000000", "district": "41711210000000", "settlement": "41711000000001",
+                "street": "улица Киевская", "house": "12"},
+    "phone": "+996 555 123 456", "email": "aigul@example.kg",
+}
 
 
 class Clock:

@@ -75,17 +75,7 @@ def test_imported_parent_gets_an_activation_link_and_sees_the_imported_child(por
     shot("request-sent")
 
     link = portal.mailbox.wait_for(EMAIL, r"(https?://\S+/activate\?token=[\w\-]+)")
-    page.goto(link)
-    assert EMAIL in page.locator("main").inner_text()
-    page.fill("#f-password", PASSWORD)
-    page.fill("#f-password2", PASSWORD)
-    shot("activate")
-    page.get_by_role("button", name="Сохранить пароль").click()
-    page.wait_for_url("**/login?activated=1")
-    page.fill("#f-login", EMAIL)
-    page.fill("#f-password", PASSWORD)
-    page.locator("main form button", has_text="Вход").click()
-    page.wait_for_url("**/cabinet")
+    walk.activate_and_log_in(link, EMAIL, PASSWORD, "Сохранить пароль", "Вход")
 
     main = page.locator("main")
     assert "Асанов Эрлан" in main.inner_text()

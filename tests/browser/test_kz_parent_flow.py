@@ -118,17 +118,7 @@ def test_a_family_registers_in_kazakh_with_an_iin_and_an_almaty_address(kz_porta
         # Activation from the e-mailed link (the letter is in Kazakh), the password, the login.
         link = kz_portal.mailbox.wait_for(EMAIL, r"(https?://\S+/activate\?token=[\w\-]+)")
         assert any("Жеке кабинет" in text or "кабинет" in text for text in kz_portal.mailbox.text_to(EMAIL))
-        page.goto(link)
-        page.fill("#f-password", PASSWORD)
-        page.fill("#f-password2", PASSWORD)
-        shot("activate")
-        page.get_by_role("button", name="Құпиясөзді сақтау").click()
-        page.wait_for_url("**/login?activated=1")
-        page.fill("#f-login", EMAIL)
-        page.fill("#f-password", PASSWORD)
-        shot("login")
-        page.locator("main form button", has_text="Кіру").click()
-        page.wait_for_url("**/cabinet")
+        walk.activate_and_log_in(link, EMAIL, PASSWORD, "Құпиясөзді сақтау", "Кіру")
         assert "Жеке кабинет" in page.inner_text("h1")
 
         # The queue service has the child, with the IIN's birth year as the cohort.

@@ -73,6 +73,24 @@ class Walk:
     def shot(self, name: str) -> None:
         self.page.screenshot(path=str(self.shots / f"{next(self.step):02d}-{name}.png"), full_page=True)
 
+    def activate_and_log_in(self, link: str, email: str, password: str, save: str, log_in: str) -> None:
+        """The e-mailed activation link (the page names the login), the
+        password set, then the "Parents" login with it: the cabinet opens.
+        `save` and `log_in` are the buttons' words in the page's language."""
+        page = self.page
+        page.goto(link)
+        assert email in page.locator("main").inner_text()
+        page.fill("#f-password", password)
+        page.fill("#f-password2", password)
+        self.shot("activate")
+        page.get_by_role("button", name=save).click()
+        page.wait_for_url("**/login?activated=1")
+        page.fill("#f-login", email)
+        page.fill("#f-password", password)
+        self.shot("login")
+        page.locator("main form button", has_text=log_in).click()
+        page.wait_for_url("**/cabinet")
+
     def close(self) -> None:
         self.context.close()
 
@@ -149,19 +167,7 @@ def apply_activate_and_log_in(walk: Walk, portal, family: dict, category: str = 
     link = portal.mailbox.wait_for(family["email"], r"(https?://\S+/activate\?token=[\w\-]+)")
     assert PASSWORD not in "".join(portal.mailbox.text_to(family["email"]))
     assert not any(link.split("token=")[1].encode() in m for m in portal.raw_messages("account"))
-    page.goto(link)
-    page.fill("#f-password", PASSWORD)
-    page.fill("#f-password2", PASSWORD)
-    shot("activate")
-    page.get_by_role("button", name=w["save_password"]).click()
-
-    # Log in on the "Parents" tab.
-    page.wait_for_url("**/login?activated=1")
-    page.fill("#f-login", family["email"])
-    page.fill("#f-password", PASSWORD)
-    shot("login")
-    page.locator("main form button", has_text=w["log_in"]).click()
-    page.wait_for_url("**/cabinet")
+    walk.activate_and_log_in(link, family["email"], PASSWORD, w["save_password"], w["log_in"])
     assert w["cabinet"] in page.inner_text("h1")
 
 

@@ -335,6 +335,12 @@ def test_every_staff_page_in_every_language(staff, chromium, lang):
         page.locator("main form button[type=submit]").click()
         page.wait_for_load_state()
 
+    def shoot(name: str, *paths: str, under: str = "") -> None:
+        """Each page, named after its path."""
+        for path in paths:
+            page.goto(f"{url}{under}{path}")
+            s.shot(f"{name}{path.replace('/', '-')}", **check)
+
     try:
         page.context.add_cookies([{"name": "kezek_lang", "value": lang, "url": url}])
         page.goto(f"{url}/login")
@@ -342,13 +348,9 @@ def test_every_staff_page_in_every_language(staff, chromium, lang):
         page.goto(f"{url}/no/such/page")
         s.shot("error-404", **check)
         sign_in("aida")
-        for path in ("/login/notice", "/worklist", "/cases/r-shot"):
-            page.goto(f"{url}{path}")
-            s.shot(f"caseworker{path.replace('/', '-')}", **check)
+        shoot("caseworker", "/login/notice", "/worklist", "/cases/r-shot")
         sign_in("emil")
-        for path in ("/vouchers", "/vouchers/a-voucher"):
-            page.goto(f"{url}{path}")
-            s.shot(f"commission{path.replace('/', '-')}", **check)
+        shoot("commission", "/vouchers", "/vouchers/a-voucher")
         sign_in("chynara")
         page.goto(f"{url}/abuse")
         s.shot("supervisor-abuse", **check)
@@ -356,9 +358,7 @@ def test_every_staff_page_in_every_language(staff, chromium, lang):
         page.wait_for_url("**/abuse/*")
         s.shot("supervisor-abuse-case", **check)
         sign_in("root")
-        for path in ("/audit", "/districts"):
-            page.goto(f"{url}{path}")
-            s.shot(f"admin{path.replace('/', '-')}", **check)
+        shoot("admin", "/audit", "/districts")
         sign_in("sun-clerk")
         page.goto(f"{url}/kindergarten")
         page.wait_for_url("**/kindergartens/sun")
@@ -369,9 +369,7 @@ def test_every_staff_page_in_every_language(staff, chromium, lang):
         page.goto(f"{url}/district")
         page.wait_for_url(f"**/districts/{DISTRICT_A}")
         s.shot("district", **check)
-        for path in ("schedule", "figures", "kindergartens/sun/edit"):
-            page.goto(f"{url}/districts/{DISTRICT_A}/{path}")
-            s.shot(f"district-{path.replace('/', '-')}", **check)
+        shoot("district", "/schedule", "/figures", "/kindergartens/sun/edit", under=f"/districts/{DISTRICT_A}")
     finally:
         s.close()
     assert s.leaks == {}, f"phrases of another language or raw codes: {s.leaks}"

@@ -98,6 +98,21 @@ def processed_until_one_poll_brings_some(consumer, polls: int = 40) -> list[bool
     return []
 
 
+def failed_polls(consumer, failure: type[Exception], polls: int, until) -> int:
+    """Polls until `until()` holds (at most `polls` times), then closes the
+    consumer: how many polls the handler's `failure` broke."""
+    failures = 0
+    for _ in range(polls):
+        try:
+            consumer.poll_once(timeout_ms=300)
+        except failure:
+            failures += 1
+        if until(failures):
+            break
+    consumer.close()
+    return failures
+
+
 def test_one_state_change_is_one_event_consumed_once_across_broker_restart_and_consumer_crash(private_kafka, databases):
     sender, receiver = databases
     ensure_topics(private_kafka.bootstrap, [TOPIC])
@@ -201,15 +216,8 @@ def test_consumer_retries_a_record_whose_handler_failed_instead_of_skipping_it(k
 
     consumer = IdempotentConsumer(name=f"flaky-{uuid.uuid4().hex[:6]}", topics=[TOPIC], bootstrap=kafka_bootstrap,
                                   sessions=receiver, outbox=receiver_outbox, handle=flaky)
-    failures = 0
-    for _ in range(80):
-        try:
-            consumer.poll_once(timeout_ms=300)
-        except ConnectionError:
-            failures += 1
-        if receipts(receiver, failing) and receipts(receiver, following):
-            break
-    consumer.close()
+    failures = failed_polls(consumer, ConnectionError, 80,
+                            until=lambda _: receipts(receiver, failing) and receipts(receiver, following))
     assert failures == 1
     assert attempts.count(failing) == 2, "the failed record is handled again"
     assert receipts(receiver, failing) == 1 and receipts(receiver, following) == 1
@@ -246,15 +254,7 @@ def test_a_batch_takes_each_event_once_and_stops_its_partition_at_a_record_that_
     group = f"batch-{uuid.uuid4().hex[:6]}"
     consumer = IdempotentConsumer(name=group, topics=[topic], bootstrap=kafka_bootstrap, sessions=receiver,
                                   outbox=receiver_outbox, handle=handle)
-    failures = 0
-    for _ in range(60):
-        try:
-            consumer.poll_once(timeout_ms=300)
-        except ValueError:
-            failures += 1
-        if failures >= 3:
-            break
-    consumer.close()
+    failures = failed_polls(consumer, ValueError, 60, until=lambda failures: failures >= 3)
     assert failures >= 3, "the failing record is tried again, never skipped"
     assert receipts(receiver, first.data["probe_id"]) == 1
     assert receipts(receiver, second.data["probe_id"]) == 1, "delivered twice, takes effect once"

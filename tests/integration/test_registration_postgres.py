@@ -17,17 +17,10 @@ from services.registration.address import ReferenceAddressRegistry
 from services.registration.domain import RegistrationRefused
 from services.registration.limits import FREE_PER_LOGIN_AND_CLIENT
 from services.registration.service import RegistrationService
+from tests.builders import CHILD, MOTHER
 
 pytestmark = pytest.mark.integration
 
-CHILD = {"pin": "21506202400011", "surname": "Асанов", "name": "Айбек"}
-PARENT = {
-    "role": "mother", "surname": "Асанова", "name": "Айгүл", "pin": "11203199000123",
-    "document_type": "id_card", "document_number": "ID1234567", "document_issued_on": "2020-05-01",
-    "address": {"region": "41711000000000", "district": "41711210000000", "settlement": "41711000000001",
-                "street": "Киевская", "house": "12"},
-    "phone": "+996555123456",
-}
 CONFIRM = {"category": "general", "language": "ru", "preferences": ["bsk-12"], "agreement": True}
 
 
@@ -44,7 +37,7 @@ def svc(pg_url):
 def ready_draft(svc: RegistrationService, engine, email: str) -> str:
     token = svc.start_draft("ru")
     svc.save_child(token, CHILD)
-    svc.save_parent(token, {**PARENT, "email": email})
+    svc.save_parent(token, {**MOTHER, "email": email})
     svc.request_code(token)
     code = [svc.sealer.open("registration.email_code_issued.v1", "code", json.loads(p)["data"]["sealed"]["code"])
             for p in payloads(engine, "registration.email_code_issued.v1")
@@ -145,7 +138,7 @@ def test_two_drafts_sending_to_one_address_at_once_send_one_code_on_postgres(svc
     for i in range(2):
         token = service.start_draft("ru")
         service.save_child(token, {**CHILD, "pin": f"2150620240050{i}"})
-        service.save_parent(token, {**PARENT, "email": "one-mailbox@example.kg"})
+        service.save_parent(token, {**MOTHER, "email": "one-mailbox@example.kg"})
         drafts.append(token)
     outcomes = in_parallel(2, lambda i: service.request_code(drafts[i]))
     assert sum(isinstance(o, dict) for o in outcomes) == 1

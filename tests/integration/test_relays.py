@@ -92,11 +92,20 @@ def drain(*relays: OutboxRelay, env) -> None:
         r.close()
 
 
-def test_two_relays_publish_every_row_once_and_each_aggregate_in_order(env):
-    drain(relay(env), relay(env), env=env)
+def in_order() -> dict[str, list[int]]:
+    """Each aggregate's notes as the rows were written."""
+    return {f"agg-{k}": list(range(PER_KEY)) for k in range(KEYS)}
+
+
+def assert_every_row_once_in_order(env) -> None:
     events = topic(env)
     assert len(events) == KEYS * PER_KEY == len({e.id for e in events}), "each row once"
-    assert first_seen_in_order(events) == {f"agg-{k}": list(range(PER_KEY)) for k in range(KEYS)}
+    assert first_seen_in_order(events) == in_order()
+
+
+def test_two_relays_publish_every_row_once_and_each_aggregate_in_order(env):
+    drain(relay(env), relay(env), env=env)
+    assert_every_row_once_in_order(env)
 
 
 class Held(OutboxRelay):
@@ -114,12 +123,20 @@ class Held(OutboxRelay):
         assert self.go.wait(60)
         super()._publish(rows)
 
+    def hold(self) -> None:
+        """Claim a batch in a thread of its own and keep it."""
+        self.holder = threading.Thread(target=self.relay_once)
+        self.holder.start()
+        assert self.claimed.wait(60)
+
+    def release(self) -> None:
+        self.go.set()
+        self.holder.join(timeout=60)
+
 
 def test_a_relay_never_overtakes_the_rows_another_relay_holds(env):
     slow = relay(env, batch_size=40, cls=Held)
-    holder = threading.Thread(target=slow.relay_once)
-    holder.start()
-    assert slow.claimed.wait(60)
+    slow.hold()
     held_keys = {r.subject for r in slow.batch}
     other = relay(env, batch_size=40)
     sent = other.relay_once()
@@ -130,12 +147,9 @@ def test_a_relay_never_overtakes_the_rows_another_relay_holds(env):
     assert not {subject for _, subject in marked} & held_keys, \
         "no row of a key the slow relay holds, nor any later one of it"
     assert not {seq for seq, _ in marked} & {r.seq for r in slow.batch}
-    slow.go.set()
-    holder.join(timeout=60)
+    slow.release()
     drain(slow, other, env=env)
-    events = topic(env)
-    assert len(events) == len({e.id for e in events}) == KEYS * PER_KEY
-    assert first_seen_in_order(events) == {f"agg-{k}": list(range(PER_KEY)) for k in range(KEYS)}
+    assert_every_row_once_in_order(env)
 
 
 def test_a_relay_behind_more_held_rows_than_it_reads_waits_instead_of_overtaking(env):
@@ -143,18 +157,13 @@ def test_a_relay_behind_more_held_rows_than_it_reads_waits_instead_of_overtaking
     batches); when another relay holds more than that, it cannot know their
     keys, so its batch waits for the next round."""
     slow = relay(env, batch_size=40, cls=Held)
-    holder = threading.Thread(target=slow.relay_once)
-    holder.start()
-    assert slow.claimed.wait(60)
+    slow.hold()
     other = relay(env, batch_size=5)          # reads 20 rows before its own, fewer than the 40 held
     assert other.relay_once() == 0
     assert unsent(env) == KEYS * PER_KEY
-    slow.go.set()
-    holder.join(timeout=60)
+    slow.release()
     drain(slow, other, env=env)
-    events = topic(env)
-    assert len(events) == len({e.id for e in events}) == KEYS * PER_KEY
-    assert first_seen_in_order(events) == {f"agg-{k}": list(range(PER_KEY)) for k in range(KEYS)}
+    assert_every_row_once_in_order(env)
 
 
 class DiesAfterSending(OutboxRelay):
@@ -175,4 +184,4 @@ def test_a_relay_that_dies_after_sending_loses_its_claim_and_order_still_holds(e
     events = topic(env)
     assert len({e.id for e in events}) == KEYS * PER_KEY, "nothing lost"
     assert len(events) == KEYS * PER_KEY + 50, "the dead relay's batch went out twice"
-    assert first_seen_in_order(events) == {f"agg-{k}": list(range(PER_KEY)) for k in range(KEYS)}
+    assert first_seen_in_order(events) == in_order()

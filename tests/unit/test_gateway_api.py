@@ -6,16 +6,9 @@ from __future__ import annotations
 import pytest
 from fastapi.testclient import TestClient
 
+from tests.builders import CHILD, MOTHER
 from tests.fakes.gateway import Stack
 
-CHILD = {"pin": "21506202400011", "surname": "Асанов", "name": "Айбек"}
-PARENT = {
-    "role": "mother", "surname": "Асанова", "name": "Айгүл", "pin": "11203199000123",
-    "document_type": "id_card", "document_number": "ID1234567", "document_issued_on": "2020-05-01",
-    "address": {"region": "41711000000000", "district": "41711210000000", "settlement": "41711000000001",
-                "street": "улица Киевская", "house": "12"},
-    "phone": "+996 555 123 456", "email": "aigul@example.kg",
-}
 CONFIRM = {"category": "general", "language": "ru", "preferences": ["bsk-12", "bsk-7"], "agreement": True}
 PASSWORD = "a long enough password"
 
@@ -31,7 +24,7 @@ def draft(api, lang="en") -> str:
     return r.json()["draft"]
 
 
-def register(api, stack, child=CHILD, parent=PARENT, confirm=CONFIRM) -> tuple[str, str]:
+def register(api, stack, child=CHILD, parent=MOTHER, confirm=CONFIRM) -> tuple[str, str]:
     """The whole application and activation; returns (bearer token, application id)."""
     t = draft(api)
     assert api.put(f"/api/v1/drafts/{t}/child", json=child).status_code == 200
@@ -83,7 +76,7 @@ def test_bad_child_data_is_a_422_naming_the_field(api, body, field):
 
 
 def address(**kw):
-    return {**PARENT["address"], **kw}
+    return {**MOTHER["address"], **kw}
 
 
 @pytest.mark.parametrize("change,field", [
@@ -112,7 +105,7 @@ def address(**kw):
 def test_bad_parent_data_is_a_422_naming_the_field(api, change, field):
     t = draft(api)
     assert api.put(f"/api/v1/drafts/{t}/child", json={**CHILD, "pin": "11506202400077"}).status_code == 200
-    r = api.put(f"/api/v1/drafts/{t}/parent", json={**PARENT, **change})
+    r = api.put(f"/api/v1/drafts/{t}/parent", json={**MOTHER, **change})
     assert r.status_code == 422, r.text
     assert field in fields(r)
 
@@ -120,7 +113,7 @@ def test_bad_parent_data_is_a_422_naming_the_field(api, change, field):
 def test_unknown_street_advises_checking_its_official_name(api):
     t = draft(api)
     api.put(f"/api/v1/drafts/{t}/child", json={**CHILD, "pin": "11506202400078"})
-    r = api.put(f"/api/v1/drafts/{t}/parent", json={**PARENT, "address": address(street="проспект Мира")},
+    r = api.put(f"/api/v1/drafts/{t}/parent", json={**MOTHER, "address": address(street="проспект Мира")},
                 headers={"accept-language": "ru"})
     message = r.json()["errors"][0]["message"]
     assert message.startswith("Улица:") and "центре обслуживания населения" in message
@@ -137,10 +130,10 @@ def test_errors_are_in_the_parents_language(api):
 
 def test_steps_cannot_be_skipped(api):
     t = draft(api)
-    r = api.put(f"/api/v1/drafts/{t}/parent", json=PARENT)
+    r = api.put(f"/api/v1/drafts/{t}/parent", json=MOTHER)
     assert r.status_code == 422 and fields(r) == ["child"]
     api.put(f"/api/v1/drafts/{t}/child", json={**CHILD, "pin": "11506202400079"})
-    api.put(f"/api/v1/drafts/{t}/parent", json=PARENT)
+    api.put(f"/api/v1/drafts/{t}/parent", json=MOTHER)
     r = api.post(f"/api/v1/drafts/{t}/submit", json=CONFIRM)
     assert r.status_code == 422 and fields(r) == ["code"]
 
@@ -148,7 +141,7 @@ def test_steps_cannot_be_skipped(api):
 def test_code_rules_through_the_api(api, stack):
     t = draft(api)
     api.put(f"/api/v1/drafts/{t}/child", json={**CHILD, "pin": "11506202400080"})
-    api.put(f"/api/v1/drafts/{t}/parent", json={**PARENT, "email": "codes@example.kg"})
+    api.put(f"/api/v1/drafts/{t}/parent", json={**MOTHER, "email": "codes@example.kg"})
     r = api.post(f"/api/v1/drafts/{t}/email-code/verify", json={"code": "123456"})
     assert r.status_code == 422 and fields(r) == ["code"]
     assert api.post(f"/api/v1/drafts/{t}/email-code").status_code == 202
@@ -180,7 +173,7 @@ def test_bad_confirmation_is_a_422_naming_the_field(api, stack, change, field):
     t = draft(api)
     email = f"confirm-{abs(hash(repr(change)))}@example.kg"     # one code a minute per address
     api.put(f"/api/v1/drafts/{t}/child", json={**CHILD, "pin": "11506202400081"})
-    api.put(f"/api/v1/drafts/{t}/parent", json={**PARENT, "email": email})
+    api.put(f"/api/v1/drafts/{t}/parent", json={**MOTHER, "email": email})
     stack_code(api, stack, t, email)
     r = api.post(f"/api/v1/drafts/{t}/submit", json={**CONFIRM, **change})
     assert r.status_code == 422 and field in fields(r)
@@ -194,7 +187,7 @@ def stack_code(api, stack, t, email):
 
 def test_a_child_pin_is_registered_once_whoever_applies(api, stack):
     register(api, stack, child={**CHILD, "pin": "21506202400099"},
-             parent={**PARENT, "email": "first@example.kg"})
+             parent={**MOTHER, "email": "first@example.kg"})
     t = draft(api)
     r = api.put(f"/api/v1/drafts/{t}/child", json={**CHILD, "pin": "21506202400099"})
     assert r.status_code == 409 and fields(r) == ["child.pin"]
@@ -208,7 +201,7 @@ def test_unknown_draft_is_a_404(api):
 def test_activation_link_works_once_and_password_rules_name_the_field(api, stack):
     t = draft(api)
     api.put(f"/api/v1/drafts/{t}/child", json={**CHILD, "pin": "11506202400082"})
-    api.put(f"/api/v1/drafts/{t}/parent", json={**PARENT, "email": "once@example.kg"})
+    api.put(f"/api/v1/drafts/{t}/parent", json={**MOTHER, "email": "once@example.kg"})
     stack_code(api, stack, t, "once@example.kg")
     assert api.post(f"/api/v1/drafts/{t}/submit", json=CONFIRM).status_code == 201
     token = stack.last_activation_token("once@example.kg")
@@ -225,7 +218,7 @@ def test_no_password_travels_in_clear(stack):
 
 
 def test_wrong_passwords_slow_the_guesser_and_the_owner_still_signs_in(api, stack):
-    register(api, stack, child={**CHILD, "pin": "21506202400098"}, parent={**PARENT, "email": "lock@example.kg"})
+    register(api, stack, child={**CHILD, "pin": "21506202400098"}, parent={**MOTHER, "email": "lock@example.kg"})
     with TestClient(stack.gateway, base_url="https://testserver", client=("203.0.113.9", 40000)) as guesser:
         codes = [guesser.post("/api/v1/sessions", json={"login": "lock@example.kg", "password": "wrong password"})
                  for _ in range(5)]
@@ -252,7 +245,7 @@ def test_cabinet_needs_a_valid_bearer_token(api):
 
 def test_logout_revokes_the_token(api, stack):
     token, _ = register(api, stack, child={**CHILD, "pin": "21506202400097"},
-                        parent={**PARENT, "email": "logout@example.kg"})
+                        parent={**MOTHER, "email": "logout@example.kg"})
     h = {"authorization": f"Bearer {token}"}
     assert api.get("/api/v1/me", headers=h).status_code == 200
     assert api.delete("/api/v1/sessions/current", headers=h).status_code == 204
@@ -263,9 +256,9 @@ def test_logout_revokes_the_token(api, stack):
 
 def test_a_parent_never_sees_or_touches_another_familys_data(api, stack):
     a_token, a_app = register(api, stack, child={**CHILD, "pin": "21506202400091"},
-                              parent={**PARENT, "email": "family-a@example.kg"})
+                              parent={**MOTHER, "email": "family-a@example.kg"})
     b_token, b_app = register(api, stack, child={**CHILD, "pin": "11506202400092", "name": "Бермет"},
-                              parent={**PARENT, "pin": "21203199000124", "email": "family-b@example.kg"})
+                              parent={**MOTHER, "pin": "21203199000124", "email": "family-b@example.kg"})
     a_ref = stack.queue.publish_place(a_app, needs_confirmation=True)
     stack.queue.workflows.allow_extension_today(a_ref["referral_id"], bishkek_today())
     stack.inbox.add(stack.events("application.received.v1")[-2]["parent_id"], "A's secret message")
@@ -295,9 +288,9 @@ def test_a_parent_never_sees_or_touches_another_familys_data(api, stack):
 
 def test_a_parent_marks_own_notifications_read_and_never_anothers(api, stack):
     a_token, _ = register(api, stack, child={**CHILD, "pin": "21506202400081"},
-                          parent={**PARENT, "email": "inbox-a@example.kg"})
+                          parent={**MOTHER, "email": "inbox-a@example.kg"})
     b_token, _ = register(api, stack, child={**CHILD, "pin": "11506202400072", "name": "Бермет"},
-                          parent={**PARENT, "pin": "21203199000125", "email": "inbox-b@example.kg"})
+                          parent={**MOTHER, "pin": "21203199000125", "email": "inbox-b@example.kg"})
     a, b = ({"authorization": f"Bearer {t}"} for t in (a_token, b_token))
     a_parent = api.get("/api/v1/me", headers=a).json()["account"]["id"]
     stack.inbox.add(a_parent, "Your application was received")
@@ -318,9 +311,9 @@ def test_voucher_decision_is_shown_to_its_own_family_only(api, stack):
 
     assert api.get("/api/v1/categories").json() == ["general", "privileged", "extraordinary", "voucher"]
     a_token, a_app = register(api, stack, child={**CHILD, "pin": "21506202400071"},
-                              parent={**PARENT, "email": "voucher-a@example.kg"}, confirm={**CONFIRM, "category": "voucher"})
+                              parent={**MOTHER, "email": "voucher-a@example.kg"}, confirm={**CONFIRM, "category": "voucher"})
     b_token, b_app = register(api, stack, child={**CHILD, "pin": "11506202400073", "name": "Бермет"},
-                              parent={**PARENT, "pin": "21203199000126", "email": "voucher-b@example.kg"})
+                              parent={**MOTHER, "pin": "21203199000126", "email": "voucher-b@example.kg"})
     a, b = ({"authorization": f"Bearer {t}"} for t in (a_token, b_token))
     assert api.get("/api/v1/me", headers=a).json()["applications"][0]["voucher"] == {"status": "pending"}
     assert api.get("/api/v1/me", headers=b).json()["applications"][0]["voucher"] is None
@@ -339,7 +332,7 @@ def test_voucher_decision_is_shown_to_its_own_family_only(api, stack):
 
 def test_only_the_actions_the_rules_allow_are_accepted(api, stack):
     token, app = register(api, stack, child={**CHILD, "pin": "21506202400093"},
-                          parent={**PARENT, "email": "actions@example.kg"})
+                          parent={**MOTHER, "email": "actions@example.kg"})
     ref = stack.queue.publish_place(app)
     h = {"authorization": f"Bearer {token}"}
     r = api.post(f"/api/v1/me/referrals/{ref['referral_id']}/extend", headers=h)
@@ -353,7 +346,7 @@ def test_only_the_actions_the_rules_allow_are_accepted(api, stack):
 
 def test_remove_from_queue_frees_the_pin_for_a_new_application(api, stack):
     token, app = register(api, stack, child={**CHILD, "pin": "21506202400094"},
-                          parent={**PARENT, "email": "remove@example.kg"})
+                          parent={**MOTHER, "email": "remove@example.kg"})
     h = {"authorization": f"Bearer {token}"}
     assert api.post(f"/api/v1/me/applications/{app}/remove", headers=h).status_code == 200
     assert stack.queue.removed_by[app].startswith("parent:")
@@ -364,7 +357,7 @@ def test_remove_from_queue_frees_the_pin_for_a_new_application(api, stack):
 
 def test_kindergartens_nearby_are_sorted_by_distance(api, stack):
     token, _ = register(api, stack, child={**CHILD, "pin": "21506202400095"},
-                        parent={**PARENT, "email": "near@example.kg"})
+                        parent={**MOTHER, "email": "near@example.kg"})
     found = api.get("/api/v1/me/kindergartens-nearby", headers={"authorization": f"Bearer {token}"}).json()
     distances = [k["distance_m"] for k in found]
     assert distances == sorted(distances) and found[0]["id"] == "bsk-12"
@@ -392,7 +385,7 @@ def test_queue_down_is_a_503_not_a_500(tmp_path):
     stack.gateway.state.gateway.queue.http.http = httpx.AsyncClient(base_url="http://127.0.0.1:9")
     with TestClient(stack.gateway, base_url="https://testserver") as c:
         token, _ = register(c, stack, child={**CHILD, "pin": "21506202400096"},
-                            parent={**PARENT, "email": "down@example.kg"})
+                            parent={**MOTHER, "email": "down@example.kg"})
         h = {"authorization": f"Bearer {token}"}
         me = c.get("/api/v1/me", headers=h)
         assert me.status_code == 200 and me.json()["applications"][0]["queue_error"] == "unavailable"

@@ -56,15 +56,28 @@ def events(engine, event_type: str | None = None) -> list[dict]:
     return [{**e, "data": sealer.opened(e["type"], e["data"])} for e in raw_events(engine, event_type)]
 
 
-def filled(svc, engine, child=CHILD, parent=PARENT) -> str:
-    svc.clock.now += timedelta(minutes=1)   # one code a minute to an address
+def coded(svc, engine, child=CHILD, parent=PARENT) -> tuple[str, str]:
+    """A draft with the child and the parent saved and an e-mail code sent:
+    its token and the code the letter carries."""
     token = svc.start_draft("ky")
     svc.save_child(token, child)
     svc.save_parent(token, parent)
     svc.request_code(token)
-    code = events(engine, "registration.email_code_issued.v1")[-1]["data"]["code"]
+    return token, events(engine, "registration.email_code_issued.v1")[-1]["data"]["code"]
+
+
+def filled(svc, engine, child=CHILD, parent=PARENT) -> str:
+    svc.clock.now += timedelta(minutes=1)   # one code a minute to an address
+    token, code = coded(svc, engine, child, parent)
     svc.verify_code(token, code)
     return token
+
+
+def first_refusal(act, *args):
+    """The first error of the refusal an act must meet."""
+    with pytest.raises(RegistrationRefused) as exc:
+        act(*args)
+    return exc.value.errors[0]
 
 
 def test_secrets_are_stored_only_as_hashes(env):
@@ -98,9 +111,7 @@ def test_changing_the_email_after_the_code_needs_a_new_code(env):
     token = filled(svc, engine)
     svc.save_parent(token, {**PARENT, "email": "other@example.kg"})
     assert svc.get_draft(token)["next_step"] == "contacts"
-    with pytest.raises(RegistrationRefused) as exc:
-        svc.submit(token, CONFIRM)
-    assert exc.value.errors[0].field == "code"
+    assert first_refusal(svc.submit, token, CONFIRM).field == "code"
 
 
 def test_submission_writes_the_application_and_its_events_together(env):
@@ -158,9 +169,7 @@ def test_activation_link_expires_after_three_days(env):
     svc.submit(filled(svc, engine), CONFIRM)
     link = events(engine, "account.activation_issued.v1")[0]["data"]["activation_url"].split("=")[1]
     clock.now += timedelta(days=3, seconds=1)
-    with pytest.raises(RegistrationRefused) as exc:
-        svc.activate(link, PASSWORD)
-    assert exc.value.errors[0].code == "activation_invalid"
+    assert first_refusal(svc.activate, link, PASSWORD).code == "activation_invalid"
 
 
 def signed_up(svc, engine) -> str:
@@ -253,11 +262,7 @@ def test_a_session_ends_after_twelve_hours(env):
 
 def test_a_wrong_code_attempt_is_counted_even_though_refused(env):
     svc, engine, _ = env
-    token = svc.start_draft()
-    svc.save_child(token, CHILD)
-    svc.save_parent(token, PARENT)
-    svc.request_code(token)
-    right = events(engine, "registration.email_code_issued.v1")[-1]["data"]["code"]
+    token, right = coded(svc, engine)
     wrong = "000000" if right != "000000" else "111111"
     with pytest.raises(RegistrationRefused):
         svc.verify_code(token, wrong)
@@ -268,15 +273,9 @@ def test_a_wrong_code_attempt_is_counted_even_though_refused(env):
 
 def test_code_expires_in_ten_minutes_in_the_service_too(env):
     svc, engine, clock = env
-    token = svc.start_draft()
-    svc.save_child(token, CHILD)
-    svc.save_parent(token, PARENT)
-    svc.request_code(token)
-    code = events(engine, "registration.email_code_issued.v1")[-1]["data"]["code"]
+    token, code = coded(svc, engine)
     clock.now += timedelta(minutes=10)
-    with pytest.raises(RegistrationRefused) as exc:
-        svc.verify_code(token, code)
-    assert exc.value.errors[0].code == "code_expired"
+    assert first_refusal(svc.verify_code, token, code).code == "code_expired"
 
 
 def test_queue_refusal_or_removal_frees_the_child_pin(env):

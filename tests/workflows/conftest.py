@@ -7,7 +7,7 @@ import asyncio
 import contextlib
 import uuid
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta
+from datetime import date, datetime, timedelta
 
 import pytest
 from temporalio import activity
@@ -104,6 +104,10 @@ class Referral:
             await self.advance_to(at)
             req = req.model_copy(update={"acted_at": at})
         return await client.act(self.env.client, self.referral_id, update, req)
+
+    async def confirm(self, certificate_issued: date, at: datetime | None = None) -> c.ActResult:
+        """A caseworker confirms the privilege on a certificate of that day."""
+        return await self.act(c.CONFIRM_PRIVILEGE, c.ConfirmPrivilege(certificate_issued=certificate_issued), at)
 
     async def refused(self, update: str, req: c.Act, at: datetime | None = None) -> str:
         """The reason an act is refused (fails the test if it is accepted)."""

@@ -84,8 +84,7 @@ async def test_privileged_referral_opens_a_confirmation_window_of_five_working_d
 
 async def test_confirmed_privilege_gives_five_working_days_to_enrol_counted_from_confirmation(referral):
     r = await referral(issued=(2027, 3, 1, 10, 0), **PRIVILEGED)
-    res = await r.act(c.CONFIRM_PRIVILEGE, c.ConfirmPrivilege(certificate_issued=date(2027, 2, 26)),
-                      at=r.local(2027, 3, 5, 11, 0))
+    res = await r.confirm(date(2027, 2, 26), at=r.local(2027, 3, 5, 11, 0))
     # From Friday 5 March: Mon 8 and Tue 9 are holidays; Wed 10 .. Tue 16.
     assert res.event == "referral.privilege_confirmed" and res.deadline == r.local(2027, 3, 17)
     st = await r.status()
@@ -105,8 +104,7 @@ async def test_enrolment_before_confirmation_is_refused(referral):
 
 async def test_confirmed_privilege_not_enrolled_in_time_expires_to_the_stop_list(referral):
     r = await referral(issued=(2027, 3, 1, 10, 0), **PRIVILEGED)
-    await r.act(c.CONFIRM_PRIVILEGE, c.ConfirmPrivilege(certificate_issued=date(2027, 3, 1)),
-                at=r.local(2027, 3, 2, 10))
+    await r.confirm(date(2027, 3, 1), at=r.local(2027, 3, 2, 10))
     assert (await r.outcome()).state is S.RESUMED
     # From Tuesday 2 March: Wed 3, Thu 4, Fri 5, (8, 9 holidays) Wed 10, Thu 11.
     assert r.fakes.named(c.RETURN_PLACE)[0].at == r.local(2027, 3, 12)
@@ -123,23 +121,20 @@ async def test_missed_confirmation_window_expires_to_the_stop_list(referral):
 
 async def test_certificate_issued_on_day_d_is_in_date_up_to_and_including_d_plus_10(referral):
     r = await referral(issued=(2027, 3, 1, 10, 0), **PRIVILEGED)
-    res = await r.act(c.CONFIRM_PRIVILEGE, c.ConfirmPrivilege(certificate_issued=date(2027, 2, 23)),
-                      at=r.local(2027, 3, 5, 16, 0))
+    res = await r.confirm(date(2027, 2, 23), at=r.local(2027, 3, 5, 16, 0))
     assert res.event == "referral.privilege_confirmed"
 
 
 async def test_out_of_date_certificate_is_requested_again_and_the_clock_keeps_running(referral):
     r = await referral(issued=(2027, 3, 1, 10, 0), **PRIVILEGED)
-    res = await r.act(c.CONFIRM_PRIVILEGE, c.ConfirmPrivilege(certificate_issued=date(2027, 2, 22)),
-                      at=r.local(2027, 3, 5, 16, 0))
+    res = await r.confirm(date(2027, 2, 22), at=r.local(2027, 3, 5, 16, 0))
     assert res.event == "referral.certificate_requested"
     assert "valid up to and including 2027-03-04" in res.reason
     assert res.state is S.AWAITING_CONFIRMATION and res.deadline == r.local(2027, 3, 11)
     st = await r.status()
     assert st.certificate_requests == 1 and st.deadline == r.local(2027, 3, 11)
     # A fresh certificate on the next working day confirms the privilege.
-    res = await r.act(c.CONFIRM_PRIVILEGE, c.ConfirmPrivilege(certificate_issued=date(2027, 3, 9)),
-                      at=r.local(2027, 3, 10, 10, 0))
+    res = await r.confirm(date(2027, 3, 9), at=r.local(2027, 3, 10, 10, 0))
     assert res.event == "referral.privilege_confirmed" and res.deadline == r.local(2027, 3, 18)
     events = [p.event for p in r.fakes.named(c.RECORD_REFERRAL)]
     assert events == ["referral.issued", "referral.certificate_requested", "referral.privilege_confirmed"]
@@ -147,8 +142,7 @@ async def test_out_of_date_certificate_is_requested_again_and_the_clock_keeps_ru
 
 async def test_out_of_date_certificate_then_nothing_expires_at_the_original_deadline(referral):
     r = await referral(issued=(2027, 3, 1, 10, 0), **PRIVILEGED)
-    await r.act(c.CONFIRM_PRIVILEGE, c.ConfirmPrivilege(certificate_issued=date(2027, 1, 10)),
-                at=r.local(2027, 3, 3, 12))
+    await r.confirm(date(2027, 1, 10), at=r.local(2027, 3, 3, 12))
     assert (await r.outcome()).state is S.RESUMED
     assert r.fakes.named(c.RETURN_PLACE)[0].at == r.local(2027, 3, 11)
 
@@ -192,16 +186,14 @@ async def test_privilege_cannot_be_confirmed_twice_nor_for_a_general_referral(re
     assert "category 'general' has no confirmation window" in reason
     assert "no privilege to reject" in await g.refused(c.REJECT_PRIVILEGE, c.RejectPrivilege())
     p = await referral(issued=(2027, 3, 1, 10, 0), **PRIVILEGED)
-    await p.act(c.CONFIRM_PRIVILEGE, c.ConfirmPrivilege(certificate_issued=date(2027, 3, 1)),
-                at=p.local(2027, 3, 2, 10))
+    await p.confirm(date(2027, 3, 1), at=p.local(2027, 3, 2, 10))
     reason = await p.refused(c.CONFIRM_PRIVILEGE, c.ConfirmPrivilege(certificate_issued=date(2027, 3, 1)))
     assert "already confirmed" in reason
 
 
 async def test_privilege_found_false_after_confirmation_is_revoked_and_the_child_goes_to_general_queue(referral):
     r = await referral(issued=(2027, 3, 1, 10, 0), **PRIVILEGED)
-    await r.act(c.CONFIRM_PRIVILEGE, c.ConfirmPrivilege(certificate_issued=date(2027, 3, 1)),
-                at=r.local(2027, 3, 2, 10))
+    await r.confirm(date(2027, 3, 1), at=r.local(2027, 3, 2, 10))
     res = await r.act(c.REJECT_PRIVILEGE, c.RejectPrivilege(reason="certificate forged", actor="system"),
                       at=r.local(2027, 3, 4, 12))
     assert res.state is S.PRIVILEGE_REJECTED
@@ -256,8 +248,7 @@ async def test_extension_refused_without_a_confirmation_window(referral):
     reason = await g.refused(c.EXTEND, c.ExtendReferral(), at=g.local(2027, 3, 10, 9))
     assert "category 'general' has no confirmation window" in reason
     p = await referral(issued=(2027, 3, 1, 10, 0), **PRIVILEGED)
-    await p.act(c.CONFIRM_PRIVILEGE, c.ConfirmPrivilege(certificate_issued=date(2027, 3, 1)),
-                at=p.local(2027, 3, 2, 10))
+    await p.confirm(date(2027, 3, 1), at=p.local(2027, 3, 2, 10))
     reason = await p.refused(c.EXTEND, c.ExtendReferral(), at=p.local(2027, 3, 10, 9))
     assert "already confirmed" in reason
 
@@ -339,10 +330,8 @@ async def test_acted_at_far_from_the_workflow_clock_is_refused(referral):
 
 async def test_every_activity_carries_an_idempotency_key_per_workflow_step(referral):
     r = await referral(issued=(2027, 3, 1, 10, 0), **PRIVILEGED)
-    await r.act(c.CONFIRM_PRIVILEGE, c.ConfirmPrivilege(certificate_issued=date(2027, 1, 1)),
-                at=r.local(2027, 3, 2, 10))
-    await r.act(c.CONFIRM_PRIVILEGE, c.ConfirmPrivilege(certificate_issued=date(2027, 1, 2)),
-                at=r.local(2027, 3, 3, 10))
+    await r.confirm(date(2027, 1, 1), at=r.local(2027, 3, 2, 10))
+    await r.confirm(date(2027, 1, 2), at=r.local(2027, 3, 3, 10))
     await r.outcome()
     keys = [p.idempotency_key for _, p in r.fakes.calls]
     assert len(keys) == len(set(keys))
@@ -374,8 +363,7 @@ async def test_two_acts_at_once_are_applied_one_after_the_other(referral):
 
 async def test_the_workflow_sends_only_the_notification_kinds_of_the_contract(referral):
     r = await referral(issued=(2027, 3, 1, 10, 0), **PRIVILEGED)
-    await r.act(c.CONFIRM_PRIVILEGE, c.ConfirmPrivilege(certificate_issued=date(2027, 1, 1)),
-                at=r.local(2027, 3, 2, 10))
+    await r.confirm(date(2027, 1, 1), at=r.local(2027, 3, 2, 10))
     await r.act(c.EXTEND, c.ExtendReferral(), at=r.local(2027, 3, 10, 10))
     await r.outcome()
     assert set(r.fakes.notified()) <= set(c.NOTIFICATION_KINDS)
