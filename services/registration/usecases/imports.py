@@ -4,6 +4,7 @@ created once (idempotent), nothing sent to the parents, each record in the
 audit trail."""
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import date, datetime
 
@@ -60,16 +61,21 @@ class Imports(Context):
         to hundreds of thousands of parents at once. Per account, in order:
         True if created, False if it was imported before, or the refusal
         (the others go on). `dry_run`: check only, write nothing."""
+        return self._batch(lambda s: self._import_accounts(s, accounts, by), dry_run=dry_run)
+
+    def _batch(self, work: Callable[[Session], list], *, dry_run: bool) -> list:
+        """`work` in one transaction (a dry run: in a session closed without
+        a commit). A unique index that refuses the batch (an account with
+        one of its e-mails, or an application of one of its children, made
+        meanwhile) leaves nothing written; checked again, the record is seen."""
         for attempt in range(3):
             try:
                 if dry_run:
-                    with self.sessions() as s:   # closed without a commit
-                        return self._import_accounts(s, accounts, by)
+                    with self.sessions() as s:
+                        return work(s)
                 with unit_of_work(self.sessions) as s:
-                    return self._import_accounts(s, accounts, by)
+                    return work(s)
             except IntegrityError:
-                # An account with one of these e-mails was created meanwhile:
-                # nothing of this batch was written; checked again, it is seen.
                 if attempt == 2:
                     raise
         raise AssertionError("unreachable")
@@ -78,37 +84,24 @@ class Imports(Context):
                          by: Caller) -> list[bool | d.RegistrationRefused]:
         now = self.clock()
         today = now.astimezone(timezone(self.country)).date()
-        out: list[bool | d.RegistrationRefused] = []
-        checked: list[d.ImportedAccount | None] = []
-        for a in accounts:
-            try:
-                checked.append(d.validate_imported_account(
-                    {"surname": a.surname, "name": a.name, "patronymic": a.patronymic, "pin": a.pin,
-                     "phone": a.phone, "email": a.email}, self.country, today))
-            except d.RegistrationRefused as e:
-                checked.append(None)
-                out.append(e)
-                continue
-            out.append(True)
-        ids = [a.id for a in accounts]
+        checked, out = _checked(accounts, lambda a: d.validate_imported_account(
+            {"surname": a.surname, "name": a.name, "patronymic": a.patronymic, "pin": a.pin,
+             "phone": a.phone, "email": a.email}, self.country, today))
         emails = [c.email for c in checked if c is not None]
         by_id, by_email = {}, {}
-        for i in range(0, len(ids), 5000):
-            by_id.update(s.execute(sa.select(Account.id, Account.email).where(Account.id.in_(ids[i:i + 5000]))).all())
+        for part in _chunks([a.id for a in accounts]):
+            by_id.update(s.execute(sa.select(Account.id, Account.email).where(Account.id.in_(part))).all())
         ring = ring_of(s)
         email_of = {h: e for e in set(emails) for h in ring.lookups("email", e)}
-        hashes = list(email_of)
-        for i in range(0, len(hashes), 5000):
+        for part in _chunks(list(email_of)):
             by_email.update((email_of[h], i_) for h, i_ in s.execute(
-                sa.select(Account.email_hash, Account.id).where(Account.email_hash.in_(hashes[i:i + 5000]))))
+                sa.select(Account.email_hash, Account.id).where(Account.email_hash.in_(part))))
         rows = []
         for i, (a, c) in enumerate(zip(accounts, checked)):
             if c is None:
                 continue
-            if len(a.id) > 36:
-                out[i] = refuse("parent.id", "id_too_long")
-            elif a.id in by_id:
-                out[i] = False if by_id[a.id] == c.email else refuse("parent.id", "account_id_taken")
+            if (seen := _seen_id("parent.id", a.id, by_id, c.email, "account_id_taken")) is not None:
+                out[i] = seen
             elif c.email in by_email:  # another account has this e-mail (in Kezek, or earlier in the batch)
                 out[i] = refuse("parent.email", "email_taken")
             else:
@@ -136,52 +129,28 @@ class Imports(Context):
         order: True if recorded, False if recorded before, or the refusal
         (the others go on). `dry_run`: check only, write nothing;
         `accounts_to_come`: accounts the same dry run would have created."""
-        for attempt in range(3):
-            try:
-                if dry_run:
-                    with self.sessions() as s:   # closed without a commit
-                        return self._import_applications(s, applications, accounts_to_come, by, write=False)
-                with unit_of_work(self.sessions) as s:
-                    return self._import_applications(s, applications, frozenset(), by, write=True)
-            except IntegrityError:
-                # A parent submitted one of these children meanwhile: nothing of
-                # this batch was written; checked again, that child is refused.
-                if attempt == 2:
-                    raise
-        raise AssertionError("unreachable")
+        to_come = accounts_to_come if dry_run else frozenset()
+        return self._batch(lambda s: self._import_applications(s, applications, to_come, by, write=not dry_run),
+                           dry_run=dry_run)
 
     def _import_applications(self, s: Session, applications: list[ImportApplication],
                              accounts_to_come: frozenset[str], by: Caller,
                              write: bool) -> list[bool | d.RegistrationRefused]:
         today = self.today()
-        out: list[bool | d.RegistrationRefused] = []
-        checked: list[d.ChildStep | None] = []
-        for a in applications:
-            try:
-                checked.append(d.validate_imported_child(
-                    {"pin": a.child_pin, "surname": a.surname, "name": a.name, "patronymic": a.patronymic,
-                     "birth_date": a.birth_date}, self.country, today))
-                out.append(True)
-            except d.RegistrationRefused as e:
-                checked.append(None)
-                out.append(e)
-
-        def chunks(values: list[str]):
-            values = list(dict.fromkeys(values))
-            return (values[i:i + 5000] for i in range(0, len(values), 5000))
-
-        ids = [a.id for a in applications]
+        checked, out = _checked(applications, lambda a: d.validate_imported_child(
+            {"pin": a.child_pin, "surname": a.surname, "name": a.name, "patronymic": a.patronymic,
+             "birth_date": a.birth_date}, self.country, today))
         pins = [c.pin for c in checked if c is not None]
         known, accounts, live = {}, {}, {}
-        for part in chunks(ids):
+        for part in _chunks([a.id for a in applications]):
             known.update((r.id, (r.account_id, r.child_pin)) for r in s.execute(
                 sa.select(Application.id, Application.account_id, Application.child_pin)
                 .where(Application.id.in_(part))))
-        for part in chunks([a.account_id for a in applications]):
+        for part in _chunks([a.account_id for a in applications]):
             accounts.update((r.id, r) for r in s.scalars(sa.select(Account).where(Account.id.in_(part))))
         ring = ring_of(s)
         pin_of = {h: p for p in set(pins) for h in ring.lookups("pin", p)}
-        for part in chunks(list(pin_of)):
+        for part in _chunks(list(pin_of)):
             live.update((pin_of[h], i_) for h, i_ in s.execute(
                 sa.select(Application.child_pin_hash, Application.id).where(
                     Application.child_pin_hash.in_(part), Application.status.not_in(CLOSED))))
@@ -189,11 +158,9 @@ class Imports(Context):
         for i, (a, c) in enumerate(zip(applications, checked)):
             if c is None:
                 continue
-            if len(a.id) > 36:
-                out[i] = refuse("application.id", "id_too_long")
-            elif a.id in known:
-                out[i] = False if known[a.id] == (a.account_id, c.pin) else refuse("application.id",
-                                                                                   "application_id_taken")
+            if (seen := _seen_id("application.id", a.id, known, (a.account_id, c.pin),
+                                 "application_id_taken")) is not None:
+                out[i] = seen
             elif a.account_id not in accounts and a.account_id not in accounts_to_come:
                 out[i] = refuse("parent.id", "account_unknown")
             elif c.pin in live:   # in Kezek already, or earlier in the batch
@@ -234,3 +201,33 @@ class Imports(Context):
         return {"event_id": event.id, "type": event.type, "subject": event.subject,
                 "payload": sealed_payload(ring, event.type, event.to_json()), "created_at": now}
 
+
+
+def _checked(records: list, validate: Callable) -> tuple[list, list[bool | d.RegistrationRefused]]:
+    """Per record: its checked form (None when refused), and True or the refusal."""
+    checked, out = [], []
+    for record in records:
+        try:
+            checked.append(validate(record))
+            out.append(True)
+        except d.RegistrationRefused as e:
+            checked.append(None)
+            out.append(e)
+    return checked, out
+
+
+def _chunks(values: list[str], size: int = 5000):
+    """The distinct values, a query's IN list at a time."""
+    values = list(dict.fromkeys(values))
+    return (values[i:i + size] for i in range(0, len(values), size))
+
+
+def _seen_id(field_: str, id_: str, known: dict, same, taken: str) -> bool | d.RegistrationRefused | None:
+    """An imported record's id: None when new; False when this record was
+    imported before (`known[id_] == same`); refused when it is too long or
+    another record's."""
+    if len(id_) > 36:
+        return refuse(field_, "id_too_long")
+    if id_ in known:
+        return False if known[id_] == same else refuse(field_, taken)
+    return None
