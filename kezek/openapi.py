@@ -8,9 +8,15 @@ from __future__ import annotations
 
 from typing import Annotated, Any
 
-from pydantic import ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field
 
-__all__ = ["Moment", "example"]
+__all__ = ["Answer", "Moment", "example"]
+
+
+class Answer(BaseModel):
+    """An answer of a service's API: it may carry properties added later
+    (a reader keeps what it does not know)."""
+    model_config = ConfigDict(extra="allow")
 
 
 def example(_extra: dict[str, Any] | None = None, **fields: Any) -> ConfigDict:

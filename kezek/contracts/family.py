@@ -15,17 +15,13 @@ from __future__ import annotations
 
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, Field
 
 from kezek.contracts.registration import DraftChild
-from kezek.openapi import Moment, example
+from kezek.openapi import Answer, Moment, example
 
 
-class _Out(BaseModel):
-    model_config = ConfigDict(extra="allow")
-
-
-class Act(_Out):
+class Act(Answer):
     """One act on the family's data, from a service's audit trail."""
     at: Moment | None = None
     action: str
@@ -37,7 +33,7 @@ class Act(_Out):
 
 # ------------------------------------------------------------------ registration
 
-class AccountCopy(_Out):
+class AccountCopy(Answer):
     id: str
     email: str | None = None
     pin: str | None = None
@@ -51,7 +47,7 @@ class AccountCopy(_Out):
     activated_at: Moment | None = None
 
 
-class ApplicationAsFiled(_Out):
+class ApplicationAsFiled(Answer):
     id: str
     country: str | None = None
     status: str | None = None
@@ -82,7 +78,7 @@ _ACT = {"at": "2026-11-20T10:15:00+06:00", "action": "application.submitted", "s
         "by": "parent:acc-9c1e", "outcome": "ok"}
 
 
-class RegistrationCopy(_Out):
+class RegistrationCopy(Answer):
     """Everything registration holds about the parent's own account."""
     model_config = example(account=_ACCOUNT, applications=[_FILED], history=[_ACT])
     account: AccountCopy
@@ -92,7 +88,7 @@ class RegistrationCopy(_Out):
 
 # ------------------------------------------------------------------ the queue
 
-class QueueEntryCopy(_Out):
+class QueueEntryCopy(Answer):
     id: str
     pin: str | None = None
     surname: str | None = None
@@ -114,7 +110,7 @@ class QueueEntryCopy(_Out):
     left_at: Moment | None = None
 
 
-class ReferralCopy(_Out):
+class ReferralCopy(Answer):
     id: int | str
     kindergarten_id: str | None = None
     cohort: int | str | None = None
@@ -131,13 +127,13 @@ class ReferralCopy(_Out):
     confirmed_at: Moment | None = None
 
 
-class PublishedPosition(_Out):
+class PublishedPosition(Answer):
     kindergarten_id: str | None = None
     position: int | None = None
     at: Moment | None = None
 
 
-class AllocationRecord(_Out):
+class AllocationRecord(Answer):
     """What an allocation run decided for the child, with the inputs it decided on."""
     run_id: int | str
     referral_id: int | str | None = None
@@ -149,13 +145,13 @@ class AllocationRecord(_Out):
     inputs: dict[str, Any] | list[Any] | None = None
 
 
-class PositionCopy(_Out):
+class PositionCopy(Answer):
     kindergarten: str
     position: int | None = None
     explanation: str | None = Field(None, description="why the child stands where it does")
 
 
-class RetentionCopy(_Out):
+class RetentionCopy(Answer):
     outcome: str | None = None
     closed_at: Moment | None = None
     kept_until: Moment | None = None
@@ -163,7 +159,7 @@ class RetentionCopy(_Out):
     erasure_requested_at: Moment | None = None
 
 
-class QueueCopy(_Out):
+class QueueCopy(Answer):
     """Everything the queue holds about one application of the family."""
     model_config = example(
         entry={"id": "app-1f3a", "pin": "21506202400011", "surname": "Асанов", "name": "Айбек", "cohort": 2024,
@@ -185,7 +181,7 @@ class QueueCopy(_Out):
 
 # ------------------------------------------------------------------ verification
 
-class ApplicantCopy(_Out):
+class ApplicantCopy(Answer):
     application_id: str
     child_pin: str | None = None
     child_surname: str | None = None
@@ -200,7 +196,7 @@ class ApplicantCopy(_Out):
     status: str | None = None
 
 
-class CaseReferral(_Out):
+class CaseReferral(Answer):
     referral_id: str
     application_id: str
     kindergarten: str | None = None
@@ -211,7 +207,7 @@ class CaseReferral(_Out):
     certificate_requests: int | None = None
 
 
-class CertificateCopy(_Out):
+class CertificateCopy(Answer):
     referral_id: str
     organisation: str | None = None
     number: str | None = None
@@ -222,7 +218,7 @@ class CertificateCopy(_Out):
     recorded_at: Moment | None = None
 
 
-class DecisionCopy(_Out):
+class DecisionCopy(Answer):
     referral_id: str
     action: str | None = None
     outcome: str | None = None
@@ -231,7 +227,7 @@ class DecisionCopy(_Out):
     at: Moment | None = None
 
 
-class VoucherCopy(_Out):
+class VoucherCopy(Answer):
     application_id: str
     decision: str | None = None
     benefit_type: str | None = None
@@ -239,7 +235,7 @@ class VoucherCopy(_Out):
     decided_at: Moment | None = None
 
 
-class VerificationCopy(_Out):
+class VerificationCopy(Answer):
     """What the caseworkers' service holds about the parent's applications."""
     model_config = example(
         applicants=[{"application_id": "app-1f3a", "child_pin": "21506202400011", "child_surname": "Асанов",
@@ -256,13 +252,13 @@ class VerificationCopy(_Out):
 
 # ------------------------------------------------------------------ notifications
 
-class Contacts(_Out):
+class Contacts(Answer):
     email: str | None = None
     phone: str | None = None
     locale: str | None = None
 
 
-class MessageCopy(_Out):
+class MessageCopy(Answer):
     id: str
     kind: str | None = None
     channel: str | None = None
@@ -280,7 +276,7 @@ class MessageCopy(_Out):
     read_at: Moment | None = None
 
 
-class NotificationsCopy(_Out):
+class NotificationsCopy(Answer):
     """The contacts the notifications service writes to, and every message about the family."""
     model_config = example(
         contacts={"email": "aigul@example.kg", "phone": "+996555123456", "locale": "ky"},
@@ -294,13 +290,13 @@ class NotificationsCopy(_Out):
 
 # ------------------------------------------------------------------ the whole, as the gateway gives it
 
-class PositionPoint(_Out):
+class PositionPoint(Answer):
     at: Moment
     kindergarten_id: str | None = None
     position: int | None = None
 
 
-class VoucherDecisionSeen(_Out):
+class VoucherDecisionSeen(Answer):
     decision: str | None = None
     decision_number: str | None = None
     benefit_type: str | None = None
@@ -308,19 +304,19 @@ class VoucherDecisionSeen(_Out):
     decided_at: Moment | None = None
 
 
-class PortalPart(_Out):
+class PortalPart(Answer):
     position_history: list[PositionPoint] = Field(default_factory=list)
     voucher_decision: VoucherDecisionSeen | None = None
 
 
-class VerificationPart(_Out):
+class VerificationPart(Answer):
     applicant: ApplicantCopy | None = None
     referrals: list[CaseReferral] = Field(default_factory=list)
     certificates: list[CertificateCopy] = Field(default_factory=list)
     vouchers: list[VoucherCopy] = Field(default_factory=list)
 
 
-class ApplicationCopy(_Out):
+class ApplicationCopy(Answer):
     id: str
     registration: ApplicationAsFiled
     queue: QueueCopy | None = None
@@ -328,13 +324,13 @@ class ApplicationCopy(_Out):
     portal: PortalPart
 
 
-class HistoryCopy(_Out):
+class HistoryCopy(Answer):
     registration: list[Act] = Field(default_factory=list)
     verification: list[Act] = Field(default_factory=list)
     queue: dict[str, list[Act]] = Field(default_factory=dict, description="by application id")
 
 
-class FamilyCopy(_Out):
+class FamilyCopy(Answer):
     """Everything Kezek holds about the signed-in parent's family (format kezek.family-copy.v1)."""
     model_config = example(
         format="kezek.family-copy.v1", generated_at="2026-12-05T11:00:00+00:00", parent=_ACCOUNT,
@@ -360,7 +356,7 @@ class Erasure(BaseModel):
     anonymised_at: Moment | None = None
 
 
-class FamilyLook(_Out):
+class FamilyLook(Answer):
     """A member of staff's look at the family's data, as the family is told
     of it (DOMAIN.md section 7): when, the role and the office, what; never who."""
     model_config = example(at="2026-12-05T11:00:00+00:00", role="caseworker", office="41711210000000",

@@ -17,7 +17,7 @@ from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from kezek.openapi import Moment, example
+from kezek.openapi import Answer, Moment, example
 
 # Wide enough that the rules' own limits (kezek/lengths.py) refuse a long
 # value with `too_long`, naming the field and the limit.
@@ -43,13 +43,9 @@ def step_fields(route_path: str, errors: list[dict]) -> list[dict]:
     return errors
 
 
-class _Out(BaseModel):
-    model_config = ConfigDict(extra="allow")
-
-
 # ------------------------------------------------------------------ the address registry
 
-class Place(_Out):
+class Place(Answer):
     """A region, district, settlement or street of the address registry."""
     model_config = example(code="41711000000000", names={"ky": "Бишкек шаары", "ru": "город Бишкек"},
                            lat=42.8746, lon=74.5698)
@@ -140,7 +136,7 @@ class ConfirmIn(_In):
     agreement: bool | Text | None = Field(None, description="the parent agrees to the processing of the data")
 
 
-class DraftChild(_Out):
+class DraftChild(Answer):
     pin: str | None = None
     surname: str | None = None
     name: str | None = None
@@ -149,7 +145,7 @@ class DraftChild(_Out):
     sex: str | None = None
 
 
-class DraftAddress(_Out):
+class DraftAddress(Answer):
     region: str | None = None
     district: str | None = None
     settlement: str | None = None
@@ -158,7 +154,7 @@ class DraftAddress(_Out):
     flat: str | None = None
 
 
-class DraftParent(_Out):
+class DraftParent(Answer):
     role: str | None = None
     surname: str | None = None
     name: str | None = None
@@ -172,7 +168,7 @@ class DraftParent(_Out):
     address: DraftAddress | None = None
 
 
-class ResolvedAddress(_Out):
+class ResolvedAddress(Answer):
     region: str | None = None
     district: str | None = None
     settlement: str | None = None
@@ -190,7 +186,7 @@ _DRAFT = {"country": "KG", "locale": "ky",
           "parent": {}, "address": {}, "email_verified": False, "code_sent_to": None, "next_step": "parent"}
 
 
-class Draft(_Out):
+class Draft(Answer):
     """An application not yet submitted: the steps done so far ({} for one not done) and the next."""
     model_config = example(_DRAFT)
     country: str | None = None
@@ -208,13 +204,13 @@ class NewDraft(Draft):
     draft: str = Field(description="the draft's token: it opens the draft, keep it secret")
 
 
-class CodeSent(_Out):
+class CodeSent(Answer):
     model_config = example(email="aigul@example.kg", expires_at="2027-03-01T09:10:00+06:00")
     email: str
     expires_at: Moment
 
 
-class SubmittedApplication(_Out):
+class SubmittedApplication(Answer):
     model_config = example(application_id="app-1f3a", new_account=True)
     application_id: str
     new_account: bool = Field(description="an account was made: its activation link went to the e-mail")
@@ -262,22 +258,22 @@ class OidcFinishIn(_In):
     kind: str = Field("cookie", pattern="^(cookie|bearer)$")
 
 
-class ActivationFor(_Out):
+class ActivationFor(Answer):
     model_config = example(email="aigul@example.kg")
     email: str
 
 
-class Activated(_Out):
+class Activated(Answer):
     model_config = example(account_id="acc-9c1e")
     account_id: str
 
 
-class Accepted(_Out):
+class Accepted(Answer):
     model_config = example(status="accepted")
     status: Literal["accepted"]
 
 
-class Session(_Out):
+class Session(Answer):
     """A session: its token is the parent's bearer (or the portal's cookie)."""
     model_config = example(token="ses_5Jm...0Pz", account_id="acc-9c1e", expires_at="2027-03-01T21:00:00+06:00")
     token: str
@@ -285,21 +281,21 @@ class Session(_Out):
     expires_at: Moment
 
 
-class SessionFound(_Out):
+class SessionFound(Answer):
     model_config = example(account_id="acc-9c1e", kind="bearer", expires_at="2027-03-01T21:00:00+06:00")
     account_id: str
     kind: str
     expires_at: Moment
 
 
-class AuthorizeAt(_Out):
+class AuthorizeAt(Answer):
     model_config = example(authorize_url="https://esi.tunduk.kg/authorize?response_type=code&client_id=kezek...")
     authorize_url: str
 
 
 # ------------------------------------------------------------------ the parent's own
 
-class Account(_Out):
+class Account(Answer):
     id: str
     email: str | None = None
     surname: str | None = None
@@ -310,7 +306,7 @@ class Account(_Out):
     tunduk_linked: bool | None = None
 
 
-class ApplicationRecord(_Out):
+class ApplicationRecord(Answer):
     id: str
     child: DraftChild
     category: str | None = None
@@ -321,7 +317,7 @@ class ApplicationRecord(_Out):
     submitted_at: Moment | None = None
 
 
-class Profile(_Out):
+class Profile(Answer):
     """The parent's account and the applications made from it."""
     model_config = example(
         account={"id": "acc-9c1e", "email": "aigul@example.kg", "surname": "Асанова", "name": "Айгүл",

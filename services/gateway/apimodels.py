@@ -8,10 +8,10 @@ from __future__ import annotations
 from typing import Literal
 
 from fastapi.security import HTTPBearer
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import Field
 
 from kezek.contracts.registration import Account, ApplicationRecord
-from kezek.openapi import Moment, example
+from kezek.openapi import Answer, Moment, example
 
 # "Authorize" in the JSON API's documents: the parent's own session.
 PARENT_SESSION = HTTPBearer(
@@ -20,16 +20,12 @@ PARENT_SESSION = HTTPBearer(
                 "DELETE /api/v1/sessions/current ends it). Send it as `Authorization: Bearer <token>`.")
 
 
-class _Out(BaseModel):
-    model_config = ConfigDict(extra="allow")
-
-
-class Ahead(_Out):
+class Ahead(Answer):
     higher_category: int | None = Field(None, description="children ahead because their category ranks first")
     earlier_queue_date: int | None = Field(None, description="same category, earlier in the queue")
 
 
-class PositionView(_Out):
+class PositionView(Answer):
     kindergarten_id: str
     kindergarten_name: str | None = None
     position: int | None = None
@@ -37,12 +33,12 @@ class PositionView(_Out):
     explanation: str | None = None
 
 
-class HistoryPoint(_Out):
+class HistoryPoint(Answer):
     at: Moment
     position: int
 
 
-class QueueView(_Out):
+class QueueView(Answer):
     status: str | None = Field(None, description="queued | referred | enrolled | paused | removed | left | aged_out")
     category: str | None = None
     queue_date: Moment | None = None
@@ -54,7 +50,7 @@ class QueueView(_Out):
     positions: list[PositionView] = Field(default_factory=list)
 
 
-class ReferralView(_Out):
+class ReferralView(Answer):
     referral_id: str
     kindergarten_id: str | None = None
     kindergarten_name: str | None = None
@@ -65,7 +61,7 @@ class ReferralView(_Out):
     actions: list[str] = Field(default_factory=list, description="what the parent may do now: cancel, extend")
 
 
-class VoucherView(_Out):
+class VoucherView(Answer):
     status: str = Field(description="pending, or the commission's decision")
 
 
@@ -76,7 +72,7 @@ class CabinetApplication(ApplicationRecord):
     voucher: VoucherView | None = None
 
 
-class Cabinet(_Out):
+class Cabinet(Answer):
     """The parent's account and children, each with its place in the queue."""
     model_config = example(
         account={"id": "acc-9c1e", "email": "aigul@example.kg", "surname": "Асанова", "name": "Айгүл",
@@ -99,7 +95,7 @@ class Cabinet(_Out):
     applications: list[CabinetApplication]
 
 
-class InboxMessage(_Out):
+class InboxMessage(Answer):
     model_config = example(id="5b0e2c1a-7d7e-4c55-9a43-2f1c3b9d4e02", kind="referral_issued", title="Жолдомо",
                            text="Айбек «Ак-Бата» бала бакчасына жолдомо алды.",
                            created_at="2027-03-01T09:00:06+06:00", read=False)
@@ -111,7 +107,7 @@ class InboxMessage(_Out):
     read: bool | None = None
 
 
-class NearbyKindergarten(_Out):
+class NearbyKindergarten(Answer):
     model_config = example(id="bsk-12", name="Ак-Бата", district="41711210000000", address="Бишкек, ул. Киевская 1",
                            lat=42.8746, lon=74.5698, languages=["ky", "ru"], distance_m=640)
     id: str
@@ -124,12 +120,12 @@ class NearbyKindergarten(_Out):
     distance_m: int = Field(description="metres from the application's address, as the crow flies")
 
 
-class Removed(_Out):
+class Removed(Answer):
     model_config = example(status="removed")
     status: Literal["removed"]
 
 
-class ReferralActed(_Out):
+class ReferralActed(Answer):
     """What the referral's workflow did: the fact it produced and where the referral is now."""
     model_config = example(event="referral.cancelled", state="cancelled", deadline=None, reason=None)
     event: str

@@ -37,26 +37,28 @@ class PublicOutbox(Outbox):
 public_outbox = PublicOutbox(Base.metadata, "public", gateway_outbox.processed)
 
 
-class PublicChild(Base):
+class _PublicFacts:
+    """What the public stream says of a child (and of its referral): its
+    cohort, category and the language of its group."""
+    cohort: Mapped[int | None] = mapped_column(sa.Integer, nullable=True)
+    category: Mapped[str | None] = mapped_column(sa.String(50), nullable=True)
+    language: Mapped[str | None] = mapped_column(sa.String(5), nullable=True)
+
+
+class PublicChild(_PublicFacts, Base):
     """A queue entry as the public stream knows it."""
     __tablename__ = "public_children"
     application_id: Mapped[str] = mapped_column(sa.String(100), primary_key=True)
     child_ref: Mapped[str] = mapped_column(sa.String(32))
-    cohort: Mapped[int | None] = mapped_column(sa.Integer, nullable=True)
-    category: Mapped[str | None] = mapped_column(sa.String(50), nullable=True)
     district: Mapped[str | None] = mapped_column(sa.String(40), nullable=True)
-    language: Mapped[str | None] = mapped_column(sa.String(5), nullable=True)
 
 
-class PublicReferral(Base):
+class PublicReferral(_PublicFacts, Base):
     __tablename__ = "public_referrals"
     referral_id: Mapped[str] = mapped_column(sa.String(100), primary_key=True)
     referral_ref: Mapped[str] = mapped_column(sa.String(32))
     application_id: Mapped[str] = mapped_column(sa.String(100))
     kindergarten_id: Mapped[str | None] = mapped_column(sa.String(100), nullable=True)
-    cohort: Mapped[int | None] = mapped_column(sa.Integer, nullable=True)
-    category: Mapped[str | None] = mapped_column(sa.String(50), nullable=True)
-    language: Mapped[str | None] = mapped_column(sa.String(5), nullable=True)
 
 
 class PublicKindergarten(Base):
