@@ -58,7 +58,7 @@ from system import System  # noqa: E402
 
 RESULTS = Path(__file__).resolve().parent / "results"
 # The consumer groups that take position events (the others skip them).
-POSITION_GROUPS = ("notifications", "gateway-public-projector", "gateway-cabinet", "gateway-cabinet-stamps")
+POSITION_GROUPS = ("notifications", "gateway-public-projector", "gateway-cabinet")
 
 
 def daytime_zone() -> str:
