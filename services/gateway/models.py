@@ -45,12 +45,17 @@ class VoucherDecision(Base):
     decided_at: Mapped[datetime] = mapped_column(sa.DateTime(timezone=True))
 
 
-class CabinetStamp(Base):
-    """How many times something a family's cabinet shows has changed, as the
-    events tell (services/gateway/readmodel.py): one row per `parent:<id>`
-    and per `application:<id>`, bumped by every event naming it. No
-    personal data: the cabinet itself is kept in memory, checked against
-    these counters on every read."""
-    __tablename__ = "cabinet_stamps"
-    key: Mapped[str] = mapped_column(sa.String(120), primary_key=True)
-    version: Mapped[int] = mapped_column(sa.BigInteger)
+class CabinetChange(Base):
+    """That something a family's cabinet shows has changed, as an event told
+    (services/gateway/readmodel.py): one row per `parent:<id>` or
+    `application:<id>` an event names. Only ever inserted (consumers never
+    wait for each other's locks), the newest `seq` of a key is its version;
+    rows older than an hour are deleted. No personal data: the cabinet
+    itself is kept in memory."""
+    __tablename__ = "cabinet_changes"
+    __table_args__ = (sa.Index("ix_cabinet_changes_key_seq", "key", "seq"),
+                      sa.Index("ix_cabinet_changes_at", "at"))
+    seq: Mapped[int] = mapped_column(sa.BigInteger().with_variant(sa.Integer, "sqlite"), primary_key=True,
+                                     autoincrement=True)
+    key: Mapped[str] = mapped_column(sa.String(120))
+    at: Mapped[datetime] = mapped_column(sa.DateTime(timezone=True))

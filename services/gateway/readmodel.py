@@ -6,8 +6,9 @@ What the services said about a family (registration's `/me`, each
 application's queue entry and positions, its position history and voucher
 decision, the status of its live referral) is kept per family in the
 gateway's memory, with the versions it was read at. The versions live in the
-gateway's database (`cabinet_stamps`: one counter per `parent:<id>` and per
-`application:<id>`, no personal data) and are bumped by every event that
+gateway's database (`cabinet_changes`: a row per change of a `parent:<id>`
+or an `application:<id>`, the newest row's number its version; no personal
+data) and are bumped by every event that
 names the family or one of its applications (`STAMPED`, consumed by
 `make_consumer`), and by the gateway's own acts (cancel, extend, remove,
 erase, a signed-in parent's submission). A read costs one query: the
@@ -37,6 +38,7 @@ from __future__ import annotations
 import threading
 import time
 from collections import OrderedDict
+from datetime import UTC, datetime, timedelta
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 
@@ -45,10 +47,13 @@ from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session, sessionmaker
 
 from kezek.consumer import IdempotentConsumer
-from services.gateway.models import CabinetStamp, outbox
+from services.gateway.models import CabinetChange, outbox
 
 CONSUMER_NAME = "gateway-cabinet-stamps"
 CAPACITY = 20_000
+KEEP_SECONDS = 3600          # changes kept; a copy is never used longer (the setting is capped to it)
+SWEEP_EVERY = 5000           # rows inserted by a process between two deletions of old ones
+_inserted = 0
 # Every event that may change what a family's cabinet shows: registration's
 # account and applications, the queue's entries and referrals, the
 # referral workflows' acts and verification's decisions. Each names the
@@ -93,12 +98,20 @@ def keys_of(data: dict) -> list[str]:
 
 def bump(session: Session, keys: Iterable[str]) -> None:
     """Something these keys name has changed: in the caller's transaction
-    (the event's, or the act's), so a copy read before it is not used again."""
-    t = CabinetStamp.__table__
-    insert = postgresql.insert if session.get_bind().dialect.name == "postgresql" else sqlite.insert
-    for key in sorted(set(keys)):     # one order for every writer: no deadlock between consumers
-        stmt = insert(t).values(key=key, version=1)
-        session.execute(stmt.on_conflict_do_update(index_elements=[t.c.key], set_={"version": t.c.version + 1}))
+    (the event's, or the act's), so a copy read before it is not used again.
+    Rows are only inserted: consumers bumping one key never wait for each
+    other; now and then rows older than `KEEP_SECONDS` are deleted (a copy
+    is never used that long, so a key's version going back cannot make an
+    old copy look current)."""
+    now = datetime.now(UTC)
+    rows = [{"key": k, "at": now} for k in sorted(set(keys))]
+    if rows:
+        session.execute(sa.insert(CabinetChange), rows)
+    global _inserted
+    _inserted += len(rows)
+    if _inserted >= SWEEP_EVERY:
+        _inserted = 0
+        session.execute(sa.delete(CabinetChange).where(CabinetChange.at < now - timedelta(seconds=KEEP_SECONDS)))
 
 
 def record(session: Session, event) -> None:
@@ -111,12 +124,14 @@ def bump_now(sessions: sessionmaker[Session], keys: Iterable[str]) -> None:
 
 
 def versions(sessions: sessionmaker[Session], keys: Iterable[str]) -> dict[str, int]:
-    """The counters of these keys (0 for a key no event has named)."""
+    """The version of each key: the newest change's number (0 for a key no
+    recent event has named)."""
     keys = list(keys)
     with sessions() as s:
-        found = dict(s.execute(sa.select(CabinetStamp.key, CabinetStamp.version)
-                               .where(CabinetStamp.key.in_(keys))).all()) if keys else {}
-    return {k: int(found.get(k, 0)) for k in keys}
+        found = dict(s.execute(sa.select(CabinetChange.key, sa.func.max(CabinetChange.seq))
+                               .where(CabinetChange.key.in_(keys)).group_by(CabinetChange.key)).all()) \
+            if keys else {}
+    return {k: int(found.get(k) or 0) for k in keys}
 
 
 @dataclass
@@ -133,7 +148,7 @@ class CabinetReadModel:
     def __init__(self, sessions: sessionmaker[Session], max_age: float, *, capacity: int = CAPACITY,
                  clock: Callable[[], float] = time.monotonic):
         self.sessions = sessions
-        self.max_age = max_age
+        self.max_age = min(max_age, KEEP_SECONDS)
         self.capacity = capacity
         self.clock = clock
         self._copies: OrderedDict[str, Copy] = OrderedDict()
