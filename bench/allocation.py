@@ -29,7 +29,6 @@ import io
 import json
 import os
 import random
-import shutil
 import statistics
 import sys
 import time
@@ -43,10 +42,11 @@ import sqlalchemy as sa  # noqa: E402
 
 from kezek.db import ensure_database, make_engine, make_session_factory  # noqa: E402
 from kezek.sealing import ring_of  # noqa: E402
-from kezek.infra.postgres import BENCHMARK_SETTINGS, PostgresCluster, open_temp_folder  # noqa: E402
+from kezek.infra.postgres import BENCHMARK_SETTINGS, PostgresCluster  # noqa: E402
 from kezek.migrations import upgrade  # noqa: E402
 from services.queue import domain as d  # noqa: E402
 from services.queue.usecases import Queue  # noqa: E402
+from system import BenchFolder  # noqa: E402
 
 LANGUAGES = (("ru", 0.6), ("ky", 0.4))
 CATEGORIES = (("extraordinary", 0.01), ("privileged", 0.09), ("general", 0.90))
@@ -296,141 +296,160 @@ def positions(svc: Queue, engine, n: int, seed: int) -> dict:
             "p99_ms": round(times[min(len(times) - 1, int(len(times) * 0.99))], 2), "n": len(times)}
 
 
-def main(argv: list[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+def bench_cluster(keep: Path | None, prefix: str) -> tuple[BenchFolder, PostgresCluster]:
+    """The benchmark's folder (`keep`, its --dir, or a temporary one) and a
+    PostgreSQL cluster in it set for benchmarks."""
+    folder = BenchFolder(keep, prefix)
+    return folder, PostgresCluster(folder.path / "pg", durable=False, settings=BENCHMARK_SETTINGS)
+
+
+def start_queue_database(cluster: PostgresCluster, database: str) -> str:
+    """Starts the benchmark's cluster and migrates the queue's database in
+    it: the database's URL."""
+    cluster.start()
+    url = cluster.url(database)
+    ensure_database(url)
+    upgrade("queue", url)
+    return url
+
+
+def queue_options(doc: str) -> argparse.ArgumentParser:
+    """The options of a benchmark on a generated queue: its size (the
+    real one by default), the seed and the cluster's folder."""
+    ap = argparse.ArgumentParser(description=doc.split("\n\n")[0])
     ap.add_argument("--children", type=int, default=1_000_000)
     ap.add_argument("--kindergartens", type=int, default=12_000)
     ap.add_argument("--places", type=int, default=50_000)
-    ap.add_argument("--positions", type=int, default=1_000, help="random children for the position query")
     ap.add_argument("--seed", type=int, default=2027)
+    ap.add_argument("--dir", type=Path, default=None, help="cluster folder (default: a temporary one)")
+    return ap
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = queue_options(__doc__)
+    ap.add_argument("--positions", type=int, default=1_000, help="random children for the position query")
     ap.add_argument("--no-baseline", action="store_true")
     ap.add_argument("--no-replay", action="store_true")
-    ap.add_argument("--dir", type=Path, default=None, help="cluster folder (default: a temporary one)")
     args = ap.parse_args(argv)
 
-    base = args.dir or open_temp_folder("kezek-bench-")
-    cluster = PostgresCluster(base / "pg", durable=False, settings=BENCHMARK_SETTINGS)
-    result: dict = {}
-    load_start = round(os.getloadavg()[0], 1)
-    try:
-        t = time.perf_counter()
-        cluster.start()
-        url = cluster.url("kezek_queue_bench")
-        ensure_database(url)
-        upgrade("queue", url)
-        # One connection, so one backend does all the database work (see Cpu).
-        engine = make_engine(url, pool_size=1, max_overflow=0)
-        say(f"PostgreSQL up and migrated in {time.perf_counter() - t:.1f} s; generating the queue ...")
-        t = time.perf_counter()
-        shape = generate(engine, children=args.children, kindergartens=args.kindergartens, places=args.places,
-                         seed=args.seed)
-        load_seconds = time.perf_counter() - t
-        say(f"{args.children} children, {args.kindergartens} kindergartens, {args.places} places in "
-            f"{shape['pools']} pools loaded in {load_seconds:.1f} s")
-        svc = Queue(make_session_factory(engine), clock=lambda: NOW)
-        policy, _ = svc.policy.current()
-        on = svc.ctx.today(policy)
-        say("positions: first publication of the whole queue ...")
-        initial_positions = publish_positions(svc, engine, everything=True)
-        say(f"positions: {initial_positions['events']} position events (every waiting child) in "
-            f"{initial_positions['seconds']} s")
-        with engine.connect().execution_options(isolation_level="AUTOCOMMIT") as c:
-            c.execute(sa.text("VACUUM ANALYZE"))
-        warm_up(engine)
-
-        base_figures = None
-        if not args.no_baseline:
-            say("baseline: one query per free place ...")
-            with Cpu(engine) as base_cpu:
-                base_figures = baseline(engine, policy, on)
-            say(f"baseline: {base_figures['allocated']} referrals, {base_figures['queries']} queries in "
-                f"{base_figures['seconds']:.2f} s, {base_cpu.total:.2f} CPU s")
-            say(f"note: {BASELINE_DIFFERS}")
-            # Its rolled-back writes left dead rows and cleared the visibility
-            # map; autovacuum would clean them in production, so clean them
-            # here rather than charge them to the next run.
+    folder, cluster = bench_cluster(args.dir, "kezek-bench-")
+    with folder:
+        result: dict = {}
+        load_start = round(os.getloadavg()[0], 1)
+        try:
+            t = time.perf_counter()
+            url = start_queue_database(cluster, "kezek_queue_bench")
+            # One connection, so one backend does all the database work (see Cpu).
+            engine = make_engine(url, pool_size=1, max_overflow=0)
+            say(f"PostgreSQL up and migrated in {time.perf_counter() - t:.1f} s; generating the queue ...")
+            t = time.perf_counter()
+            shape = generate(engine, children=args.children, kindergartens=args.kindergartens, places=args.places,
+                             seed=args.seed)
+            load_seconds = time.perf_counter() - t
+            say(f"{args.children} children, {args.kindergartens} kindergartens, {args.places} places in "
+                f"{shape['pools']} pools loaded in {load_seconds:.1f} s")
+            svc = Queue(make_session_factory(engine), clock=lambda: NOW)
+            policy, _ = svc.policy.current()
+            on = svc.ctx.today(policy)
+            say("positions: first publication of the whole queue ...")
+            initial_positions = publish_positions(svc, engine, everything=True)
+            say(f"positions: {initial_positions['events']} position events (every waiting child) in "
+                f"{initial_positions['seconds']} s")
             with engine.connect().execution_options(isolation_level="AUTOCOMMIT") as c:
                 c.execute(sa.text("VACUUM ANALYZE"))
             warm_up(engine)
 
-        say("kezek: one full allocation run ...")
-        with Cpu(engine) as cpu:
-            t = time.perf_counter()
-            run = svc.allocation.run()
-            # Allocated and committed; what follows (index upkeep) is not
-            # counted in `seconds` but reported as its own phase.
-            seconds = time.perf_counter() - t - run.timings.get("index_upkeep", 0.0)
-        say(f"kezek: {len(run.issued)} referrals, {run.candidates} children read, in {seconds:.2f} s, "
-            f"{cpu.total:.2f} CPU s ({cpu.client:.2f} client, {cpu.server:.2f} database) "
-            f"({', '.join(f'{k} {v:.2f}' for k, v in run.timings.items())})")
-        problems = svc.audit.check_register()
-        assert not problems, problems[:5]
+            base_figures = None
+            if not args.no_baseline:
+                say("baseline: one query per free place ...")
+                with Cpu(engine) as base_cpu:
+                    base_figures = baseline(engine, policy, on)
+                say(f"baseline: {base_figures['allocated']} referrals, {base_figures['queries']} queries in "
+                    f"{base_figures['seconds']:.2f} s, {base_cpu.total:.2f} CPU s")
+                say(f"note: {BASELINE_DIFFERS}")
+                # Its rolled-back writes left dead rows and cleared the visibility
+                # map; autovacuum would clean them in production, so clean them
+                # here rather than charge them to the next run.
+                with engine.connect().execution_options(isolation_level="AUTOCOMMIT") as c:
+                    c.execute(sa.text("VACUUM ANALYZE"))
+                warm_up(engine)
 
-        # The step the allocator loop runs right after the run, in its own transaction.
-        with Cpu(engine) as pos_cpu:
-            moved = publish_positions(svc, engine)
-        say(f"positions after the run: {moved['events']} children moved, {moved['pools']} pools recomputed, in "
-            f"{moved['seconds']} s, {pos_cpu.total:.2f} CPU s")
-        # The year-round case: one child leaves the queue (its 3 pools).
-        with engine.connect() as c:
-            leaving = c.execute(sa.text("SELECT id FROM applications WHERE status = 'queued' ORDER BY id LIMIT 1")
-                                ).scalar_one()
-        svc.entries.remove(leaving, actor="bench", reason="moved away")
-        one = publish_positions(svc, engine)
-        say(f"positions after one removal: {one['events']} children moved, {one['pools']} pools, "
-            f"in {one['seconds']} s")
-        again = publish_positions(svc, engine)
-        assert again["events"] == 0
-        freed = one_freed_place(svc, engine)
-        say(f"one freed place: {freed['allocated']} referral in {freed['ms']} ms (the run), "
-            f"its positions {freed['positions_events']} events in {freed['positions_ms']} ms")
+            say("kezek: one full allocation run ...")
+            with Cpu(engine) as cpu:
+                t = time.perf_counter()
+                run = svc.allocation.run()
+                # Allocated and committed; what follows (index upkeep) is not
+                # counted in `seconds` but reported as its own phase.
+                seconds = time.perf_counter() - t - run.timings.get("index_upkeep", 0.0)
+            say(f"kezek: {len(run.issued)} referrals, {run.candidates} children read, in {seconds:.2f} s, "
+                f"{cpu.total:.2f} CPU s ({cpu.client:.2f} client, {cpu.server:.2f} database) "
+                f"({', '.join(f'{k} {v:.2f}' for k, v in run.timings.items())})")
+            problems = svc.audit.check_register()
+            assert not problems, problems[:5]
 
-        replay = None
-        if not args.no_replay:
-            t = time.perf_counter()
-            [report] = svc.audit.replay([run.run_id])
-            replay = {"matches": report["matches"], "seconds": round(time.perf_counter() - t, 2)}
-            say(f"replay: matches={report['matches']} in {replay['seconds']} s")
+            # The step the allocator loop runs right after the run, in its own transaction.
+            with Cpu(engine) as pos_cpu:
+                moved = publish_positions(svc, engine)
+            say(f"positions after the run: {moved['events']} children moved, {moved['pools']} pools recomputed, in "
+                f"{moved['seconds']} s, {pos_cpu.total:.2f} CPU s")
+            # The year-round case: one child leaves the queue (its 3 pools).
+            with engine.connect() as c:
+                leaving = c.execute(sa.text("SELECT id FROM applications WHERE status = 'queued' ORDER BY id LIMIT 1")
+                                    ).scalar_one()
+            svc.entries.remove(leaving, actor="bench", reason="moved away")
+            one = publish_positions(svc, engine)
+            say(f"positions after one removal: {one['events']} children moved, {one['pools']} pools, "
+                f"in {one['seconds']} s")
+            again = publish_positions(svc, engine)
+            assert again["events"] == 0
+            freed = one_freed_place(svc, engine)
+            say(f"one freed place: {freed['allocated']} referral in {freed['ms']} ms (the run), "
+                f"its positions {freed['positions_events']} events in {freed['positions_ms']} ms")
 
-        pos = positions(svc, engine, args.positions, args.seed)
-        say(f"position query: p50 {pos['p50_ms']} ms, p99 {pos['p99_ms']} ms over {pos['n']} children")
-        with engine.connect() as c:
-            eligible = c.execute(sa.text("SELECT count(*) FROM applications WHERE birth_date <= :b"),
-                                 {"b": d.latest_eligible_birth_date(on, policy)}).scalar()
-        result = {
-            "children": args.children, "kindergartens": args.kindergartens, "places": args.places,
-            "pools": shape["pools"], "eligible_children": eligible, "allocated": len(run.issued),
-            "children_read": run.candidates, "seconds": round(seconds, 3),
-            "phases": {k: round(v, 3) for k, v in run.timings.items()},
-            "baseline_seconds": round(base_figures["seconds"], 3) if base_figures else None,
-            "baseline_allocated": base_figures["allocated"] if base_figures else None,
-            "speedup": round(base_figures["seconds"] / seconds, 1) if base_figures else None,
-            "baseline_differs_because": BASELINE_DIFFERS if base_figures else None,
-            "positions_initial_seconds": initial_positions["seconds"],
-            "positions_initial_events": initial_positions["events"],
-            "positions_after_run_seconds": moved["seconds"], "positions_after_run_events": moved["events"],
-            "positions_after_run_pools": moved["pools"], "positions_after_run_cpu_seconds": round(pos_cpu.total, 2),
-            "positions_after_one_removal_seconds": one["seconds"], "positions_after_one_removal_events": one["events"],
-            "one_freed_place_ms": freed["ms"], "one_freed_place_allocated": freed["allocated"],
-            "one_freed_place_positions_ms": freed["positions_ms"],
-            "one_freed_place_positions_events": freed["positions_events"],
-            "cpu_seconds": round(cpu.total, 2), "cpu_seconds_client": round(cpu.client, 2),
-            "cpu_seconds_database": round(cpu.server, 2),
-            "baseline_cpu_seconds": round(base_cpu.total, 2) if base_figures else None,
-            "cpu_speedup": round(base_cpu.total / cpu.total, 1) if base_figures else None,
-            "replay_matches": replay["matches"] if replay else None,
-            "replay_seconds": replay["seconds"] if replay else None,
-            "position_p50_ms": pos["p50_ms"], "position_p99_ms": pos["p99_ms"],
-            "load_seconds": round(load_seconds, 1), "cpus": os.cpu_count(),
-            # Other work on the machine shows in every figure: the 1-minute
-            # load average when the run started and when it ended.
-            "loadavg_start": load_start, "loadavg_end": round(os.getloadavg()[0], 1),
-        }
-        engine.dispose()
-    finally:
-        cluster.stop()
-        if args.dir is None:
-            shutil.rmtree(base, ignore_errors=True)
+            replay = None
+            if not args.no_replay:
+                t = time.perf_counter()
+                [report] = svc.audit.replay([run.run_id])
+                replay = {"matches": report["matches"], "seconds": round(time.perf_counter() - t, 2)}
+                say(f"replay: matches={report['matches']} in {replay['seconds']} s")
+
+            pos = positions(svc, engine, args.positions, args.seed)
+            say(f"position query: p50 {pos['p50_ms']} ms, p99 {pos['p99_ms']} ms over {pos['n']} children")
+            with engine.connect() as c:
+                eligible = c.execute(sa.text("SELECT count(*) FROM applications WHERE birth_date <= :b"),
+                                     {"b": d.latest_eligible_birth_date(on, policy)}).scalar()
+            result = {
+                "children": args.children, "kindergartens": args.kindergartens, "places": args.places,
+                "pools": shape["pools"], "eligible_children": eligible, "allocated": len(run.issued),
+                "children_read": run.candidates, "seconds": round(seconds, 3),
+                "phases": {k: round(v, 3) for k, v in run.timings.items()},
+                "baseline_seconds": round(base_figures["seconds"], 3) if base_figures else None,
+                "baseline_allocated": base_figures["allocated"] if base_figures else None,
+                "speedup": round(base_figures["seconds"] / seconds, 1) if base_figures else None,
+                "baseline_differs_because": BASELINE_DIFFERS if base_figures else None,
+                "positions_initial_seconds": initial_positions["seconds"],
+                "positions_initial_events": initial_positions["events"],
+                "positions_after_run_seconds": moved["seconds"], "positions_after_run_events": moved["events"],
+                "positions_after_run_pools": moved["pools"], "positions_after_run_cpu_seconds": round(pos_cpu.total, 2),
+                "positions_after_one_removal_seconds": one["seconds"], "positions_after_one_removal_events": one["events"],
+                "one_freed_place_ms": freed["ms"], "one_freed_place_allocated": freed["allocated"],
+                "one_freed_place_positions_ms": freed["positions_ms"],
+                "one_freed_place_positions_events": freed["positions_events"],
+                "cpu_seconds": round(cpu.total, 2), "cpu_seconds_client": round(cpu.client, 2),
+                "cpu_seconds_database": round(cpu.server, 2),
+                "baseline_cpu_seconds": round(base_cpu.total, 2) if base_figures else None,
+                "cpu_speedup": round(base_cpu.total / cpu.total, 1) if base_figures else None,
+                "replay_matches": replay["matches"] if replay else None,
+                "replay_seconds": replay["seconds"] if replay else None,
+                "position_p50_ms": pos["p50_ms"], "position_p99_ms": pos["p99_ms"],
+                "load_seconds": round(load_seconds, 1), "cpus": os.cpu_count(),
+                # Other work on the machine shows in every figure: the 1-minute
+                # load average when the run started and when it ended.
+                "loadavg_start": load_start, "loadavg_end": round(os.getloadavg()[0], 1),
+            }
+            engine.dispose()
+        finally:
+            cluster.stop()
     print(json.dumps(result))
     return 0
 

@@ -23,10 +23,8 @@ The last line printed is one JSON object with the figures.
 """
 from __future__ import annotations
 
-import argparse
 import json
 import os
-import shutil
 import statistics
 import sys
 import time
@@ -39,11 +37,9 @@ sys.path.insert(0, str(HERE))
 
 import sqlalchemy as sa  # noqa: E402
 
-from allocation import NOW, generate, publish_positions, say  # noqa: E402
+from allocation import NOW, bench_cluster, generate, publish_positions, queue_options, say, start_queue_database  # noqa: E402
 from kezek import calendar as kcal  # noqa: E402
-from kezek.db import ensure_database, make_engine, make_session_factory  # noqa: E402
-from kezek.infra.postgres import BENCHMARK_SETTINGS, PostgresCluster, open_temp_folder  # noqa: E402
-from kezek.migrations import upgrade  # noqa: E402
+from kezek.db import make_engine, make_session_factory  # noqa: E402
 from kezek.retention import RetentionPolicy  # noqa: E402
 from services.queue.domain.ageing import latest_school_age_birth_date  # noqa: E402
 from services.queue.retention import retention_job  # noqa: E402
@@ -167,27 +163,18 @@ def retention(engine, clock: Clock, days: int, share: float, seed: int) -> dict:
 
 
 def main(argv: list[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("--children", type=int, default=1_000_000)
-    ap.add_argument("--kindergartens", type=int, default=12_000)
-    ap.add_argument("--places", type=int, default=50_000)
+    ap = queue_options(__doc__)
     ap.add_argument("--days", type=int, default=7, help="consecutive days of the daily ageing job")
     ap.add_argument("--closed", type=float, default=0.3, help="share of the children made closed applications")
     ap.add_argument("--no-ageing", action="store_true")
     ap.add_argument("--no-retention", action="store_true")
-    ap.add_argument("--seed", type=int, default=2027)
-    ap.add_argument("--dir", type=Path, default=None, help="cluster folder (default: a temporary one)")
     args = ap.parse_args(argv)
 
-    base = args.dir or open_temp_folder("kezek-bench-daily-")
-    cluster = PostgresCluster(base / "pg", durable=False, settings=BENCHMARK_SETTINGS)
+    folder, cluster = bench_cluster(args.dir, "kezek-bench-daily-")
     load_start = round(os.getloadavg()[0], 1)
     result: dict = {}
     try:
-        cluster.start()
-        url = cluster.url("kezek_queue_daily")
-        ensure_database(url)
-        upgrade("queue", url)
+        url = start_queue_database(cluster, "kezek_queue_daily")
         engine = make_engine(url, pool_size=2, max_overflow=0)
         t = time.perf_counter()
         generate(engine, children=args.children, kindergartens=args.kindergartens, places=args.places,
@@ -207,8 +194,7 @@ def main(argv: list[str] | None = None) -> int:
         engine.dispose()
     finally:
         cluster.stop()
-        if args.dir is None:
-            shutil.rmtree(base, ignore_errors=True)
+        folder.close()
     result.update(cpus=os.cpu_count(), loadavg_start=load_start, loadavg_end=round(os.getloadavg()[0], 1))
     print(json.dumps(result))
     return 0

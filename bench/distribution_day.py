@@ -37,11 +37,9 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import shutil
 import signal
 import statistics
 import sys
-import tempfile
 import time
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -53,8 +51,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 import sqlalchemy as sa  # noqa: E402
 
 import load as loadgen  # noqa: E402
-from queue_data import Watch, load, make_export, run_import, say, settle, sign_in_parents  # noqa: E402
-from system import System  # noqa: E402
+from queue_data import Watch, load, say, settle, sign_in_parents, start_and_import  # noqa: E402
+from system import BenchFolder, System  # noqa: E402
 
 RESULTS = Path(__file__).resolve().parent / "results"
 # The consumer groups that take position events (the others skip them).
@@ -245,9 +243,8 @@ def main(argv: list[str] | None = None) -> int:
     from services.notifications.devservers import DevSmsGateway
 
     kgs = args.kindergartens or max(20, args.children // 170)
-    base = args.dir or Path(tempfile.mkdtemp(prefix="kezek-day-"))
-    base.mkdir(parents=True, exist_ok=True)
-    os.chmod(base, 0o755)
+    folder = BenchFolder(args.dir, "kezek-day-")
+    base = folder.path
     figures: dict = {"children": args.children, "places": args.places, "kindergartens": kgs,
                      "readers": args.readers, "relays": args.relays, "consumers_per_service": args.consumers,
                      "workers": args.workers, "cpus": os.cpu_count(), "load_start": load()}
@@ -260,19 +257,7 @@ def main(argv: list[str] | None = None) -> int:
     watch = None
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))    # stop the system on the way out
     try:
-        t = time.monotonic()
-        kezek.start()
-        figures["start_s"] = round(time.monotonic() - t, 1)
-        watch = Watch(kezek)
-
-        say(f"generating an export of {args.children:,} children, {kgs:,} kindergartens ...")
-        export = base / "export.json"
-        make_export(export, args.children, kgs, args.seed)
-        say("kezek import ...")
-        t = time.monotonic()
-        report = run_import(kezek, export)
-        figures["import_s"] = round(time.monotonic() - t, 1)
-        figures["imported"] = {k: v.get("created", 0) for k, v in report.get("counts", {}).items()}
+        watch = start_and_import(kezek, base, args.children, kgs, args.seed, figures)
         say(f"imported in {figures['import_s']} s: {figures['imported']}; waiting for the system to take it in ...")
         figures["settle_s"] = round(settle(watch, 7200, "after the import"), 1)
         say(f"idle after {figures['settle_s']} s")
@@ -408,8 +393,7 @@ def main(argv: list[str] | None = None) -> int:
             watch.close()
         kezek.stop()
         sms.stop()
-        if args.dir is None:
-            shutil.rmtree(base, ignore_errors=True)
+        folder.close()
     print(json.dumps(figures))
     return 0
 

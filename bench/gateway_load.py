@@ -37,10 +37,8 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import shutil
 import signal
 import sys
-import tempfile
 import time
 from pathlib import Path
 
@@ -48,8 +46,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import load as loadgen  # noqa: E402
-from queue_data import Watch, load, make_export, public_pools, run_import, say, settle, sign_in_parents  # noqa: E402
-from system import System  # noqa: E402
+from queue_data import load, public_pools, say, settle, sign_in_parents, start_and_import  # noqa: E402
+from system import BenchFolder, System  # noqa: E402
 
 RESULTS = Path(__file__).resolve().parent / "results"
 
@@ -103,9 +101,8 @@ def main(argv: list[str] | None = None) -> int:
     endpoints = [e for e in args.endpoints.split(",") if e]
     kgs = args.kindergartens or max(20, args.children // 170)
 
-    base = args.dir or Path(tempfile.mkdtemp(prefix="kezek-gwload-"))
-    base.mkdir(parents=True, exist_ok=True)
-    os.chmod(base, 0o755)
+    folder = BenchFolder(args.dir, "kezek-gwload-")
+    base = folder.path
     figures: dict = {"benchmark": "gateway_load", "children": args.children, "kindergartens": kgs,
                      "parents": args.parents, "seconds": args.seconds, "gateway_workers": args.gateway_workers, "cpus": os.cpu_count(),
                      "when": time.strftime("%Y-%m-%d %H:%M"), "load_start": load()}
@@ -114,18 +111,7 @@ def main(argv: list[str] | None = None) -> int:
     watch = None
     results: dict[str, list[dict]] = {}
     try:
-        t = time.monotonic()
-        kezek.start()
-        figures["start_s"] = round(time.monotonic() - t, 1)
-        watch = Watch(kezek)
-        say(f"generating an export of {args.children:,} children, {kgs:,} kindergartens ...")
-        export = base / "export.json"
-        make_export(export, args.children, kgs, args.seed)
-        t = time.monotonic()
-        report = run_import(kezek, export)
-        figures["import_s"] = round(time.monotonic() - t, 1)
-        figures["imported"] = {k: v.get("created", 0) for k, v in report.get("counts", {}).items()
-                               if isinstance(v, dict)}
+        watch = start_and_import(kezek, base, args.children, kgs, args.seed, figures)
         say(f"imported in {figures['import_s']} s; waiting for the system to take it in ...")
         figures["settle_s"] = round(settle(watch, 7200, "after the import"), 1)
         t = time.monotonic()
@@ -151,8 +137,7 @@ def main(argv: list[str] | None = None) -> int:
         if watch is not None:
             watch.close()
         kezek.stop()
-        if args.dir is None:
-            shutil.rmtree(base, ignore_errors=True)
+        folder.close()
     figures.update(results=results, load_end=load())
     print(f"\n{'endpoint':<10} {'clients':>7} {'req/s':>8} {'p50 ms':>8} {'p99 ms':>8} {'errors':>7}  load")
     for endpoint, rows in results.items():

@@ -62,6 +62,31 @@ def run_import(kezek: System, export: Path) -> dict:
     return json.loads(r.stdout.strip().splitlines()[-1])
 
 
+def start_and_import(kezek: System, base: Path, children: int, kindergartens: int, seed: int,
+                     figures: dict) -> "Watch":
+    """Starts the system and imports a generated export of the old portal
+    into it (`kezek import`): the seconds of each in `figures` (start_s,
+    import_s) with what was created (imported); the Watch of the system."""
+    t = time.monotonic()
+    kezek.start()
+    figures["start_s"] = round(time.monotonic() - t, 1)
+    watch = Watch(kezek)
+    try:
+        say(f"generating an export of {children:,} children, {kindergartens:,} kindergartens ...")
+        export = base / "export.json"
+        make_export(export, children, kindergartens, seed)
+        say("kezek import ...")
+        t = time.monotonic()
+        report = run_import(kezek, export)
+    except BaseException:
+        watch.close()
+        raise
+    figures["import_s"] = round(time.monotonic() - t, 1)
+    figures["imported"] = {k: v.get("created", 0) for k, v in report.get("counts", {}).items()
+                           if isinstance(v, dict)}
+    return watch
+
+
 class Watch:
     """What the benchmark reads of the running system (its databases, Kafka)."""
 

@@ -16,9 +16,11 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
+import tempfile
 import time
 from collections.abc import Mapping
 from pathlib import Path
@@ -27,6 +29,29 @@ import httpx
 
 ROOT = Path(__file__).resolve().parents[1]
 SERVICES = ("gateway", "registration", "queue", "verification", "notifications")
+
+
+class BenchFolder:
+    """A benchmark's folder, which the `postgres` user can reach too (the
+    server runs as that user when we are root): `keep` (its --dir) stays
+    after the run; without it a temporary one, which close() (or the end of
+    a `with` block) removes."""
+
+    def __init__(self, keep: Path | None, prefix: str):
+        self.keep = keep
+        self.path = keep or Path(tempfile.mkdtemp(prefix=prefix))
+        self.path.mkdir(parents=True, exist_ok=True)
+        os.chmod(self.path, 0o755)
+
+    def close(self) -> None:
+        if self.keep is None:
+            shutil.rmtree(self.path, ignore_errors=True)
+
+    def __enter__(self) -> "BenchFolder":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
 
 
 def _two_free_ports() -> int:
