@@ -433,6 +433,30 @@ def test_a_batch_read_together_tells_what_its_events_one_by_one_tell(service):
     assert len(messages(service, kind="top_ten_reached", application_id="a9", channel="email")) == 1
 
 
+def test_a_batch_of_position_events_reads_its_applications_and_contacts_once(service):
+    for i in range(5):
+        consume(service, received(app=f"a{i}", parent=f"p{i}", locale="ru"))
+    events = [ev("application.position_changed.v1", {"application_id": f"a{i % 5}", "position": 50 - i,
+                                                     "previous_position": 51 - i}) for i in range(20)]
+    reads = []
+    engine = service.sessions.kw["bind"]
+
+    def seen(conn, cursor, statement, *args):
+        if statement.lstrip().upper().startswith("SELECT"):
+            reads.append(statement)
+    sa.event.listen(engine, "before_cursor_execute", seen)
+    try:
+        consume_batch(service, events)
+    finally:
+        sa.event.remove(engine, "before_cursor_execute", seen)
+    # one for the applications (locked), one for which parents have contacts; none per event
+    assert len(reads) == 2, reads
+    with service.sessions() as s:
+        from services.notifications.models import KnownApplication
+        assert {a.application_id: a.last_position for a in s.scalars(sa.select(KnownApplication))} == {
+            f"a{i}": 50 - (15 + i) for i in range(5)}
+
+
 def imported(app="a1", parent="p1", locale="ru"):
     event = received(app=app, parent=parent, locale=locale)
     return ev("application.received.v1", {**event.data, "imported": True})

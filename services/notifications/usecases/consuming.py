@@ -32,6 +32,7 @@ CONSUMED_TYPES = frozenset(d.RULES) | frozenset(CONTACT_EVENTS)
 ACTIVITY_CONSUMER = "notifications.notify_parent"
 # session.info key of what `prepare` read for a batch.
 _PREPARED = "notifications.prepared"
+_PREPARED_ROWS = "notifications.prepared_rows"
 # Fields the workflow sends as local wall time without an offset.
 _LOCAL_TIMES = ("deadline", "stoplist_until")
 
@@ -63,11 +64,16 @@ class Consuming:
                                .order_by(KnownApplication.application_id).with_for_update()).all()
         parents = {a.parent_id for a in apps} | {e.data["parent_id"] for e in events if e.data.get("parent_id")}
         contacts = set(session.scalars(sa.select(Contact.parent_id).where(Contact.parent_id.in_(sorted(parents)))))
-        session.info[_PREPARED] = ({a.application_id for a in apps}, contacts)
+        session.info[_PREPARED] = ({a.application_id for a in apps}, contacts, set(ids))
+        # The session's identity map holds unchanged rows weakly: kept here,
+        # they are there for `handle` (session.get, no statement).
+        session.info[_PREPARED_ROWS] = apps
 
-    def _prepared(self, session: Session) -> tuple[set[str], set[str]]:
-        """(applications locked by `prepare`, parents known to have a contact)."""
-        return session.info.get(_PREPARED, (set(), set()))
+    def _prepared(self, session: Session) -> tuple[set[str], set[str], set[str]]:
+        """(applications locked by `prepare`, parents known to have a
+        contact, applications it asked for: those of them it did not find
+        are not known, as nothing in the batch makes them known)."""
+        return session.info.get(_PREPARED, (set(), set(), set()))
 
     def handle(self, session: Session, event: Event) -> None:
         """One event: at most one message per channel (the caller's claim of
@@ -142,11 +148,15 @@ class Consuming:
     def _reachable(self, session: Session, data: dict) -> bool:
         """`_recipient` would find the parent (the application known, its
         parent's contact there), told without reading the contact."""
-        app = session.get(KnownApplication, data["application_id"])
+        found, contacts, asked = self._prepared(session)
+        aid = data["application_id"]
+        if aid in asked and aid not in found:
+            return False              # not known (yet): parked, without asking again
+        app = session.get(KnownApplication, aid)
         if app is None:
             return False
         parent_id = data.get("parent_id") or app.parent_id
-        if parent_id in self._prepared(session)[1]:
+        if parent_id in contacts:
             return True
         return session.scalar(sa.select(sa.func.count()).select_from(Contact)
                               .where(Contact.parent_id == parent_id)) > 0
