@@ -10,12 +10,21 @@ bench/distribution_day.py.
   allocation requests left, every consumer group at the end of its topics;
 - `sign_in_parents`: real bearer tokens of parents from that queue (an
   activation link asked for, the password set with it, a session opened
-  through the gateway's POST /api/v1/sessions, as the parents' app does).
+  through the gateway's POST /api/v1/sessions, as the parents' app does);
+- `built_queue`: the queue built once per size and seed: after the import
+  and the wait, the system is stopped and its PostgreSQL cluster and
+  Temporal's database are copied to var/bench-snapshots/<key>/ (the key:
+  children, kindergartens, seed, and a digest of the migrations and the
+  import path); a later run with the same key copies them into its own
+  folder and starts on them (Kafka starts empty: every outbox was sent and
+  every consumer had read to the end, the rest lives in the databases).
 """
 from __future__ import annotations
 
+import hashlib
 import json
 import os
+import shutil
 import subprocess
 import sys
 import time
@@ -85,6 +94,83 @@ def start_and_import(kezek: System, base: Path, children: int, kindergartens: in
     figures["imported"] = {k: v.get("created", 0) for k, v in report.get("counts", {}).items()
                            if isinstance(v, dict)}
     return watch
+
+
+# ------------------------------------------------------------------ snapshots
+
+ROOT = Path(__file__).resolve().parents[1]
+SNAPSHOTS = ROOT / "var" / "bench-snapshots"
+# What decides the built databases besides the size and the seed.
+SHAPING = ("services/*/migrations/**/*.py", "importer/*.py", "services/queue/usecases/*.py",
+           "services/registration/usecases/*.py", "bench/queue_data.py")
+# What a snapshot keeps of a stopped system's folder (bench/system.py).
+KEPT = ("postgres", "temporal")
+
+
+def snapshot_key(children: int, kindergartens: int, seed: int) -> str:
+    digest = hashlib.sha256()
+    for pattern in SHAPING:
+        for path in sorted(ROOT.glob(pattern)):
+            digest.update(str(path.relative_to(ROOT)).encode() + b"\0" + path.read_bytes())
+    return f"{children}-{kindergartens}-{seed}-{digest.hexdigest()[:12]}"
+
+
+def _copy(src: Path, dst: Path) -> None:
+    """cp -a: owners and modes kept (PostgreSQL's folder belongs to its own
+    user, 0700), logs and the server's pid file left behind."""
+    dst.mkdir(parents=True, exist_ok=True)
+    for part in KEPT:
+        subprocess.run(["cp", "-a", str(src / part), str(dst / part)], check=True)
+        for junk in ("postmaster.pid", "server.log", "temporal.log"):
+            (dst / part / junk).unlink(missing_ok=True)
+
+
+def built_queue(kezek: System, children: int, kindergartens: int, seed: int, *, fresh: bool = False,
+                keep: bool = True) -> dict:
+    """Starts `kezek` (not started yet) with a queue of `children`, idle:
+    from the snapshot of this key if there is one (unless `fresh`), else
+    built by `kezek import` and the wait after it, then (with `keep`) saved
+    as the snapshot of this key. What it did and how long it took."""
+    key = snapshot_key(children, kindergartens, seed)
+    snap = SNAPSHOTS / key
+    out: dict = {"snapshot": key}
+    if (snap / "built.json").exists() and not fresh:
+        t = time.monotonic()
+        _copy(snap, kezek.state)
+        out["restore_s"] = round(time.monotonic() - t, 1)
+        out["from_snapshot"] = json.loads((snap / "built.json").read_text())
+        say(f"databases of {children:,} children restored from {snap} in {out['restore_s']} s "
+            f"(built {out['from_snapshot']['built_at']}: import {out['from_snapshot']['import_s']} s, "
+            f"settle {out['from_snapshot']['settle_s']} s)")
+        kezek.start()
+        watch = Watch(kezek)
+        out["settle_s"] = round(settle(watch, 3600, "after the restore"), 1)
+        watch.close()
+        return out
+    watch = start_and_import(kezek, kezek.state.parent, children, kindergartens, seed, out)
+    say(f"imported in {out['import_s']} s: {out['imported']}; waiting for the system to take it in ...")
+    out["settle_s"] = round(settle(watch, 7200, "after the import"), 1)
+    say(f"idle after {out['settle_s']} s")
+    watch.close()
+    if keep:
+        t = time.monotonic()
+        kezek.stop()
+        tmp = SNAPSHOTS / f".{key}.{os.getpid()}"
+        shutil.rmtree(tmp, ignore_errors=True)
+        _copy(kezek.state, tmp)
+        (tmp / "built.json").write_text(json.dumps({
+            "built_at": datetime.now().isoformat(timespec="seconds"), "children": children,
+            "kindergartens": kindergartens, "seed": seed, "import_s": out["import_s"],
+            "settle_s": out["settle_s"], "imported": out["imported"], "load": load()}))
+        shutil.rmtree(snap, ignore_errors=True)
+        tmp.rename(snap)
+        kezek.start()
+        out["snapshot_saved_s"] = round(time.monotonic() - t, 1)
+        say(f"snapshot saved to {snap} (stop, copy, start: {out['snapshot_saved_s']} s)")
+        w = Watch(kezek)
+        settle(w, 600, "after the restart")
+        w.close()
+    return out
 
 
 class Watch:

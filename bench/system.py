@@ -144,14 +144,16 @@ class System:
         os.chmod(self.state, 0o755)
         from kezek.infra.procs import die_with_parent
 
-        out = open(self.state / "supervisor.log", "ab")
+        log = self.state / "supervisor.log"
+        seen = log.stat().st_size if log.exists() else 0      # a restart: only what comes now counts
+        out = open(log, "ab")
         # The supervisor stops everything when the benchmark ends, however it ends.
         self.proc = subprocess.Popen([sys.executable, "-m", "kezek.cli", "run", "--postgres", "--no-demo"],
                                      cwd=self.state, env=self.env, stdout=out, stderr=subprocess.STDOUT,
                                      start_new_session=True, preexec_fn=die_with_parent)
         out.close()
         t = time.monotonic()
-        while b"Kezek is running" not in (self.state / "supervisor.log").read_bytes():
+        while b"Kezek is running" not in log.read_bytes()[seen:]:
             if self.proc.poll() is not None:
                 raise RuntimeError(f"kezek run exited ({self.proc.returncode}); see {self.state}/supervisor.log")
             if time.monotonic() - t > timeout:
