@@ -17,10 +17,12 @@ by whichever replica comes first. The table is created by a migration with
 With `flush_seconds` (the gateway's, where every request is counted), a
 replica counts in memory and adds its counts to the shared rows in one
 transaction at most that often: a key is judged by the shared count as of
-the last flush plus what this replica counted since. One replica alone is
-exact; with several, a key may pass the limit by what the others counted
-within `flush_seconds`. A key reaching its limit here is flushed at once,
-so the shared count is exact before anyone is refused.
+the last flush plus what this replica counted since. A key flushes at once
+when it has counted here a sixteenth of the room left under its limit by
+the shared count it knows (at least one hit), so the nearer a key comes to
+its limit, the more often its replicas share their counts (at every hit at
+the end): the shared count is exact before anyone is refused, and a few
+replicas together let a key pass its limit by about one hit each.
 """
 from __future__ import annotations
 
@@ -34,6 +36,7 @@ from sqlalchemy.dialects import postgresql, sqlite
 
 TABLE = "rate_limits"
 _SWEEP_EVERY = 1000          # hits between two deletions of old windows
+_SHARE_OF_ROOM = 16          # batched: a key flushes at this share of the room left under its limit
 _KEEP_SECONDS = 3600         # windows older than this are deleted
 
 
@@ -113,7 +116,12 @@ class RateLimits:
             known = self._counts.setdefault((key, start), [0, 0])
             known[1] += cost
             estimate = known[0] + known[1]
-            due = now - self._flushed_at >= self.flush_seconds or estimate >= limit
+            # Near the limit the other replicas' counts matter: a key flushes
+            # once it has counted here a sixteenth of the room the shared
+            # count left, so flushes come at every hit as the limit nears, and
+            # a key far from it (a family polling its cabinet) waits for the timer.
+            room = max(limit - known[0], 0)
+            due = now - self._flushed_at >= self.flush_seconds or known[1] >= max(1, room // _SHARE_OF_ROOM)
         if not due:
             return estimate
         self.flush(now)

@@ -12,7 +12,8 @@ import pytest
 from fastapi.testclient import TestClient
 
 from tests.fakes.gateway import Stack
-from tests.unit.test_gateway_api import CHILD, CONFIRM, PARENT, draft, fields, register, stack_code
+from tests.builders import CHILD, MOTHER as PARENT
+from tests.unit.test_gateway_api import CONFIRM, draft, fields, register, stack_code
 from tests.unit.test_gateway_portal import PARENT_FORM, csrf, errors
 
 
