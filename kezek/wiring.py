@@ -1,5 +1,5 @@
 """Finds each service's parts by convention (see README, "Wiring"):
-`api.create_app`, `consumers.build_consumers`, `activities.build_activities`,
+`api.create_app`, `api.http_workers` (its HTTP worker processes), `consumers.build_consumers`, `activities.build_activities`,
 `jobs.build_jobs`, `retention.build_retention`, `models.outbox`,
 `models.Base` (its tables), `files.build_files` (its sealed file store). A
 service without a part simply has none.
@@ -45,6 +45,13 @@ def create_app(service: str, settings: Settings):
     if factory is None:
         raise LookupError(f"service {service!r} has no api.create_app")
     return factory(settings)
+
+
+def http_workers(service: str, settings: Settings) -> int:
+    """How many worker processes serve the service's HTTP port (1 unless
+    the service says otherwise)."""
+    workers = _part(service, "api", "http_workers")
+    return max(1, workers(settings)) if workers else 1
 
 
 def consumers(settings: Settings, services: tuple[str, ...] = SERVICES) -> list:

@@ -20,7 +20,7 @@ def main(argv: list[str]) -> int:
     p.add_argument("--port", type=int, help="default: KEZEK_<SERVICE>_PORT")
     args = p.parse_args(argv)
     settings = Settings()
-    workers = _workers(args.service)
+    workers = wiring.http_workers(args.service, settings)
     options = dict(host=settings.host, port=args.port or settings.port_of(args.service),
                    log_config=None, access_log=False, timeout_graceful_shutdown=5)
     if workers > 1:
@@ -32,14 +32,6 @@ def main(argv: list[str]) -> int:
 
 
 _SERVICE = "KEZEK_SERVE_SERVICE"
-
-
-def _workers(service: str) -> int:
-    if service != "gateway":
-        return 1
-    from services.gateway.settings import GatewaySettings
-
-    return max(1, GatewaySettings().gateway_workers)
 
 
 def app(service: str | None = None):

@@ -45,6 +45,12 @@ def build(settings: Settings | None = None, *, transports: dict[str, httpx.Async
     return gw
 
 
+def http_workers(settings: Settings) -> int:
+    """Worker processes on the gateway's port, where every parent's request
+    lands (`KEZEK_GATEWAY_WORKERS`; `kezek serve` asks through kezek.wiring)."""
+    return gateway_settings(settings).gateway_workers
+
+
 def create_app(settings: Settings | None = None, *, transports: dict[str, httpx.AsyncBaseTransport] | None = None,
                referrals: Referrals | None = None, keys: ServiceKeys | None = None) -> FastAPI:
     gw = build(settings, transports=transports, referrals=referrals, keys=keys)

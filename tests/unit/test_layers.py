@@ -62,3 +62,13 @@ def test_no_function_is_longer_than_a_screenful_or_two():
                 if lines > MAX_FUNCTION_LINES:
                     long.append(f"{path.relative_to(ROOT)}:{node.lineno} {node.name}: {lines} lines")
     assert not long, f"split these functions (at most {MAX_FUNCTION_LINES} lines): {long}"
+
+
+def test_only_the_gateway_serves_its_port_with_several_workers_when_told(monkeypatch):
+    from kezek import wiring
+    from kezek.settings import Settings
+
+    monkeypatch.setenv("KEZEK_GATEWAY_WORKERS", "3")
+    settings = Settings(_env_file=None)
+    assert wiring.http_workers("gateway", settings) == 3
+    assert wiring.http_workers("queue", settings) == 1
