@@ -84,7 +84,7 @@ async def test_imported_live_referrals_run_as_workflows_to_their_recorded_deadli
                 assert st.extension_day == cal.last_working_day_before(r.deadline)
             else:
                 assert st.extension_day is None
-            runs[r.id] = (await handle.describe()).run_id
+            runs[r.referral_id] = (await handle.describe()).run_id
 
         # Nothing was announced again: the queue published no "issued" fact
         # and the parents were sent no "issued" message.
@@ -97,7 +97,7 @@ async def test_imported_live_referrals_run_as_workflows_to_their_recorded_deadli
         for r in plan.referrals:
             ref_id = service.views.application(r.application_id)["referral"]["id"]
             described = await client.get_workflow_handle(c.workflow_id(str(ref_id))).describe()
-            assert described.status == WorkflowExecutionStatus.RUNNING and described.run_id == runs[r.id]
+            assert described.status == WorkflowExecutionStatus.RUNNING and described.run_id == runs[r.referral_id]
 
         result = reconcile(service, plan, policy, sample=20)
         assert result.ok and result.referrals == 12, result.differences[:5]

@@ -122,7 +122,8 @@ def test_one_trace_runs_from_a_parents_cancel_through_the_workflows_activity_and
     from services.gateway.api import create_app as gateway_app
     from services.gateway.referrals import TemporalReferrals
     from tests.fakes.gateway import Stack
-    from tests.unit.test_gateway_api import CHILD, PARENT, register
+    from tests.builders import CHILD, MOTHER as PARENT
+    from tests.unit.test_gateway_api import register
 
     # The gateway and registration for real; the queue's HTTP answers from
     # the stand-in; the parent's act through Temporal for real.
