@@ -112,7 +112,7 @@ class Load:
             times = sorted(r[1] for r in data["requests"] if r[0] >= t0)
             out.update(request_p50_ms=round(percentile(times, 0.50) * 1000, 1),
                        request_p99_ms=round(percentile(times, 0.99) * 1000, 1),
-                       request_errors=sum(1 for r in data["requests"] if r[0] >= t0 and r[2] >= 400 or r[2] == 0))
+                       request_errors=sum(1 for r in data["requests"] if r[0] >= t0 and (r[2] >= 400 or r[2] == 0)))
         return out
 
 

@@ -65,12 +65,10 @@ class SmtpEmail:
         try:
             smtp = self._connection()
             smtp.send_message(self.compose(msg))
-        except smtplib.SMTPRecipientsRefused as exc:
-            self._reset()
+        except smtplib.SMTPRecipientsRefused as exc:   # smtplib has reset the transaction
             code, text = next(iter(exc.recipients.values()))
             return Attempt(Outcome.PERMANENT if code >= 500 else Outcome.TRANSIENT, error=f"smtp {code} {text!r}")
         except smtplib.SMTPResponseException as exc:
-            self._reset()
             outcome = Outcome.PERMANENT if exc.smtp_code >= 500 else Outcome.TRANSIENT
             return Attempt(outcome, error=f"smtp {exc.smtp_code} {exc.smtp_error!r}")
         except (OSError, smtplib.SMTPException) as exc:  # refused, timed out, dropped
@@ -99,14 +97,6 @@ class SmtpEmail:
             raise
         self._smtp = smtp
         return smtp
-
-    def _reset(self) -> None:
-        """A refused message leaves the transaction open on the server."""
-        try:
-            if self._smtp is not None:
-                self._smtp.rset()
-        except (OSError, smtplib.SMTPException):
-            self._drop()
 
     def _drop(self) -> None:
         if self._smtp is not None:
