@@ -241,6 +241,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--fresh", action="store_true",
                     help="build the queue by kezek import even if a snapshot of this size and seed exists")
     ap.add_argument("--no-snapshot", action="store_true", help="do not save the built queue as a snapshot")
+    ap.add_argument("--snapshot", metavar="KEY",
+                    help="start on this snapshot (a folder of var/bench-snapshots/) whatever its key")
     args = ap.parse_args(argv)
 
     from services.notifications.devservers import DevSmsGateway
@@ -262,7 +264,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         t = time.monotonic()
         figures["queue"] = built_queue(kezek, args.children, kgs, args.seed, fresh=args.fresh,
-                                       keep=not args.no_snapshot)
+                                       keep=not args.no_snapshot, snapshot=args.snapshot)
         figures["queue_s"] = round(time.monotonic() - t, 1)
         watch = Watch(kezek)
 

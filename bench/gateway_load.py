@@ -9,7 +9,10 @@ PostgreSQL, Kafka, the Temporal dev server, the five services, relays,
 consumers, the worker, on free ports in a temporary folder; only its own
 processes are stopped). A queue of `--children` children comes in through
 `kezek import` of a generated export of the old portal (bench/queue_data.py),
-the system takes in what that sets off, then `--parents` parents are signed
+the system takes in what that sets off (the built databases are kept as a
+snapshot and later runs of this size and seed start on them, as
+bench/distribution_day.py does: `--fresh`, `--no-snapshot`, `--snapshot`),
+then `--parents` parents are signed
 in through the gateway (real bearer tokens and session cookies).
 
 Then, for each endpoint and each concurrency, locust (bench/load.py, a
@@ -46,7 +49,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import load as loadgen  # noqa: E402
-from queue_data import load, public_pools, say, settle, sign_in_parents, start_and_import  # noqa: E402
+from queue_data import Watch, built_queue, load, public_pools, say, settle, sign_in_parents  # noqa: E402
 from system import BenchFolder, System  # noqa: E402
 
 RESULTS = Path(__file__).resolve().parent / "results"
@@ -96,6 +99,11 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--gateway-workers", type=int, default=1,
                     help="worker processes of the gateway (KEZEK_GATEWAY_WORKERS)")
     ap.add_argument("--dir", type=Path, help="keep the system's folder here (default: a temporary one)")
+    ap.add_argument("--fresh", action="store_true",
+                    help="build the queue by kezek import even if a snapshot of this size and seed exists")
+    ap.add_argument("--no-snapshot", action="store_true", help="do not save the built queue as a snapshot")
+    ap.add_argument("--snapshot", metavar="KEY",
+                    help="start on this snapshot (a folder of var/bench-snapshots/) whatever its key")
     args = ap.parse_args(argv)
     clients = [int(c) for c in args.clients.split(",")]
     endpoints = [e for e in args.endpoints.split(",") if e]
@@ -111,9 +119,9 @@ def main(argv: list[str] | None = None) -> int:
     watch = None
     results: dict[str, list[dict]] = {}
     try:
-        watch = start_and_import(kezek, base, args.children, kgs, args.seed, figures)
-        say(f"imported in {figures['import_s']} s; waiting for the system to take it in ...")
-        figures["settle_s"] = round(settle(watch, 7200, "after the import"), 1)
+        figures["queue"] = built_queue(kezek, args.children, kgs, args.seed, fresh=args.fresh,
+                                       keep=not args.no_snapshot, snapshot=args.snapshot)
+        watch = Watch(kezek)
         t = time.monotonic()
         tokens = sign_in_parents(kezek, watch, args.parents, args.seed)
         if not tokens:

@@ -126,14 +126,27 @@ def _copy(src: Path, dst: Path) -> None:
 
 
 def built_queue(kezek: System, children: int, kindergartens: int, seed: int, *, fresh: bool = False,
-                keep: bool = True) -> dict:
+                keep: bool = True, snapshot: str | None = None) -> dict:
     """Starts `kezek` (not started yet) with a queue of `children`, idle:
     from the snapshot of this key if there is one (unless `fresh`), else
     built by `kezek import` and the wait after it, then (with `keep`) saved
-    as the snapshot of this key. What it did and how long it took."""
-    key = snapshot_key(children, kindergartens, seed)
+    as the snapshot of this key. `snapshot` names a snapshot to start on
+    whatever its key (a folder under var/bench-snapshots/): the one built
+    before a change of the shaping code that left the databases as they
+    were; it must exist and be of this size. What it did and how long it
+    took."""
+    key = snapshot or snapshot_key(children, kindergartens, seed)
     snap = SNAPSHOTS / key
     out: dict = {"snapshot": key}
+    if snapshot is not None:
+        built = snap / "built.json"
+        if not built.exists():
+            raise SystemExit(f"--snapshot {snapshot}: no snapshot in {snap}")
+        size = json.loads(built.read_text())
+        if (size["children"], size["kindergartens"], size["seed"]) != (children, kindergartens, seed):
+            raise SystemExit(f"--snapshot {snapshot} holds {size['children']:,} children, {size['kindergartens']:,} "
+                             f"kindergartens, seed {size['seed']}: pass those sizes")
+        out["named"] = True
     if (snap / "built.json").exists() and not fresh:
         t = time.monotonic()
         _copy(snap, kezek.state)
