@@ -39,6 +39,23 @@ log = get_logger(__name__)
 Handler = Callable[[Session, Event], None]
 Preparer = Callable[[Session, list[Event]], None]
 MAX_POLL_RECORDS = 500
+# The bound between two polls before the group counts a consumer as gone
+# (ms), and the share of it one poll's records may take to handle.
+MAX_POLL_INTERVAL_MS = 30_000
+POLL_BUDGET_SHARE = 0.25
+
+
+def next_poll_size(records: int, seconds: float, ceiling: int,
+                   budget: float = MAX_POLL_INTERVAL_MS / 1000 * POLL_BUDGET_SHARE) -> int:
+    """How many records to ask for next, after `records` took `seconds`:
+    as many as fit in `budget` seconds at that pace, at least 1 and at most
+    `ceiling`. On a loaded machine a full poll can take longer than the
+    group's bound between polls; the consumer is then put out of its group,
+    its offset commit refused and the batch handled again after a
+    rebalance, over and over. Asking for fewer records keeps it in."""
+    if records <= 0 or seconds <= 0:
+        return ceiling
+    return max(1, min(ceiling, int(budget * records / seconds)))
 
 
 class IdempotentConsumer:
@@ -59,13 +76,15 @@ class IdempotentConsumer:
             auto_offset_reset="earliest",
             # A consumer that lost its broker rejoins its group within this
             # bound instead of the 5-minute default.
-            max_poll_interval_ms=30_000,
+            max_poll_interval_ms=MAX_POLL_INTERVAL_MS,
             request_timeout_ms=30_000,
             session_timeout_ms=10_000,
             heartbeat_interval_ms=3_000,
         )
         config.setdefault("max_poll_records", MAX_POLL_RECORDS)
         config.update(kafka_config)
+        self.ceiling = config["max_poll_records"]
+        self.poll_size = self.ceiling
         self.consumer = KafkaConsumer(**config)
         self.consumer.subscribe(self.topics)
         self._measured = 0.0
@@ -141,7 +160,8 @@ class IdempotentConsumer:
         skipped; offsets are committed only for records whose transaction
         committed."""
         handled = 0
-        batches = list(self.consumer.poll(timeout_ms=timeout_ms).items())
+        batches = list(self.consumer.poll(timeout_ms=timeout_ms, max_records=self.poll_size).items())
+        started = time.monotonic()
         for i, (tp, records) in enumerate(batches):
             done = None
             careful = self._careful.get(tp)
@@ -172,6 +192,9 @@ class IdempotentConsumer:
                 if done is not None:
                     # After the database commits, never before.
                     self.consumer.commit({TopicPartition(tp.topic, tp.partition): OffsetAndMetadata(done + 1, "", -1)})
+        if batches:
+            self.poll_size = next_poll_size(sum(len(r) for _, r in batches), time.monotonic() - started,
+                                            self.ceiling)
         if time.monotonic() - self._measured >= 5:
             self._measured = time.monotonic()
             self.measure_lag()
