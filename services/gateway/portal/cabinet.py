@@ -6,6 +6,7 @@ carries a token derived from the session (CSRF); what is not the parent's
 own is "not found" (services/gateway/cabinet.py)."""
 from __future__ import annotations
 
+from functools import partial
 from typing import Annotated
 
 from fastapi import APIRouter, Depends, Request
@@ -48,6 +49,15 @@ async def checked(request: Request, gw: Gw, form: Form) -> dict[str, str]:
 Checked = Annotated[dict[str, str], Depends(checked)]
 
 
+def target_id(request: Request) -> str:
+    """The referral or application an act's path names (its one parameter)."""
+    (value,) = request.path_params.values()
+    return value
+
+
+Target = Annotated[str, Depends(target_id)]
+
+
 @router.get("/cabinet", response_class=HTMLResponse)
 async def cabinet(render: Render, gw: Gw, who: Parent, csrf: Csrf, done: str = ""):
     me = await c.children(gw, who)
@@ -77,30 +87,35 @@ async def confirmation(render: Render, gw, who: Principal, kind: str, target_id:
     return render.refused("confirm_action.html", exc, **page) if exc else render("confirm_action.html", **page)
 
 
-async def confirmed(render: Render, gw, who: Principal, kind: str, target_id: str, csrf: str, act,
-                    done: str) -> HTMLResponse:
-    """The act, once asked; a refusal shows the question again with why
-    (what is not the parent's own, or not allowed now, is an error page)."""
-    try:
-        await act
-    except (c.NotYours, c.NotAllowedNow):
-        raise
-    except UpstreamError as exc:
-        return await confirmation(render, gw, who, kind, target_id, csrf, exc)
-    return redirect(done)
+def confirmed_act(kind: str, path: str, act, done: str) -> None:
+    """The two routes of an act that cannot be undone ("cancel" a referral,
+    "remove" an application), the target named by the path's one parameter:
+    GET asks before it (the confirmation page); POST does it, `act(gw, who,
+    target_id)`, and goes to `done`, or shows the question again with why it
+    was refused (what is not the parent's own, or not allowed now, is an
+    error page)."""
+    async def page(target_id: Target, render: Render, gw: Gw, who: Parent, csrf: Csrf):
+        return await confirmation(render, gw, who, kind, target_id, csrf)
+
+    async def post(target_id: Target, render: Render, gw: Gw, who: Parent, csrf: Csrf, _form: Checked):
+        try:
+            await act(gw, who, target_id)
+        except (c.NotYours, c.NotAllowedNow):
+            raise
+        except UpstreamError as exc:
+            return await confirmation(render, gw, who, kind, target_id, csrf, exc)
+        return redirect(done)
+
+    router.add_api_route(path, page, methods=["GET"], response_class=HTMLResponse, name=f"{kind}_page")
+    router.add_api_route(path, post, methods=["POST"], response_class=HTMLResponse, name=f"{kind}_post")
 
 
-# --- "Cancel direction", "Extend direction" ---------------------------------------
+# --- "Cancel direction", "Extend direction", "Remove from queue" ---------------------
 
-@router.get("/cabinet/referrals/{referral_id}/cancel", response_class=HTMLResponse)
-async def cancel_page(referral_id: str, render: Render, gw: Gw, who: Parent, csrf: Csrf):
-    return await confirmation(render, gw, who, "cancel", referral_id, csrf)
-
-
-@router.post("/cabinet/referrals/{referral_id}/cancel", response_class=HTMLResponse)
-async def cancel_post(referral_id: str, render: Render, gw: Gw, who: Parent, csrf: Csrf, _form: Checked):
-    return await confirmed(render, gw, who, "cancel", referral_id, csrf,
-                           c.act_on_referral(gw, who, referral_id, "cancel"), "/cabinet?done=cancelled#directions")
+confirmed_act("cancel", "/cabinet/referrals/{referral_id}/cancel",
+              partial(c.act_on_referral, action="cancel"), "/cabinet?done=cancelled#directions")
+confirmed_act("remove", "/cabinet/applications/{application_id}/remove", c.remove_application,
+              "/cabinet?done=removed")
 
 
 @router.post("/cabinet/referrals/{referral_id}/extend", response_class=HTMLResponse)
@@ -115,16 +130,3 @@ async def extend_post(referral_id: str, gw: Gw, who: Parent, _form: Checked):
 async def notification_read(message_id: str, gw: Gw, who: Parent, _form: Checked):
     await gw.notifications.mark_read(who, message_id)
     return redirect("/cabinet#h-notes")
-
-
-# --- "Remove from queue" --------------------------------------------------------------
-
-@router.get("/cabinet/applications/{application_id}/remove", response_class=HTMLResponse)
-async def remove_page(application_id: str, render: Render, gw: Gw, who: Parent, csrf: Csrf):
-    return await confirmation(render, gw, who, "remove", application_id, csrf)
-
-
-@router.post("/cabinet/applications/{application_id}/remove", response_class=HTMLResponse)
-async def remove_post(application_id: str, render: Render, gw: Gw, who: Parent, csrf: Csrf, _form: Checked):
-    return await confirmed(render, gw, who, "remove", application_id, csrf,
-                           c.remove_application(gw, who, application_id), "/cabinet?done=removed")
