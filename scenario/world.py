@@ -13,7 +13,7 @@ import asyncio
 from collections import Counter
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any
+from typing import Any, Callable
 
 from temporalio import activity
 
@@ -92,6 +92,26 @@ class Cause:
 
     step: int | None
     lines: list[dict[str, Any]] = field(default_factory=list)
+
+
+def effect(name: str, done: str | Callable[[Any], str]):
+    """A queue-side activity of the world (`name`), written as what it does
+    to the referral: `apply(world, ref, cause, call)` runs once per
+    idempotency key, when the simulated clock reaches the call's moment; then
+    the fact `done` (a name, or one made from the call) is reported to
+    whoever waits for it (World.expect), by a repeated call too."""
+    def wrap(apply: Callable[..., None]):
+        async def run(self: World, call: c.ActivityCall) -> None:
+            entered = await self._enter(call)
+            if entered:
+                apply(self, *entered, call)
+            self._done(call.referral_id, done(call) if callable(done) else done)
+
+        # The activity's argument is the one `apply` declares (Temporal reads it).
+        run.__name__, run.__qualname__, run.__doc__ = apply.__name__, apply.__qualname__, apply.__doc__
+        run.__annotations__ = {"call": apply.__annotations__["call"], "return": "None"}
+        return activity.defn(name=name)(run)
+    return wrap
 
 
 class World:
@@ -228,15 +248,11 @@ class World:
         ref = self.referrals[call.referral_id]
         return ref, self._cause_of[call.referral_id]
 
-    @activity.defn(name=c.RECORD_REFERRAL)
-    async def record_referral(self, call: c.RecordReferral) -> None:
-        entered = await self._enter(call)
-        if entered:
-            ref, cause = entered
-            ref.deadline = call.deadline
-            deadline = local_iso(call.deadline, self.cal) if call.deadline else None
-            self.line(cause, call.at, call.event, **self._place_fields(ref), deadline=deadline, reason=call.reason)
-        self._done(call.referral_id, call.event)
+    @effect(c.RECORD_REFERRAL, done=lambda call: call.event)
+    def record_referral(self, ref: Referral, cause: Cause, call: c.RecordReferral) -> None:
+        ref.deadline = call.deadline
+        deadline = local_iso(call.deadline, self.cal) if call.deadline else None
+        self.line(cause, call.at, call.event, **self._place_fields(ref), deadline=deadline, reason=call.reason)
 
     @activity.defn(name=c.RETURN_PLACE)
     async def return_place(self, call: c.ReturnPlace) -> c.PlaceReturned:
@@ -270,54 +286,39 @@ class World:
         self._done(call.referral_id, "place.returned")
         return c.PlaceReturned(applied=entered is not None, aged_out=child.status == ageing.AGED_OUT)
 
-    @activity.defn(name=c.RETURN_TO_GENERAL_QUEUE)
-    async def return_to_general_queue(self, call: c.ReturnToGeneralQueue) -> None:
-        entered = await self._enter(call)
-        if entered and entered[0].child.status != ageing.AGED_OUT:
-            ref, cause = entered
+    @effect(c.RETURN_TO_GENERAL_QUEUE, done="returned_to_general_queue")
+    def return_to_general_queue(self, ref: Referral, cause: Cause, call: c.ReturnToGeneralQueue) -> None:
+        if ref.child.status != ageing.AGED_OUT:
             ref.child.category = "general"
             ref.child.changed()
             self.line(cause, call.at, "application.returned_to_general_queue", child=ref.child.alias)
-        self._done(call.referral_id, "returned_to_general_queue")
 
-    @activity.defn(name=c.PUT_ON_STOPLIST)
-    async def put_on_stoplist(self, call: c.PutOnStoplist) -> None:
-        entered = await self._enter(call)
-        if entered:
-            ref, cause = entered
-            ref.stoplist_until = call.until
-            if ref.child.status in ("queued", "referred"):
-                ref.child.status, ref.child.kindergarten = "paused", None
-            self.line(cause, call.at, "application.paused", child=ref.child.alias,
-                      until=local_iso(call.until, self.cal))
-        self._done(call.referral_id, "paused")
+    @effect(c.PUT_ON_STOPLIST, done="paused")
+    def put_on_stoplist(self, ref: Referral, cause: Cause, call: c.PutOnStoplist) -> None:
+        ref.stoplist_until = call.until
+        if ref.child.status in ("queued", "referred"):
+            ref.child.status, ref.child.kindergarten = "paused", None
+        self.line(cause, call.at, "application.paused", child=ref.child.alias,
+                  until=local_iso(call.until, self.cal))
 
-    @activity.defn(name=c.LIFT_STOPLIST)
-    async def lift_stoplist(self, call: c.LiftStoplist) -> None:
-        entered = await self._enter(call)
-        if entered:
-            ref, cause = entered
-            ref.stoplist_until = None
-            # A child removed from the queue meanwhile stays removed; one
-            # past school age leaves instead of coming back.
-            if ref.child.status == "paused" and ageing.leaves_queue(self, ref.child, call.at):
-                ageing.age_out(self, ref.child, cause, call.at)
-            elif ref.child.status == "paused":
-                ref.child.status = "queued"
-                self.line(cause, call.at, "application.resumed", child=ref.child.alias)
-        self._done(call.referral_id, "resumed")
+    @effect(c.LIFT_STOPLIST, done="resumed")
+    def lift_stoplist(self, ref: Referral, cause: Cause, call: c.LiftStoplist) -> None:
+        ref.stoplist_until = None
+        # A child removed from the queue meanwhile stays removed; one
+        # past school age leaves instead of coming back.
+        if ref.child.status == "paused" and ageing.leaves_queue(self, ref.child, call.at):
+            ageing.age_out(self, ref.child, cause, call.at)
+        elif ref.child.status == "paused":
+            ref.child.status = "queued"
+            self.line(cause, call.at, "application.resumed", child=ref.child.alias)
 
-    @activity.defn(name=c.RECORD_ENROLMENT)
-    async def record_enrolment(self, call: c.RecordEnrolmentCall) -> None:
-        entered = await self._enter(call)
-        if entered:
-            ref, cause = entered
-            ref.live, ref.deadline = False, None
-            self.held[ref.place] -= 1
-            self.enrolled[ref.place] += 1
-            ref.child.status, ref.child.kindergarten = "enrolled", ref.place.kindergarten
-            self.line(cause, call.at, "referral.enrolled", **self._place_fields(ref))
-        self._done(call.referral_id, "enrolled")
+    @effect(c.RECORD_ENROLMENT, done="enrolled")
+    def record_enrolment(self, ref: Referral, cause: Cause, call: c.RecordEnrolmentCall) -> None:
+        ref.live, ref.deadline = False, None
+        self.held[ref.place] -= 1
+        self.enrolled[ref.place] += 1
+        ref.child.status, ref.child.kindergarten = "enrolled", ref.place.kindergarten
+        self.line(cause, call.at, "referral.enrolled", **self._place_fields(ref))
 
     @activity.defn(name=c.NOTIFY_PARENT)
     async def notify_parent(self, call: c.NotifyParent) -> None:
