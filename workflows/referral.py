@@ -100,6 +100,42 @@ def _aged_out(returned: object) -> bool:
     return isinstance(returned, dict) and returned.get("aged_out") is True
 
 
+
+def _act(name: str):
+    """The update of a person's act (`name`, as rules.Act names it), written
+    as what the act does at its moment: `handler(workflow, req, at)`. Its
+    validator refuses what the rules forbid before the update is accepted.
+    Acts take turns: one waits for the act under way (or an expiry) to
+    finish, is checked again against the state it left (the validator saw
+    the state before), and marks itself under way while it runs, so a
+    window that ends meanwhile waits for it."""
+    act = Act(name)
+
+    def update(handler):
+        def validate(self, req: c.Act) -> None:
+            self._validate_act(req, act)
+
+        async def run(self, req: c.Act) -> c.ActResult:
+            await self._turn()
+            at = self._validate_act(req, act)
+            self._busy = True
+            try:
+                return await handler(self, req, at)
+            finally:
+                self._busy = False
+
+        # Temporal reads the request's type and the result's from these (the
+        # validator's must be the handler's).
+        req_type = handler.__annotations__["req"]
+        run.__name__, run.__qualname__, run.__doc__ = handler.__name__, handler.__qualname__, handler.__doc__
+        run.__annotations__ = {"req": req_type, "return": handler.__annotations__["return"]}
+        validate.__annotations__ = {"req": req_type, "return": "None"}
+        defn = workflow.update(name=name)(run)
+        defn.validator(validate)
+        return defn
+    return update
+
+
 @workflow.defn(name=c.WORKFLOW_TYPE)
 class ReferralWorkflow:
     @workflow.init
@@ -241,109 +277,69 @@ class ReferralWorkflow:
 
     # -------------------------------------------------------------- updates
 
-    @workflow.update(name=c.CONFIRM_PRIVILEGE)
-    async def confirm_privilege(self, req: c.ConfirmPrivilege) -> c.ActResult:
-        async with self._acting(self._check_confirm, req) as at:
-            p = self._in.policy
-            reason = rules.certificate_out_of_date(req.certificate_issued, self._cal.local_date(at),
-                                                   p.certificate_valid_days)
-            if reason:
-                # Not a refusal: the caseworker saw the parent, the request for a
-                # fresh certificate is recorded, and the window keeps running.
-                self._certificate_requests += 1
-                await self._record(f"certificate_requested:{self._certificate_requests}",
-                                   "referral.certificate_requested", at, reason=reason, actor=req.actor)
-                self._notify(f"certificate_requested:{self._certificate_requests}",
-                             "referral.certificate_requested.v1", at, reason=reason,
-                             deadline=_fmt(self._deadline))
-                return self._result("referral.certificate_requested", reason)
-            deadline = rules.enrolment_deadline(self._cal, at, p)
-            state = rules.after(self._state, Act.CONFIRM)
-            await self._record("privilege_confirmed", "referral.privilege_confirmed", at,
-                               state=state, deadline=deadline, actor=req.actor)
-            self._state, self._confirmed_at = state, at
-            self._enrolment_deadline = self._deadline = deadline
-            self._notify("privilege_confirmed", "referral.privilege_confirmed.v1", at, deadline=_fmt(deadline))
-            return self._result("referral.privilege_confirmed")
+    @_act(c.CONFIRM_PRIVILEGE)
+    async def confirm_privilege(self, req: c.ConfirmPrivilege, at: datetime) -> c.ActResult:
+        p = self._in.policy
+        reason = rules.certificate_out_of_date(req.certificate_issued, self._cal.local_date(at),
+                                               p.certificate_valid_days)
+        if reason:
+            # Not a refusal: the caseworker saw the parent, the request for a
+            # fresh certificate is recorded, and the window keeps running.
+            self._certificate_requests += 1
+            await self._record(f"certificate_requested:{self._certificate_requests}",
+                               "referral.certificate_requested", at, reason=reason, actor=req.actor)
+            self._notify(f"certificate_requested:{self._certificate_requests}",
+                         "referral.certificate_requested.v1", at, reason=reason,
+                         deadline=_fmt(self._deadline))
+            return self._result("referral.certificate_requested", reason)
+        deadline = rules.enrolment_deadline(self._cal, at, p)
+        state = rules.after(self._state, Act.CONFIRM)
+        await self._record("privilege_confirmed", "referral.privilege_confirmed", at,
+                           state=state, deadline=deadline, actor=req.actor)
+        self._state, self._confirmed_at = state, at
+        self._enrolment_deadline = self._deadline = deadline
+        self._notify("privilege_confirmed", "referral.privilege_confirmed.v1", at, deadline=_fmt(deadline))
+        return self._result("referral.privilege_confirmed")
 
-    @confirm_privilege.validator
-    def _validate_confirm(self, req: c.ConfirmPrivilege) -> None:
-        self._check_confirm(req)
+    @_act(c.REJECT_PRIVILEGE)
+    async def reject_privilege(self, req: c.RejectPrivilege, at: datetime) -> c.ActResult:
+        reason = req.reason or None
+        # The queue moves the child to the general queue in the same
+        # transaction as it frees the place (outcome "privilege_rejected"),
+        # so it cannot get the place back as privileged.
+        await self._queue(c.RETURN_PLACE, "privilege_rejected:return_place", c.ReturnPlace, at=at,
+                          place=self._place, outcome="privilege_rejected", reason=reason, actor=req.actor)
+        await self._queue(c.RETURN_TO_GENERAL_QUEUE, "privilege_rejected:general_queue",
+                          c.ReturnToGeneralQueue, at=at, from_category=self._in.category,
+                          reason=reason, actor=req.actor)
+        self._close(Act.REJECT, at)
+        self._notify("privilege_rejected", "referral.privilege_rejected.v1", at, reason=reason)
+        return self._result("referral.privilege_rejected", reason)
 
-    def _check_confirm(self, req: c.ConfirmPrivilege) -> datetime:
-        return self._validate_act(req, Act.CONFIRM, certificate_issued=req.certificate_issued)
+    @_act(c.EXTEND)
+    async def extend(self, req: c.ExtendReferral, at: datetime) -> c.ActResult:
+        assert self._deadline is not None
+        deadline = rules.extended_deadline(self._deadline, self._in.policy)
+        await self._record("extended", "referral.extended", at, deadline=deadline, actor=req.actor)
+        self._extended = True
+        self._confirmation_deadline = self._deadline = deadline
+        self._notify("extended", "referral.extended.v1", at, deadline=_fmt(deadline))
+        return self._result("referral.extended")
 
-    @workflow.update(name=c.REJECT_PRIVILEGE)
-    async def reject_privilege(self, req: c.RejectPrivilege) -> c.ActResult:
-        async with self._acting(self._check_reject, req) as at:
-            reason = req.reason or None
-            # The queue moves the child to the general queue in the same
-            # transaction as it frees the place (outcome "privilege_rejected"),
-            # so it cannot get the place back as privileged.
-            await self._queue(c.RETURN_PLACE, "privilege_rejected:return_place", c.ReturnPlace, at=at,
-                              place=self._place, outcome="privilege_rejected", reason=reason, actor=req.actor)
-            await self._queue(c.RETURN_TO_GENERAL_QUEUE, "privilege_rejected:general_queue",
-                              c.ReturnToGeneralQueue, at=at, from_category=self._in.category,
-                              reason=reason, actor=req.actor)
-            self._close(Act.REJECT, at)
-            self._notify("privilege_rejected", "referral.privilege_rejected.v1", at, reason=reason)
-            return self._result("referral.privilege_rejected", reason)
+    @_act(c.CANCEL)
+    async def cancel(self, req: c.CancelReferral, at: datetime) -> c.ActResult:
+        await self._queue(c.RETURN_PLACE, "cancelled:return_place", c.ReturnPlace, at=at,
+                          place=self._place, outcome="cancelled", drop_preference=req.drop_preference,
+                          reason=req.reason or None, actor=req.actor)
+        self._close(Act.CANCEL, at)
+        return self._result("referral.cancelled")
 
-    @reject_privilege.validator
-    def _validate_reject(self, req: c.RejectPrivilege) -> None:
-        self._check_reject(req)
-
-    def _check_reject(self, req: c.RejectPrivilege) -> datetime:
-        return self._validate_act(req, Act.REJECT)
-
-    @workflow.update(name=c.EXTEND)
-    async def extend(self, req: c.ExtendReferral) -> c.ActResult:
-        async with self._acting(self._check_extend, req) as at:
-            assert self._deadline is not None
-            deadline = rules.extended_deadline(self._deadline, self._in.policy)
-            await self._record("extended", "referral.extended", at, deadline=deadline, actor=req.actor)
-            self._extended = True
-            self._confirmation_deadline = self._deadline = deadline
-            self._notify("extended", "referral.extended.v1", at, deadline=_fmt(deadline))
-            return self._result("referral.extended")
-
-    @extend.validator
-    def _validate_extend(self, req: c.ExtendReferral) -> None:
-        self._check_extend(req)
-
-    def _check_extend(self, req: c.ExtendReferral) -> datetime:
-        return self._validate_act(req, Act.EXTEND)
-
-    @workflow.update(name=c.CANCEL)
-    async def cancel(self, req: c.CancelReferral) -> c.ActResult:
-        async with self._acting(self._check_cancel, req) as at:
-            await self._queue(c.RETURN_PLACE, "cancelled:return_place", c.ReturnPlace, at=at,
-                              place=self._place, outcome="cancelled", drop_preference=req.drop_preference,
-                              reason=req.reason or None, actor=req.actor)
-            self._close(Act.CANCEL, at)
-            return self._result("referral.cancelled")
-
-    @cancel.validator
-    def _validate_cancel(self, req: c.CancelReferral) -> None:
-        self._check_cancel(req)
-
-    def _check_cancel(self, req: c.CancelReferral) -> datetime:
-        return self._validate_act(req, Act.CANCEL)
-
-    @workflow.update(name=c.ENROL)
-    async def enrol(self, req: c.RecordEnrolment) -> c.ActResult:
-        async with self._acting(self._check_enrol, req) as at:
-            await self._queue(c.RECORD_ENROLMENT, "enrolled:record", c.RecordEnrolmentCall, at=at,
-                              place=self._place, actor=req.actor)
-            self._close(Act.ENROL, at)
-            return self._result("referral.enrolled")
-
-    @enrol.validator
-    def _validate_enrol(self, req: c.RecordEnrolment) -> None:
-        self._check_enrol(req)
-
-    def _check_enrol(self, req: c.RecordEnrolment) -> datetime:
-        return self._validate_act(req, Act.ENROL)
+    @_act(c.ENROL)
+    async def enrol(self, req: c.RecordEnrolment, at: datetime) -> c.ActResult:
+        await self._queue(c.RECORD_ENROLMENT, "enrolled:record", c.RecordEnrolmentCall, at=at,
+                          place=self._place, actor=req.actor)
+        self._close(Act.ENROL, at)
+        return self._result("referral.enrolled")
 
     # ---------------------------------------------------------------- query
 
@@ -378,7 +374,7 @@ class ReferralWorkflow:
             raise _refuse(rules.Refusal("acted_at_too_old", at=_fmt(at)))
         return at
 
-    def _validate_act(self, req: c.Act, act: Act, certificate_issued: date | None = None) -> datetime:
+    def _validate_act(self, req: c.Act, act: Act) -> datetime:
         """Refuses `act` as the rules say (a closed referral first, then the
         moment, then the act's own rules); returns its moment."""
         standing = self._standing()
@@ -386,6 +382,7 @@ class ReferralWorkflow:
         if why:
             raise _refuse(why)
         at = self._act_time(req)
+        certificate_issued = req.certificate_issued if isinstance(req, c.ConfirmPrivilege) else None
         why = rules.refusal(act, standing, at, certificate_issued)
         if why:
             raise _refuse(why)
@@ -403,9 +400,6 @@ class ReferralWorkflow:
         `_busy` before its first await), so the others wait again."""
         while self._busy:
             await workflow.wait_condition(lambda: not self._busy)
-
-    def _acting(self, check, req: c.Act) -> "_Acting":
-        return _Acting(self, check, req)
 
     def _close(self, act: Act, at: datetime) -> None:
         self._state, self._closed_at, self._deadline = rules.after(self._state, act), at, None
@@ -437,22 +431,3 @@ class ReferralWorkflow:
         # of them before the workflow completes.
         self._messages.append(workflow.start_activity(
             c.NOTIFY_PARENT, payload, activity_id=f"{step}:notify", **NOTIFY_CALL))
-
-
-class _Acting:
-    """One act at a time: an act waits for the one under way (or an expiry)
-    to finish, is checked again against the state it left (the validator saw
-    the state before), and marks itself under way, so a window that ends
-    meanwhile waits for it. `async with` gives the act's moment."""
-
-    def __init__(self, wf: ReferralWorkflow, check, req: c.Act) -> None:
-        self._wf, self._check, self._req = wf, check, req
-
-    async def __aenter__(self) -> datetime:
-        await self._wf._turn()
-        at = self._check(self._req)
-        self._wf._busy = True
-        return at
-
-    async def __aexit__(self, *exc) -> None:
-        self._wf._busy = False
