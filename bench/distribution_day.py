@@ -51,7 +51,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 import sqlalchemy as sa  # noqa: E402
 
 import load as loadgen  # noqa: E402
-from queue_data import Watch, built_queue, load, say, settle, sign_in_parents  # noqa: E402
+from queue_data import Watch, built_queue_of, load, say, settle, sign_in_parents, snapshot_options  # noqa: E402
 from system import BenchFolder, System  # noqa: E402
 
 RESULTS = Path(__file__).resolve().parent / "results"
@@ -237,12 +237,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--workers", type=int, default=1, help="workflow workers")
     ap.add_argument("--timeout", type=float, default=1800, help="seconds after the publication")
     ap.add_argument("--seed", type=int, default=15)
-    ap.add_argument("--dir", type=Path, help="keep the system's folder here (default: a temporary one)")
-    ap.add_argument("--fresh", action="store_true",
-                    help="build the queue by kezek import even if a snapshot of this size and seed exists")
-    ap.add_argument("--no-snapshot", action="store_true", help="do not save the built queue as a snapshot")
-    ap.add_argument("--snapshot", metavar="KEY",
-                    help="start on this snapshot (a folder of var/bench-snapshots/) whatever its key")
+    snapshot_options(ap)
     args = ap.parse_args(argv)
 
     from services.notifications.devservers import DevSmsGateway
@@ -263,8 +258,7 @@ def main(argv: list[str] | None = None) -> int:
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))    # stop the system on the way out
     try:
         t = time.monotonic()
-        figures["queue"] = built_queue(kezek, args.children, kgs, args.seed, fresh=args.fresh,
-                                       keep=not args.no_snapshot, snapshot=args.snapshot)
+        figures["queue"] = built_queue_of(kezek, args, kgs)
         figures["queue_s"] = round(time.monotonic() - t, 1)
         watch = Watch(kezek)
 

@@ -49,7 +49,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import load as loadgen  # noqa: E402
-from queue_data import Watch, built_queue, load, public_pools, say, settle, sign_in_parents  # noqa: E402
+from queue_data import (  # noqa: E402
+    Watch, built_queue_of, load, public_pools, say, settle, sign_in_parents, snapshot_options,
+)
 from system import BenchFolder, System  # noqa: E402
 
 RESULTS = Path(__file__).resolve().parent / "results"
@@ -98,12 +100,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--seed", type=int, default=15)
     ap.add_argument("--gateway-workers", type=int, default=1,
                     help="worker processes of the gateway (KEZEK_GATEWAY_WORKERS)")
-    ap.add_argument("--dir", type=Path, help="keep the system's folder here (default: a temporary one)")
-    ap.add_argument("--fresh", action="store_true",
-                    help="build the queue by kezek import even if a snapshot of this size and seed exists")
-    ap.add_argument("--no-snapshot", action="store_true", help="do not save the built queue as a snapshot")
-    ap.add_argument("--snapshot", metavar="KEY",
-                    help="start on this snapshot (a folder of var/bench-snapshots/) whatever its key")
+    snapshot_options(ap)
     args = ap.parse_args(argv)
     clients = [int(c) for c in args.clients.split(",")]
     endpoints = [e for e in args.endpoints.split(",") if e]
@@ -119,8 +116,7 @@ def main(argv: list[str] | None = None) -> int:
     watch = None
     results: dict[str, list[dict]] = {}
     try:
-        figures["queue"] = built_queue(kezek, args.children, kgs, args.seed, fresh=args.fresh,
-                                       keep=not args.no_snapshot, snapshot=args.snapshot)
+        figures["queue"] = built_queue_of(kezek, args, kgs)
         watch = Watch(kezek)
         t = time.monotonic()
         tokens = sign_in_parents(kezek, watch, args.parents, args.seed)

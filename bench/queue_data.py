@@ -21,6 +21,7 @@ bench/distribution_day.py.
 """
 from __future__ import annotations
 
+import argparse
 import hashlib
 import json
 import os
@@ -184,6 +185,25 @@ def built_queue(kezek: System, children: int, kindergartens: int, seed: int, *, 
         settle(w, 600, "after the restart")
         w.close()
     return out
+
+
+def snapshot_options(ap: argparse.ArgumentParser) -> None:
+    """The options of a benchmark that starts its system on a built queue:
+    where the system's folder is kept, and the snapshot it starts on or
+    saves (`built_queue_of`)."""
+    ap.add_argument("--dir", type=Path, help="keep the system's folder here (default: a temporary one)")
+    ap.add_argument("--fresh", action="store_true",
+                    help="build the queue by kezek import even if a snapshot of this size and seed exists")
+    ap.add_argument("--no-snapshot", action="store_true", help="do not save the built queue as a snapshot")
+    ap.add_argument("--snapshot", metavar="KEY",
+                    help="start on this snapshot (a folder of var/bench-snapshots/) whatever its key")
+
+
+def built_queue_of(kezek: System, args: argparse.Namespace, kindergartens: int) -> dict:
+    """`built_queue` as the options of `snapshot_options` (and the
+    benchmark's --children and --seed) ask."""
+    return built_queue(kezek, args.children, kindergartens, args.seed, fresh=args.fresh,
+                       keep=not args.no_snapshot, snapshot=args.snapshot)
 
 
 class Watch:
