@@ -277,6 +277,11 @@ NOTIFICATION_KINDS = (
     "referral.certificate_requested.v1", "referral.extended.v1", "referral.privilege_rejected.v1",
     "referral.expired.v1", "application.resumed.v1",
 )
+# The kinds the notifications service tells the parent from NotifyParent
+# itself: they happen only in the workflow (a timer) and travel as no Kafka
+# fact. Every other kind is told from the queue's fact of the same name, and
+# the workflow (since LEAN_PATCH) does not ask for it.
+ACTIVITY_NOTIFICATION_KINDS = frozenset({"referral.deadline_approaching.v1"})
 
 
 class NotifyParent(ActivityCall):

@@ -17,6 +17,7 @@ from datetime import datetime, time, timedelta, tzinfo
 from enum import StrEnum
 
 from kezek import contacts
+from workflows.contracts import ACTIVITY_NOTIFICATION_KINDS
 
 
 class Channel(StrEnum):
@@ -123,7 +124,8 @@ RULES: dict[str, Rule] = {
 # (The consumer still accepts a deadline_approaching fact, as the integration
 # tests publish one; no service publishes it. If the queue ever does, take it
 # out of here.)
-ACTIVITY_KINDS = frozenset({"referral.deadline_approaching.v1"})
+# The workflow's contract says which (it asks for no other kind).
+ACTIVITY_KINDS = ACTIVITY_NOTIFICATION_KINDS
 
 
 def told_by_activity(kind: str) -> bool:

@@ -13,8 +13,7 @@ async def test_expiry_of_a_child_past_school_age_puts_it_on_no_stoplist(referral
     out = await r.outcome()
     assert out.state is S.PAUSED and out.stoplist_until is None and out.closed_at == r.local(2026, 4, 2)
     assert r.fakes.queue_calls() == [f"{c.RECORD_REFERRAL}:referral.issued", f"{c.RETURN_PLACE}:expired"]
-    [expired] = [p for p in r.fakes.named(c.NOTIFY_PARENT) if p.kind == "referral.expired.v1"]
-    assert expired.data["aged_out"] is True and "stoplist_until" not in expired.data
+    assert not r.fakes.named(c.PUT_ON_STOPLIST) and "referral.expired.v1" not in r.fakes.notified()
     st = await r.status()
     assert st.state is S.PAUSED and st.stoplist_until is None and st.deadline is None
 

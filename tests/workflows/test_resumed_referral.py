@@ -45,9 +45,8 @@ async def test_resumed_referral_is_not_announced_to_the_parent_again(referral):
     await r.outcome()
     assert "referral.issued.v1" not in r.fakes.notified()
     assert not [p for p in r.fakes.named(c.RECORD_REFERRAL) if p.event == "referral.issued"]
-    # Still reminded before its deadline, told of the expiry and the end of the stop-list.
-    assert r.fakes.notified() == ["referral.deadline_approaching.v1", "referral.expired.v1",
-                                  "application.resumed.v1"]
+    # Still reminded before its deadline (the expiry and the end of the stop-list: the queue's facts).
+    assert r.fakes.notified() == ["referral.deadline_approaching.v1"]
 
 
 async def test_resumed_referral_can_be_enrolled_until_its_recorded_deadline(referral):
