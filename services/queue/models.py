@@ -244,10 +244,15 @@ class PolicyVersion(Base):
 
 class AllocationRequest(Base):
     """Something that can change the outcome happened: allocate. Written in
-    the transaction of the change, so a crash cannot lose the trigger."""
+    the transaction of the change, so a crash cannot lose the trigger.
+    `pools`: the [kindergarten, cohort, language] groups of places the change
+    may have made takeable (a place freed there, a child waiting who lists
+    it), so the run after it reads only those; NULL: every pool (a new day,
+    a policy change, a large import)."""
     __tablename__ = "allocation_requests"
     id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
     reason: Mapped[str] = mapped_column(sa.String(200))
+    pools: Mapped[list | None] = mapped_column(nullable=True)
     dedupe_key: Mapped[str | None] = mapped_column(sa.String(100), unique=True, nullable=True)
     created_at: Mapped[datetime]
     done_at: Mapped[datetime | None] = mapped_column(nullable=True)

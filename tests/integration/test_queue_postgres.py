@@ -50,8 +50,8 @@ def pin(born: date, serial: int) -> str:
     return f"2{born:%d%m%Y}{serial:05d}"
 
 
-def fill(svc: Queue, children: list[tuple], places: list[tuple]) -> None:
-    for i, (born, cat, hours, lang, prefs) in enumerate(children):
+def fill(svc: Queue, children: list[tuple], places: list[tuple], first: int = 0) -> None:
+    for i, (born, cat, hours, lang, prefs) in enumerate(children, first):
         svc.entries.join(JoinQueue(application_id=f"c{i:03d}", pin=pin(born, i), surname="S", name="N",
                                  category=cat, language=lang, preferences=prefs,
                                  queue_date=datetime(2025, 1, 1, tzinfo=UTC) + timedelta(hours=hours)), actor="t")
@@ -119,6 +119,29 @@ def test_concurrent_allocations_give_exactly_what_one_allocation_would(pg_queue,
     want = expected(svc)
     race(runners, lambda i: svc.allocation.run(lock=lock))
     assert held(svc) == want
+    assert svc.audit.check_register() == []
+    assert all(r["matches"] for r in svc.audit.replay())
+
+
+@settings(max_examples=10, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture,
+                                                                 HealthCheck.too_slow])
+@given(children=children_st, places=places_st, later=children_st, more=places_st, runners=st.integers(1, 3))
+def test_runs_after_changes_read_only_their_pools_and_give_what_a_full_run_gives(pg_queue, children, places, later,
+                                                                                 more, runners):
+    """After the day's run over every pool, children join and places are
+    published; the runs they asked for (racing each other) read only the
+    pools those changes named (on PostgreSQL, the children who list those
+    kindergartens, found by the preferences' index) and end with what one
+    run over every pool would give."""
+    svc = pg_queue
+    reset(svc)
+    fill(svc, children, places)
+    svc.allocation.run()
+    before = held(svc)
+    fill(svc, later[:10], more, first=len(children))
+    want = expected(svc)
+    race(runners, lambda i: svc.allocation.run(requested=True))
+    assert {a: h for a, h in held(svc).items() if a not in before} == want
     assert svc.audit.check_register() == []
     assert all(r["matches"] for r in svc.audit.replay())
 

@@ -25,6 +25,12 @@ from services.queue.store.allocation import check_all_referred
 # then): sending a long array costs the client more than the query.
 _LISTS_ANY = " OR ".join(f"preferences[{i + 1}] = ANY(string_to_array(%(w)s, E'\\x1f')::varchar(100)[])"
                          for i in range(MAX_PREFERENCES))
+# A group with places in a few kindergartens only (a run after one freed
+# place): the children who list them, found by ix_applications_prefs (a few
+# hundred a kindergarten) and sorted, rather than a walk of the group's whole
+# rank order that finds nobody when nobody waits for them.
+_FEW = 32
+_LISTS_FEW = "preferences && string_to_array(%(w)s, E'\\x1f')::varchar(100)[]"
 
 
 def ranked(s: Session, cohort: int, language: str, bound: date, policy: Policy, consumed: list[Applicant],
@@ -37,22 +43,25 @@ def ranked(s: Session, cohort: int, language: str, bound: date, policy: Policy, 
     to Python. `allocations` is read to know which places are left."""
     conn = s.connection().connection.driver_connection
     left = Counter(group)
-    # Walk ix_applications_rank_order (index-only): the planner would
-    # rather sort, not knowing how few rows the LIMIT needs.
+    few = len({key.kindergarten for (key, _cat), n in group.items() if n > 0}) <= _FEW
+    # Many kindergartens: walk ix_applications_rank_order (index-only); the
+    # planner would rather sort, not knowing how few rows the LIMIT needs.
     # Queue dates in UTC: psycopg then gives them a fixed offset, which
     # Python compares and formats far faster than a named zone.
     with conn.cursor() as cur:
-        cur.execute("SET LOCAL enable_sort = off; SET LOCAL enable_bitmapscan = off; "
-                    "SET LOCAL enable_seqscan = off; SET LOCAL TimeZone = 'UTC'")
+        cur.execute(("SET LOCAL enable_seqscan = off; " if few else
+                     "SET LOCAL enable_sort = off; SET LOCAL enable_bitmapscan = off; SET LOCAL enable_seqscan = off; ")
+                    + "SET LOCAL TimeZone = 'UTC'")
     try:
-        yield from _chunks(conn, cohort, language, bound, policy, consumed, left, len(allocations), allocations)
+        yield from _chunks(conn, cohort, language, bound, policy, consumed, left, len(allocations), allocations,
+                           _LISTS_FEW if few else _LISTS_ANY)
     finally:
         if conn.info.transaction_status != psycopg.pq.TransactionStatus.INERROR:  # else the rollback resets them
             with conn.cursor() as cur:
                 cur.execute("RESET enable_sort; RESET enable_bitmapscan; RESET enable_seqscan; RESET TimeZone")
 
 
-def _chunks(conn, cohort, language, bound, policy, consumed, left, seen, allocations):
+def _chunks(conn, cohort, language, bound, policy, consumed, left, seen, allocations, lists):
     for cat in sorted(policy.categories, key=lambda c: (c.rank, c.code)):
         after: tuple | None = None
         chunk = 2_000
@@ -66,7 +75,7 @@ def _chunks(conn, cohort, language, bound, policy, consumed, left, seen, allocat
                 break
             sql = ("SELECT id, birth_date, category, queue_date, language, preferences FROM applications "
                    "WHERE status = 'queued' AND cohort = %(c)s AND language = %(l)s AND category = %(cat)s "
-                   "AND birth_date <= %(b)s AND (" + _LISTS_ANY + ") ")
+                   "AND birth_date <= %(b)s AND (" + lists + ") ")
             params = {"c": cohort, "l": language, "cat": cat.code, "b": bound, "w": "\x1f".join(wanted),
                       "n": chunk}
             if after is not None:

@@ -15,11 +15,22 @@ REQ = AllocationRequest.__table__
 MOVED = PositionChange.__table__
 
 
-def request_allocation(s: Session, reason: str, now: datetime, dedupe_key: str | None = None) -> bool:
+Pools = Iterable[tuple[str, int, str]]  # (kindergarten, cohort, language) groups of places
+MAX_POOLS = 2_000  # a request naming more asks for every pool (a large import)
+
+
+def request_allocation(s: Session, reason: str, now: datetime, dedupe_key: str | None = None,
+                       pools: Pools | None = None) -> bool:
+    """`pools`: the only groups of places the change may have made takeable
+    (None: every pool)."""
     if dedupe_key is not None:
         if s.execute(sa.select(REQ.c.id).where(REQ.c.dedupe_key == dedupe_key)).first():
             return False
-    s.execute(sa.insert(REQ).values(reason=reason[:200], dedupe_key=dedupe_key, created_at=now))
+    named = None if pools is None else sorted({(k, int(c), lang) for k, c, lang in pools})
+    if named is not None and len(named) > MAX_POOLS:
+        named = None
+    s.execute(sa.insert(REQ).values(reason=reason[:200], dedupe_key=dedupe_key, created_at=now,
+                                    pools=None if named is None else [list(p) for p in named]))
     return True
 
 
@@ -27,9 +38,18 @@ def allocation_requested(s: Session) -> bool:
     return s.execute(sa.select(REQ.c.id).where(REQ.c.done_at.is_(None)).limit(1)).first() is not None
 
 
-def pending_requests(s: Session) -> list[int]:
-    return [r[0] for r in s.execute(sa.select(REQ.c.id).where(REQ.c.done_at.is_(None)).order_by(REQ.c.id)
-                                    .limit(10_000))]
+def pending_requests(s: Session) -> tuple[list[int], set[tuple[str, int, str]] | None]:
+    """The pending requests' ids, and the pools they name (None: one asks
+    for every pool)."""
+    ids, pools = [], set()
+    for rid, named in s.execute(sa.select(REQ.c.id, REQ.c.pools).where(REQ.c.done_at.is_(None))
+                                .order_by(REQ.c.id).limit(10_000)):
+        ids.append(rid)
+        if named is None:
+            pools = None
+        elif pools is not None:
+            pools.update((k, c, lang) for k, c, lang in named)
+    return ids, pools
 
 
 def requests_done(s: Session, ids: list[int], at: datetime, run_id: int | None = None) -> None:

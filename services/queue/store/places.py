@@ -74,10 +74,16 @@ def enrol(s: Session, pool_id: int) -> None:
     s.execute(sa.update(P).where(P.c.id == pool_id).values(held=P.c.held - 1, enrolled=P.c.enrolled + 1))
 
 
-def free_pools(s: Session, *, lock: bool):
-    """(id, kindergarten, cohort, language, for_category, free) of every pool with free places, in id order."""
+def free_pools(s: Session, *, lock: bool, within: Iterable[tuple[str, int, str]] | None = None):
+    """(id, kindergarten, cohort, language, for_category, free) of every pool with free places, in id order
+    (`within`: only of these (kindergarten, cohort, language) groups)."""
     q = (sa.select(P.c.id, P.c.kindergarten_id, P.c.cohort, P.c.language, P.c.for_category, P.c.free)
          .where(P.c.free > 0).order_by(P.c.id))
+    if within is not None:
+        groups = sorted(within)
+        if not groups:
+            return []
+        q = q.where(sa.tuple_(P.c.kindergarten_id, P.c.cohort, P.c.language).in_(groups))
     if lock:
         # Concurrent runs queue here, and then see each other's referrals.
         q = q.with_for_update()

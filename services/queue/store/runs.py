@@ -86,6 +86,11 @@ def run_ids(s: Session, only: Iterable[int] | None = None) -> list[int]:
     return [r for (r,) in s.execute(q)]
 
 
+def latest(s: Session):
+    """The last run's day and policy (None: no run yet)."""
+    return s.execute(sa.select(RUNS.c.on_date, RUNS.c.policy).order_by(RUNS.c.id.desc()).limit(1)).mappings().first()
+
+
 def load(s: Session, run_id: int):
     return s.execute(sa.select(RUNS).where(RUNS.c.id == run_id)).mappings().one()
 

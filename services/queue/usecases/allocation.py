@@ -64,7 +64,7 @@ class Allocator:
         publishes the positions that moved (the run's and other changes')."""
         with self.ctx.read() as w:
             pending = marks.allocation_requested(w.s)
-        run = self.run() if pending else None
+        run = self.run(requested=True) if pending else None
         t = time.perf_counter()
         published = self.positions.publish()
         if run is not None:
@@ -78,13 +78,14 @@ class Allocator:
         with self.ctx.uow() as w:
             return w.request_allocation(f"new day {day}: birthdays", dedupe_key=f"day:{self.ctx.country}:{day}")
 
-    def run(self, *, lock: bool = True, attempts: int = 8) -> RunResult:
-        """One allocation run over every pool with free places. Retried when
-        a concurrent change made its reads stale (the database refuses the
-        write: a CHECK, the unique live-referral index, a deadlock)."""
+    def run(self, *, lock: bool = True, attempts: int = 8, requested: bool = False) -> RunResult:
+        """One allocation run over every pool with free places (`requested`:
+        only over the pools the pending requests name, see `_scope`). Retried
+        when a concurrent change made its reads stale (the database refuses
+        the write: a CHECK, the unique live-referral index, a deadlock)."""
         def attempt() -> RunResult:
             with self.ctx.uow() as w:
-                return self._run(w, lock=lock)
+                return self._run(w, lock=lock, requested=requested)
         result = self.ctx.retried(attempt, on=RETRYABLE, attempts=attempts, event="allocation.retry")
         if len(result.issued) >= _BIG_RUN:
             self._tidy_preference_index(result)
@@ -104,16 +105,40 @@ class Allocator:
             log.warning("allocation.index_upkeep_failed", error=repr(exc))
         result.timings["index_upkeep"] = time.perf_counter() - t
 
-    def _run(self, w: UnitOfWork, *, lock: bool) -> RunResult:
+    def _scope(self, w: UnitOfWork, named: set[tuple[str, int, str]] | None, on: date,
+               version: int | None) -> set[tuple[str, int, str]] | None:
+        """The pools a run after these requests must read (None: every pool).
+
+        A run leaves no free place that a waiting child could take: each
+        child took its best preference with a free place when its turn came,
+        so a place left free is in no waiting, old enough child's list (of
+        its cohort, language and category). Such a place stays untakeable
+        until a change makes it takeable, and every such change names its
+        pools in its request (UnitOfWork.request_allocation): a place freed
+        there, or a child now waiting who lists that kindergarten. Serial
+        dictatorship over the named pools therefore gives what it gives over
+        every pool: a place nobody can take changes nobody's turn. Two
+        changes name no pools and make this run read everything: a policy
+        change, and a new day (children turn 2), which is also why the first
+        run of a day or of a policy version reads every pool."""
+        if named is None:
+            return None
+        last = runs.latest(w.s)
+        if last is None or last["on_date"] != on or (last["policy"] or {}).get("version") != version:
+            return None
+        return named
+
+    def _run(self, w: UnitOfWork, *, lock: bool, requested: bool = False) -> RunResult:
         t0 = time.perf_counter()
         timings: dict[str, float] = {}
         now = w.now()
         policy, version = w.policy()
         on = kcal.calendar(policy.country).local_date(now)
-        requests = marks.pending_requests(w.s)
+        requests, named = marks.pending_requests(w.s)
+        scope = self._scope(w, named, on, version) if requested else None
         free: dict[Pool, int] = {}
         pool_id: dict[Pool, int] = {}
-        for pid, kg, cohort, lang, cat, n in places.free_pools(w.s, lock=lock):
+        for pid, kg, cohort, lang, cat, n in places.free_pools(w.s, lock=lock, within=scope):
             key = (PlaceKey(kg, cohort, lang), cat or None)
             free[key], pool_id[key] = n, pid
         timings["lock_pools"] = time.perf_counter() - t0
@@ -125,7 +150,8 @@ class Allocator:
         timings["allocate"] = time.perf_counter() - t0 - timings["lock_pools"]
 
         t1 = time.perf_counter()
-        run_id = runs.start(w.s, at=now, on=on, trigger=f"{len(requests)} requests",
+        trigger = f"{len(requests)} requests" + ("" if scope is None else f", {len(scope)} pool groups named")
+        run_id = runs.start(w.s, at=now, on=on, trigger=trigger,
                             policy={**policy.to_dict(), "version": version},
                             free_before=[[k.kindergarten, k.cohort, k.language, cat, n] for (k, cat), n in sorted(
                                 free.items(), key=lambda kv: (kv[0][0], kv[0][1] or ""))])

@@ -91,7 +91,7 @@ class Entries:
             before = list(app.preferences)
             app.preferences, app.updated_at = prefs, w.now()
             w.audit(actor, "application.preferences_changed", f"application:{app_id}", {"from": before, "to": prefs})
-            w.request_allocation(f"application {app_id} changed preferences")
+            w.entry_waits(f"application {app_id} changed preferences", app)
             w.entry_moved(app.cohort, before, prefs)
 
     def revoke_privilege(self, app_id: str, *, actor: Actor, reason: str) -> None:
@@ -142,7 +142,7 @@ def join(w: UnitOfWork, cmd: JoinQueue, *, actor: Actor, source_event_id: str | 
         raise Refused("pin_taken", field="pin") from None
     w.emit("application.queued.v1", f"application:{app_id}", queued_data(cmd, app_id, birth, queue_date), time=now)
     w.audit(actor, "application.queued", f"application:{app_id}", queued_audit(cmd, queue_date))
-    w.request_allocation(f"application {app_id} joined")
+    w.request_allocation(f"application {app_id} joined", pools=[(k, birth.year, cmd.language) for k in cmd.preferences])
     w.entry_moved(birth.year, cmd.preferences)
     return app_id
 
@@ -169,6 +169,6 @@ def to_general(w: UnitOfWork, app: Application, *, actor: Actor, reason: str | N
         "queue_date": aware(app.queue_date).isoformat(), "reason": reason or ""}, time=at)
     w.audit(actor, "application.returned_to_general_queue", f"application:{app.id}",
             {"from_category": before, "reason": reason}, at=at)
-    w.request_allocation(f"application {app.id} returned to the general queue")
+    w.entry_waits(f"application {app.id} returned to the general queue", app)
     w.entry_moved(app.cohort, app.preferences)
     return True

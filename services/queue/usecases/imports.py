@@ -96,7 +96,8 @@ class Imports:
             entries.insert_many(w.s, rows)
             w.emit_many("application.queued.v1", events, time=now)
             w.audit_many(actor, audits, at=now)
-            w.request_allocation(f"{len(rows)} applications joined")
+            w.request_allocation(f"{len(rows)} applications joined",
+                                 pools=[(k, r["cohort"], r["language"]) for r in rows for k in r["preferences"]])
             w.positions_moved({(r["cohort"], k) for r in rows for k in r["preferences"]})
         return out  # type: ignore[return-value]
 
@@ -253,7 +254,8 @@ class Imports:
                 "count": x.count, "for_category": x.for_category, "publication": pub_id, "free": free[key(x)]}))
         w.emit_many("place.published.v1", events, time=now)
         w.audit_many(actor, audits, at=now)
-        w.request_allocation(f"{sum(added.values())} places published by {name(actor)}"[:200])
+        w.request_allocation(f"{sum(added.values())} places published by {name(actor)}"[:200],
+                             pools=[k[:3] for k in added])
 
 
 def imported_data(rid: int, it: ImportReferral, app: Any, kg: Kindergarten) -> dict:

@@ -47,6 +47,6 @@ class Leaving:
             w.audit(actor, "application.left", f"application:{app.id}",
                     {"kindergarten": kg, "referral_id": ref.id, "reason": reason or None})
             w.audit(actor, "place.freed", place, {"referral_id": ref.id, "free": free, "for_category": cat})
-            w.request_allocation(f"a place freed at {kg}: {app.id} left")
+            w.request_allocation(f"a place freed at {kg}: {app.id} left", pools=[(kg, ref.cohort, ref.language)])
         with self.ctx.read() as w:
             return entries.view_with_referral(w.s, app_id)

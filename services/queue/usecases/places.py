@@ -112,4 +112,5 @@ def publish_now(w: UnitOfWork, pub: Publication, now: datetime) -> None:
         "for_category": cat, "count": pub.count, "free": pool.free}, time=now)
     w.audit(pub.actor, "place.published", place,
             {"count": pub.count, "for_category": cat, "publication": pub.id, "free": pool.free})
-    w.request_allocation(f"{pub.count} places published at {pub.kindergarten_id}")
+    w.request_allocation(f"{pub.count} places published at {pub.kindergarten_id}",
+                         pools=[(pub.kindergarten_id, pub.cohort, pub.language)])

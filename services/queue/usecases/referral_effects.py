@@ -96,7 +96,7 @@ class ReferralEffects:
             w.audit(actor, "place.returned", place, {"referral_id": ref.id, "reason": outcome}, at=at)
             if aged:
                 age_out(w, app, at=at, referral_id=ref.id)
-            w.request_allocation(f"place returned by referral {ref.id}")
+            w.entry_waits(f"place returned by referral {ref.id}", app, (ref.kindergarten_id, ref.cohort, ref.language))
             return True
 
     def return_to_general_queue(self, *, key: str, referral_id: str, application_id: str, at: datetime,
@@ -245,6 +245,6 @@ def _resume(w: UnitOfWork, app: Application, *, actor: str, at: datetime) -> boo
     w.emit("application.resumed.v1", f"application:{app.id}",
            {"application_id": app.id, **({"parent_id": app.parent_id} if app.parent_id else {})}, time=at)
     w.audit(actor, "application.resumed", f"application:{app.id}", {}, at=at)
-    w.request_allocation(f"stop-list of {app.id} ended")
+    w.entry_waits(f"stop-list of {app.id} ended", app)
     w.entry_moved(app.cohort, app.preferences)
     return True

@@ -145,10 +145,17 @@ class UnitOfWork:
                   time: datetime | None = None) -> int:
         return outbox.add_many(self.s, event_type, items, time=time)
 
-    def request_allocation(self, reason: str, dedupe_key: str | None = None) -> bool:
+    def request_allocation(self, reason: str, dedupe_key: str | None = None,
+                           pools: marks.Pools | None = None) -> bool:
         """Something that can change the outcome happened: the allocator runs
-        once this commits. False if the day's request was there already."""
-        if not marks.request_allocation(self.s, reason, self.now(), dedupe_key):
+        once this commits. False if the day's request was there already.
+        `pools`: every (kindergarten, cohort, language) group of places the
+        change may have made takeable, i.e. where a place came free, and each
+        kindergarten a child who now waits (joined, back from a referral or
+        the stop-list, new preferences or category) lists in its cohort and
+        language; the run after it then reads only those. None: every pool.
+        A pool left out here is a place nobody gets until the day's full run."""
+        if not marks.request_allocation(self.s, reason, self.now(), dedupe_key, pools):
             return False
         self._wake_after_commit()
         return True
@@ -159,6 +166,12 @@ class UnitOfWork:
         publication that follows cannot be lost; the allocator loop publishes."""
         if marks.mark_pools(self.s, pools):
             self._wake_after_commit()
+
+    def entry_waits(self, reason: str, app, *more: tuple[str, int, str]) -> None:
+        """An allocation for a child who may now take a place it could not
+        before (joined, new preferences or category, back from a referral or
+        the stop-list): the groups of places it lists, and `more`."""
+        self.request_allocation(reason, pools=[*((k, app.cohort, app.language) for k in app.preferences), *more])
 
     def entry_moved(self, cohort: int, *preference_lists: Iterable[str]) -> None:
         self.positions_moved({(cohort, k) for prefs in preference_lists for k in prefs})
