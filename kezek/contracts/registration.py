@@ -13,9 +13,9 @@ Answers allow properties added later; a route that passes them on sets
 """
 from __future__ import annotations
 
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, create_model
 
 from kezek.openapi import Answer, Moment, example
 
@@ -136,45 +136,21 @@ class ConfirmIn(_In):
     agreement: bool | Text | None = Field(None, description="the parent agrees to the processing of the data")
 
 
-class DraftChild(Answer):
-    pin: str | None = None
-    surname: str | None = None
-    name: str | None = None
-    patronymic: str | None = None
-    birth_date: str | None = None
-    sex: str | None = None
+def _as_answered(step: type[BaseModel], name: str, **more: Any) -> type[Answer]:
+    """A step's body as a draft answers it: the same fields in the same
+    order, each text or null; `more` gives a field another type in its
+    place, or adds one after them."""
+    fields: dict[str, Any] = {field: (str | None, None) for field in step.model_fields}
+    fields.update({field: (kind | None, None) for field, kind in more.items()})
+    return create_model(name, __base__=Answer, __module__=__name__, **fields)
 
 
-class DraftAddress(Answer):
-    region: str | None = None
-    district: str | None = None
-    settlement: str | None = None
-    street: str | None = None
-    house: str | None = None
-    flat: str | None = None
+DraftChild = _as_answered(ChildIn, "DraftChild", sex=str)   # the sex the PIN tells
+DraftAddress = _as_answered(AddressIn, "DraftAddress")
+DraftParent = _as_answered(ParentIn, "DraftParent", address=DraftAddress)
 
 
-class DraftParent(Answer):
-    role: str | None = None
-    surname: str | None = None
-    name: str | None = None
-    patronymic: str | None = None
-    pin: str | None = None
-    document_type: str | None = None
-    document_number: str | None = None
-    document_issued_on: str | None = None
-    phone: str | None = None
-    email: str | None = None
-    address: DraftAddress | None = None
-
-
-class ResolvedAddress(Answer):
-    region: str | None = None
-    district: str | None = None
-    settlement: str | None = None
-    street: str | None = None
-    house: str | None = None
-    flat: str | None = None
+class ResolvedAddress(DraftAddress):
     lat: float | None = None
     lon: float | None = None
     names: dict[str, str] | None = Field(None, description="the address as one line in each language")
