@@ -26,6 +26,39 @@ ARTIFACTS = Path(__file__).parent / "artifacts"
 SERVER_FIXTURES = {"kafka_broker", "private_kafka", "temporal_dev", "temporal_test_env", "pg_cluster", "chromium"}
 
 
+def _shared_response_fields() -> None:
+    """The suite builds each service's app hundreds of times, and FastAPI
+    builds a pydantic TypeAdapter for every response model of every route of
+    every app: the nine problem responses of kezek.problems.PROBLEM_RESPONSES
+    alone are nine a route (a sixth of the CPU of the tests that build apps).
+    A response field is the same for the same route name and model whichever
+    app builds it, and nothing changes it once built: the suite builds each
+    one once per process. Parameters and bodies (which carry a FieldInfo of
+    their own) are built as FastAPI builds them."""
+    import fastapi.routing
+
+    build = fastapi.routing.create_model_field
+    built: dict = {}
+
+    def create_model_field(name, type_, default=build.__defaults__[0], field_info=None, alias=None,
+                           mode="validation"):
+        if field_info is not None or alias is not None or default is not build.__defaults__[0]:
+            return build(name, type_, default, field_info, alias, mode)
+        try:
+            key = (name, type_, mode)
+            return built[key]
+        except TypeError:                      # an unhashable annotation
+            return build(name, type_, mode=mode)
+        except KeyError:
+            field = built[key] = build(name, type_, mode=mode)
+            return field
+
+    fastapi.routing.create_model_field = create_model_field
+
+
+_shared_response_fields()
+
+
 def pytest_collection_modifyitems(config, items):
     for item in items:
         if SERVER_FIXTURES.intersection(getattr(item, "fixturenames", ())):
