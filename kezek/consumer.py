@@ -15,7 +15,9 @@ its partition where it stands, as it always did, and the records before it
 take effect. A record of a type the consumer does not take is recognised
 without building the event. A consumer may `prepare` a batch (its fresh
 events, in the batch's transaction, before the first is handled): read in
-one statement each what its handler would read event by event.
+one statement each what its handler would read event by event. A consumer
+whose effect is only rows written may instead take the batch's fresh events
+at once (`handle_many`): one bulk statement where each event had its own.
 """
 from __future__ import annotations
 
@@ -38,6 +40,7 @@ log = get_logger(__name__)
 
 Handler = Callable[[Session, Event], None]
 Preparer = Callable[[Session, list[Event]], None]
+BatchHandler = Callable[[Session, list[Event]], None]
 MAX_POLL_RECORDS = 500
 # The bound between two polls before the group counts a consumer as gone
 # (ms), and the share of it one poll's records may take to handle.
@@ -60,10 +63,14 @@ def next_poll_size(records: int, seconds: float, ceiling: int,
 
 class IdempotentConsumer:
     def __init__(self, *, name: str, topics: Iterable[str], bootstrap: str,
-                 sessions: sessionmaker[Session], outbox: Outbox, handle: Handler,
-                 types: Iterable[str] | None = None, prepare: Preparer | None = None, **kafka_config):
+                 sessions: sessionmaker[Session], outbox: Outbox, handle: Handler | None = None,
+                 types: Iterable[str] | None = None, prepare: Preparer | None = None,
+                 handle_many: BatchHandler | None = None, **kafka_config):
+        if (handle is None) == (handle_many is None):
+            raise ValueError("a consumer takes either handle (event by event) or handle_many (a batch at once)")
         self.name = name
         self.prepare = prepare
+        self.handle_many = handle_many
         self.topics = list(topics)
         self.sessions = sessions
         self.outbox = outbox
@@ -122,7 +129,10 @@ class IdempotentConsumer:
                     log.info("consumer.duplicate_dropped")
                     span.set_attribute("kezek.duplicate", True)
                     return False
-                self.handle(session, event)
+                if self.handle_many is not None:
+                    self.handle_many(session, [event])
+                else:
+                    self.handle(session, event)
             EVENTS_CONSUMED.labels(consumer=self.name, type=event.type).inc()
             log.debug("consumer.handled")
             return True
@@ -142,10 +152,16 @@ class IdempotentConsumer:
                 if event.id not in fresh:
                     continue
                 fresh.discard(event.id)        # the same event twice in one batch takes effect once
+                if self.handle_many is not None:
+                    handled.append(event)
+                    continue
                 with structlog.contextvars.bound_contextvars(event_id=event.id, event_type=event.type,
                                                              consumer=self.name), self._span(event):
                     self.handle(session, event)
                 handled.append(event)
+            if self.handle_many is not None and handled:
+                with structlog.contextvars.bound_contextvars(consumer=self.name, events=len(handled)):
+                    self.handle_many(session, handled)
         for event in handled:
             EVENTS_CONSUMED.labels(consumer=self.name, type=event.type).inc()
         if handled or len(events) > len(handled):

@@ -115,7 +115,13 @@ def bump(session: Session, keys: Iterable[str]) -> None:
 
 
 def record(session: Session, event) -> None:
-    bump(session, keys_of(event.data))
+    record_many(session, [event])
+
+
+def record_many(session: Session, events: list) -> None:
+    """One bump for the keys a batch of events names (one insert, each key
+    once): what a copy checks is only whether its keys changed since."""
+    bump(session, [k for e in events for k in keys_of(e.data)])
 
 
 def bump_now(sessions: sessionmaker[Session], keys: Iterable[str]) -> None:
@@ -184,4 +190,4 @@ class CabinetReadModel:
 def make_consumer(sessions: sessionmaker[Session], bootstrap: str, prefix: str = "kezek",
                   **kafka_config) -> IdempotentConsumer:
     return IdempotentConsumer(name=CONSUMER_NAME, topics=[f"{prefix}.{t}" for t in TOPICS], bootstrap=bootstrap,
-                              sessions=sessions, outbox=outbox, handle=record, types=STAMPED, **kafka_config)
+                              sessions=sessions, outbox=outbox, handle_many=record_many, types=STAMPED, **kafka_config)

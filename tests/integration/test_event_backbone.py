@@ -223,12 +223,15 @@ def test_consumer_retries_a_record_whose_handler_failed_instead_of_skipping_it(k
     assert receipts(receiver, failing) == 1 and receipts(receiver, following) == 1
 
 
+@pytest.mark.parametrize("at_once", [False, True], ids=["handle", "handle_many"])
 def test_a_batch_takes_each_event_once_and_stops_its_partition_at_a_record_that_keeps_failing(kafka_bootstrap,
-                                                                                                databases):
+                                                                                                databases, at_once):
     """The records of one poll are handled in one transaction; when it fails,
     the records before the failing one still take effect (one by one), the
     failing one stops its partition (nothing after it is handled, its offset
-    is never committed), and an event delivered twice takes effect once."""
+    is never committed), and an event delivered twice takes effect once;
+    the same whether the consumer handles event by event or the batch's
+    fresh events at once (`handle_many`)."""
     from kafka import KafkaProducer
     from kafka.admin import KafkaAdminClient
 
@@ -252,8 +255,13 @@ def test_a_batch_takes_each_event_once_and_stops_its_partition_at_a_record_that_
         record_receipt(session, event)
 
     group = f"batch-{uuid.uuid4().hex[:6]}"
+    def handle_many(session, batch):
+        for event in batch:
+            handle(session, event)
+
+    how = {"handle_many": handle_many} if at_once else {"handle": handle}
     consumer = IdempotentConsumer(name=group, topics=[topic], bootstrap=kafka_bootstrap, sessions=receiver,
-                                  outbox=receiver_outbox, handle=handle)
+                                  outbox=receiver_outbox, **how)
     failures = failed_polls(consumer, ValueError, 60, until=lambda failures: failures >= 3)
     assert failures >= 3, "the failing record is tried again, never skipped"
     assert receipts(receiver, first.data["probe_id"]) == 1

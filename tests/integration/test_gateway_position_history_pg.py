@@ -30,3 +30,41 @@ def test_cabinet_keeps_the_positions_it_showed_beside_the_queues_events_on_postg
         assert [p["position"] for p in history.points(sessions, "app-1")] == [7, 5]
     finally:
         engine.dispose()
+
+
+def test_a_batch_of_position_events_keeps_one_point_each_and_bumps_each_chart_once_on_postgres(pg_url):
+    """The consumer takes a poll's position events at once: every event is
+    one point (one already kept under its id is written over, as a merge
+    did), and each application's chart is bumped once for the batch."""
+    import sqlalchemy as sa
+
+    from services.gateway import readmodel
+    from services.gateway.models import CabinetChange, PositionPoint
+
+    url = pg_url("gateway")
+    upgrade("gateway", url)
+    engine = make_engine(url)
+    sessions = make_session_factory(engine)
+
+    def moved(app, position):
+        return new_event("application.position_changed.v1", f"application:{app}", {
+            "application_id": app, "position": position, "previous_position": position + 1,
+            "kindergarten_id": "kg-12"}, source="queue")
+
+    try:
+        kept = moved("app-1", 9)
+        with sessions() as s, s.begin():
+            history.record(s, kept)
+            before = s.scalar(sa.select(sa.func.count()).select_from(CabinetChange))
+        again = kept.model_copy(update={"data": {**kept.data, "position": 8}})
+        batch = [again, moved("app-1", 7), moved("app-2", 3), moved("app-1", 6)]
+        with sessions() as s, s.begin():
+            history.record_many(s, batch)
+        assert [p["position"] for p in history.points(sessions, "app-1")] == [8, 7, 6]
+        assert [p["position"] for p in history.points(sessions, "app-2")] == [3]
+        with sessions() as s:
+            assert s.scalar(sa.select(sa.func.count()).select_from(PositionPoint)) == 4
+            bumped = s.scalars(sa.select(CabinetChange.key).order_by(CabinetChange.seq).offset(before)).all()
+        assert sorted(bumped) == [readmodel.application_key("app-1"), readmodel.application_key("app-2")]
+    finally:
+        engine.dispose()

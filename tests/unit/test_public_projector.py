@@ -50,6 +50,19 @@ class Gateway:
             if gateway_outbox.claim(s, "gateway-public-projector", event.id):
                 self.projector.handle(s, event)
 
+    def deliver_batch(self, events: list[Event]) -> None:
+        """What the idempotent consumer does with one poll's records of a
+        partition: one claim, the projector's prepare, then each fresh event
+        once, in one transaction."""
+        with self.sessions() as s, s.begin():
+            fresh = gateway_outbox.claim_many(s, "gateway-public-projector", [e.id for e in events])
+            if fresh:
+                self.projector.prepare(s, [e for e in events if e.id in fresh])
+            for event in events:
+                if event.id in fresh:
+                    fresh.discard(event.id)
+                    self.projector.handle(s, event)
+
     def sweep(self, now: datetime) -> None:
         with self.sessions() as s, s.begin():
             self.projector.sweep(s, now=now)
@@ -180,6 +193,22 @@ def test_events_parked_before_their_child_is_known_are_each_published_once(gatew
     assert sorted(published) == sorted(expected_ids(history))
 
 
+def test_a_batch_parks_the_events_of_unknown_children_and_publishes_those_of_a_child_it_teaches(gateway):
+    """One poll's batch, prepared at once: the events of an imported child
+    nobody knows wait, a child registered earlier in the same batch is
+    known to the events after it, and a repeat in the batch counts once."""
+    waiting = [queued("app-1"), position("app-1", 5)]
+    known = [queued("app-2"), position("app-2", 7)]
+    stranger = referral("imported", "app-3", "31")
+    gateway.deliver_batch([*waiting, submitted("app-2", "21505201912346"), *known, known[1], stranger])
+    assert gateway.parked() == 3
+    assert sorted(gateway.published_ids()) == sorted(expected_ids(known))
+    later = position("app-1", 4)
+    gateway.deliver_batch([submitted("app-1", "21505201912345"), later])
+    assert gateway.parked() == 1
+    assert sorted(gateway.published_ids()) == sorted(expected_ids([*known, *waiting, later]))
+
+
 def test_public_events_name_their_schema_where_the_gateway_serves_it(gateway):
     gateway.projector.schema_base = "https://portal.example.kg/api/v1/public/schemas"
     gateway.deliver(place("published"))
@@ -222,24 +251,30 @@ def histories(draw):
         steps.insert(draw(st.integers(0, len(steps))), e)
     for _ in range(draw(st.integers(0, 2))):
         steps.insert(draw(st.integers(0, len(steps))), "sweep")
-    return events, steps
+    # The consumer takes a poll's records of a partition as one batch:
+    # consecutive events delivered together, up to this many.
+    return events, steps, draw(st.integers(1, 6))
 
 
 @settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow,
                                                                 HealthCheck.function_scoped_fixture])
 @given(history=histories())
 def test_every_fact_reaches_the_public_outbox_exactly_once_whatever_the_arrival_order(history, tmp_path):
-    events, steps = history
+    events, steps, batch = history
     path = tmp_path / f"{uuid.uuid4().hex}.db"
     path.write_bytes(template_db())
     gw = Gateway(path)
     later = datetime.now(UTC) + timedelta(days=1)  # past any grace period
     try:
-        for step in steps:
+        waiting: list[Event] = []
+        for step in [*steps, "end"]:
+            if step != "sweep" and step != "end":
+                waiting.append(step)
+            if waiting and (len(waiting) == batch or step in ("sweep", "end")):
+                gw.deliver(waiting[0]) if batch == 1 else gw.deliver_batch(waiting)
+                waiting = []
             if step == "sweep":
                 gw.sweep(later)
-            else:
-                gw.deliver(step)
         gw.sweep(later)  # an imported entry's registration never comes
         published = gw.published_ids()
         assert len(published) == len(set(published))

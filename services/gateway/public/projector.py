@@ -66,17 +66,36 @@ def queue_directory(queue_url: str, keys: ServiceKeys, timeout: float = 2.0) -> 
     return district
 
 
+# session.info key: the ids a batch's prepare looked up and did not find
+# (model -> set of ids), so the batch's events do not ask for each again.
+_ABSENT = "public_projector_absent"
+
+
+def _get(session: Session, model, key: str):
+    """The row, without a statement when the batch's prepare already knows
+    it (loaded into the session, or known absent)."""
+    return None if _absent(session, model, key) else session.get(model, key)
+
+
+def _absent(session: Session, model, key: str) -> bool:
+    return key in session.info.get(_ABSENT, {}).get(model, ())
+
+
+def _present(session: Session, model, key: str) -> None:
+    session.info.get(_ABSENT, {}).get(model, set()).discard(key)
+
+
 class DbLookup:
     def __init__(self, session: Session, directory: KindergartenDirectory | None = None):
         self.session = session
         self.directory = directory
 
     def child(self, application_id: str) -> Child | None:
-        row = self.session.get(PublicChild, application_id)
+        row = _get(self.session, PublicChild, application_id)
         return Child(row.child_ref, row.cohort, row.category, row.district, row.language) if row else None
 
     def referral(self, referral_id: str) -> ReferralFacts | None:
-        row = self.session.get(PublicReferral, referral_id)
+        row = _get(self.session, PublicReferral, referral_id)
         if row is None:
             return None
         return ReferralFacts(row.referral_ref, row.application_id, row.kindergarten_id, row.cohort,
@@ -106,6 +125,28 @@ class Projector:
         self.directory = directory
         self.park_grace = park_grace
 
+    def prepare(self, session: Session, events: list[Event]) -> None:
+        """The consumer's batch preparation: the children and referrals the
+        batch's events name, read in one statement each (an import's events
+        name children the projector does not know: each asked for its own
+        before), and which of them are not known."""
+        wanted = {PublicChild: set(), PublicReferral: set()}
+        for event in events:
+            data = event.data if isinstance(event.data, dict) else {}
+            for model, name in ((PublicChild, "application_id"), (PublicReferral, "referral_id")):
+                value = data.get(name)
+                if isinstance(value, int) and not isinstance(value, bool):
+                    value = str(value)
+                if isinstance(value, str) and 0 < len(value) <= 100:
+                    wanted[model].add(value)
+        absent = session.info.setdefault(_ABSENT, {})
+        for model, ids in wanted.items():
+            key = model.__mapper__.primary_key[0]
+            found = set(session.scalars(sa.select(key).where(key.in_(list(ids))))) if ids else set()
+            if found:
+                session.scalars(sa.select(model).where(key.in_(list(found)))).all()   # into the session
+            absent[model] = ids - found
+
     def handle(self, session: Session, event: Event) -> None:
         """The consumer's handler: runs inside the claim's transaction."""
         learned = self._apply(session, event)
@@ -126,9 +167,14 @@ class Projector:
             session.merge(PublicKindergarten(kindergarten_id=kindergarten_id, district=district))
         if outcome.learned_referral:
             referral_id, f = outcome.learned_referral
-            session.merge(PublicReferral(referral_id=referral_id, referral_ref=f.referral_ref,
-                                         application_id=f.application_id, kindergarten_id=f.kindergarten_id,
-                                         cohort=f.cohort, category=f.category, language=f.language))
+            row = PublicReferral(referral_id=referral_id, referral_ref=f.referral_ref,
+                                 application_id=f.application_id, kindergarten_id=f.kindergarten_id,
+                                 cohort=f.cohort, category=f.category, language=f.language)
+            if _absent(session, PublicReferral, referral_id):
+                session.add(row)          # known new: no statement to look for it
+            else:
+                session.merge(row)
+            _present(session, PublicReferral, referral_id)
         for i, fact in enumerate(outcome.facts):
             public_outbox.add(session, fact.type, fact.subject, fact.data, time=event.time,
                               event_id=public_event_id(event.id, fact.type, i), schema_base=self.schema_base)
@@ -140,7 +186,8 @@ class Projector:
         return None
 
     def _learn_child(self, session: Session, application_id: str, c: Child) -> None:
-        row = session.get(PublicChild, application_id)
+        row = _get(session, PublicChild, application_id)
+        _present(session, PublicChild, application_id)
         if row is None:
             session.add(PublicChild(application_id=application_id, child_ref=c.child_ref, cohort=c.cohort,
                                     category=c.category, district=c.district, language=c.language))
@@ -161,30 +208,29 @@ class Projector:
                                   .group_by(ParkedEvent.application_id).order_by(sa.func.min(ParkedEvent.seq))
                                   .limit(limit)).all()
         for application_id in waiting:
-            if session.get(PublicChild, application_id) is None:
+            if _get(session, PublicChild, application_id) is None:
                 self._learn_child(session, application_id, Child(self.names.entry(application_id)))
             self._release(session, application_id)
         return len(waiting)
 
     def _release(self, session: Session, application_id: str) -> None:
         """Projects the events parked for a child now known, oldest first,
-        each exactly once. A loop that takes one row at a time, never a
-        recursion over a list read beforehand: a released queue entry
-        teaches the child again, and releasing from there applied the rest
-        twice (the public outbox's unique event id then failed the whole
-        transaction, on every retry). A released event that parks again
-        gets a later seq, so the loop ends."""
-        last = session.scalar(sa.select(sa.func.max(ParkedEvent.seq))
-                              .where(ParkedEvent.application_id == application_id))
-        while last is not None:
-            row = session.scalars(sa.select(ParkedEvent).where(ParkedEvent.application_id == application_id,
-                                                               ParkedEvent.seq <= last)
-                                  .order_by(ParkedEvent.seq).limit(1)).first()
-            if row is None:
-                return
-            session.delete(row)
-            session.flush()
-            self._apply(session, Event.from_json(row.payload))
+        each exactly once: the rows parked so far are read and deleted in
+        one statement each, then applied in their order, never releasing
+        again from there (a released queue entry teaches the child again,
+        and releasing from there applied the rest twice: the public
+        outbox's unique event id then failed the whole transaction, on
+        every retry). A released event that parks again gets a later seq
+        and waits for the next release."""
+        rows = session.execute(sa.select(ParkedEvent.seq, ParkedEvent.payload)
+                               .where(ParkedEvent.application_id == application_id)
+                               .order_by(ParkedEvent.seq)).all()
+        if not rows:
+            return
+        session.execute(sa.delete(ParkedEvent).where(ParkedEvent.seq.in_([seq for seq, _ in rows]))
+                        .execution_options(synchronize_session=False))
+        for _, payload in rows:
+            self._apply(session, Event.from_json(payload))
 
 
 class PublicRelay(OutboxRelay):
@@ -201,7 +247,8 @@ class PublicRelay(OutboxRelay):
 def make_consumer(sessions: sessionmaker[Session], projector: Projector, bootstrap: str, topics: list[str],
                   **kafka_config) -> IdempotentConsumer:
     return IdempotentConsumer(name=CONSUMER_NAME, topics=topics, bootstrap=bootstrap, sessions=sessions,
-                              outbox=gateway_outbox, handle=projector.handle, **kafka_config)
+                              outbox=gateway_outbox, handle=projector.handle, prepare=projector.prepare,
+                              **kafka_config)
 
 
 def measure_parked(session: Session) -> None:
