@@ -11,7 +11,6 @@ from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
 
 from kezek.openapi import example
 from services.queue.domain.entries import MAX_PREFERENCES
-from kezek.openapi import example
 
 NO_CONTROL = r"^[^\x00-\x1f\x7f]*$"
 Text = Annotated[str, Field(pattern=NO_CONTROL)]
@@ -152,14 +151,14 @@ class StaffReferral(BaseModel):
 
 
 class WaitingGroup(BaseModel):
-    model_config = example(cohort=2023, language="ky", children=412)
+    model_config = example(_FIGURES["waiting"][0])
     cohort: int
     language: str
     children: int
 
 
 class PlaceFigures(BaseModel):
-    model_config = example(free=31, held=12, taken=2040, published=45, withdrawn=2)
+    model_config = example(_FIGURES["places"])
     free: int
     held: int
     taken: int
@@ -168,7 +167,7 @@ class PlaceFigures(BaseModel):
 
 
 class ReferralFigures(BaseModel):
-    model_config = example(issued=44, enrolled=30, expired=3, cancelled=2, rejected=1, left=6)
+    model_config = example(_FIGURES["referrals"])
     issued: int
     enrolled: int
     expired: int
