@@ -10,10 +10,31 @@ import os
 from collections.abc import Collection
 from pathlib import Path
 
+import jinja2
 from babel.messages.mofile import write_mo
 from babel.messages.pofile import read_po
 
 DOMAIN = "messages"
+
+
+class CompiledTemplates(jinja2.BytecodeCache):
+    """Templates compiled once per process, for the Jinja2 environments of
+    one configuration (give each configuration of `jinja2.Environment` a
+    cache of its own: the compiled code depends on it). A service builds an
+    environment per language, and the tests build hundreds of apps: each
+    template is compiled from source once (its source checked every time
+    it loads, so a changed file is compiled again)."""
+
+    def __init__(self) -> None:
+        self._code: dict[str, bytes] = {}
+
+    def load_bytecode(self, bucket: jinja2.bccache.Bucket) -> None:
+        code = self._code.get(bucket.key)
+        if code is not None:
+            bucket.bytecode_from_string(code)
+
+    def dump_bytecode(self, bucket: jinja2.bccache.Bucket) -> None:
+        self._code[bucket.key] = bucket.bytecode_to_string()
 
 
 def compile_catalogs(src_dir: Path, out_dir: Path, domain: str = DOMAIN) -> list[Path]:

@@ -14,6 +14,7 @@ import jinja2
 from babel import Locale
 from babel.dates import format_date, format_datetime, format_skeleton
 
+from kezek.i18n import CompiledTemplates
 from services.notifications.domain import Channel, Kind, SmsSize, sms_size, sms_text
 from workflows.rules import last_day
 
@@ -119,6 +120,9 @@ def stored_params(data: dict[str, Any], occurred_at: datetime) -> str:
     return json.dumps({"data": kept, "occurred_at": occurred_at.isoformat()}, default=str, ensure_ascii=False)
 
 
+_COMPILED = CompiledTemplates()   # every renderer's templates, compiled once a process
+
+
 class Renderer:
     def __init__(self, tz: tzinfo, directory: Path = TEMPLATES):
         self.tz = tz
@@ -127,6 +131,7 @@ class Renderer:
             undefined=jinja2.StrictUndefined,  # a missing value is a bug, not an empty gap in an SMS
             autoescape=False,                  # plain text only
             trim_blocks=True, lstrip_blocks=True, keep_trailing_newline=False,
+            bytecode_cache=_COMPILED,
         )
         self.env.filters.update(day=_day, date=_date, datetime=_datetime, plural=_plural)
 

@@ -47,6 +47,9 @@ def _fmt_moment(value: datetime | str | None, fmt: Formats) -> str:
     return shown or str(value)
 
 
+_COMPILED = i18n.CompiledTemplates()   # the environments below, compiled once a process
+
+
 class Pages:
     """One Jinja2 environment per language."""
 
@@ -57,7 +60,7 @@ class Pages:
         for lang in LANGUAGES:
             env = Environment(loader=FileSystemLoader(str(TEMPLATES)), autoescape=select_autoescape(["html"]),
                               extensions=["jinja2.ext.i18n"], undefined=StrictUndefined,
-                              trim_blocks=True, lstrip_blocks=True)
+                              trim_blocks=True, lstrip_blocks=True, bytecode_cache=_COMPILED)
             env.install_gettext_translations(Translations.load(str(mo_dir), [lang], DOMAIN), newstyle=True)
             fmt = Formats(lang)
             env.filters["d"] = lambda v, form=None, _f=fmt: _fmt_date(v, _f, form)

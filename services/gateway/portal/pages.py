@@ -15,6 +15,7 @@ from fastapi import Depends, Request
 from fastapi.responses import HTMLResponse, RedirectResponse
 
 from kezek.formatting import Formats, parse_moment
+from kezek.i18n import CompiledTemplates
 from kezek import lengths
 from kezek.trust import PARENT
 from services.gateway import i18n
@@ -67,6 +68,7 @@ Form = Annotated[dict[str, str], Depends(read_form)]
 # ------------------------------------------------------------- rendering
 
 _environments: dict[tuple[str, str], jinja2.Environment] = {}
+_COMPILED = CompiledTemplates()   # for every state folder's environments
 
 
 def environment(gw: Gateway, lang: str) -> jinja2.Environment:
@@ -74,7 +76,8 @@ def environment(gw: Gateway, lang: str) -> jinja2.Environment:
     env = _environments.get(key)
     if env is None:
         env = jinja2.Environment(loader=jinja2.FileSystemLoader(TEMPLATES), autoescape=True,
-                                 extensions=["jinja2.ext.i18n"], trim_blocks=True, lstrip_blocks=True)
+                                 extensions=["jinja2.ext.i18n"], trim_blocks=True, lstrip_blocks=True,
+                                 bytecode_cache=_COMPILED)
         env.install_gettext_translations(i18n.translations(str(gw.mo_dir), lang), newstyle=True)
         env.globals["limits"] = lengths.MAX_LENGTH     # each input's maxlength: what the services check
         env.globals["country"] = gw.settings.country    # KG: PIN, +996; KZ: IIN, +7
