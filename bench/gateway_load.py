@@ -31,7 +31,14 @@ Rate limits are the production defaults (300 a minute per signed-in parent,
 every client is counted under its own address and each request is one of
 many families: a 429 would be counted as an error, not hidden.
 
-Prints a table (req/s, p50, p99, errors, the 1-minute load average) and
+The gateway's own CPU time per request is measured beside them (the CPU
+seconds of the `kezek serve gateway` process and its workers, from
+/proc/PID/stat, over the whole locust run, divided by every request it
+answered, warm-up included): it moves far less than req/s when other work
+shares the machine.
+
+Prints a table (req/s, p50, p99, errors, gateway CPU ms per request, the
+1-minute load average) and
 writes bench/results/gateway_load-<time>.json and .png (latency against
 concurrency); the last line is one JSON object.
 """
@@ -55,6 +62,47 @@ from queue_data import (  # noqa: E402
 from system import BenchFolder, System  # noqa: E402
 
 RESULTS = Path(__file__).resolve().parent / "results"
+TICK = os.sysconf("SC_CLK_TCK")
+
+
+def _processes() -> dict[int, tuple[int, str]]:
+    """Every process: its parent's pid and its command line."""
+    found = {}
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            stat = (entry / "stat").read_text()
+            cmd = (entry / "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
+        except OSError:
+            continue
+        found[int(entry.name)] = (int(stat.rpartition(")")[2].split()[1]), cmd)
+    return found
+
+
+def service_pids(root: int, service: str) -> list[int]:
+    """The processes of `kezek serve <service>` under the supervisor `root`:
+    the command's own and its uvicorn workers."""
+    procs = _processes()
+    children: dict[int, list[int]] = {}
+    for pid, (ppid, _) in procs.items():
+        children.setdefault(ppid, []).append(pid)
+
+    def below(pid: int) -> list[int]:
+        return [pid] + [d for c in children.get(pid, []) for d in below(c)]
+
+    return [p for pid in below(root) if f"serve {service}" in procs[pid][1] for p in below(pid)]
+
+
+def cpu_seconds(pids: list[int]) -> float:
+    total = 0
+    for pid in pids:
+        try:
+            fields = Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()
+        except OSError:
+            continue
+        total += int(fields[11]) + int(fields[12])          # utime, stime
+    return total / TICK
 
 
 def plot(results: dict, path: Path, title: str) -> None:
@@ -130,24 +178,30 @@ def main(argv: list[str] | None = None) -> int:
         for endpoint in endpoints:
             for users in clients:
                 before = load()
-                r = loadgen.run(kezek.url("gateway"), endpoint, spec, users=users, seconds=args.seconds,
-                                warmup=args.warmup)
-                r.update(load_before=before, load_after=load())
+                pids = service_pids(kezek.proc.pid, "gateway")
+                cpu = cpu_seconds(pids)
+                run = loadgen.start(kezek.url("gateway"), endpoint, spec, users=users, seconds=args.seconds,
+                                    warmup=args.warmup)
+                r = run.wait()
+                cpu = cpu_seconds(pids) - cpu
+                r.update(load_before=before, load_after=load(), gateway_cpu_s=round(cpu, 2),
+                         gateway_cpu_ms_per_request=round(cpu * 1000 / max(1, len(run.samples)), 2))
                 r.pop("statuses", None) if not r["errors"] else None
                 results.setdefault(endpoint, []).append(r)
                 say(f"{endpoint:8} {users:3} clients: {r['per_second']} req/s  p50 {r['p50_ms']} ms  "
-                    f"p99 {r['p99_ms']} ms  errors {r['errors']}  load {before}-{r['load_after']}")
+                    f"p99 {r['p99_ms']} ms  errors {r['errors']}  gateway CPU {r['gateway_cpu_ms_per_request']} ms/request  "
+                    f"load {before}-{r['load_after']}")
     finally:
         if watch is not None:
             watch.close()
         kezek.stop()
         folder.close()
     figures.update(results=results, load_end=load())
-    print(f"\n{'endpoint':<10} {'clients':>7} {'req/s':>8} {'p50 ms':>8} {'p99 ms':>8} {'errors':>7}  load")
+    print(f"\n{'endpoint':<10} {'clients':>7} {'req/s':>8} {'p50 ms':>8} {'p99 ms':>8} {'errors':>7} {'CPU ms':>7}  load")
     for endpoint, rows in results.items():
         for r in rows:
             print(f"{endpoint:<10} {r['users']:>7} {r['per_second']!s:>8} {r['p50_ms']!s:>8} {r['p99_ms']!s:>8} "
-                  f"{r['errors']:>7}  {r['load_before']}-{r['load_after']}")
+                  f"{r['errors']:>7} {r['gateway_cpu_ms_per_request']!s:>7}  {r['load_before']}-{r['load_after']}")
     RESULTS.mkdir(exist_ok=True)
     stamp = time.strftime("%Y%m%d-%H%M%S")
     (RESULTS / f"gateway_load-{stamp}.json").write_text(json.dumps(figures, indent=1))
