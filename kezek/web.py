@@ -27,6 +27,7 @@ from fastapi.staticfiles import StaticFiles
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from pydantic import BaseModel, ConfigDict
 from sqlalchemy import exc as sa_exc
+from starlette.datastructures import MutableHeaders
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
@@ -104,6 +105,46 @@ class _BodyTooLarge(Exception):
     pass
 
 
+class RequestContext:
+    """The request's id (the caller's `x-request-id` when it is sensible,
+    else a new one) bound to the logs, kept on `request.state` and sent back;
+    a control character in the path refused (400); the request counted and
+    timed for /metrics. Plain ASGI: Starlette's BaseHTTPMiddleware runs the
+    app in a task of its own with streams between them, a cost on every
+    request."""
+
+    def __init__(self, app: ASGIApp, service: str):
+        self.app, self.service = app, service
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            return await self.app(scope, receive, send)
+        request_id = next((v for k, v in scope["headers"] if k == b"x-request-id"), b"").decode("latin-1")
+        if not request_id or len(request_id) > 100 or not _path_is_clean(request_id):
+            request_id = str(uuid.uuid4())
+        scope.setdefault("state", {})["request_id"] = request_id   # for pages that name it (an error to quote)
+        structlog.contextvars.clear_contextvars()
+        structlog.contextvars.bind_contextvars(request_id=request_id, service=self.service)
+        started = time.perf_counter()
+        status = 500
+
+        async def send_with_id(message: Message) -> None:
+            nonlocal status
+            if message["type"] == "http.response.start":
+                status = message["status"]
+                MutableHeaders(scope=message)["x-request-id"] = request_id
+            await send(message)
+
+        if not _path_is_clean(scope.get("path", "")):
+            response = problem_response(Problem("bad_path", detail="the path contains control characters"))
+            await response(scope, receive, send_with_id)
+        else:
+            await self.app(scope, receive, send_with_id)
+        path = getattr(scope.get("route"), "path", "unmatched")
+        REQUESTS.labels(self.service, scope["method"], path, status).inc()
+        LATENCY.labels(self.service, path).observe(time.perf_counter() - started)
+
+
 def _probe(scope) -> bool:
     return scope.get("path") in ("/health", "/ready", "/metrics")
 
@@ -159,26 +200,7 @@ def create_service_app(service: str, *, title: str | None = None, version: str =
     app.state.authenticate = authenticate
     app.state.service_name = service
     app.add_middleware(BodyLimit, limit=max_body_bytes)
-
-    @app.middleware("http")
-    async def request_context(request: Request, call_next):
-        request_id = request.headers.get("x-request-id") or str(uuid.uuid4())
-        if len(request_id) > 100 or not _path_is_clean(request_id):
-            request_id = str(uuid.uuid4())
-        request.state.request_id = request_id      # for pages that name it (an error to quote)
-        structlog.contextvars.clear_contextvars()
-        structlog.contextvars.bind_contextvars(request_id=request_id, service=service)
-        started = time.perf_counter()
-        if not _path_is_clean(request.scope.get("path", "")):
-            response = problem_response(Problem("bad_path", detail="the path contains control characters"))
-        else:
-            response = await call_next(request)
-        route = request.scope.get("route")
-        path = getattr(route, "path", "unmatched")
-        REQUESTS.labels(service, request.method, path, response.status_code).inc()
-        LATENCY.labels(service, path).observe(time.perf_counter() - started)
-        response.headers["x-request-id"] = request_id
-        return response
+    app.add_middleware(RequestContext, service=service)       # outermost of the two
 
     @app.exception_handler(RequestValidationError)
     async def invalid_input(request: Request, exc: RequestValidationError):

@@ -12,8 +12,9 @@ from contextlib import asynccontextmanager
 import httpx
 from fastapi import FastAPI, Request
 from fastapi.staticfiles import StaticFiles
+from starlette.datastructures import MutableHeaders
 from starlette.middleware import Middleware
-from starlette.middleware.base import BaseHTTPMiddleware
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from kezek.problems import problem_response
 from kezek.settings import Settings
@@ -71,25 +72,43 @@ def create_app(settings: Settings | None = None, *, transports: dict[str, httpx.
     limits = GatewayLimits(gw.limits, gw.parents, TrustedProxies(settings.trusted_proxies),
                            Allowance(settings.rate_limit_per_minute, settings.rate_limit_per_address_per_minute))
 
-    async def limits_and_headers(request: Request, call_next):
-        try:
-            wait = await limits.check(request)
-        except UpstreamError as exc:         # registration did not answer the session lookup
-            return await errors.upstream_answer(request, exc)
-        except Problem as exc:               # an invalid service token
-            return problem_response(exc, request.url.path)
-        if wait:
-            return errors.too_many(request, wait)
-        response = await call_next(request)
-        security_headers(response, request.url.path, settings.public_url)
-        return response
-
     # Innermost: inside the skeleton's request ids, metrics and body limit.
-    app.user_middleware.append(Middleware(BaseHTTPMiddleware, dispatch=limits_and_headers))
+    app.user_middleware.append(Middleware(LimitsAndHeaders, limits=limits, public_url=settings.public_url))
     errors.install(app)
     for router in (*jsonapi.routers, *_public_routers(), *portal.routers):
         app.include_router(router)
     return app
+
+
+class LimitsAndHeaders:
+    """The rate limits (authenticating the caller on the way) and the
+    security headers of every answer. Plain ASGI: Starlette's
+    BaseHTTPMiddleware runs the app in a task of its own with streams
+    between them, a cost on every request."""
+
+    def __init__(self, app: ASGIApp, limits: GatewayLimits, public_url: str):
+        self.app, self.limits, self.public_url = app, limits, public_url
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            return await self.app(scope, receive, send)
+        request = Request(scope, receive)
+        try:
+            wait = await self.limits.check(request)
+        except UpstreamError as exc:         # registration did not answer the session lookup
+            return await (await errors.upstream_answer(request, exc))(scope, receive, send)
+        except Problem as exc:               # an invalid service token
+            return await problem_response(exc, request.url.path)(scope, receive, send)
+        if wait:
+            return await errors.too_many(request, wait)(scope, receive, send)
+        path = request.url.path
+
+        async def send_with_headers(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                security_headers(MutableHeaders(scope=message), path, self.public_url)
+            await send(message)
+
+        await self.app(scope, receive, send_with_headers)
 
 
 def _public_routers():
@@ -98,12 +117,12 @@ def _public_routers():
     return (router,)
 
 
-def security_headers(response, path: str, public_url: str) -> None:
-    response.headers.setdefault("X-Content-Type-Options", "nosniff")
-    response.headers.setdefault("Referrer-Policy", "no-referrer")   # activation links carry a token
-    response.headers.setdefault("X-Frame-Options", "DENY")
+def security_headers(headers: MutableHeaders, path: str, public_url: str) -> None:
+    headers.setdefault("X-Content-Type-Options", "nosniff")
+    headers.setdefault("Referrer-Policy", "no-referrer")   # activation links carry a token
+    headers.setdefault("X-Frame-Options", "DENY")
     if not path.startswith(("/api/docs", "/api/redoc")):      # their pages run an inline script
-        response.headers.setdefault(
+        headers.setdefault(
             "Content-Security-Policy",
             "default-src 'self'; img-src 'self' data:; style-src 'self'; script-src 'self'; "
             "form-action 'self' " + (public_url or "") + "; frame-ancestors 'none'")

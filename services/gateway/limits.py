@@ -73,6 +73,7 @@ class GatewayLimits:
         if request.url.path.startswith(EXEMPT):
             return 0.0
         principal = await authenticate(request)
+        request.state.principal = principal       # the route's permission asks no second time
         if principal.authenticated:
             return await self.hit(principal.actor, self.allowance.per_identity)
         return await self.hit(f"address:{client}", self.allowance.per_address)
