@@ -8,8 +8,11 @@ from __future__ import annotations
 import asyncio
 from datetime import datetime
 
+from pydantic import TypeAdapter
+
 from kezek.trust import Principal, authenticate
 from services.gateway import history, readmodel, views, vouchers
+from services.gateway.apimodels import Cabinet
 from services.gateway.clients import UpstreamError
 from services.gateway.context import Gateway
 
@@ -34,6 +37,31 @@ async def children(gw: Gateway, who: Principal, *, fresh: bool = False) -> dict:
     when no event has changed the family since the services were last
     asked, else from the services (`fresh`: always from the services, as
     every act checks)."""
+    copy = await _copy(gw, who, fresh=fresh)
+    return render(copy, await gw.kindergarten_names(), _today(gw))
+
+
+async def answer(gw: Gateway, who: Principal) -> bytes:
+    """`children` as the JSON API answers it (`CABINET`'s JSON): made once
+    per copy, reader's day and list of kindergarten names, and kept with the
+    copy (a family polling its cabinet costs the query of its counters and
+    nothing more); a new copy, day or list makes it again."""
+    copy = await _copy(gw, who)
+    names, today = await gw.kindergarten_names(), _today(gw)
+    made = copy.answer
+    if made is not None and made[0] == today and made[1] is names:
+        return made[2]
+    body = CABINET.dump_json(CABINET.validate_python(render(copy, names, today)), by_alias=True, exclude_unset=True)
+    copy.answer = (today, names, body)
+    return body
+
+
+# The JSON API's answer (apimodels.Cabinet), as FastAPI makes it of a
+# route's response_model with response_model_exclude_unset.
+CABINET = TypeAdapter(Cabinet)
+
+
+async def _copy(gw: Gateway, who: Principal, *, fresh: bool = False) -> readmodel.Copy:
     rm = gw.cabinet
     family = who.family or who.actor
     copy = None
@@ -43,7 +71,11 @@ async def children(gw: Gateway, who: Principal, *, fresh: bool = False) -> dict:
         copy = await _ask_services(gw, who, family)
         if rm.enabled and _keepable(copy):
             rm.keep(family, copy)
-    return await _render(gw, copy)
+    return copy
+
+
+def _today(gw: Gateway) -> str:
+    return datetime.now(gw.tz).date().isoformat()
 
 
 async def _ask_services(gw: Gateway, who: Principal, family: str) -> readmodel.Copy:
@@ -94,11 +126,9 @@ async def _queue_part(gw: Gateway, who: Principal, app: dict) -> dict:
     return part
 
 
-async def _render(gw: Gateway, copy: readmodel.Copy) -> dict:
-    """The cabinet from what the services said: the reader's day and the
-    kindergartens' names are those of now."""
-    names = await gw.kindergarten_names()
-    today = datetime.now(gw.tz).date().isoformat()
+def render(copy: readmodel.Copy, names: dict[str, str], today: str) -> dict:
+    """The cabinet from what the services said, with the kindergartens'
+    names and the reader's day (ISO date) of now."""
     apps = []
     for app in copy.me["applications"]:
         part = copy.parts.get(app["id"])

@@ -51,6 +51,7 @@ class Gateway:
         i18n.compile_catalogs(self.mo_dir)
         self.secret = settings.secret_key.get_secret_value().encode()
         self._kindergartens: tuple[float, list[dict]] | None = None
+        self._names: tuple[list[dict], dict[str, str]] | None = None
         self._categories: tuple[float, dict[str, bool]] | None = None
         self._address_tree: tuple[float, list[dict]] | None = None
 
@@ -101,10 +102,15 @@ class Gateway:
         return self._kindergartens[1]
 
     async def kindergarten_names(self) -> dict[str, str]:
+        """Each kindergarten's name by id: the same dict as long as the list
+        is kept (the cabinet's answers made with it are kept as long)."""
         try:
-            return {str(k.get("id")): k.get("name") or str(k.get("id")) for k in await self.kindergartens()}
+            found = await self.kindergartens()
         except UpstreamError:
             return {}
+        if self._names is None or self._names[0] is not found:
+            self._names = (found, {str(k.get("id")): k.get("name") or str(k.get("id")) for k in found})
+        return self._names[1]
 
     async def nearby(self, lat, lon, limit: int = 10) -> tuple[list[dict], bool]:
         try:

@@ -148,6 +148,8 @@ class Copy:
     me: dict                                      # registration's /me
     parts: dict[str, dict] = field(default_factory=dict)   # per application: the queue side, raw
     decided: dict[str, dict] = field(default_factory=dict)  # per application: the voucher decision
+    # The JSON API's answer made of it (cabinet.answer): (day, names, bytes).
+    answer: tuple[str, dict, bytes] | None = field(default=None, compare=False, repr=False)
 
 
 class CabinetReadModel:

@@ -277,3 +277,48 @@ def test_every_event_that_names_a_family_or_application_is_stamped():
     for kind in readmodel.STAMPED:
         props = json.loads((schemas / f"{kind}.json").read_text()).get("properties", {})
         assert "application_id" in props or "parent_id" in props, kind
+
+
+def as_the_route_answers(data: dict) -> dict:
+    """What FastAPI itself makes of `data` for a route declaring the
+    cabinet as its response_model (exclude_unset), as /me did before its
+    answer was kept with the copy."""
+    from fastapi import FastAPI
+
+    from services.gateway.apimodels import Cabinet
+
+    app = FastAPI()
+
+    @app.get("/cabinet", response_model=Cabinet, response_model_exclude_unset=True)
+    def route():
+        return data
+
+    return TestClient(app).get("/cabinet").json()
+
+
+def test_the_answer_kept_with_a_copy_follows_the_readers_day_and_the_kindergartens_names(api, stack, monkeypatch):
+    import time
+    from datetime import date, timedelta
+
+    headers, app = family(api, stack)
+    who = parent_principal(stack.queue.entries[app]["parent_id"])
+    ref = stack.queue.publish_place(app, needs_confirmation=True)
+    gw = stack.gateway.state.gateway
+    tomorrow = (date.fromisoformat(cabinet._today(gw)) + timedelta(days=1)).isoformat()    # the reader's
+    stack.queue.workflows.allow_extension_today(ref["referral_id"], tomorrow)
+    consume(stack, [event("referral.issued.v1", who.family, app, referral_id=ref["referral_id"])])
+    asked = as_the_route_answers(asyncio.run(cabinet.children(gw, who, fresh=True)))   # keeps a copy
+    served = api.get("/api/v1/me", headers=headers).json()
+    assert served == asked == api.get("/api/v1/me", headers=headers).json()      # then the kept answer
+    assert served["applications"][0]["referrals"][0]["actions"] == ["cancel"]
+    # The next day, no event: the same copy, the extension offered.
+    monkeypatch.setattr(cabinet, "_today", lambda _gw: tomorrow)
+    assert api.get("/api/v1/me", headers=headers).json()["applications"][0]["referrals"][0]["actions"] \
+        == ["cancel", "extend"]
+    # The kindergartens' list read again with a new name: the answer names it.
+    kg = served["applications"][0]["referrals"][0]["kindergarten_id"]
+    listed = asyncio.run(gw.kindergartens())
+    monkeypatch.setattr(gw, "_kindergartens", (time.monotonic() + 60, [
+        {**k, "name": "Renamed"} if str(k["id"]) == kg else k for k in listed]))
+    again = api.get("/api/v1/me", headers=headers).json()["applications"][0]["referrals"][0]
+    assert again["kindergarten_name"] == "Renamed"
