@@ -16,7 +16,7 @@ by whichever replica comes first. The table is created by a migration with
 
 With `flush_seconds` (the gateway's, where every request is counted), a
 replica counts in memory and adds its counts to the shared rows in one
-transaction at most that often: a key is judged by the shared count as of
+transaction (one statement per thousand keys) at most that often: a key is judged by the shared count as of
 the last flush plus what this replica counted since. A key flushes at once
 when it has counted here a sixteenth of the room left under its limit by
 the shared count it knows (at least one hit), so the nearer a key comes to
@@ -38,6 +38,7 @@ TABLE = "rate_limits"
 _SWEEP_EVERY = 1000          # hits between two deletions of old windows
 _SHARE_OF_ROOM = 16          # batched: a key flushes at this share of the room left under its limit
 _KEEP_SECONDS = 3600         # windows older than this are deleted
+_FLUSH_ROWS = 1000           # keys added by one statement of a flush
 
 
 def _columns() -> list[sa.Column]:
@@ -110,6 +111,14 @@ class RateLimits:
                                           set_={"hits": t.c.hits + cost}).returning(t.c.hits)
         return conn.execute(stmt).scalar_one()
 
+    def _add_many(self, conn, counts: list[tuple[str, int, int]]) -> dict[tuple[str, int], int]:
+        """Adds (key, window start, hits) in one statement; the new totals."""
+        t = self.table
+        stmt = self._insert(t).values([{"key": k, "window_start": s, "hits": n} for k, s, n in counts])
+        stmt = stmt.on_conflict_do_update(index_elements=[t.c.key, t.c.window_start],
+                                          set_={"hits": t.c.hits + stmt.excluded.hits})
+        return {(k, s): hits for k, s, hits in conn.execute(stmt.returning(t.c.key, t.c.window_start, t.c.hits))}
+
     def _count(self, key: str, start: int, limit: int, cost: int, now: float) -> int:
         """Counted in memory; flushed when due or when the key nears its limit."""
         with self._lock:
@@ -146,8 +155,9 @@ class RateLimits:
         totals = {}
         try:
             with self.engine.begin() as conn:
-                for k, s, n in sorted(pending):
-                    totals[(k, s)] = self._add(conn, k, s, n)
+                pending.sort()      # every replica locks the rows in one order
+                for at in range(0, len(pending), _FLUSH_ROWS):
+                    totals.update(self._add_many(conn, pending[at:at + _FLUSH_ROWS]))
         except Exception:
             with self._lock:      # counted again at the next flush, never lost
                 for k, s, n in pending:

@@ -154,3 +154,26 @@ def test_rate_limits_shared_by_replicas_count_every_request_on_postgres(pg_url):
     replicas = [RateLimits(make_engine(url), rate_limits) for _ in range(2)]
     waits = in_parallel(12, lambda i: replicas[i % 2].hit("address:198.51.100.1", limit=7, window=3600))
     assert sum(1 for w in waits if w == 0) == 7 and all(w > 0 for w in waits if w)
+
+
+def test_batched_counts_of_many_keys_flushed_by_replicas_at_once_are_all_added_on_postgres(pg_url):
+    from kezek.ratelimit import RateLimits
+    from services.registration.models import rate_limits
+
+    url = pg_url("flush")
+    upgrade("registration", url)
+    at = 1_800_000_010.0
+    replicas = [RateLimits(make_engine(url), rate_limits, clock=lambda: at, flush_seconds=3600) for _ in range(2)]
+    for n, replica in enumerate(replicas):
+        for key in range(1500):                  # more keys than one statement of a flush takes
+            for _ in range(n + 1):
+                assert replica.hit(f"parent:{key}", limit=10_000) == 0
+    in_parallel(2, lambda i: replicas[i].flush())
+    with replicas[0].engine.connect() as conn:
+        rows = dict(conn.execute(sa.select(rate_limits.c.key, rate_limits.c.hits)).all())
+    assert len(rows) == 1500 and set(rows.values()) == {3}
+    # Each replica now knows the shared count: 9,997 more, and the next is refused.
+    replicas[0].flush()
+    for _ in range(9_997):
+        assert replicas[0].hit("parent:7", limit=10_000) == 0
+    assert replicas[0].hit("parent:7", limit=10_000) > 0
