@@ -66,7 +66,7 @@ async def _copy(gw: Gateway, who: Principal, *, fresh: bool = False) -> readmode
     family = who.family or who.actor
     copy = None
     if rm.enabled and not fresh:
-        copy = await asyncio.to_thread(rm.current, family)
+        copy = await rm.checked(family)
     if copy is None:
         copy = await _ask_services(gw, who, family)
         if rm.enabled and _keepable(copy):

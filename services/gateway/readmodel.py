@@ -12,7 +12,7 @@ data) and are bumped by every event that
 names the family or one of its applications (`STAMPED`, consumed by
 `make_consumer`), and by the gateway's own acts (cancel, extend, remove,
 erase, a signed-in parent's submission). A read costs one query: the
-family's counters; when they are those the copy was read at, and it is
+family's counters (the reads arriving while one runs share the next); when they are those the copy was read at, and it is
 younger than `KEZEK_CABINET_SNAPSHOT_SECONDS`, the copy answers, else the
 services are asked again and the copy replaced.
 
@@ -35,6 +35,7 @@ memory of each gateway process (at most `CAPACITY` families, the oldest
 dropped first), as the session lookups already do."""
 from __future__ import annotations
 
+import asyncio
 import threading
 import time
 from collections import OrderedDict
@@ -161,6 +162,10 @@ class CabinetReadModel:
         self.clock = clock
         self._copies: OrderedDict[str, Copy] = OrderedDict()
         self._lock = threading.Lock()
+        # The reads waiting for the next query of counters (`checked`).
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._waiting: list[tuple[dict[str, int], asyncio.Future]] = []
+        self._asking = False
 
     @property
     def enabled(self) -> bool:
@@ -169,11 +174,53 @@ class CabinetReadModel:
     def current(self, family: str) -> Copy | None:
         """The family's copy if no event has changed it since it was read
         (blocking: one query; call it in a thread)."""
+        copy = self._young(family)
+        if copy is None or versions(self.sessions, copy.stamps) != copy.stamps:
+            return None
+        return copy
+
+    async def checked(self, family: str) -> Copy | None:
+        """`current` on the event loop: the counters of every family read at
+        about the same moment are asked in one query (in a thread). A query
+        already running may have begun before this read arrived, so a read
+        waits for the next one, which begins after it: never older than a
+        query of its own."""
+        copy = self._young(family)
+        if copy is None:
+            return None
+        loop = asyncio.get_running_loop()
+        if self._loop is not loop:          # (tests run each read in a loop of its own)
+            self._loop, self._waiting, self._asking = loop, [], False
+        waiter = loop.create_future()
+        self._waiting.append((copy.stamps, waiter))
+        if not self._asking:
+            self._asking = True
+            loop.create_task(self._ask())
+        found = await waiter
+        return copy if all(found[k] == v for k, v in copy.stamps.items()) else None
+
+    async def _ask(self) -> None:
+        try:
+            while self._waiting:
+                batch, self._waiting = self._waiting, []
+                keys = {k for stamps, _ in batch for k in stamps}
+                try:
+                    found = await asyncio.to_thread(versions, self.sessions, keys)
+                except Exception as exc:             # each read fails as its own query would
+                    for _, waiter in batch:
+                        if not waiter.done():
+                            waiter.set_exception(exc)
+                    continue
+                for _, waiter in batch:
+                    if not waiter.done():
+                        waiter.set_result(found)
+        finally:
+            self._asking = False
+
+    def _young(self, family: str) -> Copy | None:
         with self._lock:
             copy = self._copies.get(family)
         if copy is None or self.clock() - copy.at >= self.max_age:
-            return None
-        if versions(self.sessions, copy.stamps) != copy.stamps:
             return None
         return copy
 

@@ -322,3 +322,38 @@ def test_the_answer_kept_with_a_copy_follows_the_readers_day_and_the_kindergarte
         {**k, "name": "Renamed"} if str(k["id"]) == kg else k for k in listed]))
     again = api.get("/api/v1/me", headers=headers).json()["applications"][0]["referrals"][0]
     assert again["kindergarten_name"] == "Renamed"
+
+
+def test_reads_arriving_while_a_query_of_counters_runs_share_the_next_one_begun_after_them(stack, monkeypatch):
+    import time
+
+    gw = stack.gateway.state.gateway
+    rm = readmodel.CabinetReadModel(gw.sessions, 60)
+    families = [f"batch-{next(SERIAL)}" for _ in range(3)]
+    for f in families:
+        keys = [readmodel.parent_key(f)]
+        rm.keep(f, readmodel.Copy(at=rm.clock(), stamps=readmodel.versions(gw.sessions, keys), me={}))
+    asked: list[set[str]] = []
+    real = readmodel.versions
+
+    def slow_versions(sessions, keys):
+        asked.append(set(keys))
+        found = real(sessions, keys)
+        time.sleep(0.3)                         # a slow answer
+        return found
+
+    monkeypatch.setattr(readmodel, "versions", slow_versions)
+    a, b, c = families
+
+    async def reads():
+        first = asyncio.create_task(rm.checked(a))
+        await asyncio.sleep(0.1)                 # its query runs
+        readmodel.bump_now(gw.sessions, [readmodel.parent_key(a)])
+        later = [asyncio.create_task(rm.checked(f)) for f in (a, b, c)]
+        return await first, await asyncio.gather(*later)
+
+    first, (a_again, b_read, c_read) = asyncio.run(reads())
+    assert asked == [{readmodel.parent_key(a)}, {readmodel.parent_key(f) for f in families}]
+    assert first is not None                    # its query began before the change
+    assert a_again is None                      # the next began after it: the copy is stale
+    assert b_read is rm._young(b) and c_read is rm._young(c)
