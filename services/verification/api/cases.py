@@ -5,7 +5,7 @@ from __future__ import annotations
 import uuid
 from fastapi import APIRouter
 from fastapi.responses import HTMLResponse, Response
-from starlette.datastructures import FormData, UploadFile
+from starlette.datastructures import UploadFile
 
 from services.verification import domain as d
 from services.verification.api.pages import CheckedForm, CurrentStaff, Render, ScanForm, Service, acted, requires
@@ -65,30 +65,25 @@ async def record_certificate(render: Render, service: Service, staff: CurrentSta
                                                 form=values))
 
 
-async def act(render: Render, service: Service, staff: StaffView, referral_id: str, form: FormData,
-              action: d.Action):
-    reason = str(form.get("reason") or "")
-    nonce = str(form.get("nonce") or "")[:64] or uuid.uuid4().hex
-    return await acted(lambda: service.cases.decide(staff, referral_id, action, reason=reason, nonce=nonce),
-                       f"/cases/{referral_id}?done={nonce}#outcome",
-                       lambda errors: case_page(render, service, staff, referral_id, status=422, errors=errors,
-                                                form={"reason": reason}))
+# The decisions on a case, each posted to its own path by the case page.
+DECISIONS = {"confirm": d.Action.CONFIRM, "reject": d.Action.REJECT,
+             "request-certificate": d.Action.REQUEST_CERTIFICATE}
 
 
-@router.post("/cases/{referral_id}/confirm", dependencies=[ACT])
-async def confirm(render: Render, service: Service, staff: CurrentStaff, referral_id: str, form: CheckedForm):
-    return await act(render, service, staff, referral_id, form, d.Action.CONFIRM)
+def decision(action: d.Action):
+    async def decide(render: Render, service: Service, staff: CurrentStaff, referral_id: str, form: CheckedForm):
+        reason = str(form.get("reason") or "")
+        nonce = str(form.get("nonce") or "")[:64] or uuid.uuid4().hex
+        return await acted(lambda: service.cases.decide(staff, referral_id, action, reason=reason, nonce=nonce),
+                           f"/cases/{referral_id}?done={nonce}#outcome",
+                           lambda errors: case_page(render, service, staff, referral_id, status=422, errors=errors,
+                                                    form={"reason": reason}))
+    return decide
 
 
-@router.post("/cases/{referral_id}/reject", dependencies=[ACT])
-async def reject(render: Render, service: Service, staff: CurrentStaff, referral_id: str, form: CheckedForm):
-    return await act(render, service, staff, referral_id, form, d.Action.REJECT)
-
-
-@router.post("/cases/{referral_id}/request-certificate", dependencies=[ACT])
-async def request_certificate(render: Render, service: Service, staff: CurrentStaff, referral_id: str,
-                              form: CheckedForm):
-    return await act(render, service, staff, referral_id, form, d.Action.REQUEST_CERTIFICATE)
+for path, action in DECISIONS.items():
+    router.add_api_route(f"/cases/{{referral_id}}/{path}", decision(action), methods=["POST"], dependencies=[ACT],
+                         name=action.value)
 
 
 @router.get("/cases/{referral_id}/certificates/{certificate_id}/scan", dependencies=[VIEW])
