@@ -8,6 +8,7 @@ marked `integration`; `make test-fast` runs the others (`-m "not
 integration"`: the pure and SQLite tests)."""
 from __future__ import annotations
 
+import gc
 import shutil
 import uuid
 from pathlib import Path
@@ -57,6 +58,18 @@ def _shared_response_fields() -> None:
 
 
 _shared_response_fields()
+
+# The garbage collector of a test process: every full collection walked the
+# whole heap of imported modules (FastAPI, pydantic, SQLAlchemy, Temporal...)
+# again, eleven times in two files of app tests, 1.7 of their 16 CPU seconds.
+# The modules are frozen out of it once the tests are collected, and the
+# young generations are collected every 50,000 allocations instead of 700
+# (the peak memory stays the same).
+gc.set_threshold(50_000, 50, 100)
+
+
+def pytest_collection_finish(session):
+    gc.freeze()
 
 
 def pytest_collection_modifyitems(config, items):
