@@ -5,7 +5,7 @@ from __future__ import annotations
 import threading
 import time
 from collections.abc import Callable, Iterable
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from datetime import timedelta
 
 import sqlalchemy as sa
@@ -56,6 +56,45 @@ class Dispatcher:
             for msg in claimed:
                 self.deliver(msg, leased_until)
         return len(claimed)
+
+    def stream(self, stop: threading.Event, measure_every: float = 15.0) -> None:
+        """The loop of a concurrent transport: up to `concurrency` sends in
+        flight at all times, more claimed as soon as half the slots are free
+        (run_once's batch waited for its slowest send before claiming the
+        next: one provider answer that took seconds held fifteen slots
+        idle). Each message is still claimed under a lease, sent, then
+        recorded by one thread; on stop, what is in flight is sent and
+        recorded before the transport closes."""
+        measuring = Every(measure_every)
+        in_flight: set[Future] = set()
+        refill = max(1, self.concurrency // 2)
+        with ThreadPoolExecutor(self.concurrency, thread_name_prefix=self.__name__) as pool:
+            while not stop.is_set():
+                try:
+                    if measuring.due():
+                        self.measure()
+                    free = self.concurrency - len(in_flight)
+                    drained = False
+                    if free >= refill or not in_flight:
+                        leased_until = time.monotonic() + self.lease.total_seconds()
+                        claimed = self.service.claim_due((self.channel,), limit=free, lease=self.lease)
+                        in_flight |= {pool.submit(self.deliver, msg, leased_until) for msg in claimed}
+                        drained = len(claimed) < free
+                    if not in_flight:
+                        stop.wait(self.idle_sleep)
+                        continue
+                    # Nothing more due: look again after idle_sleep at the latest.
+                    done, in_flight = wait(in_flight, timeout=self.idle_sleep if drained else None,
+                                           return_when=FIRST_COMPLETED)
+                    for f in done:     # a record that failed past its lease
+                        if (failed := f.exception()) is not None:
+                            log.warning("notifications.dispatch_failed", channel=self.channel.value,
+                                        error=repr(failed))
+                except Exception as exc:  # the database may be away for a moment
+                    log.warning("notifications.dispatch_failed", channel=self.channel.value, error=repr(exc))
+                    stop.wait(1)
+            wait(in_flight)
+        self.transport.close()
 
     def deliver(self, msg, leased_until: float) -> None:
         """One claimed message: sent (unless it expired) and its outcome recorded."""
@@ -108,6 +147,9 @@ class Dispatcher:
             (self.service.clock() - aware(oldest)).total_seconds() if oldest else 0)
 
     def __call__(self, stop: threading.Event, measure_every: float = 15.0) -> None:
+        if self.concurrency > 1:
+            self.stream(stop, measure_every)
+            return
         measuring = Every(measure_every)
         while not stop.is_set():
             try:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import shutil
+import time
 import uuid
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -586,3 +587,54 @@ def test_sms_over_http_are_sent_several_at_once_each_once_and_recorded(service):
     assert {m.status for m in messages(service, channel="sms")} == {"sent"}
     # A transport that does not say so is sent to one message at a time.
     assert Dispatcher(service, Scripted(Channel.EMAIL), concurrency=4).concurrency == 1
+
+
+def test_a_slow_sms_send_does_not_hold_up_the_next_ones(service):
+    """The dispatcher's loop keeps its slots busy: while one send waits on
+    the provider, the messages behind it are claimed and sent (a batch that
+    waited for its slowest send would never reach them: the first send here
+    answers only once the seven others are through); each is sent once and
+    recorded, and on stop what was in flight is recorded too."""
+    import threading
+
+    for i in range(8):
+        consume(service, received(app=f"a{i}", parent=f"p{i}", phone=f"+99670012{i:04d}"))
+        consume(service, issued(app=f"a{i}", ref=f"r{i}"))
+
+    class SlowFirst(Scripted):
+        concurrent = True
+
+        def __init__(self):
+            super().__init__(Channel.SMS)
+            self.lock = threading.Lock()
+            self.others = threading.Event()
+            self.first: str | None = None
+
+        def send(self, msg):
+            with self.lock:
+                first = self.first is None
+                self.first = self.first or msg.id
+            if first:
+                assert self.others.wait(30), "the other messages were not sent while the first one waited"
+            with self.lock:
+                attempt = super().send(msg)
+                if len(self.sent) == 7 and self.first not in {m.id for m in self.sent}:
+                    self.others.set()
+            return attempt
+
+    sms = SlowFirst()
+    dispatcher = Dispatcher(service, sms, batch=4, concurrency=4, idle_sleep=0.01)
+    stop = threading.Event()
+    loop = threading.Thread(target=dispatcher, args=(stop,))
+    loop.start()
+    try:
+        assert sms.others.wait(30)
+        deadline = time.monotonic() + 30
+        while {m.status for m in messages(service, channel="sms")} != {"sent"} and time.monotonic() < deadline:
+            time.sleep(0.05)
+    finally:
+        stop.set()
+        loop.join(30)
+    assert sms.sent[-1].id == sms.first
+    assert sorted(m.id for m in sms.sent) == sorted(m.id for m in messages(service, channel="sms"))
+    assert {m.status for m in messages(service, channel="sms")} == {"sent"}
