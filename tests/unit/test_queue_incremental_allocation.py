@@ -37,7 +37,7 @@ steps = st.one_of(
     joins, joins, publications, publications,
     st.tuples(st.just("remove"), child),
     st.tuples(st.just("prefs"), child, kgs),
-    st.tuples(st.just("cancel"), child, st.booleans()),
+    st.tuples(st.just("cancel"), child, st.sampled_from((True, True, False))),  # mostly dropping the kindergarten
     st.tuples(st.just("expire"), child),
     st.tuples(st.just("lift"), child),
     st.tuples(st.just("reject"), child),
@@ -181,3 +181,23 @@ def test_first_run_of_a_new_day_reads_every_pool(tmp_path, daily):
         else:  # a run asked for by something else the same day
             svc.places.publish("moon", 2025, "ky", 1, actor="admin:1")
         assert [x.application_id for x in svc.allocation.process_requests().issued] == ["young"]
+
+
+def test_a_place_returned_by_a_cancelled_referral_goes_to_the_next_child_though_its_holder_drops_it(tmp_path):
+    """The returned place is named by its own pool, not only by the lists of
+    the child who gave it up (which no longer hold that kindergarten)."""
+    clock = Clock(START)
+    with sqlite_queue(tmp_path, clock, [kindergarten(k, languages=["ru", "ky"]) for k in KGS]) as svc:
+        for cid, hours, prefs in (("first", 0, ("sun", "moon")), ("next", 5, ("sun",))):
+            svc.entries.join(JoinQueue(application_id=cid, pin=pin(date(2024, 5, 5), hours), surname="A", name="B",
+                                       category="general", language="ru", preferences=prefs,
+                                       queue_date=datetime(2026, 1, 1, tzinfo=UTC) + timedelta(hours=hours)),
+                             actor="parent:1")
+        svc.places.publish("sun", 2024, "ru", 1, actor="admin:1")
+        [issued] = svc.allocation.process_requests().issued
+        assert issued.application_id == "first"
+        assert svc.allocation.process_requests() is None      # nothing asked since
+        svc.referrals.return_place(key="k1", referral_id=str(issued.referral_id), application_id="first",
+                                   at=clock.now, outcome="cancelled", drop_preference=True, actor="parent:1")
+        run = svc.allocation.process_requests()
+        assert [(x.application_id, x.place.kindergarten) for x in run.issued] == [("next", "sun")]
