@@ -68,6 +68,7 @@ class Gateway:
     async def aclose(self):
         for c in (self.registration, self.queue, self.notifications, self.verification):
             await c.http.aclose()
+        self.cabinet.close()
         self.engine.dispose()
 
     # --- reference data, kept a while ----------------------------------------

@@ -68,3 +68,37 @@ def test_a_batch_of_position_events_keeps_one_point_each_and_bumps_each_chart_on
         assert sorted(bumped) == [readmodel.application_key("app-1"), readmodel.application_key("app-2")]
     finally:
         engine.dispose()
+
+
+def test_the_read_model_asks_the_counters_on_a_connection_of_its_own_and_opens_another_after_a_loss_on_postgres(
+        pg_url):
+    import asyncio
+
+    import sqlalchemy as sa
+
+    from services.gateway import readmodel
+
+    url = pg_url("gateway")
+    upgrade("gateway", url)
+    engine = make_engine(url)
+    sessions = make_session_factory(engine)
+    rm = readmodel.CabinetReadModel(sessions, 60)
+    try:
+        copies = {}
+        for family in ("a", "b"):
+            keys = [readmodel.parent_key(family), readmodel.application_key(f"app-{family}")]
+            copies[family] = readmodel.Copy(at=rm.clock(), stamps=readmodel.versions(sessions, keys), me={})
+            rm.keep(family, copies[family])
+        assert asyncio.run(rm.checked("a")) is copies["a"]
+        readmodel.bump_now(sessions, [readmodel.application_key("app-a")])
+        assert asyncio.run(rm.checked("a")) is None                 # changed since it was read
+        assert asyncio.run(rm.checked("b")) is copies["b"]
+        backend = rm._conn.exec_driver_sql("SELECT pg_backend_pid()").scalar()
+        with engine.begin() as conn:
+            conn.execute(sa.text("SELECT pg_terminate_backend(:pid)"), {"pid": backend})
+        with pytest.raises(sa.exc.DBAPIError):                      # that read fails as its own query would
+            asyncio.run(rm.checked("b"))
+        assert asyncio.run(rm.checked("b")) is copies["b"]          # the next opens a connection again
+    finally:
+        rm.close()
+        engine.dispose()
