@@ -458,6 +458,34 @@ def test_a_batch_of_position_events_reads_its_applications_and_contacts_once(ser
             f"a{i}": 50 - (15 + i) for i in range(5)}
 
 
+def test_a_batch_of_received_events_looks_for_parked_events_once_and_replays_those_there_are(service):
+    """An import's received events come by the thousand, most with nothing
+    parked: the batch asks once which have, and replays those (parked
+    before the batch, or earlier in it) as one by one."""
+    def moved(app, prev, pos):
+        return ev("application.position_changed.v1", {"application_id": app, "position": pos,
+                                                      "previous_position": prev})
+    consume_batch(service, [moved("b1", 20, 5)])                          # not known yet: parked
+    reads = []
+    engine = service.sessions.kw["bind"]
+
+    def seen(conn, cursor, statement, *args):
+        if statement.lstrip().upper().startswith("SELECT") and "parked_events" in statement:
+            reads.append(statement)
+    sa.event.listen(engine, "before_cursor_execute", seen)
+    try:
+        consume_batch(service, [*(received(app=f"b{i}", parent=f"q{i}", locale="ru") for i in range(1, 6)),
+                                moved("b7", 30, 4), received(app="b7", parent="q7", locale="ru")])
+    finally:
+        sa.event.remove(engine, "before_cursor_execute", seen)
+    # one for the batch, one per application with something parked (b1, and b7 parked within the batch)
+    assert len(reads) == 3, reads
+    told = {m.application_id for m in messages(service, kind="top_ten_reached", channel="email")}
+    assert told == {"b1", "b7"}
+    with service.sessions() as s:
+        assert s.scalars(sa.select(ParkedEvent)).all() == []
+
+
 def imported(app="a1", parent="p1", locale="ru"):
     event = received(app=app, parent=parent, locale=locale)
     return ev("application.received.v1", {**event.data, "imported": True})

@@ -33,6 +33,9 @@ ACTIVITY_CONSUMER = "notifications.notify_parent"
 # session.info key of what `prepare` read for a batch.
 _PREPARED = "notifications.prepared"
 _PREPARED_ROWS = "notifications.prepared_rows"
+# session.info key: the applications of a batch's received events that have
+# parked events (found by `prepare`, or parked during the batch).
+_PARKED = "notifications.parked"
 # Fields the workflow sends as local wall time without an offset.
 _LOCAL_TIMES = ("deadline", "stoplist_until")
 
@@ -56,6 +59,14 @@ class Consuming:
         here, and an application whose received event is in the batch is
         left out (that event rewrites its row)."""
         received = {e.data.get("application_id") for e in events if e.type == "application.received.v1"}
+        received.discard(None)
+        if received:
+            # Whose received event has something to replay: an import's
+            # received events come after their children's first positions
+            # were parked, or with nothing parked at all.
+            session.info[_PARKED] = set(session.scalars(
+                sa.select(ParkedEvent.application_id).distinct()
+                .where(ParkedEvent.application_id.in_(sorted(received)))))
         ids = sorted({aid for e in events if e.type in d.RULES and e.type != "application.received.v1"
                       and (aid := e.data.get("application_id")) and aid not in received})
         if not ids:
@@ -140,9 +151,12 @@ class Consuming:
     def _park(self, session: Session, event: Event) -> None:
         """Kept until the application's received event brings its parent."""
         application_id = event.data["application_id"]
-        session.merge(ParkedEvent(event_id=event.id, application_id=application_id,
-                                  payload=sealed_payload(ring_of(session), event.type, event.to_json()),
-                                  parked_at=self.clock()))
+        upsert(session, ParkedEvent, {"event_id": event.id, "application_id": application_id,
+                                      "payload": sealed_payload(ring_of(session), event.type, event.to_json()),
+                                      "parked_at": self.clock()}, ["event_id"])
+        parked = session.info.get(_PARKED)
+        if parked is not None:
+            parked.add(application_id)      # a received event later in the batch replays it
         log.info("notifications.parked", application_id=application_id)
 
     def _reachable(self, session: Session, data: dict) -> bool:
@@ -282,6 +296,8 @@ class Consuming:
         return news
 
     def _replay_parked(self, session: Session, application_id: str) -> None:
+        if application_id not in session.info.get(_PARKED, (application_id,)):
+            return          # the batch's prepare found nothing parked for it, nor was anything since
         parked = session.scalars(sa.select(ParkedEvent).where(ParkedEvent.application_id == application_id)
                                  .order_by(ParkedEvent.parked_at)).all()
         for row in parked:
