@@ -66,10 +66,22 @@ def insert_for(session: Session, model):
     return insert(model)
 
 
+_UPSERTS: dict[tuple, Any] = {}
+
+
 def upsert(session: Session, model, values: dict, keys: list[str], insert_only: dict | None = None) -> None:
     """Insert or update by key in one statement (two consumers may see the
-    same parent at once)."""
-    stmt = insert_for(session, model).values(**values, **(insert_only or {}))
-    updates = {k: stmt.excluded[k] for k in values if k not in keys}
-    session.execute(stmt.on_conflict_do_update(index_elements=keys, set_=updates) if updates
-                    else stmt.on_conflict_do_nothing(index_elements=keys))
+    same parent at once). The statement is built once per table and shape
+    and given the values as parameters: built with the values inline, each
+    call cost a new statement, its cache key and its columns (most of the
+    consumer's CPU per event of an import)."""
+    dialect = session.get_bind().dialect.name
+    updated = tuple(k for k in values if k not in keys)
+    shape = (dialect, model, tuple(keys), updated)
+    stmt = _UPSERTS.get(shape)
+    if stmt is None:
+        stmt = insert_for(session, model.__table__)
+        stmt = _UPSERTS[shape] = (stmt.on_conflict_do_update(index_elements=keys,
+                                                             set_={k: stmt.excluded[k] for k in updated})
+                                  if updated else stmt.on_conflict_do_nothing(index_elements=keys))
+    session.execute(stmt, {**values, **(insert_only or {})})
