@@ -197,6 +197,8 @@ class Dispatcher:
         return consumer
 
     def _rows_for(self, subs: list[WebhookSubscription], record, generation: int, now: datetime) -> list[dict]:
+        if not subs:
+            return []        # nobody subscribed: the record is not parsed
         event = Event.from_json(record.value)
         return [dict(subscription_id=s.id, generation=generation, event_id=event.id, event_type=event.type,
                      subject=event.subject, partition=record.partition, offset=record.offset,
