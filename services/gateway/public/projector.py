@@ -160,7 +160,7 @@ class Projector:
         if outcome.park_until_known:
             session.add(ParkedEvent(application_id=outcome.park_until_known, payload=event.to_json(),
                                     parked_at=datetime.now(UTC)))
-            log.info("public.parked", application_id=outcome.park_until_known)
+            log.debug("public.parked", application_id=outcome.park_until_known)   # an import parks every event: PARKED counts them
             return None
         if outcome.learned_kindergarten:
             kindergarten_id, district = outcome.learned_kindergarten

@@ -157,7 +157,7 @@ class Consuming:
         parked = session.info.get(_PARKED)
         if parked is not None:
             parked.add(application_id)      # a received event later in the batch replays it
-        log.info("notifications.parked", application_id=application_id)
+        log.debug("notifications.parked", application_id=application_id)   # an import parks thousands: PARKED counts them
 
     def _reachable(self, session: Session, data: dict) -> bool:
         """`_recipient` would find the parent (the application known, its
@@ -298,9 +298,14 @@ class Consuming:
     def _replay_parked(self, session: Session, application_id: str) -> None:
         if application_id not in session.info.get(_PARKED, (application_id,)):
             return          # the batch's prepare found nothing parked for it, nor was anything since
-        parked = session.scalars(sa.select(ParkedEvent).where(ParkedEvent.application_id == application_id)
+        parked = session.execute(sa.select(ParkedEvent.event_id, ParkedEvent.payload)
+                                 .where(ParkedEvent.application_id == application_id)
                                  .order_by(ParkedEvent.parked_at)).all()
-        for row in parked:
-            session.delete(row)
-            session.flush()
-            self._notify(session, Event.from_json(row.payload))
+        if not parked:
+            return
+        # All taken off in one statement, then told in their order (one
+        # that must wait again is parked anew).
+        session.execute(sa.delete(ParkedEvent).where(ParkedEvent.event_id.in_([i for i, _ in parked]))
+                        .execution_options(synchronize_session=False))
+        for _, payload in parked:
+            self._notify(session, Event.from_json(payload))
