@@ -184,7 +184,7 @@ def test_every_kafka_client_factory_uses_the_configured_options(monkeypatch):
 
         kezek.relay.make_producer("b:9092")
         kezek.consumer.IdempotentConsumer(name="n", topics=["t"], bootstrap="b:9092", sessions=None,
-                                          outbox=None, handle=None)
+                                          outbox=None, handle=lambda session, event: None)
         ensure_topics("b:9092", ["t"])
         webhooks.Dispatcher(None, PublicSettings(_env_file=None)).make_consumer()
     finally:
