@@ -185,7 +185,7 @@ def main(argv: list[str] | None = None) -> int:
                 r = run.wait()
                 cpu = cpu_seconds(pids) - cpu
                 r.update(load_before=before, load_after=load(), gateway_cpu_s=round(cpu, 2),
-                         gateway_cpu_ms_per_request=round(cpu * 1000 / max(1, len(run.samples)), 2))
+                         gateway_cpu_ms_per_request=round(cpu * 1000 / max(1, run.http_requests), 2))
                 r.pop("statuses", None) if not r["errors"] else None
                 results.setdefault(endpoint, []).append(r)
                 say(f"{endpoint:8} {users:3} clients: {r['per_second']} req/s  p50 {r['p50_ms']} ms  "

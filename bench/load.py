@@ -106,6 +106,9 @@ class Load:
             raise RuntimeError(f"locust wrote nothing; see {self.log.name}")
         data = json.loads(self.out.read_text())
         self.samples = data["samples"]
+        # Every HTTP request sent, warm-up included: the samples, or for a
+        # registration (whose samples are whole applications) its requests.
+        self.http_requests = len(data.get("requests") or self.samples)
         t0 = data["started"] + self.warmup
         out = figures([s for s in self.samples if s[0] >= t0], max(data["ended"] - t0, 1e-9), self.users)
         if data.get("requests"):
