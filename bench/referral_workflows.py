@@ -75,27 +75,28 @@ async def measure(address: str, server_pid: int, n: int, concurrency: int) -> di
             await client.start_workflow(c.WORKFLOW_TYPE, c.ReferralInput(referral_id=str(i), **fields),
                                         id=f"{task_queue}-{i}", task_queue=task_queue)
 
+    def stage(since: tuple[float, float, float], ours: str, what: str) -> tuple[dict, tuple[float, float, float]]:
+        """The figures of a stage of `n` items since `since` (server CPU, our
+        CPU, time), and the new mark."""
+        now = cpu_seconds(server_pid), time.process_time(), time.monotonic()
+        seconds = now[2] - since[2]
+        figures = {"seconds": round(seconds, 2), "per_second": round(n / seconds, 1),
+                   "server_cpu_ms_each": round((now[0] - since[0]) / n * 1000, 2),
+                   f"{ours}_cpu_ms_each": round((now[1] - since[1]) / n * 1000, 2), "load": load()}
+        print(f"{what} {n:,} in {seconds:.1f} s: {figures['per_second']}/s; CPU each: server "
+              f"{figures['server_cpu_ms_each']} ms, {ours} {figures[f'{ours}_cpu_ms_each']} ms "
+              f"(load {figures['load']})", flush=True)
+        return figures, now
+
     out: dict = {"workflows": n, "concurrency": concurrency, "load_before": load()}
-    s0, p0, t0 = cpu_seconds(server_pid), time.process_time(), time.monotonic()
+    mark = cpu_seconds(server_pid), time.process_time(), time.monotonic()
     await asyncio.gather(*(start(i) for i in range(n)))
-    s1, p1, t1 = cpu_seconds(server_pid), time.process_time(), time.monotonic()
-    out["starts"] = {"seconds": round(t1 - t0, 2), "per_second": round(n / (t1 - t0), 1),
-                     "server_cpu_ms_each": round((s1 - s0) / n * 1000, 2),
-                     "client_cpu_ms_each": round((p1 - p0) / n * 1000, 2), "load": load()}
-    print(f"started {n:,} in {t1 - t0:.1f} s: {n / (t1 - t0):.1f}/s; CPU per start: server "
-          f"{out['starts']['server_cpu_ms_each']} ms, client {out['starts']['client_cpu_ms_each']} ms "
-          f"(load {out['starts']['load']})", flush=True)
+    out["starts"], mark = stage(mark, "client", "started")
     async with build_worker(client, [record_referral, *others], task_queue=task_queue):
-        t1 = time.monotonic()
+        mark = (mark[0], mark[1], time.monotonic())
         while len(recorded) < n:
             await asyncio.sleep(0.05)
-        s2, p2, t2 = cpu_seconds(server_pid), time.process_time(), time.monotonic()
-    out["run"] = {"seconds": round(t2 - t1, 2), "per_second": round(n / (t2 - t1), 1),
-                  "server_cpu_ms_each": round((s2 - s1) / n * 1000, 2),
-                  "worker_cpu_ms_each": round((p2 - p1) / n * 1000, 2), "load": load()}
-    print(f"ran {n:,} to their first record in {t2 - t1:.1f} s: {n / (t2 - t1):.1f}/s; CPU per workflow: "
-          f"server {out['run']['server_cpu_ms_each']} ms, worker {out['run']['worker_cpu_ms_each']} ms "
-          f"(load {out['run']['load']})", flush=True)
+        out["run"], _ = stage(mark, "worker", "ran to their first record")
     return out
 
 

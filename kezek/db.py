@@ -97,6 +97,20 @@ def drop_database(url: str) -> None:
             conn.execute(sa.text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
 
 
+def take_rows(session: Session, key: sa.ColumnElement, payload: sa.ColumnElement, where: sa.ColumnElement,
+              order_by: sa.ColumnElement) -> list:
+    """The `payload`s of the rows `where` selects, in `order_by`'s order,
+    deleted in one statement (by their `key`) in the same transaction: what
+    a consumer parked for a subject, taken off to be applied now (one that
+    must wait again is parked anew)."""
+    rows = session.execute(sa.select(key, payload).where(where).order_by(order_by)).all()
+    if rows:
+        table = key.table
+        session.execute(sa.delete(table).where(key.in_([k for k, _ in rows]))
+                        .execution_options(synchronize_session=False))
+    return [p for _, p in rows]
+
+
 def aware(t: datetime | None) -> datetime | None:
     """SQLite hands back naive datetimes; every moment stored is UTC."""
     return t.replace(tzinfo=UTC) if t is not None and t.tzinfo is None else t

@@ -584,15 +584,19 @@ def test_the_owner_is_told_by_e_mail_of_wrong_passwords_for_the_account(service)
     assert "3 жолу" in mail.body and "бөгөттөлгөн жок" in mail.body
 
 
+def eight_referral_sms_due(service) -> None:
+    for i in range(8):
+        consume(service, received(app=f"a{i}", parent=f"p{i}", phone=f"+99670012{i:04d}"))
+        consume(service, issued(app=f"a{i}", ref=f"r{i}"))
+
+
 def test_sms_over_http_are_sent_several_at_once_each_once_and_recorded(service):
     """A transport that allows it has several sends in flight at once (the
     barrier lets none through until four are waiting: one after another it
     would break); every message is still sent once and recorded as sent."""
     import threading
 
-    for i in range(8):
-        consume(service, received(app=f"a{i}", parent=f"p{i}", phone=f"+99670012{i:04d}"))
-        consume(service, issued(app=f"a{i}", ref=f"r{i}"))
+    eight_referral_sms_due(service)
 
     class Overlapping(Scripted):
         concurrent = True
@@ -625,9 +629,7 @@ def test_a_slow_sms_send_does_not_hold_up_the_next_ones(service):
     recorded, and on stop what was in flight is recorded too."""
     import threading
 
-    for i in range(8):
-        consume(service, received(app=f"a{i}", parent=f"p{i}", phone=f"+99670012{i:04d}"))
-        consume(service, issued(app=f"a{i}", ref=f"r{i}"))
+    eight_referral_sms_due(service)
 
     class SlowFirst(Scripted):
         concurrent = True

@@ -20,6 +20,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from kezek.client import SyncServiceClient, UpstreamError, seg
 from kezek.consumer import IdempotentConsumer
+from kezek.db import take_rows
 from kezek.events import Event
 from kezek.infra.kafka import ensure_topics
 from kezek.logging import get_logger
@@ -222,14 +223,8 @@ class Projector:
         outbox's unique event id then failed the whole transaction, on
         every retry). A released event that parks again gets a later seq
         and waits for the next release."""
-        rows = session.execute(sa.select(ParkedEvent.seq, ParkedEvent.payload)
-                               .where(ParkedEvent.application_id == application_id)
-                               .order_by(ParkedEvent.seq)).all()
-        if not rows:
-            return
-        session.execute(sa.delete(ParkedEvent).where(ParkedEvent.seq.in_([seq for seq, _ in rows]))
-                        .execution_options(synchronize_session=False))
-        for _, payload in rows:
+        for payload in take_rows(session, ParkedEvent.seq, ParkedEvent.payload,
+                                 ParkedEvent.application_id == application_id, ParkedEvent.seq):
             self._apply(session, Event.from_json(payload))
 
 

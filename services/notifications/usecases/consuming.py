@@ -11,7 +11,7 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.orm import Session, sessionmaker
 
-from kezek.db import unit_of_work
+from kezek.db import take_rows, unit_of_work
 from kezek.events import Event, new_event, schema_for
 from kezek.logging import get_logger
 from kezek.outbox import sealed_payload
@@ -298,14 +298,6 @@ class Consuming:
     def _replay_parked(self, session: Session, application_id: str) -> None:
         if application_id not in session.info.get(_PARKED, (application_id,)):
             return          # the batch's prepare found nothing parked for it, nor was anything since
-        parked = session.execute(sa.select(ParkedEvent.event_id, ParkedEvent.payload)
-                                 .where(ParkedEvent.application_id == application_id)
-                                 .order_by(ParkedEvent.parked_at)).all()
-        if not parked:
-            return
-        # All taken off in one statement, then told in their order (one
-        # that must wait again is parked anew).
-        session.execute(sa.delete(ParkedEvent).where(ParkedEvent.event_id.in_([i for i, _ in parked]))
-                        .execution_options(synchronize_session=False))
-        for _, payload in parked:
+        for payload in take_rows(session, ParkedEvent.event_id, ParkedEvent.payload,
+                                 ParkedEvent.application_id == application_id, ParkedEvent.parked_at):
             self._notify(session, Event.from_json(payload))
