@@ -335,7 +335,7 @@ def production_problems(s: BaseSettings) -> list[str]:
     for name, value in s:
         if name.endswith("cookie_secure") and value is False:
             problems.append(f"KEZEK_{name.upper()} must not be false (cookies over plain HTTP)")
-    if not getattr(s, "public_url", "https://").startswith("https://"):
+    if not s.public_url.startswith("https://"):
         problems.append("KEZEK_PUBLIC_URL must be the portal's https:// address (links in e-mails carry tokens)")
     if getattr(s, "kafka_security_protocol", "").startswith("SASL_") and not s.kafka_sasl_password.get_secret_value():
         problems.append("KEZEK_KAFKA_SASL_PASSWORD must be set with a SASL protocol")

@@ -7,7 +7,6 @@ from kezek.settings import Settings
 class GatewaySettings(Settings):
     """The shared settings plus what only the gateway needs."""
 
-    public_url: str = ""                 # how parents reach the portal (links in e-mails)
     cookie_secure: bool = True           # browsers keep Secure cookies on http://localhost too
     # Requests a minute: per signed-in parent (a family's app polling its
     # cabinet every few seconds stays far below) and per client address

@@ -9,7 +9,6 @@ from kezek.settings import Settings
 class RegistrationSettings(Settings):
     """The shared settings plus what only registration needs."""
 
-    public_url: str = ""                 # the portal's address, for activation links
     tunduk_issuer: str = ""              # empty: single sign-on is off
     tunduk_client_id: str = "kezek"
     tunduk_client_secret: SecretStr = SecretStr("")
