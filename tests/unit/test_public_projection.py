@@ -181,6 +181,24 @@ def test_queue_entry_of_an_unknown_child_waits_for_its_pin():
     assert outcome.facts == [] and outcome.park_until_known == "app-5"
 
 
+def test_an_imported_queue_entry_is_named_by_its_entry_at_once_instead_of_waiting():
+    outcome = project("application.queued.v1", {**allowed_part("application.queued.v1"), "application_id": "app-5",
+                                                 "imported": True}, KNOWN, NAMES)
+    (fact,) = outcome.facts
+    assert outcome.park_until_known is None
+    assert fact.type == "public.application.queued.v1" and fact.subject == NAMES.entry("app-5")
+    application_id, child = outcome.learned_child
+    assert application_id == "app-5" and child.child_ref == NAMES.entry("app-5")
+    assert (child.cohort, child.category, child.language) == (fact.data["cohort"], fact.data["category"],
+                                                              fact.data["language"])
+
+
+def test_an_imported_queue_entry_of_a_known_child_keeps_its_ref():
+    outcome = project("application.queued.v1", {**allowed_part("application.queued.v1"), "imported": True},
+                      KNOWN, NAMES)
+    assert outcome.learned_child[1].child_ref == KNOWN.children["app-1"].child_ref
+
+
 def test_referral_of_an_unknown_child_waits_instead_of_publishing():
     outcome = project("referral.issued.v1", {**allowed_part("referral.issued.v1"), "application_id": "app-9",
                                              "referral_id": "78"}, KNOWN, NAMES)

@@ -193,6 +193,21 @@ def test_events_parked_before_their_child_is_known_are_each_published_once(gatew
     assert sorted(published) == sorted(expected_ids(history))
 
 
+def test_an_imported_entry_publishes_its_events_at_once_under_the_ref_the_sweep_would_give(gateway):
+    """An import's entry says so: nothing parks, no sweep is waited for, and
+    the child's ref is the one a parked entry gets after the grace period."""
+    moved_in = new_event("application.queued.v1", "application:app-imp", {
+        **queued("app-imp").data, "application_id": "app-imp", "imported": True}, source="queue")
+    gateway.deliver_batch([moved_in, position("app-imp", 7)])
+    assert gateway.parked() == 0 and len(gateway.published_ids()) == 2
+    gateway.deliver(queued("app-late"))           # the same entry without the mark parks,
+    gateway.sweep(datetime.now(UTC) + timedelta(hours=1))
+    with gateway.sessions() as s:
+        refs = dict(s.execute(sa.text("SELECT application_id, child_ref FROM public_children")).all())
+    assert refs == {"app-imp": gateway.projector.names.entry("app-imp"),
+                    "app-late": gateway.projector.names.entry("app-late")}   # and the sweep names it alike
+
+
 def test_a_batch_parks_the_events_of_unknown_children_and_publishes_those_of_a_child_it_teaches(gateway):
     """One poll's batch, prepared at once: the events of an imported child
     nobody knows wait, a child registered earlier in the same batch is

@@ -403,6 +403,15 @@ def test_batch_join_refuses_rows_one_by_one_with_their_reason_and_queues_the_res
     assert queued == ["already", "b1", "b6"]
 
 
+def test_an_entry_joined_by_an_import_says_so_in_its_queued_event(svc):
+    """The public projector names such a child by its entry at once: no
+    registration event with its PIN ever comes for it."""
+    join(svc, "one-by-one", serial=51)
+    svc.imports.join_many([cmd("moved-in", serial=52)], actor="import:balalyk")
+    imported = {e["data"]["application_id"]: e["data"].get("imported") for e in events(svc, "application.queued.v1")}
+    assert imported == {"one-by-one": None, "moved-in": True}
+
+
 def test_batch_join_of_entries_already_there_changes_nothing(svc):
     batch = [cmd(f"c{i}", serial=10 + i) for i in range(5)]
     assert all(j.created for j in svc.imports.join_many(batch, actor="import:balalyk"))

@@ -271,6 +271,11 @@ def _submitted(event_type, data, lookup, names, country) -> Outcome:
 
 def _queued(event_type, data, lookup, names, country) -> Outcome:
     application_id, known = _known_child(data, lookup)
+    if known is None and application_id and data.get("imported") is True:
+        # Moved in by an import: no registration event with the PIN comes,
+        # so the entry names the child now (what the sweep gives a parked
+        # entry after its grace), and its later events are not parked.
+        known = Child(names.entry(application_id))
     if known is None:
         return Outcome(park_until_known=application_id, skipped="child not known yet") if application_id \
             else Outcome(skipped="no application id")

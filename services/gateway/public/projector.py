@@ -271,12 +271,15 @@ def run_projector(stop: threading.Event, sessions: sessionmaker[Session], projec
         last_sweep = 0.0
         while not stop.is_set():
             try:
-                consumer.poll_once()
+                handled = consumer.poll_once()
                 if time.monotonic() - last_sweep > 10:
                     with sessions() as session, session.begin():
                         swept = projector.sweep(session)
                         measure_parked(session)
-                    if swept < SWEEP_BATCH:       # else the rest after the next poll
+                    # The rest after the next poll if that finds the topic
+                    # read; while events come in, a sweep every 10 s, never
+                    # one sweep after another in place of reading them.
+                    if swept < SWEEP_BATCH or handled:
                         last_sweep = time.monotonic()
             except Exception as exc:
                 log.warning("public.projector_poll_failed", error=repr(exc))

@@ -89,7 +89,9 @@ class Imports:
             queue_date = utc(cmd.queue_date) if cmd.queue_date else now
             out[i] = Joined(app_id, True)
             rows.append(entries.new_row(cmd, app_id, birth, queue_date, policy, now))
-            events.append((f"application:{app_id}", queued_data(cmd, app_id, birth, queue_date)))
+            # Imported: the projector names the child by its entry at once (no
+            # registration event with its PIN comes; the public projection).
+            events.append((f"application:{app_id}", queued_data(cmd, app_id, birth, queue_date) | {"imported": True}))
             audits.append({"action": "application.queued", "subject": f"application:{app_id}",
                            "details": queued_audit(cmd, queue_date)})
         if rows and write:
