@@ -83,13 +83,25 @@ class Outbox:
         `schema_base`: where readers fetch its schema (kezek.events.dataschema_for).
         It carries the current trace (kezek.tracing) unless this outbox's
         events are for outside readers."""
-        event = new_event(event_type, subject, data, source=self.source, time=time, event_id=event_id,
-                          schema_base=schema_base, trace=current_context() if self.carries_trace else None)
-        session.execute(self.table.insert().values(
-            event_id=event.id, type=event.type, subject=event.subject,
-            payload=sealed_payload(ring_of(session), event.type, event.to_json()), created_at=datetime.now(UTC),
-        ))
+        event = self.new(event_type, subject, data, time=time, event_id=event_id, schema_base=schema_base)
+        self.write(session, [event])
         return event
+
+    def new(self, event_type: str, subject: str, data: dict[str, Any], *, time: datetime | None = None,
+            event_id: str | None = None, schema_base: str | None = None) -> Event:
+        """An event of this outbox, validated, not yet written (`write`)."""
+        return new_event(event_type, subject, data, source=self.source, time=time, event_id=event_id,
+                         schema_base=schema_base, trace=current_context() if self.carries_trace else None)
+
+    def write(self, session: Session, events: list[Event]) -> None:
+        """Events made by `new`, in the caller's transaction and in their
+        order, in one statement."""
+        if not events:
+            return
+        ring, created = ring_of(session), datetime.now(UTC)
+        session.execute(self.table.insert(), [
+            {"event_id": e.id, "type": e.type, "subject": e.subject,
+             "payload": sealed_payload(ring, e.type, e.to_json()), "created_at": created} for e in events])
 
     def add_many(self, session: Session, event_type: str, items: Iterable[tuple[str, dict[str, Any]]],
                  *, time: datetime | None = None, schema_base: str | None = None) -> int:

@@ -67,15 +67,29 @@ def queue_directory(queue_url: str, keys: ServiceKeys, timeout: float = 2.0) -> 
     return district
 
 
-# session.info key: the ids a batch's prepare looked up and did not find
-# (model -> set of ids), so the batch's events do not ask for each again.
+# session.info keys: the ids a batch's prepare looked up and did not find
+# (model -> set of ids), so the batch's events do not ask for each again;
+# the rows it found or made (model -> {id: row}), held here because the
+# session's identity map holds an unchanged row only weakly (each
+# session.get read it again); the applications with parked events.
 _ABSENT = "public_projector_absent"
+_ROWS = "public_projector_rows"
+_PARKED = "public_projector_parked"
 
 
 def _get(session: Session, model, key: str):
     """The row, without a statement when the batch's prepare already knows
-    it (loaded into the session, or known absent)."""
-    return None if _absent(session, model, key) else session.get(model, key)
+    it (read by the batch, or known absent)."""
+    if _absent(session, model, key):
+        return None
+    rows = _rows(session, model)
+    if key not in rows:
+        rows[key] = session.get(model, key)
+    return rows[key]
+
+
+def _rows(session: Session, model) -> dict:
+    return session.info.setdefault(_ROWS, {}).setdefault(model, {})
 
 
 def _absent(session: Session, model, key: str) -> bool:
@@ -143,24 +157,41 @@ class Projector:
         absent = session.info.setdefault(_ABSENT, {})
         for model, ids in wanted.items():
             key = model.__mapper__.primary_key[0]
-            found = set(session.scalars(sa.select(key).where(key.in_(list(ids))))) if ids else set()
-            if found:
-                session.scalars(sa.select(model).where(key.in_(list(found)))).all()   # into the session
-            absent[model] = ids - found
+            rows = _rows(session, model)
+            if ids:
+                found = session.scalars(sa.select(model).where(key.in_(ids)))
+                rows.update((getattr(row, key.key), row) for row in found)
+            absent[model] = ids - rows.keys()
+        apps = wanted[PublicChild]
+        session.info[_PARKED] = set(session.scalars(
+            sa.select(ParkedEvent.application_id).where(ParkedEvent.application_id.in_(apps)).distinct())) \
+            if apps else set()
 
     def handle(self, session: Session, event: Event) -> None:
-        """The consumer's handler: runs inside the claim's transaction."""
-        learned = self._apply(session, event)
-        if learned is not None:
-            self._release(session, learned)
+        """One event, inside the claim's transaction."""
+        self.handle_many(session, [event])
 
-    def _apply(self, session: Session, event: Event) -> str | None:
-        """Projects one event; returns the application id whose child it
-        taught the projector (its parked events may now go out), if any."""
+    def handle_many(self, session: Session, events: list[Event]) -> None:
+        """The consumer's handler: a batch's events in order, inside its
+        claim's transaction; their public events written at the end, in
+        order, in one statement."""
+        out: list[Event] = []
+        for event in events:
+            learned = self._apply(session, event, out)
+            if learned is not None:
+                self._release(session, learned, out)
+        public_outbox.write(session, out)
+
+    def _apply(self, session: Session, event: Event, out: list[Event]) -> str | None:
+        """Projects one event, its public events added to `out`; returns the
+        application id whose child it taught the projector (its parked
+        events may now go out), if any."""
         outcome = project(event.type, event.data, DbLookup(session, self.directory), self.names, country=self.country)
         if outcome.park_until_known:
             session.add(ParkedEvent(application_id=outcome.park_until_known, payload=event.to_json(),
                                     parked_at=datetime.now(UTC)))
+            if (parked := session.info.get(_PARKED)) is not None:
+                parked.add(outcome.park_until_known)
             log.debug("public.parked", application_id=outcome.park_until_known)   # an import parks every event: PARKED counts them
             return None
         if outcome.learned_kindergarten:
@@ -177,8 +208,9 @@ class Projector:
                 session.merge(row)
             _present(session, PublicReferral, referral_id)
         for i, fact in enumerate(outcome.facts):
-            public_outbox.add(session, fact.type, fact.subject, fact.data, time=event.time,
-                              event_id=public_event_id(event.id, fact.type, i), schema_base=self.schema_base)
+            out.append(public_outbox.new(fact.type, fact.subject, fact.data, time=event.time,
+                                         event_id=public_event_id(event.id, fact.type, i),
+                                         schema_base=self.schema_base))
         if outcome.skipped and not outcome.facts:
             log.debug("public.skipped", reason=outcome.skipped)
         if outcome.learned_child:
@@ -190,14 +222,15 @@ class Projector:
         row = _get(session, PublicChild, application_id)
         _present(session, PublicChild, application_id)
         if row is None:
-            session.add(PublicChild(application_id=application_id, child_ref=c.child_ref, cohort=c.cohort,
-                                    category=c.category, district=c.district, language=c.language))
+            row = PublicChild(application_id=application_id, child_ref=c.child_ref, cohort=c.cohort,
+                              category=c.category, district=c.district, language=c.language)
+            session.add(row)
+            _rows(session, PublicChild)[application_id] = row
         else:
             # The first ref an entry got stays: subscribers follow it.
             for name in ("cohort", "category", "district", "language"):
                 if getattr(c, name) is not None:
                     setattr(row, name, getattr(c, name))
-        session.flush()
 
     def sweep(self, session: Session, now: datetime | None = None, limit: int = SWEEP_BATCH) -> int:
         """Entries whose child's PIN never came (moved in by an import) get a
@@ -208,13 +241,15 @@ class Projector:
         waiting = session.scalars(sa.select(ParkedEvent.application_id).where(ParkedEvent.parked_at <= cutoff)
                                   .group_by(ParkedEvent.application_id).order_by(sa.func.min(ParkedEvent.seq))
                                   .limit(limit)).all()
+        out: list[Event] = []
         for application_id in waiting:
             if _get(session, PublicChild, application_id) is None:
                 self._learn_child(session, application_id, Child(self.names.entry(application_id)))
-            self._release(session, application_id)
+            self._release(session, application_id, out)
+        public_outbox.write(session, out)
         return len(waiting)
 
-    def _release(self, session: Session, application_id: str) -> None:
+    def _release(self, session: Session, application_id: str, out: list[Event]) -> None:
         """Projects the events parked for a child now known, oldest first,
         each exactly once: the rows parked so far are read and deleted in
         one statement each, then applied in their order, never releasing
@@ -223,9 +258,12 @@ class Projector:
         outbox's unique event id then failed the whole transaction, on
         every retry). A released event that parks again gets a later seq
         and waits for the next release."""
+        parked = session.info.get(_PARKED)
+        if parked is not None and application_id not in parked:
+            return                  # the batch's prepare found none, and none parked since
         for payload in take_rows(session, ParkedEvent.seq, ParkedEvent.payload,
                                  ParkedEvent.application_id == application_id, ParkedEvent.seq):
-            self._apply(session, Event.from_json(payload))
+            self._apply(session, Event.from_json(payload), out)
 
 
 class PublicRelay(OutboxRelay):
@@ -242,7 +280,7 @@ class PublicRelay(OutboxRelay):
 def make_consumer(sessions: sessionmaker[Session], projector: Projector, bootstrap: str, topics: list[str],
                   **kafka_config) -> IdempotentConsumer:
     return IdempotentConsumer(name=CONSUMER_NAME, topics=topics, bootstrap=bootstrap, sessions=sessions,
-                              outbox=gateway_outbox, handle=projector.handle, prepare=projector.prepare,
+                              outbox=gateway_outbox, handle_many=projector.handle_many, prepare=projector.prepare,
                               **kafka_config)
 
 
