@@ -15,7 +15,9 @@ its partition where it stands, as it always did, and the records before it
 take effect. A record of a type the consumer does not take is recognised
 without building the event. A consumer may `prepare` a batch (its fresh
 events, in the batch's transaction, before the first is handled): read in
-one statement each what its handler would read event by event. A consumer
+one statement each what its handler would read event by event, and
+`finish` it (after its last event, in its transaction): write at once what
+the handler gathered. A consumer
 whose effect is only rows written may instead take the batch's fresh events
 at once (`handle_many`): one bulk statement where each event had its own.
 """
@@ -65,11 +67,12 @@ class IdempotentConsumer:
     def __init__(self, *, name: str, topics: Iterable[str], bootstrap: str,
                  sessions: sessionmaker[Session], outbox: Outbox, handle: Handler | None = None,
                  types: Iterable[str] | None = None, prepare: Preparer | None = None,
-                 handle_many: BatchHandler | None = None, **kafka_config):
+                 handle_many: BatchHandler | None = None, finish: BatchHandler | None = None, **kafka_config):
         if (handle is None) == (handle_many is None):
             raise ValueError("a consumer takes either handle (event by event) or handle_many (a batch at once)")
         self.name = name
         self.prepare = prepare
+        self.finish = finish
         self.handle_many = handle_many
         self.topics = list(topics)
         self.sessions = sessions
@@ -162,6 +165,8 @@ class IdempotentConsumer:
             if self.handle_many is not None and handled:
                 with structlog.contextvars.bound_contextvars(consumer=self.name, events=len(handled)):
                     self.handle_many(session, handled)
+            if self.finish is not None and handled:
+                self.finish(session, handled)
         for event in handled:
             EVENTS_CONSUMED.labels(consumer=self.name, type=event.type).inc()
         if handled or len(events) > len(handled):

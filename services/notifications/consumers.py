@@ -3,7 +3,7 @@ registration, application, account and referral topics."""
 from __future__ import annotations
 
 from kezek.consumer import IdempotentConsumer
-from kezek.events import aggregate_of
+from kezek.events import Event, aggregate_of
 from kezek.retention import CLOSED, ERASURE_GRANTED, RetentionJob, with_retention
 from services.notifications.models import outbox
 from services.notifications.service import CONSUMED_TYPES, NotificationService
@@ -29,8 +29,22 @@ def make_consumer(service: NotificationService, bootstrap: str, prefix: str = "k
     application (this service's retention clock) and a granted erasure."""
     types = CONSUMED_TYPES | ({CLOSED, ERASURE_GRANTED} if retention is not None else set())
     return IdempotentConsumer(name=CONSUMER_NAME, topics=topics(prefix), bootstrap=bootstrap,
-                              sessions=service.sessions, outbox=outbox, handle=with_retention(service.handle, retention),
-                              types=types, prepare=service.prepare, **{**KAFKA_CONFIG, **kafka_config})
+                              sessions=service.sessions, outbox=outbox, handle=handler(service, retention),
+                              types=types, prepare=service.prepare, finish=service.finish,
+                              **{**KAFKA_CONFIG, **kafka_config})
+
+
+def handler(service: NotificationService, retention: RetentionJob | None):
+    """The service's handler, or the retention job's; the events parked so
+    far in the batch are written before the latter (it deletes an
+    application's parked events)."""
+    routed = with_retention(service.handle, retention)
+
+    def handle(session, event: Event) -> None:
+        if event.type in (CLOSED, ERASURE_GRANTED):
+            service.finish(session)
+        routed(session, event)
+    return handle
 
 
 def build_consumers(settings) -> list[IdempotentConsumer]:

@@ -403,14 +403,15 @@ def test_top_ten_is_announced_once(service):
 
 def consume_batch(service, events) -> None:
     """What the idempotent consumer does with one poll of a partition: the
-    events claimed, read for together (`prepare`), handled in order, one
-    transaction."""
+    events claimed, read for together (`prepare`), handled in order, what
+    they parked written together (`finish`), one transaction."""
     with unit_of_work(service.sessions) as s:
         fresh = outbox.claim_many(s, "notifications", [e.id for e in events])
         service.prepare(s, [e for e in events if e.id in fresh])
         for e in events:
             if e.id in fresh:
                 service.handle(s, e)
+        service.finish(s, events)
 
 
 def test_a_batch_read_together_tells_what_its_events_one_by_one_tell(service):
@@ -460,8 +461,9 @@ def test_a_batch_of_position_events_reads_its_applications_and_contacts_once(ser
 
 def test_a_batch_of_received_events_looks_for_parked_events_once_and_replays_those_there_are(service):
     """An import's received events come by the thousand, most with nothing
-    parked: the batch asks once which have, and replays those (parked
-    before the batch, or earlier in it) as one by one."""
+    parked: the batch takes off what is parked for them in one statement,
+    and replays those (parked before the batch, or earlier in it, which
+    never reach the table) as one by one."""
     def moved(app, prev, pos):
         return ev("application.position_changed.v1", {"application_id": app, "position": pos,
                                                       "previous_position": prev})
@@ -478,12 +480,47 @@ def test_a_batch_of_received_events_looks_for_parked_events_once_and_replays_tho
                                 moved("b7", 30, 4), received(app="b7", parent="q7", locale="ru")])
     finally:
         sa.event.remove(engine, "before_cursor_execute", seen)
-    # one for the batch, one per application with something parked (b1, and b7 parked within the batch)
-    assert len(reads) == 3, reads
+    # one for the batch, none per application with something parked (b1, and b7 parked within the batch)
+    assert len(reads) == 1, reads
     told = {m.application_id for m in messages(service, kind="top_ten_reached", channel="email")}
     assert told == {"b1", "b7"}
     with service.sessions() as s:
         assert s.scalars(sa.select(ParkedEvent)).all() == []
+
+
+def test_an_imports_parked_positions_are_written_once_a_batch_and_replayed_without_a_read_each(service):
+    """An import parks every child's first positions (their received events
+    come later): a batch writes what it parked in one execution, and the
+    batch of received events that replays them reads each application once,
+    not each parked event's application, contact and lock."""
+    def moved(app, prev, pos):
+        return ev("application.position_changed.v1", {"application_id": app, "position": pos,
+                                                      "previous_position": prev})
+    engine = service.sessions.kw["bind"]
+    statements = []
+
+    def seen(conn, cursor, statement, *args):
+        statements.append(statement.lstrip().upper())
+    sa.event.listen(engine, "before_cursor_execute", seen)
+    try:
+        consume_batch(service, [moved(f"c{i}", 30, 20 - i) for i in range(5)]
+                      + [moved(f"c{i}", 20 - i, 15 - i) for i in range(5)])
+        parked_writes = [st for st in statements if st.startswith("INSERT") and "PARKED_EVENTS" in st]
+        statements.clear()
+        consume_batch(service, [ev("application.received.v1", {**received(app=f"c{i}", parent=f"r{i}").data,
+                                                                "imported": True}) for i in range(5)])
+        reads = [st for st in statements if st.startswith("SELECT")]
+    finally:
+        sa.event.remove(engine, "before_cursor_execute", seen)
+    assert len(parked_writes) == 1, parked_writes
+    # what is parked for the batch, which of its applications are known; then each application once
+    assert len(reads) == 2 + 5, "\n".join(r.split("\n")[0][:90] + " " + r[-60:].replace("\n", " ") for r in reads)
+    assert messages(service, kind="top_ten_reached") == []          # no news: nothing made, nothing read for it
+    with service.sessions() as s:
+        assert s.scalars(sa.select(ParkedEvent)).all() == []
+        from services.notifications.models import KnownApplication
+        assert {a.application_id: a.last_position for a in s.scalars(sa.select(KnownApplication))} == {
+            f"c{i}": 15 - i for i in range(5)}
 
 
 def imported(app="a1", parent="p1", locale="ru"):

@@ -69,14 +69,16 @@ def insert_for(session: Session, model):
 _UPSERTS: dict[tuple, Any] = {}
 
 
-def upsert(session: Session, model, values: dict, keys: list[str], insert_only: dict | None = None) -> None:
+def upsert(session: Session, model, values: dict | list[dict], keys: list[str], insert_only: dict | None = None) -> None:
     """Insert or update by key in one statement (two consumers may see the
     same parent at once). The statement is built once per table and shape
     and given the values as parameters: built with the values inline, each
     call cost a new statement, its cache key and its columns (most of the
-    consumer's CPU per event of an import)."""
+    consumer's CPU per event of an import). A list of rows of one shape
+    goes in one execution (the driver pipelines them)."""
+    rows = values if isinstance(values, list) else [values]
     dialect = session.get_bind().dialect.name
-    updated = tuple(k for k in values if k not in keys)
+    updated = tuple(k for k in rows[0] if k not in keys)
     shape = (dialect, model, tuple(keys), updated)
     stmt = _UPSERTS.get(shape)
     if stmt is None:
@@ -84,4 +86,5 @@ def upsert(session: Session, model, values: dict, keys: list[str], insert_only: 
         stmt = _UPSERTS[shape] = (stmt.on_conflict_do_update(index_elements=keys,
                                                              set_={k: stmt.excluded[k] for k in updated})
                                   if updated else stmt.on_conflict_do_nothing(index_elements=keys))
-    session.execute(stmt, {**values, **(insert_only or {})})
+    params = [{**row, **(insert_only or {})} for row in rows]
+    session.execute(stmt, params if isinstance(values, list) else params[0])

@@ -33,9 +33,15 @@ ACTIVITY_CONSUMER = "notifications.notify_parent"
 # session.info key of what `prepare` read for a batch.
 _PREPARED = "notifications.prepared"
 _PREPARED_ROWS = "notifications.prepared_rows"
-# session.info key: the applications of a batch's received events that have
-# parked events (found by `prepare`, or parked during the batch).
+# session.info keys: the events parked for the applications of a batch's
+# received events (taken off by `prepare`, or parked during the batch before
+# their received event), by application; and (the applications whose
+# received event is still to come in the batch, those of them known before it).
 _PARKED = "notifications.parked"
+_AWAITED = "notifications.awaited"
+# session.info key: the rows of events parked in a batch for applications its
+# received events do not name, written together by `finish`.
+_TO_PARK = "notifications.to_park"
 # Fields the workflow sends as local wall time without an offset.
 _LOCAL_TIMES = ("deadline", "stoplist_until")
 
@@ -61,24 +67,45 @@ class Consuming:
         received = {e.data.get("application_id") for e in events if e.type == "application.received.v1"}
         received.discard(None)
         if received:
-            # Whose received event has something to replay: an import's
-            # received events come after their children's first positions
-            # were parked, or with nothing parked at all.
-            session.info[_PARKED] = set(session.scalars(
-                sa.select(ParkedEvent.application_id).distinct()
-                .where(ParkedEvent.application_id.in_(sorted(received)))))
+            # What the batch's received events will replay, taken off in one
+            # statement each: an import's received events come after their
+            # children's first positions were parked, or with nothing parked
+            # at all. And which of their applications are known already:
+            # nothing before its received event in the batch makes one known.
+            rows = session.execute(sa.select(ParkedEvent.event_id, ParkedEvent.application_id, ParkedEvent.payload)
+                                   .where(ParkedEvent.application_id.in_(sorted(received)))
+                                   .order_by(ParkedEvent.parked_at)).all()
+            if rows:
+                session.execute(sa.delete(ParkedEvent).where(ParkedEvent.event_id.in_([r[0] for r in rows]))
+                                .execution_options(synchronize_session=False))
+            parked: dict[str, list[Event]] = {}
+            for _, aid, payload in rows:
+                parked.setdefault(aid, []).append(Event.from_json(payload))
+            session.info[_PARKED] = parked
+            session.info[_AWAITED] = (set(received), set(session.scalars(
+                sa.select(KnownApplication.application_id).where(KnownApplication.application_id.in_(sorted(received))))))
         ids = sorted({aid for e in events if e.type in d.RULES and e.type != "application.received.v1"
                       and (aid := e.data.get("application_id")) and aid not in received})
-        if not ids:
-            return
         apps = session.scalars(sa.select(KnownApplication).where(KnownApplication.application_id.in_(ids))
-                               .order_by(KnownApplication.application_id).with_for_update()).all()
+                               .order_by(KnownApplication.application_id).with_for_update()).all() if ids else []
         parents = {a.parent_id for a in apps} | {e.data["parent_id"] for e in events if e.data.get("parent_id")}
-        contacts = set(session.scalars(sa.select(Contact.parent_id).where(Contact.parent_id.in_(sorted(parents)))))
+        contacts = set(session.scalars(sa.select(Contact.parent_id).where(Contact.parent_id.in_(sorted(parents))))) \
+            if ids else set()
         session.info[_PREPARED] = ({a.application_id for a in apps}, contacts, set(ids))
         # The session's identity map holds unchanged rows weakly: kept here,
         # they are there for `handle` (session.get, no statement).
-        session.info[_PREPARED_ROWS] = apps
+        session.info[_PREPARED_ROWS] = list(apps)
+        session.info[_TO_PARK] = []
+
+    def finish(self, session: Session, events: list[Event] | None = None) -> None:
+        """After a prepared batch's events (and before anything that reads
+        or deletes parked events, such as the retention job): the events it
+        parked, written in one execution instead of a statement each (an
+        import parks every child's first positions)."""
+        rows = session.info.get(_TO_PARK)
+        if rows:
+            upsert(session, ParkedEvent, rows, ["event_id"])
+            rows.clear()
 
     def _prepared(self, session: Session) -> tuple[set[str], set[str], set[str]]:
         """(applications locked by `prepare`, parents known to have a
@@ -90,6 +117,8 @@ class Consuming:
         """One event: at most one message per channel (the caller's claim of
         the event id and this work commit together)."""
         self._remember(session, event)
+        if event.type == "application.received.v1":
+            self._known_now(session, event.data)
         if event.type in d.RULES:
             self._notify(session, event)
         if event.type == "application.received.v1":
@@ -151,12 +180,17 @@ class Consuming:
     def _park(self, session: Session, event: Event) -> None:
         """Kept until the application's received event brings its parent."""
         application_id = event.data["application_id"]
-        upsert(session, ParkedEvent, {"event_id": event.id, "application_id": application_id,
-                                      "payload": sealed_payload(ring_of(session), event.type, event.to_json()),
-                                      "parked_at": self.clock()}, ["event_id"])
-        parked = session.info.get(_PARKED)
-        if parked is not None:
-            parked.add(application_id)      # a received event later in the batch replays it
+        if application_id in session.info.get(_AWAITED, ((), ()))[0]:
+            # Its received event comes later in this batch: replayed then,
+            # as it would be from the table, without writing it there.
+            session.info[_PARKED].setdefault(application_id, []).append(event)
+            return
+        row = {"event_id": event.id, "application_id": application_id,
+               "payload": sealed_payload(ring_of(session), event.type, event.to_json()), "parked_at": self.clock()}
+        if _TO_PARK in session.info:
+            session.info[_TO_PARK].append(row)      # written by `finish`, with the batch's others
+        else:
+            upsert(session, ParkedEvent, row, ["event_id"])
         log.debug("notifications.parked", application_id=application_id)   # an import parks thousands: PARKED counts them
 
     def _reachable(self, session: Session, data: dict) -> bool:
@@ -166,6 +200,9 @@ class Consuming:
         aid = data["application_id"]
         if aid in asked and aid not in found:
             return False              # not known (yet): parked, without asking again
+        awaited, known_before = session.info.get(_AWAITED, ((), ()))
+        if aid in awaited and aid not in known_before:
+            return False              # its received event, later in the batch, makes it known
         app = session.get(KnownApplication, aid)
         if app is None:
             return False
@@ -295,9 +332,31 @@ class Consuming:
         app.top_ten_told = app.top_ten_told or news
         return news
 
+    def _known_now(self, session: Session, data: dict) -> None:
+        """After a received event's rows are written (and locked): what the
+        batch's `prepare` read is told that its application and its parent's
+        contact are there, so that its replayed and later events read nothing
+        again. Its row is read once, fresh (the upsert rewrote it), when an
+        event of the batch will need it."""
+        prepared = session.info.get(_PREPARED)
+        if prepared is None:
+            return                  # not in a prepared batch
+        aid = data["application_id"]
+        awaited, known_before = session.info.get(_AWAITED, (set(), set()))
+        awaited.discard(aid)
+        found, contacts, _ = prepared
+        found.add(aid)
+        contacts.add(data["parent_id"])
+        if aid in known_before or session.info.get(_PARKED, {}).get(aid):
+            session.info[_PREPARED_ROWS].append(session.get(KnownApplication, aid, populate_existing=True))
+
     def _replay_parked(self, session: Session, application_id: str) -> None:
-        if application_id not in session.info.get(_PARKED, (application_id,)):
-            return          # the batch's prepare found nothing parked for it, nor was anything since
-        for payload in take_rows(session, ParkedEvent.event_id, ParkedEvent.payload,
-                                 ParkedEvent.application_id == application_id, ParkedEvent.parked_at):
-            self._notify(session, Event.from_json(payload))
+        parked = session.info.get(_PARKED)
+        if parked is not None:
+            events = parked.pop(application_id, [])     # taken off by the batch's prepare, or parked since
+        else:
+            events = [Event.from_json(p) for p in take_rows(
+                session, ParkedEvent.event_id, ParkedEvent.payload, ParkedEvent.application_id == application_id,
+                ParkedEvent.parked_at)]
+        for event in events:
+            self._notify(session, event)
