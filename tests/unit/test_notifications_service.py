@@ -523,6 +523,33 @@ def test_an_imports_parked_positions_are_written_once_a_batch_and_replayed_witho
             f"c{i}": 15 - i for i in range(5)}
 
 
+def test_a_run_of_imported_received_events_writes_its_contacts_at_once_the_last_of_a_family_winning(service):
+    """An import's received events come in runs: their contacts and
+    applications are written in one execution each, in order, so that of
+    siblings' events the later one's contact stands, as one by one."""
+    def moved_in(app, parent, phone):
+        return ev("application.received.v1", {**received(app=app, parent=parent, phone=phone).data, "imported": True})
+    engine = service.sessions.kw["bind"]
+    writes = []
+
+    def seen(conn, cursor, statement, parameters, context, executemany):
+        if statement.lstrip().upper().startswith("INSERT INTO CONTACTS"):
+            writes.append(executemany)
+    sa.event.listen(engine, "before_cursor_execute", seen)
+    try:
+        consume_batch(service, [moved_in("s1", "fam", "+996700000001"), moved_in("s2", "fam", "+996700000002"),
+                                moved_in("s3", "other", "+996700000003")])
+    finally:
+        sa.event.remove(engine, "before_cursor_execute", seen)
+    assert writes == [True], writes
+    with service.sessions() as s:
+        from services.notifications.models import Contact, KnownApplication
+        assert {c.parent_id: c.phone for c in s.scalars(sa.select(Contact))} == {
+            "fam": "+996700000002", "other": "+996700000003"}
+        assert {a.application_id: a.parent_id for a in s.scalars(sa.select(KnownApplication))} == {
+            "s1": "fam", "s2": "fam", "s3": "other"}
+
+
 def imported(app="a1", parent="p1", locale="ru"):
     event = received(app=app, parent=parent, locale=locale)
     return ev("application.received.v1", {**event.data, "imported": True})

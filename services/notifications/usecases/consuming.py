@@ -42,6 +42,10 @@ _AWAITED = "notifications.awaited"
 # session.info key: the rows of events parked in a batch for applications its
 # received events do not name, written together by `finish`.
 _TO_PARK = "notifications.to_park"
+# session.info key: the contacts and applications of the imported received
+# events the batch has handled in a row, written together before anything
+# else reads them.
+_RECEIVED_ROWS = "notifications.received_rows"
 # Fields the workflow sends as local wall time without an offset.
 _LOCAL_TIMES = ("deadline", "stoplist_until")
 
@@ -96,12 +100,14 @@ class Consuming:
         # they are there for `handle` (session.get, no statement).
         session.info[_PREPARED_ROWS] = list(apps)
         session.info[_TO_PARK] = []
+        session.info[_RECEIVED_ROWS] = ([], [])
 
     def finish(self, session: Session, events: list[Event] | None = None) -> None:
         """After a prepared batch's events (and before anything that reads
         or deletes parked events, such as the retention job): the events it
         parked, written in one execution instead of a statement each (an
         import parks every child's first positions)."""
+        self._write_received(session)
         rows = session.info.get(_TO_PARK)
         if rows:
             upsert(session, ParkedEvent, rows, ["event_id"])
@@ -116,8 +122,12 @@ class Consuming:
     def handle(self, session: Session, event: Event) -> None:
         """One event: at most one message per channel (the caller's claim of
         the event id and this work commit together)."""
+        if event.type != "application.received.v1":
+            self._write_received(session)
         self._remember(session, event)
         if event.type == "application.received.v1":
+            if not event.data.get("imported"):
+                self._write_received(session)   # its messages are made now
             self._known_now(session, event.data)
         if event.type in d.RULES:
             self._notify(session, event)
@@ -284,12 +294,17 @@ class Consuming:
     def _remember(self, session: Session, event: Event) -> None:
         data, now = event.data, self.clock()
         if event.type == "application.received.v1":
-            upsert(session, Contact, {"parent_id": data["parent_id"], "email": data.get("email"),
-                                       "phone": data.get("phone"), "locale": d.choose_locale(data.get("locale")),
-                                       "updated_at": now}, ["parent_id"])
-            upsert(session, KnownApplication, {"application_id": data["application_id"],
-                                                "parent_id": data["parent_id"], "imported": bool(data.get("imported"))},
-                    ["application_id"], insert_only={"top_ten_told": False})
+            contact = {"parent_id": data["parent_id"], "email": data.get("email"), "phone": data.get("phone"),
+                       "locale": d.choose_locale(data.get("locale")), "updated_at": now}
+            app = {"application_id": data["application_id"], "parent_id": data["parent_id"],
+                   "imported": bool(data.get("imported"))}
+            pending = session.info.get(_RECEIVED_ROWS)
+            if pending is not None:
+                pending[0].append(contact)      # written with the others of the run (`_write_received`)
+                pending[1].append(app)
+            else:
+                upsert(session, Contact, contact, ["parent_id"])
+                upsert(session, KnownApplication, app, ["application_id"], insert_only={"top_ten_told": False})
         elif event.type == "account.activation_issued.v1":
             upsert(session, Contact, {"parent_id": data["parent_id"], "email": data["email"],
                                        "locale": d.choose_locale(data.get("locale")), "updated_at": now},
@@ -332,6 +347,18 @@ class Consuming:
         app.top_ten_told = app.top_ten_told or news
         return news
 
+    @staticmethod
+    def _write_received(session: Session) -> None:
+        """The contacts and applications of the received events handled
+        since the last write, in one execution each (in their order)."""
+        pending = session.info.get(_RECEIVED_ROWS)
+        if pending and pending[0]:
+            contacts, apps = pending
+            upsert(session, Contact, list(contacts), ["parent_id"])
+            upsert(session, KnownApplication, list(apps), ["application_id"], insert_only={"top_ten_told": False})
+            contacts.clear()
+            apps.clear()
+
     def _known_now(self, session: Session, data: dict) -> None:
         """After a received event's rows are written (and locked): what the
         batch's `prepare` read is told that its application and its parent's
@@ -348,6 +375,7 @@ class Consuming:
         found.add(aid)
         contacts.add(data["parent_id"])
         if aid in known_before or session.info.get(_PARKED, {}).get(aid):
+            self._write_received(session)
             session.info[_PREPARED_ROWS].append(session.get(KnownApplication, aid, populate_existing=True))
 
     def _replay_parked(self, session: Session, application_id: str) -> None:
