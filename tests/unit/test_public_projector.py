@@ -228,6 +228,23 @@ def test_a_batch_reads_each_child_once_and_writes_its_public_events_in_one_state
     assert len(gateway.published_ids()) == 5 + 40
 
 
+def test_a_referral_learned_in_a_session_is_known_to_its_next_event_in_that_session(gateway):
+    """The sweep releases a child's parked events in one session: a referral
+    event with no kindergarten of its own takes it from the referral the
+    issue before it taught, not from a read made before that."""
+    later = referral("extended", "app-r", "91")
+    del later.data["kindergarten_id"]
+    with gateway.sessions() as s, s.begin():
+        gateway.projector.handle(s, submitted("app-r", "21505201912345"))
+        gateway.projector.handle(s, queued("app-r"))
+        gateway.projector.handle(s, later)                     # unknown yet: read, found absent
+        gateway.projector.handle(s, referral("issued", "app-r", "91"))
+        gateway.projector.handle(s, later.model_copy(update={"id": str(uuid.uuid4())}))
+    with gateway.sessions() as s:
+        types = list(s.scalars(sa.select(public_outbox.table.c.type).order_by(public_outbox.table.c.seq)))
+    assert types[-2:] == ["public.referral.issued.v1", "public.referral.extended.v1"]
+
+
 def test_a_batch_parks_the_events_of_unknown_children_and_publishes_those_of_a_child_it_teaches(gateway):
     """One poll's batch, prepared at once: the events of an imported child
     nobody knows wait, a child registered earlier in the same batch is

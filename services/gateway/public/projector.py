@@ -205,8 +205,9 @@ class Projector:
             if _absent(session, PublicReferral, referral_id):
                 session.add(row)          # known new: no statement to look for it
             else:
-                session.merge(row)
+                row = session.merge(row)
             _present(session, PublicReferral, referral_id)
+            _rows(session, PublicReferral)[referral_id] = row    # what _get answers from now on
         for i, fact in enumerate(outcome.facts):
             out.append(public_outbox.new(fact.type, fact.subject, fact.data, time=event.time,
                                          event_id=public_event_id(event.id, fact.type, i),
