@@ -102,13 +102,15 @@ def take_rows(session: Session, key: sa.ColumnElement, payload: sa.ColumnElement
     """The `payload`s of the rows `where` selects, in `order_by`'s order,
     deleted in one statement (by their `key`) in the same transaction: what
     a consumer parked for a subject, taken off to be applied now (one that
-    must wait again is parked anew)."""
-    rows = session.execute(sa.select(key, payload).where(where).order_by(order_by)).all()
+    must wait again is parked anew). `payload` may be a tuple of columns:
+    each row's values then come as a tuple."""
+    columns = payload if isinstance(payload, tuple) else (payload,)
+    rows = session.execute(sa.select(key, *columns).where(where).order_by(order_by)).all()
     if rows:
         table = key.table
-        session.execute(sa.delete(table).where(key.in_([k for k, _ in rows]))
+        session.execute(sa.delete(table).where(key.in_([r[0] for r in rows]))
                         .execution_options(synchronize_session=False))
-    return [p for _, p in rows]
+    return [tuple(r[1:]) if isinstance(payload, tuple) else r[1] for r in rows]
 
 
 def aware(t: datetime | None) -> datetime | None:

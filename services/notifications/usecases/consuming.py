@@ -76,14 +76,10 @@ class Consuming:
             # children's first positions were parked, or with nothing parked
             # at all. And which of their applications are known already:
             # nothing before its received event in the batch makes one known.
-            rows = session.execute(sa.select(ParkedEvent.event_id, ParkedEvent.application_id, ParkedEvent.payload)
-                                   .where(ParkedEvent.application_id.in_(sorted(received)))
-                                   .order_by(ParkedEvent.parked_at)).all()
-            if rows:
-                session.execute(sa.delete(ParkedEvent).where(ParkedEvent.event_id.in_([r[0] for r in rows]))
-                                .execution_options(synchronize_session=False))
             parked: dict[str, list[Event]] = {}
-            for _, aid, payload in rows:
+            taken = take_rows(session, ParkedEvent.event_id, (ParkedEvent.application_id, ParkedEvent.payload),
+                              ParkedEvent.application_id.in_(sorted(received)), ParkedEvent.parked_at)
+            for aid, payload in taken:
                 parked.setdefault(aid, []).append(Event.from_json(payload))
             session.info[_PARKED] = parked
             session.info[_AWAITED] = (set(received), set(session.scalars(
