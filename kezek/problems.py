@@ -13,7 +13,7 @@ clients, and pages render the code in the reader's language.
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import Any
+from typing import Any, ClassVar
 
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
@@ -26,13 +26,34 @@ RETRY_AFTER_OUTAGE = 5
 
 
 class Problem(Exception):
-    """An answer other than success, as RFC 9457 problem details. Subclasses
-    set `status`, `code` and `title`; an instance may name the `field` it
-    concerns and carry `params` for the message's text."""
+    """An answer other than success, as RFC 9457 problem details. A kind of
+    problem is a subclass declaring its `status`, `code` and `title` once, as
+    class keywords; an instance may name the `field` it concerns and carry
+    `params` for the message's text.
+
+    Every kind is in `Problem.kinds` under its code, and a second kind with a
+    code already taken is refused at import: a code names one type, whose
+    title is the same whoever raises it (RFC 9457). `GENERAL` names the kind
+    of each status, which `of_status` gives an error of the framework."""
 
     status = 400
     code = "bad_request"
     title = "Bad request"
+    kinds: ClassVar[dict[str, type[Problem]]] = {}
+
+    def __init_subclass__(cls, *, status: int | None = None, code: str | None = None, title: str | None = None,
+                          **kw: Any):
+        super().__init_subclass__(**kw)
+        if status is not None:
+            cls.status = status
+        if title is not None:
+            cls.title = title
+        if code is not None:
+            taken = Problem.kinds.get(code)
+            if taken is not None:
+                raise TypeError(f"problem code {code!r} is {taken.__qualname__}'s already")
+            cls.code = code
+            Problem.kinds[code] = cls
 
     def __init__(self, code: str | None = None, *, field: str | None = None, detail: str | None = None,
                  status: int | None = None, params: Mapping[str, Any] | None = None,
@@ -66,14 +87,13 @@ class Problem(Exception):
         return out
 
 
-class DomainError(Problem):
+Problem.kinds[Problem.code] = Problem
+
+
+class DomainError(Problem, status=409, code="refused", title="Refused by the rules"):
     """A business refusal: a code (see kezek.refusals), the field, the
     parameters of its message. For code not yet converted, a plain English
     sentence is accepted as the first argument (its code is `refused`)."""
-
-    status = 409
-    code = "refused"
-    title = "Refused by the rules"
 
     def __init__(self, code_or_message: str = "refused", *, field: str | None = None,
                  status_code: int | None = None, params: Mapping[str, Any] | None = None, **kw):
@@ -95,42 +115,44 @@ class DomainError(Problem):
         return self.status
 
 
-class NotFound(Problem):
-    status = 404
-    code = "not_found"
-    title = "Not found"
+class NotFound(Problem, status=404, code="not_found", title="Not found"):
+    """No such record, or one the caller may not know of."""
 
 
-class Internal(Problem):
+class MethodNotAllowed(Problem, status=405, code="method_not_allowed", title="Method not allowed"):
+    """The address exists, not with this HTTP method."""
+
+
+class TooLarge(Problem, status=413, code="body_too_large", title="The request body is too large"):
+    """Refused before it is read whole (kezek.web's body limit)."""
+
+
+class UnsupportedMediaType(Problem, status=415, code="unsupported_media_type", title="Unsupported media type"):
+    """A body in a format the route does not take."""
+
+
+class Unauthenticated(Problem, status=401, code="unauthenticated", title="Sign-in or a service token is required"):
+    """No caller: neither a signed-in person nor a valid service token."""
+
+
+class Forbidden(Problem, status=403, code="forbidden", title="Not allowed for this role"):
+    """A known caller whose role may not do this."""
+
+
+class Internal(Problem, status=500, code="internal", title="Internal error"):
     """A bug: logged with the request id, which the answer names."""
 
-    status = 500
-    code = "internal"
-    title = "Internal error"
 
-
-class Unavailable(Problem):
+class Unavailable(Problem, status=503, code="unavailable", title="Temporarily unavailable"):
     """A dependency (database, broker, Temporal) does not answer."""
-
-    status = 503
-    code = "unavailable"
-    title = "Temporarily unavailable"
 
     def __init__(self, *args, retry_after: int = RETRY_AFTER_OUTAGE, **kw):
         kw.setdefault("headers", {"Retry-After": str(retry_after)})
         super().__init__(*args, **kw)
 
 
-class TooLarge(Problem):
-    status = 413
-    code = "body_too_large"
-    title = "The request body is too large"
-
-
-class TooManyRequests(Problem):
-    status = 429
-    code = "rate_limited"
-    title = "Too many requests"
+class TooManyRequests(Problem, status=429, code="rate_limited", title="Too many requests"):
+    """Over a rate limit; Retry-After says when to come back."""
 
     def __init__(self, retry_after: float, **kw):
         kw.setdefault("headers", {"Retry-After": str(max(1, int(retry_after + 0.999)))})
@@ -182,8 +204,22 @@ def field_errors(exc: RequestValidationError) -> list[dict]:
     return out
 
 
-class InvalidInput(Problem):
-    status = 422
-    code = "invalid_input"
-    title = "Invalid input"
+class InvalidInput(Problem, status=422, code="invalid_input", title="Invalid input"):
+    """A request its route's schema refuses; `errors` names each field."""
 
+
+# The kind an answer of a status is when nothing more precise is known (an
+# error of the framework, a page's error in the gateway): its code and title.
+GENERAL: dict[int, type[Problem]] = {
+    kind.status: kind for kind in (Problem, Unauthenticated, Forbidden, NotFound, MethodNotAllowed, DomainError,
+                                   TooLarge, UnsupportedMediaType, InvalidInput, TooManyRequests, Internal,
+                                   Unavailable)}
+
+
+def of_status(status: int, detail: str | None = None, headers: Mapping[str, str] | None = None) -> Problem:
+    """An HTTP error of the framework (no route, wrong method, a limit) as
+    problem details of the general kind of its status: its code and title."""
+    kind = GENERAL.get(status)
+    problem = Problem(kind.code if kind else "http_error", status=status, detail=detail, headers=headers)
+    problem.title = kind.title if kind else "Error"
+    return problem

@@ -48,7 +48,7 @@ from joserfc.errors import JoseError
 from joserfc.jwk import KeySet, OKPKey
 
 from kezek.settings import SERVICES, Settings
-from kezek.problems import NotFound, Problem
+from kezek.problems import Forbidden, NotFound, Unauthenticated
 
 ALG = "Ed25519"
 TOKEN_SECONDS = 60
@@ -130,18 +130,6 @@ def staff_principal(staff_id: str | int, role: str, *, district: str | None = No
 
 
 # -------------------------------------------------------------------- errors
-
-class Unauthenticated(Problem):
-    status = 401
-    code = "unauthenticated"
-    title = "Sign-in or a service token is required"
-
-
-class Forbidden(Problem):
-    status = 403
-    code = "forbidden"
-    title = "Not allowed for this role"
-
 
 class OutOfScope(NotFound):
     """Another family's, kindergarten's or district's record: not disclosed,

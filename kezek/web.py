@@ -35,7 +35,7 @@ from kezek.logging import get_logger
 from kezek.metrics import LATENCY, REQUESTS
 from kezek.problems import (  # noqa: F401  (re-exported: the services' one import)
     PROBLEM_JSON, PROBLEM_RESPONSES, RETRY_AFTER_OUTAGE, DomainError, Internal, InvalidInput, NotFound, Problem,
-    ProblemModel, TooLarge, TooManyRequests, Unavailable, field_errors, problem_response,
+    ProblemModel, TooLarge, TooManyRequests, Unavailable, field_errors, of_status, problem_response,
 )
 from kezek.trust import PUBLIC
 
@@ -214,10 +214,8 @@ def create_service_app(service: str, *, title: str | None = None, version: str =
 
     @app.exception_handler(StarletteHTTPException)
     async def http_error(request: Request, exc: StarletteHTTPException):
-        p = Problem(_HTTP_CODES.get(exc.status_code, "http_error"), status=exc.status_code,
-                    detail=str(exc.detail), headers=getattr(exc, "headers", None))
-        p.title = _HTTP_TITLES.get(exc.status_code, "Error")
-        return problem_response(p, request.url.path)
+        return problem_response(of_status(exc.status_code, str(exc.detail), getattr(exc, "headers", None)),
+                                request.url.path)
 
     @app.exception_handler(sa_exc.SQLAlchemyError)
     async def database_error(request: Request, exc: sa_exc.SQLAlchemyError):
@@ -299,10 +297,6 @@ def database_problem(exc: sa_exc.SQLAlchemyError) -> Problem:
     return Internal(detail="internal error")
 
 
-_HTTP_CODES = {404: "not_found", 405: "method_not_allowed", 401: "unauthenticated", 403: "forbidden",
-               413: "body_too_large", 415: "unsupported_media_type", 429: "rate_limited"}
-_HTTP_TITLES = {404: "Not found", 405: "Method not allowed", 401: "Unauthenticated", 403: "Forbidden",
-                413: "Body too large", 415: "Unsupported media type", 429: "Too many requests"}
 
 
 def database_check(engine) -> ReadyCheck:

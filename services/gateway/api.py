@@ -16,9 +16,9 @@ from starlette.datastructures import MutableHeaders
 from starlette.middleware import Middleware
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from kezek.problems import problem_response
+from kezek.problems import Problem, problem_response
 from kezek.settings import Settings
-from kezek.trust import Problem, ServiceKeys
+from kezek.trust import ServiceKeys
 from kezek.web import create_service_app, database_check
 from services.gateway import errors, jsonapi, portal
 from services.gateway.clients import UpstreamError

@@ -16,8 +16,8 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from kezek.contracts.registration import step_fields
 from kezek.logging import get_logger
-from kezek.problems import PROBLEM_JSON, RETRY_AFTER_OUTAGE, Problem, field_errors
-from kezek.trust import Forbidden, Unauthenticated
+from kezek.problems import (PROBLEM_JSON, RETRY_AFTER_OUTAGE, Forbidden, Problem, Unauthenticated, field_errors,
+                            of_status)
 from kezek.web import database_problem
 from services.gateway import i18n
 from services.gateway.clients import UpstreamError
@@ -27,10 +27,6 @@ from services.gateway.portal.pages import LANG_COOKIE, Page, Redirect, errors_of
 from services.gateway.sessions import SESSION_COOKIE
 
 log = get_logger(__name__)
-
-TITLES = {401: "Unauthenticated", 403: "Forbidden", 404: "Not found", 409: "Refused by the rules",
-          422: "Invalid input", 429: "Too many requests", 503: "Temporarily unavailable"}
-
 
 def is_page(request: Request) -> bool:
     return not request.url.path.startswith("/api/")
@@ -44,7 +40,7 @@ def reader_language(request: Request, gw: Gateway) -> str:
 def problem(status: int, errors: list[dict], headers: dict | None = None, instance: str = "") -> JSONResponse:
     """Problem details whose errors are already described (messages.describe)."""
     code = errors[0]["code"] if errors and errors[0].get("code") else "refused"
-    body = {"type": f"urn:kezek:problem:{code}", "title": TITLES.get(status, "Error"), "status": status,
+    body = {"type": f"urn:kezek:problem:{code}", "title": of_status(status).title, "status": status,
             "code": code, "detail": "; ".join(e["text"] for e in errors),
             "errors": [{"field": e["field"], "code": e["code"], "message": e["text"], "params": e.get("params", {})}
                        for e in errors]}

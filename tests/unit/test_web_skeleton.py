@@ -2,12 +2,16 @@
 bad input never a 5xx, bodies limited before parsing, outages as 503."""
 from __future__ import annotations
 
+import json
+
+import pytest
 import sqlalchemy as sa
 from fastapi.testclient import TestClient
 from pydantic import BaseModel
+from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from kezek import refusals
-from kezek.problems import DomainError
+from kezek.problems import DomainError, NotFound, Problem, TooLarge, Unauthenticated
 from kezek.trust import PUBLIC
 from kezek.web import create_service_app
 
@@ -111,3 +115,34 @@ def test_a_bug_is_a_500_problem_naming_the_request_id():
     r = TestClient(app, raise_server_exceptions=False).get("/boom", headers={"x-request-id": "req-9"})
     assert r.status_code == 500 and r.headers["content-type"] == "application/problem+json"
     assert r.json()["code"] == "internal" and "req-9" in r.json()["detail"] and "RuntimeError" not in r.text
+
+
+def test_a_problem_code_names_one_kind_only():
+    with pytest.raises(TypeError, match="'not_found' is NotFound's already"):
+        class Lost(Problem, status=404, code="not_found", title="Lost"):
+            pass
+    assert Problem.kinds["not_found"] is NotFound and Problem.kinds["unauthenticated"] is Unauthenticated
+
+
+def test_an_error_of_the_framework_has_the_code_and_title_of_its_kind():
+    app = make_app(limit=100)
+
+    @app.get("/private", dependencies=[PUBLIC])
+    def private():
+        raise StarletteHTTPException(401)
+
+    client = TestClient(app)
+    wrong_method = client.delete("/children").json()
+    assert (wrong_method["status"], wrong_method["code"], wrong_method["title"]) == (
+        405, "method_not_allowed", "Method not allowed")
+    assert client.get("/private").json()["title"] == Unauthenticated.title
+    # The body limit raises its own TooLarge, the framework its 413: one title.
+    big = client.post("/children", content=b"x" * 500, headers={"content-type": "application/json"})
+    assert big.status_code == 413 and big.json()["title"] == TooLarge.title
+
+
+def test_the_gateway_titles_a_problem_by_the_kind_of_its_status():
+    from services.gateway.errors import problem
+
+    answer = problem(401, [{"field": "session", "code": "unauthenticated", "text": "sign in"}])
+    assert json.loads(answer.body)["title"] == Unauthenticated.title

@@ -31,10 +31,9 @@ class ReceiptKeys:
     tolerance: int = signature.DEFAULT_TOLERANCE
 
 
-class ReceiptRefused(Problem):
-    status = 401
-    code = "receipt_signature_invalid"
-    title = "The receipt is not signed by the SMS provider"
+class ReceiptRefused(Problem, status=401, code="receipt_signature_invalid",
+                     title="The receipt is not signed by the SMS provider"):
+    """A delivery receipt without the provider's valid signature."""
 
 
 class Receipt(BaseModel):

@@ -7,8 +7,7 @@ from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 
 from kezek.contracts.registration import step_fields
-from kezek.problems import InvalidInput, Problem, TooManyRequests, field_errors, problem_response
-from kezek.trust import Unauthenticated
+from kezek.problems import InvalidInput, Problem, TooManyRequests, Unauthenticated, field_errors, problem_response
 from services.registration import domain as d
 from services.registration.service import NotFound, Unauthorized
 

@@ -18,7 +18,7 @@ from starlette.datastructures import FormData, UploadFile
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from kezek import trust
-from kezek.problems import InvalidInput, Problem, TooLarge, problem_response
+from kezek.problems import InvalidInput, Problem, TooLarge, of_status, problem_response
 from kezek.web import database_problem
 from services.verification import domain as d
 from services.verification.bootstrap import Verification
@@ -280,9 +280,8 @@ def install_error_pages(app: FastAPI) -> None:
     async def http_error(request: Request, exc: StarletteHTTPException):
         # The router's own 404 is an address with no page, not a record out of reach.
         if _is_api(request):
-            return problem_response(Problem("not_found" if exc.status_code == 404 else "http_error",
-                                            status=exc.status_code, detail=str(exc.detail),
-                                            headers=getattr(exc, "headers", None)), request.url.path)
+            return problem_response(of_status(exc.status_code, str(exc.detail), getattr(exc, "headers", None)),
+                                    request.url.path)
         kind = "no_page" if exc.status_code == 404 else _KIND_OF_STATUS.get(exc.status_code, "error")
         return page_of(request).error(kind, exc.status_code, headers=getattr(exc, "headers", None))
 
