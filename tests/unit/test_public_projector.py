@@ -21,7 +21,7 @@ from kezek.events import Event, new_event
 from tests.migrated import upgrade
 from services.gateway.models import outbox as gateway_outbox
 from services.gateway.public.models import ParkedEvent, public_outbox
-from services.gateway.public.projector import Projector, public_event_id
+from services.gateway.public.projector import SWEEP_BATCH, Projector, SweepPace, public_event_id
 from services.gateway.public.projection import REFERRAL_TYPES, project
 
 KG = "kg-12"
@@ -335,3 +335,20 @@ def test_every_fact_reaches_the_public_outbox_exactly_once_whatever_the_arrival_
     finally:
         gw.engine.dispose()
         path.unlink(missing_ok=True)
+
+
+def test_the_sweep_waits_while_events_come_in_and_drains_a_backlog_when_the_topic_is_read():
+    now = [1000.0]
+    pace = SweepPace(every=10.0, clock=lambda: now[0])
+    assert pace.due()                          # the first poll sweeps
+    pace.swept(SWEEP_BATCH, handled=40)        # a full sweep while events come in
+    now[0] += 5
+    assert not pace.due()                      # events are read first, for 10 s
+    now[0] += 6
+    assert pace.due()
+    pace.swept(SWEEP_BATCH, handled=0)         # a full sweep on a topic read to its end
+    assert pace.due()                          # the backlog goes on at once
+    pace.swept(SWEEP_BATCH - 1, handled=0)     # the last of the backlog
+    assert not pace.due()
+    now[0] += 10.5
+    assert pace.due()

@@ -294,6 +294,26 @@ def measure_parked(session: Session) -> None:
     PARKED_OLDEST.labels(service="gateway").set((datetime.now(UTC) - oldest).total_seconds() if oldest else 0)
 
 
+class SweepPace:
+    """When the loop sweeps parked entries between two polls: every
+    `every` seconds while events come in, never one sweep after another in
+    place of reading them; but after a full sweep (SWEEP_BATCH released) on
+    a topic read to its end, again at once, so a backlog of parked entries
+    drains while nothing else waits."""
+
+    def __init__(self, every: float = 10.0, clock: Callable[[], float] = time.monotonic):
+        self.every = every
+        self.clock = clock
+        self.last = float("-inf")
+
+    def due(self) -> bool:
+        return self.clock() - self.last > self.every
+
+    def swept(self, released: int, handled: int) -> None:
+        if released < SWEEP_BATCH or handled:
+            self.last = self.clock()
+
+
 def run_projector(stop: threading.Event, sessions: sessionmaker[Session], projector: Projector, bootstrap: str,
                   topics: list[str]) -> None:
     """The background loop: waits for the broker, then consumes until stopped."""
@@ -307,19 +327,15 @@ def run_projector(stop: threading.Event, sessions: sessionmaker[Session], projec
             stop.wait(backoff)
             backoff = min(backoff * 2, 30)
             continue
-        last_sweep = 0.0
+        pace = SweepPace()
         while not stop.is_set():
             try:
                 handled = consumer.poll_once()
-                if time.monotonic() - last_sweep > 10:
+                if pace.due():
                     with sessions() as session, session.begin():
                         swept = projector.sweep(session)
                         measure_parked(session)
-                    # The rest after the next poll if that finds the topic
-                    # read; while events come in, a sweep every 10 s, never
-                    # one sweep after another in place of reading them.
-                    if swept < SWEEP_BATCH or handled:
-                        last_sweep = time.monotonic()
+                    pace.swept(swept, handled)
             except Exception as exc:
                 log.warning("public.projector_poll_failed", error=repr(exc))
                 stop.wait(1)
