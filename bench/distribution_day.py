@@ -231,7 +231,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--places", type=int, default=10_000)
     ap.add_argument("--kindergartens", type=int, default=0, help="default: one per 170 children")
     ap.add_argument("--readers", type=int, default=8, help="concurrent parents reading /api/v1/me meanwhile")
-    ap.add_argument("--parents", type=int, default=50, help="parents signed in (the readers' families)")
+    ap.add_argument("--parents", type=int, default=200,
+                    help="parents signed in (the readers' families; each may read 300 times a minute, as in production)")
     ap.add_argument("--relays", type=int, default=2)
     ap.add_argument("--consumers", type=int, default=1, help="consumer processes per service")
     ap.add_argument("--workers", type=int, default=1, help="workflow workers")

@@ -140,7 +140,8 @@ def main(argv: list[str] | None = None) -> int:
                                  formatter_class=argparse.RawDescriptionHelpFormatter, epilog=__doc__)
     ap.add_argument("--children", type=int, default=100_000)
     ap.add_argument("--kindergartens", type=int, default=0, help="default: one per 170 children")
-    ap.add_argument("--parents", type=int, default=100, help="parents signed in (their tokens are shared out)")
+    ap.add_argument("--parents", type=int, default=200,
+                    help="parents signed in, their tokens shared out (each may read 300 times a minute, as in production)")
     ap.add_argument("--clients", default="1,8,32,64", help="concurrencies, comma-separated")
     ap.add_argument("--endpoints", default=",".join(loadgen.ENDPOINTS))
     ap.add_argument("--seconds", type=float, default=20)
