@@ -27,18 +27,29 @@ class Allocator:
         self.__name__ = "queue-allocator"
 
     def run_once(self) -> int:
-        q = self.queue
-        q.places.publish_due()
-        q.referrals.lift_due_stoplists()
-        q.ageing.daily()
-        q.allocation.request_daily()
+        self.keep_calendar()
         started = time.perf_counter()
-        run = q.allocation.process_requests()
+        run = self.queue.allocation.process_requests()
         if run is None:
             return 0
         ALLOCATION_SECONDS.observe(time.perf_counter() - started)
         ALLOCATION_REFERRALS.inc(len(run.issued))
         return len(run.issued)
+
+    def keep_calendar(self) -> None:
+        """The calendar's triggers, before every run. The day's request is
+        asked for on every tick and written once a local day (its dedupe
+        key), so a loop started mid-day, or after the clock jumped past
+        midnight, asks for the day it finds: a child who turns 2 gets the
+        place that waits for him by the first run of the day, though no
+        change asked for one. A run that comes before the day's request (the
+        day turned between this and the run) reads every pool all the same,
+        being the first of its day (Allocator._scope)."""
+        q = self.queue
+        q.places.publish_due()
+        q.referrals.lift_due_stoplists()
+        q.ageing.daily()
+        q.allocation.request_daily()
 
     def __call__(self, stop: threading.Event) -> None:
         while not stop.is_set():

@@ -1,19 +1,23 @@
 """The allocator's run after a change reads only the pools the change named
 (UnitOfWork.request_allocation): proved over random histories to give,
-after every step, exactly what one allocation over every waiting child and
-every free place gives (the domain's `allocate`). A change that forgot to
-name a pool (a child joining where a place nobody wanted waits, a place
-freed, a child back from a referral or the stop-list ...) fails here."""
+after every step and the allocator loop's tick that follows it (its
+calendar's triggers, then its run: services/queue/jobs.py), exactly what
+one allocation over every waiting child and every free place gives (the
+domain's `allocate`). A change that forgot to name a pool (a child joining
+where a place nobody wanted waits, a place freed, a child back from a
+referral or the stop-list ...) fails here, as does a new day whose
+birthdays no run reads."""
 from __future__ import annotations
 
 from datetime import UTC, date, datetime, timedelta
 
 import pytest
 import sqlalchemy as sa
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
 from services.queue.domain import Applicant, JoinQueue, PlaceKey, Refused, allocate
+from services.queue.jobs import Allocator
 from services.queue.models import Application, PlacePool, Referral
 from services.queue.store.times import aware
 from tests.builders import Clock, kindergarten, sqlite_queue
@@ -44,6 +48,8 @@ steps = st.one_of(
     st.tuples(st.just("revoke"), child),
     st.tuples(st.just("leave"), child),
     st.tuples(st.just("withdraw"), st.sampled_from(KGS), st.sampled_from((2024, 2025)), st.sampled_from(("ru", "ky"))),
+    # False: the day turns inside the loop's tick, after its calendar asked
+    # for the previous day and before its run; the next change comes between.
     st.tuples(st.just("day"), st.integers(1, 120), st.booleans()),
     st.tuples(st.just("policy"),),
 )
@@ -112,11 +118,7 @@ def apply(svc, clock: Clock, n: int, step: tuple, joined: list[str]) -> None:
             svc.referrals.record_enrolment(key=f"k{n}", referral_id=str(ref.id), application_id=cid, at=at)
             svc.leaving.leave(cid, actor="admin:1")
         elif kind == "day":
-            days, daily = args
-            clock.advance(days=days)
-            svc.ageing.daily()
-            if daily:  # the allocator loop asks once a day; a run that was not asked still reads everything
-                svc.allocation.request_daily()
+            clock.advance(days=args[0])  # the loop's next tick keeps the calendar (ageing, the day's request)
         elif kind == "policy":
             policy, _ = svc.policy.current()  # children of one more year, or one less, may take places
             svc.policy.change({"min_age_years": 3 - policy.min_age_years}, actor="admin:1", reason="a new law")
@@ -124,9 +126,47 @@ def apply(svc, clock: Clock, n: int, step: tuple, joined: list[str]) -> None:
         pass  # a change the rules refuse changes nothing
 
 
+def tick(svc, n: int, step: tuple, *, calendar: bool = True):
+    """The allocator loop's tick after a change (Allocator.run_once): the
+    calendar's triggers (`calendar`), then the run, which must give what an
+    allocation over everything gives. Returns the run (None: nothing asked)."""
+    if calendar:
+        Allocator(svc).keep_calendar()
+    want = full_run_would_give(svc)
+    run = svc.allocation.process_requests()
+    got = {} if run is None else {x.application_id: (x.place, x.for_category, x.preference_index)
+                                  for x in run.issued}
+    if calendar or run is not None:
+        assert got == want, f"after step {n} {step}"
+    return run
+
+
+def loop_ticks_after(svc, n: int, step: tuple, *, day_turned_inside: bool) -> None:
+    """The tick after a change; `day_turned_inside`: the day turned in the
+    tick, after its calendar asked for the previous day, and the change
+    came before its run: that run, the first of its day, reads every pool
+    if the change asked for one; if nothing asked, the next tick asks for
+    the day."""
+    if day_turned_inside and tick(svc, n, step, calendar=False) is not None:
+        return
+    tick(svc, n, step)
+
+
+# After places of sun's 2024 ru group (published first) go to two children,
+# one place of its 2025 ky group waits for a child who lists only sun and
+# turns 2 the next day (born 2025-03-02): the history a random run found,
+# before its day passes.
+TURNS_2_OVERNIGHT = [("join", 0, "general", "ru", ["sun", "moon", "star"], 0), ("publish", "sun", 2025, "ky", 1, None),
+                     ("join", 0, "general", "ru", ["sun"], 0), ("join", 426, "general", "ky", ["sun"], 0)]
+
+
 @settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture,
                                                                   HealthCheck.too_slow])
 @given(st.lists(publications, min_size=1, max_size=4), st.lists(steps, min_size=1, max_size=25))
+@example(first=[("publish", "sun", 2024, "ru", 1, None)] * 2,
+         history=[*TURNS_2_OVERNIGHT, ("day", 1, False)])  # the loop's next tick asks for the day
+@example(first=[("publish", "sun", 2024, "ru", 1, None)] * 2,
+         history=[*TURNS_2_OVERNIGHT, ("day", 1, False), ("publish", "moon", 2024, "ru", 1, None)])
 def test_run_after_a_change_gives_what_a_run_over_every_pool_gives(tmp_path_factory, first, history):
     """Places published first, before any child: after the first run they
     are places nobody wants, which only a change that names them can give."""
@@ -134,13 +174,16 @@ def test_run_after_a_change_gives_what_a_run_over_every_pool_gives(tmp_path_fact
     folder = tmp_path_factory.mktemp("incremental")
     with sqlite_queue(folder, clock, [kindergarten(k, languages=["ru", "ky"]) for k in KGS]) as svc:
         joined: list[str] = []
+        inside = False  # the day turned after the loop's calendar: its run is still to come
         for n, step in enumerate([*first, *history]):
             apply(svc, clock, n, step, joined)
-            want = full_run_would_give(svc)
-            run = svc.allocation.process_requests()
-            got = {} if run is None else {x.application_id: (x.place, x.for_category, x.preference_index)
-                                          for x in run.issued}
-            assert got == want, f"after step {n} {step}"
+            if step[0] == "day" and not step[2]:
+                inside = True
+                continue
+            loop_ticks_after(svc, n, step, day_turned_inside=inside)
+            inside = False
+        if inside:
+            loop_ticks_after(svc, n, step, day_turned_inside=True)
         assert svc.audit.check_register() == []
 
 
@@ -201,3 +244,37 @@ def test_a_place_returned_by_a_cancelled_referral_goes_to_the_next_child_though_
                                    at=clock.now, outcome="cancelled", drop_preference=True, actor="parent:1")
         run = svc.allocation.process_requests()
         assert [(x.application_id, x.place.kindergarten) for x in run.issued] == [("next", "sun")]
+
+
+def test_a_child_who_turns_2_overnight_gets_the_place_waiting_for_him_though_no_change_asks(tmp_path):
+    """Nobody publishes, joins or returns anything on his birthday: the
+    allocator loop's first tick of the day asks for the day's run itself,
+    and that run reads every pool."""
+    clock = Clock(START)
+    with sqlite_queue(tmp_path, clock, [kindergarten(k, languages=["ru", "ky"]) for k in KGS]) as svc:
+        loop = Allocator(svc)
+        svc.places.publish("sun", 2025, "ky", 1, actor="admin:1")
+        svc.places.publish("moon", 2024, "ru", 1, actor="admin:1")
+        svc.entries.join(JoinQueue(application_id="young", pin=pin(date(2025, 3, 2), 1), surname="A", name="B",
+                                   category="general", language="ky", preferences=("sun",)), actor="parent:1")
+        assert loop.run_once() == 0                                # 2 tomorrow
+        assert loop.run_once() == 0 and svc.allocation.process_requests() is None  # nothing asked since
+        clock.advance(days=1)
+        assert loop.run_once() == 1
+        assert live_referral(svc, "young") is not None
+
+
+def test_a_day_request_left_by_a_loop_that_stopped_is_run_by_the_loop_started_after_it(tmp_path):
+    """The loop asked for the day and stopped before its run (a restart):
+    the request is in the database, and the new loop's first tick runs it
+    though its own request for the day is not written again."""
+    clock = Clock(START)
+    with sqlite_queue(tmp_path, clock, [kindergarten(k, languages=["ru", "ky"]) for k in KGS]) as svc:
+        svc.places.publish("sun", 2025, "ky", 1, actor="admin:1")
+        svc.entries.join(JoinQueue(application_id="young", pin=pin(date(2025, 3, 2), 1), surname="A", name="B",
+                                   category="general", language="ky", preferences=("sun",)), actor="parent:1")
+        Allocator(svc).run_once()
+        clock.advance(days=1, hours=3)
+        Allocator(svc).keep_calendar()                             # then the process stopped
+        assert svc.allocation.request_daily() is False             # the day's request is there once
+        assert Allocator(svc).run_once() == 1
