@@ -88,10 +88,17 @@ class Outbox:
         return event
 
     def new(self, event_type: str, subject: str, data: dict[str, Any], *, time: datetime | None = None,
-            event_id: str | None = None, schema_base: str | None = None) -> Event:
-        """An event of this outbox, validated, not yet written (`write`)."""
+            event_id: str | None = None, schema_base: str | None = None,
+            trace: dict[str, str] | None = None) -> Event:
+        """An event of this outbox, validated, not yet written (`write`).
+        `trace`: the trace it carries when not the current one (an event
+        made after the act it tells of, kept from `current_context()` then)."""
+        if not self.carries_trace:
+            trace = None
+        elif trace is None:
+            trace = current_context()
         return new_event(event_type, subject, data, source=self.source, time=time, event_id=event_id,
-                         schema_base=schema_base, trace=current_context() if self.carries_trace else None)
+                         schema_base=schema_base, trace=trace)
 
     def write(self, session: Session, events: list[Event]) -> None:
         """Events made by `new`, in the caller's transaction and in their

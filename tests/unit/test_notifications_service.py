@@ -550,6 +550,69 @@ def test_a_run_of_imported_received_events_writes_its_contacts_at_once_the_last_
             "s1": "fam", "s2": "fam", "s3": "other"}
 
 
+def test_a_batch_of_referral_events_writes_its_messages_their_facts_and_audit_rows_in_one_statement_each(service):
+    """A distribution day's referral facts come by the thousand: a batch of
+    them makes the messages one by one makes (three each), with one insert
+    for the messages, one for their notification.queued facts and one for
+    their audit rows, and reads its referrals, contacts, phones' slots and
+    message ids once for the batch, never once per event."""
+    n = 6
+    for i in range(n):
+        consume(service, received(app=f"a{i}", parent=f"p{i}", locale="ru", phone=f"+99670000001{i}"))
+    events = [issued(app=f"a{i}", ref=f"r{i}") for i in range(n)]
+    engine = service.sessions.kw["bind"]
+    statements = []
+
+    def seen(conn, cursor, statement, *args):
+        statements.append(" ".join(statement.split()).upper())
+    sa.event.listen(engine, "before_cursor_execute", seen)
+    try:
+        consume_batch(service, events)
+    finally:
+        sa.event.remove(engine, "before_cursor_execute", seen)
+    inserts = [st.split()[2] for st in statements if st.startswith("INSERT INTO")]
+    assert inserts.count("MESSAGES") == 1 and inserts.count("OUTBOX") == 1 and inserts.count("AUDIT_TRAIL") == 1, inserts
+    reads = [st for st in statements if st.startswith("SELECT")]
+    # applications, parents with contacts, referrals, contacts, message ids, SMS slots
+    assert len(reads) == 6, "\n".join(r[:120] for r in reads)
+    made = messages(service, kind="referral_issued")
+    assert len(made) == 3 * n and {(m.application_id, m.channel) for m in made} == {
+        (f"a{i}", c) for i in range(n) for c in ("sms", "email", "inapp")}
+    assert {m.address for m in made if m.channel == "sms"} == {f"+99670000001{i}" for i in range(n)}
+    queued = [data for t, data in outbox_events(service) if t == "notification.queued.v1"
+              and data["kind"] == "referral_issued"]
+    assert sorted(q["message_id"] for q in queued) == sorted(m.id for m in made)
+    with service.sessions() as s:
+        rows = s.execute(sa.text("SELECT subject, details FROM audit_trail WHERE action = 'notification.queued'")).all()
+    audited = {subject: json.loads(details) if isinstance(details, str) else details for subject, details in rows}
+    assert all(audited[f"message:{m.id}"]["release_at"] for m in made)
+    assert {audited[f"message:{m.id}"]["status"] for m in made} == {"queued"}
+
+
+def test_a_burst_of_sms_to_one_phone_in_one_batch_is_spread_as_one_by_one(service, clock):
+    consume(service, received(locale="ru"))
+    consume_batch(service, [issued(ref=f"r{i}") for i in range(7)])
+    slots = sorted(m.next_attempt_at for m in messages(service, channel="sms"))
+    assert len(slots) == 7
+    assert all(s == slots[0] for s in slots[:5])
+    assert slots[5] >= slots[0] + timedelta(hours=1) and slots[6] >= slots[0] + timedelta(hours=1)
+    queued = {data["message_id"]: data["release_at"] for t, data in outbox_events(service)
+              if t == "notification.queued.v1" and data["channel"] == "sms"}
+    assert sorted(queued.values()) == sorted(m.next_attempt_at.replace(tzinfo=UTC).isoformat()
+                                             for m in messages(service, channel="sms"))
+
+
+def test_a_batch_at_night_holds_its_sms_until_eight_and_sends_the_rest_at_once(service, clock):
+    clock.at_local(2027, 3, 1, 23, 0)
+    consume_batch(service, [received(app="n1", parent="q1", locale="ru"), issued(app="n1", ref="rn1")])
+    sms, email, inapp = Scripted(Channel.SMS), Scripted(Channel.EMAIL), Scripted(Channel.INAPP, then=Outcome.DELIVERED)
+    dispatch(service, sms, email, inapp)
+    assert sms.sent == [] and len(email.sent) == 2 and len(inapp.sent) == 2
+    clock.at_local(2027, 3, 2, 8, 0)
+    dispatch(service, sms)
+    assert [m.address for m in sms.sent] == ["+996700123456"]
+
+
 def imported(app="a1", parent="p1", locale="ru"):
     event = received(app=app, parent=parent, locale=locale)
     return ev("application.received.v1", {**event.data, "imported": True})

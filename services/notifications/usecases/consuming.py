@@ -5,7 +5,9 @@ fails); an event whose parent is not known yet is parked until it is."""
 from __future__ import annotations
 
 import uuid
+from dataclasses import dataclass
 from datetime import datetime, tzinfo
+from types import SimpleNamespace
 from typing import Any
 
 import sqlalchemy as sa
@@ -16,8 +18,10 @@ from kezek.events import Event, new_event, schema_for
 from kezek.logging import get_logger
 from kezek.outbox import sealed_payload
 from kezek.sealing import ring_of
+from kezek.tracing import current_context
 from services.notifications import domain as d
-from services.notifications.models import Contact, KnownApplication, KnownReferral, Message, ParkedEvent, outbox
+from services.notifications.models import (Contact, KnownApplication, KnownReferral, Message, ParkedEvent, audit,
+                                           outbox)
 from services.notifications.rendering import Renderer, stored_params, template_values
 from services.notifications.usecases import moves
 from services.notifications.usecases.common import MESSAGE_NS, SYSTEM, message_id, upsert, when
@@ -46,8 +50,27 @@ _TO_PARK = "notifications.to_park"
 # events the batch has handled in a row, written together before anything
 # else reads them.
 _RECEIVED_ROWS = "notifications.received_rows"
+# session.info key: the messages made since the last write, by id, written
+# together (with their outbox and audit rows) by `_write_made`.
+_MADE = "notifications.made"
+# session.info keys: the known referrals `prepare` read (locked) for the
+# batch's referral events, by id (None: not known), and those learnt since;
+# the contacts it read for the batch's events that may make messages.
+_REFERRALS = "notifications.referrals"
+_CONTACTS = "notifications.contacts"
 # Fields the workflow sends as local wall time without an offset.
 _LOCAL_TIMES = ("deadline", "stoplist_until")
+
+
+@dataclass
+class _Made:
+    """A message made, not written yet: its row but its status and release,
+    which `_write_made` works out with the batch's others on its phone."""
+    row: dict
+    now: datetime
+    channel: d.Channel
+    urgent: bool
+    trace: dict
 
 
 class Consuming:
@@ -92,6 +115,23 @@ class Consuming:
         contacts = set(session.scalars(sa.select(Contact.parent_id).where(Contact.parent_id.in_(sorted(parents))))) \
             if ids else set()
         session.info[_PREPARED] = ({a.application_id for a in apps}, contacts, set(ids))
+        # The referral facts of the batch's referral events, locked in one
+        # statement (each event read and locked its own), and the contacts
+        # of the parents its events other than positions may tell (opened:
+        # they are few; a position is no news but rarely).
+        refs = sorted({rid for e in events if e.type.startswith("referral.") and (rid := e.data.get("referral_id"))})
+        known = session.scalars(sa.select(KnownReferral).where(KnownReferral.referral_id.in_(refs))
+                                .order_by(KnownReferral.referral_id).with_for_update()).all() if refs else []
+        session.info[_REFERRALS] = {**dict.fromkeys(refs), **{k.referral_id: k for k in known}}
+        apps_by_id = {a.application_id: a for a in apps}
+        telling = {e.data.get("parent_id") or getattr(apps_by_id.get(e.data.get("application_id")), "parent_id", None)
+                   for e in events if e.type in d.RULES and e.type not in ("application.position_changed.v1",
+                                                                            "application.received.v1")}
+        # (not a parent whose contact an event of the batch rewrites: read when told)
+        telling -= {e.data.get("parent_id") for e in events if e.type in CONTACT_EVENTS}
+        telling = sorted((telling & contacts) - {None})
+        session.info[_CONTACTS] = session.scalars(sa.select(Contact).where(Contact.parent_id.in_(telling))).all() \
+            if telling else []
         # The session's identity map holds unchanged rows weakly: kept here,
         # they are there for `handle` (session.get, no statement).
         session.info[_PREPARED_ROWS] = list(apps)
@@ -104,6 +144,7 @@ class Consuming:
         parked, written in one execution instead of a statement each (an
         import parks every child's first positions)."""
         self._write_received(session)
+        self._write_made(session)
         rows = session.info.get(_TO_PARK)
         if rows:
             upsert(session, ParkedEvent, rows, ["event_id"])
@@ -129,6 +170,8 @@ class Consuming:
             self._notify(session, event)
         if event.type == "application.received.v1":
             self._replay_parked(session, event.data["application_id"])
+        if _PREPARED not in session.info:
+            self._write_made(session)       # one event alone: written now (in a batch, by `finish`)
 
     def notify_parent(self, *, key: str, kind: str, referral_id: str, application_id: str,
                       parent_id: str | None, at: datetime, data: dict) -> bool:
@@ -220,40 +263,80 @@ class Consuming:
 
     def _create(self, session: Session, event: Event, planned: d.PlannedMessage,
                 recipient: d.Recipient, values: dict, params: str | None = None) -> None:
+        """The message, rendered; written with the others made before the
+        batch's end (`_write_made`), where its SMS slot is worked out."""
         now = self.clock()
         data = event.data
         rule = d.RULES[event.type]
         mid = message_id(event.id, planned.channel)
-        if session.get(Message, mid) is not None:
+        made = session.info.setdefault(_MADE, {})
+        if mid in made:
             return
         expires = (when(data.get("expires_at")) or planned.expires_at) if rule.ttl else None
-        msg = Message(
+        row = dict(
             id=mid, source_event_id=event.id, source_event_type=event.type, kind=planned.kind.value,
             channel=planned.channel.value, parent_id=recipient.parent_id,
             application_id=data.get("application_id"), referral_id=data.get("referral_id"),
             address=planned.address, locale=planned.locale, urgent=planned.urgent,
-            attempts=0, expires_at=expires, created_at=now, body="", params=params,
+            attempts=0, expires_at=expires, created_at=now, subject=None, body="", params=params,
+            sms_encoding=None, sms_segments=None,
         )
         try:
             rendered = self.renderer.render(planned.kind, planned.locale, planned.channel, values)
         except Exception as exc:  # a template bug must not lose the event silently
+            self._write_made(session)       # the messages made before it come first
+            if session.get(Message, mid) is not None:
+                return
             log.error("notifications.render_failed", kind=planned.kind.value, locale=planned.locale, error=repr(exc))
+            msg = Message(**row)
             session.add(msg)
             moves.queued(session, msg, now)
             moves.fail(session, msg, f"render failed: {exc!r}", now, SYSTEM)
             return
-        msg.subject, msg.body = rendered.subject, rendered.body
+        row.update(subject=rendered.subject, body=rendered.body)
         if rendered.sms:
-            msg.sms_encoding, msg.sms_segments = rendered.sms.encoding, rendered.sms.segments
-        release = d.schedule(planned.channel, now, self.tz, urgent=planned.urgent,
-                             sms_sent_at=moves.sms_slots(session, planned.address, now, self.limits)
-                             if planned.channel is d.Channel.SMS else (),
-                             limits=self.limits)
-        msg.status, msg.next_attempt_at = d.Status.QUEUED.value, release
-        session.add(msg)
-        session.flush()  # the next SMS to this phone in this transaction must see this slot taken
-        moves.queued(session, msg, release)
-        moves.audited(session, SYSTEM, "notification.queued", msg, release_at=release.isoformat())
+            row.update(sms_encoding=rendered.sms.encoding, sms_segments=rendered.sms.segments)
+        made[mid] = _Made(row, now, planned.channel, planned.urgent, current_context())
+
+    def _write_made(self, session: Session) -> None:
+        """The messages made since the last write, in their order: those
+        not there yet (a message id names one event's channel), each SMS
+        released at its phone's next slot (quiet hours and daily limits, the
+        earlier ones of the batch counted as taken), in one statement for
+        the messages, one for their notification.queued.v1 and one for
+        their audit rows, where each message had its own three, a read of
+        its phone's slots and a flush."""
+        made = session.info.get(_MADE)
+        if not made:
+            return
+        items = list(made.values())
+        made.clear()
+        there = set(session.scalars(sa.select(Message.id).where(Message.id.in_([m.row["id"] for m in items]))))
+        items = [m for m in items if m.row["id"] not in there]
+        if not items:
+            return
+        sms = {m.row["address"] for m in items if m.channel is d.Channel.SMS}
+        slots = moves.sms_slots_of(session, sms, min(m.now for m in items), self.limits) if sms else {}
+        window = max(limit.window for limit in self.limits)
+        ring = ring_of(session)
+        rows, events, audits = [], [], []
+        for m in items:
+            taken = slots.get(m.row["address"], []) if m.channel is d.Channel.SMS else None
+            release = d.schedule(m.channel, m.now, self.tz, urgent=m.urgent,
+                                 sms_sent_at=[t for t in taken if t > m.now - window] if taken else (),
+                                 limits=self.limits)
+            if taken is not None:
+                taken.append(release)       # the next SMS to this phone sees this slot taken
+            row = {**m.row, "address_hash": ring.lookup("address", m.row["address"]),
+                   "status": d.Status.QUEUED.value, "next_attempt_at": release}
+            rows.append(row)
+            msg = SimpleNamespace(**row)
+            events.append(outbox.new("notification.queued.v1", msg.id, moves.queued_data(msg, release),
+                                     trace=m.trace))
+            audits.append(moves.audit_row("notification.queued", msg, release_at=release.isoformat()))
+        session.execute(Message.__table__.insert(), rows)
+        outbox.write(session, events)
+        audit.record_many(session, SYSTEM, audits)
 
     def _recipient(self, session: Session, event: Event) -> d.Recipient | None:
         data = event.data
@@ -271,7 +354,7 @@ class Consuming:
         if app is None:
             return None
         parent_id = data.get("parent_id") or app.parent_id
-        contact = session.get(Contact, parent_id)
+        contact = session.get(Contact, parent_id)      # read by `prepare` for the batch's events, mostly
         if contact is None:
             return None
         return d.Recipient(parent_id=parent_id, email=contact.email, phone=self._phone(contact.phone),
@@ -306,21 +389,33 @@ class Consuming:
                                        "locale": d.choose_locale(data.get("locale")), "updated_at": now},
                     ["parent_id"], insert_only={"phone": None})
         if event.type.startswith("referral.") and data.get("referral_id"):
-            known = session.get(KnownReferral, data["referral_id"], with_for_update=True)
+            known = self._known_referral(session, data["referral_id"], lock=True)
             facts = dict(known.facts) if known else {}
             facts.update({k: data[k] for k in REFERRAL_FACTS if k in data})
             if event.type == "referral.privilege_confirmed.v1":
                 facts["needs_confirmation"] = False  # the enrolment window follows
             if known is None:
-                session.add(KnownReferral(referral_id=data["referral_id"], application_id=data["application_id"],
-                                          facts=facts))
+                known = KnownReferral(referral_id=data["referral_id"], application_id=data["application_id"],
+                                      facts=facts)
+                session.add(known)
+                if _REFERRALS in session.info:
+                    session.info[_REFERRALS][known.referral_id] = known    # what its next event reads
             else:
                 known.facts = facts
+
+    @staticmethod
+    def _known_referral(session: Session, referral_id: str, *, lock: bool = False) -> KnownReferral | None:
+        """What is known of a referral: as `prepare` read it (locked) or the
+        batch learnt it, else read now."""
+        cached = session.info.get(_REFERRALS)
+        if cached is not None and referral_id in cached:
+            return cached[referral_id]
+        return session.get(KnownReferral, referral_id, with_for_update=True if lock else None)
 
     def _referral_facts(self, session: Session, data: dict) -> dict:
         if not data.get("referral_id"):
             return {}
-        known = session.get(KnownReferral, data["referral_id"])
+        known = self._known_referral(session, data["referral_id"])
         facts = dict(known.facts) if known else {}
         if "window" in data:
             # What this event is about decides the window, not what came before.

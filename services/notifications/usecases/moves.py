@@ -28,27 +28,53 @@ def event_data(msg: Message) -> dict:
 
 def audited(session: Session, who: Principal, action: str, m: Message, **details: Any) -> None:
     """One move of a message, for the audit trail: no address, no text."""
-    audit.record(session, who, action, f"message:{m.id}",
-                 details={"kind": m.kind, "channel": m.channel, "status": m.status, **details})
+    row = audit_row(action, m, **details)
+    audit.record(session, who, action, row["subject"], details=row["details"])
+
+
+def audit_row(action: str, m: Any, **details: Any) -> dict:
+    """`audited`'s row, for `audit.record_many` (`m`: a message or what
+    has its attributes)."""
+    return {"action": action, "subject": f"message:{m.id}",
+            "details": {"kind": m.kind, "channel": m.channel, "status": m.status, **details}}
 
 
 def queued(session: Session, msg: Message, release: datetime) -> None:
+    outbox.add(session, "notification.queued.v1", msg.id, queued_data(msg, release))
+
+
+def queued_data(msg: Any, release: datetime) -> dict:
+    """The data of a message's notification.queued.v1 (`m`: a message or
+    what has its attributes)."""
     data = {**event_data(msg), "locale": msg.locale, "release_at": release.isoformat()}
     if msg.sms_segments is not None:
         data.update(segments=msg.sms_segments, encoding=msg.sms_encoding)
-    outbox.add(session, "notification.queued.v1", msg.id, data)
+    return data
 
 
 def sms_slots(session: Session, phone: str, now: datetime, limits: tuple[d.RateLimit, ...]) -> list[datetime]:
     """Send times taken on this phone: sent ones and those scheduled, so
     that a burst of events spreads out instead of all taking one slot."""
+    return sms_slots_of(session, {phone}, now, limits)[phone]
+
+
+def sms_slots_of(session: Session, phones: set[str], now: datetime,
+                 limits: tuple[d.RateLimit, ...]) -> dict[str, list[datetime]]:
+    """`sms_slots` of several phones in one statement, by phone (a list
+    for each, empty when nothing is taken)."""
     horizon = now - max(limit.window for limit in limits)
+    ring = ring_of(session)
+    phone_of = {h: phone for phone in sorted(phones) for h in ring.lookups("address", phone)}
+    out: dict[str, list[datetime]] = {phone: [] for phone in phones}
+    if not phone_of:
+        return out
     when = sa.func.coalesce(Message.sent_at, Message.next_attempt_at)
-    rows = session.scalars(sa.select(when).where(
-        Message.channel == d.Channel.SMS.value,
-        Message.address_hash.in_(ring_of(session).lookups("address", phone)),
+    rows = session.execute(sa.select(Message.address_hash, when).where(
+        Message.channel == d.Channel.SMS.value, Message.address_hash.in_(sorted(phone_of)),
         Message.status != d.Status.FAILED.value, when > horizon))
-    return [aware(t) for t in rows]
+    for h, t in rows:
+        out[phone_of[h]].append(aware(t))
+    return out
 
 
 def forget_secret(m: Message) -> None:
