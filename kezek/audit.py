@@ -104,15 +104,18 @@ class AuditTrail:
         cols = _columns()
         self.table = sa.Table("audit_trail", metadata, *cols,
                               *(sa.Index(name, *c) for name, c in _indexes()))
+        self._insert = self.table.insert()
 
     def record(self, session: Session, who: Principal, action: str, subject: str, *,
                details: dict[str, Any] | None = None, district: str | None = None, outcome: str = "ok",
                reason: str | None = None, kind: str = ACT, at: datetime | None = None) -> None:
         if kind not in KINDS or outcome not in OUTCOMES:
             raise ValueError(f"audit: kind {kind!r} / outcome {outcome!r}")
-        session.execute(self.table.insert().values(**self._row(
+        # The values as parameters of one statement (with them inline, every
+        # row was a new statement to key and compile).
+        session.execute(self._insert, self._row(
             who, action, subject, details=details, district=district, outcome=outcome, reason=reason,
-            kind=kind, at=at)))
+            kind=kind, at=at))
 
     def look(self, session: Session, who: Principal, action: str, subject: str, *, why: str | None = None,
              details: dict[str, Any] | None = None, district: str | None = None) -> None:

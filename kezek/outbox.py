@@ -76,6 +76,7 @@ class Outbox:
         self.source = source
         self.table = sa.Table("outbox", metadata, *_outbox_columns(), _unsent_index())
         self.processed = sa.Table("processed_events", metadata, *_processed_columns())
+        self._claims: dict[str, Any] = {}
 
     def add(self, session: Session, event_type: str, subject: str, data: dict[str, Any],
             *, time: datetime | None = None, event_id: str | None = None, schema_base: str | None = None) -> Event:
@@ -207,16 +208,25 @@ class Outbox:
     def claim(self, session: Session, consumer: str, event_id: str) -> bool:
         """True if this consumer has not processed the event before; the claim
         commits with the caller's transaction, so effect and claim are one."""
-        dialect = session.get_bind().dialect.name
-        if dialect == "postgresql":
-            from sqlalchemy.dialects.postgresql import insert
-        else:
-            from sqlalchemy.dialects.sqlite import insert
-        stmt = insert(self.processed).values(
-            consumer=consumer, event_id=event_id, processed_at=datetime.now(UTC),
-        ).on_conflict_do_nothing().returning(self.processed.c.event_id)
         # RETURNING, not rowcount: psycopg reports -1 for this statement.
-        return session.execute(stmt).first() is not None
+        row = {"consumer": consumer, "event_id": event_id, "processed_at": datetime.now(UTC)}
+        return session.execute(self._claim_statement(session), row).first() is not None
+
+    def _claim_statement(self, session: Session):
+        """The claim's INSERT ... ON CONFLICT DO NOTHING, built once per
+        dialect and given its values as parameters: built with the values
+        inline, each claim (one per event consumed, one per workflow
+        activity) was a new statement to key and compile."""
+        dialect = session.get_bind().dialect.name
+        stmt = self._claims.get(dialect)
+        if stmt is None:
+            if dialect == "postgresql":
+                from sqlalchemy.dialects.postgresql import insert
+            else:
+                from sqlalchemy.dialects.sqlite import insert
+            stmt = self._claims[dialect] = (insert(self.processed).on_conflict_do_nothing()
+                                            .returning(self.processed.c.event_id))
+        return stmt
 
     def claim_many(self, session: Session, consumer: str, event_ids: list[str]) -> set[str]:
         """`claim` for a batch, in one statement: the ids not processed before."""
