@@ -15,6 +15,7 @@ from hypothesis import given, strategies as st
 from services.queue.domain import JoinQueue, Policy, Refused
 from services.queue.domain.ageing import latest_school_age_birth_date, reached_school_age, school_age_date
 from services.queue.domain.refusals import Invalid
+from services.queue.jobs import Allocator
 from services.queue.models import outbox
 from workflows import rules
 from tests.builders import Clock, kindergarten, sqlite_queue
@@ -107,6 +108,22 @@ def test_waiting_child_leaves_the_queue_at_0000_local_time_of_its_seventh_birthd
                       "closed_at": BIRTHDAY_MIDNIGHT.isoformat()}
     [row] = [r for r in svc.audit.trail("application:a1") if r["action"] == "application.aged_out"]
     assert row["actor"] == "system:ageing" and row["actor_role"] == "service"
+
+
+def test_a_run_before_the_days_ageing_gives_no_place_to_a_child_who_reached_school_age_at_its_0000(svc, clock):
+    """The day turns inside the allocator loop's tick, after its ageing job
+    and before its run, and a place comes free between: it goes to the next
+    child, not to one who left the queue at 00:00 and is still marked
+    waiting; the next tick ages him out."""
+    join(svc, "seven")
+    join(svc, "six", born="2020-06-01", serial=2, qd="2025-02-10T10:00:00+06:00")
+    clock.now = BIRTHDAY_MIDNIGHT - timedelta(seconds=1)
+    Allocator(svc).keep_calendar()
+    clock.now = BIRTHDAY_MIDNIGHT + timedelta(seconds=1)
+    svc.places.publish("sun", 2020, "ru", 1, actor="kg:sun")
+    assert [x.application_id for x in svc.allocation.process_requests().issued] == ["six"]
+    Allocator(svc).run_once()
+    assert status(svc, "seven") == "aged_out"
 
 
 def test_a_child_on_the_stoplist_at_its_birthday_leaves_too_and_its_stoplist_end_does_not_bring_it_back(svc, clock):

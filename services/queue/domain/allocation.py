@@ -10,6 +10,7 @@ from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from datetime import date
 
+from services.queue.domain.ageing import latest_school_age_birth_date
 from services.queue.domain.policy import Policy
 from services.queue.domain.ranking import Applicant, PlaceKey, latest_eligible_birth_date, rank_key
 from services.queue.domain.refusals import DomainError, UnknownCategory
@@ -32,7 +33,8 @@ def allocate(waiting: Iterable[Applicant], free: FreePlaces, on: date, policy: P
     `waiting`: children with no live referral and not on the stop-list (the
     caller filters). `free`: free places per (place key, reserved category or
     None). Children are taken in rank order; those who have not reached the
-    minimum age on `on` are skipped; each takes its best preference with a
+    minimum age on `on`, or have reached school age (left the queue at its
+    00:00, though a run may come before the day's ageing job), are skipped; each takes its best preference with a
     free place of its cohort and language, a place reserved for its own
     category before an open one. Deterministic; `free` is not changed."""
     ordered = sorted(waiting, key=lambda a: rank_key(a, policy))
@@ -56,6 +58,7 @@ def allocate_ranked(ranked: Iterable[Applicant], free: FreePlaces, on: date,
     previous: tuple | None = None
     served = 0
     eligible_up_to = latest_eligible_birth_date(on, policy)
+    school_age_from = latest_school_age_birth_date(on, policy)
     if not pools:
         return
     for a in ranked:
@@ -71,7 +74,7 @@ def allocate_ranked(ranked: Iterable[Applicant], free: FreePlaces, on: date,
             raise DomainError(f"child {a.child_id} is in the queue twice")
         previous = key
         seen_children.add(a.child_id)
-        if a.birth_date > eligible_up_to:  # reached_min_age, as one comparison
+        if a.birth_date > eligible_up_to or a.birth_date <= school_age_from:  # reached_min_age, reached_school_age
             continue
         cohort, language, category = a.birth_date.year, a.language, a.category
         for index, kindergarten in enumerate(a.preferences):
