@@ -33,6 +33,15 @@ def lock(s: Session, app_id: str, *, lock: bool = True) -> Application:
     return app
 
 
+def parent_of(s: Session, app_id: str) -> str | None:
+    """The entry's parent (None: an entry without an account), read
+    without the entry's sealed columns."""
+    row = s.execute(sa.select(A.c.parent_id).where(A.c.id == app_id)).first()
+    if row is None:
+        raise NotFound("entry_unknown", field="application_id", application_id=app_id)
+    return row[0]
+
+
 def id_of_pin(s: Session, pin: str) -> str | None:
     """The entry of a child PIN (one per child, closed ones aside), found
     by the PIN's lookup hash under every key of the ring."""

@@ -27,12 +27,13 @@ def lock(s: Session, referral_id: str | int, app_id: str | None = None) -> Refer
     return ref
 
 
-def event_data(s: Session, ref: Referral, app: Application, **extra) -> dict:
-    """What every referral event carries: ids, the parent, the kindergarten's name and address."""
+def event_data(s: Session, ref: Referral, parent_id: str | None, **extra) -> dict:
+    """What every referral event carries: ids, the parent (the entry's
+    `parent_id`), the kindergarten's name and address."""
     kg = s.get(Kindergarten, ref.kindergarten_id)
     data = {"referral_id": str(ref.id), "application_id": ref.application_id, "kindergarten_id": ref.kindergarten_id}
-    if app.parent_id:
-        data["parent_id"] = app.parent_id
+    if parent_id:
+        data["parent_id"] = parent_id
     if kg is not None:
         data["kindergarten_name"] = kg.name
         if kg.address:

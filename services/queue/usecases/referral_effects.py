@@ -85,7 +85,7 @@ class ReferralEffects:
             place = f"place:{ref.kindergarten_id}/{ref.cohort}/{ref.language}"
             stoplist = outcome == "expired" and not aged
             w.emit(f"referral.{outcome}.v1", f"referral:{ref.id}", referrals.event_data(
-                w.s, ref, app, reason=None if outcome == "expired" else reason,
+                w.s, ref, app.parent_id, reason=None if outcome == "expired" else reason,
                 stoplist_until=app.paused_until.isoformat() if stoplist else None, aged_out=aged or None), time=at)
             w.emit("place.returned.v1", place, {
                 "kindergarten_id": ref.kindergarten_id, "cohort": ref.cohort, "language": ref.language,
@@ -160,7 +160,7 @@ class ReferralEffects:
             places.enrol(w.s, ref.place_id)
             app = entries.lock(w.s, ref.application_id)
             app.status, app.updated_at = "enrolled", w.now()
-            w.emit("referral.enrolled.v1", f"referral:{ref.id}", referrals.event_data(w.s, ref, app), time=at)
+            w.emit("referral.enrolled.v1", f"referral:{ref.id}", referrals.event_data(w.s, ref, app.parent_id), time=at)
             closed(w, app.id, app.parent_id, "enrolled", at)
             w.audit(actor, "referral.enrolled", f"application:{app.id}",
                     {"referral_id": ref.id, "kindergarten": ref.kindergarten_id}, at=at)
@@ -177,7 +177,9 @@ class ReferralEffects:
             if not _claimed(w, key):
                 return False
             ref = referrals.lock(w.s, referral_id, application_id)
-            app = entries.lock(w.s, ref.application_id, lock=False)
+            # The entry's parent alone: the entry's row would open the
+            # child's sealed PIN and names, which the fact does not carry.
+            parent_id = entries.parent_of(w.s, ref.application_id)
             if ref.status == "live":
                 ref.state = state
                 if deadline is not None:
@@ -194,8 +196,8 @@ class ReferralEffects:
                              language=ref.language)
             elif event == "referral.certificate_requested":
                 extra["reason"] = reason
-            w.emit(f"{event}.v1", f"referral:{ref.id}", referrals.event_data(w.s, ref, app, **extra), time=at)
-            w.audit(actor, event, f"application:{app.id}",
+            w.emit(f"{event}.v1", f"referral:{ref.id}", referrals.event_data(w.s, ref, parent_id, **extra), time=at)
+            w.audit(actor, event, f"application:{ref.application_id}",
                     {"referral_id": ref.id, "state": state, "deadline": extra["deadline"], "reason": reason}, at=at)
             return True
 
