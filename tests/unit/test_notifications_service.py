@@ -589,6 +589,35 @@ def test_a_batch_of_referral_events_writes_its_messages_their_facts_and_audit_ro
     assert {audited[f"message:{m.id}"]["status"] for m in made} == {"queued"}
 
 
+def test_a_batch_of_positions_entering_the_top_ten_reads_the_parents_contacts_once(service):
+    """On a distribution day the children moved into the top ten of every
+    pool are news: their parents' contacts are read with the batch, not
+    one read (and flush) a position."""
+    n = 5
+    for i in range(n):
+        consume(service, received(app=f"t{i}", parent=f"u{i}", locale="ru"))
+    events = [ev("application.position_changed.v1", {"application_id": f"t{i}", "position": 9 - i,
+                                                     "previous_position": 12}) for i in range(n)]
+    events += [ev("application.position_changed.v1", {"application_id": f"t{i}", "position": 30,
+                                                      "previous_position": 31}) for i in range(n)]
+    engine = service.sessions.kw["bind"]
+    reads = []
+
+    def seen(conn, cursor, statement, *args):
+        if statement.lstrip().upper().startswith("SELECT") and "contacts" in statement:
+            reads.append(statement)
+    sa.event.listen(engine, "before_cursor_execute", seen)
+    try:
+        consume_batch(service, events)
+    finally:
+        sa.event.remove(engine, "before_cursor_execute", seen)
+    # which parents have contacts; the contacts of those in the top ten
+    assert len(reads) == 2, reads
+    told = messages(service, kind="top_ten_reached")
+    assert {m.application_id for m in told} == {f"t{i}" for i in range(n)}
+    assert {m.address for m in told if m.channel == "email"} == {"p1@example.kg"}
+
+
 def test_a_burst_of_sms_to_one_phone_in_one_batch_is_spread_as_one_by_one(service, clock):
     consume(service, received(locale="ru"))
     consume_batch(service, [issued(ref=f"r{i}") for i in range(7)])

@@ -73,6 +73,12 @@ class _Made:
     trace: dict
 
 
+def _may_be_news(data: dict) -> bool:
+    """A position event that can tell the parent something (`reached_top_ten`)."""
+    position = data.get("position")
+    return isinstance(position, int) and position <= d.TOP_TEN
+
+
 class Consuming:
     """Part of NotificationService (service.py): what it needs from it."""
 
@@ -117,16 +123,18 @@ class Consuming:
         session.info[_PREPARED] = ({a.application_id for a in apps}, contacts, set(ids))
         # The referral facts of the batch's referral events, locked in one
         # statement (each event read and locked its own), and the contacts
-        # of the parents its events other than positions may tell (opened:
-        # they are few; a position is no news but rarely).
+        # of the parents its events may tell (opened: they are few): those
+        # of its events other than positions, and of the positions in the
+        # top ten (the only ones that can be news; on a distribution day,
+        # the children moved into it in every pool).
         refs = sorted({rid for e in events if e.type.startswith("referral.") and (rid := e.data.get("referral_id"))})
         known = session.scalars(sa.select(KnownReferral).where(KnownReferral.referral_id.in_(refs))
                                 .order_by(KnownReferral.referral_id).with_for_update()).all() if refs else []
         session.info[_REFERRALS] = {**dict.fromkeys(refs), **{k.referral_id: k for k in known}}
         apps_by_id = {a.application_id: a for a in apps}
         telling = {e.data.get("parent_id") or getattr(apps_by_id.get(e.data.get("application_id")), "parent_id", None)
-                   for e in events if e.type in d.RULES and e.type not in ("application.position_changed.v1",
-                                                                            "application.received.v1")}
+                   for e in events if e.type in d.RULES and e.type != "application.received.v1"
+                   and (e.type != "application.position_changed.v1" or _may_be_news(e.data))}
         # (not a parent whose contact an event of the batch rewrites: read when told)
         telling -= {e.data.get("parent_id") for e in events if e.type in CONTACT_EVENTS}
         telling = sorted((telling & contacts) - {None})
