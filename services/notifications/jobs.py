@@ -50,8 +50,9 @@ class Dispatcher:
         claimed = self.service.claim_due((self.channel,), limit=self.batch, lease=self.lease)
         if self.concurrency > 1 and len(claimed) > 1:
             with ThreadPoolExecutor(self.concurrency, thread_name_prefix=self.__name__) as pool:
-                for done in [pool.submit(self.deliver, msg, leased_until) for msg in claimed]:
-                    done.result()         # a record that failed past its lease raises here, as below
+                sent = [f.result() for f in [pool.submit(self.send, msg) for msg in claimed]]
+            # a record that failed past its lease raises here, as below
+            self.record_round([s for s in sent if s is not None], leased_until)
         else:
             for msg in claimed:
                 self.deliver(msg, leased_until)
@@ -62,11 +63,15 @@ class Dispatcher:
         flight at all times, more claimed as soon as half the slots are free
         (run_once's batch waited for its slowest send before claiming the
         next: one provider answer that took seconds held fifteen slots
-        idle). Each message is still claimed under a lease, sent, then
-        recorded by one thread; on stop, what is in flight is sent and
-        recorded before the transport closes."""
+        idle). Each message is still claimed under a lease and sent by one
+        thread, its acceptance noted at once (`send`); the sends that ended
+        meanwhile are recorded together by this loop, in one transaction
+        (`record_round`), while the others stay in flight (a transaction
+        per send made the database the limit of a distribution day). On
+        stop, what is in flight is sent and recorded before the transport
+        closes."""
         measuring = Every(measure_every)
-        in_flight: set[Future] = set()
+        in_flight: dict[Future, float] = {}      # a send, and the end of its lease
         refill = max(1, self.concurrency // 2)
         with ThreadPoolExecutor(self.concurrency, thread_name_prefix=self.__name__) as pool:
             while not stop.is_set():
@@ -78,29 +83,48 @@ class Dispatcher:
                     if free >= refill or not in_flight:
                         leased_until = time.monotonic() + self.lease.total_seconds()
                         claimed = self.service.claim_due((self.channel,), limit=free, lease=self.lease)
-                        in_flight |= {pool.submit(self.deliver, msg, leased_until) for msg in claimed}
+                        in_flight.update((pool.submit(self.send, msg), leased_until) for msg in claimed)
                         drained = len(claimed) < free
                     if not in_flight:
                         stop.wait(self.idle_sleep)
                         continue
                     # Nothing more due: look again after idle_sleep at the latest.
-                    done, in_flight = wait(in_flight, timeout=self.idle_sleep if drained else None,
-                                           return_when=FIRST_COMPLETED)
-                    for f in done:     # a record that failed past its lease
-                        if (failed := f.exception()) is not None:
-                            log.warning("notifications.dispatch_failed", channel=self.channel.value,
-                                        error=repr(failed))
+                    done, _pending = wait(in_flight, timeout=self.idle_sleep if drained else None,
+                                          return_when=FIRST_COMPLETED)
+                    self.record_done({f: in_flight.pop(f) for f in done})
                 except Exception as exc:  # the database may be away for a moment
                     log.warning("notifications.dispatch_failed", channel=self.channel.value, error=repr(exc))
                     stop.wait(1)
             wait(in_flight)
+            try:
+                self.record_done(in_flight)
+            except Exception as exc:
+                log.warning("notifications.dispatch_failed", channel=self.channel.value, error=repr(exc))
         self.transport.close()
+
+    def record_done(self, done: dict[Future, float]) -> None:
+        """The round of sends that ended, recorded in one transaction."""
+        sent, leased_until = [], float("inf")
+        for f, until in done.items():
+            if (failed := f.exception()) is not None:     # the expired message's give-up could not be written
+                log.warning("notifications.dispatch_failed", channel=self.channel.value, error=repr(failed))
+            elif f.result() is not None:
+                sent.append(f.result())
+                leased_until = min(leased_until, until)
+        self.record_round(sent, leased_until)
 
     def deliver(self, msg, leased_until: float) -> None:
         """One claimed message: sent (unless it expired) and its outcome recorded."""
+        if (sent := self.send(msg)) is not None:
+            self.record(*sent, leased_until)
+
+    def send(self, msg) -> tuple[str, Attempt] | None:
+        """One claimed message sent (None: it expired, and was given up), the
+        provider's acceptance noted at once; the rest of the record is the
+        caller's (`record`, `record_round`)."""
         if expired(msg.expires_at, self.service.clock()):
             self.service.give_up_expired(msg.id)
-            return
+            return None
         try:
             attempt = self.transport.send(msg)
         except Exception as exc:  # a transport bug is a failed attempt, not a dead loop
@@ -110,7 +134,7 @@ class Dispatcher:
                 self.service.note_accepted(msg.id, attempt.provider_ref)
             except Exception as exc:  # the database is away: the record below waits for it
                 log.warning("notifications.accept_note_failed", message_id=msg.id, error=repr(exc)[:300])
-        self.record(msg.id, attempt, leased_until)
+        return msg.id, attempt
 
     def record(self, message_id: str, attempt: Attempt, leased_until: float) -> None:
         """Records what the provider answered, asking the database again
@@ -129,6 +153,23 @@ class Dispatcher:
                     raise
                 log.warning("notifications.record_failed", message_id=message_id, error=repr(exc)[:300],
                             retry_in=pause)
+                self.sleep(pause)
+                pause = min(pause * 2, 5.0)
+
+    def record_round(self, sent: list[tuple[str, Attempt]], leased_until: float) -> None:
+        """`record` of a round of sends, in one transaction
+        (`record_attempts`), asked again while the database is away and the
+        round's first lease holds."""
+        pause = 0.5
+        while sent:
+            try:
+                self.service.record_attempts(sent)
+                return
+            except Exception as exc:
+                if time.monotonic() + pause >= leased_until - 5:
+                    raise
+                log.warning("notifications.record_failed", message_ids=[mid for mid, _a in sent][:20],
+                            error=repr(exc)[:300], retry_in=pause)
                 self.sleep(pause)
                 pause = min(pause * 2, 5.0)
 

@@ -7,7 +7,8 @@ rows to the audit trail (usecases/moves.py).
   handler (inside the consumer's transaction, with the event id already
   claimed), and `notify_parent(...)`, the workflow's activity (only the
   kinds no Kafka fact tells, `domain.ACTIVITY_KINDS`, once per key).
-- usecases/dispatching.py: `claim_due` / `record_attempt` /
+- usecases/dispatching.py: `claim_due` / `record_attempt` (`record_attempts`
+  for a round of sends, in one transaction) /
   `record_receipt`, the dispatcher's steps around a send, and `send_again`,
   an operator's retry.
 - usecases/reading.py: the operators' views, the parent's inbox and read mark.

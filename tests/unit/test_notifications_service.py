@@ -824,3 +824,53 @@ def test_a_slow_sms_send_does_not_hold_up_the_next_ones(service):
     assert sms.sent[-1].id == sms.first
     assert sorted(m.id for m in sms.sent) == sorted(m.id for m in messages(service, channel="sms"))
     assert {m.status for m in messages(service, channel="sms")} == {"sent"}
+
+
+def test_a_round_of_concurrent_sends_is_recorded_in_one_transaction_with_one_insert_per_table(service):
+    """A round of N sends over HTTP costs the database one claim, the N
+    acceptance notes (each committed the moment its provider answers) and
+    one transaction for the N records: the messages read once, their facts
+    in one insert and their audit rows in one, whatever each outcome (sent,
+    retried, given up), never a transaction per send."""
+    n = 8
+    eight_referral_sms_due(service)
+
+    class Http(Scripted):
+        concurrent = True
+
+    sms = Http(Channel.SMS, Outcome.TRANSIENT, Outcome.PERMANENT)
+    engine = service.sessions.kw["bind"]
+    statements, commits = [], []
+
+    def seen(conn, cursor, statement, *args):
+        statements.append(" ".join(statement.split()).upper())
+
+    def committed(conn):
+        commits.append(conn)
+    sa.event.listen(engine, "before_cursor_execute", seen)
+    sa.event.listen(engine, "commit", committed)
+    try:
+        assert Dispatcher(service, sms, batch=n, concurrency=4).run_once() == n
+    finally:
+        sa.event.remove(engine, "before_cursor_execute", seen)
+        sa.event.remove(engine, "commit", committed)
+    # the claim, each acceptance (the six sent), the round's record
+    assert len(commits) == 1 + (n - 2) + 1, statements
+    inserts = [st.split()[2] for st in statements if st.startswith("INSERT INTO")]
+    assert inserts.count("OUTBOX") == 1 and inserts.count("AUDIT_TRAIL") == 1, inserts
+    reads = [st for st in statements if st.startswith("SELECT") and "FROM MESSAGES" in st]
+    assert len(reads) == 2, reads                             # the claim's and the record's
+    sms_sent = messages(service, channel="sms")
+    assert sorted(m.status for m in sms_sent) == ["failed"] + ["queued"] + ["sent"] * (n - 2)
+    assert len({m.id for m in sms.sent}) == n
+    kinds = [t for t, data in outbox_events(service) if data.get("channel") == "sms" and t != "notification.queued.v1"]
+    assert sorted(kinds) == ["notification.failed.v1"] + ["notification.sent.v1"] * (n - 2)
+    with service.sessions() as s:
+        actions = s.execute(sa.text(
+            "SELECT action FROM audit_trail WHERE action IN ('notification.sent', 'notification.retry_scheduled', "
+            "'notification.dead_lettered')")).scalars().all()
+    assert sorted(actions) == ["notification.dead_lettered", "notification.retry_scheduled"] + [
+        "notification.sent"] * (n - 2)
+    # The retried one is due again on its schedule and sent then.
+    retried = next(m for m in sms_sent if m.status == "queued")
+    assert retried.attempts == 1 and retried.next_attempt_at is not None

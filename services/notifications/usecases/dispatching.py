@@ -84,7 +84,25 @@ class Dispatching:
         with unit_of_work(self.sessions) as s:
             return self._settle(s, s.get(Message, mid, with_for_update=True), attempt, now)
 
-    def _settle(self, s: Session, m: Message, attempt: Attempt, now: datetime) -> d.Status:
+    def record_attempts(self, attempts: list[tuple[str, Attempt]]) -> list[d.Status]:
+        """A round of sends' outcomes, as `record_attempt` records each, in
+        one transaction: the round's messages read (and locked, in the order
+        of their ids) in one statement, their updates flushed together, their
+        facts and audit rows written in one statement each."""
+        if not attempts:
+            return []
+        now = self.clock()
+        with unit_of_work(self.sessions) as s:
+            ids = sorted({mid for mid, _attempt in attempts})
+            found = {m.id: m for m in s.scalars(sa.select(Message).where(Message.id.in_(ids))
+                                                .order_by(Message.id).with_for_update())}
+            later = moves.Later()
+            out = [self._settle(s, found[mid], attempt, now, later) for mid, attempt in attempts]
+            later.write(s)
+            return out
+
+    def _settle(self, s: Session, m: Message, attempt: Attempt, now: datetime,
+                later: moves.Later | None = None) -> d.Status:
         """What an attempt's outcome makes of the message (its row locked)."""
         if m.status != d.Status.SENDING.value:
             # A receipt overtook our own record of the send: keep its status.
@@ -104,14 +122,14 @@ class Dispatching:
             m.next_attempt_at = d.release_at(d.Channel(m.channel), result.next_attempt_at, self.tz,
                                              urgent=m.urgent)
             log.info("notifications.retry", message_id=m.id, attempts=m.attempts, error=attempt.error)
-            moves.audited(s, SYSTEM, "notification.retry_scheduled", m, attempts=m.attempts,
+            moves.audited(s, SYSTEM, "notification.retry_scheduled", m, attempts=m.attempts, later=later,
                           error=(attempt.error or "")[:300], next_attempt_at=m.next_attempt_at.isoformat())
         elif result.status is d.Status.FAILED:
-            moves.fail(s, m, attempt.error or attempt.outcome.value, now, SYSTEM)
+            moves.fail(s, m, attempt.error or attempt.outcome.value, now, SYSTEM, later=later)
         else:
-            moves.sent(s, m, now, SYSTEM, segments=m.sms_segments)
+            moves.sent(s, m, now, SYSTEM, segments=m.sms_segments, later=later)
             if result.status is d.Status.DELIVERED:
-                moves.delivered(s, m, now, SYSTEM)
+                moves.delivered(s, m, now, SYSTEM, later=later)
         return d.Status(m.status)
 
     def give_up_expired(self, mid: str) -> None:

@@ -5,6 +5,7 @@ sent, delivered or given up (domain.py says which moves may happen)."""
 from __future__ import annotations
 
 from datetime import datetime
+from itertools import groupby
 from typing import Any
 
 import sqlalchemy as sa
@@ -26,9 +27,36 @@ def event_data(msg: Message) -> dict:
             "parent_id": msg.parent_id}
 
 
-def audited(session: Session, who: Principal, action: str, m: Message, **details: Any) -> None:
+class Later:
+    """A dispatcher round's facts and audit rows, kept as its messages are
+    settled and written at the round's end in one statement each (`write`),
+    in the round's transaction and in their order."""
+
+    def __init__(self) -> None:
+        self.events: list = []
+        self.audits: list[tuple[Principal, dict]] = []
+
+    def write(self, session: Session) -> None:
+        outbox.write(session, self.events)
+        for who, rows in groupby(self.audits, key=lambda a: a[0]):
+            audit.record_many(session, who, [row for _who, row in rows])
+        self.events, self.audits = [], []
+
+
+def fact(session: Session, event_type: str, m: Message, data: dict, later: Later | None = None) -> None:
+    if later is None:
+        outbox.add(session, event_type, m.id, data)
+    else:
+        later.events.append(outbox.new(event_type, m.id, data))
+
+
+def audited(session: Session, who: Principal, action: str, m: Message, *, later: Later | None = None,
+            **details: Any) -> None:
     """One move of a message, for the audit trail: no address, no text."""
     row = audit_row(action, m, **details)
+    if later is not None:
+        later.audits.append((who, row))
+        return
     audit.record(session, who, action, row["subject"], details=row["details"])
 
 
@@ -83,28 +111,27 @@ def forget_secret(m: Message) -> None:
 
 
 def sent(s: Session, m: Message, now: datetime, who: Principal, *, segments: int | None = None,
-         keep_status: bool = False) -> None:
+         keep_status: bool = False, later: Later | None = None) -> None:
     m.sent_at, m.next_attempt_at = now, None
     if not keep_status:
         m.status = d.Status.SENT.value
-    outbox.add(s, "notification.sent.v1", m.id, {**event_data(m), "attempts": m.attempts,
-                                                   **({"segments": segments} if segments is not None else {})})
-    audited(s, who, "notification.sent", m, attempts=m.attempts)
+    fact(s, "notification.sent.v1", m, {**event_data(m), "attempts": m.attempts,
+                                         **({"segments": segments} if segments is not None else {})}, later)
+    audited(s, who, "notification.sent", m, attempts=m.attempts, later=later)
 
 
-def delivered(s: Session, m: Message, now: datetime, who: Principal) -> None:
+def delivered(s: Session, m: Message, now: datetime, who: Principal, *, later: Later | None = None) -> None:
     m.status, m.delivered_at, m.next_attempt_at = d.Status.DELIVERED.value, now, None
-    outbox.add(s, "notification.delivered.v1", m.id, {**event_data(m), "attempts": m.attempts})
-    audited(s, who, "notification.delivered", m, attempts=m.attempts)
+    fact(s, "notification.delivered.v1", m, {**event_data(m), "attempts": m.attempts}, later)
+    audited(s, who, "notification.delivered", m, attempts=m.attempts, later=later)
 
 
-def fail(s: Session, m: Message, reason: str, now: datetime, who: Principal) -> None:
+def fail(s: Session, m: Message, reason: str, now: datetime, who: Principal, *, later: Later | None = None) -> None:
     """Given up: kept as a dead letter with why, for an operator."""
     forget_secret(m)
     m.status, m.failed_at, m.next_attempt_at, m.lease_until = d.Status.FAILED.value, now, None, None
     m.last_error = reason
     s.merge(DeadLetter(message_id=m.id, reason=reason[:2000], attempts=m.attempts, created_at=now))
-    outbox.add(s, "notification.failed.v1", m.id, {**event_data(m), "attempts": m.attempts,
-                                                     "reason": reason[:500]})
-    audited(s, who, "notification.dead_lettered", m, attempts=m.attempts, reason=reason[:300])
+    fact(s, "notification.failed.v1", m, {**event_data(m), "attempts": m.attempts, "reason": reason[:500]}, later)
+    audited(s, who, "notification.dead_lettered", m, attempts=m.attempts, reason=reason[:300], later=later)
     log.warning("notifications.dead_lettered", message_id=m.id, reason=reason, attempts=m.attempts)
