@@ -60,6 +60,10 @@ class DevSmsGateway:
     _down_status: int | None = None
     _server: ThreadingHTTPServer | None = None
     _lock: threading.Lock = field(default_factory=threading.Lock)
+    # One client for every receipt: httpx.post made a client a receipt, and
+    # each loaded the CA bundle (ssl.create_default_context, milliseconds of
+    # CPU under the GIL the answers to the sends wait on).
+    _receipts_client: httpx.Client | None = None
 
     @property
     def url(self) -> str:
@@ -150,13 +154,20 @@ class DevSmsGateway:
                 # Signed afresh for each try, as a provider does: a retry is
                 # not a replay, and its timestamp stays current.
                 signed = signature.sign(self.receipt_secret, body, int(time.time()))
-                r = httpx.post(url, content=body, timeout=5, headers={
+                r = self._receipts.post(url, content=body, timeout=5, headers={
                     "Content-Type": "application/json", self.signature_header: signed})
                 if r.status_code < 500:
                     return
             except httpx.HTTPError:
                 pass
             time.sleep(0.5)
+
+    @property
+    def _receipts(self) -> httpx.Client:
+        with self._lock:
+            if self._receipts_client is None:
+                self._receipts_client = httpx.Client()
+            return self._receipts_client
 
     def stop(self) -> None:
         if self._server:
