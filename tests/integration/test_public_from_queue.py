@@ -5,7 +5,7 @@ data, on real PostgreSQL and Kafka."""
 from __future__ import annotations
 
 import uuid
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, date, datetime, timedelta
 
 import pytest
 import sqlalchemy as sa
@@ -25,7 +25,10 @@ from services.queue.usecases import Queue
 
 pytestmark = pytest.mark.integration
 DISTRICT = "41711100000000"
-PIN_A, PIN_B = "21505201912345", "11203201954321"
+# Children of kindergarten age whatever the day the test runs (a child of
+# school age is given no place).
+BORN_A, BORN_B = date(date.today().year - 4, 5, 15), date(date.today().year - 4, 3, 20)
+PIN_A, PIN_B = f"2{BORN_A:%d%m%Y}12345", f"1{BORN_B:%d%m%Y}54321"
 PERSONAL = [PIN_A, PIN_B, "Асанов", "Айбек", "Садырова", "Айпери", "Балдар бакчасы", "Токтогула"]
 
 
@@ -48,7 +51,7 @@ def test_queue_facts_reach_the_public_topic_pseudonymised(pg_url, kafka_bootstra
     queue.entries.join(JoinQueue(pin=PIN_B, surname="Садырова", name="Айпери", category="general", language="ky",
                                preferences=("kg-1",), application_id="app-b", parent_id="parent-b",
                                queue_date=datetime(2021, 2, 5, 4, tzinfo=UTC)), actor="test")
-    queue.places.publish("kg-1", 2019, "ky", 1, actor="test")
+    queue.places.publish("kg-1", BORN_A.year, "ky", 1, actor="test")
     run = queue.allocation.run()
     (issued,) = run.issued
     assert issued.application_id == a["id"]
@@ -63,7 +66,7 @@ def test_queue_facts_reach_the_public_topic_pseudonymised(pg_url, kafka_bootstra
     # The registration's event for child A (the only one with the PIN).
     submitted = new_event("application.submitted.v1", "app-a", {
         "application_id": "app-a", "parent_id": "parent-a", "country": "KG", "child_pin": PIN_A,
-        "child_birth_date": "2019-05-15", "child_surname": "Асанов", "child_name": "Айбек", "category": "privileged",
+        "child_birth_date": BORN_A.isoformat(), "child_surname": "Асанов", "child_name": "Айбек", "category": "privileged",
         "queue_date": "2021-01-05T10:00:00+06:00", "language": "ky", "preferences": ["kg-1"],
         "district": DISTRICT, "locale": "ky"}, source="registration")
     publish(kafka_bootstrap, settings.topic("application"), [submitted])
