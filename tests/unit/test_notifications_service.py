@@ -6,6 +6,9 @@ import json
 import shutil
 import time
 import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from zoneinfo import ZoneInfo
@@ -23,6 +26,42 @@ from services.notifications.models import DeadLetter, Message, ParkedEvent, outb
 from services.notifications.service import Attempt, NotificationService
 
 TZ = ZoneInfo("Asia/Bishkek")
+
+
+@dataclass
+class Ran:
+    """What an engine ran inside `with ran_on(engine) as ran:`: each
+    statement on one line in upper case, whether it ran as executemany, and
+    the commits."""
+    statements: list[str] = field(default_factory=list)
+    many: list[bool] = field(default_factory=list)
+    commits: int = 0
+
+    def selects(self, *words: str) -> list[str]:
+        return [st for st in self.statements if st.startswith("SELECT") and all(w in st for w in words)]
+
+    def inserts(self) -> list[str]:
+        """The tables inserted into, in order."""
+        return [st.split()[2] for st in self.statements if st.startswith("INSERT INTO")]
+
+
+@contextmanager
+def ran_on(engine) -> Iterator[Ran]:
+    ran = Ran()
+
+    def seen(conn, cursor, statement, parameters, context, executemany):
+        ran.statements.append(" ".join(statement.split()).upper())
+        ran.many.append(executemany)
+
+    def committed(conn):
+        ran.commits += 1
+    sa.event.listen(engine, "before_cursor_execute", seen)
+    sa.event.listen(engine, "commit", committed)
+    try:
+        yield ran
+    finally:
+        sa.event.remove(engine, "before_cursor_execute", seen)
+        sa.event.remove(engine, "commit", committed)
 
 
 class Clock:
@@ -440,19 +479,10 @@ def test_a_batch_of_position_events_reads_its_applications_and_contacts_once(ser
         consume(service, received(app=f"a{i}", parent=f"p{i}", locale="ru"))
     events = [ev("application.position_changed.v1", {"application_id": f"a{i % 5}", "position": 50 - i,
                                                      "previous_position": 51 - i}) for i in range(20)]
-    reads = []
-    engine = service.sessions.kw["bind"]
-
-    def seen(conn, cursor, statement, *args):
-        if statement.lstrip().upper().startswith("SELECT"):
-            reads.append(statement)
-    sa.event.listen(engine, "before_cursor_execute", seen)
-    try:
+    with ran_on(service.sessions.kw["bind"]) as ran:
         consume_batch(service, events)
-    finally:
-        sa.event.remove(engine, "before_cursor_execute", seen)
     # one for the applications (locked), one for which parents have contacts; none per event
-    assert len(reads) == 2, reads
+    assert len(ran.selects()) == 2, ran.selects()
     with service.sessions() as s:
         from services.notifications.models import KnownApplication
         assert {a.application_id: a.last_position for a in s.scalars(sa.select(KnownApplication))} == {
@@ -468,20 +498,11 @@ def test_a_batch_of_received_events_looks_for_parked_events_once_and_replays_tho
         return ev("application.position_changed.v1", {"application_id": app, "position": pos,
                                                       "previous_position": prev})
     consume_batch(service, [moved("b1", 20, 5)])                          # not known yet: parked
-    reads = []
-    engine = service.sessions.kw["bind"]
-
-    def seen(conn, cursor, statement, *args):
-        if statement.lstrip().upper().startswith("SELECT") and "parked_events" in statement:
-            reads.append(statement)
-    sa.event.listen(engine, "before_cursor_execute", seen)
-    try:
+    with ran_on(service.sessions.kw["bind"]) as ran:
         consume_batch(service, [*(received(app=f"b{i}", parent=f"q{i}", locale="ru") for i in range(1, 6)),
                                 moved("b7", 30, 4), received(app="b7", parent="q7", locale="ru")])
-    finally:
-        sa.event.remove(engine, "before_cursor_execute", seen)
     # one for the batch, none per application with something parked (b1, and b7 parked within the batch)
-    assert len(reads) == 1, reads
+    assert len(ran.selects("PARKED_EVENTS")) == 1, ran.selects("PARKED_EVENTS")
     told = {m.application_id for m in messages(service, kind="top_ten_reached", channel="email")}
     assert told == {"b1", "b7"}
     with service.sessions() as s:
@@ -497,24 +518,16 @@ def test_an_imports_parked_positions_are_written_once_a_batch_and_replayed_witho
         return ev("application.position_changed.v1", {"application_id": app, "position": pos,
                                                       "previous_position": prev})
     engine = service.sessions.kw["bind"]
-    statements = []
-
-    def seen(conn, cursor, statement, *args):
-        statements.append(statement.lstrip().upper())
-    sa.event.listen(engine, "before_cursor_execute", seen)
-    try:
+    with ran_on(engine) as parking:
         consume_batch(service, [moved(f"c{i}", 30, 20 - i) for i in range(5)]
                       + [moved(f"c{i}", 20 - i, 15 - i) for i in range(5)])
-        parked_writes = [st for st in statements if st.startswith("INSERT") and "PARKED_EVENTS" in st]
-        statements.clear()
+    with ran_on(engine) as replaying:
         consume_batch(service, [ev("application.received.v1", {**received(app=f"c{i}", parent=f"r{i}").data,
                                                                 "imported": True}) for i in range(5)])
-        reads = [st for st in statements if st.startswith("SELECT")]
-    finally:
-        sa.event.remove(engine, "before_cursor_execute", seen)
-    assert len(parked_writes) == 1, parked_writes
+    assert parking.inserts().count("PARKED_EVENTS") == 1, parking.inserts()
     # what is parked for the batch, which of its applications are known; then each application once
-    assert len(reads) == 2 + 5, "\n".join(r.split("\n")[0][:90] + " " + r[-60:].replace("\n", " ") for r in reads)
+    reads = replaying.selects()
+    assert len(reads) == 2 + 5, "\n".join(r[:90] + " " + r[-60:] for r in reads)
     assert messages(service, kind="top_ten_reached") == []          # no news: nothing made, nothing read for it
     with service.sessions() as s:
         assert s.scalars(sa.select(ParkedEvent)).all() == []
@@ -529,18 +542,10 @@ def test_a_run_of_imported_received_events_writes_its_contacts_at_once_the_last_
     siblings' events the later one's contact stands, as one by one."""
     def moved_in(app, parent, phone):
         return ev("application.received.v1", {**received(app=app, parent=parent, phone=phone).data, "imported": True})
-    engine = service.sessions.kw["bind"]
-    writes = []
-
-    def seen(conn, cursor, statement, parameters, context, executemany):
-        if statement.lstrip().upper().startswith("INSERT INTO CONTACTS"):
-            writes.append(executemany)
-    sa.event.listen(engine, "before_cursor_execute", seen)
-    try:
+    with ran_on(service.sessions.kw["bind"]) as ran:
         consume_batch(service, [moved_in("s1", "fam", "+996700000001"), moved_in("s2", "fam", "+996700000002"),
                                 moved_in("s3", "other", "+996700000003")])
-    finally:
-        sa.event.remove(engine, "before_cursor_execute", seen)
+    writes = [many for st, many in zip(ran.statements, ran.many) if st.startswith("INSERT INTO CONTACTS")]
     assert writes == [True], writes
     with service.sessions() as s:
         from services.notifications.models import Contact, KnownApplication
@@ -560,19 +565,11 @@ def test_a_batch_of_referral_events_writes_its_messages_their_facts_and_audit_ro
     for i in range(n):
         consume(service, received(app=f"a{i}", parent=f"p{i}", locale="ru", phone=f"+99670000001{i}"))
     events = [issued(app=f"a{i}", ref=f"r{i}") for i in range(n)]
-    engine = service.sessions.kw["bind"]
-    statements = []
-
-    def seen(conn, cursor, statement, *args):
-        statements.append(" ".join(statement.split()).upper())
-    sa.event.listen(engine, "before_cursor_execute", seen)
-    try:
+    with ran_on(service.sessions.kw["bind"]) as ran:
         consume_batch(service, events)
-    finally:
-        sa.event.remove(engine, "before_cursor_execute", seen)
-    inserts = [st.split()[2] for st in statements if st.startswith("INSERT INTO")]
+    inserts = ran.inserts()
     assert inserts.count("MESSAGES") == 1 and inserts.count("OUTBOX") == 1 and inserts.count("AUDIT_TRAIL") == 1, inserts
-    reads = [st for st in statements if st.startswith("SELECT")]
+    reads = ran.selects()
     # applications, parents with contacts, referrals, contacts, message ids, SMS slots
     assert len(reads) == 6, "\n".join(r[:120] for r in reads)
     made = messages(service, kind="referral_issued")
@@ -600,19 +597,10 @@ def test_a_batch_of_positions_entering_the_top_ten_reads_the_parents_contacts_on
                                                      "previous_position": 12}) for i in range(n)]
     events += [ev("application.position_changed.v1", {"application_id": f"t{i}", "position": 30,
                                                       "previous_position": 31}) for i in range(n)]
-    engine = service.sessions.kw["bind"]
-    reads = []
-
-    def seen(conn, cursor, statement, *args):
-        if statement.lstrip().upper().startswith("SELECT") and "contacts" in statement:
-            reads.append(statement)
-    sa.event.listen(engine, "before_cursor_execute", seen)
-    try:
+    with ran_on(service.sessions.kw["bind"]) as ran:
         consume_batch(service, events)
-    finally:
-        sa.event.remove(engine, "before_cursor_execute", seen)
     # which parents have contacts; the contacts of those in the top ten
-    assert len(reads) == 2, reads
+    assert len(ran.selects("CONTACTS")) == 2, ran.selects("CONTACTS")
     told = messages(service, kind="top_ten_reached")
     assert {m.application_id for m in told} == {f"t{i}" for i in range(n)}
     assert {m.address for m in told if m.channel == "email"} == {"p1@example.kg"}
@@ -839,26 +827,13 @@ def test_a_round_of_concurrent_sends_is_recorded_in_one_transaction_with_one_ins
         concurrent = True
 
     sms = Http(Channel.SMS, Outcome.TRANSIENT, Outcome.PERMANENT)
-    engine = service.sessions.kw["bind"]
-    statements, commits = [], []
-
-    def seen(conn, cursor, statement, *args):
-        statements.append(" ".join(statement.split()).upper())
-
-    def committed(conn):
-        commits.append(conn)
-    sa.event.listen(engine, "before_cursor_execute", seen)
-    sa.event.listen(engine, "commit", committed)
-    try:
+    with ran_on(service.sessions.kw["bind"]) as ran:
         assert Dispatcher(service, sms, batch=n, concurrency=4).run_once() == n
-    finally:
-        sa.event.remove(engine, "before_cursor_execute", seen)
-        sa.event.remove(engine, "commit", committed)
     # the claim, each acceptance (the six sent), the round's record
-    assert len(commits) == 1 + (n - 2) + 1, statements
-    inserts = [st.split()[2] for st in statements if st.startswith("INSERT INTO")]
+    assert ran.commits == 1 + (n - 2) + 1, ran.statements
+    inserts = ran.inserts()
     assert inserts.count("OUTBOX") == 1 and inserts.count("AUDIT_TRAIL") == 1, inserts
-    reads = [st for st in statements if st.startswith("SELECT") and "FROM MESSAGES" in st]
+    reads = ran.selects("FROM MESSAGES")
     assert len(reads) == 2, reads                             # the claim's and the record's
     sms_sent = messages(service, channel="sms")
     assert sorted(m.status for m in sms_sent) == ["failed"] + ["queued"] + ["sent"] * (n - 2)
