@@ -20,8 +20,7 @@ from kezek.outbox import sealed_payload
 from kezek.sealing import ring_of
 from kezek.tracing import current_context
 from services.notifications import domain as d
-from services.notifications.models import (Contact, KnownApplication, KnownReferral, Message, ParkedEvent, audit,
-                                           outbox)
+from services.notifications.models import Contact, KnownApplication, KnownReferral, Message, ParkedEvent, outbox
 from services.notifications.rendering import Renderer, stored_params, template_values
 from services.notifications.usecases import moves
 from services.notifications.usecases.common import MESSAGE_NS, SYSTEM, message_id, upsert, when
@@ -327,7 +326,7 @@ class Consuming:
         slots = moves.sms_slots_of(session, sms, min(m.now for m in items), self.limits) if sms else {}
         window = max(limit.window for limit in self.limits)
         ring = ring_of(session)
-        rows, events, audits = [], [], []
+        rows, later = [], moves.Later()
         for m in items:
             taken = slots.get(m.row["address"], []) if m.channel is d.Channel.SMS else None
             release = d.schedule(m.channel, m.now, self.tz, urgent=m.urgent,
@@ -339,12 +338,11 @@ class Consuming:
                    "status": d.Status.QUEUED.value, "next_attempt_at": release}
             rows.append(row)
             msg = SimpleNamespace(**row)
-            events.append(outbox.new("notification.queued.v1", msg.id, moves.queued_data(msg, release),
-                                     trace=m.trace))
-            audits.append(moves.audit_row("notification.queued", msg, release_at=release.isoformat()))
+            later.events.append(outbox.new("notification.queued.v1", msg.id, moves.queued_data(msg, release),
+                                           trace=m.trace))
+            moves.audited(session, SYSTEM, "notification.queued", msg, later=later, release_at=release.isoformat())
         session.execute(Message.__table__.insert(), rows)
-        outbox.write(session, events)
-        audit.record_many(session, SYSTEM, audits)
+        later.write(session)
 
     def _recipient(self, session: Session, event: Event) -> d.Recipient | None:
         data = event.data
