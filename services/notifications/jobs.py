@@ -116,12 +116,12 @@ class Dispatcher:
     def deliver(self, msg, leased_until: float) -> None:
         """One claimed message: sent (unless it expired) and its outcome recorded."""
         if (sent := self.send(msg)) is not None:
-            self.record(*sent, leased_until)
+            self.record_round([sent], leased_until)
 
     def send(self, msg) -> tuple[str, Attempt] | None:
         """One claimed message sent (None: it expired, and was given up), the
         provider's acceptance noted at once; the rest of the record is the
-        caller's (`record`, `record_round`)."""
+        caller's (`record_round`)."""
         if expired(msg.expires_at, self.service.clock()):
             self.service.give_up_expired(msg.id)
             return None
@@ -136,30 +136,14 @@ class Dispatcher:
                 log.warning("notifications.accept_note_failed", message_id=msg.id, error=repr(exc)[:300])
         return msg.id, attempt
 
-    def record(self, message_id: str, attempt: Attempt, leased_until: float) -> None:
-        """Records what the provider answered, asking the database again
-        while it is away. Once a send happened, only this process knows it:
-        giving up would leave the message to be claimed and sent again when
-        its lease ends (a mail server cannot drop the repeat). So it keeps
-        trying for as long as the lease holds; past it, another dispatcher
-        may take the message, and the record is left to that one."""
-        pause = 0.5
-        while True:
-            try:
-                self.service.record_attempt(message_id, attempt)
-                return
-            except Exception as exc:
-                if time.monotonic() + pause >= leased_until - 5:
-                    raise
-                log.warning("notifications.record_failed", message_id=message_id, error=repr(exc)[:300],
-                            retry_in=pause)
-                self.sleep(pause)
-                pause = min(pause * 2, 5.0)
-
     def record_round(self, sent: list[tuple[str, Attempt]], leased_until: float) -> None:
-        """`record` of a round of sends, in one transaction
-        (`record_attempts`), asked again while the database is away and the
-        round's first lease holds."""
+        """Records what the provider answered to a round of sends, in one
+        transaction (`record_attempts`), asking the database again while it
+        is away. Once a send happened, only this process knows it: giving up
+        would leave the message to be claimed and sent again when its lease
+        ends (a mail server cannot drop the repeat). So it keeps trying for
+        as long as the round's first lease holds; past it, another dispatcher
+        may take the messages, and the record is left to that one."""
         pause = 0.5
         while sent:
             try:

@@ -326,15 +326,15 @@ def test_a_message_whose_sender_died_mid_send_is_claimed_again_after_the_lease(s
 def test_a_send_the_database_could_not_record_is_recorded_when_it_answers_and_never_sent_twice(service, clock,
                                                                                               monkeypatch):
     consume(service, received(locale="ru"))
-    record = service.record_attempt
+    record = service.record_attempts
     failures = [sa.exc.OperationalError("UPDATE messages", {}, ConnectionError("the database died"))] * 2
 
-    def flaky(mid, attempt):
+    def flaky(attempts):
         if failures:
             raise failures.pop()
-        return record(mid, attempt)
+        return record(attempts)
 
-    monkeypatch.setattr(service, "record_attempt", flaky)
+    monkeypatch.setattr(service, "record_attempts", flaky)
     email = Scripted(Channel.EMAIL)
     Dispatcher(service, email, sleep=lambda _s: None).run_once()
     [m] = messages(service, channel="email")
@@ -351,9 +351,9 @@ def test_a_send_accepted_before_its_sender_died_is_recorded_after_the_lease_neve
     class Died(BaseException):
         """kill -9 between the provider's acceptance and the record."""
 
-    def dies(mid, attempt):
+    def dies(attempts):
         raise Died
-    monkeypatch.setattr(service, "record_attempt", dies)
+    monkeypatch.setattr(service, "record_attempts", dies)
     email = Scripted(Channel.EMAIL)
     with pytest.raises(Died):
         Dispatcher(service, email).run_once()

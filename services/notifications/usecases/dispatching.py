@@ -80,9 +80,7 @@ class Dispatching:
                               provider_ref=sa.func.coalesce(Message.provider_ref, provider_ref)))
 
     def record_attempt(self, mid: str, attempt: Attempt) -> d.Status:
-        now = self.clock()
-        with unit_of_work(self.sessions) as s:
-            return self._settle(s, s.get(Message, mid, with_for_update=True), attempt, now)
+        return self.record_attempts([(mid, attempt)])[0]
 
     def record_attempts(self, attempts: list[tuple[str, Attempt]]) -> list[d.Status]:
         """A round of sends' outcomes, as `record_attempt` records each, in
