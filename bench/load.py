@@ -8,11 +8,16 @@ which the benchmark's own threads and databases must not meet).
 `spec` names who reads what: `tokens`, the bearer tokens of signed-in
 parents (a request takes one at random: many families, each polling its own
 cabinet, never one family hammering), and `pools`, (kindergarten, cohort,
-language) of the public queue pages. Every user comes from an address of
-its own (X-Forwarded-For, which the gateway believes from 127.0.0.1 when the
-benchmark starts it with KEZEK_TRUSTED_PROXIES=127.0.0.1, as production
-believes its load balancer): the rate limits count each family and each
-visitor as production counts them.
+language) of the public queue pages. Addresses come in X-Forwarded-For,
+which the gateway believes from 127.0.0.1 when the benchmark starts it with
+KEZEK_TRUSTED_PROXIES=127.0.0.1, as production believes its load balancer:
+a user reading a family's cabinet (`me`, `cabinet`) keeps an address of its
+own, as a family's app polling its cabinet does; each request of the public
+queue page comes from one of `VISITORS` addresses at random, as the many
+anonymous visitors of a public page read it (at 1,000 pages a second about
+one page a minute each). The rate limits count each family and each visitor
+as production counts them, and the public page is measured against its
+cost, not against one address's limit.
 
 Endpoints: `me` (GET /api/v1/me with a bearer), `cabinet` (GET /cabinet with
 the session cookie, the page), `queue` (GET /queue/<kindergarten>?cohort=&
@@ -49,6 +54,9 @@ import time
 from pathlib import Path
 
 ENDPOINTS = ("me", "cabinet", "queue", "register")
+# Anonymous visitors of the public pages, one address each: at 1,000 pages a
+# second each reads about one a minute, far under the 300 a minute an address may.
+VISITORS = 1 << 16
 REGISTER_IN_FLIGHT = 4      # drafts a registering client has waiting for their code
 # A parent's address in the reference data every development system loads (Bishkek, Leninsky district).
 ADDRESS = {"region": "41711000000000", "district": "41711210000000", "settlement": "41711000000001",
@@ -148,6 +156,13 @@ def _count(values) -> dict:
 
 # ------------------------------------------------------------------ the locust process
 
+def visitor_address(rnd) -> str:
+    """One of VISITORS addresses (10.200.0.0 upwards) at random: an anonymous
+    visitor of the public pages."""
+    n = rnd.randrange(VISITORS)
+    return f"10.{200 + (n >> 16)}.{(n >> 8) & 255}.{n & 255}"
+
+
 def _locust_main(argv: list[str]) -> int:
     import argparse
 
@@ -183,7 +198,11 @@ def _locust_main(argv: list[str]) -> int:
 
         @task
         def read(self):
-            headers = {"x-forwarded-for": self.address, "accept-language": "ru"}
+            # A signed-in family polls from its own address; the public pages
+            # are read by many visitors, each a few pages a minute: every
+            # anonymous request comes from one of VISITORS addresses.
+            address = self.address if args.endpoint != "queue" else visitor_address(rnd)
+            headers = {"x-forwarded-for": address, "accept-language": "ru"}
             if args.endpoint == "me":
                 headers["authorization"] = f"Bearer {rnd.choice(tokens)}"
                 path, name = "/api/v1/me", "/api/v1/me"

@@ -1,0 +1,26 @@
+"""bench/load.py: who the load generator's requests come from."""
+from __future__ import annotations
+
+import collections
+import random
+
+from bench import load
+
+
+def test_public_page_visitors_each_stay_far_under_the_address_limit():
+    """A minute of the public queue page at 1,000 pages a second comes from
+    many visitors: no address comes near the production limit of 300 a
+    minute, so the benchmark measures the page's cost, not one address's 429."""
+    rnd = random.Random(15)
+    counts = collections.Counter(load.visitor_address(rnd) for _ in range(60_000))
+    assert len(counts) > 30_000
+    assert max(counts.values()) < 30
+
+
+def test_public_page_visitors_are_not_the_families_or_registrants_addresses():
+    """Visitors are 10.200.x.y; a family's reader is 10.0-1.x.y (one per
+    locust user), a registrant 10.100-199.x.y: none is counted with another."""
+    rnd = random.Random(1)
+    seen = {load.visitor_address(rnd) for _ in range(10_000)}
+    assert all(a.startswith("10.200.") for a in seen)
+    assert all(0 <= int(part) <= 255 for a in seen for part in a.split("."))
