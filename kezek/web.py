@@ -196,6 +196,7 @@ def create_service_app(service: str, *, title: str | None = None, version: str =
     app = FastAPI(title=title or f"Kezek {service}", version=version, docs_url=None, redoc_url=None,
                   **fastapi_kwargs)
     offline_docs(app, docs_url, redoc_url)
+    document_problems(app)
     app.state.ready_checks = list(ready_checks)
     app.state.authenticate = authenticate
     app.state.service_name = service
@@ -252,6 +253,26 @@ def create_service_app(service: str, *, title: str | None = None, version: str =
         return PlainTextResponse(generate_latest(), media_type=CONTENT_TYPE_LATEST)
 
     return app
+
+
+def document_problems(app: FastAPI) -> None:
+    """Error answers documented under the media type they are sent with.
+    FastAPI puts a response's model under `application/json` and leaves the
+    declared `application/problem+json` empty; a client generated from the
+    document would then find no schema for the problem it receives."""
+    build = app.openapi
+
+    def openapi() -> dict:
+        spec = build()
+        for path in spec.get("paths", {}).values():
+            for operation in path.values():
+                for answer in operation.get("responses", {}).values():
+                    content = answer.get("content", {})
+                    if "schema" not in content.get(PROBLEM_JSON, {"schema": None}) and "application/json" in content:
+                        content[PROBLEM_JSON] = content.pop("application/json")
+        return spec
+
+    app.openapi = openapi
 
 
 def offline_docs(app: FastAPI, docs_url: str | None, redoc_url: str | None) -> None:

@@ -103,6 +103,18 @@ def test_every_service_documents_the_problem_responses():
     assert "application/problem+json" in spec["paths"]["/children"]["post"]["responses"]["409"]["content"]
 
 
+def test_an_error_answer_is_documented_under_the_problem_media_type_it_is_sent_with():
+    app = make_app()
+    for spec in (app.openapi(), app.openapi()):       # the second: from the cache, the same
+        answers = spec["paths"]["/children"]["post"]["responses"]
+        for status in ("400", "409", "422", "429"):
+            assert answers[status]["content"] == {
+                "application/problem+json": {"schema": {"$ref": "#/components/schemas/ProblemModel"}}}
+        assert "application/json" in answers["200"]["content"]
+    body = TestClient(app).post("/children", json={"pin": "1", "age": 9})
+    assert body.headers["content-type"] == "application/problem+json"
+
+
 def test_a_bug_is_a_500_problem_naming_the_request_id():
     from kezek.web import create_service_app
 
