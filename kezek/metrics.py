@@ -46,6 +46,8 @@ NOTIFICATIONS_DEAD = Gauge("kezek_notifications_dead_letters", "Messages given u
 ALLOCATION_SECONDS = Histogram("kezek_allocation_run_seconds", "Time of one allocation run, to its commit",
                                buckets=(0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120))
 ALLOCATION_REFERRALS = Counter("kezek_allocation_referrals_total", "Referrals issued by allocation runs")
+CALENDAR_TRIGGER_ERRORS = Counter("kezek_calendar_trigger_errors_total",
+                                  "Calendar triggers of the allocator loop that failed (the run went on)", ["trigger"])
 
 
 def serve(port: int, host: str = "127.0.0.1") -> int | None:

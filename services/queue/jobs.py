@@ -9,7 +9,7 @@ import threading
 import time
 
 from kezek.logging import get_logger
-from kezek.metrics import ALLOCATION_REFERRALS, ALLOCATION_SECONDS
+from kezek.metrics import ALLOCATION_REFERRALS, ALLOCATION_SECONDS, CALENDAR_TRIGGER_ERRORS
 from services.queue.usecases import Queue
 
 log = get_logger(__name__)
@@ -44,12 +44,24 @@ class Allocator:
         place that waits for him by the first run of the day, though no
         change asked for one. A run that comes before the day's request (the
         day turned between this and the run) reads every pool all the same,
-        being the first of its day (Allocator._scope)."""
+        being the first of its day (Allocator._scope).
+
+        A trigger that fails is logged and counted, and the others and the
+        run go on: one scheduled place the database refuses must not stop
+        every allocation of the country. Each is safe to skip for a tick: a
+        place not yet published is not offered, a child whose stop-list
+        ended is also brought back by its referral's workflow, the run
+        passes over a child of school age not yet aged out, and the day's
+        request is asked for again on the next tick."""
         q = self.queue
-        q.places.publish_due()
-        q.referrals.lift_due_stoplists()
-        q.ageing.daily()
-        q.allocation.request_daily()
+        for name, trigger in (("publish_due", q.places.publish_due),
+                              ("lift_due_stoplists", q.referrals.lift_due_stoplists),
+                              ("ageing", q.ageing.daily), ("request_daily", q.allocation.request_daily)):
+            try:
+                trigger()
+            except Exception as exc:
+                CALENDAR_TRIGGER_ERRORS.labels(trigger=name).inc()
+                log.error("queue.calendar_trigger_failed", trigger=name, error=repr(exc)[:300])
 
     def __call__(self, stop: threading.Event) -> None:
         while not stop.is_set():

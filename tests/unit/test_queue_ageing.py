@@ -11,6 +11,7 @@ from datetime import UTC, date, datetime, timedelta
 import pytest
 import sqlalchemy as sa
 from hypothesis import given, strategies as st
+from prometheus_client import REGISTRY
 
 from services.queue.domain import JoinQueue, Policy, Refused
 from services.queue.domain.ageing import latest_school_age_birth_date, reached_school_age, school_age_date
@@ -283,3 +284,20 @@ def test_a_refused_application_is_closed_but_a_taken_id_closes_nobody_elses(svc,
         svc.entries.join_submitted(s, submitted("a1", 6))      # another child under a1's id: refused
     assert [(e["application_id"], e["outcome"]) for e in events(svc, "application.closed.v1")] == [("a2", "refused")]
     assert status(svc, "a1") == "queued"
+
+
+def test_a_calendar_trigger_that_keeps_failing_stops_neither_the_other_triggers_nor_the_run(svc, clock, monkeypatch):
+    """One trigger the database keeps refusing (here the scheduled places)
+    is counted and logged; the day's ageing and the allocation still run."""
+    def refused():
+        raise sa.exc.IntegrityError("UPDATE places", {}, Exception("a poisoned scheduled place"))
+
+    join(svc, "seven")
+    join(svc, "six", born="2020-06-01", serial=2, qd="2025-02-10T10:00:00+06:00")
+    svc.places.publish("sun", 2020, "ru", 1, actor="kg:sun")
+    monkeypatch.setattr(svc.places, "publish_due", refused)
+    failed = REGISTRY.get_sample_value("kezek_calendar_trigger_errors_total", {"trigger": "publish_due"}) or 0
+    clock.now = BIRTHDAY_MIDNIGHT + timedelta(seconds=1)
+    assert Allocator(svc).run_once() == 1
+    assert status(svc, "seven") == "aged_out" and status(svc, "six") == "referred"
+    assert REGISTRY.get_sample_value("kezek_calendar_trigger_errors_total", {"trigger": "publish_due"}) == failed + 1
