@@ -16,8 +16,10 @@ five services, relays, a consumer process per service, the workflow worker).
    one transaction), spread over the pools in proportion to the children
    who want them first, so that every place is taken.
 4. Sampled every second until everything is done: referrals issued (the
-   allocator), ReferralWorkflows started (the queue's starter) and run (the
-   workflow's first act recorded by the queue), "referral issued" SMS
+   allocator), ReferralWorkflows started (the queue's starter), their
+   referral.issued facts written by the queue (by the allocation itself
+   since the allocation announces its referrals; by each workflow's first
+   step before), "referral issued" SMS
    accepted by the development SMS gateway, caseworker cases in the
    verification service's worklist, position events written, relayed and
    consumed by each consumer group; the relays' events/s per service.
@@ -114,9 +116,12 @@ STAGES = [
     # name, unit, what it waits on
     ("referrals issued", "referrals/s", None),
     ("workflows started", "starts/s", "referrals issued"),
-    ("workflows ran", "workflows/s", "workflows started"),
-    ("SMS accepted", "SMS/s", "workflows ran"),
-    ("cases in the worklist", "cases/s", "workflows ran"),
+    # referral.issued.v1 in the queue's outbox: written with the referrals
+    # by the allocation (announced); before, by each workflow's first step,
+    # when this stage was named "workflows ran" and waited on the starts.
+    ("referral.issued written", "facts/s", "referrals issued"),
+    ("SMS accepted", "SMS/s", "referral.issued written"),
+    ("cases in the worklist", "cases/s", "referral.issued written"),
     ("position events written", "events/s", "referrals issued"),
     ("position events relayed", "events/s", "position events written"),
     *((f"position events consumed by {g}", "events/s", "position events relayed") for g in POSITION_GROUPS),
@@ -152,7 +157,7 @@ def stage_series(samples: list[dict], expected: dict[str, int]) -> dict[str, lis
         t = s["t"]
         series["referrals issued"].append((t, s["referrals"]))
         series["workflows started"].append((t, s["started"]))
-        series["workflows ran"].append((t, s["ran"]))
+        series["referral.issued written"].append((t, s["ran"]))
         series["SMS accepted"].append((t, s["sms"]))
         series["cases in the worklist"].append((t, s["cases"]))
         series["position events written"].append((t, s["positions_written"]))
@@ -302,7 +307,7 @@ def main(argv: list[str] | None = None) -> int:
             samples.append(s)
             n = s["referrals"]
             if n >= args.places:
-                expected.update({"workflows started": n, "workflows ran": n, "SMS accepted": n,
+                expected.update({"workflows started": n, "referral.issued written": n, "SMS accepted": n,
                                  "cases in the worklist": s["needs_confirmation"]})
             allocated = n >= args.places and not watch.scalar(
                 "queue", "SELECT count(*) FROM position_changes") and not watch.scalar(
@@ -323,7 +328,8 @@ def main(argv: list[str] | None = None) -> int:
                     for g in POSITION_GROUPS:
                         s["consumed"][g] = [offsets0[g] + s["positions_written"], 0]
             if time.monotonic() - last_say > 15:
-                say(f"  t={s['t']:.0f}s referrals {n}, started {s['started']}, ran {s['ran']}, sms {s['sms']}, "
+                say(f"  t={s['t']:.0f}s referrals {n}, started {s['started']}, issued facts {s['ran']}, "
+                    f"sms {s['sms']}, "
                     f"cases {s['cases']}/{s['needs_confirmation']}, positions {s['positions_written']} "
                     f"(unsent {s['positions_unsent']}), consumed "
                     f"{ {g: v for g, v in s['consumed'].items()} }, load {s['load']}")

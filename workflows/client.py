@@ -5,7 +5,10 @@ caller (the API answers 409 with it), whether the running workflow's
 validator refused it or the referral is already closed. `LazyClient` is
 what a web service holds: it connects on first use, so the service starts
 (and answers /ready honestly) while Temporal is down, and it turns
-Temporal's failures into `ReferralRefused` or `ReferralUnavailable`.
+Temporal's failures into `ReferralRefused` or `ReferralUnavailable`; a
+referral whose workflow the queue has not started yet (the allocation
+announces a referral before its workflow starts) into `ReferralNotStarted`,
+a `ReferralUnavailable` with the seconds to wait (503 with Retry-After).
 """
 from __future__ import annotations
 
@@ -47,6 +50,22 @@ class ReferralRefused(Exception):
 
 class ReferralUnavailable(Exception):
     """The referral could not be reached: Temporal down or too slow."""
+
+
+class ReferralNotStarted(ReferralUnavailable):
+    """The referral has no workflow yet: the allocation issued and announced
+    it (the parent, the caseworker and the cabinet know of it), and the
+    queue's starter has not started its workflow yet, which on a
+    distribution day can take minutes. Nothing was done; the same act
+    `retry_after` seconds later reaches the workflow. Callers act only on
+    referrals their own view shows live, so a missing workflow is one still
+    to be started."""
+
+    def __init__(self, referral_id: str, retry_after: int = 10) -> None:
+        super().__init__(f"referral {referral_id} was issued moments ago and its workflow is not started yet: "
+                         f"nothing was done, try again in {retry_after} seconds")
+        self.referral_id = referral_id
+        self.retry_after = retry_after
 
 
 async def issue(client: Client, inp: c.ReferralInput, *, task_queue: str = c.TASK_QUEUE) -> WorkflowHandle:
@@ -127,7 +146,7 @@ class LazyClient:
             return await asyncio.wait_for(handle.query(c.STATUS, result_type=c.ReferralStatus), self.timeout)
         except RPCError as exc:
             if exc.status == RPCStatusCode.NOT_FOUND:
-                raise ReferralRefused(f"there is no referral {referral_id}", closed=True) from exc
+                raise ReferralNotStarted(referral_id) from exc
             raise ReferralUnavailable(str(exc)) from exc
         except (asyncio.TimeoutError, ConnectionError, OSError) as exc:
             raise ReferralUnavailable(repr(exc)) from exc
@@ -148,9 +167,14 @@ class LazyClient:
             if exc.status != RPCStatusCode.NOT_FOUND:
                 raise ReferralUnavailable(str(exc)) from exc
             # A closed referral's workflow has completed: the server refuses
-            # updates, but its last state can still be queried.
+            # updates, but its last state can still be queried. No workflow
+            # at all: the referral's is still to be started.
             try:
                 final = await asyncio.wait_for(handle.query(c.STATUS, result_type=c.ReferralStatus), self.timeout)
+            except RPCError as missing:
+                if missing.status == RPCStatusCode.NOT_FOUND:
+                    raise ReferralNotStarted(referral_id) from exc
+                raise ReferralRefused(f"there is no open referral {referral_id}", closed=True) from exc
             except Exception:
                 raise ReferralRefused(f"there is no open referral {referral_id}", closed=True) from exc
             raise ReferralRefused(f"the referral is already closed: {final.state.value}", closed=True,

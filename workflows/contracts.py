@@ -108,6 +108,11 @@ class ReferralInput(_Model):
     # Set for a referral imported from a previous system; None for one the
     # allocation issued (then the first window counts from `issued_at`).
     resume: ResumedReferral | None = None
+    # The queue's allocation already wrote the referral.issued fact (and its
+    # audit row) in the transaction that issued the referral, so the parent
+    # was told from it: the workflow records no "issued" step. False in
+    # inputs written before (their workflows record it, as they always did).
+    announced: bool = False
 
     @model_validator(mode="after")
     def _resume_fits(self) -> "ReferralInput":
@@ -117,6 +122,8 @@ class ReferralInput(_Model):
                 raise ValueError("resume.state: awaiting_confirmation needs needs_confirmation")
             if r.extended:
                 raise ValueError("resume.extended: only a confirmation window can have been extended")
+        if r is not None and self.announced:
+            raise ValueError("announced: an imported referral was announced by the previous system")
         if r is not None and r.deadline <= self.issued_at:
             raise ValueError("resume.deadline: must be after issued_at")
         return self

@@ -26,6 +26,15 @@ A referral imported from a previous system (`ReferralInput.resume`) starts
 in its recorded state with its recorded deadline and extension, sends no
 "issued" message, and from then on is like any other.
 
+A referral the allocation issued is announced by the allocation itself
+(issue 15): its transaction writes the referral.issued fact, from which the
+parent is told, the caseworker's case opened and the cabinet updated, and
+its audit row; the workflow, started afterwards with
+`ReferralInput.announced`, goes straight to its first window. A referral
+issued before that (`announced` false) is recorded by its workflow's first
+step, as it always was. An act that reaches a referral whose workflow is not
+started yet gets `ReferralNotStarted` (workflows/client.py).
+
 Changing this code once it runs in production: every change that alters the
 commands a running workflow issues (an activity added, removed or reordered,
 a timer added) goes behind `if workflow.patched("<change-id>"):` so that
@@ -205,7 +214,12 @@ class ReferralWorkflow:
 
     @workflow.run
     async def run(self, inp: c.ReferralInput) -> c.ReferralOutcome:
-        if inp.resume is None:
+        # A referral the allocation announced (its referral.issued fact and
+        # audit row were written with the referral) is not recorded again:
+        # the workflow starts with its first window. Inputs written before
+        # carry no `announced` and take the old path, so their histories
+        # replay unchanged (no patch: the input decides, not the code).
+        if inp.resume is None and not inp.announced:
             # The queue has already allocated the place; the parent can be told
             # while it records the deadline (one workflow task for both).
             self._notify("issued", "referral.issued.v1", self._issued_at,

@@ -130,6 +130,10 @@ ERRORS = {
     "erasure_not_closed": N_("the application is still being processed; nothing can be erased yet."),
     # The referral workflow's refusals of a parent's act (workflows/rules.py).
     "referral_closed": N_("this direction is no longer open."),
+    # Not a refusal: the allocation has issued the direction and its workflow
+    # is not started yet (workflows.client.ReferralNotStarted, a 503).
+    "referral_not_started": N_("this direction was issued moments ago and is still being set up; nothing was "
+                               "changed, try again in %(seconds)s seconds."),
     "window_ended": N_("the time for this has run out."),
     "already_extended": N_("the direction has already been extended once."),
     "not_extension_day": N_("an extension may be asked for only on the last working day of the confirmation "

@@ -10,7 +10,7 @@ from typing import Protocol
 
 from services.gateway.clients import UpstreamError
 from workflows import contracts as c
-from workflows.client import LazyClient, ReferralRefused, ReferralUnavailable
+from workflows.client import LazyClient, ReferralNotStarted, ReferralRefused, ReferralUnavailable
 
 
 class Referrals(Protocol):
@@ -55,6 +55,12 @@ class TemporalReferrals:
             if exc.closed:
                 raise refused("this direction is no longer open", 404, "referral_closed") from exc
             raise refused(exc.reason, code=exc.code or "", params=exc.params) from exc
+        except ReferralNotStarted as exc:
+            # Issued moments ago, its workflow not started yet: 503 with
+            # Retry-After (the answer takes it from the error's seconds).
+            raise UpstreamError(503, [{"field": "referral", "code": "referral_not_started",
+                                       "params": {"seconds": exc.retry_after}, "message": str(exc)}],
+                                str(exc), "referral_not_started") from exc
         except ReferralUnavailable as exc:
             raise UpstreamError(503, detail=str(exc)) from exc
         return result.model_dump(mode="json")

@@ -86,7 +86,8 @@ def referral_input(pending: dict) -> c.ReferralInput:
         category=pending["category"], for_category=pending["for_category"],
         needs_confirmation=pending["needs_confirmation"], issued_at=pending["issued_at"],
         country=pending["country"], policy=c.ReferralPolicy(**pending["policy"]), parent_id=pending["parent_id"],
-        resume=c.ResumedReferral(**pending["resume"]) if pending.get("resume") else None)
+        resume=c.ResumedReferral(**pending["resume"]) if pending.get("resume") else None,
+        announced=pending.get("announced", False))
 
 
 class WorkflowStarter:

@@ -186,6 +186,10 @@ class Referral(Base):
     # The workflow is started after the commit; NULL until it is, so a crash
     # in between is caught up by the starter (the id makes it idempotent).
     workflow_started_at: Mapped[datetime | None] = mapped_column(nullable=True)
+    # The allocation wrote its referral.issued fact (since issue 15): the
+    # workflow is started with ReferralInput.announced and does not record
+    # it again. False for an imported referral and for those issued before.
+    announced: Mapped[bool] = mapped_column(sa.Boolean, default=False, server_default=sa.false())
 
     __table_args__ = (
         sa.CheckConstraint("status IN ('live','enrolled','ended')", name="ck_referrals_status"),

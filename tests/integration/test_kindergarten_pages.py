@@ -26,6 +26,7 @@ from services.verification import domain as d
 from services.verification.api import create_app
 from services.verification.models import audit_trail
 from services.verification.queue import QueueDesk
+from services.verification.referrals import TemporalReferrals
 from services.verification.settings import VerificationSettings
 from tests.fakes.verification import DISTRICT_A, DISTRICT_B, PASSWORD, FakeDirectory, FakeReferrals
 from workflows import rules
@@ -183,6 +184,21 @@ def test_the_enrolment_is_the_workflow_s_enrol_update_by_the_verified_clerk(site
     assert req.actor == f"kindergarten:{clerk_id}" and req.acted_at == NOW
     [audit] = site.audit("referral.enrol")
     assert audit["outcome"] == "ok" and audit["actor"] == f"staff:{clerk_id}"
+
+
+def test_an_enrolment_before_the_referrals_workflow_is_started_is_a_503_page_that_says_so(site, temporal_dev):
+    """The allocation announced the referral (the clerk sees it) and the
+    queue's starter has not started its workflow yet: the real Temporal
+    client finds none, and the clerk is told to try again in seconds."""
+    referred(site, "aibek")
+    rid = site.referral_of("aibek")
+    site.referrals.enrol = TemporalReferrals(temporal_dev.address).enrol
+    clerk, csrf = site.signed_in("sun-clerk", "ru")
+    r = clerk.post(f"/kindergartens/sun/referrals/{rid}/enrolment", data={"csrf": csrf, "nonce": "n-early"})
+    assert r.status_code == 503 and r.headers["retry-after"] == "10"
+    assert "Это направление выдано только что и ещё оформляется" in text(r)
+    [audit] = site.audit("referral.enrol")
+    assert audit["outcome"] == "failed"
 
 
 @pytest.mark.parametrize("lang,said", [

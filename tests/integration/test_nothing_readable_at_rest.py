@@ -148,7 +148,7 @@ async def test_no_pin_document_contact_or_scan_is_readable_in_any_database_dump(
         queue.places.publish("rest-kg", 2023, "ru", 1, actor="admin:1")
         [ref] = queue.allocation.process_requests().issued
         async with worker:
-            # The referral's workflow records the issue (referral.issued, in the queue's outbox).
+            # The allocation announced the referral (referral.issued, in the queue's outbox); its workflow starts.
             assert await WorkflowStarter(queue, address=temporal_dev.address, task_queue=task_queue
                                          ).start_pending(client) == 1
             verification.staff.add("aida", "Аида Caseworker", "caseworker", DISTRICT, "caseworker password 2027")

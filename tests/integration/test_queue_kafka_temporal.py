@@ -1,9 +1,10 @@
 """The real queue service with real PostgreSQL, Kafka and Temporal: an
 application.submitted event from Kafka becomes a queue entry, published
-places are allocated by the allocator loop, the referral workflow starts on
-Temporal and calls the queue's activities, the parent cancels through the
-workflow, the place goes to the next child, and every fact reaches Kafka
-through the outbox."""
+places are allocated by the allocator loop, which announces each referral
+(its referral.issued fact) before its workflow starts on Temporal; the
+workflow, started as announced, records no second one and calls the queue's
+activities, the parent cancels through the workflow, the place goes to the
+next child, and every fact reaches Kafka through the outbox."""
 from __future__ import annotations
 
 import asyncio
@@ -99,14 +100,18 @@ async def test_queue_service_end_to_end_with_kafka_and_temporal(pg_url, kafka_bo
             await asyncio.to_thread(service.places.publish, "sun", 2023, "ru", 1, actor="kindergarten:sun")
             await until(lambda: service.views.application("a1")["status"] == "referred", what="a1 referred")
             assert service.views.application("a2")["status"] == "queued"
-
-            # The referral's workflow starts on Temporal and records the issue.
-            assert await starter.start_pending(client) == 1
+            # Announced by the allocation, before any workflow runs.
             ref_id = service.views.application("a1")["referral"]["id"]
+            assert issued_subjects(service) == [f"referral:{ref_id}"]
+
+            # The referral's workflow starts on Temporal, told it was announced.
+            assert await starter.start_pending(client) == 1
             handle = client.get_workflow_handle(c.workflow_id(str(ref_id)))
-            await until(lambda: "referral.issued.v1" in outbox_types(service), what="referral recorded by the workflow")
-            status = await handle.query(c.STATUS, result_type=c.ReferralStatus)
+            status = await handle.query(c.STATUS, result_type=c.ReferralStatus)   # after its first task
             assert status.state == c.ReferralState.AWAITING_ENROLMENT
+            started = (await handle.fetch_history()).events[0].workflow_execution_started_event_attributes
+            assert json.loads(started.input.payloads[0].data)["announced"] is True
+            assert issued_subjects(service) == [f"referral:{ref_id}"], "the workflow must not record it again"
 
             # The parent gives the place up: the workflow returns it through the
             # queue's activity, and the allocator hands it to a2.
@@ -116,6 +121,9 @@ async def test_queue_service_end_to_end_with_kafka_and_temporal(pg_url, kafka_bo
             assert a1["status"] == "queued" and a1["preferences"] == ["moon"]
             await until(lambda: service.views.application("a2")["status"] == "referred", what="a2 referred")
             assert await starter.start_pending(client) == 1
+            ref2 = service.views.application("a2")["referral"]["id"]
+            await client.get_workflow_handle(c.workflow_id(str(ref2))).query(c.STATUS, result_type=c.ReferralStatus)
+            assert issued_subjects(service) == [f"referral:{ref_id}", f"referral:{ref2}"]
             assert service.audit.check_register() == []
             assert all(r["matches"] for r in service.audit.replay())
 
@@ -138,6 +146,13 @@ async def test_queue_service_end_to_end_with_kafka_and_temporal(pg_url, kafka_bo
 def outbox_types(service: Queue) -> set[str]:
     with service.sessions() as s:
         return set(s.execute(sa.select(outbox.table.c.type)).scalars())
+
+
+def issued_subjects(service: Queue) -> list[str]:
+    """The referral.issued facts in the outbox, one subject each."""
+    with service.sessions() as s:
+        return list(s.execute(sa.select(outbox.table.c.subject).where(outbox.table.c.type == "referral.issued.v1")
+                              .order_by(outbox.table.c.seq)).scalars())
 
 
 def read_types(bootstrap: str, prefix: str, wanted: set[str], timeout: float = 30) -> set[str]:

@@ -10,8 +10,9 @@ import sqlalchemy as sa
 
 from kezek.db import make_engine
 from tests.migrated import upgrade
-from services.queue.models import outbox
+from services.queue.models import Referral, outbox
 from services.queue.domain import JoinQueue, NotFound, Refused
+from services.queue.store.times import aware
 from tests.builders import Clock, kindergarten, sqlite_queue
 
 
@@ -207,10 +208,50 @@ def test_enrolment_takes_the_place_for_good(svc, clock):
         svc.referrals.record_enrolment(key="k-again", referral_id=str(ref.referral_id), application_id="a1", at=clock.now)
 
 
-def test_referral_issued_fact_is_published_when_the_workflow_records_it(svc, clock):
+def _issued_records(svc, application_id):
+    return [{k: r[k] for k in ("at", "actor", "actor_role", "via", "action", "subject", "outcome", "details")}
+            for r in svc.audit.trail(f"application:{application_id}") if r["action"] == "referral.issued"]
+
+
+@pytest.mark.parametrize("cat, needs", [("general", False), ("extraordinary", True)])
+def test_the_allocation_announces_each_referral_as_its_workflows_first_step_recorded_it(svc, clock, cat, needs):
+    """The allocation's transaction writes each referral's referral.issued
+    fact and audit row; they are what the workflow's record_referral
+    ("issued") wrote for a referral issued before, field for field."""
+    svc.entries.join(JoinQueue(application_id="a1", pin=pin("2024-06-15", 11), surname="Asanov", name="Aibek",
+                               category=cat, language="ru", preferences=("sun",), parent_id="parent-7",
+                               queue_date=datetime.fromisoformat("2026-01-10T10:00:00+06:00")), actor="parent:1")
+    svc.places.publish("sun", 2024, "ru", 1, actor="kg:sun")
+    [ref] = svc.allocation.process_requests().issued
+    [announced] = events(svc, "referral.issued.v1")
+    assert announced["subject"] == f"referral:{ref.referral_id}"
+    data = announced["data"]
+    assert data["parent_id"] == "parent-7" and data["kindergarten_name"] == "Sun" and data["category"] == cat
+    assert data["needs_confirmation"] is needs and data["cohort"] == 2024 and data["language"] == "ru"
+    [record] = _issued_records(svc, "a1")
+    [pending] = svc.referrals.unstarted()
+    assert pending["announced"] is True
+    # The old path, for the same referral: what its workflow recorded.
+    state = "awaiting_confirmation" if needs else "awaiting_enrolment"
+    with svc.sessions() as s:
+        deadline = aware(s.scalars(sa.select(Referral.deadline)).one())
+    svc.referrals.record_referral(key="k", referral_id=str(ref.referral_id), application_id="a1",
+                                  at=pending["issued_at"], event="referral.issued", state=state,
+                                  deadline=deadline, needs_confirmation=needs)
+    [_, recorded] = events(svc, "referral.issued.v1")
+    assert recorded["data"] == data and recorded["time"] == announced["time"]
+    assert _issued_records(svc, "a1") == [record, record]
+
+
+def test_a_referral_issued_before_the_allocation_announced_is_recorded_by_its_workflow(svc, clock):
     ref = _refer(svc)
+    with svc.sessions() as s:      # as the previous release wrote it
+        s.execute(sa.text("UPDATE referrals SET announced = false"))
+        s.execute(sa.delete(outbox.table))
+        s.commit()
     [pending] = svc.referrals.unstarted()
     assert pending["referral_id"] == str(ref.referral_id) and pending["needs_confirmation"] is False
+    assert pending["announced"] is False
     deadline = datetime(2027, 3, 10, 0, 0, tzinfo=UTC)
     svc.referrals.record_referral(key="k", referral_id=str(ref.referral_id), application_id="a1", at=clock.now,
                         event="referral.issued", state="awaiting_enrolment", deadline=deadline)

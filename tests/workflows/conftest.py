@@ -150,8 +150,9 @@ async def referral(env):
                 ReferralWorkflow.run, inp, id=c.workflow_id(referral_id), task_queue=task_queue)
             started.append(handle)
             r = Referral(env, handle, offset, cal, fakes, referral_id)
-            if fields.get("resume") is not None:
-                await r.status()  # a resumed referral records nothing at start; wait until it runs
+            if fields.get("resume") is not None or fields.get("announced"):
+                # A resumed or announced referral records nothing at start: wait until it runs.
+                await r.status()
                 return r
             # The queue has recorded the issued referral.
             for _ in range(500):

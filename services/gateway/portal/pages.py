@@ -21,7 +21,7 @@ from kezek.trust import PARENT
 from services.gateway import i18n
 from services.gateway.clients import UpstreamError
 from services.gateway.context import Gateway
-from services.gateway.messages import describe
+from services.gateway.messages import ERRORS, describe
 from workflows import rules
 
 TEMPLATES = Path(__file__).parent.parent / "templates"
@@ -122,9 +122,11 @@ def status_of(exc: UpstreamError) -> int:
 
 
 def errors_of(exc: UpstreamError, gettext, country: str = "KG") -> list[dict]:
-    """A service's refusal in the reader's words; an outage is 'unavailable'."""
+    """A service's refusal in the reader's words; an outage is 'unavailable'
+    unless it names a reason the reader is told (a referral not started yet)."""
     if exc.status >= 500:
-        return [describe({"field": "request", "code": "unavailable"}, gettext)]
+        return [describe(e, gettext, country) for e in exc.errors if e.get("code") in ERRORS] or [
+            describe({"field": "request", "code": "unavailable"}, gettext)]
     return [describe(e, gettext, country) for e in exc.errors] or [
         describe({"field": "request", "code": exc.code or "refused", "message": exc.detail}, gettext)]
 

@@ -42,6 +42,14 @@ def parent_of(s: Session, app_id: str) -> str | None:
     return row[0]
 
 
+def parents_of(s: Session, app_ids: list[str]) -> dict[str, str | None]:
+    """The entries' parents (parent_of for many), read in chunks."""
+    found: dict[str, str | None] = {}
+    for part in chunks(sorted(set(app_ids)), 5000):
+        found.update((i, p) for i, p in s.execute(sa.select(A.c.id, A.c.parent_id).where(A.c.id.in_(part))))
+    return found
+
+
 def id_of_pin(s: Session, pin: str) -> str | None:
     """The entry of a child PIN (one per child, closed ones aside), found
     by the PIN's lookup hash under every key of the ring."""

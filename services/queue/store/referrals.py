@@ -13,7 +13,8 @@ from services.queue.store import chunks
 R = Referral.__table__
 A = Application.__table__
 COLUMNS = ("application_id", "place_id", "kindergarten_id", "cohort", "language", "for_category", "category",
-           "needs_confirmation", "preference_index", "status", "state", "run_id", "issued_at", "deadline")
+           "needs_confirmation", "preference_index", "status", "state", "run_id", "issued_at", "deadline",
+           "announced")
 
 
 def lock(s: Session, referral_id: str | int, app_id: str | None = None) -> Referral:
@@ -30,8 +31,22 @@ def lock(s: Session, referral_id: str | int, app_id: str | None = None) -> Refer
 def event_data(s: Session, ref: Referral, parent_id: str | None, **extra) -> dict:
     """What every referral event carries: ids, the parent (the entry's
     `parent_id`), the kindergarten's name and address."""
-    kg = s.get(Kindergarten, ref.kindergarten_id)
-    data = {"referral_id": str(ref.id), "application_id": ref.application_id, "kindergarten_id": ref.kindergarten_id}
+    return data_of(ref.id, ref.application_id, ref.kindergarten_id, s.get(Kindergarten, ref.kindergarten_id),
+                   parent_id, **extra)
+
+
+def issued_data(referral_id: int | str, application_id: str, kindergarten_id: str, kg: Kindergarten | None,
+                parent_id: str | None, *, deadline: str | None, needs_confirmation: bool, category: str,
+                cohort: int, language: str) -> dict:
+    """referral.issued.v1: what every referral event carries, the end of
+    the first window and what the parent is told with it."""
+    return data_of(referral_id, application_id, kindergarten_id, kg, parent_id, deadline=deadline,
+                   needs_confirmation=needs_confirmation, category=category, cohort=cohort, language=language)
+
+
+def data_of(referral_id: int | str, application_id: str, kindergarten_id: str, kg: Kindergarten | None,
+            parent_id: str | None, **extra) -> dict:
+    data = {"referral_id": str(referral_id), "application_id": application_id, "kindergarten_id": kindergarten_id}
     if parent_id:
         data["parent_id"] = parent_id
     if kg is not None:

@@ -21,7 +21,8 @@ from services.queue.domain.allocation import Allocation, FreePlaces, allocate_ra
 from services.queue.domain.policy import Policy
 from services.queue.domain.ranking import Applicant, PlaceKey, latest_eligible_birth_date
 from services.queue.models import OPEN_POOL
-from services.queue.store import allocation as generic, allocation_pg, marks, places, runs
+from services.queue.store import allocation as generic, allocation_pg, entries, kindergartens, marks, places
+from services.queue.store import referrals, runs
 from services.queue.store.times import utc
 from services.queue.usecases.positions import Positions
 from services.queue.usecases.work import RETRYABLE, Context, UnitOfWork
@@ -30,6 +31,9 @@ from workflows import rules
 log = get_logger(__name__)
 
 ALLOCATOR = "system:allocator"
+# Who records a referral's issue in the audit trail: the actor the
+# workflow's record_referral wrote it as before the allocation announced it.
+ISSUER = "system"
 _BIG_RUN = 1000  # referrals in one run after which the preference index is tidied at once
 
 
@@ -194,7 +198,9 @@ class Allocator:
     def _refer(self, w: UnitOfWork, run_id: int, allocations: list[Allocation], consumed: list[Applicant],
                pool_id: dict[Pool, int], policy: Policy, timings: dict) -> list[Issued]:
         """The referrals of the run, the places they hold, their audit rows
-        with the inputs that decided each; the positions behind them move."""
+        with the inputs that decided each, and their referral.issued facts
+        (announced: the workflow started afterwards records none); the
+        positions behind them move."""
         now = w.now()
         deadlines = self._deadlines(now, policy)
         rows = []
@@ -204,7 +210,7 @@ class Allocator:
             place = x.place
             rows.append((x.child_id, pool_id[(place, x.for_category)], place.kindergarten, place.cohort,
                          place.language, x.for_category or OPEN_POOL, cat, needs, x.preference_index, "live",
-                         rules.first_state(needs).value, run_id, now, deadlines[needs]))
+                         rules.first_state(needs).value, run_id, now, deadlines[needs], True))
         taken = Counter(pool_id[(x.place, x.for_category)] for x in allocations)
         write = allocation_pg.write if w.pg else generic.write
         ref_ids = write(w.s, now, [x.child_id for x in allocations], rows, taken, timings)
@@ -213,11 +219,37 @@ class Allocator:
             (run_id, seq, rid, x.child_id, x.place.kindergarten, x.place.cohort, x.place.language, x.for_category,
              x.preference_index, x.inputs) for seq, (x, rid) in enumerate(zip(allocations, ref_ids))])
         timings["write_audit"] = time.perf_counter() - t
+        t = time.perf_counter()
+        self._announce(w, now, allocations, ref_ids, policy, deadlines)
+        timings["write_issued"] = time.perf_counter() - t
         # Everyone behind a referred child in any pool it waited in moves up.
         prefs = {a.child_id: a.preferences for a in consumed}
         w.positions_moved({(x.place.cohort, k) for x in allocations for k in prefs[x.child_id]})
         return [Issued(rid, x.child_id, x.place, x.for_category, x.preference_index)
                 for x, rid in zip(allocations, ref_ids)]
+
+    def _announce(self, w: UnitOfWork, now: datetime, allocations: list[Allocation], ref_ids: list[int],
+                  policy: Policy, deadlines: dict[bool, datetime]) -> None:
+        """Each referral's referral.issued.v1 and its audit row, as the
+        ReferralWorkflow's first step wrote them before (record_referral,
+        "issued"): the parent is told, the caseworker gets the case and the
+        cabinet shows the referral once the run commits, not once Temporal
+        has started and run ten thousand workflows."""
+        parents = entries.parents_of(w.s, [x.child_id for x in allocations])
+        kgs = kindergartens.many(w.s, {x.place.kindergarten for x in allocations})
+        facts, trail = [], []
+        for x, rid in zip(allocations, ref_ids):
+            cat, place = x.inputs["category"], x.place
+            needs = policy.category(cat).needs_confirmation
+            deadline = deadlines[needs].isoformat()
+            facts.append((f"referral:{rid}", referrals.issued_data(
+                rid, x.child_id, place.kindergarten, kgs.get(place.kindergarten), parents.get(x.child_id),
+                deadline=deadline, needs_confirmation=needs, category=cat, cohort=place.cohort,
+                language=place.language)))
+            trail.append({"action": "referral.issued", "subject": f"application:{x.child_id}", "details": {
+                "referral_id": rid, "state": rules.first_state(needs).value, "deadline": deadline, "reason": None}})
+        w.emit_many("referral.issued.v1", facts, time=now)
+        w.audit_many(ISSUER, trail, at=now)
 
     def _deadlines(self, now: datetime, policy: Policy) -> dict[bool, datetime]:
         """The end of a new referral's first window, with and without a

@@ -221,6 +221,8 @@ class ReferralEffects:
                 "kindergarten": r["kindergarten_id"], "cohort": r["cohort"], "language": r["language"],
                 "category": r["category"], "for_category": r["for_category"] or None,
                 "needs_confirmation": r["needs_confirmation"], "issued_at": aware(r["issued_at"]),
+                # The allocation wrote its referral.issued fact: the workflow does not.
+                "announced": bool(r["announced"]),
                 # An imported referral continues where the previous system left it.
                 "resume": None if r["external_id"] is None else {
                     "state": r["state"], "deadline": aware(r["deadline"]), "extended": r["extended"],

@@ -25,7 +25,7 @@ from services.verification.bootstrap import Verification
 from services.verification.i18n import Pages, pick_language
 from services.verification.usecases.context import Forbidden, NotFound, StaffView, Unauthenticated
 from services.verification.usecases.desk import QueueUnavailable
-from workflows.client import ReferralUnavailable
+from workflows.client import ReferralNotStarted, ReferralUnavailable
 
 COOKIE = "kezek_staff"
 LANG_COOKIE = "kezek_lang"
@@ -310,7 +310,11 @@ def install_error_pages(app: FastAPI) -> None:
         return page_of(request).error("csrf", 403)
 
     @app.exception_handler(ReferralUnavailable)
-    async def unavailable(request: Request, _exc: ReferralUnavailable):
+    async def unavailable(request: Request, exc: ReferralUnavailable):
+        if isinstance(exc, ReferralNotStarted):
+            # Issued moments ago: its workflow is still to be started.
+            return page_of(request).error("referral_not_started", 503, back=_parent(request),
+                                          headers={"Retry-After": str(exc.retry_after)})
         return page_of(request).error("unavailable", 503, back=_parent(request), headers={"Retry-After": "30"})
 
     @app.exception_handler(QueueUnavailable)
