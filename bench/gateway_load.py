@@ -31,6 +31,11 @@ Rate limits are the production defaults (300 a minute per signed-in parent,
 every client is counted under its own address and each request is one of
 many families: a 429 would be counted as an error, not hidden.
 
+Beside it, the CPU of every part of the system (each `kezek serve`,
+consumer, relay, worker, PostgreSQL, Kafka, Temporal, from /proc, its
+processes summed) per answer: per request, or per submission for
+`register` (`cpu_ms_per_answer`), to tell which part a request costs.
+
 The gateway's own CPU time per request is measured beside them (the CPU
 seconds of the `kezek serve gateway` process and its workers, from
 /proc/PID/stat, over the whole locust run, divided by every request it
@@ -94,6 +99,47 @@ def service_pids(root: int, service: str) -> list[int]:
         return [pid] + [d for c in children.get(pid, []) for d in below(c)]
 
     return [p for pid in below(root) if f"serve {service}" in procs[pid][1] for p in below(pid)]
+
+
+def _part(cmd: str) -> str:
+    """The part of the system a process is, from its command line."""
+    words = cmd.split()
+    if "serve" in words and words.index("serve") + 1 < len(words):
+        return words[words.index("serve") + 1]
+    if "consume" in words:
+        named = [w for w in words[words.index("consume") + 1:] if not w.startswith("-")]
+        return f"consume {named[0]}" if named else "consume"
+    for name in ("relay", "worker", "postgres", "kafka", "temporal", "mailbox", "sms"):
+        if name in cmd.lower():
+            return name
+    return words[0].rsplit("/", 1)[-1] if words else "?"
+
+
+def parts_cpu(root: int, state: Path | None = None) -> dict[str, float]:
+    """CPU seconds so far of every process under the supervisor `root`,
+    summed per part of the system (`registration`, `consume gateway`,
+    `relay`, `kafka`, ...): a process belongs to the part of its nearest
+    ancestor below the supervisor. PostgreSQL runs detached from it: its
+    server (the one whose command line names `state`) and its backends are
+    `postgres`."""
+    procs = _processes()
+    children: dict[int, list[int]] = {}
+    for pid, (ppid, _) in procs.items():
+        children.setdefault(ppid, []).append(pid)
+
+    def below(pid: int) -> list[int]:
+        return [pid] + [d for c in children.get(pid, []) for d in below(c)]
+
+    out: dict[str, float] = {}
+    for top in children.get(root, []):
+        name = _part(procs[top][1])
+        out[name] = out.get(name, 0.0) + cpu_seconds(below(top))
+    out["supervisor"] = cpu_seconds([root])
+    if state is not None:
+        for pid, (_, cmd) in procs.items():
+            if "postgres" in cmd and f"-D {state}" in cmd:
+                out["postgres"] = out.get("postgres", 0.0) + cpu_seconds(below(pid))
+    return out
 
 
 def cpu_seconds(pids: list[int]) -> float:
@@ -186,10 +232,16 @@ def main(argv: list[str] | None = None) -> int:
                 pids = service_pids(kezek.proc.pid, "gateway")
                 behind = service_pids(kezek.proc.pid, BEHIND[endpoint]) if endpoint in BEHIND else []
                 cpu, cpu_behind = cpu_seconds(pids), cpu_seconds(behind)
+                every = parts_cpu(kezek.proc.pid, kezek.state)
                 run = loadgen.start(kezek.url("gateway"), endpoint, spec, users=users, seconds=args.seconds,
                                     warmup=args.warmup)
                 r = run.wait()
                 cpu, cpu_behind = cpu_seconds(pids) - cpu, cpu_seconds(behind) - cpu_behind
+                after = parts_cpu(kezek.proc.pid, kezek.state)
+                answered = max(1, len(run.samples))   # warm-up included, as the CPU: submissions for `register`
+                r["cpu_ms_per_answer"] = {k: round((after[k] - every.get(k, 0.0)) * 1000 / answered, 1)
+                                          for k in sorted(after, key=lambda k: every.get(k, 0.0) - after[k])
+                                          if after[k] - every.get(k, 0.0) >= 0.005}
                 r.update(load_before=before, load_after=load(), gateway_cpu_s=round(cpu, 2),
                          gateway_cpu_ms_per_request=round(cpu * 1000 / max(1, run.http_requests), 2))
                 if behind:
@@ -201,6 +253,8 @@ def main(argv: list[str] | None = None) -> int:
                 say(f"{endpoint:8} {users:3} clients: {r['per_second']} req/s  p50 {r['p50_ms']} ms  "
                     f"p99 {r['p99_ms']} ms  errors {r['errors']}  gateway CPU {r['gateway_cpu_ms_per_request']} ms/request"
                     f"{also}  load {before}-{r['load_after']}")
+                say("    CPU ms per " + ("submission" if endpoint == "register" else "request") + ", by part: "
+                    + ", ".join(f"{k} {v}" for k, v in r["cpu_ms_per_answer"].items()))
     finally:
         if watch is not None:
             watch.close()

@@ -25,7 +25,10 @@ def build(settings: Settings | None = None, *, registry: AddressRegistry | None 
           hasher: PasswordHasher | None = None, queue_transport: httpx.BaseTransport | None = None,
           keys: ServiceKeys | None = None) -> RegistrationService:
     settings = registration_settings(settings)
-    engine = service_engine(settings, "registration")
+    url = settings.database_url_for("registration")
+    pool = ({"pool_size": settings.registration_db_pool_size, "max_overflow": settings.registration_db_pool_size}
+            if url.startswith("postgresql") else {})
+    engine = service_engine(settings, "registration", url=url, **pool)
     if oidc is None and settings.tunduk_issuer:
         oidc = OidcProvider(settings.tunduk_issuer, settings.tunduk_client_id,
                             settings.tunduk_client_secret.get_secret_value(), pin_claim=settings.tunduk_pin_claim)

@@ -177,3 +177,27 @@ def test_batched_counts_of_many_keys_flushed_by_replicas_at_once_are_all_added_o
     for _ in range(9_997):
         assert replicas[0].hit("parent:7", limit=10_000) == 0
     assert replicas[0].hit("parent:7", limit=10_000) > 0
+
+
+def test_the_api_keeps_as_many_database_connections_open_as_its_setting_says(pg_url, tmp_path):
+    """Issue 15: beyond SQLAlchemy's five pooled connections, every request
+    at a busy moment opened and closed one (a new PostgreSQL backend)."""
+    from services.registration.bootstrap import build
+    from services.registration.settings import RegistrationSettings
+
+    from kezek.db import ensure_database
+
+    fresh = pg_url("pool")                       # a fresh name on the cluster: its service's database beside it
+    settings = RegistrationSettings(_env_file=None, state_dir=tmp_path, env="test",
+                                    database_url=fresh + "_{service}", registration_db_pool_size=12)
+    url = settings.database_url_for("registration")
+    ensure_database(url)
+    upgrade("registration", url)
+    engine = build(settings).sessions.kw["bind"]
+    try:
+        held = [engine.connect() for _ in range(12)]
+        for conn in held:
+            conn.close()
+        assert engine.pool.checkedin() == 12
+    finally:
+        engine.dispose()

@@ -144,3 +144,32 @@ def test_registration_limits_its_callers_per_client_per_draft_and_per_account(tm
     family = as_(actor=parent_principal("fam"), client="203.0.113.3")
     codes = [c.get("/api/v1/me", headers=family).status_code for _ in range(4)]
     assert codes[2:] == [429, 429]
+
+
+def test_each_step_of_an_application_is_one_transaction_its_rate_limits_counted_in_batches(tmp_path):
+    """Issue 15: the limits' counts (per client and per draft) reach their
+    table with the next flush, not in two transactions of their own per
+    request, and a new draft is written and read back in one; the limits
+    still hold (the test above)."""
+    c = build(tmp_path)
+    limits = c.app.state.rate_limits
+    limits.clock = lambda: 1_800_000_010.0     # one window, and no flush falls due by the timer
+    limits.flush()
+    commits: list[str] = []
+    sa.event.listen(c.app.state.engine, "commit", lambda conn: commits.append("commit"))
+    h = as_(client="203.0.113.9")
+
+    r = c.post("/api/v1/drafts", json={"locale": "ru"}, headers=h)
+    assert r.status_code == 201 and commits == ["commit"]
+    t = r.json()["draft"]
+    assert c.put(f"/api/v1/drafts/{t}/child", json=CHILD, headers=h).status_code == 200
+    assert c.put(f"/api/v1/drafts/{t}/parent", json=PARENT, headers=h).status_code == 200
+    assert commits == ["commit"] * 3
+    # The new draft's answer is what reading it back gives.
+    other = c.post("/api/v1/drafts", json={"locale": "ru"}, headers=h).json()
+    assert other == {"draft": other["draft"], **c.get(f"/api/v1/drafts/{other['draft']}", headers=h).json()}
+    # Counted all the same: the flush adds them to the shared rows.
+    limits.flush()
+    with c.app.state.engine.connect() as conn:
+        hits = dict(conn.execute(sa.text("SELECT key, hits FROM rate_limits")).all())
+    assert hits["client:203.0.113.9"] == 5

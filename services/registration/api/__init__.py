@@ -34,7 +34,7 @@ def create_app(settings: Settings | None = None, *, service: RegistrationService
     app.state.service = service
     app.state.engine = engine
     app.state.settings = settings
-    app.state.rate_limits = RateLimits(engine, rate_limits)
+    app.state.rate_limits = RateLimits(engine, rate_limits, flush_seconds=settings.rate_limit_flush_seconds)
     errors.install(app)
     for module in (addresses, drafts, accounts, cabinet):
         app.include_router(module.router)

@@ -18,8 +18,7 @@ Token = Annotated[str, Path(max_length=200, description="the draft's token")]
 
 @router.post("", status_code=201, response_model=NewDraft, response_model_exclude_unset=True)
 def start(body: DraftIn, svc: Svc, by: By):
-    token = svc.start_draft(body.locale, by=by)
-    return {"draft": token, **svc.get_draft(token)}
+    return svc.new_draft(body.locale, by=by)
 
 
 @router.get("/{token}", summary="The draft's data (refused once it is submitted)", response_model=Draft,

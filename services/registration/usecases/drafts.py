@@ -43,14 +43,20 @@ def draft_subject(token: str) -> str:
 
 class Drafts(Context):
     def start_draft(self, locale: str = "ky", *, by: Caller = ITSELF) -> str:
+        return self.new_draft(locale, by=by)["draft"]
+
+    def new_draft(self, locale: str = "ky", *, by: Caller = ITSELF) -> dict:
+        """A new draft: its token (`draft`) and its data, as `get_draft`
+        would read them back, from the one transaction that wrote it."""
         token = d.new_token()
         now = self.clock()
         with unit_of_work(self.sessions) as s:
-            s.add(Draft(token_hash=d.token_hash(token), country=self.country,
-                        locale=locale if locale in d.LANGUAGES else "ky",
-                        child={}, parent={}, address={}, created_at=now, updated_at=now))
+            draft = Draft(token_hash=d.token_hash(token), country=self.country,
+                          locale=locale if locale in d.LANGUAGES else "ky",
+                          child={}, parent={}, address={}, created_at=now, updated_at=now)
+            s.add(draft)
             self.audit(s, by, "draft.started", draft_subject(token))
-        return token
+            return {"draft": token, **self._view(draft)}
 
     def _draft(self, s: Session, token: str, *, for_update: bool = True) -> Draft:
         q = sa.select(Draft).where(Draft.token_hash == d.token_hash(token or ""))
