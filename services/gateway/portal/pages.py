@@ -6,6 +6,7 @@ refusal re-renders it with a 4xx, an error summary and the message at each
 field it names."""
 from __future__ import annotations
 
+from collections import OrderedDict
 from datetime import datetime, time
 from pathlib import Path
 from typing import Annotated, Any
@@ -95,14 +96,35 @@ class Page:
         self.request, self.gw, self.lang = request, gw, lang
 
     def __call__(self, name: str, status: int = 200, errors: list[dict] | None = None, **ctx) -> HTMLResponse:
+        return self.respond(self.html(name, errors, **ctx), status)
+
+    def html(self, name: str, errors: list[dict] | None = None, **ctx) -> str:
         by_field: dict[str, str] = {}
         for e in errors or []:
             by_field.setdefault(e["field"], e["message"])
-        principal = getattr(self.request.state, "principal", None)
-        html = environment(self.gw, self.lang).get_template(name).render(
+        return environment(self.gw, self.lang).get_template(name).render(
             lang=self.lang, languages=i18n.LANGUAGE_NAMES, path=self.request.url.path, errors=errors or [],
-            field_errors=by_field, logged_in=principal is not None and principal.role == PARENT,
-            request_id=None, **ctx)
+            field_errors=by_field, logged_in=self.logged_in(), request_id=None, **ctx)
+
+    def logged_in(self) -> bool:
+        principal = getattr(self.request.state, "principal", None)
+        return principal is not None and principal.role == PARENT
+
+    def kept(self, pages: KeptPages, slot: tuple, name: str, /, **ctx) -> HTMLResponse:
+        """`self(name, **ctx)`, the HTML taken from `pages` when this
+        template was last rendered in `slot` for a reader of the same
+        language, path and sign-in with a context equal to `ctx` (the same
+        input makes the same page): a page read by many, made of a service's
+        answer that seldom changes, is rendered once per change."""
+        key = (name, self.lang, self.request.url.path, self.logged_in(), slot)
+        found = pages.get(key)
+        if found is not None and found[0] == ctx:
+            return self.respond(found[1])
+        html = self.html(name, **ctx)
+        pages.put(key, (ctx, html))
+        return self.respond(html)
+
+    def respond(self, html: str, status: int = 200) -> HTMLResponse:
         resp = HTMLResponse(html, status_code=status)
         if self.request.query_params.get("lang") in i18n.LANGUAGES:
             resp.set_cookie(LANG_COOKIE, self.lang, max_age=YEAR, samesite="lax", secure=self.gw.settings.cookie_secure)
@@ -132,6 +154,31 @@ def errors_of(exc: UpstreamError, gettext, country: str = "KG") -> list[dict]:
 
 
 Render = Annotated[Page, Depends(Page)]
+
+
+class KeptPages:
+    """The last rendering of each of at most `capacity` slots (`Page.kept`),
+    the least recently read dropped first. One per gateway process, used on
+    its event loop."""
+
+    def __init__(self, capacity: int = 512):
+        self.capacity = capacity
+        self._pages: OrderedDict[tuple, tuple[dict, str]] = OrderedDict()
+
+    def get(self, key: tuple) -> tuple[dict, str] | None:
+        found = self._pages.get(key)
+        if found is not None:
+            self._pages.move_to_end(key)
+        return found
+
+    def put(self, key: tuple, page: tuple[dict, str]) -> None:
+        self._pages[key] = page
+        self._pages.move_to_end(key)
+        while len(self._pages) > self.capacity:
+            self._pages.popitem(last=False)
+
+    def __len__(self) -> int:
+        return len(self._pages)
 
 
 # ------------------------------------------------------- dates on the pages
