@@ -34,7 +34,10 @@ many families: a 429 would be counted as an error, not hidden.
 Beside it, the CPU of every part of the system (each `kezek serve`,
 consumer, relay, worker, PostgreSQL, Kafka, Temporal, from /proc, its
 processes summed) per answer: per request, or per submission for
-`register` (`cpu_ms_per_answer`), to tell which part a request costs.
+`register` (`cpu_ms_per_answer`), and the same less what each part spends
+at rest (`cpu_ms_per_answer_beyond_idle`: measured for `--idle-seconds`
+before the runs; pollers, heartbeats and the supervisor cost about a third
+of a core with nobody using the system), to tell which part a request costs.
 
 The gateway's own CPU time per request is measured beside them (the CPU
 seconds of the `kezek serve gateway` process and its workers, from
@@ -195,6 +198,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--seconds", type=float, default=20)
     ap.add_argument("--warmup", type=float, default=3)
     ap.add_argument("--seed", type=int, default=15)
+    ap.add_argument("--idle-seconds", type=float, default=10,
+                    help="seconds the system's CPU at rest is measured before the runs (taken off theirs)")
     ap.add_argument("--gateway-workers", type=int, default=1,
                     help="worker processes of the gateway (KEZEK_GATEWAY_WORKERS)")
     snapshot_options(ap)
@@ -226,22 +231,35 @@ def main(argv: list[str] | None = None) -> int:
                 "mailbox": str(kezek.state / "mailbox" / "messages.jsonl")}
         settle(watch, 600, "after signing in")
         say(f"{len(tokens)} parents signed in, {len(spec['pools'])} public pools; load {load()}")
+        # What the system spends with nobody using it (pollers, heartbeats,
+        # the supervisor), per part and second: taken off each run's CPU.
+        t, at_rest = time.monotonic(), parts_cpu(kezek.proc.pid, kezek.state)
+        time.sleep(args.idle_seconds)
+        rested = parts_cpu(kezek.proc.pid, kezek.state)
+        idle = {k: (rested[k] - at_rest.get(k, 0.0)) / (time.monotonic() - t) for k in rested}
+        figures["idle_cpu_ms_per_second"] = {k: round(v * 1000, 1) for k, v in sorted(idle.items(), key=lambda kv: -kv[1])}
+        say(f"at rest, CPU ms a second by part (load {load()}): "
+            + ", ".join(f"{k} {v}" for k, v in figures["idle_cpu_ms_per_second"].items() if v >= 0.5))
         for endpoint in endpoints:
             for users in clients:
                 before = load()
                 pids = service_pids(kezek.proc.pid, "gateway")
                 behind = service_pids(kezek.proc.pid, BEHIND[endpoint]) if endpoint in BEHIND else []
                 cpu, cpu_behind = cpu_seconds(pids), cpu_seconds(behind)
-                every = parts_cpu(kezek.proc.pid, kezek.state)
+                every, t = parts_cpu(kezek.proc.pid, kezek.state), time.monotonic()
                 run = loadgen.start(kezek.url("gateway"), endpoint, spec, users=users, seconds=args.seconds,
                                     warmup=args.warmup)
                 r = run.wait()
                 cpu, cpu_behind = cpu_seconds(pids) - cpu, cpu_seconds(behind) - cpu_behind
-                after = parts_cpu(kezek.proc.pid, kezek.state)
+                after, elapsed = parts_cpu(kezek.proc.pid, kezek.state), time.monotonic() - t
                 answered = max(1, len(run.samples))   # warm-up included, as the CPU: submissions for `register`
-                r["cpu_ms_per_answer"] = {k: round((after[k] - every.get(k, 0.0)) * 1000 / answered, 1)
-                                          for k in sorted(after, key=lambda k: every.get(k, 0.0) - after[k])
-                                          if after[k] - every.get(k, 0.0) >= 0.005}
+                spent = {k: after[k] - every.get(k, 0.0) for k in after}
+                r["cpu_ms_per_answer"] = {k: round(v * 1000 / answered, 1)
+                                          for k, v in sorted(spent.items(), key=lambda kv: -kv[1]) if v >= 0.005}
+                beyond = {k: v - idle.get(k, 0.0) * elapsed for k, v in spent.items()}
+                r["cpu_ms_per_answer_beyond_idle"] = {k: round(v * 1000 / answered, 1)
+                                                      for k, v in sorted(beyond.items(), key=lambda kv: -kv[1])}
+                r["cpu_ms_per_answer_beyond_idle_total"] = round(sum(beyond.values()) * 1000 / answered, 1)
                 r.update(load_before=before, load_after=load(), gateway_cpu_s=round(cpu, 2),
                          gateway_cpu_ms_per_request=round(cpu * 1000 / max(1, run.http_requests), 2))
                 if behind:
@@ -253,8 +271,9 @@ def main(argv: list[str] | None = None) -> int:
                 say(f"{endpoint:8} {users:3} clients: {r['per_second']} req/s  p50 {r['p50_ms']} ms  "
                     f"p99 {r['p99_ms']} ms  errors {r['errors']}  gateway CPU {r['gateway_cpu_ms_per_request']} ms/request"
                     f"{also}  load {before}-{r['load_after']}")
-                say("    CPU ms per " + ("submission" if endpoint == "register" else "request") + ", by part: "
-                    + ", ".join(f"{k} {v}" for k, v in r["cpu_ms_per_answer"].items()))
+                say("    CPU ms per " + ("submission" if endpoint == "register" else "request")
+                    + f" beyond the idle system's, {r['cpu_ms_per_answer_beyond_idle_total']} in all: "
+                    + ", ".join(f"{k} {v}" for k, v in r["cpu_ms_per_answer_beyond_idle"].items() if abs(v) >= 0.5))
     finally:
         if watch is not None:
             watch.close()

@@ -22,7 +22,9 @@ GATEWAY = services("gateway")        # the gateway acting as itself: anonymous s
 FAMILY = parent()                    # the gateway acting for a signed-in parent
 
 
-def get_service(request: Request) -> RegistrationService:
+async def get_service(request: Request) -> RegistrationService:
+    # async: FastAPI would run a plain function in the thread pool, one more
+    # hop per request for an attribute read.
     return request.app.state.service
 
 
