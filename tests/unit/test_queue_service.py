@@ -231,16 +231,34 @@ def test_the_allocation_announces_each_referral_as_its_workflows_first_step_reco
     [record] = _issued_records(svc, "a1")
     [pending] = svc.referrals.unstarted()
     assert pending["announced"] is True
-    # The old path, for the same referral: what its workflow recorded.
+    # The old path, for the same referral issued unannounced (by the
+    # previous release): what its workflow recorded.
     state = "awaiting_confirmation" if needs else "awaiting_enrolment"
     with svc.sessions() as s:
         deadline = aware(s.scalars(sa.select(Referral.deadline)).one())
+        s.execute(sa.update(Referral).values(announced=False))
+        s.commit()
     svc.referrals.record_referral(key="k", referral_id=str(ref.referral_id), application_id="a1",
                                   at=pending["issued_at"], event="referral.issued", state=state,
                                   deadline=deadline, needs_confirmation=needs)
     [_, recorded] = events(svc, "referral.issued.v1")
     assert recorded["data"] == data and recorded["time"] == announced["time"]
     assert _issued_records(svc, "a1") == [record, record]
+
+
+def test_an_announced_referral_is_not_recorded_again_by_a_workflow_started_without_saying_so(svc, clock):
+    """A starter of the previous release (during an upgrade) starts the
+    workflow of a referral the allocation announced without `announced`:
+    its record of the issue changes nothing, so the parent is told once."""
+    ref = _refer(svc)
+    before = events(svc, "referral.issued.v1"), _issued_records(svc, "a1")
+    assert len(before[0]) == 1 and len(before[1]) == 1
+    with svc.sessions() as s:
+        deadline = aware(s.scalars(sa.select(Referral.deadline)).one())
+    assert svc.referrals.record_referral(key="referral-x:issued:record", referral_id=str(ref.referral_id),
+                                         application_id="a1", at=clock.now, event="referral.issued",
+                                         state="awaiting_enrolment", deadline=deadline)
+    assert (events(svc, "referral.issued.v1"), _issued_records(svc, "a1")) == before
 
 
 def test_a_referral_issued_before_the_allocation_announced_is_recorded_by_its_workflow(svc, clock):

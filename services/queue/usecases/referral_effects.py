@@ -177,6 +177,11 @@ class ReferralEffects:
             if not _claimed(w, key):
                 return False
             ref = referrals.lock(w.s, referral_id, application_id)
+            if event == "referral.issued" and ref.announced:
+                # The allocation announced it: a workflow started without
+                # saying so (by a starter of the previous release during an
+                # upgrade) must not tell the parent twice.
+                return True
             # The entry's parent alone: the entry's row would open the
             # child's sealed PIN and names, which the fact does not carry.
             parent_id = entries.parent_of(w.s, ref.application_id)
