@@ -26,7 +26,9 @@ Category = Annotated[str, Field(examples=["general"])]
 KEEP = {"response_model_exclude_unset": True}   # registration's answers keep their shape
 
 
-def get_gateway(request: Request) -> Gateway:
+async def get_gateway(request: Request) -> Gateway:
+    # async: FastAPI runs a plain function in the thread pool, a hop to a
+    # worker thread and back per request for an attribute read.
     return request.app.state.gateway
 
 
