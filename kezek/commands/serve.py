@@ -4,6 +4,7 @@ one port (`KEZEK_GATEWAY_WORKERS`); each builds its own app."""
 from __future__ import annotations
 
 import argparse
+import gc
 import os
 
 import uvicorn
@@ -45,4 +46,24 @@ def app(service: str | None = None):
     # /ready runs the app's own checks (its database) and those of what else
     # this process talks to (kezek.health).
     built.state.ready_checks = [*built.state.ready_checks, *api_checks(service, settings)]
+    settle_memory()
     return built
+
+
+# Objects allocated between two young collections (Python's default: 700).
+# A request of the gateway's makes a few thousand: at 700 the collector ran
+# every request or two (88 young collections in 2,000 `/api/v1/me`, in
+# process), each pausing every request in flight.
+YOUNG_THRESHOLD = 7000
+
+
+def settle_memory() -> None:
+    """What start-up made (modules, the app, its catalogues, templates) is
+    moved out of the collector's sight (gc.freeze: never examined again,
+    never freed: it lives as long as the process anyway), and young
+    collections run every YOUNG_THRESHOLD allocations. In process, 2,000
+    `/api/v1/me` made 8 young collections instead of 88, their pauses
+    together 65-70 ms instead of 196 ms (load 20-30)."""
+    gc.collect()
+    gc.freeze()
+    gc.set_threshold(YOUNG_THRESHOLD, *gc.get_threshold()[1:])

@@ -142,7 +142,7 @@ PARENT_ONLY = allow(parent(), scheme=m.PARENT_SESSION)
 cabinet = APIRouter(prefix="/api/v1", dependencies=[PARENT_ONLY])
 
 
-def the_parent(access: Access = PARENT_ONLY) -> Principal:
+async def the_parent(access: Access = PARENT_ONLY) -> Principal:
     return access.principal
 
 

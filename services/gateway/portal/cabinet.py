@@ -24,14 +24,14 @@ PARENT_ONLY = allow(parent())
 router = APIRouter(include_in_schema=False, dependencies=[PARENT_ONLY])
 
 
-def the_parent(access: Access = PARENT_ONLY) -> Principal:
+async def the_parent(access: Access = PARENT_ONLY) -> Principal:
     return access.principal
 
 
 Parent = Annotated[Principal, Depends(the_parent)]
 
 
-def session_csrf(request: Request, gw: Gw) -> str:
+async def session_csrf(request: Request, gw: Gw) -> str:
     return gw.csrf(request.cookies.get(SESSION_COOKIE, ""))
 
 
@@ -49,7 +49,7 @@ async def checked(request: Request, gw: Gw, form: Form) -> dict[str, str]:
 Checked = Annotated[dict[str, str], Depends(checked)]
 
 
-def target_id(request: Request) -> str:
+async def target_id(request: Request) -> str:
     """The referral or application an act's path names (its one parameter)."""
     (value,) = request.path_params.values()
     return value

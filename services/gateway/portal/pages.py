@@ -42,14 +42,18 @@ def redirect(url: str) -> RedirectResponse:
     return RedirectResponse(url, status_code=303)
 
 
-def get_gateway(request: Request) -> Gateway:
+# The dependencies of every request are `async def`: FastAPI runs a plain
+# `def` dependency in its thread pool, a hand-over to a thread and back for
+# what is a lookup (tests/unit/test_gateway_dependencies.py).
+
+async def get_gateway(request: Request) -> Gateway:
     return request.app.state.gateway
 
 
 Gw = Annotated[Gateway, Depends(get_gateway)]
 
 
-def language(request: Request) -> str:
+async def language(request: Request) -> str:
     gw: Gateway = request.app.state.gateway
     return i18n.pick_language(request.query_params.get("lang"), request.cookies.get(LANG_COOKIE),
                               request.headers.get("accept-language"), gw.settings.country)
@@ -153,7 +157,11 @@ def errors_of(exc: UpstreamError, gettext, country: str = "KG") -> list[dict]:
         describe({"field": "request", "code": exc.code or "refused", "message": exc.detail}, gettext)]
 
 
-Render = Annotated[Page, Depends(Page)]
+async def page(request: Request, gw: Gw, lang: Lang) -> Page:
+    return Page(request, gw, lang)
+
+
+Render = Annotated[Page, Depends(page)]
 
 
 class KeptPages:
