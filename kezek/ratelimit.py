@@ -87,6 +87,16 @@ class RateLimits:
     def hit(self, key: str, limit: int, window: int = 60, cost: int = 1) -> float:
         """Counts one request of `key`; 0.0 when it is within `limit` per
         `window` seconds, else the seconds until the window ends."""
+        return self._hit(key, limit, window, cost, in_memory=False)
+
+    def hit_in_memory(self, key: str, limit: int, window: int = 60, cost: int = 1) -> float | None:
+        """`hit` when it needs no database (batched counting, no flush due
+        by the timer or by the key nearing its limit), for a caller on the
+        event loop's thread; None, with nothing counted, when it does: call
+        `hit` off the loop then."""
+        return self._hit(key, limit, window, cost, in_memory=True)
+
+    def _hit(self, key: str, limit: int, window: int, cost: int, *, in_memory: bool) -> float | None:
         now = self.clock()
         start = int(now // window) * window
         key = _key(key)
@@ -95,7 +105,12 @@ class RateLimits:
             if self._over.get(key, (None, None)) == (start, limit):
                 return left
         if self.flush_seconds > 0:
-            hits = self._count(key, start, limit, cost, now)      # old windows are swept by the flushes
+            # old windows are swept by the flushes
+            hits = self._count(key, start, limit, cost, now, in_memory=in_memory)
+            if hits is None:
+                return None
+        elif in_memory:
+            return None
         else:
             with self.engine.begin() as conn:
                 hits = self._add(conn, key, start, cost)
@@ -124,18 +139,23 @@ class RateLimits:
         rows = [{"key": k, "window_start": s, "hits": n} for k, s, n in counts]
         return {(k, s): hits for k, s, hits in conn.execute(self._upsert_many, rows)}
 
-    def _count(self, key: str, start: int, limit: int, cost: int, now: float) -> int:
-        """Counted in memory; flushed when due or when the key nears its limit."""
+    def _count(self, key: str, start: int, limit: int, cost: int, now: float, *,
+               in_memory: bool = False) -> int | None:
+        """Counted in memory; flushed when due or when the key nears its
+        limit (with `in_memory`, nothing counted and None then)."""
         with self._lock:
             known = self._counts.setdefault((key, start), [0, 0])
-            known[1] += cost
-            estimate = known[0] + known[1]
             # Near the limit the other replicas' counts matter: a key flushes
             # once it has counted here a sixteenth of the room the shared
             # count left, so flushes come at every hit as the limit nears, and
             # a key far from it (a family polling its cabinet) waits for the timer.
             room = max(limit - known[0], 0)
-            due = now - self._flushed_at >= self.flush_seconds or known[1] >= max(1, room // _SHARE_OF_ROOM)
+            due = (now - self._flushed_at >= self.flush_seconds
+                   or known[1] + cost >= max(1, room // _SHARE_OF_ROOM))
+            if due and in_memory:
+                return None
+            known[1] += cost
+            estimate = known[0] + known[1]
         if not due:
             return estimate
         self.flush(now)

@@ -116,3 +116,25 @@ def test_a_flush_of_any_number_of_keys_is_one_statement_text_its_totals_right(tm
     with engine.connect() as conn:
         hits = dict(conn.execute(sa.text(f"SELECT key, hits FROM {TABLE}")).all())
     assert hits == {"k0": 2, "k1": 4, "k2": 3, "k3": 4, "k4": 5}
+
+
+def test_a_hit_counted_in_memory_is_refused_with_nothing_counted_when_it_must_reach_the_database(tmp_path):
+    """For a caller on the event loop (issue 15): `hit_in_memory` answers as
+    `hit` would while the counts stay in memory, and leaves the hit that
+    must flush (by the timer or near the limit) to `hit`."""
+    clock = Clock()
+    first, engine = store(tmp_path, clock)
+    limits = RateLimits(engine, first.table, clock=clock, flush_seconds=1.0)
+    limits.flush()
+    assert [limits.hit_in_memory("draft:1", 60) for _ in range(2)] == [0.0, 0.0]
+    assert limits.hit_in_memory("draft:1", 60) is None          # the third nears the limit: a flush
+    assert limits.hit("draft:1", 60) == 0.0 and shared_hits(engine, "draft:1") == 3
+    assert limits.hit_in_memory("parent:1", 300) == 0.0
+    clock.now += 1
+    assert limits.hit_in_memory("parent:1", 300) is None        # due by the timer
+    assert limits.hit("parent:1", 300) == 0.0 and shared_hits(engine, "parent:1") == 2
+    # Over the limit: answered from memory, as `hit` answers it.
+    small = RateLimits(engine, first.table, clock=clock, flush_seconds=1.0)
+    assert [small.hit("k", 1) for _ in range(2)][1] > 0
+    assert small.hit_in_memory("k", 1) > 0
+    assert RateLimits(engine, first.table, clock=clock).hit_in_memory("k", 1) is None   # unbatched: always the database

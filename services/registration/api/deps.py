@@ -10,6 +10,7 @@ from __future__ import annotations
 from typing import Annotated
 
 from fastapi import Depends, Request
+from starlette.concurrency import run_in_threadpool
 
 from kezek.problems import TooManyRequests
 from kezek.ratelimit import RateLimits
@@ -35,10 +36,13 @@ def _client(request: Request) -> str:
     return request.headers.get(CLIENT_HEADER, "")[:100]
 
 
-def caller(request: Request) -> Caller:
+async def caller(request: Request) -> Caller:
     """The verified principal (the route's permission set it) and the
     client; each call is counted against the service's rate limits: per
-    signed-in account, else per client, and per draft on a draft's routes."""
+    signed-in account, else per client, and per draft on a draft's routes.
+    Counted on the event loop's thread while the counts stay in memory (a
+    plain function would be a hop to the thread pool and back per request),
+    in a worker thread when a count must reach the database."""
     principal = getattr(request.state, "principal", None) or ANONYMOUS
     client = _client(request)
     limits: RateLimits = request.app.state.rate_limits
@@ -59,7 +63,9 @@ def caller(request: Request) -> Caller:
 
         checks.append((f"draft:{token_hash(token)[:32]}", settings.registration_requests_per_draft))
     for key, limit in checks:
-        wait = limits.hit(key, limit)
+        wait = limits.hit_in_memory(key, limit)
+        if wait is None:
+            wait = await run_in_threadpool(limits.hit, key, limit)
         if wait:
             raise TooManyRequests(wait, field="request")
     return Caller(principal, client)
