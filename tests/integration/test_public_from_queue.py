@@ -5,7 +5,7 @@ data, on real PostgreSQL and Kafka."""
 from __future__ import annotations
 
 import uuid
-from datetime import UTC, date, datetime, timedelta
+from datetime import UTC, date, datetime
 
 import pytest
 import sqlalchemy as sa
@@ -19,7 +19,8 @@ from services.gateway.public.models import public_outbox
 from services.gateway.public.projector import make_consumer
 from services.gateway.public.runtime import PublicRuntime
 from services.gateway.public.tools import drive, publish, read_topic
-from services.queue.models import outbox as queue_outbox
+from services.queue.models import Referral, outbox as queue_outbox
+from services.queue.store.times import aware
 from services.queue.domain import JoinQueue
 from services.queue.usecases import Queue
 
@@ -55,10 +56,9 @@ def test_queue_facts_reach_the_public_topic_pseudonymised(pg_url, kafka_bootstra
     run = queue.allocation.run()
     (issued,) = run.issued
     assert issued.application_id == a["id"]
-    deadline = datetime.now(UTC) + timedelta(days=7)
-    queue.referrals.record_referral(key=f"referral-{issued.referral_id}:issued", referral_id=str(issued.referral_id),
-                          application_id=issued.application_id, at=datetime.now(UTC), event="referral.issued",
-                          state="awaiting_enrolment", deadline=deadline, needs_confirmation=False)
+    # The allocation announced it (referral.issued.v1 with its first deadline).
+    with queue.sessions() as s:
+        deadline = aware(s.scalars(sa.select(Referral.deadline).where(Referral.id == issued.referral_id)).one())
     relay = OutboxRelay(make_session_factory(queue_engine), queue_outbox, kafka_bootstrap,
                         topic_prefix=settings.kafka_topic_prefix)
     wait_until_relayed(relay)
@@ -105,6 +105,6 @@ def test_queue_facts_reach_the_public_topic_pseudonymised(pg_url, kafka_bootstra
     assert place.data["district"] == DISTRICT and place.data["count"] == 1
     (referral,) = by_type["public.referral.issued.v1"]
     assert referral.data["child_ref"] == ref_a and referral.data["district"] == DISTRICT
-    assert datetime.fromisoformat(referral.data["deadline"]) == deadline.replace(microsecond=deadline.microsecond)
+    assert datetime.fromisoformat(referral.data["deadline"]) == deadline
     rt.engine.dispose()
     queue_engine.dispose()
