@@ -142,7 +142,8 @@ def sample(watch: Watch, sms, t0: float, seq0: dict[str, int], ref0: int, starte
                                          "AND issued_at >= :t", t=started_at - timedelta(seconds=5))
     accepted = sum(1 for r in list(sms.accepted.values()) if r.at >= started_at.timestamp())
     lags = watch.lags()
-    consumed = {g: lags.get(g, {}).get("kezek.application", (0, 0)) for g in POSITION_GROUPS}
+    consumed = {g: lags.get(g, {}).get("kezek.application") or watch.behind_all("kezek.application")
+                for g in POSITION_GROUPS}
     outboxes = watch.outbox_totals()
     return {"t": round(time.monotonic() - t0, 2), "referrals": q[0], "started": q[1], "needs_confirmation": q[2],
             "ran": ran, "sms": accepted, "cases": cases, "positions_written": pos_written,

@@ -248,26 +248,45 @@ class Watch:
         return self._admin, self._consumer
 
     def lags(self) -> dict[str, dict[str, int]]:
-        """Per consumer group and topic: (events committed, events behind)."""
+        """Per consumer group and topic: (events committed, events behind).
+        Every partition of a topic a group has committed on counts, those it
+        has not committed on yet as wholly behind (Kafka lists only the
+        committed ones: a group that has read one partition of eight would
+        seem to have nothing left)."""
         admin, consumer = self.kafka()
         out: dict[str, dict[str, int]] = {}
         groups = [g.get("group_id") if isinstance(g, dict) else g[0] for g in admin.list_groups()]
         committed_all = admin.list_group_offsets(groups) if groups else {}
-        tps = {tp for offsets in committed_all.values() for tp in offsets}
+        ends = self.ends({tp.topic for offsets in committed_all.values() for tp in offsets})
+        for g, offsets in committed_all.items():
+            at = {tp: max(om.offset, 0) for tp, om in offsets.items()}
+            for topic in {tp.topic for tp in offsets}:
+                slot = out.setdefault(g, {}).setdefault(topic, [0, 0])
+                for tp, end in ends.items():
+                    if tp.topic == topic:
+                        slot[0] += at.get(tp, 0)
+                        slot[1] += max(end - at.get(tp, 0), 0)
+        return {g: {t: tuple(v) for t, v in topics.items()} for g, topics in out.items()}
+
+    def ends(self, topics: set[str]) -> dict:
+        """The end offset of every partition of `topics`."""
+        from kafka import TopicPartition
+
+        _admin, consumer = self.kafka()
         ends: dict = {}
-        for topic in {tp.topic for tp in tps}:
+        for topic in topics:
             # one topic at a time: a partition without a leader for a moment
             # (a topic just made) fails only its own topic's answer
+            tps = [TopicPartition(topic, p) for p in sorted(consumer.partitions_for_topic(topic) or ())]
             try:
-                ends.update(consumer.end_offsets([tp for tp in tps if tp.topic == topic]))
+                ends.update(consumer.end_offsets(tps))
             except Exception:
-                ends.update({tp: 1 << 62 for tp in tps if tp.topic == topic})   # unknown: not idle
-        for g, offsets in committed_all.items():
-            for tp, om in offsets.items():
-                slot = out.setdefault(g, {}).setdefault(tp.topic, [0, 0])
-                slot[0] += max(om.offset, 0)
-                slot[1] += max(ends.get(tp, 0) - max(om.offset, 0), 0)
-        return {g: {t: tuple(v) for t, v in topics.items()} for g, topics in out.items()}
+                ends.update({tp: 1 << 62 for tp in tps})   # unknown: not idle
+        return ends
+
+    def behind_all(self, topic: str) -> tuple[int, int]:
+        """(0, every event of `topic`): a group that has committed nothing on it."""
+        return 0, sum(self.ends({topic}).values())
 
     def idle(self) -> tuple[bool, str]:
         unsent = self.unsent()
