@@ -94,6 +94,13 @@ def service_pids(root: int, service: str) -> list[int]:
     """The processes of `kezek serve <service>` under the supervisor `root`:
     the command's own and its uvicorn workers."""
     procs = _processes()
+    _children, below = _tree(procs)
+    return [p for pid in below(root) if f"serve {service}" in procs[pid][1] for p in below(pid)]
+
+
+def _tree(procs: dict[int, tuple[int, str]]):
+    """The children of each process among `procs`, and `below(pid)`: the
+    process and all its descendants."""
     children: dict[int, list[int]] = {}
     for pid, (ppid, _) in procs.items():
         children.setdefault(ppid, []).append(pid)
@@ -101,7 +108,7 @@ def service_pids(root: int, service: str) -> list[int]:
     def below(pid: int) -> list[int]:
         return [pid] + [d for c in children.get(pid, []) for d in below(c)]
 
-    return [p for pid in below(root) if f"serve {service}" in procs[pid][1] for p in below(pid)]
+    return children, below
 
 
 def _part(cmd: str) -> str:
@@ -126,13 +133,7 @@ def parts_cpu(root: int, state: Path | None = None) -> dict[str, float]:
     server (the one whose command line names `state`) and its backends are
     `postgres`."""
     procs = _processes()
-    children: dict[int, list[int]] = {}
-    for pid, (ppid, _) in procs.items():
-        children.setdefault(ppid, []).append(pid)
-
-    def below(pid: int) -> list[int]:
-        return [pid] + [d for c in children.get(pid, []) for d in below(c)]
-
+    children, below = _tree(procs)
     out: dict[str, float] = {}
     for top in children.get(root, []):
         name = _part(procs[top][1])
