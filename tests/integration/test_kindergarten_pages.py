@@ -97,10 +97,7 @@ def referred(site: Site, *children: str, kg: str = "sun") -> None:
     for cid in children:
         site.join(cid, 100 + sum(map(ord, cid)) % 9000, kg=kg)
     site.queue.places.publish(kg, 2024, "ru", len(children), actor="admin:1")
-    for ref in site.queue.allocation.process_requests().issued:
-        site.queue.referrals.record_referral(key=f"issued-{ref.referral_id}", referral_id=str(ref.referral_id),
-                                             application_id=ref.application_id, at=NOW, event="referral.issued",
-                                             state="awaiting_enrolment", deadline=datetime(2027, 3, 8, 18, 0, tzinfo=UTC))
+    site.queue.allocation.process_requests()      # issued and announced, with their first deadlines
 
 
 def text(r) -> str:

@@ -242,9 +242,12 @@ def test_kindergarten_staff_see_their_referrals_nearest_deadline_first_and_a_loo
     join(svc, "a2", serial=2, qd="2026-02-10T10:00:00+06:00")
     svc.places.publish("sun", 2024, "ru", 2, actor="admin:1")
     refs = svc.allocation.process_requests().issued
+    # Their enrolment windows end on different days (the workflow records
+    # the new deadline with the privilege confirmed): the later issued first.
     for i, ref in enumerate(refs):
         svc.referrals.record_referral(key=f"k{i}", referral_id=str(ref.referral_id),
-                                      application_id=ref.application_id, at=clock.now, event="referral.issued",
+                                      application_id=ref.application_id, at=clock.now,
+                                      event="referral.privilege_confirmed",
                                       state="awaiting_enrolment", deadline=clock.now + timedelta(days=9 - i))
     r = api.get("/api/v1/kindergartens/sun/referrals", headers=kg_staff(api))
     assert r.status_code == 200, r.text
