@@ -163,11 +163,6 @@ class RateLimits:
             known = self._counts.get((key, start))
             return known[0] + known[1] if known else estimate
 
-    def flush_due(self) -> bool:
-        """Whether the next hit may touch the database (a caller off the
-        event loop's thread need not move when it does not)."""
-        return self.flush_seconds <= 0 or self.clock() - self._flushed_at >= self.flush_seconds
-
     def flush(self, now: float | None = None) -> None:
         """Adds what this replica counted to the shared rows and learns the
         shared counts (a hit reaching its limit does it at once)."""

@@ -79,11 +79,13 @@ class GatewayLimits:
         return await self.hit(f"address:{client}", self.allowance.per_address)
 
     async def hit(self, key: str, limit: int, window: int = 60) -> float:
-        if self.store.flush_due():
-            return await asyncio.to_thread(self.store.hit, key, limit, window)
-        # Counted in memory, on the loop's thread (only a key reaching its
-        # limit touches the database then).
-        return self.store.hit(key, limit, window)
+        """Counted in memory on the loop's thread; a hit that must reach the
+        database (the flush's timer, or the key nearing its limit) in a
+        worker thread, so no request waits for it on the loop."""
+        wait = self.store.hit_in_memory(key, limit, window)
+        if wait is None:
+            wait = await asyncio.to_thread(self.store.hit, key, limit, window)
+        return wait
 
 
 async def activation_wait(request: Request, gw) -> float:

@@ -138,3 +138,35 @@ def test_a_hit_counted_in_memory_is_refused_with_nothing_counted_when_it_must_re
     assert [small.hit("k", 1) for _ in range(2)][1] > 0
     assert small.hit_in_memory("k", 1) > 0
     assert RateLimits(engine, first.table, clock=clock).hit_in_memory("k", 1) is None   # unbatched: always the database
+
+
+def test_the_gateway_never_waits_for_the_rate_limits_database_on_its_event_loop(tmp_path):
+    """A family nearing its limit makes its count reach the shared rows at
+    once (so replicas agree before anyone is refused): that flush runs in a
+    worker thread, not on the loop every request of the worker shares."""
+    import asyncio
+    import threading
+
+    from services.gateway.limits import GatewayLimits
+
+    clock = Clock()
+    first, engine = store(tmp_path, clock)
+    limits = RateLimits(engine, first.table, clock=clock, flush_seconds=1.0)
+    limits.flush()
+    flushed_on = []
+    flush = limits.flush
+
+    def watched(now=None):
+        flushed_on.append(threading.current_thread())
+        flush(now)
+
+    limits.flush = watched
+    gateway = GatewayLimits(limits, None, None, None)
+
+    async def family_polls():
+        return [await gateway.hit("parent:1", 3) for _ in range(4)], threading.current_thread()
+
+    waits, loop_thread = asyncio.run(family_polls())
+    assert waits[:3] == [0.0, 0.0, 0.0] and waits[3] > 0
+    assert flushed_on and loop_thread not in flushed_on
+    assert shared_hits(engine, "parent:1") == 4      # every request counted, the refused one too
