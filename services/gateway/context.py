@@ -7,6 +7,7 @@ from __future__ import annotations
 import hashlib
 import hmac
 import time
+from collections import OrderedDict
 
 import httpx
 
@@ -23,6 +24,31 @@ from services.gateway.models import rate_limits
 from services.gateway.readmodel import CabinetReadModel
 from services.gateway.referrals import Referrals, TemporalReferrals
 from services.gateway.settings import GatewaySettings
+
+
+class KeptPages:
+    """The last rendering of each of at most `capacity` slots (`Page.kept`),
+    the least recently read dropped first. The gateway's (`Gateway.pages`), used
+    on its event loop."""
+
+    def __init__(self, capacity: int = 512):
+        self.capacity = capacity
+        self._pages: OrderedDict[tuple, tuple[dict, str]] = OrderedDict()
+
+    def get(self, key: tuple) -> tuple[dict, str] | None:
+        found = self._pages.get(key)
+        if found is not None:
+            self._pages.move_to_end(key)
+        return found
+
+    def put(self, key: tuple, page: tuple[dict, str]) -> None:
+        self._pages[key] = page
+        self._pages.move_to_end(key)
+        while len(self._pages) > self.capacity:
+            self._pages.popitem(last=False)
+
+    def __len__(self) -> int:
+        return len(self._pages)
 
 
 class Gateway:
@@ -54,6 +80,7 @@ class Gateway:
         self._names: tuple[list[dict], dict[str, str]] | None = None
         self._categories: tuple[float, dict[str, bool]] | None = None
         self._address_tree: tuple[float, list[dict]] | None = None
+        self.pages = KeptPages()          # pages read by many, rendered once per change (Page.kept)
 
     def gettext(self, lang: str):
         return i18n.translations(str(self.mo_dir), lang).gettext

@@ -7,7 +7,6 @@ with charts drawn on the server. Read from the queue's public routes."""
 from __future__ import annotations
 
 import re
-import weakref
 from datetime import datetime
 
 from fastapi import APIRouter
@@ -16,7 +15,7 @@ from fastapi.responses import HTMLResponse
 from kezek import charts
 from kezek.trust import PUBLIC
 from services.gateway.clients import UpstreamError
-from services.gateway.portal.pages import Gw, KeptPages, Lang, Render
+from services.gateway.portal.pages import Gw, Lang, Render
 
 router = APIRouter(include_in_schema=False, dependencies=[PUBLIC])
 PAGE = 100
@@ -67,21 +66,10 @@ async def kindergarten_queue(render: Render, gw: Gw, lang: Lang, kindergarten: s
     names = await district_names(gw, lang)
     # Read by many visitors, changed by the queue now and then: rendered once
     # per answer of the queue (and list of kindergartens, day, reader's language).
-    return render.kept(kept_pages(gw), (kindergarten, chosen_cohort, chosen_language, number), "open_queue.html",
+    return render.kept(gw.pages, (kindergarten, chosen_cohort, chosen_language, number), "open_queue.html",
                        kindergarten=kg, district_name=names.get(kg.get("district"), kg.get("district")),
                        cohorts=cohorts, teaches=languages, cohort=chosen_cohort, language=chosen_language,
                        queue=queue, page=number, pages=max(1, -(-(queue or {}).get("total", 0) // PAGE)))
-
-
-_KEPT: weakref.WeakKeyDictionary[object, KeptPages] = weakref.WeakKeyDictionary()
-
-
-def kept_pages(gw: Gw) -> KeptPages:
-    """The kindergartens' queue pages this gateway rendered last (`Page.kept`)."""
-    pages = _KEPT.get(gw)
-    if pages is None:
-        pages = _KEPT[gw] = KeptPages()
-    return pages
 
 
 @router.get("/figures", response_class=HTMLResponse)

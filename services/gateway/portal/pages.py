@@ -6,7 +6,6 @@ refusal re-renders it with a 4xx, an error summary and the message at each
 field it names."""
 from __future__ import annotations
 
-from collections import OrderedDict
 from datetime import datetime, time
 from pathlib import Path
 from typing import Annotated, Any
@@ -21,7 +20,7 @@ from kezek import lengths
 from kezek.trust import PARENT
 from services.gateway import i18n
 from services.gateway.clients import UpstreamError
-from services.gateway.context import Gateway
+from services.gateway.context import Gateway, KeptPages
 from services.gateway.messages import ERRORS, describe
 from workflows import rules
 
@@ -162,31 +161,6 @@ async def page(request: Request, gw: Gw, lang: Lang) -> Page:
 
 
 Render = Annotated[Page, Depends(page)]
-
-
-class KeptPages:
-    """The last rendering of each of at most `capacity` slots (`Page.kept`),
-    the least recently read dropped first. One per gateway process, used on
-    its event loop."""
-
-    def __init__(self, capacity: int = 512):
-        self.capacity = capacity
-        self._pages: OrderedDict[tuple, tuple[dict, str]] = OrderedDict()
-
-    def get(self, key: tuple) -> tuple[dict, str] | None:
-        found = self._pages.get(key)
-        if found is not None:
-            self._pages.move_to_end(key)
-        return found
-
-    def put(self, key: tuple, page: tuple[dict, str]) -> None:
-        self._pages[key] = page
-        self._pages.move_to_end(key)
-        while len(self._pages) > self.capacity:
-            self._pages.popitem(last=False)
-
-    def __len__(self) -> int:
-        return len(self._pages)
 
 
 # ------------------------------------------------------- dates on the pages
