@@ -11,7 +11,7 @@ from datetime import datetime
 from typing import Any
 
 from services.queue.domain.refusals import Invalid, Refused
-from services.queue.models import Application, Referral, outbox
+from services.queue.models import Application, Kindergarten, Referral, outbox
 from services.queue.store import entries, places, referrals
 from services.queue.store.times import aware, utc
 from services.queue.usecases.ageing import age_out, leaves_queue
@@ -196,12 +196,17 @@ class ReferralEffects:
                     ref.confirmed_at = at
             extra: dict[str, Any] = {"deadline": utc(deadline).isoformat() if deadline else None}
             if event == "referral.issued":
-                extra.update(needs_confirmation=ref.needs_confirmation if needs_confirmation is None
-                             else needs_confirmation, category=ref.category, cohort=ref.cohort,
-                             language=ref.language)
-            elif event == "referral.certificate_requested":
-                extra["reason"] = reason
-            w.emit(f"{event}.v1", f"referral:{ref.id}", referrals.event_data(w.s, ref, parent_id, **extra), time=at)
+                # The fact the allocation announces, for a referral it did not.
+                data = referrals.issued_data(
+                    ref.id, ref.application_id, ref.kindergarten_id, w.s.get(Kindergarten, ref.kindergarten_id),
+                    parent_id, deadline=extra["deadline"], category=ref.category, cohort=ref.cohort,
+                    language=ref.language,
+                    needs_confirmation=ref.needs_confirmation if needs_confirmation is None else needs_confirmation)
+            else:
+                if event == "referral.certificate_requested":
+                    extra["reason"] = reason
+                data = referrals.event_data(w.s, ref, parent_id, **extra)
+            w.emit(f"{event}.v1", f"referral:{ref.id}", data, time=at)
             w.audit(actor, event, f"application:{ref.application_id}",
                     {"referral_id": ref.id, "state": state, "deadline": extra["deadline"], "reason": reason}, at=at)
             return True
