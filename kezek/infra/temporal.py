@@ -40,11 +40,20 @@ def test_server_path() -> Path:
 
 @dataclass
 class TemporalDevServer:
-    """`temporal server start-dev` on a SQLite file, so timers survive restarts."""
+    """`temporal server start-dev` on a SQLite file, so timers survive restarts.
+
+    The WAL journal with synchronous=normal keeps every committed workflow
+    across a killed server; only a power cut or an OS crash may lose the
+    last commits (it syncs the disk at checkpoints, not at each commit).
+    The search attributes are cached as a production server caches them:
+    left alone, start-dev reads them from its database on every use (so that
+    one added at run time shows at once), two reads for every workflow
+    started. Kezek adds none at run time."""
 
     state_dir: Path
     port: int = field(default_factory=free_port)
     ui_port: int | None = None
+    metrics_port: int | None = None     # the server's Prometheus /metrics (None: a port of its own choosing)
     proc: subprocess.Popen | None = None
 
     @property
@@ -58,8 +67,10 @@ class TemporalDevServer:
             "--db-filename", str(self.state_dir / "temporal.db"),
             "--sqlite-pragma", "journal_mode=wal", "--sqlite-pragma", "synchronous=normal",
             "--dynamic-config-value", "frontend.enableServerVersionCheck=false",
+            "--dynamic-config-value", "system.forceSearchAttributesCacheRefreshOnRead=false",
             "--log-level", "warn",
         ]
+        cmd += ["--metrics-port", str(self.metrics_port)] if self.metrics_port else []
         cmd += ["--ui-port", str(self.ui_port)] if self.ui_port else ["--headless"]
         return cmd
 
