@@ -131,10 +131,15 @@ def _compiled(event_type: str):
 
 
 def validate_data(event_type: str, data: dict[str, Any]) -> None:
-    """`validate` for bulk writes: a compiled validator (about 1 µs, not 85)
-    passes the valid data; what it doubts goes to the reference validator,
-    which decides and words the refusal exactly as `validate` does."""
-    if not _compiled(event_type).is_valid(data):
+    """`validate`, cheaper: a compiled validator (about 1 µs, not 85) passes
+    the valid data; what it doubts, or cannot read, goes to the reference
+    validator, which decides and words the refusal exactly as `validate`
+    does."""
+    try:
+        valid = _compiled(event_type).is_valid(data)
+    except Exception:           # a value that is not JSON's: the reference decides
+        valid = False
+    if not valid:
         validate(Event(source="-", type=event_type, time=datetime.now(UTC), subject="-", data=data))
 
 
@@ -159,5 +164,9 @@ def new_event(event_type: str, subject: str, data: dict[str, Any], *, source: st
         data=data,
         **(trace or {}),
     )
-    validate(event)
+    # Every event of every outbox is built here (the notifications consumer
+    # builds three notification.queued facts a referral): the compiled check
+    # took a quarter of its CPU per referral fact off (the reference
+    # validator, about 1 ms an event).
+    validate_data(event_type, event.data)
     return event
