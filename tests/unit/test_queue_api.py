@@ -93,6 +93,7 @@ def test_publishing_places_then_the_allocator_issues_a_referral(client):
     client.service.allocation.process_requests()
     got = client.get(f"/api/v1/queue-entries/{entry['id']}", headers=client.as_.parent("p1")).json()
     assert got["status"] == "referred" and got["referral"]["kindergarten"] == "sun"
+    assert got["referral"]["extended"] is False     # the one extension, what the cabinet offers reads
     [record] = client.get(f"/api/v1/queue-entries/{entry['id']}/allocations", headers=client.as_.parent("p1")).json()
     assert record["inputs"]["free_seen"] == [{"kindergarten": "sun", "reserved": 0, "open": 2}]
     operator = client.as_.staff(6, "operator")

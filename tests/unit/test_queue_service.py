@@ -279,6 +279,21 @@ def test_a_referral_issued_before_the_allocation_announced_is_recorded_by_its_wo
     assert svc.referrals.unstarted() == []
 
 
+def test_the_applications_referral_shows_the_state_window_end_and_extension_its_workflow_recorded(svc, clock):
+    """What the cabinet reads of a referral (services/gateway/referrals.py
+    `standing`) is the queue's record, kept by the workflow's facts."""
+    ref = _refer(svc, cat="extraordinary")
+    issued = svc.views.application("a1")["referral"]
+    assert (issued["state"], issued["extended"]) == ("awaiting_confirmation", False) and issued["deadline"]
+    extended_to = issued["deadline"] + timedelta(days=30)
+    svc.referrals.record_referral(key="referral-x:extended:record", referral_id=str(ref.referral_id),
+                                  application_id="a1", at=clock.now, event="referral.extended",
+                                  state="awaiting_confirmation", deadline=extended_to)
+    after = svc.views.application("a1")["referral"]
+    assert (after["state"], after["deadline"], after["extended"]) == ("awaiting_confirmation", extended_to, True)
+    assert svc.views.applications_many(["a1"])["a1"]["referral"] == after
+
+
 def test_position_explains_who_is_ahead_and_why(svc):
     join(svc, "me", qd="2026-03-01T00:00:00+06:00", prefs=("sun", "moon"))
     join(svc, "ext", cat="extraordinary", qd="2026-09-01T00:00:00+06:00", prefs=("sun",))

@@ -220,7 +220,7 @@ class JoinIn(_In):
 class ReferralOut(BaseModel):
     model_config = example(id=7, kindergarten="bsk-12", cohort=2023, language="ky", status="live",
                            state="awaiting_enrolment", issued_at="2027-03-01T09:00:05+06:00",
-                           deadline="2027-03-11T00:00:00+06:00", needs_confirmation=False)
+                           deadline="2027-03-11T00:00:00+06:00", needs_confirmation=False, extended=False)
     id: int
     kindergarten: str
     cohort: int
@@ -230,6 +230,7 @@ class ReferralOut(BaseModel):
     issued_at: datetime
     deadline: datetime | None
     needs_confirmation: bool
+    extended: bool = Field(False, description="the one extension of the confirmation window is used")
 
 
 class QueueEntry(BaseModel):

@@ -172,7 +172,8 @@ def view(a: Application) -> dict:
 def referral_view(r) -> dict:
     return {"id": r["id"], "kindergarten": r["kindergarten_id"], "cohort": r["cohort"], "language": r["language"],
             "status": r["status"], "state": r["state"], "issued_at": aware(r["issued_at"]),
-            "deadline": aware(r["deadline"]), "needs_confirmation": r["needs_confirmation"]}
+            "deadline": aware(r["deadline"]), "needs_confirmation": r["needs_confirmation"],
+            "extended": r["extended"]}
 
 
 def view_with_referral(s: Session, app_id: str) -> dict:
