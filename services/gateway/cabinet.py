@@ -6,12 +6,11 @@ application or a referral is checked against that list first."""
 from __future__ import annotations
 
 import asyncio
-from datetime import datetime
 
 from pydantic import TypeAdapter
 
 from kezek.trust import Principal, authenticate
-from services.gateway import history, readmodel, views, vouchers
+from services.gateway import history, readmodel, referrals, views, vouchers
 from services.gateway.apimodels import Cabinet
 from services.gateway.clients import UpstreamError
 from services.gateway.context import Gateway
@@ -75,7 +74,7 @@ async def _copy(gw: Gateway, who: Principal, *, fresh: bool = False) -> readmode
 
 
 def _today(gw: Gateway) -> str:
-    return datetime.now(gw.tz).date().isoformat()
+    return gw.clock().astimezone(gw.tz).date().isoformat()
 
 
 async def _ask_services(gw: Gateway, who: Principal, family: str) -> readmodel.Copy:
@@ -94,15 +93,18 @@ async def _ask_services(gw: Gateway, who: Principal, family: str) -> readmodel.C
 
 
 def _keepable(copy: readmodel.Copy) -> bool:
-    """A copy with a service's outage in it (a queue entry not read, a live
-    referral's workflow not asked) is not kept: the next read asks again."""
-    return all(p["error"] is None and not (p["live"] is not None and p["status"] is None)
-               for p in copy.parts.values())
+    """A copy with a service's outage in it (a queue entry not read) is not
+    kept: the next read asks again."""
+    return all(p["error"] is None for p in copy.parts.values())
 
 
 async def _queue_part(gw: Gateway, who: Principal, app: dict) -> dict:
-    """The queue's side of one application, as the services answer it."""
-    part = {"raw": None, "positions": None, "history": None, "live": None, "status": None, "error": None}
+    """The queue's side of one application, as the services answer it. A
+    live referral's window and buttons come from the queue's record of it
+    (referrals.standing), not from its workflow: on a distribution day the
+    worker is busy with thousands of workflows, and a query per read waited
+    up to its 10 s limit (issue 15)."""
+    part = {"raw": None, "positions": None, "history": None, "live": None, "standing": None, "error": None}
     try:
         raw = await gw.queue.application(who, app["id"])
         if raw is None:
@@ -120,7 +122,7 @@ async def _queue_part(gw: Gateway, who: Principal, app: dict) -> dict:
         live = views.live_referral(raw)
         if live is not None:
             part["live"] = live
-            part["status"] = await gw.referrals.status(str(live.get("referral_id") or live.get("id")))
+            part["standing"] = referrals.standing(gw.calendar, live)
     except UpstreamError as exc:
         part.update(raw=None, error="unavailable" if exc.status >= 500 else "refused")
     return part
@@ -141,7 +143,7 @@ def render(copy: readmodel.Copy, names: dict[str, str], today: str) -> dict:
                 queue["history"] = part["history"]
             side["queue"] = queue
             if part["live"] is not None:
-                side["referrals"] = [views.referral(part["live"], names, part["status"], today)]
+                side["referrals"] = [views.referral(part["live"], names, part["standing"], today)]
         out = {**app, **side}
         out["voucher"] = vouchers.view(out, copy.decided.get(app["id"]))
         apps.append(out)

@@ -8,10 +8,12 @@ import hashlib
 import hmac
 import time
 from collections import OrderedDict
+from collections.abc import Callable
+from datetime import UTC, datetime
 
 import httpx
 
-from kezek.calendar import timezone
+from kezek.calendar import calendar
 from kezek.client import ServiceClient
 from kezek.db import make_engine, make_session_factory
 from kezek.ratelimit import RateLimits
@@ -59,7 +61,10 @@ class Gateway:
         self.settings = settings
         self.keys = keys
         self.referrals = referrals or TemporalReferrals(settings.temporal_address, settings.temporal_namespace)
-        self.tz = timezone(settings.country)
+        self.calendar = calendar(settings.country)     # where a referral stands is reckoned in it
+        self.tz = self.calendar.tz
+        # The reader's moment (cabinet._today): tests set the day they need.
+        self.clock: Callable[[], datetime] = lambda: datetime.now(UTC)
 
         def client(service: str, timeout: float = 10.0) -> ServiceClient:
             return ServiceClient(settings.url_of(service), keys=keys, caller="gateway", audience=service,

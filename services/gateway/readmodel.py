@@ -1,10 +1,11 @@
 """The cabinet's read model (issue 15): `/api/v1/me` and the cabinet page
-answered from the gateway itself, not by asking registration, the queue
-(once per child) and Temporal (once per live referral) on every request.
+answered from the gateway itself, not by asking registration and the queue
+(once per child) on every request. (Temporal is never asked for a read:
+a live referral's standing comes from the queue's record of it.)
 
 What the services said about a family (registration's `/me`, each
 application's queue entry and positions, its position history and voucher
-decision, the status of its live referral) is kept per family in the
+decision, the standing of its live referral) is kept per family in the
 gateway's memory, with the versions it was read at. The versions live in the
 gateway's database (`cabinet_changes`: a row per change of a `parent:<id>`
 or an `application:<id>`, the newest row's number its version; no personal

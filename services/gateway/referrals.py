@@ -1,20 +1,50 @@
 """A parent's acts on a referral ("Cancel direction", "Extend direction")
 reach the referral's workflow as Temporal updates (workflows/contracts.py);
 the workflow checks them against its own clock and state, and its refusal
-comes back in its own words. The status query tells the cabinet which
-buttons the rules allow right now."""
+comes back in its own words. Which buttons the cabinet offers comes from
+the queue's books (`standing`), not from the workflow: a parent's read asks
+Temporal nothing."""
 from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
 
 from services.gateway.clients import UpstreamError
 from workflows import contracts as c
+from workflows import rules
 from workflows.client import LazyClient, ReferralNotStarted, ReferralRefused, ReferralUnavailable
+
+if TYPE_CHECKING:
+    from kezek.calendar import WorkingCalendar
+
+
+def standing(cal: WorkingCalendar, referral: dict) -> dict:
+    """Where a referral stands, from the queue's record of it (its
+    application view's `referral`): the workflow records its state, the end
+    of its running window and its one extension there with every fact it
+    publishes, and the allocation and the import write them at issue. The
+    fields the workflow's status query gave the cabinet: `state`, `window`,
+    `deadline` (ISO, the country's local time), `extended` and
+    `extension_day` (ISO date; None outside the confirmation window or once
+    extended). The extension day is the window's last working day, as the
+    workflow reckons it (rules.extension_day_before: for a new referral the
+    same day as rules.extension_day)."""
+    try:
+        state = rules.ReferralState(referral.get("state") or "")
+    except ValueError:
+        state = None
+    window = rules.window_of(state) if state is not None else None
+    found = referral.get("deadline")
+    deadline = cal.local(datetime.fromisoformat(found) if isinstance(found, str) else found) if found else None
+    extended = bool(referral.get("extended"))
+    day = rules.extension_day_before(cal, deadline) \
+        if window == "confirmation" and not extended and deadline is not None else None
+    return {"state": state.value if state is not None else referral.get("state"), "window": window,
+            "deadline": deadline.isoformat() if deadline is not None else None, "extended": extended,
+            "extension_day": day.isoformat() if day is not None else None}
 
 
 class Referrals(Protocol):
-    async def status(self, referral_id: str) -> dict | None: ...
     async def cancel(self, referral_id: str, actor: str) -> dict: ...
     async def extend(self, referral_id: str, actor: str) -> dict: ...
 
@@ -32,15 +62,6 @@ class TemporalReferrals:
 
     def __init__(self, address: str, namespace: str = "default", *, timeout: timedelta = timedelta(seconds=10)):
         self.temporal = LazyClient(address, namespace, timeout=timeout)
-
-    async def status(self, referral_id: str) -> dict | None:
-        """None when the workflow cannot say (gone, or Temporal unreachable):
-        the cabinet then offers no extension, the safe side."""
-        try:
-            found = await self.temporal.status(referral_id)
-        except Exception:
-            return None
-        return found.model_dump(mode="json")
 
     async def cancel(self, referral_id: str, actor: str) -> dict:
         return await self._update(referral_id, c.CANCEL, c.CancelReferral(acted_at=datetime.now(UTC), actor=actor))

@@ -30,9 +30,11 @@ def position(p: dict, names: dict[str, str]) -> dict:
 
 
 def referral(r: dict, names: dict[str, str], status: dict | None = None, today: str | None = None) -> dict:
-    """`status` is the referral workflow's own answer (ReferralStatus): the
-    extension is offered only on its `extension_day`, once, in the
-    confirmation window; cancelling, while the referral is live."""
+    """`status` is where the referral stands (services/gateway/referrals.py
+    `standing`, from the queue's record: state, window, deadline, extended,
+    extension_day): the extension is offered only on its `extension_day`,
+    once, in the confirmation window; cancelling, while the referral is
+    live. The workflow checks either act again when it comes."""
     kg = str(r.get("kindergarten_id") or r.get("kindergarten") or "")
     state = (status or {}).get("state") or r.get("state") or r.get("status") or ""
     live = r.get("status") == "live" or state in LIVE_STATES

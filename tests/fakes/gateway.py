@@ -49,6 +49,7 @@ class FakeQueue:
         self.removed_by: dict[str, str] = {}
         self.workflows = FakeReferrals(self)
         self.looks: dict[str, list[dict]] = {}    # staff looks at a family's entries, as the family is told
+        self.failing = False                      # the queue service does not answer its entries
         self.app = self._build()
 
     def submitted(self, data: dict) -> None:
@@ -83,10 +84,9 @@ class FakeQueue:
                "language": entry["language"], "status": "live",
                "state": rules.first_state(needs_confirmation).value, "issued_at": now.isoformat(),
                "deadline": rules.first_deadline(self.calendar, now, needs_confirmation, rules.DEFAULTS).isoformat(),
-               "needs_confirmation": needs_confirmation}
+               "needs_confirmation": needs_confirmation, "extended": False}
         self.referrals[rid] = ref
         entry["status"] = "referred"
-        self.workflows.started(rid, ref)
         return {**ref, "referral_id": rid, "kindergarten_name": next(k["name"] for k in KINDERGARTENS
                                                                      if k["id"] == kg)}
 
@@ -131,6 +131,8 @@ class FakeQueue:
 
         @app.get("/api/v1/queue-entries/{application_id}")
         def entry(application_id: str):
+            if self.failing:
+                return JSONResponse({"detail": "the queue is not answering"}, status_code=503)
             e = self.entries.get(application_id)
             if e is None:
                 return missing("application_id")
@@ -186,36 +188,37 @@ def _token_subject(request: Request) -> str:
 
 
 class FakeReferrals:
-    """The referral workflows' updates and status query, in memory: the
-    extension is allowed only on `extension_day`, as the workflow does."""
+    """The referral workflows' updates, in memory, on the stand-in queue's
+    record of each referral (as the workflow records its state, deadline and
+    extension in the queue): the extension is allowed only on the last
+    working day of the confirmation window, once, as the workflow allows it,
+    by `clock` (the gateway's reader's clock is set beside it:
+    `Stack.today_is`). `down`: Temporal does not answer."""
 
     def __init__(self, queue: FakeQueue):
         self.queue = queue
-        self.statuses: dict[str, dict] = {}
         self.acts: list[tuple[str, str, str]] = []
-
-    def started(self, rid: str, ref: dict) -> None:
-        self.statuses[rid] = {"referral_id": rid, "state": ref["state"], "window": rules.window_of(ref["state"]),
-                              "deadline": ref["deadline"], "extension_day": None, "extended": False}
-
-    def allow_extension_today(self, rid: str, today: str) -> None:
-        self.statuses[rid]["extension_day"] = today
-
-    async def status(self, referral_id: str) -> dict | None:
-        return self.statuses.get(referral_id)
+        self.clock = lambda: datetime.now(UTC)
+        self.down = False
 
     def _refuse(self, reason: str):
         from services.gateway.referrals import refused
 
         return refused(reason)
 
-    async def cancel(self, referral_id: str, actor: str) -> dict:
-        st = self.statuses.get(referral_id)
-        if st is None or st["state"] not in rules.LIVE_STATES:
+    def _live(self, referral_id: str) -> dict:
+        from services.gateway.clients import UpstreamError
+
+        if self.down:
+            raise UpstreamError(503, detail="Temporal is not answering")
+        ref = self.queue.referrals.get(referral_id)
+        if ref is None or ref["status"] != "live" or ref["state"] not in rules.LIVE_STATES:
             raise self._refuse("the referral is closed")
+        return ref
+
+    async def cancel(self, referral_id: str, actor: str) -> dict:
+        ref = self._live(referral_id)
         self.acts.append(("cancel", referral_id, actor))
-        st.update(state="cancelled", window=None)
-        ref = self.queue.referrals[referral_id]
         ref.update(status="ended", state="cancelled")
         entry = self.queue.entries[ref["application_id"]]
         entry["status"] = "queued"
@@ -223,16 +226,17 @@ class FakeReferrals:
         return {"event": "referral.cancelled", "state": "cancelled"}
 
     async def extend(self, referral_id: str, actor: str) -> dict:
-        st = self.statuses.get(referral_id)
-        today = self.queue.calendar.local_date(datetime.now(UTC)).isoformat()
-        if st is None or st["window"] != "confirmation" or st["extended"] or st["extension_day"] != today:
+        ref = self._live(referral_id)
+        cal = self.queue.calendar
+        deadline = cal.local(datetime.fromisoformat(ref["deadline"]))
+        if ref["state"] != rules.S.AWAITING_CONFIRMATION or ref.get("extended") \
+                or rules.extension_day_before(cal, deadline) != cal.local_date(self.clock()):
             raise self._refuse("an extension may be asked for only on the last working day of the "
                                "confirmation window, once")
         self.acts.append(("extend", referral_id, actor))
-        deadline = rules.extended_deadline(datetime.fromisoformat(st["deadline"]), rules.DEFAULTS).isoformat()
-        st.update(extended=True, extension_day=None, deadline=deadline)
-        self.queue.referrals[referral_id]["deadline"] = deadline
-        return {"event": "referral.extended", "state": st["state"], "deadline": deadline}
+        deadline = rules.extended_deadline(deadline, rules.DEFAULTS).isoformat()
+        ref.update(extended=True, deadline=deadline)
+        return {"event": "referral.extended", "state": ref["state"], "deadline": deadline}
 
 
 class FakeInbox:
@@ -346,6 +350,18 @@ class Stack:
         if lang:
             c.cookies.set("kezek_lang", lang)
         return c
+
+    def today_is(self, day) -> "Stack":
+        """The reader's day, for the gateway and the referral workflows
+        alike (noon of `day`, local time; None: the real day again): a test
+        of "extend is offered on the extension day" does not depend on the
+        day it runs."""
+        from datetime import time
+
+        noon = None if day is None else datetime.combine(day, time(12), tzinfo=self.queue.calendar.tz)
+        self.gateway.state.gateway.clock = self.queue.workflows.clock = \
+            (lambda: datetime.now(UTC)) if noon is None else (lambda: noon)
+        return self
 
     def freeze_limits(self, at: float = 1_800_000_010.0) -> "Stack":
         """Every rate-limit window of this stack stays the one around `at`:

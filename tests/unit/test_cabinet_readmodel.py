@@ -9,7 +9,7 @@ from __future__ import annotations
 import asyncio
 import itertools
 import json
-from datetime import UTC, datetime
+from datetime import UTC, date, datetime
 from types import SimpleNamespace
 
 import pytest
@@ -116,7 +116,6 @@ def confirmed(stack, who, apps):
     for rid, ref in stack.queue.referrals.items():
         if ref["status"] == "live" and ref["application_id"] in apps:
             ref["state"] = "awaiting_enrolment"
-            stack.queue.workflows.statuses[rid].update(state="awaiting_enrolment", window="enrolment")
             found.append(event("referral.privilege_confirmed.v1", who.family, ref["application_id"], referral_id=rid))
     return found
 
@@ -126,7 +125,6 @@ def expired(stack, who, apps):
     for rid, ref in stack.queue.referrals.items():
         if ref["status"] == "live" and ref["application_id"] in apps:
             ref.update(status="ended", state="expired")
-            stack.queue.workflows.statuses[rid].update(state="expired", window=None)
             stack.queue.entries[ref["application_id"]]["status"] = "paused"
             stack.queue.entries[ref["application_id"]]["paused_until"] = "2027-06-01T00:00:00+06:00"
             found.append(event("referral.expired.v1", who.family, ref["application_id"], referral_id=rid))
@@ -245,20 +243,52 @@ def test_a_child_submitted_by_the_signed_in_parent_is_there_before_its_event(api
     assert ids == [app, r.json()["application_id"]]
 
 
-def test_a_copy_is_not_kept_when_a_service_did_not_answer(api, stack):
+# A referral whose confirmation window ends on Thursday 11 March 2027, 00:00
+# in Bishkek: its last working day, the one day it may be extended, is
+# Wednesday 10 March (8 and 9 March are days off).
+WINDOW_END = "2027-03-11T00:00:00+06:00"
+EXTENSION_DAY = date(2027, 3, 10)
+
+
+def confirmation_window(stack, who, app) -> str:
+    """A privileged referral of `app` whose window ends at WINDOW_END, as the
+    queue records it, its issue consumed."""
+    rid = stack.queue.publish_place(app, needs_confirmation=True)["referral_id"]
+    stack.queue.referrals[rid]["deadline"] = WINDOW_END
+    consume(stack, [event("referral.issued.v1", who.family, app, referral_id=rid)])
+    return rid
+
+
+def test_a_parents_cabinet_read_asks_temporal_nothing(api, stack):
+    """With Temporal down, the referral's window and buttons still show from
+    the queue's books, and the copy is kept as any other."""
     headers, app = family(api, stack)
     who = parent_principal(stack.queue.entries[app]["parent_id"])
-    consume(stack, place(stack, who, [app]))
-    rid = next(r for r, ref in stack.queue.referrals.items() if ref["application_id"] == app)
-    status = stack.queue.workflows.statuses.pop(rid)     # Temporal does not answer
+    rid = confirmation_window(stack, who, app)
+    stack.queue.workflows.down = True
+    stack.today_is(EXTENSION_DAY)
     try:
         seen = api.get("/api/v1/me", headers=headers).json()["applications"][0]["referrals"][0]
-        assert seen["stage"] == "enrolment" and seen["actions"] == ["cancel"]
+        assert seen["stage"] == "confirmation" and seen["status"] == "awaiting_confirmation"
+        assert seen["deadline"] == WINDOW_END and seen["actions"] == ["cancel", "extend"]
+        # No event: the copy answers, whatever the queue's record says meanwhile.
+        stack.queue.referrals[rid]["deadline"] = "2031-01-01T00:00:00+06:00"
+        assert api.get("/api/v1/me", headers=headers).json()["applications"][0]["referrals"][0] == seen
     finally:
-        stack.queue.workflows.statuses[rid] = {**status, "deadline": "2031-01-01T00:00:00+06:00"}
+        stack.queue.workflows.down = False
+        stack.today_is(None)
+
+
+def test_a_copy_is_not_kept_when_the_queue_did_not_answer(api, stack):
+    headers, app = family(api, stack)
+    stack.queue.failing = True
+    try:
+        seen = api.get("/api/v1/me", headers=headers).json()["applications"][0]
+        assert seen["queue"] is None and seen["queue_error"] == "unavailable"
+    finally:
+        stack.queue.failing = False
     # No event, yet the next read asks again: the outage was not kept.
-    seen = api.get("/api/v1/me", headers=headers).json()["applications"][0]["referrals"][0]
-    assert seen["deadline"].startswith("2031-01-01")
+    assert api.get("/api/v1/me", headers=headers).json()["applications"][0]["queue"]["status"] == "queued"
 
 
 def test_every_event_that_names_a_family_or_application_is_stamped():
@@ -298,30 +328,31 @@ def as_the_route_answers(data: dict) -> dict:
 
 def test_the_answer_kept_with_a_copy_follows_the_readers_day_and_the_kindergartens_names(api, stack, monkeypatch):
     import time
-    from datetime import date, timedelta
+    from datetime import timedelta
 
     headers, app = family(api, stack)
     who = parent_principal(stack.queue.entries[app]["parent_id"])
-    ref = stack.queue.publish_place(app, needs_confirmation=True)
     gw = stack.gateway.state.gateway
-    tomorrow = (date.fromisoformat(cabinet._today(gw)) + timedelta(days=1)).isoformat()    # the reader's
-    stack.queue.workflows.allow_extension_today(ref["referral_id"], tomorrow)
-    consume(stack, [event("referral.issued.v1", who.family, app, referral_id=ref["referral_id"])])
-    asked = as_the_route_answers(asyncio.run(cabinet.children(gw, who, fresh=True)))   # keeps a copy
-    served = api.get("/api/v1/me", headers=headers).json()
-    assert served == asked == api.get("/api/v1/me", headers=headers).json()      # then the kept answer
-    assert served["applications"][0]["referrals"][0]["actions"] == ["cancel"]
-    # The next day, no event: the same copy, the extension offered.
-    monkeypatch.setattr(cabinet, "_today", lambda _gw: tomorrow)
-    assert api.get("/api/v1/me", headers=headers).json()["applications"][0]["referrals"][0]["actions"] \
-        == ["cancel", "extend"]
-    # The kindergartens' list read again with a new name: the answer names it.
-    kg = served["applications"][0]["referrals"][0]["kindergarten_id"]
-    listed = asyncio.run(gw.kindergartens())
-    monkeypatch.setattr(gw, "_kindergartens", (time.monotonic() + 60, [
-        {**k, "name": "Renamed"} if str(k["id"]) == kg else k for k in listed]))
-    again = api.get("/api/v1/me", headers=headers).json()["applications"][0]["referrals"][0]
-    assert again["kindergarten_name"] == "Renamed"
+    stack.today_is(EXTENSION_DAY - timedelta(days=1))
+    try:
+        confirmation_window(stack, who, app)
+        asked = as_the_route_answers(asyncio.run(cabinet.children(gw, who, fresh=True)))   # keeps a copy
+        served = api.get("/api/v1/me", headers=headers).json()
+        assert served == asked == api.get("/api/v1/me", headers=headers).json()      # then the kept answer
+        assert served["applications"][0]["referrals"][0]["actions"] == ["cancel"]
+        # The next day, no event: the same copy, the extension offered.
+        stack.today_is(EXTENSION_DAY)
+        assert api.get("/api/v1/me", headers=headers).json()["applications"][0]["referrals"][0]["actions"] \
+            == ["cancel", "extend"]
+        # The kindergartens' list read again with a new name: the answer names it.
+        kg = served["applications"][0]["referrals"][0]["kindergarten_id"]
+        listed = asyncio.run(gw.kindergartens())
+        monkeypatch.setattr(gw, "_kindergartens", (time.monotonic() + 60, [
+            {**k, "name": "Renamed"} if str(k["id"]) == kg else k for k in listed]))
+        again = api.get("/api/v1/me", headers=headers).json()["applications"][0]["referrals"][0]
+        assert again["kindergarten_name"] == "Renamed"
+    finally:
+        stack.today_is(None)
 
 
 def test_reads_arriving_while_a_query_of_counters_runs_share_the_next_one_begun_after_them(stack, monkeypatch):

@@ -3,6 +3,8 @@ names the field (in the caller's language), and a parent never sees or
 touches another family's data."""
 from __future__ import annotations
 
+from datetime import date
+
 import pytest
 from fastapi.testclient import TestClient
 
@@ -42,13 +44,6 @@ def register(api, stack, child=CHILD, parent=MOTHER, confirm=CONFIRM) -> tuple[s
     r = api.post("/api/v1/sessions", json={"login": email, "password": PASSWORD})
     assert r.status_code == 201
     return r.json()["token"], app_id
-
-
-def bishkek_today() -> str:
-    from datetime import datetime
-    from zoneinfo import ZoneInfo
-
-    return datetime.now(ZoneInfo("Asia/Bishkek")).date().isoformat()
 
 
 def fields(r) -> list[str]:
@@ -254,13 +249,22 @@ def test_logout_revokes_the_token(api, stack):
 
 # --- one family never sees another's --------------------------------------------
 
-def test_a_parent_never_sees_or_touches_another_familys_data(api, stack):
+@pytest.fixture
+def march_10(stack):
+    """Today is Wednesday 10 March 2027 for the gateway and the workflows."""
+    yield stack.today_is(date(2027, 3, 10))
+    stack.today_is(None)
+
+
+def test_a_parent_never_sees_or_touches_another_familys_data(api, stack, march_10):
     a_token, a_app = register(api, stack, child={**CHILD, "pin": "21506202400091"},
                               parent={**MOTHER, "email": "family-a@example.kg"})
     b_token, b_app = register(api, stack, child={**CHILD, "pin": "11506202400092", "name": "Бермет"},
                               parent={**MOTHER, "pin": "21203199000124", "email": "family-b@example.kg"})
     a_ref = stack.queue.publish_place(a_app, needs_confirmation=True)
-    stack.queue.workflows.allow_extension_today(a_ref["referral_id"], bishkek_today())
+    # Its window ends Thursday 11 March 2027 (the queue's record): today is
+    # its last working day, and A is offered "Extend".
+    stack.queue.referrals[a_ref["referral_id"]]["deadline"] = "2027-03-11T00:00:00+06:00"
     stack.inbox.add(stack.events("application.received.v1")[-2]["parent_id"], "A's secret message")
     b = {"authorization": f"Bearer {b_token}"}
 

@@ -293,12 +293,9 @@ def test_the_workflows_refusal_reaches_the_page_in_the_parents_language(tmp_path
     from tests.unit.test_gateway_portal import activate_and_login, apply
 
     stack = Stack(tmp_path)
-    fake = stack.queue.workflows
 
     class WindowEnded:
         """The referral's workflow, whose window ended a moment ago."""
-
-        status = fake.status
 
         async def cancel(self, referral_id: str, actor: str) -> dict:
             raise refused("cannot cancel the referral: the window ended at 2027-03-08T00:00:00",

@@ -4,6 +4,7 @@ the cabinet with only the buttons the rules allow, catalogs complete."""
 from __future__ import annotations
 
 import re
+from datetime import date
 from html.parser import HTMLParser
 from pathlib import Path
 
@@ -290,20 +291,26 @@ def test_session_cookie_is_httponly_and_secure(stack):
     assert "SameSite=lax" in cookie or "samesite=lax" in cookie.lower()
 
 
-def test_directions_show_only_the_buttons_the_rules_allow(stack):
+@pytest.fixture
+def reset_day(stack):
+    yield
+    stack.today_is(None)
+
+
+def test_directions_show_only_the_buttons_the_rules_allow(stack, reset_day):
     c = stack.browser("ky")
     apply(c, stack, "21506202400018", "buttons@example.kg")
     activate_and_login(c, stack, "buttons@example.kg")
     app_id = next(a for a, e in stack.queue.entries.items() if e["queue_date"] ==
                   stack.events("application.submitted.v1")[-1]["queue_date"])
     ref = stack.queue.publish_place(app_id, needs_confirmation=True)
+    # Its window ends Thursday 11 March 2027, as the queue records it.
+    stack.queue.referrals[ref["referral_id"]]["deadline"] = "2027-03-11T00:00:00+06:00"
+    stack.today_is(date(2027, 3, 9))
     html = c.get("/cabinet").text
     assert "Жолдомодон баш тартуу" in html and "Жолдомону узартуу" not in html
-    # The last working day of the confirmation window, as the workflow says.
-    from datetime import datetime
-    from zoneinfo import ZoneInfo
-    stack.queue.workflows.allow_extension_today(ref["referral_id"],
-                                                datetime.now(ZoneInfo("Asia/Bishkek")).date().isoformat())
+    # Its last working day: the extension is offered.
+    stack.today_is(date(2027, 3, 10))
     html = c.get("/cabinet").text
     assert "Жолдомону узартуу" in html
     r = c.post(f"/cabinet/referrals/{ref['referral_id']}/extend", data={"csrf": csrf(html)})

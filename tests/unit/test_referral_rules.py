@@ -8,7 +8,7 @@ from datetime import date, datetime, timedelta
 from pathlib import Path
 
 import pytest
-from hypothesis import given
+from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from kezek import calendar as kcal
@@ -62,6 +62,29 @@ def test_extension_day_of_a_moved_window_is_its_last_working_day_before_the_end(
     # A window recorded by the old portal to end on Monday 15 March 00:00:
     # its last working day is Friday 12 March.
     assert rules.extension_day_before(KG, datetime(2027, 3, 15, tzinfo=KG.tz)) == date(2027, 3, 12)
+
+
+@settings(max_examples=400, deadline=None)
+@given(moment=st.datetimes(min_value=datetime(2025, 12, 1), max_value=datetime(2028, 12, 31)),
+       country=st.sampled_from(["KG", "KZ"]), days=st.integers(1, 15))
+def test_a_new_referrals_extension_day_is_the_last_working_day_before_its_deadline(moment, country, days):
+    """What the workflow names for a referral it issued (extension_day, from
+    the moment of issue) is what anyone holding only the window's end reckons
+    (extension_day_before, as the cabinet does from the queue's record)."""
+    cal = kcal.calendar(country)
+    issued = moment.replace(tzinfo=cal.tz)
+    policy = rules.Windows(confirm_working_days=days)
+    deadline = rules.first_deadline(cal, issued, True, policy)
+    assert rules.extension_day_before(cal, deadline) == rules.extension_day(cal, issued, policy)
+
+
+def test_the_two_extension_days_agree_for_every_hour_of_issue_through_the_holidays():
+    for cal in (KG, KZ):
+        moment = datetime(2026, 12, 20, tzinfo=cal.tz)
+        while moment < datetime(2027, 5, 15, tzinfo=cal.tz):    # New Year, Women's Day, Nauryz, Eid, 1 and 9 May
+            deadline = rules.first_deadline(cal, moment, True, DEFAULTS)
+            assert rules.extension_day_before(cal, deadline) == rules.extension_day(cal, moment, DEFAULTS), moment
+            moment += timedelta(hours=5)
 
 
 def test_extension_adds_thirty_calendar_days_to_the_same_local_time():
