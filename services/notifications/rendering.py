@@ -132,6 +132,12 @@ class Renderer:
             autoescape=False,                  # plain text only
             trim_blocks=True, lstrip_blocks=True, keep_trailing_newline=False,
             bytecode_cache=_COMPILED,
+            # The templates ship with the code and change with a restart. With
+            # auto_reload every load of a template (several a message) asked
+            # the file system for its time: py-spy found the consumer's thread
+            # there in 3 of 8 dumps of a distribution day, each a wait for the
+            # GIL again behind the dispatcher's threads.
+            auto_reload=False,
         )
         self.env.filters.update(day=_day, date=_date, datetime=_datetime, plural=_plural)
 

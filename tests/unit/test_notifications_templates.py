@@ -134,3 +134,16 @@ def test_deadline_warning_follows_the_window_not_the_original_referral(renderer)
     after_confirmation = {**LONG, "needs_confirmation": True, "window": "enrolment"}
     out = renderer.render(Kind.DEADLINE_NEAR, "ru", Channel.SMS, values(after_confirmation)).body
     assert "Сдайте документы" in out and "льгот" not in out
+
+
+def test_a_renderer_keeps_the_templates_it_read_until_the_process_restarts(tmp_path):
+    """The templates ship with the code: a message is never rendered from a
+    file half-written under a running service, and no template load asks
+    the file system whether it changed."""
+    (tmp_path / "referral_issued").mkdir()
+    template = tmp_path / "referral_issued" / "en.j2"
+    template.write_text("{% block sms %}first{% endblock %}")
+    renderer = Renderer(ZoneInfo("Asia/Bishkek"), directory=tmp_path)
+    assert renderer.block(Kind.REFERRAL_ISSUED, "en", "sms", {}) == "first"
+    template.write_text("{% block sms %}second, edited{% endblock %}")
+    assert renderer.block(Kind.REFERRAL_ISSUED, "en", "sms", {}) == "first"
