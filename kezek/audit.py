@@ -131,6 +131,27 @@ class AuditTrail:
                           outcome=r.get("outcome", "ok"), reason=r.get("reason"), kind=r.get("kind", ACT), at=at)
                 for r in rows])
 
+    def record_from_query(self, session: Session, who: Principal, rows_sql: str, params: dict[str, Any],
+                          at: datetime | None = None) -> int:
+        """`record_many` for rows PostgreSQL builds itself, never passing
+        through Python: `rows_sql` is a SELECT giving `action`, `subject` and
+        `details` (json) per row, with its `params` (psycopg's %(name)s
+        style; names starting with `_au_` are taken). Each row is an act of
+        `who` at one moment that went through, as `record_many` writes it.
+        In the caller's transaction; returns how many."""
+        row = self._row(who, "", "", details=None, district=None, outcome="ok", reason=None, kind=ACT, at=at)
+        fixed = {f"_au_{k}": row[k] for k in ("at", "kind", "actor", "actor_role", "via", "district", "outcome",
+                                               "reason", "request_id")}
+        sql = f"""
+            INSERT INTO {self.table.name} (at, kind, actor, actor_role, via, action, subject, district, outcome,
+                                           reason, details, request_id)
+            SELECT CAST(%(_au_at)s AS timestamptz), %(_au_kind)s, %(_au_actor)s, %(_au_actor_role)s, %(_au_via)s,
+                   action, subject, %(_au_district)s, %(_au_outcome)s, %(_au_reason)s, details, %(_au_request_id)s
+            FROM ({rows_sql}) AS _au_rows"""
+        with session.connection().connection.driver_connection.cursor() as cur:
+            # Not prepared: constants (lists of keys) are hashed by the planner.
+            return cur.execute(sql, {**params, **fixed}, prepare=False).rowcount
+
     @staticmethod
     def _row(who: Principal, action: str, subject: str, *, details, district, outcome, reason, kind, at) -> dict:
         request_id = structlog.contextvars.get_contextvars().get("request_id")

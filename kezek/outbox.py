@@ -168,7 +168,8 @@ class Outbox:
         first `check` rows written are read back and validated against the
         schema; one invalid raises InvalidEvent and the caller's transaction
         writes none of them. Returns how many. Refused for an event that
-        carries personal data: PostgreSQL cannot seal it (kezek/sealing.py)."""
+        carries personal data: PostgreSQL cannot seal it (kezek/sealing.py).
+        Each event carries the current trace, as `add` and `add_many` write it."""
         if carries_personal_data(event_type):
             raise ValueError(f"{event_type} carries personal data: add it through Python, which seals it")
         at = time or datetime.now(UTC)
@@ -177,6 +178,10 @@ class Outbox:
                 "_ob_time": pydantic_core.to_json(at).decode().strip('"'),
                 "_ob_schema": dataschema_for(event_type, schema_base), "_ob_created": datetime.now(UTC),
                 "_ob_prefix": prefix, "_ob_start": start}
+        trace = current_context() if self.carries_trace else {}
+        # The extension attributes only when set, as Event.to_json writes them.
+        extensions = "".join(f", '{k}', CAST(%(_ob_{k})s AS text)" for k in trace)
+        head.update({f"_ob_{k}": v for k, v in trace.items()})
         sql = f"""
             WITH {ctes + ", " if ctes else ""}_ob_rows AS ({rows_sql}), _ob_events AS (
                 SELECT CAST(%(_ob_prefix)s AS text)
@@ -189,7 +194,7 @@ class Outbox:
                     'specversion', '1.0', 'id', event_id, 'source', CAST(%(_ob_source)s AS text),
                     'type', CAST(%(_ob_type)s AS text), 'time', CAST(%(_ob_time)s AS text), 'subject', subject,
                     'datacontenttype', 'application/json', 'dataschema', CAST(%(_ob_schema)s AS text),
-                    'data', data) AS text), CAST(%(_ob_created)s AS timestamptz)
+                    'data', data{extensions}) AS text), CAST(%(_ob_created)s AS timestamptz)
                 FROM _ob_events
                 RETURNING seq
             )

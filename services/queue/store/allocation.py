@@ -10,13 +10,15 @@ from datetime import date, datetime
 import sqlalchemy as sa
 from sqlalchemy.orm import Session
 
+from kezek.trust import Principal
 from services.queue.domain.policy import Policy
 from services.queue.domain.ranking import UNRANKED, Applicant
-from services.queue.models import Application
-from services.queue.store import chunks, places, referrals
+from services.queue.models import Application, outbox
+from services.queue.store import audit, chunks, kindergartens, places, referrals
 from services.queue.store.times import aware
 
 A = Application.__table__
+ISSUED = "referral.issued.v1"
 
 
 class StaleRead(Exception):
@@ -53,3 +55,28 @@ def write(s: Session, now: datetime, ids: list[str], rows: list[tuple], taken: C
     check_all_referred(ids, changed)
     places.hold(s, dict(taken))
     return referrals.insert_many(s, [dict(zip(referrals.COLUMNS, row)) for row in rows])
+
+
+def announce(s: Session, now: datetime, ref_ids: list[int], deadlines: dict[bool, str], who: Principal) -> None:
+    """Each of these new referrals' referral.issued.v1 fact and its
+    referral.issued audit row by `who`, at `now`, as the ReferralWorkflow's
+    first step wrote them (record_referral, "issued"); `deadlines`: the end
+    of the first window as text, with a privilege to confirm (True) and
+    without."""
+    R = referrals.R
+    rows = []
+    for part in chunks(ref_ids, 5000):
+        rows += s.execute(sa.select(R.c.id, R.c.application_id, R.c.kindergarten_id, R.c.needs_confirmation,
+                                    R.c.category, R.c.cohort, R.c.language, R.c.state, A.c.parent_id)
+                          .join(A, A.c.id == R.c.application_id).where(R.c.id.in_(part)).order_by(R.c.id)).all()
+    kgs = kindergartens.many(s, {r.kindergarten_id for r in rows})
+    facts, trail = [], []
+    for r in rows:
+        deadline = deadlines[r.needs_confirmation]
+        facts.append((f"referral:{r.id}", referrals.issued_data(
+            r.id, r.application_id, r.kindergarten_id, kgs.get(r.kindergarten_id), r.parent_id, deadline=deadline,
+            needs_confirmation=r.needs_confirmation, category=r.category, cohort=r.cohort, language=r.language)))
+        trail.append({"action": "referral.issued", "subject": f"application:{r.application_id}", "details": {
+            "referral_id": r.id, "state": r.state, "deadline": deadline, "reason": None}})
+    outbox.add_many(s, ISSUED, facts, time=now)
+    audit.record_many(s, now, who, trail)

@@ -21,11 +21,11 @@ from services.queue.domain.allocation import Allocation, FreePlaces, allocate_ra
 from services.queue.domain.policy import Policy
 from services.queue.domain.ranking import Applicant, PlaceKey, latest_eligible_birth_date
 from services.queue.models import OPEN_POOL
-from services.queue.store import allocation as generic, allocation_pg, entries, kindergartens, marks, places
-from services.queue.store import referrals, runs
+from services.queue.store import allocation as generic, allocation_pg, marks, places
+from services.queue.store import runs
 from services.queue.store.times import utc
 from services.queue.usecases.positions import Positions
-from services.queue.usecases.work import RETRYABLE, Context, UnitOfWork
+from services.queue.usecases.work import RETRYABLE, Context, UnitOfWork, principal
 from workflows import rules
 
 log = get_logger(__name__)
@@ -220,36 +220,19 @@ class Allocator:
              x.preference_index, x.inputs) for seq, (x, rid) in enumerate(zip(allocations, ref_ids))])
         timings["write_audit"] = time.perf_counter() - t
         t = time.perf_counter()
-        self._announce(w, now, allocations, ref_ids, policy, deadlines)
+        # Each referral's referral.issued.v1 and its audit row, as the
+        # ReferralWorkflow's first step wrote them before (record_referral,
+        # "issued"): the parent is told, the caseworker gets the case and the
+        # cabinet shows the referral once the run commits, not once Temporal
+        # has started and run ten thousand workflows.
+        announce = allocation_pg.announce if w.pg else generic.announce
+        announce(w.s, now, ref_ids, {needs: at.isoformat() for needs, at in deadlines.items()}, principal(ISSUER))
         timings["write_issued"] = time.perf_counter() - t
         # Everyone behind a referred child in any pool it waited in moves up.
         prefs = {a.child_id: a.preferences for a in consumed}
         w.positions_moved({(x.place.cohort, k) for x in allocations for k in prefs[x.child_id]})
         return [Issued(rid, x.child_id, x.place, x.for_category, x.preference_index)
                 for x, rid in zip(allocations, ref_ids)]
-
-    def _announce(self, w: UnitOfWork, now: datetime, allocations: list[Allocation], ref_ids: list[int],
-                  policy: Policy, deadlines: dict[bool, datetime]) -> None:
-        """Each referral's referral.issued.v1 and its audit row, as the
-        ReferralWorkflow's first step wrote them before (record_referral,
-        "issued"): the parent is told, the caseworker gets the case and the
-        cabinet shows the referral once the run commits, not once Temporal
-        has started and run ten thousand workflows."""
-        parents = entries.parents_of(w.s, [x.child_id for x in allocations])
-        kgs = kindergartens.many(w.s, {x.place.kindergarten for x in allocations})
-        facts, trail = [], []
-        for x, rid in zip(allocations, ref_ids):
-            cat, place = x.inputs["category"], x.place
-            needs = policy.category(cat).needs_confirmation
-            deadline = deadlines[needs].isoformat()
-            facts.append((f"referral:{rid}", referrals.issued_data(
-                rid, x.child_id, place.kindergarten, kgs.get(place.kindergarten), parents.get(x.child_id),
-                deadline=deadline, needs_confirmation=needs, category=cat, cohort=place.cohort,
-                language=place.language)))
-            trail.append({"action": "referral.issued", "subject": f"application:{x.child_id}", "details": {
-                "referral_id": rid, "state": rules.first_state(needs).value, "deadline": deadline, "reason": None}})
-        w.emit_many("referral.issued.v1", facts, time=now)
-        w.audit_many(ISSUER, trail, at=now)
 
     def _deadlines(self, now: datetime, policy: Policy) -> dict[bool, datetime]:
         """The end of a new referral's first window, with and without a
