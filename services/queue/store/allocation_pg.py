@@ -11,12 +11,13 @@ from collections.abc import Iterator
 from datetime import date, datetime
 
 import psycopg
+from psycopg import sql as psql
 from sqlalchemy.orm import Session
 
+from kezek.trust import Principal
 from services.queue.domain.entries import MAX_PREFERENCES
 from services.queue.domain.policy import Policy
 from services.queue.domain.ranking import Applicant
-from kezek.trust import Principal
 from services.queue.models import audit_trail, outbox
 from services.queue.store import referrals
 from services.queue.store.allocation import ISSUED, check_all_referred
@@ -114,7 +115,10 @@ def write(s: Session, now: datetime, ids: list[str], rows: list[tuple], taken: C
         # The CHECK (free >= 0) refuses more referrals than free places.
         cur.execute("UPDATE places AS p SET free = p.free - v.n, held = p.held + v.n "
                     "FROM unnest(%s::bigint[], %s::int[]) AS v(id, n) WHERE p.id = v.id", (list(pids), list(ns)))
-        cur.execute("SELECT nextval(pg_get_serial_sequence('referrals', 'id')) FROM generate_series(1, %s)",
+        # The sequence named once: pg_get_serial_sequence in the select list
+        # looked it up in the catalogue again for every row.
+        seq = cur.execute("SELECT pg_get_serial_sequence('referrals', 'id')").fetchone()[0]
+        cur.execute(psql.SQL("SELECT nextval({}::regclass) FROM generate_series(1, %s)").format(psql.Literal(seq)),
                     (len(rows),))
         ref_ids = [r[0] for r in cur.fetchall()]
         # The partial unique index refuses a second live referral of a child.
