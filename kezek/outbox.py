@@ -159,7 +159,7 @@ class Outbox:
                        check: int = SAMPLE_CHECKED) -> int:
         """Many events of one type built by PostgreSQL itself, never passing
         through Python: `rows_sql` is a SELECT giving `subject` (text) and
-        `data` (json or jsonb) per event, with its `params` (psycopg's
+        `data` (json, jsonb, or the text of a JSON object) per event, with its `params` (psycopg's
         %(name)s style; names starting with `_ob_` are taken), after the
         common table expressions `ctes` ("a AS (...), b AS (...)"; data-
         modifying ones too, which must stand at the top). The envelope
@@ -174,14 +174,23 @@ class Outbox:
             raise ValueError(f"{event_type} carries personal data: add it through Python, which seals it")
         at = time or datetime.now(UTC)
         prefix, start = batch_ids()
-        head = {"_ob_source": f"/kezek/{self.source}", "_ob_type": event_type,
-                "_ob_time": pydantic_core.to_json(at).decode().strip('"'),
-                "_ob_schema": dataschema_for(event_type, schema_base), "_ob_created": datetime.now(UTC),
-                "_ob_prefix": prefix, "_ob_start": start}
+
+        def j(value: Any) -> str:
+            return pydantic_core.to_json(value).decode()
+
+        # The envelope Event.to_json() writes, field for field, as text around
+        # each event's id, subject and data: its other fields are the same for
+        # every row, so they are made here once (json_build_object made them
+        # again for each row, as long as building the data). The extension
+        # attributes only when set, as Event.to_json writes them.
         trace = current_context() if self.carries_trace else {}
-        # The extension attributes only when set, as Event.to_json writes them.
-        extensions = "".join(f", '{k}', CAST(%(_ob_{k})s AS text)" for k in trace)
-        head.update({f"_ob_{k}": v for k, v in trace.items()})
+        head = {"_ob_type": event_type, "_ob_created": datetime.now(UTC), "_ob_prefix": prefix, "_ob_start": start,
+                "_ob_open": '{"specversion":"1.0","id":"',
+                "_ob_after_id": f'","source":{j(f"/kezek/{self.source}")},"type":{j(event_type)},"time":{j(at)},'
+                                '"subject":',
+                "_ob_after_subject": f',"datacontenttype":"application/json",'
+                                     f'"dataschema":{j(dataschema_for(event_type, schema_base))},"data":',
+                "_ob_close": "".join(f",{j(k)}:{j(v)}" for k, v in trace.items()) + "}"}
         sql = f"""
             WITH {ctes + ", " if ctes else ""}_ob_rows AS ({rows_sql}), _ob_events AS (
                 SELECT CAST(%(_ob_prefix)s AS text)
@@ -190,11 +199,10 @@ class Outbox:
                 FROM _ob_rows
             ), _ob_written AS (
                 INSERT INTO outbox (event_id, type, subject, payload, created_at)
-                SELECT event_id, CAST(%(_ob_type)s AS text), subject, CAST(json_build_object(
-                    'specversion', '1.0', 'id', event_id, 'source', CAST(%(_ob_source)s AS text),
-                    'type', CAST(%(_ob_type)s AS text), 'time', CAST(%(_ob_time)s AS text), 'subject', subject,
-                    'datacontenttype', 'application/json', 'dataschema', CAST(%(_ob_schema)s AS text),
-                    'data', data{extensions}) AS text), CAST(%(_ob_created)s AS timestamptz)
+                SELECT event_id, CAST(%(_ob_type)s AS text), subject,
+                       CAST(%(_ob_open)s AS text) || event_id || CAST(%(_ob_after_id)s AS text)
+                       || CAST(to_json(CAST(subject AS text)) AS text) || CAST(%(_ob_after_subject)s AS text)
+                       || CAST(data AS text) || CAST(%(_ob_close)s AS text), CAST(%(_ob_created)s AS timestamptz)
                 FROM _ob_events
                 RETURNING seq
             )
