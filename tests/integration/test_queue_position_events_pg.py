@@ -18,6 +18,7 @@ from kezek.migrations import upgrade
 from services.queue.models import outbox
 from services.queue.domain import JoinQueue
 from services.queue.usecases import Queue
+from services.queue.usecases.positions import event_data
 
 pytestmark = pytest.mark.integration
 
@@ -78,6 +79,10 @@ def test_positions_published_on_postgresql_are_the_ones_the_parent_sees_and_only
         svc.allocation.process_requests()
         last, seq, first = published(svc)
         assert len(first) == 60 and all(e["previous_position"] is None for e in first)
+        # The data the Python path makes (positions.event_data), key for key.
+        for e in first:
+            assert e == event_data(e["application_id"], f"p{int(e['application_id'][1:])}", e["kindergarten_id"],
+                                   e["kindergarten_id"].title(), e["position"], None)
         check_positions(svc, last)
 
         # A referral, a removal and a revoked privilege in one go.
@@ -94,7 +99,8 @@ def test_positions_published_on_postgresql_are_the_ones_the_parent_sees_and_only
         assert len({e["application_id"] for e in moved}) == len(moved) == run.positions_published
         for e in moved:
             assert e["previous_position"] == before[e["application_id"]] != e["position"]
-            assert e["kindergarten_name"] == e["kindergarten_id"].title()
+            assert e == event_data(e["application_id"], f"p{int(e['application_id'][1:])}", e["kindergarten_id"],
+                                   e["kindergarten_id"].title(), e["position"], e["previous_position"])
         assert any(before[a] == last[a] for a in before if a in last), "some children did not move"
 
         # Run again, or after a policy change that keeps the ranks: nothing new.
