@@ -42,7 +42,6 @@ from kezek.migrations import migration_services, upgrade
 from kezek.settings import SERVICES, Settings
 from services.queue.store.invariants import POOL_BOOKS
 from tests.e2e.test_supervision import QueueAdmin, join_children, publish_place, wait
-from tests.workflow_queries import status_of
 from workflows import contracts as c
 
 pytestmark = pytest.mark.integration
@@ -316,4 +315,6 @@ async def _query(d: Deployment, referral_id: int) -> str:
     from workflows.worker import connect
 
     client = await connect(d.temporal.address)
-    return (await status_of(client, referral_id)).state.value
+    status = await client.get_workflow_handle(c.workflow_id(str(referral_id))).query(c.STATUS,
+                                                                                    result_type=c.ReferralStatus)
+    return status.state.value

@@ -21,7 +21,6 @@ from importer.run import Importer
 from kezek.migrations import upgrade
 from services.queue.activities import QueueActivities, WorkflowStarter
 from services.queue.usecases import Queue
-from tests.workflow_queries import status_of
 from workflows import contracts as c
 from workflows.worker import build_worker, connect
 
@@ -78,7 +77,7 @@ async def test_imported_live_referrals_run_as_workflows_to_their_recorded_deadli
         for r in plan.referrals:
             ref_id = service.views.application(r.application_id)["referral"]["id"]
             handle = client.get_workflow_handle(c.workflow_id(str(ref_id)))
-            st = await status_of(client, ref_id)
+            st = await handle.query(c.STATUS, result_type=c.ReferralStatus)
             assert (st.state.value, st.deadline, st.extended) == (r.state, r.deadline, r.extended), r.old_id
             assert st.confirmed_at == r.confirmed_at
             if r.state == "awaiting_confirmation" and not r.extended:

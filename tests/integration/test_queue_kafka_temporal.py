@@ -29,7 +29,6 @@ from services.queue.consumers import make_consumer
 from services.queue.jobs import Allocator
 from services.queue.models import outbox
 from services.queue.usecases import Queue
-from tests.workflow_queries import status_of
 from workflows import contracts as c
 from workflows.worker import build_worker, connect
 
@@ -108,7 +107,7 @@ async def test_queue_service_end_to_end_with_kafka_and_temporal(pg_url, kafka_bo
             # The referral's workflow starts on Temporal, told it was announced.
             assert await starter.start_pending(client) == 1
             handle = client.get_workflow_handle(c.workflow_id(str(ref_id)))
-            status = await status_of(client, ref_id)   # after its first task
+            status = await handle.query(c.STATUS, result_type=c.ReferralStatus)   # after its first task
             assert status.state == c.ReferralState.AWAITING_ENROLMENT
             started = (await handle.fetch_history()).events[0].workflow_execution_started_event_attributes
             assert json.loads(started.input.payloads[0].data)["announced"] is True
@@ -123,7 +122,7 @@ async def test_queue_service_end_to_end_with_kafka_and_temporal(pg_url, kafka_bo
             await until(lambda: service.views.application("a2")["status"] == "referred", what="a2 referred")
             assert await starter.start_pending(client) == 1
             ref2 = service.views.application("a2")["referral"]["id"]
-            await status_of(client, ref2)
+            await client.get_workflow_handle(c.workflow_id(str(ref2))).query(c.STATUS, result_type=c.ReferralStatus)
             assert issued_subjects(service) == [f"referral:{ref_id}", f"referral:{ref2}"]
             assert service.audit.check_register() == []
             assert all(r["matches"] for r in service.audit.replay())
