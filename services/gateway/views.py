@@ -29,27 +29,28 @@ def position(p: dict, names: dict[str, str]) -> dict:
             "position": p.get("position"), "ahead": ahead, "explanation": p.get("explanation") or p.get("text")}
 
 
-def referral(r: dict, names: dict[str, str], status: dict | None = None, today: str | None = None) -> dict:
-    """`status` is where the referral stands (services/gateway/referrals.py
+def referral(r: dict, names: dict[str, str], standing: dict | None = None, today: str | None = None) -> dict:
+    """`standing` is where the referral stands (services/gateway/referrals.py
     `standing`, from the queue's record: state, window, deadline, extended,
-    extension_day): the extension is offered only on its `extension_day`,
-    once, in the confirmation window; cancelling, while the referral is
-    live. The workflow checks either act again when it comes."""
+    extension_day, the last None outside the confirmation window and once
+    extended): the extension is offered only on its `extension_day`;
+    cancelling, while the referral is live. The workflow checks either act
+    again when it comes."""
     kg = str(r.get("kindergarten_id") or r.get("kindergarten") or "")
-    state = (status or {}).get("state") or r.get("state") or r.get("status") or ""
+    standing = standing or {}
+    state = standing.get("state") or r.get("state") or r.get("status") or ""
     live = r.get("status") == "live" or state in LIVE_STATES
     if "actions" in r:
         actions = list(r["actions"] or [])
     else:
         actions = ["cancel"] if live else []
-        if live and status and status.get("window") == "confirmation" and not status.get("extended") \
-                and today and status.get("extension_day") == today:
+        if live and today and standing.get("extension_day") == today:
             actions.append("extend")
     # A closed referral (enrolled, cancelled ...) has no deadline left to show.
-    deadline = ((status or {}).get("deadline") or r.get("deadline")) if live else None
+    deadline = (standing.get("deadline") or r.get("deadline")) if live else None
     return {"referral_id": str(r.get("referral_id") or r.get("id")), "kindergarten_id": kg,
             "kindergarten_name": r.get("kindergarten_name") or names.get(kg) or kg, "status": state,
-            "stage": (status or {}).get("window") or r.get("stage")
+            "stage": standing.get("window") or r.get("stage")
             or ("confirmation" if state == "awaiting_confirmation" else "enrolment"),
             "issued_at": r.get("issued_at"), "deadline": deadline, "actions": actions}
 
