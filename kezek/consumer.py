@@ -70,6 +70,18 @@ def next_poll_size(records: int, seconds: float, ceiling: int,
     return max(1, min(ceiling, int(budget * records / seconds)))
 
 
+def rewind(consumer: KafkaConsumer, batches: Iterable[tuple[TopicPartition, list]]) -> None:
+    """Fetch each partition again from the first of its records given, if it
+    is still this consumer's: after a poll, kafka-python's fetch position is
+    past every record it handed out, so records a failure left unhandled are
+    skipped unless sought back (a partition a rebalance took away is read by
+    its next owner from the committed offset)."""
+    assigned = consumer.assignment()
+    for tp, records in batches:
+        if records and tp in assigned:
+            consumer.seek(tp, records[0].offset)
+
+
 class IdempotentConsumer:
     def __init__(self, *, name: str, topics: Iterable[str], bootstrap: str,
                  sessions: sessionmaker[Session], outbox: Outbox, handle: Handler | None = None,
@@ -188,46 +200,57 @@ class IdempotentConsumer:
         (record by record after a failed batch, see the module's doc). A
         failure rewinds its partition, so the records are tried again, never
         skipped; offsets are committed only for records whose transaction
-        committed."""
+        committed. Whatever stops the poll's work (a handler, or a commit the
+        coordinator refuses after a broker or a member died) leaves every
+        partition whose records were not handled rewound to them: the fetch
+        position is already past them, and a partition that stays assigned
+        through the group's next rebalance keeps its position."""
         handled = 0
         batches = self._poll(timeout_ms)
         started = time.monotonic()
-        for i, (tp, records) in enumerate(batches):
-            done = None
-            careful = self._careful.get(tp)
-            try:
-                if careful is None:
-                    handled += self.process_batch(records)
-                    done = records[-1].offset
-                else:
-                    for record in records:
-                        if self.process(record.value, record.headers, record.key):
-                            handled += 1
-                        done = record.offset
-                        if done >= careful:
-                            # past the failed batch; the rest of this
-                            # poll one by one too (simple, and rare)
-                            self._careful.pop(tp, None)
-            except Exception:
-                if careful is None and done is None:
-                    self._careful[tp] = records[-1].offset
-                # The fetch position is past every record this poll returned:
-                # rewind this partition to its first unhandled record and the
-                # others of the poll to their first one.
-                self.consumer.seek(tp, records[0].offset if done is None else done + 1)
-                for later_tp, later_records in batches[i + 1:]:
-                    self.consumer.seek(later_tp, later_records[0].offset)
-                raise
-            finally:
-                if done is not None:
-                    # After the database commits, never before.
-                    self.consumer.commit({TopicPartition(tp.topic, tp.partition): OffsetAndMetadata(done + 1, "", -1)})
+        current = 0
+        try:
+            for current, (tp, records) in enumerate(batches):
+                handled += self._handle_batch(tp, records)
+        except Exception:
+            rewind(self.consumer, batches[current + 1:])
+            raise
         if batches:
             self.poll_size = next_poll_size(sum(len(r) for _, r in batches), time.monotonic() - started,
                                             self.ceiling)
         if time.monotonic() - self._measured >= 5:
             self._measured = time.monotonic()
             self.measure_lag()
+        return handled
+
+    def _handle_batch(self, tp: TopicPartition, records: list) -> int:
+        """One partition's records of a poll, then their offset committed.
+        A failure rewinds the partition to its first unhandled record."""
+        handled = 0
+        done = None
+        careful = self._careful.get(tp)
+        try:
+            if careful is None:
+                handled += self.process_batch(records)
+                done = records[-1].offset
+            else:
+                for record in records:
+                    if self.process(record.value, record.headers, record.key):
+                        handled += 1
+                    done = record.offset
+                    if done >= careful:
+                        # past the failed batch; the rest of this
+                        # poll one by one too (simple, and rare)
+                        self._careful.pop(tp, None)
+        except Exception:
+            if careful is None and done is None:
+                self._careful[tp] = records[-1].offset
+            rewind(self.consumer, [(tp, records if done is None else [r for r in records if r.offset > done])])
+            raise
+        finally:
+            if done is not None:
+                # After the database commits, never before.
+                self.consumer.commit({TopicPartition(tp.topic, tp.partition): OffsetAndMetadata(done + 1, "", -1)})
         return handled
 
     def _poll(self, timeout_ms: int) -> list[tuple[TopicPartition, list]]:

@@ -148,6 +148,15 @@ class Deployment:
     def db(self, service: str) -> sa.Engine:
         return make_engine(self.settings.database_url_for(service))
 
+    def tell_logs(self, lines: int = 30) -> None:
+        """Each process's last warnings and errors of its own (kafka-python's
+        connection noise left out), for a failure to explain itself where
+        the folder is gone afterwards (CI)."""
+        for log in sorted((self.folder / "logs").glob("*.log")):
+            own = [line for line in log.read_text(errors="replace").splitlines()
+                   if '"level": "warning"' in line or '"level": "error"' in line][-lines:]
+            print(f"--- {log.name} (its last {len(own)} warnings and errors)", *own, sep="\n")
+
     def stop(self) -> None:
         stop_processes(self.procs.values(), timeout=15)
         self.temporal.stop()
@@ -274,10 +283,17 @@ def test_kezek_on_a_three_broker_cluster_loses_nothing_and_does_nothing_twice_wh
 
         # Settled: every outbox drained, every event consumed by its groups,
         # every place taken (30 children wait for 16 places).
+        left: dict[str, object] = {}
+
         def settled() -> bool:
-            pools = rows(d, "queue", "SELECT sum(free) FROM places")[0][0]
-            return unsent(d) == 0 and not any(events_not_consumed(d).values()) and pools == 0
-        wait(settled, "the system settled", timeout=300)
+            left.update(unsent=unsent(d), free=rows(d, "queue", "SELECT sum(free) FROM places")[0][0],
+                        not_consumed={g: n for g, n in events_not_consumed(d).items() if n})
+            return left["unsent"] == 0 and not left["not_consumed"] and left["free"] == 0
+        try:
+            wait(settled, "the system settled", timeout=300)
+        except AssertionError:
+            d.tell_logs()
+            raise AssertionError(f"the system did not settle within 300 s; still left: {left}") from None
         figures["settled_s"] = round(time.monotonic() - started, 1)
 
         # No child with two live referrals.

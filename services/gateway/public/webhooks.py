@@ -35,6 +35,7 @@ from kafka.structs import OffsetAndMetadata
 from sqlalchemy.orm import Session, aliased, sessionmaker
 
 from kezek import connections
+from kezek.consumer import rewind
 from kezek.events import Event
 from kezek.infra.kafka import ensure_topics
 from kezek.logging import get_logger
@@ -207,17 +208,24 @@ class Dispatcher:
 
     def ingest_once(self, consumer: KafkaConsumer, timeout_ms: int = 500) -> int:
         """One poll: deliveries for every matching subscription, then the offsets."""
-        batches = consumer.poll(timeout_ms=timeout_ms)
-        queued = 0
-        for tp, records in batches.items():
-            with self.sessions() as session, session.begin():
-                subs = session.scalars(sa.select(WebhookSubscription).where(WebhookSubscription.active)).all()
-                now = datetime.now(UTC)
-                rows = [row for r in records for row in self._rows_for(subs, r, 0, now)]
-                queued += _insert_ignoring_duplicates(session, rows)
-            # After the database commit: a crash in between re-reads the
-            # records, and the unique key drops the repeats.
-            consumer.commit({TopicPartition(tp.topic, tp.partition): OffsetAndMetadata(records[-1].offset + 1, "", -1)})
+        batches = list(consumer.poll(timeout_ms=timeout_ms).items())
+        queued = written = 0
+        try:
+            for tp, records in batches:
+                with self.sessions() as session, session.begin():
+                    subs = session.scalars(sa.select(WebhookSubscription).where(WebhookSubscription.active)).all()
+                    now = datetime.now(UTC)
+                    rows = [row for r in records for row in self._rows_for(subs, r, 0, now)]
+                    queued += _insert_ignoring_duplicates(session, rows)
+                written += 1
+                # After the database commit: a crash in between re-reads the
+                # records, and the unique key drops the repeats.
+                consumer.commit({TopicPartition(tp.topic, tp.partition): OffsetAndMetadata(records[-1].offset + 1, "", -1)})
+        except Exception:
+            # A failed write or a refused commit: the partitions not written
+            # are read again, not skipped.
+            rewind(consumer, batches[written:])
+            raise
         return queued
 
     def replay_once(self) -> int:
