@@ -32,6 +32,8 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from temporalio.common import WorkflowIDReusePolicy  # noqa: E402
+
 from kezek.infra.procs import free_port  # noqa: E402
 from kezek.infra.temporal import TemporalDevServer  # noqa: E402
 from workflows import contracts as c  # noqa: E402
@@ -82,7 +84,8 @@ async def run_setting(folder: Path, starts: int, concurrency: int, batch: int, w
             async def start(inp: c.ReferralInput) -> None:
                 async with gate:
                     await client.start_workflow(c.WORKFLOW_TYPE, inp, id=c.workflow_id(inp.referral_id),
-                                                task_queue=task_queue, execution_timeout=timedelta(days=400))
+                                                task_queue=task_queue, execution_timeout=timedelta(days=400),
+                                                id_reuse_policy=WorkflowIDReusePolicy.REJECT_DUPLICATE)
             for i in range(0, len(pending), batch):
                 await asyncio.gather(*(start(p) for p in pending[i:i + batch]))
 

@@ -21,6 +21,7 @@ from temporalio.testing import WorkflowEnvironment
 from kezek.infra.kafka import KafkaBroker
 from kezek.infra.postgres import PostgresCluster, open_temp_folder
 from kezek.infra.temporal import TemporalDevServer, test_server_path
+from tests.temporal_namespaces import fresh_namespace
 
 ARTIFACTS = Path(__file__).parent / "artifacts"
 # The fixtures that start a server (tests/browser adds Chromium's).
@@ -114,6 +115,13 @@ def private_kafka(infra_dir):
 @pytest.fixture(scope="session")
 def temporal_dev(infra_dir):
     yield from running(TemporalDevServer(infra_dir / "temporal"))
+
+
+@pytest.fixture
+def temporal_namespace(temporal_dev) -> str:
+    """A namespace of the test's own on the shared dev server, for a test
+    that runs referral workflows there (tests/temporal_namespaces.py)."""
+    return fresh_namespace(temporal_dev.address)
 
 
 @pytest.fixture(scope="session")

@@ -98,8 +98,10 @@ class WorkflowStarter:
     Temporal: one after another, a national run's tens of thousands would
     take minutes), and marks a batch started in one transaction. A crash in
     between starts them again: the workflow id `referral-<id>` makes the
-    second start a no-op. Several starters (several `kezek consume` of the
-    queue) may take the same referrals; the second start is that no-op."""
+    second start a no-op, also when the first workflow has ended meanwhile
+    (REJECT_DUPLICATE: the default would start the referral a second run).
+    Several starters (several `kezek consume` of the queue) may take the
+    same referrals; the second start is that no-op."""
 
     def __init__(self, queue: Queue, *, address: str, namespace: str = "default",
                  task_queue: str = c.TASK_QUEUE, batch: int = 500, concurrency: int = 50,
@@ -114,6 +116,7 @@ class WorkflowStarter:
         self.__name__ = "queue-workflow-starter"
 
     async def start_pending(self, client) -> int:
+        from temporalio.common import WorkflowIDReusePolicy
         from temporalio.exceptions import WorkflowAlreadyStartedError
 
         pending = await asyncio.to_thread(self.effects.unstarted, self.batch)
@@ -124,7 +127,8 @@ class WorkflowStarter:
             async with gate:
                 try:
                     await client.start_workflow(c.WORKFLOW_TYPE, referral_input(p), id=wid,
-                                                task_queue=self.task_queue, execution_timeout=timedelta(days=400))
+                                                task_queue=self.task_queue, execution_timeout=timedelta(days=400),
+                                                id_reuse_policy=WorkflowIDReusePolicy.REJECT_DUPLICATE)
                     log.info("referral.workflow_started", workflow_id=wid)
                 except WorkflowAlreadyStartedError:
                     log.info("referral.workflow_already_started", workflow_id=wid)

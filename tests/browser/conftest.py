@@ -11,7 +11,6 @@ server (aiosmtpd) that the tests read. An administrator's acts (the
 kindergartens, publishing places) go through the queue's HTTP API."""
 from __future__ import annotations
 
-import asyncio
 import email
 import re
 import threading
@@ -30,6 +29,7 @@ from kezek.infra.procs import free_port, wait_until
 from kezek.settings import SERVICES, Settings
 from kezek.supervisor import PUBLIC_TOPIC_SUFFIX, Supervisor
 from tests.fakes.gateway import KINDERGARTENS
+from tests.temporal_namespaces import register_namespace
 
 CHROMIUM_ARGS = ["--no-sandbox", "--disable-background-networking", "--disable-component-update",
                  "--no-first-run"]
@@ -85,33 +85,6 @@ class Mailbox:
                     return m.group(1) if m.groups() else m.group(0)
             time.sleep(0.2)
         raise AssertionError(f"no mail to {address} matching {pattern!r} in {timeout}s: {self.text_to(address)}")
-
-
-def register_namespace(address: str, namespace: str) -> None:
-    from google.protobuf.duration_pb2 import Duration
-    from temporalio.api.workflowservice.v1 import RegisterNamespaceRequest
-    from temporalio.client import Client
-
-    async def register() -> None:
-        client = await Client.connect(address)
-        await client.workflow_service.register_namespace(RegisterNamespaceRequest(
-            namespace=namespace, workflow_execution_retention_period=Duration(seconds=86400)))
-
-    # In a thread of its own: Playwright's sync API keeps an event loop
-    # running in the test's thread.
-    failed: list[BaseException] = []
-
-    def run() -> None:
-        try:
-            asyncio.run(register())
-        except BaseException as exc:
-            failed.append(exc)
-
-    t = threading.Thread(target=run, name="register-namespace")
-    t.start()
-    t.join(60)
-    if failed:
-        raise failed[0]
 
 
 class Portal:

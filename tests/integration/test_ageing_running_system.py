@@ -56,7 +56,7 @@ def kg_pin(sex: str, born: date, serial: int) -> str:
 
 
 async def test_children_reaching_school_age_leave_the_queue_and_their_parents_are_told(
-        pg_url, kafka_bootstrap, temporal_dev):
+        pg_url, kafka_bootstrap, temporal_dev, temporal_namespace):
     today = CAL.local_date(datetime.now(UTC))
     if (today.month, today.day) == (2, 29):
         today -= timedelta(days=1)   # a 29 February birthday is the rule's own case (unit tests)
@@ -106,11 +106,12 @@ async def test_children_reaching_school_age_leave_the_queue_and_their_parents_ar
     consuming = threading.Thread(target=consumer.run, args=(stop,), daemon=True)
     consuming.start()
     relay = OutboxRelay(queue.sessions, outbox, kafka_bootstrap, topic_prefix=prefix)
-    client = await connect(temporal_dev.address)
+    client = await connect(temporal_dev.address, temporal_namespace)
     task_queue = f"referrals-{prefix}"
     worker = build_worker(client, [*QueueActivities(queue).all(), *NotificationActivities(notifications).all()],
                           task_queue=task_queue)
-    starter = WorkflowStarter(queue, address=temporal_dev.address, task_queue=task_queue)
+    starter = WorkflowStarter(queue, address=temporal_dev.address, namespace=temporal_namespace,
+                              task_queue=task_queue)
     try:
         async with worker:
             assert await starter.start_pending(client) == 1

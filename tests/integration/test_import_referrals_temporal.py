@@ -45,7 +45,8 @@ def export_with_privileged_referrals(now: datetime):
     return ex
 
 
-async def test_imported_live_referrals_run_as_workflows_to_their_recorded_deadlines_once(pg_url, temporal_dev):
+async def test_imported_live_referrals_run_as_workflows_to_their_recorded_deadlines_once(
+        pg_url, temporal_dev, temporal_namespace):
     url = pg_url("queue_import_temporal")
     upgrade("queue", url)
     engine = make_engine(url)
@@ -67,9 +68,10 @@ async def test_imported_live_referrals_run_as_workflows_to_their_recorded_deadli
     async def notify_parent(call: c.NotifyParent) -> None:
         asked.append(call.kind)
 
-    client = await connect(temporal_dev.address)
+    client = await connect(temporal_dev.address, temporal_namespace)
     task_queue = f"referrals-import-{uuid.uuid4().hex[:8]}"
-    starter = WorkflowStarter(service, address=temporal_dev.address, task_queue=task_queue, batch=500)
+    starter = WorkflowStarter(service, address=temporal_dev.address, namespace=temporal_namespace,
+                              task_queue=task_queue, batch=500)
     cal = kcal.calendar("KG")
     async with build_worker(client, [*QueueActivities(service).all(), notify_parent], task_queue=task_queue):
         assert await starter.start_pending(client) == 12

@@ -124,7 +124,8 @@ def dump(settings: Settings, service: str) -> bytes:
                            "--no-owner", u.database], capture_output=True, check=True).stdout
 
 
-async def test_no_pin_document_contact_or_scan_is_readable_in_any_database_dump(settings, temporal_dev):
+async def test_no_pin_document_contact_or_scan_is_readable_in_any_database_dump(
+        settings, temporal_dev, temporal_namespace):
     from services.queue.activities import WorkflowStarter
     from services.queue.runtime import build_queue
     from services.verification import bootstrap
@@ -137,7 +138,7 @@ async def test_no_pin_document_contact_or_scan_is_readable_in_any_database_dump(
                              actor="admin:1")
     app_id = register(settings)
     consumers = wiring.consumers(settings, ("queue", "verification", "notifications", "gateway"))
-    client = await connect(temporal_dev.address)
+    client = await connect(temporal_dev.address, temporal_namespace)
     task_queue = f"referrals-{settings.kafka_topic_prefix}"
     worker = build_worker(client, wiring.activities(settings), task_queue=task_queue)
     try:
@@ -149,8 +150,8 @@ async def test_no_pin_document_contact_or_scan_is_readable_in_any_database_dump(
         [ref] = queue.allocation.process_requests().issued
         async with worker:
             # The allocation announced the referral (referral.issued, in the queue's outbox); its workflow starts.
-            assert await WorkflowStarter(queue, address=temporal_dev.address, task_queue=task_queue
-                                         ).start_pending(client) == 1
+            assert await WorkflowStarter(queue, address=temporal_dev.address, namespace=temporal_namespace,
+                                         task_queue=task_queue).start_pending(client) == 1
             verification.staff.add("aida", "Аида Caseworker", "caseworker", DISTRICT, "caseworker password 2027")
             _, staff = verification.staff.login("aida", "caseworker password 2027")
             await asyncio.to_thread(consume, consumers, lambda: _case(verification, staff, str(ref.referral_id)),

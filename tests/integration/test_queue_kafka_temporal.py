@@ -58,7 +58,8 @@ async def until(check, timeout: float = 60, what: str = "condition"):
     raise AssertionError(f"timed out waiting for {what}")
 
 
-async def test_queue_service_end_to_end_with_kafka_and_temporal(pg_url, kafka_bootstrap, temporal_dev):
+async def test_queue_service_end_to_end_with_kafka_and_temporal(pg_url, kafka_bootstrap, temporal_dev,
+                                                                temporal_namespace):
     url = pg_url("queue_e2e")
     upgrade("queue", url)
     engine = make_engine(url)
@@ -87,10 +88,11 @@ async def test_queue_service_end_to_end_with_kafka_and_temporal(pg_url, kafka_bo
     for t in threads:
         t.start()
 
-    client = await connect(temporal_dev.address)
+    client = await connect(temporal_dev.address, temporal_namespace)
     task_queue = f"referrals-{prefix}"
     worker = build_worker(client, [*QueueActivities(service).all(), notify_parent], task_queue=task_queue)
-    starter = WorkflowStarter(service, address=temporal_dev.address, task_queue=task_queue)
+    starter = WorkflowStarter(service, address=temporal_dev.address, namespace=temporal_namespace,
+                              task_queue=task_queue)
     try:
         async with worker:
             await until(lambda: len(service.audit.trail()) >= 4, what="both applications consumed")
