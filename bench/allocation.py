@@ -55,6 +55,7 @@ from kezek.infra.postgres import BENCHMARK_SETTINGS, PostgresCluster  # noqa: E4
 from kezek.migrations import upgrade  # noqa: E402
 from services.queue import domain as d  # noqa: E402
 from services.queue.usecases import Queue  # noqa: E402
+from services.queue.usecases.positions import SHARES  # noqa: E402
 from system import BenchFolder  # noqa: E402
 
 LANGUAGES = (("ru", 0.6), ("ky", 0.4))
@@ -161,9 +162,15 @@ def generate(engine, *, children: int, kindergartens: int, places: int, seed: in
     return {"pools": len(pools), "cohorts": cohorts}
 
 
-def backend_pid(engine) -> int:
-    with engine.connect() as c:
-        return c.execute(sa.text("SELECT pg_backend_pid()")).scalar_one()
+def backend_pids(engine) -> list[int]:
+    """The backends of every connection the engine's pool keeps, opened
+    now: the positions' shares use several (Positions.shares)."""
+    conns = [engine.connect() for _ in range(engine.pool.size())]
+    try:
+        return [c.execute(sa.text("SELECT pg_backend_pid()")).scalar_one() for c in conns]
+    finally:
+        for c in conns:
+            c.close()
 
 
 def cpu_of(pid: int) -> float:
@@ -173,19 +180,19 @@ def cpu_of(pid: int) -> float:
 
 
 class Cpu:
-    """CPU seconds of this process and of the one database backend it uses:
+    """CPU seconds of this process and of the database backends it uses:
     unlike wall time, they hardly change when others load the machine."""
 
     def __init__(self, engine):
-        self.pid = backend_pid(engine)
+        self.pids = backend_pids(engine)
 
     def __enter__(self) -> "Cpu":
-        self.client, self.server = time.process_time(), cpu_of(self.pid)
+        self.client, self.server = time.process_time(), sum(map(cpu_of, self.pids))
         return self
 
     def __exit__(self, *exc) -> None:
         self.client = time.process_time() - self.client
-        self.server = cpu_of(self.pid) - self.server
+        self.server = sum(map(cpu_of, self.pids)) - self.server
 
     @property
     def total(self) -> float:
@@ -389,8 +396,9 @@ def main(argv: list[str] | None = None) -> int:
                 copy_cluster(args.built / "pg", cluster.data_dir)
                 say(f"the built queue copied from {args.built} in {time.perf_counter() - t:.1f} s")
             url = start_queue_database(cluster, "kezek_queue_bench")
-            # One connection, so one backend does all the database work (see Cpu).
-            engine = make_engine(url, pool_size=1, max_overflow=0)
+            # A connection for each share of the positions' publication, no
+            # more, so these backends do all the database work (see Cpu).
+            engine = make_engine(url, pool_size=SHARES, max_overflow=0)
             svc = Queue(make_session_factory(engine), clock=lambda: NOW)
             policy, _ = svc.policy.current()
             on = svc.ctx.today(policy)

@@ -58,8 +58,9 @@ def check_positions(svc: Queue, last: dict[str, int]) -> None:
         assert last[app_id] == svc.views.positions(app_id)[0].position, app_id
 
 
-def test_positions_published_on_postgresql_are_the_ones_the_parent_sees_and_only_changes(pg_url):
-    url = pg_url("queue_positions")
+def queue(url: str) -> tuple[Queue, sa.Engine]:
+    """The queue service on a fresh database, with KGS and 60 children who
+    joined (the same ones for the same database state: a fixed seed)."""
     upgrade("queue", url)
     engine = make_engine(url)
     svc = Queue(make_session_factory(engine), clock=lambda: NOW)
@@ -75,6 +76,11 @@ def test_positions_published_on_postgresql_are_the_ones_the_parent_sees_and_only
             language=rnd.choice(("ru", "ky")), preferences=tuple(rnd.sample(KGS, rnd.randint(1, 3))),
             parent_id=f"p{i}", queue_date=datetime(2025, 1, 1, tzinfo=UTC) + timedelta(hours=rnd.randrange(5000))),
             actor="t")
+    return svc, engine
+
+
+def test_positions_published_on_postgresql_are_the_ones_the_parent_sees_and_only_changes(pg_url):
+    svc, engine = queue(pg_url("queue_positions"))
     try:
         svc.allocation.process_requests()
         last, seq, first = published(svc)
@@ -110,3 +116,116 @@ def test_positions_published_on_postgresql_are_the_ones_the_parent_sees_and_only
         assert published(svc, seq2)[2] == []
     finally:
         engine.dispose()
+
+
+def changes(svc: Queue) -> None:
+    """Referrals, removals and a revoked privilege, as one run would meet
+    them; in pools of both shares of two ("moon" is alone in the second)."""
+    svc.places.publish("sun", 2023, "ru", 2, actor="kg")
+    with svc.sessions() as s:
+        at_moon = s.execute(sa.text("SELECT min(id) FROM applications WHERE status = 'queued' "
+                                    "AND preferences[1] = 'moon'")).scalar_one()
+    for child in ("c07", at_moon):
+        svc.entries.remove(child, actor="parent")
+    with svc.sessions() as s:
+        privileged = s.execute(sa.text("SELECT min(id) FROM applications WHERE status = 'queued' "
+                                       "AND category <> 'general'")).scalar_one()
+    svc.entries.revoke_privilege(privileged, actor="sv", reason="forged")
+
+
+def events_by_child(svc: Queue) -> dict[str, list[tuple]]:
+    """Every position event of each child in the order written, all but its id."""
+    with svc.sessions() as s:
+        payloads = s.execute(sa.select(outbox.table.c.payload).where(outbox.table.c.type == CHANGED)
+                             .order_by(outbox.table.c.seq)).scalars().all()
+    out: dict[str, list[tuple]] = {}
+    for payload in payloads:
+        e = Event.from_json(payload)
+        validate(e)
+        out.setdefault(e.subject, []).append((e.type, e.source, e.time, e.dataschema, e.data))
+    return out
+
+
+def positions_table(svc: Queue) -> list[tuple]:
+    with svc.sessions() as s:
+        return [tuple(r) for r in s.execute(sa.text(
+            "SELECT application_id, kindergarten_id, position FROM queue_positions ORDER BY application_id"))]
+
+
+def statements_that_wrote(svc: Queue, after: int) -> int:
+    """How many statements wrote the position events after seq `after`: each
+    server-built batch has event ids of one prefix (kezek.outbox.batch_ids)."""
+    with svc.sessions() as s:
+        return s.execute(sa.text("SELECT count(DISTINCT left(event_id, 24)) FROM outbox WHERE type = :t AND seq > :s"),
+                         {"t": CHANGED, "s": after}).scalar_one()
+
+
+def last_seq(svc: Queue) -> int:
+    with svc.sessions() as s:
+        return s.execute(sa.text("SELECT coalesce(max(seq), 0) FROM outbox")).scalar_one()
+
+
+def test_a_publication_split_into_shares_writes_exactly_the_events_of_a_single_one(pg_url):
+    single, e1 = queue(pg_url("positions_single"))
+    split, e2 = queue(pg_url("positions_split"))
+    single.positions.shares = 1
+    split.positions.shared_from = 1
+    try:
+        for svc in (single, split):
+            svc.allocation.process_requests()
+        seq = last_seq(split)
+        for svc in (single, split):
+            changes(svc)
+            run = svc.allocation.process_requests()
+            assert run.issued and run.positions_published > 0
+        assert statements_that_wrote(split, seq) == 2, "the moves were written by both shares"
+        assert statements_that_wrote(single, seq) == 1
+        assert split.positions.publish() == 0
+        assert events_by_child(split) == events_by_child(single)
+        assert positions_table(split) == positions_table(single)
+    finally:
+        e1.dispose()
+        e2.dispose()
+
+
+@pytest.mark.parametrize("lost", ["sun", "moon"])  # share 0 (the caller's transaction), share 1 (one of its own)
+def test_a_share_that_fails_leaves_its_pools_to_the_next_publication_and_the_other_shares_events_stand(
+        pg_url, monkeypatch, lost):
+    from services.queue.store import positions_pg
+
+    single, e1 = queue(pg_url("positions_single"))
+    split, e2 = queue(pg_url("positions_split"))
+    single.positions.shares = 1
+    split.positions.shared_from = 1
+    publish_changed = positions_pg.publish_changed
+    failed: list[list] = []
+
+    def failing(s, pools, *args, **kwargs):
+        if any(kg == lost for _, kg in pools):
+            failed.append(pools)
+            raise RuntimeError("the share's connection was lost")
+        return publish_changed(s, pools, *args, **kwargs)
+
+    try:
+        for svc in (single, split):
+            svc.allocation.process_requests()
+            changes(svc)
+        reference = single.allocation.process_requests().positions_published
+        seq = last_seq(split)
+        monkeypatch.setattr(positions_pg, "publish_changed", failing)
+        with pytest.raises(RuntimeError, match="connection was lost"):
+            split.allocation.process_requests()
+        with split.sessions() as s:
+            left = {tuple(r) for r in s.execute(sa.text("SELECT cohort, kindergarten_id FROM position_changes"))}
+        assert failed and left == set(failed[0]), "the failed share's pools, and only those, are still marked"
+        written = sum(1 for e in published(split, seq)[2])
+        assert 0 < written < reference, "the other share's events were committed"
+
+        monkeypatch.setattr(positions_pg, "publish_changed", publish_changed)
+        assert split.positions.publish() == reference - written
+        assert split.positions.publish() == 0
+        assert events_by_child(split) == events_by_child(single)
+        assert positions_table(split) == positions_table(single)
+    finally:
+        e1.dispose()
+        e2.dispose()

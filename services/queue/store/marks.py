@@ -77,5 +77,22 @@ def any_marked(s: Session) -> bool:
     return s.execute(sa.select(MOVED.c.id).limit(1)).first() is not None
 
 
-def take_marks(s: Session) -> list[tuple[int | None, str | None]]:
-    return [tuple(r) for r in s.execute(sa.delete(MOVED).returning(MOVED.c.cohort, MOVED.c.kindergarten_id))]
+def marked_pools(s: Session) -> int | None:
+    """How many pools are marked (None: every pool is)."""
+    every, n = s.execute(sa.select(sa.func.count().filter(MOVED.c.cohort.is_(None)),
+                                   sa.func.count(sa.distinct(sa.tuple_(MOVED.c.cohort, MOVED.c.kindergarten_id))))
+                         ).one()
+    return None if every else n
+
+
+def take_marks(s: Session, share: tuple[int, int] | None = None) -> list[tuple[int | None, str | None]]:
+    """The marks taken (deleted in the caller's transaction); `share` (i, n):
+    only those of the pools in share i of n (PostgreSQL), a disjoint split
+    of the marked pools by their kindergarten, leaving the mark of every
+    pool for a later publication."""
+    q = sa.delete(MOVED)
+    if share is not None:
+        i, n = share
+        q = q.where(MOVED.c.cohort.is_not(None),
+                    sa.func.mod(sa.func.hashtext(MOVED.c.kindergarten_id).op("&")(0x7FFFFFFF), n) == i)
+    return [tuple(r) for r in s.execute(q.returning(MOVED.c.cohort, MOVED.c.kindergarten_id))]

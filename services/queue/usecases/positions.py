@@ -5,6 +5,9 @@ the one last published. Changes mark the pools they touched; this recomputes
 only those, in a transaction of its own right after them."""
 from __future__ import annotations
 
+import contextvars
+from concurrent.futures import ThreadPoolExecutor
+
 import sqlalchemy as sa
 
 from kezek.logging import get_logger
@@ -15,11 +18,15 @@ from services.queue.usecases.work import RETRYABLE, Context, UnitOfWork
 log = get_logger(__name__)
 
 POSITION_CHANGED = "application.position_changed.v1"
+SHARES = 2  # connections that publish a large publication's pools at once (PostgreSQL)
+SHARED_FROM = 1_000  # marked pools from which a publication is split into shares
 
 
 class Positions:
-    def __init__(self, ctx: Context):
+    def __init__(self, ctx: Context, *, shares: int = SHARES, shared_from: int = SHARED_FROM):
         self.ctx = ctx
+        self.shares = shares
+        self.shared_from = shared_from
 
     def publish(self, *, attempts: int = 5) -> int:
         """One event for every child whose position moved, computed only for
@@ -27,17 +34,24 @@ class Positions:
         and a child whose published position is current gets no second
         event. Returns the number of events written."""
         def attempt() -> int:
+            failed: list[BaseException] = []
             with self.ctx.uow() as w:
-                return self._publish(w)
+                n = self._publish(w, failed)
+            if failed:
+                # Raised after this transaction's commit: its share stands.
+                raise failed[0]
+            return n
         return self.ctx.retried(attempt, on=RETRYABLE, attempts=attempts, event="positions.retry")
 
-    def _publish(self, w: UnitOfWork) -> int:
+    def _publish(self, w: UnitOfWork, failed: list[BaseException]) -> int:
         if not marks.any_marked(w.s):
             return 0
         if w.pg:
             # One publisher at a time: two would compare against the same
             # last-published positions and announce one move twice.
             w.s.execute(sa.text("SELECT pg_advisory_xact_lock(hashtext('kezek.queue.positions'))"))
+            if self.shares > 1 and (marks.marked_pools(w.s) or 0) >= self.shared_from:
+                return self._publish_shares(w, failed)
         marked = marks.take_marks(w.s)
         if not marked:
             return 0
@@ -56,6 +70,40 @@ class Positions:
                                                                                pos, previous))
                                            for app_id, parent, kg, pos, previous in changed), time=now)
         log.info("positions.published", pools=len(pools) if pools is not None else "all", events=n)
+        return n
+
+    def _publish_shares(self, w: UnitOfWork, failed: list[BaseException]) -> int:
+        """A large publication (a national run's) split into disjoint shares
+        of the marked pools, by kindergarten, published at once: share 0 in
+        the caller's transaction, which holds the publishers' lock until
+        every share has ended, each other one in a transaction of its own
+        (one core's work spread over several; `shares` connections). Each
+        child's event comes from its first preference's pool, so from one
+        share, as a single publication would write it (the same policy and
+        `now`). A share that fails leaves its pools marked for the next
+        publication (`failed`: the other transactions' errors); the others'
+        events stand. The marks a share takes stay locked until it ends, so
+        no other publisher takes them meanwhile."""
+        policy, _ = w.policy()
+        now = w.now()
+
+        def share(i: int, w: UnitOfWork) -> int:
+            pools = sorted({(c, k) for c, k in marks.take_marks(w.s, (i, self.shares))})
+            return positions_pg.publish_changed(w.s, pools, policy, now, outbox, POSITION_CHANGED) if pools else 0
+
+        def other(i: int) -> int:
+            def attempt() -> int:
+                with self.ctx.uow() as own:
+                    return share(i, own)
+            return self.ctx.retried(attempt, on=RETRYABLE, attempts=5, event="positions.retry")
+
+        with ThreadPoolExecutor(self.shares - 1, thread_name_prefix="positions-share") as pool:
+            # In copies of the caller's context: their events carry its trace.
+            others = [pool.submit(contextvars.copy_context().run, other, i) for i in range(1, self.shares)]
+            n = share(0, w)
+        failed.extend(f.exception() for f in others if f.exception() is not None)
+        n += sum(f.result() for f in others if f.exception() is None)
+        log.info("positions.published", shares=self.shares, events=n, failed=len(failed))
         return n
 
 
