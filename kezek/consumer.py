@@ -21,6 +21,17 @@ the handler gathered. A consumer
 whose effect is only rows written may instead take the batch's fresh events
 at once (`handle_many`): one bulk statement where each event had its own.
 
+Offsets are committed at most once every COMMIT_EVERY seconds (at the
+first poll after that, with records or without), in one request for every
+partition handled since; at once after a failure, and on close. A commit is
+a round trip to the group's coordinator and a write of its log: committed
+after every partition's batch, one registration's events cost each of the
+eight groups reading `kezek.application` a commit for every fetch, most of
+them for records of types the group does not take. Committing later only
+widens what a crash or a rebalance delivers again (at most a second of
+records), and every repeat is dropped by its claimed event id. A commit the
+coordinator refuses is tried again with the next one.
+
 A consumer may name topics to read `first`: whatever it holds of theirs is
 handled before any record of its other topics (`_poll`). kafka-python hands
 out what it fetched partition by partition, in the order the fetches came,
@@ -55,6 +66,9 @@ MAX_POLL_RECORDS = 500
 # (ms), and the share of it one poll's records may take to handle.
 MAX_POLL_INTERVAL_MS = 30_000
 POLL_BUDGET_SHARE = 0.25
+# Seconds between two offset commits of a consumer (see the module's text).
+COMMIT_EVERY = 1.0
+CLOSING_COMMIT_MS = 5_000
 
 
 def next_poll_size(records: int, seconds: float, ceiling: int,
@@ -119,6 +133,10 @@ class IdempotentConsumer:
         self.consumer = KafkaConsumer(**config)
         self.consumer.subscribe(self.topics)
         self._measured = 0.0
+        # Offsets handled (their transactions committed), not committed to Kafka yet.
+        self._uncommitted: dict[TopicPartition, int] = {}
+        self.clock = time.monotonic
+        self._committed_at = self.clock()
         # partition -> last offset of a batch that failed: handled record by record up to it
         self._careful: dict[TopicPartition, int] = {}
 
@@ -200,11 +218,12 @@ class IdempotentConsumer:
         (record by record after a failed batch, see the module's doc). A
         failure rewinds its partition, so the records are tried again, never
         skipped; offsets are committed only for records whose transaction
-        committed. Whatever stops the poll's work (a handler, or a commit the
-        coordinator refuses after a broker or a member died) leaves every
-        partition whose records were not handled rewound to them: the fetch
-        position is already past them, and a partition that stays assigned
-        through the group's next rebalance keeps its position."""
+        committed, and at most once a second (`commit`). A failure leaves
+        every partition whose records were not handled rewound to them: the
+        fetch position is already past them, and a partition that stays
+        assigned through the group's next rebalance keeps its position. A
+        commit the coordinator refuses (a broker or a member died) comes
+        after the poll's records were handled, and is tried again."""
         handled = 0
         batches = self._poll(timeout_ms)
         started = time.monotonic()
@@ -214,7 +233,13 @@ class IdempotentConsumer:
                 handled += self._handle_batch(tp, records)
         except Exception:
             rewind(self.consumer, batches[current + 1:])
+            try:
+                self.commit()       # what took effect before the failure
+            except Exception as exc:
+                log.warning("consumer.commit_failed", consumer=self.name, error=repr(exc))
             raise
+        if self.clock() - self._committed_at >= COMMIT_EVERY:
+            self.commit()
         if batches:
             self.poll_size = next_poll_size(sum(len(r) for _, r in batches), time.monotonic() - started,
                                             self.ceiling)
@@ -223,9 +248,27 @@ class IdempotentConsumer:
             self.measure_lag()
         return handled
 
+    def commit(self, timeout_ms: int | None = None) -> None:
+        """Commits, in one request, the offsets handled since the last
+        commit (their transactions have committed). A partition a rebalance
+        took away is its next owner's to commit: it reads those records
+        again and drops them by their claims. Refused, the offsets wait for
+        the next commit, at the next poll. `timeout_ms`: how long to wait
+        for the coordinator (kafka-python's default, request_timeout_ms)."""
+        if not self._uncommitted:
+            self._committed_at = self.clock()
+            return
+        assigned = self.consumer.assignment()
+        offsets = {tp: OffsetAndMetadata(offset, "", -1) for tp, offset in self._uncommitted.items()
+                   if tp in assigned}
+        if offsets:
+            self.consumer.commit(offsets, **({} if timeout_ms is None else {"timeout_ms": timeout_ms}))
+        self._uncommitted = {}
+        self._committed_at = self.clock()
+
     def _handle_batch(self, tp: TopicPartition, records: list) -> int:
-        """One partition's records of a poll, then their offset committed.
-        A failure rewinds the partition to its first unhandled record."""
+        """One partition's records of a poll, their offset then due for the
+        next commit. A failure rewinds the partition to its first unhandled record."""
         handled = 0
         done = None
         careful = self._careful.get(tp)
@@ -249,8 +292,8 @@ class IdempotentConsumer:
             raise
         finally:
             if done is not None:
-                # After the database commits, never before.
-                self.consumer.commit({TopicPartition(tp.topic, tp.partition): OffsetAndMetadata(done + 1, "", -1)})
+                # Committed to Kafka after the database commits, never before (`commit`).
+                self._uncommitted[TopicPartition(tp.topic, tp.partition)] = done + 1
         return handled
 
     def _poll(self, timeout_ms: int) -> list[tuple[TopicPartition, list]]:
@@ -303,6 +346,12 @@ class IdempotentConsumer:
         self.close()
 
     def close(self) -> None:
+        try:
+            # Not the 30 s of a request's bound when the broker is gone: a
+            # stop waits for this.
+            self.commit(timeout_ms=CLOSING_COMMIT_MS)
+        except Exception as exc:    # what was handled is read again, and dropped by its claim
+            log.warning("consumer.commit_failed", consumer=self.name, error=repr(exc))
         try:
             self.consumer.close(autocommit=False)
         except Exception:
