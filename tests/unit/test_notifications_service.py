@@ -367,6 +367,23 @@ def test_a_send_accepted_before_its_sender_died_is_recorded_after_the_lease_neve
     assert [t for t, _d in outbox_events(service)].count("notification.sent.v1") == 1
 
 
+def test_a_round_of_e_mails_sent_one_after_another_is_recorded_in_one_transaction(service, monkeypatch):
+    for i in range(3):
+        consume(service, received(app=f"a{i}", parent=f"p{i}", email=f"p{i}@example.kg"))
+    record, rounds = service.record_attempts, []
+
+    def recording(attempts):
+        rounds.append(len(attempts))
+        return record(attempts)
+    monkeypatch.setattr(service, "record_attempts", recording)
+    email = Scripted(Channel.EMAIL)
+    assert Dispatcher(service, email).run_once() == 3
+    assert len(email.sent) == 3
+    assert rounds == [3]
+    assert {m.status for m in messages(service, channel="email")} == {"sent"}
+    assert [t for t, _d in outbox_events(service)].count("notification.sent.v1") == 3
+
+
 def test_a_send_never_accepted_before_its_sender_died_is_sent_again_after_the_lease(service, clock):
     consume(service, received(locale="ru"))
     service.claim_due((Channel.EMAIL,))                     # claimed, then the process died before the answer
