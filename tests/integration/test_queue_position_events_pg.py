@@ -160,6 +160,14 @@ def statements_that_wrote(svc: Queue, after: int) -> int:
                          {"t": CHANGED, "s": after}).scalar_one()
 
 
+def assert_published_as_one(split: Queue, single: Queue) -> None:
+    """Nothing left to publish, and each child's events and published
+    position as the single publication's."""
+    assert split.positions.publish() == 0
+    assert events_by_child(split) == events_by_child(single)
+    assert positions_table(split) == positions_table(single)
+
+
 def last_seq(svc: Queue) -> int:
     with svc.sessions() as s:
         return s.execute(sa.text("SELECT coalesce(max(seq), 0) FROM outbox")).scalar_one()
@@ -180,9 +188,7 @@ def test_a_publication_split_into_shares_writes_exactly_the_events_of_a_single_o
             assert run.issued and run.positions_published > 0
         assert statements_that_wrote(split, seq) == 2, "the moves were written by both shares"
         assert statements_that_wrote(single, seq) == 1
-        assert split.positions.publish() == 0
-        assert events_by_child(split) == events_by_child(single)
-        assert positions_table(split) == positions_table(single)
+        assert_published_as_one(split, single)
     finally:
         e1.dispose()
         e2.dispose()
@@ -223,9 +229,7 @@ def test_a_share_that_fails_leaves_its_pools_to_the_next_publication_and_the_oth
 
         monkeypatch.setattr(positions_pg, "publish_changed", publish_changed)
         assert split.positions.publish() == reference - written
-        assert split.positions.publish() == 0
-        assert events_by_child(split) == events_by_child(single)
-        assert positions_table(split) == positions_table(single)
+        assert_published_as_one(split, single)
     finally:
         e1.dispose()
         e2.dispose()

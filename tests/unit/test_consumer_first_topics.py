@@ -3,7 +3,6 @@ handled before any record of its other topics, whatever order kafka-python
 fetched them in; the other partitions are read again afterwards."""
 from __future__ import annotations
 
-import contextlib
 
 import pytest
 from kafka import TopicPartition
@@ -11,6 +10,7 @@ from kafka import TopicPartition
 import kezek.consumer
 from kezek.consumer import IdempotentConsumer
 from kezek.events import new_event
+from tests.fakes.consumer import Claims, no_database
 
 REFERRAL = TopicPartition("kezek.referral", 0)
 APPLICATION = TopicPartition("kezek.application", 0)
@@ -86,11 +86,6 @@ class FetchedKafka:
         pass
 
 
-class Claims:
-    def claim_many(self, session, consumer, event_ids):
-        return set(event_ids)
-
-
 @pytest.fixture
 def kafka(monkeypatch):
     made = []
@@ -99,15 +94,8 @@ def kafka(monkeypatch):
 
 
 def consumer_of(kafka, handled: list[str], first=()) -> tuple[IdempotentConsumer, FetchedKafka]:
-    @contextlib.contextmanager
-    def session():
-        class Session:
-            def begin(self):
-                return contextlib.nullcontext()
-        yield Session()
-
     consumer = IdempotentConsumer(name="notifications", topics=["kezek.application", "kezek.referral"],
-                                  bootstrap="b:9092", sessions=session, outbox=Claims(),
+                                  bootstrap="b:9092", sessions=no_database, outbox=Claims(),
                                   handle=lambda s, event: handled.append(event.type), first=first,
                                   max_poll_records=50)
     return consumer, kafka[-1]

@@ -11,7 +11,6 @@ cluster test's gateway-cabinet-stamps group once missed six). The webhooks'
 ingest reads the public topic the same way."""
 from __future__ import annotations
 
-import contextlib
 
 import pytest
 import sqlalchemy as sa
@@ -26,6 +25,7 @@ from kezek.migrations import upgrade
 from services.gateway.public.config import PublicSettings
 from services.gateway.public.models import WebhookDelivery
 from services.gateway.public.webhooks import Dispatcher, create_subscription
+from tests.fakes.consumer import Claims, no_database
 
 FIRST = TopicPartition("kezek.referral", 0)
 SECOND = TopicPartition("kezek.referral", 1)
@@ -106,18 +106,6 @@ class PositionedKafka:
         pass
 
 
-class Claims:
-    """processed_events: an event id takes effect once."""
-
-    def __init__(self):
-        self.seen: set[str] = set()
-
-    def claim_many(self, session, consumer, event_ids):
-        fresh = set(event_ids) - self.seen
-        self.seen |= fresh
-        return fresh
-
-
 @pytest.fixture
 def kafka(monkeypatch) -> PositionedKafka:
     fake = PositionedKafka()
@@ -126,15 +114,8 @@ def kafka(monkeypatch) -> PositionedKafka:
 
 
 def consumer_of(handled: list[str]) -> IdempotentConsumer:
-    @contextlib.contextmanager
-    def session():
-        class Session:
-            def begin(self):
-                return contextlib.nullcontext()
-        yield Session()
-
     return IdempotentConsumer(name="gateway-cabinet-stamps", topics=["kezek.referral"], bootstrap="b:9092",
-                              sessions=session, outbox=Claims(),
+                              sessions=no_database, outbox=Claims(),
                               handle=lambda s, event: handled.append(event.data["referral_id"]))
 
 
