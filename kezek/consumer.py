@@ -233,10 +233,7 @@ class IdempotentConsumer:
                 handled += self._handle_batch(tp, records)
         except Exception:
             rewind(self.consumer, batches[current + 1:])
-            try:
-                self.commit()       # what took effect before the failure
-            except Exception as exc:
-                log.warning("consumer.commit_failed", consumer=self.name, error=repr(exc))
+            self._commit_or_leave()     # what took effect before the failure
             raise
         if self.clock() - self._committed_at >= COMMIT_EVERY:
             self.commit()
@@ -266,6 +263,14 @@ class IdempotentConsumer:
         self._uncommitted = {}
         self._committed_at = self.clock()
 
+    def _commit_or_leave(self, timeout_ms: int | None = None) -> None:
+        """`commit`, or a warning when refused: what was handled is read
+        again after a rebalance or a restart, and dropped by its claims."""
+        try:
+            self.commit(timeout_ms)
+        except Exception as exc:
+            log.warning("consumer.commit_failed", consumer=self.name, error=repr(exc))
+
     def _handle_batch(self, tp: TopicPartition, records: list) -> int:
         """One partition's records of a poll, their offset then due for the
         next commit. A failure rewinds the partition to its first unhandled record."""
@@ -293,7 +298,7 @@ class IdempotentConsumer:
         finally:
             if done is not None:
                 # Committed to Kafka after the database commits, never before (`commit`).
-                self._uncommitted[TopicPartition(tp.topic, tp.partition)] = done + 1
+                self._uncommitted[tp] = done + 1
         return handled
 
     def _poll(self, timeout_ms: int) -> list[tuple[TopicPartition, list]]:
@@ -346,12 +351,9 @@ class IdempotentConsumer:
         self.close()
 
     def close(self) -> None:
-        try:
-            # Not the 30 s of a request's bound when the broker is gone: a
-            # stop waits for this.
-            self.commit(timeout_ms=CLOSING_COMMIT_MS)
-        except Exception as exc:    # what was handled is read again, and dropped by its claim
-            log.warning("consumer.commit_failed", consumer=self.name, error=repr(exc))
+        # Not the 30 s of a request's bound when the broker is gone: a stop
+        # waits for this.
+        self._commit_or_leave(CLOSING_COMMIT_MS)
         try:
             self.consumer.close(autocommit=False)
         except Exception:
