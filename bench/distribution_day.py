@@ -54,7 +54,7 @@ import sqlalchemy as sa  # noqa: E402
 
 import load as loadgen  # noqa: E402
 from queue_data import Watch, built_queue_of, load, say, settle, sign_in_parents, snapshot_options  # noqa: E402
-from system import BenchFolder, System  # noqa: E402
+from system import BenchFolder, System, process_cpu  # noqa: E402
 
 RESULTS = Path(__file__).resolve().parent / "results"
 # The consumer groups that take position events (the others skip them).
@@ -120,7 +120,12 @@ STAGES = [
     # by the allocation (announced); before, by each workflow's first step,
     # when this stage was named "workflows ran" and waited on the starts.
     ("referral.issued written", "facts/s", "referrals issued"),
-    ("SMS accepted", "SMS/s", "referral.issued written"),
+    ("referral.issued relayed", "facts/s", "referral.issued written"),
+    # "referral issued" SMS in the notifications service's messages table
+    # (its consumer made them from the relayed facts), then accepted by the
+    # development SMS gateway (its dispatcher sent them).
+    ("SMS made", "SMS/s", "referral.issued relayed"),
+    ("SMS accepted", "SMS/s", "SMS made"),
     ("cases in the worklist", "cases/s", "referral.issued written"),
     ("position events written", "events/s", "referrals issued"),
     ("position events relayed", "events/s", "position events written"),
@@ -128,27 +133,38 @@ STAGES = [
 ]
 
 
-def sample(watch: Watch, sms, t0: float, seq0: dict[str, int], ref0: int, started_at: datetime) -> dict:
+def sample(watch: Watch, sms, t0: float, seq0: dict[str, int], ref0: int, started_at: datetime,
+           cpu: dict[str, float]) -> dict:
     q = watch.row("queue", """
         SELECT count(*), count(*) FILTER (WHERE workflow_started_at IS NOT NULL),
                count(*) FILTER (WHERE needs_confirmation)
         FROM referrals WHERE id > :r""", r=ref0)
-    ran, pos_written, pos_unsent = watch.row("queue", """
+    ran, ran_sent, pos_written, pos_unsent = watch.row("queue", """
         SELECT count(*) FILTER (WHERE type = 'referral.issued.v1'),
+               count(*) FILTER (WHERE type = 'referral.issued.v1' AND sent_at IS NOT NULL),
                count(*) FILTER (WHERE type = 'application.position_changed.v1'),
                count(*) FILTER (WHERE type = 'application.position_changed.v1' AND sent_at IS NULL)
         FROM outbox WHERE seq > :s""", s=seq0["queue"])
     cases = watch.scalar("verification", "SELECT count(*) FROM referrals WHERE needs_confirmation "
                                          "AND issued_at >= :t", t=started_at - timedelta(seconds=5))
+    made = watch.scalar("notifications", "SELECT count(*) FROM messages WHERE kind = 'referral_issued' "
+                                         "AND channel = 'sms' AND created_at >= :t", t=started_at)
     accepted = sum(1 for r in list(sms.accepted.values()) if r.at >= started_at.timestamp())
     lags = watch.lags()
     consumed = {g: lags.get(g, {}).get("kezek.application") or watch.behind_all("kezek.application")
                 for g in POSITION_GROUPS}
     outboxes = watch.outbox_totals()
     return {"t": round(time.monotonic() - t0, 2), "referrals": q[0], "started": q[1], "needs_confirmation": q[2],
-            "ran": ran, "sms": accepted, "cases": cases, "positions_written": pos_written,
+            "ran": ran, "ran_relayed": ran_sent, "sms_made": made, "sms": accepted, "cases": cases, "positions_written": pos_written,
             "positions_unsent": pos_unsent, "consumed": {g: list(v) for g, v in consumed.items()},
-            "outbox": {s: list(v) for s, v in outboxes.items()}, "load": load()}
+            "outbox": {s: list(v) for s, v in outboxes.items()}, "load": load(), "cpu": cpu}
+
+
+def cpu_spent(before: dict[str, float], after: dict[str, float]) -> dict[str, float]:
+    """CPU seconds each process spent between two readings, the most first
+    (a process restarted meanwhile counts from its new start)."""
+    spent = {name: round(t - before.get(name, 0) if t >= before.get(name, 0) else t, 1) for name, t in after.items()}
+    return dict(sorted(spent.items(), key=lambda kv: -kv[1]))
 
 
 def stage_series(samples: list[dict], expected: dict[str, int]) -> dict[str, list[tuple[float, int]]]:
@@ -159,6 +175,8 @@ def stage_series(samples: list[dict], expected: dict[str, int]) -> dict[str, lis
         series["referrals issued"].append((t, s["referrals"]))
         series["workflows started"].append((t, s["started"]))
         series["referral.issued written"].append((t, s["ran"]))
+        series["referral.issued relayed"].append((t, s.get("ran_relayed", 0)))
+        series["SMS made"].append((t, s.get("sms_made", 0)))
         series["SMS accepted"].append((t, s["sms"]))
         series["cases in the worklist"].append((t, s["cases"]))
         series["position events written"].append((t, s["positions_written"]))
@@ -288,6 +306,11 @@ def main(argv: list[str] | None = None) -> int:
         time.sleep(30)
         wall0 = time.time()
 
+        def cpu_now() -> dict[str, float]:
+            return {**kezek.cpu_seconds(), **process_cpu({"readers": readers.proc.pid}),
+                    "benchmark (SMS gateway, sampling)": round(sum(os.times()[:2]), 2)}
+
+        cpu0 = cpu_now()
         say(f"publishing {args.places:,} places at once (load {load()}) ...")
         started_at = datetime.now(UTC)
         t0 = time.monotonic()
@@ -304,11 +327,12 @@ def main(argv: list[str] | None = None) -> int:
         last_say = 0.0
         done = False
         while time.monotonic() - t0 < args.timeout and not done:
-            s = sample(watch, sms, t0, seq0, ref0, started_at)
+            s = sample(watch, sms, t0, seq0, ref0, started_at, cpu_now())
             samples.append(s)
             n = s["referrals"]
             if n >= args.places:
-                expected.update({"workflows started": n, "referral.issued written": n, "SMS accepted": n,
+                expected.update({"workflows started": n, "referral.issued written": n, "referral.issued relayed": n,
+                                 "SMS made": n, "SMS accepted": n,
                                  "cases in the worklist": s["needs_confirmation"]})
             allocated = n >= args.places and not watch.scalar(
                 "queue", "SELECT count(*) FROM position_changes") and not watch.scalar(
@@ -329,8 +353,8 @@ def main(argv: list[str] | None = None) -> int:
                     for g in POSITION_GROUPS:
                         s["consumed"][g] = [offsets0[g] + s["positions_written"], 0]
             if time.monotonic() - last_say > 15:
-                say(f"  t={s['t']:.0f}s referrals {n}, started {s['started']}, issued facts {s['ran']}, "
-                    f"sms {s['sms']}, "
+                say(f"  t={s['t']:.0f}s referrals {n}, started {s['started']}, issued facts {s['ran']} "
+                    f"(relayed {s['ran_relayed']}), sms made {s['sms_made']}, accepted {s['sms']}, "
                     f"cases {s['cases']}/{s['needs_confirmation']}, positions {s['positions_written']} "
                     f"(unsent {s['positions_unsent']}), consumed "
                     f"{ {g: v for g, v in s['consumed'].items()} }, load {s['load']}")
@@ -370,7 +394,11 @@ def main(argv: list[str] | None = None) -> int:
             busy = [t for (t, n), (_, m) in zip(pts, pts[1:]) if m > n]
             relay_rates[svc] = {"events": sent, "per_second": round(sent / max(busy[-1] - busy[0] + 1, 1), 1)
                                 if busy else 0}
+        sms_done = next((x["t"] for x in samples if x["sms"] >= args.places), None)
+        cpu_day = cpu_spent(cpu0, samples[-1]["cpu"]) if samples else {}
+        cpu_to_sms = cpu_spent(cpu0, next(x["cpu"] for x in samples if x["t"] == sms_done)) if sms_done else {}
         figures.update({
+            "cpu_s_by_process": cpu_day, "cpu_s_by_process_to_last_sms": cpu_to_sms,
             "complete": done, "seconds": round(t_end - t0, 1), "stages": rows,
             "referrals_to_sms_s": sms_row["done_at_s"], "slowest_stage": slowest["stage"] if slowest else None,
             "relays": relay_rates, "me_before": before, "me_during": me, "load_end": load(),
@@ -385,6 +413,8 @@ def main(argv: list[str] | None = None) -> int:
                   f"{r['took_after_its_input_s'] if r['took_after_its_input_s'] is not None else '-'}", flush=True)
         print(f"slowest stage: {figures['slowest_stage']}; publication to the last SMS: "
               f"{figures['referrals_to_sms_s']} s; relays {relay_rates}", flush=True)
+        print("CPU seconds by process, publication to the last SMS / to the end: " + ", ".join(
+            f"{name} {cpu_to_sms.get(name, '-')} / {spent}" for name, spent in cpu_day.items()), flush=True)
         print(f"GET /api/v1/me, {args.readers} concurrent readers of {len(tokens)} families: before {before}; "
               f"during {me}", flush=True)
         RESULTS.mkdir(exist_ok=True)

@@ -64,6 +64,38 @@ def _two_free_ports() -> int:
             return port
 
 
+def _stat(pid: int) -> tuple[int, float, float] | None:
+    """(parent pid, own CPU s, ended children's CPU s) of a process."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        return None
+    tick = os.sysconf("SC_CLK_TCK")
+    return int(fields[1]), (int(fields[11]) + int(fields[12])) / tick, (int(fields[13]) + int(fields[14])) / tick
+
+
+def process_cpu(named: Mapping[str, int]) -> dict[str, float]:
+    """CPU seconds of each named process and all its descendants (a
+    descendant that is itself named counts for its own name only)."""
+    stats = {int(d.name): st for d in Path("/proc").iterdir() if d.name.isdigit()
+             if (st := _stat(int(d.name))) is not None}
+    children: dict[int, list[int]] = {}
+    for pid, (ppid, _own, _ended) in stats.items():
+        children.setdefault(ppid, []).append(pid)
+    owner = {pid: name for name, pid in named.items()}
+    out = {}
+    for name, pid in named.items():
+        total, todo = 0.0, [pid]
+        while todo:
+            p = todo.pop()
+            if p not in stats or (p != pid and p in owner):
+                continue
+            total += stats[p][1] + stats[p][2]
+            todo.extend(children.get(p, ()))
+        out[name] = round(total, 2)
+    return out
+
+
 class System:
     def __init__(self, state: Path, *, relays: int = 1, consumers_per_service: int = 1, workers: int = 1,
                  sms_gateway_url: str = "", env: Mapping[str, str] | None = None, log=print):
@@ -124,10 +156,26 @@ class System:
             os.environ.update(saved)
 
     def parts(self) -> dict:
+        return self._recorded().get("parts", {})
+
+    def _recorded(self) -> dict:
         try:
-            return json.loads((self.state / "run.json").read_text()).get("parts", {})
+            return json.loads((self.state / "run.json").read_text())
         except (OSError, ValueError):
             return {}
+
+    def cpu_seconds(self) -> dict[str, float]:
+        """CPU seconds (user and system) spent so far by each server and part
+        of the running system, with everything it started (PostgreSQL's
+        backends, the dev server's children), ended children included; the
+        supervisor under "supervisor". Two readings apart say where a
+        stretch of time went."""
+        recorded = self._recorded()
+        named = {"supervisor": self.proc.pid} if self.proc is not None else {}
+        for group in ("servers", "parts"):
+            named.update({name: v["pid"] for name, v in recorded.get(group, {}).items()
+                          if isinstance(v.get("pid"), int)})
+        return process_cpu(named)
 
     # -- life ---------------------------------------------------------------------
     def __enter__(self) -> "System":
