@@ -122,6 +122,10 @@ class HttpSms:
     # Sends may overlap (httpx.Client is thread-safe; each has its own
     # Idempotency-Key): the dispatcher keeps several in flight.
     concurrent = True
+    # The gateway drops a repeat of a key it has accepted and answers as
+    # before: a send repeated after a crash reaches the parent once, so the
+    # dispatcher need not note each acceptance before its record.
+    idempotent = True
 
     def __init__(self, url: str, *, sender: str = "Kezek", token: str | None = None, timeout: float = 10,
                  callback_url: str | None = None):

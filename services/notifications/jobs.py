@@ -118,8 +118,8 @@ class Dispatcher:
 
     def send(self, msg) -> tuple[str, Attempt] | None:
         """One claimed message sent (None: it expired, and was given up), the
-        provider's acceptance noted at once; the rest of the record is the
-        caller's (`record_round`)."""
+        provider's acceptance noted at once unless the provider drops repeats;
+        the rest of the record is the caller's (`record_round`)."""
         if expired(msg.expires_at, self.service.clock()):
             self.service.give_up_expired(msg.id)
             return None
@@ -127,7 +127,14 @@ class Dispatcher:
             attempt = self.transport.send(msg)
         except Exception as exc:  # a transport bug is a failed attempt, not a dead loop
             attempt = Attempt(Outcome.TRANSIENT, error=f"transport raised {exc!r}")
-        if attempt.outcome is Outcome.SENT:     # handed to a provider (in-app delivery repeats harmlessly)
+        # Handed to a provider that would send a repeat again (a mail server):
+        # noted at once. One that drops repeats by the message's key (the SMS
+        # gateway) needs no note, and in-app delivery repeats harmlessly: a
+        # crash before the round's record sends them again after the lease,
+        # to no effect. A note was a transaction for each SMS of a
+        # distribution day, a round trip to the database under the load of
+        # everything else the day sets off.
+        if attempt.outcome is Outcome.SENT and not getattr(self.transport, "idempotent", False):
             try:
                 self.service.note_accepted(msg.id, attempt.provider_ref)
             except Exception as exc:  # the database is away: the record below waits for it

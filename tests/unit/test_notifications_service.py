@@ -367,6 +367,43 @@ def test_a_send_accepted_before_its_sender_died_is_recorded_after_the_lease_neve
     assert [t for t, _d in outbox_events(service)].count("notification.sent.v1") == 1
 
 
+def test_an_sms_accepted_before_its_sender_died_is_sent_again_under_its_key_and_reaches_the_parent_once(
+        service, clock, monkeypatch):
+    """The SMS gateway drops a repeat of a key it accepted: no note of the
+    acceptance is written before the round's record (a transaction for
+    each SMS), and a crash in between costs a repeat the gateway drops."""
+    from services.notifications.channels import HttpSms
+    from services.notifications.devservers import DevSmsGateway
+
+    consume(service, received(locale="ru"))
+    consume(service, issued())
+
+    class Died(BaseException):
+        """kill -9 between the gateway's acceptance and the record."""
+
+    def dies(attempts):
+        raise Died
+    noted = []
+    monkeypatch.setattr(service, "note_accepted", lambda *a: noted.append(a))
+    monkeypatch.setattr(service, "record_attempts", dies)
+    gateway = DevSmsGateway(receipts=False).start()
+    try:
+        sms = HttpSms(gateway.url)
+        with pytest.raises(Died):
+            Dispatcher(service, sms).run_once()
+        monkeypatch.undo()
+        assert noted == []
+        clock.advance(minutes=3)                            # the lease has ended
+        Dispatcher(service, sms).run_once()
+        [m] = messages(service, channel="sms")
+        assert len(gateway.requests) == 2 and {r.key for r in gateway.requests} == {m.id}
+        assert gateway.delivered_to("+996700123456") == [m.body]
+        assert m.status == "sent" and m.attempts == 1
+        assert [t for t, _d in outbox_events(service)].count("notification.sent.v1") == 1
+    finally:
+        gateway.stop()
+
+
 def test_a_round_of_e_mails_sent_one_after_another_is_recorded_in_one_transaction(service, monkeypatch):
     for i in range(3):
         consume(service, received(app=f"a{i}", parent=f"p{i}", email=f"p{i}@example.kg"))
