@@ -7,7 +7,9 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+import threading
 import time
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
 
@@ -157,3 +159,36 @@ def test_kezek_run_plans_a_consumer_process_per_service_and_the_replicas_asked_f
     plan = sup.Supervisor(sqlite, postgres=False).plan()
     assert [p.name for p in plan if p.kind == "relay"] == ["relay"], "relays claim rows only on PostgreSQL"
     assert ["consume", "--service", "queue", "--name", "consume-queue"] in [p.args for p in plan]
+
+
+def test_the_services_health_is_asked_over_one_kept_connection(supervisor, monkeypatch):
+    """Not a new client (and TLS context, 36 ms of CPU) for every check."""
+    connections = []
+
+    class Health(BaseHTTPRequestHandler):
+        protocol_version = "HTTP/1.1"
+
+        def setup(self):
+            connections.append(self.client_address)
+            super().setup()
+
+        def do_GET(self):
+            self.send_response(200)
+            self.send_header("Content-Length", "2")
+            self.end_headers()
+            self.wfile.write(b"ok")
+
+        def log_message(self, *args):
+            pass
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Health)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        monkeypatch.setattr(type(supervisor.settings), "url_of",
+                            lambda _self, _name: f"http://127.0.0.1:{server.server_port}")
+        part = sup.Part("queue", "service", ())
+        assert all(supervisor.well(part) for _ in range(3))
+        assert len(connections) == 1
+    finally:
+        server.shutdown()
+        server.server_close()
