@@ -12,6 +12,7 @@ SMS gateway's HTTP server also answers GET / with the mailbox's page (what
 from __future__ import annotations
 
 import json
+import socket
 import threading
 import time
 import uuid
@@ -39,7 +40,7 @@ class SmsRequest:
 
 class _Server(ThreadingHTTPServer):
     # socketserver listens with a backlog of 5, for a dispatcher with 16
-    # sends in flight (a new connection each, HTTP/1.0) and the receipts:
+    # sends in flight (each connecting anew, under HTTP/1.0) and the receipts:
     # on a distribution day 50 of 500 SMS met "connection reset by peer"
     # and waited out a retry. A provider's gateway takes far more at once.
     request_queue_size = 128
@@ -64,6 +65,9 @@ class DevSmsGateway:
     # each loaded the CA bundle (ssl.create_default_context, milliseconds of
     # CPU under the GIL the answers to the sends wait on).
     _receipts_client: httpx.Client | None = None
+    # The connections open to it: closed by `stop`, so that a client with a
+    # kept connection finds the gateway gone, as it would a provider's.
+    _connections: set = field(default_factory=set)
 
     @property
     def url(self) -> str:
@@ -87,8 +91,23 @@ class DevSmsGateway:
         gateway = self
 
         class Handler(BaseHTTPRequestHandler):
+            # Connections kept open from one request to the next, as a
+            # provider's gateway keeps them: a dispatcher's sends and the
+            # receipts' client reuse theirs (every answer has its length).
+            protocol_version = "HTTP/1.1"
+
             def log_message(self, *args):  # quiet
                 pass
+
+            def setup(self):
+                super().setup()
+                with gateway._lock:
+                    gateway._connections.add(self.connection)
+
+            def finish(self):
+                with gateway._lock:
+                    gateway._connections.discard(self.connection)
+                super().finish()
 
             def do_GET(self):
                 from services.notifications import mailbox as mb
@@ -174,6 +193,13 @@ class DevSmsGateway:
             self._server.shutdown()
             self._server.server_close()
             self._server = None
+            with self._lock:
+                kept, self._connections = list(self._connections), set()
+            for conn in kept:
+                try:
+                    conn.shutdown(socket.SHUT_RDWR)
+                except OSError:
+                    pass
 
 
 @dataclass

@@ -155,3 +155,17 @@ def test_console_channel_prints_the_message():
     out = io.StringIO()
     attempt = Console(Channel.SMS, out).send(outgoing(Channel.SMS, "+996700123456", None, "Жолдомо"))
     assert attempt.outcome is Outcome.SENT and "+996700123456" in out.getvalue() and "Жолдомо" in out.getvalue()
+
+
+def test_the_dev_sms_gateway_keeps_a_senders_connection_open_and_closes_it_when_stopped():
+    """As a provider's gateway: the dispatcher's sends reuse one connection
+    (under HTTP/1.0 each connected anew), and a gateway stopped is gone for
+    a client that kept its connection."""
+    gw = DevSmsGateway(receipts=False).start()
+    sms = HttpSms(gw.url)
+    for n in range(3):
+        assert sms.send(outgoing(Channel.SMS, "+996700123456", None, f"SMS {n}")).outcome is Outcome.SENT
+    assert len(gw._connections) == 1
+    gw.stop()
+    assert sms.send(outgoing(Channel.SMS, "+996700123456", None, "after")).outcome is Outcome.TRANSIENT
+    sms.close()
