@@ -222,3 +222,75 @@ def test_two_registrations_of_one_child_at_once_leave_one_entry(pg_queue):
         except Refused as exc:
             return exc.field
     assert sorted(race(4, register)) == ["ok", "pin", "pin", "pin"]
+
+
+def _many_children(n: int) -> list[tuple]:
+    """Children of two cohorts and both languages, three preferences each."""
+    return [(date(2023 + i % 2, 1 + i % 12, 1 + i % 28), ("general", "general", "privileged")[i % 3], i,
+             ("ru", "ky")[i // 2 % 2], (KGS[i % 5], KGS[(i + 2) % 5], KGS[(i + 4) % 5])) for i in range(n)]
+
+
+def _many_places() -> list[tuple]:
+    return [(kg, cohort, lang, cat, 4) for kg in KGS for cohort in (2023, 2024) for lang in ("ru", "ky")
+            for cat in (None, "privileged")]
+
+
+def test_a_run_written_in_batches_while_the_rule_goes_on_gives_what_one_allocation_gives(pg_queue, monkeypatch):
+    """The referrals are written batch by batch on the run's connection while
+    the children are read on another: the same allocation, one audit row
+    (numbered in the run's order), one fact and one audit record per
+    referral, and a replay that matches."""
+    from services.queue.usecases import allocation as use
+    svc = pg_queue
+    reset(svc)
+    fill(svc, _many_children(200), _many_places())
+    want = expected(svc)
+    monkeypatch.setattr(use, "BATCH", 7)
+    run = svc.allocation.run()
+    assert len(run.issued) == len(want) > 7 * 10
+    assert held(svc) == want
+    assert svc.audit.check_register() == []
+    assert all(r["matches"] for r in svc.audit.replay())
+    with svc.sessions() as s:
+        seqs = s.execute(sa.text("SELECT seq FROM allocation_audit ORDER BY seq")).scalars().all()
+        facts = s.execute(sa.text("SELECT count(DISTINCT subject) FROM outbox WHERE type = 'referral.issued.v1'")
+                          ).scalar()
+        trail = s.execute(sa.text("SELECT count(*) FROM audit_trail WHERE action = 'referral.issued'")).scalar()
+    assert seqs == list(range(len(want)))
+    assert facts == trail == len(want)
+
+
+def test_a_child_removed_while_the_runs_batches_are_written_leaves_nothing_of_the_run(pg_queue, monkeypatch):
+    """The batches are one transaction: a child of the first batch removed
+    meanwhile makes the run refuse itself at the end, and nothing of its
+    earlier batches (referrals, facts, audit rows, the run's record) stays;
+    the next run allocates without that child."""
+    from services.queue.store.allocation import StaleRead
+    from services.queue.usecases import allocation as use
+    svc = pg_queue
+    reset(svc)
+    fill(svc, _many_children(120), _many_places())
+    monkeypatch.setattr(use, "BATCH", 5)
+    refer = use.Allocator._refer
+    removed: list[str] = []
+
+    def refer_and_remove(self, w, run_id, batch, seq, *args):
+        if seq == 5 and not removed:  # the second batch: the first is written
+            removed.append(batch[0].child_id)
+            svc.entries.remove(removed[0], actor="t", reason="moved away")
+        return refer(self, w, run_id, batch, seq, *args)
+    monkeypatch.setattr(use.Allocator, "_refer", refer_and_remove)
+    with pytest.raises(StaleRead):
+        svc.allocation.run(attempts=1)
+    with svc.sessions() as s:
+        left = s.execute(sa.text(
+            "SELECT (SELECT count(*) FROM referrals), (SELECT count(*) FROM allocation_audit), "
+            "(SELECT count(*) FROM allocation_runs), (SELECT count(*) FROM outbox WHERE type = 'referral.issued.v1'), "
+            "(SELECT count(*) FROM audit_trail WHERE action = 'referral.issued'), "
+            "(SELECT count(*) FROM applications WHERE status = 'referred'), (SELECT sum(held) FROM places)")).one()
+    assert tuple(left) == (0, 0, 0, 0, 0, 0, 0)
+    monkeypatch.setattr(use.Allocator, "_refer", refer)
+    want = expected(svc)
+    svc.allocation.run()
+    assert held(svc) == want and removed[0] not in want
+    assert svc.audit.check_register() == []

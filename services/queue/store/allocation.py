@@ -44,16 +44,19 @@ def ranked(s: Session, cohort: int, language: str, bound: date, policy: Policy, 
         yield a
 
 
-def write(s: Session, now: datetime, ids: list[str], rows: list[tuple], taken: Counter,
-          timings: dict) -> list[int]:
-    """The children referred (only those still waiting, else StaleRead),
-    the places held, the referral rows; returns the referral ids."""
+def settle(s: Session, now: datetime, ids: list[str], taken: Counter, timings: dict) -> None:
+    """The children referred (only those still waiting, else StaleRead) and
+    the places held (`taken` per pool id) by a run's referrals."""
     changed = 0
     for chunk in chunks(ids, 500):
         changed += s.execute(sa.update(A).where(A.c.id.in_(chunk), A.c.status == "queued")
                              .values(status="referred", updated_at=now)).rowcount
     check_all_referred(ids, changed)
     places.hold(s, dict(taken))
+
+
+def write(s: Session, rows: list[tuple], timings: dict) -> list[int]:
+    """The referral rows (referrals.COLUMNS); returns their ids."""
     return referrals.insert_many(s, [dict(zip(referrals.COLUMNS, row)) for row in rows])
 
 

@@ -99,13 +99,10 @@ def _chunks(conn, cohort, language, bound, policy, consumed, left, seen, allocat
             chunk = min(chunk * 2, 50_000)
 
 
-def write(s: Session, now: datetime, ids: list[str], rows: list[tuple], taken: Counter,
-          timings: dict) -> list[int]:
-    """The writes of store.allocation.write as set operations and COPY."""
+def settle(s: Session, now: datetime, ids: list[str], taken: Counter, timings: dict) -> None:
+    """store.allocation.settle as two set operations."""
     conn = s.connection().connection.driver_connection
     with conn.cursor() as cur:
-        # Only children still waiting: a child referred or removed by a
-        # concurrent change since we read it makes the run retry.
         t = time.perf_counter()
         cur.execute("UPDATE applications SET status = 'referred', updated_at = %s "
                     "WHERE id = ANY(%s) AND status = 'queued'", (now, ids))
@@ -115,6 +112,13 @@ def write(s: Session, now: datetime, ids: list[str], rows: list[tuple], taken: C
         # The CHECK (free >= 0) refuses more referrals than free places.
         cur.execute("UPDATE places AS p SET free = p.free - v.n, held = p.held + v.n "
                     "FROM unnest(%s::bigint[], %s::int[]) AS v(id, n) WHERE p.id = v.id", (list(pids), list(ns)))
+
+
+def write(s: Session, rows: list[tuple], timings: dict) -> list[int]:
+    """store.allocation.write by COPY."""
+    conn = s.connection().connection.driver_connection
+    with conn.cursor() as cur:
+        t = time.perf_counter()
         # The sequence named once: pg_get_serial_sequence in the select list
         # looked it up in the catalogue again for every row.
         seq = cur.execute("SELECT pg_get_serial_sequence('referrals', 'id')").fetchone()[0]
@@ -122,11 +126,10 @@ def write(s: Session, now: datetime, ids: list[str], rows: list[tuple], taken: C
                     (len(rows),))
         ref_ids = [r[0] for r in cur.fetchall()]
         # The partial unique index refuses a second live referral of a child.
-        t = time.perf_counter()
         with cur.copy(f"COPY referrals (id, {', '.join(referrals.COLUMNS)}) FROM STDIN") as cp:
             for rid, row in zip(ref_ids, rows):
                 cp.write_row((rid, *row))
-        timings["write_referrals"] = time.perf_counter() - t
+        timings["write_referrals"] = timings.get("write_referrals", 0.0) + time.perf_counter() - t
     return ref_ids
 
 

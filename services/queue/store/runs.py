@@ -7,8 +7,10 @@ import hashlib
 import json
 import zlib
 from collections.abc import Iterable
+from dataclasses import dataclass
 from datetime import date, datetime, timedelta
 
+import pydantic_core
 import sqlalchemy as sa
 from sqlalchemy.orm import Session
 
@@ -33,9 +35,9 @@ def digest(allocations: Iterable[Allocation]) -> str:
 def encode_candidates(children: list[Applicant]) -> bytes:
     """The children a run considered, for replay. Queue dates as UTC
     microseconds since the epoch: exact, and cheap for a national run."""
-    return zlib.compress(json.dumps(
+    return zlib.compress(pydantic_core.to_json(
         [[a.child_id, a.birth_date.toordinal(), a.category, micros(a.queue_date), a.language, a.preferences]
-         for a in children], separators=(",", ":")).encode(), 1)
+         for a in children]), 1)
 
 
 def decode_candidates(blob: bytes) -> list[Applicant]:
@@ -49,11 +51,23 @@ def start(s: Session, *, at: datetime, on: date, trigger: str, policy: dict, fre
         candidates=b"", candidates_count=0, allocated=0, digest="").returning(RUNS.c.id)).scalar_one()
 
 
-def finish(s: Session, run_id: int, *, candidates: list[Applicant], allocations: list[Allocation],
-           at: datetime) -> None:
+@dataclass(frozen=True)
+class Record:
+    """What a run records of itself once allocated (`record_of`)."""
+    candidates: bytes
+    candidates_count: int
+    allocated: int
+    digest: str
+
+
+def record_of(candidates: list[Applicant], allocations: list[Allocation]) -> Record:
+    return Record(encode_candidates(candidates), len(candidates), len(allocations), digest(allocations))
+
+
+def finish(s: Session, run_id: int, record: Record, *, at: datetime) -> None:
     s.execute(sa.update(RUNS).where(RUNS.c.id == run_id).values(
-        candidates=encode_candidates(candidates), candidates_count=len(candidates), allocated=len(allocations),
-        digest=digest(allocations), finished_at=at))
+        candidates=record.candidates, candidates_count=record.candidates_count, allocated=record.allocated,
+        digest=record.digest, finished_at=at))
 
 
 def import_run(s: Session, trigger: str, now: datetime, policy: dict) -> int:
@@ -73,7 +87,8 @@ def record_allocations(s: Session, rows: list[tuple]) -> None:
         with s.connection().connection.driver_connection.cursor() as cur:
             with cur.copy(f"COPY allocation_audit ({', '.join(AUDIT_COLUMNS)}) FROM STDIN") as cp:
                 for row in rows:
-                    cp.write_row((*row[:-1], json.dumps(row[-1], separators=(",", ":"))))
+                    # pydantic_core: the same compact JSON, several times faster.
+                    cp.write_row((*row[:-1], pydantic_core.to_json(row[-1]).decode()))
         return
     for chunk in chunks(rows, 5000):
         s.execute(sa.insert(AUDIT), [dict(zip(AUDIT_COLUMNS, row)) for row in chunk])

@@ -8,12 +8,17 @@ carry CHECK constraints, a partial unique index allows one live referral per
 child, and a run whose reads went stale is rolled back and retried."""
 from __future__ import annotations
 
+import contextvars
 import time
 from collections import Counter
+from collections.abc import Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import date, datetime
 
 import sqlalchemy as sa
+from sqlalchemy.orm import Session
 
 from kezek import calendar as kcal
 from kezek.logging import get_logger
@@ -35,6 +40,11 @@ ALLOCATOR = "system:allocator"
 # workflow's record_referral wrote it as before the allocation announced it.
 ISSUER = "system"
 _BIG_RUN = 1000  # referrals in one run after which the preference index is tidied at once
+# Referrals written together. On PostgreSQL a batch is written while the
+# rule goes on with the next one, so the database and the rule each keep a
+# core busy; small enough that the last batch, written after the rule, is
+# a small part of the writes.
+BATCH = 4000
 
 
 @dataclass(frozen=True)
@@ -150,75 +160,106 @@ class Allocator:
             marks.requests_done(w.s, requests, now)
             return RunResult(None, timings=timings)
 
-        consumed, allocations = self._allocate(w, free, on, policy)
-        timings["allocate"] = time.perf_counter() - t0 - timings["lock_pools"]
-
-        t1 = time.perf_counter()
+        # The run's record first: each batch of referrals refers to it.
         trigger = f"{len(requests)} requests" + ("" if scope is None else f", {len(scope)} pool groups named")
         run_id = runs.start(w.s, at=now, on=on, trigger=trigger,
                             policy={**policy.to_dict(), "version": version},
                             free_before=[[k.kindergarten, k.cohort, k.language, cat, n] for (k, cat), n in sorted(
                                 free.items(), key=lambda kv: (kv[0][0], kv[0][1] or ""))])
-        issued = self._refer(w, run_id, allocations, consumed, pool_id, policy, timings) if allocations else []
-        timings["write"] = time.perf_counter() - t1
+        t1 = time.perf_counter()
+        issued_at = w.now()
+        with _Referrals(self, w, run_id, pool_id, policy, issued_at, timings) as refer:
+            consumed, allocations = self._allocate(w, free, on, policy, refer)
+            timings["allocate"] = time.perf_counter() - t1
+            t2 = time.perf_counter()
+            # Made while the last batch is written.
+            record = runs.record_of(consumed, allocations)
+            issued = refer.done()
+        if allocations:
+            # Last, so that the children's rows change after every read of
+            # the run (a changed row is no longer all-visible: index-only
+            # reads of the later groups would then read the table too).
+            settle = allocation_pg.settle if w.pg else generic.settle
+            settle(w.s, issued_at, [x.child_id for x in allocations],
+                   Counter(pool_id[(x.place, x.for_category)] for x in allocations), timings)
+        # Everyone behind a referred child in any pool it waited in moves up.
+        prefs = {a.child_id: a.preferences for a in consumed}
+        w.positions_moved({(x.place.cohort, k) for x in allocations for k in prefs[x.child_id]})
+        timings["write"] = time.perf_counter() - t2
 
-        t2 = time.perf_counter()
-        runs.finish(w.s, run_id, candidates=consumed, allocations=allocations, at=w.now())
+        t3 = time.perf_counter()
+        runs.finish(w.s, run_id, record, at=w.now())
         marks.requests_done(w.s, requests, now, run_id)
         w.audit(ALLOCATOR, "allocation.run", f"run:{run_id}", {
             "allocated": len(allocations), "candidates": len(consumed), "requests": len(requests),
             "on": on.isoformat()})
-        timings["record"] = time.perf_counter() - t2
+        timings["record"] = time.perf_counter() - t3
         timings["total"] = time.perf_counter() - t0
         log.info("allocation.done", run_id=run_id, allocated=len(allocations), candidates=len(consumed),
                  seconds=round(timings["total"], 3))
         return RunResult(run_id, issued, len(consumed), timings)
 
-    def _allocate(self, w: UnitOfWork, free: FreePlaces, on: date,
-                  policy: Policy) -> tuple[list[Applicant], list[Allocation]]:
+    def _allocate(self, w: UnitOfWork, free: FreePlaces, on: date, policy: Policy,
+                  refer: "_Referrals") -> tuple[list[Applicant], list[Allocation]]:
         """Serial dictatorship per (cohort, language) group over the waiting
-        children streamed in rank order; returns the children read and the
-        allocations."""
+        children streamed in rank order; each allocation is handed to `refer`
+        as it is made. Returns the children read and the allocations."""
         ranked = allocation_pg.ranked if w.pg else generic.ranked
         bound = latest_eligible_birth_date(on, policy)
         consumed: list[Applicant] = []
         allocations: list[Allocation] = []
-        for cohort, language in groups_of(free):
-            group = {k: n for k, n in free.items() if k[0].cohort == cohort and k[0].language == language}
-            stream = ranked(w.s, cohort, language, bound, policy, consumed, group, allocations)
-            try:
-                # One by one: the stream reads `allocations` to know which
-                # places are left when it fetches its next chunk.
-                for x in allocate_ranked(stream, group, on, policy):
-                    allocations.append(x)
-            finally:
-                stream.close()
+        with self._reading(w) as s:
+            for cohort, language in groups_of(free):
+                group = {k: n for k, n in free.items() if k[0].cohort == cohort and k[0].language == language}
+                stream = ranked(s, cohort, language, bound, policy, consumed, group, allocations)
+                try:
+                    # One by one: the stream reads `allocations` to know which
+                    # places are left when it fetches its next chunk.
+                    for x in allocate_ranked(stream, group, on, policy):
+                        allocations.append(x)
+                        refer.add(x)
+                finally:
+                    stream.close()
         return consumed, allocations
 
-    def _refer(self, w: UnitOfWork, run_id: int, allocations: list[Allocation], consumed: list[Applicant],
-               pool_id: dict[Pool, int], policy: Policy, timings: dict) -> list[Issued]:
-        """The referrals of the run, the places they hold, their audit rows
-        with the inputs that decided each, and their referral.issued facts
-        (announced: the workflow started afterwards records none); the
-        positions behind them move."""
-        now = w.now()
+    @contextmanager
+    def _reading(self, w: UnitOfWork) -> Iterator[Session]:
+        """Where the run reads the waiting children. On PostgreSQL a
+        connection of its own, so that the run's connection can write the
+        referrals already made meanwhile (_Referrals). Nothing is lost by it:
+        each read is a statement at READ COMMITTED on either connection, and
+        the run changes no child's row before its last read (settle); a child
+        changed by someone else since it was read makes that write refuse it
+        (StaleRead), as before."""
+        if not w.pg:
+            yield w.s
+            return
+        with self.ctx.sessions() as s:
+            yield s
+
+    def _refer(self, w: UnitOfWork, run_id: int, batch: list[Allocation], seq: int, pool_id: dict[Pool, int],
+               policy: Policy, now: datetime, timings: dict) -> list[Issued]:
+        """The referrals of a batch of the run's allocations (`seq`: the
+        first one's number in the run), issued `now`,
+        their audit rows with the inputs that decided each, and their
+        referral.issued facts (announced: the workflow started afterwards
+        records none)."""
         deadlines = self._deadlines(now, policy)
         rows = []
-        for x in allocations:
+        for x in batch:
             cat = x.inputs["category"]
             needs = policy.category(cat).needs_confirmation
             place = x.place
             rows.append((x.child_id, pool_id[(place, x.for_category)], place.kindergarten, place.cohort,
                          place.language, x.for_category or OPEN_POOL, cat, needs, x.preference_index, "live",
                          rules.first_state(needs).value, run_id, now, deadlines[needs], True))
-        taken = Counter(pool_id[(x.place, x.for_category)] for x in allocations)
         write = allocation_pg.write if w.pg else generic.write
-        ref_ids = write(w.s, now, [x.child_id for x in allocations], rows, taken, timings)
+        ref_ids = write(w.s, rows, timings)
         t = time.perf_counter()
         runs.record_allocations(w.s, [
-            (run_id, seq, rid, x.child_id, x.place.kindergarten, x.place.cohort, x.place.language, x.for_category,
-             x.preference_index, x.inputs) for seq, (x, rid) in enumerate(zip(allocations, ref_ids))])
-        timings["write_audit"] = time.perf_counter() - t
+            (run_id, seq + i, rid, x.child_id, x.place.kindergarten, x.place.cohort, x.place.language,
+             x.for_category, x.preference_index, x.inputs) for i, (x, rid) in enumerate(zip(batch, ref_ids))])
+        _add(timings, "write_audit", time.perf_counter() - t)
         t = time.perf_counter()
         # Each referral's referral.issued.v1 and its audit row, as the
         # ReferralWorkflow's first step wrote them before (record_referral,
@@ -227,15 +268,83 @@ class Allocator:
         # has started and run ten thousand workflows.
         announce = allocation_pg.announce if w.pg else generic.announce
         announce(w.s, now, ref_ids, {needs: at.isoformat() for needs, at in deadlines.items()}, principal(ISSUER))
-        timings["write_issued"] = time.perf_counter() - t
-        # Everyone behind a referred child in any pool it waited in moves up.
-        prefs = {a.child_id: a.preferences for a in consumed}
-        w.positions_moved({(x.place.cohort, k) for x in allocations for k in prefs[x.child_id]})
+        _add(timings, "write_issued", time.perf_counter() - t)
         return [Issued(rid, x.child_id, x.place, x.for_category, x.preference_index)
-                for x, rid in zip(allocations, ref_ids)]
+                for x, rid in zip(batch, ref_ids)]
 
     def _deadlines(self, now: datetime, policy: Policy) -> dict[bool, datetime]:
         """The end of a new referral's first window, with and without a
         privilege to confirm (workflows/rules.py)."""
         cal = kcal.calendar(policy.country)
         return {needs: utc(rules.first_deadline(cal, now, needs, policy)) for needs in (True, False)}
+
+
+def _add(timings: dict, phase: str, seconds: float) -> None:
+    timings[phase] = timings.get(phase, 0.0) + seconds
+
+
+class _Referrals:
+    """The run's allocations written in batches (Allocator._refer) as the
+    rule makes them, in the run's transaction. On PostgreSQL each full batch
+    is written by a thread of its own on the run's connection while the rule
+    goes on reading on another (Allocator._reading); elsewhere (SQLite, one
+    connection) every batch is written once the rule is done. Either way the
+    run commits or rolls back as one: `done` waits for every batch and raises
+    the first failure (a child changed since it was read, a place taken by a
+    concurrent run: the run is retried), and leaving the block waits for the
+    writer before the transaction ends. A batch after a failed one is not
+    written."""
+
+    def __init__(self, allocator: "Allocator", w: UnitOfWork, run_id: int, pool_id: dict[Pool, int],
+                 policy: Policy, now: datetime, timings: dict):
+        self.refer = lambda batch, seq: allocator._refer(w, run_id, batch, seq, pool_id, policy, now, timings)
+        self.batch: list[Allocation] = []
+        self.written = 0
+        self.futures: list[Future] = []
+        self.failed = False
+        self.writer = ThreadPoolExecutor(1, thread_name_prefix="allocation-writer") if w.pg else None
+
+    def __enter__(self) -> "_Referrals":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        if exc[0] is not None:
+            self.failed = True
+        if self.writer is not None:
+            self.writer.shutdown(wait=True)
+
+    def add(self, x: Allocation) -> None:
+        self.batch.append(x)
+        if self.writer is not None and len(self.batch) >= BATCH:
+            self._send()
+
+    def done(self) -> list[Issued]:
+        """Every batch written; the referrals issued, in the run's order."""
+        self._send()
+        issued: list[Issued] = []
+        for f in self.futures:
+            issued += f.result()
+        return issued
+
+    def _send(self) -> None:
+        batch, seq = self.batch, self.written
+        self.batch, self.written = [], seq + len(batch)
+        if not batch:
+            return
+        if self.writer is None:
+            f: Future = Future()
+            f.set_result(self.refer(batch, seq))
+        else:
+            # The trace and the request's log context go with the batch (the
+            # facts and audit rows carry them).
+            f = self.writer.submit(contextvars.copy_context().run, self._write, batch, seq)
+        self.futures.append(f)
+
+    def _write(self, batch: list[Allocation], seq: int) -> list[Issued]:
+        if self.failed:
+            return []
+        try:
+            return self.refer(batch, seq)
+        except BaseException:
+            self.failed = True
+            raise
