@@ -168,8 +168,11 @@ class Allocator:
                                 free.items(), key=lambda kv: (kv[0][0], kv[0][1] or ""))])
         t1 = time.perf_counter()
         issued_at = w.now()
-        with _Referrals(self, w, run_id, pool_id, policy, issued_at, timings) as refer:
-            consumed, allocations = self._allocate(w, free, on, policy, refer)
+        # Fewer free places than a batch: one batch, written after the rule
+        # anyway, so no second connection and no thread (a freed place's run).
+        apart = w.pg and sum(free.values()) > BATCH
+        with _Referrals(self, w, run_id, pool_id, policy, issued_at, timings, apart) as refer:
+            consumed, allocations = self._allocate(w, free, on, policy, refer, apart)
             timings["allocate"] = time.perf_counter() - t1
             t2 = time.perf_counter()
             # Made while the last batch is written.
@@ -200,7 +203,7 @@ class Allocator:
         return RunResult(run_id, issued, len(consumed), timings)
 
     def _allocate(self, w: UnitOfWork, free: FreePlaces, on: date, policy: Policy,
-                  refer: "_Referrals") -> tuple[list[Applicant], list[Allocation]]:
+                  refer: "_Referrals", apart: bool) -> tuple[list[Applicant], list[Allocation]]:
         """Serial dictatorship per (cohort, language) group over the waiting
         children streamed in rank order; each allocation is handed to `refer`
         as it is made. Returns the children read and the allocations."""
@@ -208,7 +211,7 @@ class Allocator:
         bound = latest_eligible_birth_date(on, policy)
         consumed: list[Applicant] = []
         allocations: list[Allocation] = []
-        with self._reading(w) as s:
+        with self._reading(w, apart) as s:
             for cohort, language in groups_of(free):
                 group = {k: n for k, n in free.items() if k[0].cohort == cohort and k[0].language == language}
                 stream = ranked(s, cohort, language, bound, policy, consumed, group, allocations)
@@ -223,15 +226,15 @@ class Allocator:
         return consumed, allocations
 
     @contextmanager
-    def _reading(self, w: UnitOfWork) -> Iterator[Session]:
-        """Where the run reads the waiting children. On PostgreSQL a
+    def _reading(self, w: UnitOfWork, apart: bool) -> Iterator[Session]:
+        """Where the run reads the waiting children. `apart` (PostgreSQL) a
         connection of its own, so that the run's connection can write the
         referrals already made meanwhile (_Referrals). Nothing is lost by it:
         each read is a statement at READ COMMITTED on either connection, and
         the run changes no child's row before its last read (settle); a child
         changed by someone else since it was read makes that write refuse it
         (StaleRead), as before."""
-        if not w.pg:
+        if not apart:
             yield w.s
             return
         with self.ctx.sessions() as s:
@@ -285,10 +288,11 @@ def _add(timings: dict, phase: str, seconds: float) -> None:
 
 class _Referrals:
     """The run's allocations written in batches (Allocator._refer) as the
-    rule makes them, in the run's transaction. On PostgreSQL each full batch
-    is written by a thread of its own on the run's connection while the rule
-    goes on reading on another (Allocator._reading); elsewhere (SQLite, one
-    connection) every batch is written once the rule is done. Either way the
+    rule makes them, in the run's transaction. `apart` (PostgreSQL, more free
+    places than a batch) each full batch is written by a thread of its own on
+    the run's connection while the rule goes on reading on another
+    (Allocator._reading); otherwise (SQLite, one connection; a small run)
+    every batch is written once the rule is done. Either way the
     run commits or rolls back as one: `done` waits for every batch and raises
     the first failure (a child changed since it was read, a place taken by a
     concurrent run: the run is retried), and leaving the block waits for the
@@ -296,13 +300,13 @@ class _Referrals:
     written."""
 
     def __init__(self, allocator: "Allocator", w: UnitOfWork, run_id: int, pool_id: dict[Pool, int],
-                 policy: Policy, now: datetime, timings: dict):
+                 policy: Policy, now: datetime, timings: dict, apart: bool):
         self.refer = lambda batch, seq: allocator._refer(w, run_id, batch, seq, pool_id, policy, now, timings)
         self.batch: list[Allocation] = []
         self.written = 0
         self.futures: list[Future] = []
         self.failed = False
-        self.writer = ThreadPoolExecutor(1, thread_name_prefix="allocation-writer") if w.pg else None
+        self.writer = ThreadPoolExecutor(1, thread_name_prefix="allocation-writer") if apart else None
 
     def __enter__(self) -> "_Referrals":
         return self
