@@ -8,21 +8,14 @@ import pytest
 import sqlalchemy as sa
 
 from kezek.db import IDLE_PING_SECONDS, make_engine, ping_when_idle
+from tests.builders import Clock
 
 pytestmark = pytest.mark.integration
 
 
-class Clock:
-    def __init__(self):
-        self.now = 1000.0
-
-    def __call__(self) -> float:
-        return self.now
-
-
 @pytest.fixture
 def engine(pg_url):
-    clock = Clock()
+    clock = Clock(1000.0)          # time.monotonic's seconds
     engine = sa.create_engine(pg_url("ping"), pool_size=1, max_overflow=0)
     ping_when_idle(engine, clock=clock)
     pings = []
