@@ -172,7 +172,7 @@ class Allocator:
         # anyway, so no second connection and no thread (a freed place's run).
         apart = w.pg and sum(free.values()) > BATCH
         with _Referrals(self, w, run_id, pool_id, policy, issued_at, timings, apart) as refer:
-            consumed, allocations = self._allocate(w, free, on, policy, refer, apart)
+            consumed, allocations = self._allocate(w, free, on, policy, refer)
             timings["allocate"] = time.perf_counter() - t1
             t2 = time.perf_counter()
             # Made while the last batch is written.
@@ -203,7 +203,7 @@ class Allocator:
         return RunResult(run_id, issued, len(consumed), timings)
 
     def _allocate(self, w: UnitOfWork, free: FreePlaces, on: date, policy: Policy,
-                  refer: "_Referrals", apart: bool) -> tuple[list[Applicant], list[Allocation]]:
+                  refer: "_Referrals") -> tuple[list[Applicant], list[Allocation]]:
         """Serial dictatorship per (cohort, language) group over the waiting
         children streamed in rank order; each allocation is handed to `refer`
         as it is made. Returns the children read and the allocations."""
@@ -211,7 +211,7 @@ class Allocator:
         bound = latest_eligible_birth_date(on, policy)
         consumed: list[Applicant] = []
         allocations: list[Allocation] = []
-        with self._reading(w, apart) as s:
+        with self._reading(w, refer.apart) as s:
             for cohort, language in groups_of(free):
                 group = {k: n for k, n in free.items() if k[0].cohort == cohort and k[0].language == language}
                 stream = ranked(s, cohort, language, bound, policy, consumed, group, allocations)
@@ -306,6 +306,7 @@ class _Referrals:
         self.written = 0
         self.futures: list[Future] = []
         self.failed = False
+        self.apart = apart
         self.writer = ThreadPoolExecutor(1, thread_name_prefix="allocation-writer") if apart else None
 
     def __enter__(self) -> "_Referrals":
