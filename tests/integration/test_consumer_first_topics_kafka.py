@@ -1,0 +1,75 @@
+"""A consumer's `first` topics (kezek/consumer.py) on a real broker: the
+records of its other topics that kafka-python was holding when it paused
+them are all handed out after they are resumed, none left behind.
+
+kafka-python 3.0.12 parks the records it had begun to hand out of a paused
+partition, and takes them back only when its slot for the partition in hand
+is empty (`None`); after a partition's records are used up the slot keeps
+the empty holder, so the parked records, and every later record of their
+partition (no fetch is sent for a partition with parked records), waited
+forever. On a three-broker cluster that left 17 events unconsumed by the
+notifications group (tests/integration/test_cluster.py)."""
+from __future__ import annotations
+
+import time
+import uuid
+
+import pytest
+from kafka import KafkaProducer
+
+from kezek.consumer import IdempotentConsumer
+from kezek.events import new_event
+from kezek.infra.kafka import ensure_topics
+from tests.fakes.consumer import Claims, no_database
+
+pytestmark = pytest.mark.integration
+
+BUSY = 60           # more than one poll takes: the partition is left half handed out
+POLL = 5
+
+
+POSITION = ("application.position_changed.v1", {"application_id": "a1", "position": 20})
+REFERRAL = ("referral.issued.v1", {"referral_id": "r1", "application_id": "a1", "kindergarten_id": "k1",
+                                   "deadline": "2027-03-08T18:00:00Z"})
+
+
+def send(bootstrap: str, topic: str, kind: tuple[str, dict], n: int) -> list[str]:
+    events = [new_event(kind[0], f"s{i}", kind[1], source="test") for i in range(n)]
+    producer = KafkaProducer(bootstrap_servers=bootstrap)
+    for event in events:
+        producer.send(topic, event.to_json().encode(), key=event.subject.encode())
+    producer.flush()
+    producer.close()
+    return [e.id for e in events]
+
+
+def polled_until(consumer: IdempotentConsumer, done, seconds: float = 30) -> None:
+    deadline = time.monotonic() + seconds
+    while not done() and time.monotonic() < deadline:
+        consumer.poll_once(timeout_ms=200)
+
+
+@pytest.mark.parametrize("partitions", [1, 3])
+def test_the_other_topics_records_held_when_the_first_topics_are_read_are_all_handled_afterwards(kafka_bootstrap,
+                                                                                                 partitions):
+    tag = uuid.uuid4().hex[:6]
+    busy, urgent = f"kezek.busy-{tag}", f"kezek.urgent-{tag}"
+    ensure_topics(kafka_bootstrap, [busy], partitions=partitions)
+    ensure_topics(kafka_bootstrap, [urgent], partitions=1)
+    handled: list[str] = []
+    consumer = IdempotentConsumer(name=f"first-{tag}", topics=[busy, urgent], first=[urgent],
+                                  bootstrap=kafka_bootstrap, sessions=no_database, outbox=Claims(),
+                                  handle=lambda s, event: handled.append(event.id), max_poll_records=POLL)
+    try:
+        positions = send(kafka_bootstrap, busy, POSITION, BUSY)
+        polled_until(consumer, lambda: handled)
+        assert 0 < len(handled) < BUSY, "the busy partition is part handed out"
+
+        referral = send(kafka_bootstrap, urgent, REFERRAL, 1)
+        polled_until(consumer, lambda: len(handled) == BUSY + 1)
+
+        assert sorted(handled) == sorted(positions + referral), \
+            f"{BUSY + 1 - len(handled)} records were never handed out"
+        assert handled.index(referral[0]) < handled.index(positions[-1]), "the first topic's record came first"
+    finally:
+        consumer.close()
