@@ -8,7 +8,9 @@ rows), then, in a PostgreSQL cluster of its own, measures:
   in batches (registration's `import_accounts`, no passwords), entries in
   batches (`join_queue_many`: one transaction and bulk inserts per batch,
   each entry with its outbox event and audit row), then the live referrals
-  (`import_referral`, one transaction each), then the places;
+  (`import_referral`, one transaction each), then the places; meanwhile
+  the positions that moved are published every quarter second, as the
+  queue service's allocator loop does (`position_events`, and per entry);
 - second run: the same export again (idempotence: nothing created);
 - reconcile: every child's entry and position, and the queue service's own
   explanation for a sample of 200.
@@ -26,6 +28,7 @@ import os
 import shutil
 import sys
 import tempfile
+import threading
 import time
 from pathlib import Path
 
@@ -67,6 +70,22 @@ class Ticker:
         t[4] = time.perf_counter()
         if before // step != t[2] // step or t[2] == t[1]:
             print(f"  {t[0]}: {t[2]}/{t[1]} in {time.perf_counter() - t[3]:.0f} s", file=sys.stderr, flush=True)
+
+
+def publish_positions(service: Queue, stop: threading.Event, every: float = 0.25) -> None:
+    while not stop.wait(every):
+        service.positions.publish()
+
+
+def position_events(service: Queue) -> int:
+    """application.position_changed events in the queue's outbox."""
+    import sqlalchemy as sa
+
+    from services.queue.models import outbox
+    from services.queue.usecases.positions import POSITION_CHANGED
+
+    with service.sessions() as s:
+        return s.scalar(sa.select(sa.func.count()).where(outbox.table.c.type == POSITION_CHANGED))
 
 
 def main() -> int:
@@ -115,9 +134,20 @@ def main() -> int:
         print(f"plan: {len(plan.applications)} entries to import, {len(plan.refused)} rows refused", file=sys.stderr,
               flush=True)
         ticker = Ticker()
+        # What the queue service's allocator loop does meanwhile in a running
+        # system: publish the positions that moved, every quarter second.
+        stop = threading.Event()
+        publisher = threading.Thread(target=publish_positions, args=(service, stop), daemon=True)
+        publisher.start()
         first = Importer(service, workers=args.workers, progress=ticker, batch=args.batch,
                          registration=registration).run(plan, export.source)
         figures["import_s"] = round(time.perf_counter() - t, 1)
+        stop.set()
+        publisher.join()
+        service.positions.publish()
+        events = position_events(service)
+        figures["position_events"] = events
+        figures["position_events_per_entry"] = round(events / max(len(plan.applications), 1), 2)
         created = first.counts.get("applications", {}).get("created", 0)
         figures["applications_created"] = created
         figures["referrals_created"] = first.counts.get("referrals", {}).get("created", 0)

@@ -268,3 +268,32 @@ def test_kezek_import_and_reconcile_commands_on_a_csv_export(tmp_path):
     assert summary["ok"] and out.returncode == 0, summary
     for step in ("export", "queue entries", "compared", "positions", "asked the queue"):
         assert step in out.stderr, f"reconcile shows its step {step!r} while it runs"
+
+
+class PublishingAfterEachBatch(Importer):
+    """An import with the allocator loop's position publication between its
+    batches, as in a running system (the loop publishes every quarter second)."""
+
+    def _batches(self, items, fn):
+        def then_publish(part):
+            out = fn(part)
+            if not self.dry_run:
+                self.q.positions.publish()
+            return out
+        return super()._batches(items, then_publish)
+
+
+def test_an_import_in_batches_moves_no_child_it_imported_before_so_each_child_gets_one_position_event(pg_url):
+    service, engine = new_queue(pg_url)
+    export = generate(applications=300, kindergartens=6, seed=5, bad=False)
+    export.rows["referrals"] = []     # a referral's child leaves the waiting: those behind it do move
+    plan = p.make_plan(export, service.policy.current()[0])
+    PublishingAfterEachBatch(service, workers=1, batch=20).run(plan, export.source)
+    service.positions.publish()
+    with engine.connect() as c:
+        events = list(c.execute(sa.text("SELECT subject FROM outbox WHERE type = 'application.position_changed.v1'"))
+                      .scalars())
+    engine.dispose()
+    assert len(plan.applications) > 250
+    assert sorted(events) == sorted(f"application:{a.id}" for a in plan.applications), \
+        f"{len(events)} position events for {len(plan.applications)} children"
