@@ -275,3 +275,13 @@ def test_paused_subscription_gets_no_delivery_and_a_deleted_one_leaves_no_log(en
     assert api.delete(f"/api/v1/public/admin/webhooks/{sub['id']}").status_code == 204
     assert api.get(f"/api/v1/public/admin/webhooks/{sub['id']}").status_code == 404
     assert api.get("/api/v1/public/admin/webhooks").json() == []
+
+
+def test_deployments_sharing_a_broker_ingest_in_consumer_groups_of_their_own():
+    """Another deployment's (or test's) members in the group would rebalance
+    this one's ingest, and stall it while one of them is gone."""
+    from services.gateway.public.webhooks import Dispatcher
+
+    groups = {prefix: Dispatcher(None, PublicSettings(env="test", kafka_topic_prefix=prefix)).group
+              for prefix in ("kezek", "kg", "kz")}
+    assert groups == {"kezek": "gateway-webhooks", "kg": "kg.gateway-webhooks", "kz": "kz.gateway-webhooks"}

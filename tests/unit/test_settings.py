@@ -169,6 +169,9 @@ def test_every_kafka_client_factory_uses_the_configured_options(monkeypatch):
         def list_topics(self):
             return ["t"]
 
+        def partitions_for_topic(self, _topic):
+            return {0}
+
         def close(self):
             pass
 

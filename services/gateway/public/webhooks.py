@@ -192,10 +192,24 @@ class Dispatcher:
 
     def make_consumer(self, **config) -> KafkaConsumer:
         ensure_topics(self.bootstrap, [self.topic])
-        consumer = KafkaConsumer(**connections.kafka(), bootstrap_servers=self.bootstrap, group_id=INGEST_GROUP, enable_auto_commit=False,
-                                 auto_offset_reset="earliest", max_poll_records=500, **config)
+        consumer = KafkaConsumer(**connections.kafka(), bootstrap_servers=self.bootstrap, group_id=self.group,
+                                 enable_auto_commit=False, auto_offset_reset="earliest", max_poll_records=500, **config)
+        # The topic's partitions known before the group's first assignment:
+        # a member that assigns without them gives this one none, and
+        # kafka-python may not look again before its next metadata refresh
+        # (5 minutes). A test once waited 90 s for deliveries that way.
+        deadline = time.monotonic() + 30
+        while not consumer.partitions_for_topic(self.topic) and time.monotonic() < deadline:
+            time.sleep(0.2)
         consumer.subscribe([self.topic])
         return consumer
+
+    @property
+    def group(self) -> str:
+        """The ingest's consumer group: one per topic prefix, so that
+        deployments (or tests) sharing a broker never rebalance each other."""
+        prefix = self.settings.kafka_topic_prefix
+        return INGEST_GROUP if prefix == "kezek" else f"{prefix}.{INGEST_GROUP}"
 
     def _rows_for(self, subs: list[WebhookSubscription], record, generation: int, now: datetime) -> list[dict]:
         if not subs:
