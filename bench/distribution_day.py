@@ -403,7 +403,7 @@ def main(argv: list[str] | None = None) -> int:
             "referrals_to_sms_s": sms_row["done_at_s"], "slowest_stage": slowest["stage"] if slowest else None,
             "relays": relay_rates, "me_before": before, "me_during": me, "load_end": load(),
             "load_during": round(statistics.mean(s["load"] for s in samples), 1) if samples else None,
-            "sms_timezone": zone,
+            "sms_timezone": zone, "restarts": kezek.restarts(),
         })
         print(f"\n{'stage':<50} {'items':>8} {'done at s':>10} {'rate':>10} {'peak':>9}  unit   after input s",
               flush=True)
@@ -415,6 +415,7 @@ def main(argv: list[str] | None = None) -> int:
               f"{figures['referrals_to_sms_s']} s; relays {relay_rates}", flush=True)
         print("CPU seconds by process, publication to the last SMS / to the end: " + ", ".join(
             f"{name} {cpu_to_sms.get(name, '-')} / {spent}" for name, spent in cpu_day.items()), flush=True)
+        print(f"parts the supervisor started again: {figures['restarts'] or 'none'}", flush=True)
         print(f"GET /api/v1/me, {args.readers} concurrent readers of {len(tokens)} families: before {before}; "
               f"during {me}", flush=True)
         RESULTS.mkdir(exist_ok=True)
