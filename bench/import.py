@@ -32,6 +32,8 @@ import threading
 import time
 from pathlib import Path
 
+import sqlalchemy as sa
+
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from kezek.db import ensure_database, make_engine, make_session_factory  # noqa: E402
@@ -43,7 +45,9 @@ from importer.run import Importer  # noqa: E402
 from importer.speed import cache_event_validation  # noqa: E402
 from kezek.infra.postgres import PostgresCluster  # noqa: E402
 from kezek.migrations import upgrade  # noqa: E402
+from services.queue.models import outbox  # noqa: E402
 from services.queue.usecases import Queue  # noqa: E402
+from services.queue.usecases.positions import POSITION_CHANGED  # noqa: E402
 from services.registration.address import ReferenceAddressRegistry  # noqa: E402
 from services.registration.service import RegistrationService  # noqa: E402
 
@@ -79,11 +83,6 @@ def publish_positions(service: Queue, stop: threading.Event, every: float = 0.25
 
 def position_events(service: Queue) -> int:
     """application.position_changed events in the queue's outbox."""
-    import sqlalchemy as sa
-
-    from services.queue.models import outbox
-    from services.queue.usecases.positions import POSITION_CHANGED
-
     with service.sessions() as s:
         return s.scalar(sa.select(sa.func.count()).where(outbox.table.c.type == POSITION_CHANGED))
 

@@ -20,17 +20,14 @@ from kafka import KafkaProducer
 from kezek.consumer import IdempotentConsumer
 from kezek.events import new_event
 from kezek.infra.kafka import ensure_topics
-from tests.fakes.consumer import Claims, no_database
+from tests.fakes.consumer import POSITION_DATA, REFERRAL_DATA, Claims, no_database
 
 pytestmark = pytest.mark.integration
 
 BUSY = 60           # more than one poll takes: the partition is left half handed out
 POLL = 5
-
-
-POSITION = ("application.position_changed.v1", {"application_id": "a1", "position": 20})
-REFERRAL = ("referral.issued.v1", {"referral_id": "r1", "application_id": "a1", "kindergarten_id": "k1",
-                                   "deadline": "2027-03-08T18:00:00Z"})
+POSITION = ("application.position_changed.v1", POSITION_DATA)
+REFERRAL = ("referral.issued.v1", REFERRAL_DATA)
 
 
 def send(bootstrap: str, topic: str, kind: tuple[str, dict], n: int) -> list[str]:

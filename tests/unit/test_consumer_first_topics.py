@@ -10,7 +10,7 @@ from kafka import TopicPartition
 import kezek.consumer
 from kezek.consumer import IdempotentConsumer
 from kezek.events import new_event
-from tests.fakes.consumer import Claims, no_database
+from tests.fakes.consumer import POSITION_DATA, REFERRAL_DATA, Claims, no_database
 
 REFERRAL = TopicPartition("kezek.referral", 0)
 APPLICATION = TopicPartition("kezek.application", 0)
@@ -25,8 +25,7 @@ class Record:
 
 
 def _raw(event_type: str) -> bytes:
-    data = {"application_id": "a1", "position": 20} if event_type.startswith("application.") else \
-        {"referral_id": "r1", "application_id": "a1", "kindergarten_id": "k1", "deadline": "2027-03-08T18:00:00Z"}
+    data = POSITION_DATA if event_type.startswith("application.") else REFERRAL_DATA
     return new_event(event_type, "x", data, source="test").to_json().encode()
 
 
