@@ -55,6 +55,7 @@ from kezek.events import Event, binding
 from kezek.logging import get_logger
 from kezek.metrics import CONSUMER_ERRORS, CONSUMER_LAG, EVENTS_CONSUMED
 from kezek.outbox import Outbox
+from kezek.settings import DEFAULT_TOPIC_PREFIX
 
 log = get_logger(__name__)
 
@@ -96,6 +97,25 @@ def rewind(consumer: KafkaConsumer, batches: Iterable[tuple[TopicPartition, list
             consumer.seek(tp, records[0].offset)
 
 
+def group_for(prefix: str, name: str) -> str:
+    """The consumer group of `name` in the deployment whose topics carry
+    `prefix`: one group per prefix, so that deployments (or tests) sharing a
+    broker never join each other's groups. A shared group rebalances all its
+    members whenever one of any deployment comes or goes, and a member that
+    assigns partitions without the other deployment's topics' metadata gives
+    them to nobody for minutes. The default prefix keeps the bare name, so
+    that no deployment loses its committed offsets."""
+    return name if prefix == DEFAULT_TOPIC_PREFIX else f"{prefix}.{name}"
+
+
+def topics_prefix(topics: Iterable[str]) -> str:
+    """The prefix shared by topics named <prefix>.<aggregate>."""
+    prefixes = {t.rsplit(".", 1)[0] for t in topics}
+    if len(prefixes) != 1:
+        raise ValueError(f"a consumer's topics share one prefix: {sorted(topics)}")
+    return prefixes.pop()
+
+
 def unpark(consumer: KafkaConsumer) -> None:
     """Lets kafka-python hand out again what it parked of a paused partition.
     kafka-python (3.0.12) parks the records it had begun to hand out of a
@@ -106,7 +126,7 @@ def unpark(consumer: KafkaConsumer) -> None:
     partition with parked records), waited for good: on a three-broker
     cluster, 17 events the notifications group never read. Emptied here
     before each poll of a consumer that pauses; one parked partition is
-    taken back per poll. tests/integration/test_consumer_first_topics_kafka.py
+    taken back per poll. tests/integration/test_consumer_kafka.py
     fails if a kafka-python release changes this."""
     fetcher = getattr(consumer, "_fetcher", None)
     held = getattr(fetcher, "_next_partition_records", None)
@@ -134,7 +154,7 @@ class IdempotentConsumer:
         self.types = set(types) if types else None
         config = connections.kafka(
             bootstrap_servers=bootstrap,
-            group_id=name,
+            group_id=group_for(topics_prefix(self.topics), name),
             enable_auto_commit=False,
             auto_offset_reset="earliest",
             # A consumer that lost its broker rejoins its group within this

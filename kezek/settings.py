@@ -26,6 +26,9 @@ DEV_SECRET = "dev-only-insecure-secret"
 # Passwords an operator may have left from an example; refused in production.
 WELL_KNOWN_PASSWORDS = {"postgres", "password", "secret", "kezek", "changeme", "admin", "temporal", DEV_SECRET}
 MIN_SECRET_LENGTH = 32
+# The topics' prefix of a deployment alone on its broker; its consumer groups
+# keep their bare names (kezek.consumer.group_for), as they always had.
+DEFAULT_TOPIC_PREFIX = "kezek"
 
 
 class FileSettingsSource(PydanticBaseSettingsSource):
@@ -94,8 +97,9 @@ class Settings(KezekSettings):
     gateway_database_password: SecretStr = SecretStr("")
     # Comma-separated host:port list
     kafka_bootstrap: str = "127.0.0.1:9092"
-    # Topics are <prefix>.<aggregate> (kezek.referral, ...) and <prefix>.public.v1
-    kafka_topic_prefix: str = "kezek"
+    # Topics are <prefix>.<aggregate> (kezek.referral, ...) and <prefix>.public.v1;
+    # consumer groups are <prefix>.<name> for a prefix other than this default
+    kafka_topic_prefix: str = DEFAULT_TOPIC_PREFIX
     # PLAINTEXT | SSL | SASL_PLAINTEXT | SASL_SSL, for every producer, consumer and admin client
     kafka_security_protocol: Literal["PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"] = "PLAINTEXT"
     # PLAIN | SCRAM-SHA-256 | SCRAM-SHA-512 (with a SASL_* protocol)

@@ -35,7 +35,7 @@ from kafka.structs import OffsetAndMetadata
 from sqlalchemy.orm import Session, aliased, sessionmaker
 
 from kezek import connections
-from kezek.consumer import rewind
+from kezek.consumer import group_for, rewind
 from kezek.events import Event
 from kezek.infra.kafka import ensure_topics
 from kezek.logging import get_logger
@@ -206,10 +206,8 @@ class Dispatcher:
 
     @property
     def group(self) -> str:
-        """The ingest's consumer group: one per topic prefix, so that
-        deployments (or tests) sharing a broker never rebalance each other."""
-        prefix = self.settings.kafka_topic_prefix
-        return INGEST_GROUP if prefix == "kezek" else f"{prefix}.{INGEST_GROUP}"
+        """The ingest's consumer group: one per topic prefix (group_for)."""
+        return group_for(self.settings.kafka_topic_prefix, INGEST_GROUP)
 
     def _rows_for(self, subs: list[WebhookSubscription], record, generation: int, now: datetime) -> list[dict]:
         if not subs:

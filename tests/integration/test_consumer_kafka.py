@@ -1,4 +1,6 @@
-"""A consumer's `first` topics (kezek/consumer.py) on a real broker: the
+"""The idempotent consumer (kezek/consumer.py) on a real broker.
+
+Its `first` topics: the
 records of its other topics that kafka-python was holding when it paused
 them are all handed out after they are resumed, none left behind.
 
@@ -8,7 +10,9 @@ is empty (`None`); after a partition's records are used up the slot keeps
 the empty holder, so the parked records, and every later record of their
 partition (no fetch is sent for a partition with parked records), waited
 forever. On a three-broker cluster that left 17 events unconsumed by the
-notifications group (tests/integration/test_cluster.py)."""
+notifications group (tests/integration/test_cluster.py).
+
+Its consumer group: one per deployment (topic prefix) on a shared broker."""
 from __future__ import annotations
 
 import time
@@ -17,9 +21,10 @@ import uuid
 import pytest
 from kafka import KafkaProducer
 
-from kezek.consumer import IdempotentConsumer
+from kezek.consumer import IdempotentConsumer, group_for
 from kezek.events import new_event
 from kezek.infra.kafka import ensure_topics
+from kezek.lags import consumer_lags
 from tests.fakes.consumer import POSITION_DATA, REFERRAL_DATA, Claims, no_database
 
 pytestmark = pytest.mark.integration
@@ -70,3 +75,36 @@ def test_the_other_topics_records_held_when_the_first_topics_are_read_are_all_ha
         assert handled.index(referral[0]) < handled.index(positions[-1]), "the first topic's record came first"
     finally:
         consumer.close()
+
+
+def test_deployments_sharing_a_broker_consume_in_consumer_groups_of_their_own(kafka_bootstrap):
+    """Two deployments' consumers of one name on one broker: each joins a
+    group of its own, alone in it, and handles its own deployment's events.
+    In one shared group each would rebalance the other, and a member that
+    assigned without the other's topics' metadata left them unread."""
+    tag = uuid.uuid4().hex[:6]
+    prefixes = (f"a{tag}", f"b{tag}")
+    handled: dict[str, list[str]] = {p: [] for p in prefixes}
+    for prefix in prefixes:
+        ensure_topics(kafka_bootstrap, [f"{prefix}.application"], partitions=3)
+    consumers = {p: IdempotentConsumer(name="notifications", topics=[f"{p}.application"], bootstrap=kafka_bootstrap,
+                                       sessions=no_database, outbox=Claims(),
+                                       handle=lambda s, event, p=p: handled[p].append(event.id))
+                 for p in prefixes}
+    try:
+        sent = {p: send(kafka_bootstrap, f"{p}.application", POSITION, 10) for p in prefixes}
+        deadline = time.monotonic() + 60
+        while any(len(handled[p]) < 10 for p in prefixes) and time.monotonic() < deadline:
+            for consumer in consumers.values():
+                consumer.poll_once(timeout_ms=200)
+        groups = {p: {g: v["members"] for g, v in consumer_lags(kafka_bootstrap, p).items()} for p in prefixes}
+    finally:
+        for consumer in consumers.values():
+            consumer.close()
+    assert {p: sorted(ids) for p, ids in handled.items()} == {p: sorted(ids) for p, ids in sent.items()}
+    assert groups == {p: {f"{p}.notifications": 1} for p in prefixes}
+
+
+def test_a_deployment_on_the_default_prefix_keeps_the_bare_group_names_and_so_its_committed_offsets():
+    assert group_for("kezek", "notifications") == "notifications"
+    assert group_for("kg", "notifications") == "kg.notifications"
