@@ -352,3 +352,31 @@ def test_the_sweep_waits_while_events_come_in_and_drains_a_backlog_when_the_topi
     assert not pace.due()
     now[0] += 10.5
     assert pace.due()
+
+
+def test_the_projector_claims_only_the_events_it_projects(gateway, monkeypatch):
+    """An event the public stream never carries (a registration's received
+    event, here an application's closing) is passed over by its type, not
+    claimed: a claim is a row of processed_events, and an import brings one
+    received event a child."""
+    import kezek.consumer
+    from services.gateway.public.projector import CONSUMER_NAME, make_consumer
+
+    class Broker:                   # not what this is about: the records are handed in below
+        def __init__(self, **_config):
+            pass
+
+        def subscribe(self, _topics):
+            pass
+
+    monkeypatch.setattr(kezek.consumer, "KafkaConsumer", Broker)
+    consumer = make_consumer(gateway.sessions, gateway.projector, "unused:9092", ["kezek.application"])
+    closed = new_event("application.closed.v1", "application:a1", {
+        "application_id": "a1", "outcome": "enrolled", "closed_at": "2027-03-01T10:00:00+06:00"}, source="queue")
+    learned = submitted("a1", "21502201900123")
+    assert consumer.process(closed.to_json().encode()) is False
+    assert consumer.process(learned.to_json().encode()) is True
+    with gateway.engine.connect() as conn:
+        claimed = set(conn.scalars(sa.text("SELECT event_id FROM processed_events WHERE consumer = :c"),
+                                   {"c": CONSUMER_NAME}))
+    assert claimed == {learned.id}

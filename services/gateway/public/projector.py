@@ -32,7 +32,7 @@ from services.gateway.public.models import (
     ParkedEvent, PublicChild, PublicKindergarten, PublicReferral, public_outbox,
 )
 from services.gateway.public.projection import (
-    Child, Outcome, Pseudonyms, ReferralFacts, clean_district, project,
+    Child, Outcome, Pseudonyms, ReferralFacts, clean_district, consumed_types, project,
 )
 
 log = get_logger(__name__)
@@ -280,9 +280,13 @@ class PublicRelay(OutboxRelay):
 
 def make_consumer(sessions: sessionmaker[Session], projector: Projector, bootstrap: str, topics: list[str],
                   **kafka_config) -> IdempotentConsumer:
+    # Only the types it projects: the others (a registration's received
+    # event, an erasure, a reminder) are passed over by their type, never
+    # claimed, where each was a row of processed_events (an import's
+    # received events, one a child).
     return IdempotentConsumer(name=CONSUMER_NAME, topics=topics, bootstrap=bootstrap, sessions=sessions,
                               outbox=gateway_outbox, handle_many=projector.handle_many, prepare=projector.prepare,
-                              **kafka_config)
+                              types=consumed_types(), **kafka_config)
 
 
 def measure_parked(session: Session) -> None:
