@@ -278,3 +278,31 @@ def test_a_day_request_left_by_a_loop_that_stopped_is_run_by_the_loop_started_af
         Allocator(svc).keep_calendar()                             # then the process stopped
         assert svc.allocation.request_daily() is False             # the day's request is there once
         assert Allocator(svc).run_once() == 1
+
+
+def test_the_allocator_loop_looks_at_requests_every_poll_and_keeps_the_calendar_less_often():
+    """The calendar's triggers are minutes and days apart: kept once in the
+    loop's `calendar_every`, while the requests are looked at every poll
+    (a change's allocation does not wait for the calendar)."""
+    import threading
+    from types import SimpleNamespace
+
+    calls = {"calendar": 0, "requests": 0}
+
+    def calendar():
+        calls["calendar"] += 1
+
+    def requests():
+        calls["requests"] += 1
+        if calls["requests"] == 20:
+            stop.set()
+
+    stop = threading.Event()
+    queue = SimpleNamespace(places=SimpleNamespace(publish_due=calendar),
+                            referrals=SimpleNamespace(lift_due_stoplists=calendar),
+                            ageing=SimpleNamespace(daily=calendar),
+                            allocation=SimpleNamespace(request_daily=calendar, process_requests=requests))
+    loop = threading.Thread(target=Allocator(queue, poll=0.001, calendar_every=3600), args=(stop,), daemon=True)
+    loop.start()
+    loop.join(30)
+    assert calls == {"calendar": 4, "requests": 20}, "the four triggers once, the requests every tick"
