@@ -175,3 +175,4 @@ def test_a_refused_commit_leaves_the_webhook_ingests_other_partitions_to_be_read
     engine.dispose()
     assert subjects == ["kg-a", "kg-b"], "each public event is queued for delivery once, none skipped"
     assert kafka.committed == {SECOND: 1}
+    assert dispatcher.queued.is_set(), "the delivery loop of its process looks at once (Dispatcher.run_delivery)"

@@ -22,6 +22,8 @@ class PublicRuntime:
                                    directory=queue_directory(self.settings.url_of("queue"),
                                                              ServiceKeys.from_settings(self.settings)),
                                    schema_base=self.settings.event_schema_base)
+        # The webhooks' ingest tells the delivery loop of this process that it queued deliveries.
+        self.deliveries_queued = threading.Event()
 
     @property
     def internal_topics(self) -> list[str]:
@@ -32,7 +34,7 @@ class PublicRuntime:
 
     def dispatcher(self):
         from services.gateway.public.webhooks import Dispatcher
-        return Dispatcher(self.sessions, self.settings)
+        return Dispatcher(self.sessions, self.settings, self.deliveries_queued)
 
     # The loops `kezek consume` runs, one thread each.
 
