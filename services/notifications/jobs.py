@@ -47,7 +47,7 @@ class Dispatcher:
     def run_once(self) -> int:
         """Sends what is due now; returns how many attempts were made."""
         leased_until = time.monotonic() + self.lease.total_seconds()
-        claimed = self.service.claim_due((self.channel,), limit=self.batch, lease=self.lease)
+        claimed = self.service.claim_due(self.channel, limit=self.batch, lease=self.lease)
         if self.concurrency > 1 and len(claimed) > 1:
             with ThreadPoolExecutor(self.concurrency, thread_name_prefix=self.__name__) as pool:
                 sent = [f.result() for f in [pool.submit(self.send, msg) for msg in claimed]]
@@ -85,7 +85,7 @@ class Dispatcher:
                     drained = False
                     if free >= refill or not in_flight:
                         leased_until = time.monotonic() + self.lease.total_seconds()
-                        claimed = self.service.claim_due((self.channel,), limit=free, lease=self.lease)
+                        claimed = self.service.claim_due(self.channel, limit=free, lease=self.lease)
                         in_flight.update((pool.submit(self.send, msg), leased_until) for msg in claimed)
                         drained = len(claimed) < free
                     if not in_flight:

@@ -316,10 +316,10 @@ def test_an_expired_code_is_never_sent(service, clock):
 
 def test_a_message_whose_sender_died_mid_send_is_claimed_again_after_the_lease(service, clock):
     consume(service, received(locale="ru"))
-    [claimed] = service.claim_due((Channel.EMAIL,))
-    assert service.claim_due((Channel.EMAIL,)) == []       # leased
+    [claimed] = service.claim_due(Channel.EMAIL)
+    assert service.claim_due(Channel.EMAIL) == []       # leased
     clock.advance(minutes=3)
-    [again] = service.claim_due((Channel.EMAIL,))
+    [again] = service.claim_due(Channel.EMAIL)
     assert again.id == claimed.id
 
 
@@ -423,7 +423,7 @@ def test_a_round_of_e_mails_sent_one_after_another_is_recorded_in_one_transactio
 
 def test_a_send_never_accepted_before_its_sender_died_is_sent_again_after_the_lease(service, clock):
     consume(service, received(locale="ru"))
-    service.claim_due((Channel.EMAIL,))                     # claimed, then the process died before the answer
+    service.claim_due(Channel.EMAIL)                     # claimed, then the process died before the answer
     clock.advance(minutes=3)
     email = Scripted(Channel.EMAIL)
     Dispatcher(service, email).run_once()
@@ -449,7 +449,7 @@ def test_receipt_marks_sms_delivered_and_repeats_change_nothing(service):
 def test_receipt_that_overtakes_our_record_of_the_send_stays_delivered(service):
     consume(service, received(locale="ru"))
     consume(service, issued())
-    [out] = service.claim_due((Channel.SMS,))
+    [out] = service.claim_due(Channel.SMS)
     assert service.record_receipt(message_id=out.id, delivered=True)
     service.record_attempt(out.id, Attempt(Outcome.SENT, provider_ref="gw-1"))
     [m] = messages(service, channel="sms")
@@ -811,6 +811,25 @@ def eight_referral_sms_due(service) -> None:
         consume(service, issued(app=f"a{i}", ref=f"r{i}"))
 
 
+def test_a_claim_takes_the_run_out_leases_then_the_urgent_then_the_others_each_in_the_order_they_came_due(
+        service, clock):
+    eight_referral_sms_due(service)
+    ids = sorted(m.id for m in messages(service, channel="sms"))
+    now = clock.now
+    rows = {ids[0]: dict(status="sending", lease_until=now - timedelta(minutes=1), urgent=False),
+            ids[1]: dict(status="queued", urgent=True, next_attempt_at=now - timedelta(minutes=1)),
+            ids[2]: dict(status="queued", urgent=False, next_attempt_at=now - timedelta(minutes=10)),
+            ids[3]: dict(status="queued", urgent=False, next_attempt_at=now - timedelta(minutes=5)),
+            ids[4]: dict(status="queued", urgent=True, next_attempt_at=now + timedelta(hours=1)),    # not due
+            **{mid: dict(status="sent") for mid in ids[5:]}}
+    with service.sessions() as s, s.begin():
+        for mid, values in rows.items():
+            s.execute(sa.update(Message).where(Message.id == mid).values(**values))
+    assert [m.id for m in service.claim_due(Channel.SMS, limit=3)] == [ids[0], ids[1], ids[2]]
+    assert [m.id for m in service.claim_due(Channel.SMS, limit=10)] == [ids[3]]
+    assert service.claim_due(Channel.EMAIL, limit=10) != [] and service.claim_due(Channel.SMS) == []
+
+
 def test_sms_over_http_are_sent_several_at_once_each_once_and_recorded(service):
     """A transport that allows it has several sends in flight at once (the
     barrier lets none through until four are waiting: one after another it
@@ -911,7 +930,7 @@ def test_a_round_of_concurrent_sends_is_recorded_in_one_transaction_with_one_ins
     inserts = ran.inserts()
     assert inserts.count("OUTBOX") == 1 and inserts.count("AUDIT_TRAIL") == 1, inserts
     reads = ran.selects("FROM MESSAGES")
-    assert len(reads) == 2, reads                             # the claim's and the record's
+    assert len(reads) == 3 + 1, reads                         # the claim's (leases run out, urgent, others), the record's
     sms_sent = messages(service, channel="sms")
     assert sorted(m.status for m in sms_sent) == ["failed"] + ["queued"] + ["sent"] * (n - 2)
     assert len({m.id for m in sms.sent}) == n

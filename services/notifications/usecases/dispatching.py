@@ -36,34 +36,46 @@ class Dispatching:
     urgent_retry: d.RetryPolicy
     clock: Any
 
-    def claim_due(self, channels: tuple[d.Channel, ...] | None = None, limit: int = 20,
+    def claim_due(self, channel: d.Channel, limit: int = 20,
                   lease: timedelta = timedelta(minutes=2)) -> list[Outgoing]:
-        """Takes due messages for sending. A lease, not a lock held over the
-        send: if this process dies mid-send, the message is claimed again once
-        the lease ends (the SMS gateway drops the repeat by its idempotency
-        key; a message the provider had accepted is recorded, not sent)."""
+        """Takes due messages of one channel for sending. A lease, not a lock
+        held over the send: if this process dies mid-send, the message is
+        claimed again once the lease ends (the SMS gateway drops the repeat
+        by its idempotency key; a message the provider had accepted is
+        recorded, not sent).
+
+        First the messages whose lease ran out, then the urgent ones due,
+        then the others due, each in the order they came due: three
+        statements that read no more than they take, along the index of
+        queued messages (`ix_messages_queued`). One statement over every due
+        message of every kind, sorted, read the whole table: 0.9 s a claim
+        with a distribution day's 6,000 SMS waiting, which set the pace of
+        the day's SMS (eight or so a claim)."""
         now = self.clock()
-        due = sa.or_(
-            sa.and_(Message.status == d.Status.QUEUED.value, Message.next_attempt_at <= now),
-            sa.and_(Message.status == d.Status.SENDING.value, Message.lease_until < now),
+        mine = Message.channel == channel.value
+        queued = Message.status == d.Status.QUEUED.value
+        wanted = (
+            sa.select(Message).where(mine, Message.status == d.Status.SENDING.value, Message.lease_until < now)
+            .order_by(Message.lease_until),
+            *(sa.select(Message).where(mine, queued, Message.urgent == urgent, Message.next_attempt_at <= now)
+              .order_by(Message.next_attempt_at) for urgent in (True, False)),
         )
-        query = sa.select(Message).where(due)
-        if channels:
-            query = query.where(Message.channel.in_([c.value for c in channels]))
-        query = (query.order_by(Message.urgent.desc(), Message.next_attempt_at)
-                 .limit(limit).with_for_update(skip_locked=True))
         with unit_of_work(self.sessions) as s:
-            out = []
-            for m in s.scalars(query):
-                if m.status == d.Status.SENDING.value and m.accepted_at is not None:
-                    # Its dispatcher died after the provider accepted it and
-                    # before the record was whole: record it, never send again.
-                    log.info("notifications.accepted_recorded", message_id=m.id)
-                    self._settle(s, m, Attempt(d.Outcome.SENT, provider_ref=m.provider_ref), now)
-                    continue
-                m.status, m.lease_until = d.Status.SENDING.value, now + lease
-                out.append(Outgoing(m.id, d.Channel(m.channel), m.address, m.locale, m.subject, m.body,
-                                    m.urgent, aware(m.expires_at), m.attempts))
+            out, taken = [], 0
+            for query in wanted:
+                if taken >= limit:
+                    break
+                for m in s.scalars(query.limit(limit - taken).with_for_update(skip_locked=True)):
+                    taken += 1
+                    if m.status == d.Status.SENDING.value and m.accepted_at is not None:
+                        # Its dispatcher died after the provider accepted it and
+                        # before the record was whole: record it, never send again.
+                        log.info("notifications.accepted_recorded", message_id=m.id)
+                        self._settle(s, m, Attempt(d.Outcome.SENT, provider_ref=m.provider_ref), now)
+                        continue
+                    m.status, m.lease_until = d.Status.SENDING.value, now + lease
+                    out.append(Outgoing(m.id, d.Channel(m.channel), m.address, m.locale, m.subject, m.body,
+                                        m.urgent, aware(m.expires_at), m.attempts))
             return out
 
     def note_accepted(self, mid: str, provider_ref: str | None) -> None:
