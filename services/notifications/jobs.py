@@ -6,7 +6,7 @@ import threading
 import time
 from collections.abc import Callable, Iterable
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
-from datetime import timedelta
+from datetime import datetime, timedelta
 
 import sqlalchemy as sa
 
@@ -19,6 +19,7 @@ from services.notifications.service import Attempt, NotificationService
 from services.notifications.usecases.common import aware
 
 log = get_logger(__name__)
+LEASES_EVERY = timedelta(seconds=30)
 
 
 class Dispatcher:
@@ -37,8 +38,19 @@ class Dispatcher:
         # crash, what was in flight waits this long before it is sent again.
         self.lease = lease
         self.idle_sleep = idle_sleep
+        # Run-out leases come of crashes: looked for every half minute by the
+        # service's clock (and at the first claim), not at each claim, which
+        # an idle loop makes four times a second.
+        self._leases_looked: datetime | None = None
         self.sleep = sleep
         self.__name__ = f"notifications-dispatch-{transport.channel.value}"
+
+    def leases_due(self) -> bool:
+        now = self.service.clock()
+        if self._leases_looked is not None and now - self._leases_looked < LEASES_EVERY:
+            return False
+        self._leases_looked = now
+        return True
 
     @property
     def channel(self) -> Channel:
@@ -47,7 +59,7 @@ class Dispatcher:
     def run_once(self) -> int:
         """Sends what is due now; returns how many attempts were made."""
         leased_until = time.monotonic() + self.lease.total_seconds()
-        claimed = self.service.claim_due(self.channel, limit=self.batch, lease=self.lease)
+        claimed = self.service.claim_due(self.channel, limit=self.batch, lease=self.lease, leases=self.leases_due())
         if self.concurrency > 1 and len(claimed) > 1:
             with ThreadPoolExecutor(self.concurrency, thread_name_prefix=self.__name__) as pool:
                 sent = [f.result() for f in [pool.submit(self.send, msg) for msg in claimed]]
@@ -85,7 +97,8 @@ class Dispatcher:
                     drained = False
                     if free >= refill or not in_flight:
                         leased_until = time.monotonic() + self.lease.total_seconds()
-                        claimed = self.service.claim_due(self.channel, limit=free, lease=self.lease)
+                        claimed = self.service.claim_due(self.channel, limit=free, lease=self.lease,
+                                                         leases=self.leases_due())
                         in_flight.update((pool.submit(self.send, msg), leased_until) for msg in claimed)
                         drained = len(claimed) < free
                     if not in_flight:

@@ -39,7 +39,7 @@ class Message(Base):
         # What a dispatcher claims: a channel's queued messages, urgent first,
         # in the order they come due (Dispatching.claim_due); the sent ones
         # are not in it, so it stays the size of what waits.
-        sa.Index("ix_messages_queued", "channel", "urgent", "next_attempt_at",
+        sa.Index("ix_messages_queued", "channel", sa.text("urgent DESC"), "next_attempt_at",
                  postgresql_where=sa.text("status = 'queued'"), sqlite_where=sa.text("status = 'queued'")),
         sa.Index("ix_messages_parent", "parent_id", "created_at"),
         sa.Index("ix_messages_address", "channel", "address_hash", "created_at"),

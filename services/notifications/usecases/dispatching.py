@@ -36,33 +36,18 @@ class Dispatching:
     urgent_retry: d.RetryPolicy
     clock: Any
 
-    def claim_due(self, channel: d.Channel, limit: int = 20,
-                  lease: timedelta = timedelta(minutes=2)) -> list[Outgoing]:
+    def claim_due(self, channel: d.Channel, limit: int = 20, lease: timedelta = timedelta(minutes=2), *,
+                  leases: bool = True) -> list[Outgoing]:
         """Takes due messages of one channel for sending. A lease, not a lock
         held over the send: if this process dies mid-send, the message is
         claimed again once the lease ends (the SMS gateway drops the repeat
         by its idempotency key; a message the provider had accepted is
-        recorded, not sent).
-
-        First the messages whose lease ran out, then the urgent ones due,
-        then the others due, each in the order they came due: three
-        statements that read no more than they take, along the index of
-        queued messages (`ix_messages_queued`). One statement over every due
-        message of every kind, sorted, read the whole table: 0.9 s a claim
-        with a distribution day's 6,000 SMS waiting, which set the pace of
-        the day's SMS (eight or so a claim)."""
+        recorded, not sent). `leases`: look for run-out leases too (a
+        dispatcher does every half minute; they come of crashes)."""
         now = self.clock()
-        mine = Message.channel == channel.value
-        queued = Message.status == d.Status.QUEUED.value
-        wanted = (
-            sa.select(Message).where(mine, Message.status == d.Status.SENDING.value, Message.lease_until < now)
-            .order_by(Message.lease_until),
-            *(sa.select(Message).where(mine, queued, Message.urgent == urgent, Message.next_attempt_at <= now)
-              .order_by(Message.next_attempt_at) for urgent in (True, False)),
-        )
         with unit_of_work(self.sessions) as s:
             out, taken = [], 0
-            for query in wanted:
+            for query in claims(channel, now, leases=leases):
                 if taken >= limit:
                     break
                 for m in s.scalars(query.limit(limit - taken).with_for_update(skip_locked=True)):
@@ -207,6 +192,24 @@ class Dispatching:
             s.flush()
             s.expunge(m)
             return m
+
+
+def claims(channel: d.Channel, now: datetime, *, leases: bool = True) -> list[sa.Select]:
+    """What a claim takes, in order: the channel's messages whose lease ran
+    out (with `leases`), then its queued messages due, urgent first, each in
+    the order they came due. Each reads no more than it takes: the queued
+    ones along their partial index (`ix_messages_queued`: channel, urgent
+    descending, due time), in its order, with no sort. One statement over
+    every due message of every channel, sorted, read the whole table: 0.9 s
+    a claim with a distribution day's 6,000 SMS waiting, which set the pace
+    of the day's SMS."""
+    mine = Message.channel == channel.value
+    due = sa.select(Message).where(mine, Message.status == d.Status.QUEUED.value, Message.next_attempt_at <= now) \
+        .order_by(Message.urgent.desc(), Message.next_attempt_at)
+    if not leases:
+        return [due]
+    return [sa.select(Message).where(mine, Message.status == d.Status.SENDING.value, Message.lease_until < now)
+            .order_by(Message.lease_until), due]
 
 
 def take_signature(session: Session, signed: Signed, window: int) -> None:

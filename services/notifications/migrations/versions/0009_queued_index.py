@@ -1,5 +1,6 @@
 """The index a dispatcher claims along: a channel's queued messages, urgent
-first, in the order they come due (`Dispatching.claim_due`). Without it
+first, in the order they come due (`dispatching.claims`), so that a claim
+reads them in its order, without a sort. Without it
 each claim read and sorted every due message of every channel: 0.9 s with
 a distribution day's 6,000 SMS waiting, which set the pace of the day.
 
@@ -18,7 +19,7 @@ QUEUED = sa.text("status = 'queued'")
 
 
 def upgrade() -> None:
-    op.create_index("ix_messages_queued", "messages", ["channel", "urgent", "next_attempt_at"],
+    op.create_index("ix_messages_queued", "messages", ["channel", sa.text("urgent DESC"), "next_attempt_at"],
                     postgresql_where=QUEUED, sqlite_where=QUEUED)
 
 
