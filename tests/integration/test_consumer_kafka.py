@@ -70,9 +70,14 @@ def test_the_other_topics_records_held_when_the_first_topics_are_read_are_all_ha
         referral = send(kafka_bootstrap, urgent, REFERRAL, 1)
         polled_until(consumer, lambda: len(handled) == BUSY + 1)
 
+        # Every record handed out, none left parked. Which came first depends
+        # on when the referral's fetch arrives: `first` puts the first
+        # topics' records before the others' among those the consumer holds
+        # (tests/unit/test_consumer_first_topics.py), and under load a
+        # consumer can hand out all the positions it holds before the
+        # referral's fetch comes back (make test beside a full-size day did).
         assert sorted(handled) == sorted(positions + referral), \
             f"{BUSY + 1 - len(handled)} records were never handed out"
-        assert handled.index(referral[0]) < handled.index(positions[-1]), "the first topic's record came first"
     finally:
         consumer.close()
 
