@@ -37,8 +37,8 @@ class Message(Base):
         sa.UniqueConstraint("source_event_id", "channel", name="uq_messages_event_channel"),
         sa.Index("ix_messages_due", "status", "next_attempt_at"),
         # What a dispatcher claims: a channel's queued messages, urgent first,
-        # in the order they come due (Dispatching.claim_due); the sent ones
-        # are not in it, so it stays the size of what waits.
+        # in the order they come due (usecases/dispatching.py, `claims`); the
+        # sent ones are not in it, so it stays the size of what waits.
         sa.Index("ix_messages_queued", "channel", sa.text("urgent DESC"), "next_attempt_at",
                  postgresql_where=sa.text("status = 'queued'"), sqlite_where=sa.text("status = 'queued'")),
         sa.Index("ix_messages_parent", "parent_id", "created_at"),
