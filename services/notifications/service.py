@@ -26,6 +26,7 @@ from datetime import datetime, tzinfo
 from sqlalchemy.orm import Session, sessionmaker
 
 from services.notifications import domain as d
+from services.notifications import refusals  # noqa: F401  (registers the English text of the service's codes)
 from services.notifications.rendering import Renderer
 from services.notifications.usecases.common import (  # noqa: F401  (the names other modules import from here)
     SMS_PROVIDER, SYSTEM, Attempt, Outgoing, aware, message_id, utcnow,
