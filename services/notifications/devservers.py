@@ -4,13 +4,21 @@ fail on demand. The SMS gateway behaves like a real one in the two ways that
 matter here: it drops a repeated Idempotency-Key, and it posts a delivery
 receipt to the `callback_url` of each accepted SMS, signed the way a
 provider signs them (signature.py) with `receipt_secret`: by default the
-secret a development service derives from the default secret key.
+secret a development service derives from the default secret key. Like a
+provider's, its receipts go out from a few senders in turn, and one the
+service does not take (an error, a 429 or 5xx) is sent again later: after
+the answer's Retry-After, or a pause that doubles from half a second to
+30 s, for ten minutes. (It once started a thread a receipt, each retrying
+every half second: on a distribution day thousands at once, and the
+notifications API, busy with them, stopped answering its health check.)
 
 Given a `Mailbox` (mailbox.py), both record what they accept there, and the
 SMS gateway's HTTP server also answers GET / with the mailbox's page (what
 `kezek mailbox` runs for `kezek run`)."""
 from __future__ import annotations
 
+import heapq
+import itertools
 import json
 import socket
 import threading
@@ -61,10 +69,9 @@ class DevSmsGateway:
     _down_status: int | None = None
     _server: ThreadingHTTPServer | None = None
     _lock: threading.Lock = field(default_factory=threading.Lock)
-    # One client for every receipt: httpx.post made a client a receipt, and
-    # each loaded the CA bundle (ssl.create_default_context, milliseconds of
-    # CPU under the GIL the answers to the sends wait on).
-    _receipts_client: httpx.Client | None = None
+    receipt_senders: int = 8         # receipts posted at once
+    receipt_patience: float = 600    # seconds a receipt is tried for
+    _receipts: "ReceiptSender | None" = None
     # The connections open to it: closed by `stop`, so that a client with a
     # kept connection finds the gateway gone, as it would a provider's.
     _connections: set = field(default_factory=set)
@@ -149,8 +156,7 @@ class DevSmsGateway:
                 # Accepted is accepted: the receipt goes out even if the client
                 # hangs up before reading our answer (killed mid-send).
                 if first and gateway.receipts and body.get("callback_url"):
-                    threading.Thread(target=gateway._receipt, args=(body["callback_url"], provider_id, req),
-                                     daemon=True).start()
+                    gateway._receipt(body["callback_url"], provider_id, req)
                 self._answer(200, {"id": provider_id, "status": "accepted", "duplicate": not first})
 
             def _answer(self, status: int, payload: dict):
@@ -168,27 +174,21 @@ class DevSmsGateway:
 
     def _receipt(self, url: str, provider_id: str, req: SmsRequest) -> None:
         body = json.dumps({"id": provider_id, "reference": req.reference, "status": "delivered"}).encode()
-        for _ in range(240):  # the service may be restarting: try for two minutes, like a real gateway
-            try:
-                # Signed afresh for each try, as a provider does: a retry is
-                # not a replay, and its timestamp stays current.
-                signed = signature.sign(self.receipt_secret, body, int(time.time()))
-                r = self._receipts.post(url, content=body, timeout=5, headers={
-                    "Content-Type": "application/json", self.signature_header: signed})
-                if r.status_code < 500:
-                    return
-            except httpx.HTTPError:
-                pass
-            time.sleep(0.5)
+        with self._lock:
+            if self._receipts is None:
+                self._receipts = ReceiptSender(self.receipt_secret, self.signature_header, self.receipt_senders,
+                                               self.receipt_patience)
+        self._receipts.post(url, body)
 
     @property
-    def _receipts(self) -> httpx.Client:
-        with self._lock:
-            if self._receipts_client is None:
-                self._receipts_client = httpx.Client()
-            return self._receipts_client
+    def receipts_waiting(self) -> int:
+        """Receipts not yet taken by the service (sending or to send again)."""
+        return self._receipts.waiting if self._receipts else 0
 
     def stop(self) -> None:
+        if self._receipts:
+            self._receipts.stop()
+            self._receipts = None
         if self._server:
             self._server.shutdown()
             self._server.server_close()
@@ -200,6 +200,94 @@ class DevSmsGateway:
                     conn.shutdown(socket.SHUT_RDWR)
                 except OSError:
                     pass
+
+
+class ReceiptSender:
+    """Signed receipts posted by `senders` threads, each due one first; one
+    the service does not take is due again after its Retry-After or a pause
+    that doubles (FIRST_PAUSE to LONGEST_PAUSE), until `patience` runs out."""
+
+    FIRST_PAUSE = 0.5
+    LONGEST_PAUSE = 30.0
+
+    def __init__(self, secret: bytes, header: str, senders: int, patience: float, clock=time.monotonic):
+        self.secret, self.header, self.patience, self.clock = secret, header, patience, clock
+        self._due: list[tuple[float, int, str, bytes, float, float]] = []   # due, seq, url, body, since, pause
+        self._seq = itertools.count()
+        self._cond = threading.Condition()
+        self._busy = 0
+        self._stopped = False
+        # One client for every receipt: httpx.post made a client a receipt, and
+        # each loaded the CA bundle (ssl.create_default_context, milliseconds of
+        # CPU under the GIL the answers to the sends wait on).
+        self.client = httpx.Client(timeout=5)
+        self.given_up = 0
+        for n in range(senders):
+            threading.Thread(target=self._send, daemon=True, name=f"dev-sms-receipts-{n}").start()
+
+    @property
+    def waiting(self) -> int:
+        with self._cond:
+            return len(self._due) + self._busy
+
+    def post(self, url: str, body: bytes) -> None:
+        now = self.clock()
+        self._push(now, url, body, now, 0.0)
+
+    def stop(self) -> None:
+        with self._cond:
+            self._stopped = True
+            self._cond.notify_all()
+        self.client.close()
+
+    def _push(self, due: float, url: str, body: bytes, since: float, pause: float) -> None:
+        with self._cond:
+            heapq.heappush(self._due, (due, next(self._seq), url, body, since, pause))
+            self._cond.notify()
+
+    def _next(self):
+        with self._cond:
+            while not self._stopped:
+                wait = self._due[0][0] - self.clock() if self._due else None
+                if wait is not None and wait <= 0:
+                    self._busy += 1
+                    return heapq.heappop(self._due)
+                self._cond.wait(wait)
+            return None
+
+    def _send(self) -> None:
+        while (item := self._next()) is not None:
+            _, _, url, body, since, pause = item
+            try:
+                again = self._try(url, body)
+            finally:
+                with self._cond:
+                    self._busy -= 1
+            if again is None:
+                continue
+            pause = min(max(pause * 2, self.FIRST_PAUSE), self.LONGEST_PAUSE)
+            now = self.clock()
+            if now - since > self.patience:
+                self.given_up += 1
+            else:
+                self._push(now + (again or pause), url, body, since, pause)
+
+    def _try(self, url: str, body: bytes) -> float | None:
+        """None once the service took it (or refused it for good); otherwise
+        the seconds its Retry-After asks for (0: none given)."""
+        try:
+            # Signed afresh for each try, as a provider does: a retry is
+            # not a replay, and its timestamp stays current.
+            signed = signature.sign(self.secret, body, int(time.time()))
+            r = self.client.post(url, content=body, headers={"Content-Type": "application/json", self.header: signed})
+        except httpx.HTTPError:
+            return 0.0
+        if r.status_code < 500 and r.status_code != 429:
+            return None
+        try:
+            return min(max(float(r.headers.get("Retry-After", 0)), 0.0), self.LONGEST_PAUSE)
+        except ValueError:
+            return 0.0
 
 
 @dataclass

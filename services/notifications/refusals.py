@@ -13,6 +13,7 @@ MESSAGES = refusals.catalogue("notifications", {
     "receipt_signature_invalid": "the receipt's signature does not match its body",
     "receipt_stale": "the receipt was signed more than {tolerance} seconds from now",
     "receipt_replayed": "this signed receipt was taken already",
+    "receipts_busy": "{limit} receipts are being recorded; send this one again after Retry-After",
     "retry_not_failed": "only a failed message can be sent again; this one is {status}",
     "retry_expired": "the message expired at {expires_at}; sending it now would mislead",
     "retry_secret_gone": "a code or a one-time link is removed once its message fails; it cannot be sent again",

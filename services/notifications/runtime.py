@@ -42,6 +42,11 @@ class NotificationSettings(KezekSettings):
     sms_receipt_previous_secret: SecretStr = SecretStr("")
     sms_receipt_signature_header: str = Field(DEFAULT_HEADER, pattern=r"^[A-Za-z0-9-]{1,64}$")
     sms_receipt_tolerance_seconds: int = Field(DEFAULT_TOLERANCE, ge=30, le=3600)
+    # Receipts recorded at once by one API process; beyond, a receipt is
+    # answered 503 with Retry-After and the provider sends it again. On a
+    # distribution day the receipts came faster than their transactions
+    # ended, filled every thread, and /health went unanswered for a minute.
+    sms_receipts_in_hand: int = Field(8, ge=1, le=64)
     idle_sleep: float = 0.25
     batch: int = 10
     # Sends in flight at once on a channel whose transport allows it (SMS

@@ -6,7 +6,9 @@ down a 503."""
 from __future__ import annotations
 
 import json
+import threading
 import time
+from concurrent.futures import ThreadPoolExecutor
 from datetime import timedelta
 
 import pytest
@@ -19,6 +21,7 @@ from kezek.trust import ServiceKeys, parent_principal, staff_principal
 from services.notifications import signature
 from services.notifications.api import create_app
 from services.notifications.domain import Channel, Outcome
+from services.notifications.runtime import NotificationSettings
 from services.notifications.service import NotificationService
 from test_notifications_service import (  # noqa: F401  (fixtures)
     TZ, Scripted, clock, consume, dispatch, ev, issued, migrated_db, received, service,
@@ -239,6 +242,36 @@ def test_receipts_must_name_a_known_message(client):
     r = client.post(f"{API}/sms/receipts", **signed({"reference": "nope", "status": "delivered"}))
     assert r.status_code == 404 and r.json()["errors"][0]["field"] == "reference"
     assert r.json()["code"] == "receipt_message_unknown"
+    assert r.json()["detail"] == "reference: no message with this id or reference"
+
+
+def test_receipts_beyond_those_in_hand_are_answered_503_with_retry_after_while_health_answers(
+        service, tmp_path, monkeypatch):
+    entered, release = threading.Semaphore(0), threading.Event()
+    record = service.record_receipt
+
+    def slow(**kw):
+        entered.release()
+        release.wait(10)
+        return record(**kw)
+
+    monkeypatch.setattr(service, "record_receipt", slow)
+    extra = NotificationSettings(_env_file=None, sms_receipts_in_hand=2)
+    app = create_app(Settings(_env_file=None, state_dir=tmp_path), service=service, extra=extra)
+    with TestClient(app) as c, ThreadPoolExecutor(2) as pool:
+        def receipt(ref):
+            return c.post(f"{API}/sms/receipts", **signed({"reference": ref, "status": "delivered"}))
+
+        held = [pool.submit(receipt, ref) for ref in ("m1", "m2")]
+        assert entered.acquire(timeout=10) and entered.acquire(timeout=10)
+        busy = receipt("m3")
+        assert busy.status_code == 503 and busy.headers["retry-after"] == "1"
+        assert busy.json()["code"] == "receipts_busy" and "2 receipts" in busy.json()["detail"]
+        assert c.get("/health").status_code == 200
+        release.set()
+        assert [f.result(timeout=10).status_code for f in held] == [404, 404]
+        # Given back even when the receipt was refused: the next one is recorded.
+        assert receipt("m3").status_code == 404 and app.state.receipts_in_hand.count == 0
 
 
 # ------------------------------------------------------------ retries by an operator

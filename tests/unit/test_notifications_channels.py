@@ -8,6 +8,7 @@ import json
 import queue
 import socket
 import threading
+import time
 from datetime import UTC, datetime, timedelta
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
@@ -103,6 +104,99 @@ def test_sms_goes_to_the_gateway_with_the_message_id_as_idempotency_key(gateway)
 def test_gateway_errors_are_classed_as_worth_retrying_or_not(gateway, status, outcome):
     gateway.fail_next(1, status)
     assert HttpSms(gateway.url).send(outgoing(Channel.SMS, "+996700123456", None, "x")).outcome is outcome
+
+
+class ReceiptsTaker:
+    """Takes receipts as the notifications API does, refusing the first
+    `refuse` with 503 (and `retry_after`, if any) and noting each try."""
+
+    def __init__(self, refuse: int = 0, retry_after: str | None = None, pause: float = 0.0):
+        self.tries: list[tuple[float, str, int]] = []   # when, reference, status answered
+        self.in_hand = self.most_in_hand = 0
+        lock = threading.Lock()
+        taker = self
+
+        class Handler(BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"
+
+            def log_message(self, *args):
+                pass
+
+            def do_POST(self):
+                reference = json.loads(self.rfile.read(int(self.headers["Content-Length"])))["reference"]
+                with lock:
+                    taker.in_hand += 1
+                    taker.most_in_hand = max(taker.most_in_hand, taker.in_hand)
+                    status = 503 if len(taker.tries) < refuse else 204
+                    taker.tries.append((time.monotonic(), reference, status))
+                time.sleep(pause)
+                with lock:
+                    taker.in_hand -= 1
+                self.send_response(status)
+                if status == 503 and retry_after:
+                    self.send_header("Retry-After", retry_after)
+                self.send_header("Content-Length", "0")
+                self.end_headers()
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.server.daemon_threads = True
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+        self.url = f"http://127.0.0.1:{self.server.server_port}/receipts"
+
+    def taken(self) -> list[str]:
+        return sorted(ref for _, ref, status in self.tries if status == 204)
+
+    def close(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+
+
+def send_sms(gw: DevSmsGateway, refs, callback_url: str) -> None:
+    with httpx.Client() as client:
+        for ref in refs:
+            client.post(gw.url, json={"to": "+996700123456", "text": "x", "reference": ref,
+                                      "callback_url": callback_url}, headers={"Idempotency-Key": ref}).raise_for_status()
+
+
+def eventually(check, timeout: float = 20) -> None:
+    deadline = time.monotonic() + timeout
+    while not check():
+        assert time.monotonic() < deadline, "not within the time allowed"
+        time.sleep(0.05)
+
+
+def test_the_gateway_posts_receipts_from_a_few_senders_and_sends_a_refused_one_again_after_its_retry_after():
+    taker = ReceiptsTaker(refuse=5, retry_after="1", pause=0.02)
+    gw = DevSmsGateway(receipt_senders=3).start()
+    try:
+        refs = [f"m-{n:02}" for n in range(40)]
+        send_sms(gw, refs, taker.url)
+        eventually(lambda: taker.taken() == refs)
+        senders = [t for t in threading.enumerate() if t.name.startswith("dev-sms-receipts")]
+        assert taker.most_in_hand <= 3 and len(senders) == 3
+        assert gw.receipts_waiting == 0
+        for when, ref, status in taker.tries:
+            if status == 503:
+                again = next(w for w, r, s in taker.tries if r == ref and s == 204)
+                assert again - when >= 0.95, ref     # not before the Retry-After
+    finally:
+        gw.stop()
+        taker.close()
+
+
+def test_a_receipt_the_service_keeps_refusing_is_tried_after_doubling_pauses_until_patience_runs_out():
+    taker = ReceiptsTaker(refuse=1000)
+    gw = DevSmsGateway(receipt_senders=2, receipt_patience=3.0).start()
+    try:
+        send_sms(gw, ["m-1"], taker.url)
+        eventually(lambda: gw._receipts.given_up == 1)
+        tries = [when for when, _, _ in taker.tries]
+        pauses = [b - a for a, b in zip(tries, tries[1:])]
+        assert len(tries) >= 2 and all(p >= 0.45 * 2 ** n for n, p in enumerate(pauses)), pauses
+        assert gw.receipts_waiting == 0 and taker.taken() == []
+    finally:
+        gw.stop()
+        taker.close()
 
 
 def test_an_accepted_sms_gets_its_receipt_even_when_the_sender_hangs_up_before_the_answer(monkeypatch):

@@ -16,7 +16,7 @@ from kezek.settings import Settings
 from kezek.trust import ServiceKeys, service_token_authenticator
 from kezek.web import create_service_app, database_check
 from services.notifications.api import inbox, operator, receipts
-from services.notifications.api.receipts import ReceiptKeys
+from services.notifications.api.receipts import InHand, ReceiptKeys
 from services.notifications.service import NotificationService
 
 ROUTERS = (inbox.router, operator.router, receipts.router)
@@ -35,6 +35,7 @@ def create_app(settings: Settings, service: NotificationService | None = None, e
     app.state.notifications = service
     app.state.receipt_keys = ReceiptKeys(tuple(receipt_secrets(settings, extra)),
                                          extra.sms_receipt_signature_header, extra.sms_receipt_tolerance_seconds)
+    app.state.receipts_in_hand = InHand(extra.sms_receipts_in_hand)
     for router in ROUTERS:
         app.include_router(router)
     return app
