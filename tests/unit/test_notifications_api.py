@@ -12,19 +12,22 @@ from concurrent.futures import ThreadPoolExecutor
 from datetime import timedelta
 
 import pytest
+import uvicorn
 from fastapi.testclient import TestClient
 
 from kezek.db import make_engine, make_session_factory
-from kezek.infra.procs import free_port
+from kezek.infra.procs import free_port, wait_until
 from kezek.settings import Settings
 from kezek.trust import ServiceKeys, parent_principal, staff_principal
 from services.notifications import signature
 from services.notifications.api import create_app
+from services.notifications.channels import HttpSms
+from services.notifications.devservers import DevSmsGateway
 from services.notifications.domain import Channel, Outcome
 from services.notifications.runtime import NotificationSettings
 from services.notifications.service import NotificationService
 from test_notifications_service import (  # noqa: F401  (fixtures)
-    TZ, Scripted, clock, consume, dispatch, ev, issued, migrated_db, received, service,
+    TZ, Scripted, clock, consume, dispatch, ev, issued, messages, migrated_db, received, service,
 )
 
 API = "/api/v1/notifications"
@@ -272,6 +275,49 @@ def test_receipts_beyond_those_in_hand_are_answered_503_with_retry_after_while_h
         assert [f.result(timeout=10).status_code for f in held] == [404, 404]
         # Given back even when the receipt was refused: the next one is recorded.
         assert receipt("m3").status_code == 404 and app.state.receipts_in_hand.count == 0
+
+
+def test_every_receipt_lands_when_the_provider_posts_more_at_once_than_the_api_takes_in_hand(
+        service, tmp_path, monkeypatch):
+    """The development gateway (four senders) against the API over HTTP,
+    with one receipt in hand at a time: the refused ones come again after
+    their Retry-After until each is taken."""
+    for n in range(12):
+        consume(service, received(app=f"a{n}", parent=f"p{n}", phone=f"+9967001234{n:02}"))
+        consume(service, issued(app=f"a{n}", ref=f"r{n}"))
+    record, busy = service.record_receipt, []
+
+    def slow(**kw):
+        time.sleep(0.05)
+        return record(**kw)
+
+    monkeypatch.setattr(service, "record_receipt", slow)
+    extra = NotificationSettings(_env_file=None, sms_receipts_in_hand=1)
+    app = create_app(Settings(_env_file=None, state_dir=tmp_path), service=service, extra=extra)
+    take = app.state.receipts_in_hand.take
+
+    def counted():
+        try:
+            take()
+        except Exception:
+            busy.append(1)
+            raise
+    monkeypatch.setattr(app.state.receipts_in_hand, "take", counted)
+    port = free_port()
+    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
+    threading.Thread(target=server.run, daemon=True).start()
+    gateway = DevSmsGateway(receipt_senders=4).start()
+    try:
+        wait_until(lambda: server.started, 30, "the notifications API")
+        sms = HttpSms(gateway.url, callback_url=f"http://127.0.0.1:{port}{API}/sms/receipts")
+        dispatch(service, sms, sms)         # a batch of ten, then the rest
+        assert len(gateway.accepted) == 12
+        wait_until(lambda: {m.status for m in messages(service, channel="sms")} == {"delivered"}, 60,
+                   "every SMS delivered")
+        assert busy and gateway.receipts_waiting == 0 and gateway._receipts.given_up == 0
+    finally:
+        gateway.stop()
+        server.should_exit = True
 
 
 # ------------------------------------------------------------ retries by an operator
