@@ -9,8 +9,9 @@ provider's, its receipts go out from a few senders in turn, and one the
 service does not take (an error, a 429 or 5xx) is sent again later: after
 the answer's Retry-After, or a pause that doubles from half a second to
 30 s, for ten minutes. (It once started a thread a receipt, each retrying
-every half second: on a distribution day thousands at once, and the
-notifications API, busy with them, stopped answering its health check.)
+every half second through one client: at 10,000 SMS its process held 8,665
+threads, spent a core waiting for connections, and had 1,901 receipts
+taken in ten minutes; bench/receipts.py.)
 
 Given a `Mailbox` (mailbox.py), both record what they accept there, and the
 SMS gateway's HTTP server also answers GET / with the mailbox's page (what
@@ -184,6 +185,11 @@ class DevSmsGateway:
     def receipts_waiting(self) -> int:
         """Receipts not yet taken by the service (sending or to send again)."""
         return self._receipts.waiting if self._receipts else 0
+
+    @property
+    def receipts_given_up(self) -> int:
+        """Receipts the service kept refusing until the patience ran out."""
+        return self._receipts.given_up if self._receipts else 0
 
     def stop(self) -> None:
         if self._receipts:

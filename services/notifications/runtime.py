@@ -43,9 +43,9 @@ class NotificationSettings(KezekSettings):
     sms_receipt_signature_header: str = Field(DEFAULT_HEADER, pattern=r"^[A-Za-z0-9-]{1,64}$")
     sms_receipt_tolerance_seconds: int = Field(DEFAULT_TOLERANCE, ge=30, le=3600)
     # Receipts recorded at once by one API process; beyond, a receipt is
-    # answered 503 with Retry-After and the provider sends it again. On a
-    # distribution day the receipts came faster than their transactions
-    # ended, filled every thread, and /health went unanswered for a minute.
+    # answered 503 with Retry-After and the provider sends it again. A
+    # distribution day brings thousands a minute, a transaction each: the
+    # bound keeps threads and connections for the inbox and /health.
     sms_receipts_in_hand: int = Field(8, ge=1, le=64)
     idle_sleep: float = 0.25
     batch: int = 10

@@ -314,7 +314,7 @@ def test_every_receipt_lands_when_the_provider_posts_more_at_once_than_the_api_t
         assert len(gateway.accepted) == 12
         wait_until(lambda: {m.status for m in messages(service, channel="sms")} == {"delivered"}, 60,
                    "every SMS delivered")
-        assert busy and gateway.receipts_waiting == 0 and gateway._receipts.given_up == 0
+        assert busy and gateway.receipts_waiting == 0 and gateway.receipts_given_up == 0
     finally:
         gateway.stop()
         server.should_exit = True

@@ -189,7 +189,7 @@ def test_a_receipt_the_service_keeps_refusing_is_tried_after_doubling_pauses_unt
     gw = DevSmsGateway(receipt_senders=2, receipt_patience=3.0).start()
     try:
         send_sms(gw, ["m-1"], taker.url)
-        eventually(lambda: gw._receipts.given_up == 1)
+        eventually(lambda: gw.receipts_given_up == 1)
         tries = [when for when, _, _ in taker.tries]
         pauses = [b - a for a, b in zip(tries, tries[1:])]
         assert len(tries) >= 2 and all(p >= 0.45 * 2 ** n for n, p in enumerate(pauses)), pauses
