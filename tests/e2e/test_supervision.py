@@ -91,7 +91,12 @@ class System:
         return f"http://127.0.0.1:{self.ports[service]}"
 
     def db(self, service: str) -> sa.Engine:
-        return sa.create_engine(f"postgresql+psycopg://postgres@127.0.0.1:{self.pg}/kezek_{service}")
+        # No pool: each connection closes when its block ends. A pooled
+        # engine made at every poll of `settled` kept its connection until
+        # the garbage collector found the engine, and a long wait ran the
+        # server out of connections ("too many clients already").
+        return sa.create_engine(f"postgresql+psycopg://postgres@127.0.0.1:{self.pg}/kezek_{service}",
+                                poolclass=sa.pool.NullPool)
 
     def well(self, name: str) -> bool:
         """The part answers (a service's /ready, a heartbeat of the new
