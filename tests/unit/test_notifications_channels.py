@@ -15,7 +15,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 import httpx
 import pytest
 
-from kezek.infra.procs import free_port
+from kezek.infra.procs import free_port, wait_until
 from services.notifications.channels import Console, HttpSms, InAppInbox, SmtpEmail
 from services.notifications.devservers import DevSmsGateway, DevSmtpServer
 from services.notifications.domain import Channel, Outcome
@@ -158,20 +158,13 @@ def send_sms(gw: DevSmsGateway, refs, callback_url: str) -> None:
                                       "callback_url": callback_url}, headers={"Idempotency-Key": ref}).raise_for_status()
 
 
-def eventually(check, timeout: float = 20) -> None:
-    deadline = time.monotonic() + timeout
-    while not check():
-        assert time.monotonic() < deadline, "not within the time allowed"
-        time.sleep(0.05)
-
-
 def test_the_gateway_posts_receipts_from_a_few_senders_and_sends_a_refused_one_again_after_its_retry_after():
     taker = ReceiptsTaker(refuse=5, retry_after="1", pause=0.02)
     gw = DevSmsGateway(receipt_senders=3).start()
     try:
         refs = [f"m-{n:02}" for n in range(40)]
         send_sms(gw, refs, taker.url)
-        eventually(lambda: taker.taken() == refs)
+        wait_until(lambda: taker.taken() == refs, 20, "every receipt taken")
         senders = [t for t in threading.enumerate() if t.name.startswith("dev-sms-receipts")]
         assert taker.most_in_hand <= 3 and len(senders) == 3
         assert gw.receipts_waiting == 0
@@ -189,7 +182,7 @@ def test_a_receipt_the_service_keeps_refusing_is_tried_after_doubling_pauses_unt
     gw = DevSmsGateway(receipt_senders=2, receipt_patience=3.0).start()
     try:
         send_sms(gw, ["m-1"], taker.url)
-        eventually(lambda: gw.receipts_given_up == 1)
+        wait_until(lambda: gw.receipts_given_up == 1, 20, "the receipt given up")
         tries = [when for when, _, _ in taker.tries]
         pauses = [b - a for a, b in zip(tries, tries[1:])]
         assert len(tries) >= 2 and all(p >= 0.45 * 2 ** n for n, p in enumerate(pauses)), pauses
