@@ -33,7 +33,7 @@ class Dispatcher:
         # distribution day's 10,000 SMS waited on 10,000 round trips in turn.
         # Each message is still sent, then recorded, by one thread.
         self.concurrency = max(1, concurrency) if getattr(transport, "concurrent", False) else 1
-        self.batch = max(batch, self.concurrency)
+        self.batch = max(batch, self.concurrency, getattr(transport, "claims_at_once", 0))
         # Long enough for a whole batch of sends at their timeouts; after a
         # crash, what was in flight waits this long before it is sent again.
         self.lease = lease

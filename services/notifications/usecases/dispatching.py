@@ -22,6 +22,18 @@ from services.notifications.usecases.common import SMS_PROVIDER, SYSTEM, Attempt
 log = get_logger("services.notifications.service")
 
 
+# The note of an acceptance (`note_accepted`): one statement, built once and
+# run on a connection of its own, without a session. Each note built its
+# statement and went through the ORM's bulk update and a session: 2 ms of the
+# dispatcher's CPU a message, most of an e-mail's cost besides the send.
+_MESSAGES = Message.__table__
+_NOTE = (sa.update(_MESSAGES)
+         .where(_MESSAGES.c.id == sa.bindparam("mid"), _MESSAGES.c.status == d.Status.SENDING.value)
+         .values(accepted_at=sa.bindparam("at", type_=_MESSAGES.c.accepted_at.type),
+                 provider_ref=sa.func.coalesce(_MESSAGES.c.provider_ref,
+                                               sa.bindparam("ref", type_=_MESSAGES.c.provider_ref.type))))
+
+
 class ReceiptReplayed(Exception):
     """A signed receipt taken before, sent again."""
 
@@ -70,11 +82,8 @@ class Dispatching:
         database allows (a mail server has no idempotency key to fall back
         on). `record_attempt` then writes the rest; if this process dies
         first, `claim_due` finishes the record instead of sending again."""
-        with unit_of_work(self.sessions) as s:
-            s.execute(sa.update(Message)
-                      .where(Message.id == mid, Message.status == d.Status.SENDING.value)
-                      .values(accepted_at=self.clock(),
-                              provider_ref=sa.func.coalesce(Message.provider_ref, provider_ref)))
+        with self.sessions.kw["bind"].begin() as conn:
+            conn.execute(_NOTE, {"mid": mid, "at": self.clock(), "ref": provider_ref})
 
     def record_attempt(self, mid: str, attempt: Attempt) -> d.Status:
         return self.record_attempts([(mid, attempt)])[0]
