@@ -98,6 +98,28 @@ def test_sms_goes_to_the_gateway_with_the_message_id_as_idempotency_key(gateway)
     assert gateway.requests[0].key == msg.id and gateway.requests[0].sender == "Kezek"
 
 
+def test_each_sending_thread_sends_on_a_client_of_its_own_and_closing_closes_them_all(gateway):
+    """The dispatcher's sending threads do not queue on one client's pool:
+    a thread keeps its client (and connection) from one send to the next."""
+    sms = HttpSms(gateway.url)
+    seen: dict[str, list] = {}
+
+    def sender(name: str) -> None:
+        for n in range(2):
+            assert sms.send(outgoing(Channel.SMS, "+996700123456", None, f"{name} {n}")).outcome is Outcome.SENT
+            seen.setdefault(name, []).append(sms.client)
+    threads = [threading.Thread(target=sender, args=(f"t{i}",)) for i in range(3)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    clients = [c for kept in seen.values() for c in kept]
+    assert all(kept[0] is kept[1] for kept in seen.values()), "a thread keeps its client"
+    assert len({id(c) for c in clients}) == 3 and len(gateway.requests) == 6
+    sms.close()
+    assert all(c.is_closed for c in clients)
+
+
 @pytest.mark.parametrize("status, outcome", [(503, Outcome.TRANSIENT), (500, Outcome.TRANSIENT),
                                              (429, Outcome.TRANSIENT), (400, Outcome.PERMANENT),
                                              (422, Outcome.PERMANENT)])

@@ -841,6 +841,36 @@ def test_a_dispatcher_looks_for_run_out_leases_every_half_minute_not_at_each_cla
     assert dispatcher.leases_due() is True
 
 
+def test_the_inbox_is_delivered_a_hundred_messages_a_round_while_a_providers_round_is_its_batch(service):
+    """An in-app send is the row already there: its dispatcher claims 100
+    at once whatever the configured batch, which still bounds the rounds of
+    a provider a message at a time (e-mail)."""
+    from services.notifications.channels import InAppInbox
+
+    for i in range(130):
+        consume(service, received(app=f"a{i}", parent=f"p{i}", locale="ru", email=f"p{i}@example.kg"))
+    inbox, email = Dispatcher(service, InAppInbox(), batch=10), Dispatcher(service, Scripted(Channel.EMAIL), batch=10)
+    assert [inbox.run_once(), email.run_once()] == [100, 10]
+    assert inbox.run_once() == 30
+    assert {m.status for m in messages(service, channel="inapp")} == {"delivered"}
+    assert len([m for m in messages(service, channel="email") if m.status == "sent"]) == 10
+
+
+def test_an_acceptance_is_noted_only_on_a_message_being_sent_and_keeps_the_first_provider_reference(service, clock):
+    consume(service, received(locale="ru"))
+    [out] = service.claim_due(Channel.EMAIL)
+    for ref in (None, "smtp-1", "smtp-2"):
+        service.note_accepted(out.id, ref)
+    [m] = messages(service, channel="email")
+    assert (m.status, m.provider_ref) == ("sending", "smtp-1") and m.accepted_at is not None
+    noted = m.accepted_at
+    service.record_attempt(out.id, Attempt(Outcome.SENT))
+    clock.advance(minutes=1)
+    service.note_accepted(out.id, "smtp-3")                 # sent already: no longer being sent
+    [m] = messages(service, channel="email")
+    assert (m.status, m.accepted_at, m.provider_ref) == ("sent", noted, "smtp-1")
+
+
 def test_sms_over_http_are_sent_several_at_once_each_once_and_recorded(service):
     """A transport that allows it has several sends in flight at once (the
     barrier lets none through until four are waiting: one after another it
