@@ -20,10 +20,23 @@ import structlog
 from opentelemetry.trace import SpanKind
 
 from kezek import tracing
+from kezek.logging import get_logger
 from kezek.trust import Principal, ServiceKeys
+
+log = get_logger(__name__)
 
 # A token is valid for a minute; reuse it for half of that.
 _REUSE_SECONDS = 30
+
+# How long `kezek serve` keeps a connection no request came on (uvicorn's
+# timeout_keep_alive), and how long our clients keep one for the next call:
+# less, so that a client never sends a call on a connection the service is
+# closing. At the same 5 s (both libraries' default) a call that picked up
+# a connection at the moment the service let it go ended in a protocol
+# error, a 503 for a parent with no answer from the service logged.
+SERVER_KEEP_ALIVE = 5
+KEEP_ALIVE = 2.0
+_LIMITS = httpx.Limits(max_connections=100, max_keepalive_connections=20, keepalive_expiry=KEEP_ALIVE)
 
 
 def seg(value: Any) -> str:
@@ -78,6 +91,13 @@ def _span(method: str, base_url: str, path: str, audience: str):
         "http.request.method": method, "server.address": base_url, "url.path": path, "peer.service": audience})
 
 
+def _unreachable(method: str, base_url: str, path: str, exc: httpx.HTTPError) -> UpstreamError:
+    """A call that got no answer (refused, timed out, the connection
+    dropped): logged, since the service has nothing to log, and a 503."""
+    log.warning("client.no_answer", method=method, service=base_url, path=path, error=repr(exc)[:300])
+    return UpstreamError(503, detail=f"{base_url}: {exc.__class__.__name__}")
+
+
 def _answer(r: httpx.Response, ok_missing: bool) -> Any:
     if r.status_code == 404 and ok_missing:
         return None
@@ -100,7 +120,7 @@ class ServiceClient:
 
     def __init__(self, base_url: str, *, keys: ServiceKeys, caller: str, audience: str,
                  transport: httpx.AsyncBaseTransport | None = None, timeout: float = 10.0):
-        self._config = dict(base_url=base_url.rstrip("/"), transport=transport, timeout=timeout)
+        self._config = dict(base_url=base_url.rstrip("/"), transport=transport, timeout=timeout, limits=_LIMITS)
         self._tokens = _Tokens(keys, caller, audience)
         self.http = httpx.AsyncClient(**self._config)
 
@@ -120,7 +140,7 @@ class ServiceClient:
                 r = await self._open().request(method, path, json=json, params=params,
                                                headers=_headers(self._tokens, actor, headers))
             except httpx.HTTPError as exc:
-                raise UpstreamError(503, detail=f"{self._config['base_url']}: {exc.__class__.__name__}") from exc
+                raise _unreachable(method, self._config["base_url"], path, exc) from exc
             span.set_attribute("http.response.status_code", r.status_code)
             return _answer(r, ok_missing)
 
@@ -132,7 +152,7 @@ class SyncServiceClient:
                  transport: httpx.BaseTransport | None = None, timeout: float = 10.0):
         self._tokens = _Tokens(keys, caller, audience)
         self.base_url = base_url.rstrip("/")
-        self.http = httpx.Client(base_url=self.base_url, transport=transport, timeout=timeout)
+        self.http = httpx.Client(base_url=self.base_url, transport=transport, timeout=timeout, limits=_LIMITS)
 
     def close(self) -> None:
         self.http.close()
@@ -144,6 +164,6 @@ class SyncServiceClient:
                 r = self.http.request(method, path, json=json, params=params,
                                       headers=_headers(self._tokens, actor, headers))
             except httpx.HTTPError as exc:
-                raise UpstreamError(503, detail=f"{self.base_url}: {exc.__class__.__name__}") from exc
+                raise _unreachable(method, self.base_url, path, exc) from exc
             span.set_attribute("http.response.status_code", r.status_code)
             return _answer(r, ok_missing)

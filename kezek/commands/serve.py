@@ -10,6 +10,7 @@ import os
 import uvicorn
 
 from kezek import connections, tracing, wiring
+from kezek.client import SERVER_KEEP_ALIVE
 from kezek.health import api_checks
 from kezek.logging import configure_logging
 from kezek.settings import SERVICES, Settings
@@ -23,7 +24,8 @@ def main(argv: list[str]) -> int:
     settings = Settings()
     workers = wiring.http_workers(args.service, settings)
     options = dict(host=settings.host, port=args.port or settings.port_of(args.service),
-                   log_config=None, access_log=False, timeout_graceful_shutdown=5)
+                   log_config=None, access_log=False, timeout_graceful_shutdown=5,
+                   timeout_keep_alive=SERVER_KEEP_ALIVE)
     if workers > 1:
         os.environ[_SERVICE] = args.service
         uvicorn.run("kezek.commands.serve:app", factory=True, workers=workers, **options)
