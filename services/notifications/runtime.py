@@ -48,6 +48,9 @@ class NotificationSettings(KezekSettings):
     # bound keeps threads and connections for the inbox and /health.
     sms_receipts_in_hand: int = Field(8, ge=1, le=64)
     idle_sleep: float = 0.25
+    # Messages a dispatcher claims for a round (an e-mail round is sent one
+    # after another within one lease); the in-app inbox claims 100 whatever
+    # this says, its sends being the rows already there.
     batch: int = 10
     # Sends in flight at once on a channel whose transport allows it (SMS
     # over HTTP); the batch claimed is at least this many. The dispatcher's
