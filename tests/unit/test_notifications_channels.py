@@ -98,9 +98,10 @@ def test_sms_goes_to_the_gateway_with_the_message_id_as_idempotency_key(gateway)
     assert gateway.requests[0].key == msg.id and gateway.requests[0].sender == "Kezek"
 
 
-def test_each_sending_thread_sends_on_a_client_of_its_own_and_closing_closes_them_all(gateway):
+def test_each_sending_thread_sends_on_a_client_of_its_own_and_an_ended_threads_client_is_closed(gateway):
     """The dispatcher's sending threads do not queue on one client's pool:
-    a thread keeps its client (and connection) from one send to the next."""
+    a thread keeps its client (and connection) from one send to the next;
+    the clients of threads that ended are closed, not kept."""
     sms = HttpSms(gateway.url)
     seen: dict[str, list] = {}
 
@@ -116,8 +117,12 @@ def test_each_sending_thread_sends_on_a_client_of_its_own_and_closing_closes_the
     clients = [c for kept in seen.values() for c in kept]
     assert all(kept[0] is kept[1] for kept in seen.values()), "a thread keeps its client"
     assert len({id(c) for c in clients}) == 3 and len(gateway.requests) == 6
+    assert not any(c.is_closed for c in clients), "kept while their threads are there to reuse them"
+    assert sms.send(outgoing(Channel.SMS, "+996700123456", None, "from the main thread")).outcome is Outcome.SENT
+    assert all(c.is_closed for c in clients), "the ended threads' clients closed when the next was made"
+    main = sms.client
     sms.close()
-    assert all(c.is_closed for c in clients)
+    assert main.is_closed
 
 
 @pytest.mark.parametrize("status, outcome", [(503, Outcome.TRANSIENT), (500, Outcome.TRANSIENT),
