@@ -36,6 +36,7 @@ _REUSE_SECONDS = 30
 # error, a 503 for a parent with no answer from the service logged.
 SERVER_KEEP_ALIVE = 5
 KEEP_ALIVE = 2.0
+# (the connection bounds are httpx's defaults; only the expiry differs)
 _LIMITS = httpx.Limits(max_connections=100, max_keepalive_connections=20, keepalive_expiry=KEEP_ALIVE)
 
 

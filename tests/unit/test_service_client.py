@@ -13,6 +13,7 @@ import pytest
 from structlog.testing import capture_logs
 
 from kezek.client import KEEP_ALIVE, SERVER_KEEP_ALIVE, ServiceClient, SyncServiceClient, UpstreamError
+from kezek.commands import serve
 from kezek.infra.procs import free_port
 from kezek.trust import ServiceKeys
 
@@ -88,3 +89,17 @@ def test_a_connection_idle_longer_than_the_clients_keep_alive_is_not_used_again(
     client.call("GET", "/c")
     client.close()
     assert server.connections == 2, "idle past the client's keep-alive: a new connection"
+
+
+def test_kezek_serve_keeps_an_idle_connection_longer_than_the_clients_do(monkeypatch):
+    """What the clients' keep-alive is measured against is what `kezek
+    serve` gives uvicorn, for one process and for several workers."""
+    started = []
+    monkeypatch.setattr(serve, "app", lambda service=None: object())
+    monkeypatch.setattr(serve.uvicorn, "run", lambda target, **options: started.append(options))
+    monkeypatch.setenv(serve._SERVICE, "")         # set by the workers' start: restored after the test
+    for workers in ("1", "2"):
+        monkeypatch.setenv("KEZEK_GATEWAY_WORKERS", workers)
+        assert serve.main(["gateway"]) == 0
+    assert [o["timeout_keep_alive"] for o in started] == [SERVER_KEEP_ALIVE, SERVER_KEEP_ALIVE]
+    assert [o.get("workers", 1) for o in started] == [1, 2]
