@@ -118,7 +118,8 @@ def _part(cmd: str) -> str:
         return words[words.index("serve") + 1]
     if "consume" in words:
         named = [w for w in words[words.index("consume") + 1:] if not w.startswith("-")]
-        return f"consume {named[0]}" if named else "consume"
+        kind = "jobs" if "--only" in words and words[words.index("--only") + 1:][:1] == ["jobs"] else "consume"
+        return f"{kind} {named[0]}" if named else kind
     for name in ("relay", "worker", "postgres", "kafka", "temporal", "mailbox", "sms"):
         if name in cmd.lower():
             return name

@@ -31,6 +31,12 @@ MIN_SECRET_LENGTH = 32
 DEFAULT_TOPIC_PREFIX = "kezek"
 
 
+
+def split_names(raw: str) -> tuple[str, ...]:
+    """A comma-separated setting's names, blanks dropped."""
+    return tuple(name for part in raw.split(",") if (name := part.strip()))
+
+
 class FileSettingsSource(PydanticBaseSettingsSource):
     """`<PREFIX><NAME>_FILE=path`: the field's value is the file's content
     (one trailing newline dropped). Setting both the value and the file is
@@ -161,6 +167,9 @@ class Settings(KezekSettings):
     run_relays: int = 1
     run_consumers_per_service: int = 1
     run_workers: int = 1
+    # Services whose background jobs `kezek run` starts in a process of their own (jobs-SERVICE),
+    # apart from their Kafka consumers (consume-SERVICE); comma-separated, empty: none
+    run_jobs_apart: str = "notifications"
     # The port of the local PostgreSQL that `kezek run --postgres` starts
     postgres_port: int = 55432
     log_level: str = "INFO"
@@ -191,6 +200,18 @@ class Settings(KezekSettings):
     # JSON object (kezek/retention.py), e.g. {"removed": 730}; outcomes not named keep their defaults:
     # refused 365, removed 1095, aged_out 1095, left 1095, enrolled 1826
     retention_days: str = ""
+
+    @field_validator("run_jobs_apart")
+    @classmethod
+    def _run_jobs_apart(cls, raw: str) -> str:
+        unknown = [name for name in split_names(raw) if name not in SERVICES]
+        if unknown:
+            raise ValueError(f"names no service: {', '.join(unknown)} (services: {', '.join(SERVICES)})")
+        return raw
+
+    @property
+    def jobs_apart(self) -> tuple[str, ...]:
+        return split_names(self.run_jobs_apart)
 
     @field_validator("retention_days")
     @classmethod

@@ -191,9 +191,14 @@ class Supervisor:
             name = numbered("relay", relays, i)
             parts.append(Part(name, "relay", ["relay", "--name", name]))
         for service in wiring.services_with_background():
-            for i in range(1, s.run_consumers_per_service + 1):
-                name = numbered(f"consume-{service}", s.run_consumers_per_service, i)
-                parts.append(Part(name, "consumer", ["consume", "--service", service, "--name", name]))
+            # consume-SERVICE runs its consumers and jobs, or its consumers only
+            # and jobs-SERVICE its jobs (KEZEK_RUN_JOBS_APART)
+            halves = [("consume", "consumers"), ("jobs", "jobs")] if service in s.jobs_apart else [("consume", None)]
+            for prefix, only in halves:
+                for i in range(1, s.run_consumers_per_service + 1):
+                    name = numbered(f"{prefix}-{service}", s.run_consumers_per_service, i)
+                    args = ["consume", "--service", service, *(["--only", only] if only else []), "--name", name]
+                    parts.append(Part(name, "consumer", args))
         ports = self.metrics_ports()
         if wiring.has_workflows():
             for i in range(1, s.run_workers + 1):

@@ -20,6 +20,9 @@ from kezek.settings import SERVICES, Settings
 # while they answer a request; the queue's background jobs start them.
 API_USES_TEMPORAL = ("gateway", "verification")
 JOBS_USE_TEMPORAL = ("queue",)
+# Whose background jobs read or write Kafka themselves (the gateway's public
+# projector and relay); the other services' jobs work on their database.
+JOBS_USE_KAFKA = ("gateway",)
 
 
 def optional_module(name: str) -> ModuleType | None:

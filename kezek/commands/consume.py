@@ -2,9 +2,13 @@
 
 `--service NAME` runs one service's only (what `kezek run` and the compose
 file do: one process per service, so a slow or crashing service holds up no
-other). Start the same command several times to scale out: the replicas of
-a consumer share its consumer group, which spreads the partitions among
-them, and the jobs claim their work (see each service's jobs.py)."""
+other). `--only consumers` or `--only jobs` runs half of them: notifications'
+dispatchers (`jobs-notifications`) run apart from its consumer, so that
+neither waits for the other's turn at one interpreter (bench/README.md, "The
+dispatchers in a process of their own"). Start the same command several
+times to scale out: the replicas of a consumer share its consumer group,
+which spreads the partitions among them, and the jobs claim their work (see
+each service's jobs.py)."""
 from __future__ import annotations
 
 from kezek import wiring
@@ -15,17 +19,30 @@ from kezek.settings import SERVICES
 
 
 def main(argv: list[str]) -> int:
-    args = services_parser("kezek consume", __doc__, "consumers and jobs", "consume-SERVICE, or consume for every service").parse_args(argv)
+    parser = services_parser("kezek consume", __doc__, "consumers and jobs",
+                             "consume-SERVICE (jobs-SERVICE with --only jobs), or consume for every service")
+    parser.add_argument("--only", choices=("consumers", "jobs"),
+                        help="only the Kafka consumers, or only the background jobs (default: both)")
+    args = parser.parse_args(argv)
     services = tuple(args.service or SERVICES)
-    name = args.name or (f"consume-{services[0]}" if len(services) == 1 else "consume")
+    name = args.name or default_name(services, args.only)
     settings = started(name)
-    loops = [(c.name, c.run) for c in wiring.consumers(settings, services)]
-    loops += [(getattr(j, "__name__", repr(j)), j) for j in wiring.jobs(settings, services)]
+    loops = []
+    if args.only != "jobs":
+        loops += [(c.name, c.run) for c in wiring.consumers(settings, services)]
+    if args.only != "consumers":
+        loops += [(getattr(j, "__name__", repr(j)), j) for j in wiring.jobs(settings, services)]
     if not loops:
         return 0
     checks = [(f"database:{s}", database_check(service_engine(settings, s)))
               for s in services if s in wiring.services_with_background()]
-    checks.append(("kafka", kafka_check(settings.kafka_bootstrap)))
-    if set(wiring.JOBS_USE_TEMPORAL) & set(services):
+    if args.only != "jobs" or set(wiring.JOBS_USE_KAFKA) & set(services):
+        checks.append(("kafka", kafka_check(settings.kafka_bootstrap)))
+    if args.only != "consumers" and set(wiring.JOBS_USE_TEMPORAL) & set(services):
         checks.append(("temporal", temporal_check(settings.temporal_address, settings.temporal_namespace)))
     return run_loops(loops, heartbeat=heartbeat_of(settings, name), checks=checks, settings=settings)
+
+
+def default_name(services: tuple[str, ...], only: str | None) -> str:
+    prefix = "jobs" if only == "jobs" else "consume"
+    return f"{prefix}-{services[0]}" if len(services) == 1 else prefix

@@ -161,6 +161,29 @@ def test_kezek_run_plans_a_consumer_process_per_service_and_the_replicas_asked_f
     assert ["consume", "--service", "queue", "--name", "consume-queue"] in [p.args for p in plan]
 
 
+def test_kezek_run_starts_the_jobs_of_the_services_named_apart_from_their_consumers(tmp_path):
+    def args_of(**settings) -> dict[str, list[str]]:
+        plan = sup.Supervisor(Settings(_env_file=None, state_dir=tmp_path, **settings), postgres=False).plan()
+        return {p.name: p.args for p in plan if p.kind == "consumer"}
+
+    default = args_of()
+    assert default["consume-notifications"] == ["consume", "--service", "notifications", "--only", "consumers",
+                                                "--name", "consume-notifications"]
+    assert default["jobs-notifications"] == ["consume", "--service", "notifications", "--only", "jobs",
+                                             "--name", "jobs-notifications"]
+    assert default["consume-queue"] == ["consume", "--service", "queue", "--name", "consume-queue"]
+    assert not any(name.startswith("jobs-") for name in args_of(run_jobs_apart=""))
+    two = args_of(run_jobs_apart="queue, notifications", run_consumers_per_service=2)
+    assert {n for n in two if n.startswith("jobs-")} == {"jobs-queue-1", "jobs-queue-2",
+                                                         "jobs-notifications-1", "jobs-notifications-2"}
+    assert two["consume-queue-2"][3:5] == ["--only", "consumers"]
+
+
+def test_a_service_named_apart_that_does_not_exist_is_refused_naming_the_setting(tmp_path):
+    with pytest.raises(ValueError, match=r"run_jobs_apart[\s\S]*names no service: notification"):
+        Settings(_env_file=None, state_dir=tmp_path, run_jobs_apart="notification")
+
+
 def test_the_services_health_is_asked_over_one_kept_connection(supervisor, monkeypatch):
     """Not a new client (and TLS context, 36 ms of CPU) for every check."""
     connections = []
