@@ -260,6 +260,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--relays", type=int, default=2)
     ap.add_argument("--consumers", type=int, default=1, help="consumer processes per service")
     ap.add_argument("--workers", type=int, default=1, help="workflow workers")
+    ap.add_argument("--setting", action="append", default=[], metavar="KEZEK_NAME=VALUE",
+                    help="a setting of the system's processes (repeatable), e.g. "
+                         "KEZEK_RUN_CONSUMER_REPLICAS=notifications=2")
     ap.add_argument("--timeout", type=float, default=1800, help="seconds after the publication")
     ap.add_argument("--seed", type=int, default=15)
     snapshot_options(ap)
@@ -275,7 +278,11 @@ def main(argv: list[str] | None = None) -> int:
                      "workers": args.workers, "cpus": os.cpu_count(), "load_start": load()}
     sms = DevSmsGateway(receipts=True).start()
     zone = daytime_zone()
-    env = {"KEZEK_NOTIFICATIONS_TIMEZONE": zone}
+    if bad := [item for item in args.setting if not item.startswith("KEZEK_") or "=" not in item]:
+        ap.error(f"--setting {bad[0]!r}: not KEZEK_NAME=VALUE")
+    settings = dict(item.split("=", 1) for item in args.setting)
+    figures["settings"] = settings
+    env = {"KEZEK_NOTIFICATIONS_TIMEZONE": zone, **settings}
     kezek = System(base / "kezek", relays=args.relays, consumers_per_service=args.consumers, workers=args.workers,
                    sms_gateway_url=sms.url, env=env, log=say)
     readers = None

@@ -37,6 +37,18 @@ def split_names(raw: str) -> tuple[str, ...]:
     return tuple(name for part in raw.split(",") if (name := part.strip()))
 
 
+
+def replicas_of(raw: str) -> dict[str, int]:
+    """`run_consumer_replicas`: {service: processes}."""
+    counts: dict[str, int] = {}
+    for pair in split_names(raw):
+        service, sep, count = (part.strip() for part in pair.partition("="))
+        if not sep or service not in SERVICES or not count.isdigit() or int(count) < 1:
+            raise ValueError(f"{pair!r} is not SERVICE=N with one of {', '.join(SERVICES)} and N of at least 1")
+        counts[service] = int(count)
+    return counts
+
+
 class FileSettingsSource(PydanticBaseSettingsSource):
     """`<PREFIX><NAME>_FILE=path`: the field's value is the file's content
     (one trailing newline dropped). Setting both the value and the file is
@@ -167,6 +179,10 @@ class Settings(KezekSettings):
     run_relays: int = 1
     run_consumers_per_service: int = 1
     run_workers: int = 1
+    # Consumer processes of the services named, as SERVICE=N pairs, comma-separated (e.g.
+    # notifications=2: its consumer group's partitions spread over two); the others get
+    # run_consumers_per_service
+    run_consumer_replicas: str = ""
     # Services whose background jobs `kezek run` starts in a process of their own (jobs-SERVICE),
     # apart from their Kafka consumers (consume-SERVICE); comma-separated, empty: none
     run_jobs_apart: str = "notifications"
@@ -212,6 +228,16 @@ class Settings(KezekSettings):
     @property
     def jobs_apart(self) -> tuple[str, ...]:
         return split_names(self.run_jobs_apart)
+
+    @field_validator("run_consumer_replicas")
+    @classmethod
+    def _run_consumer_replicas(cls, raw: str) -> str:
+        replicas_of(raw)    # a bad value is refused at start-up, naming the field
+        return raw
+
+    def consumers_of(self, service: str) -> int:
+        """How many consumer processes `kezek run` starts for `service`."""
+        return replicas_of(self.run_consumer_replicas).get(service, self.run_consumers_per_service)
 
     @field_validator("retention_days")
     @classmethod

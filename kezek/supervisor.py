@@ -195,8 +195,9 @@ class Supervisor:
             # and jobs-SERVICE its jobs (KEZEK_RUN_JOBS_APART)
             halves = [("consume", "consumers"), ("jobs", "jobs")] if service in s.jobs_apart else [("consume", None)]
             for prefix, only in halves:
-                for i in range(1, s.run_consumers_per_service + 1):
-                    name = numbered(f"{prefix}-{service}", s.run_consumers_per_service, i)
+                n = s.consumers_of(service) if prefix == "consume" else s.run_consumers_per_service
+                for i in range(1, n + 1):
+                    name = numbered(f"{prefix}-{service}", n, i)
                     args = ["consume", "--service", service, *(["--only", only] if only else []), "--name", name]
                     parts.append(Part(name, "consumer", args))
         ports = self.metrics_ports()

@@ -179,6 +179,23 @@ def test_kezek_run_starts_the_jobs_of_the_services_named_apart_from_their_consum
     assert two["consume-queue-2"][3:5] == ["--only", "consumers"]
 
 
+def test_kezek_run_starts_the_consumer_processes_asked_for_a_service_and_the_others_theirs(tmp_path):
+    settings = Settings(_env_file=None, state_dir=tmp_path, run_consumer_replicas="notifications=3, queue=1",
+                        run_consumers_per_service=2)
+    names = [p.name for p in sup.Supervisor(settings, postgres=False).plan() if p.kind == "consumer"]
+    assert [n for n in names if n.startswith("consume-notifications")] == [
+        "consume-notifications-1", "consume-notifications-2", "consume-notifications-3"]
+    assert [n for n in names if n.startswith("jobs-notifications")] == ["jobs-notifications-1", "jobs-notifications-2"]
+    assert [n for n in names if n.startswith("consume-queue")] == ["consume-queue"]
+    assert [n for n in names if n.startswith("consume-gateway")] == ["consume-gateway-1", "consume-gateway-2"]
+
+
+@pytest.mark.parametrize("raw", ["notifications", "notification=2", "queue=0", "queue=two"])
+def test_consumer_replicas_not_written_service_equals_count_are_refused_naming_the_setting(tmp_path, raw):
+    with pytest.raises(ValueError, match=r"run_consumer_replicas[\s\S]*is not SERVICE=N"):
+        Settings(_env_file=None, state_dir=tmp_path, run_consumer_replicas=raw)
+
+
 def test_a_service_named_apart_that_does_not_exist_is_refused_naming_the_setting(tmp_path):
     with pytest.raises(ValueError, match=r"run_jobs_apart[\s\S]*names no service: notification"):
         Settings(_env_file=None, state_dir=tmp_path, run_jobs_apart="notification")
