@@ -180,8 +180,8 @@ class Settings(KezekSettings):
     run_consumers_per_service: int = 1
     run_workers: int = 1
     # Consumer processes of the services named, as SERVICE=N pairs, comma-separated (e.g.
-    # notifications=2: its consumer group's partitions spread over two); the others get
-    # run_consumers_per_service
+    # notifications=2: its consumer group's partitions spread over two, and its jobs, when
+    # apart, over two more); the others get run_consumers_per_service
     run_consumer_replicas: str = ""
     # Services whose background jobs `kezek run` starts in a process of their own (jobs-SERVICE),
     # apart from their Kafka consumers (consume-SERVICE); comma-separated, empty: none

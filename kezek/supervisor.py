@@ -194,8 +194,8 @@ class Supervisor:
             # consume-SERVICE runs its consumers and jobs, or its consumers only
             # and jobs-SERVICE its jobs (KEZEK_RUN_JOBS_APART)
             halves = [("consume", "consumers"), ("jobs", "jobs")] if service in s.jobs_apart else [("consume", None)]
+            n = s.consumers_of(service)
             for prefix, only in halves:
-                n = s.consumers_of(service) if prefix == "consume" else s.run_consumers_per_service
                 for i in range(1, n + 1):
                     name = numbered(f"{prefix}-{service}", n, i)
                     args = ["consume", "--service", service, *(["--only", only] if only else []), "--name", name]

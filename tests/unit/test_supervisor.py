@@ -179,13 +179,14 @@ def test_kezek_run_starts_the_jobs_of_the_services_named_apart_from_their_consum
     assert two["consume-queue-2"][3:5] == ["--only", "consumers"]
 
 
-def test_kezek_run_starts_the_consumer_processes_asked_for_a_service_and_the_others_theirs(tmp_path):
+def test_kezek_run_starts_the_consumer_and_jobs_processes_asked_for_a_service_and_the_others_theirs(tmp_path):
     settings = Settings(_env_file=None, state_dir=tmp_path, run_consumer_replicas="notifications=3, queue=1",
                         run_consumers_per_service=2)
     names = [p.name for p in sup.Supervisor(settings, postgres=False).plan() if p.kind == "consumer"]
     assert [n for n in names if n.startswith("consume-notifications")] == [
         "consume-notifications-1", "consume-notifications-2", "consume-notifications-3"]
-    assert [n for n in names if n.startswith("jobs-notifications")] == ["jobs-notifications-1", "jobs-notifications-2"]
+    assert [n for n in names if n.startswith("jobs-notifications")] == [
+        "jobs-notifications-1", "jobs-notifications-2", "jobs-notifications-3"]
     assert [n for n in names if n.startswith("consume-queue")] == ["consume-queue"]
     assert [n for n in names if n.startswith("consume-gateway")] == ["consume-gateway-1", "consume-gateway-2"]
 
