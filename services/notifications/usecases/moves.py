@@ -96,6 +96,13 @@ def sms_slots_of(session: Session, phones: set[str], now: datetime,
     out: dict[str, list[datetime]] = {phone: [] for phone in phones}
     if not phone_of:
         return out
+    if session.get_bind().dialect.name == "postgresql":
+        # Two makers of SMS to one phone at once (consumer replicas, a
+        # dispatcher's retry) count each other's: the second waits here
+        # until the first has committed. In one order, so neither waits for
+        # the other; SQLite's writers are serial already.
+        session.execute(sa.text("SELECT pg_advisory_xact_lock(hashtextextended('sms:' || k, 0)) "
+                                "FROM unnest(CAST(:keys AS text[])) AS k"), {"keys": sorted(phone_of)})
     when = sa.func.coalesce(Message.sent_at, Message.next_attempt_at)
     rows = session.execute(sa.select(Message.address_hash, when).where(
         Message.channel == d.Channel.SMS.value, Message.address_hash.in_(sorted(phone_of)),
