@@ -141,7 +141,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--batch", type=int, default=200, help="referral facts a consumer transaction")
     ap.add_argument("--channels", default="inapp,email,sms", help="the dispatchers to run, in this order")
     ap.add_argument("--label", default="")
-    ap.add_argument("--dir", help="keep the cluster's folder here")
+    ap.add_argument("--dir", type=Path, help="keep the cluster's folder here")
     args = ap.parse_args(argv)
     n = args.parents
     defaults = NotificationSettings()
