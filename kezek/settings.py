@@ -185,7 +185,7 @@ class Settings(KezekSettings):
     run_consumer_replicas: str = ""
     # Services whose background jobs `kezek run` starts in a process of their own (jobs-SERVICE),
     # apart from their Kafka consumers (consume-SERVICE); comma-separated, empty: none
-    run_jobs_apart: str = "notifications"
+    run_jobs_apart: str = ""
     # The port of the local PostgreSQL that `kezek run --postgres` starts
     postgres_port: int = 55432
     log_level: str = "INFO"

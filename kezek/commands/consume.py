@@ -2,10 +2,10 @@
 
 `--service NAME` runs one service's only (what `kezek run` and the compose
 file do: one process per service, so a slow or crashing service holds up no
-other). `--only consumers` or `--only jobs` runs half of them: notifications'
-dispatchers (`jobs-notifications`) run apart from its consumer, so that
-neither waits for the other's turn at one interpreter (bench/README.md, "The
-dispatchers in a process of their own"). Start the same command several
+other). `--only consumers` or `--only jobs` runs one half of them, e.g.
+notifications' dispatchers (`jobs-notifications`) apart from its consumer, to
+scale sending on its own (on one two-core host it gained nothing: bench/README.md,
+"The dispatchers in a process of their own"). Start the same command several
 times to scale out: the replicas of a consumer share its consumer group,
 which spreads the partitions among them, and the jobs claim their work (see
 each service's jobs.py)."""

@@ -228,7 +228,7 @@ def test_each_part_killed_is_restarted_and_nothing_is_lost_then_stop_ends_everyt
         # Temporal together, then PostgreSQL. A place is published in each
         # round, so its events wait in an outbox, on a topic or in Temporal.
         places = 1
-        for round_ in (("queue", "relay", "consume-queue", "consume-notifications", "jobs-notifications", "worker"),
+        for round_ in (("queue", "relay", "consume-queue", "consume-notifications", "worker"),
                        ("kafka", "temporal"), ("postgres",)):
             before = {name: system.pid(name) for name in round_}
             for pid in before.values():

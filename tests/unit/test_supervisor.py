@@ -166,13 +166,13 @@ def test_kezek_run_starts_the_jobs_of_the_services_named_apart_from_their_consum
         plan = sup.Supervisor(Settings(_env_file=None, state_dir=tmp_path, **settings), postgres=False).plan()
         return {p.name: p.args for p in plan if p.kind == "consumer"}
 
-    default = args_of()
-    assert default["consume-notifications"] == ["consume", "--service", "notifications", "--only", "consumers",
-                                                "--name", "consume-notifications"]
-    assert default["jobs-notifications"] == ["consume", "--service", "notifications", "--only", "jobs",
-                                             "--name", "jobs-notifications"]
-    assert default["consume-queue"] == ["consume", "--service", "queue", "--name", "consume-queue"]
-    assert not any(name.startswith("jobs-") for name in args_of(run_jobs_apart=""))
+    assert not any(name.startswith("jobs-") for name in args_of()), "none apart unless asked"
+    apart = args_of(run_jobs_apart="notifications")
+    assert apart["consume-notifications"] == ["consume", "--service", "notifications", "--only", "consumers",
+                                              "--name", "consume-notifications"]
+    assert apart["jobs-notifications"] == ["consume", "--service", "notifications", "--only", "jobs",
+                                           "--name", "jobs-notifications"]
+    assert apart["consume-queue"] == ["consume", "--service", "queue", "--name", "consume-queue"]
     two = args_of(run_jobs_apart="queue, notifications", run_consumers_per_service=2)
     assert {n for n in two if n.startswith("jobs-")} == {"jobs-queue-1", "jobs-queue-2",
                                                          "jobs-notifications-1", "jobs-notifications-2"}
@@ -181,7 +181,7 @@ def test_kezek_run_starts_the_jobs_of_the_services_named_apart_from_their_consum
 
 def test_kezek_run_starts_the_consumer_and_jobs_processes_asked_for_a_service_and_the_others_theirs(tmp_path):
     settings = Settings(_env_file=None, state_dir=tmp_path, run_consumer_replicas="notifications=3, queue=1",
-                        run_consumers_per_service=2)
+                        run_consumers_per_service=2, run_jobs_apart="notifications")
     names = [p.name for p in sup.Supervisor(settings, postgres=False).plan() if p.kind == "consumer"]
     assert [n for n in names if n.startswith("consume-notifications")] == [
         "consume-notifications-1", "consume-notifications-2", "consume-notifications-3"]
