@@ -267,6 +267,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--seed", type=int, default=15)
     snapshot_options(ap)
     args = ap.parse_args(argv)
+    if bad := [item for item in args.setting if not item.startswith("KEZEK_") or "=" not in item]:
+        ap.error(f"--setting {bad[0]!r}: not KEZEK_NAME=VALUE")
+    settings = dict(item.split("=", 1) for item in args.setting)
 
     from services.notifications.devservers import DevSmsGateway
 
@@ -275,13 +278,9 @@ def main(argv: list[str] | None = None) -> int:
     base = folder.path
     figures: dict = {"children": args.children, "places": args.places, "kindergartens": kgs,
                      "readers": args.readers, "relays": args.relays, "consumers_per_service": args.consumers,
-                     "workers": args.workers, "cpus": os.cpu_count(), "load_start": load()}
+                     "workers": args.workers, "settings": settings, "cpus": os.cpu_count(), "load_start": load()}
     sms = DevSmsGateway(receipts=True).start()
     zone = daytime_zone()
-    if bad := [item for item in args.setting if not item.startswith("KEZEK_") or "=" not in item]:
-        ap.error(f"--setting {bad[0]!r}: not KEZEK_NAME=VALUE")
-    settings = dict(item.split("=", 1) for item in args.setting)
-    figures["settings"] = settings
     env = {"KEZEK_NOTIFICATIONS_TIMEZONE": zone, **settings}
     kezek = System(base / "kezek", relays=args.relays, consumers_per_service=args.consumers, workers=args.workers,
                    sms_gateway_url=sms.url, env=env, log=say)

@@ -31,11 +31,9 @@ MIN_SECRET_LENGTH = 32
 DEFAULT_TOPIC_PREFIX = "kezek"
 
 
-
 def split_names(raw: str) -> tuple[str, ...]:
     """A comma-separated setting's names, blanks dropped."""
     return tuple(name for part in raw.split(",") if (name := part.strip()))
-
 
 
 def replicas_of(raw: str) -> dict[str, int]:

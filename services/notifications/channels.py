@@ -129,14 +129,17 @@ class SmtpEmail:
     def _transact(self, to: str, data: bytes) -> None:
         """MAIL, RCPT and DATA, as smtplib's sendmail. A kept connection is
         not asked first whether it is still there (a NOOP, a round trip per
-        message): if the server has closed it, its MAIL fails, which the
-        server has taken nothing for, and the message goes on a new one."""
+        message): if the server has closed it, or answers that it is closing
+        it (421), its MAIL fails, which the server has taken nothing for, and
+        the message goes on a new one."""
         smtp = self._smtp
         code = resp = None
         if smtp is not None:
             try:
                 code, resp = smtp.mail(self._envelope_from)
             except (OSError, smtplib.SMTPServerDisconnected):
+                code = 421
+            if code == 421:
                 self._drop()
                 smtp = None
         if smtp is None:

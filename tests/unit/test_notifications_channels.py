@@ -98,6 +98,18 @@ def test_a_kept_connection_takes_the_next_message_without_a_noop_first(smtp, mon
     assert noops == [] and len(smtp.messages) == 3
 
 
+def test_a_kept_connection_the_server_is_closing_sends_the_message_on_a_new_one(smtp):
+    """A server may answer 421 on a connection idle too long, then close it:
+    the message goes at once on a new connection, not as a failed attempt."""
+    transport = SmtpEmail("127.0.0.1", smtp.port, "noreply@kezek.kg")
+    assert transport.send(outgoing(mid="7d1e5a8e-0000-4000-8000-000000000001")).outcome is Outcome.SENT
+    kept = transport._smtp
+    kept.mail = lambda *_args, **_kw: (421, b"4.4.2 idle too long, closing")
+    assert transport.send(outgoing(mid="7d1e5a8e-0000-4000-8000-000000000002")).outcome is Outcome.SENT
+    assert transport._smtp is not kept and len(smtp.messages) == 2
+    transport.close()
+
+
 def test_temporary_smtp_refusal_is_worth_a_retry(smtp):
     smtp.fail_next(1)
     transport = SmtpEmail("127.0.0.1", smtp.port, "noreply@kezek.kg")
