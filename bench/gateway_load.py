@@ -117,9 +117,9 @@ def _part(cmd: str) -> str:
     if "serve" in words and words.index("serve") + 1 < len(words):
         return words[words.index("serve") + 1]
     if "consume" in words:
-        named = [w for w in words[words.index("consume") + 1:] if not w.startswith("-")]
-        kind = "jobs" if "--only" in words and words[words.index("--only") + 1:][:1] == ["jobs"] else "consume"
-        return f"{kind} {named[0]}" if named else kind
+        option = {flag: value for flag, value in zip(words, words[1:]) if flag.startswith("--")}
+        kind = "jobs" if option.get("--only") == "jobs" else "consume"
+        return f"{kind} {option['--service']}" if "--service" in option else kind
     for name in ("relay", "worker", "postgres", "kafka", "temporal", "mailbox", "sms"):
         if name in cmd.lower():
             return name

@@ -46,7 +46,7 @@ def smtp_message_id(msg: Outgoing) -> str:
 _PLAIN_ADDRESS = re.compile(r"[A-Za-z0-9.!#$%&'*+/=?^_`{|}~-]+@[A-Za-z0-9.-]+")
 # The longest line SMTP carries (RFC 5321), less its CRLF.
 _LONGEST_LINE = 998
-CRLF = "\r\n"
+_CRLF = "\r\n"
 
 
 class SmtpEmail:
@@ -87,13 +87,13 @@ class SmtpEmail:
         if lines[-1] == "":
             lines.pop()                 # the text ends with one line end, as set_content writes it
         if msg.body.isascii() and all(len(line) <= _LONGEST_LINE for line in lines):
-            cte, body = "7bit", CRLF.join(lines) + CRLF
+            cte, body = "7bit", _CRLF.join(lines) + _CRLF
         else:
             text = "\n".join(lines) + "\n"
-            cte, body = "base64", base64.encodebytes(text.encode("utf-8")).decode("ascii").replace("\n", CRLF)
-        head = CRLF.join((
+            cte, body = "base64", base64.encodebytes(text.encode("utf-8")).decode("ascii").replace("\n", _CRLF)
+        head = _CRLF.join((
             f"To: {msg.address}",
-            f"Subject: {Header(subject, 'us-ascii' if subject.isascii() else 'utf-8').encode(linesep=CRLF)}",
+            f"Subject: {Header(subject, 'us-ascii' if subject.isascii() else 'utf-8').encode(linesep=_CRLF)}",
             f"Date: {formatdate(usegmt=True)}",
             f"Message-ID: {smtp_message_id(msg)}",
             "Auto-Submitted: auto-generated",   # RFC 3834: no vacation replies
@@ -102,7 +102,7 @@ class SmtpEmail:
             f"Content-Transfer-Encoding: {cte}",
             f"Content-Language: {msg.locale}",
         ))
-        return self._from_line + f"{head}{CRLF}{CRLF}{body}".encode("ascii")
+        return self._from_line + f"{head}{_CRLF}{_CRLF}{body}".encode("ascii")
 
     def send(self, msg: Outgoing) -> Attempt:
         """One message over a connection kept open from one send to the next
@@ -133,7 +133,6 @@ class SmtpEmail:
         it (421), its MAIL fails, which the server has taken nothing for, and
         the message goes on a new one."""
         smtp = self._smtp
-        code = resp = None
         if smtp is not None:
             try:
                 code, resp = smtp.mail(self._envelope_from)
