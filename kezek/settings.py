@@ -47,6 +47,17 @@ def replicas_of(raw: str) -> dict[str, int]:
     return counts
 
 
+def niceness_of(raw: str) -> dict[str, int]:
+    """`run_nice`: {process name: niceness}."""
+    levels: dict[str, int] = {}
+    for pair in split_names(raw):
+        name, sep, level = (part.strip() for part in pair.partition("="))
+        if not sep or not name or not level.isdigit() or int(level) > 19:
+            raise ValueError(f"{pair!r} is not NAME=N with a process of `kezek run` and N from 0 to 19")
+        levels[name] = int(level)
+    return levels
+
+
 class FileSettingsSource(PydanticBaseSettingsSource):
     """`<PREFIX><NAME>_FILE=path`: the field's value is the file's content
     (one trailing newline dropped). Setting both the value and the file is
@@ -184,6 +195,10 @@ class Settings(KezekSettings):
     # Services whose background jobs `kezek run` starts in a process of their own (jobs-SERVICE),
     # apart from their Kafka consumers (consume-SERVICE); comma-separated, empty: none
     run_jobs_apart: str = ""
+    # How far `kezek run` lowers the CPU priority of the processes named (Unix niceness, 0-19), as
+    # NAME=N pairs, comma-separated; NAME is a process of `kezek run` (consume-gateway, relay,
+    # worker, temporal, ...) and names its replicas too (consume-gateway-1, -2). Empty: none
+    run_nice: str = ""
     # The port of the local PostgreSQL that `kezek run --postgres` starts
     postgres_port: int = 55432
     log_level: str = "INFO"
@@ -231,6 +246,12 @@ class Settings(KezekSettings):
     @classmethod
     def _run_consumer_replicas(cls, raw: str) -> str:
         replicas_of(raw)    # a bad value is refused at start-up, naming the field
+        return raw
+
+    @field_validator("run_nice")
+    @classmethod
+    def _run_nice(cls, raw: str) -> str:
+        niceness_of(raw)    # a bad value is refused at start-up, naming the field
         return raw
 
     def consumers_of(self, service: str) -> int:

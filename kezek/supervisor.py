@@ -18,6 +18,9 @@ where to open it. Then it watches:
 - Kafka, Temporal and PostgreSQL are started again on their own data and
   ports when they die; the parts reconnect by themselves.
 
+KEZEK_RUN_NICE lowers the CPU priority of the processes it names, servers
+included, each time they start.
+
 `<state>/run.json` names every part with its pid and restarts. Ctrl-C or
 `kezek stop` stops the parts (SIGTERM, SIGKILL after 10 s), then the servers
 (likewise), and removes `run.pid` and `run.json`: stop always completes, and
@@ -46,7 +49,7 @@ from kezek.infra.postgres import PostgresCluster
 from kezek.infra.procs import die_with_parent, free_port, port_open, wait_until
 from kezek.infra.temporal import TemporalDevServer
 from kezek.migrations import migration_services, upgrade
-from kezek.settings import Settings
+from kezek.settings import Settings, niceness_of
 
 __all__ = ["PUBLIC_TOPIC_SUFFIX", "Supervisor", "main"]
 
@@ -145,12 +148,14 @@ class Supervisor:
         temporal = TemporalDevServer(self.state / "temporal", port=int(t_port), ui_port=s.temporal_ui_port)
         self.servers.append(Server("temporal", temporal))
         temporal.start()
+        self.lower_priority("temporal", temporal.pid)
         say(f"starting Kafka on {s.kafka_bootstrap}")
         # One local broker: every partition has one copy.
         kafka = KafkaBroker(self.state / "kafka", port=int(k_port), controller_port=int(k_port) + 1,
                             partitions=s.kafka_partitions, replication_factor=1, min_insync_replicas=1)
         self.servers.append(Server("kafka", kafka))
         kafka.start()
+        self.lower_priority("kafka", kafka.pid)
         self.env.update(KEZEK_KAFKA_REPLICATION_FACTOR="1", KEZEK_KAFKA_MIN_INSYNC_REPLICAS="1")
         ensure_topics(s.kafka_bootstrap, all_topics(s), partitions=s.kafka_partitions, replication_factor=1,
                       min_insync_replicas=1)
@@ -163,6 +168,7 @@ class Supervisor:
             else:
                 say(f"starting PostgreSQL on 127.0.0.1:{s.postgres_port}")
                 pg.start()
+            self.lower_priority("postgres", pg.pid)
             self.env["KEZEK_DATABASE_URL"] = pg.url("kezek")
         self.env["KEZEK_STATE_DIR"] = str(self.state)
         self.write_state()
@@ -172,6 +178,40 @@ class Supervisor:
         for service in migration_services():
             upgrade(service, settings.database_url_for(service), settings=settings)
         say(f"migrated {', '.join(migration_services())}")
+
+    # -- CPU priority (KEZEK_RUN_NICE) -------------------------------------
+    def niceness(self, name: str) -> int:
+        """The niceness KEZEK_RUN_NICE gives the process `name`: its own, or
+        its base name's for a replica (consume-gateway-2: consume-gateway)."""
+        levels = niceness_of(self.settings.run_nice)
+        base, _, number = name.rpartition("-")
+        return levels.get(name, levels.get(base, 0) if number.isdigit() else 0)
+
+    def check_niceness(self) -> None:
+        """Every name in KEZEK_RUN_NICE is one of the processes to start."""
+        names = {p.name for p in self.plan()} | {"temporal", "kafka", *(("postgres",) if self.use_postgres else ())}
+        names |= {base for n in names if (base := n.rpartition("-")[0]) and n.rpartition("-")[2].isdigit()}
+        unknown = sorted(set(niceness_of(self.settings.run_nice)) - names)
+        if unknown:
+            raise SystemExit(f"KEZEK_RUN_NICE names no process of `kezek run`: {', '.join(unknown)} "
+                             f"(processes: {', '.join(sorted(names))})")
+
+    def lower_priority(self, name: str, pid: int | None) -> None:
+        """A started server's threads at its niceness (the threads they start
+        after this inherit it). Our own parts get theirs before they run
+        (`spawn`)."""
+        level = self.niceness(name)
+        if not level or pid is None:
+            return
+        try:
+            tasks = [int(t) for t in os.listdir(f"/proc/{pid}/task")]
+        except FileNotFoundError:      # no /proc: the process's first thread
+            tasks = [pid]
+        for tid in tasks:
+            try:
+                os.setpriority(os.PRIO_PROCESS, tid, level)
+            except ProcessLookupError:
+                pass                   # a thread that has ended
 
     # -- our own processes -------------------------------------------------
     def plan(self) -> list[Part]:
@@ -229,9 +269,15 @@ class Supervisor:
 
     def spawn(self, part: Part) -> None:
         log = open(self.state / "logs" / f"{part.name}.log", "ab")
+        level = self.niceness(part.name)
+
+        def before_exec() -> None:
+            die_with_parent()
+            os.nice(level)
+
         part.proc = subprocess.Popen([sys.executable, "-m", "kezek.cli", *part.args], env={**self.env, **part.env},
-                                     stdout=log,
-                                     stderr=subprocess.STDOUT, start_new_session=True, preexec_fn=die_with_parent)
+                                     stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
+                                     preexec_fn=before_exec if level else die_with_parent)
         log.close()
         part.started = time.monotonic()
         part.due = part.unwell_since = None
@@ -339,6 +385,7 @@ class Supervisor:
             return
         finally:
             self.interruptible = False
+        self.lower_priority(srv.name, srv.pid)
         srv.restarts += 1
         srv.due = None
         srv.started = time.monotonic()
@@ -457,6 +504,7 @@ def main(argv: list[str]) -> int:
     rc = 0
     try:
         pid_file.write_text(str(os.getpid()))
+        sup.check_niceness()
         sup.start_infrastructure()
         sup.migrate()
         sup.start_processes()

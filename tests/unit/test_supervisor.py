@@ -5,6 +5,7 @@ stops beating is killed and started again."""
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 import threading
@@ -233,3 +234,62 @@ def test_the_services_health_is_asked_over_one_kept_connection(supervisor, monke
     finally:
         server.shutdown()
         server.server_close()
+
+
+def _niceness(pid: int) -> list[int]:
+    """The niceness of each of the process's threads."""
+    return [os.getpriority(os.PRIO_PROCESS, int(tid)) for tid in os.listdir(f"/proc/{pid}/task")]
+
+
+def test_a_process_named_in_run_nice_starts_at_that_niceness_and_so_do_its_replicas(tmp_path, monkeypatch):
+    fake = tmp_path / "python"
+    fake.write_text("#!/bin/sh\nexec sleep 30\n")
+    fake.chmod(0o755)
+    monkeypatch.setattr(sys, "executable", str(fake))
+    settings = Settings(_env_file=None, state_dir=tmp_path, run_nice="consume-gateway=10, relay=3")
+    s = sup.Supervisor(settings, postgres=False)
+    (tmp_path / "logs").mkdir()
+    parts = [sup.Part("consume-gateway", "consumer", []), sup.Part("consume-gateway-2", "consumer", []),
+             sup.Part("relay-1", "relay", []), sup.Part("consume-notifications", "consumer", [])]
+    try:
+        for part in parts:
+            s.spawn(part)
+        own = os.getpriority(os.PRIO_PROCESS, 0)
+        assert [_niceness(p.proc.pid) for p in parts] == [[min(own + 10, 19)], [min(own + 10, 19)],
+                                                          [min(own + 3, 19)], [own]]
+    finally:
+        for part in parts:
+            part.proc.kill()
+            part.proc.wait()
+
+
+def test_a_server_named_in_run_nice_gets_that_niceness_on_every_thread(tmp_path):
+    settings = Settings(_env_file=None, state_dir=tmp_path, run_nice="temporal=7")
+    server = subprocess.Popen([sys.executable, "-c", "import threading, time\n"
+                               "for _ in range(3): threading.Thread(target=time.sleep, args=(30,)).start()\n"
+                               "print('ready', flush=True); time.sleep(30)"], stdout=subprocess.PIPE, text=True)
+    try:
+        assert server.stdout.readline() == "ready\n"
+        sup.Supervisor(settings, postgres=False).lower_priority("temporal", server.pid)
+        assert _niceness(server.pid) == [7, 7, 7, 7]
+        sup.Supervisor(settings, postgres=False).lower_priority("kafka", server.pid)   # not named: left alone
+        assert _niceness(server.pid) == [7, 7, 7, 7]
+    finally:
+        server.kill()
+        server.wait()
+
+
+@pytest.mark.parametrize("raw", ["consume-gateway", "consume-gateway=20", "=5", "relay=-1", "relay=low"])
+def test_run_nice_not_written_name_equals_level_is_refused_naming_the_setting(tmp_path, raw):
+    with pytest.raises(ValueError, match=r"run_nice[\s\S]*is not NAME=N"):
+        Settings(_env_file=None, state_dir=tmp_path, run_nice=raw)
+
+
+def test_run_nice_naming_no_process_of_kezek_run_is_refused_before_anything_starts(tmp_path):
+    known = Settings(_env_file=None, state_dir=tmp_path, run_nice="consume-gateway=10,relay=5,temporal=5,worker=2",
+                     run_relays=2)
+    sup.Supervisor(known, postgres=False).check_niceness()
+    for raw in ("consume-gateways=10", "postgres=5"):   # no such part; no PostgreSQL without --postgres
+        s = sup.Supervisor(Settings(_env_file=None, state_dir=tmp_path, run_nice=raw), postgres=False)
+        with pytest.raises(SystemExit, match=f"KEZEK_RUN_NICE names no process of `kezek run`: {raw.split('=')[0]}"):
+            s.check_niceness()
