@@ -102,6 +102,24 @@ class Server:
         return self.server.pid
 
 
+def lower_session_group(pid: int, level: int) -> None:
+    """Linux's scheduler shares the CPU between sessions first when its
+    autogroups are on (the default of desktop and many server kernels), and
+    a process's niceness then counts only against its own session's other
+    processes. Every server and part runs in a session of its own, so the
+    group's niceness is what gives it less of the CPU than the others: set
+    here when the kernel has autogroups (and left alone where it has none),
+    and only for a process that leads its session (else the group is its
+    starter's too)."""
+    try:
+        if os.getsid(pid) != pid:
+            return
+        with open(f"/proc/{pid}/autogroup", "w") as f:
+            f.write(str(level))
+    except OSError:             # ended, or no autogroups
+        pass
+
+
 class Supervisor:
     def __init__(self, settings: Settings, postgres: bool):
         self.settings = settings
@@ -197,9 +215,9 @@ class Supervisor:
                              f"(processes: {', '.join(sorted(names))})")
 
     def lower_priority(self, name: str, pid: int | None) -> None:
-        """A started server's threads at its niceness (the threads they start
-        after this inherit it). Our own parts get theirs before they run
-        (`spawn`)."""
+        """A started server's threads and its session's group at its
+        niceness (the threads and processes it starts after this inherit
+        it). Our own parts get theirs before they run (`spawn`)."""
         level = self.niceness(name)
         if not level or pid is None:
             return
@@ -212,6 +230,7 @@ class Supervisor:
                 os.setpriority(os.PRIO_PROCESS, tid, level)
             except ProcessLookupError:
                 pass                   # a thread that has ended
+        lower_session_group(pid, level)
 
     # -- our own processes -------------------------------------------------
     def plan(self) -> list[Part]:
@@ -274,6 +293,7 @@ class Supervisor:
         def before_exec() -> None:
             die_with_parent()
             os.nice(level)
+            lower_session_group(os.getpid(), level)     # its own session, made before this runs
 
         part.proc = subprocess.Popen([sys.executable, "-m", "kezek.cli", *part.args], env={**self.env, **part.env},
                                      stdout=log, stderr=subprocess.STDOUT, start_new_session=True,

@@ -241,6 +241,17 @@ def _niceness(pid: int) -> list[int]:
     return [os.getpriority(os.PRIO_PROCESS, int(tid)) for tid in os.listdir(f"/proc/{pid}/task")]
 
 
+def _group_niceness(pid: int) -> int | None:
+    """The niceness of the process's autogroup (None: the kernel has none)."""
+    try:
+        return int(open(f"/proc/{pid}/autogroup").read().split()[-1])
+    except OSError:
+        return None
+
+
+AUTOGROUPS = _group_niceness(os.getpid()) is not None
+
+
 def test_a_process_named_in_run_nice_starts_at_that_niceness_and_so_do_its_replicas(tmp_path, monkeypatch):
     fake = tmp_path / "python"
     fake.write_text("#!/bin/sh\nexec sleep 30\n")
@@ -257,26 +268,39 @@ def test_a_process_named_in_run_nice_starts_at_that_niceness_and_so_do_its_repli
         own = os.getpriority(os.PRIO_PROCESS, 0)
         assert [_niceness(p.proc.pid) for p in parts] == [[min(own + 10, 19)], [min(own + 10, 19)],
                                                           [min(own + 3, 19)], [own]]
+        if AUTOGROUPS:      # each in a session of its own: its group's niceness is what the scheduler weighs
+            assert [_group_niceness(p.proc.pid) for p in parts] == [10, 10, 3, 0]
     finally:
         for part in parts:
             part.proc.kill()
             part.proc.wait()
 
 
-def test_a_server_named_in_run_nice_gets_that_niceness_on_every_thread(tmp_path):
-    settings = Settings(_env_file=None, state_dir=tmp_path, run_nice="temporal=7")
-    server = subprocess.Popen([sys.executable, "-c", "import threading, time\n"
-                               "for _ in range(3): threading.Thread(target=time.sleep, args=(30,)).start()\n"
-                               "print('ready', flush=True); time.sleep(30)"], stdout=subprocess.PIPE, text=True)
+def test_a_server_named_in_run_nice_gets_that_niceness_on_every_thread_and_its_session(tmp_path):
+    settings = Settings(_env_file=None, state_dir=tmp_path, run_nice="temporal=7,kafka=9")
+    code = ("import threading, time\n"
+            "for _ in range(3): threading.Thread(target=time.sleep, args=(30,)).start()\n"
+            "print('ready', flush=True); time.sleep(30)")
+    server = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE, text=True, start_new_session=True)
+    # not leading a session of its own: its group is ours, and is left alone
+    beside = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE, text=True)
     try:
-        assert server.stdout.readline() == "ready\n"
-        sup.Supervisor(settings, postgres=False).lower_priority("temporal", server.pid)
+        assert server.stdout.readline() == "ready\n" and beside.stdout.readline() == "ready\n"
+        ours = _group_niceness(os.getpid())
+        s = sup.Supervisor(settings, postgres=False)
+        s.lower_priority("temporal", server.pid)
         assert _niceness(server.pid) == [7, 7, 7, 7]
-        sup.Supervisor(settings, postgres=False).lower_priority("kafka", server.pid)   # not named: left alone
+        s.lower_priority("worker", server.pid)     # not named: left alone
         assert _niceness(server.pid) == [7, 7, 7, 7]
+        s.lower_priority("kafka", beside.pid)
+        assert _niceness(beside.pid) == [9, 9, 9, 9]
+        if AUTOGROUPS:
+            assert _group_niceness(server.pid) == 7
+            assert _group_niceness(os.getpid()) == ours != 9
     finally:
-        server.kill()
-        server.wait()
+        for proc in (server, beside):
+            proc.kill()
+            proc.wait()
 
 
 @pytest.mark.parametrize("raw", ["consume-gateway", "consume-gateway=20", "=5", "relay=-1", "relay=low"])
