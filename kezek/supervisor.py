@@ -102,6 +102,13 @@ class Server:
         return self.server.pid
 
 
+def replica_base(name: str) -> str | None:
+    """The name a replica's name is numbered from (consume-gateway-2:
+    consume-gateway); None for a name that is not numbered."""
+    base, _, number = name.rpartition("-")
+    return base if base and number.isdigit() else None
+
+
 def lower_session_group(pid: int, level: int) -> None:
     """Linux's scheduler shares the CPU between sessions first when its
     autogroups are on (the default of desktop and many server kernels), and
@@ -130,6 +137,7 @@ class Supervisor:
         self.env = dict(os.environ)
         self.interruptible = True
         self.stopping = False
+        self.levels = niceness_of(settings.run_nice)     # KEZEK_RUN_NICE: {process: niceness}
         self._written = ""
         # The services' health asked over kept connections: httpx.get made a
         # client each time, and its TLS context took 36 ms of CPU, each of
@@ -199,36 +207,36 @@ class Supervisor:
 
     # -- CPU priority (KEZEK_RUN_NICE) -------------------------------------
     def niceness(self, name: str) -> int:
-        """The niceness KEZEK_RUN_NICE gives the process `name`: its own, or
-        its base name's for a replica (consume-gateway-2: consume-gateway)."""
-        levels = niceness_of(self.settings.run_nice)
-        base, _, number = name.rpartition("-")
-        return levels.get(name, levels.get(base, 0) if number.isdigit() else 0)
+        """How far KEZEK_RUN_NICE lowers the process `name`: by its own
+        level, or its base name's for a replica (consume-gateway-2)."""
+        return self.levels.get(name, self.levels.get(replica_base(name), 0))
 
     def check_niceness(self) -> None:
         """Every name in KEZEK_RUN_NICE is one of the processes to start."""
         names = {p.name for p in self.plan()} | {"temporal", "kafka", *(("postgres",) if self.use_postgres else ())}
-        names |= {base for n in names if (base := n.rpartition("-")[0]) and n.rpartition("-")[2].isdigit()}
-        unknown = sorted(set(niceness_of(self.settings.run_nice)) - names)
+        names |= {base for n in names if (base := replica_base(n))}
+        unknown = sorted(set(self.levels) - names)
         if unknown:
             raise SystemExit(f"KEZEK_RUN_NICE names no process of `kezek run`: {', '.join(unknown)} "
                              f"(processes: {', '.join(sorted(names))})")
 
     def lower_priority(self, name: str, pid: int | None) -> None:
-        """A started server's threads and its session's group at its
-        niceness (the threads and processes it starts after this inherit
-        it). Our own parts get theirs before they run (`spawn`)."""
+        """A started server's threads (by its level, from this process's
+        niceness, as `os.nice` does for a part) and its session's group at
+        its niceness; the threads and processes it starts after this inherit
+        them. Our own parts get theirs before they run (`spawn`)."""
         level = self.niceness(name)
         if not level or pid is None:
             return
+        target = min(os.getpriority(os.PRIO_PROCESS, 0) + level, 19)
         try:
             tasks = [int(t) for t in os.listdir(f"/proc/{pid}/task")]
         except FileNotFoundError:      # no /proc: the process's first thread
             tasks = [pid]
         for tid in tasks:
             try:
-                os.setpriority(os.PRIO_PROCESS, tid, level)
-            except ProcessLookupError:
+                os.setpriority(os.PRIO_PROCESS, tid, target)
+            except OSError:
                 pass                   # a thread that has ended
         lower_session_group(pid, level)
 
