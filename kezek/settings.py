@@ -36,26 +36,29 @@ def split_names(raw: str) -> tuple[str, ...]:
     return tuple(name for part in raw.split(",") if (name := part.strip()))
 
 
-def replicas_of(raw: str) -> dict[str, int]:
-    """`run_consumer_replicas`: {service: processes}."""
+def _counts_of(raw: str, fits, expected: str) -> dict[str, int]:
+    """A setting of comma-separated NAME=N pairs: {name: N}, each pair's
+    name and N checked by `fits`; ValueError naming the first that is not
+    `expected`."""
     counts: dict[str, int] = {}
     for pair in split_names(raw):
-        service, sep, count = (part.strip() for part in pair.partition("="))
-        if not sep or service not in SERVICES or not count.isdigit() or int(count) < 1:
-            raise ValueError(f"{pair!r} is not SERVICE=N with one of {', '.join(SERVICES)} and N of at least 1")
-        counts[service] = int(count)
+        name, sep, count = (part.strip() for part in pair.partition("="))
+        if not sep or not count.isdigit() or not fits(name, int(count)):
+            raise ValueError(f"{pair!r} is not {expected}")
+        counts[name] = int(count)
     return counts
+
+
+def replicas_of(raw: str) -> dict[str, int]:
+    """`run_consumer_replicas`: {service: processes}."""
+    return _counts_of(raw, lambda service, n: service in SERVICES and n >= 1,
+                      f"SERVICE=N with one of {', '.join(SERVICES)} and N of at least 1")
 
 
 def niceness_of(raw: str) -> dict[str, int]:
     """`run_nice`: {process name: niceness}."""
-    levels: dict[str, int] = {}
-    for pair in split_names(raw):
-        name, sep, level = (part.strip() for part in pair.partition("="))
-        if not sep or not name or not level.isdigit() or int(level) > 19:
-            raise ValueError(f"{pair!r} is not NAME=N with a process of `kezek run` and N from 0 to 19")
-        levels[name] = int(level)
-    return levels
+    return _counts_of(raw, lambda name, n: bool(name) and n <= 19,
+                      "NAME=N with a process of `kezek run` and N from 0 to 19")
 
 
 class FileSettingsSource(PydanticBaseSettingsSource):
