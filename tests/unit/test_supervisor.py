@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import subprocess
 import sys
 import threading
@@ -242,11 +243,14 @@ def _niceness(pid: int) -> list[int]:
 
 
 def _group_niceness(pid: int) -> int | None:
-    """The niceness of the process's autogroup (None: the kernel has none)."""
+    """The niceness of the process's autogroup ("/autogroup-16503 nice 0");
+    None where the kernel has none, or shows the file empty (as some
+    sandboxed kernels do)."""
     try:
-        return int(open(f"/proc/{pid}/autogroup").read().split()[-1])
+        shown = re.search(r"\bnice (-?\d+)", open(f"/proc/{pid}/autogroup").read())
     except OSError:
         return None
+    return int(shown.group(1)) if shown else None
 
 
 AUTOGROUPS = _group_niceness(os.getpid()) is not None
