@@ -64,7 +64,7 @@ import sqlalchemy as sa  # noqa: E402
 from kezek.client import SyncServiceClient, UpstreamError  # noqa: E402
 from kezek.demo import ADMIN  # noqa: E402
 from kezek.health import heartbeat_path, kafka_check, read_heartbeat, temporal_check  # noqa: E402
-from kezek.infra.procs import free_port, port_open  # noqa: E402
+from kezek.infra.procs import free_port  # noqa: E402
 from kezek.settings import SERVICES, Settings  # noqa: E402
 from kezek.trust import ServiceKeys  # noqa: E402
 from services.queue.store.invariants import POOL_BOOKS  # noqa: E402
@@ -88,13 +88,6 @@ def say(msg: str) -> None:
     print(f"[chaos {time.strftime('%H:%M:%S')}] {msg}", flush=True)
 
 
-def free_pair() -> int:
-    while True:
-        port = free_port()
-        if not port_open(port + 1):
-            return port
-
-
 def midday_zone() -> str:
     """A time zone where it is about noon now: the notifications service
     holds SMS at night, and the run should not depend on the hour."""
@@ -115,7 +108,7 @@ class System:
         self.folder = folder
         self.state = folder / "state"
         self.ports = {s: free_port() for s in SERVICES}
-        self.temporal, self.kafka, self.pg = f"127.0.0.1:{free_pair()}", f"127.0.0.1:{free_pair()}", free_port()
+        self.temporal, self.kafka, self.pg = f"127.0.0.1:{free_port(span=2)}", f"127.0.0.1:{free_port(span=2)}", free_port()
         self.env = dict(
             os.environ, KEZEK_STATE_DIR=str(self.state), KEZEK_TEMPORAL_ADDRESS=self.temporal,
             KEZEK_TEMPORAL_UI_PORT=str(free_port()), KEZEK_KAFKA_BOOTSTRAP=self.kafka,

@@ -1,15 +1,87 @@
 """Small helpers shared by the launchers: free ports, waiting, stopping."""
 from __future__ import annotations
 
+import fcntl
 import os
+import random
 import signal
 import socket
 import subprocess
+import tempfile
 import time
 from collections.abc import Callable, Iterable
+from pathlib import Path
 
 
-def free_port() -> int:
+PORT_HOLD_SECONDS = 300     # how long a port handed out stays promised to its caller
+LOWEST_PORT = 20000         # free ports are drawn from here up to the kernel's ephemeral range
+
+
+def ephemeral_ports() -> tuple[int, int]:
+    """The range the kernel takes ports from for outgoing connections and
+    for servers that ask it for any free port."""
+    try:
+        low, high = Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()
+        return int(low), int(high)
+    except (OSError, ValueError):
+        return 32768, 60999
+
+
+def _bindable(port: int) -> bool:
+    with socket.socket() as s:
+        try:
+            s.bind(("127.0.0.1", port))
+        except OSError:
+            return False
+    return True
+
+
+def free_port(span: int = 1) -> int:
+    """A port on which nothing listens (the first of `span` consecutive
+    ones, for a server that takes the next port too), promised to the
+    caller for PORT_HOLD_SECONDS against every other caller on this
+    machine, through a ledger in the temporary folder.
+
+    Drawn below the kernel's ephemeral range: a port the kernel handed out
+    and took back (bind to port 0) may go to an outgoing connection, or to
+    another server asking for any free port, before ours binds it. That
+    happened in the suite: Kafka or Temporal then exited, "Address already
+    in use". Where the ephemeral range leaves no room below it, the kernel
+    chooses."""
+    low, high = LOWEST_PORT, ephemeral_ports()[0] - span
+    if high - low < 1000:
+        return _any_port()
+    try:
+        with open(Path(tempfile.gettempdir()) / "kezek-ports", "a+") as ledger:
+            fcntl.flock(ledger, fcntl.LOCK_EX)
+            ledger.seek(0)
+            now = time.time()
+            held = {port: until for port, until in map(_promise, ledger.read().splitlines()) if until > now}
+            for port in random.sample(range(low, high), min(high - low, 2000)):
+                wanted = range(port, port + span)
+                if not any(p in held for p in wanted) and all(_bindable(p) for p in wanted):
+                    break
+            else:               # all but promised: the kernel's choice
+                return _any_port()
+            held.update((p, now + PORT_HOLD_SECONDS) for p in wanted)
+            ledger.seek(0)
+            ledger.truncate()
+            ledger.write("".join(f"{p} {until:.0f}\n" for p, until in held.items()))
+            return port
+    except OSError:             # no ledger to be had (a read-only temporary folder): the kernel's choice
+        return _any_port()
+
+
+def _promise(line: str) -> tuple[int, float]:
+    """A ledger line, "port until" (a line that is not one promises nothing)."""
+    try:
+        port, until = line.split()
+        return int(port), float(until)
+    except ValueError:
+        return 0, 0.0
+
+
+def _any_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return s.getsockname()[1]

@@ -19,16 +19,9 @@ pytestmark = pytest.mark.integration   # `make run` starts every server
 pytestmark = pytest.mark.integration
 
 
-def free_pair() -> int:
-    while True:
-        port = free_port()
-        if not port_open(port + 1):
-            return port
-
-
 def test_run_starts_everything_prints_answering_urls_and_stops_cleanly_on_ctrl_c(tmp_path):
     os.chmod(tmp_path, 0o755)
-    temporal, kafka = free_pair(), free_pair()
+    temporal, kafka = free_port(span=2), free_port(span=2)
     env = dict(os.environ,
                KEZEK_STATE_DIR=str(tmp_path / "state"),
                KEZEK_TEMPORAL_ADDRESS=f"127.0.0.1:{temporal}",

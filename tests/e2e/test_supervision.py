@@ -34,13 +34,6 @@ CHILDREN = 9
 COHORT = 2022
 
 
-def free_pair() -> int:
-    while True:
-        port = free_port()
-        if not port_open(port + 1):
-            return port
-
-
 def wait(condition, what: str, timeout: float = 180, fail_fast: type[Exception] | None = None) -> float:
     """Polls until `condition()` is true; returns the seconds it took."""
     started = time.monotonic()
@@ -59,7 +52,7 @@ class System:
     def __init__(self, tmp: Path):
         self.state = tmp / "state"
         self.ports = {s: free_port() for s in ("gateway", "registration", "queue", "verification", "notifications")}
-        self.temporal, self.kafka, self.pg = f"127.0.0.1:{free_pair()}", f"127.0.0.1:{free_pair()}", free_port()
+        self.temporal, self.kafka, self.pg = f"127.0.0.1:{free_port(span=2)}", f"127.0.0.1:{free_port(span=2)}", free_port()
         self.env = dict(os.environ, KEZEK_STATE_DIR=str(self.state), KEZEK_TEMPORAL_ADDRESS=self.temporal,
                         KEZEK_TEMPORAL_UI_PORT=str(free_port()), KEZEK_KAFKA_BOOTSTRAP=self.kafka,
                         KEZEK_POSTGRES_PORT=str(self.pg), KEZEK_LOG_LEVEL="WARNING", KEZEK_KAFKA_PARTITIONS="3",
