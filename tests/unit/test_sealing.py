@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pytest
 import sqlalchemy as sa
+from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column
 
 from kezek import sealing
 from kezek.db import make_engine
@@ -104,6 +105,37 @@ def test_sealed_columns_seal_on_write_open_on_read_and_refuse_comparison(tmp_pat
     with pytest.raises(TypeError):
         sa.select(t).where(t.c.pin.in_([PIN]))
     assert [c.name for c in sealing.sealed_columns(md)["t"]] == ["pin", "parent"]
+
+
+def test_an_orm_write_keeps_the_lookup_hash_of_a_sealed_column_and_only_a_change_of_it_renews_it(tmp_path):
+    class Base(DeclarativeBase):
+        pass
+
+    class Person(Base):
+        __tablename__ = "people"
+        id: Mapped[int] = mapped_column(primary_key=True)
+        pin: Mapped[str] = mapped_column(Sealed("pin", hashed_as="pin"))
+        pin_hash: Mapped[str | None] = mapped_column(sa.String(64))
+        name: Mapped[str] = mapped_column(sa.String(20))
+
+    sealing.keep_lookup_hashes(Base)
+    r, _ = ring("k1")
+    engine = make_engine(f"sqlite:///{tmp_path}/x.db", keyring=r)
+    Base.metadata.create_all(engine)
+    other = "22001201800002"
+    with Session(engine) as s, s.begin():
+        s.add(Person(id=1, pin=PIN, name="a"))
+    with Session(engine) as s, s.begin():
+        person = s.get(Person, 1)
+        assert person.pin_hash == r.lookup("pin", PIN)
+        person.pin_hash = "left as the row has it"      # a write that does not change the pin keeps it
+        person.name = "b"
+    with Session(engine) as s, s.begin():
+        person = s.get(Person, 1)
+        assert person.pin_hash == "left as the row has it"
+        person.pin = other
+    with Session(engine) as s:
+        assert s.get(Person, 1).pin_hash == r.lookup("pin", other)
 
 
 def test_key_ring_from_settings_and_file(tmp_path, monkeypatch):
