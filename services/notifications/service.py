@@ -50,3 +50,4 @@ class NotificationService(Consuming, Dispatching, Reading):
         self.renderer = renderer or Renderer(tz)
         self.clock = clock
         self.limits = limits
+        self.signatures_forgotten_at: int | None = None    # (Dispatching._forgetting_due)

@@ -12,6 +12,7 @@ from concurrent.futures import ThreadPoolExecutor
 from datetime import timedelta
 
 import pytest
+import sqlalchemy as sa
 import uvicorn
 from fastapi.testclient import TestClient
 
@@ -26,7 +27,7 @@ from services.notifications.channels import HttpSms
 from services.notifications.devservers import DevSmsGateway
 from services.notifications.domain import Channel, Outcome
 from services.notifications.runtime import NotificationSettings
-from services.notifications.service import NotificationService
+from services.notifications.service import NotificationService, ReceiptReplayed
 from test_notifications_service import (  # noqa: F401  (fixtures)
     TZ, Scripted, clock, consume, dispatch, ev, issued, messages, migrated_db, received, service,
 )
@@ -228,6 +229,32 @@ def test_a_replayed_receipt_is_refused(client, service):
     assert client.post(f"{API}/sms/receipts", **receipt).status_code == 204
     r = client.post(f"{API}/sms/receipts", **receipt)
     assert r.status_code == 401 and r.json()["code"] == "receipt_replayed"
+
+
+def test_a_receipts_signature_is_forgotten_once_past_twice_its_window_within_ten_seconds_of_receipts(service):
+    from services.notifications.models import ReceiptSignature
+    from services.notifications.usecases.dispatching import FORGET_SIGNATURES_EVERY
+
+    window, t = 300, int(time.time())
+
+    def take(digest: str, at: int) -> None:
+        assert service.record_receipt(message_id="none", delivered=True, signed=signature.Signed(at, digest),
+                                      window=window) is False
+
+    def kept() -> set[str]:
+        with service.sessions() as s:
+            return set(s.scalars(sa.select(ReceiptSignature.digest)))
+
+    take("a", t)
+    take("b", t + 5)
+    take("c", t + 2 * window + 4)           # `a` is past twice the window: forgotten
+    assert kept() == {"b", "c"}
+    take("d", t + 2 * window + 8)           # `b` is past too: kept until the next forgetting, ten seconds on
+    assert kept() == {"b", "c", "d"}
+    take("e", t + 2 * window + 4 + FORGET_SIGNATURES_EVERY)
+    assert kept() == {"c", "d", "e"}
+    with pytest.raises(ReceiptReplayed):    # a signature in its window is never forgotten
+        take("d", t + 2 * window + 5 + FORGET_SIGNATURES_EVERY)
 
 
 def test_a_receipt_signed_with_the_previous_secret_counts_during_a_rotation(service, tmp_path):
