@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import socket
 import time
+from contextlib import contextmanager
 
 import pytest
 
@@ -44,21 +45,25 @@ def test_a_port_promised_to_one_caller_goes_to_no_other_until_the_promise_ends(l
     assert free_port() == first           # its promise ended; the second's holds
 
 
+@contextmanager
+def listening(port: int):
+    with socket.socket() as server:
+        server.bind(("127.0.0.1", port))
+        server.listen()
+        yield
+
+
 def test_a_port_something_listens_on_is_never_handed_out(ledger):
     _, order = ledger
     order += _candidates()
-    with socket.socket() as server:
-        server.bind(("127.0.0.1", order[0]))
-        server.listen()
+    with listening(order[0]):
         assert free_port() == order[1]
 
 
 def test_a_span_is_handed_out_only_when_every_port_of_it_is_free(ledger):
     _, order = ledger
     order += _candidates()
-    with socket.socket() as server:
-        server.bind(("127.0.0.1", order[1]))
-        server.listen()
+    with listening(order[1]):
         assert free_port(span=2) == order[2]  # the first candidate's next port is taken
     assert free_port(span=2) == order[0]      # free again, and nothing promised of it
 
