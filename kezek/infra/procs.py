@@ -47,10 +47,10 @@ def free_port(span: int = 1) -> int:
     another server asking for any free port, before ours binds it. That
     happened in the suite: Kafka or Temporal then exited, "Address already
     in use". Where the ephemeral range leaves no room below it, the kernel
-    chooses."""
+    chooses (a span still free in a row)."""
     low, high = LOWEST_PORT, ephemeral_ports()[0] - span
     if high - low < 1000:
-        return _any_port()
+        return _any_port(span)
     try:
         with open(Path(tempfile.gettempdir()) / "kezek-ports", "a+") as ledger:
             fcntl.flock(ledger, fcntl.LOCK_EX)
@@ -62,14 +62,14 @@ def free_port(span: int = 1) -> int:
                 if not any(p in held for p in wanted) and all(_bindable(p) for p in wanted):
                     break
             else:               # all but promised: the kernel's choice
-                return _any_port()
+                return _any_port(span)
             held.update((p, now + PORT_HOLD_SECONDS) for p in wanted)
             ledger.seek(0)
             ledger.truncate()
             ledger.write("".join(f"{p} {until:.0f}\n" for p, until in held.items()))
             return port
     except OSError:             # no ledger to be had (a read-only temporary folder): the kernel's choice
-        return _any_port()
+        return _any_port(span)
 
 
 def _promise(line: str) -> tuple[int, float]:
@@ -81,10 +81,14 @@ def _promise(line: str) -> tuple[int, float]:
         return 0, 0.0
 
 
-def _any_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+def _any_port(span: int = 1) -> int:
+    """The kernel's choice of a free port, the first of `span` free in a row."""
+    while True:
+        with socket.socket() as s:
+            s.bind(("127.0.0.1", 0))
+            port = s.getsockname()[1]
+        if all(_bindable(p) for p in range(port + 1, port + span)):
+            return port
 
 
 def port_open(port: int, host: str = "127.0.0.1") -> bool:

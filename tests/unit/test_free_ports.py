@@ -74,3 +74,16 @@ def test_a_ledger_line_that_is_not_a_promise_is_passed_over(ledger):
     path.write_text(f"garbage\n{order[0]} soon\n\n")
     assert free_port() == order[0]
     assert path.read_text().split()[0] == str(order[0])
+
+
+def test_where_the_ephemeral_range_leaves_no_room_the_kernel_chooses_and_a_span_is_still_free_in_a_row(monkeypatch):
+    monkeypatch.setattr(procs, "ephemeral_ports", lambda: (1024, 60999))
+    asked: list[int] = []
+
+    def bindable(port: int) -> bool:      # the next port of the kernel's first choice is taken
+        asked.append(port)
+        return len(asked) > 1
+
+    monkeypatch.setattr(procs, "_bindable", bindable)
+    port = free_port(span=2)
+    assert len(asked) == 2 and port + 1 == asked[1]     # the first choice refused, the second taken
