@@ -54,16 +54,6 @@ class BenchFolder:
         self.close()
 
 
-def _two_free_ports() -> int:
-    """A port whose next one is free too (Kafka's controller listens there)."""
-    from kezek.infra.procs import free_port, port_open
-
-    while True:
-        port = free_port()
-        if not port_open(port + 1) and port + 1 < 65535:
-            return port
-
-
 def _stat(pid: int) -> tuple[int, float, float] | None:
     """(parent pid, own CPU s, ended children's CPU s) of a process."""
     try:
@@ -105,7 +95,7 @@ class System:
         self.log = log
         self.ports = {s: free_port() for s in SERVICES}
         self.pg_port = free_port()
-        self.kafka_port = _two_free_ports()
+        self.kafka_port = free_port(span=2)   # Kafka's controller listens on the next port
         self.temporal_port = free_port()
         self.env = {k: v for k, v in os.environ.items() if not k.startswith("KEZEK_")}
         self.env.update({
