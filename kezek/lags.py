@@ -19,13 +19,17 @@ class Backlog:
     oldest_seconds: float
 
 
-def outbox_backlog(conn: sa.Connection, table: str = "outbox") -> Backlog:
-    """Two index-only reads on the partial index of unsent rows."""
-    unsent = conn.execute(sa.text(f"SELECT count(*) FROM {table} WHERE sent_at IS NULL")).scalar_one()
+def outbox_backlog(conn: sa.Connection, table: str = "outbox", floor: int | None = None) -> Backlog:
+    """Two index-only reads on the partial index of unsent rows; from
+    `floor` when the caller knows no row below it is unsent (a relay's
+    floor, kezek/relay.py), so that neither steps over the entries of the
+    rows marked sent before it."""
+    where = "sent_at IS NULL" + ("" if floor is None else f" AND seq >= {int(floor)}")
+    unsent = conn.execute(sa.text(f"SELECT count(*) FROM {table} WHERE {where}")).scalar_one()
     oldest = None
     if unsent:
         oldest = conn.execute(sa.text(
-            f"SELECT created_at FROM {table} WHERE sent_at IS NULL ORDER BY seq LIMIT 1")).scalar()
+            f"SELECT created_at FROM {table} WHERE {where} ORDER BY seq LIMIT 1")).scalar()
     if oldest is None:
         return Backlog(unsent, 0.0)
     if isinstance(oldest, str):        # SQLite hands back text

@@ -56,14 +56,91 @@ def make_producer(bootstrap: str, **overrides) -> KafkaProducer:
     return KafkaProducer(**config)
 
 
+# The oldest transaction still running and the next to begin (their ids).
+_SNAPSHOT = sa.text("SELECT pg_snapshot_xmin(s)::text::bigint, pg_snapshot_xmax(s)::text::bigint"
+                    " FROM pg_current_snapshot() AS s")
+
+
+class Floor:
+    """Where a relay's claims start reading the unsent rows, on PostgreSQL:
+    a seq below which no row is unsent.
+
+    Marking a row sent leaves its entry in the index of unsent rows until
+    VACUUM removes it, and VACUUM cannot while any transaction older than
+    the mark is open (a long report, a backup, a read model catching up).
+    A claim that reads the index from its start steps over every such
+    entry: on the full-size day its query took 40-660 ms on the queue's
+    outbox while the position events went out, and its time grows with the
+    rows marked behind an open transaction (bench/relay_claims.py). From the floor, a claim steps over the entries marked
+    since the floor was last raised.
+
+    The floor must never pass an unsent row, and a row may become visible
+    late: its seq is taken when it is written, and the row is seen only
+    when its transaction commits, perhaps long after later seqs. So the
+    floor is raised in three steps. A claim notes a candidate: one past the
+    last seq it read (or, when it found nothing, the last written, looked
+    up once a second), so every seq below it is taken (`saw`). Once `settle`
+    seconds have passed (the few microseconds between taking a seq and
+    having a transaction id are long over), the next id to be given out is
+    noted; once the oldest running transaction is younger than that, every
+    transaction that took a seq below the candidate has ended (`ready`).
+    Then the floor rises to the first unsent row below the candidate, or
+    to the candidate if there is none (OutboxRelay._raised_floor): rows
+    another relay holds stay above it. A relay that starts reads from the
+    start."""
+
+    def __init__(self, settle: float = 0.1, look_every: float = 1.0, clock=time.monotonic):
+        self.settle = settle
+        self.look_every = look_every
+        self.clock = clock
+        self.value: int | None = None
+        self._candidate: int | None = None
+        self._seen_at = 0.0
+        self._next_id: int | None = None    # the next transaction id once settled
+        self._looked_at: float | None = None
+
+    def saw(self, seq: int) -> None:
+        """Every seq below `seq` is taken (a row just below it was read)."""
+        if self._candidate is None and (self.value is None or seq > self.value):
+            self._candidate, self._seen_at, self._next_id = seq, self.clock(), None
+
+    def wants_look(self) -> bool:
+        """Whether a relay whose claim found nothing should look for the
+        last seq written (rows other relays sent): once every `look_every`."""
+        now = self.clock()
+        if self._candidate is not None or (self._looked_at is not None and now < self._looked_at + self.look_every):
+            return False
+        self._looked_at = now
+        return True
+
+    def due(self) -> bool:
+        """Whether the candidate waits on the transactions (`ready`)."""
+        return self._candidate is not None and self.clock() >= self._seen_at + self.settle
+
+    def ready(self, oldest_running: int, next_id: int) -> int | None:
+        """The candidate, once every transaction that may have taken a seq
+        below it has ended; it is then given up (the caller raises the floor)."""
+        if self._next_id is None:
+            self._next_id = next_id
+            return None
+        if oldest_running < self._next_id:
+            return None
+        candidate, self._candidate = self._candidate, None
+        return candidate
+
+    def raise_to(self, seq: int) -> None:
+        self.value = seq if self.value is None else max(self.value, seq)
+
+
 class OutboxRelay:
     def __init__(self, sessions: sessionmaker[Session], outbox: Outbox, bootstrap: str,
-                 topic_prefix: str = "kezek", batch_size: int = 500):
+                 topic_prefix: str = "kezek", batch_size: int = 500, floor: Floor | None = None):
         self.sessions = sessions
         self.outbox = outbox
         self.bootstrap = bootstrap
         self.topic_prefix = topic_prefix
         self.batch_size = batch_size
+        self.floor = floor or Floor()
         self._producer: KafkaProducer | None = None
 
     def topic_for(self, event_type: str) -> str:
@@ -77,21 +154,30 @@ class OutboxRelay:
                  .where(t.c.sent_at.is_(None)).order_by(t.c.seq).limit(self.batch_size))
         if session.get_bind().dialect.name != "postgresql":
             return list(session.execute(query))
+        floor = self._raised_floor(session)
+        if floor is not None:
+            query = query.where(t.c.seq >= floor)
         rows = list(session.execute(query.with_for_update(skip_locked=True)))
+        if rows:
+            self.floor.saw(rows[-1].seq + 1)
+        elif self.floor.wants_look():
+            last = session.execute(sa.select(sa.func.max(t.c.seq))).scalar()
+            if last is not None:
+                self.floor.saw(last + 1)
         if not rows:
             return rows
         # Unsent rows before ours that are not ours: another relay holds
         # them (or they committed after our read). Our rows of their keys
         # must wait, or they could overtake them.
         # Read in seq order with a limit, so that PostgreSQL walks the unsent
-        # rows' index from its start (with only a bound, a generic plan
+        # rows' index from the floor (with only a bound, a generic plan
         # scanned the whole outbox: 1.4 s a batch behind a 500,000-row
         # backlog). Past the limit (other relays hold many rows), our rows
         # beyond what was read wait for the next round.
         ours = {r.seq for r in rows}
         limit = 4 * self.batch_size
         before = session.execute(sa.select(t.c.seq, t.c.subject)
-                                 .where(t.c.sent_at.is_(None), t.c.seq < rows[-1].seq)
+                                 .where(t.c.sent_at.is_(None), t.c.seq >= (floor or 0), t.c.seq < rows[-1].seq)
                                  .order_by(t.c.seq).limit(limit)).all()
         if len(before) == limit:
             rows = [r for r in rows if r.seq <= before[-1].seq]
@@ -100,6 +186,19 @@ class OutboxRelay:
             if seq not in ours and seq < ahead.get(subject, seq + 1):
                 ahead[subject] = seq
         return [r for r in rows if r.subject not in ahead or r.seq < ahead[r.subject]]
+
+    def _raised_floor(self, session: Session) -> int | None:
+        """The floor (see Floor), raised when every transaction that may
+        still have written below its candidate has ended."""
+        if not self.floor.due():
+            return self.floor.value
+        candidate = self.floor.ready(*session.execute(_SNAPSHOT).one())
+        if candidate is not None:
+            t = self.outbox.table
+            first = session.execute(sa.select(sa.func.min(t.c.seq)).where(
+                t.c.sent_at.is_(None), t.c.seq >= (self.floor.value or 0), t.c.seq < candidate)).scalar()
+            self.floor.raise_to(candidate if first is None else first)
+        return self.floor.value
 
     def relay_once(self) -> int:
         """Publishes one batch; returns how many rows it marked sent."""
@@ -156,7 +255,7 @@ class OutboxRelay:
     def measure(self) -> None:
         """The outbox's backlog for the metrics: unsent rows, oldest age."""
         with self.sessions() as session:
-            backlog = outbox_backlog(session.connection(), self.outbox.table.name)
+            backlog = outbox_backlog(session.connection(), self.outbox.table.name, self.floor.value)
         OUTBOX_UNSENT.labels(source=self.outbox.source).set(backlog.unsent)
         OUTBOX_OLDEST.labels(source=self.outbox.source).set(backlog.oldest_seconds)
 

@@ -2,7 +2,8 @@
 published once while they run (they claim rows), a relay that fails
 mid-batch loses its claim to another, and one aggregate's events reach the
 topic in order whatever the relays do: a consumer that drops repeats sees
-0, 1, 2 ... for every key."""
+0, 1, 2 ... for every key. A relay reads from its floor, which never
+passes a row whose transaction may still commit, nor one another relay holds."""
 from __future__ import annotations
 
 import random
@@ -17,7 +18,7 @@ from kezek.db import make_engine, make_session_factory, unit_of_work
 from kezek.events import Event
 from kezek.infra.kafka import ensure_topics
 from kezek.outbox import Outbox
-from kezek.relay import OutboxRelay
+from kezek.relay import Floor, OutboxRelay
 from services.gateway.public.tools import read_topic
 
 pytestmark = pytest.mark.integration
@@ -52,9 +53,9 @@ def env(pg_url, kafka_bootstrap):
     engine.dispose()
 
 
-def relay(env, batch_size: int = 16, cls=OutboxRelay) -> OutboxRelay:
+def relay(env, batch_size: int = 16, cls=OutboxRelay, **kw) -> OutboxRelay:
     sessions, bootstrap, prefix = env
-    return cls(sessions, outbox, bootstrap, prefix, batch_size=batch_size)
+    return cls(sessions, outbox, bootstrap, prefix, batch_size=batch_size, **kw)
 
 
 def unsent(env) -> int:
@@ -185,3 +186,45 @@ def test_a_relay_that_dies_after_sending_loses_its_claim_and_order_still_holds(e
     assert len({e.id for e in events}) == KEYS * PER_KEY, "nothing lost"
     assert len(events) == KEYS * PER_KEY + 50, "the dead relay's batch went out twice"
     assert first_seen_in_order(events) == in_order()
+
+
+class Clock:
+    def __init__(self):
+        self.now = 0.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def probe(session, key: str, note: int) -> None:
+    outbox.add(session, "backbone.probe.v1", key, {"probe_id": key, "note": str(note)})
+
+
+def last_seq(env) -> int:
+    with env[0]() as s:
+        return s.execute(sa.select(sa.func.max(outbox.table.c.seq))).scalar_one()
+
+
+def test_the_floor_stays_below_a_row_whose_transaction_is_open_and_the_row_goes_out_when_it_commits(env):
+    sessions = env[0]
+    clock = Clock()
+    r = relay(env, batch_size=1000, floor=Floor(settle=0.1, clock=clock))
+    late = sessions()
+    late.begin()
+    probe(late, "late", 0)                      # its seq is taken, its transaction still open
+    with unit_of_work(sessions) as s:
+        probe(s, "late-after", 0)               # a later seq, committed
+    assert r.relay_once() == KEYS * PER_KEY + 1
+    for now in (1.0, 2.0, 3.0, 4.0):            # settled, then waiting on the open transaction
+        clock.now = now
+        assert r.relay_once() == 0
+    assert r.floor.value is None or r.floor.value < last_seq(env), "not past the open row's seq (the one before)"
+    late.commit()
+    late.close()
+    assert r.relay_once() == 1, "the late row goes out"
+    for now in range(5, 15):
+        clock.now = now
+        r.relay_once()
+    assert r.floor.value == last_seq(env) + 1, "once it is sent, the floor passes every row"
+    r.close()
+    assert first_seen_in_order(topic(env))["late"] == [0]
