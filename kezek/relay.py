@@ -71,8 +71,9 @@ class Floor:
     A claim that reads the index from its start steps over every such
     entry: on the full-size day its query took 40-660 ms on the queue's
     outbox while the position events went out, and its time grows with the
-    rows marked behind an open transaction (bench/relay_claims.py). From the floor, a claim steps over the entries marked
-    since the floor was last raised.
+    rows marked behind an open transaction (bench/relay_claims.py). From
+    the floor, a claim steps over the entries marked since the floor last
+    rose.
 
     The floor must never pass an unsent row, and a row may become visible
     late: its seq is taken when it is written, and the row is seen only
@@ -158,14 +159,13 @@ class OutboxRelay:
         if floor is not None:
             query = query.where(t.c.seq >= floor)
         rows = list(session.execute(query.with_for_update(skip_locked=True)))
-        if rows:
-            self.floor.saw(rows[-1].seq + 1)
-        elif self.floor.wants_look():
-            last = session.execute(sa.select(sa.func.max(t.c.seq))).scalar()
-            if last is not None:
-                self.floor.saw(last + 1)
         if not rows:
+            if self.floor.wants_look():
+                last = session.execute(sa.select(sa.func.max(t.c.seq))).scalar()
+                if last is not None:
+                    self.floor.saw(last + 1)
             return rows
+        self.floor.saw(rows[-1].seq + 1)
         # Unsent rows before ours that are not ours: another relay holds
         # them (or they committed after our read). Our rows of their keys
         # must wait, or they could overtake them.
