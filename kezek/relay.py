@@ -119,8 +119,12 @@ class Floor:
         return self._candidate is not None and self.clock() >= self._seen_at + self.settle
 
     def ready(self, oldest_running: int, next_id: int) -> int | None:
-        """The candidate, once every transaction that may have taken a seq
-        below it has ended; it is then given up (the caller raises the floor)."""
+        """Called while `due`, with the current snapshot's oldest running
+        transaction id and the next id to be given out. The first call
+        notes `next_id`; a later one hands back the candidate once
+        `oldest_running` has reached it (every transaction that may have
+        taken a seq below the candidate has ended), and gives it up: the
+        caller raises the floor."""
         if self._next_id is None:
             self._next_id = next_id
             return None
