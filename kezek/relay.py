@@ -83,7 +83,7 @@ class Floor:
     up once a second), so every seq below it is taken (`saw`). Once `settle`
     seconds have passed (the few microseconds between taking a seq and
     having a transaction id are long over), the next id to be given out is
-    noted; once the oldest running transaction is younger than that, every
+    noted; once the oldest running transaction is that one or younger, every
     transaction that took a seq below the candidate has ended (`ready`).
     Then the floor rises to the first unsent row below the candidate, or
     to the candidate if there is none (OutboxRelay._raised_floor): rows

@@ -12,6 +12,7 @@ import uuid
 
 import pytest
 import sqlalchemy as sa
+from prometheus_client import REGISTRY
 from sqlalchemy.orm import DeclarativeBase
 
 from kezek.db import make_engine, make_session_factory, unit_of_work
@@ -205,18 +206,19 @@ def last_seq(env) -> int:
         return s.execute(sa.select(sa.func.max(outbox.table.c.seq))).scalar_one()
 
 
+def relay_until(r: OutboxRelay, clock: Clock, end: float) -> None:
+    """Claims every half second of the clock until `end`."""
+    while clock.now < end:
+        clock.now += 0.5
+        r.relay_once()
+
+
 def test_the_floor_stays_below_a_row_whose_transaction_is_open_and_the_row_goes_out_when_it_commits(env):
     sessions = env[0]
     clock = Clock()
     r = relay(env, batch_size=1000, floor=Floor(settle=0.1, clock=clock))
-
-    def relay_until(end: float) -> None:
-        while clock.now < end:
-            clock.now += 0.5
-            r.relay_once()
-
     assert r.relay_once() == KEYS * PER_KEY
-    relay_until(3)
+    relay_until(r, clock, 3)
     floor = r.floor.value
     assert floor == last_seq(env) + 1, "the floor passes every row sent"
     late = sessions()
@@ -225,12 +227,26 @@ def test_the_floor_stays_below_a_row_whose_transaction_is_open_and_the_row_goes_
     with unit_of_work(sessions) as s:
         probe(s, "late-after", 0)               # the next seq, committed
     assert r.relay_once() == 1
-    relay_until(6)
+    relay_until(r, clock, 6)
     assert r.floor.value == floor, "the floor waits below the open row"
     late.commit()
     late.close()
     assert r.relay_once() == 1, "the late row goes out"
-    relay_until(9)
+    relay_until(r, clock, 9)
     assert r.floor.value == last_seq(env) + 1, "then the floor passes it"
     r.close()
     assert first_seen_in_order(topic(env))["late"] == [0]
+
+
+def test_a_relays_backlog_counted_from_its_floor_is_every_unsent_row(env):
+    clock = Clock()
+    r = relay(env, batch_size=1000, floor=Floor(settle=0.1, clock=clock))
+    assert r.relay_once() == KEYS * PER_KEY
+    relay_until(r, clock, 3)
+    assert r.floor.value == last_seq(env) + 1
+    with unit_of_work(env[0]) as s:
+        for n in range(3):
+            probe(s, "more", n)
+    r.measure()
+    assert REGISTRY.get_sample_value("kezek_outbox_unsent", {"source": "relaytest"}) == 3
+    r.close()
