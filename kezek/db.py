@@ -26,9 +26,15 @@ def make_engine(url: str, *, keyring: sealing.Keyring | None = None, **kwargs) -
 
 
 def service_engine(settings, service: str, *, url: str | None = None, **kwargs) -> Engine:
-    """The engine of `service`'s own database with its key ring (kezek/sealing.py)."""
-    return make_engine(url or settings.database_url_for(service), keyring=settings.sealing_keyring(service),
-                       **kwargs)
+    """The engine of `service`'s own database with its key ring (kezek/sealing.py).
+    On PostgreSQL its pool keeps `settings.db_pool_size` connections and
+    opens as many more for a burst: a pool smaller than the work a process
+    does at once opens a connection (a new server process) and closes it
+    again for every request beyond it."""
+    url = url or settings.database_url_for(service)
+    if not url.startswith("sqlite"):
+        kwargs = {"pool_size": settings.db_pool_size, "max_overflow": settings.db_pool_size, **kwargs}
+    return make_engine(url, keyring=settings.sealing_keyring(service), **kwargs)
 
 
 def _engine(url: str, **kwargs) -> Engine:

@@ -125,6 +125,10 @@ class Settings(KezekSettings):
     verification_database_password: SecretStr = SecretStr("")
     notifications_database_password: SecretStr = SecretStr("")
     gateway_database_password: SecretStr = SecretStr("")
+    # PostgreSQL connections a process keeps open to each database it uses
+    # (as many more are opened for a burst and closed after it): at least
+    # the work it does at once (an API's requests, a consumer's threads)
+    db_pool_size: int = Field(default=10, ge=1, le=100)
     # Comma-separated host:port list
     kafka_bootstrap: str = "127.0.0.1:9092"
     # Topics are <prefix>.<aggregate> (kezek.referral, ...) and <prefix>.public.v1;

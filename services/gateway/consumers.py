@@ -7,10 +7,10 @@ from __future__ import annotations
 
 
 def build_consumers(settings) -> list:
-    from kezek.db import make_engine, make_session_factory
+    from kezek.db import make_session_factory, service_engine
     from services.gateway import history, readmodel, retention, vouchers
 
-    sessions = make_session_factory(make_engine(settings.database_url_for("gateway")))
+    sessions = make_session_factory(service_engine(settings, "gateway"))
     return [history.make_consumer(sessions, settings.kafka_bootstrap, settings.kafka_topic_prefix),
             vouchers.make_consumer(sessions, settings.kafka_bootstrap, settings.kafka_topic_prefix),
             readmodel.make_consumer(sessions, settings.kafka_bootstrap, settings.kafka_topic_prefix),

@@ -15,7 +15,7 @@ import httpx
 
 from kezek.calendar import calendar
 from kezek.client import ServiceClient
-from kezek.db import make_engine, make_session_factory
+from kezek.db import make_session_factory, service_engine
 from kezek.ratelimit import RateLimits
 from kezek.trust import ServiceKeys
 from services.gateway import i18n, views
@@ -74,7 +74,7 @@ class Gateway:
         self.queue = QueueClient(client("queue"))
         self.notifications = NotificationsClient(client("notifications"))
         self.verification = VerificationClient(client("verification"))
-        self.engine = make_engine(settings.database_url_for("gateway"))
+        self.engine = service_engine(settings, "gateway")
         self.sessions = make_session_factory(self.engine)
         self.limits = RateLimits(self.engine, rate_limits, flush_seconds=settings.rate_limit_flush_seconds)
         self.cabinet = CabinetReadModel(self.sessions, settings.cabinet_snapshot_seconds)

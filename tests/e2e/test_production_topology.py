@@ -251,8 +251,10 @@ def start_postgres(tmp: Path, topo_config: dict, secrets: Path) -> PostgresClust
     hba = tmp / "pg_hba.conf"
     hba.write_text("local all all trust\nhost all all 127.0.0.1/32 scram-sha-256\n")
     hba.chmod(0o644)
-    cluster = PostgresCluster(tmp / "pg", durable=False, settings={"hba_file": str(hba)}).start()
     spec = topo_config["services"]["postgres"]
+    command = spec.get("command", [])
+    settings = dict(command[i + 1].split("=", 1) for i, a in enumerate(command) if a == "-c")
+    cluster = PostgresCluster(tmp / "pg", durable=False, settings={**settings, "hba_file": str(hba)}).start()
     (init,) = [v.split(":")[0] for v in spec["volumes"] if "docker-entrypoint-initdb.d" in str(v)]
     env = {**os.environ, **{k: str(v) for k, v in spec["environment"].items()},
            "SECRETS_DIR": str(secrets), "PGHOST": str(cluster.data_dir), "PGPORT": str(cluster.port)}

@@ -1,13 +1,16 @@
 """Pooled PostgreSQL connections (kezek.db.ping_when_idle): pinged before use
 only after lying idle in the pool, replaced when the ping finds them gone;
 one handed back a moment ago is used at once, and if its server went away
-meanwhile, only the transaction that meets it fails."""
+meanwhile, only the transaction that meets it fails. A service's pool
+(kezek.db.service_engine) keeps as many connections as KEZEK_DB_POOL_SIZE,
+so work that size at once opens no new server process after the first."""
 from __future__ import annotations
 
 import pytest
 import sqlalchemy as sa
 
-from kezek.db import IDLE_PING_SECONDS, make_engine, ping_when_idle
+from kezek.db import IDLE_PING_SECONDS, make_engine, ping_when_idle, service_engine
+from kezek.settings import Settings
 from tests.builders import Clock
 
 pytestmark = pytest.mark.integration
@@ -76,3 +79,37 @@ def test_a_connection_lost_moments_after_use_fails_one_transaction_and_the_next_
     assert failed.value.connection_invalidated
     assert backend_pid(engine) != gone
     assert engine.pings == []
+
+
+def backend_pids_at_once(engine, n: int) -> set[int]:
+    """The server processes of `n` connections held at the same time."""
+    conns = [engine.connect() for _ in range(n)]
+    try:
+        return {c.execute(sa.text("SELECT pg_backend_pid()")).scalar() for c in conns}
+    finally:
+        for c in conns:
+            c.close()
+
+
+def test_a_service_pool_keeps_the_connections_of_work_its_size_at_once(pg_url):
+    # Eight requests at once (the notifications API's receipts in hand): the
+    # SQLAlchemy default (5 kept) closed three after each burst and opened
+    # three new server processes for the next.
+    engine = service_engine(Settings(db_pool_size=8), "gateway", url=pg_url("pool"))
+    try:
+        first = backend_pids_at_once(engine, 8)
+        assert len(first) == 8
+        assert backend_pids_at_once(engine, 8) == first
+    finally:
+        engine.dispose()
+
+
+def test_a_burst_beyond_the_pool_is_served_and_the_pool_then_keeps_its_size(pg_url):
+    engine = service_engine(Settings(db_pool_size=4), "gateway", url=pg_url("pool"))
+    try:
+        burst = backend_pids_at_once(engine, 8)       # as many again are opened for a burst
+        assert len(burst) == 8
+        kept = backend_pids_at_once(engine, 4)
+        assert kept <= burst and engine.pool.checkedin() == 4
+    finally:
+        engine.dispose()

@@ -14,7 +14,7 @@ from fastapi.responses import JSONResponse, Response
 from pydantic import BaseModel, Field
 from sqlalchemy.orm import Session
 
-from kezek.db import make_engine, make_session_factory, unit_of_work
+from kezek.db import make_session_factory, service_engine, unit_of_work
 from kezek.openapi import Moment, example
 from kezek.trust import PUBLIC, Access, allow, staff
 from kezek.web import DomainError
@@ -36,7 +36,7 @@ class PublicContext:
 
     def __init__(self, settings: PublicSettings, database_url: str | None = None):
         self.settings = settings
-        self.engine = make_engine(database_url or settings.database_url_for("gateway"))
+        self.engine = service_engine(settings, "gateway", url=database_url)
         self.sessions = make_session_factory(self.engine)
 
 

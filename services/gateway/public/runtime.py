@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import threading
 
-from kezek.db import make_engine, make_session_factory
+from kezek.db import make_session_factory, service_engine
 from kezek.settings import Settings
 from kezek.trust import ServiceKeys
 from services.gateway.public.config import public_settings
@@ -16,7 +16,7 @@ from services.gateway.public.projector import (
 class PublicRuntime:
     def __init__(self, settings: Settings, *, database_url: str | None = None):
         self.settings = public_settings(settings)
-        self.engine = make_engine(database_url or self.settings.database_url_for("gateway"))
+        self.engine = service_engine(self.settings, "gateway", url=database_url)
         self.sessions = make_session_factory(self.engine)
         self.projector = Projector(self.settings.pseudonym_key.get_secret_value().encode(), self.settings.country,
                                    directory=queue_directory(self.settings.url_of("queue"),
