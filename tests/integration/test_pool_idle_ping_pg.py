@@ -95,7 +95,7 @@ def test_a_service_pool_keeps_the_connections_of_work_its_size_at_once(pg_url):
     # Eight requests at once (the notifications API's receipts in hand): the
     # SQLAlchemy default (5 kept) closed three after each burst and opened
     # three new server processes for the next.
-    engine = service_engine(Settings(db_pool_size=8), "gateway", url=pg_url("pool"))
+    engine = service_engine(Settings(_env_file=None, db_pool_size=8), "gateway", url=pg_url("pool"))
     try:
         first = backend_pids_at_once(engine, 8)
         assert len(first) == 8
@@ -105,7 +105,7 @@ def test_a_service_pool_keeps_the_connections_of_work_its_size_at_once(pg_url):
 
 
 def test_a_burst_beyond_the_pool_is_served_and_the_pool_then_keeps_its_size(pg_url):
-    engine = service_engine(Settings(db_pool_size=4), "gateway", url=pg_url("pool"))
+    engine = service_engine(Settings(_env_file=None, db_pool_size=4), "gateway", url=pg_url("pool"))
     try:
         burst = backend_pids_at_once(engine, 8)       # as many again are opened for a burst
         assert len(burst) == 8

@@ -276,6 +276,14 @@ def test_receipts_must_name_a_known_message(client):
     assert r.json()["detail"] == "reference: no message with this id or reference"
 
 
+def test_the_receipts_in_hand_by_default_fit_in_the_default_pool_with_room_for_the_inbox_and_readiness():
+    # Receipts beyond the pool's kept connections would each open a server
+    # process and close it again (bench/README.md, "A connection pool the
+    # size of the work"); the parents' inbox and /ready need one each too.
+    in_hand = NotificationSettings(_env_file=None).sms_receipts_in_hand
+    assert in_hand + 2 <= Settings(_env_file=None).db_pool_size
+
+
 def test_receipts_beyond_those_in_hand_are_answered_503_with_retry_after_while_health_answers(
         service, tmp_path, monkeypatch):
     entered, release = threading.Semaphore(0), threading.Event()
