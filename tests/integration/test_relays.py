@@ -3,11 +3,13 @@ published once while they run (they claim rows), a relay that fails
 mid-batch loses its claim to another, and one aggregate's events reach the
 topic in order whatever the relays do: a consumer that drops repeats sees
 0, 1, 2 ... for every key. A relay reads from its floor, which never
-passes a row whose transaction may still commit."""
+passes a row whose transaction may still commit, nor a row it left unsent
+behind another relay's."""
 from __future__ import annotations
 
 import random
 import threading
+import time
 import uuid
 
 import pytest
@@ -250,3 +252,52 @@ def test_a_relays_backlog_counted_from_its_floor_is_every_unsent_row(env):
     r.measure()
     assert REGISTRY.get_sample_value("kezek_outbox_unsent", {"source": "relaytest"}) == 3
     r.close()
+
+
+class FloorWatched(OutboxRelay):
+    """Checks, each time its floor may rise, that no unsent row lies below
+    it, and notes every value it took."""
+
+    def __init__(self, *a, **kw):
+        super().__init__(*a, **kw)
+        self.floors: list[int] = []
+
+    def _raised_floor(self, session):
+        floor = super()._raised_floor(session)
+        if floor is not None:
+            t = outbox.table
+            below = session.execute(sa.select(sa.func.count()).where(t.c.sent_at.is_(None), t.c.seq < floor)).scalar()
+            assert below == 0, f"the floor {floor} passed {below} unsent rows"
+            self.floors.append(floor)
+        return floor
+
+
+def test_the_floor_never_passes_the_rows_a_relay_left_for_another_relays_keys(env):
+    """A relay leaves unsent the rows of the keys another relay holds (they
+    must not overtake), though its claim read past them. When the holder
+    has sent its batch, the floor rises to the first row left, not past it
+    (a floor above it would never send those rows), and the rows go out."""
+    clock = Clock()
+    slow = relay(env, batch_size=40, cls=Held)
+    slow.hold()
+    other = relay(env, batch_size=1000, cls=FloorWatched, floor=Floor(settle=0.1, clock=clock))
+    sent = other.relay_once()
+    assert 0 < sent < KEYS * PER_KEY - 40
+    with env[0]() as s:
+        t = outbox.table
+        first_left = s.execute(sa.select(sa.func.min(t.c.seq)).where(
+            t.c.sent_at.is_(None), t.c.seq.not_in([r.seq for r in slow.batch]))).scalar_one()
+    relay_until(other, clock, 2)
+    assert other.floor.value is None, "no floor while the holder's transaction is open"
+    slow.release()
+    end = last_seq(env) + 1
+    deadline = time.monotonic() + 30     # the floor waits for every transaction of the cluster
+    while other.floor.value != end and time.monotonic() < deadline:
+        clock.now += 0.5
+        other.relay_once()
+    assert first_left in other.floors, "the floor rose to the first row left, below what the claim read"
+    assert other.floor.value == end
+    assert unsent(env) == 0
+    slow.close()
+    other.close()
+    assert_every_row_once_in_order(env)
