@@ -279,6 +279,30 @@ def test_a_referral_issued_before_the_allocation_announced_is_recorded_by_its_wo
     assert svc.referrals.unstarted() == []
 
 
+def test_the_workflow_starters_look_with_nothing_unstarted_is_one_query_and_reads_no_policy(svc, clock):
+    """The starter looks four times a second on every queue consumer: at
+    rest, one query a look (the policy is read only for referrals to
+    start)."""
+    ref = _refer(svc)
+    engine = svc.sessions.kw["bind"]
+    seen: list[str] = []
+
+    def note(conn, cursor, statement, *args):
+        seen.append(statement)
+
+    sa.event.listen(engine, "before_cursor_execute", note)
+    try:
+        [pending] = svc.referrals.unstarted()
+        assert pending["policy"]["confirm_working_days"] > 0 and any("polic" in q for q in seen)
+        svc.referrals.mark_started(ref.referral_id)
+        seen.clear()
+        assert svc.referrals.unstarted() == []
+        [look] = [q for q in seen if q.lstrip().upper().startswith("SELECT")]
+        assert "referrals" in look and not any("polic" in q for q in seen)
+    finally:
+        sa.event.remove(engine, "before_cursor_execute", note)
+
+
 def test_the_applications_referral_shows_the_state_window_end_and_extension_its_workflow_recorded(svc, clock):
     """What the cabinet reads of a referral (services/gateway/referrals.py
     `standing`) is the queue's record, kept by the workflow's facts."""

@@ -223,6 +223,9 @@ class ReferralEffects:
         """Referrals whose workflow has not been started yet (after a crash
         too): the starter starts them; the workflow id makes it idempotent."""
         with self.ctx.read() as w:
+            rows = referrals.unstarted(w.s, limit)
+            if not rows:
+                return []       # the starter looks four times a second: no policy read for nothing
             policy, _ = w.policy()
             windows = {k: getattr(policy, k) for k in ("confirm_working_days", "enrol_working_days",
                                                        "certificate_valid_days", "extension_days", "stoplist_days")}
@@ -238,7 +241,7 @@ class ReferralEffects:
                     "state": r["state"], "deadline": aware(r["deadline"]), "extended": r["extended"],
                     "confirmed_at": aware(r["confirmed_at"])},
                 "country": policy.country, "parent_id": r["parent_id"], "policy": dict(windows),
-            } for r in referrals.unstarted(w.s, limit)]
+            } for r in rows]
 
     def mark_started(self, referral_id: int | str) -> None:
         self.mark_started_many([referral_id])
