@@ -168,12 +168,13 @@ class System:
         backends, the dev server's children), ended children included; the
         supervisor under "supervisor". Two readings apart say where a
         stretch of time went."""
+        return process_cpu({**({"supervisor": self.proc.pid} if self.proc is not None else {}), **self.pids()})
+
+    def pids(self) -> dict[str, int]:
+        """The process id of each server and part running now (`run.json`)."""
         recorded = self._recorded()
-        named = {"supervisor": self.proc.pid} if self.proc is not None else {}
-        for group in ("servers", "parts"):
-            named.update({name: v["pid"] for name, v in recorded.get(group, {}).items()
-                          if isinstance(v.get("pid"), int)})
-        return process_cpu(named)
+        return {name: v["pid"] for group in ("servers", "parts") for name, v in recorded.get(group, {}).items()
+                if isinstance(v.get("pid"), int)}
 
     # -- life ---------------------------------------------------------------------
     def __enter__(self) -> "System":
