@@ -115,7 +115,7 @@ def main(argv: list[str] | None = None) -> int:
                "total_ms_per_s": round(sum(by_part.values()), 1),
                "by_part": dict(sorted(by_part.items(), key=lambda kv: -kv[1])),
                "by_thread": dict(sorted(by_thread.items(), key=lambda kv: -kv[1])),
-               "threads_named": bool(args.py_spy)}
+               "threads_named": any(names.values())}
     print(f"\nthe system at rest: {figures['total_ms_per_s']} ms of CPU a second "
           f"(load {figures['load']}, {args.seconds:.0f} s after {args.settle:.0f} s of settling)")
     for name, ms in figures["by_part"].items():
