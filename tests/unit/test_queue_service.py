@@ -303,6 +303,31 @@ def test_the_workflow_starters_look_with_nothing_unstarted_is_one_query_and_read
         sa.event.remove(engine, "before_cursor_execute", note)
 
 
+def test_the_allocators_poll_with_nothing_asked_for_or_marked_is_one_read_and_marked_positions_still_go_out(svc):
+    """The allocator loop asks four times a second on every queue consumer:
+    at rest one transaction a poll (publishing the positions opened a
+    write transaction of its own to find nothing marked)."""
+    join(svc, "a1")
+    svc.allocation.process_requests()
+    engine = svc.sessions.kw["bind"]
+    begun: list[int] = []
+
+    def note(conn):
+        begun.append(1)
+
+    sa.event.listen(engine, "begin", note)
+    try:
+        assert svc.allocation.process_requests() is None
+        assert len(begun) == 1
+    finally:
+        sa.event.remove(engine, "begin", note)
+    before = len(events(svc, "application.position_changed.v1"))
+    join(svc, "a2", qd="2026-02-10T10:00:00+06:00")     # marks its pool
+    assert len(events(svc, "application.position_changed.v1")) == before
+    svc.allocation.process_requests()
+    assert len(events(svc, "application.position_changed.v1")) == before + 1
+
+
 def test_the_applications_referral_shows_the_state_window_end_and_extension_its_workflow_recorded(svc, clock):
     """What the cabinet reads of a referral (services/gateway/referrals.py
     `standing`) is the queue's record, kept by the workflow's facts."""

@@ -75,9 +75,15 @@ class Allocator:
 
     def process_requests(self) -> RunResult | None:
         """Allocates if anything asked for it since the last run, then
-        publishes the positions that moved (the run's and other changes')."""
+        publishes the positions that moved (the run's and other changes').
+        Neither asked for nor marked: one read, and nothing more (the
+        allocator loop asks four times a second; publishing found nothing in
+        a write transaction of its own)."""
         with self.ctx.read() as w:
             pending = marks.allocation_requested(w.s)
+            marked = pending or marks.any_marked(w.s)
+        if not marked:
+            return None
         run = self.run(requested=True) if pending else None
         t = time.perf_counter()
         published = self.positions.publish()
