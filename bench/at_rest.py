@@ -31,10 +31,9 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from system import ROOT, BenchFolder, System  # noqa: E402
+from system import ROOT, BenchFolder, System, cpu_seconds_of, stat_fields  # noqa: E402
 
 RESULTS = Path(__file__).resolve().parent / "results"
-TICKS = os.sysconf("SC_CLK_TCK")
 NOT_PYTHON = ("postgres", "kafka", "temporal")
 
 
@@ -44,18 +43,12 @@ def say(*args) -> None:
 
 def thread_cpu(pid: int) -> dict[str, float]:
     """CPU seconds of each thread of a process, by thread id."""
-    out = {}
     try:
         tids = os.listdir(f"/proc/{pid}/task")
     except OSError:
-        return out
-    for tid in tids:
-        try:
-            fields = Path(f"/proc/{pid}/task/{tid}/stat").read_text().rsplit(")", 1)[1].split()
-        except OSError:
-            continue
-        out[tid] = (int(fields[11]) + int(fields[12])) / TICKS
-    return out
+        return {}
+    return {tid: cpu_seconds_of(fields) for tid in tids
+            if (fields := stat_fields(f"/proc/{pid}/task/{tid}/stat")) is not None}
 
 
 def thread_names(py_spy: str | None, pid: int) -> dict[str, str]:

@@ -54,14 +54,27 @@ class BenchFolder:
         self.close()
 
 
-def _stat(pid: int) -> tuple[int, float, float] | None:
-    """(parent pid, own CPU s, ended children's CPU s) of a process."""
+def stat_fields(path: str) -> list[str] | None:
+    """The fields of a `/proc/.../stat` file after the command's name (which
+    may hold spaces and brackets), from the state on; None if it is gone."""
     try:
-        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        return Path(path).read_text().rsplit(")", 1)[1].split()
     except OSError:
         return None
-    tick = os.sysconf("SC_CLK_TCK")
-    return int(fields[1]), (int(fields[11]) + int(fields[12])) / tick, (int(fields[13]) + int(fields[14])) / tick
+
+
+def cpu_seconds_of(fields: list[str], first: int = 11) -> float:
+    """User and system CPU seconds from `stat_fields` (its own at 11, its
+    ended children's at 13)."""
+    return (int(fields[first]) + int(fields[first + 1])) / os.sysconf("SC_CLK_TCK")
+
+
+def _stat(pid: int) -> tuple[int, float, float] | None:
+    """(parent pid, own CPU s, ended children's CPU s) of a process."""
+    fields = stat_fields(f"/proc/{pid}/stat")
+    if fields is None:
+        return None
+    return int(fields[1]), cpu_seconds_of(fields), cpu_seconds_of(fields, 13)
 
 
 def process_cpu(named: Mapping[str, int]) -> dict[str, float]:

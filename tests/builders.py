@@ -1,13 +1,15 @@
 """What many tests build the same way: a family applying (a mother in
 Bishkek and her son), a clock the test moves, a service's migrated database, the queue's use cases over SQLite with a few
-kindergartens, and the queue's API in front of them."""
+kindergartens, and the queue's API in front of them; and what an engine ran (`ran_on`)."""
 from __future__ import annotations
 
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from pathlib import Path
 
+import sqlalchemy as sa
 from fastapi.testclient import TestClient
 from sqlalchemy.engine import Engine
 
@@ -84,3 +86,44 @@ def queue_api(folder: Path, queue) -> Iterator[TestClient]:
     with TestClient(create_app(settings, queue=queue)) as c:
         c.service, c.as_ = queue, Callers(settings, "queue")
         yield c
+
+
+@dataclass
+class Ran:
+    """What an engine ran inside `with ran_on(engine) as ran:`: each
+    statement on one line in upper case, whether it ran as executemany, the
+    transactions begun and the commits."""
+    statements: list[str] = field(default_factory=list)
+    many: list[bool] = field(default_factory=list)
+    begins: int = 0
+    commits: int = 0
+
+    def selects(self, *words: str) -> list[str]:
+        return [st for st in self.statements if st.startswith("SELECT") and all(w in st for w in words)]
+
+    def inserts(self) -> list[str]:
+        """The tables inserted into, in order."""
+        return [st.split()[2] for st in self.statements if st.startswith("INSERT INTO")]
+
+
+@contextmanager
+def ran_on(engine: Engine) -> Iterator[Ran]:
+    ran = Ran()
+
+    def seen(conn, cursor, statement, parameters, context, executemany):
+        ran.statements.append(" ".join(statement.split()).upper())
+        ran.many.append(executemany)
+
+    def begun(conn):
+        ran.begins += 1
+
+    def committed(conn):
+        ran.commits += 1
+    events = (("before_cursor_execute", seen), ("begin", begun), ("commit", committed))
+    for name, fn in events:
+        sa.event.listen(engine, name, fn)
+    try:
+        yield ran
+    finally:
+        for name, fn in events:
+            sa.event.remove(engine, name, fn)

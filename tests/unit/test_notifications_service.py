@@ -6,9 +6,6 @@ import json
 import shutil
 import time
 import uuid
-from collections.abc import Iterator
-from contextlib import contextmanager
-from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from zoneinfo import ZoneInfo
@@ -18,6 +15,7 @@ import sqlalchemy as sa
 
 from kezek.db import make_engine, make_session_factory, unit_of_work
 from kezek.events import new_event
+from tests.builders import ran_on
 from tests.migrated import upgrade
 from kezek.trust import parent_principal
 from services.notifications.domain import DEFAULT_RETRY, Channel, Outcome
@@ -26,42 +24,6 @@ from services.notifications.models import DeadLetter, Message, ParkedEvent, outb
 from services.notifications.service import Attempt, NotificationService
 
 TZ = ZoneInfo("Asia/Bishkek")
-
-
-@dataclass
-class Ran:
-    """What an engine ran inside `with ran_on(engine) as ran:`: each
-    statement on one line in upper case, whether it ran as executemany, and
-    the commits."""
-    statements: list[str] = field(default_factory=list)
-    many: list[bool] = field(default_factory=list)
-    commits: int = 0
-
-    def selects(self, *words: str) -> list[str]:
-        return [st for st in self.statements if st.startswith("SELECT") and all(w in st for w in words)]
-
-    def inserts(self) -> list[str]:
-        """The tables inserted into, in order."""
-        return [st.split()[2] for st in self.statements if st.startswith("INSERT INTO")]
-
-
-@contextmanager
-def ran_on(engine) -> Iterator[Ran]:
-    ran = Ran()
-
-    def seen(conn, cursor, statement, parameters, context, executemany):
-        ran.statements.append(" ".join(statement.split()).upper())
-        ran.many.append(executemany)
-
-    def committed(conn):
-        ran.commits += 1
-    sa.event.listen(engine, "before_cursor_execute", seen)
-    sa.event.listen(engine, "commit", committed)
-    try:
-        yield ran
-    finally:
-        sa.event.remove(engine, "before_cursor_execute", seen)
-        sa.event.remove(engine, "commit", committed)
 
 
 class Clock:

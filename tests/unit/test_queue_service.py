@@ -13,7 +13,7 @@ from tests.migrated import upgrade
 from services.queue.models import Referral, outbox
 from services.queue.domain import JoinQueue, NotFound, Refused
 from services.queue.store.times import aware
-from tests.builders import Clock, kindergarten, sqlite_queue
+from tests.builders import Clock, kindergarten, ran_on, sqlite_queue
 
 
 @pytest.fixture
@@ -285,22 +285,14 @@ def test_the_workflow_starters_look_with_nothing_unstarted_is_one_query_and_read
     start)."""
     ref = _refer(svc)
     engine = svc.sessions.kw["bind"]
-    seen: list[str] = []
-
-    def note(conn, cursor, statement, *args):
-        seen.append(statement)
-
-    sa.event.listen(engine, "before_cursor_execute", note)
-    try:
+    with ran_on(engine) as ran:
         [pending] = svc.referrals.unstarted()
-        assert pending["policy"]["confirm_working_days"] > 0 and any("polic" in q for q in seen)
-        svc.referrals.mark_started(ref.referral_id)
-        seen.clear()
+    assert pending["policy"]["confirm_working_days"] > 0 and ran.selects("POLIC")
+    svc.referrals.mark_started(ref.referral_id)
+    with ran_on(engine) as ran:
         assert svc.referrals.unstarted() == []
-        [look] = [q for q in seen if q.lstrip().upper().startswith("SELECT")]
-        assert "referrals" in look and not any("polic" in q for q in seen)
-    finally:
-        sa.event.remove(engine, "before_cursor_execute", note)
+    [look] = ran.selects()
+    assert "REFERRALS" in look and not any("POLIC" in q for q in ran.statements)
 
 
 def test_the_allocators_poll_with_nothing_asked_for_or_marked_is_one_read_and_marked_positions_still_go_out(svc):
@@ -309,18 +301,9 @@ def test_the_allocators_poll_with_nothing_asked_for_or_marked_is_one_read_and_ma
     write transaction of its own to find nothing marked)."""
     join(svc, "a1")
     svc.allocation.process_requests()
-    engine = svc.sessions.kw["bind"]
-    begun: list[int] = []
-
-    def note(conn):
-        begun.append(1)
-
-    sa.event.listen(engine, "begin", note)
-    try:
+    with ran_on(svc.sessions.kw["bind"]) as ran:
         assert svc.allocation.process_requests() is None
-        assert len(begun) == 1
-    finally:
-        sa.event.remove(engine, "begin", note)
+    assert ran.begins == 1
     before = len(events(svc, "application.position_changed.v1"))
     join(svc, "a2", qd="2026-02-10T10:00:00+06:00")     # marks its pool
     assert len(events(svc, "application.position_changed.v1")) == before

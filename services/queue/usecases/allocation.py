@@ -81,9 +81,8 @@ class Allocator:
         a write transaction of its own)."""
         with self.ctx.read() as w:
             pending = marks.allocation_requested(w.s)
-            marked = pending or marks.any_marked(w.s)
-        if not marked:
-            return None
+            if not pending and not marks.any_marked(w.s):
+                return None
         run = self.run(requested=True) if pending else None
         t = time.perf_counter()
         published = self.positions.publish()
