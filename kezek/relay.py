@@ -34,6 +34,7 @@ from kezek.logging import get_logger
 from kezek.lags import outbox_backlog
 from kezek.metrics import EVENTS_RELAYED, OUTBOX_OLDEST, OUTBOX_UNSENT, RELAY_ERRORS, Every
 from kezek.outbox import Outbox
+from kezek.pacing import LONGEST_IDLE, IdlePause
 
 log = get_logger(__name__)
 
@@ -263,8 +264,12 @@ class OutboxRelay:
         OUTBOX_UNSENT.labels(source=self.outbox.source).set(backlog.unsent)
         OUTBOX_OLDEST.labels(source=self.outbox.source).set(backlog.oldest_seconds)
 
-    def run(self, stop: threading.Event, idle_sleep: float = 0.2, measure_every: float = 5.0) -> None:
+    def run(self, stop: threading.Event, idle_sleep: float = 0.2, idle_max: float = LONGEST_IDLE,
+            measure_every: float = 5.0) -> None:
+        """Relays round after round; with nothing to send, after a pause
+        from `idle_sleep` doubling up to `idle_max` (kezek/pacing.py)."""
         backoff = 0.5
+        idle = IdlePause(idle_sleep, idle_max)
         measuring = Every(measure_every)
         while not stop.is_set():
             try:
@@ -272,8 +277,10 @@ class OutboxRelay:
                     self.measure()
                 sent = self.relay_once()
                 backoff = 0.5
-                if sent == 0:
-                    stop.wait(idle_sleep)
+                if sent:
+                    idle.found()
+                else:
+                    stop.wait(idle.next())
             except Exception as exc:  # the broker may be down: keep the rows, retry
                 RELAY_ERRORS.labels(source=self.outbox.source).inc()
                 log.warning("relay.publish_failed", source=self.outbox.source, error=repr(exc), retry_in=backoff)

@@ -12,6 +12,7 @@ import sqlalchemy as sa
 
 from kezek.logging import get_logger
 from kezek.metrics import NOTIFICATIONS_DEAD, NOTIFICATIONS_WAITING, PARKED, PARKED_OLDEST, Every
+from kezek.pacing import LONGEST_IDLE, IdlePause
 from services.notifications.channels import Transport
 from services.notifications.domain import Channel, Outcome, Status, expired
 from services.notifications.models import DeadLetter, Message, ParkedEvent
@@ -24,7 +25,7 @@ LEASES_EVERY = timedelta(seconds=30)
 
 class Dispatcher:
     def __init__(self, service: NotificationService, transport: Transport, *, batch: int = 10,
-                 idle_sleep: float = 0.25, lease: timedelta = timedelta(minutes=2),
+                 idle_sleep: float = 0.25, idle_max: float = LONGEST_IDLE, lease: timedelta = timedelta(minutes=2),
                  sleep: Callable[[float], None] = time.sleep, concurrency: int = 1):
         self.service = service
         self.transport = transport
@@ -37,7 +38,10 @@ class Dispatcher:
         # Long enough for a whole batch of sends at their timeouts; after a
         # crash, what was in flight waits this long before it is sent again.
         self.lease = lease
+        # With nothing due, the next look after a pause from idle_sleep
+        # doubling up to idle_max (kezek/pacing.py).
         self.idle_sleep = idle_sleep
+        self.idle_max = idle_max
         # Run-out leases come of crashes: looked for every half minute by the
         # service's clock (and at the first claim), not at each claim, which
         # an idle loop makes four times a second.
@@ -86,6 +90,7 @@ class Dispatcher:
         stop, what is in flight is sent and recorded before the transport
         closes."""
         measuring = Every(measure_every)
+        idle = IdlePause(self.idle_sleep, self.idle_max)
         in_flight: dict[Future, float] = {}      # a send, and the end of its lease
         refill = max(1, self.concurrency // 2)
         with ThreadPoolExecutor(self.concurrency, thread_name_prefix=self.__name__) as pool:
@@ -102,8 +107,9 @@ class Dispatcher:
                         in_flight.update((pool.submit(self.send, msg), leased_until) for msg in claimed)
                         drained = len(claimed) < free
                     if not in_flight:
-                        stop.wait(self.idle_sleep)
+                        stop.wait(idle.next())
                         continue
+                    idle.found()
                     # Nothing more due: look again after idle_sleep at the latest.
                     done, _pending = wait(in_flight, timeout=self.idle_sleep if drained else None,
                                           return_when=FIRST_COMPLETED)
@@ -194,12 +200,15 @@ class Dispatcher:
             self.stream(stop, measure_every)
             return
         measuring = Every(measure_every)
+        idle = IdlePause(self.idle_sleep, self.idle_max)
         while not stop.is_set():
             try:
                 if measuring.due():
                     self.measure()
-                if self.run_once() == 0:
-                    stop.wait(self.idle_sleep)
+                if self.run_once():
+                    idle.found()
+                else:
+                    stop.wait(idle.next())
             except Exception as exc:  # the database may be away for a moment
                 log.warning("notifications.dispatch_failed", channel=self.channel.value, error=repr(exc))
                 stop.wait(1)

@@ -18,6 +18,7 @@ from temporalio.exceptions import ApplicationError
 
 from kezek import connections
 from kezek.logging import get_logger
+from kezek.pacing import LONGEST_IDLE, IdlePause
 from services.queue.domain.refusals import Refused
 from services.queue.usecases import Queue
 from services.queue.usecases.referral_effects import ReferralEffects
@@ -105,14 +106,17 @@ class WorkflowStarter:
 
     def __init__(self, queue: Queue, *, address: str, namespace: str = "default",
                  task_queue: str = c.TASK_QUEUE, batch: int = 500, concurrency: int = 50,
-                 idle_sleep: float = 0.25):
+                 idle_sleep: float = 0.25, idle_max: float = LONGEST_IDLE):
         self.effects = queue.referrals
         self.address = address
         self.namespace = namespace
         self.task_queue = task_queue
         self.batch = batch
         self.concurrency = concurrency
+        # With nothing to start, the next look after a pause from idle_sleep
+        # doubling up to idle_max (kezek/pacing.py).
         self.idle_sleep = idle_sleep
+        self.idle_max = idle_max
         self.__name__ = "queue-workflow-starter"
 
     async def start_pending(self, client) -> int:
@@ -148,14 +152,17 @@ class WorkflowStarter:
         from temporalio.contrib.pydantic import pydantic_data_converter
 
         client = None
+        idle = IdlePause(self.idle_sleep, self.idle_max)
         while not stop.is_set():
             try:
                 if client is None:
                     client = await Client.connect(self.address, namespace=self.namespace,
                                                   data_converter=pydantic_data_converter,
                                                   **connections.temporal())
-                if await self.start_pending(client) == 0:
-                    await asyncio.sleep(self.idle_sleep)
+                if await self.start_pending(client):
+                    idle.found()
+                else:
+                    await asyncio.sleep(idle.next())
             except Exception as exc:  # Temporal or the database away for a moment
                 log.warning("referral.workflow_start_failed", error=repr(exc))
                 await asyncio.sleep(1)

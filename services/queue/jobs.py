@@ -10,6 +10,7 @@ import time
 
 from kezek.logging import get_logger
 from kezek.metrics import ALLOCATION_REFERRALS, ALLOCATION_SECONDS, CALENDAR_TRIGGER_ERRORS, Every
+from kezek.pacing import LONGEST_IDLE, IdlePause
 from services.queue.usecases import Queue
 
 log = get_logger(__name__)
@@ -17,15 +18,19 @@ log = get_logger(__name__)
 
 class Allocator:
     """Nobody allocates by hand: this loop does, whenever a change asked for
-    it (allocation_requests), within `poll` seconds, or at once when woken
-    in the same process. It keeps the calendar every `calendar_every`
-    seconds: its triggers are minutes and days apart, and each is safe to
-    skip for a tick (`keep_calendar`); four transactions every quarter
-    second were a third of the queue's consumer process's CPU at rest."""
+    it (allocation_requests): at once when woken in the same process, else
+    within `poll` seconds after a run, the pause doubling up to `poll_max`
+    while nothing is asked for (kezek/pacing.py). It keeps the calendar
+    every `calendar_every` seconds: its triggers are minutes and days apart,
+    and each is safe to skip for a tick (`keep_calendar`); four transactions
+    every quarter second were a third of the queue's consumer process's CPU
+    at rest."""
 
-    def __init__(self, queue: Queue, *, poll: float = 0.25, calendar_every: float = 2.0):
+    def __init__(self, queue: Queue, *, poll: float = 0.25, poll_max: float = LONGEST_IDLE,
+                 calendar_every: float = 2.0):
         self.queue = queue
         self.poll = poll
+        self.poll_max = poll_max
         self.calendar = Every(calendar_every)
         self.wake = threading.Event()
         self.__name__ = "queue-allocator"
@@ -69,13 +74,16 @@ class Allocator:
                 log.error("queue.calendar_trigger_failed", trigger=name, error=repr(exc)[:300])
 
     def __call__(self, stop: threading.Event) -> None:
+        idle = IdlePause(self.poll, self.poll_max)
         while not stop.is_set():
             try:
-                self.run_once(calendar=self.calendar.due())
+                if self.run_once(calendar=self.calendar.due()):
+                    idle.found()
             except Exception as exc:  # the database may be away for a moment
                 log.warning("queue.allocator_failed", error=repr(exc))
                 stop.wait(1)
-            self.wake.wait(self.poll)
+            if self.wake.wait(idle.next()):
+                idle.found()
             self.wake.clear()
 
 

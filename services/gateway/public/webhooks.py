@@ -39,6 +39,7 @@ from kezek.consumer import group_for, rewind
 from kezek.events import Event
 from kezek.infra.kafka import ensure_topics
 from kezek.logging import get_logger
+from kezek.pacing import IdlePause
 from kezek.web import DomainError
 from services.gateway.public.config import PublicSettings
 from services.gateway.public.models import (
@@ -430,21 +431,22 @@ class Dispatcher:
         `idle_max`: for another replica's deliveries, retries coming due and
         an administrator's retry. A query every 0.2 s was a fifth of the
         consumer process's CPU at rest, with no subscription at all."""
-        pause = idle_sleep
+        idle = IdlePause(idle_sleep, idle_max)
         while not stop.is_set():
             self.queued.clear()
             try:
                 if self.deliver_once():
-                    pause = idle_sleep
+                    idle.found()
                     continue
             except Exception as exc:
                 log.warning("webhooks.delivery_failed", error=repr(exc))
                 stop.wait(1)
                 continue
-            deadline = time.monotonic() + pause
+            deadline = time.monotonic() + idle.next()
             while not (stop.is_set() or self.queued.is_set()) and time.monotonic() < deadline:
                 self.queued.wait(min(idle_sleep, max(0.0, deadline - time.monotonic())))
-            pause = idle_sleep if self.queued.is_set() else min(pause * 2, idle_max)
+            if self.queued.is_set():
+                idle.found()
         self.close()
 
     def close(self) -> None:
