@@ -227,8 +227,14 @@ class Topology:
             cmd = [*self.as_image_user(), sys.executable, "-c", MAIN, *test[2:]]
         else:
             cmd = [*self.as_image_user(), sys.executable, *test[2:]]
-        return subprocess.run(cmd, env=self.env_of(service), cwd=self.state_dir(service), capture_output=True,
-                              timeout=30).returncode == 0
+        try:
+            return subprocess.run(cmd, env=self.env_of(service), cwd=self.state_dir(service), capture_output=True,
+                                  timeout=30).returncode == 0
+        except subprocess.TimeoutExpired:
+            # As compose counts a check past its timeout: failed this time,
+            # tried again (a dozen processes starting at once on two cores
+            # can hold a probe's own start-up for that long).
+            return False
 
     def tail(self, service: str, lines: int = 40) -> str:
         path = self.tmp / "logs" / f"{service}.log"
