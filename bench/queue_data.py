@@ -118,9 +118,14 @@ def snapshot_key(children: int, kindergartens: int, seed: int) -> str:
 
 def _copy(src: Path, dst: Path) -> None:
     """cp -a: owners and modes kept (PostgreSQL's folder belongs to its own
-    user, 0700), logs and the server's pid file left behind."""
+    user, 0700), logs and the server's pid file left behind. What `dst`
+    held of those parts is replaced: a run kept with --dir and started
+    again on a snapshot starts on the snapshot (cp -a into an existing
+    folder put the snapshot inside it, and the run went on with the
+    databases of the run before)."""
     dst.mkdir(parents=True, exist_ok=True)
     for part in KEPT:
+        shutil.rmtree(dst / part, ignore_errors=True)
         subprocess.run(["cp", "-a", str(src / part), str(dst / part)], check=True)
         for junk in ("postmaster.pid", "server.log", "temporal.log"):
             (dst / part / junk).unlink(missing_ok=True)
