@@ -125,7 +125,8 @@ def _copy(src: Path, dst: Path) -> None:
     databases of the run before)."""
     dst.mkdir(parents=True, exist_ok=True)
     for part in KEPT:
-        shutil.rmtree(dst / part, ignore_errors=True)
+        if (dst / part).exists():
+            shutil.rmtree(dst / part)
         subprocess.run(["cp", "-a", str(src / part), str(dst / part)], check=True)
         for junk in ("postmaster.pid", "server.log", "temporal.log"):
             (dst / part / junk).unlink(missing_ok=True)
