@@ -70,6 +70,18 @@ POLL_BUDGET_SHARE = 0.25
 # Seconds between two offset commits of a consumer (see the module's text).
 COMMIT_EVERY = 1.0
 CLOSING_COMMIT_MS = 5_000
+# How long the broker holds a fetch that finds no new record (ms), for a
+# consumer without `first` topics. The broker answers a fetch as soon as a
+# record arrives, so a longer hold costs an event nothing; what it saves is
+# the idle consumer's fetch round, every consumer of a quiet system asking
+# the broker again after each hold (kafka-python's 500 ms: two rounds a
+# second each). What it costs: kafka-python keeps one fetch in flight per
+# broker, so a partition sought back after a failure, or newly assigned by
+# a rebalance, waits for the fetch in flight, up to the hold. A consumer
+# with `first` topics keeps kafka-python's 500 ms: its poll of those topics
+# alone sends a fetch of theirs alone, and that fetch, while held, would
+# hold back every record of its other topics.
+IDLE_FETCH_WAIT_MS = 2_000
 
 
 def next_poll_size(records: int, seconds: float, ceiling: int,
@@ -165,6 +177,8 @@ class IdempotentConsumer:
             heartbeat_interval_ms=3_000,
         )
         config.setdefault("max_poll_records", MAX_POLL_RECORDS)
+        if not self.first:
+            config["fetch_max_wait_ms"] = IDLE_FETCH_WAIT_MS
         config.update(kafka_config)
         self.ceiling = config["max_poll_records"]
         self.poll_size = self.ceiling

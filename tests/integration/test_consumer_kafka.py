@@ -12,7 +12,10 @@ partition (no fetch is sent for a partition with parked records), waited
 forever. On a three-broker cluster that left 17 events unconsumed by the
 notifications group (tests/integration/test_cluster.py).
 
-Its consumer group: one per deployment (topic prefix) on a shared broker."""
+Its consumer group: one per deployment (topic prefix) on a shared broker.
+
+Its fetch's hold: the broker holds a fetch that finds nothing for up to
+`IDLE_FETCH_WAIT_MS`, and answers it as soon as a record arrives."""
 from __future__ import annotations
 
 import time
@@ -21,7 +24,7 @@ import uuid
 import pytest
 from kafka import KafkaProducer
 
-from kezek.consumer import IdempotentConsumer, group_for
+from kezek.consumer import IDLE_FETCH_WAIT_MS, IdempotentConsumer, group_for
 from kezek.events import new_event
 from kezek.infra.kafka import ensure_topics
 from kezek.lags import consumer_lags
@@ -80,6 +83,55 @@ def test_the_other_topics_records_held_when_the_first_topics_are_read_are_all_ha
             f"{BUSY + 1 - len(handled)} records were never handed out"
     finally:
         consumer.close()
+
+
+def test_a_record_sent_to_an_idle_consumer_is_handled_at_once_not_after_the_fetchs_hold(kafka_bootstrap):
+    """A consumer without `first` topics lets the broker hold an empty fetch
+    (`IDLE_FETCH_WAIT_MS`, fewer fetches at rest): that must not hold back
+    a record that arrives meanwhile. Here the hold is 20 s; the record,
+    sent 3 s into it, is handled within 8 s of being sent."""
+    tag = uuid.uuid4().hex[:6]
+    topic = f"kezek.quiet-{tag}"
+    ensure_topics(kafka_bootstrap, [topic], partitions=1)
+    handled: list[str] = []
+    consumer = IdempotentConsumer(name=f"quiet-{tag}", topics=[topic], bootstrap=kafka_bootstrap,
+                                  sessions=no_database, outbox=Claims(),
+                                  handle=lambda s, event: handled.append(event.id), fetch_max_wait_ms=20_000)
+    try:
+        assert consumer.consumer.config["fetch_max_wait_ms"] == 20_000
+        deadline = time.monotonic() + 30
+        while not consumer.consumer.assignment() and time.monotonic() < deadline:
+            consumer.poll_once(timeout_ms=200)
+        assert consumer.consumer.assignment(), "the consumer joined its group"
+        idle_until = time.monotonic() + 3      # a fetch of nothing is now held by the broker
+        while time.monotonic() < idle_until:
+            consumer.poll_once(timeout_ms=200)
+        assert handled == []
+
+        sent_at = time.monotonic()
+        sent = send(kafka_bootstrap, topic, POSITION, 1)
+        polled_until(consumer, lambda: handled, seconds=8)
+        assert handled == sent, f"nothing handled {time.monotonic() - sent_at:.1f} s after the record was sent"
+    finally:
+        consumer.close()
+
+
+def test_only_a_consumer_without_first_topics_lets_the_broker_hold_its_empty_fetches_longer(kafka_bootstrap):
+    """A consumer with `first` topics polls them alone, with a fetch of
+    theirs alone; held for long, it would hold back its other topics'
+    records, so it keeps kafka-python's 500 ms."""
+    tag = uuid.uuid4().hex[:6]
+    busy, urgent = f"kezek.busy-{tag}", f"kezek.urgent-{tag}"
+    common = dict(bootstrap=kafka_bootstrap, sessions=no_database, outbox=Claims(), handle=lambda s, event: None)
+    plain = IdempotentConsumer(name=f"plain-{tag}", topics=[busy, urgent], **common)
+    firsts = IdempotentConsumer(name=f"firsts-{tag}", topics=[busy, urgent], first=[urgent], **common)
+    try:
+        assert IDLE_FETCH_WAIT_MS > 500
+        assert plain.consumer.config["fetch_max_wait_ms"] == IDLE_FETCH_WAIT_MS
+        assert firsts.consumer.config["fetch_max_wait_ms"] == 500
+    finally:
+        plain.close()
+        firsts.close()
 
 
 def test_deployments_sharing_a_broker_consume_in_consumer_groups_of_their_own(kafka_bootstrap):
