@@ -20,7 +20,7 @@ from kezek.db import make_engine, make_session_factory
 from kezek.events import Event, new_event
 from tests.migrated import upgrade
 from services.gateway.models import outbox as gateway_outbox
-from services.gateway.public.models import ParkedEvent, public_outbox
+from services.gateway.public.models import ParkedEvent, PublicKindergarten, public_outbox
 from services.gateway.public.projector import SWEEP_BATCH, Projector, SweepPace, public_event_id
 from services.gateway.public.projection import REFERRAL_TYPES, project
 
@@ -226,6 +226,43 @@ def test_a_batch_reads_each_child_once_and_writes_its_public_events_in_one_state
     assert len(reads) == 1 and len(writes) == 1
     assert not [q for q in statements if "public_parked_events" in q and not q.startswith("SELECT DISTINCT")]
     assert len(gateway.published_ids()) == 5 + 40
+
+
+def test_a_batch_of_referral_facts_reads_their_kindergartens_districts_in_one_statement(gateway):
+    """Each public referral fact carries its kindergarten's district. A
+    distribution day's referrals came in batches of hundreds, each asking
+    for its own kindergarten's row; the batch now reads them at once, and
+    asks the queue's register once for a kindergarten it does not hold."""
+    kgs = [f"kg-2{i}" for i in range(4)]
+    districts = {kg: f"4171110000000{i}" for i, kg in enumerate(kgs)}
+    asked: list[str] = []
+    gateway.projector.directory = lambda kg: asked.append(kg) or districts.get(kg)
+    apps = [f"app-k{i}" for i in range(6)]
+    gateway.deliver_batch([e for i, a in enumerate(apps) for e in (submitted(a, f"2150520191234{i}"), queued(a))])
+    with gateway.sessions() as s, s.begin():     # two kindergartens known from an earlier day
+        s.add_all(PublicKindergarten(kindergarten_id=kg, district=districts[kg]) for kg in kgs[:2])
+
+    statements = []
+    listen = functools.partial(sa.event.listen, gateway.engine, "before_cursor_execute")
+    listen(lambda conn, cursor, sql, params, context, many: statements.append(" ".join(sql.split())))
+    named = [kgs[0], kgs[1], kgs[2], kgs[2], kgs[3], kgs[0]]
+    issued = []
+    for i, (app, kg) in enumerate(zip(apps, named)):
+        event = referral("issued", app, f"7{i}")
+        event.data["kindergarten_id"] = kg
+        issued.append(event)
+    gateway.deliver_batch(issued)
+
+    reads = [q for q in statements if q.startswith("SELECT") and "public_kindergartens" in q]
+    assert len(reads) == 1
+    assert sorted(asked) == [kgs[2], kgs[3]]          # each unknown one asked once, in the batch
+    with gateway.sessions() as s:
+        facts = [json.loads(p)["data"] for p in s.scalars(
+            sa.select(public_outbox.table.c.payload).where(public_outbox.table.c.type == "public.referral.issued.v1")
+            .order_by(public_outbox.table.c.seq))]
+        known = dict(s.execute(sa.text("SELECT kindergarten_id, district FROM public_kindergartens")).all())
+    assert [f["district"] for f in facts] == [districts[kg] for kg in named]
+    assert known == districts
 
 
 def test_a_referral_learned_in_a_session_is_known_to_its_next_event_in_that_session(gateway):

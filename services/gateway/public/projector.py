@@ -32,7 +32,8 @@ from services.gateway.public.models import (
     ParkedEvent, PublicChild, PublicKindergarten, PublicReferral, public_outbox,
 )
 from services.gateway.public.projection import (
-    Child, Outcome, Pseudonyms, ReferralFacts, clean_district, consumed_types, project,
+    PLACE_TYPES, REFERRAL_TYPES, Child, Outcome, Pseudonyms, ReferralFacts, clean_district, clean_kindergarten,
+    consumed_types, project,
 )
 
 log = get_logger(__name__)
@@ -40,6 +41,8 @@ log = get_logger(__name__)
 CONSUMER_NAME = "gateway-public-projector"
 SWEEP_BATCH = 200     # parked entries released per sweep, between two polls
 INTERNAL_AGGREGATES = ("application", "referral", "place")
+# The internal events whose public facts carry a kindergarten's district.
+NAME_A_DISTRICT = frozenset({*REFERRAL_TYPES, *PLACE_TYPES})
 _NAMESPACE = uuid.UUID("0b5e7a52-8c1e-4d0e-9a57-6b1f3f5c2d11")
 
 
@@ -117,13 +120,26 @@ class DbLookup:
                              row.category, row.language)
 
     def district_of(self, kindergarten_id: str) -> str | None:
-        row = self.session.get(PublicKindergarten, kindergarten_id)
+        row = _get(self.session, PublicKindergarten, kindergarten_id)
         if row is not None:
             return row.district
         district = clean_district(self.directory(kindergarten_id)) if self.directory else None
         if district:
-            self.session.merge(PublicKindergarten(kindergarten_id=kindergarten_id, district=district))
+            _learn_kindergarten(self.session, kindergarten_id, district)
         return district
+
+
+def _learn_kindergarten(session: Session, kindergarten_id: str, district: str) -> None:
+    """A kindergarten's district, written, and what `_get` answers from now
+    on (one known absent is added without a statement to look for it)."""
+    row = _get(session, PublicKindergarten, kindergarten_id)
+    if row is None:
+        row = PublicKindergarten(kindergarten_id=kindergarten_id, district=district)
+        session.add(row)
+        _rows(session, PublicKindergarten)[kindergarten_id] = row
+        _present(session, PublicKindergarten, kindergarten_id)
+    else:
+        row.district = district
 
 
 def public_event_id(internal_id: str, public_type: str, index: int) -> str:
@@ -144,8 +160,12 @@ class Projector:
         """The consumer's batch preparation: the children and referrals the
         batch's events name, read in one statement each (an import's events
         name children the projector does not know: each asked for its own
-        before), and which of them are not known."""
+        before), and which of them are not known; then the districts of the
+        kindergartens they and the known referrals name (a referral's
+        public fact carries its kindergarten's district: each asked for its
+        own before)."""
         wanted = {PublicChild: set(), PublicReferral: set()}
+        kindergartens: set[str] = set()
         for event in events:
             data = event.data if isinstance(event.data, dict) else {}
             for model, name in ((PublicChild, "application_id"), (PublicReferral, "referral_id")):
@@ -154,6 +174,22 @@ class Projector:
                     value = str(value)
                 if isinstance(value, str) and 0 < len(value) <= 100:
                     wanted[model].add(value)
+            if event.type in NAME_A_DISTRICT and \
+                    (kindergarten := clean_kindergarten(data.get("kindergarten_id", data.get("kindergarten")))):
+                kindergartens.add(kindergarten)
+        self._read(session, wanted)
+        kindergartens.update(row.kindergarten_id for row in _rows(session, PublicReferral).values()
+                             if row is not None and row.kindergarten_id)
+        self._read(session, {PublicKindergarten: kindergartens})
+        apps = wanted[PublicChild]
+        session.info[_PARKED] = set(session.scalars(
+            sa.select(ParkedEvent.application_id).where(ParkedEvent.application_id.in_(apps)).distinct())) \
+            if apps else set()
+
+    @staticmethod
+    def _read(session: Session, wanted: dict[type, set[str]]) -> None:
+        """The rows of each model's ids, in one statement a model, kept for
+        `_get`; the ids not found are known absent."""
         absent = session.info.setdefault(_ABSENT, {})
         for model, ids in wanted.items():
             key = model.__mapper__.primary_key[0]
@@ -162,10 +198,6 @@ class Projector:
                 found = session.scalars(sa.select(model).where(key.in_(ids)))
                 rows.update((getattr(row, key.key), row) for row in found)
             absent[model] = ids - rows.keys()
-        apps = wanted[PublicChild]
-        session.info[_PARKED] = set(session.scalars(
-            sa.select(ParkedEvent.application_id).where(ParkedEvent.application_id.in_(apps)).distinct())) \
-            if apps else set()
 
     def handle(self, session: Session, event: Event) -> None:
         """One event, inside the claim's transaction."""
@@ -195,8 +227,7 @@ class Projector:
             log.debug("public.parked", application_id=outcome.park_until_known)   # an import parks every event: PARKED counts them
             return None
         if outcome.learned_kindergarten:
-            kindergarten_id, district = outcome.learned_kindergarten
-            session.merge(PublicKindergarten(kindergarten_id=kindergarten_id, district=district))
+            _learn_kindergarten(session, *outcome.learned_kindergarten)
         if outcome.learned_referral:
             referral_id, f = outcome.learned_referral
             row = PublicReferral(referral_id=referral_id, referral_ref=f.referral_ref,
