@@ -16,6 +16,7 @@ import httpx
 import pytest
 from fastapi.testclient import TestClient
 
+from kezek.consumer import IDLE_FETCH_WAIT_MS
 from kezek.db import unit_of_work
 from kezek.migrations import upgrade
 from kezek.relay import wait_until_relayed
@@ -138,6 +139,19 @@ def run_until(dispatcher, consumer, done, timeout=90):
             return
         time.sleep(0.05)
     raise TimeoutError("webhook deliveries did not finish")
+
+
+def test_the_webhook_ingest_lets_the_broker_hold_its_empty_fetches_as_the_consumers_do(env):
+    """A quiet system's ingest asks the broker for the public topic's
+    records a quarter as often as kafka-python's default would have it."""
+    rt, _, _ = env
+    dispatcher = rt.dispatcher()
+    consumer = dispatcher.make_consumer()
+    try:
+        assert consumer.config["fetch_max_wait_ms"] == IDLE_FETCH_WAIT_MS > 500
+    finally:
+        consumer.close()
+        dispatcher.close()
 
 
 def test_deliveries_are_signed_retried_and_in_order_per_subject_and_a_failure_blocks_only_its_subject(env):

@@ -35,7 +35,7 @@ from kafka.structs import OffsetAndMetadata
 from sqlalchemy.orm import Session, aliased, sessionmaker
 
 from kezek import connections
-from kezek.consumer import group_for, rewind
+from kezek.consumer import IDLE_FETCH_WAIT_MS, group_for, rewind
 from kezek.events import Event
 from kezek.infra.kafka import ensure_topics
 from kezek.logging import get_logger
@@ -197,6 +197,9 @@ class Dispatcher:
 
     def make_consumer(self, **config) -> KafkaConsumer:
         ensure_topics(self.bootstrap, [self.topic])
+        # The broker holds an empty fetch as for the idempotent consumers
+        # (IDLE_FETCH_WAIT_MS): fewer fetch rounds at rest, none later.
+        config = {"fetch_max_wait_ms": IDLE_FETCH_WAIT_MS, **config}
         consumer = KafkaConsumer(**connections.kafka(), bootstrap_servers=self.bootstrap, group_id=self.group,
                                  enable_auto_commit=False, auto_offset_reset="earliest", max_poll_records=500, **config)
         # The topic's partitions known before the group's first assignment:
