@@ -46,9 +46,9 @@ _TRACEPARENT = re.compile(r'"traceparent":"([0-9a-f]{2}-[0-9a-f]{32}-[0-9a-f]{16
 # sends at once whatever is batched: the wait only keeps kafka-python's
 # sender thread from taking a batch while the rows are still being added.
 # With kafka-python's 16 KiB and 5 ms, a claim of 500 position events left
-# in dozens of small requests, and relaying cost 139-165 us of the relay's
-# CPU and 41-51 us of the broker's an event; in batches of up to 256 KiB,
-# 93-94 and 19-20 (bench/README.md).
+# in about seven requests, and relaying cost 147-150 us of the relay's CPU
+# and 16-33 us of the broker's an event; in batches of up to 256 KiB, one
+# request, 89-104 and 7-16 (bench/relay_send.py).
 PRODUCER_BATCH_BYTES = 256 * 1024
 PRODUCER_LINGER_MS = 1_000
 
