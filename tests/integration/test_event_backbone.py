@@ -178,10 +178,10 @@ def test_relay_resending_after_a_crash_before_marking_gives_one_effect(kafka_boo
     assert receipts(receiver, probe_id) == 1
 
 
-def test_a_relays_claim_goes_to_the_broker_in_one_request_not_in_dozens(kafka_bootstrap, databases):
+def test_a_relays_claim_goes_to_the_broker_in_one_request_not_in_several(kafka_bootstrap, databases):
     """A distribution day relays hundreds of thousands of events. Sent in
     kafka-python's batches of 16 KiB, each taken by its sender thread as
-    soon as it filled, a claim of 500 events went out in dozens of
+    soon as it filled, a claim of 500 events went out in about seven
     requests, each costing the relay and the broker its own round. The
     relay's producer batches a claim whole: it flushes after every claim."""
     sender, _ = databases

@@ -197,8 +197,9 @@ class Dispatcher:
 
     def make_consumer(self, **config) -> KafkaConsumer:
         ensure_topics(self.bootstrap, [self.topic])
-        # The broker holds an empty fetch as for the idempotent consumers
-        # (IDLE_FETCH_WAIT_MS): fewer fetch rounds at rest, none later.
+        # The broker holds an empty fetch as long as for the idempotent
+        # consumers (IDLE_FETCH_WAIT_MS): fewer fetch rounds at rest, and
+        # a record that arrives is still answered at once.
         config = {"fetch_max_wait_ms": IDLE_FETCH_WAIT_MS, **config}
         consumer = KafkaConsumer(**connections.kafka(), bootstrap_servers=self.bootstrap, group_id=self.group,
                                  enable_auto_commit=False, auto_offset_reset="earliest", max_poll_records=500, **config)
