@@ -33,7 +33,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import sqlalchemy as sa  # noqa: E402
 
-from system import BenchFolder, cpu_seconds_of, stat_fields  # noqa: E402
+from system import BenchFolder, process_cpu  # noqa: E402
 
 import kezek.relay  # noqa: E402
 from kezek.db import make_engine, make_session_factory  # noqa: E402
@@ -47,11 +47,6 @@ from services.queue.usecases.positions import POSITION_CHANGED, event_data  # no
 RESULTS = Path(__file__).resolve().parent / "results"
 # kafka-python's own batching, which the relay's producer had before.
 KAFKA_PYTHON = {"batch_size": 16_384, "linger_ms": 5}
-
-
-def cpu(pid: int) -> float:
-    fields = stat_fields(f"/proc/{pid}/stat")
-    return cpu_seconds_of(fields) if fields else 0.0
 
 
 def fill(sessions, events: int, subjects: int) -> None:
@@ -72,16 +67,19 @@ def one_round(sessions, bootstrap: str, broker_pid: int, events: int, subjects: 
     relay._producer = make_producer(bootstrap, **producer)
     try:
         with sessions() as s:
-            backend = s.execute(sa.text("SELECT pg_backend_pid()")).scalar()   # the pool's one connection
-        before = (time.process_time(), cpu(backend), cpu(broker_pid), time.monotonic())
+            # The relay's backend: one round uses one connection at a time,
+            # so the pool holds only this one.
+            servers = {"database": s.execute(sa.text("SELECT pg_backend_pid()")).scalar(), "broker": broker_pid}
+        before = (time.process_time(), process_cpu(servers), time.monotonic())
         sent = 0
         while n := relay.relay_once():
             sent += n
-        after = (time.process_time(), cpu(backend), cpu(broker_pid), time.monotonic())
+        after = (time.process_time(), process_cpu(servers), time.monotonic())
         per_request = relay._producer.metrics()["producer-metrics"]["records-per-request-avg"]
     finally:
         relay.close()
-    client, db, kafka, wall = (b - a for a, b in zip(before, after))
+    client, wall = after[0] - before[0], after[2] - before[2]
+    db, kafka = (after[1][name] - before[1][name] for name in ("database", "broker"))
     return {"sent": sent, "wall_s": round(wall, 2), "relay_us": round(client / sent * 1e6, 1),
             "database_us": round(db / sent * 1e6, 1), "broker_us": round(kafka / sent * 1e6, 1),
             "records_per_request": round(per_request, 1)}
