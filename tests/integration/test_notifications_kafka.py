@@ -165,6 +165,11 @@ class Stack:
         with Session(self.engine) as s:
             return outbox.pending(s)
 
+    def log_tail(self, lines: int = 30) -> str:
+        """The last lines of the service's logs, for a failure's message."""
+        return "\n".join(f"{log.name}: {line}" for log in sorted(self.workdir.glob("service-*.log"))
+                         for line in log.read_text(errors="replace").splitlines()[-lines:])
+
 
 @pytest.fixture
 def make_stack(pg_url, tmp_path):
@@ -447,7 +452,14 @@ def test_sms_is_dead_lettered_when_the_gateway_never_recovers(kafka_bootstrap, m
               if e.type in ("application.received.v1", "referral.expired.v1")]
     stack.publish(events)
     sms = lambda: [m for m in stack.messages() if m.channel == "sms"]  # noqa: E731
-    wait_until(lambda: sms() and sms()[0].status == "failed", 60, "the SMS dead-lettered")
+    try:
+        # The retries take 12.5 s and about 20 s in all here; a busy CI
+        # machine once took more than 60 s, which nothing here explained.
+        wait_until(lambda: sms() and sms()[0].status == "failed", 120, "the SMS dead-lettered")
+    except TimeoutError as exc:
+        raise AssertionError(
+            f"{exc}: SMS {[(m.status, m.attempts, m.next_attempt_at) for m in sms()]}, "
+            f"{len(stack.gateway.requests)} requests reached the gateway\n{stack.log_tail()}") from exc
     [m] = sms()
     assert m.attempts == 9 and len(stack.gateway.requests) == 9   # 1 + 8 retries
     dead = httpx.get(f"{stack.api}/dead-letters", headers=as_operator(), timeout=10).json()
