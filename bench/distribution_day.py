@@ -53,7 +53,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 import sqlalchemy as sa  # noqa: E402
 
 import load as loadgen  # noqa: E402
-from queue_data import Watch, built_queue_of, load, say, settle, sign_in_parents, snapshot_options  # noqa: E402
+from queue_data import (  # noqa: E402
+    STATEMENTS_SETTING, Watch, built_queue_of, load, say, settle, sign_in_parents, snapshot_options, top_statements)
 from system import BenchFolder, System, process_cpu  # noqa: E402
 
 RESULTS = Path(__file__).resolve().parent / "results"
@@ -278,6 +279,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--setting", action="append", default=[], metavar="KEZEK_NAME=VALUE",
                     help="a setting of the system's processes (repeatable), e.g. "
                          "KEZEK_RUN_CONSUMER_REPLICAS=notifications=2")
+    ap.add_argument("--pg-statements", action="store_true",
+                    help="load pg_stat_statements into the system's PostgreSQL and print the statements that took "
+                         "most of its time, from the publication to the last SMS and to the end")
     ap.add_argument("--timeout", type=float, default=1800, help="seconds after the publication")
     ap.add_argument("--seed", type=int, default=15)
     snapshot_options(ap)
@@ -285,6 +289,9 @@ def main(argv: list[str] | None = None) -> int:
     if bad := [item for item in args.setting if not item.startswith("KEZEK_") or "=" not in item]:
         ap.error(f"--setting {bad[0]!r}: not KEZEK_NAME=VALUE")
     settings = dict(item.split("=", 1) for item in args.setting)
+    if args.pg_statements:
+        given = settings.get("KEZEK_RUN_POSTGRES_SETTINGS")
+        settings["KEZEK_RUN_POSTGRES_SETTINGS"] = f"{given},{STATEMENTS_SETTING}" if given else STATEMENTS_SETTING
 
     from services.notifications.devservers import DevSmsGateway
 
@@ -331,6 +338,9 @@ def main(argv: list[str] | None = None) -> int:
             return {**kezek.cpu_seconds(), **process_cpu({"readers": readers.proc.pid}),
                     "benchmark (SMS gateway, sampling)": round(sum(os.times()[:2]), 2)}
 
+        statements: dict[str, dict] = {}
+        if args.pg_statements:
+            watch.reset_statements()
         cpu0 = cpu_now()
         say(f"publishing {args.places:,} places at once (load {load()}) ...")
         started_at = datetime.now(UTC)
@@ -351,6 +361,8 @@ def main(argv: list[str] | None = None) -> int:
             s = sample(watch, sms, t0, seq0, ref0, started_at, cpu_now(), samples[-1] if samples else None,
                        len(samples))
             samples.append(s)
+            if args.pg_statements and "to the last SMS" not in statements and s["sms"] >= args.places:
+                statements["to the last SMS"] = watch.statements()
             n = s["referrals"]
             if n >= args.places:
                 expected.update({"workflows started": n, "referral.issued written": n, "referral.issued relayed": n,
@@ -384,6 +396,8 @@ def main(argv: list[str] | None = None) -> int:
             time.sleep(1)
         t_end = time.monotonic()
         wall_end = time.time()
+        if args.pg_statements:
+            statements["to the end"] = watch.statements()
         readers.stop()
         reads = readers.samples
         before = loadgen.figures([r for r in reads if wall0 - 25 <= r[0] < wall0], 25, args.readers)
@@ -437,6 +451,14 @@ def main(argv: list[str] | None = None) -> int:
               f"{figures['referrals_to_sms_s']} s; relays {relay_rates}", flush=True)
         print("CPU seconds by process, publication to the last SMS / to the end: " + ", ".join(
             f"{name} {cpu_to_sms.get(name, '-')} / {spent}" for name, spent in cpu_day.items()), flush=True)
+        if statements:
+            figures["pg_statements"] = {window: top_statements({}, read) for window, read in statements.items()}
+            for window, top in figures["pg_statements"].items():
+                print(f"PostgreSQL statements, publication {window}: {top['calls']:,} calls of {top['statements']} "
+                      f"statements, {top['ms'] / 1000:.1f} s executing; the most:", flush=True)
+                for x in top["top"]:
+                    print(f"  {x['ms'] / 1000:8.1f} s {x['share']:6.1%} {x['calls']:>9,} calls {x['rows']:>9,} rows  "
+                          f"{x['database']}: {x['query'][:160]}", flush=True)
         print(f"parts the supervisor started again: {figures['restarts'] or 'none'}", flush=True)
         print(f"GET /api/v1/me, {args.readers} concurrent readers of {len(tokens)} families: before {before}; "
               f"during {me}", flush=True)

@@ -308,12 +308,50 @@ class Watch:
             return False, f"consumers behind {behind}"
         return True, ""
 
+    def reset_statements(self) -> None:
+        """Counts the statements of every database from now (the system's
+        PostgreSQL must load pg_stat_statements: STATEMENTS_SETTING)."""
+        with self.engines["queue"].begin() as c:
+            c.execute(sa.text("CREATE EXTENSION IF NOT EXISTS pg_stat_statements"))
+            c.execute(sa.text("SELECT pg_stat_statements_reset()"))
+
+    def statements(self) -> dict[tuple[str, int], tuple[int, float, int, str]]:
+        """{(database, query id): (calls, milliseconds executing, rows, text)}
+        of every statement counted since `reset_statements`."""
+        with self.engines["queue"].connect() as c:
+            rows = c.execute(sa.text(
+                "SELECT d.datname, s.queryid, s.calls, s.total_exec_time, s.rows, s.query "
+                "FROM pg_stat_statements s JOIN pg_database d ON d.oid = s.dbid")).all()
+        return {(r.datname, r.queryid): (r.calls, r.total_exec_time, r.rows, r.query) for r in rows}
+
     def close(self) -> None:
         for e in self.engines.values():
             e.dispose()
         for c in (self._admin, self._consumer):
             if c is not None:
                 c.close()
+
+
+# What `kezek run` passes its PostgreSQL for Watch.statements to read.
+STATEMENTS_SETTING = "shared_preload_libraries=pg_stat_statements"
+
+
+def top_statements(before: dict, after: dict, n: int = 15) -> dict:
+    """The `n` statements that took most of the database's time between two
+    readings of Watch.statements, with their calls, rows and share of all.
+    The time is the executor's wall time: on a busy machine it holds the
+    waits for a core and for locks too, so it ranks the statements rather
+    than measures their CPU."""
+    spent = []
+    for key, (calls, ms, rows, text) in after.items():
+        calls0, ms0, rows0, _ = before.get(key, (0, 0.0, 0, ""))
+        if calls > calls0:
+            spent.append({"database": key[0], "calls": calls - calls0, "ms": round(ms - ms0, 1),
+                          "rows": rows - rows0, "query": " ".join(text.split())[:1000]})
+    spent.sort(key=lambda x: -x["ms"])
+    total = sum(x["ms"] for x in spent) or 1.0
+    return {"ms": round(total, 1), "statements": len(spent), "calls": sum(x["calls"] for x in spent),
+            "top": [{**x, "share": round(x["ms"] / total, 3)} for x in spent[:n]]}
 
 
 def settle(watch: Watch, timeout: float, what: str) -> float:

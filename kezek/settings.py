@@ -8,6 +8,7 @@ from the settings classes by `kezek settings-example`.
 from __future__ import annotations
 
 import os
+import re
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
@@ -59,6 +60,24 @@ def niceness_of(raw: str) -> dict[str, int]:
     """`run_nice`: {process name: niceness}."""
     return _counts_of(raw, lambda name, n: bool(name) and n <= 19,
                       "NAME=N with a process of `kezek run` and N from 0 to 19")
+
+
+# Set by `kezek run` itself (KEZEK_POSTGRES_PORT, the state folder).
+POSTGRES_OWN_SETTINGS = ("port", "listen_addresses", "unix_socket_directories")
+
+
+def postgres_settings_of(raw: str) -> dict[str, str]:
+    """`run_postgres_settings`: {server setting: value}."""
+    settings: dict[str, str] = {}
+    for pair in split_names(raw):
+        name, sep, value = (part.strip() for part in pair.partition("="))
+        if not sep or not re.fullmatch(r"[a-z][a-z0-9_.]*", name) or not re.fullmatch(r"[\w.:/+-]+", value):
+            raise ValueError(f"{pair!r} is not NAME=VALUE with a PostgreSQL setting's name and a value "
+                             "without spaces, quotes or commas")
+        if name in POSTGRES_OWN_SETTINGS:
+            raise ValueError(f"{name!r} is set by `kezek run` itself")
+        settings[name] = value
+    return settings
 
 
 class FileSettingsSource(PydanticBaseSettingsSource):
@@ -208,6 +227,9 @@ class Settings(KezekSettings):
     run_nice: str = ""
     # The port of the local PostgreSQL that `kezek run --postgres` starts
     postgres_port: int = 55432
+    # Server settings of that PostgreSQL, as NAME=VALUE pairs, comma-separated (e.g.
+    # shared_preload_libraries=pg_stat_statements,work_mem=16MB); empty: its defaults
+    run_postgres_settings: str = ""
     log_level: str = "INFO"
     # Prometheus metrics of a process without an HTTP API (relay, consumers,
     # worker): served on host:metrics_port at /metrics; 0: none. The HTTP
@@ -259,6 +281,12 @@ class Settings(KezekSettings):
     @classmethod
     def _run_nice(cls, raw: str) -> str:
         niceness_of(raw)    # a bad value is refused at start-up, naming the field
+        return raw
+
+    @field_validator("run_postgres_settings")
+    @classmethod
+    def _run_postgres_settings(cls, raw: str) -> str:
+        postgres_settings_of(raw)    # a bad value is refused at start-up, naming the field
         return raw
 
     def consumers_of(self, service: str) -> int:

@@ -49,7 +49,7 @@ from kezek.infra.postgres import PostgresCluster
 from kezek.infra.procs import die_with_parent, free_port, port_open, wait_until
 from kezek.infra.temporal import TemporalDevServer
 from kezek.migrations import migration_services, upgrade
-from kezek.settings import Settings, niceness_of
+from kezek.settings import Settings, niceness_of, postgres_settings_of
 
 __all__ = ["PUBLIC_TOPIC_SUFFIX", "Supervisor", "main"]
 
@@ -187,7 +187,8 @@ class Supervisor:
                       min_insync_replicas=1)
         if self.use_postgres:
             self.state.chmod(0o755)
-            pg = PostgresCluster(self.state / "postgres", port=s.postgres_port)
+            pg = PostgresCluster(self.state / "postgres", port=s.postgres_port,
+                                 settings=postgres_settings_of(s.run_postgres_settings))
             self.servers.append(Server("postgres", pg))
             if pg.alive():   # left by a supervisor that was killed: ours, on our data
                 say(f"PostgreSQL already runs on {self.state / 'postgres'} (pid {pg.pid}): using it")

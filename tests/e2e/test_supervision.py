@@ -56,6 +56,7 @@ class System:
         self.env = dict(os.environ, KEZEK_STATE_DIR=str(self.state), KEZEK_TEMPORAL_ADDRESS=self.temporal,
                         KEZEK_TEMPORAL_UI_PORT=str(free_port()), KEZEK_KAFKA_BOOTSTRAP=self.kafka,
                         KEZEK_POSTGRES_PORT=str(self.pg), KEZEK_LOG_LEVEL="WARNING", KEZEK_KAFKA_PARTITIONS="3",
+                        KEZEK_RUN_POSTGRES_SETTINGS="work_mem=12MB",
                         **{f"KEZEK_{s.upper()}_PORT": str(p) for s, p in self.ports.items()})
         self.cwd = tmp
         self.out = open(tmp / "run.out", "w")
@@ -237,6 +238,10 @@ def test_each_part_killed_is_restarted_and_nothing_is_lost_then_stop_ends_everyt
             if "kafka" not in round_:
                 publish_place(queue)
                 places += 1
+
+        # PostgreSQL started again with the operator's settings.
+        with system.db("queue").connect() as c:
+            assert c.execute(sa.text("SHOW work_mem")).scalar() == "12MB"
 
         # Nothing lost: each place went to one child, each referral's
         # workflow runs, every outbox is drained, and each consumer group

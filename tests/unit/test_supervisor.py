@@ -321,3 +321,24 @@ def test_run_nice_naming_no_process_of_kezek_run_is_refused_before_anything_star
         s = sup.Supervisor(Settings(_env_file=None, state_dir=tmp_path, run_nice=raw), postgres=False)
         with pytest.raises(SystemExit, match=f"KEZEK_RUN_NICE names no process of `kezek run`: {raw.split('=')[0]}"):
             s.check_niceness()
+
+
+@pytest.mark.parametrize("raw", ["work_mem", "work_mem=", "=16MB", "work_mem=16 MB", "search_path='x'",
+                                 "Work_Mem=16MB"])
+def test_run_postgres_settings_not_written_name_equals_value_is_refused_naming_the_setting(tmp_path, raw):
+    with pytest.raises(ValueError, match=r"run_postgres_settings[\s\S]*is not NAME=VALUE"):
+        Settings(_env_file=None, state_dir=tmp_path, run_postgres_settings=raw)
+
+
+@pytest.mark.parametrize("name", ["port", "listen_addresses", "unix_socket_directories"])
+def test_run_postgres_settings_may_not_move_the_server_kezek_run_places_itself(tmp_path, name):
+    with pytest.raises(ValueError, match=rf"run_postgres_settings[\s\S]*'{name}' is set by `kezek run` itself"):
+        Settings(_env_file=None, state_dir=tmp_path, run_postgres_settings=f"{name}=5433")
+
+
+def test_run_postgres_settings_are_read_as_pairs_of_a_setting_and_its_value(tmp_path):
+    from kezek.settings import postgres_settings_of
+    settings = Settings(_env_file=None, state_dir=tmp_path,
+                        run_postgres_settings="shared_preload_libraries=pg_stat_statements, work_mem=16MB")
+    assert postgres_settings_of(settings.run_postgres_settings) == {
+        "shared_preload_libraries": "pg_stat_statements", "work_mem": "16MB"}
