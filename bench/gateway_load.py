@@ -270,9 +270,13 @@ def main(argv: list[str] | None = None) -> int:
                 results.setdefault(endpoint, []).append(r)
                 also = (f", {BEHIND[endpoint]} {r[f'{BEHIND[endpoint]}_cpu_ms_per_request']} ms"
                         if endpoint in BEHIND else "")
-                say(f"{endpoint:8} {users:3} clients: {r['per_second']} req/s  p50 {r['p50_ms']} ms  "
+                say(f"{endpoint:8} {users:3} clients: {r['per_second']} req/s (ok {r['ok_per_second']})  "
+                    f"p50 {r['p50_ms']} ms  "
                     f"p99 {r['p99_ms']} ms  errors {r['errors']}  gateway CPU {r['gateway_cpu_ms_per_request']} ms/request"
                     f"{also}  load {before}-{r['load_after']}")
+                if r.get("statuses", {}).get("429"):
+                    say(f"    {r['statuses']['429']} answered 429: the families' allowance (300 a minute each) "
+                        f"ran out; sign in more with --parents (now {args.parents})")
                 say("    CPU ms per " + ("submission" if endpoint == "register" else "request")
                     + f" beyond the idle system's, {r['cpu_ms_per_answer_beyond_idle_total']} in all: "
                     + ", ".join(f"{k} {v}" for k, v in r["cpu_ms_per_answer_beyond_idle"].items() if abs(v) >= 0.5))
@@ -282,10 +286,12 @@ def main(argv: list[str] | None = None) -> int:
         kezek.stop()
         folder.close()
     figures.update(results=results, load_end=load())
-    print(f"\n{'endpoint':<10} {'clients':>7} {'req/s':>8} {'p50 ms':>8} {'p99 ms':>8} {'errors':>7} {'CPU ms':>7}  load")
+    print(f"\n{'endpoint':<10} {'clients':>7} {'req/s':>8} {'ok/s':>8} {'p50 ms':>8} {'p99 ms':>8} {'errors':>7} "
+          f"{'CPU ms':>7}  load")
     for endpoint, rows in results.items():
         for r in rows:
-            print(f"{endpoint:<10} {r['users']:>7} {r['per_second']!s:>8} {r['p50_ms']!s:>8} {r['p99_ms']!s:>8} "
+            print(f"{endpoint:<10} {r['users']:>7} {r['per_second']!s:>8} {r['ok_per_second']!s:>8} "
+                  f"{r['p50_ms']!s:>8} {r['p99_ms']!s:>8} "
                   f"{r['errors']:>7} {r['gateway_cpu_ms_per_request']!s:>7}  {r['load_before']}-{r['load_after']}")
     RESULTS.mkdir(exist_ok=True)
     stamp = time.strftime("%Y%m%d-%H%M%S")

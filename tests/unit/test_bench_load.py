@@ -24,3 +24,10 @@ def test_public_page_visitors_are_not_the_families_or_registrants_addresses():
     seen = {load.visitor_address(rnd) for _ in range(10_000)}
     assert all(a.startswith("10.200.") for a in seen)
     assert all(0 <= int(part) <= 255 for a in seen for part in a.split("."))
+
+
+def test_answers_refused_by_a_rate_limit_count_as_requests_but_not_as_ok_ones():
+    samples = [(0.0, 0.004, 200)] * 30 + [(0.0, 0.001, 429)] * 10 + [(0.0, 0.05, 201)] * 10
+    f = load.figures(samples, 10.0, 8)
+    assert (f["per_second"], f["ok_per_second"], f["errors"]) == (5.0, 4.0, 10)
+    assert f["statuses"] == {"200": 30, "201": 10, "429": 10}
