@@ -158,6 +158,7 @@ def sample(watch: Watch, sms, t0: float, seq0: dict[str, int], ref0: int, starte
         SELECT count(*), count(*) FILTER (WHERE workflow_started_at IS NOT NULL),
                count(*) FILTER (WHERE needs_confirmation)
         FROM referrals WHERE id > :r""", r=ref0)
+    read = False
     if "outbox" in final:
         ran, ran_sent, pos_written, pos_unsent = (last[k] for k in ("ran", "ran_relayed", "positions_written",
                                                                     "positions_unsent"))
@@ -171,6 +172,7 @@ def sample(watch: Watch, sms, t0: float, seq0: dict[str, int], ref0: int, starte
                    count(*) FILTER (WHERE type = 'application.position_changed.v1'),
                    count(*) FILTER (WHERE type = 'application.position_changed.v1' AND sent_at IS NULL)
             FROM outbox WHERE seq > :s""", s=seq0["queue"])
+        read = True
         outboxes = {s: list(v) for s, v in watch.outbox_totals().items()}
     else:
         ran, ran_sent, pos_written, pos_unsent = (last[k] for k in ("ran", "ran_relayed", "positions_written",
@@ -190,7 +192,16 @@ def sample(watch: Watch, sms, t0: float, seq0: dict[str, int], ref0: int, starte
     return {"t": round(time.monotonic() - t0, 2), "referrals": q[0], "started": q[1], "needs_confirmation": q[2],
             "ran": ran, "ran_relayed": ran_sent, "sms_made": made, "sms": accepted, "cases": cases, "positions_written": pos_written,
             "positions_unsent": pos_unsent, "consumed": {g: list(v) for g, v in consumed.items()},
-            "outbox": outboxes, "load": load(), "cpu": cpu}
+            "outbox": outboxes, "outbox_read": read, "load": load(), "cpu": cpu}
+
+
+def outbox_final(written: list[int], allocated: bool, s: dict) -> bool:
+    """Whether the queue's outbox counts can no longer change: the
+    allocation done, every fact relayed, position events written and none
+    unsent, and the same number written at the last two reads (a moment
+    after the run, before its positions were written, looked done too)."""
+    return (allocated and s["ran_relayed"] >= s["referrals"] and s["positions_unsent"] == 0
+            and len(written) >= 2 and written[-1] == written[-2] > 0)
 
 
 def cpu_spent(before: dict[str, float], after: dict[str, float]) -> dict[str, float]:
@@ -375,6 +386,7 @@ def main(argv: list[str] | None = None) -> int:
         last_say = 0.0
         done = False
         final: set[str] = set()
+        written: list[int] = []        # the position events written, at each read of the outbox
         while time.monotonic() - t0 < args.timeout and not done:
             s = sample(watch, sms, t0, seq0, ref0, started_at, cpu_now(), samples[-1] if samples else None,
                        len(samples), frozenset(final))
@@ -395,7 +407,9 @@ def main(argv: list[str] | None = None) -> int:
                 expected["position events written"] = expected["position events relayed"] = s["positions_written"]
                 for g in POSITION_GROUPS:
                     expected[f"position events consumed by {g}"] = s["positions_written"]
-            if allocated and s["positions_unsent"] == 0 and s["ran_relayed"] >= n:
+            if s["outbox_read"]:
+                written.append(s["positions_written"])
+            if outbox_final(written, allocated, s):
                 final.add("outbox")
             if allocated and s["positions_unsent"] == 0:
                 # consumed: every group has read its topic to the end

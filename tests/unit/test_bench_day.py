@@ -68,3 +68,14 @@ def test_the_statements_that_took_most_of_the_databases_time_come_first_with_the
     assert top["top"][0] == {"database": "kezek_gateway", "calls": 20, "ms": 90.0, "rows": 20,
                                   "query": "SELECT 2", "share": 0.9}
     assert (top["ms"], top["statements"], top["calls"]) == (100.0, 3, 23)
+
+
+def test_the_outbox_counts_are_final_only_once_the_positions_written_stand_still_and_none_is_unsent():
+    s = {"ran_relayed": 10, "referrals": 10, "positions_unsent": 0}
+    final = distribution_day.outbox_final
+    assert not final([0, 0], True, s)             # just after the run: its positions not written yet
+    assert not final([0, 500], True, s)           # still being written
+    assert not final([500, 500], False, s)        # the allocation not done
+    assert not final([500, 500], True, {**s, "positions_unsent": 3})
+    assert not final([500, 500], True, {**s, "ran_relayed": 9})
+    assert final([0, 500, 500], True, s)
