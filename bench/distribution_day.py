@@ -151,33 +151,28 @@ def sample(watch: Watch, sms, t0: float, seq0: dict[str, int], ref0: int, starte
     change, taken from `last`: "outbox" (the queue's facts and position
     events, once every fact is relayed and the positions are written and
     relayed), "made" (the "referral issued" SMS, once every one is made).
-    pg_stat_statements over a full-size day put the two counts at the top
-    of what PostgreSQL did: about 0.5 s a read of the queue's outbox, 60-80
-    ms of the messages table, read to the end of the day."""
+    pg_stat_statements over a full-size day put the two counts among what
+    took PostgreSQL most time: about 0.5 s a read of the queue's outbox,
+    60-80 ms of the messages table, read to the end of the day."""
     q = watch.row("queue", """
         SELECT count(*), count(*) FILTER (WHERE workflow_started_at IS NOT NULL),
                count(*) FILTER (WHERE needs_confirmation)
         FROM referrals WHERE id > :r""", r=ref0)
-    read = False
-    if "outbox" in final:
-        ran, ran_sent, pos_written, pos_unsent = (last[k] for k in ("ran", "ran_relayed", "positions_written",
-                                                                    "positions_unsent"))
-        outboxes = {s: list(v) for s, v in watch.outbox_totals().items()} if number % OUTBOX_EVERY == 0 \
-            else last["outbox"]
-    elif last is None or last["ran_relayed"] < last["referrals"] or last["referrals"] < q[0] \
-            or number % OUTBOX_EVERY == 0:
+    read = "outbox" not in final and (last is None or last["ran_relayed"] < last["referrals"]
+                                      or last["referrals"] < q[0] or number % OUTBOX_EVERY == 0)
+    if read:
         ran, ran_sent, pos_written, pos_unsent = watch.row("queue", """
             SELECT count(*) FILTER (WHERE type = 'referral.issued.v1'),
                    count(*) FILTER (WHERE type = 'referral.issued.v1' AND sent_at IS NOT NULL),
                    count(*) FILTER (WHERE type = 'application.position_changed.v1'),
                    count(*) FILTER (WHERE type = 'application.position_changed.v1' AND sent_at IS NULL)
             FROM outbox WHERE seq > :s""", s=seq0["queue"])
-        read = True
-        outboxes = {s: list(v) for s, v in watch.outbox_totals().items()}
     else:
         ran, ran_sent, pos_written, pos_unsent = (last[k] for k in ("ran", "ran_relayed", "positions_written",
                                                                     "positions_unsent"))
-        outboxes = last["outbox"]
+    # Every outbox's totals (the relays' rates), every OUTBOX_EVERY samples to the end.
+    outboxes = {s: list(v) for s, v in watch.outbox_totals().items()} if read or number % OUTBOX_EVERY == 0 \
+        else last["outbox"]
     cases = watch.scalar("verification", "SELECT count(*) FROM referrals WHERE needs_confirmation "
                                          "AND issued_at >= :t", t=started_at - timedelta(seconds=5))
     # A read of the whole table, about 60 ms; along the index of the

@@ -64,7 +64,7 @@ def test_the_statements_that_took_most_of_the_databases_time_come_first_with_the
     top = queue_data.top_statements(before, after, n=2)
     assert [x["query"] for x in top["top"]] == ["SELECT 2", "SELECT 1"]
     assert top["top"][0] == {"database": "kezek_gateway", "calls": 20, "ms": 90.0, "rows": 20,
-                                  "query": "SELECT 2", "share": 0.9}
+                             "query": "SELECT 2", "share": 0.9}
     assert (top["ms"], top["statements"], top["calls"]) == (100.0, 3, 23)
 
 
