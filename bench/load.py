@@ -46,6 +46,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import statistics
 import subprocess
 import sys
@@ -83,6 +84,9 @@ class Load:
                  folder: Path | None):
         if endpoint not in ENDPOINTS:
             raise ValueError(f"endpoint: one of {ENDPOINTS}")
+        # A folder of its own unless given one, removed once its figures are
+        # read (kept when locust wrote nothing: its log says why).
+        self.own_folder = folder is None
         self.folder = Path(folder or tempfile.mkdtemp(prefix="kezek-load-"))
         self.folder.mkdir(parents=True, exist_ok=True)
         (self.folder / "spec.json").write_text(json.dumps(spec))
@@ -113,6 +117,8 @@ class Load:
         if not self.out.exists():
             raise RuntimeError(f"locust wrote nothing; see {self.log.name}")
         data = json.loads(self.out.read_text())
+        if self.own_folder:
+            shutil.rmtree(self.folder, ignore_errors=True)
         self.samples = data["samples"]
         # Every HTTP request sent, warm-up included: the samples, or for a
         # registration (whose samples are whole applications) its requests.
